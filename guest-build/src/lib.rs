@@ -1,0 +1,109 @@
+//! Build-script helper: compiles policy crates of this workspace to
+//! `wasm32-unknown-unknown` with one nested `cargo build`, turns each core module
+//! into a component with `wit-component`, and tells the calling build script's
+//! crate where the components are.
+//!
+//! The nested build uses its own target directory (`target/guests`) so it never
+//! waits on the outer build's lock, and the `guest` profile of the workspace.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// One policy crate to build: its package name and the constant to emit for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Guest {
+    /// The cargo package name, e.g. `exum-policy-standard`.
+    pub package: &'static str,
+    /// The name of the `&str` constant holding the component's path, e.g. `STANDARD`.
+    pub constant: &'static str,
+}
+
+/// Builds `guests` and writes `components.rs` into `OUT_DIR`, with one
+/// `pub const NAME: &str = "/path/to/name.wasm";` per guest. Emits the
+/// `rerun-if-changed` lines for the workspace's guest sources.
+pub fn build(guests: &[Guest]) -> Result<()> {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
+    let workspace = find_workspace_root(&manifest_dir)?;
+    let out_dir = PathBuf::from(env("OUT_DIR")?);
+    let target_dir = workspace.join("target").join("guests");
+
+    for dir in ["sdk", "policies", "examples", "tests/fixtures", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
+    }
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&workspace)
+        .args(["build", "--quiet", "--target", "wasm32-unknown-unknown", "--profile", "guest"])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    for guest in guests {
+        cmd.args(["-p", guest.package]);
+    }
+    // The outer cargo's settings are for the host, not for the guests: flags for
+    // another target, a clippy or coverage wrapper, the outer target directory.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTC_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_MAKEFLAGS",
+        "MAKEFLAGS",
+        "MFLAGS",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+        "CARGO_LLVM_COV",
+        "LLVM_PROFILE_FILE",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().context("running the nested cargo build of the policies")?;
+    if !status.success() {
+        bail!("the nested cargo build of the policies failed ({status})");
+    }
+
+    let mut constants = String::new();
+    for guest in guests {
+        let file = guest.package.replace('-', "_");
+        let core = target_dir.join("wasm32-unknown-unknown/guest").join(format!("{file}.wasm"));
+        let bytes = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
+        let component = componentize(&bytes).with_context(|| format!("componentizing {}", core.display()))?;
+        let out = out_dir.join(format!("{file}.component.wasm"));
+        std::fs::write(&out, component).with_context(|| format!("writing {}", out.display()))?;
+        constants.push_str(&format!(
+            "/// The component built from the `{}` crate.\npub const {}: &str = {:?};\n",
+            guest.package,
+            guest.constant,
+            out.display().to_string()
+        ));
+    }
+    std::fs::write(out_dir.join("components.rs"), constants).context("writing components.rs")?;
+    Ok(())
+}
+
+/// Turns a core module built with wit-bindgen into a component.
+pub fn componentize(core_module: &[u8]) -> Result<Vec<u8>> {
+    wit_component::ComponentEncoder::default()
+        .module(core_module)?
+        .validate(true)
+        .encode()
+}
+
+fn env(name: &str) -> Result<String> {
+    std::env::var(name).with_context(|| format!("{name} is not set: run from a build script"))
+}
+
+fn find_workspace_root(start: &Path) -> Result<PathBuf> {
+    for dir in start.ancestors() {
+        let manifest = dir.join("Cargo.toml");
+        if let Ok(text) = std::fs::read_to_string(&manifest)
+            && text.contains("[workspace]")
+        {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    bail!("no workspace root above {}", start.display())
+}

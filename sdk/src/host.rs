@@ -1,0 +1,87 @@
+//! The router's imports: the calling tenant's directory, target health, the clock
+//! and the log.
+//!
+//! In a component (target `wasm32`) these call the router. Built natively, for a
+//! policy's unit tests, they answer from the [`TestHost`](crate::testing::TestHost)
+//! installed on the current thread.
+
+use crate::{Datetime, DialPlan, HostedVoicemailPolicy, Level, PolicyScope, Rerouting, TenantSettings, UmContact, User};
+
+#[cfg(target_arch = "wasm32")]
+use crate::bindings::exum::policy::{clock, directory, health, log as wit_log};
+
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::with_host;
+
+/// Finds a user by SIP address (parameters ignored) or by number (E.164 or `tel:`).
+pub fn lookup_user(address: &str) -> Option<User> {
+    #[cfg(target_arch = "wasm32")]
+    return directory::lookup_user(address);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.find_user(address));
+}
+
+/// Finds an Exchange UM contact by SIP address or by number.
+pub fn lookup_contact(address: &str) -> Option<UmContact> {
+    #[cfg(target_arch = "wasm32")]
+    return directory::lookup_contact(address);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.find_contact(address));
+}
+
+/// Looks up one hosted voice-mail policy; see [`resolve_hosted_policy`](crate::resolve_hosted_policy)
+/// for the resolution a user's calls need.
+pub fn hosted_voicemail_policy(scope: &PolicyScope) -> Option<HostedVoicemailPolicy> {
+    #[cfg(target_arch = "wasm32")]
+    return directory::lookup_hosted_voicemail_policy(scope);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.find_hosted_policy(scope));
+}
+
+/// Finds an on-premises dial plan by phone-context or by name.
+pub fn dial_plan(key: &str) -> Option<DialPlan> {
+    #[cfg(target_arch = "wasm32")]
+    return directory::lookup_dial_plan(key);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.find_dial_plan(key));
+}
+
+/// The voice-mail rerouting settings of a site, or of the tenant.
+pub fn rerouting(site: Option<&str>) -> Rerouting {
+    #[cfg(target_arch = "wasm32")]
+    return directory::lookup_rerouting(site);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.find_rerouting(site));
+}
+
+/// The tenant's own routing settings.
+pub fn tenant() -> TenantSettings {
+    #[cfg(target_arch = "wasm32")]
+    return directory::settings();
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.tenant.clone());
+}
+
+/// Whether a target is believed reachable (not marked down by health probes).
+pub fn target_healthy(uri: &str) -> bool {
+    #[cfg(target_arch = "wasm32")]
+    return health::target_healthy(uri);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| !h.down.iter().any(|d| d == uri));
+}
+
+/// The current time, with the tenant's UTC offset.
+pub fn now() -> Datetime {
+    #[cfg(target_arch = "wasm32")]
+    return clock::now();
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.now);
+}
+
+/// Writes a message into the router's log.
+pub fn log(level: Level, message: &str) {
+    #[cfg(target_arch = "wasm32")]
+    wit_log::log(level, message);
+    #[cfg(not(target_arch = "wasm32"))]
+    with_host(|h| h.logs.borrow_mut().push((level, message.to_owned())));
+}

@@ -1,0 +1,139 @@
+//! Write exum-router routing policies in Rust.
+//!
+//! A policy is a crate of type `cdylib` that implements [`Policy`] and names its type
+//! in [`export_policy!`]. Built for `wasm32-unknown-unknown` and turned into a
+//! component (`exum-router` documents the two commands), it runs inside the router's
+//! sandbox; built natively, the same crate is unit-tested with plain `cargo test`
+//! against the in-memory [`testing::TestHost`].
+//!
+//! # Example
+//!
+//! A policy that sends a pilot group of users to hosted voice mail and leaves every
+//! other call to the router's standard algorithm:
+//!
+//! ```
+//! use exum_policy_sdk::{Decision, Failure, Forward, Policy, Request, Target, host};
+//!
+//! pub struct Pilot;
+//!
+//! impl Policy for Pilot {
+//!     fn route(req: &Request) -> Decision {
+//!         let pilots = ["sip:alice@contoso.com"];
+//!         if req.request_uri.is_voicemail() && pilots.contains(&req.request_uri.address().as_str()) {
+//!             let edge = host::tenant().edge.unwrap_or_else(|| "sip:exap.um.outlook.com;transport=tls".into());
+//!             return Decision::Forward(Forward::to(vec![Target::new(&edge)]));
+//!         }
+//!         Decision::Standard
+//!     }
+//!
+//!     // `init` and `on_failure` have default bodies: accept any config, and let
+//!     // the standard algorithm handle a failed forward.
+//! }
+//!
+//! exum_policy_sdk::export_policy!(Pilot);
+//!
+//! // A native unit test of the policy:
+//! use exum_policy_sdk::testing::{TestHost, invite};
+//!
+//! TestHost::new("contoso").edge("sip:edge.contoso.com:5061;transport=tls").install();
+//! let req = invite("sip:alice@contoso.com;opaque=app:voicemail").from("sip:bob@contoso.com").build();
+//! match Pilot::route(&req) {
+//!     Decision::Forward(f) => assert_eq!(f.targets[0].uri, "sip:edge.contoso.com:5061;transport=tls"),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! let other = invite("sip:carol@contoso.com;opaque=app:voicemail").build();
+//! assert_eq!(Pilot::route(&other), Decision::Standard);
+//! ```
+//!
+//! # What is here
+//!
+//! - the contract's types ([`Request`], [`Decision`], [`User`], ...), generated from
+//!   the WIT files in `sdk/wit/`, the same files the router reads;
+//! - [`host`]: the router's imports (directory, health, clock, log), answering from
+//!   the calling tenant's data;
+//! - helpers for the chores of every policy: [`Uri`] parameters and addresses,
+//!   [`normalize_number`] for E.164, [`Request::header`], decision builders,
+//!   [`ms_diagnostics`], [`resolve_hosted_policy`];
+//! - [`testing`]: the in-memory stand-in for the router, for native tests.
+
+#![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+
+mod helpers;
+pub mod host;
+pub mod testing;
+
+pub use helpers::{ms_diagnostics, normalize_number, parse_uri, resolve_hosted_policy};
+
+/// The bindings generated from `sdk/wit/`. Policies use the re-exports at the
+/// crate root; this module is public for [`export_policy!`].
+#[doc(hidden)]
+#[allow(unsafe_code, clippy::all, missing_docs)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "wit",
+        world: "exum:policy/policy@0.1.0",
+        pub_export_macro: true,
+        default_bindings_module: "exum_policy_sdk::bindings",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+pub use bindings::exum::policy::clock::Datetime;
+pub use bindings::exum::policy::directory::{
+    ContactKind, DialPlan, HostedVoicemailPolicy, PolicyScope, Rerouting, TenantSettings,
+    UmContact, UmServer, User, Voicemail,
+};
+pub use bindings::exum::policy::log::Level;
+pub use bindings::exum::policy::types::{
+    Attempt, Decision, Failure, Forward, Header, Outcome, Param, Redirect, Reject, Request,
+    Source, Target, Transport, Uri,
+};
+
+/// A routing policy. Implement it on a unit struct and export it with
+/// [`export_policy!`]; override only what you need.
+pub trait Policy {
+    /// Called once per instance with the tenant's `policy_config` string before any
+    /// other call. An error refuses this version of the policy.
+    fn init(config: &str) -> Result<(), String> {
+        let _ = config;
+        Ok(())
+    }
+
+    /// Decide where a new request goes.
+    fn route(req: &Request) -> Decision;
+
+    /// Every target of a forward failed: decide what happens next. The default lets
+    /// the router's standard algorithm decide (voice-mail rerouting or 480).
+    fn on_failure(req: &Request, failure: &Failure) -> Decision {
+        let _ = (req, failure);
+        Decision::Standard
+    }
+}
+
+/// Exports a [`Policy`] implementation as the component's `handler`.
+///
+/// ```ignore
+/// exum_policy_sdk::export_policy!(MyPolicy);
+/// ```
+#[macro_export]
+macro_rules! export_policy {
+    ($policy:ty) => {
+        #[cfg(target_arch = "wasm32")]
+        #[allow(unsafe_code)]
+        const _: () = {
+            struct ExumPolicyExport;
+            impl $crate::bindings::exports::exum::policy::handler::Guest for ExumPolicyExport {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                    <$policy as $crate::Policy>::init(&config)
+                }
+                fn route(req: $crate::Request) -> $crate::Decision {
+                    <$policy as $crate::Policy>::route(&req)
+                }
+                fn on_failure(req: $crate::Request, failure: $crate::Failure) -> $crate::Decision {
+                    <$policy as $crate::Policy>::on_failure(&req, &failure)
+                }
+            }
+            $crate::bindings::export!(ExumPolicyExport with_types_in $crate::bindings);
+        };
+    };
+}

@@ -1,0 +1,331 @@
+//! An in-memory stand-in for the router, so a policy crate is unit-tested natively
+//! with plain `cargo test`: build a [`TestHost`] with the tenant's users, contacts,
+//! hosted voice-mail policies, dial plans, rerouting, down targets and clock,
+//! [`install`](TestHost::install) it on the test's thread, and call the policy.
+//! [`invite`] builds requests.
+
+use std::cell::RefCell;
+
+use crate::{
+    ContactKind, Datetime, DialPlan, Header, HostedVoicemailPolicy, Level, PolicyScope, Request,
+    Rerouting, Source, TenantSettings, Transport, UmContact, UmServer, Uri, User, Voicemail,
+    helpers::parse_uri, normalize_number,
+};
+
+thread_local! {
+    static HOST: RefCell<Option<TestHost>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` against the test host of this thread.
+///
+/// # Panics
+///
+/// When no [`TestHost`] is installed on this thread: a policy's native test must
+/// install one first.
+pub(crate) fn with_host<R>(f: impl FnOnce(&TestHost) -> R) -> R {
+    HOST.with(|h| {
+        let host = h.borrow();
+        f(host.as_ref().expect("no TestHost installed on this thread: call TestHost::install() first"))
+    })
+}
+
+/// The data the router would answer a policy's imports with, for one tenant.
+#[derive(Debug, Clone)]
+pub struct TestHost {
+    /// The tenant's settings (`host::tenant()`).
+    pub tenant: TenantSettings,
+    /// The users.
+    pub users: Vec<User>,
+    /// The Exchange UM contacts.
+    pub contacts: Vec<UmContact>,
+    /// Hosted voice-mail policies with their scope.
+    pub hosted_policies: Vec<(PolicyScope, HostedVoicemailPolicy)>,
+    /// On-premises dial plans.
+    pub dial_plans: Vec<DialPlan>,
+    /// The tenant's rerouting settings.
+    pub rerouting: Rerouting,
+    /// Per-site rerouting settings.
+    pub site_rerouting: Vec<(String, Rerouting)>,
+    /// Targets marked down.
+    pub down: Vec<String>,
+    /// What `host::now()` answers.
+    pub now: Datetime,
+    /// What the policy logged.
+    pub logs: RefCell<Vec<(Level, String)>>,
+}
+
+impl TestHost {
+    /// An empty directory for tenant `id` owning the domain `<id>.com`, at
+    /// 2026-01-05 10:00 UTC (a Monday).
+    pub fn new(id: &str) -> Self {
+        TestHost {
+            tenant: TenantSettings {
+                id: id.to_owned(),
+                domains: vec![format!("{id}.com")],
+                edge: None,
+                default_next_hop: None,
+            },
+            users: Vec::new(),
+            contacts: Vec::new(),
+            hosted_policies: Vec::new(),
+            dial_plans: Vec::new(),
+            rerouting: Rerouting { enabled: false, auto_attendant: None, subscriber_access: None, pstn_gateway: None },
+            site_rerouting: Vec::new(),
+            down: Vec::new(),
+            now: Datetime { unix_seconds: 1_767_607_200, utc_offset_minutes: 0 },
+            logs: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Sets the tenant's edge next hop.
+    pub fn edge(mut self, uri: &str) -> Self {
+        self.tenant.edge = Some(uri.to_owned());
+        self
+    }
+
+    /// Adds a user whose mailbox is hosted, with an optional granted policy and site.
+    pub fn hosted_user(mut self, sip: &str, granted: Option<&str>, site: Option<&str>) -> Self {
+        self.users.push(User {
+            voicemail: Voicemail::Hosted,
+            hosted_voicemail_policy: granted.map(str::to_owned),
+            site: site.map(str::to_owned),
+            ..user(sip)
+        });
+        self
+    }
+
+    /// Adds a user with an on-premises mailbox on the dial plan named by `eum`'s
+    /// phone-context (`eum:alice@contoso.com;phone-context=DP1.contoso.com`).
+    pub fn on_premises_user(mut self, sip: &str, eum: &str) -> Self {
+        self.users.push(User { voicemail: Voicemail::OnPremises, eum_address: Some(eum.to_owned()), ..user(sip) });
+        self
+    }
+
+    /// Adds a user as given.
+    pub fn user(mut self, user: User) -> Self {
+        self.users.push(user);
+        self
+    }
+
+    /// Adds an Exchange UM contact.
+    pub fn contact(mut self, sip: &str, number: &str, kind: ContactKind, granted: Option<&str>) -> Self {
+        self.contacts.push(UmContact {
+            sip_address: sip.to_owned(),
+            number: number.to_owned(),
+            kind,
+            site: None,
+            hosted_voicemail_policy: granted.map(str::to_owned),
+        });
+        self
+    }
+
+    /// Adds a hosted voice-mail policy with a scope.
+    pub fn hosted_policy(mut self, scope: PolicyScope, destination: Option<&str>, organizations: &[&str]) -> Self {
+        let name = match &scope {
+            PolicyScope::Global => "global".to_owned(),
+            PolicyScope::Site(s) => format!("site:{s}"),
+            PolicyScope::Named(n) => n.clone(),
+        };
+        let policy = HostedVoicemailPolicy {
+            name,
+            destination: destination.map(str::to_owned),
+            organizations: organizations.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        self.hosted_policies.push((scope, policy));
+        self
+    }
+
+    /// Adds a dial plan with its UM servers (URI, timeout in ms) in order.
+    pub fn dial_plan(mut self, name: &str, phone_context: &str, servers: &[(&str, u32)]) -> Self {
+        self.dial_plans.push(DialPlan {
+            name: name.to_owned(),
+            phone_context: phone_context.to_owned(),
+            servers: servers.iter().map(|(u, t)| UmServer { uri: (*u).to_owned(), timeout_ms: *t }).collect(),
+        });
+        self
+    }
+
+    /// Enables tenant-wide voice-mail rerouting.
+    pub fn rerouting(mut self, gateway: &str, auto_attendant: &str, subscriber_access: &str) -> Self {
+        self.rerouting = Rerouting {
+            enabled: true,
+            auto_attendant: Some(auto_attendant.to_owned()),
+            subscriber_access: Some(subscriber_access.to_owned()),
+            pstn_gateway: Some(gateway.to_owned()),
+        };
+        self
+    }
+
+    /// Marks a target down, as failed health probes would.
+    pub fn down(mut self, uri: &str) -> Self {
+        self.down.push(uri.to_owned());
+        self
+    }
+
+    /// Sets the clock.
+    pub fn at(mut self, unix_seconds: i64, utc_offset_minutes: i32) -> Self {
+        self.now = Datetime { unix_seconds, utc_offset_minutes };
+        self
+    }
+
+    /// Makes this the host the current thread's policy calls see.
+    pub fn install(self) {
+        HOST.with(|h| *h.borrow_mut() = Some(self));
+    }
+
+    /// What the policy logged on this thread so far.
+    pub fn logged() -> Vec<(Level, String)> {
+        with_host(|h| h.logs.borrow().clone())
+    }
+
+    pub(crate) fn find_user(&self, address: &str) -> Option<User> {
+        match directory_key(address) {
+            Key::Sip(key) => self.users.iter().find(|u| key_of(&u.sip_address) == key).cloned(),
+            Key::Number(n) => self.users.iter().find(|u| u.number.as_deref() == Some(n.as_str())).cloned(),
+            Key::Invalid => None,
+        }
+    }
+
+    pub(crate) fn find_contact(&self, address: &str) -> Option<UmContact> {
+        match directory_key(address) {
+            Key::Sip(key) => self.contacts.iter().find(|c| key_of(&c.sip_address) == key).cloned(),
+            Key::Number(n) => self.contacts.iter().find(|c| normalize_number(&c.number).as_deref() == Some(n.as_str())).cloned(),
+            Key::Invalid => None,
+        }
+    }
+
+    pub(crate) fn find_hosted_policy(&self, scope: &PolicyScope) -> Option<HostedVoicemailPolicy> {
+        self.hosted_policies.iter().find(|(s, _)| s == scope).map(|(_, p)| p.clone())
+    }
+
+    pub(crate) fn find_dial_plan(&self, key: &str) -> Option<DialPlan> {
+        self.dial_plans
+            .iter()
+            .find(|d| d.phone_context.eq_ignore_ascii_case(key) || d.name.eq_ignore_ascii_case(key))
+            .cloned()
+    }
+
+    pub(crate) fn find_rerouting(&self, site: Option<&str>) -> Rerouting {
+        site.and_then(|s| self.site_rerouting.iter().find(|(n, _)| n == s))
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| self.rerouting.clone())
+    }
+}
+
+enum Key {
+    Sip(String),
+    Number(String),
+    Invalid,
+}
+
+fn directory_key(address: &str) -> Key {
+    if let Some(n) = normalize_number(address) {
+        return Key::Number(n);
+    }
+    match parse_uri(address) {
+        Some(uri) if uri.scheme == "tel" => uri.number().map_or(Key::Invalid, Key::Number),
+        Some(uri) => Key::Sip(uri.address()),
+        None => Key::Invalid,
+    }
+}
+
+fn key_of(sip: &str) -> String {
+    parse_uri(sip).map(|u| u.address()).unwrap_or_default()
+}
+
+/// A user with voice-mail setting `none` and nothing else set; fill in the rest with
+/// struct update syntax: `User { voicemail: Voicemail::Hosted, ..user("sip:a@b.com") }`.
+pub fn user(sip: &str) -> User {
+    User {
+        sip_address: sip.to_owned(),
+        line_uri: None,
+        number: None,
+        site: None,
+        voicemail: Voicemail::None,
+        hosted_voicemail_policy: None,
+        eum_address: None,
+    }
+}
+
+/// Starts building an INVITE to `request_uri`.
+pub fn invite(request_uri: &str) -> RequestBuilder {
+    RequestBuilder::new("INVITE", request_uri)
+}
+
+/// Builds a [`Request`] for a test.
+#[derive(Debug, Clone)]
+pub struct RequestBuilder {
+    req: Request,
+}
+
+impl RequestBuilder {
+    /// A request with `method` to `request_uri`, from `sip:caller@example.com`,
+    /// over UDP from 192.0.2.10:5060.
+    ///
+    /// # Panics
+    ///
+    /// When `request_uri` is not a SIP or tel URI (a test bug).
+    pub fn new(method: &str, request_uri: &str) -> Self {
+        let ruri = parse_uri(request_uri).expect("the test's Request-URI must parse");
+        let caller = parse_uri("sip:caller@example.com").expect("constant URI");
+        RequestBuilder {
+            req: Request {
+                tenant: String::new(),
+                method: method.to_owned(),
+                to: Uri { params: Vec::new(), ..ruri.clone() },
+                request_uri: ruri,
+                request_uri_text: request_uri.to_owned(),
+                from: caller,
+                from_display_name: None,
+                from_tag: Some("1928301774".to_owned()),
+                to_tag: None,
+                call_id: "a84b4c76e66710@pc33.example.com".to_owned(),
+                cseq: 1,
+                headers: Vec::new(),
+                source: Source {
+                    address: "192.0.2.10".to_owned(),
+                    port: 5060,
+                    transport: Transport::Udp,
+                    tls_peer_name: None,
+                },
+            },
+        }
+    }
+
+    /// Sets the From URI.
+    ///
+    /// # Panics
+    ///
+    /// When `uri` does not parse (a test bug).
+    pub fn from(mut self, uri: &str) -> Self {
+        self.req.from = parse_uri(uri).expect("the test's From URI must parse");
+        self
+    }
+
+    /// Sets the To URI.
+    ///
+    /// # Panics
+    ///
+    /// When `uri` does not parse (a test bug).
+    pub fn to(mut self, uri: &str) -> Self {
+        self.req.to = parse_uri(uri).expect("the test's To URI must parse");
+        self
+    }
+
+    /// Adds a header field.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.req.headers.push(Header { name: name.to_owned(), value: value.to_owned() });
+        self
+    }
+
+    /// Sets the tenant id.
+    pub fn tenant(mut self, tenant: &str) -> Self {
+        self.req.tenant = tenant.to_owned();
+        self
+    }
+
+    /// The request.
+    pub fn build(self) -> Request {
+        self.req
+    }
+}
