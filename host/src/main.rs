@@ -1,1 +1,84 @@
-fn main(){}
+//! The `exum-router` command: offline tools for policies (`check`, `simulate`).
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use exum_router::tools::{self, SimulateOptions};
+
+/// A SIP router for voice-mail-bound calls with a sandboxed Wasm policy per tenant.
+#[derive(Parser)]
+#[command(name = "exum-router", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a policy component against the contract and describe it.
+    Check {
+        /// The component (`.wasm`).
+        policy: PathBuf,
+    },
+    /// Run a SIP request through its tenant's policy; print the decision as JSON
+    /// and the request as it would be forwarded (or the response).
+    Simulate {
+        /// The router configuration.
+        #[arg(long)]
+        config: PathBuf,
+        /// The request's source address.
+        #[arg(long)]
+        source: Option<SocketAddr>,
+        /// A target to treat as marked down by health probes (repeatable).
+        #[arg(long)]
+        down: Vec<String>,
+        /// Also show what happens when every target of a forward fails.
+        #[arg(long)]
+        fail_all: bool,
+        /// The request file; `-` or nothing reads standard input.
+        request: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Check { policy } => tools::check(&policy),
+        Command::Simulate { config, source, down, fail_all, request } => {
+            let path = request.unwrap_or_else(|| "-".to_owned());
+            read_request(&path).and_then(|bytes| {
+                tools::simulate(&config, &path, &bytes, &SimulateOptions { source, down, fail_all })
+            })
+        }
+    };
+    match result {
+        Ok(out) => {
+            print!("{out}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("exum-router: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_request(path: &str) -> Result<Vec<u8>, tools::ToolError> {
+    let read_err = |source| tools::ToolError::Read { path: path.to_owned(), source };
+    if path == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin().read_to_end(&mut buf).map_err(read_err)?;
+        Ok(buf)
+    } else {
+        std::fs::read(path).map_err(read_err)
+    }
+}

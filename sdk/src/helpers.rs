@@ -184,9 +184,9 @@ pub fn ms_diagnostics(code: u32, reason: &str) -> Header {
 /// granted one, else the site's, else the tenant's global policy.
 pub fn resolve_hosted_policy(granted: Option<&str>, site: Option<&str>) -> Option<HostedVoicemailPolicy> {
     granted
-        .and_then(|name| host::hosted_voicemail_policy(&PolicyScope::Named(name.to_owned())))
-        .or_else(|| site.and_then(|s| host::hosted_voicemail_policy(&PolicyScope::Site(s.to_owned()))))
-        .or_else(|| host::hosted_voicemail_policy(&PolicyScope::Global))
+        .and_then(|name| host::lookup_hosted_voicemail_policy(&PolicyScope::Named(name.to_owned())))
+        .or_else(|| site.and_then(|s| host::lookup_hosted_voicemail_policy(&PolicyScope::Site(s.to_owned()))))
+        .or_else(|| host::lookup_hosted_voicemail_policy(&PolicyScope::Global))
 }
 
 /// The long name of a compact header form (`v` → `Via`), or the name itself.

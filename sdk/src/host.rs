@@ -31,7 +31,7 @@ pub fn lookup_contact(address: &str) -> Option<UmContact> {
 
 /// Looks up one hosted voice-mail policy; see [`resolve_hosted_policy`](crate::resolve_hosted_policy)
 /// for the resolution a user's calls need.
-pub fn hosted_voicemail_policy(scope: &PolicyScope) -> Option<HostedVoicemailPolicy> {
+pub fn lookup_hosted_voicemail_policy(scope: &PolicyScope) -> Option<HostedVoicemailPolicy> {
     #[cfg(target_arch = "wasm32")]
     return directory::lookup_hosted_voicemail_policy(scope);
     #[cfg(not(target_arch = "wasm32"))]
@@ -39,7 +39,7 @@ pub fn hosted_voicemail_policy(scope: &PolicyScope) -> Option<HostedVoicemailPol
 }
 
 /// Finds an on-premises dial plan by phone-context or by name.
-pub fn dial_plan(key: &str) -> Option<DialPlan> {
+pub fn lookup_dial_plan(key: &str) -> Option<DialPlan> {
     #[cfg(target_arch = "wasm32")]
     return directory::lookup_dial_plan(key);
     #[cfg(not(target_arch = "wasm32"))]
@@ -47,7 +47,7 @@ pub fn dial_plan(key: &str) -> Option<DialPlan> {
 }
 
 /// The voice-mail rerouting settings of a site, or of the tenant.
-pub fn rerouting(site: Option<&str>) -> Rerouting {
+pub fn lookup_rerouting(site: Option<&str>) -> Rerouting {
     #[cfg(target_arch = "wasm32")]
     return directory::lookup_rerouting(site);
     #[cfg(not(target_arch = "wasm32"))]
@@ -55,7 +55,7 @@ pub fn rerouting(site: Option<&str>) -> Rerouting {
 }
 
 /// The tenant's own routing settings.
-pub fn tenant() -> TenantSettings {
+pub fn settings() -> TenantSettings {
     #[cfg(target_arch = "wasm32")]
     return directory::settings();
     #[cfg(not(target_arch = "wasm32"))]

@@ -20,7 +20,7 @@
 //!     fn route(req: &Request) -> Decision {
 //!         let pilots = ["sip:alice@contoso.com"];
 //!         if req.request_uri.is_voicemail() && pilots.contains(&req.request_uri.address().as_str()) {
-//!             let edge = host::tenant().edge.unwrap_or_else(|| "sip:exap.um.outlook.com;transport=tls".into());
+//!             let edge = host::settings().edge.unwrap_or_else(|| "sip:exap.um.outlook.com;transport=tls".into());
 //!             return Decision::Forward(Forward::to(vec![Target::new(&edge)]));
 //!         }
 //!         Decision::Standard

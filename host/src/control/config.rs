@@ -1,0 +1,439 @@
+//! The router configuration (TOML): tenants, their domains, policies, fallbacks,
+//! limits and routing settings. Loaded as parse → validate; an invalid file is
+//! refused whole with the file, the key and the reason.
+//!
+//! ```toml
+//! directory = "directory.toml"        # users, contacts, hosted policies, dial plans
+//!
+//! [policy_defaults]                   # limits for every tenant's policy calls
+//! deadline_ms = 5                     # wall-clock budget of one call
+//! memory_mib = 16                     # linear memory of one instance
+//! quarantine_after = 5                # consecutive faults before quarantine
+//!
+//! [[tenant]]
+//! id = "contoso"
+//! domains = ["contoso.com"]
+//! policy = "policies/contoso.wasm"    # or "standard" (the default)
+//! policy_config = "pilot=alice"       # given to the policy's init
+//! fallback = "standard"               # or a reject code: fallback = 503
+//! edge = "sip:edge.contoso.com:5061;transport=tls"
+//! default_next_hop = "sip:pool.contoso.com;transport=tcp"
+//! pstn_gateway = "sip:gw.contoso.com;transport=tcp"
+//! utc_offset_minutes = -480           # local time for policies' clock
+//! limits = { deadline_ms = 10 }       # per-tenant overrides of policy_defaults
+//!
+//! [tenant.rerouting]                  # voice-mail rerouting when no UM answers
+//! enabled = true
+//! auto_attendant = "+14255550150"
+//! subscriber_access = "+14255550151"
+//!
+//! [tenant.site_rerouting.paris]       # a site's own rerouting settings
+//! enabled = true
+//! auto_attendant = "+33155550150"
+//! subscriber_access = "+33155550151"
+//! pstn_gateway = "sip:gw.paris.contoso.com"
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+use super::ConfigError;
+use crate::sip::uri::Uri;
+
+/// The validated router configuration.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// The directory file, resolved against the config file's folder.
+    pub directory: PathBuf,
+    /// The tenants, in file order.
+    pub tenants: Vec<TenantConfig>,
+}
+
+/// One tenant's configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantConfig {
+    /// The tenant id (`contoso`).
+    pub id: String,
+    /// The SIP domains it owns, lower-cased.
+    pub domains: Vec<String>,
+    /// Its routing policy.
+    pub policy: PolicySource,
+    /// The string given to the policy's `init`.
+    pub policy_config: String,
+    /// What decides when its policy faults.
+    pub fallback: Fallback,
+    /// Limits of its policy calls.
+    pub limits: Limits,
+    /// The edge next hop towards hosted UM.
+    pub edge: Option<String>,
+    /// Where requests that are not voice-mail-bound go.
+    pub default_next_hop: Option<String>,
+    /// The tenant's PSTN gateway.
+    pub pstn_gateway: Option<String>,
+    /// Offset of local time from UTC, in minutes.
+    pub utc_offset_minutes: i32,
+    /// Tenant-wide voice-mail rerouting.
+    pub rerouting: Rerouting,
+    /// Per-site voice-mail rerouting.
+    pub site_rerouting: BTreeMap<String, Rerouting>,
+}
+
+impl TenantConfig {
+    /// A tenant with no domain, the standard policy and default settings.
+    pub fn empty(id: &str) -> TenantConfig {
+        TenantConfig {
+            id: id.to_owned(),
+            domains: Vec::new(),
+            policy: PolicySource::Standard,
+            policy_config: String::new(),
+            fallback: Fallback::Standard,
+            limits: Limits::default(),
+            edge: None,
+            default_next_hop: None,
+            pstn_gateway: None,
+            utc_offset_minutes: 0,
+            rerouting: Rerouting::default(),
+            site_rerouting: BTreeMap::new(),
+        }
+    }
+}
+
+/// Where a tenant's policy comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicySource {
+    /// The standard policy embedded in the router.
+    Standard,
+    /// A component file.
+    File(PathBuf),
+}
+
+/// What decides when a tenant's policy faults (trap, deadline, memory, invalid
+/// decision) or is quarantined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fallback {
+    /// The standard algorithm.
+    Standard,
+    /// A rejection with this status code.
+    Reject(u16),
+}
+
+/// Per-call limits of a policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Wall-clock budget of one call (`deadline_ms`).
+    pub deadline: Duration,
+    /// Linear memory of one instance (`memory_mib`).
+    pub memory_bytes: usize,
+    /// Consecutive faults after which the policy is quarantined (`quarantine_after`).
+    pub quarantine_after: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { deadline: Duration::from_millis(5), memory_bytes: 16 << 20, quarantine_after: 5 }
+    }
+}
+
+/// Voice-mail rerouting settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rerouting {
+    /// Whether rerouting is on.
+    pub enabled: bool,
+    /// The auto-attendant number, E.164.
+    pub auto_attendant: Option<String>,
+    /// The subscriber-access number, E.164.
+    pub subscriber_access: Option<String>,
+    /// The PSTN gateway (defaults to the tenant's).
+    pub pstn_gateway: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    directory: PathBuf,
+    #[serde(default)]
+    policy_defaults: LimitsFile,
+    #[serde(default, rename = "tenant")]
+    tenants: Vec<TenantFile>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    deadline_ms: Option<u64>,
+    memory_mib: Option<u64>,
+    quarantine_after: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFile {
+    id: String,
+    domains: Vec<String>,
+    #[serde(default)]
+    policy: Option<String>,
+    #[serde(default)]
+    policy_config: String,
+    #[serde(default)]
+    fallback: Option<FallbackFile>,
+    #[serde(default)]
+    limits: LimitsFile,
+    edge: Option<String>,
+    default_next_hop: Option<String>,
+    pstn_gateway: Option<String>,
+    #[serde(default)]
+    utc_offset_minutes: i32,
+    #[serde(default)]
+    rerouting: Option<ReroutingFile>,
+    #[serde(default)]
+    site_rerouting: BTreeMap<String, ReroutingFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum FallbackFile {
+    Named(String),
+    Code(i64),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReroutingFile {
+    enabled: bool,
+    auto_attendant: Option<String>,
+    subscriber_access: Option<String>,
+    pstn_gateway: Option<String>,
+}
+
+impl RouterConfig {
+    /// Reads and validates the configuration at `path`.
+    pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
+        let file: ConfigFile = read_file(path)?;
+        Self::validate(path, file)
+    }
+
+    fn validate(path: &Path, file: ConfigFile) -> Result<RouterConfig, ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::invalid(path, key, reason);
+        let base = path.parent().unwrap_or(Path::new("."));
+        let defaults = limits(Limits::default(), file.policy_defaults, "policy_defaults").map_err(|(k, r)| invalid(k, r))?;
+        let mut ids = HashSet::new();
+        let mut domains = HashSet::new();
+        let mut tenants = Vec::with_capacity(file.tenants.len());
+        for (i, t) in file.tenants.into_iter().enumerate() {
+            let key = |field: &str| format!("tenant[{i}].{field}");
+            if t.id.is_empty() || !t.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return Err(invalid(key("id"), format!("`{}` is not a tenant id (letters, digits, `-`, `_`, `.`)", t.id)));
+            }
+            if !ids.insert(t.id.clone()) {
+                return Err(invalid(key("id"), format!("tenant `{}` is defined twice", t.id)));
+            }
+            if t.domains.is_empty() {
+                return Err(invalid(key("domains"), "a tenant needs at least one SIP domain".into()));
+            }
+            let mut tenant_domains = Vec::with_capacity(t.domains.len());
+            for (j, d) in t.domains.iter().enumerate() {
+                let d = d.to_ascii_lowercase();
+                if !is_domain(&d) {
+                    return Err(invalid(key(&format!("domains[{j}]")), format!("`{d}` is not a domain name")));
+                }
+                if !domains.insert(d.clone()) {
+                    return Err(invalid(key(&format!("domains[{j}]")), format!("domain `{d}` belongs to another tenant already")));
+                }
+                tenant_domains.push(d);
+            }
+            let policy = match t.policy.as_deref() {
+                None | Some("standard") => PolicySource::Standard,
+                Some("") => return Err(invalid(key("policy"), "empty path; use \"standard\" or a .wasm file".into())),
+                Some(p) => PolicySource::File(base.join(p)),
+            };
+            let fallback = match t.fallback {
+                None => Fallback::Standard,
+                Some(FallbackFile::Named(n)) if n == "standard" => Fallback::Standard,
+                Some(FallbackFile::Named(n)) => {
+                    return Err(invalid(key("fallback"), format!("`{n}`: expected \"standard\" or a reject code 400-699")));
+                }
+                Some(FallbackFile::Code(c)) if (400..=699).contains(&c) => Fallback::Reject(c as u16),
+                Some(FallbackFile::Code(c)) => {
+                    return Err(invalid(key("fallback"), format!("{c}: a reject code must be 400-699")));
+                }
+            };
+            let limits = limits(defaults, t.limits, &key("limits")).map_err(|(k, r)| invalid(k, r))?;
+            for (field, value) in [("edge", &t.edge), ("default_next_hop", &t.default_next_hop), ("pstn_gateway", &t.pstn_gateway)] {
+                if let Some(v) = value {
+                    check_sip_uri(v).map_err(|r| invalid(key(field), r))?;
+                }
+            }
+            if t.utc_offset_minutes.abs() > 14 * 60 {
+                return Err(invalid(key("utc_offset_minutes"), format!("{} is beyond ±14 hours", t.utc_offset_minutes)));
+            }
+            let tenant_rerouting = match t.rerouting {
+                Some(r) => rerouting(r, t.pstn_gateway.as_deref(), &key("rerouting")).map_err(|(k, r)| invalid(k, r))?,
+                None => Rerouting::default(),
+            };
+            let mut site_rerouting = BTreeMap::new();
+            for (site, r) in t.site_rerouting {
+                let k = key(&format!("site_rerouting.{site}"));
+                let r = rerouting(r, t.pstn_gateway.as_deref(), &k).map_err(|(k, r)| invalid(k, r))?;
+                site_rerouting.insert(site, r);
+            }
+            tenants.push(TenantConfig {
+                id: t.id,
+                domains: tenant_domains,
+                policy,
+                policy_config: t.policy_config,
+                fallback,
+                limits,
+                edge: t.edge,
+                default_next_hop: t.default_next_hop,
+                pstn_gateway: t.pstn_gateway,
+                utc_offset_minutes: t.utc_offset_minutes,
+                rerouting: tenant_rerouting,
+                site_rerouting,
+            });
+        }
+        Ok(RouterConfig { path: path.to_path_buf(), directory: base.join(file.directory), tenants })
+    }
+}
+
+fn limits(base: Limits, file: LimitsFile, key: &str) -> Result<Limits, (String, String)> {
+    let mut out = base;
+    if let Some(ms) = file.deadline_ms {
+        if !(1..=10_000).contains(&ms) {
+            return Err((format!("{key}.deadline_ms"), format!("{ms}: must be 1 to 10000 milliseconds")));
+        }
+        out.deadline = Duration::from_millis(ms);
+    }
+    if let Some(mib) = file.memory_mib {
+        if !(1..=4096).contains(&mib) {
+            return Err((format!("{key}.memory_mib"), format!("{mib}: must be 1 to 4096 MiB")));
+        }
+        out.memory_bytes = (mib as usize) << 20;
+    }
+    if let Some(n) = file.quarantine_after {
+        if n == 0 {
+            return Err((format!("{key}.quarantine_after"), "must be at least 1".into()));
+        }
+        out.quarantine_after = n;
+    }
+    Ok(out)
+}
+
+fn rerouting(file: ReroutingFile, tenant_gateway: Option<&str>, key: &str) -> Result<Rerouting, (String, String)> {
+    let number = |field: &str, value: Option<String>| -> Result<Option<String>, (String, String)> {
+        match value {
+            None => Ok(None),
+            Some(v) => crate::control::directory::normalize_number(&v)
+                .map(Some)
+                .ok_or_else(|| (format!("{key}.{field}"), format!("`{v}` is not an E.164 number"))),
+        }
+    };
+    let auto_attendant = number("auto_attendant", file.auto_attendant)?;
+    let subscriber_access = number("subscriber_access", file.subscriber_access)?;
+    if let Some(g) = &file.pstn_gateway {
+        check_sip_uri(g).map_err(|r| (format!("{key}.pstn_gateway"), r))?;
+    }
+    let pstn_gateway = file.pstn_gateway.or_else(|| tenant_gateway.map(str::to_owned));
+    if file.enabled {
+        if pstn_gateway.is_none() {
+            return Err((format!("{key}.pstn_gateway"), "rerouting is enabled but no PSTN gateway is set here or on the tenant".into()));
+        }
+        if auto_attendant.is_none() && subscriber_access.is_none() {
+            return Err((key.to_owned(), "rerouting is enabled but neither auto_attendant nor subscriber_access is set".into()));
+        }
+    }
+    Ok(Rerouting { enabled: file.enabled, auto_attendant, subscriber_access, pstn_gateway })
+}
+
+/// Checks that `value` is a SIP or SIPS URI.
+pub(crate) fn check_sip_uri(value: &str) -> Result<Uri, String> {
+    match Uri::parse(value) {
+        Ok(u) if u.scheme == "sip" || u.scheme == "sips" => Ok(u),
+        Ok(u) => Err(format!("`{value}`: a {} URI, expected sip: or sips:", u.scheme)),
+        Err(e) => Err(format!("`{value}`: {e}")),
+    }
+}
+
+fn is_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-')
+        })
+}
+
+/// Reads a TOML or JSON file (by extension: `.json` is JSON, anything else TOML)
+/// into `T`, naming the key of any error.
+pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        let mut de = serde_json::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::invalid(path, key, format!("{inner}"))
+        })
+    } else {
+        let line_of = |span: Option<std::ops::Range<usize>>| {
+            span.map(|s| format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1)))
+                .unwrap_or_default()
+        };
+        let de = toml::Deserializer::parse(&text)
+            .map_err(|e| ConfigError::invalid(path, String::new(), format!("{}{}", e.message(), line_of(e.span()))))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::invalid(path, key, format!("{}{}", inner.message(), line_of(inner.span())))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<RouterConfig, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("router.toml");
+        std::fs::write(&path, text).expect("write");
+        RouterConfig::load(&path)
+    }
+
+    fn err(text: &str) -> String {
+        load(text).expect_err("must be refused").to_string()
+    }
+
+    #[test]
+    fn loads_a_tenant_with_defaults() {
+        let c = load("directory = \"d.toml\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"Contoso.com\"]\n").expect("valid");
+        let t = &c.tenants[0];
+        assert_eq!(t.domains, ["contoso.com"]);
+        assert_eq!(t.policy, PolicySource::Standard);
+        assert_eq!(t.fallback, Fallback::Standard);
+        assert_eq!(t.limits, Limits::default());
+        assert!(c.directory.ends_with("d.toml"));
+    }
+
+    #[test]
+    fn names_the_key_and_reason() {
+        assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nfallback = 200\n")
+            .contains("tenant[0].fallback: 200: a reject code must be 400-699"));
+        assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\n[[tenant]]\nid = \"b\"\ndomains = [\"A.com\"]\n")
+            .contains("tenant[1].domains[0]: domain `a.com` belongs to another tenant already"));
+        assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedge = \"http://x\"\n")
+            .contains("tenant[0].edge"));
+        assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nlimits = { deadline_ms = 0 }\n")
+            .contains("tenant[0].limits.deadline_ms"));
+        let unknown = err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedg = \"sip:x\"\n");
+        assert!(unknown.contains("tenant[0]") && unknown.contains("unknown field `edg`"), "{unknown}");
+        let rerouting = err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\n[tenant.rerouting]\nenabled = true\nauto_attendant = \"+1425\"\n");
+        assert!(rerouting.contains("tenant[0].rerouting.pstn_gateway"), "{rerouting}");
+        assert!(err("directory = \n").contains("line 1"));
+    }
+}

@@ -1,0 +1,522 @@
+//! The directory (TOML or JSON): per tenant, its users, Exchange UM contacts,
+//! hosted voice-mail policies and on-premises UM dial plans, indexed for the
+//! policies' lookups. Validated at load against the router configuration.
+//!
+//! ```toml
+//! [[tenants.contoso.users]]
+//! sip = "sip:alice@contoso.com"
+//! line = "tel:+14255550100;ext=100"
+//! site = "redmond"
+//! hosted_voicemail = true                 # mailbox with a provider (wins over eum)
+//! hosted_voicemail_policy = "pilot"       # granted per-user policy (optional)
+//!
+//! [[tenants.contoso.users]]
+//! sip = "sip:bob@contoso.com"
+//! eum = "eum:bob@contoso.com;phone-context=DP-Redmond.contoso.com"
+//!
+//! [[tenants.contoso.contacts]]
+//! sip = "sip:sa@contoso.com"
+//! number = "+14255550199"
+//! kind = "subscriber-access"              # or "auto-attendant"
+//!
+//! [[tenants.contoso.hosted_voicemail_policies]]
+//! scope = "global"                        # or "site:redmond", or "user:pilot"
+//! destination = "exap.um.outlook.com"
+//! organizations = ["contoso.onmicrosoft.com"]
+//!
+//! [[tenants.contoso.dial_plans]]
+//! name = "DP-Redmond"
+//! phone_context = "DP-Redmond.contoso.com"
+//! servers = [{ uri = "sip:um1.contoso.com:5061;transport=tls", timeout_ms = 3000 }]
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::ConfigError;
+use super::config::{RouterConfig, check_sip_uri, read_file};
+use crate::sip::uri::Uri;
+
+/// Default per-server timeout of a UM server, in milliseconds.
+pub const DEFAULT_UM_TIMEOUT_MS: u32 = 3000;
+
+/// The voice-mail setting of a user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VoicemailSetting {
+    /// Mailbox with a provider.
+    Hosted,
+    /// Mailbox on an on-premises UM dial plan.
+    OnPremises,
+    /// Not enabled for UM.
+    None,
+}
+
+/// A user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// SIP address, as written in the directory.
+    pub sip: String,
+    /// Line URI, as written.
+    pub line: Option<String>,
+    /// The line URI's E.164 number.
+    pub number: Option<String>,
+    /// Site.
+    pub site: Option<String>,
+    /// The derived voice-mail setting.
+    pub voicemail: VoicemailSetting,
+    /// Granted hosted voice-mail policy name.
+    pub hosted_voicemail_policy: Option<String>,
+    /// On-premises UM (EUM) address.
+    pub eum: Option<String>,
+}
+
+/// Kind of an Exchange UM contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContactKind {
+    /// Subscriber access.
+    SubscriberAccess,
+    /// Auto attendant.
+    AutoAttendant,
+}
+
+/// An Exchange UM contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// SIP address.
+    pub sip: String,
+    /// E.164 number.
+    pub number: String,
+    /// SA or AA.
+    pub kind: ContactKind,
+    /// Site.
+    pub site: Option<String>,
+    /// Granted hosted voice-mail policy name.
+    pub hosted_voicemail_policy: Option<String>,
+}
+
+/// A hosted voice-mail policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostedPolicy {
+    /// `global`, `site:<name>` or the per-user name.
+    pub name: String,
+    /// Hosted UM FQDN.
+    pub destination: Option<String>,
+    /// Tenant routing FQDNs at the provider.
+    pub organizations: Vec<String>,
+}
+
+/// A UM server of a dial plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UmServer {
+    /// SIP URI.
+    pub uri: String,
+    /// Per-server timeout, ms.
+    pub timeout_ms: u32,
+}
+
+/// An on-premises UM dial plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialPlan {
+    /// Name.
+    pub name: String,
+    /// Phone-context.
+    pub phone_context: String,
+    /// UM servers in order.
+    pub servers: Vec<UmServer>,
+}
+
+/// The scope a hosted voice-mail policy applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// Tenant-wide.
+    Global,
+    /// One site.
+    Site(String),
+    /// Granted per user or contact, by name.
+    Named(String),
+}
+
+/// One tenant's directory, indexed.
+#[derive(Debug, Clone, Default)]
+pub struct TenantDirectory {
+    users: Vec<User>,
+    user_by_key: HashMap<String, usize>,
+    contacts: Vec<Contact>,
+    contact_by_key: HashMap<String, usize>,
+    hosted_policies: HashMap<Scope, HostedPolicy>,
+    dial_plans: Vec<DialPlan>,
+    dial_plan_by_key: HashMap<String, usize>,
+}
+
+impl TenantDirectory {
+    /// A user by SIP address (parameters ignored) or number.
+    pub fn user(&self, address: &str) -> Option<&User> {
+        self.user_by_key.get(&lookup_key(address)?).map(|&i| &self.users[i])
+    }
+
+    /// A contact by SIP address or number.
+    pub fn contact(&self, address: &str) -> Option<&Contact> {
+        self.contact_by_key.get(&lookup_key(address)?).map(|&i| &self.contacts[i])
+    }
+
+    /// A hosted voice-mail policy by scope.
+    pub fn hosted_policy(&self, scope: &Scope) -> Option<&HostedPolicy> {
+        self.hosted_policies.get(scope)
+    }
+
+    /// A dial plan by phone-context or name (case-insensitive).
+    pub fn dial_plan(&self, key: &str) -> Option<&DialPlan> {
+        self.dial_plan_by_key.get(&key.to_ascii_lowercase()).map(|&i| &self.dial_plans[i])
+    }
+
+    /// Every UM server of every dial plan (for health probes).
+    pub fn um_servers(&self) -> impl Iterator<Item = &UmServer> {
+        self.dial_plans.iter().flat_map(|d| d.servers.iter())
+    }
+
+    /// Number of users.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+}
+
+/// The whole directory: tenant id → its directory.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    /// Per tenant.
+    pub tenants: HashMap<String, TenantDirectory>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectoryFile {
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFile {
+    #[serde(default)]
+    users: Vec<UserFile>,
+    #[serde(default)]
+    contacts: Vec<ContactFile>,
+    #[serde(default)]
+    hosted_voicemail_policies: Vec<HostedPolicyFile>,
+    #[serde(default)]
+    dial_plans: Vec<DialPlanFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserFile {
+    sip: String,
+    line: Option<String>,
+    site: Option<String>,
+    #[serde(default)]
+    hosted_voicemail: bool,
+    hosted_voicemail_policy: Option<String>,
+    eum: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContactFile {
+    sip: String,
+    number: String,
+    kind: ContactKind,
+    site: Option<String>,
+    hosted_voicemail_policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostedPolicyFile {
+    scope: String,
+    destination: Option<String>,
+    #[serde(default)]
+    organizations: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DialPlanFile {
+    name: String,
+    phone_context: String,
+    servers: Vec<UmServerFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UmServerFile {
+    uri: String,
+    timeout_ms: Option<u32>,
+}
+
+impl Directory {
+    /// Reads and validates the directory file named by `config`.
+    pub fn load(config: &RouterConfig) -> Result<Directory, ConfigError> {
+        let file: DirectoryFile = read_file(&config.directory)?;
+        Self::validate(&config.directory, config, file)
+    }
+
+    fn validate(path: &Path, config: &RouterConfig, file: DirectoryFile) -> Result<Directory, ConfigError> {
+        let mut tenants = HashMap::new();
+        for (id, t) in file.tenants {
+            let invalid = |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
+            let Some(tenant) = config.tenants.iter().find(|c| c.id == id) else {
+                return Err(ConfigError::invalid(path, format!("tenants.{id}"), format!("no tenant `{id}` in {}", config.path.display())));
+            };
+            let mut dir = TenantDirectory::default();
+
+            for (i, p) in t.hosted_voicemail_policies.into_iter().enumerate() {
+                let key = format!("hosted_voicemail_policies[{i}]");
+                let (scope, name) = match p.scope.split_once(':') {
+                    None if p.scope == "global" => (Scope::Global, "global".to_owned()),
+                    Some(("site", s)) if !s.is_empty() => (Scope::Site(s.to_owned()), p.scope.clone()),
+                    Some(("user", n)) if !n.is_empty() => (Scope::Named(n.to_owned()), n.to_owned()),
+                    _ => {
+                        return Err(invalid(format!("{key}.scope"), format!("`{}`: expected \"global\", \"site:NAME\" or \"user:NAME\"", p.scope)));
+                    }
+                };
+                if let Some(d) = &p.destination
+                    && (d.is_empty() || d.contains(|c: char| c.is_whitespace() || c == ';' || c == '@'))
+                {
+                    return Err(invalid(format!("{key}.destination"), format!("`{d}` is not a host name")));
+                }
+                if dir.hosted_policies.contains_key(&scope) {
+                    return Err(invalid(format!("{key}.scope"), format!("`{}` is defined twice", p.scope)));
+                }
+                dir.hosted_policies.insert(scope, HostedPolicy { name, destination: p.destination, organizations: p.organizations });
+            }
+
+            for (i, d) in t.dial_plans.into_iter().enumerate() {
+                let key = format!("dial_plans[{i}]");
+                if d.name.is_empty() || d.phone_context.is_empty() {
+                    return Err(invalid(key, "a dial plan needs a name and a phone_context".into()));
+                }
+                if d.servers.is_empty() {
+                    return Err(invalid(format!("{key}.servers"), "a dial plan needs at least one UM server".into()));
+                }
+                let mut servers = Vec::with_capacity(d.servers.len());
+                for (j, s) in d.servers.into_iter().enumerate() {
+                    check_sip_uri(&s.uri).map_err(|r| invalid(format!("{key}.servers[{j}].uri"), r))?;
+                    let timeout_ms = s.timeout_ms.unwrap_or(DEFAULT_UM_TIMEOUT_MS);
+                    if !(100..=120_000).contains(&timeout_ms) {
+                        return Err(invalid(format!("{key}.servers[{j}].timeout_ms"), format!("{timeout_ms}: must be 100 to 120000")));
+                    }
+                    servers.push(UmServer { uri: s.uri, timeout_ms });
+                }
+                let index = dir.dial_plans.len();
+                for k in [d.name.to_ascii_lowercase(), d.phone_context.to_ascii_lowercase()] {
+                    if dir.dial_plan_by_key.insert(k.clone(), index).is_some_and(|other| other != index) {
+                        return Err(invalid(key.clone(), format!("name or phone-context `{k}` is used by another dial plan")));
+                    }
+                }
+                dir.dial_plans.push(DialPlan { name: d.name, phone_context: d.phone_context, servers });
+            }
+
+            let granted_exists = |name: &Option<String>| name.as_ref().is_none_or(|n| dir.hosted_policies.contains_key(&Scope::Named(n.clone())));
+
+            for (i, u) in t.users.into_iter().enumerate() {
+                let key = format!("users[{i}]");
+                let sip = sip_address(&u.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
+                let number = match &u.line {
+                    Some(line) => Some(normalize_number(line).ok_or_else(|| invalid(format!("{key}.line"), format!("`{line}` has no E.164 number")))?),
+                    None => None,
+                };
+                if !granted_exists(&u.hosted_voicemail_policy) {
+                    return Err(invalid(
+                        format!("{key}.hosted_voicemail_policy"),
+                        format!("no hosted voice-mail policy with scope \"user:{}\"", u.hosted_voicemail_policy.unwrap_or_default()),
+                    ));
+                }
+                if let Some(eum) = &u.eum {
+                    let context = eum_phone_context(eum).map_err(|r| invalid(format!("{key}.eum"), r))?;
+                    if dir.dial_plan(&context).is_none() {
+                        return Err(invalid(format!("{key}.eum"), format!("phone-context `{context}` names no dial plan of the tenant")));
+                    }
+                }
+                let voicemail = if u.hosted_voicemail {
+                    VoicemailSetting::Hosted
+                } else if u.eum.is_some() {
+                    VoicemailSetting::OnPremises
+                } else {
+                    VoicemailSetting::None
+                };
+                let index = dir.users.len();
+                for k in std::iter::once(sip.clone()).chain(number.clone()) {
+                    if dir.user_by_key.insert(k.clone(), index).is_some() {
+                        return Err(invalid(key.clone(), format!("`{k}` belongs to another user already")));
+                    }
+                }
+                dir.users.push(User {
+                    sip: u.sip,
+                    line: u.line,
+                    number,
+                    site: u.site,
+                    voicemail,
+                    hosted_voicemail_policy: u.hosted_voicemail_policy,
+                    eum: u.eum,
+                });
+            }
+
+            for (i, c) in t.contacts.into_iter().enumerate() {
+                let key = format!("contacts[{i}]");
+                let sip = sip_address(&c.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
+                let number = normalize_number(&c.number)
+                    .ok_or_else(|| invalid(format!("{key}.number"), format!("`{}` is not an E.164 number", c.number)))?;
+                if !granted_exists(&c.hosted_voicemail_policy) {
+                    return Err(invalid(format!("{key}.hosted_voicemail_policy"), "no hosted voice-mail policy of that name".into()));
+                }
+                let index = dir.contacts.len();
+                for k in [sip, number.clone()] {
+                    if dir.user_by_key.contains_key(&k) || dir.contact_by_key.insert(k.clone(), index).is_some() {
+                        return Err(invalid(key.clone(), format!("`{k}` belongs to another user or contact already")));
+                    }
+                }
+                dir.contacts.push(Contact { sip: c.sip, number, kind: c.kind, site: c.site, hosted_voicemail_policy: c.hosted_voicemail_policy });
+            }
+            tenants.insert(id, dir);
+        }
+        Ok(Directory { tenants })
+    }
+}
+
+/// The directory key of a SIP address or number, or `None` if it is neither.
+pub fn lookup_key(address: &str) -> Option<String> {
+    if let Some(n) = normalize_number(address) {
+        return Some(n);
+    }
+    let uri = Uri::parse(address).ok()?;
+    if uri.scheme == "tel" {
+        return uri.user.as_deref().and_then(normalize_number);
+    }
+    Some(uri.address())
+}
+
+fn sip_address(value: &str, domains: &[String]) -> Result<String, String> {
+    let uri = check_sip_uri(value)?;
+    if uri.user.is_none() {
+        return Err(format!("`{value}` has no user part"));
+    }
+    if !domains.contains(&uri.host) {
+        return Err(format!("`{value}` is not in the tenant's domains ({})", domains.join(", ")));
+    }
+    Ok(uri.address())
+}
+
+/// The phone-context of an EUM address (`eum:bob@contoso.com;phone-context=DP1.contoso.com`).
+pub fn eum_phone_context(eum: &str) -> Result<String, String> {
+    if !eum.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("eum:")) {
+        return Err(format!("`{eum}` is not an eum: address"));
+    }
+    eum.split(';')
+        .skip(1)
+        .find_map(|p| p.trim().strip_prefix("phone-context="))
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(|| format!("`{eum}` has no phone-context"))
+}
+
+/// Normalises a number to E.164 (`+14255550100`); see the SDK's function of the
+/// same name, which policies use: the two agree.
+pub fn normalize_number(number: &str) -> Option<String> {
+    let number = number.trim();
+    let number = number.strip_prefix("tel:").unwrap_or(number);
+    let number = number.split(';').next().unwrap_or(number);
+    let digits = if let Some(rest) = number.strip_prefix('+') {
+        rest
+    } else {
+        number.strip_prefix("00")?
+    };
+    let mut out = String::with_capacity(16);
+    out.push('+');
+    for c in digits.chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    (2..=16).contains(&out.len()).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(dir_text: &str) -> Result<Directory, ConfigError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("router.toml");
+        std::fs::write(&config, "directory = \"dir.toml\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n").expect("write");
+        std::fs::write(dir.path().join("dir.toml"), dir_text).expect("write");
+        Directory::load(&RouterConfig::load(&config).expect("config"))
+    }
+
+    const GOOD: &str = r#"
+[[tenants.contoso.users]]
+sip = "sip:Alice@contoso.com"
+line = "tel:+1 425 555 0100;ext=100"
+hosted_voicemail = true
+eum = "eum:alice@contoso.com;phone-context=DP1.contoso.com"
+
+[[tenants.contoso.contacts]]
+sip = "sip:sa@contoso.com"
+number = "+14255550199"
+kind = "subscriber-access"
+
+[[tenants.contoso.hosted_voicemail_policies]]
+scope = "global"
+destination = "exap.um.outlook.com"
+
+[[tenants.contoso.dial_plans]]
+name = "DP1"
+phone_context = "DP1.contoso.com"
+servers = [{ uri = "sip:um1.contoso.com" }]
+"#;
+
+    #[test]
+    fn indexes_users_and_contacts_by_address_and_number() {
+        let d = load(GOOD).expect("valid");
+        let t = &d.tenants["contoso"];
+        let alice = t.user("sip:alice@contoso.com;gruu;opaque=app:voicemail").expect("by sip");
+        assert_eq!(alice.voicemail, VoicemailSetting::Hosted, "the hosted flag wins over eum");
+        assert_eq!(t.user("tel:+14255550100").map(|u| &u.sip), Some(&alice.sip));
+        assert_eq!(t.user("+14255550100").map(|u| &u.sip), Some(&alice.sip));
+        assert_eq!(t.contact("+1-425-555-0199").map(|c| c.kind), Some(ContactKind::SubscriberAccess));
+        assert_eq!(t.dial_plan("dp1.contoso.com").map(|d| d.servers[0].timeout_ms), Some(DEFAULT_UM_TIMEOUT_MS));
+        assert_eq!(t.hosted_policy(&Scope::Global).and_then(|p| p.destination.as_deref()), Some("exap.um.outlook.com"));
+    }
+
+    #[test]
+    fn refuses_invalid_entries_with_key_and_reason() {
+        let e = load("[[tenants.fabrikam.users]]\nsip = \"sip:a@fabrikam.com\"\n").expect_err("unknown tenant").to_string();
+        assert!(e.contains("tenants.fabrikam: no tenant `fabrikam`"), "{e}");
+        let e = load("[[tenants.contoso.users]]\nsip = \"sip:a@fabrikam.com\"\n").expect_err("foreign domain").to_string();
+        assert!(e.contains("tenants.contoso.users[0].sip") && e.contains("not in the tenant's domains"), "{e}");
+        let e = load("[[tenants.contoso.users]]\nsip = \"sip:a@contoso.com\"\neum = \"eum:a@contoso.com;phone-context=nope\"\n")
+            .expect_err("unknown dial plan")
+            .to_string();
+        assert!(e.contains("users[0].eum") && e.contains("names no dial plan"), "{e}");
+        let e = load("[[tenants.contoso.users]]\nsip = \"sip:a@contoso.com\"\n[[tenants.contoso.users]]\nsip = \"sip:A@contoso.com\"\n")
+            .expect_err("duplicate")
+            .to_string();
+        assert!(e.contains("users[1]") && e.contains("belongs to another user"), "{e}");
+        let e = load("[[tenants.contoso.contacts]]\nsip = \"sip:aa@contoso.com\"\nnumber = \"+1\"\nkind = \"operator\"\n")
+            .expect_err("bad kind")
+            .to_string();
+        assert!(e.contains("tenants.contoso.contacts[0].kind"), "{e}");
+    }
+
+    #[test]
+    fn normalizes_numbers_like_the_sdk() {
+        assert_eq!(normalize_number("tel:+1 (425) 555-0100;ext=1").as_deref(), Some("+14255550100"));
+        assert_eq!(normalize_number("0044 20"), Some("+4420".into()));
+        assert_eq!(normalize_number("5550100"), None);
+        assert_eq!(normalize_number("+"), None);
+    }
+}

@@ -1,0 +1,132 @@
+//! The control plane's data: the router configuration and the directory, loaded
+//! and validated together into [`Tenants`], the read-only view the policy plane
+//! answers policies' imports from.
+
+pub mod config;
+pub mod directory;
+pub mod health;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use config::{RouterConfig, TenantConfig};
+use directory::{Directory, TenantDirectory};
+
+/// A configuration or directory file that cannot be used. Nothing of it is applied.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file cannot be read.
+    Read {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid: syntax, a type, or a value that fails validation.
+    Invalid {
+        /// The file.
+        file: PathBuf,
+        /// The key, as a path (`tenant[0].domains[1]`); empty for a syntax error.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(file: &Path, key: String, reason: String) -> Self {
+        ConfigError::Invalid { file: file.to_path_buf(), key, reason }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            ConfigError::Invalid { .. } => None,
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { file, source } => write!(f, "{}: cannot read: {source}", file.display()),
+            ConfigError::Invalid { file, key, reason } if key.is_empty() || key == "." => {
+                write!(f, "{}: {reason}", file.display())
+            }
+            ConfigError::Invalid { file, key, reason } => write!(f, "{}: {key}: {reason}", file.display()),
+        }
+    }
+}
+
+/// One tenant: its configuration and its directory.
+#[derive(Debug)]
+pub struct Tenant {
+    /// The tenant's configuration.
+    pub config: TenantConfig,
+    /// The tenant's directory (empty if the directory file has none).
+    pub directory: TenantDirectory,
+}
+
+impl Tenant {
+    /// A tenant with default settings and an empty directory.
+    pub fn empty(id: &str) -> Tenant {
+        Tenant { config: TenantConfig::empty(id), directory: TenantDirectory::default() }
+    }
+}
+
+/// Every tenant, by id and by SIP domain. Immutable; a reload builds a new one.
+#[derive(Debug, Default)]
+pub struct Tenants {
+    by_id: HashMap<String, Arc<Tenant>>,
+    by_domain: HashMap<String, Arc<Tenant>>,
+    order: Vec<Arc<Tenant>>,
+}
+
+impl Tenants {
+    /// Loads the configuration at `path` and its directory.
+    pub fn load(path: &Path) -> Result<(RouterConfig, Tenants), ConfigError> {
+        let config = RouterConfig::load(path)?;
+        let directory = Directory::load(&config)?;
+        let tenants = Tenants::new(&config, directory);
+        Ok((config, tenants))
+    }
+
+    /// Joins a validated configuration and directory.
+    pub fn new(config: &RouterConfig, mut directory: Directory) -> Tenants {
+        let mut tenants = Tenants::default();
+        for c in &config.tenants {
+            let tenant = Arc::new(Tenant {
+                config: c.clone(),
+                directory: directory.tenants.remove(&c.id).unwrap_or_default(),
+            });
+            for d in &c.domains {
+                tenants.by_domain.insert(d.clone(), tenant.clone());
+            }
+            tenants.by_id.insert(c.id.clone(), tenant.clone());
+            tenants.order.push(tenant);
+        }
+        tenants
+    }
+
+    /// The tenant that owns SIP domain `host` (case-insensitive).
+    pub fn by_domain(&self, host: &str) -> Option<&Arc<Tenant>> {
+        match self.by_domain.get(host) {
+            Some(t) => Some(t),
+            None => self.by_domain.get(&host.to_ascii_lowercase()),
+        }
+    }
+
+    /// The tenant with id `id`.
+    pub fn by_id(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.by_id.get(id)
+    }
+
+    /// Every tenant, in configuration order.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
+        self.order.iter()
+    }
+}

@@ -1,0 +1,195 @@
+//! The one wasmtime [`Engine`] of the router: its configuration, the epoch ticker
+//! that enforces call deadlines, the linker with the contract's imports, and
+//! compiling a component after checking it against the contract.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, OptLevel};
+
+use super::bindings::PolicyPre;
+use super::host_api::{self, StoreState};
+
+/// The contract version this router speaks.
+pub const CONTRACT: &str = "exum:policy@0.1.0";
+/// The interfaces a policy may import.
+pub const ALLOWED_IMPORTS: [&str; 5] = [
+    "exum:policy/types@0.1.0",
+    "exum:policy/directory@0.1.0",
+    "exum:policy/health@0.1.0",
+    "exum:policy/clock@0.1.0",
+    "exum:policy/log@0.1.0",
+];
+/// The interface a policy must export.
+pub const REQUIRED_EXPORT: &str = "exum:policy/handler@0.1.0";
+/// How often the epoch advances: the granularity of call deadlines.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// Largest component accepted, in bytes.
+pub const MAX_COMPONENT_BYTES: usize = 16 << 20;
+
+/// Why a component cannot be used as a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a WebAssembly component (a core module, or not Wasm).
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    /// Larger than [`MAX_COMPONENT_BYTES`].
+    #[error("component is {0} bytes; the limit is {MAX_COMPONENT_BYTES}")]
+    TooLarge(usize),
+    /// It imports interfaces outside the contract.
+    #[error("imports {} outside the contract {CONTRACT} (a policy may import only {})", .0.join(", "), ALLOWED_IMPORTS.join(", "))]
+    ForeignImports(Vec<String>),
+    /// It does not export the contract's handler.
+    #[error("does not export {REQUIRED_EXPORT} (it exports: {})", if .0.is_empty() { "nothing".to_owned() } else { .0.join(", ") })]
+    MissingExport(Vec<String>),
+    /// It names the contract's interfaces but with other types or functions.
+    #[error("does not match the contract {CONTRACT}: {0}")]
+    ContractMismatch(String),
+    /// Its `init` returned an error.
+    #[error("init refused its configuration: {0}")]
+    Init(String),
+    /// Its `init` (or instantiation) trapped or ran out of a limit.
+    #[error("init faulted: {0}")]
+    InitFault(String),
+}
+
+/// A component compiled and checked against the contract, ready to instantiate.
+#[derive(Clone)]
+pub struct CompiledPolicy {
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// The interfaces it imports.
+    pub imports: Vec<String>,
+    /// What it exports.
+    pub exports: Vec<String>,
+    pub(crate) pre: PolicyPre<StoreState>,
+}
+
+impl std::fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPolicy").field("hash", &self.hash).field("size", &self.size).finish_non_exhaustive()
+    }
+}
+
+/// The engine, its linker and its epoch ticker.
+pub struct PolicyEngine {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    ticker: Ticker,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine").finish_non_exhaustive()
+    }
+}
+
+impl PolicyEngine {
+    /// Creates the engine and starts its epoch ticker thread.
+    pub fn new() -> wasmtime::Result<PolicyEngine> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        config.cranelift_opt_level(OptLevel::Speed);
+        config.max_wasm_stack(512 << 10);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        host_api::add_to_linker(&mut linker)?;
+        let ticker = Ticker::start(engine.clone());
+        Ok(PolicyEngine { engine, linker, ticker })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Epoch ticks that cover `deadline`, plus one for the tick in progress.
+    pub fn deadline_ticks(&self, deadline: Duration) -> u64 {
+        let _ = &self.ticker;
+        deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
+    }
+
+    /// Compiles `bytes` and checks it against the contract.
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
+        if bytes.len() > MAX_COMPONENT_BYTES {
+            return Err(LoadError::TooLarge(bytes.len()));
+        }
+        if !is_component(bytes) {
+            let what = if bytes.starts_with(b"\0asm") { "a core WebAssembly module" } else { "not WebAssembly" };
+            return Err(LoadError::NotAComponent(format!(
+                "{what}; build the policy for wasm32-unknown-unknown and turn it into a component"
+            )));
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .filter(|(_, item)| !matches!(item.ty, ComponentItem::Type(_)))
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let foreign: Vec<String> = imports.iter().filter(|i| !ALLOWED_IMPORTS.contains(&i.as_str())).cloned().collect();
+        if !foreign.is_empty() {
+            return Err(LoadError::ForeignImports(foreign));
+        }
+        if !exports.iter().any(|e| e == REQUIRED_EXPORT) {
+            return Err(LoadError::MissingExport(exports));
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .and_then(PolicyPre::new)
+            .map_err(|e| LoadError::ContractMismatch(format!("{e:#}")))?;
+        Ok(CompiledPolicy { hash: hex_sha256(bytes), size: bytes.len(), imports, exports, pre })
+    }
+}
+
+/// Whether `bytes` start with the component binary preamble (layer 1).
+pub fn is_component(bytes: &[u8]) -> bool {
+    bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, until
+/// dropped. A call's deadline is a number of ticks beyond the current epoch.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Ticker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread: the process cannot enforce policy deadlines without it");
+        Ticker { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

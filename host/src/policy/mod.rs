@@ -1,0 +1,22 @@
+//! The policy plane: one wasmtime engine, a registry of every tenant's policy
+//! version, instance pools, per-call limits, the host functions policies may
+//! call, decision validation and fallbacks. It takes a request view and gives a
+//! decision; it knows nothing of sockets.
+
+mod bindings;
+pub mod decision;
+pub mod engine;
+pub mod host_api;
+pub mod registry;
+pub mod version;
+pub mod view;
+
+/// The contract's types, generated from `sdk/wit/` (the same files the SDK uses).
+pub mod contract {
+    pub use super::bindings::exum::policy::directory::{ContactKind, PolicyScope, Voicemail};
+    pub use super::bindings::exum::policy::types::*;
+}
+
+pub use engine::{CONTRACT, LoadError, PolicyEngine};
+pub use registry::{DecidedBy, PolicyRegistry, STANDARD_COMPONENT, TenantPolicy, Verdict};
+pub use version::{Fault, FaultKind, PolicyVersion};

@@ -1,0 +1,314 @@
+//! Tenant → policy. Each tenant has a [`TenantPolicy`]: its own version (or none,
+//! for the standard policy), its fallback, and its fault record. Deciding a
+//! request goes through here: the policy's decision is validated; a fault costs
+//! that one decision, which the fallback makes; repeated faults quarantine the
+//! version until a new one is installed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use super::bindings::exum::policy::types::{Decision, Failure, Reject, Request};
+use super::decision::{reason_phrase, validate};
+use super::engine::{LoadError, PolicyEngine};
+use super::version::{Fault, FaultKind, PolicyVersion};
+use crate::control::config::{Fallback, Limits, PolicySource};
+use crate::control::health::HealthTable;
+use crate::control::{Tenant, Tenants};
+
+/// The standard policy component, built from `policies/standard` and embedded.
+pub static STANDARD_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exum_policy_standard.component.wasm"));
+
+/// Who made a decision.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case", tag = "by")]
+pub enum DecidedBy {
+    /// The tenant's own policy.
+    Policy {
+        /// Its name.
+        name: String,
+        /// Its version number.
+        version: u64,
+    },
+    /// The standard policy: the tenant has none of its own, or its policy answered
+    /// `standard`.
+    Standard,
+    /// The tenant's fallback, because its policy faulted or is quarantined.
+    Fallback {
+        /// Why.
+        reason: String,
+    },
+    /// Nothing could decide (the standard policy itself failed): 500.
+    Internal,
+}
+
+/// A decision and how it was made.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Verdict {
+    /// The decision; never `standard`.
+    pub decision: Decision,
+    /// Who made it.
+    pub decided_by: DecidedBy,
+    /// Time spent deciding, policy calls included.
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+/// Counters of one tenant policy.
+#[derive(Debug, Default)]
+pub struct PolicyStats {
+    /// Decisions made (by any path).
+    pub decisions: AtomicU64,
+    /// Faults by kind, indexed like [`FaultKind::ALL`].
+    pub faults: [AtomicU64; FaultKind::ALL.len()],
+    /// Decisions made by the fallback.
+    pub fallbacks: AtomicU64,
+}
+
+impl PolicyStats {
+    /// Faults of `kind` so far.
+    pub fn faults_of(&self, kind: FaultKind) -> u64 {
+        let i = FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.faults[i].load(Ordering::Relaxed)
+    }
+}
+
+/// A tenant's current policy, its fallback and its fault record.
+#[derive(Debug)]
+pub struct TenantPolicy {
+    /// The tenant.
+    pub tenant_id: String,
+    /// The tenant's own policy version, or `None` for the standard policy.
+    pub own: Option<Arc<PolicyVersion>>,
+    /// Why the tenant's policy file is not in use, if it failed to load.
+    pub load_error: Option<String>,
+    fallback: Fallback,
+    quarantine_after: u32,
+    standard: Arc<PolicyVersion>,
+    consecutive_faults: AtomicU32,
+    quarantined: AtomicBool,
+    /// Counters.
+    pub stats: PolicyStats,
+}
+
+impl TenantPolicy {
+    /// Whether the tenant's policy is quarantined (the fallback decides everything).
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// Decides where a new request goes.
+    pub fn route(&self, tenant: &Arc<Tenant>, req: &Request) -> Verdict {
+        self.decide(|v| v.route(tenant, req))
+    }
+
+    /// Decides what happens when every target of a forward failed.
+    pub fn on_failure(&self, tenant: &Arc<Tenant>, req: &Request, failure: &Failure) -> Verdict {
+        self.decide(|v| v.on_failure(tenant, req, failure))
+    }
+
+    fn decide(&self, call: impl Fn(&PolicyVersion) -> Result<Decision, Fault>) -> Verdict {
+        let start = Instant::now();
+        self.stats.decisions.fetch_add(1, Ordering::Relaxed);
+        let (decision, decided_by) = match &self.own {
+            None => self.standard(&call, DecidedBy::Standard),
+            Some(_) if self.is_quarantined() => self.fallback(&call, "quarantined".to_owned()),
+            Some(own) => match call(own).and_then(|d| validate(&d).map(|()| d).map_err(Fault::InvalidDecision)) {
+                Ok(Decision::Standard) => {
+                    self.consecutive_faults.store(0, Ordering::Relaxed);
+                    self.standard(&call, DecidedBy::Standard)
+                }
+                Ok(d) => {
+                    self.consecutive_faults.store(0, Ordering::Relaxed);
+                    (d, DecidedBy::Policy { name: own.name.clone(), version: own.version })
+                }
+                Err(fault) => {
+                    self.record_fault(own, &fault);
+                    self.fallback(&call, fault.kind().as_str().to_owned())
+                }
+            },
+        };
+        Verdict { decision, decided_by, elapsed: start.elapsed() }
+    }
+
+    fn record_fault(&self, own: &PolicyVersion, fault: &Fault) {
+        let kind = fault.kind();
+        let i = FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        self.stats.faults[i].fetch_add(1, Ordering::Relaxed);
+        let n = self.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
+        tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, fault = %kind, consecutive = n, "policy fault: {fault}");
+        if n >= self.quarantine_after && !self.quarantined.swap(true, Ordering::Relaxed) {
+            tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, "policy quarantined after {n} consecutive faults; the fallback decides until a new version is installed");
+        }
+    }
+
+    fn fallback(&self, call: &impl Fn(&PolicyVersion) -> Result<Decision, Fault>, reason: String) -> (Decision, DecidedBy) {
+        self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        match self.fallback {
+            Fallback::Standard => {
+                let (d, by) = self.standard(call, DecidedBy::Fallback { reason });
+                (d, by)
+            }
+            Fallback::Reject(code) => (
+                Decision::Reject(Reject { code, reason: reason_phrase(code).to_owned(), headers: Vec::new() }),
+                DecidedBy::Fallback { reason },
+            ),
+        }
+    }
+
+    fn standard(&self, call: &impl Fn(&PolicyVersion) -> Result<Decision, Fault>, by: DecidedBy) -> (Decision, DecidedBy) {
+        match call(&self.standard) {
+            Ok(d) if d != Decision::Standard && validate(&d).is_ok() => (d, by),
+            other => {
+                tracing::error!(tenant = %self.tenant_id, "the standard policy failed: {other:?}");
+                let internal = Reject { code: 500, reason: reason_phrase(500).to_owned(), headers: Vec::new() };
+                (Decision::Reject(internal), DecidedBy::Internal)
+            }
+        }
+    }
+}
+
+/// Why a tenant's policy file could not be installed.
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    /// The file could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Read {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The component was refused.
+    #[error("{}: {source}", path.display())]
+    Load {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: LoadError,
+    },
+}
+
+/// Every tenant's policy, and the standard one.
+#[derive(Debug)]
+pub struct PolicyRegistry {
+    engine: Arc<PolicyEngine>,
+    health: Arc<HealthTable>,
+    standard: Arc<PolicyVersion>,
+    tenants: RwLock<HashMap<String, Arc<TenantPolicy>>>,
+    next_version: AtomicU64,
+}
+
+impl PolicyRegistry {
+    /// Creates the registry with the embedded standard policy and no tenants.
+    pub fn new(engine: Arc<PolicyEngine>, health: Arc<HealthTable>) -> Result<PolicyRegistry, LoadError> {
+        let compiled = engine.compile(STANDARD_COMPONENT)?;
+        let placeholder = Arc::new(Tenant::empty("standard"));
+        let standard = PolicyVersion::load(
+            engine.clone(),
+            health.clone(),
+            compiled,
+            "standard".into(),
+            0,
+            String::new(),
+            Limits::default(),
+            &placeholder,
+        )?;
+        Ok(PolicyRegistry {
+            engine,
+            health,
+            standard: Arc::new(standard),
+            tenants: RwLock::new(HashMap::new()),
+            next_version: AtomicU64::new(1),
+        })
+    }
+
+    /// Installs every tenant's configured policy; see [`Self::install_configured`].
+    pub fn install_all(&self, tenants: &Tenants) {
+        for tenant in tenants.iter() {
+            self.install_configured(tenant);
+        }
+    }
+
+    /// Installs the policy `tenant`'s configuration names. A tenant whose file
+    /// cannot be installed serves with the standard policy and keeps the error in
+    /// [`TenantPolicy::load_error`].
+    pub fn install_configured(&self, tenant: &Arc<Tenant>) -> Arc<TenantPolicy> {
+        let result = match &tenant.config.policy {
+            PolicySource::Standard => Ok(None),
+            PolicySource::File(path) => self.load_file(tenant, path).map(Some),
+        };
+        match result {
+            Ok(own) => self.install(tenant, own, None),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.config.id, "policy not installed, the standard policy serves: {e}");
+                self.install(tenant, None, Some(e.to_string()))
+            }
+        }
+    }
+
+    /// Compiles and loads a policy file for `tenant` as a new version.
+    pub fn load_file(&self, tenant: &Arc<Tenant>, path: &Path) -> Result<Arc<PolicyVersion>, InstallError> {
+        let bytes = std::fs::read(path).map_err(|source| InstallError::Read { path: path.to_path_buf(), source })?;
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        self.load_bytes(tenant, &bytes, name).map_err(|source| InstallError::Load { path: path.to_path_buf(), source })
+    }
+
+    /// Compiles and loads component `bytes` for `tenant` as a new version.
+    pub fn load_bytes(&self, tenant: &Arc<Tenant>, bytes: &[u8], name: String) -> Result<Arc<PolicyVersion>, LoadError> {
+        let compiled = self.engine.compile(bytes)?;
+        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let c = &tenant.config;
+        let v = PolicyVersion::load(
+            self.engine.clone(),
+            self.health.clone(),
+            compiled,
+            name,
+            version,
+            c.policy_config.clone(),
+            c.limits,
+            tenant,
+        )?;
+        tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.compiled.hash, "policy loaded");
+        Ok(Arc::new(v))
+    }
+
+    /// Makes `own` (or the standard policy, for `None`) the tenant's policy. A
+    /// new version starts with a clean fault record.
+    pub fn install(&self, tenant: &Tenant, own: Option<Arc<PolicyVersion>>, load_error: Option<String>) -> Arc<TenantPolicy> {
+        let c = &tenant.config;
+        let policy = Arc::new(TenantPolicy {
+            tenant_id: c.id.clone(),
+            own,
+            load_error,
+            fallback: c.fallback,
+            quarantine_after: c.limits.quarantine_after,
+            standard: self.standard.clone(),
+            consecutive_faults: AtomicU32::new(0),
+            quarantined: AtomicBool::new(false),
+            stats: PolicyStats::default(),
+        });
+        self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
+        policy
+    }
+
+    /// The tenant's current policy; the standard one for a tenant never installed.
+    pub fn get(&self, tenant: &Tenant) -> Arc<TenantPolicy> {
+        if let Some(p) = self.tenants.read().unwrap_or_else(|e| e.into_inner()).get(&tenant.config.id) {
+            return p.clone();
+        }
+        self.install(tenant, None, None)
+    }
+
+    /// The standard policy's version.
+    pub fn standard(&self) -> &Arc<PolicyVersion> {
+        &self.standard
+    }
+
+    /// Target health, shared with the probes.
+    pub fn health(&self) -> &Arc<HealthTable> {
+        &self.health
+    }
+}

@@ -1,0 +1,285 @@
+//! One version of one policy: the compiled component, its `init` config and
+//! limits, and a pool of initialised instances reused from call to call. Calls
+//! run under the limits; a fault is classified and the instance discarded.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use wasmtime::Store;
+use wasmtime::Trap;
+
+use super::bindings::Policy;
+use super::bindings::exum::policy::types::{Decision, Failure, Request};
+use super::engine::{CompiledPolicy, LoadError, PolicyEngine};
+use super::host_api::{LimitHit, StoreState};
+use crate::control::Tenant;
+use crate::control::config::Limits;
+use crate::control::health::HealthTable;
+
+/// Most idle instances kept per version.
+pub const POOL_CAPACITY: usize = 32;
+
+/// What went wrong in a policy call. Never the policy's own decision: a policy
+/// that rejects a call has not faulted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    /// The call ran past its deadline (epoch interruption).
+    #[error("deadline exceeded")]
+    Deadline,
+    /// The instance tried to grow its memory (or a table) beyond the limit.
+    #[error("memory limit exceeded: {0}")]
+    Memory(String),
+    /// The wasm stack overflowed (deep recursion).
+    #[error("stack overflow")]
+    StackOverflow,
+    /// The policy panicked (an `unreachable` trap).
+    #[error("panic (unreachable executed)")]
+    Panic,
+    /// Another trap.
+    #[error("trap: {0}")]
+    Trap(String),
+    /// The policy returned a decision the router refuses.
+    #[error("invalid decision: {0}")]
+    InvalidDecision(String),
+    /// A new instance could not be created or initialised.
+    #[error("instantiation failed: {0}")]
+    Instantiate(String),
+}
+
+/// The kinds of [`Fault`], for counting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// [`Fault::Deadline`].
+    Deadline,
+    /// [`Fault::Memory`].
+    Memory,
+    /// [`Fault::StackOverflow`].
+    StackOverflow,
+    /// [`Fault::Panic`].
+    Panic,
+    /// [`Fault::Trap`].
+    Trap,
+    /// [`Fault::InvalidDecision`].
+    InvalidDecision,
+    /// [`Fault::Instantiate`].
+    Instantiate,
+}
+
+impl FaultKind {
+    /// Every kind, in a fixed order (the index of the counters).
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::Deadline,
+        FaultKind::Memory,
+        FaultKind::StackOverflow,
+        FaultKind::Panic,
+        FaultKind::Trap,
+        FaultKind::InvalidDecision,
+        FaultKind::Instantiate,
+    ];
+
+    /// The name used in logs and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::Deadline => "deadline",
+            FaultKind::Memory => "memory",
+            FaultKind::StackOverflow => "stack_overflow",
+            FaultKind::Panic => "panic",
+            FaultKind::Trap => "trap",
+            FaultKind::InvalidDecision => "invalid_decision",
+            FaultKind::Instantiate => "instantiate",
+        }
+    }
+}
+
+impl fmt::Display for FaultKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Fault {
+    /// The fault's kind.
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Fault::Deadline => FaultKind::Deadline,
+            Fault::Memory(_) => FaultKind::Memory,
+            Fault::StackOverflow => FaultKind::StackOverflow,
+            Fault::Panic => FaultKind::Panic,
+            Fault::Trap(_) => FaultKind::Trap,
+            Fault::InvalidDecision(_) => FaultKind::InvalidDecision,
+            Fault::Instantiate(_) => FaultKind::Instantiate,
+        }
+    }
+
+    fn classify(err: &wasmtime::Error, hit: Option<LimitHit>) -> Fault {
+        if hit.is_some() {
+            return Fault::Memory(format!("{err:#}"));
+        }
+        match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Fault::Deadline,
+            Some(Trap::StackOverflow) => Fault::StackOverflow,
+            Some(Trap::UnreachableCodeReached) => Fault::Panic,
+            Some(trap) => Fault::Trap(trap.to_string()),
+            None => Fault::Trap(format!("{err:#}")),
+        }
+    }
+}
+
+/// An initialised instance and its store.
+struct PooledInstance {
+    store: Store<StoreState>,
+    bindings: Policy,
+}
+
+/// One loaded version of a policy.
+pub struct PolicyVersion {
+    /// The policy's name: its file name, or `standard`.
+    pub name: String,
+    /// A number that grows with each version loaded for the tenant (1 = first).
+    pub version: u64,
+    /// When it was loaded.
+    pub loaded_at: SystemTime,
+    /// The compiled component.
+    pub compiled: CompiledPolicy,
+    /// The string given to `init`.
+    pub init_config: String,
+    /// Limits of its calls.
+    pub limits: Limits,
+    engine: Arc<PolicyEngine>,
+    health: Arc<HealthTable>,
+    deadline_ticks: u64,
+    log_tag: Arc<str>,
+    /// Idle initialised instances. A `Mutex<Vec<_>>`: held only to push or pop.
+    pool: Mutex<Vec<PooledInstance>>,
+}
+
+impl fmt::Debug for PolicyVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PolicyVersion")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("hash", &self.compiled.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyVersion {
+    /// Loads a compiled policy: instantiates it once and runs `init` under the
+    /// limits, so a version whose `init` fails or faults is refused here, not at
+    /// its first call. The instance goes to the pool.
+    #[allow(clippy::too_many_arguments)]
+    pub fn load(
+        engine: Arc<PolicyEngine>,
+        health: Arc<HealthTable>,
+        compiled: CompiledPolicy,
+        name: String,
+        version: u64,
+        init_config: String,
+        limits: Limits,
+        tenant: &Arc<Tenant>,
+    ) -> Result<PolicyVersion, LoadError> {
+        let deadline_ticks = engine.deadline_ticks(limits.deadline);
+        let log_tag: Arc<str> = format!("{}/{name}@{version}", tenant.config.id).into();
+        let v = PolicyVersion {
+            name,
+            version,
+            loaded_at: SystemTime::now(),
+            compiled,
+            init_config,
+            limits,
+            engine,
+            health,
+            deadline_ticks,
+            log_tag,
+            pool: Mutex::new(Vec::new()),
+        };
+        let instance = v.instantiate(tenant).map_err(|e| match e {
+            InstantiateError::Init(msg) => LoadError::Init(msg),
+            InstantiateError::Fault(f) => LoadError::InitFault(f.to_string()),
+        })?;
+        v.release(instance);
+        Ok(v)
+    }
+
+    /// Calls `route`.
+    pub fn route(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<Decision, Fault> {
+        self.call(tenant, |b, s| b.exum_policy_handler().call_route(s, req))
+    }
+
+    /// Calls `on-failure`.
+    pub fn on_failure(&self, tenant: &Arc<Tenant>, req: &Request, failure: &Failure) -> Result<Decision, Fault> {
+        self.call(tenant, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure))
+    }
+
+    /// Idle instances in the pool.
+    pub fn pooled(&self) -> usize {
+        self.pool.lock().map_or(0, |p| p.len())
+    }
+
+    fn call(
+        &self,
+        tenant: &Arc<Tenant>,
+        f: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<Decision>,
+    ) -> Result<Decision, Fault> {
+        let mut instance = match self.acquire() {
+            Some(i) => i,
+            None => self.instantiate(tenant).map_err(|e| match e {
+                InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
+                InstantiateError::Fault(f) => f,
+            })?,
+        };
+        let store = &mut instance.store;
+        {
+            let data = store.data_mut();
+            if !Arc::ptr_eq(&data.tenant, tenant) {
+                data.tenant = tenant.clone();
+            }
+            data.limiter.hit = None;
+            data.log_budget = super::host_api::LOG_BUDGET_PER_CALL;
+        }
+        store.set_epoch_deadline(self.deadline_ticks);
+        match f(&instance.bindings, store) {
+            Ok(decision) => {
+                self.release(instance);
+                Ok(decision)
+            }
+            // The instance may be in any state after a trap: drop it.
+            Err(e) => Err(Fault::classify(&e, instance.store.data().limiter.hit)),
+        }
+    }
+
+    fn acquire(&self) -> Option<PooledInstance> {
+        self.pool.lock().ok()?.pop()
+    }
+
+    fn release(&self, instance: PooledInstance) {
+        if let Ok(mut pool) = self.pool.lock()
+            && pool.len() < POOL_CAPACITY
+        {
+            pool.push(instance);
+        }
+    }
+
+    fn instantiate(&self, tenant: &Arc<Tenant>) -> Result<PooledInstance, InstantiateError> {
+        let state = StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
+        let mut store = Store::new(self.engine.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(self.deadline_ticks);
+        let bindings = self
+            .compiled
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit)))?;
+        match bindings.exum_policy_handler().call_init(&mut store, &self.init_config) {
+            Ok(Ok(())) => Ok(PooledInstance { store, bindings }),
+            Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
+            Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
+        }
+    }
+}
+
+enum InstantiateError {
+    Init(String),
+    Fault(Fault),
+}

@@ -1,0 +1,28 @@
+//! The SIP plane: URIs and messages. No Wasm in here.
+
+pub mod message;
+pub mod uri;
+
+use std::net::SocketAddr;
+
+/// A SIP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP.
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+/// Where a message came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The peer's address.
+    pub addr: SocketAddr,
+    /// The transport it arrived on.
+    pub transport: Transport,
+    /// The peer's name from its TLS certificate, for mutual TLS.
+    pub tls_peer_name: Option<String>,
+}

@@ -1,0 +1,202 @@
+//! The offline tools: `check` a component against the contract, and `simulate`
+//! a SIP request through its tenant's policy. Both work without any network.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::control::health::HealthTable;
+use crate::control::{ConfigError, Tenants};
+use crate::policy::contract::{Attempt, Decision, Failure, Outcome};
+use crate::policy::decision::reason_phrase;
+use crate::policy::engine::{ALLOWED_IMPORTS, CONTRACT, REQUIRED_EXPORT};
+use crate::policy::{LoadError, PolicyEngine, PolicyRegistry, Verdict, view};
+use crate::sip::message::{ParseError, Request};
+use crate::sip::{Source, Transport};
+
+/// Why a tool could not do its job. Each is a clear message and a non-zero exit.
+#[derive(Debug, thiserror::Error)]
+pub enum ToolError {
+    /// A file could not be read.
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        /// The file (or `-` for standard input).
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The component is not a valid policy.
+    #[error("{path}: {source}")]
+    Policy {
+        /// The file.
+        path: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The configuration or directory is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The SIP request does not parse.
+    #[error("{path}: not a SIP request the router can route: {source}")]
+    Sip {
+        /// The file.
+        path: String,
+        /// Why.
+        source: ParseError,
+    },
+    /// No tenant owns the Request-URI's domain.
+    #[error("no tenant owns the domain `{0}` of the Request-URI (the router answers 404)")]
+    UnknownTenant(String),
+    /// The tenant's policy file could not be installed.
+    #[error("tenant {tenant}: {reason}")]
+    TenantPolicy {
+        /// The tenant.
+        tenant: String,
+        /// Why.
+        reason: String,
+    },
+    /// The engine could not start.
+    #[error("the policy engine could not start: {0}")]
+    Engine(String),
+}
+
+/// `exum-router check <policy.wasm>`: validates a component against the contract
+/// and describes it.
+pub fn check(path: &Path) -> Result<String, ToolError> {
+    let bytes = std::fs::read(path).map_err(|source| ToolError::Read { path: path.display().to_string(), source })?;
+    let engine = PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?;
+    let compiled = engine.compile(&bytes).map_err(|source| ToolError::Policy { path: path.display().to_string(), source })?;
+    let mut out = String::new();
+    let _ = writeln!(out, "component  {} ({} bytes)", path.display(), compiled.size);
+    let _ = writeln!(out, "sha256     {}", compiled.hash);
+    let _ = writeln!(out, "contract   {CONTRACT}");
+    let _ = writeln!(out, "world      exum:policy/policy@0.1.0");
+    for import in &compiled.imports {
+        let _ = writeln!(out, "  import   {import}");
+    }
+    for export in &compiled.exports {
+        let _ = writeln!(out, "  export   {export}");
+    }
+    let unused: Vec<&str> =
+        ALLOWED_IMPORTS.iter().copied().filter(|i| !compiled.imports.iter().any(|c| c == i) && !i.ends_with("/types@0.1.0")).collect();
+    if !unused.is_empty() {
+        let _ = writeln!(out, "  (does not use {})", unused.join(", "));
+    }
+    let _ = writeln!(out, "ok: exports {REQUIRED_EXPORT} and imports nothing outside {CONTRACT}");
+    Ok(out)
+}
+
+/// Options of `simulate`.
+#[derive(Debug, Clone, Default)]
+pub struct SimulateOptions {
+    /// The request's source address (default 192.0.2.10:5060 over UDP).
+    pub source: Option<std::net::SocketAddr>,
+    /// Targets to treat as marked down by health probes.
+    pub down: Vec<String>,
+    /// Also simulate every target of a forward failing (timeouts) and show the
+    /// `on-failure` decision.
+    pub fail_all: bool,
+}
+
+/// `exum-router simulate --config <file> <request.sip>`: runs a request through
+/// its tenant's policy; returns the decision as JSON and the request as it would
+/// be forwarded (or the response the router would send).
+pub fn simulate(config: &Path, request_path: &str, request: &[u8], options: &SimulateOptions) -> Result<String, ToolError> {
+    let (_, tenants) = Tenants::load(config)?;
+    let sip = Request::parse(request).map_err(|source| ToolError::Sip { path: request_path.to_owned(), source })?;
+    let tenant = tenants.by_domain(&sip.uri.host).ok_or_else(|| ToolError::UnknownTenant(sip.uri.host.clone()))?.clone();
+    let source = Source {
+        addr: options.source.unwrap_or_else(|| ([192, 0, 2, 10], 5060).into()),
+        transport: Transport::Udp,
+        tls_peer_name: None,
+    };
+    let view = view::request_view(&tenant.config.id, &sip, &source)
+        .map_err(|source| ToolError::Sip { path: request_path.to_owned(), source })?;
+
+    let health = Arc::new(HealthTable::default());
+    for d in &options.down {
+        health.set(d, false);
+    }
+    let engine = Arc::new(PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?);
+    let registry = PolicyRegistry::new(engine, health).map_err(|e| ToolError::Engine(e.to_string()))?;
+    let policy = registry.install_configured(&tenant);
+    if let Some(reason) = &policy.load_error {
+        return Err(ToolError::TenantPolicy { tenant: tenant.config.id.clone(), reason: reason.clone() });
+    }
+
+    let verdict = policy.route(&tenant, &view);
+    let mut out = String::new();
+    write_verdict(&mut out, "route", &tenant.config.id, &verdict);
+    write_outcome(&mut out, &sip, &verdict.decision);
+    if options.fail_all
+        && let Decision::Forward(f) = &verdict.decision
+    {
+        let failure = Failure {
+            attempts: f.targets.iter().map(|t| Attempt { target: t.uri.clone(), outcome: Outcome::Timeout }).collect(),
+        };
+        let after = policy.on_failure(&tenant, &view, &failure);
+        out.push('\n');
+        write_verdict(&mut out, "on-failure (every target timed out)", &tenant.config.id, &after);
+        write_outcome(&mut out, &sip, &after.decision);
+    }
+    Ok(out)
+}
+
+fn write_verdict(out: &mut String, step: &str, tenant: &str, verdict: &Verdict) {
+    let json = serde_json::json!({
+        "step": step,
+        "tenant": tenant,
+        "decided_by": verdict.decided_by,
+        "decision": verdict.decision,
+        "elapsed_us": verdict.elapsed.as_micros() as u64,
+    });
+    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+}
+
+fn write_outcome(out: &mut String, sip: &Request, decision: &Decision) {
+    match decision {
+        Decision::Forward(f) => {
+            let mut fwd = sip.clone();
+            if let Some(uri) = &f.request_uri {
+                fwd.uri_text = uri.clone();
+            }
+            for name in &f.remove_headers {
+                fwd.remove_header(name);
+            }
+            for h in &f.add_headers {
+                fwd.headers.push((h.name.clone(), h.value.clone()));
+            }
+            let hops = fwd.header("Max-Forwards").and_then(|v| v.parse::<u32>().ok()).unwrap_or(70);
+            fwd.remove_header("Max-Forwards");
+            fwd.headers.push(("Max-Forwards".into(), hops.saturating_sub(1).to_string()));
+            let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
+            let _ = writeln!(out, "\n--- forwarded to {} (the router also adds its Via) ---", targets.join(", then "));
+            out.push_str(&String::from_utf8_lossy(&fwd.to_bytes()));
+        }
+        Decision::Reject(r) => {
+            let reason = if r.reason.is_empty() { reason_phrase(r.code) } else { &r.reason };
+            let _ = writeln!(out, "\n--- response ---");
+            let _ = write!(out, "SIP/2.0 {} {reason}\r\n", r.code);
+            write_response_headers(out, sip, r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())));
+        }
+        Decision::Redirect(r) => {
+            let _ = writeln!(out, "\n--- response ---");
+            let _ = write!(out, "SIP/2.0 {} {}\r\n", r.code, reason_phrase(r.code));
+            let contacts = r.contacts.iter().map(|c| ("Contact", c.as_str()));
+            write_response_headers(out, sip, contacts.chain(r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str()))));
+        }
+        Decision::Standard => {}
+    }
+}
+
+fn write_response_headers<'a>(out: &mut String, sip: &Request, extra: impl Iterator<Item = (&'a str, &'a str)>) {
+    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+        for (n, v) in sip.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            let _ = write!(out, "{n}: {v}\r\n");
+        }
+    }
+    for (n, v) in extra {
+        let _ = write!(out, "{n}: {v}\r\n");
+    }
+    out.push_str("Content-Length: 0\r\n\r\n");
+}
