@@ -54,12 +54,15 @@
 //! - helpers for the chores of every policy: [`Uri`] parameters and addresses,
 //!   [`normalize_number`] for E.164, [`Request::header`], decision builders,
 //!   [`ms_diagnostics`], [`resolve_hosted_policy`];
+//! - [`routing`]: building blocks of the standard algorithm (hosted rewrite,
+//!   Diversion, dial plans) for policies that route some calls their own way;
 //! - [`testing`]: the in-memory stand-in for the router, for native tests.
 
 #![cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 
 mod helpers;
 pub mod host;
+pub mod routing;
 pub mod testing;
 
 pub use helpers::{ms_diagnostics, normalize_number, parse_uri, resolve_hosted_policy};

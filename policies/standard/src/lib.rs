@@ -11,7 +11,7 @@
 
 use exum_policy_sdk::{
     Decision, Failure, Forward, Policy, Request, Target, UmContact, User, Voicemail, host,
-    ms_diagnostics, normalize_number, parse_uri, resolve_hosted_policy,
+    ms_diagnostics, normalize_number, parse_uri, routing,
 };
 
 /// The `ms-diagnostics` codes of the standard policy. 15000-15999 is the range Lync
@@ -27,7 +27,7 @@ pub mod diagnostics {
     pub const FAILED_TO_ROUTE: (u32, &str) = (15030, "Failed to route to Exchange Server");
     /// 480: a hosted target without an applicable hosted voice-mail policy (or one
     /// without destination).
-    pub const NO_HOSTED_POLICY: (u32, &str) = (15031, "No hosted voice mail policy");
+    pub const NO_HOSTED_POLICY: (u32, &str) = exum_policy_sdk::routing::NO_HOSTED_POLICY;
     /// 480: an on-premises user whose EUM phone-context names no known dial plan.
     pub const NO_DIAL_PLAN: (u32, &str) = (15032, "No UM dial plan for the user's phone-context");
 }
@@ -91,7 +91,7 @@ pub fn all_targets_failed(req: &Request) -> Decision {
     ruri.user = Some(number);
     ruri.params.retain(|p| p.name != "transport" && p.name != "lr");
     ruri.set_param("user", Some("phone"));
-    with_diversion(req, Forward::to(vec![Target::new(gateway)]).with_request_uri(ruri))
+    Decision::Forward(routing::with_diversion(req, Forward::to(vec![Target::new(gateway)]).with_request_uri(ruri)))
 }
 
 fn route_user(req: &Request, user: &User) -> Decision {
@@ -108,28 +108,14 @@ fn route_contact(req: &Request, contact: &UmContact) -> Decision {
     route_hosted(req, contact.hosted_voicemail_policy.as_deref(), contact.site.as_deref())
 }
 
-/// Step 4: hosted voice mail. The Request-URI keeps user and host (and
-/// `opaque=app:voicemail`) and gains `ms-destination` and `ms-organization`; the
-/// request goes to the tenant's edge, or straight to the destination over TLS.
+/// Step 4: hosted voice mail, to the edge (or the destination over TLS) unless
+/// health probes mark that next hop down.
 fn route_hosted(req: &Request, granted: Option<&str>, site: Option<&str>) -> Decision {
-    let Some(policy) = resolve_hosted_policy(granted, site) else {
-        return reject(480, "Temporarily Unavailable", diagnostics::NO_HOSTED_POLICY);
-    };
-    let Some(destination) = policy.destination.filter(|d| !d.is_empty()) else {
-        return reject(480, "Temporarily Unavailable", diagnostics::NO_HOSTED_POLICY);
-    };
-    let mut ruri = req.request_uri.clone();
-    ruri.port = None;
-    ruri.params.retain(|p| p.name == "opaque");
-    ruri.set_param("ms-destination", Some(&destination));
-    if let Some(org) = policy.organizations.first() {
-        ruri.set_param("ms-organization", Some(org));
+    match routing::hosted_forward(&req.request_uri, granted, site) {
+        Ok(forward) if forward.targets.iter().all(|t| host::target_healthy(&t.uri)) => Decision::Forward(forward),
+        Ok(_) => all_targets_failed(req),
+        Err(reject) => reject,
     }
-    let next_hop = host::settings().edge.unwrap_or_else(|| format!("sip:{destination};transport=tls"));
-    if !host::target_healthy(&next_hop) {
-        return all_targets_failed(req);
-    }
-    Decision::Forward(Forward::to(vec![Target::new(&next_hop)]).with_request_uri(ruri))
 }
 
 /// Step 5: on-premises voice mail through the user's dial plan, UM servers in
@@ -142,27 +128,10 @@ fn route_on_premises(req: &Request, user: &User) -> Decision {
     let Some(plan) = phone_context.and_then(host::lookup_dial_plan) else {
         return reject(480, "Temporarily Unavailable", diagnostics::NO_DIAL_PLAN);
     };
-    let targets: Vec<Target> = plan
-        .servers
-        .iter()
-        .filter(|s| host::target_healthy(&s.uri))
-        .map(|s| Target::new(&s.uri).with_timeout_ms(s.timeout_ms))
-        .collect();
-    if targets.is_empty() {
-        return all_targets_failed(req);
+    match routing::dial_plan_forward(req, &plan) {
+        Some(forward) => Decision::Forward(forward),
+        None => all_targets_failed(req),
     }
-    with_diversion(req, Forward::to(targets))
-}
-
-/// Removes every Diversion header, and adds one naming the Request-URI when the
-/// caller is not the called user: Exchange UM picks the mailbox from it.
-fn with_diversion(req: &Request, forward: Forward) -> Decision {
-    let mut forward = forward.remove_header("Diversion");
-    if !req.is_own_mailbox_call() {
-        let value = format!("<{}>;reason=no-answer", req.request_uri.address());
-        forward = forward.add_header("Diversion", &value);
-    }
-    Decision::Forward(forward)
 }
 
 /// The site of the called user or contact, for site-scoped rerouting.

@@ -1,0 +1,63 @@
+//! Building blocks of the standard Exchange UM algorithm, for policies that route
+//! some calls their own way and the rest like the standard policy.
+
+use crate::{DialPlan, Decision, Forward, Request, Target, Uri, host, ms_diagnostics, resolve_hosted_policy};
+
+/// `ms-diagnostics` of a hosted target without an applicable hosted voice-mail
+/// policy (or one without destination).
+pub const NO_HOSTED_POLICY: (u32, &str) = (15031, "No hosted voice mail policy");
+
+/// Step 4 of the standard algorithm: a forward to hosted voice mail for a target
+/// whose granted policy and site are given. The Request-URI keeps user and host
+/// (and `opaque=app:voicemail`) and gains `ms-destination` and `ms-organization`;
+/// the next hop is the tenant's edge, or the destination over TLS.
+///
+/// Returns the 480 rejection with `ms-diagnostics: 15031` as `Err` when no hosted
+/// voice-mail policy with a destination applies.
+pub fn hosted_forward(request_uri: &Uri, granted: Option<&str>, site: Option<&str>) -> Result<Forward, Decision> {
+    let no_policy = || Decision::reject_with_diagnostics(480, "Temporarily Unavailable", NO_HOSTED_POLICY.0, NO_HOSTED_POLICY.1);
+    let policy = resolve_hosted_policy(granted, site).ok_or_else(no_policy)?;
+    let destination = policy.destination.filter(|d| !d.is_empty()).ok_or_else(no_policy)?;
+    let mut ruri = request_uri.clone();
+    ruri.port = None;
+    ruri.params.retain(|p| p.name == "opaque");
+    ruri.set_param("ms-destination", Some(&destination));
+    if let Some(org) = policy.organizations.first() {
+        ruri.set_param("ms-organization", Some(org));
+    }
+    let next_hop = host::settings().edge.unwrap_or_else(|| format!("sip:{destination};transport=tls"));
+    Ok(Forward::to(vec![Target::new(&next_hop)]).with_request_uri(ruri))
+}
+
+/// The Diversion rule of step 5: removes every Diversion header, and adds one
+/// naming the Request-URI when the caller is not the called user (Exchange UM
+/// picks the mailbox from it).
+pub fn with_diversion(req: &Request, forward: Forward) -> Forward {
+    let forward = forward.remove_header("Diversion");
+    if req.is_own_mailbox_call() {
+        return forward;
+    }
+    let value = format!("<{}>;reason=no-answer", req.request_uri.address());
+    forward.add_header("Diversion", &value)
+}
+
+/// A forward to the UM servers of `plan` that health probes have not marked
+/// down, in order, with their timeouts and the Diversion rule. `None` when every
+/// server is down.
+pub fn dial_plan_forward(req: &Request, plan: &DialPlan) -> Option<Forward> {
+    let targets: Vec<Target> = plan
+        .servers
+        .iter()
+        .filter(|s| host::target_healthy(&s.uri))
+        .map(|s| Target::new(&s.uri).with_timeout_ms(s.timeout_ms))
+        .collect();
+    if targets.is_empty() {
+        return None;
+    }
+    Some(with_diversion(req, Forward::to(targets)))
+}
+
+/// An `ms-diagnostics` header (re-exported here for convenience).
+pub fn diagnostics(code: u32, reason: &str) -> crate::Header {
+    ms_diagnostics(code, reason)
+}
