@@ -1,0 +1,106 @@
+//! Shared pieces of exum-router's integration tests: the components built from
+//! source by `build.rs`, the example deployment, and a harness that puts a policy
+//! in front of the real engine.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use exum_router::control::config::{Fallback, Limits, PolicySource, TenantConfig};
+use exum_router::control::directory::TenantDirectory;
+use exum_router::control::health::HealthTable;
+use exum_router::control::{Tenant, Tenants};
+use exum_router::policy::contract::Request;
+use exum_router::policy::{PolicyEngine, PolicyRegistry, TenantPolicy, view};
+use exum_router::sip::message::Request as SipRequest;
+use exum_router::sip::{Source, Transport};
+
+/// Paths of the components built from source (`PILOT_GROUP`, `HOSTILE`, ...).
+pub mod components {
+    include!(concat!(env!("OUT_DIR"), "/components.rs"));
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+}
+
+/// The example deployment's router configuration.
+pub fn deployment_config() -> PathBuf {
+    workspace().join("examples/deployment/router.toml")
+}
+
+/// The router's policy plane over a set of tenants, as `serve` builds it.
+pub struct Plane {
+    /// The tenants.
+    pub tenants: Tenants,
+    /// The registry with every tenant's policy installed.
+    pub registry: PolicyRegistry,
+    /// Target health.
+    pub health: Arc<HealthTable>,
+}
+
+impl Plane {
+    /// Loads the example deployment.
+    pub fn deployment() -> Plane {
+        let (_, tenants) = Tenants::load(&deployment_config()).expect("the example deployment loads");
+        Plane::new(tenants)
+    }
+
+    /// Builds the plane for `tenants`.
+    pub fn new(tenants: Tenants) -> Plane {
+        let health = Arc::new(HealthTable::default());
+        let engine = Arc::new(PolicyEngine::new().expect("engine"));
+        let registry = PolicyRegistry::new(engine, health.clone()).expect("the standard policy loads");
+        registry.install_all(&tenants);
+        Plane { tenants, registry, health }
+    }
+
+    /// The tenant owning the Request-URI of `sip` and the request view.
+    pub fn request(&self, sip: &str) -> (Arc<Tenant>, Request) {
+        let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
+        let tenant = self.tenants.by_domain(&parsed.uri.host).expect("a tenant owns the domain").clone();
+        let view = view_of(sip, &tenant.config.id);
+        (tenant, view)
+    }
+
+    /// The installed policy of `tenant`.
+    pub fn policy(&self, tenant: &Tenant) -> Arc<TenantPolicy> {
+        self.registry.get(tenant)
+    }
+}
+
+/// The request view of `sip` for tenant `tenant`, from 192.0.2.10:5060 over UDP.
+pub fn view_of(sip: &str, tenant: &str) -> Request {
+    let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
+    let source = Source { addr: ([192, 0, 2, 10], 5060).into(), transport: Transport::Udp, tls_peer_name: None };
+    view::request_view(tenant, &parsed, &source).expect("view")
+}
+
+/// An INVITE to `ruri` from `from`, with one stale Diversion header.
+pub fn invite(ruri: &str, from: &str) -> String {
+    let to = ruri.split(';').next().unwrap_or(ruri);
+    format!(
+        "INVITE {ruri} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-test\r\n\
+         Max-Forwards: 70\r\n\
+         From: <{from}>;tag=abc\r\n\
+         To: <{to}>\r\n\
+         Call-ID: test@192.0.2.10\r\n\
+         CSeq: 1 INVITE\r\n\
+         Diversion: <sip:stale@contoso.com>;reason=unconditional\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+/// A tenant `id` owning `<id>.test` whose policy is the component at `path`.
+pub fn tenant_with_policy(id: &str, path: &str, policy_config: &str, fallback: Fallback, limits: Limits) -> Arc<Tenant> {
+    let config = TenantConfig {
+        domains: vec![format!("{id}.test")],
+        policy: PolicySource::File(PathBuf::from(path)),
+        policy_config: policy_config.to_owned(),
+        fallback,
+        limits,
+        ..TenantConfig::empty(id)
+    };
+    Arc::new(Tenant { config, directory: TenantDirectory::default() })
+}

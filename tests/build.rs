@@ -1,0 +1,16 @@
+//! Builds every shipped policy and every test fixture to a component, from source,
+//! with one nested cargo build; `src/lib.rs` includes the paths.
+
+use exum_guest_build::Guest;
+
+fn main() -> anyhow::Result<()> {
+    exum_guest_build::build(&[
+        Guest { package: "exum-policy-standard", constant: "STANDARD" },
+        Guest { package: "exum-example-pilot-group", constant: "PILOT_GROUP" },
+        Guest { package: "exum-example-after-hours", constant: "AFTER_HOURS" },
+        Guest { package: "exum-example-prefix-routing", constant: "PREFIX_ROUTING" },
+        Guest { package: "exum-fixture-hostile", constant: "HOSTILE" },
+        Guest { package: "exum-fixture-foreign-import", constant: "FOREIGN_IMPORT" },
+        Guest { package: "exum-fixture-no-exports", constant: "NO_EXPORTS" },
+    ])
+}
