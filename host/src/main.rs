@@ -1,4 +1,5 @@
-//! The `exum-router` command: offline tools for policies (`check`, `simulate`).
+//! The `exum-router` command: offline tools for policies (`check`, `componentize`,
+//! `simulate`).
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -22,6 +23,14 @@ enum Command {
     Check {
         /// The component (`.wasm`).
         policy: PathBuf,
+    },
+    /// Turn a policy crate's core module (wasm32-unknown-unknown) into a
+    /// component, check it, and write it.
+    Componentize {
+        /// The core module built by cargo.
+        module: PathBuf,
+        /// Where to write the component.
+        output: PathBuf,
     },
     /// Run a SIP request through its tenant's policy; print the decision as JSON
     /// and the request as it would be forwarded (or the response).
@@ -53,6 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check { policy } => tools::check(&policy),
+        Command::Componentize { module, output } => tools::componentize(&module, &output),
         Command::Simulate { config, source, down, fail_all, request } => {
             let path = request.unwrap_or_else(|| "-".to_owned());
             read_request(&path).and_then(|bytes| {

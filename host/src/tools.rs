@@ -86,6 +86,25 @@ pub fn check(path: &Path) -> Result<String, ToolError> {
     Ok(out)
 }
 
+/// `exum-router componentize <core.wasm> <out.wasm>`: turns a policy crate's
+/// core module (built for `wasm32-unknown-unknown`) into a component, checks it
+/// against the contract, and writes it.
+pub fn componentize(input: &Path, output: &Path) -> Result<String, ToolError> {
+    let bytes = std::fs::read(input).map_err(|source| ToolError::Read { path: input.display().to_string(), source })?;
+    if super::policy::engine::is_component(&bytes) {
+        return Err(ToolError::Policy {
+            path: input.display().to_string(),
+            source: LoadError::NotAComponent("already a component: nothing to do; run `exum-router check` on it".into()),
+        });
+    }
+    let component = exum_guest_build::componentize(&bytes).map_err(|e| ToolError::Policy {
+        path: input.display().to_string(),
+        source: LoadError::NotAComponent(format!("cannot make a component of this module: {e:#}")),
+    })?;
+    std::fs::write(output, &component).map_err(|source| ToolError::Read { path: output.display().to_string(), source })?;
+    check(output)
+}
+
 /// Options of `simulate`.
 #[derive(Debug, Clone, Default)]
 pub struct SimulateOptions {

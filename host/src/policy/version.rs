@@ -212,6 +212,22 @@ impl PolicyVersion {
         self.call(tenant, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure))
     }
 
+    /// Calls `route` on a new instance, created and initialised for this call and
+    /// dropped after it: what every call would cost without the pool. For
+    /// measuring the pool's worth (see `docs/performance.md`).
+    pub fn route_on_fresh_instance(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<Decision, Fault> {
+        let mut instance = self.instantiate(tenant).map_err(|e| match e {
+            InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
+            InstantiateError::Fault(f) => f,
+        })?;
+        instance.store.set_epoch_deadline(self.deadline_ticks);
+        instance
+            .bindings
+            .exum_policy_handler()
+            .call_route(&mut instance.store, req)
+            .map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))
+    }
+
     /// Idle instances in the pool.
     pub fn pooled(&self) -> usize {
         self.pool.lock().map_or(0, |p| p.len())
