@@ -15,13 +15,17 @@ fn decisions(c: &mut Criterion) {
     let mut group = c.benchmark_group("standard_decision");
     for (name, ruri) in CALLS {
         let (tenant, policy, req) = plane.call(ruri);
-        group.bench_function(format!("{name}/engine_reused_instance"), |b| b.iter(|| black_box(policy.route(&tenant, black_box(&req)))));
+        group.bench_function(format!("{name}/engine_reused_instance"), |b| {
+            b.iter(|| black_box(policy.route(&tenant, black_box(&req))))
+        });
         let standard = plane.registry.standard().clone();
         group.bench_function(format!("{name}/engine_fresh_instance"), |b| {
             b.iter(|| black_box(standard.route_on_fresh_instance(&tenant, black_box(&req))))
         });
         let native = native_request(ruri);
-        group.bench_function(format!("{name}/native"), |b| b.iter(|| black_box(exum_policy_standard::route(black_box(&native)))));
+        group.bench_function(format!("{name}/native"), |b| {
+            b.iter(|| black_box(exum_policy_standard::route(black_box(&native))))
+        });
     }
     group.finish();
 }

@@ -55,7 +55,8 @@ enum Command {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -63,10 +64,25 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check { policy } => tools::check(&policy),
         Command::Componentize { module, output } => tools::componentize(&module, &output),
-        Command::Simulate { config, source, down, fail_all, request } => {
+        Command::Simulate {
+            config,
+            source,
+            down,
+            fail_all,
+            request,
+        } => {
             let path = request.unwrap_or_else(|| "-".to_owned());
             read_request(&path).and_then(|bytes| {
-                tools::simulate(&config, &path, &bytes, &SimulateOptions { source, down, fail_all })
+                tools::simulate(
+                    &config,
+                    &path,
+                    &bytes,
+                    &SimulateOptions {
+                        source,
+                        down,
+                        fail_all,
+                    },
+                )
             })
         }
     };
@@ -83,7 +99,10 @@ fn main() -> ExitCode {
 }
 
 fn read_request(path: &str) -> Result<Vec<u8>, tools::ToolError> {
-    let read_err = |source| tools::ToolError::Read { path: path.to_owned(), source };
+    let read_err = |source| tools::ToolError::Read {
+        path: path.to_owned(),
+        source,
+    };
     if path == "-" {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).map_err(read_err)?;

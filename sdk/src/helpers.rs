@@ -54,9 +54,16 @@ impl Uri {
     /// Sets parameter `name` to `value`, replacing any existing one.
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(str::to_owned);
-        match self.params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
+        match self
+            .params
+            .iter_mut()
+            .find(|p| p.name.eq_ignore_ascii_case(name))
+        {
             Some(p) => p.value = value,
-            None => self.params.push(Param { name: name.to_owned(), value }),
+            None => self.params.push(Param {
+                name: name.to_owned(),
+                value,
+            }),
         }
     }
 }
@@ -110,15 +117,27 @@ pub fn parse_uri(text: &str) -> Option<Uri> {
         .split(';')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((n, v)) => Param { name: n.trim().to_ascii_lowercase(), value: Some(v.trim().to_owned()) },
-            None => Param { name: p.trim().to_ascii_lowercase(), value: None },
+            Some((n, v)) => Param {
+                name: n.trim().to_ascii_lowercase(),
+                value: Some(v.trim().to_owned()),
+            },
+            None => Param {
+                name: p.trim().to_ascii_lowercase(),
+                value: None,
+            },
         })
         .collect();
     if scheme == "tel" {
         if main.is_empty() {
             return None;
         }
-        return Some(Uri { scheme, user: Some(main.to_owned()), host: String::new(), port: None, params });
+        return Some(Uri {
+            scheme,
+            user: Some(main.to_owned()),
+            host: String::new(),
+            port: None,
+            params,
+        });
     }
     let (user, hostport) = match main.rfind('@') {
         Some(i) => (Some(main[..i].to_owned()), &main[i + 1..]),
@@ -142,7 +161,13 @@ pub fn parse_uri(text: &str) -> Option<Uri> {
     if host.is_empty() {
         return None;
     }
-    Some(Uri { scheme, user, host: host.to_ascii_lowercase(), port, params })
+    Some(Uri {
+        scheme,
+        user,
+        host: host.to_ascii_lowercase(),
+        port,
+        params,
+    })
 }
 
 /// Normalises a telephone number to E.164 (`+14255550100`): accepts `tel:` URIs,
@@ -177,15 +202,25 @@ pub fn normalize_number(number: &str) -> Option<String> {
 
 /// An `ms-diagnostics` header: `ms-diagnostics: 15030;reason="..."`.
 pub fn ms_diagnostics(code: u32, reason: &str) -> Header {
-    Header { name: "ms-diagnostics".to_owned(), value: format!("{code};reason=\"{reason}\"") }
+    Header {
+        name: "ms-diagnostics".to_owned(),
+        value: format!("{code};reason=\"{reason}\""),
+    }
 }
 
 /// Resolves the hosted voice-mail policy that applies to a user or contact: the
 /// granted one, else the site's, else the tenant's global policy.
-pub fn resolve_hosted_policy(granted: Option<&str>, site: Option<&str>) -> Option<HostedVoicemailPolicy> {
+pub fn resolve_hosted_policy(
+    granted: Option<&str>,
+    site: Option<&str>,
+) -> Option<HostedVoicemailPolicy> {
     granted
         .and_then(|name| host::lookup_hosted_voicemail_policy(&PolicyScope::Named(name.to_owned())))
-        .or_else(|| site.and_then(|s| host::lookup_hosted_voicemail_policy(&PolicyScope::Site(s.to_owned()))))
+        .or_else(|| {
+            site.and_then(|s| {
+                host::lookup_hosted_voicemail_policy(&PolicyScope::Site(s.to_owned()))
+            })
+        })
         .or_else(|| host::lookup_hosted_voicemail_policy(&PolicyScope::Global))
 }
 
@@ -242,7 +277,11 @@ impl Request {
 impl Target {
     /// A target with the router's default transport and timeout.
     pub fn new(uri: &str) -> Self {
-        Target { uri: uri.to_owned(), transport: None, timeout_ms: None }
+        Target {
+            uri: uri.to_owned(),
+            transport: None,
+            timeout_ms: None,
+        }
     }
 
     /// Sets how long to wait for this target before trying the next, in ms.
@@ -261,7 +300,12 @@ impl Target {
 impl Forward {
     /// Forward to `targets`, in order, with no other change.
     pub fn to(targets: Vec<Target>) -> Self {
-        Forward { targets, request_uri: None, add_headers: Vec::new(), remove_headers: Vec::new() }
+        Forward {
+            targets,
+            request_uri: None,
+            add_headers: Vec::new(),
+            remove_headers: Vec::new(),
+        }
     }
 
     /// Rewrites the Request-URI of the forwarded request.
@@ -272,7 +316,10 @@ impl Forward {
 
     /// Adds a header field to the forwarded request.
     pub fn add_header(mut self, name: &str, value: &str) -> Self {
-        self.add_headers.push(Header { name: name.to_owned(), value: value.to_owned() });
+        self.add_headers.push(Header {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        });
         self
     }
 
@@ -286,7 +333,11 @@ impl Forward {
 impl Reject {
     /// A rejection with `code` and `reason` (empty for the standard phrase).
     pub fn new(code: u16, reason: &str) -> Self {
-        Reject { code, reason: reason.to_owned(), headers: Vec::new() }
+        Reject {
+            code,
+            reason: reason.to_owned(),
+            headers: Vec::new(),
+        }
     }
 
     /// Adds a header field to the response.
@@ -299,7 +350,11 @@ impl Reject {
 impl Redirect {
     /// A redirection with `code` (3xx) to `contacts`.
     pub fn new(code: u16, contacts: Vec<String>) -> Self {
-        Redirect { code, contacts, headers: Vec::new() }
+        Redirect {
+            code,
+            contacts,
+            headers: Vec::new(),
+        }
     }
 }
 
@@ -310,8 +365,15 @@ impl Decision {
     }
 
     /// Reject with `code`, `reason` and an `ms-diagnostics` header.
-    pub fn reject_with_diagnostics(code: u16, reason: &str, diag_code: u32, diag_reason: &str) -> Self {
-        Decision::Reject(Reject::new(code, reason).with_header(ms_diagnostics(diag_code, diag_reason)))
+    pub fn reject_with_diagnostics(
+        code: u16,
+        reason: &str,
+        diag_code: u32,
+        diag_reason: &str,
+    ) -> Self {
+        Decision::Reject(
+            Reject::new(code, reason).with_header(ms_diagnostics(diag_code, diag_reason)),
+        )
     }
 }
 
@@ -327,12 +389,16 @@ mod tests {
         assert!(uri.has_param("gruu"));
         assert!(uri.is_voicemail());
         assert_eq!(uri.address(), "sip:alice@contoso.com");
-        assert_eq!(uri.to_string(), "sip:Alice@contoso.com;gruu;opaque=app:voicemail");
+        assert_eq!(
+            uri.to_string(),
+            "sip:Alice@contoso.com;gruu;opaque=app:voicemail"
+        );
     }
 
     #[test]
     fn parses_name_addr_ipv6_and_tel() {
-        let uri = parse_uri("\"Bob\" <sip:bob@[2001:db8::1]:5070;transport=tcp>;tag=9").expect("valid");
+        let uri =
+            parse_uri("\"Bob\" <sip:bob@[2001:db8::1]:5070;transport=tcp>;tag=9").expect("valid");
         assert_eq!(uri.host, "[2001:db8::1]");
         assert_eq!(uri.port, Some(5070));
         assert_eq!(uri.param("transport"), Some(Some("tcp")));
@@ -344,9 +410,18 @@ mod tests {
 
     #[test]
     fn normalizes_numbers() {
-        assert_eq!(normalize_number("+1 (425) 555-0100").as_deref(), Some("+14255550100"));
-        assert_eq!(normalize_number("tel:+14255550100;ext=100").as_deref(), Some("+14255550100"));
-        assert_eq!(normalize_number("0044 20 7946 0000").as_deref(), Some("+442079460000"));
+        assert_eq!(
+            normalize_number("+1 (425) 555-0100").as_deref(),
+            Some("+14255550100")
+        );
+        assert_eq!(
+            normalize_number("tel:+14255550100;ext=100").as_deref(),
+            Some("+14255550100")
+        );
+        assert_eq!(
+            normalize_number("0044 20 7946 0000").as_deref(),
+            Some("+442079460000")
+        );
         assert_eq!(normalize_number("5550100"), None);
         assert_eq!(normalize_number("+1425555010x"), None);
         assert_eq!(normalize_number("+"), None);
@@ -355,7 +430,10 @@ mod tests {
 
     #[test]
     fn header_lookup_matches_compact_forms() {
-        let req = crate::testing::invite("sip:a@b.c").header("k", "100rel").header("Diversion", "<sip:x@b.c>").build();
+        let req = crate::testing::invite("sip:a@b.c")
+            .header("k", "100rel")
+            .header("Diversion", "<sip:x@b.c>")
+            .build();
         assert_eq!(req.header("Supported"), Some("100rel"));
         assert_eq!(req.header("diversion"), Some("<sip:x@b.c>"));
         assert_eq!(req.header("Subject"), None);

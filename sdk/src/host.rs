@@ -5,7 +5,10 @@
 //! policy's unit tests, they answer from the [`TestHost`](crate::testing::TestHost)
 //! installed on the current thread.
 
-use crate::{Datetime, DialPlan, HostedVoicemailPolicy, Level, PolicyScope, Rerouting, TenantSettings, UmContact, User};
+use crate::{
+    Datetime, DialPlan, HostedVoicemailPolicy, Level, PolicyScope, Rerouting, TenantSettings,
+    UmContact, User,
+};
 
 #[cfg(target_arch = "wasm32")]
 use crate::bindings::exum::policy::{clock, directory, health, log as wit_log};

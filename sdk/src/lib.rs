@@ -88,8 +88,8 @@ pub use bindings::exum::policy::directory::{
 };
 pub use bindings::exum::policy::log::Level;
 pub use bindings::exum::policy::types::{
-    Attempt, Decision, Failure, Forward, Header, Outcome, Param, Redirect, Reject, Request,
-    Source, Target, Transport, Uri,
+    Attempt, Decision, Failure, Forward, Header, Outcome, Param, Redirect, Reject, Request, Source,
+    Target, Transport, Uri,
 };
 
 /// A routing policy. Implement it on a unit struct and export it with
@@ -126,7 +126,9 @@ macro_rules! export_policy {
         const _: () = {
             struct ExumPolicyExport;
             impl $crate::bindings::exports::exum::policy::handler::Guest for ExumPolicyExport {
-                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
+                fn init(
+                    config: ::std::string::String,
+                ) -> ::std::result::Result<(), ::std::string::String> {
                     <$policy as $crate::Policy>::init(&config)
                 }
                 fn route(req: $crate::Request) -> $crate::Decision {
@@ -136,7 +138,7 @@ macro_rules! export_policy {
                     <$policy as $crate::Policy>::on_failure(&req, &failure)
                 }
             }
-            $crate::bindings::export!(ExumPolicyExport with_types_in $crate::bindings);
+    $crate::bindings::export!(ExumPolicyExport with_types_in $crate::bindings);
         };
     };
 }

@@ -25,7 +25,9 @@ thread_local! {
 pub(crate) fn with_host<R>(f: impl FnOnce(&TestHost) -> R) -> R {
     HOST.with(|h| {
         let host = h.borrow();
-        f(host.as_ref().expect("no TestHost installed on this thread: call TestHost::install() first"))
+        f(host
+            .as_ref()
+            .expect("no TestHost installed on this thread: call TestHost::install() first"))
     })
 }
 
@@ -69,10 +71,18 @@ impl TestHost {
             contacts: Vec::new(),
             hosted_policies: Vec::new(),
             dial_plans: Vec::new(),
-            rerouting: Rerouting { enabled: false, auto_attendant: None, subscriber_access: None, pstn_gateway: None },
+            rerouting: Rerouting {
+                enabled: false,
+                auto_attendant: None,
+                subscriber_access: None,
+                pstn_gateway: None,
+            },
             site_rerouting: Vec::new(),
             down: Vec::new(),
-            now: Datetime { unix_seconds: 1_767_607_200, utc_offset_minutes: 0 },
+            now: Datetime {
+                unix_seconds: 1_767_607_200,
+                utc_offset_minutes: 0,
+            },
             logs: RefCell::new(Vec::new()),
         }
     }
@@ -97,7 +107,11 @@ impl TestHost {
     /// Adds a user with an on-premises mailbox on the dial plan named by `eum`'s
     /// phone-context (`eum:alice@contoso.com;phone-context=DP1.contoso.com`).
     pub fn on_premises_user(mut self, sip: &str, eum: &str) -> Self {
-        self.users.push(User { voicemail: Voicemail::OnPremises, eum_address: Some(eum.to_owned()), ..user(sip) });
+        self.users.push(User {
+            voicemail: Voicemail::OnPremises,
+            eum_address: Some(eum.to_owned()),
+            ..user(sip)
+        });
         self
     }
 
@@ -108,7 +122,13 @@ impl TestHost {
     }
 
     /// Adds an Exchange UM contact.
-    pub fn contact(mut self, sip: &str, number: &str, kind: ContactKind, granted: Option<&str>) -> Self {
+    pub fn contact(
+        mut self,
+        sip: &str,
+        number: &str,
+        kind: ContactKind,
+        granted: Option<&str>,
+    ) -> Self {
         self.contacts.push(UmContact {
             sip_address: sip.to_owned(),
             number: number.to_owned(),
@@ -120,7 +140,12 @@ impl TestHost {
     }
 
     /// Adds a hosted voice-mail policy with a scope.
-    pub fn hosted_policy(mut self, scope: PolicyScope, destination: Option<&str>, organizations: &[&str]) -> Self {
+    pub fn hosted_policy(
+        mut self,
+        scope: PolicyScope,
+        destination: Option<&str>,
+        organizations: &[&str],
+    ) -> Self {
         let name = match &scope {
             PolicyScope::Global => "global".to_owned(),
             PolicyScope::Site(s) => format!("site:{s}"),
@@ -140,13 +165,24 @@ impl TestHost {
         self.dial_plans.push(DialPlan {
             name: name.to_owned(),
             phone_context: phone_context.to_owned(),
-            servers: servers.iter().map(|(u, t)| UmServer { uri: (*u).to_owned(), timeout_ms: *t }).collect(),
+            servers: servers
+                .iter()
+                .map(|(u, t)| UmServer {
+                    uri: (*u).to_owned(),
+                    timeout_ms: *t,
+                })
+                .collect(),
         });
         self
     }
 
     /// Enables tenant-wide voice-mail rerouting.
-    pub fn rerouting(mut self, gateway: &str, auto_attendant: &str, subscriber_access: &str) -> Self {
+    pub fn rerouting(
+        mut self,
+        gateway: &str,
+        auto_attendant: &str,
+        subscriber_access: &str,
+    ) -> Self {
         self.rerouting = Rerouting {
             enabled: true,
             auto_attendant: Some(auto_attendant.to_owned()),
@@ -164,7 +200,10 @@ impl TestHost {
 
     /// Sets the clock.
     pub fn at(mut self, unix_seconds: i64, utc_offset_minutes: i32) -> Self {
-        self.now = Datetime { unix_seconds, utc_offset_minutes };
+        self.now = Datetime {
+            unix_seconds,
+            utc_offset_minutes,
+        };
         self
     }
 
@@ -180,22 +219,41 @@ impl TestHost {
 
     pub(crate) fn find_user(&self, address: &str) -> Option<User> {
         match directory_key(address) {
-            Key::Sip(key) => self.users.iter().find(|u| key_of(&u.sip_address) == key).cloned(),
-            Key::Number(n) => self.users.iter().find(|u| u.number.as_deref() == Some(n.as_str())).cloned(),
+            Key::Sip(key) => self
+                .users
+                .iter()
+                .find(|u| key_of(&u.sip_address) == key)
+                .cloned(),
+            Key::Number(n) => self
+                .users
+                .iter()
+                .find(|u| u.number.as_deref() == Some(n.as_str()))
+                .cloned(),
             Key::Invalid => None,
         }
     }
 
     pub(crate) fn find_contact(&self, address: &str) -> Option<UmContact> {
         match directory_key(address) {
-            Key::Sip(key) => self.contacts.iter().find(|c| key_of(&c.sip_address) == key).cloned(),
-            Key::Number(n) => self.contacts.iter().find(|c| normalize_number(&c.number).as_deref() == Some(n.as_str())).cloned(),
+            Key::Sip(key) => self
+                .contacts
+                .iter()
+                .find(|c| key_of(&c.sip_address) == key)
+                .cloned(),
+            Key::Number(n) => self
+                .contacts
+                .iter()
+                .find(|c| normalize_number(&c.number).as_deref() == Some(n.as_str()))
+                .cloned(),
             Key::Invalid => None,
         }
     }
 
     pub(crate) fn find_hosted_policy(&self, scope: &PolicyScope) -> Option<HostedVoicemailPolicy> {
-        self.hosted_policies.iter().find(|(s, _)| s == scope).map(|(_, p)| p.clone())
+        self.hosted_policies
+            .iter()
+            .find(|(s, _)| s == scope)
+            .map(|(_, p)| p.clone())
     }
 
     pub(crate) fn find_dial_plan(&self, key: &str) -> Option<DialPlan> {
@@ -272,7 +330,10 @@ impl RequestBuilder {
             req: Request {
                 tenant: String::new(),
                 method: method.to_owned(),
-                to: Uri { params: Vec::new(), ..ruri.clone() },
+                to: Uri {
+                    params: Vec::new(),
+                    ..ruri.clone()
+                },
                 request_uri: ruri,
                 request_uri_text: request_uri.to_owned(),
                 from: caller,
@@ -314,7 +375,10 @@ impl RequestBuilder {
 
     /// Adds a header field.
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.req.headers.push(Header { name: name.to_owned(), value: value.to_owned() });
+        self.req.headers.push(Header {
+            name: name.to_owned(),
+            value: value.to_owned(),
+        });
         self
     }
 

@@ -21,7 +21,10 @@ pub mod components {
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the workspace")
+        .to_path_buf()
 }
 
 /// The example deployment's router configuration.
@@ -42,7 +45,8 @@ pub struct Plane {
 impl Plane {
     /// Loads the example deployment.
     pub fn deployment() -> Plane {
-        let (_, tenants) = Tenants::load(&deployment_config()).expect("the example deployment loads");
+        let (_, tenants) =
+            Tenants::load(&deployment_config()).expect("the example deployment loads");
         Plane::new(tenants)
     }
 
@@ -50,15 +54,24 @@ impl Plane {
     pub fn new(tenants: Tenants) -> Plane {
         let health = Arc::new(HealthTable::default());
         let engine = Arc::new(PolicyEngine::new().expect("engine"));
-        let registry = PolicyRegistry::new(engine, health.clone()).expect("the standard policy loads");
+        let registry =
+            PolicyRegistry::new(engine, health.clone()).expect("the standard policy loads");
         registry.install_all(&tenants);
-        Plane { tenants, registry, health }
+        Plane {
+            tenants,
+            registry,
+            health,
+        }
     }
 
     /// The tenant owning the Request-URI of `sip` and the request view.
     pub fn request(&self, sip: &str) -> (Arc<Tenant>, Request) {
         let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
-        let tenant = self.tenants.by_domain(&parsed.uri.host).expect("a tenant owns the domain").clone();
+        let tenant = self
+            .tenants
+            .by_domain(&parsed.uri.host)
+            .expect("a tenant owns the domain")
+            .clone();
         let view = view_of(sip, &tenant.config.id);
         (tenant, view)
     }
@@ -72,7 +85,11 @@ impl Plane {
 /// The request view of `sip` for tenant `tenant`, from 192.0.2.10:5060 over UDP.
 pub fn view_of(sip: &str, tenant: &str) -> Request {
     let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
-    let source = Source { addr: ([192, 0, 2, 10], 5060).into(), transport: Transport::Udp, tls_peer_name: None };
+    let source = Source {
+        addr: ([192, 0, 2, 10], 5060).into(),
+        transport: Transport::Udp,
+        tls_peer_name: None,
+    };
     view::request_view(tenant, &parsed, &source).expect("view")
 }
 
@@ -93,7 +110,13 @@ pub fn invite(ruri: &str, from: &str) -> String {
 }
 
 /// A tenant `id` owning `<id>.test` whose policy is the component at `path`.
-pub fn tenant_with_policy(id: &str, path: &str, policy_config: &str, fallback: Fallback, limits: Limits) -> Arc<Tenant> {
+pub fn tenant_with_policy(
+    id: &str,
+    path: &str,
+    policy_config: &str,
+    fallback: Fallback,
+    limits: Limits,
+) -> Arc<Tenant> {
     let config = TenantConfig {
         domains: vec![format!("{id}.test")],
         policy: PolicySource::File(PathBuf::from(path)),
@@ -102,5 +125,8 @@ pub fn tenant_with_policy(id: &str, path: &str, policy_config: &str, fallback: F
         limits,
         ..TenantConfig::empty(id)
     };
-    Arc::new(Tenant { config, directory: TenantDirectory::default() })
+    Arc::new(Tenant {
+        config,
+        directory: TenantDirectory::default(),
+    })
 }

@@ -136,7 +136,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { deadline: Duration::from_millis(5), memory_bytes: 16 << 20, quarantine_after: 5 }
+        Limits {
+            deadline: Duration::from_millis(5),
+            memory_bytes: 16 << 20,
+            quarantine_after: 5,
+        }
     }
 }
 
@@ -221,65 +225,112 @@ impl RouterConfig {
     fn validate(path: &Path, file: ConfigFile) -> Result<RouterConfig, ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::invalid(path, key, reason);
         let base = path.parent().unwrap_or(Path::new("."));
-        let defaults = limits(Limits::default(), file.policy_defaults, "policy_defaults").map_err(|(k, r)| invalid(k, r))?;
+        let defaults = limits(Limits::default(), file.policy_defaults, "policy_defaults")
+            .map_err(|(k, r)| invalid(k, r))?;
         let mut ids = HashSet::new();
         let mut domains = HashSet::new();
         let mut tenants = Vec::with_capacity(file.tenants.len());
         for (i, t) in file.tenants.into_iter().enumerate() {
             let key = |field: &str| format!("tenant[{i}].{field}");
-            if t.id.is_empty() || !t.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-                return Err(invalid(key("id"), format!("`{}` is not a tenant id (letters, digits, `-`, `_`, `.`)", t.id)));
+            if t.id.is_empty()
+                || !t
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            {
+                return Err(invalid(
+                    key("id"),
+                    format!(
+                        "`{}` is not a tenant id (letters, digits, `-`, `_`, `.`)",
+                        t.id
+                    ),
+                ));
             }
             if !ids.insert(t.id.clone()) {
-                return Err(invalid(key("id"), format!("tenant `{}` is defined twice", t.id)));
+                return Err(invalid(
+                    key("id"),
+                    format!("tenant `{}` is defined twice", t.id),
+                ));
             }
             if t.domains.is_empty() {
-                return Err(invalid(key("domains"), "a tenant needs at least one SIP domain".into()));
+                return Err(invalid(
+                    key("domains"),
+                    "a tenant needs at least one SIP domain".into(),
+                ));
             }
             let mut tenant_domains = Vec::with_capacity(t.domains.len());
             for (j, d) in t.domains.iter().enumerate() {
                 let d = d.to_ascii_lowercase();
                 if !is_domain(&d) {
-                    return Err(invalid(key(&format!("domains[{j}]")), format!("`{d}` is not a domain name")));
+                    return Err(invalid(
+                        key(&format!("domains[{j}]")),
+                        format!("`{d}` is not a domain name"),
+                    ));
                 }
                 if !domains.insert(d.clone()) {
-                    return Err(invalid(key(&format!("domains[{j}]")), format!("domain `{d}` belongs to another tenant already")));
+                    return Err(invalid(
+                        key(&format!("domains[{j}]")),
+                        format!("domain `{d}` belongs to another tenant already"),
+                    ));
                 }
                 tenant_domains.push(d);
             }
             let policy = match t.policy.as_deref() {
                 None | Some("standard") => PolicySource::Standard,
-                Some("") => return Err(invalid(key("policy"), "empty path; use \"standard\" or a .wasm file".into())),
+                Some("") => {
+                    return Err(invalid(
+                        key("policy"),
+                        "empty path; use \"standard\" or a .wasm file".into(),
+                    ));
+                }
                 Some(p) => PolicySource::File(base.join(p)),
             };
             let fallback = match t.fallback {
                 None => Fallback::Standard,
                 Some(FallbackFile::Named(n)) if n == "standard" => Fallback::Standard,
                 Some(FallbackFile::Named(n)) => {
-                    return Err(invalid(key("fallback"), format!("`{n}`: expected \"standard\" or a reject code 400-699")));
+                    return Err(invalid(
+                        key("fallback"),
+                        format!("`{n}`: expected \"standard\" or a reject code 400-699"),
+                    ));
                 }
-                Some(FallbackFile::Code(c)) if (400..=699).contains(&c) => Fallback::Reject(c as u16),
+                Some(FallbackFile::Code(c)) if (400..=699).contains(&c) => {
+                    Fallback::Reject(c as u16)
+                }
                 Some(FallbackFile::Code(c)) => {
-                    return Err(invalid(key("fallback"), format!("{c}: a reject code must be 400-699")));
+                    return Err(invalid(
+                        key("fallback"),
+                        format!("{c}: a reject code must be 400-699"),
+                    ));
                 }
             };
-            let limits = limits(defaults, t.limits, &key("limits")).map_err(|(k, r)| invalid(k, r))?;
-            for (field, value) in [("edge", &t.edge), ("default_next_hop", &t.default_next_hop), ("pstn_gateway", &t.pstn_gateway)] {
+            let limits =
+                limits(defaults, t.limits, &key("limits")).map_err(|(k, r)| invalid(k, r))?;
+            for (field, value) in [
+                ("edge", &t.edge),
+                ("default_next_hop", &t.default_next_hop),
+                ("pstn_gateway", &t.pstn_gateway),
+            ] {
                 if let Some(v) = value {
                     check_sip_uri(v).map_err(|r| invalid(key(field), r))?;
                 }
             }
             if t.utc_offset_minutes.abs() > 14 * 60 {
-                return Err(invalid(key("utc_offset_minutes"), format!("{} is beyond ±14 hours", t.utc_offset_minutes)));
+                return Err(invalid(
+                    key("utc_offset_minutes"),
+                    format!("{} is beyond ±14 hours", t.utc_offset_minutes),
+                ));
             }
             let tenant_rerouting = match t.rerouting {
-                Some(r) => rerouting(r, t.pstn_gateway.as_deref(), &key("rerouting")).map_err(|(k, r)| invalid(k, r))?,
+                Some(r) => rerouting(r, t.pstn_gateway.as_deref(), &key("rerouting"))
+                    .map_err(|(k, r)| invalid(k, r))?,
                 None => Rerouting::default(),
             };
             let mut site_rerouting = BTreeMap::new();
             for (site, r) in t.site_rerouting {
                 let k = key(&format!("site_rerouting.{site}"));
-                let r = rerouting(r, t.pstn_gateway.as_deref(), &k).map_err(|(k, r)| invalid(k, r))?;
+                let r =
+                    rerouting(r, t.pstn_gateway.as_deref(), &k).map_err(|(k, r)| invalid(k, r))?;
                 site_rerouting.insert(site, r);
             }
             tenants.push(TenantConfig {
@@ -297,7 +348,11 @@ impl RouterConfig {
                 site_rerouting,
             });
         }
-        Ok(RouterConfig { path: path.to_path_buf(), directory: base.join(file.directory), tenants })
+        Ok(RouterConfig {
+            path: path.to_path_buf(),
+            directory: base.join(file.directory),
+            tenants,
+        })
     }
 }
 
@@ -305,32 +360,50 @@ fn limits(base: Limits, file: LimitsFile, key: &str) -> Result<Limits, (String, 
     let mut out = base;
     if let Some(ms) = file.deadline_ms {
         if !(1..=10_000).contains(&ms) {
-            return Err((format!("{key}.deadline_ms"), format!("{ms}: must be 1 to 10000 milliseconds")));
+            return Err((
+                format!("{key}.deadline_ms"),
+                format!("{ms}: must be 1 to 10000 milliseconds"),
+            ));
         }
         out.deadline = Duration::from_millis(ms);
     }
     if let Some(mib) = file.memory_mib {
         if !(1..=4096).contains(&mib) {
-            return Err((format!("{key}.memory_mib"), format!("{mib}: must be 1 to 4096 MiB")));
+            return Err((
+                format!("{key}.memory_mib"),
+                format!("{mib}: must be 1 to 4096 MiB"),
+            ));
         }
         out.memory_bytes = (mib as usize) << 20;
     }
     if let Some(n) = file.quarantine_after {
         if n == 0 {
-            return Err((format!("{key}.quarantine_after"), "must be at least 1".into()));
+            return Err((
+                format!("{key}.quarantine_after"),
+                "must be at least 1".into(),
+            ));
         }
         out.quarantine_after = n;
     }
     Ok(out)
 }
 
-fn rerouting(file: ReroutingFile, tenant_gateway: Option<&str>, key: &str) -> Result<Rerouting, (String, String)> {
+fn rerouting(
+    file: ReroutingFile,
+    tenant_gateway: Option<&str>,
+    key: &str,
+) -> Result<Rerouting, (String, String)> {
     let number = |field: &str, value: Option<String>| -> Result<Option<String>, (String, String)> {
         match value {
             None => Ok(None),
             Some(v) => crate::control::directory::normalize_number(&v)
                 .map(Some)
-                .ok_or_else(|| (format!("{key}.{field}"), format!("`{v}` is not an E.164 number"))),
+                .ok_or_else(|| {
+                    (
+                        format!("{key}.{field}"),
+                        format!("`{v}` is not an E.164 number"),
+                    )
+                }),
         }
     };
     let auto_attendant = number("auto_attendant", file.auto_attendant)?;
@@ -338,23 +411,40 @@ fn rerouting(file: ReroutingFile, tenant_gateway: Option<&str>, key: &str) -> Re
     if let Some(g) = &file.pstn_gateway {
         check_sip_uri(g).map_err(|r| (format!("{key}.pstn_gateway"), r))?;
     }
-    let pstn_gateway = file.pstn_gateway.or_else(|| tenant_gateway.map(str::to_owned));
+    let pstn_gateway = file
+        .pstn_gateway
+        .or_else(|| tenant_gateway.map(str::to_owned));
     if file.enabled {
         if pstn_gateway.is_none() {
-            return Err((format!("{key}.pstn_gateway"), "rerouting is enabled but no PSTN gateway is set here or on the tenant".into()));
+            return Err((
+                format!("{key}.pstn_gateway"),
+                "rerouting is enabled but no PSTN gateway is set here or on the tenant".into(),
+            ));
         }
         if auto_attendant.is_none() && subscriber_access.is_none() {
-            return Err((key.to_owned(), "rerouting is enabled but neither auto_attendant nor subscriber_access is set".into()));
+            return Err((
+                key.to_owned(),
+                "rerouting is enabled but neither auto_attendant nor subscriber_access is set"
+                    .into(),
+            ));
         }
     }
-    Ok(Rerouting { enabled: file.enabled, auto_attendant, subscriber_access, pstn_gateway })
+    Ok(Rerouting {
+        enabled: file.enabled,
+        auto_attendant,
+        subscriber_access,
+        pstn_gateway,
+    })
 }
 
 /// Checks that `value` is a SIP or SIPS URI.
 pub(crate) fn check_sip_uri(value: &str) -> Result<Uri, String> {
     match Uri::parse(value) {
         Ok(u) if u.scheme == "sip" || u.scheme == "sips" => Ok(u),
-        Ok(u) => Err(format!("`{value}`: a {} URI, expected sip: or sips:", u.scheme)),
+        Ok(u) => Err(format!(
+            "`{value}`: a {} URI, expected sip: or sips:",
+            u.scheme
+        )),
         Err(e) => Err(format!("`{value}`: {e}")),
     }
 }
@@ -363,15 +453,23 @@ fn is_domain(d: &str) -> bool {
     !d.is_empty()
         && d.len() <= 253
         && d.split('.').all(|l| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !l.starts_with('-')
+            !l.is_empty()
+                && l.len() <= 63
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
         })
 }
 
 /// Reads a TOML or JSON file (by extension: `.json` is JSON, anything else TOML)
 /// into `T`, naming the key of any error.
 pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: path.to_path_buf(),
+        source,
+    })?;
+    let is_json = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if is_json {
         let mut de = serde_json::Deserializer::from_str(&text);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -381,15 +479,29 @@ pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigErr
         })
     } else {
         let line_of = |span: Option<std::ops::Range<usize>>| {
-            span.map(|s| format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1)))
-                .unwrap_or_default()
+            span.map(|s| {
+                format!(
+                    " (line {})",
+                    text[..s.start.min(text.len())].lines().count().max(1)
+                )
+            })
+            .unwrap_or_default()
         };
-        let de = toml::Deserializer::parse(&text)
-            .map_err(|e| ConfigError::invalid(path, String::new(), format!("{}{}", e.message(), line_of(e.span()))))?;
+        let de = toml::Deserializer::parse(&text).map_err(|e| {
+            ConfigError::invalid(
+                path,
+                String::new(),
+                format!("{}{}", e.message(), line_of(e.span())),
+            )
+        })?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            ConfigError::invalid(path, key, format!("{}{}", inner.message(), line_of(inner.span())))
+            ConfigError::invalid(
+                path,
+                key,
+                format!("{}{}", inner.message(), line_of(inner.span())),
+            )
         })
     }
 }
@@ -411,7 +523,10 @@ mod tests {
 
     #[test]
     fn loads_a_tenant_with_defaults() {
-        let c = load("directory = \"d.toml\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"Contoso.com\"]\n").expect("valid");
+        let c = load(
+            "directory = \"d.toml\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"Contoso.com\"]\n",
+        )
+        .expect("valid");
         let t = &c.tenants[0];
         assert_eq!(t.domains, ["contoso.com"]);
         assert_eq!(t.policy, PolicySource::Standard);
@@ -422,18 +537,32 @@ mod tests {
 
     #[test]
     fn names_the_key_and_reason() {
-        assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nfallback = 200\n")
-            .contains("tenant[0].fallback: 200: a reject code must be 400-699"));
+        assert!(
+            err(
+                "directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nfallback = 200\n"
+            )
+            .contains("tenant[0].fallback: 200: a reject code must be 400-699")
+        );
         assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\n[[tenant]]\nid = \"b\"\ndomains = [\"A.com\"]\n")
             .contains("tenant[1].domains[0]: domain `a.com` belongs to another tenant already"));
         assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedge = \"http://x\"\n")
             .contains("tenant[0].edge"));
         assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nlimits = { deadline_ms = 0 }\n")
             .contains("tenant[0].limits.deadline_ms"));
-        let unknown = err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedg = \"sip:x\"\n");
-        assert!(unknown.contains("tenant[0]") && unknown.contains("unknown field `edg`"), "{unknown}");
-        let rerouting = err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\n[tenant.rerouting]\nenabled = true\nauto_attendant = \"+1425\"\n");
-        assert!(rerouting.contains("tenant[0].rerouting.pstn_gateway"), "{rerouting}");
+        let unknown = err(
+            "directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedg = \"sip:x\"\n",
+        );
+        assert!(
+            unknown.contains("tenant[0]") && unknown.contains("unknown field `edg`"),
+            "{unknown}"
+        );
+        let rerouting = err(
+            "directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\n[tenant.rerouting]\nenabled = true\nauto_attendant = \"+1425\"\n",
+        );
+        assert!(
+            rerouting.contains("tenant[0].rerouting.pstn_gateway"),
+            "{rerouting}"
+        );
         assert!(err("directory = \n").contains("line 1"));
     }
 }

@@ -37,7 +37,11 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn invalid(file: &Path, key: String, reason: String) -> Self {
-        ConfigError::Invalid { file: file.to_path_buf(), key, reason }
+        ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key,
+            reason,
+        }
     }
 }
 
@@ -53,11 +57,15 @@ impl std::error::Error for ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ConfigError::Read { file, source } => write!(f, "{}: cannot read: {source}", file.display()),
+            ConfigError::Read { file, source } => {
+                write!(f, "{}: cannot read: {source}", file.display())
+            }
             ConfigError::Invalid { file, key, reason } if key.is_empty() || key == "." => {
                 write!(f, "{}: {reason}", file.display())
             }
-            ConfigError::Invalid { file, key, reason } => write!(f, "{}: {key}: {reason}", file.display()),
+            ConfigError::Invalid { file, key, reason } => {
+                write!(f, "{}: {key}: {reason}", file.display())
+            }
         }
     }
 }
@@ -74,7 +82,10 @@ pub struct Tenant {
 impl Tenant {
     /// A tenant with default settings and an empty directory.
     pub fn empty(id: &str) -> Tenant {
-        Tenant { config: TenantConfig::empty(id), directory: TenantDirectory::default() }
+        Tenant {
+            config: TenantConfig::empty(id),
+            directory: TenantDirectory::default(),
+        }
     }
 }
 

@@ -6,15 +6,30 @@ use crate::sip::message::{ParseError, Request as SipRequest};
 use crate::sip::{self, uri};
 
 /// Header fields the router owns, or that are already in the view's own fields.
-const NOT_IN_HEADERS: [&str; 9] =
-    ["Via", "Route", "Record-Route", "Max-Forwards", "Content-Length", "From", "To", "Call-ID", "CSeq"];
+const NOT_IN_HEADERS: [&str; 9] = [
+    "Via",
+    "Route",
+    "Record-Route",
+    "Max-Forwards",
+    "Content-Length",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+];
 
 /// Builds the view of `req`, owned by tenant `tenant`, received from `source`.
-pub fn request_view(tenant: &str, req: &SipRequest, source: &sip::Source) -> Result<Request, ParseError> {
+pub fn request_view(
+    tenant: &str,
+    req: &SipRequest,
+    source: &sip::Source,
+) -> Result<Request, ParseError> {
     let from = req.from()?;
     let to = req.to()?;
     let (cseq, _) = req.cseq()?;
-    let call_id = req.header("Call-ID").ok_or(ParseError::Missing("Call-ID"))?;
+    let call_id = req
+        .header("Call-ID")
+        .ok_or(ParseError::Missing("Call-ID"))?;
     Ok(Request {
         tenant: tenant.to_owned(),
         method: req.method.clone(),
@@ -31,7 +46,10 @@ pub fn request_view(tenant: &str, req: &SipRequest, source: &sip::Source) -> Res
             .headers
             .iter()
             .filter(|(n, _)| !NOT_IN_HEADERS.iter().any(|x| x.eq_ignore_ascii_case(n)))
-            .map(|(name, value)| Header { name: name.clone(), value: value.clone() })
+            .map(|(name, value)| Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
             .collect(),
         source: Source {
             address: source.addr.ip().to_string(),
@@ -53,6 +71,13 @@ pub fn convert(u: &uri::Uri) -> Uri {
         user: u.user.clone(),
         host: u.host.clone(),
         port: u.port,
-        params: u.params.iter().map(|(name, value)| Param { name: name.clone(), value: value.clone() }).collect(),
+        params: u
+            .params
+            .iter()
+            .map(|(name, value)| Param {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
     }
 }

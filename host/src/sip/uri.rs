@@ -47,7 +47,10 @@ impl Uri {
     /// Parses an addr-spec (`sip:alice@contoso.com;transport=tcp`).
     pub fn parse(text: &str) -> Result<Uri, UriError> {
         let text = text.trim();
-        if let Some(c) = text.chars().find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"')) {
+        if let Some(c) = text
+            .chars()
+            .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+        {
             return Err(UriError::BadChar(c));
         }
         let (scheme, rest) = text.split_once(':').ok_or(UriError::NoScheme)?;
@@ -61,7 +64,9 @@ impl Uri {
         };
         // The user part may hold ';' (user parameters), so split params after '@'.
         let at = rest.rfind('@');
-        let params_start = rest[at.map_or(0, |i| i + 1)..].find(';').map(|i| i + at.map_or(0, |a| a + 1));
+        let params_start = rest[at.map_or(0, |i| i + 1)..]
+            .find(';')
+            .map(|i| i + at.map_or(0, |a| a + 1));
         let (main, params) = match params_start {
             Some(i) => (&rest[..i], &rest[i + 1..]),
             None => (rest, ""),
@@ -71,7 +76,14 @@ impl Uri {
             if main.is_empty() {
                 return Err(UriError::NoHost);
             }
-            return Ok(Uri { scheme, user: Some(main.to_owned()), host: String::new(), port: None, params, headers });
+            return Ok(Uri {
+                scheme,
+                user: Some(main.to_owned()),
+                host: String::new(),
+                port: None,
+                params,
+                headers,
+            });
         }
         let (user, hostport) = match main.rfind('@') {
             Some(i) => (Some(main[..i].to_owned()), &main[i + 1..]),
@@ -81,7 +93,14 @@ impl Uri {
         if host.is_empty() {
             return Err(UriError::NoHost);
         }
-        Ok(Uri { scheme, user, host: host.to_ascii_lowercase(), port, params, headers })
+        Ok(Uri {
+            scheme,
+            user,
+            host: host.to_ascii_lowercase(),
+            port,
+            params,
+            headers,
+        })
     }
 
     /// Parses a name-addr or addr-spec as found in From, To, Contact, Route and
@@ -92,22 +111,40 @@ impl Uri {
         if let Some(lt) = find_unquoted(text, '<') {
             let close = text[lt..].find('>').ok_or(UriError::Unterminated('<'))? + lt;
             let display = text[..lt].trim();
-            let display = display.strip_prefix('"').and_then(|d| d.strip_suffix('"')).unwrap_or(display);
+            let display = display
+                .strip_prefix('"')
+                .and_then(|d| d.strip_suffix('"'))
+                .unwrap_or(display);
             let uri = Uri::parse(&text[lt + 1..close])?;
-            let params = text[close + 1..].trim_start().strip_prefix(';').map(parse_params).unwrap_or_default();
-            return Ok(NameAddr { uri, display_name: (!display.is_empty()).then(|| display.to_owned()), params });
+            let params = text[close + 1..]
+                .trim_start()
+                .strip_prefix(';')
+                .map(parse_params)
+                .unwrap_or_default();
+            return Ok(NameAddr {
+                uri,
+                display_name: (!display.is_empty()).then(|| display.to_owned()),
+                params,
+            });
         }
         // addr-spec form: parameters after the URI belong to the header, not the URI.
         let (uri_text, params) = match text.find(';') {
             Some(i) => (&text[..i], parse_params(&text[i + 1..])),
             None => (text, Vec::new()),
         };
-        Ok(NameAddr { uri: Uri::parse(uri_text)?, display_name: None, params })
+        Ok(NameAddr {
+            uri: Uri::parse(uri_text)?,
+            display_name: None,
+            params,
+        })
     }
 
     /// The value of parameter `name`: `Some(Some(v))`, `Some(None)` for a bare one.
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
     }
 
     /// The address of record: `scheme:user@host`, lower-cased, without port or
@@ -166,7 +203,10 @@ pub struct NameAddr {
 impl NameAddr {
     /// The `tag` parameter.
     pub fn tag(&self) -> Option<&str> {
-        self.params.iter().find(|(n, _)| n == "tag").and_then(|(_, v)| v.as_deref())
+        self.params
+            .iter()
+            .find(|(n, _)| n == "tag")
+            .and_then(|(_, v)| v.as_deref())
     }
 }
 
@@ -185,7 +225,14 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port) = if hostport.starts_with('[') {
         let end = hostport.find(']').ok_or(UriError::Unterminated('['))?;
         let rest = &hostport[end + 1..];
-        (&hostport[..=end], if rest.is_empty() { None } else { Some(rest.strip_prefix(':').unwrap_or(rest)) })
+        (
+            &hostport[..=end],
+            if rest.is_empty() {
+                None
+            } else {
+                Some(rest.strip_prefix(':').unwrap_or(rest))
+            },
+        )
     } else {
         match hostport.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -193,7 +240,10 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), UriError> {
         }
     };
     let port = match port {
-        Some(p) => Some(p.parse::<u16>().map_err(|_| UriError::BadPort(p.to_owned()))?),
+        Some(p) => Some(
+            p.parse::<u16>()
+                .map_err(|_| UriError::BadPort(p.to_owned()))?,
+        ),
         None => None,
     };
     Ok((host, port))
@@ -225,7 +275,10 @@ mod tests {
         assert_eq!(u.host, "contoso.com");
         assert_eq!(u.param("opaque"), Some(Some("app:voicemail")));
         assert_eq!(u.param("gruu"), Some(None));
-        assert_eq!(u.to_string(), "sip:alice@contoso.com;gruu;opaque=app:voicemail");
+        assert_eq!(
+            u.to_string(),
+            "sip:alice@contoso.com;gruu;opaque=app:voicemail"
+        );
     }
 
     #[test]
@@ -233,16 +286,28 @@ mod tests {
         let u = Uri::parse("sip:[2001:db8::1]:5061;transport=tls").expect("valid");
         assert_eq!(u.host, "[2001:db8::1]");
         assert_eq!(u.port, Some(5061));
-        assert_eq!(Uri::parse("sip:um1.contoso.com:99999"), Err(UriError::BadPort("99999".into())));
-        assert_eq!(Uri::parse("sip:[2001:db8::1"), Err(UriError::Unterminated('[')));
+        assert_eq!(
+            Uri::parse("sip:um1.contoso.com:99999"),
+            Err(UriError::BadPort("99999".into()))
+        );
+        assert_eq!(
+            Uri::parse("sip:[2001:db8::1"),
+            Err(UriError::Unterminated('['))
+        );
     }
 
     #[test]
     fn refuses_other_schemes_and_junk() {
-        assert_eq!(Uri::parse("http://x"), Err(UriError::UnsupportedScheme("http".into())));
+        assert_eq!(
+            Uri::parse("http://x"),
+            Err(UriError::UnsupportedScheme("http".into()))
+        );
         assert_eq!(Uri::parse("alice"), Err(UriError::NoScheme));
         assert_eq!(Uri::parse("sip:"), Err(UriError::NoHost));
-        assert!(matches!(Uri::parse("sip:a@b\r\nVia: x"), Err(UriError::BadChar(_))));
+        assert!(matches!(
+            Uri::parse("sip:a@b\r\nVia: x"),
+            Err(UriError::BadChar(_))
+        ));
     }
 
     #[test]
@@ -253,6 +318,9 @@ mod tests {
         let n = Uri::parse_name_addr("sip:bob@contoso.com;tag=1").expect("valid");
         assert_eq!(n.tag(), Some("1"));
         assert!(n.uri.params.is_empty());
-        assert_eq!(Uri::parse_name_addr("<sip:bob@contoso.com"), Err(UriError::Unterminated('<')));
+        assert_eq!(
+            Uri::parse_name_addr("<sip:bob@contoso.com"),
+            Err(UriError::Unterminated('<'))
+        );
     }
 }
