@@ -78,7 +78,7 @@ impl EnginePlane {
             transport: Transport::Tls,
             tls_peer_name: None,
         };
-        let req = view::request_view(&tenant.config.id, &sip, &source).expect("view");
+        let req = view::request_view(&sip, &source).expect("view");
         let policy = self.registry.get(&tenant);
         (tenant, policy, req)
     }
@@ -154,5 +154,5 @@ pub fn native_request(ruri: &str) -> exum_policy_sdk::Request {
     ] {
         b = b.header(name, value);
     }
-    b.tenant("contoso").build()
+    b.build()
 }

@@ -167,11 +167,10 @@ pub fn simulate(
         transport: Transport::Udp,
         tls_peer_name: None,
     };
-    let view =
-        view::request_view(&tenant.config.id, &sip, &source).map_err(|source| ToolError::Sip {
-            path: request_path.to_owned(),
-            source,
-        })?;
+    let view = view::request_view(&sip, &source).map_err(|source| ToolError::Sip {
+        path: request_path.to_owned(),
+        source,
+    })?;
 
     let health = Arc::new(HealthTable::default());
     for d in &options.down {

@@ -1,174 +1,10 @@
-//! Helpers for the chores every policy has: URIs and their parameters, numbers,
-//! header lookup, building decisions, hosted voice-mail policy resolution.
-
-use std::fmt;
+//! Helpers for the chores every policy has: numbers, building decisions,
+//! `ms-diagnostics`, hosted voice-mail policy resolution.
 
 use crate::{
-    Decision, Forward, Header, HostedVoicemailPolicy, Param, PolicyScope, Redirect, Reject,
-    Request, Target, Transport, Uri, host,
+    Decision, Forward, Header, HostedVoicemailPolicy, PolicyScope, Redirect, Reject, Target,
+    Transport, host,
 };
-
-impl Uri {
-    /// The value of parameter `name` (case-insensitive): `Some(Some(v))` for
-    /// `;name=v`, `Some(None)` for a bare `;name`, `None` when absent.
-    pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-            .map(|p| p.value.as_deref())
-    }
-
-    /// Whether parameter `name` is present, with or without a value.
-    pub fn has_param(&self, name: &str) -> bool {
-        self.param(name).is_some()
-    }
-
-    /// Whether the URI asks for voice mail: it carries `opaque=app:voicemail`.
-    pub fn is_voicemail(&self) -> bool {
-        matches!(self.param("opaque"), Some(Some(v)) if v.eq_ignore_ascii_case("app:voicemail"))
-    }
-
-    /// The address of record without port or parameters, lower-cased:
-    /// `sip:alice@contoso.com` for `sip:Alice@contoso.com:5060;gruu`.
-    pub fn address(&self) -> String {
-        let mut out = String::with_capacity(self.host.len() + 24);
-        out.push_str(&self.scheme);
-        out.push(':');
-        if let Some(user) = &self.user {
-            out.push_str(user);
-            if !self.host.is_empty() {
-                out.push('@');
-            }
-        }
-        out.push_str(&self.host);
-        out.make_ascii_lowercase();
-        out
-    }
-
-    /// The E.164 number in the user part (`sip:+14255550100@contoso.com;user=phone`,
-    /// `tel:+14255550100`), if it holds one.
-    pub fn number(&self) -> Option<String> {
-        self.user.as_deref().and_then(normalize_number)
-    }
-
-    /// Sets parameter `name` to `value`, replacing any existing one.
-    pub fn set_param(&mut self, name: &str, value: Option<&str>) {
-        let value = value.map(str::to_owned);
-        match self
-            .params
-            .iter_mut()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-        {
-            Some(p) => p.value = value,
-            None => self.params.push(Param {
-                name: name.to_owned(),
-                value,
-            }),
-        }
-    }
-}
-
-impl fmt::Display for Uri {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.scheme)?;
-        if let Some(user) = &self.user {
-            f.write_str(user)?;
-            if !self.host.is_empty() {
-                f.write_str("@")?;
-            }
-        }
-        f.write_str(&self.host)?;
-        if let Some(port) = self.port {
-            write!(f, ":{port}")?;
-        }
-        for p in &self.params {
-            write!(f, ";{}", p.name)?;
-            if let Some(v) = &p.value {
-                write!(f, "={v}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Parses a `sip:`, `sips:` or `tel:` URI, with or without angle brackets
-/// (`<sip:alice@contoso.com>;tag=1` yields the URI inside the brackets). Returns
-/// `None` for anything else.
-pub fn parse_uri(text: &str) -> Option<Uri> {
-    let text = text.trim();
-    let text = match text.find('<') {
-        Some(start) => {
-            let rest = &text[start + 1..];
-            &rest[..rest.find('>')?]
-        }
-        None => text,
-    };
-    let (scheme, rest) = text.split_once(':')?;
-    let scheme = scheme.to_ascii_lowercase();
-    if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
-        return None;
-    }
-    let (main, params) = match rest.find(';') {
-        Some(i) => (&rest[..i], &rest[i + 1..]),
-        None => (rest, ""),
-    };
-    let main = main.split('?').next().unwrap_or(main);
-    let params: Vec<Param> = params
-        .split(';')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((n, v)) => Param {
-                name: n.trim().to_ascii_lowercase(),
-                value: Some(v.trim().to_owned()),
-            },
-            None => Param {
-                name: p.trim().to_ascii_lowercase(),
-                value: None,
-            },
-        })
-        .collect();
-    if scheme == "tel" {
-        if main.is_empty() {
-            return None;
-        }
-        return Some(Uri {
-            scheme,
-            user: Some(main.to_owned()),
-            host: String::new(),
-            port: None,
-            params,
-        });
-    }
-    let (user, hostport) = match main.rfind('@') {
-        Some(i) => (Some(main[..i].to_owned()), &main[i + 1..]),
-        None => (None, main),
-    };
-    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let end = v6.find(']')?;
-        let port = v6[end + 1..].strip_prefix(':').map(str::parse::<u16>);
-        (format!("[{}]", &v6[..end]), port)
-    } else {
-        match hostport.rsplit_once(':') {
-            Some((h, p)) => (h.to_owned(), Some(p.parse::<u16>())),
-            None => (hostport.to_owned(), None),
-        }
-    };
-    let port = match port {
-        Some(Ok(p)) => Some(p),
-        Some(Err(_)) => return None,
-        None => None,
-    };
-    if host.is_empty() {
-        return None;
-    }
-    Some(Uri {
-        scheme,
-        user,
-        host: host.to_ascii_lowercase(),
-        port,
-        params,
-    })
-}
 
 /// Normalises a telephone number to E.164 (`+14255550100`): accepts `tel:` URIs,
 /// drops parameters such as `;ext=100` and the visual separators `-.() `, and turns
@@ -249,28 +85,6 @@ pub(crate) fn long_header_name(name: &str) -> &str {
         b'd' => "Request-Disposition",
         b'x' => "Session-Expires",
         _ => name,
-    }
-}
-
-impl Request {
-    /// The first value of header `name` (case-insensitive; compact forms match).
-    pub fn header<'a>(&'a self, name: &'a str) -> Option<&'a str> {
-        self.headers_named(name).next()
-    }
-
-    /// Every value of header `name`, in order.
-    pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        let name: &'a str = long_header_name(name);
-        self.headers
-            .iter()
-            .filter(move |h| long_header_name(&h.name).eq_ignore_ascii_case(name))
-            .map(|h| h.value.as_str())
-    }
-
-    /// Whether the caller (From) and the called address (Request-URI) are the same
-    /// user: a user calling their own mailbox.
-    pub fn is_own_mailbox_call(&self) -> bool {
-        self.from.address() == self.request_uri.address()
     }
 }
 
@@ -382,33 +196,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_gruu_voicemail_uri() {
-        let uri = parse_uri("sip:Alice@Contoso.com;gruu;opaque=app:voicemail").expect("valid");
-        assert_eq!(uri.user.as_deref(), Some("Alice"));
-        assert_eq!(uri.host, "contoso.com");
-        assert!(uri.has_param("gruu"));
-        assert!(uri.is_voicemail());
-        assert_eq!(uri.address(), "sip:alice@contoso.com");
-        assert_eq!(
-            uri.to_string(),
-            "sip:Alice@contoso.com;gruu;opaque=app:voicemail"
-        );
-    }
-
-    #[test]
-    fn parses_name_addr_ipv6_and_tel() {
-        let uri =
-            parse_uri("\"Bob\" <sip:bob@[2001:db8::1]:5070;transport=tcp>;tag=9").expect("valid");
-        assert_eq!(uri.host, "[2001:db8::1]");
-        assert_eq!(uri.port, Some(5070));
-        assert_eq!(uri.param("transport"), Some(Some("tcp")));
-        let tel = parse_uri("tel:+14255550100;ext=100").expect("valid");
-        assert_eq!(tel.number().as_deref(), Some("+14255550100"));
-        assert!(parse_uri("http://example.com").is_none());
-        assert!(parse_uri("sip:alice@host:99999").is_none());
-    }
-
-    #[test]
     fn normalizes_numbers() {
         assert_eq!(
             normalize_number("+1 (425) 555-0100").as_deref(),
@@ -429,13 +216,22 @@ mod tests {
     }
 
     #[test]
-    fn header_lookup_matches_compact_forms() {
-        let req = crate::testing::invite("sip:a@b.c")
-            .header("k", "100rel")
-            .header("Diversion", "<sip:x@b.c>")
-            .build();
-        assert_eq!(req.header("Supported"), Some("100rel"));
-        assert_eq!(req.header("diversion"), Some("<sip:x@b.c>"));
-        assert_eq!(req.header("Subject"), None);
+    fn builds_decisions() {
+        let d = Decision::reject_with_diagnostics(480, "Temporarily Unavailable", 15030, "Failed");
+        let Decision::Reject(r) = d else {
+            panic!("reject")
+        };
+        assert_eq!(r.headers[0].value, "15030;reason=\"Failed\"");
+        let f = Forward::to(vec![Target::new("sip:a@b").with_timeout_ms(100)])
+            .remove_header("Diversion")
+            .add_header("X", "y");
+        assert_eq!(
+            (
+                f.targets[0].timeout_ms,
+                f.remove_headers.len(),
+                f.add_headers.len()
+            ),
+            (Some(100), 1, 1)
+        );
     }
 }

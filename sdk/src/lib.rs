@@ -19,7 +19,7 @@
 //! impl Policy for Pilot {
 //!     fn route(req: &Request) -> Decision {
 //!         let pilots = ["sip:alice@contoso.com"];
-//!         if req.request_uri.is_voicemail() && pilots.contains(&req.request_uri.address().as_str()) {
+//!         if req.request_uri().is_voicemail() && pilots.contains(&req.request_uri().address().as_str()) {
 //!             let edge = host::settings().edge.unwrap_or_else(|| "sip:exap.um.outlook.com;transport=tls".into());
 //!             return Decision::Forward(Forward::to(vec![Target::new(&edge)]));
 //!         }
@@ -51,6 +51,7 @@
 //!   the WIT files in `sdk/wit/`, the same files the router reads;
 //! - [`host`]: the router's imports (directory, health, clock, log), answering from
 //!   the calling tenant's data;
+//! - [`Request`]: the request as received, its fields parsed on first use;
 //! - helpers for the chores of every policy: [`Uri`] parameters and addresses,
 //!   [`normalize_number`] for E.164, [`Request::header`], decision builders,
 //!   [`ms_diagnostics`], [`resolve_hosted_policy`];
@@ -62,10 +63,14 @@
 
 mod helpers;
 pub mod host;
+mod request;
 pub mod routing;
 pub mod testing;
+mod uri;
 
-pub use helpers::{ms_diagnostics, normalize_number, parse_uri, resolve_hosted_policy};
+pub use helpers::{ms_diagnostics, normalize_number, resolve_hosted_policy};
+pub use request::Request;
+pub use uri::{Param, Uri, parse_uri};
 
 /// The bindings generated from `sdk/wit/`. Policies use the re-exports at the
 /// crate root; this module is public for [`export_policy!`].
@@ -88,8 +93,8 @@ pub use bindings::exum::policy::directory::{
 };
 pub use bindings::exum::policy::log::Level;
 pub use bindings::exum::policy::types::{
-    Attempt, Decision, Failure, Forward, Header, Outcome, Param, Redirect, Reject, Request, Source,
-    Target, Transport, Uri,
+    Attempt, Decision, Failure, Forward, Header, IpAddress, Outcome, Redirect, Reject, Source,
+    Target, Transport,
 };
 
 /// A routing policy. Implement it on a unit struct and export it with
@@ -131,11 +136,17 @@ macro_rules! export_policy {
                 ) -> ::std::result::Result<(), ::std::string::String> {
                     <$policy as $crate::Policy>::init(&config)
                 }
-                fn route(req: $crate::Request) -> $crate::Decision {
-                    <$policy as $crate::Policy>::route(&req)
+                fn route(req: $crate::bindings::exum::policy::types::Request) -> $crate::Decision {
+                    <$policy as $crate::Policy>::route(&$crate::Request::from_wire(req))
                 }
-                fn on_failure(req: $crate::Request, failure: $crate::Failure) -> $crate::Decision {
-                    <$policy as $crate::Policy>::on_failure(&req, &failure)
+                fn on_failure(
+                    req: $crate::bindings::exum::policy::types::Request,
+                    failure: $crate::Failure,
+                ) -> $crate::Decision {
+                    <$policy as $crate::Policy>::on_failure(
+                        &$crate::Request::from_wire(req),
+                        &failure,
+                    )
                 }
             }
     $crate::bindings::export!(ExumPolicyExport with_types_in $crate::bindings);

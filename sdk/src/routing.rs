@@ -55,7 +55,7 @@ pub fn with_diversion(req: &Request, forward: Forward) -> Forward {
     if req.is_own_mailbox_call() {
         return forward;
     }
-    let value = format!("<{}>;reason=no-answer", req.request_uri.address());
+    let value = format!("<{}>;reason=no-answer", req.request_uri().address());
     forward.add_header("Diversion", &value)
 }
 

@@ -6,10 +6,11 @@
 
 use std::cell::RefCell;
 
+use crate::bindings::exum::policy::types::{Request as WireRequest, Span};
 use crate::{
-    ContactKind, Datetime, DialPlan, Header, HostedVoicemailPolicy, Level, PolicyScope, Request,
-    Rerouting, Source, TenantSettings, Transport, UmContact, UmServer, Uri, User, Voicemail,
-    helpers::parse_uri, normalize_number,
+    ContactKind, Datetime, DialPlan, HostedVoicemailPolicy, IpAddress, Level, PolicyScope, Request,
+    Rerouting, Source, TenantSettings, Transport, UmContact, UmServer, User, Voicemail,
+    normalize_number, parse_uri,
 };
 
 thread_local! {
@@ -310,86 +311,107 @@ pub fn invite(request_uri: &str) -> RequestBuilder {
     RequestBuilder::new("INVITE", request_uri)
 }
 
-/// Builds a [`Request`] for a test.
+/// Builds a [`Request`] for a test: the head is written out as the router would
+/// receive it, with the spans the router would send.
 #[derive(Debug, Clone)]
 pub struct RequestBuilder {
-    req: Request,
+    method: String,
+    request_uri: String,
+    from: String,
+    to: String,
+    headers: Vec<(String, String)>,
+    source: Source,
 }
 
 impl RequestBuilder {
     /// A request with `method` to `request_uri`, from `sip:caller@example.com`,
     /// over UDP from 192.0.2.10:5060.
-    ///
-    /// # Panics
-    ///
-    /// When `request_uri` is not a SIP or tel URI (a test bug).
     pub fn new(method: &str, request_uri: &str) -> Self {
-        let ruri = parse_uri(request_uri).expect("the test's Request-URI must parse");
-        let caller = parse_uri("sip:caller@example.com").expect("constant URI");
         RequestBuilder {
-            req: Request {
-                tenant: String::new(),
-                method: method.to_owned(),
-                to: Uri {
-                    params: Vec::new(),
-                    ..ruri.clone()
-                },
-                request_uri: ruri,
-                request_uri_text: request_uri.to_owned(),
-                from: caller,
-                from_display_name: None,
-                from_tag: Some("1928301774".to_owned()),
-                to_tag: None,
-                call_id: "a84b4c76e66710@pc33.example.com".to_owned(),
-                cseq: 1,
-                headers: Vec::new(),
-                source: Source {
-                    address: "192.0.2.10".to_owned(),
-                    port: 5060,
-                    transport: Transport::Udp,
-                    tls_peer_name: None,
-                },
+            method: method.to_owned(),
+            request_uri: request_uri.to_owned(),
+            from: "sip:caller@example.com".to_owned(),
+            to: request_uri
+                .split(';')
+                .next()
+                .unwrap_or(request_uri)
+                .to_owned(),
+            headers: Vec::new(),
+            source: Source {
+                address: IpAddress::Ipv4((192, 0, 2, 10)),
+                port: 5060,
+                transport: Transport::Udp,
+                tls_peer_name: None,
             },
         }
     }
 
     /// Sets the From URI.
-    ///
-    /// # Panics
-    ///
-    /// When `uri` does not parse (a test bug).
     pub fn from(mut self, uri: &str) -> Self {
-        self.req.from = parse_uri(uri).expect("the test's From URI must parse");
+        uri.clone_into(&mut self.from);
         self
     }
 
     /// Sets the To URI.
-    ///
-    /// # Panics
-    ///
-    /// When `uri` does not parse (a test bug).
     pub fn to(mut self, uri: &str) -> Self {
-        self.req.to = parse_uri(uri).expect("the test's To URI must parse");
+        uri.clone_into(&mut self.to);
         self
     }
 
-    /// Adds a header field.
+    /// Adds a header field (a value may hold CRLF and whitespace to fold it).
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.req.headers.push(Header {
-            name: name.to_owned(),
-            value: value.to_owned(),
-        });
+        self.headers.push((name.to_owned(), value.to_owned()));
         self
     }
 
-    /// Sets the tenant id.
-    pub fn tenant(mut self, tenant: &str) -> Self {
-        self.req.tenant = tenant.to_owned();
+    /// Sets where the request comes from.
+    pub fn source(mut self, source: Source) -> Self {
+        self.source = source;
         self
     }
 
     /// The request.
     pub fn build(self) -> Request {
-        self.req
+        let mut head = String::with_capacity(512);
+        let span = |head: &mut String, text: &str| {
+            let start = head.len() as u32;
+            head.push_str(text);
+            Span {
+                start,
+                len: text.len() as u32,
+            }
+        };
+        let method = span(&mut head, &self.method);
+        head.push(' ');
+        let request_uri = span(&mut head, &self.request_uri);
+        head.push_str(" SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK74bf9\r\nMax-Forwards: 70\r\nFrom: <");
+        let from_uri = span(&mut head, &self.from);
+        head.push_str(">;tag=");
+        let from_tag = span(&mut head, "1928301774");
+        head.push_str("\r\nTo: <");
+        let to_uri = span(&mut head, &self.to);
+        head.push_str(">\r\nCall-ID: ");
+        let call_id = span(&mut head, "a84b4c76e66710@pc33.example.com");
+        head.push_str("\r\nCSeq: 1 ");
+        head.push_str(&self.method);
+        head.push_str("\r\n");
+        for (name, value) in &self.headers {
+            head.push_str(name);
+            head.push_str(": ");
+            head.push_str(value);
+            head.push_str("\r\n");
+        }
+        Request::from_wire(WireRequest {
+            head,
+            method,
+            request_uri,
+            from_uri,
+            from_tag: Some(from_tag),
+            to_uri,
+            to_tag: None,
+            call_id,
+            cseq: 1,
+            source: self.source,
+        })
     }
 }

@@ -72,7 +72,7 @@ impl Plane {
             .by_domain(&parsed.uri.host)
             .expect("a tenant owns the domain")
             .clone();
-        let view = view_of(sip, &tenant.config.id);
+        let view = view_of(sip);
         (tenant, view)
     }
 
@@ -82,15 +82,15 @@ impl Plane {
     }
 }
 
-/// The request view of `sip` for tenant `tenant`, from 192.0.2.10:5060 over UDP.
-pub fn view_of(sip: &str, tenant: &str) -> Request {
+/// The request view of `sip`, from 192.0.2.10:5060 over UDP.
+pub fn view_of(sip: &str) -> Request {
     let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
     let source = Source {
         addr: ([192, 0, 2, 10], 5060).into(),
         transport: Transport::Udp,
         tls_peer_name: None,
     };
-    view::request_view(tenant, &parsed, &source).expect("view")
+    view::request_view(&parsed, &source).expect("view")
 }
 
 /// An INVITE to `ruri` from `from`, with one stale Diversion header.

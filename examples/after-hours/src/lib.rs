@@ -119,7 +119,7 @@ impl Policy for AfterHours {
         let Some(hours) = HOURS.with(|h| h.borrow().clone()) else {
             return Decision::Standard;
         };
-        if req.request_uri.number().as_deref() != Some(hours.main.as_str()) {
+        if req.request_uri().number().as_deref() != Some(hours.main.as_str()) {
             return Decision::Standard;
         }
         let now = host::now();

@@ -31,7 +31,7 @@ impl Policy for PilotGroup {
     }
 
     fn route(req: &Request) -> Decision {
-        let ruri = &req.request_uri;
+        let ruri = req.request_uri();
         if !ruri.is_voicemail() || !PILOTS.with(|p| p.borrow().contains(&ruri.address())) {
             return Decision::Standard;
         }

@@ -59,7 +59,7 @@ impl Policy for PrefixRouting {
     }
 
     fn route(req: &Request) -> Decision {
-        let ruri = &req.request_uri;
+        let ruri = req.request_uri();
         // The called number: in the Request-URI, or the called user's line.
         let number = ruri
             .number()
@@ -83,7 +83,7 @@ impl Policy for PrefixRouting {
                 None => Decision::Standard,
             },
             Route::Hosted(fqdn) => {
-                let mut ruri = ruri.clone();
+                let mut ruri: exum_policy_sdk::Uri = ruri.clone();
                 ruri.params
                     .retain(|p| p.name == "opaque" || p.name == "user");
                 ruri.set_param("ms-destination", Some(&fqdn));

@@ -30,14 +30,17 @@
 //! servers = [{ uri = "sip:um1.contoso.com:5061;transport=tls", timeout_ms = 3000 }]
 //! ```
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
+
+use rustc_hash::FxHashMap;
 use std::path::Path;
 
 use serde::Deserialize;
 
 use super::ConfigError;
 use super::config::{RouterConfig, check_sip_uri, read_file};
-use crate::sip::uri::Uri;
+use crate::sip::uri::UriRef;
 
 /// Default per-server timeout of a UM server, in milliseconds.
 pub const DEFAULT_UM_TIMEOUT_MS: u32 = 3000;
@@ -143,12 +146,12 @@ pub enum Scope {
 #[derive(Debug, Clone, Default)]
 pub struct TenantDirectory {
     users: Vec<User>,
-    user_by_key: HashMap<String, usize>,
+    user_by_key: FxHashMap<String, usize>,
     contacts: Vec<Contact>,
-    contact_by_key: HashMap<String, usize>,
-    hosted_policies: HashMap<Scope, HostedPolicy>,
+    contact_by_key: FxHashMap<String, usize>,
+    hosted_policies: FxHashMap<Scope, HostedPolicy>,
     dial_plans: Vec<DialPlan>,
-    dial_plan_by_key: HashMap<String, usize>,
+    dial_plan_by_key: FxHashMap<String, usize>,
 }
 
 impl TenantDirectory {
@@ -491,16 +494,46 @@ impl Directory {
     }
 }
 
-/// The directory key of a SIP address or number, or `None` if it is neither.
+/// The directory key of a SIP address or number, or `None` if it is neither:
+/// `+14255550100`, or `sip:alice@contoso.com` (lower-case, no port or parameters).
 pub fn lookup_key(address: &str) -> Option<String> {
-    if let Some(n) = normalize_number(address) {
-        return Some(n);
+    lookup_key_cow(address).map(Cow::into_owned)
+}
+
+/// [`lookup_key`] without allocating when `address` already is a key (a
+/// lower-case `sip:user@host`, as policies usually pass it).
+fn lookup_key_cow(address: &str) -> Option<Cow<'_, str>> {
+    let address = address.trim();
+    let bytes = address.as_bytes();
+    let is_number = matches!(bytes.first(), Some(b'+'))
+        || address.starts_with("00")
+        || address.starts_with("tel:");
+    if is_number {
+        return normalize_number(address).map(Cow::Owned);
     }
-    let uri = Uri::parse(address).ok()?;
-    if uri.scheme == "tel" {
-        return uri.user.as_deref().and_then(normalize_number);
+    // Fast path: `sip:user@host` or `sips:user@host` with nothing after the host.
+    let scheme_len = if bytes.starts_with(b"sip:") {
+        4
+    } else if bytes.starts_with(b"sips:") {
+        5
+    } else {
+        0
+    };
+    if scheme_len > 0
+        && let Some(at) = bytes.iter().position(|&b| b == b'@')
+        && at > scheme_len
+        && bytes[scheme_len..].iter().all(|&b| {
+            b > b' ' && !matches!(b, b';' | b'?' | b':' | b'<' | b'>' | b'"' | b'[' | 0x7f)
+        })
+        && !bytes.iter().any(u8::is_ascii_uppercase)
+    {
+        return Some(Cow::Borrowed(address));
     }
-    Some(uri.address())
+    let uri = UriRef::parse(address).ok()?;
+    if !uri.is_sip() {
+        return uri.user.and_then(normalize_number).map(Cow::Owned);
+    }
+    Some(Cow::Owned(uri.address()))
 }
 
 fn sip_address(value: &str, domains: &[String]) -> Result<String, String> {
@@ -605,6 +638,20 @@ servers = [{ uri = "sip:um1.contoso.com" }]
         );
         assert_eq!(t.user("tel:+14255550100").map(|u| &u.sip), Some(&alice.sip));
         assert_eq!(t.user("+14255550100").map(|u| &u.sip), Some(&alice.sip));
+        assert_eq!(
+            t.user("sip:alice@contoso.com").map(|u| &u.sip),
+            Some(&alice.sip),
+            "the borrowed fast path"
+        );
+        assert_eq!(
+            t.user("sips:ALICE@contoso.com").map(|u| &u.sip),
+            None,
+            "sips is another address"
+        );
+        assert_eq!(
+            t.user("sip:alice@contoso.com:5060").map(|u| &u.sip),
+            Some(&alice.sip)
+        );
         assert_eq!(
             t.contact("+1-425-555-0199").map(|c| c.kind),
             Some(ContactKind::SubscriberAccess)

@@ -4,7 +4,7 @@
 
 use super::bindings::exum::policy::types::{Decision, Header};
 use crate::sip::message::is_token_byte;
-use crate::sip::uri::Uri;
+use crate::sip::uri::UriRef;
 
 /// Most targets in one forward.
 pub const MAX_TARGETS: usize = 16;
@@ -92,16 +92,16 @@ pub fn validate(decision: &Decision) -> Result<(), String> {
     }
 }
 
-fn uri(text: &str) -> Result<Uri, String> {
+fn uri(text: &str) -> Result<UriRef<'_>, String> {
     if text.len() > MAX_VALUE {
         return Err(format!("URI of {} bytes; at most {MAX_VALUE}", text.len()));
     }
-    Uri::parse(text).map_err(|e| format!("`{}`: {e}", truncate(text)))
+    UriRef::parse(text).map_err(|e| format!("`{}`: {e}", truncate(text)))
 }
 
-fn sip_uri(text: &str) -> Result<Uri, String> {
+fn sip_uri(text: &str) -> Result<UriRef<'_>, String> {
     let u = uri(text)?;
-    if u.scheme == "tel" {
+    if !u.is_sip() {
         return Err(format!(
             "`{}`: a next hop must be a sip: or sips: URI",
             truncate(text)

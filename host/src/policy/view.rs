@@ -1,58 +1,57 @@
-//! The request view a policy sees, built from a parsed SIP request: the bridge
-//! between the SIP plane and the contract's `request` record.
+//! The request view a policy sees, built from a parsed SIP request: the head as
+//! received and the spans of the fields the router parsed. The bridge between the
+//! SIP plane and the contract's `request` record.
 
-use super::bindings::exum::policy::types::{Header, Param, Request, Source, Transport, Uri};
+use std::net::IpAddr;
+use std::ops::Range;
+
+use super::bindings::exum::policy::types::{IpAddress, Request, Source, Span, Transport};
 use crate::sip::message::{ParseError, Request as SipRequest};
 use crate::sip::{self, uri};
 
-/// Header fields the router owns, or that are already in the view's own fields.
-const NOT_IN_HEADERS: [&str; 9] = [
-    "Via",
-    "Route",
-    "Record-Route",
-    "Max-Forwards",
-    "Content-Length",
-    "From",
-    "To",
-    "Call-ID",
-    "CSeq",
-];
-
-/// Builds the view of `req`, owned by tenant `tenant`, received from `source`.
-pub fn request_view(
-    tenant: &str,
-    req: &SipRequest,
-    source: &sip::Source,
-) -> Result<Request, ParseError> {
-    let from = req.from()?;
-    let to = req.to()?;
+/// Builds the view of `req`, received from `source`.
+pub fn request_view(req: &SipRequest, source: &sip::Source) -> Result<Request, ParseError> {
     let (cseq, _) = req.cseq()?;
-    let call_id = req
-        .header("Call-ID")
-        .ok_or(ParseError::Missing("Call-ID"))?;
+    let head = &req.head;
+    let name_addr = |header: &'static str, range: &Range<usize>| {
+        let value = head
+            .get(range.clone())
+            .filter(|v| !v.is_empty())
+            .ok_or(ParseError::Missing(header))?;
+        let (uri, tag) = uri::name_addr_spans(value).ok_or_else(|| ParseError::Invalid {
+            header,
+            reason: "unterminated `<`".into(),
+        })?;
+        Ok::<_, ParseError>((
+            span(range.start + uri.start..range.start + uri.end),
+            tag.map(|t| span(range.start + t.start..range.start + t.end)),
+        ))
+    };
+    let (from_uri, from_tag) = name_addr("From", &req.ranges.from)?;
+    let (to_uri, to_tag) = name_addr("To", &req.ranges.to)?;
+    let method = span(0..req.method.len());
+    let request_uri = span(req.method.len() + 1..req.method.len() + 1 + req.uri_text.len());
     Ok(Request {
-        tenant: tenant.to_owned(),
-        method: req.method.clone(),
-        request_uri: convert(&req.uri),
-        request_uri_text: req.uri_text.clone(),
-        from_display_name: from.display_name.clone(),
-        from_tag: from.tag().map(str::to_owned),
-        from: convert(&from.uri),
-        to_tag: to.tag().map(str::to_owned),
-        to: convert(&to.uri),
-        call_id: call_id.to_owned(),
+        head: head.clone(),
+        method,
+        request_uri,
+        from_uri,
+        from_tag,
+        to_uri,
+        to_tag,
+        call_id: span(req.ranges.call_id.clone()),
         cseq,
-        headers: req
-            .headers
-            .iter()
-            .filter(|(n, _)| !NOT_IN_HEADERS.iter().any(|x| x.eq_ignore_ascii_case(n)))
-            .map(|(name, value)| Header {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
         source: Source {
-            address: source.addr.ip().to_string(),
+            address: match source.addr.ip() {
+                IpAddr::V4(v4) => {
+                    let [a, b, c, d] = v4.octets();
+                    IpAddress::Ipv4((a, b, c, d))
+                }
+                IpAddr::V6(v6) => {
+                    let [a, b, c, d, e, f, g, h] = v6.segments();
+                    IpAddress::Ipv6((a, b, c, d, e, f, g, h))
+                }
+            },
             port: source.addr.port(),
             transport: match source.transport {
                 sip::Transport::Udp => Transport::Udp,
@@ -64,20 +63,52 @@ pub fn request_view(
     })
 }
 
-/// The contract's form of a parsed URI.
-pub fn convert(u: &uri::Uri) -> Uri {
-    Uri {
-        scheme: u.scheme.clone(),
-        user: u.user.clone(),
-        host: u.host.clone(),
-        port: u.port,
-        params: u
-            .params
-            .iter()
-            .map(|(name, value)| Param {
-                name: name.clone(),
-                value: value.clone(),
-            })
-            .collect(),
+fn span(range: Range<usize>) -> Span {
+    Span {
+        start: range.start as u32,
+        len: range.len() as u32,
+    }
+}
+
+/// The text of `span` in `req`'s head (empty if out of range).
+pub fn text(req: &Request, span: Span) -> &str {
+    let start = span.start as usize;
+    req.head.get(start..start + span.len as usize).unwrap_or("")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_point_at_the_parsed_fields() {
+        let sip = "INVITE sip:alice@contoso.com;opaque=app:voicemail SIP/2.0\r\n\
+            Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK1\r\n\
+            f: \"Zoe\" <sip:zoe@fabrikam.com>;tag=abc\r\n\
+            To: sip:alice@contoso.com\r\n\
+            Call-ID: 1@x\r\n\
+            CSeq: 7 INVITE\r\n\r\n";
+        let req = SipRequest::parse(sip.as_bytes()).expect("parses");
+        let source = sip::Source {
+            addr: "[2001:db8::7]:5060".parse().expect("addr"),
+            transport: sip::Transport::Tcp,
+            tls_peer_name: None,
+        };
+        let v = request_view(&req, &source).expect("view");
+        assert_eq!(text(&v, v.method), "INVITE");
+        assert_eq!(
+            text(&v, v.request_uri),
+            "sip:alice@contoso.com;opaque=app:voicemail"
+        );
+        assert_eq!(text(&v, v.from_uri), "sip:zoe@fabrikam.com");
+        assert_eq!(v.from_tag.map(|t| text(&v, t)), Some("abc"));
+        assert_eq!(text(&v, v.to_uri), "sip:alice@contoso.com");
+        assert_eq!(v.to_tag, None);
+        assert_eq!(text(&v, v.call_id), "1@x");
+        assert_eq!(v.cseq, 7);
+        assert_eq!(
+            v.source.address,
+            IpAddress::Ipv6((0x2001, 0xdb8, 0, 0, 0, 0, 0, 7))
+        );
     }
 }

@@ -4,6 +4,7 @@
 //! on the same rules.
 
 use std::fmt::Write as _;
+use std::ops::Range;
 
 use super::uri::{NameAddr, Uri, UriError};
 
@@ -54,6 +55,22 @@ pub struct Request {
     pub headers: Vec<(String, String)>,
     /// The body.
     pub body: Vec<u8>,
+    /// The head as received: request line and header lines, without the empty
+    /// line. Not changed by edits.
+    pub head: String,
+    /// Where the first From, To and Call-ID values lie in [`Self::head`].
+    pub ranges: HeadRanges,
+}
+
+/// Byte ranges of header values in a request's head, as received.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeadRanges {
+    /// The first From value.
+    pub from: Range<usize>,
+    /// The first To value.
+    pub to: Range<usize>,
+    /// The first Call-ID value.
+    pub call_id: Range<usize>,
 }
 
 impl Request {
@@ -61,8 +78,8 @@ impl Request {
     pub fn parse(bytes: &[u8]) -> Result<Request, ParseError> {
         let (head_len, body_start) = find_head_end(bytes).ok_or(ParseError::Unterminated)?;
         let head = std::str::from_utf8(&bytes[..head_len]).map_err(|_| ParseError::NotUtf8)?;
-        let mut lines = unfold(head).into_iter();
-        let request_line = lines.next().unwrap_or_default();
+        let mut lines = logical_lines(head).into_iter();
+        let (request_line, _) = lines.next().unwrap_or_default();
         let mut parts = request_line.split(' ');
         let (Some(method), Some(uri_text), Some(version), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -80,7 +97,9 @@ impl Request {
         }
         let uri = Uri::parse(uri_text).map_err(ParseError::RequestUri)?;
         let mut headers = Vec::new();
-        for line in lines {
+        let mut ranges = HeadRanges::default();
+        let (mut from, mut to, mut call_id) = (None, None, None);
+        for (line, range) in lines {
             let (name, value) = line
                 .split_once(':')
                 .ok_or_else(|| ParseError::HeaderLine(line.clone()))?;
@@ -88,14 +107,31 @@ impl Request {
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(ParseError::HeaderLine(line.clone()));
             }
-            headers.push((long_name(name).to_owned(), value.trim().to_owned()));
+            let name = long_name(name);
+            let slot = match name.to_ascii_lowercase().as_str() {
+                "from" => Some(&mut from),
+                "to" => Some(&mut to),
+                "call-id" => Some(&mut call_id),
+                _ => None,
+            };
+            if let Some(slot) = slot
+                && slot.is_none()
+            {
+                *slot = Some(range);
+            }
+            headers.push((name.to_owned(), value.trim().to_owned()));
         }
+        ranges.from = from.unwrap_or_default();
+        ranges.to = to.unwrap_or_default();
+        ranges.call_id = call_id.unwrap_or_default();
         let request = Request {
             method: method.to_owned(),
             uri_text: uri_text.to_owned(),
             uri,
             headers,
             body: bytes[body_start..].to_vec(),
+            head: head.to_owned(),
+            ranges,
         };
         for required in ["From", "To", "Call-ID", "CSeq"] {
             request
@@ -223,19 +259,34 @@ fn find_head_end(bytes: &[u8]) -> Option<(usize, usize)> {
     None
 }
 
-/// Splits the head into logical lines, joining folded continuation lines.
-fn unfold(head: &str) -> Vec<String> {
-    let mut lines: Vec<String> = Vec::new();
+/// Splits the head into logical lines, joining folded continuation lines; with
+/// each line, the byte range of its value in `head` (after the colon, trimmed,
+/// continuation lines included).
+fn logical_lines(head: &str) -> Vec<(String, Range<usize>)> {
+    let mut lines: Vec<(String, Range<usize>)> = Vec::new();
+    let mut offset = 0;
     for raw in head.split('\n') {
+        let start = offset;
+        offset += raw.len() + 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         if raw.starts_with([' ', '\t'])
-            && let Some(last) = lines.last_mut()
+            && let Some((last, range)) = lines.last_mut()
         {
             last.push(' ');
             last.push_str(raw.trim());
+            range.end = start + raw.trim_end().len();
             continue;
         }
-        lines.push(raw.to_owned());
+        let range = match raw.find(':') {
+            Some(colon) => {
+                let value = &raw[colon + 1..];
+                let lead = value.len() - value.trim_start().len();
+                let value_start = start + colon + 1 + lead;
+                value_start..(value_start + value.trim().len()).max(value_start)
+            }
+            None => start..start,
+        };
+        lines.push((raw.to_owned(), range));
     }
     lines
 }
@@ -266,6 +317,20 @@ mod tests {
         assert_eq!(r.from().expect("from").tag(), Some("1928301774"));
         assert_eq!(r.cseq().expect("cseq"), (314159, "INVITE"));
         assert_eq!(r.body, b"v=0\n");
+    }
+
+    #[test]
+    fn records_where_from_to_and_call_id_lie_in_the_head() {
+        let r = Request::parse(INVITE.as_bytes()).expect("valid");
+        assert_eq!(
+            &r.head[r.ranges.from.clone()],
+            "\"Carol\" <sip:carol@fabrikam.com>;tag=1928301774"
+        );
+        assert_eq!(&r.head[r.ranges.to.clone()], "<sip:alice@contoso.com>");
+        assert_eq!(
+            &r.head[r.ranges.call_id.clone()],
+            "a84b4c76e66710@pc33.fabrikam.com"
+        );
     }
 
     #[test]

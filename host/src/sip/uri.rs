@@ -43,63 +43,118 @@ pub struct Uri {
     pub headers: Option<String>,
 }
 
-impl Uri {
+/// A URI parsed without allocating: slices of the text. Scheme and host keep the
+/// case they were written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UriRef<'a> {
+    /// `sip`, `sips` or `tel`, as written.
+    pub scheme: &'a str,
+    /// The user part, or the number of a tel URI.
+    pub user: Option<&'a str>,
+    /// The host (IPv6 references with brackets); empty for tel.
+    pub host: &'a str,
+    /// The port.
+    pub port: Option<u16>,
+    /// The parameters without the leading `;` (`transport=tls;lr`), empty if none.
+    pub params: &'a str,
+    /// The headers without the `?`.
+    pub headers: Option<&'a str>,
+}
+
+impl<'a> UriRef<'a> {
     /// Parses an addr-spec (`sip:alice@contoso.com;transport=tcp`).
-    pub fn parse(text: &str) -> Result<Uri, UriError> {
+    pub fn parse(text: &'a str) -> Result<UriRef<'a>, UriError> {
         let text = text.trim();
-        if let Some(c) = text
-            .chars()
-            .find(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | '"'))
+        if let Some(&b) = text
+            .as_bytes()
+            .iter()
+            .find(|&&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
         {
-            return Err(UriError::BadChar(c));
+            return Err(UriError::BadChar(char::from(b)));
         }
         let (scheme, rest) = text.split_once(':').ok_or(UriError::NoScheme)?;
-        let scheme = scheme.to_ascii_lowercase();
-        if !matches!(scheme.as_str(), "sip" | "sips" | "tel") {
-            return Err(UriError::UnsupportedScheme(scheme));
+        if !(scheme.eq_ignore_ascii_case("sip")
+            || scheme.eq_ignore_ascii_case("sips")
+            || scheme.eq_ignore_ascii_case("tel"))
+        {
+            return Err(UriError::UnsupportedScheme(scheme.to_ascii_lowercase()));
         }
         let (rest, headers) = match rest.split_once('?') {
-            Some((r, h)) => (r, Some(h.to_owned())),
+            Some((r, h)) => (r, Some(h)),
             None => (rest, None),
         };
         // The user part may hold ';' (user parameters), so split params after '@'.
-        let at = rest.rfind('@');
-        let params_start = rest[at.map_or(0, |i| i + 1)..]
-            .find(';')
-            .map(|i| i + at.map_or(0, |a| a + 1));
-        let (main, params) = match params_start {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
+        let at = rest.rfind('@').map_or(0, |i| i + 1);
+        let (main, params) = match rest[at..].find(';') {
+            Some(i) => (&rest[..at + i], &rest[at + i + 1..]),
             None => (rest, ""),
         };
-        let params = parse_params(params);
-        if scheme == "tel" {
+        if scheme.eq_ignore_ascii_case("tel") {
             if main.is_empty() {
                 return Err(UriError::NoHost);
             }
-            return Ok(Uri {
+            return Ok(UriRef {
                 scheme,
-                user: Some(main.to_owned()),
-                host: String::new(),
+                user: Some(main),
+                host: "",
                 port: None,
                 params,
                 headers,
             });
         }
         let (user, hostport) = match main.rfind('@') {
-            Some(i) => (Some(main[..i].to_owned()), &main[i + 1..]),
+            Some(i) => (Some(&main[..i]), &main[i + 1..]),
             None => (None, main),
         };
         let (host, port) = split_host_port(hostport)?;
         if host.is_empty() {
             return Err(UriError::NoHost);
         }
-        Ok(Uri {
+        Ok(UriRef {
             scheme,
             user,
-            host: host.to_ascii_lowercase(),
+            host,
             port,
             params,
             headers,
+        })
+    }
+
+    /// Whether the scheme is `sip` or `sips`.
+    pub fn is_sip(&self) -> bool {
+        !self.scheme.eq_ignore_ascii_case("tel")
+    }
+
+    /// The address of record, lower-cased: `scheme:user@host`.
+    pub fn address(&self) -> String {
+        let mut out = String::with_capacity(
+            self.scheme.len() + self.host.len() + self.user.map_or(0, str::len) + 2,
+        );
+        out.push_str(self.scheme);
+        out.push(':');
+        if let Some(user) = self.user {
+            out.push_str(user);
+            if !self.host.is_empty() {
+                out.push('@');
+            }
+        }
+        out.push_str(self.host);
+        out.make_ascii_lowercase();
+        out
+    }
+}
+
+impl Uri {
+    /// Parses an addr-spec (`sip:alice@contoso.com;transport=tcp`).
+    pub fn parse(text: &str) -> Result<Uri, UriError> {
+        let r = UriRef::parse(text)?;
+        Ok(Uri {
+            scheme: r.scheme.to_ascii_lowercase(),
+            user: r.user.map(str::to_owned),
+            host: r.host.to_ascii_lowercase(),
+            port: r.port,
+            params: parse_params(r.params),
+            headers: r.headers.map(str::to_owned),
         })
     }
 
@@ -208,6 +263,38 @@ impl NameAddr {
             .find(|(n, _)| n == "tag")
             .and_then(|(_, v)| v.as_deref())
     }
+}
+
+/// Where the URI and the `tag` value lie in a name-addr header value (From, To),
+/// as byte ranges of `value`. `None` if the value has an unclosed `<`.
+pub fn name_addr_spans(
+    value: &str,
+) -> Option<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)> {
+    let (uri, params_start) = match find_unquoted(value, '<') {
+        Some(lt) => {
+            let close = value[lt..].find('>')? + lt;
+            (lt + 1..close, close + 1)
+        }
+        None => {
+            let start = value.len() - value.trim_start().len();
+            let end = value.find(';').unwrap_or(value.len());
+            (start..value[..end].trim_end().len().max(start), end)
+        }
+    };
+    let mut tag = None;
+    let mut offset = params_start;
+    for param in value[params_start.min(value.len())..].split(';') {
+        let here = offset;
+        offset += param.len() + 1;
+        if let Some((name, v)) = param.split_once('=')
+            && name.trim().eq_ignore_ascii_case("tag")
+        {
+            let lead = v.len() - v.trim_start().len();
+            let start = here + name.len() + 1 + lead;
+            tag = Some(start..start + v.trim().len());
+        }
+    }
+    Some((uri, tag))
 }
 
 fn parse_params(text: &str) -> Vec<(String, Option<String>)> {

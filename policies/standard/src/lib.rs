@@ -49,10 +49,10 @@ exum_policy_sdk::export_policy!(Standard);
 
 /// Where the standard algorithm sends `req` (steps 2-6).
 pub fn route(req: &Request) -> Decision {
-    if !req.method.eq_ignore_ascii_case("INVITE") {
+    if !req.method().eq_ignore_ascii_case("INVITE") {
         return not_voicemail(req);
     }
-    let ruri = &req.request_uri;
+    let ruri = req.request_uri();
     let address = ruri.address();
     let number = ruri.number();
     let find_user =
@@ -131,7 +131,7 @@ fn route_contact(req: &Request, contact: &UmContact) -> Decision {
 /// Step 4: hosted voice mail, to the edge (or the destination over TLS) unless
 /// health probes mark that next hop down.
 fn route_hosted(req: &Request, granted: Option<&str>, site: Option<&str>) -> Decision {
-    match routing::hosted_forward(&req.request_uri, granted, site) {
+    match routing::hosted_forward(req.request_uri(), granted, site) {
         Ok(forward) if forward.targets.iter().all(|t| host::target_healthy(&t.uri)) => {
             Decision::Forward(forward)
         }
@@ -158,8 +158,8 @@ fn route_on_premises(req: &Request, user: &User) -> Decision {
 
 /// The site of the called user or contact, for site-scoped rerouting.
 fn target_site(req: &Request) -> Option<String> {
-    let address = req.request_uri.address();
-    let number = req.request_uri.number();
+    let address = req.request_uri().address();
+    let number = req.request_uri().number();
     host::lookup_user(&address)
         .or_else(|| number.as_deref().and_then(host::lookup_user))
         .and_then(|u| u.site)

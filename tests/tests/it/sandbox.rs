@@ -27,13 +27,10 @@ fn hostile(mode: &str, fallback: Fallback, limits: Limits) -> (Plane, Arc<Tenant
     let plane = Plane::new(Tenants::default());
     let policy = plane.registry.install_configured(&tenant);
     assert_eq!(policy.load_error, None, "the fixture loads in mode {mode}");
-    let req = exum_router_tests::view_of(
-        &invite(
-            "sip:bob@contoso.com;opaque=app:voicemail",
-            "sip:zoe@fabrikam.com",
-        ),
-        "hostile",
-    );
+    let req = exum_router_tests::view_of(&invite(
+        "sip:bob@contoso.com;opaque=app:voicemail",
+        "sip:zoe@fabrikam.com",
+    ));
     let verdict = policy.route(&tenant, &req);
     (plane, tenant, verdict)
 }
@@ -182,13 +179,10 @@ fn repeated_faults_quarantine_until_a_new_version() {
     );
     let plane = Plane::new(Tenants::default());
     let policy = plane.registry.install_configured(&tenant);
-    let req = exum_router_tests::view_of(
-        &invite(
-            "sip:bob@contoso.com;opaque=app:voicemail",
-            "sip:zoe@fabrikam.com",
-        ),
-        "hostile",
-    );
+    let req = exum_router_tests::view_of(&invite(
+        "sip:bob@contoso.com;opaque=app:voicemail",
+        "sip:zoe@fabrikam.com",
+    ));
     for _ in 0..3 {
         fell_back(&policy.route(&tenant, &req), "panic");
     }
@@ -211,13 +205,10 @@ fn on_failure_goes_to_the_same_version() {
     let (plane, tenant, v) = hostile("fail:486", Fallback::Standard, Limits::default());
     obeyed(&v);
     let policy = plane.policy(&tenant);
-    let req = exum_router_tests::view_of(
-        &invite(
-            "sip:bob@contoso.com;opaque=app:voicemail",
-            "sip:zoe@fabrikam.com",
-        ),
-        "hostile",
-    );
+    let req = exum_router_tests::view_of(&invite(
+        "sip:bob@contoso.com;opaque=app:voicemail",
+        "sip:zoe@fabrikam.com",
+    ));
     let failure = exum_router::policy::contract::Failure { attempts: vec![] };
     let after = policy.on_failure(&tenant, &req, &failure);
     assert_eq!(reject(&after).code, 486);
