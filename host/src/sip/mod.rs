@@ -2,6 +2,7 @@
 
 pub mod message;
 pub mod uri;
+pub mod wire;
 
 use std::net::SocketAddr;
 
