@@ -5,33 +5,12 @@ use exum_guest_build::Guest;
 
 fn main() -> anyhow::Result<()> {
     exum_guest_build::build(&[
-        Guest {
-            package: "exum-policy-standard",
-            constant: "STANDARD",
-        },
-        Guest {
-            package: "exum-example-pilot-group",
-            constant: "PILOT_GROUP",
-        },
-        Guest {
-            package: "exum-example-after-hours",
-            constant: "AFTER_HOURS",
-        },
-        Guest {
-            package: "exum-example-prefix-routing",
-            constant: "PREFIX_ROUTING",
-        },
-        Guest {
-            package: "exum-fixture-hostile",
-            constant: "HOSTILE",
-        },
-        Guest {
-            package: "exum-fixture-foreign-import",
-            constant: "FOREIGN_IMPORT",
-        },
-        Guest {
-            package: "exum-fixture-no-exports",
-            constant: "NO_EXPORTS",
-        },
+        Guest { package: "exum-policy-standard", constant: "STANDARD" },
+        Guest { package: "exum-example-pilot-group", constant: "PILOT_GROUP" },
+        Guest { package: "exum-example-after-hours", constant: "AFTER_HOURS" },
+        Guest { package: "exum-example-prefix-routing", constant: "PREFIX_ROUTING" },
+        Guest { package: "exum-fixture-hostile", constant: "HOSTILE" },
+        Guest { package: "exum-fixture-foreign-import", constant: "FOREIGN_IMPORT" },
+        Guest { package: "exum-fixture-no-exports", constant: "NO_EXPORTS" },
     ])
 }

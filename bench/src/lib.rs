@@ -54,12 +54,10 @@ pub struct EnginePlane {
 impl EnginePlane {
     /// Loads `examples/deployment`.
     pub fn deployment() -> EnginePlane {
-        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/deployment/router.toml");
+        let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deployment/router.toml");
         let (_, tenants) = Tenants::load(&config).expect("the example deployment loads");
         let engine = Arc::new(PolicyEngine::new().expect("engine"));
-        let registry =
-            PolicyRegistry::new(engine, Arc::new(HealthTable::default())).expect("standard policy");
+        let registry = PolicyRegistry::new(engine, Arc::new(HealthTable::default())).expect("standard policy");
         registry.install_all(&tenants);
         EnginePlane { tenants, registry }
     }
@@ -68,16 +66,8 @@ impl EnginePlane {
     pub fn call(&self, ruri: &str) -> (Arc<Tenant>, Arc<TenantPolicy>, Request) {
         let bytes = invite_bytes(ruri);
         let sip = SipRequest::parse(bytes.as_bytes()).expect("parses");
-        let tenant = self
-            .tenants
-            .by_domain(&sip.uri.host)
-            .expect("tenant")
-            .clone();
-        let source = Source {
-            addr: ([192, 0, 2, 10], 5061).into(),
-            transport: Transport::Tls,
-            tls_peer_name: None,
-        };
+        let tenant = self.tenants.by_domain(&sip.uri.host).expect("tenant").clone();
+        let source = Source { addr: ([192, 0, 2, 10], 5061).into(), transport: Transport::Tls, tls_peer_name: None };
         let req = view::request_view(&sip, &source).expect("view");
         let policy = self.registry.get(&tenant);
         (tenant, policy, req)
@@ -98,15 +88,8 @@ pub fn install_native_host() {
             hosted_voicemail_policy: None,
             eum_address: None,
         })
-        .on_premises_user(
-            "sip:bob@contoso.com",
-            "eum:bob@contoso.com;phone-context=DP-Redmond.contoso.com",
-        )
-        .hosted_policy(
-            PolicyScope::Global,
-            Some("exap.um.outlook.com"),
-            &["contoso.onmicrosoft.com"],
-        )
+        .on_premises_user("sip:bob@contoso.com", "eum:bob@contoso.com;phone-context=DP-Redmond.contoso.com")
+        .hosted_policy(PolicyScope::Global, Some("exap.um.outlook.com"), &["contoso.onmicrosoft.com"])
         .hosted_policy(
             PolicyScope::Site("redmond".into()),
             Some("exap.um.outlook.com"),
@@ -127,27 +110,12 @@ pub fn install_native_host() {
 pub fn native_request(ruri: &str) -> exum_policy_sdk::Request {
     let mut b = invite(ruri).from("sip:zoe@fabrikam.com");
     for (name, value) in [
-        (
-            "Contact",
-            "<sip:zoe@fabrikam.com;opaque=user:epid:8b1e4c2a7d;gruu>",
-        ),
-        (
-            "User-Agent",
-            "UCCAPI/15.0.4569.1503 OC/15.0.4569.1506 (Microsoft Lync)",
-        ),
-        (
-            "Supported",
-            "ms-dialog-route-set-update, timer, histinfo, ms-safe-transfer, ms-sender, ms-early-media",
-        ),
-        (
-            "Allow",
-            "INVITE, BYE, ACK, CANCEL, INFO, UPDATE, REFER, NOTIFY, BENOTIFY, OPTIONS",
-        ),
+        ("Contact", "<sip:zoe@fabrikam.com;opaque=user:epid:8b1e4c2a7d;gruu>"),
+        ("User-Agent", "UCCAPI/15.0.4569.1503 OC/15.0.4569.1506 (Microsoft Lync)"),
+        ("Supported", "ms-dialog-route-set-update, timer, histinfo, ms-safe-transfer, ms-sender, ms-early-media"),
+        ("Allow", "INVITE, BYE, ACK, CANCEL, INFO, UPDATE, REFER, NOTIFY, BENOTIFY, OPTIONS"),
         ("ms-keep-alive", "UAC;hop-hop=yes"),
-        (
-            "Diversion",
-            "<sip:someone@contoso.com>;reason=unconditional",
-        ),
+        ("Diversion", "<sip:someone@contoso.com>;reason=unconditional"),
         ("History-Info", "<sip:alice@contoso.com>;index=1"),
         ("ms-conversation-id", "AdRkcTA2ZWFjZDgzZTEyNGE5Njc4ZWI="),
         ("Content-Type", "application/sdp"),

@@ -29,28 +29,14 @@ pub fn build(guests: &[Guest]) -> Result<()> {
     let out_dir = PathBuf::from(env("OUT_DIR")?);
     let target_dir = workspace.join("target").join("guests");
 
-    for dir in [
-        "sdk",
-        "policies",
-        "examples",
-        "tests/fixtures",
-        "Cargo.toml",
-        "Cargo.lock",
-    ] {
+    for dir in ["sdk", "policies", "examples", "tests/fixtures", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args([
-            "build",
-            "--quiet",
-            "--target",
-            "wasm32-unknown-unknown",
-            "--profile",
-            "guest",
-        ])
+        .args(["build", "--quiet", "--target", "wasm32-unknown-unknown", "--profile", "guest"])
         .arg("--target-dir")
         .arg(&target_dir);
     for guest in guests {
@@ -74,9 +60,7 @@ pub fn build(guests: &[Guest]) -> Result<()> {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .context("running the nested cargo build of the policies")?;
+    let status = cmd.status().context("running the nested cargo build of the policies")?;
     if !status.success() {
         bail!("the nested cargo build of the policies failed ({status})");
     }
@@ -84,12 +68,9 @@ pub fn build(guests: &[Guest]) -> Result<()> {
     let mut constants = String::new();
     for guest in guests {
         let file = guest.package.replace('-', "_");
-        let core = target_dir
-            .join("wasm32-unknown-unknown/guest")
-            .join(format!("{file}.wasm"));
+        let core = target_dir.join("wasm32-unknown-unknown/guest").join(format!("{file}.wasm"));
         let bytes = std::fs::read(&core).with_context(|| format!("reading {}", core.display()))?;
-        let component =
-            componentize(&bytes).with_context(|| format!("componentizing {}", core.display()))?;
+        let component = componentize(&bytes).with_context(|| format!("componentizing {}", core.display()))?;
         let out = out_dir.join(format!("{file}.component.wasm"));
         std::fs::write(&out, component).with_context(|| format!("writing {}", out.display()))?;
         constants.push_str(&format!(
@@ -105,10 +86,7 @@ pub fn build(guests: &[Guest]) -> Result<()> {
 
 /// Turns a core module built with wit-bindgen into a component.
 pub fn componentize(core_module: &[u8]) -> Result<Vec<u8>> {
-    wit_component::ComponentEncoder::default()
-        .module(core_module)?
-        .validate(true)
-        .encode()
+    wit_component::ComponentEncoder::default().module(core_module)?.validate(true).encode()
 }
 
 fn env(name: &str) -> Result<String> {

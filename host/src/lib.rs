@@ -3,16 +3,19 @@
 //!
 //! # Layout
 //!
-//! - [`sip`]: the SIP plane: URIs, messages (no Wasm in here).
+//! - [`sip`]: the SIP plane: wire layer, transports, transactions and the proxy
+//!   core, health probes (no Wasm in here).
 //! - [`policy`]: the policy plane: the wasmtime engine, the registry of tenants'
 //!   policy versions, limits, host functions, decision validation, fallbacks.
 //! - [`control`]: the control plane's data: router configuration, directory,
 //!   target health.
-//! - [`tools`]: the offline tools `check` and `simulate`.
+//! - [`server`]: `serve`, wiring the planes together.
+//! - [`tools`]: the offline tools `check`, `componentize` and `simulate`.
 
 #![deny(unsafe_code)]
 
 pub mod control;
 pub mod policy;
+pub mod server;
 pub mod sip;
 pub mod tools;

@@ -14,11 +14,20 @@ use exum_router::tools::{self, SimulateOptions};
 #[command(name = "exum-router", version)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
+
+/// The configuration `exum-router` serves with no arguments.
+const EXAMPLE_CONFIG: &str = "examples/deployment/router.toml";
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the router (with no command at all: the example deployment).
+    Serve {
+        /// The router configuration.
+        #[arg(long, default_value = EXAMPLE_CONFIG)]
+        config: PathBuf,
+    },
     /// Validate a policy component against the contract and describe it.
     Check {
         /// The component (`.wasm`).
@@ -61,29 +70,30 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let command = cli.command.unwrap_or(Command::Serve { config: PathBuf::from(EXAMPLE_CONFIG) });
+    let result = match command {
+        Command::Serve { config } => {
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("exum-router: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            return match runtime.block_on(exum_router::server::run(&config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("exum-router: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Check { policy } => tools::check(&policy),
         Command::Componentize { module, output } => tools::componentize(&module, &output),
-        Command::Simulate {
-            config,
-            source,
-            down,
-            fail_all,
-            request,
-        } => {
+        Command::Simulate { config, source, down, fail_all, request } => {
             let path = request.unwrap_or_else(|| "-".to_owned());
-            read_request(&path).and_then(|bytes| {
-                tools::simulate(
-                    &config,
-                    &path,
-                    &bytes,
-                    &SimulateOptions {
-                        source,
-                        down,
-                        fail_all,
-                    },
-                )
-            })
+            read_request(&path)
+                .and_then(|bytes| tools::simulate(&config, &path, &bytes, &SimulateOptions { source, down, fail_all }))
         }
     };
     match result {
@@ -99,10 +109,7 @@ fn main() -> ExitCode {
 }
 
 fn read_request(path: &str) -> Result<Vec<u8>, tools::ToolError> {
-    let read_err = |source| tools::ToolError::Read {
-        path: path.to_owned(),
-        source,
-    };
+    let read_err = |source| tools::ToolError::Read { path: path.to_owned(), source };
     if path == "-" {
         let mut buf = Vec::new();
         std::io::stdin().read_to_end(&mut buf).map_err(read_err)?;

@@ -63,22 +63,12 @@ pub enum ToolError {
 /// `exum-router check <policy.wasm>`: validates a component against the contract
 /// and describes it.
 pub fn check(path: &Path) -> Result<String, ToolError> {
-    let bytes = std::fs::read(path).map_err(|source| ToolError::Read {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| ToolError::Read { path: path.display().to_string(), source })?;
     let engine = PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?;
-    let compiled = engine.compile(&bytes).map_err(|source| ToolError::Policy {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let compiled =
+        engine.compile(&bytes).map_err(|source| ToolError::Policy { path: path.display().to_string(), source })?;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "component  {} ({} bytes)",
-        path.display(),
-        compiled.size
-    );
+    let _ = writeln!(out, "component  {} ({} bytes)", path.display(), compiled.size);
     let _ = writeln!(out, "sha256     {}", compiled.hash);
     let _ = writeln!(out, "contract   {CONTRACT}");
     let _ = writeln!(out, "world      exum:policy/policy@0.1.0");
@@ -96,10 +86,7 @@ pub fn check(path: &Path) -> Result<String, ToolError> {
     if !unused.is_empty() {
         let _ = writeln!(out, "  (does not use {})", unused.join(", "));
     }
-    let _ = writeln!(
-        out,
-        "ok: exports {REQUIRED_EXPORT} and imports nothing outside {CONTRACT}"
-    );
+    let _ = writeln!(out, "ok: exports {REQUIRED_EXPORT} and imports nothing outside {CONTRACT}");
     Ok(out)
 }
 
@@ -107,10 +94,7 @@ pub fn check(path: &Path) -> Result<String, ToolError> {
 /// core module (built for `wasm32-unknown-unknown`) into a component, checks it
 /// against the contract, and writes it.
 pub fn componentize(input: &Path, output: &Path) -> Result<String, ToolError> {
-    let bytes = std::fs::read(input).map_err(|source| ToolError::Read {
-        path: input.display().to_string(),
-        source,
-    })?;
+    let bytes = std::fs::read(input).map_err(|source| ToolError::Read { path: input.display().to_string(), source })?;
     if super::policy::engine::is_component(&bytes) {
         return Err(ToolError::Policy {
             path: input.display().to_string(),
@@ -123,10 +107,8 @@ pub fn componentize(input: &Path, output: &Path) -> Result<String, ToolError> {
         path: input.display().to_string(),
         source: LoadError::NotAComponent(format!("cannot make a component of this module: {e:#}")),
     })?;
-    std::fs::write(output, &component).map_err(|source| ToolError::Read {
-        path: output.display().to_string(),
-        source,
-    })?;
+    std::fs::write(output, &component)
+        .map_err(|source| ToolError::Read { path: output.display().to_string(), source })?;
     check(output)
 }
 
@@ -152,39 +134,26 @@ pub fn simulate(
     options: &SimulateOptions,
 ) -> Result<String, ToolError> {
     let (_, tenants) = Tenants::load(config)?;
-    let sip = Request::parse(request).map_err(|source| ToolError::Sip {
-        path: request_path.to_owned(),
-        source,
-    })?;
-    let tenant = tenants
-        .by_domain(&sip.uri.host)
-        .ok_or_else(|| ToolError::UnknownTenant(sip.uri.host.clone()))?
-        .clone();
+    let sip = Request::parse(request).map_err(|source| ToolError::Sip { path: request_path.to_owned(), source })?;
+    let tenant =
+        tenants.by_domain(&sip.uri.host).ok_or_else(|| ToolError::UnknownTenant(sip.uri.host.clone()))?.clone();
     let source = Source {
-        addr: options
-            .source
-            .unwrap_or_else(|| ([192, 0, 2, 10], 5060).into()),
+        addr: options.source.unwrap_or_else(|| ([192, 0, 2, 10], 5060).into()),
         transport: Transport::Udp,
         tls_peer_name: None,
     };
-    let view = view::request_view(&sip, &source).map_err(|source| ToolError::Sip {
-        path: request_path.to_owned(),
-        source,
-    })?;
+    let view =
+        view::request_view(&sip, &source).map_err(|source| ToolError::Sip { path: request_path.to_owned(), source })?;
 
     let health = Arc::new(HealthTable::default());
     for d in &options.down {
         health.set(d, false);
     }
     let engine = Arc::new(PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?);
-    let registry =
-        PolicyRegistry::new(engine, health).map_err(|e| ToolError::Engine(e.to_string()))?;
+    let registry = PolicyRegistry::new(engine, health).map_err(|e| ToolError::Engine(e.to_string()))?;
     let policy = registry.install_configured(&tenant);
     if let Some(reason) = &policy.load_error {
-        return Err(ToolError::TenantPolicy {
-            tenant: tenant.config.id.clone(),
-            reason: reason.clone(),
-        });
+        return Err(ToolError::TenantPolicy { tenant: tenant.config.id.clone(), reason: reason.clone() });
     }
 
     let verdict = policy.route(&tenant, &view);
@@ -195,23 +164,11 @@ pub fn simulate(
         && let Decision::Forward(f) = &verdict.decision
     {
         let failure = Failure {
-            attempts: f
-                .targets
-                .iter()
-                .map(|t| Attempt {
-                    target: t.uri.clone(),
-                    outcome: Outcome::Timeout,
-                })
-                .collect(),
+            attempts: f.targets.iter().map(|t| Attempt { target: t.uri.clone(), outcome: Outcome::Timeout }).collect(),
         };
         let after = policy.on_failure(&tenant, &view, &failure);
         out.push('\n');
-        write_verdict(
-            &mut out,
-            "on-failure (every target timed out)",
-            &tenant.config.id,
-            &after,
-        );
+        write_verdict(&mut out, "on-failure (every target timed out)", &tenant.config.id, &after);
         write_outcome(&mut out, &sip, &after.decision);
     }
     Ok(out)
@@ -225,11 +182,7 @@ fn write_verdict(out: &mut String, step: &str, tenant: &str, verdict: &Verdict) 
         "decision": verdict.decision,
         "elapsed_us": verdict.elapsed.as_micros() as u64,
     });
-    let _ = writeln!(
-        out,
-        "{}",
-        serde_json::to_string_pretty(&json).unwrap_or_default()
-    );
+    let _ = writeln!(out, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
 }
 
 fn write_outcome(out: &mut String, sip: &Request, decision: &Decision) {
@@ -245,36 +198,18 @@ fn write_outcome(out: &mut String, sip: &Request, decision: &Decision) {
             for h in &f.add_headers {
                 fwd.headers.push((h.name.clone(), h.value.clone()));
             }
-            let hops = fwd
-                .header("Max-Forwards")
-                .and_then(|v| v.parse::<u32>().ok())
-                .unwrap_or(70);
+            let hops = fwd.header("Max-Forwards").and_then(|v| v.parse::<u32>().ok()).unwrap_or(70);
             fwd.remove_header("Max-Forwards");
-            fwd.headers
-                .push(("Max-Forwards".into(), hops.saturating_sub(1).to_string()));
+            fwd.headers.push(("Max-Forwards".into(), hops.saturating_sub(1).to_string()));
             let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
-            let _ = writeln!(
-                out,
-                "\n--- forwarded to {} (the router also adds its Via) ---",
-                targets.join(", then ")
-            );
+            let _ = writeln!(out, "\n--- forwarded to {} (the router also adds its Via) ---", targets.join(", then "));
             out.push_str(&String::from_utf8_lossy(&fwd.to_bytes()));
         }
         Decision::Reject(r) => {
-            let reason = if r.reason.is_empty() {
-                reason_phrase(r.code)
-            } else {
-                &r.reason
-            };
+            let reason = if r.reason.is_empty() { reason_phrase(r.code) } else { &r.reason };
             let _ = writeln!(out, "\n--- response ---");
             let _ = write!(out, "SIP/2.0 {} {reason}\r\n", r.code);
-            write_response_headers(
-                out,
-                sip,
-                r.headers
-                    .iter()
-                    .map(|h| (h.name.as_str(), h.value.as_str())),
-            );
+            write_response_headers(out, sip, r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())));
         }
         Decision::Redirect(r) => {
             let _ = writeln!(out, "\n--- response ---");
@@ -283,28 +218,16 @@ fn write_outcome(out: &mut String, sip: &Request, decision: &Decision) {
             write_response_headers(
                 out,
                 sip,
-                contacts.chain(
-                    r.headers
-                        .iter()
-                        .map(|h| (h.name.as_str(), h.value.as_str())),
-                ),
+                contacts.chain(r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
             );
         }
         Decision::Standard => {}
     }
 }
 
-fn write_response_headers<'a>(
-    out: &mut String,
-    sip: &Request,
-    extra: impl Iterator<Item = (&'a str, &'a str)>,
-) {
+fn write_response_headers<'a>(out: &mut String, sip: &Request, extra: impl Iterator<Item = (&'a str, &'a str)>) {
     for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
-        for (n, v) in sip
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-        {
+        for (n, v) in sip.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
             let _ = write!(out, "{n}: {v}\r\n");
         }
     }

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ is in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("host/ is in the workspace").to_path_buf()
 }
 
 fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
@@ -22,12 +19,7 @@ fn run(args: &[&str], stdin: Option<&[u8]>) -> Output {
         .spawn()
         .expect("the binary starts");
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(input)
-            .expect("write stdin");
+        child.stdin.take().expect("stdin").write_all(input).expect("write stdin");
     }
     drop(child.stdin.take());
     child.wait_with_output().expect("the binary ends")
@@ -48,68 +40,36 @@ fn check_accepts_the_standard_policy_and_refuses_junk() {
 
     let out = run(&["check", "Cargo.toml"], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("Cargo.toml: not a WebAssembly component"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("Cargo.toml: not a WebAssembly component"), "{}", text(&out.stderr));
 
     let out = run(&["check", "missing.wasm"], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("missing.wasm: cannot read"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("missing.wasm: cannot read"), "{}", text(&out.stderr));
 }
 
 #[test]
 fn componentize_turns_a_core_module_into_a_checked_component() {
     // The core module the build compiled the standard policy to.
-    let core =
-        workspace().join("target/guests/wasm32-unknown-unknown/guest/exum_policy_standard.wasm");
+    let core = workspace().join("target/guests/wasm32-unknown-unknown/guest/exum_policy_standard.wasm");
     let dir = tempfile::tempdir().expect("tempdir");
     let out_path = dir.path().join("standard.wasm");
-    let out = run(
-        &[
-            "componentize",
-            core.to_str().expect("utf8"),
-            out_path.to_str().expect("utf8"),
-        ],
-        None,
-    );
+    let out = run(&["componentize", core.to_str().expect("utf8"), out_path.to_str().expect("utf8")], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ok: exports exum:policy/handler@0.1.0"));
-    let out = run(
-        &["componentize", out_path.to_str().expect("utf8"), "x.wasm"],
-        None,
-    );
+    let out = run(&["componentize", out_path.to_str().expect("utf8"), "x.wasm"], None);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("already a component"),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("already a component"), "{}", text(&out.stderr));
 }
 
 #[test]
 fn simulate_reads_a_file_or_stdin() {
     let config = "examples/deployment/router.toml";
-    let out = run(
-        &[
-            "simulate",
-            "--config",
-            config,
-            "examples/deployment/requests/alice-hosted.sip",
-        ],
-        None,
-    );
+    let out = run(&["simulate", "--config", config, "examples/deployment/requests/alice-hosted.sip"], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("ms-destination=exap.um.outlook.com"));
 
     let request =
-        std::fs::read(workspace().join("examples/deployment/requests/ivan-on-premises.sip"))
-            .expect("request");
+        std::fs::read(workspace().join("examples/deployment/requests/ivan-on-premises.sip")).expect("request");
     let out = run(&["simulate", "--config", config, "-"], Some(&request));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("sip:um1.litware.com;transport=tcp"));
@@ -118,22 +78,15 @@ fn simulate_reads_a_file_or_stdin() {
 #[test]
 fn simulate_fails_clearly_on_bad_input() {
     let config = "examples/deployment/router.toml";
-    let out = run(
-        &["simulate", "--config", config, "-"],
-        Some(b"INVITE nowhere\r\n\r\n"),
-    );
+    let out = run(&["simulate", "--config", config, "-"], Some(b"INVITE nowhere\r\n\r\n"));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr)
-            .contains("-: not a SIP request the router can route: malformed request line"),
+        text(&out.stderr).contains("-: not a SIP request the router can route: malformed request line"),
         "{}",
         text(&out.stderr)
     );
 
-    let out = run(
-        &["simulate", "--config", config, "no-such-request.sip"],
-        None,
-    );
+    let out = run(&["simulate", "--config", config, "no-such-request.sip"], None);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("no-such-request.sip: cannot read"));
 
@@ -147,9 +100,5 @@ fn simulate_fails_clearly_on_bad_input() {
         None,
     );
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        text(&out.stderr).contains("directory.toml: "),
-        "{}",
-        text(&out.stderr)
-    );
+    assert!(text(&out.stderr).contains("directory.toml: "), "{}", text(&out.stderr));
 }

@@ -1,10 +1,7 @@
 //! Helpers for the chores every policy has: numbers, building decisions,
 //! `ms-diagnostics`, hosted voice-mail policy resolution.
 
-use crate::{
-    Decision, Forward, Header, HostedVoicemailPolicy, PolicyScope, Redirect, Reject, Target,
-    Transport, host,
-};
+use crate::{Decision, Forward, Header, HostedVoicemailPolicy, PolicyScope, Redirect, Reject, Target, Transport, host};
 
 /// Normalises a telephone number to E.164 (`+14255550100`): accepts `tel:` URIs,
 /// drops parameters such as `;ext=100` and the visual separators `-.() `, and turns
@@ -38,25 +35,15 @@ pub fn normalize_number(number: &str) -> Option<String> {
 
 /// An `ms-diagnostics` header: `ms-diagnostics: 15030;reason="..."`.
 pub fn ms_diagnostics(code: u32, reason: &str) -> Header {
-    Header {
-        name: "ms-diagnostics".to_owned(),
-        value: format!("{code};reason=\"{reason}\""),
-    }
+    Header { name: "ms-diagnostics".to_owned(), value: format!("{code};reason=\"{reason}\"") }
 }
 
 /// Resolves the hosted voice-mail policy that applies to a user or contact: the
 /// granted one, else the site's, else the tenant's global policy.
-pub fn resolve_hosted_policy(
-    granted: Option<&str>,
-    site: Option<&str>,
-) -> Option<HostedVoicemailPolicy> {
+pub fn resolve_hosted_policy(granted: Option<&str>, site: Option<&str>) -> Option<HostedVoicemailPolicy> {
     granted
         .and_then(|name| host::lookup_hosted_voicemail_policy(&PolicyScope::Named(name.to_owned())))
-        .or_else(|| {
-            site.and_then(|s| {
-                host::lookup_hosted_voicemail_policy(&PolicyScope::Site(s.to_owned()))
-            })
-        })
+        .or_else(|| site.and_then(|s| host::lookup_hosted_voicemail_policy(&PolicyScope::Site(s.to_owned()))))
         .or_else(|| host::lookup_hosted_voicemail_policy(&PolicyScope::Global))
 }
 
@@ -91,11 +78,7 @@ pub(crate) fn long_header_name(name: &str) -> &str {
 impl Target {
     /// A target with the router's default transport and timeout.
     pub fn new(uri: &str) -> Self {
-        Target {
-            uri: uri.to_owned(),
-            transport: None,
-            timeout_ms: None,
-        }
+        Target { uri: uri.to_owned(), transport: None, timeout_ms: None }
     }
 
     /// Sets how long to wait for this target before trying the next, in ms.
@@ -114,12 +97,7 @@ impl Target {
 impl Forward {
     /// Forward to `targets`, in order, with no other change.
     pub fn to(targets: Vec<Target>) -> Self {
-        Forward {
-            targets,
-            request_uri: None,
-            add_headers: Vec::new(),
-            remove_headers: Vec::new(),
-        }
+        Forward { targets, request_uri: None, add_headers: Vec::new(), remove_headers: Vec::new() }
     }
 
     /// Rewrites the Request-URI of the forwarded request.
@@ -130,10 +108,7 @@ impl Forward {
 
     /// Adds a header field to the forwarded request.
     pub fn add_header(mut self, name: &str, value: &str) -> Self {
-        self.add_headers.push(Header {
-            name: name.to_owned(),
-            value: value.to_owned(),
-        });
+        self.add_headers.push(Header { name: name.to_owned(), value: value.to_owned() });
         self
     }
 
@@ -147,11 +122,7 @@ impl Forward {
 impl Reject {
     /// A rejection with `code` and `reason` (empty for the standard phrase).
     pub fn new(code: u16, reason: &str) -> Self {
-        Reject {
-            code,
-            reason: reason.to_owned(),
-            headers: Vec::new(),
-        }
+        Reject { code, reason: reason.to_owned(), headers: Vec::new() }
     }
 
     /// Adds a header field to the response.
@@ -164,11 +135,7 @@ impl Reject {
 impl Redirect {
     /// A redirection with `code` (3xx) to `contacts`.
     pub fn new(code: u16, contacts: Vec<String>) -> Self {
-        Redirect {
-            code,
-            contacts,
-            headers: Vec::new(),
-        }
+        Redirect { code, contacts, headers: Vec::new() }
     }
 }
 
@@ -179,15 +146,8 @@ impl Decision {
     }
 
     /// Reject with `code`, `reason` and an `ms-diagnostics` header.
-    pub fn reject_with_diagnostics(
-        code: u16,
-        reason: &str,
-        diag_code: u32,
-        diag_reason: &str,
-    ) -> Self {
-        Decision::Reject(
-            Reject::new(code, reason).with_header(ms_diagnostics(diag_code, diag_reason)),
-        )
+    pub fn reject_with_diagnostics(code: u16, reason: &str, diag_code: u32, diag_reason: &str) -> Self {
+        Decision::Reject(Reject::new(code, reason).with_header(ms_diagnostics(diag_code, diag_reason)))
     }
 }
 
@@ -197,18 +157,9 @@ mod tests {
 
     #[test]
     fn normalizes_numbers() {
-        assert_eq!(
-            normalize_number("+1 (425) 555-0100").as_deref(),
-            Some("+14255550100")
-        );
-        assert_eq!(
-            normalize_number("tel:+14255550100;ext=100").as_deref(),
-            Some("+14255550100")
-        );
-        assert_eq!(
-            normalize_number("0044 20 7946 0000").as_deref(),
-            Some("+442079460000")
-        );
+        assert_eq!(normalize_number("+1 (425) 555-0100").as_deref(), Some("+14255550100"));
+        assert_eq!(normalize_number("tel:+14255550100;ext=100").as_deref(), Some("+14255550100"));
+        assert_eq!(normalize_number("0044 20 7946 0000").as_deref(), Some("+442079460000"));
         assert_eq!(normalize_number("5550100"), None);
         assert_eq!(normalize_number("+1425555010x"), None);
         assert_eq!(normalize_number("+"), None);
@@ -218,20 +169,11 @@ mod tests {
     #[test]
     fn builds_decisions() {
         let d = Decision::reject_with_diagnostics(480, "Temporarily Unavailable", 15030, "Failed");
-        let Decision::Reject(r) = d else {
-            panic!("reject")
-        };
+        let Decision::Reject(r) = d else { panic!("reject") };
         assert_eq!(r.headers[0].value, "15030;reason=\"Failed\"");
         let f = Forward::to(vec![Target::new("sip:a@b").with_timeout_ms(100)])
             .remove_header("Diversion")
             .add_header("X", "y");
-        assert_eq!(
-            (
-                f.targets[0].timeout_ms,
-                f.remove_headers.len(),
-                f.add_headers.len()
-            ),
-            (Some(100), 1, 1)
-        );
+        assert_eq!((f.targets[0].timeout_ms, f.remove_headers.len(), f.add_headers.len()), (Some(100), 1, 1));
     }
 }

@@ -6,8 +6,7 @@
 //! installed on the current thread.
 
 use crate::{
-    Datetime, DialPlan, HostedVoicemailPolicy, Level, PolicyScope, Rerouting, TenantSettings,
-    UmContact, User,
+    Datetime, DialPlan, HostedVoicemailPolicy, Level, PolicyScope, Rerouting, TenantSettings, UmContact, User,
 };
 
 #[cfg(target_arch = "wasm32")]

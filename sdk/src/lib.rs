@@ -88,13 +88,12 @@ pub mod bindings {
 
 pub use bindings::exum::policy::clock::Datetime;
 pub use bindings::exum::policy::directory::{
-    ContactKind, DialPlan, HostedVoicemailPolicy, PolicyScope, Rerouting, TenantSettings,
-    UmContact, UmServer, User, Voicemail,
+    ContactKind, DialPlan, HostedVoicemailPolicy, PolicyScope, Rerouting, TenantSettings, UmContact, UmServer, User,
+    Voicemail,
 };
 pub use bindings::exum::policy::log::Level;
 pub use bindings::exum::policy::types::{
-    Attempt, Decision, Failure, Forward, Header, IpAddress, Outcome, Redirect, Reject, Source,
-    Target, Transport,
+    Attempt, Decision, Failure, Forward, Header, IpAddress, Outcome, Redirect, Reject, Source, Target, Transport,
 };
 
 /// A routing policy. Implement it on a unit struct and export it with
@@ -131,9 +130,7 @@ macro_rules! export_policy {
         const _: () = {
             struct ExumPolicyExport;
             impl $crate::bindings::exports::exum::policy::handler::Guest for ExumPolicyExport {
-                fn init(
-                    config: ::std::string::String,
-                ) -> ::std::result::Result<(), ::std::string::String> {
+                fn init(config: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                     <$policy as $crate::Policy>::init(&config)
                 }
                 fn route(req: $crate::bindings::exum::policy::types::Request) -> $crate::Decision {
@@ -143,10 +140,7 @@ macro_rules! export_policy {
                     req: $crate::bindings::exum::policy::types::Request,
                     failure: $crate::Failure,
                 ) -> $crate::Decision {
-                    <$policy as $crate::Policy>::on_failure(
-                        &$crate::Request::from_wire(req),
-                        &failure,
-                    )
+                    <$policy as $crate::Policy>::on_failure(&$crate::Request::from_wire(req), &failure)
                 }
             }
     $crate::bindings::export!(ExumPolicyExport with_types_in $crate::bindings);

@@ -31,10 +31,7 @@ impl Request {
 
     fn span(&self, span: wit::Span) -> &str {
         let start = span.start as usize;
-        self.wire
-            .head
-            .get(start..start.saturating_add(span.len as usize))
-            .unwrap_or("")
+        self.wire.head.get(start..start.saturating_add(span.len as usize)).unwrap_or("")
     }
 
     /// The method (`INVITE`).
@@ -50,14 +47,12 @@ impl Request {
     /// The Request-URI, parsed. (The router only hands over requests whose
     /// Request-URI it could parse; a URI this SDK cannot parse reads as empty.)
     pub fn request_uri(&self) -> &Uri {
-        self.request_uri
-            .get_or_init(|| parse_uri(self.request_uri_text()).unwrap_or_default())
+        self.request_uri.get_or_init(|| parse_uri(self.request_uri_text()).unwrap_or_default())
     }
 
     /// The From header's URI.
     pub fn from(&self) -> &Uri {
-        self.from
-            .get_or_init(|| parse_uri(self.span(self.wire.from_uri)).unwrap_or_default())
+        self.from.get_or_init(|| parse_uri(self.span(self.wire.from_uri)).unwrap_or_default())
     }
 
     /// The From header's tag.
@@ -67,8 +62,7 @@ impl Request {
 
     /// The To header's URI.
     pub fn to(&self) -> &Uri {
-        self.to
-            .get_or_init(|| parse_uri(self.span(self.wire.to_uri)).unwrap_or_default())
+        self.to.get_or_init(|| parse_uri(self.span(self.wire.to_uri)).unwrap_or_default())
     }
 
     /// The To header's tag (in-dialog requests only).
@@ -109,10 +103,7 @@ impl Request {
     /// Every value of header `name`, in order.
     pub fn headers_named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         let name: &'a str = long_header_name(name);
-        self.headers()
-            .iter()
-            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers().iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Whether the caller (From) and the called address (Request-URI) are the same
@@ -149,10 +140,7 @@ fn parse_headers(head: &str) -> Vec<(String, String)> {
             continue;
         }
         if let Some((name, value)) = line.split_once(':') {
-            out.push((
-                long_header_name(name.trim()).to_owned(),
-                value.trim().to_owned(),
-            ));
+            out.push((long_header_name(name.trim()).to_owned(), value.trim().to_owned()));
         }
     }
     out
@@ -192,25 +180,16 @@ mod tests {
 
     #[test]
     fn header_lookup_matches_compact_forms_and_folds() {
-        let req = invite("sip:a@b.c")
-            .header("k", "100rel")
-            .header("Subject", "a\r\n  folded")
-            .build();
+        let req = invite("sip:a@b.c").header("k", "100rel").header("Subject", "a\r\n  folded").build();
         assert_eq!(req.header("Supported"), Some("100rel"));
         assert_eq!(req.header("subject"), Some("a folded"));
         assert_eq!(req.header("Diversion"), None);
-        assert_eq!(
-            req.header("From")
-                .map(|f| f.starts_with("<sip:caller@example.com>")),
-            Some(true)
-        );
+        assert_eq!(req.header("From").map(|f| f.starts_with("<sip:caller@example.com>")), Some(true));
     }
 
     #[test]
     fn parses_fields_from_spans() {
-        let req = invite("sip:Alice@contoso.com;gruu;opaque=app:voicemail")
-            .from("sip:bob@contoso.com")
-            .build();
+        let req = invite("sip:Alice@contoso.com;gruu;opaque=app:voicemail").from("sip:bob@contoso.com").build();
         assert_eq!(req.method(), "INVITE");
         assert_eq!(req.request_uri().address(), "sip:alice@contoso.com");
         assert!(req.request_uri().is_voicemail());

@@ -1,9 +1,7 @@
 //! Building blocks of the standard Exchange UM algorithm, for policies that route
 //! some calls their own way and the rest like the standard policy.
 
-use crate::{
-    Decision, DialPlan, Forward, Request, Target, Uri, host, ms_diagnostics, resolve_hosted_policy,
-};
+use crate::{Decision, DialPlan, Forward, Request, Target, Uri, host, ms_diagnostics, resolve_hosted_policy};
 
 /// `ms-diagnostics` of a hosted target without an applicable hosted voice-mail
 /// policy (or one without destination).
@@ -16,24 +14,11 @@ pub const NO_HOSTED_POLICY: (u32, &str) = (15031, "No hosted voice mail policy")
 ///
 /// Returns the 480 rejection with `ms-diagnostics: 15031` as `Err` when no hosted
 /// voice-mail policy with a destination applies.
-pub fn hosted_forward(
-    request_uri: &Uri,
-    granted: Option<&str>,
-    site: Option<&str>,
-) -> Result<Forward, Decision> {
-    let no_policy = || {
-        Decision::reject_with_diagnostics(
-            480,
-            "Temporarily Unavailable",
-            NO_HOSTED_POLICY.0,
-            NO_HOSTED_POLICY.1,
-        )
-    };
+pub fn hosted_forward(request_uri: &Uri, granted: Option<&str>, site: Option<&str>) -> Result<Forward, Decision> {
+    let no_policy =
+        || Decision::reject_with_diagnostics(480, "Temporarily Unavailable", NO_HOSTED_POLICY.0, NO_HOSTED_POLICY.1);
     let policy = resolve_hosted_policy(granted, site).ok_or_else(no_policy)?;
-    let destination = policy
-        .destination
-        .filter(|d| !d.is_empty())
-        .ok_or_else(no_policy)?;
+    let destination = policy.destination.filter(|d| !d.is_empty()).ok_or_else(no_policy)?;
     let mut ruri = request_uri.clone();
     ruri.port = None;
     ruri.params.retain(|p| p.name == "opaque");
@@ -41,9 +26,7 @@ pub fn hosted_forward(
     if let Some(org) = policy.organizations.first() {
         ruri.set_param("ms-organization", Some(org));
     }
-    let next_hop = host::settings()
-        .edge
-        .unwrap_or_else(|| format!("sip:{destination};transport=tls"));
+    let next_hop = host::settings().edge.unwrap_or_else(|| format!("sip:{destination};transport=tls"));
     Ok(Forward::to(vec![Target::new(&next_hop)]).with_request_uri(ruri))
 }
 

@@ -8,9 +8,8 @@ use std::cell::RefCell;
 
 use crate::bindings::exum::policy::types::{Request as WireRequest, Span};
 use crate::{
-    ContactKind, Datetime, DialPlan, HostedVoicemailPolicy, IpAddress, Level, PolicyScope, Request,
-    Rerouting, Source, TenantSettings, Transport, UmContact, UmServer, User, Voicemail,
-    normalize_number, parse_uri,
+    ContactKind, Datetime, DialPlan, HostedVoicemailPolicy, IpAddress, Level, PolicyScope, Request, Rerouting, Source,
+    TenantSettings, Transport, UmContact, UmServer, User, Voicemail, normalize_number, parse_uri,
 };
 
 thread_local! {
@@ -26,9 +25,7 @@ thread_local! {
 pub(crate) fn with_host<R>(f: impl FnOnce(&TestHost) -> R) -> R {
     HOST.with(|h| {
         let host = h.borrow();
-        f(host
-            .as_ref()
-            .expect("no TestHost installed on this thread: call TestHost::install() first"))
+        f(host.as_ref().expect("no TestHost installed on this thread: call TestHost::install() first"))
     })
 }
 
@@ -72,18 +69,10 @@ impl TestHost {
             contacts: Vec::new(),
             hosted_policies: Vec::new(),
             dial_plans: Vec::new(),
-            rerouting: Rerouting {
-                enabled: false,
-                auto_attendant: None,
-                subscriber_access: None,
-                pstn_gateway: None,
-            },
+            rerouting: Rerouting { enabled: false, auto_attendant: None, subscriber_access: None, pstn_gateway: None },
             site_rerouting: Vec::new(),
             down: Vec::new(),
-            now: Datetime {
-                unix_seconds: 1_767_607_200,
-                utc_offset_minutes: 0,
-            },
+            now: Datetime { unix_seconds: 1_767_607_200, utc_offset_minutes: 0 },
             logs: RefCell::new(Vec::new()),
         }
     }
@@ -108,11 +97,7 @@ impl TestHost {
     /// Adds a user with an on-premises mailbox on the dial plan named by `eum`'s
     /// phone-context (`eum:alice@contoso.com;phone-context=DP1.contoso.com`).
     pub fn on_premises_user(mut self, sip: &str, eum: &str) -> Self {
-        self.users.push(User {
-            voicemail: Voicemail::OnPremises,
-            eum_address: Some(eum.to_owned()),
-            ..user(sip)
-        });
+        self.users.push(User { voicemail: Voicemail::OnPremises, eum_address: Some(eum.to_owned()), ..user(sip) });
         self
     }
 
@@ -123,13 +108,7 @@ impl TestHost {
     }
 
     /// Adds an Exchange UM contact.
-    pub fn contact(
-        mut self,
-        sip: &str,
-        number: &str,
-        kind: ContactKind,
-        granted: Option<&str>,
-    ) -> Self {
+    pub fn contact(mut self, sip: &str, number: &str, kind: ContactKind, granted: Option<&str>) -> Self {
         self.contacts.push(UmContact {
             sip_address: sip.to_owned(),
             number: number.to_owned(),
@@ -141,12 +120,7 @@ impl TestHost {
     }
 
     /// Adds a hosted voice-mail policy with a scope.
-    pub fn hosted_policy(
-        mut self,
-        scope: PolicyScope,
-        destination: Option<&str>,
-        organizations: &[&str],
-    ) -> Self {
+    pub fn hosted_policy(mut self, scope: PolicyScope, destination: Option<&str>, organizations: &[&str]) -> Self {
         let name = match &scope {
             PolicyScope::Global => "global".to_owned(),
             PolicyScope::Site(s) => format!("site:{s}"),
@@ -166,24 +140,13 @@ impl TestHost {
         self.dial_plans.push(DialPlan {
             name: name.to_owned(),
             phone_context: phone_context.to_owned(),
-            servers: servers
-                .iter()
-                .map(|(u, t)| UmServer {
-                    uri: (*u).to_owned(),
-                    timeout_ms: *t,
-                })
-                .collect(),
+            servers: servers.iter().map(|(u, t)| UmServer { uri: (*u).to_owned(), timeout_ms: *t }).collect(),
         });
         self
     }
 
     /// Enables tenant-wide voice-mail rerouting.
-    pub fn rerouting(
-        mut self,
-        gateway: &str,
-        auto_attendant: &str,
-        subscriber_access: &str,
-    ) -> Self {
+    pub fn rerouting(mut self, gateway: &str, auto_attendant: &str, subscriber_access: &str) -> Self {
         self.rerouting = Rerouting {
             enabled: true,
             auto_attendant: Some(auto_attendant.to_owned()),
@@ -201,10 +164,7 @@ impl TestHost {
 
     /// Sets the clock.
     pub fn at(mut self, unix_seconds: i64, utc_offset_minutes: i32) -> Self {
-        self.now = Datetime {
-            unix_seconds,
-            utc_offset_minutes,
-        };
+        self.now = Datetime { unix_seconds, utc_offset_minutes };
         self
     }
 
@@ -220,41 +180,24 @@ impl TestHost {
 
     pub(crate) fn find_user(&self, address: &str) -> Option<User> {
         match directory_key(address) {
-            Key::Sip(key) => self
-                .users
-                .iter()
-                .find(|u| key_of(&u.sip_address) == key)
-                .cloned(),
-            Key::Number(n) => self
-                .users
-                .iter()
-                .find(|u| u.number.as_deref() == Some(n.as_str()))
-                .cloned(),
+            Key::Sip(key) => self.users.iter().find(|u| key_of(&u.sip_address) == key).cloned(),
+            Key::Number(n) => self.users.iter().find(|u| u.number.as_deref() == Some(n.as_str())).cloned(),
             Key::Invalid => None,
         }
     }
 
     pub(crate) fn find_contact(&self, address: &str) -> Option<UmContact> {
         match directory_key(address) {
-            Key::Sip(key) => self
-                .contacts
-                .iter()
-                .find(|c| key_of(&c.sip_address) == key)
-                .cloned(),
-            Key::Number(n) => self
-                .contacts
-                .iter()
-                .find(|c| normalize_number(&c.number).as_deref() == Some(n.as_str()))
-                .cloned(),
+            Key::Sip(key) => self.contacts.iter().find(|c| key_of(&c.sip_address) == key).cloned(),
+            Key::Number(n) => {
+                self.contacts.iter().find(|c| normalize_number(&c.number).as_deref() == Some(n.as_str())).cloned()
+            }
             Key::Invalid => None,
         }
     }
 
     pub(crate) fn find_hosted_policy(&self, scope: &PolicyScope) -> Option<HostedVoicemailPolicy> {
-        self.hosted_policies
-            .iter()
-            .find(|(s, _)| s == scope)
-            .map(|(_, p)| p.clone())
+        self.hosted_policies.iter().find(|(s, _)| s == scope).map(|(_, p)| p.clone())
     }
 
     pub(crate) fn find_dial_plan(&self, key: &str) -> Option<DialPlan> {
@@ -331,11 +274,7 @@ impl RequestBuilder {
             method: method.to_owned(),
             request_uri: request_uri.to_owned(),
             from: "sip:caller@example.com".to_owned(),
-            to: request_uri
-                .split(';')
-                .next()
-                .unwrap_or(request_uri)
-                .to_owned(),
+            to: request_uri.split(';').next().unwrap_or(request_uri).to_owned(),
             headers: Vec::new(),
             source: Source {
                 address: IpAddress::Ipv4((192, 0, 2, 10)),
@@ -376,15 +315,14 @@ impl RequestBuilder {
         let span = |head: &mut String, text: &str| {
             let start = head.len() as u32;
             head.push_str(text);
-            Span {
-                start,
-                len: text.len() as u32,
-            }
+            Span { start, len: text.len() as u32 }
         };
         let method = span(&mut head, &self.method);
         head.push(' ');
         let request_uri = span(&mut head, &self.request_uri);
-        head.push_str(" SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK74bf9\r\nMax-Forwards: 70\r\nFrom: <");
+        head.push_str(
+            " SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK74bf9\r\nMax-Forwards: 70\r\nFrom: <",
+        );
         let from_uri = span(&mut head, &self.from);
         head.push_str(">;tag=");
         let from_tag = span(&mut head, "1928301774");

@@ -33,10 +33,7 @@ impl Uri {
     /// The value of parameter `name` (case-insensitive): `Some(Some(v))` for
     /// `;name=v`, `Some(None)` for a bare `;name`, `None` when absent.
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-            .map(|p| p.value.as_deref())
+        self.params.iter().find(|p| p.name.eq_ignore_ascii_case(name)).map(|p| p.value.as_deref())
     }
 
     /// Whether parameter `name` is present, with or without a value.
@@ -75,16 +72,9 @@ impl Uri {
     /// Sets parameter `name` to `value`, replacing any existing one.
     pub fn set_param(&mut self, name: &str, value: Option<&str>) {
         let value = value.map(str::to_owned);
-        match self
-            .params
-            .iter_mut()
-            .find(|p| p.name.eq_ignore_ascii_case(name))
-        {
+        match self.params.iter_mut().find(|p| p.name.eq_ignore_ascii_case(name)) {
             Some(p) => p.value = value,
-            None => self.params.push(Param {
-                name: name.to_owned(),
-                value,
-            }),
+            None => self.params.push(Param { name: name.to_owned(), value }),
         }
     }
 }
@@ -139,27 +129,15 @@ pub fn parse_uri(text: &str) -> Option<Uri> {
         .split(';')
         .filter(|p| !p.is_empty())
         .map(|p| match p.split_once('=') {
-            Some((n, v)) => Param {
-                name: n.trim().to_ascii_lowercase(),
-                value: Some(v.trim().to_owned()),
-            },
-            None => Param {
-                name: p.trim().to_ascii_lowercase(),
-                value: None,
-            },
+            Some((n, v)) => Param { name: n.trim().to_ascii_lowercase(), value: Some(v.trim().to_owned()) },
+            None => Param { name: p.trim().to_ascii_lowercase(), value: None },
         })
         .collect();
     if scheme == "tel" {
         if main.is_empty() {
             return None;
         }
-        return Some(Uri {
-            scheme,
-            user: Some(main.to_owned()),
-            host: String::new(),
-            port: None,
-            params,
-        });
+        return Some(Uri { scheme, user: Some(main.to_owned()), host: String::new(), port: None, params });
     }
     let (user, hostport) = match main.rfind('@') {
         Some(i) => (Some(main[..i].to_owned()), &main[i + 1..]),
@@ -183,13 +161,7 @@ pub fn parse_uri(text: &str) -> Option<Uri> {
     if host.is_empty() {
         return None;
     }
-    Some(Uri {
-        scheme,
-        user,
-        host: host.to_ascii_lowercase(),
-        port,
-        params,
-    })
+    Some(Uri { scheme, user, host: host.to_ascii_lowercase(), port, params })
 }
 
 #[cfg(test)]
@@ -204,16 +176,12 @@ mod tests {
         assert!(uri.has_param("gruu"));
         assert!(uri.is_voicemail());
         assert_eq!(uri.address(), "sip:alice@contoso.com");
-        assert_eq!(
-            uri.to_string(),
-            "sip:Alice@contoso.com;gruu;opaque=app:voicemail"
-        );
+        assert_eq!(uri.to_string(), "sip:Alice@contoso.com;gruu;opaque=app:voicemail");
     }
 
     #[test]
     fn parses_name_addr_ipv6_and_tel() {
-        let uri =
-            parse_uri("\"Bob\" <sip:bob@[2001:db8::1]:5070;transport=tcp>;tag=9").expect("valid");
+        let uri = parse_uri("\"Bob\" <sip:bob@[2001:db8::1]:5070;transport=tcp>;tag=9").expect("valid");
         assert_eq!(uri.host, "[2001:db8::1]");
         assert_eq!(uri.port, Some(5070));
         assert_eq!(uri.param("transport"), Some(Some("tcp")));

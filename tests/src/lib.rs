@@ -2,6 +2,8 @@
 //! source by `build.rs`, the example deployment, and a harness that puts a policy
 //! in front of the real engine.
 
+pub mod peer;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -21,10 +23,7 @@ pub mod components {
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()
 }
 
 /// The example deployment's router configuration.
@@ -45,8 +44,7 @@ pub struct Plane {
 impl Plane {
     /// Loads the example deployment.
     pub fn deployment() -> Plane {
-        let (_, tenants) =
-            Tenants::load(&deployment_config()).expect("the example deployment loads");
+        let (_, tenants) = Tenants::load(&deployment_config()).expect("the example deployment loads");
         Plane::new(tenants)
     }
 
@@ -54,24 +52,15 @@ impl Plane {
     pub fn new(tenants: Tenants) -> Plane {
         let health = Arc::new(HealthTable::default());
         let engine = Arc::new(PolicyEngine::new().expect("engine"));
-        let registry =
-            PolicyRegistry::new(engine, health.clone()).expect("the standard policy loads");
+        let registry = PolicyRegistry::new(engine, health.clone()).expect("the standard policy loads");
         registry.install_all(&tenants);
-        Plane {
-            tenants,
-            registry,
-            health,
-        }
+        Plane { tenants, registry, health }
     }
 
     /// The tenant owning the Request-URI of `sip` and the request view.
     pub fn request(&self, sip: &str) -> (Arc<Tenant>, Request) {
         let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
-        let tenant = self
-            .tenants
-            .by_domain(&parsed.uri.host)
-            .expect("a tenant owns the domain")
-            .clone();
+        let tenant = self.tenants.by_domain(&parsed.uri.host).expect("a tenant owns the domain").clone();
         let view = view_of(sip);
         (tenant, view)
     }
@@ -85,11 +74,7 @@ impl Plane {
 /// The request view of `sip`, from 192.0.2.10:5060 over UDP.
 pub fn view_of(sip: &str) -> Request {
     let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
-    let source = Source {
-        addr: ([192, 0, 2, 10], 5060).into(),
-        transport: Transport::Udp,
-        tls_peer_name: None,
-    };
+    let source = Source { addr: ([192, 0, 2, 10], 5060).into(), transport: Transport::Udp, tls_peer_name: None };
     view::request_view(&parsed, &source).expect("view")
 }
 
@@ -125,8 +110,5 @@ pub fn tenant_with_policy(
         limits,
         ..TenantConfig::empty(id)
     };
-    Arc::new(Tenant {
-        config,
-        directory: TenantDirectory::default(),
-    })
+    Arc::new(Tenant { config, directory: TenantDirectory::default() })
 }

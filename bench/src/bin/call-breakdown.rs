@@ -25,20 +25,10 @@ fn mean_us(n: usize, mut f: impl FnMut()) -> f64 {
 fn main() {
     let plane = EnginePlane::deployment();
     let (tenant, policy, req) = plane.call("sip:alice@contoso.com;opaque=app:voicemail");
-    let bytes = std::fs::read(components::HOSTILE)
-        .expect("the hostile fixture is built by exum-router-tests");
+    let bytes = std::fs::read(components::HOSTILE).expect("the hostile fixture is built by exum-router-tests");
     let fixture = |mode: &str| {
-        let t = tenant_with_policy(
-            "fixture",
-            components::HOSTILE,
-            mode,
-            Fallback::Standard,
-            Limits::default(),
-        );
-        plane
-            .registry
-            .load_bytes(&t, &bytes, "hostile.wasm".into())
-            .expect("loads")
+        let t = tenant_with_policy("fixture", components::HOSTILE, mode, Fallback::Standard, Limits::default());
+        plane.registry.load_bytes(&t, &bytes, "hostile.wasm".into()).expect("loads")
     };
     let noop = fixture("ok");
     let flood = fixture("flood:100");

@@ -11,10 +11,7 @@ use exum_bench::{CALLS, EnginePlane, install_native_host, native_request};
 
 fn percentiles(mut samples: Vec<Duration>) -> [f64; 3] {
     samples.sort_unstable();
-    let at = |q: f64| {
-        samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_nanos() as f64
-            / 1000.0
-    };
+    let at = |q: f64| samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_nanos() as f64 / 1000.0;
     [at(0.50), at(0.90), at(0.99)]
 }
 
@@ -32,10 +29,7 @@ fn measure(calls: usize, mut f: impl FnMut()) -> [f64; 3] {
 }
 
 fn main() {
-    let calls: usize = std::env::args()
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(200_000);
+    let calls: usize = std::env::args().nth(1).and_then(|n| n.parse().ok()).unwrap_or(200_000);
     let plane = EnginePlane::deployment();
     install_native_host();
     println!("| call | path | p50 µs | p90 µs | p99 µs |");
@@ -51,21 +45,10 @@ fn main() {
         });
         let standard = plane.registry.standard().clone();
         let fresh = measure(calls / 20, || {
-            black_box(
-                standard
-                    .route_on_fresh_instance(&tenant, black_box(&req))
-                    .ok(),
-            );
+            black_box(standard.route_on_fresh_instance(&tenant, black_box(&req)).ok());
         });
-        for (path, p) in [
-            ("engine, reused instance", engine),
-            ("engine, fresh instance", fresh),
-            ("native", native),
-        ] {
-            println!(
-                "| {name} | {path} | {:.2} | {:.2} | {:.2} |",
-                p[0], p[1], p[2]
-            );
+        for (path, p) in [("engine, reused instance", engine), ("engine, fresh instance", fresh), ("native", native)] {
+            println!("| {name} | {path} | {:.2} | {:.2} | {:.2} |", p[0], p[1], p[2]);
         }
         println!(
             "| {name} | ratio engine/native | {:.1}× | {:.1}× | {:.1}× |",
@@ -73,9 +56,6 @@ fn main() {
             engine[1] / native[1],
             engine[2] / native[2]
         );
-        println!(
-            "| {name} | ratio fresh/reused | {:.1}× | | |",
-            fresh[0] / engine[0]
-        );
+        println!("| {name} | ratio fresh/reused | {:.1}× | | |", fresh[0] / engine[0]);
     }
 }

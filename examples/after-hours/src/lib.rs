@@ -34,22 +34,13 @@ impl Hours {
     pub fn parse(config: &str) -> Result<Hours, String> {
         let (mut main, mut attendant, mut open, mut days) = (None, None, None, (0, 4));
         for pair in config.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-            let (key, value) = pair
-                .split_once('=')
-                .ok_or_else(|| format!("`{pair}`: expected key=value"))?;
+            let (key, value) = pair.split_once('=').ok_or_else(|| format!("`{pair}`: expected key=value"))?;
             let value = value.trim();
             match key.trim() {
-                "main" => {
-                    main = Some(
-                        normalize_number(value)
-                            .ok_or_else(|| format!("main: `{value}` is not E.164"))?,
-                    )
-                }
+                "main" => main = Some(normalize_number(value).ok_or_else(|| format!("main: `{value}` is not E.164"))?),
                 "attendant" => {
-                    attendant = Some(
-                        normalize_number(value)
-                            .ok_or_else(|| format!("attendant: `{value}` is not E.164"))?,
-                    )
+                    attendant =
+                        Some(normalize_number(value).ok_or_else(|| format!("attendant: `{value}` is not E.164"))?)
                 }
                 "open" => {
                     let (a, b) = value.split_once('-').ok_or("open: expected HH:MM-HH:MM")?;
@@ -83,10 +74,7 @@ impl Hours {
 }
 
 fn minute_of_day(text: &str) -> Result<u32, String> {
-    let (h, m) = text
-        .trim()
-        .split_once(':')
-        .ok_or_else(|| format!("`{text}`: expected HH:MM"))?;
+    let (h, m) = text.trim().split_once(':').ok_or_else(|| format!("`{text}`: expected HH:MM"))?;
     let (h, m): (u32, u32) = (
         h.parse().map_err(|_| format!("`{text}`: bad hour"))?,
         m.parse().map_err(|_| format!("`{text}`: bad minute"))?,
@@ -127,20 +115,14 @@ impl Policy for AfterHours {
             return Decision::Standard;
         }
         let Some(attendant) = host::lookup_contact(&hours.attendant) else {
-            host::log(
-                exum_policy_sdk::Level::Warn,
-                "the configured attendant is not an Exchange UM contact",
-            );
+            host::log(exum_policy_sdk::Level::Warn, "the configured attendant is not an Exchange UM contact");
             return Decision::Standard;
         };
         let Some(aa_uri) = parse_uri(&attendant.sip_address) else {
             return Decision::Standard;
         };
-        match routing::hosted_forward(
-            &aa_uri,
-            attendant.hosted_voicemail_policy.as_deref(),
-            attendant.site.as_deref(),
-        ) {
+        match routing::hosted_forward(&aa_uri, attendant.hosted_voicemail_policy.as_deref(), attendant.site.as_deref())
+        {
             Ok(forward) => Decision::Forward(forward),
             Err(reject) => reject,
         }
@@ -156,24 +138,14 @@ mod tests {
 
     use super::{AfterHours, Hours};
 
-    const CONFIG: &str =
-        "main=+14255550100; attendant=+14255550150; open=08:00-18:00; days=mon-fri";
+    const CONFIG: &str = "main=+14255550100; attendant=+14255550150; open=08:00-18:00; days=mon-fri";
     /// Monday 2026-01-05 10:00 UTC.
     const MONDAY_10: i64 = 1_767_607_200;
 
     fn setup(at: i64) {
         TestHost::new("contoso")
-            .contact(
-                "sip:aa@contoso.com",
-                "+14255550150",
-                ContactKind::AutoAttendant,
-                None,
-            )
-            .hosted_policy(
-                PolicyScope::Global,
-                Some("exap.um.outlook.com"),
-                &["contoso.onmicrosoft.com"],
-            )
+            .contact("sip:aa@contoso.com", "+14255550150", ContactKind::AutoAttendant, None)
+            .hosted_policy(PolicyScope::Global, Some("exap.um.outlook.com"), &["contoso.onmicrosoft.com"])
             .at(at, 0)
             .install();
         AfterHours::init(CONFIG).expect("valid config");
@@ -182,25 +154,18 @@ mod tests {
     #[test]
     fn business_hours_follow_the_standard_algorithm() {
         setup(MONDAY_10);
-        assert_eq!(
-            AfterHours::route(&invite("sip:+14255550100@contoso.com;user=phone").build()),
-            Decision::Standard
-        );
+        assert_eq!(AfterHours::route(&invite("sip:+14255550100@contoso.com;user=phone").build()), Decision::Standard);
     }
 
     #[test]
     fn after_hours_the_main_number_goes_to_the_attendant() {
         setup(MONDAY_10 + 9 * 3600); // 19:00
-        let Decision::Forward(f) =
-            AfterHours::route(&invite("sip:+14255550100@contoso.com;user=phone").build())
-        else {
+        let Decision::Forward(f) = AfterHours::route(&invite("sip:+14255550100@contoso.com;user=phone").build()) else {
             panic!("expected forward");
         };
         assert_eq!(
             f.request_uri.as_deref(),
-            Some(
-                "sip:aa@contoso.com;ms-destination=exap.um.outlook.com;ms-organization=contoso.onmicrosoft.com"
-            )
+            Some("sip:aa@contoso.com;ms-destination=exap.um.outlook.com;ms-organization=contoso.onmicrosoft.com")
         );
         assert_eq!(f.targets[0].uri, "sip:exap.um.outlook.com;transport=tls");
     }
@@ -212,10 +177,7 @@ mod tests {
             AfterHours::route(&invite("sip:+14255550100@contoso.com;user=phone").build()),
             Decision::Forward(_)
         ));
-        assert_eq!(
-            AfterHours::route(&invite("sip:+14255550111@contoso.com;user=phone").build()),
-            Decision::Standard
-        );
+        assert_eq!(AfterHours::route(&invite("sip:+14255550111@contoso.com;user=phone").build()), Decision::Standard);
     }
 
     #[test]
@@ -227,11 +189,7 @@ mod tests {
 
     #[test]
     fn refuses_bad_config() {
-        assert!(
-            Hours::parse("main=+1425")
-                .unwrap_err()
-                .contains("attendant")
-        );
+        assert!(Hours::parse("main=+1425").unwrap_err().contains("attendant"));
         assert!(Hours::parse("main=+1425;attendant=+1426;open=8-18").is_err());
         assert!(Hours::parse("main=+1425;attendant=+1426;days=mon-xyz").is_err());
         assert!(Hours::parse("main=5550100;attendant=+1426").is_err());

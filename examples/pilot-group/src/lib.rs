@@ -36,10 +36,7 @@ impl Policy for PilotGroup {
             return Decision::Standard;
         }
         let site = host::lookup_user(&ruri.address()).and_then(|u| u.site);
-        host::log(
-            Level::Debug,
-            &format!("pilot user {} goes to hosted voice mail", ruri.address()),
-        );
+        host::log(Level::Debug, &format!("pilot user {} goes to hosted voice mail", ruri.address()));
         match routing::hosted_forward(ruri, None, site.as_deref()) {
             Ok(forward) => Decision::Forward(forward),
             Err(reject) => reject,
@@ -59,19 +56,9 @@ mod tests {
     fn setup() {
         TestHost::new("contoso")
             .edge("sip:edge.contoso.com:5061;transport=tls")
-            .on_premises_user(
-                "sip:alice@contoso.com",
-                "eum:alice@contoso.com;phone-context=DP1.contoso.com",
-            )
-            .on_premises_user(
-                "sip:bob@contoso.com",
-                "eum:bob@contoso.com;phone-context=DP1.contoso.com",
-            )
-            .hosted_policy(
-                PolicyScope::Global,
-                Some("exap.um.outlook.com"),
-                &["contoso.onmicrosoft.com"],
-            )
+            .on_premises_user("sip:alice@contoso.com", "eum:alice@contoso.com;phone-context=DP1.contoso.com")
+            .on_premises_user("sip:bob@contoso.com", "eum:bob@contoso.com;phone-context=DP1.contoso.com")
+            .hosted_policy(PolicyScope::Global, Some("exap.um.outlook.com"), &["contoso.onmicrosoft.com"])
             .install();
         PilotGroup::init("sip:Alice@contoso.com").expect("valid config");
     }
@@ -79,26 +66,18 @@ mod tests {
     #[test]
     fn pilot_user_goes_to_hosted_voicemail() {
         setup();
-        let Decision::Forward(f) =
-            PilotGroup::route(&invite("sip:alice@contoso.com;opaque=app:voicemail").build())
+        let Decision::Forward(f) = PilotGroup::route(&invite("sip:alice@contoso.com;opaque=app:voicemail").build())
         else {
             panic!("expected forward");
         };
         assert_eq!(f.targets[0].uri, "sip:edge.contoso.com:5061;transport=tls");
-        assert!(
-            f.request_uri
-                .as_deref()
-                .is_some_and(|u| u.contains("ms-destination=exap.um.outlook.com"))
-        );
+        assert!(f.request_uri.as_deref().is_some_and(|u| u.contains("ms-destination=exap.um.outlook.com")));
     }
 
     #[test]
     fn everyone_else_follows_the_standard_algorithm() {
         setup();
-        assert_eq!(
-            PilotGroup::route(&invite("sip:bob@contoso.com;opaque=app:voicemail").build()),
-            Decision::Standard
-        );
+        assert_eq!(PilotGroup::route(&invite("sip:bob@contoso.com;opaque=app:voicemail").build()), Decision::Standard);
         assert_eq!(
             PilotGroup::route(&invite("sip:alice@contoso.com").build()),
             Decision::Standard,

@@ -27,14 +27,9 @@ thread_local! {
 pub fn parse(config: &str) -> Result<Vec<(String, Route)>, String> {
     let mut out = Vec::new();
     for pair in config.split(';').map(str::trim).filter(|p| !p.is_empty()) {
-        let (prefix, route) = pair
-            .split_once('=')
-            .ok_or_else(|| format!("`{pair}`: expected prefix=route"))?;
+        let (prefix, route) = pair.split_once('=').ok_or_else(|| format!("`{pair}`: expected prefix=route"))?;
         let prefix = prefix.trim();
-        if !prefix.starts_with('+')
-            || prefix.len() < 2
-            || !prefix[1..].bytes().all(|b| b.is_ascii_digit())
-        {
+        if !prefix.starts_with('+') || prefix.len() < 2 || !prefix[1..].bytes().all(|b| b.is_ascii_digit()) {
             return Err(format!("`{prefix}` is not an E.164 prefix (+ and digits)"));
         }
         let route = match route.trim().split_once(':') {
@@ -61,35 +56,27 @@ impl Policy for PrefixRouting {
     fn route(req: &Request) -> Decision {
         let ruri = req.request_uri();
         // The called number: in the Request-URI, or the called user's line.
-        let number = ruri
-            .number()
-            .or_else(|| host::lookup_user(&ruri.address()).and_then(|u| u.number));
+        let number = ruri.number().or_else(|| host::lookup_user(&ruri.address()).and_then(|u| u.number));
         let Some(number) = number else {
             return Decision::Standard;
         };
         let Some(route) = PREFIXES.with(|p| {
-            p.borrow()
-                .iter()
-                .find(|(prefix, _)| number.starts_with(prefix.as_str()))
-                .map(|(_, r)| r.clone())
+            p.borrow().iter().find(|(prefix, _)| number.starts_with(prefix.as_str())).map(|(_, r)| r.clone())
         }) else {
             return Decision::Standard;
         };
         match route {
-            Route::DialPlan(name) => match host::lookup_dial_plan(&name)
-                .and_then(|plan| routing::dial_plan_forward(req, &plan))
-            {
-                Some(forward) => Decision::Forward(forward),
-                None => Decision::Standard,
-            },
+            Route::DialPlan(name) => {
+                match host::lookup_dial_plan(&name).and_then(|plan| routing::dial_plan_forward(req, &plan)) {
+                    Some(forward) => Decision::Forward(forward),
+                    None => Decision::Standard,
+                }
+            }
             Route::Hosted(fqdn) => {
                 let mut ruri: exum_policy_sdk::Uri = ruri.clone();
-                ruri.params
-                    .retain(|p| p.name == "opaque" || p.name == "user");
+                ruri.params.retain(|p| p.name == "opaque" || p.name == "user");
                 ruri.set_param("ms-destination", Some(&fqdn));
-                let next_hop = host::settings()
-                    .edge
-                    .unwrap_or_else(|| format!("sip:{fqdn};transport=tls"));
+                let next_hop = host::settings().edge.unwrap_or_else(|| format!("sip:{fqdn};transport=tls"));
                 Decision::Forward(Forward::to(vec![Target::new(&next_hop)]).with_request_uri(ruri))
             }
         }
@@ -107,24 +94,17 @@ mod tests {
 
     fn setup() {
         TestHost::new("contoso")
-            .dial_plan(
-                "DP-London",
-                "DP-London.contoso.com",
-                &[("sip:um-lon.contoso.com;transport=tcp", 2000)],
-            )
+            .dial_plan("DP-London", "DP-London.contoso.com", &[("sip:um-lon.contoso.com;transport=tcp", 2000)])
             .install();
-        PrefixRouting::init("+44=hosted:eu.um.example.net; +4420=dial-plan:DP-London")
-            .expect("valid config");
+        PrefixRouting::init("+44=hosted:eu.um.example.net; +4420=dial-plan:DP-London").expect("valid config");
     }
 
     #[test]
     fn longest_prefix_picks_the_dial_plan() {
         setup();
-        let Decision::Forward(f) = PrefixRouting::route(
-            &invite("sip:+442079460000@contoso.com;user=phone")
-                .from("sip:c@x.com")
-                .build(),
-        ) else {
+        let Decision::Forward(f) =
+            PrefixRouting::route(&invite("sip:+442079460000@contoso.com;user=phone").from("sip:c@x.com").build())
+        else {
             panic!("expected forward");
         };
         assert_eq!(f.targets[0].uri, "sip:um-lon.contoso.com;transport=tcp");
@@ -134,8 +114,7 @@ mod tests {
     #[test]
     fn shorter_prefix_picks_the_provider() {
         setup();
-        let Decision::Forward(f) =
-            PrefixRouting::route(&invite("sip:+441614960000@contoso.com;user=phone").build())
+        let Decision::Forward(f) = PrefixRouting::route(&invite("sip:+441614960000@contoso.com;user=phone").build())
         else {
             panic!("expected forward");
         };
@@ -157,10 +136,7 @@ mod tests {
 
     #[test]
     fn parses_and_refuses_config() {
-        assert_eq!(
-            parse("+1=hosted:a.b").expect("valid"),
-            [("+1".to_owned(), Route::Hosted("a.b".into()))]
-        );
+        assert_eq!(parse("+1=hosted:a.b").expect("valid"), [("+1".to_owned(), Route::Hosted("a.b".into()))]);
         assert!(parse("44=hosted:a.b").is_err());
         assert!(parse("+44=somewhere").is_err());
     }

@@ -53,6 +53,81 @@ pub struct RouterConfig {
     pub directory: PathBuf,
     /// The tenants, in file order.
     pub tenants: Vec<TenantConfig>,
+    /// Where to listen for SIP.
+    pub listen: Vec<Listen>,
+    /// SIP timers and limits.
+    pub sip: SipSettings,
+    /// OPTIONS health probes of UM servers.
+    pub probes: Probes,
+}
+
+/// One SIP listener: `[[listen]] address = "127.0.0.1:5060"`, `transports = ["udp", "tcp"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// The socket address.
+    pub address: std::net::SocketAddr,
+    /// Listen on UDP.
+    pub udp: bool,
+    /// Listen on TCP.
+    pub tcp: bool,
+}
+
+/// `[sip]`: timers (RFC 3261 §17) and limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SipSettings {
+    /// T1, the round-trip estimate (`t1_ms`, 500).
+    pub t1: Duration,
+    /// T2, the cap of retransmission intervals (`t2_ms`, 4000).
+    pub t2: Duration,
+    /// T4, how long a message stays in the network (`t4_ms`, 5000).
+    pub t4: Duration,
+    /// Per-target timer when the decision gives none (`target_timeout_ms`, 8000).
+    pub target_timeout: Duration,
+    /// Largest message accepted (`max_message_bytes`, 65536).
+    pub max_message_bytes: usize,
+    /// A TCP peer that sends part of a message and then nothing for this long is
+    /// disconnected; an idle connection too (`tcp_idle_timeout_ms`, 30000).
+    pub tcp_idle_timeout: Duration,
+}
+
+impl Default for SipSettings {
+    fn default() -> Self {
+        SipSettings {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_millis(4000),
+            t4: Duration::from_millis(5000),
+            target_timeout: Duration::from_millis(8000),
+            max_message_bytes: 64 * 1024,
+            tcp_idle_timeout: Duration::from_millis(30_000),
+        }
+    }
+}
+
+/// `[probes]`: OPTIONS health probes of every UM server of every dial plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probes {
+    /// Whether probing is on (`enabled`, true).
+    pub enabled: bool,
+    /// Time between probes of one server (`interval_ms`, 10000).
+    pub interval: Duration,
+    /// How long to wait for an answer (`timeout_ms`, 2000).
+    pub timeout: Duration,
+    /// Consecutive failures that mark a server down (`down_after`, 2).
+    pub down_after: u32,
+    /// Consecutive successes that mark it up again (`up_after`, 1).
+    pub up_after: u32,
+}
+
+impl Default for Probes {
+    fn default() -> Self {
+        Probes {
+            enabled: true,
+            interval: Duration::from_millis(10_000),
+            timeout: Duration::from_millis(2000),
+            down_after: 2,
+            up_after: 1,
+        }
+    }
 }
 
 /// One tenant's configuration.
@@ -82,6 +157,9 @@ pub struct TenantConfig {
     pub rerouting: Rerouting,
     /// Per-site voice-mail rerouting.
     pub site_rerouting: BTreeMap<String, Rerouting>,
+    /// Whether the router Record-Routes the tenant's dialogs (stays on the path of
+    /// in-dialog requests).
+    pub record_route: bool,
 }
 
 impl TenantConfig {
@@ -100,6 +178,7 @@ impl TenantConfig {
             utc_offset_minutes: 0,
             rerouting: Rerouting::default(),
             site_rerouting: BTreeMap::new(),
+            record_route: false,
         }
     }
 }
@@ -136,11 +215,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            deadline: Duration::from_millis(5),
-            memory_bytes: 16 << 20,
-            quarantine_after: 5,
-        }
+        Limits { deadline: Duration::from_millis(5), memory_bytes: 16 << 20, quarantine_after: 5 }
     }
 }
 
@@ -165,6 +240,45 @@ struct ConfigFile {
     policy_defaults: LimitsFile,
     #[serde(default, rename = "tenant")]
     tenants: Vec<TenantFile>,
+    #[serde(default)]
+    listen: Vec<ListenFile>,
+    #[serde(default)]
+    sip: SipFile,
+    #[serde(default)]
+    probes: ProbesFile,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListenFile {
+    address: String,
+    #[serde(default = "default_transports")]
+    transports: Vec<String>,
+}
+
+fn default_transports() -> Vec<String> {
+    vec!["udp".into(), "tcp".into()]
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SipFile {
+    t1_ms: Option<u64>,
+    t2_ms: Option<u64>,
+    t4_ms: Option<u64>,
+    target_timeout_ms: Option<u64>,
+    max_message_bytes: Option<usize>,
+    tcp_idle_timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ProbesFile {
+    enabled: Option<bool>,
+    interval_ms: Option<u64>,
+    timeout_ms: Option<u64>,
+    down_after: Option<u32>,
+    up_after: Option<u32>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -197,6 +311,8 @@ struct TenantFile {
     rerouting: Option<ReroutingFile>,
     #[serde(default)]
     site_rerouting: BTreeMap<String, ReroutingFile>,
+    #[serde(default)]
+    record_route: bool,
 }
 
 #[derive(Deserialize)]
@@ -225,47 +341,30 @@ impl RouterConfig {
     fn validate(path: &Path, file: ConfigFile) -> Result<RouterConfig, ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::invalid(path, key, reason);
         let base = path.parent().unwrap_or(Path::new("."));
-        let defaults = limits(Limits::default(), file.policy_defaults, "policy_defaults")
-            .map_err(|(k, r)| invalid(k, r))?;
+        let defaults =
+            limits(Limits::default(), file.policy_defaults, "policy_defaults").map_err(|(k, r)| invalid(k, r))?;
         let mut ids = HashSet::new();
         let mut domains = HashSet::new();
         let mut tenants = Vec::with_capacity(file.tenants.len());
         for (i, t) in file.tenants.into_iter().enumerate() {
             let key = |field: &str| format!("tenant[{i}].{field}");
-            if t.id.is_empty()
-                || !t
-                    .id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            {
+            if t.id.is_empty() || !t.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
                 return Err(invalid(
                     key("id"),
-                    format!(
-                        "`{}` is not a tenant id (letters, digits, `-`, `_`, `.`)",
-                        t.id
-                    ),
+                    format!("`{}` is not a tenant id (letters, digits, `-`, `_`, `.`)", t.id),
                 ));
             }
             if !ids.insert(t.id.clone()) {
-                return Err(invalid(
-                    key("id"),
-                    format!("tenant `{}` is defined twice", t.id),
-                ));
+                return Err(invalid(key("id"), format!("tenant `{}` is defined twice", t.id)));
             }
             if t.domains.is_empty() {
-                return Err(invalid(
-                    key("domains"),
-                    "a tenant needs at least one SIP domain".into(),
-                ));
+                return Err(invalid(key("domains"), "a tenant needs at least one SIP domain".into()));
             }
             let mut tenant_domains = Vec::with_capacity(t.domains.len());
             for (j, d) in t.domains.iter().enumerate() {
                 let d = d.to_ascii_lowercase();
                 if !is_domain(&d) {
-                    return Err(invalid(
-                        key(&format!("domains[{j}]")),
-                        format!("`{d}` is not a domain name"),
-                    ));
+                    return Err(invalid(key(&format!("domains[{j}]")), format!("`{d}` is not a domain name")));
                 }
                 if !domains.insert(d.clone()) {
                     return Err(invalid(
@@ -278,10 +377,7 @@ impl RouterConfig {
             let policy = match t.policy.as_deref() {
                 None | Some("standard") => PolicySource::Standard,
                 Some("") => {
-                    return Err(invalid(
-                        key("policy"),
-                        "empty path; use \"standard\" or a .wasm file".into(),
-                    ));
+                    return Err(invalid(key("policy"), "empty path; use \"standard\" or a .wasm file".into()));
                 }
                 Some(p) => PolicySource::File(base.join(p)),
             };
@@ -294,23 +390,15 @@ impl RouterConfig {
                         format!("`{n}`: expected \"standard\" or a reject code 400-699"),
                     ));
                 }
-                Some(FallbackFile::Code(c)) if (400..=699).contains(&c) => {
-                    Fallback::Reject(c as u16)
-                }
+                Some(FallbackFile::Code(c)) if (400..=699).contains(&c) => Fallback::Reject(c as u16),
                 Some(FallbackFile::Code(c)) => {
-                    return Err(invalid(
-                        key("fallback"),
-                        format!("{c}: a reject code must be 400-699"),
-                    ));
+                    return Err(invalid(key("fallback"), format!("{c}: a reject code must be 400-699")));
                 }
             };
-            let limits =
-                limits(defaults, t.limits, &key("limits")).map_err(|(k, r)| invalid(k, r))?;
-            for (field, value) in [
-                ("edge", &t.edge),
-                ("default_next_hop", &t.default_next_hop),
-                ("pstn_gateway", &t.pstn_gateway),
-            ] {
+            let limits = limits(defaults, t.limits, &key("limits")).map_err(|(k, r)| invalid(k, r))?;
+            for (field, value) in
+                [("edge", &t.edge), ("default_next_hop", &t.default_next_hop), ("pstn_gateway", &t.pstn_gateway)]
+            {
                 if let Some(v) = value {
                     check_sip_uri(v).map_err(|r| invalid(key(field), r))?;
                 }
@@ -322,15 +410,15 @@ impl RouterConfig {
                 ));
             }
             let tenant_rerouting = match t.rerouting {
-                Some(r) => rerouting(r, t.pstn_gateway.as_deref(), &key("rerouting"))
-                    .map_err(|(k, r)| invalid(k, r))?,
+                Some(r) => {
+                    rerouting(r, t.pstn_gateway.as_deref(), &key("rerouting")).map_err(|(k, r)| invalid(k, r))?
+                }
                 None => Rerouting::default(),
             };
             let mut site_rerouting = BTreeMap::new();
             for (site, r) in t.site_rerouting {
                 let k = key(&format!("site_rerouting.{site}"));
-                let r =
-                    rerouting(r, t.pstn_gateway.as_deref(), &k).map_err(|(k, r)| invalid(k, r))?;
+                let r = rerouting(r, t.pstn_gateway.as_deref(), &k).map_err(|(k, r)| invalid(k, r))?;
                 site_rerouting.insert(site, r);
             }
             tenants.push(TenantConfig {
@@ -346,12 +434,72 @@ impl RouterConfig {
                 utc_offset_minutes: t.utc_offset_minutes,
                 rerouting: tenant_rerouting,
                 site_rerouting,
+                record_route: t.record_route,
             });
         }
+        let mut listen = Vec::with_capacity(file.listen.len());
+        for (i, l) in file.listen.into_iter().enumerate() {
+            let address = l.address.parse().map_err(|_| {
+                invalid(format!("listen[{i}].address"), format!("`{}` is not an IP address and port", l.address))
+            })?;
+            let (mut udp, mut tcp) = (false, false);
+            for (j, t) in l.transports.iter().enumerate() {
+                match t.to_ascii_lowercase().as_str() {
+                    "udp" => udp = true,
+                    "tcp" => tcp = true,
+                    other => {
+                        return Err(invalid(
+                            format!("listen[{i}].transports[{j}]"),
+                            format!("`{other}`: expected \"udp\" or \"tcp\""),
+                        ));
+                    }
+                }
+            }
+            if !udp && !tcp {
+                return Err(invalid(format!("listen[{i}].transports"), "no transport".into()));
+            }
+            listen.push(Listen { address, udp, tcp });
+        }
+        let ms = |key: &str, value: Option<u64>, default: Duration, range: std::ops::RangeInclusive<u64>| match value {
+            None => Ok(default),
+            Some(v) if range.contains(&v) => Ok(Duration::from_millis(v)),
+            Some(v) => Err(invalid(key.to_owned(), format!("{v}: must be {} to {}", range.start(), range.end()))),
+        };
+        let d = SipSettings::default();
+        let sip = SipSettings {
+            t1: ms("sip.t1_ms", file.sip.t1_ms, d.t1, 10..=10_000)?,
+            t2: ms("sip.t2_ms", file.sip.t2_ms, d.t2, 10..=60_000)?,
+            t4: ms("sip.t4_ms", file.sip.t4_ms, d.t4, 10..=60_000)?,
+            target_timeout: ms("sip.target_timeout_ms", file.sip.target_timeout_ms, d.target_timeout, 100..=180_000)?,
+            max_message_bytes: match file.sip.max_message_bytes {
+                None => d.max_message_bytes,
+                Some(n) if (1024..=1 << 20).contains(&n) => n,
+                Some(n) => {
+                    return Err(invalid("sip.max_message_bytes".into(), format!("{n}: must be 1024 to 1048576")));
+                }
+            },
+            tcp_idle_timeout: ms(
+                "sip.tcp_idle_timeout_ms",
+                file.sip.tcp_idle_timeout_ms,
+                d.tcp_idle_timeout,
+                100..=3_600_000,
+            )?,
+        };
+        let p = Probes::default();
+        let probes = Probes {
+            enabled: file.probes.enabled.unwrap_or(p.enabled),
+            interval: ms("probes.interval_ms", file.probes.interval_ms, p.interval, 50..=3_600_000)?,
+            timeout: ms("probes.timeout_ms", file.probes.timeout_ms, p.timeout, 10..=60_000)?,
+            down_after: file.probes.down_after.unwrap_or(p.down_after).max(1),
+            up_after: file.probes.up_after.unwrap_or(p.up_after).max(1),
+        };
         Ok(RouterConfig {
             path: path.to_path_buf(),
             directory: base.join(file.directory),
             tenants,
+            listen,
+            sip,
+            probes,
         })
     }
 }
@@ -360,50 +508,32 @@ fn limits(base: Limits, file: LimitsFile, key: &str) -> Result<Limits, (String, 
     let mut out = base;
     if let Some(ms) = file.deadline_ms {
         if !(1..=10_000).contains(&ms) {
-            return Err((
-                format!("{key}.deadline_ms"),
-                format!("{ms}: must be 1 to 10000 milliseconds"),
-            ));
+            return Err((format!("{key}.deadline_ms"), format!("{ms}: must be 1 to 10000 milliseconds")));
         }
         out.deadline = Duration::from_millis(ms);
     }
     if let Some(mib) = file.memory_mib {
         if !(1..=4096).contains(&mib) {
-            return Err((
-                format!("{key}.memory_mib"),
-                format!("{mib}: must be 1 to 4096 MiB"),
-            ));
+            return Err((format!("{key}.memory_mib"), format!("{mib}: must be 1 to 4096 MiB")));
         }
         out.memory_bytes = (mib as usize) << 20;
     }
     if let Some(n) = file.quarantine_after {
         if n == 0 {
-            return Err((
-                format!("{key}.quarantine_after"),
-                "must be at least 1".into(),
-            ));
+            return Err((format!("{key}.quarantine_after"), "must be at least 1".into()));
         }
         out.quarantine_after = n;
     }
     Ok(out)
 }
 
-fn rerouting(
-    file: ReroutingFile,
-    tenant_gateway: Option<&str>,
-    key: &str,
-) -> Result<Rerouting, (String, String)> {
+fn rerouting(file: ReroutingFile, tenant_gateway: Option<&str>, key: &str) -> Result<Rerouting, (String, String)> {
     let number = |field: &str, value: Option<String>| -> Result<Option<String>, (String, String)> {
         match value {
             None => Ok(None),
             Some(v) => crate::control::directory::normalize_number(&v)
                 .map(Some)
-                .ok_or_else(|| {
-                    (
-                        format!("{key}.{field}"),
-                        format!("`{v}` is not an E.164 number"),
-                    )
-                }),
+                .ok_or_else(|| (format!("{key}.{field}"), format!("`{v}` is not an E.164 number"))),
         }
     };
     let auto_attendant = number("auto_attendant", file.auto_attendant)?;
@@ -411,9 +541,7 @@ fn rerouting(
     if let Some(g) = &file.pstn_gateway {
         check_sip_uri(g).map_err(|r| (format!("{key}.pstn_gateway"), r))?;
     }
-    let pstn_gateway = file
-        .pstn_gateway
-        .or_else(|| tenant_gateway.map(str::to_owned));
+    let pstn_gateway = file.pstn_gateway.or_else(|| tenant_gateway.map(str::to_owned));
     if file.enabled {
         if pstn_gateway.is_none() {
             return Err((
@@ -424,27 +552,18 @@ fn rerouting(
         if auto_attendant.is_none() && subscriber_access.is_none() {
             return Err((
                 key.to_owned(),
-                "rerouting is enabled but neither auto_attendant nor subscriber_access is set"
-                    .into(),
+                "rerouting is enabled but neither auto_attendant nor subscriber_access is set".into(),
             ));
         }
     }
-    Ok(Rerouting {
-        enabled: file.enabled,
-        auto_attendant,
-        subscriber_access,
-        pstn_gateway,
-    })
+    Ok(Rerouting { enabled: file.enabled, auto_attendant, subscriber_access, pstn_gateway })
 }
 
 /// Checks that `value` is a SIP or SIPS URI.
 pub(crate) fn check_sip_uri(value: &str) -> Result<Uri, String> {
     match Uri::parse(value) {
         Ok(u) if u.scheme == "sip" || u.scheme == "sips" => Ok(u),
-        Ok(u) => Err(format!(
-            "`{value}`: a {} URI, expected sip: or sips:",
-            u.scheme
-        )),
+        Ok(u) => Err(format!("`{value}`: a {} URI, expected sip: or sips:", u.scheme)),
         Err(e) => Err(format!("`{value}`: {e}")),
     }
 }
@@ -463,13 +582,9 @@ fn is_domain(d: &str) -> bool {
 /// Reads a TOML or JSON file (by extension: `.json` is JSON, anything else TOML)
 /// into `T`, naming the key of any error.
 pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        file: path.to_path_buf(),
-        source,
-    })?;
-    let is_json = path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if is_json {
         let mut de = serde_json::Deserializer::from_str(&text);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
@@ -479,29 +594,15 @@ pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigErr
         })
     } else {
         let line_of = |span: Option<std::ops::Range<usize>>| {
-            span.map(|s| {
-                format!(
-                    " (line {})",
-                    text[..s.start.min(text.len())].lines().count().max(1)
-                )
-            })
-            .unwrap_or_default()
+            span.map(|s| format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1)))
+                .unwrap_or_default()
         };
-        let de = toml::Deserializer::parse(&text).map_err(|e| {
-            ConfigError::invalid(
-                path,
-                String::new(),
-                format!("{}{}", e.message(), line_of(e.span())),
-            )
-        })?;
+        let de = toml::Deserializer::parse(&text)
+            .map_err(|e| ConfigError::invalid(path, String::new(), format!("{}{}", e.message(), line_of(e.span()))))?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            ConfigError::invalid(
-                path,
-                key,
-                format!("{}{}", inner.message(), line_of(inner.span())),
-            )
+            ConfigError::invalid(path, key, format!("{}{}", inner.message(), line_of(inner.span())))
         })
     }
 }
@@ -523,10 +624,8 @@ mod tests {
 
     #[test]
     fn loads_a_tenant_with_defaults() {
-        let c = load(
-            "directory = \"d.toml\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"Contoso.com\"]\n",
-        )
-        .expect("valid");
+        let c =
+            load("directory = \"d.toml\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"Contoso.com\"]\n").expect("valid");
         let t = &c.tenants[0];
         assert_eq!(t.domains, ["contoso.com"]);
         assert_eq!(t.policy, PolicySource::Standard);
@@ -538,31 +637,25 @@ mod tests {
     #[test]
     fn names_the_key_and_reason() {
         assert!(
-            err(
-                "directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nfallback = 200\n"
-            )
-            .contains("tenant[0].fallback: 200: a reject code must be 400-699")
+            err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nfallback = 200\n")
+                .contains("tenant[0].fallback: 200: a reject code must be 400-699")
         );
         assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\n[[tenant]]\nid = \"b\"\ndomains = [\"A.com\"]\n")
             .contains("tenant[1].domains[0]: domain `a.com` belongs to another tenant already"));
-        assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedge = \"http://x\"\n")
-            .contains("tenant[0].edge"));
-        assert!(err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nlimits = { deadline_ms = 0 }\n")
-            .contains("tenant[0].limits.deadline_ms"));
-        let unknown = err(
-            "directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedg = \"sip:x\"\n",
+        assert!(
+            err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedge = \"http://x\"\n")
+                .contains("tenant[0].edge")
         );
         assert!(
-            unknown.contains("tenant[0]") && unknown.contains("unknown field `edg`"),
-            "{unknown}"
+            err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nlimits = { deadline_ms = 0 }\n")
+                .contains("tenant[0].limits.deadline_ms")
         );
+        let unknown = err("directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nedg = \"sip:x\"\n");
+        assert!(unknown.contains("tenant[0]") && unknown.contains("unknown field `edg`"), "{unknown}");
         let rerouting = err(
             "directory = \"d\"\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\n[tenant.rerouting]\nenabled = true\nauto_attendant = \"+1425\"\n",
         );
-        assert!(
-            rerouting.contains("tenant[0].rerouting.pstn_gateway"),
-            "{rerouting}"
-        );
+        assert!(rerouting.contains("tenant[0].rerouting.pstn_gateway"), "{rerouting}");
         assert!(err("directory = \n").contains("line 1"));
     }
 }

@@ -157,16 +157,12 @@ pub struct TenantDirectory {
 impl TenantDirectory {
     /// A user by SIP address (parameters ignored) or number.
     pub fn user(&self, address: &str) -> Option<&User> {
-        self.user_by_key
-            .get(&lookup_key(address)?)
-            .map(|&i| &self.users[i])
+        self.user_by_key.get(&lookup_key(address)?).map(|&i| &self.users[i])
     }
 
     /// A contact by SIP address or number.
     pub fn contact(&self, address: &str) -> Option<&Contact> {
-        self.contact_by_key
-            .get(&lookup_key(address)?)
-            .map(|&i| &self.contacts[i])
+        self.contact_by_key.get(&lookup_key(address)?).map(|&i| &self.contacts[i])
     }
 
     /// A hosted voice-mail policy by scope.
@@ -176,9 +172,7 @@ impl TenantDirectory {
 
     /// A dial plan by phone-context or name (case-insensitive).
     pub fn dial_plan(&self, key: &str) -> Option<&DialPlan> {
-        self.dial_plan_by_key
-            .get(&key.to_ascii_lowercase())
-            .map(|&i| &self.dial_plans[i])
+        self.dial_plan_by_key.get(&key.to_ascii_lowercase()).map(|&i| &self.dial_plans[i])
     }
 
     /// Every UM server of every dial plan (for health probes).
@@ -272,16 +266,11 @@ impl Directory {
         Self::validate(&config.directory, config, file)
     }
 
-    fn validate(
-        path: &Path,
-        config: &RouterConfig,
-        file: DirectoryFile,
-    ) -> Result<Directory, ConfigError> {
+    fn validate(path: &Path, config: &RouterConfig, file: DirectoryFile) -> Result<Directory, ConfigError> {
         let mut tenants = HashMap::new();
         for (id, t) in file.tenants {
-            let invalid = |key: String, reason: String| {
-                ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason)
-            };
+            let invalid =
+                |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
             let Some(tenant) = config.tenants.iter().find(|c| c.id == id) else {
                 return Err(ConfigError::invalid(
                     path,
@@ -295,65 +284,38 @@ impl Directory {
                 let key = format!("hosted_voicemail_policies[{i}]");
                 let (scope, name) = match p.scope.split_once(':') {
                     None if p.scope == "global" => (Scope::Global, "global".to_owned()),
-                    Some(("site", s)) if !s.is_empty() => {
-                        (Scope::Site(s.to_owned()), p.scope.clone())
-                    }
-                    Some(("user", n)) if !n.is_empty() => {
-                        (Scope::Named(n.to_owned()), n.to_owned())
-                    }
+                    Some(("site", s)) if !s.is_empty() => (Scope::Site(s.to_owned()), p.scope.clone()),
+                    Some(("user", n)) if !n.is_empty() => (Scope::Named(n.to_owned()), n.to_owned()),
                     _ => {
                         return Err(invalid(
                             format!("{key}.scope"),
-                            format!(
-                                "`{}`: expected \"global\", \"site:NAME\" or \"user:NAME\"",
-                                p.scope
-                            ),
+                            format!("`{}`: expected \"global\", \"site:NAME\" or \"user:NAME\"", p.scope),
                         ));
                     }
                 };
                 if let Some(d) = &p.destination
-                    && (d.is_empty()
-                        || d.contains(|c: char| c.is_whitespace() || c == ';' || c == '@'))
+                    && (d.is_empty() || d.contains(|c: char| c.is_whitespace() || c == ';' || c == '@'))
                 {
-                    return Err(invalid(
-                        format!("{key}.destination"),
-                        format!("`{d}` is not a host name"),
-                    ));
+                    return Err(invalid(format!("{key}.destination"), format!("`{d}` is not a host name")));
                 }
                 if dir.hosted_policies.contains_key(&scope) {
-                    return Err(invalid(
-                        format!("{key}.scope"),
-                        format!("`{}` is defined twice", p.scope),
-                    ));
+                    return Err(invalid(format!("{key}.scope"), format!("`{}` is defined twice", p.scope)));
                 }
-                dir.hosted_policies.insert(
-                    scope,
-                    HostedPolicy {
-                        name,
-                        destination: p.destination,
-                        organizations: p.organizations,
-                    },
-                );
+                dir.hosted_policies
+                    .insert(scope, HostedPolicy { name, destination: p.destination, organizations: p.organizations });
             }
 
             for (i, d) in t.dial_plans.into_iter().enumerate() {
                 let key = format!("dial_plans[{i}]");
                 if d.name.is_empty() || d.phone_context.is_empty() {
-                    return Err(invalid(
-                        key,
-                        "a dial plan needs a name and a phone_context".into(),
-                    ));
+                    return Err(invalid(key, "a dial plan needs a name and a phone_context".into()));
                 }
                 if d.servers.is_empty() {
-                    return Err(invalid(
-                        format!("{key}.servers"),
-                        "a dial plan needs at least one UM server".into(),
-                    ));
+                    return Err(invalid(format!("{key}.servers"), "a dial plan needs at least one UM server".into()));
                 }
                 let mut servers = Vec::with_capacity(d.servers.len());
                 for (j, s) in d.servers.into_iter().enumerate() {
-                    check_sip_uri(&s.uri)
-                        .map_err(|r| invalid(format!("{key}.servers[{j}].uri"), r))?;
+                    check_sip_uri(&s.uri).map_err(|r| invalid(format!("{key}.servers[{j}].uri"), r))?;
                     let timeout_ms = s.timeout_ms.unwrap_or(DEFAULT_UM_TIMEOUT_MS);
                     if !(100..=120_000).contains(&timeout_ms) {
                         return Err(invalid(
@@ -361,50 +323,32 @@ impl Directory {
                             format!("{timeout_ms}: must be 100 to 120000"),
                         ));
                     }
-                    servers.push(UmServer {
-                        uri: s.uri,
-                        timeout_ms,
-                    });
+                    servers.push(UmServer { uri: s.uri, timeout_ms });
                 }
                 let index = dir.dial_plans.len();
-                for k in [
-                    d.name.to_ascii_lowercase(),
-                    d.phone_context.to_ascii_lowercase(),
-                ] {
-                    if dir
-                        .dial_plan_by_key
-                        .insert(k.clone(), index)
-                        .is_some_and(|other| other != index)
-                    {
+                for k in [d.name.to_ascii_lowercase(), d.phone_context.to_ascii_lowercase()] {
+                    if dir.dial_plan_by_key.insert(k.clone(), index).is_some_and(|other| other != index) {
                         return Err(invalid(
                             key.clone(),
                             format!("name or phone-context `{k}` is used by another dial plan"),
                         ));
                     }
                 }
-                dir.dial_plans.push(DialPlan {
-                    name: d.name,
-                    phone_context: d.phone_context,
-                    servers,
-                });
+                dir.dial_plans.push(DialPlan { name: d.name, phone_context: d.phone_context, servers });
             }
 
             let granted_exists = |name: &Option<String>| {
-                name.as_ref()
-                    .is_none_or(|n| dir.hosted_policies.contains_key(&Scope::Named(n.clone())))
+                name.as_ref().is_none_or(|n| dir.hosted_policies.contains_key(&Scope::Named(n.clone())))
             };
 
             for (i, u) in t.users.into_iter().enumerate() {
                 let key = format!("users[{i}]");
-                let sip = sip_address(&u.sip, &tenant.domains)
-                    .map_err(|r| invalid(format!("{key}.sip"), r))?;
+                let sip = sip_address(&u.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
                 let number = match &u.line {
-                    Some(line) => Some(normalize_number(line).ok_or_else(|| {
-                        invalid(
-                            format!("{key}.line"),
-                            format!("`{line}` has no E.164 number"),
-                        )
-                    })?),
+                    Some(line) => Some(
+                        normalize_number(line)
+                            .ok_or_else(|| invalid(format!("{key}.line"), format!("`{line}` has no E.164 number")))?,
+                    ),
                     None => None,
                 };
                 if !granted_exists(&u.hosted_voicemail_policy) {
@@ -417,8 +361,7 @@ impl Directory {
                     ));
                 }
                 if let Some(eum) = &u.eum {
-                    let context =
-                        eum_phone_context(eum).map_err(|r| invalid(format!("{key}.eum"), r))?;
+                    let context = eum_phone_context(eum).map_err(|r| invalid(format!("{key}.eum"), r))?;
                     if dir.dial_plan(&context).is_none() {
                         return Err(invalid(
                             format!("{key}.eum"),
@@ -436,10 +379,7 @@ impl Directory {
                 let index = dir.users.len();
                 for k in std::iter::once(sip.clone()).chain(number.clone()) {
                     if dir.user_by_key.insert(k.clone(), index).is_some() {
-                        return Err(invalid(
-                            key.clone(),
-                            format!("`{k}` belongs to another user already"),
-                        ));
+                        return Err(invalid(key.clone(), format!("`{k}` belongs to another user already")));
                     }
                 }
                 dir.users.push(User {
@@ -455,13 +395,9 @@ impl Directory {
 
             for (i, c) in t.contacts.into_iter().enumerate() {
                 let key = format!("contacts[{i}]");
-                let sip = sip_address(&c.sip, &tenant.domains)
-                    .map_err(|r| invalid(format!("{key}.sip"), r))?;
+                let sip = sip_address(&c.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
                 let number = normalize_number(&c.number).ok_or_else(|| {
-                    invalid(
-                        format!("{key}.number"),
-                        format!("`{}` is not an E.164 number", c.number),
-                    )
+                    invalid(format!("{key}.number"), format!("`{}` is not an E.164 number", c.number))
                 })?;
                 if !granted_exists(&c.hosted_voicemail_policy) {
                     return Err(invalid(
@@ -471,13 +407,8 @@ impl Directory {
                 }
                 let index = dir.contacts.len();
                 for k in [sip, number.clone()] {
-                    if dir.user_by_key.contains_key(&k)
-                        || dir.contact_by_key.insert(k.clone(), index).is_some()
-                    {
-                        return Err(invalid(
-                            key.clone(),
-                            format!("`{k}` belongs to another user or contact already"),
-                        ));
+                    if dir.user_by_key.contains_key(&k) || dir.contact_by_key.insert(k.clone(), index).is_some() {
+                        return Err(invalid(key.clone(), format!("`{k}` belongs to another user or contact already")));
                     }
                 }
                 dir.contacts.push(Contact {
@@ -505,9 +436,7 @@ pub fn lookup_key(address: &str) -> Option<String> {
 fn lookup_key_cow(address: &str) -> Option<Cow<'_, str>> {
     let address = address.trim();
     let bytes = address.as_bytes();
-    let is_number = matches!(bytes.first(), Some(b'+'))
-        || address.starts_with("00")
-        || address.starts_with("tel:");
+    let is_number = matches!(bytes.first(), Some(b'+')) || address.starts_with("00") || address.starts_with("tel:");
     if is_number {
         return normalize_number(address).map(Cow::Owned);
     }
@@ -522,9 +451,9 @@ fn lookup_key_cow(address: &str) -> Option<Cow<'_, str>> {
     if scheme_len > 0
         && let Some(at) = bytes.iter().position(|&b| b == b'@')
         && at > scheme_len
-        && bytes[scheme_len..].iter().all(|&b| {
-            b > b' ' && !matches!(b, b';' | b'?' | b':' | b'<' | b'>' | b'"' | b'[' | 0x7f)
-        })
+        && bytes[scheme_len..]
+            .iter()
+            .all(|&b| b > b' ' && !matches!(b, b';' | b'?' | b':' | b'<' | b'>' | b'"' | b'[' | 0x7f))
         && !bytes.iter().any(u8::is_ascii_uppercase)
     {
         return Some(Cow::Borrowed(address));
@@ -542,10 +471,7 @@ fn sip_address(value: &str, domains: &[String]) -> Result<String, String> {
         return Err(format!("`{value}` has no user part"));
     }
     if !domains.contains(&uri.host) {
-        return Err(format!(
-            "`{value}` is not in the tenant's domains ({})",
-            domains.join(", ")
-        ));
+        return Err(format!("`{value}` is not in the tenant's domains ({})", domains.join(", ")));
     }
     Ok(uri.address())
 }
@@ -569,11 +495,7 @@ pub fn normalize_number(number: &str) -> Option<String> {
     let number = number.trim();
     let number = number.strip_prefix("tel:").unwrap_or(number);
     let number = number.split(';').next().unwrap_or(number);
-    let digits = if let Some(rest) = number.strip_prefix('+') {
-        rest
-    } else {
-        number.strip_prefix("00")?
-    };
+    let digits = if let Some(rest) = number.strip_prefix('+') { rest } else { number.strip_prefix("00")? };
     let mut out = String::with_capacity(16);
     out.push('+');
     for c in digits.chars() {
@@ -628,76 +550,40 @@ servers = [{ uri = "sip:um1.contoso.com" }]
     fn indexes_users_and_contacts_by_address_and_number() {
         let d = load(GOOD).expect("valid");
         let t = &d.tenants["contoso"];
-        let alice = t
-            .user("sip:alice@contoso.com;gruu;opaque=app:voicemail")
-            .expect("by sip");
-        assert_eq!(
-            alice.voicemail,
-            VoicemailSetting::Hosted,
-            "the hosted flag wins over eum"
-        );
+        let alice = t.user("sip:alice@contoso.com;gruu;opaque=app:voicemail").expect("by sip");
+        assert_eq!(alice.voicemail, VoicemailSetting::Hosted, "the hosted flag wins over eum");
         assert_eq!(t.user("tel:+14255550100").map(|u| &u.sip), Some(&alice.sip));
         assert_eq!(t.user("+14255550100").map(|u| &u.sip), Some(&alice.sip));
-        assert_eq!(
-            t.user("sip:alice@contoso.com").map(|u| &u.sip),
-            Some(&alice.sip),
-            "the borrowed fast path"
-        );
-        assert_eq!(
-            t.user("sips:ALICE@contoso.com").map(|u| &u.sip),
-            None,
-            "sips is another address"
-        );
-        assert_eq!(
-            t.user("sip:alice@contoso.com:5060").map(|u| &u.sip),
-            Some(&alice.sip)
-        );
-        assert_eq!(
-            t.contact("+1-425-555-0199").map(|c| c.kind),
-            Some(ContactKind::SubscriberAccess)
-        );
-        assert_eq!(
-            t.dial_plan("dp1.contoso.com")
-                .map(|d| d.servers[0].timeout_ms),
-            Some(DEFAULT_UM_TIMEOUT_MS)
-        );
-        assert_eq!(
-            t.hosted_policy(&Scope::Global)
-                .and_then(|p| p.destination.as_deref()),
-            Some("exap.um.outlook.com")
-        );
+        assert_eq!(t.user("sip:alice@contoso.com").map(|u| &u.sip), Some(&alice.sip), "the borrowed fast path");
+        assert_eq!(t.user("sips:ALICE@contoso.com").map(|u| &u.sip), None, "sips is another address");
+        assert_eq!(t.user("sip:alice@contoso.com:5060").map(|u| &u.sip), Some(&alice.sip));
+        assert_eq!(t.contact("+1-425-555-0199").map(|c| c.kind), Some(ContactKind::SubscriberAccess));
+        assert_eq!(t.dial_plan("dp1.contoso.com").map(|d| d.servers[0].timeout_ms), Some(DEFAULT_UM_TIMEOUT_MS));
+        assert_eq!(t.hosted_policy(&Scope::Global).and_then(|p| p.destination.as_deref()), Some("exap.um.outlook.com"));
     }
 
     #[test]
     fn refuses_invalid_entries_with_key_and_reason() {
-        let e = load("[[tenants.fabrikam.users]]\nsip = \"sip:a@fabrikam.com\"\n")
-            .expect_err("unknown tenant")
-            .to_string();
+        let e =
+            load("[[tenants.fabrikam.users]]\nsip = \"sip:a@fabrikam.com\"\n").expect_err("unknown tenant").to_string();
         assert!(e.contains("tenants.fabrikam: no tenant `fabrikam`"), "{e}");
-        let e = load("[[tenants.contoso.users]]\nsip = \"sip:a@fabrikam.com\"\n")
-            .expect_err("foreign domain")
-            .to_string();
-        assert!(
-            e.contains("tenants.contoso.users[0].sip") && e.contains("not in the tenant's domains"),
-            "{e}"
-        );
-        let e = load("[[tenants.contoso.users]]\nsip = \"sip:a@contoso.com\"\neum = \"eum:a@contoso.com;phone-context=nope\"\n")
-            .expect_err("unknown dial plan")
-            .to_string();
-        assert!(
-            e.contains("users[0].eum") && e.contains("names no dial plan"),
-            "{e}"
-        );
+        let e =
+            load("[[tenants.contoso.users]]\nsip = \"sip:a@fabrikam.com\"\n").expect_err("foreign domain").to_string();
+        assert!(e.contains("tenants.contoso.users[0].sip") && e.contains("not in the tenant's domains"), "{e}");
+        let e = load(
+            "[[tenants.contoso.users]]\nsip = \"sip:a@contoso.com\"\neum = \"eum:a@contoso.com;phone-context=nope\"\n",
+        )
+        .expect_err("unknown dial plan")
+        .to_string();
+        assert!(e.contains("users[0].eum") && e.contains("names no dial plan"), "{e}");
         let e = load("[[tenants.contoso.users]]\nsip = \"sip:a@contoso.com\"\n[[tenants.contoso.users]]\nsip = \"sip:A@contoso.com\"\n")
             .expect_err("duplicate")
             .to_string();
-        assert!(
-            e.contains("users[1]") && e.contains("belongs to another user"),
-            "{e}"
-        );
-        let e = load("[[tenants.contoso.contacts]]\nsip = \"sip:aa@contoso.com\"\nnumber = \"+1\"\nkind = \"operator\"\n")
-            .expect_err("bad kind")
-            .to_string();
+        assert!(e.contains("users[1]") && e.contains("belongs to another user"), "{e}");
+        let e =
+            load("[[tenants.contoso.contacts]]\nsip = \"sip:aa@contoso.com\"\nnumber = \"+1\"\nkind = \"operator\"\n")
+                .expect_err("bad kind")
+                .to_string();
         assert!(e.contains("tenants.contoso.contacts[0].kind"), "{e}");
     }
 
@@ -710,35 +596,23 @@ servers = [{ uri = "sip:um1.contoso.com" }]
             "directory = \"dir.json\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
         )
         .expect("write");
-        let json = r#"{"tenants": {"contoso": {"users": [{"sip": "sip:alice@contoso.com", "hosted_voicemail": true}]}}}"#;
+        let json =
+            r#"{"tenants": {"contoso": {"users": [{"sip": "sip:alice@contoso.com", "hosted_voicemail": true}]}}}"#;
         std::fs::write(dir.path().join("dir.json"), json).expect("write");
         let d = Directory::load(&RouterConfig::load(&config).expect("config")).expect("valid JSON");
         assert_eq!(
-            d.tenants["contoso"]
-                .user("sip:alice@contoso.com")
-                .map(|u| u.voicemail),
+            d.tenants["contoso"].user("sip:alice@contoso.com").map(|u| u.voicemail),
             Some(VoicemailSetting::Hosted)
         );
-        std::fs::write(
-            dir.path().join("dir.json"),
-            r#"{"tenants": {"contoso": {"users": [{"sip": 7}]}}}"#,
-        )
-        .expect("write");
-        let e = Directory::load(&RouterConfig::load(&config).expect("config"))
-            .expect_err("bad type")
-            .to_string();
-        assert!(
-            e.contains("dir.json: tenants.contoso.users[0].sip: invalid type"),
-            "{e}"
-        );
+        std::fs::write(dir.path().join("dir.json"), r#"{"tenants": {"contoso": {"users": [{"sip": 7}]}}}"#)
+            .expect("write");
+        let e = Directory::load(&RouterConfig::load(&config).expect("config")).expect_err("bad type").to_string();
+        assert!(e.contains("dir.json: tenants.contoso.users[0].sip: invalid type"), "{e}");
     }
 
     #[test]
     fn normalizes_numbers_like_the_sdk() {
-        assert_eq!(
-            normalize_number("tel:+1 (425) 555-0100;ext=1").as_deref(),
-            Some("+14255550100")
-        );
+        assert_eq!(normalize_number("tel:+1 (425) 555-0100;ext=1").as_deref(), Some("+14255550100"));
         assert_eq!(normalize_number("0044 20"), Some("+4420".into()));
         assert_eq!(normalize_number("5550100"), None);
         assert_eq!(normalize_number("+"), None);

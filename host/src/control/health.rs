@@ -20,11 +20,7 @@ impl HealthTable {
     /// Marks `uri` down or up again; returns whether its state changed.
     pub fn set(&self, uri: &str, healthy: bool) -> bool {
         let mut down = self.down.write().unwrap_or_else(|e| e.into_inner());
-        if healthy {
-            down.remove(&key(uri))
-        } else {
-            down.insert(key(uri))
-        }
+        if healthy { down.remove(&key(uri)) } else { down.insert(key(uri)) }
     }
 }
 

@@ -37,11 +37,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn invalid(file: &Path, key: String, reason: String) -> Self {
-        ConfigError::Invalid {
-            file: file.to_path_buf(),
-            key,
-            reason,
-        }
+        ConfigError::Invalid { file: file.to_path_buf(), key, reason }
     }
 }
 
@@ -82,10 +78,7 @@ pub struct Tenant {
 impl Tenant {
     /// A tenant with default settings and an empty directory.
     pub fn empty(id: &str) -> Tenant {
-        Tenant {
-            config: TenantConfig::empty(id),
-            directory: TenantDirectory::default(),
-        }
+        Tenant { config: TenantConfig::empty(id), directory: TenantDirectory::default() }
     }
 }
 
@@ -110,10 +103,8 @@ impl Tenants {
     pub fn new(config: &RouterConfig, mut directory: Directory) -> Tenants {
         let mut tenants = Tenants::default();
         for c in &config.tenants {
-            let tenant = Arc::new(Tenant {
-                config: c.clone(),
-                directory: directory.tenants.remove(&c.id).unwrap_or_default(),
-            });
+            let tenant =
+                Arc::new(Tenant { config: c.clone(), directory: directory.tenants.remove(&c.id).unwrap_or_default() });
             for d in &c.domains {
                 tenants.by_domain.insert(d.clone(), tenant.clone());
             }

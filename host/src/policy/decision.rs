@@ -18,17 +18,8 @@ pub const MAX_VALUE: usize = 4096;
 pub const MAX_REASON: usize = 128;
 
 /// Header fields only the router writes or edits.
-pub const ROUTER_HEADERS: [&str; 9] = [
-    "Via",
-    "Route",
-    "Record-Route",
-    "Max-Forwards",
-    "Content-Length",
-    "Call-ID",
-    "CSeq",
-    "From",
-    "To",
-];
+pub const ROUTER_HEADERS: [&str; 9] =
+    ["Via", "Route", "Record-Route", "Max-Forwards", "Content-Length", "Call-ID", "CSeq", "From", "To"];
 
 /// Checks a decision. `Standard` is always valid.
 pub fn validate(decision: &Decision) -> Result<(), String> {
@@ -38,10 +29,7 @@ pub fn validate(decision: &Decision) -> Result<(), String> {
                 return Err("forward without targets".into());
             }
             if f.targets.len() > MAX_TARGETS {
-                return Err(format!(
-                    "{} targets; at most {MAX_TARGETS}",
-                    f.targets.len()
-                ));
+                return Err(format!("{} targets; at most {MAX_TARGETS}", f.targets.len()));
             }
             for (i, t) in f.targets.iter().enumerate() {
                 sip_uri(&t.uri).map_err(|e| format!("target {i}: {e}"))?;
@@ -56,10 +44,7 @@ pub fn validate(decision: &Decision) -> Result<(), String> {
             }
             headers(&f.add_headers)?;
             if f.remove_headers.len() > MAX_HEADERS {
-                return Err(format!(
-                    "{} header removals; at most {MAX_HEADERS}",
-                    f.remove_headers.len()
-                ));
+                return Err(format!("{} header removals; at most {MAX_HEADERS}", f.remove_headers.len()));
             }
             for name in &f.remove_headers {
                 header_name(name)?;
@@ -78,10 +63,7 @@ pub fn validate(decision: &Decision) -> Result<(), String> {
                 return Err(format!("redirect code {} is not 300 to 399", r.code));
             }
             if r.contacts.is_empty() || r.contacts.len() > MAX_CONTACTS {
-                return Err(format!(
-                    "{} contacts; 1 to {MAX_CONTACTS} expected",
-                    r.contacts.len()
-                ));
+                return Err(format!("{} contacts; 1 to {MAX_CONTACTS} expected", r.contacts.len()));
             }
             for (i, c) in r.contacts.iter().enumerate() {
                 uri(c).map_err(|e| format!("contact {i}: {e}"))?;
@@ -102,35 +84,22 @@ fn uri(text: &str) -> Result<UriRef<'_>, String> {
 fn sip_uri(text: &str) -> Result<UriRef<'_>, String> {
     let u = uri(text)?;
     if !u.is_sip() {
-        return Err(format!(
-            "`{}`: a next hop must be a sip: or sips: URI",
-            truncate(text)
-        ));
+        return Err(format!("`{}`: a next hop must be a sip: or sips: URI", truncate(text)));
     }
     Ok(u)
 }
 
 fn headers(list: &[Header]) -> Result<(), String> {
     if list.len() > MAX_HEADERS {
-        return Err(format!(
-            "{} header fields; at most {MAX_HEADERS}",
-            list.len()
-        ));
+        return Err(format!("{} header fields; at most {MAX_HEADERS}", list.len()));
     }
     for h in list {
         header_name(&h.name)?;
         if h.value.len() > MAX_VALUE {
-            return Err(format!(
-                "header {}: value of {} bytes; at most {MAX_VALUE}",
-                h.name,
-                h.value.len()
-            ));
+            return Err(format!("header {}: value of {} bytes; at most {MAX_VALUE}", h.name, h.value.len()));
         }
         if h.value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(format!(
-                "header {}: value holds a line break or NUL",
-                h.name
-            ));
+            return Err(format!("header {}: value holds a line break or NUL", h.name));
         }
     }
     Ok(())
@@ -149,10 +118,7 @@ fn header_name(name: &str) -> Result<(), String> {
 
 fn reason(text: &str) -> Result<(), String> {
     if text.len() > MAX_REASON {
-        return Err(format!(
-            "reason phrase of {} bytes; at most {MAX_REASON}",
-            text.len()
-        ));
+        return Err(format!("reason phrase of {} bytes; at most {MAX_REASON}", text.len()));
     }
     if text.chars().any(|c| c.is_control()) {
         return Err("reason phrase holds a control character".into());
@@ -221,63 +187,28 @@ mod tests {
     fn forward(targets: usize, header: (&str, &str)) -> Decision {
         Decision::Forward(Forward {
             targets: (0..targets)
-                .map(|i| Target {
-                    uri: format!("sip:um{i}.contoso.com"),
-                    transport: None,
-                    timeout_ms: None,
-                })
+                .map(|i| Target { uri: format!("sip:um{i}.contoso.com"), transport: None, timeout_ms: None })
                 .collect(),
             request_uri: None,
-            add_headers: vec![Header {
-                name: header.0.into(),
-                value: header.1.into(),
-            }],
+            add_headers: vec![Header { name: header.0.into(), value: header.1.into() }],
             remove_headers: vec![],
         })
     }
 
     #[test]
     fn accepts_a_plain_forward_and_reject() {
-        assert_eq!(
-            validate(&forward(2, ("Diversion", "<sip:a@b>;reason=no-answer"))),
-            Ok(())
-        );
-        assert_eq!(
-            validate(&Decision::Reject(Reject {
-                code: 480,
-                reason: String::new(),
-                headers: vec![]
-            })),
-            Ok(())
-        );
+        assert_eq!(validate(&forward(2, ("Diversion", "<sip:a@b>;reason=no-answer"))), Ok(()));
+        assert_eq!(validate(&Decision::Reject(Reject { code: 480, reason: String::new(), headers: vec![] })), Ok(()));
     }
 
     #[test]
     fn refuses_oversized_or_injected_output() {
         assert!(validate(&forward(0, ("X", "y"))).is_err());
         assert!(validate(&forward(MAX_TARGETS + 1, ("X", "y"))).is_err());
-        assert!(
-            validate(&forward(1, ("X", "a\r\nVia: evil")))
-                .expect_err("CRLF")
-                .contains("line break")
-        );
-        assert!(
-            validate(&forward(1, ("Via", "x")))
-                .expect_err("router header")
-                .contains("router's")
-        );
-        assert!(
-            validate(&forward(1, ("v", "x"))).is_err(),
-            "compact form of Via"
-        );
+        assert!(validate(&forward(1, ("X", "a\r\nVia: evil"))).expect_err("CRLF").contains("line break"));
+        assert!(validate(&forward(1, ("Via", "x"))).expect_err("router header").contains("router's"));
+        assert!(validate(&forward(1, ("v", "x"))).is_err(), "compact form of Via");
         assert!(validate(&forward(1, ("X", &"a".repeat(MAX_VALUE + 1)))).is_err());
-        assert!(
-            validate(&Decision::Reject(Reject {
-                code: 200,
-                reason: String::new(),
-                headers: vec![]
-            }))
-            .is_err()
-        );
+        assert!(validate(&Decision::Reject(Reject { code: 200, reason: String::new(), headers: vec![] })).is_err());
     }
 }

@@ -74,10 +74,7 @@ pub struct CompiledPolicy {
 
 impl std::fmt::Debug for CompiledPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CompiledPolicy")
-            .field("hash", &self.hash)
-            .field("size", &self.size)
-            .finish_non_exhaustive()
+        f.debug_struct("CompiledPolicy").field("hash", &self.hash).field("size", &self.size).finish_non_exhaustive()
     }
 }
 
@@ -106,11 +103,7 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         host_api::add_to_linker(&mut linker)?;
         let ticker = Ticker::start(engine.clone());
-        Ok(PolicyEngine {
-            engine,
-            linker,
-            ticker,
-        })
+        Ok(PolicyEngine { engine, linker, ticker })
     }
 
     /// The wasmtime engine.
@@ -130,32 +123,20 @@ impl PolicyEngine {
             return Err(LoadError::TooLarge(bytes.len()));
         }
         if !is_component(bytes) {
-            let what = if bytes.starts_with(b"\0asm") {
-                "a core WebAssembly module"
-            } else {
-                "not WebAssembly"
-            };
+            let what = if bytes.starts_with(b"\0asm") { "a core WebAssembly module" } else { "not WebAssembly" };
             return Err(LoadError::NotAComponent(format!(
                 "{what}; build the policy for wasm32-unknown-unknown and turn it into a component"
             )));
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
         let ty = component.component_type();
-        let imports: Vec<String> = ty
-            .imports(&self.engine)
-            .map(|(name, _)| name.to_owned())
-            .collect();
+        let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let exports: Vec<String> = ty
             .exports(&self.engine)
             .filter(|(_, item)| !matches!(item.ty, ComponentItem::Type(_)))
             .map(|(name, _)| name.to_owned())
             .collect();
-        let foreign: Vec<String> = imports
-            .iter()
-            .filter(|i| !ALLOWED_IMPORTS.contains(&i.as_str()))
-            .cloned()
-            .collect();
+        let foreign: Vec<String> = imports.iter().filter(|i| !ALLOWED_IMPORTS.contains(&i.as_str())).cloned().collect();
         if !foreign.is_empty() {
             return Err(LoadError::ForeignImports(foreign));
         }
@@ -167,13 +148,7 @@ impl PolicyEngine {
             .instantiate_pre(&component)
             .and_then(PolicyPre::new)
             .map_err(|e| LoadError::ContractMismatch(format!("{e:#}")))?;
-        Ok(CompiledPolicy {
-            hash: hex_sha256(bytes),
-            size: bytes.len(),
-            imports,
-            exports,
-            pre,
-        })
+        Ok(CompiledPolicy { hash: hex_sha256(bytes), size: bytes.len(), imports, exports, pre })
     }
 }
 
@@ -183,10 +158,7 @@ pub fn is_component(bytes: &[u8]) -> bool {
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, until
@@ -208,13 +180,8 @@ impl Ticker {
                     engine.increment_epoch();
                 }
             })
-            .expect(
-                "spawning the epoch thread: the process cannot enforce policy deadlines without it",
-            );
-        Ticker {
-            stop,
-            thread: Some(thread),
-        }
+            .expect("spawning the epoch thread: the process cannot enforce policy deadlines without it");
+        Ticker { stop, thread: Some(thread) }
     }
 }
 

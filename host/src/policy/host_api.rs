@@ -38,33 +38,18 @@ pub struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.memory_bytes {
             self.hit = Some(LimitHit::Memory);
-            wasmtime::bail!(
-                "linear memory limit of {} bytes exceeded (wanted {desired})",
-                self.memory_bytes
-            );
+            wasmtime::bail!("linear memory limit of {} bytes exceeded (wanted {desired})", self.memory_bytes);
         }
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > MAX_TABLE_ELEMENTS {
             self.hit = Some(LimitHit::Table);
-            wasmtime::bail!(
-                "table limit of {MAX_TABLE_ELEMENTS} elements exceeded (wanted {desired})"
-            );
+            wasmtime::bail!("table limit of {MAX_TABLE_ELEMENTS} elements exceeded (wanted {desired})");
         }
         Ok(true)
     }
@@ -98,19 +83,11 @@ pub struct StoreState {
 }
 
 impl StoreState {
-    pub(crate) fn new(
-        tenant: Arc<Tenant>,
-        health: Arc<HealthTable>,
-        memory_bytes: usize,
-        log_tag: Arc<str>,
-    ) -> Self {
+    pub(crate) fn new(tenant: Arc<Tenant>, health: Arc<HealthTable>, memory_bytes: usize, log_tag: Arc<str>) -> Self {
         StoreState {
             tenant,
             health,
-            limiter: Limiter {
-                memory_bytes,
-                hit: None,
-            },
+            limiter: Limiter { memory_bytes, hit: None },
             log_tag,
             log_budget: LOG_BUDGET_PER_CALL,
         }
@@ -181,19 +158,14 @@ impl directory::Host for StoreState {
             servers: d
                 .servers
                 .iter()
-                .map(|s| directory::UmServer {
-                    uri: s.uri.clone(),
-                    timeout_ms: s.timeout_ms,
-                })
+                .map(|s| directory::UmServer { uri: s.uri.clone(), timeout_ms: s.timeout_ms })
                 .collect(),
         })
     }
 
     fn lookup_rerouting(&mut self, site: Option<String>) -> directory::Rerouting {
         let config = &self.tenant.config;
-        let r: &Rerouting = site
-            .and_then(|s| config.site_rerouting.get(&s))
-            .unwrap_or(&config.rerouting);
+        let r: &Rerouting = site.and_then(|s| config.site_rerouting.get(&s)).unwrap_or(&config.rerouting);
         directory::Rerouting {
             enabled: r.enabled,
             auto_attendant: r.auto_attendant.clone(),
@@ -221,13 +193,8 @@ impl health::Host for StoreState {
 
 impl clock::Host for StoreState {
     fn now(&mut self) -> clock::Datetime {
-        let unix_seconds = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        clock::Datetime {
-            unix_seconds,
-            utc_offset_minutes: self.tenant.config.utc_offset_minutes,
-        }
+        let unix_seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        clock::Datetime { unix_seconds, utc_offset_minutes: self.tenant.config.utc_offset_minutes }
     }
 }
 

@@ -19,10 +19,7 @@ use crate::control::health::HealthTable;
 use crate::control::{Tenant, Tenants};
 
 /// The standard policy component, built from `policies/standard` and embedded.
-pub static STANDARD_COMPONENT: &[u8] = include_bytes!(concat!(
-    env!("OUT_DIR"),
-    "/exum_policy_standard.component.wasm"
-));
+pub static STANDARD_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exum_policy_standard.component.wasm"));
 
 /// Who made a decision.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -118,22 +115,14 @@ impl TenantPolicy {
         let (decision, decided_by) = match &self.own {
             None => self.standard(&call, DecidedBy::Standard),
             Some(_) if self.is_quarantined() => self.fallback(&call, "quarantined".to_owned()),
-            Some(own) => match call(own)
-                .and_then(|d| validate(&d).map(|()| d).map_err(Fault::InvalidDecision))
-            {
+            Some(own) => match call(own).and_then(|d| validate(&d).map(|()| d).map_err(Fault::InvalidDecision)) {
                 Ok(Decision::Standard) => {
                     self.consecutive_faults.store(0, Ordering::Relaxed);
                     self.standard(&call, DecidedBy::Standard)
                 }
                 Ok(d) => {
                     self.consecutive_faults.store(0, Ordering::Relaxed);
-                    (
-                        d,
-                        DecidedBy::Policy {
-                            name: own.name.clone(),
-                            version: own.version,
-                        },
-                    )
+                    (d, DecidedBy::Policy { name: own.name.clone(), version: own.version })
                 }
                 Err(fault) => {
                     self.record_fault(own, &fault);
@@ -141,11 +130,7 @@ impl TenantPolicy {
                 }
             },
         };
-        Verdict {
-            decision,
-            decided_by,
-            elapsed: start.elapsed(),
-        }
+        Verdict { decision, decided_by, elapsed: start.elapsed() }
     }
 
     fn record_fault(&self, own: &PolicyVersion, fault: &Fault) {
@@ -171,11 +156,7 @@ impl TenantPolicy {
                 (d, by)
             }
             Fallback::Reject(code) => (
-                Decision::Reject(Reject {
-                    code,
-                    reason: reason_phrase(code).to_owned(),
-                    headers: Vec::new(),
-                }),
+                Decision::Reject(Reject { code, reason: reason_phrase(code).to_owned(), headers: Vec::new() }),
                 DecidedBy::Fallback { reason },
             ),
         }
@@ -190,11 +171,7 @@ impl TenantPolicy {
             Ok(d) if d != Decision::Standard && validate(&d).is_ok() => (d, by),
             other => {
                 tracing::error!(tenant = %self.tenant_id, "the standard policy failed: {other:?}");
-                let internal = Reject {
-                    code: 500,
-                    reason: reason_phrase(500).to_owned(),
-                    headers: Vec::new(),
-                };
+                let internal = Reject { code: 500, reason: reason_phrase(500).to_owned(), headers: Vec::new() };
                 (Decision::Reject(internal), DecidedBy::Internal)
             }
         }
@@ -234,10 +211,7 @@ pub struct PolicyRegistry {
 
 impl PolicyRegistry {
     /// Creates the registry with the embedded standard policy and no tenants.
-    pub fn new(
-        engine: Arc<PolicyEngine>,
-        health: Arc<HealthTable>,
-    ) -> Result<PolicyRegistry, LoadError> {
+    pub fn new(engine: Arc<PolicyEngine>, health: Arc<HealthTable>) -> Result<PolicyRegistry, LoadError> {
         let compiled = engine.compile(STANDARD_COMPONENT)?;
         let placeholder = Arc::new(Tenant::empty("standard"));
         let standard = PolicyVersion::load(
@@ -284,24 +258,10 @@ impl PolicyRegistry {
     }
 
     /// Compiles and loads a policy file for `tenant` as a new version.
-    pub fn load_file(
-        &self,
-        tenant: &Arc<Tenant>,
-        path: &Path,
-    ) -> Result<Arc<PolicyVersion>, InstallError> {
-        let bytes = std::fs::read(path).map_err(|source| InstallError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let name = path.file_name().map_or_else(
-            || path.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        );
-        self.load_bytes(tenant, &bytes, name)
-            .map_err(|source| InstallError::Load {
-                path: path.to_path_buf(),
-                source,
-            })
+    pub fn load_file(&self, tenant: &Arc<Tenant>, path: &Path) -> Result<Arc<PolicyVersion>, InstallError> {
+        let bytes = std::fs::read(path).map_err(|source| InstallError::Read { path: path.to_path_buf(), source })?;
+        let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        self.load_bytes(tenant, &bytes, name).map_err(|source| InstallError::Load { path: path.to_path_buf(), source })
     }
 
     /// Compiles and loads component `bytes` for `tenant` as a new version.
@@ -348,21 +308,13 @@ impl PolicyRegistry {
             quarantined: AtomicBool::new(false),
             stats: PolicyStats::default(),
         });
-        self.tenants
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(c.id.clone(), policy.clone());
+        self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
         policy
     }
 
     /// The tenant's current policy; the standard one for a tenant never installed.
     pub fn get(&self, tenant: &Tenant) -> Arc<TenantPolicy> {
-        if let Some(p) = self
-            .tenants
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&tenant.config.id)
-        {
+        if let Some(p) = self.tenants.read().unwrap_or_else(|e| e.into_inner()).get(&tenant.config.id) {
             return p.clone();
         }
         self.install(tenant, None, None)

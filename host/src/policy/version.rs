@@ -208,25 +208,14 @@ impl PolicyVersion {
     }
 
     /// Calls `on-failure`.
-    pub fn on_failure(
-        &self,
-        tenant: &Arc<Tenant>,
-        req: &Request,
-        failure: &Failure,
-    ) -> Result<Decision, Fault> {
-        self.call(tenant, |b, s| {
-            b.exum_policy_handler().call_on_failure(s, req, failure)
-        })
+    pub fn on_failure(&self, tenant: &Arc<Tenant>, req: &Request, failure: &Failure) -> Result<Decision, Fault> {
+        self.call(tenant, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure))
     }
 
     /// Calls `route` on a new instance, created and initialised for this call and
     /// dropped after it: what every call would cost without the pool. For
     /// measuring the pool's worth (see `docs/performance.md`).
-    pub fn route_on_fresh_instance(
-        &self,
-        tenant: &Arc<Tenant>,
-        req: &Request,
-    ) -> Result<Decision, Fault> {
+    pub fn route_on_fresh_instance(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<Decision, Fault> {
         let mut instance = self.instantiate(tenant).map_err(|e| match e {
             InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
             InstantiateError::Fault(f) => f,
@@ -289,29 +278,20 @@ impl PolicyVersion {
     }
 
     fn instantiate(&self, tenant: &Arc<Tenant>) -> Result<PooledInstance, InstantiateError> {
-        let state = StoreState::new(
-            tenant.clone(),
-            self.health.clone(),
-            self.limits.memory_bytes,
-            self.log_tag.clone(),
-        );
+        let state =
+            StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks);
-        let bindings =
-            self.compiled.pre.instantiate(&mut store).map_err(|e| {
-                InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))
-            })?;
-        match bindings
-            .exum_policy_handler()
-            .call_init(&mut store, &self.init_config)
-        {
+        let bindings = self
+            .compiled
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit)))?;
+        match bindings.exum_policy_handler().call_init(&mut store, &self.init_config) {
             Ok(Ok(())) => Ok(PooledInstance { store, bindings }),
             Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
-            Err(e) => Err(InstantiateError::Fault(Fault::classify(
-                &e,
-                store.data().limiter.hit,
-            ))),
+            Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
         }
     }
 }

@@ -7,21 +7,16 @@ use std::ops::Range;
 
 use super::bindings::exum::policy::types::{IpAddress, Request, Source, Span, Transport};
 use crate::sip::message::{ParseError, Request as SipRequest};
-use crate::sip::{self, uri};
+use crate::sip::{self, uri, wire};
 
 /// Builds the view of `req`, received from `source`.
 pub fn request_view(req: &SipRequest, source: &sip::Source) -> Result<Request, ParseError> {
     let (cseq, _) = req.cseq()?;
     let head = &req.head;
     let name_addr = |header: &'static str, range: &Range<usize>| {
-        let value = head
-            .get(range.clone())
-            .filter(|v| !v.is_empty())
-            .ok_or(ParseError::Missing(header))?;
-        let (uri, tag) = uri::name_addr_spans(value).ok_or_else(|| ParseError::Invalid {
-            header,
-            reason: "unterminated `<`".into(),
-        })?;
+        let value = head.get(range.clone()).filter(|v| !v.is_empty()).ok_or(ParseError::Missing(header))?;
+        let (uri, tag) = uri::name_addr_spans(value)
+            .ok_or_else(|| ParseError::Invalid { header, reason: "unterminated `<`".into() })?;
         Ok::<_, ParseError>((
             span(range.start + uri.start..range.start + uri.end),
             tag.map(|t| span(range.start + t.start..range.start + t.end)),
@@ -41,33 +36,75 @@ pub fn request_view(req: &SipRequest, source: &sip::Source) -> Result<Request, P
         to_tag,
         call_id: span(req.ranges.call_id.clone()),
         cseq,
-        source: Source {
-            address: match source.addr.ip() {
-                IpAddr::V4(v4) => {
-                    let [a, b, c, d] = v4.octets();
-                    IpAddress::Ipv4((a, b, c, d))
-                }
-                IpAddr::V6(v6) => {
-                    let [a, b, c, d, e, f, g, h] = v6.segments();
-                    IpAddress::Ipv6((a, b, c, d, e, f, g, h))
-                }
-            },
-            port: source.addr.port(),
-            transport: match source.transport {
-                sip::Transport::Udp => Transport::Udp,
-                sip::Transport::Tcp => Transport::Tcp,
-                sip::Transport::Tls => Transport::Tls,
-            },
-            tls_peer_name: source.tls_peer_name.clone(),
-        },
+        source: source_view(source),
     })
 }
 
-fn span(range: Range<usize>) -> Span {
-    Span {
-        start: range.start as u32,
-        len: range.len() as u32,
+/// Builds the view of a message from the wire layer (the SIP plane's path):
+/// the head is copied once; the spans point into it.
+pub fn request_view_wire(msg: &wire::Message, source: &sip::Source) -> Result<Request, ParseError> {
+    let (Some(method), wire::StartLine::Request { uri, .. }) = (msg.method(), &msg.start) else {
+        return Err(ParseError::Response);
+    };
+    let (cseq, _) =
+        msg.cseq().ok_or_else(|| ParseError::Invalid { header: "CSeq", reason: "expected `number METHOD`".into() })?;
+    let field = |name: wire::Name, header: &'static str| {
+        msg.fields_named(name)
+            .next()
+            .map(|f| f.value.clone())
+            .filter(|r| !r.is_empty())
+            .ok_or(ParseError::Missing(header))
+    };
+    let name_addr = |name: wire::Name, header: &'static str| {
+        let range = field(name, header)?;
+        let (uri, tag) = uri::name_addr_spans(msg.text(&range))
+            .ok_or_else(|| ParseError::Invalid { header, reason: "unterminated `<`".into() })?;
+        Ok::<_, ParseError>((
+            span(range.start + uri.start..range.start + uri.end),
+            tag.map(|t| span(range.start + t.start..range.start + t.end)),
+        ))
+    };
+    let (from_uri, from_tag) = name_addr(wire::Name::From, "From")?;
+    let (to_uri, to_tag) = name_addr(wire::Name::To, "To")?;
+    let call_id = span(field(wire::Name::CallId, "Call-ID")?);
+    Ok(Request {
+        head: msg.head().to_owned(),
+        method: span(0..method.len()),
+        request_uri: span(uri.clone()),
+        from_uri,
+        from_tag,
+        to_uri,
+        to_tag,
+        call_id,
+        cseq,
+        source: source_view(source),
+    })
+}
+
+fn source_view(source: &sip::Source) -> Source {
+    Source {
+        address: match source.addr.ip() {
+            IpAddr::V4(v4) => {
+                let [a, b, c, d] = v4.octets();
+                IpAddress::Ipv4((a, b, c, d))
+            }
+            IpAddr::V6(v6) => {
+                let [a, b, c, d, e, f, g, h] = v6.segments();
+                IpAddress::Ipv6((a, b, c, d, e, f, g, h))
+            }
+        },
+        port: source.addr.port(),
+        transport: match source.transport {
+            sip::Transport::Udp => Transport::Udp,
+            sip::Transport::Tcp => Transport::Tcp,
+            sip::Transport::Tls => Transport::Tls,
+        },
+        tls_peer_name: source.tls_peer_name.clone(),
     }
+}
+
+fn span(range: Range<usize>) -> Span {
+    Span { start: range.start as u32, len: range.len() as u32 }
 }
 
 /// The text of `span` in `req`'s head (empty if out of range).
@@ -96,19 +133,13 @@ mod tests {
         };
         let v = request_view(&req, &source).expect("view");
         assert_eq!(text(&v, v.method), "INVITE");
-        assert_eq!(
-            text(&v, v.request_uri),
-            "sip:alice@contoso.com;opaque=app:voicemail"
-        );
+        assert_eq!(text(&v, v.request_uri), "sip:alice@contoso.com;opaque=app:voicemail");
         assert_eq!(text(&v, v.from_uri), "sip:zoe@fabrikam.com");
         assert_eq!(v.from_tag.map(|t| text(&v, t)), Some("abc"));
         assert_eq!(text(&v, v.to_uri), "sip:alice@contoso.com");
         assert_eq!(v.to_tag, None);
         assert_eq!(text(&v, v.call_id), "1@x");
         assert_eq!(v.cseq, 7);
-        assert_eq!(
-            v.source.address,
-            IpAddress::Ipv6((0x2001, 0xdb8, 0, 0, 0, 0, 0, 7))
-        );
+        assert_eq!(v.source.address, IpAddress::Ipv6((0x2001, 0xdb8, 0, 0, 0, 0, 0, 7)));
     }
 }

@@ -89,10 +89,7 @@ impl Request {
         if method.starts_with("SIP/") {
             return Err(ParseError::Response);
         }
-        if !version.eq_ignore_ascii_case("SIP/2.0")
-            || method.is_empty()
-            || !method.bytes().all(is_token_byte)
-        {
+        if !version.eq_ignore_ascii_case("SIP/2.0") || method.is_empty() || !method.bytes().all(is_token_byte) {
             return Err(ParseError::RequestLine(request_line));
         }
         let uri = Uri::parse(uri_text).map_err(ParseError::RequestUri)?;
@@ -100,9 +97,7 @@ impl Request {
         let mut ranges = HeadRanges::default();
         let (mut from, mut to, mut call_id) = (None, None, None);
         for (line, range) in lines {
-            let (name, value) = line
-                .split_once(':')
-                .ok_or_else(|| ParseError::HeaderLine(line.clone()))?;
+            let (name, value) = line.split_once(':').ok_or_else(|| ParseError::HeaderLine(line.clone()))?;
             let name = name.trim_end();
             if name.is_empty() || !name.bytes().all(is_token_byte) {
                 return Err(ParseError::HeaderLine(line.clone()));
@@ -134,9 +129,7 @@ impl Request {
             ranges,
         };
         for required in ["From", "To", "Call-ID", "CSeq"] {
-            request
-                .header(required)
-                .ok_or(ParseError::Missing(required))?;
+            request.header(required).ok_or(ParseError::Missing(required))?;
         }
         Ok(request)
     }
@@ -144,10 +137,7 @@ impl Request {
     /// The first value of header `name` (case-insensitive, long or compact name).
     pub fn header(&self, name: &str) -> Option<&str> {
         let name = long_name(name);
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The From header, parsed.
@@ -163,25 +153,16 @@ impl Request {
     /// The CSeq number and method.
     pub fn cseq(&self) -> Result<(u32, &str), ParseError> {
         let value = self.header("CSeq").ok_or(ParseError::Missing("CSeq"))?;
-        let invalid = |reason: &str| ParseError::Invalid {
-            header: "CSeq",
-            reason: reason.to_owned(),
-        };
-        let (number, method) = value
-            .split_once(char::is_whitespace)
-            .ok_or_else(|| invalid("expected `number METHOD`"))?;
-        let number = number
-            .parse::<u32>()
-            .map_err(|_| invalid("the number is not a 32-bit unsigned integer"))?;
+        let invalid = |reason: &str| ParseError::Invalid { header: "CSeq", reason: reason.to_owned() };
+        let (number, method) =
+            value.split_once(char::is_whitespace).ok_or_else(|| invalid("expected `number METHOD`"))?;
+        let number = number.parse::<u32>().map_err(|_| invalid("the number is not a 32-bit unsigned integer"))?;
         Ok((number, method.trim()))
     }
 
     fn name_addr(&self, header: &'static str) -> Result<NameAddr, ParseError> {
         let value = self.header(header).ok_or(ParseError::Missing(header))?;
-        Uri::parse_name_addr(value).map_err(|e| ParseError::Invalid {
-            header,
-            reason: e.to_string(),
-        })
+        Uri::parse_name_addr(value).map_err(|e| ParseError::Invalid { header, reason: e.to_string() })
     }
 
     /// Removes every field of header `name` (long or compact name).
@@ -194,11 +175,7 @@ impl Request {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = String::with_capacity(1024);
         let _ = write!(out, "{} {} SIP/2.0\r\n", self.method, self.uri_text);
-        for (name, value) in self
-            .headers
-            .iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("Content-Length"))
-        {
+        for (name, value) in self.headers.iter().filter(|(n, _)| !n.eq_ignore_ascii_case("Content-Length")) {
             let _ = write!(out, "{name}: {value}\r\n");
         }
         let _ = write!(out, "Content-Length: {}\r\n\r\n", self.body.len());
@@ -309,10 +286,7 @@ mod tests {
     fn parses_compact_and_folded_headers() {
         let r = Request::parse(INVITE.as_bytes()).expect("valid");
         assert_eq!(r.method, "INVITE");
-        assert_eq!(
-            r.header("Via"),
-            Some("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds")
-        );
+        assert_eq!(r.header("Via"), Some("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds"));
         assert_eq!(r.header("subject"), Some("a folded subject"));
         assert_eq!(r.from().expect("from").tag(), Some("1928301774"));
         assert_eq!(r.cseq().expect("cseq"), (314159, "INVITE"));
@@ -322,15 +296,9 @@ mod tests {
     #[test]
     fn records_where_from_to_and_call_id_lie_in_the_head() {
         let r = Request::parse(INVITE.as_bytes()).expect("valid");
-        assert_eq!(
-            &r.head[r.ranges.from.clone()],
-            "\"Carol\" <sip:carol@fabrikam.com>;tag=1928301774"
-        );
+        assert_eq!(&r.head[r.ranges.from.clone()], "\"Carol\" <sip:carol@fabrikam.com>;tag=1928301774");
         assert_eq!(&r.head[r.ranges.to.clone()], "<sip:alice@contoso.com>");
-        assert_eq!(
-            &r.head[r.ranges.call_id.clone()],
-            "a84b4c76e66710@pc33.fabrikam.com"
-        );
+        assert_eq!(&r.head[r.ranges.call_id.clone()], "a84b4c76e66710@pc33.fabrikam.com");
     }
 
     #[test]
@@ -345,18 +313,9 @@ mod tests {
 
     #[test]
     fn rejects_bad_input_precisely() {
-        assert_eq!(
-            Request::parse(b"INVITE sip:a@b SIP/2.0\r\n"),
-            Err(ParseError::Unterminated)
-        );
-        assert_eq!(
-            Request::parse(b"SIP/2.0 200 OK\r\n\r\n"),
-            Err(ParseError::Response)
-        );
-        assert!(matches!(
-            Request::parse(b"INVITE http://a SIP/2.0\r\n\r\n"),
-            Err(ParseError::RequestUri(_))
-        ));
+        assert_eq!(Request::parse(b"INVITE sip:a@b SIP/2.0\r\n"), Err(ParseError::Unterminated));
+        assert_eq!(Request::parse(b"SIP/2.0 200 OK\r\n\r\n"), Err(ParseError::Response));
+        assert!(matches!(Request::parse(b"INVITE http://a SIP/2.0\r\n\r\n"), Err(ParseError::RequestUri(_))));
         assert_eq!(
             Request::parse(b"INVITE sip:a@b SIP/2.0\r\nFrom: <sip:c@d>\r\n\r\n"),
             Err(ParseError::Missing("To"))

@@ -1,6 +1,10 @@
 //! The SIP plane: URIs and messages. No Wasm in here.
 
 pub mod message;
+pub mod originate;
+pub mod probe;
+pub mod proxy;
+pub mod transport;
 pub mod uri;
 pub mod wire;
 

@@ -65,11 +65,7 @@ impl<'a> UriRef<'a> {
     /// Parses an addr-spec (`sip:alice@contoso.com;transport=tcp`).
     pub fn parse(text: &'a str) -> Result<UriRef<'a>, UriError> {
         let text = text.trim();
-        if let Some(&b) = text
-            .as_bytes()
-            .iter()
-            .find(|&&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
-        {
+        if let Some(&b) = text.as_bytes().iter().find(|&&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"')) {
             return Err(UriError::BadChar(char::from(b)));
         }
         let (scheme, rest) = text.split_once(':').ok_or(UriError::NoScheme)?;
@@ -93,14 +89,7 @@ impl<'a> UriRef<'a> {
             if main.is_empty() {
                 return Err(UriError::NoHost);
             }
-            return Ok(UriRef {
-                scheme,
-                user: Some(main),
-                host: "",
-                port: None,
-                params,
-                headers,
-            });
+            return Ok(UriRef { scheme, user: Some(main), host: "", port: None, params, headers });
         }
         let (user, hostport) = match main.rfind('@') {
             Some(i) => (Some(&main[..i]), &main[i + 1..]),
@@ -110,14 +99,7 @@ impl<'a> UriRef<'a> {
         if host.is_empty() {
             return Err(UriError::NoHost);
         }
-        Ok(UriRef {
-            scheme,
-            user,
-            host,
-            port,
-            params,
-            headers,
-        })
+        Ok(UriRef { scheme, user, host, port, params, headers })
     }
 
     /// Whether the scheme is `sip` or `sips`.
@@ -127,9 +109,7 @@ impl<'a> UriRef<'a> {
 
     /// The address of record, lower-cased: `scheme:user@host`.
     pub fn address(&self) -> String {
-        let mut out = String::with_capacity(
-            self.scheme.len() + self.host.len() + self.user.map_or(0, str::len) + 2,
-        );
+        let mut out = String::with_capacity(self.scheme.len() + self.host.len() + self.user.map_or(0, str::len) + 2);
         out.push_str(self.scheme);
         out.push(':');
         if let Some(user) = self.user {
@@ -166,40 +146,22 @@ impl Uri {
         if let Some(lt) = find_unquoted(text, '<') {
             let close = text[lt..].find('>').ok_or(UriError::Unterminated('<'))? + lt;
             let display = text[..lt].trim();
-            let display = display
-                .strip_prefix('"')
-                .and_then(|d| d.strip_suffix('"'))
-                .unwrap_or(display);
+            let display = display.strip_prefix('"').and_then(|d| d.strip_suffix('"')).unwrap_or(display);
             let uri = Uri::parse(&text[lt + 1..close])?;
-            let params = text[close + 1..]
-                .trim_start()
-                .strip_prefix(';')
-                .map(parse_params)
-                .unwrap_or_default();
-            return Ok(NameAddr {
-                uri,
-                display_name: (!display.is_empty()).then(|| display.to_owned()),
-                params,
-            });
+            let params = text[close + 1..].trim_start().strip_prefix(';').map(parse_params).unwrap_or_default();
+            return Ok(NameAddr { uri, display_name: (!display.is_empty()).then(|| display.to_owned()), params });
         }
         // addr-spec form: parameters after the URI belong to the header, not the URI.
         let (uri_text, params) = match text.find(';') {
             Some(i) => (&text[..i], parse_params(&text[i + 1..])),
             None => (text, Vec::new()),
         };
-        Ok(NameAddr {
-            uri: Uri::parse(uri_text)?,
-            display_name: None,
-            params,
-        })
+        Ok(NameAddr { uri: Uri::parse(uri_text)?, display_name: None, params })
     }
 
     /// The value of parameter `name`: `Some(Some(v))`, `Some(None)` for a bare one.
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
-        self.params
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_deref())
+        self.params.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_deref())
     }
 
     /// The address of record: `scheme:user@host`, lower-cased, without port or
@@ -258,18 +220,13 @@ pub struct NameAddr {
 impl NameAddr {
     /// The `tag` parameter.
     pub fn tag(&self) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == "tag")
-            .and_then(|(_, v)| v.as_deref())
+        self.params.iter().find(|(n, _)| n == "tag").and_then(|(_, v)| v.as_deref())
     }
 }
 
 /// Where the URI and the `tag` value lie in a name-addr header value (From, To),
 /// as byte ranges of `value`. `None` if the value has an unclosed `<`.
-pub fn name_addr_spans(
-    value: &str,
-) -> Option<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)> {
+pub fn name_addr_spans(value: &str) -> Option<(std::ops::Range<usize>, Option<std::ops::Range<usize>>)> {
     let (uri, params_start) = match find_unquoted(value, '<') {
         Some(lt) => {
             let close = value[lt..].find('>')? + lt;
@@ -312,14 +269,7 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port) = if hostport.starts_with('[') {
         let end = hostport.find(']').ok_or(UriError::Unterminated('['))?;
         let rest = &hostport[end + 1..];
-        (
-            &hostport[..=end],
-            if rest.is_empty() {
-                None
-            } else {
-                Some(rest.strip_prefix(':').unwrap_or(rest))
-            },
-        )
+        (&hostport[..=end], if rest.is_empty() { None } else { Some(rest.strip_prefix(':').unwrap_or(rest)) })
     } else {
         match hostport.rsplit_once(':') {
             Some((h, p)) => (h, Some(p)),
@@ -327,10 +277,7 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), UriError> {
         }
     };
     let port = match port {
-        Some(p) => Some(
-            p.parse::<u16>()
-                .map_err(|_| UriError::BadPort(p.to_owned()))?,
-        ),
+        Some(p) => Some(p.parse::<u16>().map_err(|_| UriError::BadPort(p.to_owned()))?),
         None => None,
     };
     Ok((host, port))
@@ -362,10 +309,7 @@ mod tests {
         assert_eq!(u.host, "contoso.com");
         assert_eq!(u.param("opaque"), Some(Some("app:voicemail")));
         assert_eq!(u.param("gruu"), Some(None));
-        assert_eq!(
-            u.to_string(),
-            "sip:alice@contoso.com;gruu;opaque=app:voicemail"
-        );
+        assert_eq!(u.to_string(), "sip:alice@contoso.com;gruu;opaque=app:voicemail");
     }
 
     #[test]
@@ -373,28 +317,16 @@ mod tests {
         let u = Uri::parse("sip:[2001:db8::1]:5061;transport=tls").expect("valid");
         assert_eq!(u.host, "[2001:db8::1]");
         assert_eq!(u.port, Some(5061));
-        assert_eq!(
-            Uri::parse("sip:um1.contoso.com:99999"),
-            Err(UriError::BadPort("99999".into()))
-        );
-        assert_eq!(
-            Uri::parse("sip:[2001:db8::1"),
-            Err(UriError::Unterminated('['))
-        );
+        assert_eq!(Uri::parse("sip:um1.contoso.com:99999"), Err(UriError::BadPort("99999".into())));
+        assert_eq!(Uri::parse("sip:[2001:db8::1"), Err(UriError::Unterminated('[')));
     }
 
     #[test]
     fn refuses_other_schemes_and_junk() {
-        assert_eq!(
-            Uri::parse("http://x"),
-            Err(UriError::UnsupportedScheme("http".into()))
-        );
+        assert_eq!(Uri::parse("http://x"), Err(UriError::UnsupportedScheme("http".into())));
         assert_eq!(Uri::parse("alice"), Err(UriError::NoScheme));
         assert_eq!(Uri::parse("sip:"), Err(UriError::NoHost));
-        assert!(matches!(
-            Uri::parse("sip:a@b\r\nVia: x"),
-            Err(UriError::BadChar(_))
-        ));
+        assert!(matches!(Uri::parse("sip:a@b\r\nVia: x"), Err(UriError::BadChar(_))));
     }
 
     #[test]
@@ -405,9 +337,6 @@ mod tests {
         let n = Uri::parse_name_addr("sip:bob@contoso.com;tag=1").expect("valid");
         assert_eq!(n.tag(), Some("1"));
         assert!(n.uri.params.is_empty());
-        assert_eq!(
-            Uri::parse_name_addr("<sip:bob@contoso.com"),
-            Err(UriError::Unterminated('<'))
-        );
+        assert_eq!(Uri::parse_name_addr("<sip:bob@contoso.com"), Err(UriError::Unterminated('<')));
     }
 }

@@ -46,6 +46,11 @@ pub enum WireError {
     ContentLength(&'static str),
 }
 
+/// A Max-Forwards value that is not a number from 0 to 255.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("Max-Forwards is not a number from 0 to 255")]
+pub struct BadMaxForwards;
+
 /// The headers the proxy core looks at, by their long and compact names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Name {
@@ -159,9 +164,7 @@ pub struct Message {
 
 impl fmt::Debug for Message {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Message")
-            .field("text", &String::from_utf8_lossy(&self.buf))
-            .finish()
+        f.debug_struct("Message").field("text", &String::from_utf8_lossy(&self.buf)).finish()
     }
 }
 
@@ -179,10 +182,7 @@ pub enum Frame {
 /// Looks for one message at the start of `buf` read from a stream (TCP, TLS):
 /// the head up to the empty line, then Content-Length bytes of body.
 pub fn frame_stream(buf: &[u8], max: usize) -> Result<Frame, WireError> {
-    let crlfs = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
+    let crlfs = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
     if crlfs > 0 {
         return Ok(Frame::KeepAlive(crlfs));
     }
@@ -208,9 +208,7 @@ pub fn frame_stream(buf: &[u8], max: usize) -> Result<Frame, WireError> {
         length = Some(value);
     }
     let length = length.ok_or(WireError::ContentLength("missing on a stream transport"))?;
-    let total = body_start
-        .checked_add(length)
-        .ok_or(WireError::ContentLength("too large"))?;
+    let total = body_start.checked_add(length).ok_or(WireError::ContentLength("too large"))?;
     if total > max {
         return Err(WireError::TooLarge(max));
     }
@@ -222,13 +220,9 @@ pub fn frame_stream(buf: &[u8], max: usize) -> Result<Frame, WireError> {
 
 fn parse_content_length(value: &[u8]) -> Result<usize, WireError> {
     if value.is_empty() || value.len() > 9 || !value.iter().all(u8::is_ascii_digit) {
-        return Err(WireError::ContentLength(
-            "not a non-negative number below 10^9",
-        ));
+        return Err(WireError::ContentLength("not a non-negative number below 10^9"));
     }
-    Ok(value
-        .iter()
-        .fold(0usize, |n, d| n * 10 + usize::from(d - b'0')))
+    Ok(value.iter().fold(0usize, |n, d| n * 10 + usize::from(d - b'0')))
 }
 
 /// (end of the head, start of the body): the head ends before an empty line
@@ -248,27 +242,15 @@ fn find_head_end(buf: &[u8]) -> Option<(usize, usize)> {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
     &s[start..end.max(start)]
 }
 
 fn trim_range(buf: &[u8], r: Range<usize>) -> Range<usize> {
     let s = &buf[r.clone()];
-    let start = s
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
+    let start = s.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(s.len());
+    let end = s.iter().rposition(|b| !b.is_ascii_whitespace()).map_or(start, |e| e + 1);
     r.start + start..r.start + end.max(start)
 }
 
@@ -291,30 +273,16 @@ impl Message {
             return Err(WireError::Nul);
         }
         std::str::from_utf8(head).map_err(|_| WireError::NotUtf8)?;
-        let first_end = head
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(WireError::StartLine)?;
-        let line_end = if first_end > 0 && head[first_end - 1] == b'\r' {
-            first_end - 1
-        } else {
-            first_end
-        };
+        let first_end = head.iter().position(|&b| b == b'\n').ok_or(WireError::StartLine)?;
+        let line_end = if first_end > 0 && head[first_end - 1] == b'\r' { first_end - 1 } else { first_end };
         let start = parse_start_line(&buf[..line_end])?;
         let headers_start = first_end + 1;
 
         let mut fields: Vec<Field> = Vec::with_capacity(16);
         let mut pos = headers_start;
         while pos < head_end {
-            let nl = head[pos..]
-                .iter()
-                .position(|&b| b == b'\n')
-                .map_or(head_end, |o| pos + o);
-            let line_end = if nl > pos && head[nl - 1] == b'\r' {
-                nl - 1
-            } else {
-                nl
-            };
+            let nl = head[pos..].iter().position(|&b| b == b'\n').map_or(head_end, |o| pos + o);
+            let line_end = if nl > pos && head[nl - 1] == b'\r' { nl - 1 } else { nl };
             let next = (nl + 1).min(head_end);
             if matches!(head[pos], b' ' | b'\t') {
                 let field = fields.last_mut().ok_or(WireError::HeaderLine(0))?;
@@ -330,15 +298,10 @@ impl Message {
                 pos = next;
                 continue;
             }
-            let colon = buf[pos..line_end]
-                .iter()
-                .position(|&b| b == b':')
-                .ok_or(WireError::HeaderLine(fields.len()))?
-                + pos;
+            let colon =
+                buf[pos..line_end].iter().position(|&b| b == b':').ok_or(WireError::HeaderLine(fields.len()))? + pos;
             let name_range = trim_range(&buf, pos..colon);
-            if name_range.is_empty()
-                || !buf[name_range.clone()].iter().all(|&b| is_token(b))
-                || name_range.start != pos
+            if name_range.is_empty() || !buf[name_range.clone()].iter().all(|&b| is_token(b)) || name_range.start != pos
             {
                 return Err(WireError::HeaderLine(fields.len()));
             }
@@ -374,14 +337,7 @@ impl Message {
             }
             None => available,
         };
-        Ok(Message {
-            start,
-            headers_start,
-            fields,
-            head_end,
-            body: body_start..body_start + body_len,
-            buf,
-        })
+        Ok(Message { start, headers_start, fields, head_end, body: body_start..body_start + body_len, buf })
     }
 
     /// The bytes as received.
@@ -391,10 +347,7 @@ impl Message {
 
     /// Text of a range of the head (empty if it is not in the head).
     pub fn text(&self, r: &Range<usize>) -> &str {
-        self.buf
-            .get(r.clone())
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
+        self.buf.get(r.clone()).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
     }
 
     /// The head: start line and header lines.
@@ -470,8 +423,7 @@ impl Message {
     /// Every value of header `name`, comma-joined values split apart (outside
     /// quotes and angle brackets), in order.
     pub fn values(&self, name: Name) -> impl Iterator<Item = &str> {
-        self.fields_named(name)
-            .flat_map(|f| split_commas(self.value(f)))
+        self.fields_named(name).flat_map(|f| split_commas(self.value(f)))
     }
 
     /// The first value of a header named `name` (any header, case-insensitive,
@@ -481,11 +433,7 @@ impl Message {
         self.fields
             .iter()
             .find(|f| {
-                if known == Name::Other {
-                    self.text(&f.name_range).eq_ignore_ascii_case(name)
-                } else {
-                    f.name == known
-                }
+                if known == Name::Other { self.text(&f.name_range).eq_ignore_ascii_case(name) } else { f.name == known }
             })
             .map(|f| self.value(f))
     }
@@ -503,13 +451,13 @@ impl Message {
     }
 
     /// The Max-Forwards value: `Ok(None)` when absent, `Err` when not 0-255.
-    pub fn max_forwards(&self) -> Result<Option<u8>, ()> {
+    pub fn max_forwards(&self) -> Result<Option<u8>, BadMaxForwards> {
         match self.first(Name::MaxForwards) {
             None => Ok(None),
             Some(v) if !v.is_empty() && v.len() <= 3 && v.bytes().all(|b| b.is_ascii_digit()) => {
-                v.parse::<u8>().map(Some).map_err(|_| ())
+                v.parse::<u8>().map(Some).map_err(|_| BadMaxForwards)
             }
-            Some(_) => Err(()),
+            Some(_) => Err(BadMaxForwards),
         }
     }
 
@@ -531,7 +479,8 @@ impl Message {
             via: None,
             max_forwards: None,
             remove: Vec::new(),
-            remove_first_route: false,
+            pop_first: None,
+            prepend: Vec::new(),
             add: Vec::new(),
             extra: 0,
         }
@@ -601,26 +550,16 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, WireError> {
             return Err(WireError::StartLine);
         }
         let reason_start = (4 + 4).min(line.len());
-        return Ok(StartLine::Response {
-            code,
-            reason: reason_start..line.len(),
-        });
+        return Ok(StartLine::Response { code, reason: reason_start..line.len() });
     }
     let c = parts.next().ok_or(WireError::StartLine)?;
     if parts.next().is_some() || a.is_empty() || b.is_empty() || !a.iter().all(|&x| is_token(x)) {
         return Err(WireError::StartLine);
     }
     if c != b"SIP/2.0" {
-        return Err(if c.starts_with(b"SIP/") {
-            WireError::Version
-        } else {
-            WireError::StartLine
-        });
+        return Err(if c.starts_with(b"SIP/") { WireError::Version } else { WireError::StartLine });
     }
-    Ok(StartLine::Request {
-        method: 0..a.len(),
-        uri: a.len() + 1..a.len() + 1 + b.len(),
-    })
+    Ok(StartLine::Request { method: 0..a.len(), uri: a.len() + 1..a.len() + 1 + b.len() })
 }
 
 /// A Via value, parsed without copying.
@@ -648,10 +587,7 @@ impl<'a> Via<'a> {
         let (proto, rest) = value.split_once(|c: char| c.is_ascii_whitespace())?;
         let mut p = proto.split('/');
         let (name, version, transport) = (p.next()?, p.next()?, p.next()?);
-        if !name.trim().eq_ignore_ascii_case("SIP")
-            || version.trim() != "2.0"
-            || transport.is_empty()
-        {
+        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" || transport.is_empty() {
             return None;
         }
         let rest = rest.trim_start();
@@ -676,15 +612,8 @@ impl<'a> Via<'a> {
         if host.is_empty() {
             return None;
         }
-        let mut via = Via {
-            value,
-            transport: transport.trim(),
-            host,
-            port,
-            branch: None,
-            rport: false,
-            received: None,
-        };
+        let mut via =
+            Via { value, transport: transport.trim(), host, port, branch: None, rport: false, received: None };
         for param in params.split(';') {
             let (n, v) = match param.split_once('=') {
                 Some((n, v)) => (n.trim(), Some(v.trim())),
@@ -712,7 +641,8 @@ pub struct Edit<'a> {
     via: Option<String>,
     max_forwards: Option<u8>,
     remove: Vec<usize>,
-    remove_first_route: bool,
+    pop_first: Option<Name>,
+    prepend: Vec<(String, String)>,
     add: Vec<(String, String)>,
     extra: usize,
 }
@@ -759,7 +689,21 @@ impl Edit<'_> {
     /// Removes the first Route value (the router's own, loose routing). A field
     /// with several comma-joined values loses only its first value.
     pub fn pop_route(mut self) -> Self {
-        self.remove_first_route = true;
+        self.pop_first = Some(Name::Route);
+        self
+    }
+
+    /// Removes the first Via value (the router's own, when relaying a response).
+    pub fn pop_via(mut self) -> Self {
+        self.pop_first = Some(Name::Via);
+        self
+    }
+
+    /// Adds a header field before the existing ones (after the new Via, if any):
+    /// where Record-Route goes.
+    pub fn prepend(mut self, name: &str, value: &str) -> Self {
+        self.extra += name.len() + value.len() + 4;
+        self.prepend.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -789,11 +733,13 @@ impl Edit<'_> {
             out.extend_from_slice(via.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        let first_route = if self.remove_first_route {
-            m.fields.iter().position(|f| f.name == Name::Route)
-        } else {
-            None
-        };
+        for (name, value) in &self.prepend {
+            out.extend_from_slice(name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        let first_route = self.pop_first.and_then(|name| m.fields.iter().position(|f| f.name == name));
         let mut wrote_max_forwards = false;
         for (i, f) in m.fields.iter().enumerate() {
             if self.remove.contains(&i) {

@@ -10,8 +10,8 @@
 //! The `ms-diagnostics` codes it answers with are listed in [`diagnostics`].
 
 use exum_policy_sdk::{
-    Decision, Failure, Forward, Policy, Request, Target, UmContact, User, Voicemail, host,
-    ms_diagnostics, normalize_number, parse_uri, routing,
+    Decision, Failure, Forward, Policy, Request, Target, UmContact, User, Voicemail, host, ms_diagnostics,
+    normalize_number, parse_uri, routing,
 };
 
 /// The `ms-diagnostics` codes of the standard policy. 15000-15999 is the range Lync
@@ -55,11 +55,8 @@ pub fn route(req: &Request) -> Decision {
     let ruri = req.request_uri();
     let address = ruri.address();
     let number = ruri.number();
-    let find_user =
-        || host::lookup_user(&address).or_else(|| number.as_deref().and_then(host::lookup_user));
-    let find_contact = || {
-        host::lookup_contact(&address).or_else(|| number.as_deref().and_then(host::lookup_contact))
-    };
+    let find_user = || host::lookup_user(&address).or_else(|| number.as_deref().and_then(host::lookup_user));
+    let find_contact = || host::lookup_contact(&address).or_else(|| number.as_deref().and_then(host::lookup_contact));
 
     if ruri.is_voicemail() {
         if let Some(user) = find_user() {
@@ -81,60 +78,38 @@ pub fn route(req: &Request) -> Decision {
 pub fn all_targets_failed(req: &Request) -> Decision {
     let site = target_site(req);
     let rerouting = host::lookup_rerouting(site.as_deref());
-    let number = if req.is_own_mailbox_call() {
-        &rerouting.subscriber_access
-    } else {
-        &rerouting.auto_attendant
-    };
-    let (true, Some(gateway), Some(number)) = (rerouting.enabled, &rerouting.pstn_gateway, number)
-    else {
+    let number = if req.is_own_mailbox_call() { &rerouting.subscriber_access } else { &rerouting.auto_attendant };
+    let (true, Some(gateway), Some(number)) = (rerouting.enabled, &rerouting.pstn_gateway, number) else {
         return reject(480, "Temporarily Unavailable", diagnostics::FAILED_TO_ROUTE);
     };
     let (Some(gateway_uri), Some(number)) = (parse_uri(gateway), normalize_number(number)) else {
-        host::log(
-            exum_policy_sdk::Level::Warn,
-            "voice-mail rerouting is enabled but its gateway or number is invalid",
-        );
+        host::log(exum_policy_sdk::Level::Warn, "voice-mail rerouting is enabled but its gateway or number is invalid");
         return reject(480, "Temporarily Unavailable", diagnostics::FAILED_TO_ROUTE);
     };
     let mut ruri = gateway_uri.clone();
     ruri.user = Some(number);
-    ruri.params
-        .retain(|p| p.name != "transport" && p.name != "lr");
+    ruri.params.retain(|p| p.name != "transport" && p.name != "lr");
     ruri.set_param("user", Some("phone"));
-    Decision::Forward(routing::with_diversion(
-        req,
-        Forward::to(vec![Target::new(gateway)]).with_request_uri(ruri),
-    ))
+    Decision::Forward(routing::with_diversion(req, Forward::to(vec![Target::new(gateway)]).with_request_uri(ruri)))
 }
 
 fn route_user(req: &Request, user: &User) -> Decision {
     match user.voicemail {
         Voicemail::None => reject(480, "Temporarily Unavailable", diagnostics::NOT_ENABLED),
-        Voicemail::Hosted => route_hosted(
-            req,
-            user.hosted_voicemail_policy.as_deref(),
-            user.site.as_deref(),
-        ),
+        Voicemail::Hosted => route_hosted(req, user.hosted_voicemail_policy.as_deref(), user.site.as_deref()),
         Voicemail::OnPremises => route_on_premises(req, user),
     }
 }
 
 fn route_contact(req: &Request, contact: &UmContact) -> Decision {
-    route_hosted(
-        req,
-        contact.hosted_voicemail_policy.as_deref(),
-        contact.site.as_deref(),
-    )
+    route_hosted(req, contact.hosted_voicemail_policy.as_deref(), contact.site.as_deref())
 }
 
 /// Step 4: hosted voice mail, to the edge (or the destination over TLS) unless
 /// health probes mark that next hop down.
 fn route_hosted(req: &Request, granted: Option<&str>, site: Option<&str>) -> Decision {
     match routing::hosted_forward(req.request_uri(), granted, site) {
-        Ok(forward) if forward.targets.iter().all(|t| host::target_healthy(&t.uri)) => {
-            Decision::Forward(forward)
-        }
+        Ok(forward) if forward.targets.iter().all(|t| host::target_healthy(&t.uri)) => Decision::Forward(forward),
         Ok(_) => all_targets_failed(req),
         Err(reject) => reject,
     }
@@ -143,10 +118,10 @@ fn route_hosted(req: &Request, granted: Option<&str>, site: Option<&str>) -> Dec
 /// Step 5: on-premises voice mail through the user's dial plan, UM servers in
 /// order, servers marked down skipped, Diversion rewritten.
 fn route_on_premises(req: &Request, user: &User) -> Decision {
-    let phone_context = user.eum_address.as_deref().and_then(|eum| {
-        eum.split(';')
-            .find_map(|p| p.trim().strip_prefix("phone-context="))
-    });
+    let phone_context = user
+        .eum_address
+        .as_deref()
+        .and_then(|eum| eum.split(';').find_map(|p| p.trim().strip_prefix("phone-context=")));
     let Some(plan) = phone_context.and_then(host::lookup_dial_plan) else {
         return reject(480, "Temporarily Unavailable", diagnostics::NO_DIAL_PLAN);
     };
@@ -160,14 +135,13 @@ fn route_on_premises(req: &Request, user: &User) -> Decision {
 fn target_site(req: &Request) -> Option<String> {
     let address = req.request_uri().address();
     let number = req.request_uri().number();
-    host::lookup_user(&address)
-        .or_else(|| number.as_deref().and_then(host::lookup_user))
-        .and_then(|u| u.site)
-        .or_else(|| {
+    host::lookup_user(&address).or_else(|| number.as_deref().and_then(host::lookup_user)).and_then(|u| u.site).or_else(
+        || {
             host::lookup_contact(&address)
                 .or_else(|| number.as_deref().and_then(host::lookup_contact))
                 .and_then(|c| c.site)
-        })
+        },
+    )
 }
 
 /// Not this router's business: the tenant's default next hop, or 404.
@@ -179,9 +153,7 @@ fn not_voicemail(_req: &Request) -> Decision {
 }
 
 fn reject(code: u16, reason: &str, (diag, diag_reason): (u32, &str)) -> Decision {
-    Decision::Reject(
-        exum_policy_sdk::Reject::new(code, reason).with_header(ms_diagnostics(diag, diag_reason)),
-    )
+    Decision::Reject(exum_policy_sdk::Reject::new(code, reason).with_header(ms_diagnostics(diag, diag_reason)))
 }
 
 #[cfg(test)]

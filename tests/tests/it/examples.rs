@@ -12,22 +12,13 @@ use exum_router_tests::{Plane, components, invite};
 use crate::forward;
 
 /// Routes an INVITE through `tenant_id`'s data with the component at `path`.
-fn route_with(
-    path: &str,
-    tenant_id: &str,
-    config: &str,
-    ruri: &str,
-    from: &str,
-) -> exum_router::policy::Verdict {
+fn route_with(path: &str, tenant_id: &str, config: &str, ruri: &str, from: &str) -> exum_router::policy::Verdict {
     let plane = Plane::deployment();
     let base = plane.tenants.by_id(tenant_id).expect("tenant").clone();
     let mut c = base.config.clone();
     c.policy = PolicySource::File(path.into());
     c.policy_config = config.to_owned();
-    let tenant = Arc::new(Tenant {
-        config: c,
-        directory: base.directory.clone(),
-    });
+    let tenant = Arc::new(Tenant { config: c, directory: base.directory.clone() });
     let policy = plane.registry.install_configured(&tenant);
     assert_eq!(policy.load_error, None);
     let (_, req) = plane.request(&invite(ruri, from));
@@ -48,11 +39,7 @@ fn pilot_group_sends_pilots_to_hosted_and_leaves_the_rest() {
     assert!(matches!(v.decided_by, DecidedBy::Policy { .. }));
     let f = forward(&v);
     assert_eq!(f.targets[0].uri, "sip:edge.contoso.com:5061;transport=tls");
-    assert!(
-        f.request_uri
-            .as_deref()
-            .is_some_and(|u| u.contains("ms-organization=contoso-redmond.onmicrosoft.com"))
-    );
+    assert!(f.request_uri.as_deref().is_some_and(|u| u.contains("ms-organization=contoso-redmond.onmicrosoft.com")));
     // erin is not a pilot: the standard algorithm sends her to DP-Paris.
     let v = route_with(
         components::PILOT_GROUP,
@@ -62,10 +49,7 @@ fn pilot_group_sends_pilots_to_hosted_and_leaves_the_rest() {
         "sip:z@x.com",
     );
     assert_eq!(v.decided_by, DecidedBy::Standard);
-    assert_eq!(
-        forward(&v).targets[0].uri,
-        "sip:um1.paris.contoso.com:5061;transport=tls"
-    );
+    assert_eq!(forward(&v).targets[0].uri, "sip:um1.paris.contoso.com:5061;transport=tls");
 }
 
 #[test]
@@ -82,9 +66,7 @@ fn after_hours_sends_the_main_number_to_the_attendant() {
     let f = forward(&v);
     assert_eq!(
         f.request_uri.as_deref(),
-        Some(
-            "sip:aa@contoso.com;ms-destination=exap.um.outlook.com;ms-organization=contoso.onmicrosoft.com"
-        )
+        Some("sip:aa@contoso.com;ms-destination=exap.um.outlook.com;ms-organization=contoso.onmicrosoft.com")
     );
     let always_open = "main=+14255550199; attendant=+14255550198; open=00:00-24:00; days=mon-sun";
     let v = route_with(
@@ -97,9 +79,7 @@ fn after_hours_sends_the_main_number_to_the_attendant() {
     assert_eq!(v.decided_by, DecidedBy::Standard);
     assert_eq!(
         forward(&v).request_uri.as_deref(),
-        Some(
-            "sip:+14255550199@contoso.com;ms-destination=exap.um.outlook.com;ms-organization=contoso.onmicrosoft.com"
-        )
+        Some("sip:+14255550199@contoso.com;ms-destination=exap.um.outlook.com;ms-organization=contoso.onmicrosoft.com")
     );
 }
 
@@ -114,16 +94,8 @@ fn prefix_routing_picks_dial_plan_or_provider_by_number() {
         "sip:dave@contoso.com;opaque=app:voicemail",
         "sip:z@x.com",
     );
-    assert_eq!(
-        forward(&v).targets[0].uri,
-        "sip:edge.contoso.com:5061;transport=tls"
-    );
-    assert!(
-        forward(&v)
-            .request_uri
-            .as_deref()
-            .is_some_and(|u| u.contains("ms-destination=na.um.example.net"))
-    );
+    assert_eq!(forward(&v).targets[0].uri, "sip:edge.contoso.com:5061;transport=tls");
+    assert!(forward(&v).request_uri.as_deref().is_some_and(|u| u.contains("ms-destination=na.um.example.net")));
     let v = route_with(
         components::PREFIX_ROUTING,
         "contoso",
@@ -131,10 +103,7 @@ fn prefix_routing_picks_dial_plan_or_provider_by_number() {
         "sip:+33155550104@contoso.com;user=phone",
         "sip:z@x.com",
     );
-    assert_eq!(
-        forward(&v).targets[0].uri,
-        "sip:um1.paris.contoso.com:5061;transport=tls"
-    );
+    assert_eq!(forward(&v).targets[0].uri, "sip:um1.paris.contoso.com:5061;transport=tls");
     // grace (+1206) matches nothing: standard.
     let v = route_with(
         components::PREFIX_ROUTING,

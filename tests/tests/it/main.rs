@@ -3,6 +3,7 @@
 //! by the router's real engine.
 
 mod examples;
+mod proxy;
 mod sandbox;
 mod standard;
 mod tools;
@@ -35,8 +36,5 @@ pub fn reject(v: &Verdict) -> &Reject {
 
 /// The `ms-diagnostics` value of a rejection.
 pub fn diagnostics(r: &Reject) -> &str {
-    r.headers
-        .iter()
-        .find(|h| h.name == "ms-diagnostics")
-        .map_or("", |h| h.value.as_str())
+    r.headers.iter().find(|h| h.name == "ms-diagnostics").map_or("", |h| h.value.as_str())
 }

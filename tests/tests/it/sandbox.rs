@@ -14,11 +14,7 @@ use exum_router_tests::{Plane, components, invite, tenant_with_policy};
 use crate::reject;
 
 fn limits(deadline_ms: u64, memory_mib: usize, quarantine_after: u32) -> Limits {
-    Limits {
-        deadline: Duration::from_millis(deadline_ms),
-        memory_bytes: memory_mib << 20,
-        quarantine_after,
-    }
+    Limits { deadline: Duration::from_millis(deadline_ms), memory_bytes: memory_mib << 20, quarantine_after }
 }
 
 /// Installs the hostile fixture in `mode` for a fresh tenant and routes one call.
@@ -27,10 +23,7 @@ fn hostile(mode: &str, fallback: Fallback, limits: Limits) -> (Plane, Arc<Tenant
     let plane = Plane::new(Tenants::default());
     let policy = plane.registry.install_configured(&tenant);
     assert_eq!(policy.load_error, None, "the fixture loads in mode {mode}");
-    let req = exum_router_tests::view_of(&invite(
-        "sip:bob@contoso.com;opaque=app:voicemail",
-        "sip:zoe@fabrikam.com",
-    ));
+    let req = exum_router_tests::view_of(&invite("sip:bob@contoso.com;opaque=app:voicemail", "sip:zoe@fabrikam.com"));
     let verdict = policy.route(&tenant, &req);
     (plane, tenant, verdict)
 }
@@ -40,14 +33,7 @@ fn fault_count(plane: &Plane, tenant: &Tenant, kind: FaultKind) -> u64 {
 }
 
 fn fell_back(v: &Verdict, kind: &str) {
-    assert_eq!(
-        v.decided_by,
-        DecidedBy::Fallback {
-            reason: kind.to_owned()
-        },
-        "decision: {:?}",
-        v.decision
-    );
+    assert_eq!(v.decided_by, DecidedBy::Fallback { reason: kind.to_owned() }, "decision: {:?}", v.decision);
 }
 
 fn obeyed(v: &Verdict) {
@@ -68,11 +54,7 @@ fn endless_loop_is_cut_at_the_deadline() {
     // The decision came back after the 20 ms deadline, not much later: the margin
     // allows for the 1 ms epoch tick and a loaded machine.
     assert!(v.elapsed >= Duration::from_millis(20), "{:?}", v.elapsed);
-    assert!(
-        v.elapsed < Duration::from_millis(20 + 250),
-        "{:?}",
-        v.elapsed
-    );
+    assert!(v.elapsed < Duration::from_millis(20 + 250), "{:?}", v.elapsed);
 }
 
 #[test]
@@ -148,20 +130,12 @@ fn a_policy_sees_only_its_own_tenant() {
     let mut config = contoso.config.clone();
     config.policy = exum_router::control::config::PolicySource::File(components::HOSTILE.into());
     let plane = Plane::deployment();
-    let (_, req) = plane.request(&invite(
-        "sip:bob@contoso.com;opaque=app:voicemail",
-        "sip:zoe@fabrikam.com",
-    ));
-    for (mode, expected) in [
-        ("nosy:sip:bob@contoso.com", 599),
-        ("nosy:sip:grace@fabrikam.com", 404),
-        ("nosy:+12065550100", 404),
-    ] {
+    let (_, req) = plane.request(&invite("sip:bob@contoso.com;opaque=app:voicemail", "sip:zoe@fabrikam.com"));
+    for (mode, expected) in
+        [("nosy:sip:bob@contoso.com", 599), ("nosy:sip:grace@fabrikam.com", 404), ("nosy:+12065550100", 404)]
+    {
         config.policy_config = mode.to_owned();
-        let tenant = Arc::new(Tenant {
-            config: config.clone(),
-            directory: contoso.directory.clone(),
-        });
+        let tenant = Arc::new(Tenant { config: config.clone(), directory: contoso.directory.clone() });
         let policy = plane.registry.install_configured(&tenant);
         let v = policy.route(&tenant, &req);
         assert_eq!(reject(&v).code, expected, "{mode}: {:?}", v.decision);
@@ -170,30 +144,17 @@ fn a_policy_sees_only_its_own_tenant() {
 
 #[test]
 fn repeated_faults_quarantine_until_a_new_version() {
-    let tenant = tenant_with_policy(
-        "hostile",
-        components::HOSTILE,
-        "panic",
-        Fallback::Reject(500),
-        limits(5, 16, 3),
-    );
+    let tenant = tenant_with_policy("hostile", components::HOSTILE, "panic", Fallback::Reject(500), limits(5, 16, 3));
     let plane = Plane::new(Tenants::default());
     let policy = plane.registry.install_configured(&tenant);
-    let req = exum_router_tests::view_of(&invite(
-        "sip:bob@contoso.com;opaque=app:voicemail",
-        "sip:zoe@fabrikam.com",
-    ));
+    let req = exum_router_tests::view_of(&invite("sip:bob@contoso.com;opaque=app:voicemail", "sip:zoe@fabrikam.com"));
     for _ in 0..3 {
         fell_back(&policy.route(&tenant, &req), "panic");
     }
     assert!(policy.is_quarantined());
     let v = policy.route(&tenant, &req);
     fell_back(&v, "quarantined");
-    assert_eq!(
-        policy.stats.faults_of(FaultKind::Panic),
-        3,
-        "a quarantined policy is not called"
-    );
+    assert_eq!(policy.stats.faults_of(FaultKind::Panic), 3, "a quarantined policy is not called");
     // A new version arrives: clean record, called again.
     let fresh = plane.registry.install_configured(&tenant);
     assert!(!fresh.is_quarantined());
@@ -205,10 +166,7 @@ fn on_failure_goes_to_the_same_version() {
     let (plane, tenant, v) = hostile("fail:486", Fallback::Standard, Limits::default());
     obeyed(&v);
     let policy = plane.policy(&tenant);
-    let req = exum_router_tests::view_of(&invite(
-        "sip:bob@contoso.com;opaque=app:voicemail",
-        "sip:zoe@fabrikam.com",
-    ));
+    let req = exum_router_tests::view_of(&invite("sip:bob@contoso.com;opaque=app:voicemail", "sip:zoe@fabrikam.com"));
     let failure = exum_router::policy::contract::Failure { attempts: vec![] };
     let after = policy.on_failure(&tenant, &req, &failure);
     assert_eq!(reject(&after).code, 486);
@@ -219,26 +177,12 @@ fn on_failure_goes_to_the_same_version() {
 fn init_failures_refuse_the_version() {
     let plane = Plane::new(Tenants::default());
     let load = |mode: &str| {
-        let tenant = tenant_with_policy(
-            "hostile",
-            components::HOSTILE,
-            mode,
-            Fallback::Standard,
-            limits(20, 16, 5),
-        );
+        let tenant = tenant_with_policy("hostile", components::HOSTILE, mode, Fallback::Standard, limits(20, 16, 5));
         let bytes = std::fs::read(components::HOSTILE).expect("component");
-        plane
-            .registry
-            .load_bytes(&tenant, &bytes, "hostile.wasm".into())
-            .map(|_| ())
+        plane.registry.load_bytes(&tenant, &bytes, "hostile.wasm".into()).map(|_| ())
     };
     assert_eq!(load("ok"), Ok(()));
-    assert_eq!(
-        load("fail-init"),
-        Err(LoadError::Init(
-            "this policy refuses every configuration".into()
-        ))
-    );
+    assert_eq!(load("fail-init"), Err(LoadError::Init("this policy refuses every configuration".into())));
     assert!(matches!(load("panic-init"), Err(LoadError::InitFault(m)) if m.contains("panic")));
     assert!(matches!(load("loop-init"), Err(LoadError::InitFault(m)) if m.contains("deadline")));
 }
@@ -247,39 +191,19 @@ fn init_failures_refuse_the_version() {
 fn components_outside_the_contract_are_refused_at_load() {
     let plane = Plane::new(Tenants::default());
     let tenant = Arc::new(Tenant::empty("t"));
-    let load = |bytes: &[u8]| {
-        plane
-            .registry
-            .load_bytes(&tenant, bytes, "p.wasm".into())
-            .map(|_| ())
-    };
+    let load = |bytes: &[u8]| plane.registry.load_bytes(&tenant, bytes, "p.wasm".into()).map(|_| ());
 
     let foreign = std::fs::read(components::FOREIGN_IMPORT).expect("component");
     let e = load(&foreign).expect_err("foreign import");
-    assert_eq!(
-        e,
-        LoadError::ForeignImports(vec!["exum:fixture/net".into()])
-    );
-    assert!(
-        e.to_string()
-            .contains("imports exum:fixture/net outside the contract exum:policy@0.1.0"),
-        "{e}"
-    );
+    assert_eq!(e, LoadError::ForeignImports(vec!["exum:fixture/net".into()]));
+    assert!(e.to_string().contains("imports exum:fixture/net outside the contract exum:policy@0.1.0"), "{e}");
 
     let bare = std::fs::read(components::NO_EXPORTS).expect("component");
     let e = load(&bare).expect_err("no handler");
     assert_eq!(e, LoadError::MissingExport(vec!["route".into()]));
-    assert!(
-        e.to_string()
-            .contains("does not export exum:policy/handler@0.1.0 (it exports: route)"),
-        "{e}"
-    );
+    assert!(e.to_string().contains("does not export exum:policy/handler@0.1.0 (it exports: route)"), "{e}");
 
     let core_module = b"\0asm\x01\0\0\0";
-    assert!(
-        matches!(load(core_module), Err(LoadError::NotAComponent(m)) if m.contains("core WebAssembly module"))
-    );
-    assert!(
-        matches!(load(b"hello"), Err(LoadError::NotAComponent(m)) if m.contains("not WebAssembly"))
-    );
+    assert!(matches!(load(core_module), Err(LoadError::NotAComponent(m)) if m.contains("core WebAssembly module")));
+    assert!(matches!(load(b"hello"), Err(LoadError::NotAComponent(m)) if m.contains("not WebAssembly")));
 }

@@ -22,46 +22,23 @@ fn parse(s: &str) -> Result<Message, WireError> {
 fn indexes_compact_folded_and_comma_joined_headers() {
     let m = parse(INVITE).expect("valid");
     assert_eq!(m.method(), Some("INVITE"));
-    assert_eq!(
-        m.request_uri(),
-        Some("sip:alice@contoso.com;opaque=app:voicemail")
-    );
+    assert_eq!(m.request_uri(), Some("sip:alice@contoso.com;opaque=app:voicemail"));
     let vias: Vec<&str> = m.values(Name::Via).collect();
     assert_eq!(vias.len(), 2);
     let top = m.top_via().expect("via");
-    assert_eq!(
-        (top.transport, top.host, top.port),
-        ("UDP", "[2001:db8::10]", Some(5060))
-    );
+    assert_eq!((top.transport, top.host, top.port), ("UDP", "[2001:db8::10]", Some(5060)));
     assert_eq!(top.branch, Some("z9hG4bK776asdhds"));
     assert!(top.rport);
-    assert_eq!(
-        m.first(Name::CallId),
-        Some("a84b4c76e66710@pc33.fabrikam.com")
-    );
+    assert_eq!(m.first(Name::CallId), Some("a84b4c76e66710@pc33.fabrikam.com"));
     assert_eq!(m.cseq(), Some((314159, "INVITE")));
     assert_eq!(m.max_forwards(), Ok(Some(70)));
     assert_eq!(m.from_tag(), Some("1928301774"));
     assert_eq!(m.to_tag(), None);
-    let subject = m
-        .fields
-        .iter()
-        .find(|f| m.text(&f.name_range) == "Subject")
-        .expect("subject");
+    let subject = m.fields.iter().find(|f| m.text(&f.name_range) == "Subject").expect("subject");
     assert_eq!(m.value_unfolded(subject), "a folded subject");
-    assert_eq!(
-        m.values(Name::Route).collect::<Vec<_>>(),
-        ["<sip:router.contoso.com;lr>", "<sip:next.contoso.com;lr>"]
-    );
-    assert_eq!(
-        m.header("diversion"),
-        Some("<sip:x@contoso.com>;reason=unconditional")
-    );
-    assert_eq!(
-        &m.bytes()[m.body.clone()],
-        b"v=0\n",
-        "bytes past Content-Length are dropped"
-    );
+    assert_eq!(m.values(Name::Route).collect::<Vec<_>>(), ["<sip:router.contoso.com;lr>", "<sip:next.contoso.com;lr>"]);
+    assert_eq!(m.header("diversion"), Some("<sip:x@contoso.com>;reason=unconditional"));
+    assert_eq!(&m.bytes()[m.body.clone()], b"v=0\n", "bytes past Content-Length are dropped");
 }
 
 #[test]
@@ -77,28 +54,13 @@ fn edits_splice_without_touching_the_rest() {
         .add("Diversion", "<sip:alice@contoso.com>;reason=no-answer")
         .finish();
     let e = Message::parse(out, true, DEFAULT_MAX_MESSAGE).expect("re-parses, even as a stream");
-    assert_eq!(
-        e.request_uri(),
-        Some("sip:alice@contoso.com;ms-destination=x")
-    );
+    assert_eq!(e.request_uri(), Some("sip:alice@contoso.com;ms-destination=x"));
     assert_eq!(e.top_via().and_then(|v| v.branch), Some("z9hG4bKnew"));
     assert_eq!(e.values(Name::Via).count(), 3);
     assert_eq!(e.max_forwards(), Ok(Some(69)));
-    assert_eq!(
-        e.values(Name::Route).collect::<Vec<_>>(),
-        ["<sip:next.contoso.com;lr>"]
-    );
-    assert_eq!(
-        e.header("Diversion"),
-        Some("<sip:alice@contoso.com>;reason=no-answer")
-    );
-    assert_eq!(
-        e.fields
-            .iter()
-            .filter(|f| e.text(&f.name_range) == "Diversion")
-            .count(),
-        1
-    );
+    assert_eq!(e.values(Name::Route).collect::<Vec<_>>(), ["<sip:next.contoso.com;lr>"]);
+    assert_eq!(e.header("Diversion"), Some("<sip:alice@contoso.com>;reason=no-answer"));
+    assert_eq!(e.fields.iter().filter(|f| e.text(&f.name_range) == "Diversion").count(), 1);
     assert_eq!(e.first(Name::From), m.first(Name::From));
     assert_eq!(&e.bytes()[e.body.clone()], b"v=0\n");
 }
@@ -113,60 +75,34 @@ fn frames_streams_by_content_length() {
         other => panic!("{other:?}"),
     };
     assert_eq!(first, one.len(), "two messages in one segment");
-    assert_eq!(
-        frame_stream(&both.as_bytes()[..10], DEFAULT_MAX_MESSAGE),
-        Ok(Frame::Incomplete)
-    );
+    assert_eq!(frame_stream(&both.as_bytes()[..10], DEFAULT_MAX_MESSAGE), Ok(Frame::Incomplete));
     assert_eq!(
         frame_stream(&one.as_bytes()[..one.len() - 1], DEFAULT_MAX_MESSAGE),
         Ok(Frame::Incomplete),
         "body not all there"
     );
-    assert_eq!(
-        frame_stream(b"\r\n\r\nINVITE", DEFAULT_MAX_MESSAGE),
-        Ok(Frame::KeepAlive(4))
-    );
+    assert_eq!(frame_stream(b"\r\n\r\nINVITE", DEFAULT_MAX_MESSAGE), Ok(Frame::KeepAlive(4)));
     let no_length = "OPTIONS sip:a@b SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\r\n";
     assert_eq!(
         frame_stream(no_length.as_bytes(), DEFAULT_MAX_MESSAGE),
         Err(WireError::ContentLength("missing on a stream transport"))
     );
-    assert!(matches!(
-        frame_stream(two.as_bytes(), 100),
-        Err(WireError::TooLarge(100))
-    ));
+    assert!(matches!(frame_stream(two.as_bytes(), 100), Err(WireError::TooLarge(100))));
     let huge = "OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 99999999\r\n\r\n";
-    assert_eq!(
-        frame_stream(huge.as_bytes(), DEFAULT_MAX_MESSAGE),
-        Err(WireError::TooLarge(DEFAULT_MAX_MESSAGE))
-    );
+    assert_eq!(frame_stream(huge.as_bytes(), DEFAULT_MAX_MESSAGE), Err(WireError::TooLarge(DEFAULT_MAX_MESSAGE)));
 }
 
 #[test]
 fn refuses_malformed_messages_precisely() {
-    assert_eq!(
-        parse("INVITE sip:a@b SIP/2.0\r\nTo: x\r\n"),
-        Err(WireError::Unterminated)
-    );
-    assert_eq!(
-        parse("INVITE sip:a@b SIP/3.0\r\n\r\n"),
-        Err(WireError::Version)
-    );
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nTo: x\r\n"), Err(WireError::Unterminated));
+    assert_eq!(parse("INVITE sip:a@b SIP/3.0\r\n\r\n"), Err(WireError::Version));
     assert_eq!(parse("INVITE  SIP/2.0\r\n\r\n"), Err(WireError::StartLine));
     assert_eq!(parse("SIP/2.0 99 Nope\r\n\r\n"), Err(WireError::StartLine));
-    assert_eq!(
-        parse("INVITE sip:a@b SIP/2.0\r\nno colon\r\n\r\n"),
-        Err(WireError::HeaderLine(0))
-    );
-    assert_eq!(
-        parse("INVITE sip:a@b SIP/2.0\r\nX: a\0b\r\n\r\n"),
-        Err(WireError::Nul)
-    );
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nno colon\r\n\r\n"), Err(WireError::HeaderLine(0)));
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nX: a\0b\r\n\r\n"), Err(WireError::Nul));
     assert_eq!(
         parse("INVITE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n").map(|_| ()),
-        Err(WireError::ContentLength(
-            "not a non-negative number below 10^9"
-        ))
+        Err(WireError::ContentLength("not a non-negative number below 10^9"))
     );
     assert_eq!(
         parse("INVITE sip:a@b SIP/2.0\r\nl: 5\r\nl: 6\r\n\r\nabcdef").map(|_| ()),
@@ -176,13 +112,9 @@ fn refuses_malformed_messages_precisely() {
         parse("INVITE sip:a@b SIP/2.0\r\nl: 50\r\n\r\nabc").map(|_| ()),
         Err(WireError::ContentLength("larger than the bytes received"))
     );
-    let many = format!(
-        "INVITE sip:a@b SIP/2.0\r\n{}\r\n",
-        "X: y\r\n".repeat(MAX_HEADERS + 1)
-    );
+    let many = format!("INVITE sip:a@b SIP/2.0\r\n{}\r\n", "X: y\r\n".repeat(MAX_HEADERS + 1));
     assert_eq!(parse(&many), Err(WireError::TooManyHeaders));
-    let r = parse("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n")
-        .expect("response");
+    let r = parse("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\r\n").expect("response");
     assert_eq!(r.status(), Some(180));
 }
 

@@ -1,0 +1,92 @@
+//! OPTIONS health probes of every UM server of every dial plan: a server that
+//! fails `down_after` probes in a row is marked down in the health table (the
+//! standard policy skips it through `target-healthy`), and up again after
+//! `up_after` answered probes.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, watch};
+
+use super::proxy::{Event, Proxy};
+use super::{Transport, originate};
+use crate::control::Tenants;
+use crate::control::config::Probes;
+use crate::control::health::HealthTable;
+
+/// Runs the probes until `shutdown` changes.
+pub async fn run(
+    proxy: Arc<Proxy>,
+    tenants: Arc<Tenants>,
+    health: Arc<HealthTable>,
+    probes: Probes,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if !probes.enabled {
+        return;
+    }
+    let mut servers: Vec<String> =
+        tenants.iter().flat_map(|t| t.directory.um_servers().map(|s| s.uri.clone())).collect();
+    servers.sort();
+    servers.dedup();
+    let mut streaks: HashMap<String, (u32, u32)> = HashMap::new();
+    let mut round: u64 = 0;
+    loop {
+        round += 1;
+        let mut pending = Vec::with_capacity(servers.len());
+        for uri in &servers {
+            let (proxy, uri) = (proxy.clone(), uri.clone());
+            pending.push(tokio::spawn(async move {
+                let ok = probe(&proxy, &uri, round, probes.timeout).await;
+                (uri, ok)
+            }));
+        }
+        for p in pending {
+            let Ok((uri, ok)) = p.await else { continue };
+            let streak = streaks.entry(uri.clone()).or_insert((0, 0));
+            if ok {
+                *streak = (0, streak.1 + 1);
+                if streak.1 >= probes.up_after && health.set(&uri, true) {
+                    tracing::info!(server = %uri, "UM server is up again");
+                }
+            } else {
+                *streak = (streak.0 + 1, 0);
+                if streak.0 >= probes.down_after && health.set(&uri, false) {
+                    tracing::warn!(server = %uri, failures = streak.0, "UM server marked down");
+                }
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(probes.interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// One OPTIONS to `uri`; true if any response came back in time.
+async fn probe(proxy: &Arc<Proxy>, uri: &str, round: u64, timeout: std::time::Duration) -> bool {
+    let Ok((dest, transport)) = super::proxy::resolve_target(uri).await else { return false };
+    let Some(local) = proxy.transports().local_addr(transport, Some(dest)) else { return false };
+    let branch = proxy.new_branch();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    proxy.register_client(branch.clone(), tx);
+    let proto = if transport == Transport::Tcp { "TCP" } else { "UDP" };
+    let call_id = format!("probe-{round}-{branch}");
+    let bytes = originate::options(uri, &local.to_string(), proto, &branch, &call_id);
+    let sent = proxy.transports().send(transport, dest, bytes).await.is_ok();
+    let answered = sent
+        && tokio::time::timeout(timeout, async {
+            while let Some(e) = rx.recv().await {
+                if let Event::Response(r) = e
+                    && r.status().is_some_and(|c| c >= 200)
+                {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+    proxy.unregister_client(&branch);
+    answered
+}

@@ -1,0 +1,918 @@
+//! The proxy core (RFC 3261 §16 with the transactions of §17): every received
+//! message is matched to a transaction by its keys; a new request starts a task
+//! that owns its server transaction and the client transactions it opens, asks
+//! the tenant's policy once, and carries the decision out: targets tried one
+//! after another with a per-target timer, 3xx recursed into, `on-failure` asked
+//! when all failed.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+
+use super::originate;
+use super::transport::{Sink, Transports};
+use super::uri::{UriError, UriRef};
+use super::wire::{Message, Name, WireError};
+use super::{Source, Transport};
+use crate::control::Tenants;
+use crate::control::config::SipSettings;
+use crate::policy::contract::{Attempt, Decision, Failure, Forward, Outcome, Target};
+use crate::policy::decision::reason_phrase;
+use crate::policy::{PolicyRegistry, TenantPolicy, view};
+
+/// What reaches a transaction's task.
+#[derive(Debug)]
+pub enum Event {
+    /// The request again (a retransmission).
+    Retransmission,
+    /// An ACK for the transaction's final response.
+    Ack,
+    /// A CANCEL of the transaction (already answered 200).
+    Cancel,
+    /// A response for one of the transaction's client transactions.
+    Response(Message),
+}
+
+/// Counters of the proxy core.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    /// New request transactions.
+    pub transactions: AtomicU64,
+    /// Retransmissions absorbed.
+    pub retransmissions: AtomicU64,
+    /// Responses that matched no transaction and were dropped.
+    pub stray_responses: AtomicU64,
+    /// Requests answered 400 or dropped as malformed.
+    pub malformed: AtomicU64,
+    /// Policy decisions asked for.
+    pub decisions: AtomicU64,
+}
+
+type Sender = mpsc::UnboundedSender<Event>;
+
+/// The transaction table: server keys and client branches → the owning task.
+#[derive(Default)]
+struct Table {
+    server: HashMap<String, Sender>,
+    client: HashMap<String, Sender>,
+}
+
+/// The proxy.
+pub struct Proxy {
+    transports: Arc<Transports>,
+    policy: Arc<PolicyRegistry>,
+    tenants: ArcSwap<Tenants>,
+    settings: SipSettings,
+    table: Mutex<Table>,
+    secret: u64,
+    counter: AtomicU64,
+    /// Itself, for the transports' [`Sink`] calls that start transaction tasks.
+    me: std::sync::OnceLock<std::sync::Weak<Proxy>>,
+    /// Counters.
+    pub stats: ProxyStats,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("transports", &self.transports).finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Creates the proxy and starts receiving on `transports`.
+    pub fn start(
+        transports: Arc<Transports>,
+        policy: Arc<PolicyRegistry>,
+        tenants: Arc<Tenants>,
+        settings: SipSettings,
+    ) -> Arc<Proxy> {
+        let secret =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
+        let proxy = Arc::new(Proxy {
+            transports: transports.clone(),
+            policy,
+            tenants: ArcSwap::new(tenants),
+            settings,
+            table: Mutex::new(Table::default()),
+            secret,
+            counter: AtomicU64::new(1),
+            me: std::sync::OnceLock::new(),
+            stats: ProxyStats::default(),
+        });
+        let _ = proxy.me.set(Arc::downgrade(&proxy));
+        let weak: std::sync::Weak<dyn Sink> = Arc::downgrade(&(proxy.clone() as Arc<dyn Sink>));
+        transports.start(weak);
+        proxy
+    }
+
+    /// The transports.
+    pub fn transports(&self) -> &Arc<Transports> {
+        &self.transports
+    }
+
+    /// Transactions in progress.
+    pub fn active_transactions(&self) -> usize {
+        self.table.lock().map_or(0, |t| t.server.len())
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new branch: the magic cookie, a hash of what makes a request loop
+    /// (RFC 3261 §16.6 step 8) and a unique counter.
+    fn branch(&self, loop_hash: u64) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("z9hG4bK-{loop_hash:016x}-{:x}{n:x}", self.secret & 0xffff)
+    }
+
+    /// Registers a client branch for probes and other internal clients.
+    pub(crate) fn register_client(&self, branch: String, tx: Sender) {
+        self.table().client.insert(branch, tx);
+    }
+
+    pub(crate) fn unregister_client(&self, branch: &str) {
+        self.table().client.remove(branch);
+    }
+
+    pub(crate) fn new_branch(&self) -> String {
+        self.branch(self.counter.load(Ordering::Relaxed) ^ self.secret)
+    }
+
+    /// Whether `uri` names this router (one of its listening addresses).
+    fn is_us(&self, uri: &UriRef<'_>) -> bool {
+        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+        let Ok(ip) = host.parse::<IpAddr>() else { return false };
+        let port = uri.port.unwrap_or(5060);
+        [Transport::Udp, Transport::Tcp].iter().any(|t| {
+            self.transports
+                .local_addr(*t, Some(SocketAddr::new(ip, port)))
+                .is_some_and(|a| a.ip() == ip && a.port() == port)
+        })
+    }
+
+    fn reply(&self, req: &Message, source: &Source, code: u16, reason: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+        let tag = format!("{:x}", self.secret ^ self.counter.fetch_add(1, Ordering::Relaxed));
+        let bytes = originate::response(req, code, reason, &tag, extra);
+        self.transports.send_now(source.transport, source.addr, bytes.clone());
+        bytes
+    }
+
+    /// Forwards a response that matches no transaction statelessly: a 2xx for an
+    /// INVITE whose transaction is gone (retransmitted 2xx), along its Vias.
+    fn forward_stray_2xx(&self, msg: &Message) -> bool {
+        let mut vias = msg.values(Name::Via);
+        let ours = vias.next().and_then(super::wire::Via::parse);
+        if !ours.is_some_and(|v| v.branch.is_some_and(|b| b.starts_with("z9hG4bK-"))) {
+            return false;
+        }
+        let Some(next) = vias.next().and_then(super::wire::Via::parse) else { return false };
+        let Some(addr) = via_destination(&next) else { return false };
+        let transport = if next.transport.eq_ignore_ascii_case("TCP") { Transport::Tcp } else { Transport::Udp };
+        self.transports.send_now(transport, addr, msg.edit().pop_via().finish())
+    }
+
+    /// Forwards a request statelessly along its Route set or Request-URI: an ACK
+    /// for a 2xx (a transaction of its own, end to end).
+    fn forward_stateless(self: &Arc<Self>, msg: Message, source: Source) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let route = next_hop_of(&me, &msg);
+            let Some((target_uri, pop)) = route else { return };
+            let Ok(dest) = resolve(&target_uri, None).await else { return };
+            let local =
+                me.transports.local_addr(dest.1, Some(dest.0)).map_or_else(|| "0.0.0.0".into(), |a| a.to_string());
+            let mut edit =
+                msg.edit().prepend_via(format!("{} {local};branch={};rport", via_proto(dest.1), me.branch(0)));
+            if pop {
+                edit = edit.pop_route();
+            }
+            let hops = msg.max_forwards().ok().flatten().unwrap_or(70);
+            if hops == 0 {
+                return;
+            }
+            let bytes = edit.max_forwards(hops - 1).finish();
+            let _ = me.transports.send(dest.1, dest.0, bytes).await;
+            let _ = source;
+        });
+    }
+}
+
+/// The address a Via says to answer: `received`/`rport` when present, else sent-by.
+fn via_destination(via: &super::wire::Via<'_>) -> Option<SocketAddr> {
+    let host = via.received.unwrap_or(via.host).trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = host.parse().ok()?;
+    Some(SocketAddr::new(ip, via.port.unwrap_or(5060)))
+}
+
+fn via_proto(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "SIP/2.0/UDP",
+        Transport::Tcp => "SIP/2.0/TCP",
+        Transport::Tls => "SIP/2.0/TLS",
+    }
+}
+
+/// The next hop of an in-dialog request: the first Route that is not us (and
+/// whether the first Route, ours, is to be popped), else the Request-URI.
+fn next_hop_of(proxy: &Proxy, msg: &Message) -> Option<(String, bool)> {
+    let mut routes = msg.values(Name::Route).map(route_uri);
+    let first = routes.next();
+    let pop = first.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| proxy.is_us(&u));
+    let next = if pop { routes.next() } else { first };
+    match next {
+        Some(uri) => Some((uri, pop)),
+        None => msg.request_uri().map(|u| (u.to_owned(), pop)),
+    }
+}
+
+/// The URI inside a Route or Contact value (`<sip:x;lr>;param` → `sip:x;lr`).
+fn route_uri(value: &str) -> String {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if b > a => value[a + 1..b].to_owned(),
+        _ => value.split(';').next().unwrap_or(value).trim().to_owned(),
+    }
+}
+
+/// Resolves a next-hop URI to an address and transport: IP literals directly,
+/// names through the system resolver (RFC 3263 comes with the security work).
+async fn resolve(uri: &str, transport: Option<Transport>) -> Result<(SocketAddr, Transport), String> {
+    let u = UriRef::parse(uri).map_err(|e| e.to_string())?;
+    let param_transport = u.params.split(';').find_map(|p| {
+        let (n, v) = p.split_once('=')?;
+        n.trim().eq_ignore_ascii_case("transport").then(|| v.trim().to_ascii_lowercase())
+    });
+    let transport = transport.unwrap_or(match param_transport.as_deref() {
+        Some("tcp") => Transport::Tcp,
+        Some("tls") => Transport::Tls,
+        _ if u.scheme.eq_ignore_ascii_case("sips") => Transport::Tls,
+        _ => Transport::Udp,
+    });
+    let port = u.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
+    let host = u.host.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok((SocketAddr::new(ip, port), transport));
+    }
+    let mut addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("{host}: {e}"))?;
+    addrs.next().map(|a| (a, transport)).ok_or_else(|| format!("{host}: no address"))
+}
+
+/// Resolves a target URI to an address and transport (for probes).
+pub(crate) async fn resolve_target(uri: &str) -> Result<(SocketAddr, Transport), String> {
+    resolve(uri, None).await
+}
+
+/// The server transaction key of a request (RFC 3261 §17.2.3), with ACK and
+/// CANCEL mapped to the INVITE they belong to; the RFC 2543 fallback when the
+/// branch lacks the magic cookie.
+fn server_key(msg: &Message) -> Option<String> {
+    let via = msg.top_via()?;
+    let method = msg.method()?;
+    let method = if method == "ACK" || method == "CANCEL" { "INVITE" } else { method };
+    match via.branch {
+        Some(b) if b.starts_with("z9hG4bK") => {
+            Some(format!("{b}|{}:{}|{method}", via.host.to_ascii_lowercase(), via.port.unwrap_or(5060)))
+        }
+        _ => {
+            let (cseq, _) = msg.cseq()?;
+            Some(format!(
+                "2543|{}|{}|{}|{cseq}|{}|{method}",
+                msg.request_uri().unwrap_or(""),
+                msg.from_tag().unwrap_or(""),
+                msg.first(Name::CallId).unwrap_or(""),
+                via.value
+            ))
+        }
+    }
+}
+
+/// What makes a request loop when it comes back unchanged (RFC 3261 §16.6 step 8).
+fn loop_hash(msg: &Message) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    msg.request_uri().hash(&mut h);
+    msg.from_tag().hash(&mut h);
+    msg.to_tag().hash(&mut h);
+    msg.first(Name::CallId).hash(&mut h);
+    msg.cseq().map(|c| c.0).hash(&mut h);
+    msg.first(Name::ProxyRequire).hash(&mut h);
+    h.finish()
+}
+
+impl Sink for Proxy {
+    fn deliver(&self, msg: Message, source: Source) {
+        if let Some(me) = self.me.get().and_then(std::sync::Weak::upgrade) {
+            me.handle(msg, source);
+        }
+    }
+
+    fn malformed(&self, bytes: &[u8], error: WireError, source: Source) {
+        self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+        // Answer 400 when the head is good enough to build a response.
+        if let Some(msg) = lenient(bytes)
+            && msg.is_request()
+            && msg.method() != Some("ACK")
+            && msg.top_via().is_some()
+        {
+            let warning = format!("399 exum-router \"{error}\"");
+            self.reply(&msg, &source, 400, &format!("Bad Request ({error})"), &[("Warning", &warning)]);
+        }
+    }
+}
+
+/// The message parsed with Content-Length problems ignored, to answer 400.
+fn lenient(bytes: &[u8]) -> Option<Message> {
+    if bytes.is_empty() {
+        return None;
+    }
+    let head_end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let mut head = bytes[..head_end].to_vec();
+    // Drop Content-Length lines so the head parses on its own.
+    let text = String::from_utf8(std::mem::take(&mut head)).ok()?;
+    let kept: String = text.split_inclusive('\n').filter(|l| !is_content_length_line(l)).collect();
+    Message::parse(kept.into_bytes(), false, usize::MAX).ok()
+}
+
+fn is_content_length_line(line: &str) -> bool {
+    line.split_once(':').is_some_and(|(n, _)| Name::of(n.trim().as_bytes()) == Name::ContentLength)
+}
+
+impl Proxy {
+    /// Handles one received message.
+    pub fn handle(self: &Arc<Self>, msg: Message, source: Source) {
+        if !msg.is_request() {
+            self.handle_response(msg);
+            return;
+        }
+        let Some(key) = server_key(&msg) else {
+            // No usable Via: nothing can be answered.
+            self.stats.malformed.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let method = msg.method().unwrap_or("").to_owned();
+        let existing = self.table().server.get(&key).cloned();
+        match (method.as_str(), existing) {
+            ("ACK", Some(tx)) => {
+                let _ = tx.send(Event::Ack);
+            }
+            ("ACK", None) => {
+                if msg.to_tag().is_some() {
+                    self.forward_stateless(msg, source);
+                }
+            }
+            ("CANCEL", Some(tx)) => {
+                self.reply(&msg, &source, 200, "OK", &[]);
+                let _ = tx.send(Event::Cancel);
+            }
+            ("CANCEL", None) => {
+                self.reply(&msg, &source, 481, reason_phrase(481), &[]);
+            }
+            (_, Some(tx)) => {
+                self.stats.retransmissions.fetch_add(1, Ordering::Relaxed);
+                let _ = tx.send(Event::Retransmission);
+            }
+            (_, None) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.table().server.insert(key.clone(), tx);
+                self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+                let txn = ServerTxn::new(self.clone(), msg, source, key, rx);
+                tokio::spawn(txn.run());
+            }
+        }
+    }
+
+    fn handle_response(&self, msg: Message) {
+        let branch = msg.top_via().and_then(|v| v.branch).map(str::to_owned);
+        let tx = branch.and_then(|b| self.table().client.get(&b).cloned());
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(Event::Response(msg));
+            }
+            None => {
+                let is_2xx_invite = msg.status().is_some_and(|c| (200..300).contains(&c))
+                    && msg.cseq().is_some_and(|(_, m)| m == "INVITE");
+                if !(is_2xx_invite && self.forward_stray_2xx(&msg)) {
+                    self.stats.stray_responses.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}
+
+/// How one target ended.
+enum TargetEnd {
+    /// A final response went upstream (2xx, 401/407, or after CANCEL): done.
+    Answered,
+    /// The target failed; try the next.
+    Failed(Outcome, Option<Message>),
+    /// A 3xx: try these contacts next.
+    Redirected(u16, Vec<String>),
+}
+
+/// What the forwarded request looks like: the decision's edits.
+#[derive(Clone)]
+struct ForwardSpec {
+    request_uri: Option<String>,
+    add: Vec<(String, String)>,
+    remove: Vec<String>,
+}
+
+impl ForwardSpec {
+    fn of(f: &Forward) -> ForwardSpec {
+        ForwardSpec {
+            request_uri: f.request_uri.clone(),
+            add: f.add_headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
+            remove: f.remove_headers.clone(),
+        }
+    }
+}
+
+/// One proxied request: its server transaction and the client transactions it
+/// opens, in one task.
+struct ServerTxn {
+    proxy: Arc<Proxy>,
+    req: Message,
+    source: Source,
+    key: String,
+    rx: mpsc::UnboundedReceiver<Event>,
+    tx: Sender,
+    invite: bool,
+    /// The last response sent upstream, for retransmissions of the request.
+    last_response: Option<Vec<u8>>,
+    final_sent: bool,
+    cancelled: bool,
+    record_route: bool,
+    pop_route: bool,
+    /// Client branches opened, removed from the table at the end.
+    branches: Vec<String>,
+}
+
+impl ServerTxn {
+    fn new(
+        proxy: Arc<Proxy>,
+        req: Message,
+        source: Source,
+        key: String,
+        rx: mpsc::UnboundedReceiver<Event>,
+    ) -> ServerTxn {
+        let tx = proxy.table().server.get(&key).cloned().expect("the key was inserted just before");
+        let invite = req.method() == Some("INVITE");
+        ServerTxn {
+            proxy,
+            req,
+            source,
+            key,
+            rx,
+            tx,
+            invite,
+            last_response: None,
+            final_sent: false,
+            cancelled: false,
+            record_route: false,
+            pop_route: false,
+            branches: Vec::new(),
+        }
+    }
+
+    fn respond(&mut self, code: u16, reason: &str, extra: &[(&str, &str)]) {
+        let bytes = self.proxy.reply(&self.req, &self.source, code, reason, extra);
+        if code >= 200 {
+            self.final_sent = true;
+        }
+        self.last_response = Some(bytes);
+    }
+
+    fn relay(&mut self, resp: &Message) {
+        let bytes = resp.edit().pop_via().finish();
+        self.proxy.transports.send_now(self.source.transport, self.source.addr, bytes.clone());
+        if resp.status().is_some_and(|c| c >= 200) {
+            self.final_sent = true;
+        }
+        self.last_response = Some(bytes);
+    }
+
+    async fn run(mut self) {
+        self.process().await;
+        self.linger().await;
+        let mut table = self.proxy.table();
+        table.server.remove(&self.key);
+        for b in &self.branches {
+            table.client.remove(b);
+        }
+    }
+
+    /// Validation, routing and forwarding, until a final response went upstream.
+    async fn process(&mut self) {
+        if let Err((code, reason, warning)) = self.validate() {
+            let warning = format!("399 exum-router \"{warning}\"");
+            self.respond(code, &reason, &[("Warning", &warning)]);
+            return;
+        }
+        if self.invite {
+            self.respond(100, "Trying", &[]);
+        }
+        // Loose routing: our own Route goes; strict-route compatibility: a
+        // Request-URI that is us, with Routes, takes the last Route.
+        let first_route = self.req.values(Name::Route).next().map(route_uri);
+        self.pop_route =
+            first_route.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| self.proxy.is_us(&u));
+
+        if self.req.to_tag().is_some() {
+            self.forward_in_dialog().await;
+            return;
+        }
+        let ruri = self.req.request_uri().unwrap_or("").to_owned();
+        let host = UriRef::parse(&ruri).map(|u| u.host.to_ascii_lowercase()).unwrap_or_default();
+        if self.req.method() == Some("OPTIONS")
+            && UriRef::parse(&ruri).is_ok_and(|u| u.user.is_none() && self.proxy.is_us(&u))
+        {
+            self.respond(200, "OK", &[("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")]);
+            return;
+        }
+        let tenants = self.proxy.tenants.load_full();
+        let Some(tenant) = tenants.by_domain(&host).cloned() else {
+            self.respond(404, "Not Found", &[("Warning", "399 exum-router \"no tenant owns this domain\"")]);
+            return;
+        };
+        self.record_route = tenant.config.record_route;
+        let view = match view::request_view_wire(&self.req, &self.source) {
+            Ok(v) => v,
+            Err(e) => {
+                self.respond(400, "Bad Request", &[("Warning", &format!("399 exum-router \"{e}\""))]);
+                return;
+            }
+        };
+        let policy: Arc<TenantPolicy> = self.proxy.policy.get(&tenant);
+        self.proxy.stats.decisions.fetch_add(1, Ordering::Relaxed);
+        let verdict = policy.route(&tenant, &view);
+        tracing::debug!(tenant = %tenant.config.id, call_id = self.req.first(Name::CallId).unwrap_or(""), decided_by = ?verdict.decided_by, "decision");
+        let mut decision = verdict.decision;
+        let mut asked_on_failure = false;
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut best: Option<Message> = None;
+        loop {
+            match decision {
+                Decision::Reject(r) => {
+                    let reason = if r.reason.is_empty() { reason_phrase(r.code).to_owned() } else { r.reason.clone() };
+                    let extra: Vec<(&str, &str)> =
+                        r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
+                    self.respond(r.code, &reason, &extra);
+                    return;
+                }
+                Decision::Redirect(r) => {
+                    let mut extra: Vec<(&str, String)> =
+                        r.contacts.iter().map(|c| ("Contact", format!("<{c}>"))).collect();
+                    extra.extend(r.headers.iter().map(|h| (h.name.as_str(), h.value.clone())));
+                    let extra: Vec<(&str, &str)> = extra.iter().map(|(n, v)| (*n, v.as_str())).collect();
+                    self.respond(r.code, reason_phrase(r.code), &extra);
+                    return;
+                }
+                Decision::Standard => {
+                    self.respond(500, reason_phrase(500), &[]);
+                    return;
+                }
+                Decision::Forward(f) => {
+                    let spec = ForwardSpec::of(&f);
+                    let mut queue: VecDeque<(Target, Option<String>)> =
+                        f.targets.into_iter().map(|t| (t, None)).collect();
+                    while let Some((target, contact_uri)) = queue.pop_front() {
+                        if self.cancelled {
+                            break;
+                        }
+                        match self.try_target(&target, &spec, contact_uri.as_deref()).await {
+                            TargetEnd::Answered => return,
+                            TargetEnd::Failed(outcome, resp) => {
+                                if let Some(r) = resp
+                                    && better(&r, best.as_ref())
+                                {
+                                    best = Some(r);
+                                }
+                                tracing::warn!(target = %target.uri, ?outcome, "target failed; trying the next");
+                                attempts.push(Attempt { target: target.uri.clone(), outcome });
+                            }
+                            TargetEnd::Redirected(code, contacts) => {
+                                attempts.push(Attempt { target: target.uri.clone(), outcome: Outcome::Response(code) });
+                                for c in contacts.into_iter().rev() {
+                                    let t = Target { uri: c.clone(), transport: None, timeout_ms: target.timeout_ms };
+                                    queue.push_front((t, Some(c)));
+                                }
+                            }
+                        }
+                    }
+                    if self.cancelled {
+                        if !self.final_sent {
+                            self.respond(487, reason_phrase(487), &[]);
+                        }
+                        return;
+                    }
+                    if asked_on_failure {
+                        break;
+                    }
+                    asked_on_failure = true;
+                    let failure = Failure { attempts: attempts.clone() };
+                    decision = policy.on_failure(&tenant, &view, &failure).decision;
+                }
+            }
+        }
+        // on-failure's forward failed too: the best response, or 480.
+        match best {
+            Some(r) => self.relay(&r),
+            None => self.respond(
+                480,
+                reason_phrase(480),
+                &[("ms-diagnostics", "15030;reason=\"Failed to route to Exchange Server\"")],
+            ),
+        }
+    }
+
+    fn validate(&self) -> Result<(), (u16, String, String)> {
+        let bad = |reason: &str| (400, "Bad Request".to_owned(), reason.to_owned());
+        let method = self.req.method().unwrap_or("");
+        match self.req.cseq() {
+            Some((_, m)) if m == method => {}
+            Some(_) => return Err(bad("CSeq method does not match the request method")),
+            None => return Err(bad("missing or malformed CSeq")),
+        }
+        for (name, header) in [(Name::From, "From"), (Name::To, "To"), (Name::CallId, "Call-ID")] {
+            if self.req.first(name).is_none_or(str::is_empty) {
+                return Err(bad(&format!("missing {header}")));
+            }
+        }
+        let ruri = self.req.request_uri().unwrap_or("");
+        match UriRef::parse(ruri) {
+            Ok(_) => {}
+            Err(UriError::UnsupportedScheme(s)) => {
+                return Err((416, reason_phrase(416).to_owned(), format!("unsupported URI scheme {s}")));
+            }
+            Err(e) => return Err(bad(&format!("bad Request-URI: {e}"))),
+        }
+        match self.req.max_forwards() {
+            Ok(Some(0)) => return Err((483, reason_phrase(483).to_owned(), "Max-Forwards reached 0".into())),
+            Ok(_) => {}
+            Err(e) => return Err(bad(&e.to_string())),
+        }
+        let required: Vec<&str> = self.req.values(Name::ProxyRequire).collect();
+        if !required.is_empty() {
+            return Err((
+                420,
+                reason_phrase(420).to_owned(),
+                format!("unsupported extensions: {}", required.join(", ")),
+            ));
+        }
+        // Loop: one of our Vias carries the loop hash this request has now.
+        let hash = format!("z9hG4bK-{:016x}-", loop_hash(&self.req));
+        for via in self.req.values(Name::Via).skip(1).filter_map(super::wire::Via::parse) {
+            if via.branch.is_some_and(|b| b.starts_with(&hash)) {
+                return Err((482, reason_phrase(482).to_owned(), "the request has been here before".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// An in-dialog request: along its Route set, no policy.
+    async fn forward_in_dialog(&mut self) {
+        let Some((uri, _)) = next_hop_of(&self.proxy, &self.req) else {
+            self.respond(400, "Bad Request", &[]);
+            return;
+        };
+        let target = Target { uri: uri.clone(), transport: None, timeout_ms: None };
+        let spec = ForwardSpec { request_uri: None, add: Vec::new(), remove: Vec::new() };
+        match self.try_target(&target, &spec, None).await {
+            TargetEnd::Answered => {}
+            TargetEnd::Failed(_, Some(resp)) => self.relay(&resp),
+            TargetEnd::Failed(outcome, None) => {
+                let code = if matches!(outcome, Outcome::Timeout) { 408 } else { 503 };
+                self.respond(code, reason_phrase(code), &[]);
+            }
+            TargetEnd::Redirected(..) => self.respond(480, reason_phrase(480), &[]),
+        }
+    }
+
+    /// One client transaction to one target.
+    async fn try_target(&mut self, target: &Target, spec: &ForwardSpec, contact_uri: Option<&str>) -> TargetEnd {
+        let transport = target.transport.map(|t| match t {
+            crate::policy::contract::Transport::Udp => Transport::Udp,
+            crate::policy::contract::Transport::Tcp => Transport::Tcp,
+            crate::policy::contract::Transport::Tls => Transport::Tls,
+        });
+        let (dest, transport) = match resolve(&target.uri, transport).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(target = %target.uri, "cannot resolve: {e}");
+                return TargetEnd::Failed(Outcome::Unreachable, None);
+            }
+        };
+        let proxy = self.proxy.clone();
+        let local =
+            proxy.transports.local_addr(transport, Some(dest)).map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
+        let branch = proxy.branch(loop_hash(&self.req));
+        let mut edit = self.req.edit().prepend_via(format!("{} {local};branch={branch};rport", via_proto(transport)));
+        if let Some(uri) = contact_uri.or(spec.request_uri.as_deref()) {
+            edit = edit.request_uri(uri);
+        }
+        for name in &spec.remove {
+            edit = edit.remove(name);
+        }
+        for (name, value) in &spec.add {
+            edit = edit.add(name, value);
+        }
+        if self.pop_route {
+            edit = edit.pop_route();
+        }
+        if self.record_route {
+            let rr = format!("<sip:{local};lr{}>", if transport == Transport::Tcp { ";transport=tcp" } else { "" });
+            edit = edit.prepend("Record-Route", &rr);
+        }
+        let hops = self.req.max_forwards().ok().flatten().unwrap_or(71);
+        edit = edit.max_forwards(hops.saturating_sub(1).min(70));
+        let bytes = edit.finish();
+        let Ok(sent) = Message::parse(bytes.clone(), false, usize::MAX) else {
+            return TargetEnd::Failed(Outcome::Unreachable, None);
+        };
+        proxy.table().client.insert(branch.clone(), self.tx.clone());
+        self.branches.push(branch.clone());
+        if let Err(e) = proxy.transports.send(transport, dest, bytes.clone()).await {
+            tracing::warn!(target = %target.uri, %dest, "cannot send: {e}");
+            return TargetEnd::Failed(Outcome::Unreachable, None);
+        }
+
+        let settings = proxy.settings;
+        let started = Instant::now();
+        let per_target = target.timeout_ms.map_or(settings.target_timeout, |ms| Duration::from_millis(u64::from(ms)));
+        let timer_b = started + settings.t1 * 64;
+        let mut deadline = started + per_target.min(settings.t1 * 64);
+        let mut retransmit_every = settings.t1;
+        let mut next_retransmit = (transport == Transport::Udp).then(|| started + retransmit_every);
+        let mut provisional = false;
+        let mut cancel_sent = false;
+        loop {
+            let wake = next_retransmit.map_or(deadline, |r| r.min(deadline));
+            let event = tokio::select! {
+                e = self.rx.recv() => e,
+                _ = sleep_until(wake.into()) => None,
+            };
+            let now = Instant::now();
+            match event {
+                None if now >= deadline => {
+                    if self.invite && provisional && !cancel_sent {
+                        // The per-target timer fired while ringing: CANCEL, then move on.
+                        let _ = proxy.transports.send(transport, dest, originate::cancel(&sent)).await;
+                    }
+                    if cancel_sent && now < timer_b {
+                        // Waiting for the 487 after our CANCEL ran out: answer ourselves.
+                        if !self.final_sent {
+                            self.respond(487, reason_phrase(487), &[]);
+                        }
+                        return TargetEnd::Answered;
+                    }
+                    return TargetEnd::Failed(Outcome::Timeout, None);
+                }
+                None => {
+                    if let Some(r) = next_retransmit
+                        && now >= r
+                    {
+                        let _ = proxy.transports.send(transport, dest, bytes.clone()).await;
+                        retransmit_every =
+                            if self.invite { retransmit_every * 2 } else { (retransmit_every * 2).min(settings.t2) };
+                        next_retransmit = Some(now + retransmit_every);
+                    }
+                }
+                Some(Event::Retransmission) => {
+                    if let Some(last) = self.last_response.clone() {
+                        proxy.transports.send_now(self.source.transport, self.source.addr, last);
+                    }
+                }
+                Some(Event::Ack) => {}
+                Some(Event::Cancel) => {
+                    self.cancelled = true;
+                    if !self.invite {
+                        continue;
+                    }
+                    if provisional && !cancel_sent {
+                        let _ = proxy.transports.send(transport, dest, originate::cancel(&sent)).await;
+                        cancel_sent = true;
+                        deadline = now + settings.t1 * 64;
+                    } else if !provisional {
+                        // Nothing to cancel yet: stop trying this target once
+                        // it answers at all, and answer upstream now.
+                        self.respond(487, reason_phrase(487), &[]);
+                        return TargetEnd::Answered;
+                    }
+                }
+                Some(Event::Response(resp)) => {
+                    // Only responses for this branch matter now.
+                    if resp.top_via().and_then(|v| v.branch) != Some(branch.as_str()) {
+                        continue;
+                    }
+                    let code = resp.status().unwrap_or(500);
+                    let is_cancel_response = resp.cseq().is_some_and(|(_, m)| m == "CANCEL");
+                    if is_cancel_response {
+                        continue;
+                    }
+                    if code < 200 {
+                        next_retransmit = if self.invite { None } else { next_retransmit.map(|_| now + settings.t2) };
+                        if !provisional {
+                            provisional = true;
+                            deadline = deadline.max(now).min(now + per_target);
+                        }
+                        if self.cancelled && !cancel_sent {
+                            let _ = proxy.transports.send(transport, dest, originate::cancel(&sent)).await;
+                            cancel_sent = true;
+                        }
+                        if code > 100 {
+                            self.relay(&resp);
+                        }
+                        continue;
+                    }
+                    if self.invite && code >= 300 {
+                        let _ = proxy.transports.send(transport, dest, originate::ack(&sent, &resp)).await;
+                    }
+                    if (200..300).contains(&code) || code == 401 || code == 407 || self.cancelled {
+                        self.relay(&resp);
+                        return TargetEnd::Answered;
+                    }
+                    if (300..400).contains(&code) {
+                        let contacts: Vec<String> = resp.values(Name::Contact).map(route_uri).collect();
+                        if !contacts.is_empty() {
+                            return TargetEnd::Redirected(code, contacts);
+                        }
+                    }
+                    if !self.invite && self.req.to_tag().is_some() {
+                        self.relay(&resp);
+                        return TargetEnd::Answered;
+                    }
+                    return TargetEnd::Failed(Outcome::Response(code), Some(resp));
+                }
+            }
+        }
+    }
+
+    /// After the final response: absorb retransmissions and the ACK (INVITE over
+    /// UDP: retransmit a non-2xx final until the ACK), then end.
+    async fn linger(&mut self) {
+        let settings = self.proxy.settings;
+        let udp = self.source.transport == Transport::Udp;
+        let Some(last) = self.last_response.clone() else { return };
+        let final_2xx = last.starts_with(b"SIP/2.0 2");
+        let (mut retransmit, end) = if self.invite && !final_2xx {
+            // Timer G until the ACK, Timer H at most.
+            (udp.then(|| Instant::now() + settings.t1), Instant::now() + settings.t1 * 64)
+        } else if udp {
+            // Timer J (non-INVITE) / accepted state (2xx): absorb retransmissions.
+            (None, Instant::now() + settings.t1 * 64)
+        } else {
+            return;
+        };
+        let mut interval = settings.t1;
+        let mut end = end;
+        loop {
+            let wake = retransmit.map_or(end, |r| r.min(end));
+            let event = tokio::select! {
+                e = self.rx.recv() => e,
+                _ = sleep_until(wake.into()) => None,
+            };
+            let now = Instant::now();
+            match event {
+                None if now >= end => return,
+                None => {
+                    self.proxy.transports.send_now(self.source.transport, self.source.addr, last.clone());
+                    interval = (interval * 2).min(settings.t2);
+                    retransmit = Some(now + interval);
+                }
+                Some(Event::Ack) => {
+                    if self.invite && !final_2xx {
+                        // Timer I: absorb further ACKs for T4, then end.
+                        retransmit = None;
+                        end = if udp { now + settings.t4 } else { now };
+                    }
+                }
+                Some(Event::Retransmission) => {
+                    self.proxy.transports.send_now(self.source.transport, self.source.addr, last.clone());
+                }
+                Some(Event::Cancel) | Some(Event::Response(_)) => {}
+            }
+        }
+    }
+}
+
+/// Whether response `r` is a better final answer than `best` (RFC 3261 §16.7:
+/// 6xx first, then the lowest class, 4xx before 5xx).
+fn better(r: &Message, best: Option<&Message>) -> bool {
+    let rank = |code: u16| match code / 100 {
+        6 => 0,
+        4 => 1,
+        5 => 2,
+        _ => 3,
+    };
+    match (r.status(), best.and_then(Message::status)) {
+        (Some(_), None) => true,
+        (Some(a), Some(b)) => rank(a) < rank(b),
+        _ => false,
+    }
+}

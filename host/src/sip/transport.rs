@@ -1,0 +1,283 @@
+//! Transports: UDP sockets and TCP connections (accepted and opened), framing of
+//! stream bytes into messages, delivery of every received message to a
+//! [`Sink`], and sending. TCP connections are reused per peer address.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::{mpsc, watch};
+
+use super::wire::{Frame, Message, WireError, frame_stream};
+use super::{Source, Transport};
+use crate::control::config::{Listen, SipSettings};
+
+/// Where received messages go.
+pub trait Sink: Send + Sync + 'static {
+    /// A message parsed from the network.
+    fn deliver(&self, msg: Message, source: Source);
+    /// Bytes that did not parse; `reply_to` is where an answer could go.
+    fn malformed(&self, bytes: &[u8], error: WireError, source: Source);
+}
+
+/// Counters of the transport layer.
+#[derive(Debug, Default)]
+pub struct TransportStats {
+    /// Datagrams that did not parse.
+    pub bad_datagrams: AtomicU64,
+    /// TCP connections closed for garbage, oversize or a stall.
+    pub bad_streams: AtomicU64,
+}
+
+/// The router's sockets.
+pub struct Transports {
+    udp: Vec<Arc<UdpSocket>>,
+    tcp_listeners: Mutex<Vec<TcpListener>>,
+    /// Open TCP connections by peer address: the sender of their writer task.
+    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    local_udp: Vec<SocketAddr>,
+    local_tcp: Vec<SocketAddr>,
+    settings: SipSettings,
+    sink: OnceLock<Weak<dyn Sink>>,
+    shutdown: watch::Receiver<bool>,
+    /// Counters.
+    pub stats: TransportStats,
+}
+
+impl std::fmt::Debug for Transports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transports").field("udp", &self.local_udp).field("tcp", &self.local_tcp).finish()
+    }
+}
+
+impl Transports {
+    /// Binds every configured listener. Port 0 binds an ephemeral port: see
+    /// [`Self::local_addr`].
+    pub async fn bind(
+        listen: &[Listen],
+        settings: SipSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> io::Result<Arc<Transports>> {
+        let (mut udp, mut local_udp, mut tcp_listeners, mut local_tcp) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for l in listen {
+            if l.udp {
+                let s = UdpSocket::bind(l.address).await?;
+                local_udp.push(s.local_addr()?);
+                udp.push(Arc::new(s));
+            }
+            if l.tcp {
+                // Same port as UDP when UDP got an ephemeral one.
+                let addr = match (l.address.port(), local_udp.last()) {
+                    (0, Some(u)) if l.udp => *u,
+                    _ => l.address,
+                };
+                let s = TcpListener::bind(addr).await?;
+                local_tcp.push(s.local_addr()?);
+                tcp_listeners.push(s);
+            }
+        }
+        Ok(Arc::new(Transports {
+            udp,
+            tcp_listeners: Mutex::new(tcp_listeners),
+            tcp: Mutex::new(HashMap::new()),
+            local_udp,
+            local_tcp,
+            settings,
+            sink: OnceLock::new(),
+            shutdown,
+            stats: TransportStats::default(),
+        }))
+    }
+
+    /// The local address of `transport` for peers of `peer`'s address family.
+    pub fn local_addr(&self, transport: Transport, peer: Option<SocketAddr>) -> Option<SocketAddr> {
+        let list = match transport {
+            Transport::Udp => &self.local_udp,
+            Transport::Tcp | Transport::Tls => &self.local_tcp,
+        };
+        let v6 = peer.is_some_and(|p| p.is_ipv6());
+        list.iter().find(|a| a.is_ipv6() == v6).or_else(|| list.first()).copied()
+    }
+
+    /// Starts receiving: one task per UDP socket and TCP listener, delivering to `sink`.
+    pub fn start(self: &Arc<Self>, sink: Weak<dyn Sink>) {
+        let _ = self.sink.set(sink);
+        for socket in &self.udp {
+            let (me, socket) = (self.clone(), socket.clone());
+            tokio::spawn(async move { me.udp_loop(socket).await });
+        }
+        let listeners = std::mem::take(&mut *self.tcp_listeners.lock().unwrap_or_else(|e| e.into_inner()));
+        for listener in listeners {
+            let me = self.clone();
+            tokio::spawn(async move { me.accept_loop(listener).await });
+        }
+    }
+
+    fn sink(&self) -> Option<Arc<dyn Sink>> {
+        self.sink.get().and_then(Weak::upgrade)
+    }
+
+    async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>) {
+        let mut buf = vec![0u8; 65_535];
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let (n, peer) = tokio::select! {
+                r = socket.recv_from(&mut buf) => match r {
+                    Ok(x) => x,
+                    // ICMP errors of earlier sends surface here on some systems.
+                    Err(_) => continue,
+                },
+                _ = shutdown.changed() => return,
+            };
+            let Some(sink) = self.sink() else { return };
+            let source = Source { addr: peer, transport: Transport::Udp, tls_peer_name: None };
+            let bytes = &buf[..n];
+            if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
+            }
+            match Message::parse(bytes.to_vec(), false, self.settings.max_message_bytes) {
+                Ok(msg) => sink.deliver(msg, source),
+                Err(e) => {
+                    self.stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
+                    sink.malformed(bytes, e, source);
+                }
+            }
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut shutdown = self.shutdown.clone();
+        loop {
+            let (stream, peer) = tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!("TCP accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            };
+            let _ = stream.set_nodelay(true);
+            self.clone().adopt(stream, peer);
+        }
+    }
+
+    /// Registers a connected stream and starts its reader and writer.
+    fn adopt(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) -> mpsc::Sender<Vec<u8>> {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+        self.tcp.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, tx.clone());
+        let (mut reader, mut writer) = stream.into_split();
+        tokio::spawn(async move {
+            while let Some(bytes) = rx.recv().await {
+                if writer.write_all(&bytes).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let me = self.clone();
+        let idle = self.settings.tcp_idle_timeout;
+        let max = self.settings.max_message_bytes;
+        tokio::spawn(async move {
+            let mut buf: Vec<u8> = Vec::with_capacity(8192);
+            let mut chunk = vec![0u8; 16 * 1024];
+            let mut shutdown = me.shutdown.clone();
+            'conn: loop {
+                let read = tokio::select! {
+                    r = tokio::time::timeout(idle, reader.read(&mut chunk)) => r,
+                    _ = shutdown.changed() => break 'conn,
+                };
+                let n = match read {
+                    Ok(Ok(0)) | Ok(Err(_)) => break,
+                    Ok(Ok(n)) => n,
+                    Err(_) => {
+                        if !buf.is_empty() {
+                            me.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "TCP peer stalled mid-message; disconnecting");
+                        }
+                        break;
+                    }
+                };
+                buf.extend_from_slice(&chunk[..n]);
+                loop {
+                    match frame_stream(&buf, max) {
+                        Ok(Frame::Incomplete) => break,
+                        Ok(Frame::KeepAlive(k)) => {
+                            buf.drain(..k);
+                        }
+                        Ok(Frame::Message(len)) => {
+                            let bytes: Vec<u8> = buf.drain(..len).collect();
+                            let source = Source { addr: peer, transport: Transport::Tcp, tls_peer_name: None };
+                            let Some(sink) = me.sink() else { break 'conn };
+                            match Message::parse(bytes, true, max) {
+                                Ok(msg) => sink.deliver(msg, source),
+                                Err(e) => {
+                                    me.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                                    sink.malformed(&[], e, source);
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            me.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                            tracing::debug!(%peer, "closing TCP connection: {e}");
+                            break 'conn;
+                        }
+                    }
+                }
+            }
+            me.tcp.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer);
+        });
+        tx
+    }
+
+    /// Sends `bytes` to `to` over `transport` without waiting: UDP, or an open TCP
+    /// connection to that peer. Returns false when it could not be sent.
+    pub fn send_now(&self, transport: Transport, to: SocketAddr, bytes: Vec<u8>) -> bool {
+        match transport {
+            Transport::Udp => {
+                let socket = self.udp.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == to.is_ipv6()));
+                socket.is_some_and(|s| s.try_send_to(&bytes, to).is_ok())
+            }
+            Transport::Tcp | Transport::Tls => {
+                let sender = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
+                sender.is_some_and(|s| s.try_send(bytes).is_ok())
+            }
+        }
+    }
+
+    /// Sends `bytes` to `to`, opening a TCP connection when there is none.
+    pub async fn send(self: &Arc<Self>, transport: Transport, to: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
+        match transport {
+            Transport::Udp => {
+                let socket = self
+                    .udp
+                    .iter()
+                    .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == to.is_ipv6()))
+                    .ok_or_else(|| io::Error::other("no UDP listener of that address family"))?;
+                socket.send_to(&bytes, to).await.map(|_| ())
+            }
+            Transport::Tcp => {
+                let existing = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
+                let sender = match existing {
+                    Some(s) => s,
+                    None => {
+                        let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(to))
+                            .await
+                            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
+                        let _ = stream.set_nodelay(true);
+                        self.clone().adopt(stream, to)
+                    }
+                };
+                sender.send(bytes).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
+            }
+            Transport::Tls => Err(io::Error::new(io::ErrorKind::Unsupported, "TLS is not supported yet")),
+        }
+    }
+}

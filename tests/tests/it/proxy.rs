@@ -1,0 +1,406 @@
+//! The SIP plane over real sockets on loopback: a router started in-process with
+//! a configuration whose UM servers, edge and PSTN gateway are test peers.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use exum_router::server::Server;
+use exum_router::sip::Transport;
+use exum_router::sip::wire::Name;
+use exum_router_tests::peer::{TcpPeer, UdpPeer, request, response};
+
+struct Lab {
+    _dir: tempfile::TempDir,
+    server: Server,
+    router: SocketAddr,
+    router_tcp: SocketAddr,
+    caller: UdpPeer,
+    um1: UdpPeer,
+    um2: UdpPeer,
+    edge: UdpPeer,
+    gw: UdpPeer,
+}
+
+async fn lab(probes: &str) -> Lab {
+    let (caller, um1, um2, edge, gw) = (
+        UdpPeer::bind().await,
+        UdpPeer::bind().await,
+        UdpPeer::bind().await,
+        UdpPeer::bind().await,
+        UdpPeer::bind().await,
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = format!(
+        r#"directory = "directory.toml"
+[[listen]]
+address = "127.0.0.1:0"
+transports = ["udp", "tcp"]
+[sip]
+t1_ms = 50
+target_timeout_ms = 2000
+tcp_idle_timeout_ms = 300
+[probes]
+{probes}
+[[tenant]]
+id = "contoso"
+domains = ["contoso.com"]
+edge = "sip:{edge}"
+pstn_gateway = "sip:{gw}"
+record_route = true
+[tenant.rerouting]
+enabled = true
+auto_attendant = "+14255550150"
+subscriber_access = "+14255550151"
+[[tenant]]
+id = "litware"
+domains = ["litware.com"]
+"#,
+        edge = edge.addr,
+        gw = gw.addr
+    );
+    let directory = format!(
+        r#"[[tenants.contoso.users]]
+sip = "sip:alice@contoso.com"
+hosted_voicemail = true
+[[tenants.contoso.users]]
+sip = "sip:bob@contoso.com"
+eum = "eum:bob@contoso.com;phone-context=DP1"
+[[tenants.contoso.hosted_voicemail_policies]]
+scope = "global"
+destination = "exap.um.outlook.com"
+organizations = ["contoso.onmicrosoft.com"]
+[[tenants.contoso.dial_plans]]
+name = "DP1"
+phone_context = "DP1"
+servers = [{{ uri = "sip:{um1}", timeout_ms = 400 }}, {{ uri = "sip:{um2}", timeout_ms = 400 }}]
+[[tenants.litware.users]]
+sip = "sip:ivan@litware.com"
+eum = "eum:ivan@litware.com;phone-context=DPL"
+[[tenants.litware.dial_plans]]
+name = "DPL"
+phone_context = "DPL"
+servers = [{{ uri = "sip:{um1}" }}, {{ uri = "sip:{um2}" }}]
+"#,
+        um1 = um1.addr,
+        um2 = um2.addr
+    );
+    std::fs::write(dir.path().join("router.toml"), config).expect("write");
+    std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    let router_tcp = server.local_addr(Transport::Tcp).expect("tcp");
+    Lab { _dir: dir, server, router, router_tcp, caller, um1, um2, edge, gw }
+}
+
+const NO_PROBES: &str = "enabled = false";
+const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";
+
+fn invite(lab: &Lab, ruri: &str, call_id: &str) -> String {
+    request("INVITE", ruri, lab.caller.addr, "UDP", call_id, &format!("z9hG4bK-{call_id}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_call_to_an_on_premises_user() {
+    let lab = lab(NO_PROBES).await;
+    lab.caller.send(lab.router, &invite(&lab, BOB, "call1")).await;
+    lab.caller.expect_response(100).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(from.ip(), lab.router.ip());
+    assert_eq!(inv.values(Name::Via).count(), 2, "the router's Via on top of the caller's");
+    assert!(inv.top_via().and_then(|v| v.branch).is_some_and(|b| b.starts_with("z9hG4bK")));
+    assert_eq!(inv.header("Diversion"), Some("<sip:bob@contoso.com>;reason=no-answer"));
+    assert_eq!(inv.max_forwards(), Ok(Some(69)));
+    let rr = inv.first(Name::RecordRoute).expect("record-routed").to_owned();
+    lab.um1.send(from, &response(&inv, 180, "um", "")).await;
+    lab.caller.expect_response(180).await;
+    lab.um1
+        .send(from, &response(&inv, 200, "um", &format!("Contact: <sip:{}>\r\nRecord-Route: {rr}\r\n", lab.um1.addr)))
+        .await;
+    let ok = lab.caller.expect_response(200).await;
+    assert_eq!(ok.values(Name::Via).count(), 1, "the router's Via is gone");
+    let route = ok.first(Name::RecordRoute).expect("Record-Route comes back").to_owned();
+    let to = ok.first(Name::To).expect("to").to_owned();
+    let in_dialog = |method: &str, branch: &str| {
+        format!(
+            "{method} sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch={branch}\r\nMax-Forwards: 70\r\nRoute: {route}\r\n\
+             From: <sip:caller@fabrikam.com>;tag=caller-call1\r\nTo: {to}\r\nCall-ID: call1\r\nCSeq: {} {method}\r\nContent-Length: 0\r\n\r\n",
+            lab.um1.addr,
+            lab.caller.addr,
+            if method == "BYE" { 2 } else { 1 }
+        )
+    };
+    lab.caller.send(lab.router, &in_dialog("ACK", "z9hG4bK-ack1")).await;
+    let (ack, _) = lab.um1.expect_request("ACK").await;
+    assert_eq!(ack.first(Name::Route), None, "the router's Route was popped");
+    lab.caller.send(lab.router, &in_dialog("BYE", "z9hG4bK-bye1")).await;
+    let (bye, from) = lab.um1.expect_request("BYE").await;
+    lab.um1.send(from, &response(&bye, 200, "um", "")).await;
+    let done = lab.caller.expect_response(200).await;
+    assert_eq!(done.cseq(), Some((2, "BYE")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hosted_user_goes_to_the_edge_with_the_rewritten_request_uri() {
+    let lab = lab(NO_PROBES).await;
+    lab.caller.send(lab.router, &invite(&lab, "sip:alice@contoso.com;gruu;opaque=app:voicemail", "h1")).await;
+    let (inv, from) = lab.edge.expect_request("INVITE").await;
+    assert_eq!(
+        inv.request_uri(),
+        Some(
+            "sip:alice@contoso.com;opaque=app:voicemail;ms-destination=exap.um.outlook.com;ms-organization=contoso.onmicrosoft.com"
+        )
+    );
+    lab.edge.send(from, &response(&inv, 200, "edge", "")).await;
+    lab.caller.expect_response(200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_on_503_and_the_failure_is_acked_hop_by_hop() {
+    let lab = lab(NO_PROBES).await;
+    lab.caller.send(lab.router, &invite(&lab, BOB, "f1")).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    lab.um1.send(from, &response(&inv, 503, "um1", "")).await;
+    let (ack, _) = lab.um1.expect_request("ACK").await;
+    assert_eq!(
+        ack.top_via().and_then(|v| v.branch),
+        inv.top_via().and_then(|v| v.branch),
+        "ACK in the INVITE's transaction"
+    );
+    let (inv2, from2) = lab.um2.expect_request("INVITE").await;
+    lab.um2.send(from2, &response(&inv2, 200, "um2", "")).await;
+    lab.caller.expect_response(200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_on_timeout_to_the_next_server() {
+    let lab = lab(NO_PROBES).await;
+    lab.caller.send(lab.router, &invite(&lab, BOB, "t1")).await;
+    lab.um1.expect_request("INVITE").await; // never answered: its 400 ms timer fires
+    let (inv2, from2) = lab.um2.expect_request("INVITE").await;
+    lab.um2.send(from2, &response(&inv2, 200, "um2", "")).await;
+    lab.caller.expect_response(200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_3xx_is_recursed_into_before_the_remaining_servers() {
+    let lab = lab(NO_PROBES).await;
+    lab.caller.send(lab.router, &invite(&lab, BOB, "r1")).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    lab.um1.send(from, &response(&inv, 302, "um1", &format!("Contact: <sip:bob@{}>\r\n", lab.edge.addr))).await;
+    let (redirected, from3) = lab.edge.expect_request("INVITE").await;
+    assert_eq!(redirected.request_uri(), Some(format!("sip:bob@{}", lab.edge.addr).as_str()));
+    lab.edge.send(from3, &response(&redirected, 200, "um-svc", "")).await;
+    lab.caller.expect_response(200).await;
+    assert!(lab.um2.recv_within(Duration::from_millis(200)).await.is_none(), "um2 was not needed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_targets_failed_reroutes_or_answers_480() {
+    let lab = lab(NO_PROBES).await;
+    lab.caller.send(lab.router, &invite(&lab, BOB, "a1")).await;
+    for um in [&lab.um1, &lab.um2] {
+        let (inv, from) = um.expect_request("INVITE").await;
+        um.send(from, &response(&inv, 500, "um", "")).await;
+    }
+    let (rerouted, from) = lab.gw.expect_request("INVITE").await;
+    assert_eq!(rerouted.request_uri(), Some(format!("sip:+14255550150@{};user=phone", lab.gw.addr).as_str()));
+    lab.gw.send(from, &response(&rerouted, 200, "gw", "")).await;
+    lab.caller.expect_response(200).await;
+
+    // litware has no rerouting: 480 with ms-diagnostics.
+    lab.caller.send(lab.router, &invite(&lab, "sip:ivan@litware.com;opaque=app:voicemail", "a2")).await;
+    for um in [&lab.um1, &lab.um2] {
+        let (inv, from) = um.expect_request("INVITE").await;
+        um.send(from, &response(&inv, 503, "um", "")).await;
+    }
+    let r = lab.caller.final_response().await;
+    assert_eq!(r.status(), Some(480));
+    assert_eq!(r.header("ms-diagnostics"), Some("15030;reason=\"Failed to route to Exchange Server\""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_while_ringing() {
+    let lab = lab(NO_PROBES).await;
+    let inv_text = invite(&lab, BOB, "c1");
+    lab.caller.send(lab.router, &inv_text).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    lab.um1.send(from, &response(&inv, 180, "um1", "")).await;
+    lab.caller.expect_response(180).await;
+    let cancel = inv_text.replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    lab.caller.send(lab.router, &cancel).await;
+    let ok = lab.caller.expect_response(200).await;
+    assert_eq!(ok.cseq(), Some((1, "CANCEL")));
+    let (c, from) = lab.um1.expect_request("CANCEL").await;
+    lab.um1.send(from, &response(&c, 200, "um1", "")).await;
+    lab.um1.send(from, &response(&inv, 487, "um1", "")).await;
+    let terminated = lab.caller.expect_response(487).await;
+    assert_eq!(terminated.cseq(), Some((1, "INVITE")));
+    assert!(lab.um2.recv_within(Duration::from_millis(200)).await.is_none(), "a cancelled call tries no more targets");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_ack_for_a_non_2xx_is_absorbed() {
+    let lab = lab(NO_PROBES).await;
+    let inv_text = invite(&lab, "sip:nobody@contoso.com;opaque=app:voicemail", "n1");
+    lab.caller.send(lab.router, &inv_text).await;
+    let r = lab.caller.final_response().await;
+    assert_eq!(r.status(), Some(404));
+    let to = r.first(Name::To).expect("to");
+    let ack = inv_text
+        .replacen("INVITE sip", "ACK sip", 1)
+        .replace("CSeq: 1 INVITE", "CSeq: 1 ACK")
+        .replace("To: <sip:nobody@contoso.com>", &format!("To: {to}"));
+    lab.caller.send(lab.router, &ack).await;
+    // The ACK ends the transaction: no retransmission of the 404 follows.
+    assert!(lab.caller.recv_within(Duration::from_millis(300)).await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_hops_and_loops() {
+    let lab = lab(NO_PROBES).await;
+    let zero = invite(&lab, BOB, "m0").replace("Max-Forwards: 70", "Max-Forwards: 0");
+    lab.caller.send(lab.router, &zero).await;
+    assert_eq!(lab.caller.final_response().await.status(), Some(483));
+
+    // Send bob's call to um1, then bring the same request back through the router.
+    lab.caller.send(lab.router, &invite(&lab, BOB, "loop1")).await;
+    let (inv, _) = lab.um1.expect_request("INVITE").await;
+    let mut looped = String::from_utf8(inv.bytes().to_vec()).expect("utf8");
+    looped = looped.replacen("Via: ", &format!("Via: SIP/2.0/UDP {};branch=z9hG4bK-back\r\nVia: ", lab.um1.addr), 1);
+    // Undo the router's edits so the request is the one it saw: same Request-URI,
+    // From tag, Call-ID, CSeq.
+    lab.um1.send(lab.router, &looped).await;
+    let (r, _) = lab.um1.recv().await;
+    assert_eq!(r.status(), Some(482), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retransmitted_invite_reaches_the_um_server_once() {
+    let lab = lab(NO_PROBES).await;
+    let text = invite(&lab, BOB, "rx1");
+    lab.caller.send(lab.router, &text).await;
+    lab.caller.expect_response(100).await;
+    lab.caller.send(lab.router, &text).await;
+    lab.caller.send(lab.router, &text).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    // The router's own retransmission timer (T1 = 50 ms) may resend it; answer
+    // with 100 so it stops, then look for a second transaction.
+    lab.um1.send(from, &response(&inv, 100, "um1", "")).await;
+    let mut branches = vec![inv.top_via().and_then(|v| v.branch).map(str::to_owned)];
+    while let Some((m, _)) = lab.um1.recv_within(Duration::from_millis(300)).await {
+        branches.push(m.top_via().and_then(|v| v.branch).map(str::to_owned));
+    }
+    branches.dedup();
+    assert_eq!(branches.len(), 1, "one client transaction: {branches:?}");
+    assert!(lab.server.proxy.stats.retransmissions.load(Ordering::Relaxed) >= 2);
+    assert_eq!(lab.server.proxy.stats.decisions.load(Ordering::Relaxed), 1, "the policy was asked once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_marked_down_by_probes_is_skipped() {
+    // um1 never answers probes; um2 answers every one.
+    let lab = lab("interval_ms = 50\ntimeout_ms = 50\ndown_after = 1\nup_after = 1").await;
+    let um1 = format!("sip:{}", lab.um1.addr);
+    // Each probe is an event: um2 answers its probes, um1 lets them time out.
+    // After one unanswered probe, um1 is down.
+    let mut events = 0;
+    while lab.server.health.is_healthy(&um1) {
+        tokio::select! {
+            (probe, _) = lab.um1.expect_request("OPTIONS") => assert_eq!(probe.request_uri(), Some(um1.as_str())),
+            (m, from) = lab.um2.recv() => {
+                if m.method() == Some("OPTIONS") {
+                    lab.um2.send(from, &response(&m, 200, "um2", "")).await;
+                }
+            }
+        }
+        events += 1;
+        assert!(events < 200, "um1 never marked down");
+    }
+    lab.caller.send(lab.router, &invite(&lab, BOB, "p1")).await;
+    let mut events = 0;
+    let (inv, from) = loop {
+        let (m, from) = lab.um2.recv().await;
+        match m.method() {
+            Some("OPTIONS") => lab.um2.send(from, &response(&m, 200, "um2", "")).await,
+            Some("INVITE") => break (m, from),
+            _ => {}
+        }
+        events += 1;
+        assert!(events < 200, "the INVITE never reached um2");
+    };
+    lab.um2.send(from, &response(&inv, 200, "um2", "")).await;
+    lab.caller.expect_response(200).await;
+    assert!(lab.server.health.is_healthy(&format!("sip:{}", lab.um2.addr)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_costs_only_that_message() {
+    let lab = lab(NO_PROBES).await;
+    let stats = &lab.server.proxy.transports().stats;
+    lab.caller.send(lab.router, "garbage\r\n\r\n").await;
+    let bad_length = invite(&lab, BOB, "b1").replace("Content-Length: 0", "Content-Length: 99");
+    lab.caller.send(lab.router, &bad_length).await;
+    let r = lab.caller.final_response().await;
+    assert_eq!(r.status(), Some(400));
+    assert!(r.header("Warning").is_some_and(|w| w.contains("Content-Length")), "{r:?}");
+    let wrong_cseq = invite(&lab, BOB, "b2").replace("CSeq: 1 INVITE", "CSeq: 1 BYE");
+    lab.caller.send(lab.router, &wrong_cseq).await;
+    let r = lab.caller.final_response().await;
+    assert_eq!(r.status(), Some(400));
+    assert!(r.header("Warning").is_some_and(|w| w.contains("CSeq")), "{r:?}");
+    let scheme = invite(&lab, "mailto:bob@contoso.com", "b3");
+    lab.caller.send(lab.router, &scheme).await;
+    assert_eq!(lab.caller.final_response().await.status(), Some(416));
+    let required = invite(&lab, BOB, "b4").replace("Max-Forwards: 70", "Max-Forwards: 70\r\nProxy-Require: foo");
+    lab.caller.send(lab.router, &required).await;
+    assert_eq!(lab.caller.final_response().await.status(), Some(420));
+    lab.caller
+        .send(
+            lab.router,
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKnothing\r\nContent-Length: 0\r\n\r\n",
+        )
+        .await;
+    lab.caller.send(lab.router, &invite(&lab, "sip:bob@northwind.com;opaque=app:voicemail", "b5")).await;
+    assert_eq!(lab.caller.final_response().await.status(), Some(404), "no open relay");
+    assert!(stats.bad_datagrams.load(Ordering::Relaxed) >= 2);
+    assert_eq!(lab.server.proxy.stats.stray_responses.load(Ordering::Relaxed), 1);
+    // The next valid call is fine.
+    lab.caller.send(lab.router, &invite(&lab, "sip:alice@contoso.com;opaque=app:voicemail", "b6")).await;
+    let (inv, from) = lab.edge.expect_request("INVITE").await;
+    lab.edge.send(from, &response(&inv, 200, "edge", "")).await;
+    lab.caller.expect_response(200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_framing_and_bad_peers() {
+    let lab = lab(NO_PROBES).await;
+    let options = |id: &str, from: SocketAddr| {
+        request("OPTIONS", &format!("sip:{}", lab.router_tcp), from, "TCP", id, &format!("z9hG4bK-{id}"))
+    };
+    let mut peer = TcpPeer::connect(lab.router_tcp).await;
+    // Two messages in one segment.
+    let two = format!("{}{}", options("o1", peer.addr), options("o2", peer.addr));
+    peer.write(two.as_bytes()).await;
+    let a = peer.recv_within(Duration::from_secs(5)).await.expect("first answer");
+    let b = peer.recv_within(Duration::from_secs(5)).await.expect("second answer");
+    assert_eq!((a.status(), b.status()), (Some(200), Some(200)));
+    // One message over several writes.
+    let one = options("o3", peer.addr);
+    let (x, rest) = one.split_at(10);
+    let (y, z) = rest.split_at(40);
+    for part in [x, y, z] {
+        peer.write(part.as_bytes()).await;
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(peer.recv_within(Duration::from_secs(5)).await.and_then(|m| m.status()), Some(200));
+    // Garbage: disconnected.
+    let mut bad = TcpPeer::connect(lab.router_tcp).await;
+    bad.write(b"\x16\x03\x01garbage that is not SIP\r\n\r\n").await;
+    assert!(bad.closed_within(Duration::from_secs(5)).await);
+    // A stall mid-message: disconnected after the 300 ms idle timeout.
+    let mut stalled = TcpPeer::connect(lab.router_tcp).await;
+    stalled.write(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1").await;
+    assert!(stalled.closed_within(Duration::from_secs(5)).await);
+    assert!(lab.server.proxy.transports().stats.bad_streams.load(Ordering::Relaxed) >= 2);
+}
