@@ -126,6 +126,10 @@ fn header_line() -> impl Strategy<Value = (String, String)> {
         Just("Diversion".to_owned()),
         "[A-Za-z][A-Za-z0-9-]{0,12}",
     ];
+    // Content-Length and Max-Forwards are what the round trip sets itself.
+    let name = name.prop_filter("not a header the edit owns", |n| {
+        !matches!(Name::of(n.as_bytes()), Name::ContentLength | Name::MaxForwards)
+    });
     (name, "[ -~]{0,40}")
 }
 
