@@ -3,6 +3,7 @@
 //! by the router's real engine.
 
 mod examples;
+mod interop;
 mod proxy;
 mod sandbox;
 mod standard;

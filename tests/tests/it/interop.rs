@@ -1,0 +1,121 @@
+//! Interop with a real SIP implementation: sipp (Debian package `sip-tester`) as
+//! caller through the router to two sipp UAS, an on-premises UM server and the
+//! hosted edge. The directory sends even users to hosted voice mail and odd users
+//! on-premises; each UAS is told to expect exactly half of the calls.
+
+use std::process::{Command, Stdio};
+
+use exum_router::server::Server;
+use exum_router::sip::Transport;
+
+const CALLS: usize = 2000;
+const USERS: usize = 100;
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+fn sipp() -> Command {
+    let found = Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status();
+    assert!(found.is_ok(), "sipp is not installed: `apt-get install -y sip-tester` (scripts/test.sh does it)");
+    Command::new("sipp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (um_port, edge_port, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let mut directory = String::new();
+    let mut users = String::from("SEQUENTIAL\n");
+    for i in 0..USERS {
+        if i % 2 == 0 {
+            directory.push_str(&format!(
+                "[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\nhosted_voicemail = true\n"
+            ));
+        } else {
+            directory.push_str(&format!("[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\neum = \"eum:user{i}@contoso.com;phone-context=DP1\"\n"));
+        }
+        users.push_str(&format!("user{i};contoso.com\n"));
+    }
+    directory.push_str(&format!(
+        "[[tenants.contoso.hosted_voicemail_policies]]\nscope = \"global\"\ndestination = \"exap.um.outlook.com\"\n\
+         [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{um_port}\", timeout_ms = 5000 }}]\n"
+    ));
+    let config = format!(
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:127.0.0.1:{edge_port}\"\n"
+    );
+    std::fs::write(dir.path().join("router.toml"), config).expect("write");
+    std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
+    std::fs::write(dir.path().join("users.csv"), users).expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+
+    let half = (CALLS / 2).to_string();
+    let uas = |port: u16| {
+        sipp()
+            .args([
+                "-sn",
+                "uas",
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-m",
+                &half,
+                "-nostdin",
+                "-timeout",
+                "120s",
+            ])
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp UAS starts")
+    };
+    let mut um = uas(um_port);
+    let mut edge = uas(edge_port);
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uac.xml");
+    let uac = sipp()
+        .args([&router.to_string(), "-sf", scenario.to_str().expect("utf8"), "-inf", "users.csv", "-i", "127.0.0.1"])
+        .args([
+            "-p",
+            &uac_port.to_string(),
+            "-m",
+            &CALLS.to_string(),
+            "-r",
+            "200",
+            "-l",
+            "400",
+            "-nostdin",
+            "-timeout",
+            "120s",
+        ])
+        .args(["-trace_stat", "-stf", "uac.csv", "-fd", "1"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("sipp UAC starts");
+    let (uac_out, um_status, edge_status) = tokio::task::spawn_blocking(move || {
+        let out = uac.wait_with_output().expect("UAC ends");
+        (out, um.wait().expect("UM UAS ends"), edge.wait().expect("edge UAS ends"))
+    })
+    .await
+    .expect("join");
+    let stats = std::fs::read_to_string(dir.path().join("uac.csv")).unwrap_or_default();
+    let last = stats.lines().last().unwrap_or("");
+    assert!(
+        uac_out.status.success(),
+        "sipp UAC: {} {}\n{last}",
+        uac_out.status,
+        String::from_utf8_lossy(&uac_out.stderr)
+    );
+    assert!(um_status.success(), "the on-premises UM server did not complete exactly {half} calls: {um_status}");
+    assert!(edge_status.success(), "the hosted edge did not complete exactly {half} calls: {edge_status}");
+    assert_eq!(
+        server.proxy.stats.decisions.load(std::sync::atomic::Ordering::Relaxed),
+        CALLS as u64,
+        "one decision per call"
+    );
+}
