@@ -62,15 +62,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::Serve { config: PathBuf::from(EXAMPLE_CONFIG) });
+    // RUST_LOG when set (and not empty); else info for the server, warn for tools.
+    let default = if matches!(command, Command::Serve { .. }) { "info" } else { "warn" };
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(v) if !v.trim().is_empty() => tracing_subscriber::EnvFilter::new(v),
+        _ => tracing_subscriber::EnvFilter::new(default),
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let result = match command {
         Command::Serve { config } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -102,3 +102,45 @@ fn simulate_fails_clearly_on_bad_input() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("directory.toml: "), "{}", text(&out.stderr));
 }
+
+#[test]
+fn serve_listens_and_stops_cleanly_on_sigterm() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
+    )
+    .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
+        .args(["serve", "--config", config.to_str().expect("utf8")])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    // The event: the router says it is listening.
+    let listening = lines.by_ref().map_while(Result::ok).find(|l| l.contains("listening"));
+    assert!(listening.is_some(), "the router never said it was listening");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let exit = child.wait().expect("ends");
+    assert!(exit.success(), "exit status {exit}; log: {rest:?}");
+    assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
+}
+
+#[test]
+fn serve_refuses_an_invalid_configuration_with_file_key_and_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("router.toml");
+    std::fs::write(&config, "directory = \"d.toml\"\n[[listen]]\naddress = \"nowhere\"\n").expect("write");
+    let out = run(&["serve", "--config", config.to_str().expect("utf8")], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("router.toml: listen[0].address: `nowhere` is not an IP address and port"), "{err}");
+}

@@ -1,33 +1,50 @@
 //! Messages the router originates: responses to requests it answers itself
 //! (100 Trying, errors, redirects, 200 to CANCEL), ACK for a non-2xx final
-//! response, CANCEL, and OPTIONS probes. Built from the received or sent
-//! message's header values (RFC 3261 §8.2.6, §9.1, §17.1.1.3).
+//! response, CANCEL, and OPTIONS probes (RFC 3261 §8.2.6, §9.1, §17.1.1.3).
+//!
+//! Responses are built with rsip from the request's header values. The requests
+//! (ACK, CANCEL, OPTIONS) are written out directly: ACK and CANCEL must repeat
+//! the INVITE's Request-URI byte for byte, and rsip 0.4 cannot represent every
+//! Request-URI the wire layer accepts (IPv6 references among them).
 
 use std::fmt::Write as _;
+
+use rsip::headers::UntypedHeader as _;
 
 use super::wire::{Message, Name};
 
 /// A response to `req` with `code`, `reason`, a To tag when the To header has
 /// none (not for 100), and `extra` header fields.
 pub fn response(req: &Message, code: u16, reason: &str, to_tag: &str, extra: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = String::with_capacity(512);
-    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
+    let mut headers = rsip::Headers::default();
     for via in req.values(Name::Via) {
-        let _ = write!(out, "Via: {via}\r\n");
+        headers.push(rsip::Header::Via(rsip::headers::Via::new(via)));
     }
-    for (name, header) in [("From", Name::From), ("To", Name::To), ("Call-ID", Name::CallId), ("CSeq", Name::CSeq)] {
-        let Some(value) = req.first(header) else { continue };
-        let _ = write!(out, "{name}: {value}");
-        if header == Name::To && code > 100 && req.to_tag().is_none() {
-            let _ = write!(out, ";tag={to_tag}");
-        }
-        out.push_str("\r\n");
+    if let Some(from) = req.first(Name::From) {
+        headers.push(rsip::Header::From(rsip::headers::From::new(from)));
+    }
+    if let Some(to) = req.first(Name::To) {
+        let to = if code > 100 && req.to_tag().is_none() { format!("{to};tag={to_tag}") } else { to.to_owned() };
+        headers.push(rsip::Header::To(rsip::headers::To::new(to)));
+    }
+    if let Some(call_id) = req.first(Name::CallId) {
+        headers.push(rsip::Header::CallId(rsip::headers::CallId::new(call_id)));
+    }
+    if let Some(cseq) = req.first(Name::CSeq) {
+        headers.push(rsip::Header::CSeq(rsip::headers::CSeq::new(cseq)));
     }
     for (name, value) in extra {
-        let _ = write!(out, "{name}: {value}\r\n");
+        headers.push(rsip::Header::Other((*name).to_owned(), (*value).to_owned()));
     }
-    out.push_str("Server: exum-router\r\nContent-Length: 0\r\n\r\n");
-    out.into_bytes()
+    headers.push(rsip::Header::Server(rsip::headers::Server::new("exum-router")));
+    headers.push(rsip::Header::ContentLength(rsip::headers::ContentLength::new("0")));
+    let response = rsip::Response {
+        status_code: rsip::StatusCode::Other(code, reason.to_owned()),
+        version: rsip::Version::V2,
+        headers,
+        body: Vec::new(),
+    };
+    response.to_string().into_bytes()
 }
 
 /// The ACK for a non-2xx final `resp` to the INVITE `sent` (the request as the

@@ -188,8 +188,11 @@ impl Proxy {
             let Ok(dest) = resolve(&target_uri, None).await else { return };
             let local =
                 me.transports.local_addr(dest.1, Some(dest.0)).map_or_else(|| "0.0.0.0".into(), |a| a.to_string());
-            let mut edit =
-                msg.edit().prepend_via(format!("{} {local};branch={};rport", via_proto(dest.1), me.branch(0)));
+            let mut edit = msg.edit().received(source.addr).prepend_via(format!(
+                "{} {local};branch={};rport",
+                via_proto(dest.1),
+                me.branch(0)
+            ));
             if pop {
                 edit = edit.pop_route();
             }
@@ -199,7 +202,6 @@ impl Proxy {
             }
             let bytes = edit.max_forwards(hops - 1).finish();
             let _ = me.transports.send(dest.1, dest.0, bytes).await;
-            let _ = source;
         });
     }
 }
@@ -517,8 +519,22 @@ impl ServerTxn {
         if self.invite {
             self.respond(100, "Trying", &[]);
         }
-        // Loose routing: our own Route goes; strict-route compatibility: a
-        // Request-URI that is us, with Routes, takes the last Route.
+        // Strict-route compatibility (RFC 3261 §16.4): a Request-URI that is us,
+        // with Routes, came from a strict router: the last Route is the real
+        // Request-URI.
+        let ruri_is_us =
+            self.req.request_uri().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| self.proxy.is_us(&u));
+        if ruri_is_us && let Some(last) = self.req.values(Name::Route).last().map(route_uri) {
+            let rewritten = self.req.edit().request_uri(&last).pop_last_route().finish();
+            match Message::parse(rewritten, false, usize::MAX) {
+                Ok(m) => self.req = m,
+                Err(e) => {
+                    self.respond(400, "Bad Request", &[("Warning", &format!("399 exum-router \"bad Route: {e}\""))]);
+                    return;
+                }
+            }
+        }
+        // Loose routing: our own Route goes.
         let first_route = self.req.values(Name::Route).next().map(route_uri);
         self.pop_route =
             first_route.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| self.proxy.is_us(&u));
@@ -712,7 +728,11 @@ impl ServerTxn {
         let local =
             proxy.transports.local_addr(transport, Some(dest)).map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
         let branch = proxy.branch(loop_hash(&self.req));
-        let mut edit = self.req.edit().prepend_via(format!("{} {local};branch={branch};rport", via_proto(transport)));
+        let mut edit = self
+            .req
+            .edit()
+            .received(self.source.addr)
+            .prepend_via(format!("{} {local};branch={branch};rport", via_proto(transport)));
         if let Some(uri) = contact_uri.or(spec.request_uri.as_deref()) {
             edit = edit.request_uri(uri);
         }

@@ -480,11 +480,38 @@ impl Message {
             max_forwards: None,
             remove: Vec::new(),
             pop_first: None,
+            pop_last_route: false,
+            received: None,
             prepend: Vec::new(),
             add: Vec::new(),
             extra: 0,
         }
     }
+}
+
+/// A Via value with `received` (when the sent-by host is not the source address)
+/// and the `rport` value (when the Via carries `rport`) set for `source`.
+fn with_received(via: &str, source: std::net::SocketAddr) -> String {
+    let Some(parsed) = Via::parse(via) else { return via.to_owned() };
+    let host = parsed.host.trim_start_matches('[').trim_end_matches(']');
+    let same_host = host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == source.ip());
+    let mut parts = via.split(';');
+    let mut out = parts.next().unwrap_or("").trim_end().to_owned();
+    for p in parts {
+        let name = p.split('=').next().unwrap_or("").trim();
+        if name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("rport") {
+            continue;
+        }
+        out.push(';');
+        out.push_str(p.trim());
+    }
+    if !same_host || parsed.rport {
+        out.push_str(&format!(";received={}", source.ip()));
+    }
+    if parsed.rport {
+        out.push_str(&format!(";rport={}", source.port()));
+    }
+    out
 }
 
 /// The `tag` parameter of a From or To value.
@@ -642,6 +669,8 @@ pub struct Edit<'a> {
     max_forwards: Option<u8>,
     remove: Vec<usize>,
     pop_first: Option<Name>,
+    pop_last_route: bool,
+    received: Option<std::net::SocketAddr>,
     prepend: Vec<(String, String)>,
     add: Vec<(String, String)>,
     extra: usize,
@@ -699,6 +728,21 @@ impl Edit<'_> {
         self
     }
 
+    /// Removes the last Route value (strict-route compatibility, RFC 3261 §16.4).
+    pub fn pop_last_route(mut self) -> Self {
+        self.pop_last_route = true;
+        self
+    }
+
+    /// Records where the request really came from in its top Via (RFC 3261
+    /// §18.2.1, RFC 3581): `received` when the sent-by host differs, and the
+    /// `rport` value when the Via asks for it.
+    pub fn received(mut self, source: std::net::SocketAddr) -> Self {
+        self.received = Some(source);
+        self.extra += 40;
+        self
+    }
+
     /// Adds a header field before the existing ones (after the new Via, if any):
     /// where Record-Route goes.
     pub fn prepend(mut self, name: &str, value: &str) -> Self {
@@ -740,6 +784,8 @@ impl Edit<'_> {
             out.extend_from_slice(b"\r\n");
         }
         let first_route = self.pop_first.and_then(|name| m.fields.iter().position(|f| f.name == name));
+        let last_route = if self.pop_last_route { m.fields.iter().rposition(|f| f.name == Name::Route) } else { None };
+        let top_via = self.received.and_then(|_| m.fields.iter().position(|f| f.name == Name::Via));
         let mut wrote_max_forwards = false;
         for (i, f) in m.fields.iter().enumerate() {
             if self.remove.contains(&i) {
@@ -756,15 +802,31 @@ impl Edit<'_> {
                 }
                 continue;
             }
-            if Some(i) == first_route {
-                // Keep the values after the first, if any.
-                let value = m.value(f);
-                let rest: Vec<&str> = split_commas(value).skip(1).collect();
-                if !rest.is_empty() {
+            if Some(i) == first_route || Some(i) == last_route {
+                // Keep the other values of the field, if any.
+                let values: Vec<&str> = split_commas(m.value(f)).collect();
+                let kept = if Some(i) == first_route {
+                    &values[values.len().min(1)..]
+                } else {
+                    &values[..values.len().saturating_sub(1)]
+                };
+                if !kept.is_empty() {
                     out.extend_from_slice(&buf[f.line.start..f.value.start]);
-                    out.extend_from_slice(rest.join(", ").as_bytes());
+                    out.extend_from_slice(kept.join(", ").as_bytes());
                     out.extend_from_slice(b"\r\n");
                 }
+                continue;
+            }
+            if Some(i) == top_via
+                && let Some(source) = self.received
+            {
+                let mut values: Vec<String> = split_commas(m.value(f)).map(str::to_owned).collect();
+                if let Some(first) = values.first_mut() {
+                    *first = with_received(first, source);
+                }
+                out.extend_from_slice(&buf[f.line.start..f.value.start]);
+                out.extend_from_slice(values.join(", ").as_bytes());
+                out.extend_from_slice(b"\r\n");
                 continue;
             }
             out.extend_from_slice(&buf[f.line.clone()]);

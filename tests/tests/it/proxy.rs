@@ -111,6 +111,10 @@ async fn a_whole_call_to_an_on_premises_user() {
     assert!(inv.top_via().and_then(|v| v.branch).is_some_and(|b| b.starts_with("z9hG4bK")));
     assert_eq!(inv.header("Diversion"), Some("<sip:bob@contoso.com>;reason=no-answer"));
     assert_eq!(inv.max_forwards(), Ok(Some(69)));
+    let caller_via =
+        exum_router::sip::wire::Via::parse(inv.values(Name::Via).nth(1).expect("caller's via")).expect("parses");
+    assert_eq!(caller_via.received, Some("127.0.0.1"), "rport asks for received (RFC 3581)");
+    assert!(caller_via.value.ends_with(&format!(";rport={}", lab.caller.addr.port())), "{}", caller_via.value);
     let rr = inv.first(Name::RecordRoute).expect("record-routed").to_owned();
     lab.um1.send(from, &response(&inv, 180, "um", "")).await;
     lab.caller.expect_response(180).await;
@@ -273,6 +277,44 @@ async fn too_many_hops_and_loops() {
     lab.um1.send(lab.router, &looped).await;
     let (r, _) = lab.um1.recv().await;
     assert_eq!(r.status(), Some(482), "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_route_compatibility() {
+    let lab = lab(NO_PROBES).await;
+    // A strict router upstream put the router in the Request-URI and the real
+    // Request-URI in the last Route.
+    let text = invite(&lab, &format!("sip:{}", lab.router), "s1")
+        .replace("Max-Forwards: 70", &format!("Max-Forwards: 70\r\nRoute: <{BOB}>"));
+    lab.caller.send(lab.router, &text).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(inv.request_uri(), Some(BOB));
+    assert_eq!(inv.first(Name::Route), None);
+    lab.um1.send(from, &response(&inv, 200, "um1", "")).await;
+    lab.caller.expect_response(200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ipv6_listeners_and_rfc_2543_transactions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let config = "directory = \"directory.toml\"\n[[listen]]\naddress = \"[::1]:0\"\n[probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n";
+    std::fs::write(dir.path().join("router.toml"), config).expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("starts on ::1");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    assert!(router.is_ipv6());
+    let socket = tokio::net::UdpSocket::bind("[::1]:0").await.expect("bind ::1");
+    let me = socket.local_addr().expect("addr");
+    let peer = UdpPeer { socket, addr: me };
+    // An RFC 2543 client: no magic cookie in the branch. Its retransmission is
+    // matched by the fallback key and absorbed.
+    let text = request("INVITE", "sip:nobody@t.test;opaque=app:voicemail", me, "UDP", "v6", "old-style-1");
+    peer.send(router, &text).await;
+    assert_eq!(peer.final_response().await.status(), Some(404));
+    peer.send(router, &text).await;
+    assert_eq!(peer.final_response().await.status(), Some(404), "the final response is re-sent");
+    assert_eq!(server.proxy.stats.transactions.load(Ordering::Relaxed), 1);
+    assert!(server.proxy.stats.retransmissions.load(Ordering::Relaxed) >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -66,6 +66,20 @@ fn edits_splice_without_touching_the_rest() {
 }
 
 #[test]
+fn received_rport_and_strict_route_edits() {
+    let m = parse(INVITE).expect("valid");
+    let source: std::net::SocketAddr = "[2001:db8::99]:40000".parse().expect("addr");
+    let e =
+        Message::parse(m.edit().received(source).pop_last_route().finish(), true, DEFAULT_MAX_MESSAGE).expect("valid");
+    let top = e.top_via().expect("via");
+    assert_eq!(top.received, Some("2001:db8::99"));
+    assert!(top.value.ends_with(";received=2001:db8::99;rport=40000"), "{}", top.value);
+    assert_eq!(top.branch, Some("z9hG4bK776asdhds"));
+    assert_eq!(e.values(Name::Via).count(), 2, "the second Via is kept");
+    assert_eq!(e.values(Name::Route).collect::<Vec<_>>(), ["<sip:router.contoso.com;lr>"]);
+}
+
+#[test]
 fn frames_streams_by_content_length() {
     let two = format!("{INVITE}\r\n\r\n");
     let one = INVITE.replace("EXTRA", "");
