@@ -381,9 +381,9 @@ impl Proxy {
             }
             (_, None) => {
                 let (tx, rx) = mpsc::unbounded_channel();
-                self.table().server.insert(key.clone(), tx);
+                self.table().server.insert(key.clone(), tx.clone());
                 self.stats.transactions.fetch_add(1, Ordering::Relaxed);
-                let txn = ServerTxn::new(self.clone(), msg, source, key, rx);
+                let txn = ServerTxn::new(self.clone(), msg, source, key, (tx, rx));
                 tokio::spawn(txn.run());
             }
         }
@@ -451,8 +451,11 @@ struct ServerTxn {
     cancelled: bool,
     record_route: bool,
     pop_route: bool,
-    /// Client branches opened, removed from the table at the end.
+    /// Client branches opened (removed from the table at the end) and the
+    /// INVITEs sent on them with their destination: a retransmitted failure
+    /// response on an earlier branch is ACKed again (Timer D).
     branches: Vec<String>,
+    sent: HashMap<String, (Message, Transport, SocketAddr)>,
 }
 
 impl ServerTxn {
@@ -461,9 +464,8 @@ impl ServerTxn {
         req: Message,
         source: Source,
         key: String,
-        rx: mpsc::UnboundedReceiver<Event>,
+        (tx, rx): (Sender, mpsc::UnboundedReceiver<Event>),
     ) -> ServerTxn {
-        let tx = proxy.table().server.get(&key).cloned().expect("the key was inserted just before");
         let invite = req.method() == Some("INVITE");
         ServerTxn {
             proxy,
@@ -479,6 +481,16 @@ impl ServerTxn {
             record_route: false,
             pop_route: false,
             branches: Vec::new(),
+            sent: HashMap::new(),
+        }
+    }
+
+    /// ACKs again a retransmitted non-2xx final response of an earlier branch.
+    fn reack(&self, resp: &Message) {
+        let Some(branch) = resp.top_via().and_then(|v| v.branch) else { return };
+        if let (true, Some((sent, transport, dest))) = (resp.status().is_some_and(|c| c >= 300), self.sent.get(branch))
+        {
+            self.proxy.transports.send_now(*transport, *dest, originate::ack(sent, resp));
         }
     }
 
@@ -757,6 +769,9 @@ impl ServerTxn {
         };
         proxy.table().client.insert(branch.clone(), self.tx.clone());
         self.branches.push(branch.clone());
+        if self.invite {
+            self.sent.insert(branch.clone(), (sent.clone(), transport, dest));
+        }
         if let Err(e) = proxy.transports.send(transport, dest, bytes.clone()).await {
             tracing::warn!(target = %target.uri, %dest, "cannot send: {e}");
             return TargetEnd::Failed(Outcome::Unreachable, None);
@@ -826,8 +841,10 @@ impl ServerTxn {
                     }
                 }
                 Some(Event::Response(resp)) => {
-                    // Only responses for this branch matter now.
+                    // Only responses for this branch matter now; an earlier
+                    // branch's retransmitted failure is ACKed again.
                     if resp.top_via().and_then(|v| v.branch) != Some(branch.as_str()) {
+                        self.reack(&resp);
                         continue;
                     }
                     let code = resp.status().unwrap_or(500);
@@ -915,7 +932,8 @@ impl ServerTxn {
                 Some(Event::Retransmission) => {
                     self.proxy.transports.send_now(self.source.transport, self.source.addr, last.clone());
                 }
-                Some(Event::Cancel) | Some(Event::Response(_)) => {}
+                Some(Event::Response(resp)) => self.reack(&resp),
+                Some(Event::Cancel) => {}
             }
         }
     }

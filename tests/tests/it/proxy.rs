@@ -171,6 +171,10 @@ async fn failover_on_503_and_the_failure_is_acked_hop_by_hop() {
         inv.top_via().and_then(|v| v.branch),
         "ACK in the INVITE's transaction"
     );
+    // um1 did not see the ACK (as if lost): its retransmitted 503 is ACKed again.
+    lab.um1.send(from, &response(&inv, 503, "um1", "")).await;
+    let (again, _) = lab.um1.expect_request("ACK").await;
+    assert_eq!(again.cseq(), Some((1, "ACK")));
     let (inv2, from2) = lab.um2.expect_request("INVITE").await;
     lab.um2.send(from2, &response(&inv2, 200, "um2", "")).await;
     lab.caller.expect_response(200).await;
