@@ -17,4 +17,5 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
+cargo build --workspace --all-targets
 cargo test --workspace

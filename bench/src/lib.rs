@@ -10,7 +10,7 @@ use exum_router::control::health::HealthTable;
 use exum_router::control::{Tenant, Tenants};
 use exum_router::policy::contract::Request;
 use exum_router::policy::{PolicyEngine, PolicyRegistry, TenantPolicy, view};
-use exum_router::sip::message::Request as SipRequest;
+use exum_router::sip::wire;
 use exum_router::sip::{Source, Transport};
 
 /// The two benchmarked calls: (name, Request-URI).
@@ -65,8 +65,12 @@ impl EnginePlane {
     /// The tenant, its policy and the request view for `ruri`.
     pub fn call(&self, ruri: &str) -> (Arc<Tenant>, Arc<TenantPolicy>, Request) {
         let bytes = invite_bytes(ruri);
-        let sip = SipRequest::parse(bytes.as_bytes()).expect("parses");
-        let tenant = self.tenants.by_domain(&sip.uri.host).expect("tenant").clone();
+        let sip = wire::Message::parse(bytes.into_bytes(), false, wire::DEFAULT_MAX_MESSAGE).expect("parses");
+        let tenant = self
+            .tenants
+            .by_domain(&exum_router::sip::uri::Uri::parse(sip.request_uri().unwrap_or_default()).expect("ruri").host)
+            .expect("tenant")
+            .clone();
         let source = Source { addr: ([192, 0, 2, 10], 5061).into(), transport: Transport::Tls, tls_peer_name: None };
         let req = view::request_view(&sip, &source).expect("view");
         let policy = self.registry.get(&tenant);

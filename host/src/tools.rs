@@ -10,9 +10,11 @@ use crate::control::{ConfigError, Tenants};
 use crate::policy::contract::{Attempt, Decision, Failure, Outcome};
 use crate::policy::decision::reason_phrase;
 use crate::policy::engine::{ALLOWED_IMPORTS, CONTRACT, REQUIRED_EXPORT};
+use crate::policy::view::ViewError;
 use crate::policy::{LoadError, PolicyEngine, PolicyRegistry, Verdict, view};
-use crate::sip::message::{ParseError, Request};
-use crate::sip::{Source, Transport};
+use crate::sip::uri::UriRef;
+use crate::sip::wire::{self, Message, WireError};
+use crate::sip::{Source, Transport, originate};
 
 /// Why a tool could not do its job. Each is a clear message and a non-zero exit.
 #[derive(Debug, thiserror::Error)]
@@ -37,12 +39,12 @@ pub enum ToolError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// The SIP request does not parse.
-    #[error("{path}: not a SIP request the router can route: {source}")]
+    #[error("{path}: not a SIP request the router can route: {reason}")]
     Sip {
         /// The file.
         path: String,
         /// Why.
-        source: ParseError,
+        reason: String,
     },
     /// No tenant owns the Request-URI's domain.
     #[error("no tenant owns the domain `{0}` of the Request-URI (the router answers 404)")]
@@ -134,16 +136,20 @@ pub fn simulate(
     options: &SimulateOptions,
 ) -> Result<String, ToolError> {
     let (_, tenants) = Tenants::load(config)?;
-    let sip = Request::parse(request).map_err(|source| ToolError::Sip { path: request_path.to_owned(), source })?;
-    let tenant =
-        tenants.by_domain(&sip.uri.host).ok_or_else(|| ToolError::UnknownTenant(sip.uri.host.clone()))?.clone();
+    let sip_error = |reason: String| ToolError::Sip { path: request_path.to_owned(), reason };
+    // Files written by hand often end lines in a bare LF; the wire layer takes both.
+    let sip = Message::parse(request.to_vec(), false, wire::DEFAULT_MAX_MESSAGE)
+        .map_err(|e: WireError| sip_error(e.to_string()))?;
+    let ruri = sip.request_uri().ok_or_else(|| sip_error("a response, not a request".into()))?;
+    let host =
+        UriRef::parse(ruri).map_err(|e| sip_error(format!("invalid Request-URI: {e}")))?.host.to_ascii_lowercase();
+    let tenant = tenants.by_domain(&host).ok_or(ToolError::UnknownTenant(host))?.clone();
     let source = Source {
         addr: options.source.unwrap_or_else(|| ([192, 0, 2, 10], 5060).into()),
         transport: Transport::Udp,
         tls_peer_name: None,
     };
-    let view =
-        view::request_view(&sip, &source).map_err(|source| ToolError::Sip { path: request_path.to_owned(), source })?;
+    let view = view::request_view(&sip, &source).map_err(|e: ViewError| sip_error(e.to_string()))?;
 
     let health = Arc::new(HealthTable::default());
     for d in &options.down {
@@ -185,54 +191,45 @@ fn write_verdict(out: &mut String, step: &str, tenant: &str, verdict: &Verdict) 
     let _ = writeln!(out, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
 }
 
-fn write_outcome(out: &mut String, sip: &Request, decision: &Decision) {
+fn write_outcome(out: &mut String, sip: &Message, decision: &Decision) {
     match decision {
         Decision::Forward(f) => {
-            let mut fwd = sip.clone();
+            // The same splice edits the proxy makes, less its Via.
+            let mut edit = sip.edit();
             if let Some(uri) = &f.request_uri {
-                fwd.uri_text = uri.clone();
+                edit = edit.request_uri(uri);
             }
             for name in &f.remove_headers {
-                fwd.remove_header(name);
+                edit = edit.remove(name);
             }
             for h in &f.add_headers {
-                fwd.headers.push((h.name.clone(), h.value.clone()));
+                edit = edit.add(&h.name, &h.value);
             }
-            let hops = fwd.header("Max-Forwards").and_then(|v| v.parse::<u32>().ok()).unwrap_or(70);
-            fwd.remove_header("Max-Forwards");
-            fwd.headers.push(("Max-Forwards".into(), hops.saturating_sub(1).to_string()));
+            let hops = sip.max_forwards().ok().flatten().unwrap_or(71);
+            let forwarded = edit.max_forwards(hops.saturating_sub(1).min(70)).finish();
             let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
             let _ = writeln!(out, "\n--- forwarded to {} (the router also adds its Via) ---", targets.join(", then "));
-            out.push_str(&String::from_utf8_lossy(&fwd.to_bytes()));
+            out.push_str(&String::from_utf8_lossy(&forwarded));
         }
         Decision::Reject(r) => {
             let reason = if r.reason.is_empty() { reason_phrase(r.code) } else { &r.reason };
+            let extra: Vec<(&str, &str)> = r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
             let _ = writeln!(out, "\n--- response ---");
-            let _ = write!(out, "SIP/2.0 {} {reason}\r\n", r.code);
-            write_response_headers(out, sip, r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())));
+            out.push_str(&String::from_utf8_lossy(&originate::response(sip, r.code, reason, "simulated", &extra)));
         }
         Decision::Redirect(r) => {
+            let contacts: Vec<String> = r.contacts.iter().map(|c| format!("<{c}>")).collect();
+            let mut extra: Vec<(&str, &str)> = contacts.iter().map(|c| ("Contact", c.as_str())).collect();
+            extra.extend(r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())));
             let _ = writeln!(out, "\n--- response ---");
-            let _ = write!(out, "SIP/2.0 {} {}\r\n", r.code, reason_phrase(r.code));
-            let contacts = r.contacts.iter().map(|c| ("Contact", c.as_str()));
-            write_response_headers(
-                out,
+            out.push_str(&String::from_utf8_lossy(&originate::response(
                 sip,
-                contacts.chain(r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str()))),
-            );
+                r.code,
+                reason_phrase(r.code),
+                "simulated",
+                &extra,
+            )));
         }
         Decision::Standard => {}
     }
-}
-
-fn write_response_headers<'a>(out: &mut String, sip: &Request, extra: impl Iterator<Item = (&'a str, &'a str)>) {
-    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
-        for (n, v) in sip.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)) {
-            let _ = write!(out, "{n}: {v}\r\n");
-        }
-    }
-    for (n, v) in extra {
-        let _ = write!(out, "{n}: {v}\r\n");
-    }
-    out.push_str("Content-Length: 0\r\n\r\n");
 }

@@ -81,7 +81,7 @@ fn simulate_fails_clearly_on_bad_input() {
     let out = run(&["simulate", "--config", config, "-"], Some(b"INVITE nowhere\r\n\r\n"));
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("-: not a SIP request the router can route: malformed request line"),
+        text(&out.stderr).contains("-: not a SIP request the router can route: malformed start line"),
         "{}",
         text(&out.stderr)
     );

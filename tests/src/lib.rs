@@ -13,7 +13,7 @@ use exum_router::control::health::HealthTable;
 use exum_router::control::{Tenant, Tenants};
 use exum_router::policy::contract::Request;
 use exum_router::policy::{PolicyEngine, PolicyRegistry, TenantPolicy, view};
-use exum_router::sip::message::Request as SipRequest;
+use exum_router::sip::wire;
 use exum_router::sip::{Source, Transport};
 
 /// Paths of the components built from source (`PILOT_GROUP`, `HOSTILE`, ...).
@@ -59,8 +59,13 @@ impl Plane {
 
     /// The tenant owning the Request-URI of `sip` and the request view.
     pub fn request(&self, sip: &str) -> (Arc<Tenant>, Request) {
-        let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
-        let tenant = self.tenants.by_domain(&parsed.uri.host).expect("a tenant owns the domain").clone();
+        let parsed = wire::Message::parse(sip.as_bytes().to_vec(), false, wire::DEFAULT_MAX_MESSAGE)
+            .expect("the test's request parses");
+        let tenant = self
+            .tenants
+            .by_domain(&exum_router::sip::uri::Uri::parse(parsed.request_uri().unwrap_or_default()).expect("ruri").host)
+            .expect("a tenant owns the domain")
+            .clone();
         let view = view_of(sip);
         (tenant, view)
     }
@@ -73,7 +78,8 @@ impl Plane {
 
 /// The request view of `sip`, from 192.0.2.10:5060 over UDP.
 pub fn view_of(sip: &str) -> Request {
-    let parsed = SipRequest::parse(sip.as_bytes()).expect("the test's request parses");
+    let parsed = wire::Message::parse(sip.as_bytes().to_vec(), false, wire::DEFAULT_MAX_MESSAGE)
+        .expect("the test's request parses");
     let source = Source { addr: ([192, 0, 2, 10], 5060).into(), transport: Transport::Udp, tls_peer_name: None };
     view::request_view(&parsed, &source).expect("view")
 }

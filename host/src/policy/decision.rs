@@ -3,8 +3,8 @@
 //! line breaks, and headers that are the router's own left alone.
 
 use super::bindings::exum::policy::types::{Decision, Header};
-use crate::sip::message::is_token_byte;
 use crate::sip::uri::UriRef;
+use crate::sip::wire::{Name, is_token};
 
 /// Most targets in one forward.
 pub const MAX_TARGETS: usize = 16;
@@ -16,10 +16,6 @@ pub const MAX_HEADERS: usize = 32;
 pub const MAX_VALUE: usize = 4096;
 /// Longest reason phrase.
 pub const MAX_REASON: usize = 128;
-
-/// Header fields only the router writes or edits.
-pub const ROUTER_HEADERS: [&str; 9] =
-    ["Via", "Route", "Record-Route", "Max-Forwards", "Content-Length", "Call-ID", "CSeq", "From", "To"];
 
 /// Checks a decision. `Standard` is always valid.
 pub fn validate(decision: &Decision) -> Result<(), String> {
@@ -106,12 +102,14 @@ fn headers(list: &[Header]) -> Result<(), String> {
 }
 
 fn header_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || name.len() > 64 || !name.bytes().all(is_token_byte) {
+    if name.is_empty() || name.len() > 64 || !name.bytes().all(is_token) {
         return Err(format!("`{}` is not a header name", truncate(name)));
     }
-    let long = crate::sip::message::long_name(name);
-    if ROUTER_HEADERS.iter().any(|h| h.eq_ignore_ascii_case(long)) {
-        return Err(format!("{long} is the router's to write"));
+    // The router's own: Via, Route, Record-Route, Max-Forwards, Content-Length,
+    // Call-ID, CSeq, From and To (long or compact names).
+    let owned = !matches!(Name::of(name.as_bytes()), Name::Other | Name::Contact | Name::ProxyRequire);
+    if owned {
+        return Err(format!("{name} is the router's to write"));
     }
     Ok(())
 }

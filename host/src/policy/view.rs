@@ -1,65 +1,52 @@
-//! The request view a policy sees, built from a parsed SIP request: the head as
-//! received and the spans of the fields the router parsed. The bridge between the
-//! SIP plane and the contract's `request` record.
+//! The request view a policy sees, built from a request the wire layer parsed:
+//! the head as received and the spans of the fields the router parsed. The
+//! bridge between the SIP plane and the contract's `request` record.
 
 use std::net::IpAddr;
 use std::ops::Range;
 
 use super::bindings::exum::policy::types::{IpAddress, Request, Source, Span, Transport};
-use crate::sip::message::{ParseError, Request as SipRequest};
 use crate::sip::{self, uri, wire};
 
-/// Builds the view of `req`, received from `source`.
-pub fn request_view(req: &SipRequest, source: &sip::Source) -> Result<Request, ParseError> {
-    let (cseq, _) = req.cseq()?;
-    let head = &req.head;
-    let name_addr = |header: &'static str, range: &Range<usize>| {
-        let value = head.get(range.clone()).filter(|v| !v.is_empty()).ok_or(ParseError::Missing(header))?;
-        let (uri, tag) = uri::name_addr_spans(value)
-            .ok_or_else(|| ParseError::Invalid { header, reason: "unterminated `<`".into() })?;
-        Ok::<_, ParseError>((
-            span(range.start + uri.start..range.start + uri.end),
-            tag.map(|t| span(range.start + t.start..range.start + t.end)),
-        ))
-    };
-    let (from_uri, from_tag) = name_addr("From", &req.ranges.from)?;
-    let (to_uri, to_tag) = name_addr("To", &req.ranges.to)?;
-    let method = span(0..req.method.len());
-    let request_uri = span(req.method.len() + 1..req.method.len() + 1 + req.uri_text.len());
-    Ok(Request {
-        head: head.clone(),
-        method,
-        request_uri,
-        from_uri,
-        from_tag,
-        to_uri,
-        to_tag,
-        call_id: span(req.ranges.call_id.clone()),
-        cseq,
-        source: source_view(source),
-    })
+/// Why a message cannot be shown to a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ViewError {
+    /// A response, not a request.
+    #[error("a response, not a request")]
+    NotARequest,
+    /// A header the view needs is missing.
+    #[error("missing {0} header")]
+    Missing(&'static str),
+    /// A header the view needs does not parse.
+    #[error("invalid {header} header: {reason}")]
+    Invalid {
+        /// The header.
+        header: &'static str,
+        /// Why.
+        reason: String,
+    },
 }
 
-/// Builds the view of a message from the wire layer (the SIP plane's path):
-/// the head is copied once; the spans point into it.
-pub fn request_view_wire(msg: &wire::Message, source: &sip::Source) -> Result<Request, ParseError> {
+/// Builds the view of a request parsed by the wire layer: the head is copied
+/// once; the spans point into it.
+pub fn request_view(msg: &wire::Message, source: &sip::Source) -> Result<Request, ViewError> {
     let (Some(method), wire::StartLine::Request { uri, .. }) = (msg.method(), &msg.start) else {
-        return Err(ParseError::Response);
+        return Err(ViewError::NotARequest);
     };
     let (cseq, _) =
-        msg.cseq().ok_or_else(|| ParseError::Invalid { header: "CSeq", reason: "expected `number METHOD`".into() })?;
+        msg.cseq().ok_or_else(|| ViewError::Invalid { header: "CSeq", reason: "expected `number METHOD`".into() })?;
     let field = |name: wire::Name, header: &'static str| {
         msg.fields_named(name)
             .next()
             .map(|f| f.value.clone())
             .filter(|r| !r.is_empty())
-            .ok_or(ParseError::Missing(header))
+            .ok_or(ViewError::Missing(header))
     };
     let name_addr = |name: wire::Name, header: &'static str| {
         let range = field(name, header)?;
         let (uri, tag) = uri::name_addr_spans(msg.text(&range))
-            .ok_or_else(|| ParseError::Invalid { header, reason: "unterminated `<`".into() })?;
-        Ok::<_, ParseError>((
+            .ok_or_else(|| ViewError::Invalid { header, reason: "unterminated `<`".into() })?;
+        Ok::<_, ViewError>((
             span(range.start + uri.start..range.start + uri.end),
             tag.map(|t| span(range.start + t.start..range.start + t.end)),
         ))
@@ -125,7 +112,7 @@ mod tests {
             To: sip:alice@contoso.com\r\n\
             Call-ID: 1@x\r\n\
             CSeq: 7 INVITE\r\n\r\n";
-        let req = SipRequest::parse(sip.as_bytes()).expect("parses");
+        let req = wire::Message::parse(sip.as_bytes().to_vec(), false, wire::DEFAULT_MAX_MESSAGE).expect("parses");
         let source = sip::Source {
             addr: "[2001:db8::7]:5060".parse().expect("addr"),
             transport: sip::Transport::Tcp,

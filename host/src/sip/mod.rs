@@ -1,6 +1,6 @@
-//! The SIP plane: URIs and messages. No Wasm in here.
+//! The SIP plane: the wire layer, URIs, transports, the proxy core with its
+//! transactions, originated messages and health probes. No Wasm in here.
 
-pub mod message;
 pub mod originate;
 pub mod probe;
 pub mod proxy;

@@ -569,7 +569,7 @@ impl ServerTxn {
             return;
         };
         self.record_route = tenant.config.record_route;
-        let view = match view::request_view_wire(&self.req, &self.source) {
+        let view = match view::request_view(&self.req, &self.source) {
             Ok(v) => v,
             Err(e) => {
                 self.respond(400, "Bad Request", &[("Warning", &format!("399 exum-router \"{e}\""))]);
