@@ -12,5 +12,7 @@ fn main() -> anyhow::Result<()> {
         Guest { package: "exum-fixture-hostile", constant: "HOSTILE" },
         Guest { package: "exum-fixture-foreign-import", constant: "FOREIGN_IMPORT" },
         Guest { package: "exum-fixture-no-exports", constant: "NO_EXPORTS" },
+        Guest { package: "exum-fixture-plan-a", constant: "PLAN_A" },
+        Guest { package: "exum-fixture-plan-b", constant: "PLAN_B" },
     ])
 }

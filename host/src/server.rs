@@ -9,9 +9,11 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::control::Tenants;
+use crate::control::config::SipSettings;
 use crate::control::health::HealthTable;
+use crate::control::watcher::{self, PolicyFileChange};
 use crate::policy::{PolicyEngine, PolicyRegistry};
-use crate::sip::proxy::Proxy;
+use crate::sip::proxy::Proxy as ProxyCore;
 use crate::sip::transport::Transports;
 use crate::sip::{Transport, probe};
 
@@ -19,14 +21,22 @@ use crate::sip::{Transport, probe};
 #[derive(Debug)]
 pub struct Server {
     /// The proxy core.
-    pub proxy: Arc<Proxy>,
+    pub proxy: Arc<ProxyCore>,
     /// The policy registry.
     pub policy: Arc<PolicyRegistry>,
     /// Target health.
     pub health: Arc<HealthTable>,
+    /// The configuration file, for reloads.
+    config: std::path::PathBuf,
+    sip: SipSettings,
     /// Set to true to stop.
     shutdown: watch::Sender<bool>,
+    /// Keeps the OS watches alive.
+    _watchers: Vec<watcher::PolicyDirWatcher>,
 }
+
+/// How long the watched directory must be quiet before a change is applied.
+pub const RELOAD_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Server {
     /// Starts a router from the configuration at `config`.
@@ -39,17 +49,80 @@ impl Server {
         let health = Arc::new(HealthTable::default());
         let engine = Arc::new(PolicyEngine::new().map_err(|e| anyhow::anyhow!("starting the policy engine: {e:#}"))?);
         let policy = Arc::new(PolicyRegistry::new(engine, health.clone()).context("loading the standard policy")?);
+        policy.set_policy_dir(router_config.policy_dir.clone());
         policy.install_all(&tenants);
         let (shutdown, rx) = watch::channel(false);
         let transports = Transports::bind(&router_config.listen, router_config.sip, rx.clone())
             .await
             .with_context(|| format!("{}: binding the listeners", config.display()))?;
-        let proxy = Proxy::start(transports, policy.clone(), tenants.clone(), router_config.sip);
+        let proxy = ProxyCore::start(transports, policy.clone(), tenants.clone(), router_config.sip);
         tokio::spawn(probe::run(proxy.clone(), tenants.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
             tracing::info!(tenant = %t.config.id, domains = ?t.config.domains, users = t.directory.user_count(), "tenant loaded");
         }
-        Ok(Server { proxy, policy, health, shutdown })
+        let mut watchers = Vec::new();
+        if let Some(dir) = &router_config.policy_dir {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+            watchers
+                .push(watcher::watch(dir, RELOAD_DEBOUNCE, tx).with_context(|| format!("watching {}", dir.display()))?);
+            let (proxy, policy) = (proxy.clone(), policy.clone());
+            tokio::spawn(async move {
+                while let Some(change) = rx.recv().await {
+                    apply_policy_change(&proxy, &policy, change).await;
+                }
+            });
+        }
+        let server = Server {
+            proxy,
+            policy,
+            health,
+            config: config.to_path_buf(),
+            sip: router_config.sip,
+            shutdown,
+            _watchers: watchers,
+        };
+        Ok(server)
+    }
+
+    /// Reloads the configuration and the directory: validated first, swapped
+    /// whole, refused whole with the reason. Tenants whose configuration changed
+    /// get their policy reinstalled; transactions in progress keep what they
+    /// started with. Listeners, timers and probes need a restart.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let (_, tenants) = Tenants::load(&self.config)?;
+        let tenants = Arc::new(tenants);
+        let old = self.proxy.tenants();
+        for t in tenants.iter() {
+            let changed = old.by_id(&t.config.id).is_none_or(|o| o.config != t.config);
+            if changed {
+                self.policy.install_configured(t);
+            }
+        }
+        for t in old.iter() {
+            if tenants.by_id(&t.config.id).is_none() {
+                self.policy.remove(&t.config.id);
+            }
+        }
+        self.proxy.set_tenants(tenants);
+        tracing::info!(config = %self.config.display(), "configuration and directory reloaded");
+        Ok(())
+    }
+
+    /// Stops taking new transactions, waits for in-flight ones up to the grace
+    /// period, then stops.
+    pub async fn shutdown_gracefully(&self) {
+        self.proxy.drain();
+        let deadline = tokio::time::Instant::now() + self.sip.shutdown_grace;
+        while self.proxy.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if self.proxy.in_flight() > 0 {
+            tracing::warn!(
+                in_flight = self.proxy.in_flight(),
+                "shutdown grace period over; stopping with transactions in flight"
+            );
+        }
+        self.stop();
     }
 
     /// The address the router listens on for `transport` (the first listener).
@@ -69,18 +142,96 @@ impl Drop for Server {
     }
 }
 
-/// Runs the router until SIGINT or SIGTERM.
+/// Applies a policy file change off the request path.
+async fn apply_policy_change(proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>, change: PolicyFileChange) {
+    let tenants = proxy.tenants();
+    let (PolicyFileChange::Updated { tenant, .. } | PolicyFileChange::Removed { tenant }) = &change;
+    let Some(tenant) = tenants.by_id(tenant).cloned() else {
+        tracing::debug!(?change, "policy file for no configured tenant; ignored");
+        return;
+    };
+    let policy = policy.clone();
+    let _ = tokio::task::spawn_blocking(move || match change {
+        PolicyFileChange::Updated { path, .. } => {
+            let _ = policy.reload_file(&tenant, &path);
+        }
+        PolicyFileChange::Removed { .. } => {
+            policy.file_removed(&tenant);
+        }
+    })
+    .await;
+}
+
+/// Runs the router until SIGINT or SIGTERM; SIGHUP and changes to the directory
+/// file reload the configuration and directory.
 pub async fn run(config: &Path) -> anyhow::Result<()> {
-    let server = Server::start(config).await?;
+    let server = Arc::new(Server::start(config).await?);
     for t in [Transport::Udp, Transport::Tcp] {
         if let Some(addr) = server.local_addr(t) {
             tracing::info!(transport = ?t, %addr, "listening");
         }
     }
+    let directory = crate::control::config::RouterConfig::load(config)?.directory;
+    let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    let _file_watch = watch_file(&directory, reload_tx.clone())?;
+    spawn_sighup(reload_tx);
+    let reloader = server.clone();
+    tokio::spawn(async move {
+        while let Some(why) = reload_rx.recv().await {
+            if let Err(e) = reloader.reload() {
+                tracing::warn!("reload ({why}) refused, the previous configuration stays: {e:#}");
+            }
+        }
+    });
     wait_for_signal().await;
-    tracing::info!("stopping");
-    server.stop();
+    tracing::info!("stopping: no new transactions, finishing those in flight");
+    server.shutdown_gracefully().await;
     Ok(())
+}
+
+/// Watches one file (the directory file) and reports changes.
+fn watch_file(
+    path: &Path,
+    tx: tokio::sync::mpsc::UnboundedSender<&'static str>,
+) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher as _;
+    let name = path.file_name().map(|n| n.to_owned());
+    let dir = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
+    let (raw_tx, mut raw_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let mut w = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+        if let Ok(e) = e
+            && e.paths.iter().any(|p| p.file_name() == name.as_deref())
+        {
+            let _ = raw_tx.send(());
+        }
+    })?;
+    w.watch(&dir, notify::RecursiveMode::NonRecursive)?;
+    tokio::spawn(async move {
+        while raw_rx.recv().await.is_some() {
+            // Debounce: wait until the file has been quiet.
+            while let Ok(Some(())) = tokio::time::timeout(std::time::Duration::from_millis(100), raw_rx.recv()).await {}
+            if tx.send("directory file changed").is_err() {
+                return;
+            }
+        }
+    });
+    Ok(w)
+}
+
+fn spawn_sighup(tx: tokio::sync::mpsc::UnboundedSender<&'static str>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut hup) = signal(SignalKind::hangup()) {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    if tx.send("SIGHUP").is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -4,6 +4,7 @@
 //!
 //! ```toml
 //! directory = "directory.toml"        # users, contacts, hosted policies, dial plans
+//! policy_dir = "policies"             # watched: <tenant-id>.wasm is that tenant's policy
 //!
 //! [policy_defaults]                   # limits for every tenant's policy calls
 //! deadline_ms = 5                     # wall-clock budget of one call
@@ -51,6 +52,9 @@ pub struct RouterConfig {
     pub path: PathBuf,
     /// The directory file, resolved against the config file's folder.
     pub directory: PathBuf,
+    /// The watched policy directory (`policy_dir`): `<tenant-id>.wasm` there is
+    /// the tenant's policy, replacing its configured one while present.
+    pub policy_dir: Option<PathBuf>,
     /// The tenants, in file order.
     pub tenants: Vec<TenantConfig>,
     /// Where to listen for SIP.
@@ -88,6 +92,9 @@ pub struct SipSettings {
     /// A TCP peer that sends part of a message and then nothing for this long is
     /// disconnected; an idle connection too (`tcp_idle_timeout_ms`, 30000).
     pub tcp_idle_timeout: Duration,
+    /// At shutdown, how long in-flight transactions may take to finish
+    /// (`shutdown_grace_ms`, 10000).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for SipSettings {
@@ -99,6 +106,7 @@ impl Default for SipSettings {
             target_timeout: Duration::from_millis(8000),
             max_message_bytes: 64 * 1024,
             tcp_idle_timeout: Duration::from_millis(30_000),
+            shutdown_grace: Duration::from_millis(10_000),
         }
     }
 }
@@ -237,6 +245,8 @@ pub struct Rerouting {
 struct ConfigFile {
     directory: PathBuf,
     #[serde(default)]
+    policy_dir: Option<PathBuf>,
+    #[serde(default)]
     policy_defaults: LimitsFile,
     #[serde(default, rename = "tenant")]
     tenants: Vec<TenantFile>,
@@ -269,6 +279,7 @@ struct SipFile {
     target_timeout_ms: Option<u64>,
     max_message_bytes: Option<usize>,
     tcp_idle_timeout_ms: Option<u64>,
+    shutdown_grace_ms: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -484,6 +495,7 @@ impl RouterConfig {
                 d.tcp_idle_timeout,
                 100..=3_600_000,
             )?,
+            shutdown_grace: ms("sip.shutdown_grace_ms", file.sip.shutdown_grace_ms, d.shutdown_grace, 0..=600_000)?,
         };
         let p = Probes::default();
         let probes = Probes {
@@ -493,9 +505,16 @@ impl RouterConfig {
             down_after: file.probes.down_after.unwrap_or(p.down_after).max(1),
             up_after: file.probes.up_after.unwrap_or(p.up_after).max(1),
         };
+        let policy_dir = file.policy_dir.map(|d| base.join(d));
+        if let Some(d) = &policy_dir
+            && !d.is_dir()
+        {
+            return Err(invalid("policy_dir".into(), format!("{} is not a directory", d.display())));
+        }
         Ok(RouterConfig {
             path: path.to_path_buf(),
             directory: base.join(file.directory),
+            policy_dir,
             tenants,
             listen,
             sip,

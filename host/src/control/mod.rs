@@ -5,6 +5,7 @@
 pub mod config;
 pub mod directory;
 pub mod health;
+pub mod watcher;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::bindings::exum::policy::types::{Decision, Failure, Reject, Request};
@@ -84,6 +84,9 @@ pub struct TenantPolicy {
     pub own: Option<Arc<PolicyVersion>>,
     /// Why the tenant's policy file is not in use, if it failed to load.
     pub load_error: Option<String>,
+    /// Why the last reload of the tenant's policy failed while this version
+    /// kept serving (state "last good after a failed reload").
+    reload_error: Mutex<Option<String>>,
     fallback: Fallback,
     quarantine_after: u32,
     standard: Arc<PolicyVersion>,
@@ -97,6 +100,22 @@ impl TenantPolicy {
     /// Whether the tenant's policy is quarantined (the fallback decides everything).
     pub fn is_quarantined(&self) -> bool {
         self.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// Why the last reload failed, if it did (this version kept serving).
+    pub fn reload_error(&self) -> Option<String> {
+        self.reload_error.lock().map_or(None, |e| e.clone())
+    }
+
+    /// The tenant's state: `standard`, `active`, `quarantined`, or
+    /// `last_good_after_failed_reload`.
+    pub fn state(&self) -> &'static str {
+        match (&self.own, self.is_quarantined(), self.reload_error().is_some()) {
+            (None, ..) => "standard",
+            (Some(_), true, _) => "quarantined",
+            (Some(_), false, true) => "last_good_after_failed_reload",
+            (Some(_), false, false) => "active",
+        }
     }
 
     /// Decides where a new request goes.
@@ -207,6 +226,10 @@ pub struct PolicyRegistry {
     standard: Arc<PolicyVersion>,
     tenants: RwLock<HashMap<String, Arc<TenantPolicy>>>,
     next_version: AtomicU64,
+    /// The watched policy directory, if any.
+    policy_dir: RwLock<Option<std::path::PathBuf>>,
+    /// Counts installs and refused reloads, so callers can await a change.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl PolicyRegistry {
@@ -230,6 +253,8 @@ impl PolicyRegistry {
             standard: Arc::new(standard),
             tenants: RwLock::new(HashMap::new()),
             next_version: AtomicU64::new(1),
+            policy_dir: RwLock::new(None),
+            changes: tokio::sync::watch::channel(0).0,
         })
     }
 
@@ -244,9 +269,11 @@ impl PolicyRegistry {
     /// cannot be installed serves with the standard policy and keeps the error in
     /// [`TenantPolicy::load_error`].
     pub fn install_configured(&self, tenant: &Arc<Tenant>) -> Arc<TenantPolicy> {
-        let result = match &tenant.config.policy {
-            PolicySource::Standard => Ok(None),
-            PolicySource::File(path) => self.load_file(tenant, path).map(Some),
+        let dir_file = self.policy_dir_file(&tenant.config.id).filter(|p| p.is_file());
+        let result = match (dir_file, &tenant.config.policy) {
+            (Some(path), _) => self.load_file(tenant, &path).map(Some),
+            (None, PolicySource::Standard) => Ok(None),
+            (None, PolicySource::File(path)) => self.load_file(tenant, path).map(Some),
         };
         match result {
             Ok(own) => self.install(tenant, own, None),
@@ -255,6 +282,60 @@ impl PolicyRegistry {
                 self.install(tenant, None, Some(e.to_string()))
             }
         }
+    }
+
+    /// Sets the watched policy directory (before [`Self::install_all`]).
+    pub fn set_policy_dir(&self, dir: Option<std::path::PathBuf>) {
+        *self.policy_dir.write().unwrap_or_else(|e| e.into_inner()) = dir;
+    }
+
+    fn policy_dir_file(&self, tenant: &str) -> Option<std::path::PathBuf> {
+        self.policy_dir.read().unwrap_or_else(|e| e.into_inner()).as_ref().map(|d| d.join(format!("{tenant}.wasm")))
+    }
+
+    /// A tenant's policy file changed: compile and install it as a new version.
+    /// A file that does not load leaves the current version serving and records
+    /// why on it.
+    pub fn reload_file(&self, tenant: &Arc<Tenant>, path: &Path) -> Result<Arc<TenantPolicy>, InstallError> {
+        // The same bytes again (one write seen as several events) are no new version.
+        let current = self.get(tenant);
+        if let (Some(own), Ok(bytes)) = (&current.own, std::fs::read(path))
+            && own.compiled.hash == super::engine::hex_sha256(&bytes)
+        {
+            return Ok(current);
+        }
+        match self.load_file(tenant, path) {
+            Ok(version) => {
+                let policy = self.install(tenant, Some(version.clone()), None);
+                tracing::info!(tenant = %tenant.config.id, policy = %version.name, version = version.version, "policy replaced");
+                Ok(policy)
+            }
+            Err(e) => {
+                let current = self.get(tenant);
+                tracing::warn!(tenant = %tenant.config.id, serving = ?current.own.as_ref().map(|v| v.version), "reload refused, the previous version keeps serving: {e}");
+                *current.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                self.changes.send_modify(|n| *n += 1);
+                Err(e)
+            }
+        }
+    }
+
+    /// A tenant's policy file was removed: back to its configured policy.
+    pub fn file_removed(&self, tenant: &Arc<Tenant>) -> Arc<TenantPolicy> {
+        tracing::info!(tenant = %tenant.config.id, "policy file removed; back to the configured policy");
+        self.install_configured(tenant)
+    }
+
+    /// Every installed tenant policy, by tenant id.
+    pub fn all(&self) -> Vec<Arc<TenantPolicy>> {
+        let mut all: Vec<_> = self.tenants.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        all.sort_by(|a, b| a.tenant_id.cmp(&b.tenant_id));
+        all
+    }
+
+    /// Forgets a tenant that left the configuration.
+    pub fn remove(&self, tenant_id: &str) {
+        self.tenants.write().unwrap_or_else(|e| e.into_inner()).remove(tenant_id);
     }
 
     /// Compiles and loads a policy file for `tenant` as a new version.
@@ -301,6 +382,7 @@ impl PolicyRegistry {
             tenant_id: c.id.clone(),
             own,
             load_error,
+            reload_error: Mutex::new(None),
             fallback: c.fallback,
             quarantine_after: c.limits.quarantine_after,
             standard: self.standard.clone(),
@@ -309,7 +391,13 @@ impl PolicyRegistry {
             stats: PolicyStats::default(),
         });
         self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
+        self.changes.send_modify(|n| *n += 1);
         policy
+    }
+
+    /// A receiver that sees every install and every refused reload.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// The tenant's current policy; the standard one for a tenant never installed.

@@ -52,6 +52,8 @@ pub struct ProxyStats {
     pub malformed: AtomicU64,
     /// Policy decisions asked for.
     pub decisions: AtomicU64,
+    /// Requests refused with 503 while draining for shutdown.
+    pub refused_draining: AtomicU64,
 }
 
 type Sender = mpsc::UnboundedSender<Event>;
@@ -72,6 +74,10 @@ pub struct Proxy {
     table: Mutex<Table>,
     secret: u64,
     counter: AtomicU64,
+    /// Transactions that have not sent their final response yet.
+    in_flight: std::sync::atomic::AtomicUsize,
+    /// Set at shutdown: new requests are refused, in-flight ones finish.
+    draining: std::sync::atomic::AtomicBool,
     /// Itself, for the transports' [`Sink`] calls that start transaction tasks.
     me: std::sync::OnceLock<std::sync::Weak<Proxy>>,
     /// Counters.
@@ -103,6 +109,8 @@ impl Proxy {
             secret,
             counter: AtomicU64::new(1),
             me: std::sync::OnceLock::new(),
+            in_flight: std::sync::atomic::AtomicUsize::new(0),
+            draining: std::sync::atomic::AtomicBool::new(false),
             stats: ProxyStats::default(),
         });
         let _ = proxy.me.set(Arc::downgrade(&proxy));
@@ -116,9 +124,31 @@ impl Proxy {
         &self.transports
     }
 
-    /// Transactions in progress.
+    /// Transactions in progress, lingering ones included.
     pub fn active_transactions(&self) -> usize {
         self.table.lock().map_or(0, |t| t.server.len())
+    }
+
+    /// Transactions that have not sent their final response yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking new transactions (they get 503 with Retry-After); in-flight
+    /// ones go on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The tenants the proxy routes for.
+    pub fn tenants(&self) -> Arc<Tenants> {
+        self.tenants.load_full()
+    }
+
+    /// Swaps in a new set of tenants (a reloaded configuration or directory);
+    /// transactions in progress keep the tenant they started with.
+    pub fn set_tenants(&self, tenants: Arc<Tenants>) {
+        self.tenants.store(tenants);
     }
 
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -379,6 +409,10 @@ impl Proxy {
                 self.stats.retransmissions.fetch_add(1, Ordering::Relaxed);
                 let _ = tx.send(Event::Retransmission);
             }
+            (_, None) if self.draining.load(Ordering::Relaxed) => {
+                self.stats.refused_draining.fetch_add(1, Ordering::Relaxed);
+                self.reply(&msg, &source, 503, reason_phrase(503), &[("Retry-After", "5")]);
+            }
             (_, None) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.table().server.insert(key.clone(), tx.clone());
@@ -512,7 +546,9 @@ impl ServerTxn {
     }
 
     async fn run(mut self) {
+        self.proxy.in_flight.fetch_add(1, Ordering::Relaxed);
         self.process().await;
+        self.proxy.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.linger().await;
         let mut table = self.proxy.table();
         table.server.remove(&self.key);

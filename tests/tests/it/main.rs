@@ -5,6 +5,7 @@
 mod examples;
 mod interop;
 mod proxy;
+mod reload;
 mod sandbox;
 mod standard;
 mod tools;

@@ -1,0 +1,182 @@
+//! Hot reload over real sockets: policy files created, replaced by atomic rename,
+//! broken and removed in the watched directory; the directory reloaded; graceful
+//! shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use exum_router::server::Server;
+use exum_router::sip::Transport;
+use exum_router_tests::components;
+use exum_router_tests::peer::{UdpPeer, request, response};
+
+struct Lab {
+    dir: tempfile::TempDir,
+    server: Arc<Server>,
+    router: SocketAddr,
+    caller: UdpPeer,
+    um_a: UdpPeer,
+    um_b: UdpPeer,
+    edge: UdpPeer,
+}
+
+impl Lab {
+    fn policy_file(&self) -> PathBuf {
+        self.dir.path().join("policies/contoso.wasm")
+    }
+
+    /// Writes `component` next to the policy file and renames it into place
+    /// (what a deployment tool does), then waits until that version serves.
+    async fn deploy(&self, component: &str) {
+        let mut changes = self.server.policy.subscribe();
+        changes.borrow_and_update();
+        let bytes = std::fs::read(component).expect("component");
+        let hash = exum_router::policy::engine::hex_sha256(&bytes);
+        let tmp = self.dir.path().join("policies/.contoso.wasm.tmp");
+        std::fs::write(&tmp, &bytes).expect("write");
+        std::fs::rename(&tmp, self.policy_file()).expect("rename");
+        let tenant = self.server.proxy.tenants().by_id("contoso").expect("tenant").clone();
+        while self.server.policy.get(&tenant).own.as_ref().map(|v| v.compiled.hash.as_str()) != Some(hash.as_str()) {
+            tokio::time::timeout(Duration::from_secs(10), changes.changed())
+                .await
+                .expect("the router reacts")
+                .expect("open");
+        }
+    }
+
+    /// Sends a call for `user` and returns the peer it reached (answering 200).
+    async fn call(&self, user: &str, id: &str) -> &'static str {
+        let text = request(
+            "INVITE",
+            &format!("sip:{user}@contoso.com;opaque=app:voicemail"),
+            self.caller.addr,
+            "UDP",
+            id,
+            &format!("z9hG4bK-{id}"),
+        );
+        self.caller.send(self.router, &text).await;
+        let reached = tokio::select! {
+            (m, from) = self.um_a.expect_request("INVITE") => { self.um_a.send(from, &response(&m, 200, "a", "")).await; "A" }
+            (m, from) = self.um_b.expect_request("INVITE") => { self.um_b.send(from, &response(&m, 200, "b", "")).await; "B" }
+            (m, from) = self.edge.expect_request("INVITE") => { self.edge.send(from, &response(&m, 200, "e", "")).await; "edge" }
+        };
+        assert_eq!(self.caller.final_response().await.status(), Some(200));
+        reached
+    }
+}
+
+async fn lab(bob: &str) -> Lab {
+    let (caller, um_a, um_b, edge) =
+        (UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    let config = format!(
+        "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [probes]\nenabled = false\n[sip]\nt1_ms = 50\nshutdown_grace_ms = 5000\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\n",
+        edge.addr
+    );
+    std::fs::write(dir.path().join("router.toml"), config).expect("write");
+    std::fs::write(dir.path().join("directory.toml"), directory(bob, &um_a, &um_b)).expect("write");
+    let server = Arc::new(Server::start(&dir.path().join("router.toml")).await.expect("starts"));
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    Lab { dir, server, router, caller, um_a, um_b, edge }
+}
+
+/// bob's directory entry (`eum = ...` on plan A, or `hosted_voicemail = true`).
+fn directory(bob: &str, um_a: &UdpPeer, um_b: &UdpPeer) -> String {
+    format!(
+        "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\n{bob}\n\
+         [[tenants.contoso.hosted_voicemail_policies]]\nscope = \"global\"\ndestination = \"exap.um.outlook.com\"\n\
+         [[tenants.contoso.dial_plans]]\nname = \"A\"\nphone_context = \"A\"\nservers = [{{ uri = \"sip:{}\" }}]\n\
+         [[tenants.contoso.dial_plans]]\nname = \"B\"\nphone_context = \"B\"\nservers = [{{ uri = \"sip:{}\" }}]\n",
+        um_a.addr, um_b.addr
+    )
+}
+
+const ON_PLAN_A: &str = "eum = \"eum:bob@contoso.com;phone-context=A\"";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_are_swapped_on_rename_kept_when_broken_and_dropped_on_removal() {
+    let lab = lab(ON_PLAN_A).await;
+    let tenant = lab.server.proxy.tenants().by_id("contoso").expect("tenant").clone();
+    assert_eq!(lab.server.policy.get(&tenant).state(), "standard");
+    assert_eq!(lab.call("bob", "r0").await, "A", "standard: bob's own dial plan");
+
+    lab.deploy(components::PLAN_B).await;
+    let v1 = lab.server.policy.get(&tenant);
+    assert_eq!(v1.state(), "active");
+    assert_eq!(lab.call("bob", "r1").await, "B");
+
+    lab.deploy(components::PLAN_A).await;
+    assert_eq!(lab.call("bob", "r2").await, "A");
+    let good = lab.server.policy.get(&tenant).own.as_ref().map(|v| v.version);
+
+    // A broken replacement: the previous version keeps serving, the error is kept.
+    let mut changes = lab.server.policy.subscribe();
+    changes.borrow_and_update();
+    std::fs::write(lab.policy_file(), b"\0asm\x01\0\0\0not really").expect("write");
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("reacts").expect("open");
+    let current = lab.server.policy.get(&tenant);
+    assert_eq!(current.own.as_ref().map(|v| v.version), good);
+    assert_eq!(current.state(), "last_good_after_failed_reload");
+    assert!(
+        current.reload_error().is_some_and(|e| e.contains("not a WebAssembly component")),
+        "{:?}",
+        current.reload_error()
+    );
+    assert_eq!(lab.call("bob", "r3").await, "A");
+
+    // Removal: back to the standard policy.
+    let mut changes = lab.server.policy.subscribe();
+    changes.borrow_and_update();
+    std::fs::remove_file(lab.policy_file()).expect("remove");
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("reacts").expect("open");
+    assert_eq!(lab.server.policy.get(&tenant).state(), "standard");
+    assert_eq!(lab.call("bob", "r4").await, "A");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_change_takes_effect_on_reload_and_a_bad_one_is_refused_whole() {
+    let lab = lab(ON_PLAN_A).await;
+    assert_eq!(lab.call("bob", "d1").await, "A");
+    // bob moves to hosted voice mail.
+    std::fs::write(lab.dir.path().join("directory.toml"), directory("hosted_voicemail = true", &lab.um_a, &lab.um_b))
+        .expect("write");
+    lab.server.reload().expect("valid directory");
+    assert_eq!(lab.call("bob", "d2").await, "edge");
+    // An invalid directory is refused whole; bob stays hosted.
+    std::fs::write(lab.dir.path().join("directory.toml"), "[[tenants.contoso.users]]\nsip = \"nope\"\n")
+        .expect("write");
+    let e = lab.server.reload().expect_err("refused").to_string();
+    assert!(e.contains("directory.toml: tenants.contoso.users[0].sip"), "{e}");
+    assert_eq!(lab.call("bob", "d3").await, "edge");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
+    let lab = lab(ON_PLAN_A).await;
+    let first =
+        request("INVITE", "sip:bob@contoso.com;opaque=app:voicemail", lab.caller.addr, "UDP", "g1", "z9hG4bK-g1");
+    lab.caller.send(lab.router, &first).await;
+    let (inv, from) = lab.um_a.expect_request("INVITE").await;
+    lab.um_a.send(from, &response(&inv, 180, "a", "")).await;
+    lab.caller.expect_response(180).await;
+    // SIGTERM's work: stop taking transactions (now), then wait for those in flight.
+    lab.server.proxy.drain();
+    let server = lab.server.clone();
+    let stopping = tokio::spawn(async move { server.shutdown_gracefully().await });
+    // A new call is refused while the first is in flight.
+    let second =
+        request("INVITE", "sip:bob@contoso.com;opaque=app:voicemail", lab.caller.addr, "UDP", "g2", "z9hG4bK-g2");
+    lab.caller.send(lab.router, &second).await;
+    let r = lab.caller.final_response().await;
+    assert_eq!(r.status(), Some(503));
+    assert_eq!(r.header("Retry-After"), Some("5"));
+    assert!(!stopping.is_finished());
+    lab.um_a.send(from, &response(&inv, 200, "a", "")).await;
+    assert_eq!(lab.caller.expect_response(200).await.cseq(), Some((1, "INVITE")));
+    tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("shutdown completes").expect("join");
+}
