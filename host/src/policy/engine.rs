@@ -78,11 +78,17 @@ impl std::fmt::Debug for CompiledPolicy {
     }
 }
 
+/// Most compiled components kept in memory by content hash.
+pub const COMPILED_CACHE_CAPACITY: usize = 256;
+
 /// The engine, its linker and its epoch ticker.
 pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<StoreState>,
     ticker: Ticker,
+    /// Compiled components by content hash: a version seen before (a rollback,
+    /// the same policy for many tenants) is not compiled again.
+    compiled: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -103,7 +109,7 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         host_api::add_to_linker(&mut linker)?;
         let ticker = Ticker::start(engine.clone());
-        Ok(PolicyEngine { engine, linker, ticker })
+        Ok(PolicyEngine { engine, linker, ticker, compiled: std::sync::Mutex::new(std::collections::HashMap::new()) })
     }
 
     /// The wasmtime engine.
@@ -117,11 +123,27 @@ impl PolicyEngine {
         deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
     }
 
-    /// Compiles `bytes` and checks it against the contract.
+    /// Compiles `bytes` and checks it against the contract; a component with the
+    /// same content hash compiled before comes from the cache.
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
         if bytes.len() > MAX_COMPONENT_BYTES {
             return Err(LoadError::TooLarge(bytes.len()));
         }
+        let hash = hex_sha256(bytes);
+        if let Some(hit) = self.compiled.lock().ok().and_then(|c| c.get(&hash).cloned()) {
+            return Ok(hit);
+        }
+        let compiled = self.compile_uncached(bytes, hash)?;
+        if let Ok(mut cache) = self.compiled.lock() {
+            if cache.len() >= COMPILED_CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(compiled.hash.clone(), compiled.clone());
+        }
+        Ok(compiled)
+    }
+
+    fn compile_uncached(&self, bytes: &[u8], hash: String) -> Result<CompiledPolicy, LoadError> {
         if !is_component(bytes) {
             let what = if bytes.starts_with(b"\0asm") { "a core WebAssembly module" } else { "not WebAssembly" };
             return Err(LoadError::NotAComponent(format!(
@@ -148,7 +170,7 @@ impl PolicyEngine {
             .instantiate_pre(&component)
             .and_then(PolicyPre::new)
             .map_err(|e| LoadError::ContractMismatch(format!("{e:#}")))?;
-        Ok(CompiledPolicy { hash: hex_sha256(bytes), size: bytes.len(), imports, exports, pre })
+        Ok(CompiledPolicy { hash, size: bytes.len(), imports, exports, pre })
     }
 }
 
