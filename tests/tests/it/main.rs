@@ -6,6 +6,7 @@ mod examples;
 mod interop;
 mod proxy;
 mod reload;
+mod reload_sipp;
 mod sandbox;
 mod standard;
 mod tools;
