@@ -33,6 +33,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     /// Keeps the OS watches alive.
     _watchers: Vec<watcher::PolicyDirWatcher>,
+    /// Where the admin API listens, if configured.
+    admin: Option<SocketAddr>,
 }
 
 /// How long the watched directory must be quiet before a change is applied.
@@ -49,13 +51,15 @@ impl Server {
         let health = Arc::new(HealthTable::default());
         let engine = Arc::new(PolicyEngine::new().map_err(|e| anyhow::anyhow!("starting the policy engine: {e:#}"))?);
         let policy = Arc::new(PolicyRegistry::new(engine, health.clone()).context("loading the standard policy")?);
+        let metrics = Arc::new(crate::control::metrics::Metrics::new());
+        policy.set_metrics(metrics.clone());
         policy.set_policy_dir(router_config.policy_dir.clone());
         policy.install_all(&tenants);
         let (shutdown, rx) = watch::channel(false);
         let transports = Transports::bind(&router_config.listen, router_config.sip, rx.clone())
             .await
             .with_context(|| format!("{}: binding the listeners", config.display()))?;
-        let proxy = ProxyCore::start(transports, policy.clone(), tenants.clone(), router_config.sip);
+        let proxy = ProxyCore::start(transports, policy.clone(), tenants.clone(), router_config.sip, metrics);
         tokio::spawn(probe::run(proxy.clone(), tenants.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
             tracing::info!(tenant = %t.config.id, domains = ?t.config.domains, users = t.directory.user_count(), "tenant loaded");
@@ -72,6 +76,24 @@ impl Server {
                 }
             });
         }
+        let mut admin_addr = None;
+        if let Some(admin) = &router_config.admin {
+            let listener = tokio::net::TcpListener::bind(admin.address)
+                .await
+                .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
+            admin_addr = Some(listener.local_addr()?);
+            let (path, p, r) = (config.to_path_buf(), proxy.clone(), policy.clone());
+            let reload: crate::control::admin::Reload =
+                Arc::new(move || reload_tenants(&path, &p, &r).map_err(|e| format!("{e:#}")));
+            let state = Arc::new(crate::control::admin::Admin {
+                proxy: proxy.clone(),
+                policy: policy.clone(),
+                token: admin.token.clone(),
+                reload,
+            });
+            tokio::spawn(crate::control::admin::serve(listener, state, shutdown.subscribe()));
+            tracing::info!(address = %admin_addr.unwrap_or(admin.address), "admin API listening");
+        }
         let server = Server {
             proxy,
             policy,
@@ -80,8 +102,14 @@ impl Server {
             sip: router_config.sip,
             shutdown,
             _watchers: watchers,
+            admin: admin_addr,
         };
         Ok(server)
+    }
+
+    /// Where the admin API listens, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
     }
 
     /// Reloads the configuration and the directory: validated first, swapped
@@ -89,23 +117,7 @@ impl Server {
     /// get their policy reinstalled; transactions in progress keep what they
     /// started with. Listeners, timers and probes need a restart.
     pub fn reload(&self) -> anyhow::Result<()> {
-        let (_, tenants) = Tenants::load(&self.config)?;
-        let tenants = Arc::new(tenants);
-        let old = self.proxy.tenants();
-        for t in tenants.iter() {
-            let changed = old.by_id(&t.config.id).is_none_or(|o| o.config != t.config);
-            if changed {
-                self.policy.install_configured(t);
-            }
-        }
-        for t in old.iter() {
-            if tenants.by_id(&t.config.id).is_none() {
-                self.policy.remove(&t.config.id);
-            }
-        }
-        self.proxy.set_tenants(tenants);
-        tracing::info!(config = %self.config.display(), "configuration and directory reloaded");
-        Ok(())
+        reload_tenants(&self.config, &self.proxy, &self.policy)
     }
 
     /// Stops taking new transactions, waits for in-flight ones up to the grace
@@ -140,6 +152,27 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Reloads configuration and directory into a running proxy (see [`Server::reload`]).
+fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
+    let (_, tenants) = Tenants::load(config)?;
+    let tenants = Arc::new(tenants);
+    let old = proxy.tenants();
+    for t in tenants.iter() {
+        let changed = old.by_id(&t.config.id).is_none_or(|o| o.config != t.config);
+        if changed {
+            policy.install_configured(t);
+        }
+    }
+    for t in old.iter() {
+        if tenants.by_id(&t.config.id).is_none() {
+            policy.remove(&t.config.id);
+        }
+    }
+    proxy.set_tenants(tenants);
+    tracing::info!(config = %config.display(), "configuration and directory reloaded");
+    Ok(())
 }
 
 /// Applies a policy file change off the request path.

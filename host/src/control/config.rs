@@ -63,6 +63,18 @@ pub struct RouterConfig {
     pub sip: SipSettings,
     /// OPTIONS health probes of UM servers.
     pub probes: Probes,
+    /// The admin HTTP listener, if any.
+    pub admin: Option<Admin>,
+}
+
+/// `[admin]`: the admin HTTP API and `/metrics`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Where it listens (`address`, e.g. "127.0.0.1:9060").
+    pub address: std::net::SocketAddr,
+    /// Bearer token required on every request (`token`); required when the
+    /// address is not a loopback address.
+    pub token: Option<String>,
 }
 
 /// One SIP listener: `[[listen]] address = "127.0.0.1:5060"`, `transports = ["udp", "tcp"]`.
@@ -256,6 +268,15 @@ struct ConfigFile {
     sip: SipFile,
     #[serde(default)]
     probes: ProbesFile,
+    #[serde(default)]
+    admin: Option<AdminFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminFile {
+    address: String,
+    token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -511,10 +532,26 @@ impl RouterConfig {
         {
             return Err(invalid("policy_dir".into(), format!("{} is not a directory", d.display())));
         }
+        let admin = match file.admin {
+            None => None,
+            Some(a) => {
+                let address: std::net::SocketAddr = a.address.parse().map_err(|_| {
+                    invalid("admin.address".into(), format!("`{}` is not an IP address and port", a.address))
+                })?;
+                if !address.ip().is_loopback() && a.token.as_deref().is_none_or(str::is_empty) {
+                    return Err(invalid(
+                        "admin.token".into(),
+                        format!("required: {address} is not a loopback address"),
+                    ));
+                }
+                Some(Admin { address, token: a.token.filter(|t| !t.is_empty()) })
+            }
+        };
         Ok(RouterConfig {
             path: path.to_path_buf(),
             directory: base.join(file.directory),
             policy_dir,
+            admin,
             tenants,
             listen,
             sip,
@@ -676,5 +713,9 @@ mod tests {
         );
         assert!(rerouting.contains("tenant[0].rerouting.pstn_gateway"), "{rerouting}");
         assert!(err("directory = \n").contains("line 1"));
+        assert!(
+            err("directory = \"d\"\n[admin]\naddress = \"0.0.0.0:9060\"\n")
+                .contains("admin.token: required: 0.0.0.0:9060 is not a loopback address")
+        );
     }
 }

@@ -2,9 +2,11 @@
 //! and validated together into [`Tenants`], the read-only view the policy plane
 //! answers policies' imports from.
 
+pub mod admin;
 pub mod config;
 pub mod directory;
 pub mod health;
+pub mod metrics;
 pub mod watcher;
 
 use std::collections::HashMap;

@@ -16,6 +16,7 @@ use super::engine::{LoadError, PolicyEngine};
 use super::version::{Fault, FaultKind, PolicyVersion};
 use crate::control::config::{Fallback, Limits, PolicySource};
 use crate::control::health::HealthTable;
+use crate::control::metrics::{Metrics, TenantLabel};
 use crate::control::{Tenant, Tenants};
 
 /// The standard policy component, built from `policies/standard` and embedded.
@@ -94,6 +95,7 @@ pub struct TenantPolicy {
     quarantined: AtomicBool,
     /// Counters.
     pub stats: PolicyStats,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl TenantPolicy {
@@ -149,7 +151,20 @@ impl TenantPolicy {
                 }
             },
         };
-        Verdict { decision, decided_by, elapsed: start.elapsed() }
+        let elapsed = start.elapsed();
+        if let Some(m) = &self.metrics {
+            let kind = match &decision {
+                Decision::Forward(_) => "forward",
+                Decision::Reject(_) => "reject",
+                Decision::Redirect(_) => "redirect",
+                Decision::Standard => "standard",
+            };
+            Metrics::tenant_kind(&m.decisions, &self.tenant_id, kind);
+            m.policy_latency
+                .get_or_create(&TenantLabel { tenant: self.tenant_id.clone() })
+                .observe(elapsed.as_secs_f64());
+        }
+        Verdict { decision, decided_by, elapsed }
     }
 
     fn record_fault(&self, own: &PolicyVersion, fault: &Fault) {
@@ -157,8 +172,14 @@ impl TenantPolicy {
         let i = FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
         self.stats.faults[i].fetch_add(1, Ordering::Relaxed);
         let n = self.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
+        if let Some(m) = &self.metrics {
+            Metrics::tenant_kind(&m.faults, &self.tenant_id, kind.as_str());
+        }
         tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, fault = %kind, consecutive = n, "policy fault: {fault}");
         if n >= self.quarantine_after && !self.quarantined.swap(true, Ordering::Relaxed) {
+            if let Some(m) = &self.metrics {
+                m.quarantines.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
+            }
             tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, "policy quarantined after {n} consecutive faults; the fallback decides until a new version is installed");
         }
     }
@@ -169,6 +190,9 @@ impl TenantPolicy {
         reason: String,
     ) -> (Decision, DecidedBy) {
         self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
+        if let Some(m) = &self.metrics {
+            m.fallbacks.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
+        }
         match self.fallback {
             Fallback::Standard => {
                 let (d, by) = self.standard(call, DecidedBy::Fallback { reason });
@@ -230,6 +254,8 @@ pub struct PolicyRegistry {
     policy_dir: RwLock<Option<std::path::PathBuf>>,
     /// Counts installs and refused reloads, so callers can await a change.
     changes: tokio::sync::watch::Sender<u64>,
+    /// Where decisions, faults and reloads are counted.
+    metrics: std::sync::OnceLock<Arc<Metrics>>,
 }
 
 impl PolicyRegistry {
@@ -255,6 +281,7 @@ impl PolicyRegistry {
             next_version: AtomicU64::new(1),
             policy_dir: RwLock::new(None),
             changes: tokio::sync::watch::channel(0).0,
+            metrics: std::sync::OnceLock::new(),
         })
     }
 
@@ -284,6 +311,11 @@ impl PolicyRegistry {
         }
     }
 
+    /// Counts into `metrics` from now on (before [`Self::install_all`]).
+    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
+        let _ = self.metrics.set(metrics);
+    }
+
     /// Sets the watched policy directory (before [`Self::install_all`]).
     pub fn set_policy_dir(&self, dir: Option<std::path::PathBuf>) {
         *self.policy_dir.write().unwrap_or_else(|e| e.into_inner()) = dir;
@@ -307,6 +339,9 @@ impl PolicyRegistry {
         match self.load_file(tenant, path) {
             Ok(version) => {
                 let policy = self.install(tenant, Some(version.clone()), None);
+                if let Some(m) = self.metrics.get() {
+                    Metrics::tenant_kind(&m.reloads, &tenant.config.id, "ok");
+                }
                 tracing::info!(tenant = %tenant.config.id, policy = %version.name, version = version.version, "policy replaced");
                 Ok(policy)
             }
@@ -314,10 +349,26 @@ impl PolicyRegistry {
                 let current = self.get(tenant);
                 tracing::warn!(tenant = %tenant.config.id, serving = ?current.own.as_ref().map(|v| v.version), "reload refused, the previous version keeps serving: {e}");
                 *current.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                if let Some(m) = self.metrics.get() {
+                    Metrics::tenant_kind(&m.reloads, &tenant.config.id, "failed");
+                }
                 self.changes.send_modify(|n| *n += 1);
                 Err(e)
             }
         }
+    }
+
+    /// Reloads a tenant's policy from where its configuration says (the watched
+    /// directory's file, else its configured file): a file that does not load
+    /// leaves the current version serving; the error is returned.
+    pub fn reload_configured(&self, tenant: &Arc<Tenant>) -> Result<Arc<TenantPolicy>, String> {
+        let dir_file = self.policy_dir_file(&tenant.config.id).filter(|p| p.is_file());
+        let path = match (dir_file, &tenant.config.policy) {
+            (Some(path), _) => path,
+            (None, PolicySource::File(path)) => path.clone(),
+            (None, PolicySource::Standard) => return Ok(self.install(tenant, None, None)),
+        };
+        self.reload_file(tenant, &path).map_err(|e| e.to_string())
     }
 
     /// A tenant's policy file was removed: back to its configured policy.
@@ -389,6 +440,7 @@ impl PolicyRegistry {
             consecutive_faults: AtomicU32::new(0),
             quarantined: AtomicBool::new(false),
             stats: PolicyStats::default(),
+            metrics: self.metrics.get().cloned(),
         });
         self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
         self.changes.send_modify(|n| *n += 1);

@@ -44,15 +44,23 @@ pub async fn run(
         for p in pending {
             let Ok((uri, ok)) = p.await else { continue };
             let streak = streaks.entry(uri.clone()).or_insert((0, 0));
+            let up =
+                proxy.metrics.um_server_up.get_or_create(&crate::control::metrics::ServerLabel { server: uri.clone() });
             if ok {
                 *streak = (0, streak.1 + 1);
                 if streak.1 >= probes.up_after && health.set(&uri, true) {
                     tracing::info!(server = %uri, "UM server is up again");
                 }
+                if health.is_healthy(&uri) {
+                    up.set(1);
+                }
             } else {
                 *streak = (streak.0 + 1, 0);
                 if streak.0 >= probes.down_after && health.set(&uri, false) {
                     tracing::warn!(server = %uri, failures = streak.0, "UM server marked down");
+                }
+                if !health.is_healthy(&uri) {
+                    up.set(0);
                 }
             }
         }

@@ -82,6 +82,8 @@ pub struct Proxy {
     me: std::sync::OnceLock<std::sync::Weak<Proxy>>,
     /// Counters.
     pub stats: ProxyStats,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::control::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -97,6 +99,7 @@ impl Proxy {
         policy: Arc<PolicyRegistry>,
         tenants: Arc<Tenants>,
         settings: SipSettings,
+        metrics: Arc<crate::control::metrics::Metrics>,
     ) -> Arc<Proxy> {
         let secret =
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
@@ -112,6 +115,7 @@ impl Proxy {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
             stats: ProxyStats::default(),
+            metrics,
         });
         let _ = proxy.me.set(Arc::downgrade(&proxy));
         let weak: std::sync::Weak<dyn Sink> = Arc::downgrade(&(proxy.clone() as Arc<dyn Sink>));
@@ -138,6 +142,11 @@ impl Proxy {
     /// ones go on.
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the proxy is draining for shutdown.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
     }
 
     /// The tenants the proxy routes for.
@@ -605,6 +614,14 @@ impl ServerTxn {
             return;
         };
         self.record_route = tenant.config.record_route;
+        self.proxy
+            .metrics
+            .requests
+            .get_or_create(&crate::control::metrics::RequestLabels {
+                method: self.req.method().unwrap_or("").to_owned(),
+                tenant: tenant.config.id.clone(),
+            })
+            .inc();
         let view = match view::request_view(&self.req, &self.source) {
             Ok(v) => v,
             Err(e) => {

@@ -1,0 +1,168 @@
+//! The admin HTTP API, on its own listener (loopback by default; a bearer token
+//! required on any other address): tenants with their policy version, hash,
+//! load time, state and last error; one tenant's detail; reloads; health and
+//! readiness; Prometheus metrics. JSON everywhere but `/metrics`.
+//!
+//! | method and path | answer |
+//! |---|---|
+//! | `GET /health` | 200 `{"status":"ok"}` while the process runs |
+//! | `GET /ready` | 200 while taking calls, 503 while draining for shutdown |
+//! | `GET /tenants` | every tenant (see [`tenant_json`]) |
+//! | `GET /tenants/{id}` | one tenant, with its counters; 404 if unknown |
+//! | `POST /tenants/{id}/reload` | reload its policy file; 200 with the tenant, or 422 with the error (the previous version keeps serving) |
+//! | `POST /reload` | reload configuration and directory; 200, or 422 with the error |
+//! | `GET /metrics` | Prometheus exposition |
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::UNIX_EPOCH;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::policy::{FaultKind, PolicyRegistry, TenantPolicy};
+use crate::sip::proxy::Proxy;
+
+/// Reloads configuration and directory; the error says why it was refused.
+pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What the admin API reads and acts on.
+pub struct Admin {
+    /// The proxy (tenants, transactions, metrics).
+    pub proxy: Arc<Proxy>,
+    /// The policy registry.
+    pub policy: Arc<PolicyRegistry>,
+    /// The bearer token, if one is required.
+    pub token: Option<String>,
+    /// Reloads configuration and directory.
+    pub reload: Reload,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Admin")
+    }
+}
+
+/// Serves the admin API on `listener` until `shutdown` changes.
+pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(_) => continue,
+            },
+            _ = shutdown.changed() => return,
+        };
+        let admin = admin.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.handle(req)) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+impl Admin {
+    fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+        if let Some(token) = &self.token {
+            let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+            if given != Some(format!("Bearer {token}").as_str()) {
+                return reply(StatusCode::UNAUTHORIZED, &json!({"error": "a bearer token is required"}));
+            }
+        }
+        let path: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
+        match (req.method(), path.as_slice()) {
+            (&Method::GET, ["health"]) => reply(StatusCode::OK, &json!({"status": "ok"})),
+            (&Method::GET, ["ready"]) => {
+                if self.proxy.is_draining() {
+                    reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false, "reason": "draining for shutdown"}))
+                } else {
+                    reply(StatusCode::OK, &json!({"ready": true}))
+                }
+            }
+            (&Method::GET, ["tenants"]) => {
+                let tenants = self.proxy.tenants();
+                let list: Vec<Value> = tenants.iter().map(|t| tenant_json(t, &self.policy.get(t), false)).collect();
+                reply(StatusCode::OK, &json!({ "tenants": list }))
+            }
+            (&Method::GET, ["tenants", id]) => match self.proxy.tenants().by_id(id) {
+                Some(t) => reply(StatusCode::OK, &tenant_json(t, &self.policy.get(t), true)),
+                None => reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")})),
+            },
+            (&Method::POST, ["tenants", id, "reload"]) => {
+                let tenants = self.proxy.tenants();
+                let Some(t) = tenants.by_id(id) else {
+                    return reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")}));
+                };
+                match self.policy.reload_configured(t) {
+                    Ok(p) => reply(StatusCode::OK, &tenant_json(t, &p, true)),
+                    Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
+                }
+            }
+            (&Method::POST, ["reload"]) => match (self.reload)() {
+                Ok(()) => reply(StatusCode::OK, &json!({"reloaded": true})),
+                Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
+            },
+            (&Method::GET, ["metrics"]) => {
+                self.proxy.metrics.transactions.set(self.proxy.active_transactions() as i64);
+                let mut r = Response::new(Full::new(Bytes::from(self.proxy.metrics.encode())));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static(
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    ),
+                );
+                r
+            }
+            _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
+        }
+    }
+}
+
+/// A tenant as the API shows it: id, domains, state, policy version, content
+/// hash, load time, last error; with `detail`, its counters too.
+pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, detail: bool) -> Value {
+    let version = policy.own.as_ref().map(|v| {
+        json!({
+            "name": v.name,
+            "version": v.version,
+            "hash": v.compiled.hash,
+            "size": v.compiled.size,
+            "loaded_at": v.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        })
+    });
+    let mut out = json!({
+        "id": tenant.config.id,
+        "domains": tenant.config.domains,
+        "state": policy.state(),
+        "policy": version,
+        "last_error": policy.reload_error().or_else(|| policy.load_error.clone()),
+        "quarantined": policy.is_quarantined(),
+    });
+    if detail {
+        let faults: serde_json::Map<String, Value> =
+            FaultKind::ALL.iter().map(|k| (k.as_str().to_owned(), json!(policy.stats.faults_of(*k)))).collect();
+        out["stats"] = json!({
+            "decisions": policy.stats.decisions.load(std::sync::atomic::Ordering::Relaxed),
+            "fallbacks": policy.stats.fallbacks.load(std::sync::atomic::Ordering::Relaxed),
+            "faults": faults,
+        });
+    }
+    out
+}

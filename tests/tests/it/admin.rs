@@ -1,0 +1,141 @@
+//! The admin API and the Prometheus metrics, over HTTP on loopback.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use exum_router::server::Server;
+use exum_router::sip::Transport;
+use exum_router_tests::components;
+use exum_router_tests::peer::{UdpPeer, request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// One HTTP/1.1 request; the status code and body.
+async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let req =
+        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut out)).await.expect("answer").expect("read");
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).expect("JSON")
+}
+
+/// The value of a sample in a Prometheus exposition, parsed by a real parser.
+fn sample(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    let scrape =
+        prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == metric && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+        .map_or(0.0, |s| match s.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+}
+
+async fn start(extra_admin: &str, policy: Option<&str>) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    if let Some(p) = policy {
+        std::fs::copy(p, dir.path().join("policies/contoso.wasm")).expect("copy");
+    }
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        format!(
+            "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+             [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\n{extra_admin}\n\
+             [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npolicy_config = \"panic\"\nfallback = 503\nlimits = {{ quarantine_after = 2 }}\n"
+        ),
+    )
+    .expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("starts");
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_shows_tenants_errors_and_quarantine_and_the_metrics_move() {
+    let (dir, server) = start("", Some(components::HOSTILE)).await;
+    let admin = server.admin_addr().expect("admin listens");
+    assert_eq!(http(admin, "GET", "/health", None).await.0, 200);
+    assert_eq!(http(admin, "GET", "/ready", None).await.0, 200);
+    let (status, body) = http(admin, "GET", "/tenants", None).await;
+    assert_eq!(status, 200);
+    let t = &json(&body)["tenants"][0];
+    assert_eq!(t["id"], "contoso");
+    assert_eq!(t["state"], "active");
+    assert_eq!(t["policy"]["name"], "contoso.wasm");
+    assert_eq!(t["policy"]["hash"].as_str().map(str::len), Some(64));
+
+    // Three calls: the policy panics twice (503 fallback), then is quarantined.
+    let caller = UdpPeer::bind().await;
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    for i in 0..3 {
+        let id = format!("q{i}");
+        caller
+            .send(
+                router,
+                &request(
+                    "INVITE",
+                    "sip:bob@contoso.com;opaque=app:voicemail",
+                    caller.addr,
+                    "UDP",
+                    &id,
+                    &format!("z9hG4bK-{id}"),
+                ),
+            )
+            .await;
+        assert_eq!(caller.final_response().await.status(), Some(503));
+    }
+    let (_, body) = http(admin, "GET", "/tenants/contoso", None).await;
+    let t = json(&body);
+    assert_eq!(t["state"], "quarantined");
+    assert_eq!(t["stats"]["faults"]["panic"], 2);
+    assert_eq!(t["stats"]["fallbacks"], 3);
+
+    let (status, metrics) = http(admin, "GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&metrics, "exum_policy_faults_total", &[("tenant", "contoso"), ("kind", "panic")]), 2.0);
+    assert_eq!(sample(&metrics, "exum_policy_quarantines_total", &[("tenant", "contoso")]), 1.0);
+    assert_eq!(sample(&metrics, "exum_policy_fallbacks_total", &[("tenant", "contoso")]), 3.0);
+    assert_eq!(sample(&metrics, "exum_sip_requests_total", &[("tenant", "contoso"), ("method", "INVITE")]), 3.0);
+    assert_eq!(sample(&metrics, "exum_policy_decisions_total", &[("tenant", "contoso"), ("kind", "reject")]), 3.0);
+    assert_eq!(sample(&metrics, "exum_policy_call_seconds_count", &[("tenant", "contoso")]), 3.0);
+
+    // A broken replacement: the API shows the error, the version stays.
+    let mut changes = server.policy.subscribe();
+    changes.borrow_and_update();
+    std::fs::write(dir.path().join("policies/contoso.wasm"), b"garbage").expect("write");
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("reacts").expect("open");
+    let (_, body) = http(admin, "GET", "/tenants/contoso", None).await;
+    let t = json(&body);
+    assert!(t["last_error"].as_str().is_some_and(|e| e.contains("not WebAssembly")), "{t}");
+    let (_, metrics) = http(admin, "GET", "/metrics", None).await;
+    assert_eq!(sample(&metrics, "exum_policy_reloads_total", &[("tenant", "contoso"), ("kind", "failed")]), 1.0);
+    // A reload through the API reports the same error, and the config reload works.
+    let (status, body) = http(admin, "POST", "/tenants/contoso/reload", None).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(http(admin, "POST", "/reload", None).await.0, 200);
+    assert_eq!(http(admin, "GET", "/tenants/nobody", None).await.0, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_token_is_required() {
+    let (_dir, server) = start("token = \"s3cret\"", None).await;
+    let admin = server.admin_addr().expect("admin listens");
+    assert_eq!(http(admin, "GET", "/tenants", None).await.0, 401);
+    assert_eq!(http(admin, "GET", "/tenants", Some("wrong")).await.0, 401);
+    let (status, body) = http(admin, "GET", "/tenants", Some("s3cret")).await;
+    assert_eq!(status, 200);
+    assert_eq!(json(&body)["tenants"][0]["state"], "standard");
+}
