@@ -50,6 +50,9 @@ impl Server {
         }
         let health = Arc::new(HealthTable::default());
         let engine = Arc::new(PolicyEngine::new().map_err(|e| anyhow::anyhow!("starting the policy engine: {e:#}"))?);
+        if let Some(dir) = &router_config.policy_cache {
+            engine.set_disk_cache(dir.clone()).with_context(|| format!("policy_cache {}", dir.display()))?;
+        }
         let policy = Arc::new(PolicyRegistry::new(engine, health.clone()).context("loading the standard policy")?);
         let metrics = Arc::new(crate::control::metrics::Metrics::new());
         policy.set_metrics(metrics.clone());
@@ -198,6 +201,9 @@ async fn apply_policy_change(proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry
 /// Runs the router until SIGINT or SIGTERM; SIGHUP and changes to the directory
 /// file reload the configuration and directory.
 pub async fn run(config: &Path) -> anyhow::Result<()> {
+    // Signal handlers first: a SIGTERM from the moment the router says it listens
+    // must drain, not kill.
+    let stop = stop_signals()?;
     let server = Arc::new(Server::start(config).await?);
     for t in [Transport::Udp, Transport::Tcp] {
         if let Some(addr) = server.local_addr(t) {
@@ -216,7 +222,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             }
         }
     });
-    wait_for_signal().await;
+    stop.await;
     tracing::info!("stopping: no new transactions, finishing those in flight");
     server.shutdown_gracefully().await;
     Ok(())
@@ -267,21 +273,24 @@ fn spawn_sighup(tx: tokio::sync::mpsc::UnboundedSender<&'static str>) {
     }
 }
 
-async fn wait_for_signal() {
+/// A future that completes at SIGTERM or SIGINT; the handlers are installed now.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
+        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async move {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

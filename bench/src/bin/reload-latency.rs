@@ -53,7 +53,7 @@ async fn main() {
             let policy = server.policy.get(tenant);
             let verdict = policy.route(tenant, &req);
             let by_new = matches!(verdict.decided_by, DecidedBy::Policy { .. })
-                && policy.own.as_ref().is_some_and(|v| v.compiled.hash == hashes[which]);
+                && policy.own.as_ref().is_some_and(|v| v.hash == hashes[which]);
             if by_new {
                 samples.push(t0.elapsed());
                 break;

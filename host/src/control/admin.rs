@@ -142,8 +142,9 @@ pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, detai
         json!({
             "name": v.name,
             "version": v.version,
-            "hash": v.compiled.hash,
-            "size": v.compiled.size,
+            "hash": v.hash,
+            "size": v.size,
+            "loaded": v.is_loaded(),
             "loaded_at": v.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
         })
     });

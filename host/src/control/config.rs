@@ -55,6 +55,9 @@ pub struct RouterConfig {
     /// The watched policy directory (`policy_dir`): `<tenant-id>.wasm` there is
     /// the tenant's policy, replacing its configured one while present.
     pub policy_dir: Option<PathBuf>,
+    /// Where precompiled policies are cached across restarts (`policy_cache`);
+    /// it must be writable by the router alone.
+    pub policy_cache: Option<PathBuf>,
     /// The tenants, in file order.
     pub tenants: Vec<TenantConfig>,
     /// Where to listen for SIP.
@@ -258,6 +261,8 @@ struct ConfigFile {
     directory: PathBuf,
     #[serde(default)]
     policy_dir: Option<PathBuf>,
+    #[serde(default)]
+    policy_cache: Option<PathBuf>,
     #[serde(default)]
     policy_defaults: LimitsFile,
     #[serde(default, rename = "tenant")]
@@ -551,6 +556,7 @@ impl RouterConfig {
             path: path.to_path_buf(),
             directory: base.join(file.directory),
             policy_dir,
+            policy_cache: file.policy_cache.map(|d| base.join(d)),
             admin,
             tenants,
             listen,

@@ -89,6 +89,14 @@ pub struct PolicyEngine {
     /// Compiled components by content hash: a version seen before (a rollback,
     /// the same policy for many tenants) is not compiled again.
     compiled: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
+    /// Where precompiled artifacts are kept across restarts, if anywhere.
+    disk_cache: std::sync::RwLock<Option<std::path::PathBuf>>,
+    /// The engine's compatibility fingerprint, part of every artifact's key.
+    fingerprint: String,
+    /// Components compiled from scratch.
+    pub compilations: std::sync::atomic::AtomicU64,
+    /// Components taken from the disk cache.
+    pub disk_hits: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -109,7 +117,68 @@ impl PolicyEngine {
         let mut linker = Linker::new(&engine);
         host_api::add_to_linker(&mut linker)?;
         let ticker = Ticker::start(engine.clone());
-        Ok(PolicyEngine { engine, linker, ticker, compiled: std::sync::Mutex::new(std::collections::HashMap::new()) })
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut h);
+            format!("{:016x}", h.finish())
+        };
+        Ok(PolicyEngine {
+            engine,
+            linker,
+            ticker,
+            compiled: std::sync::Mutex::new(std::collections::HashMap::new()),
+            disk_cache: std::sync::RwLock::new(None),
+            fingerprint,
+            compilations: std::sync::atomic::AtomicU64::new(0),
+            disk_hits: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Keeps precompiled artifacts in `dir` (created if missing), keyed by the
+    /// component's hash and the engine's fingerprint, so a restart does not
+    /// compile again. The directory must be writable by the router alone: an
+    /// artifact there is machine code the router will run.
+    pub fn set_disk_cache(&self, dir: std::path::PathBuf) -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        *self.disk_cache.write().unwrap_or_else(|e| e.into_inner()) = Some(dir);
+        Ok(())
+    }
+
+    fn artifact_path(&self, hash: &str) -> Option<std::path::PathBuf> {
+        let dir = self.disk_cache.read().unwrap_or_else(|e| e.into_inner()).clone()?;
+        Some(dir.join(format!("{hash}-{}.cwasm", self.fingerprint)))
+    }
+
+    /// A component from the disk cache, if there.
+    #[allow(unsafe_code)]
+    fn read_artifact(&self, hash: &str) -> Option<Component> {
+        let path = self.artifact_path(hash)?;
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: the file was written by `to_disk` from `Component::serialize`
+        // of this engine configuration (the fingerprint is in its name), in a
+        // directory only the router writes (documented for `policy_cache`).
+        match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            Ok(c) => {
+                self.disk_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(c)
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), "ignoring an unusable precompiled artifact: {e:#}");
+                None
+            }
+        }
+    }
+
+    fn to_disk(&self, hash: &str, component: &Component) {
+        let Some(path) = self.artifact_path(hash) else { return };
+        let Ok(bytes) = component.serialize() else { return };
+        let tmp = path.with_extension("tmp");
+        if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
+            tracing::warn!(path = %path.display(), "could not write a precompiled artifact");
+        }
     }
 
     /// The wasmtime engine.
@@ -150,7 +219,33 @@ impl PolicyEngine {
                 "{what}; build the policy for wasm32-unknown-unknown and turn it into a component"
             )));
         }
-        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let component = match self.read_artifact(&hash) {
+            Some(c) => c,
+            None => {
+                self.compilations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let c = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+                self.to_disk(&hash, &c);
+                c
+            }
+        };
+        self.checked(component, hash, bytes.len())
+    }
+
+    /// Whether the disk cache holds the artifact of the component with `hash`.
+    pub fn has_artifact(&self, hash: &str) -> bool {
+        self.artifact_path(hash).is_some_and(|p| p.is_file())
+    }
+
+    /// The component with `hash` from the disk cache, checked against the contract.
+    pub fn load_artifact(&self, hash: &str, size: usize) -> Result<CompiledPolicy, LoadError> {
+        let component = self.read_artifact(hash).ok_or_else(|| {
+            LoadError::NotAComponent(format!("no precompiled artifact for {hash} in the policy cache"))
+        })?;
+        self.checked(component, hash.to_owned(), size)
+    }
+
+    /// Checks a component against the contract and prepares its instantiation.
+    fn checked(&self, component: Component, hash: String, size: usize) -> Result<CompiledPolicy, LoadError> {
         let ty = component.component_type();
         let imports: Vec<String> = ty.imports(&self.engine).map(|(name, _)| name.to_owned()).collect();
         let exports: Vec<String> = ty
@@ -170,7 +265,7 @@ impl PolicyEngine {
             .instantiate_pre(&component)
             .and_then(PolicyPre::new)
             .map_err(|e| LoadError::ContractMismatch(format!("{e:#}")))?;
-        Ok(CompiledPolicy { hash, size: bytes.len(), imports, exports, pre })
+        Ok(CompiledPolicy { hash, size, imports, exports, pre })
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use super::bindings::exum::policy::types::{Decision, Failure, Reject, Request};
 use super::decision::{reason_phrase, validate};
 use super::engine::{LoadError, PolicyEngine};
-use super::version::{Fault, FaultKind, PolicyVersion};
+use super::version::{Code, Fault, FaultKind, PolicyVersion};
 use crate::control::config::{Fallback, Limits, PolicySource};
 use crate::control::health::HealthTable;
 use crate::control::metrics::{Metrics, TenantLabel};
@@ -256,6 +256,9 @@ pub struct PolicyRegistry {
     changes: tokio::sync::watch::Sender<u64>,
     /// Where decisions, faults and reloads are counted.
     metrics: std::sync::OnceLock<Arc<Metrics>>,
+    /// Whether loading a version instantiates it and runs `init` right away
+    /// (reloads) or at its first call (start-up).
+    eager: AtomicBool,
 }
 
 impl PolicyRegistry {
@@ -266,12 +269,13 @@ impl PolicyRegistry {
         let standard = PolicyVersion::load(
             engine.clone(),
             health.clone(),
-            compiled,
+            Code::Ready(compiled),
             "standard".into(),
             0,
             String::new(),
             Limits::default(),
             &placeholder,
+            true,
         )?;
         Ok(PolicyRegistry {
             engine,
@@ -282,14 +286,18 @@ impl PolicyRegistry {
             policy_dir: RwLock::new(None),
             changes: tokio::sync::watch::channel(0).0,
             metrics: std::sync::OnceLock::new(),
+            eager: AtomicBool::new(true),
         })
     }
 
-    /// Installs every tenant's configured policy; see [`Self::install_configured`].
+    /// Installs every tenant's configured policy at start-up, lazily: compiled
+    /// (or taken from the caches) now, instantiated at its first call.
     pub fn install_all(&self, tenants: &Tenants) {
+        self.eager.store(false, Ordering::Relaxed);
         for tenant in tenants.iter() {
             self.install_configured(tenant);
         }
+        self.eager.store(true, Ordering::Relaxed);
     }
 
     /// Installs the policy `tenant`'s configuration names. A tenant whose file
@@ -316,6 +324,11 @@ impl PolicyRegistry {
         let _ = self.metrics.set(metrics);
     }
 
+    /// The engine (for its caches).
+    pub fn engine(&self) -> &Arc<PolicyEngine> {
+        &self.engine
+    }
+
     /// Sets the watched policy directory (before [`Self::install_all`]).
     pub fn set_policy_dir(&self, dir: Option<std::path::PathBuf>) {
         *self.policy_dir.write().unwrap_or_else(|e| e.into_inner()) = dir;
@@ -332,7 +345,7 @@ impl PolicyRegistry {
         // The same bytes again (one write seen as several events) are no new version.
         let current = self.get(tenant);
         if let (Some(own), Ok(bytes)) = (&current.own, std::fs::read(path))
-            && own.compiled.hash == super::engine::hex_sha256(&bytes)
+            && own.hash == super::engine::hex_sha256(&bytes)
         {
             return Ok(current);
         }
@@ -403,20 +416,29 @@ impl PolicyRegistry {
         bytes: &[u8],
         name: String,
     ) -> Result<Arc<PolicyVersion>, LoadError> {
-        let compiled = self.engine.compile(bytes)?;
+        let eager = self.eager.load(Ordering::Relaxed);
+        let hash = super::engine::hex_sha256(bytes);
+        // At start-up, a component already in the disk cache is loaded at its
+        // first call: an idle tenant costs no code in memory.
+        let code = if !eager && self.engine.has_artifact(&hash) {
+            Code::Deferred { hash, size: bytes.len() }
+        } else {
+            Code::Ready(self.engine.compile(bytes)?)
+        };
         let version = self.next_version.fetch_add(1, Ordering::Relaxed);
         let c = &tenant.config;
         let v = PolicyVersion::load(
             self.engine.clone(),
             self.health.clone(),
-            compiled,
+            code,
             name,
             version,
             c.policy_config.clone(),
             c.limits,
             tenant,
+            eager,
         )?;
-        tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.compiled.hash, "policy loaded");
+        tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.hash, "policy loaded");
         Ok(Arc::new(v))
     }
 

@@ -140,8 +140,13 @@ pub struct PolicyVersion {
     pub version: u64,
     /// When it was loaded.
     pub loaded_at: SystemTime,
-    /// The compiled component.
-    pub compiled: CompiledPolicy,
+    /// SHA-256 of the component, hex.
+    pub hash: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// The compiled component, once loaded (at load, or at the first call for a
+    /// version deferred at start-up).
+    code: std::sync::OnceLock<CompiledPolicy>,
     /// The string given to `init`.
     pub init_config: String,
     /// Limits of its calls.
@@ -159,33 +164,46 @@ impl fmt::Debug for PolicyVersion {
         f.debug_struct("PolicyVersion")
             .field("name", &self.name)
             .field("version", &self.version)
-            .field("hash", &self.compiled.hash)
+            .field("hash", &self.hash)
             .finish_non_exhaustive()
     }
 }
 
 impl PolicyVersion {
-    /// Loads a compiled policy: instantiates it once and runs `init` under the
-    /// limits, so a version whose `init` fails or faults is refused here, not at
-    /// its first call. The instance goes to the pool.
+    /// Loads a compiled policy. With `eager`, instantiates it once and runs
+    /// `init` under the limits, so a version whose `init` fails or faults is
+    /// refused here, not at its first call (the instance goes to the pool);
+    /// without, the first call instantiates (start-up of many tenants: an idle
+    /// tenant costs no instance).
     #[allow(clippy::too_many_arguments)]
     pub fn load(
         engine: Arc<PolicyEngine>,
         health: Arc<HealthTable>,
-        compiled: CompiledPolicy,
+        code: Code,
         name: String,
         version: u64,
         init_config: String,
         limits: Limits,
         tenant: &Arc<Tenant>,
+        eager: bool,
     ) -> Result<PolicyVersion, LoadError> {
         let deadline_ticks = engine.deadline_ticks(limits.deadline);
         let log_tag: Arc<str> = format!("{}/{name}@{version}", tenant.config.id).into();
+        let (hash, size, ready) = match code {
+            Code::Ready(c) => (c.hash.clone(), c.size, Some(c)),
+            Code::Deferred { hash, size } => (hash, size, None),
+        };
+        let cell = std::sync::OnceLock::new();
+        if let Some(c) = ready {
+            let _ = cell.set(c);
+        }
         let v = PolicyVersion {
             name,
             version,
             loaded_at: SystemTime::now(),
-            compiled,
+            hash,
+            size,
+            code: cell,
             init_config,
             limits,
             engine,
@@ -194,6 +212,9 @@ impl PolicyVersion {
             log_tag,
             pool: Mutex::new(Vec::new()),
         };
+        if !eager {
+            return Ok(v);
+        }
         let instance = v.instantiate(tenant).map_err(|e| match e {
             InstantiateError::Init(msg) => LoadError::Init(msg),
             InstantiateError::Fault(f) => LoadError::InitFault(f.to_string()),
@@ -226,6 +247,21 @@ impl PolicyVersion {
             .exum_policy_handler()
             .call_route(&mut instance.store, req)
             .map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))
+    }
+
+    /// Whether the compiled code is loaded (deferred versions load at their
+    /// first call).
+    pub fn is_loaded(&self) -> bool {
+        self.code.get().is_some()
+    }
+
+    fn code(&self) -> Result<&CompiledPolicy, Fault> {
+        if let Some(c) = self.code.get() {
+            return Ok(c);
+        }
+        let c = self.engine.load_artifact(&self.hash, self.size).map_err(|e| Fault::Instantiate(e.to_string()))?;
+        let _ = self.code.set(c);
+        self.code.get().ok_or_else(|| Fault::Instantiate("the compiled code vanished".into()))
     }
 
     /// Idle instances in the pool.
@@ -283,8 +319,8 @@ impl PolicyVersion {
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(self.deadline_ticks);
-        let bindings = self
-            .compiled
+        let code = self.code().map_err(InstantiateError::Fault)?;
+        let bindings = code
             .pre
             .instantiate(&mut store)
             .map_err(|e| InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit)))?;
@@ -294,6 +330,20 @@ impl PolicyVersion {
             Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
         }
     }
+}
+
+/// The code of a version being loaded.
+#[derive(Debug)]
+pub enum Code {
+    /// Compiled and checked.
+    Ready(CompiledPolicy),
+    /// In the disk cache, loaded at the first call.
+    Deferred {
+        /// The component's hash.
+        hash: String,
+        /// Its size in bytes.
+        size: usize,
+    },
 }
 
 enum InstantiateError {

@@ -38,7 +38,7 @@ impl Lab {
         std::fs::write(&tmp, &bytes).expect("write");
         std::fs::rename(&tmp, self.policy_file()).expect("rename");
         let tenant = self.server.proxy.tenants().by_id("contoso").expect("tenant").clone();
-        while self.server.policy.get(&tenant).own.as_ref().map(|v| v.compiled.hash.as_str()) != Some(hash.as_str()) {
+        while self.server.policy.get(&tenant).own.as_ref().map(|v| v.hash.as_str()) != Some(hash.as_str()) {
             tokio::time::timeout(Duration::from_secs(10), changes.changed())
                 .await
                 .expect("the router reacts")

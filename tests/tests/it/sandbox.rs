@@ -207,3 +207,56 @@ fn components_outside_the_contract_are_refused_at_load() {
     assert!(matches!(load(core_module), Err(LoadError::NotAComponent(m)) if m.contains("core WebAssembly module")));
     assert!(matches!(load(b"hello"), Err(LoadError::NotAComponent(m)) if m.contains("not WebAssembly")));
 }
+
+#[test]
+fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let cache = tempfile::tempdir().expect("tempdir");
+    let tenant = tenant_with_policy(
+        "cached",
+        components::PILOT_GROUP,
+        "sip:bob@contoso.com",
+        Fallback::Standard,
+        Limits::default(),
+    );
+    let tenants_of = || {
+        Tenants::new(
+            &exum_router::control::config::RouterConfig {
+                path: "r.toml".into(),
+                directory: "d.toml".into(),
+                policy_dir: None,
+                policy_cache: None,
+                tenants: vec![tenant.config.clone()],
+                listen: vec![],
+                sip: Default::default(),
+                probes: Default::default(),
+                admin: None,
+            },
+            Default::default(),
+        )
+    };
+    for run in 0..2 {
+        let engine = std::sync::Arc::new(exum_router::policy::PolicyEngine::new().expect("engine"));
+        engine.set_disk_cache(cache.path().to_path_buf()).expect("cache dir");
+        let registry = exum_router::policy::PolicyRegistry::new(engine.clone(), Default::default()).expect("registry");
+        let tenants = tenants_of();
+        registry.install_all(&tenants);
+        let t = tenants.by_id("cached").expect("tenant");
+        let policy = registry.get(t);
+        let version = policy.own.as_ref().expect("installed");
+        assert_eq!(version.pooled(), 0, "no instance before the first call");
+        assert_eq!(version.is_loaded(), run == 0, "from a warm cache the code loads at the first call");
+        let req =
+            exum_router_tests::view_of(&invite("sip:bob@contoso.com;opaque=app:voicemail", "sip:zoe@fabrikam.com"));
+        assert!(matches!(policy.route(t, &req).decided_by, DecidedBy::Policy { .. }));
+        assert_eq!(version.pooled(), 1, "instantiated by the first call, then pooled");
+        // The standard policy is embedded and compiled every start; the tenant's
+        // policy is compiled once, then read back from the disk cache.
+        let (compiled, from_disk) = (engine.compilations.load(Relaxed), engine.disk_hits.load(Relaxed));
+        if run == 0 {
+            assert_eq!((compiled, from_disk), (2, 0));
+        } else {
+            assert_eq!((compiled, from_disk), (0, 2), "a restart compiles nothing");
+        }
+    }
+}
