@@ -104,7 +104,7 @@ fn simulate_fails_clearly_on_bad_input() {
 }
 
 #[test]
-fn serve_listens_and_stops_cleanly_on_sigterm() {
+fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sigterm() {
     use std::io::BufRead as _;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("directory.toml"), "").expect("write");
@@ -126,6 +126,15 @@ fn serve_listens_and_stops_cleanly_on_sigterm() {
     // The event: the router says it is listening.
     let listening = lines.by_ref().map_while(Result::ok).find(|l| l.contains("listening"));
     assert!(listening.is_some(), "the router never said it was listening");
+    // SIGHUP reloads configuration and directory ...
+    let status = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let reloaded = lines.by_ref().map_while(Result::ok).find(|l| l.contains("configuration and directory reloaded"));
+    assert!(reloaded.is_some(), "SIGHUP did not reload");
+    // ... and so does a change to the directory file.
+    std::fs::write(dir.path().join("directory.toml"), "# changed\n").expect("write");
+    let reloaded = lines.by_ref().map_while(Result::ok).find(|l| l.contains("configuration and directory reloaded"));
+    assert!(reloaded.is_some(), "a directory change did not reload");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     let rest: Vec<String> = lines.map_while(Result::ok).collect();

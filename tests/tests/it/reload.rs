@@ -68,6 +68,10 @@ impl Lab {
 }
 
 async fn lab(bob: &str) -> Lab {
+    lab_with(bob, "").await
+}
+
+async fn lab_with(bob: &str, tenant_extra: &str) -> Lab {
     let (caller, um_a, um_b, edge) =
         (UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await);
     let dir = tempfile::tempdir().expect("tempdir");
@@ -75,7 +79,7 @@ async fn lab(bob: &str) -> Lab {
     let config = format!(
         "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
          [probes]\nenabled = false\n[sip]\nt1_ms = 50\nshutdown_grace_ms = 5000\n\
-         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\n",
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\n{tenant_extra}\n",
         edge.addr
     );
     std::fs::write(dir.path().join("router.toml"), config).expect("write");
@@ -179,4 +183,26 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     lab.um_a.send(from, &response(&inv, 200, "a", "")).await;
     assert_eq!(lab.caller.expect_response(200).await.cseq(), Some((1, "INVITE")));
     tokio::time::timeout(Duration::from_secs(10), stopping).await.expect("shutdown completes").expect("join");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_keeps_the_version_it_started_with() {
+    // Version 1 (the hostile fixture as "fail:486") routes like the standard
+    // policy and answers 486 from on-failure; version 2 (plan B) leaves
+    // on-failure to the standard algorithm (480).
+    let lab = lab_with(ON_PLAN_A, "policy_config = \"fail:486\"").await;
+    lab.deploy(components::HOSTILE).await;
+    let text =
+        request("INVITE", "sip:bob@contoso.com;opaque=app:voicemail", lab.caller.addr, "UDP", "pin1", "z9hG4bK-pin1");
+    lab.caller.send(lab.router, &text).await;
+    let (inv, from) = lab.um_a.expect_request("INVITE").await;
+    lab.um_a.send(from, &response(&inv, 180, "a", "")).await;
+    lab.caller.expect_response(180).await;
+    // While bob's UM server rings, version 2 arrives.
+    lab.deploy(components::PLAN_B).await;
+    lab.um_a.send(from, &response(&inv, 503, "a", "")).await;
+    let r = lab.caller.final_response().await;
+    assert_eq!(r.status(), Some(486), "on-failure went to the version the call started with: {r:?}");
+    // A new call gets version 2.
+    assert_eq!(lab.call("bob", "pin2").await, "B");
 }
