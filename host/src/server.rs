@@ -201,19 +201,14 @@ async fn apply_policy_change(proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry
 /// Runs the router until SIGINT or SIGTERM; SIGHUP and changes to the directory
 /// file reload the configuration and directory.
 pub async fn run(config: &Path) -> anyhow::Result<()> {
-    // Signal handlers first: a SIGTERM from the moment the router says it listens
-    // must drain, not kill.
+    // Signal handlers first: a signal from the moment the router says it listens
+    // must drain or reload, never kill.
     let stop = stop_signals()?;
-    let server = Arc::new(Server::start(config).await?);
-    for t in [Transport::Udp, Transport::Tcp] {
-        if let Some(addr) = server.local_addr(t) {
-            tracing::info!(transport = ?t, %addr, "listening");
-        }
-    }
-    let directory = crate::control::config::RouterConfig::load(config)?.directory;
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
-    let _file_watch = watch_file(&directory, reload_tx.clone())?;
-    spawn_sighup(reload_tx);
+    spawn_sighup(reload_tx.clone())?;
+    let server = Arc::new(Server::start(config).await?);
+    let directory = crate::control::config::RouterConfig::load(config)?.directory;
+    let _file_watch = watch_file(&directory, reload_tx)?;
     let reloader = server.clone();
     tokio::spawn(async move {
         while let Some(why) = reload_rx.recv().await {
@@ -222,6 +217,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             }
         }
     });
+    for t in [Transport::Udp, Transport::Tcp] {
+        if let Some(addr) = server.local_addr(t) {
+            tracing::info!(transport = ?t, %addr, "listening");
+        }
+    }
     stop.await;
     tracing::info!("stopping: no new transactions, finishing those in flight");
     server.shutdown_gracefully().await;
@@ -257,20 +257,22 @@ fn watch_file(
     Ok(w)
 }
 
-fn spawn_sighup(tx: tokio::sync::mpsc::UnboundedSender<&'static str>) {
+fn spawn_sighup(tx: tokio::sync::mpsc::UnboundedSender<&'static str>) -> anyhow::Result<()> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        if let Ok(mut hup) = signal(SignalKind::hangup()) {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    if tx.send("SIGHUP").is_err() {
-                        return;
-                    }
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                if tx.send("SIGHUP").is_err() {
+                    return;
                 }
-            });
-        }
+            }
+        });
     }
+    #[cfg(not(unix))]
+    let _ = tx;
+    Ok(())
 }
 
 /// A future that completes at SIGTERM or SIGINT; the handlers are installed now.
