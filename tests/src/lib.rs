@@ -3,6 +3,7 @@
 //! in front of the real engine.
 
 pub mod peer;
+pub mod sipp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use exum_router_tests::sipp::stat;
+
 const USERS: usize = 10_000;
 const PROXY: u16 = 15060;
 const UM: u16 = 15080;
@@ -50,14 +52,6 @@ struct Step {
     p99_ms: f64,
     cpu_s_per_1000: f64,
     rss_mib: f64,
-}
-
-fn sipp_stat(path: &Path, column: &str) -> u64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lines = text.lines();
-    let Some(header) = lines.next() else { return 0 };
-    let Some(i) = header.split(';').position(|c| c == column) else { return 0 };
-    lines.last().and_then(|l| l.split(';').nth(i)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
 /// CPU seconds (user + system) of `pid` and its children processes.
@@ -209,8 +203,8 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
     let _ = (status, started);
     let cpu = pid.map_or(0.0, cpu_seconds) - cpu0;
     let rss = pid.map_or(0.0, rss_mib);
-    let ok = sipp_stat(&stats, "SuccessfulCall(C)");
-    let failed = sipp_stat(&stats, "FailedCall(C)");
+    let ok = stat(&stats, "SuccessfulCall(C)");
+    let failed = stat(&stats, "FailedCall(C)");
     // Response times of every call (INVITE to 200), from the rtt trace.
     let mut rtts: Vec<f64> = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {

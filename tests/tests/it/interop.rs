@@ -3,23 +3,14 @@
 //! hosted edge. The directory sends even users to hosted voice mail and odd users
 //! on-premises; each UAS is told to expect exactly half of the calls.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use exum_router::server::Server;
 use exum_router::sip::Transport;
+use exum_router_tests::sipp::{free_udp_port, sipp};
 
 const CALLS: usize = 2000;
 const USERS: usize = 100;
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-fn sipp() -> Command {
-    let found = Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status();
-    assert!(found.is_ok(), "sipp is not installed: `apt-get install -y sip-tester` (scripts/test.sh does it)");
-    Command::new("sipp")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {

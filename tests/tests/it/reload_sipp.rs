@@ -2,25 +2,13 @@
 //! policy is replaced at least 100 times, alternating two versions that route
 //! to two different sipp UAS: 0 failed calls, and both UAS receive calls.
 
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use exum_router::server::Server;
 use exum_router::sip::Transport;
 use exum_router_tests::components;
-
-fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-/// The last value of column `name` in a sipp `-trace_stat` file.
-fn stat(path: &std::path::Path, name: &str) -> u64 {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut lines = text.lines();
-    let Some(header) = lines.next() else { return 0 };
-    let Some(column) = header.split(';').position(|c| c == name) else { return 0 };
-    lines.last().and_then(|l| l.split(';').nth(column)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-}
+use exum_router_tests::sipp::{free_udp_port, sipp, stat};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
@@ -53,7 +41,7 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
     let router = server.local_addr(Transport::Udp).expect("udp");
 
     let uas = |port: u16, stats: &str| {
-        Command::new("sipp")
+        sipp()
             .args([
                 "-sn",
                 "uas",
@@ -76,7 +64,7 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
     let mut uas_b = uas(b_port, "b.csv");
     let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uac.xml");
     let calls = SECONDS * RATE;
-    let uac = Command::new("sipp")
+    let uac = sipp()
         .args([&router.to_string(), "-sf", scenario.to_str().expect("utf8"), "-inf", "users.csv", "-i", "127.0.0.1"])
         .args([
             "-p",
