@@ -499,6 +499,9 @@ struct ServerTxn {
     /// response on an earlier branch is ACKed again (Timer D).
     branches: Vec<String>,
     sent: HashMap<String, (Message, Transport, SocketAddr)>,
+    /// Branches that ended in a failure response (their INVITE is kept while
+    /// the transaction lingers, to ACK a retransmitted failure again).
+    failed: Vec<String>,
 }
 
 impl ServerTxn {
@@ -525,6 +528,7 @@ impl ServerTxn {
             pop_route: false,
             branches: Vec::new(),
             sent: HashMap::new(),
+            failed: Vec::new(),
         }
     }
 
@@ -558,10 +562,15 @@ impl ServerTxn {
         self.proxy.in_flight.fetch_add(1, Ordering::Relaxed);
         self.process().await;
         self.proxy.in_flight.fetch_sub(1, Ordering::Relaxed);
-        self.linger().await;
-        let mut table = self.proxy.table();
-        table.server.remove(&self.key);
-        for b in &self.branches {
+        // What lingers is small: the request, the answered branch's INVITE and
+        // the rest of the state are dropped here.
+        let ServerTxn { proxy, source, key, rx, invite, last_response, branches, mut sent, failed, .. } = self;
+        sent.retain(|branch, _| failed.contains(branch));
+        let lingering = Lingering { proxy: proxy.clone(), source, rx, invite, last: last_response, sent };
+        lingering.run().await;
+        let mut table = proxy.table();
+        table.server.remove(&key);
+        for b in &branches {
             table.client.remove(b);
         }
     }
@@ -922,6 +931,7 @@ impl ServerTxn {
                     }
                     if self.invite && code >= 300 {
                         let _ = proxy.transports.send(transport, dest, originate::ack(&sent, &resp)).await;
+                        self.failed.push(branch.clone());
                     }
                     if (200..300).contains(&code) || code == 401 || code == 407 || self.cancelled {
                         self.relay(&resp);
@@ -942,13 +952,30 @@ impl ServerTxn {
             }
         }
     }
+}
 
+/// A transaction after its final response (RFC 3261 §17.2: Completed,
+/// Confirmed, or Accepted for a 2xx): absorbs retransmissions of the request and
+/// the ACK, retransmits a non-2xx final over UDP until the ACK, and ACKs again a
+/// retransmitted failure of a branch. It keeps only what that needs.
+struct Lingering {
+    proxy: Arc<Proxy>,
+    source: Source,
+    rx: mpsc::UnboundedReceiver<Event>,
+    invite: bool,
+    /// The final response sent upstream.
+    last: Option<Vec<u8>>,
+    /// The INVITEs of branches that failed, by branch.
+    sent: HashMap<String, (Message, Transport, SocketAddr)>,
+}
+
+impl Lingering {
     /// After the final response: absorb retransmissions and the ACK (INVITE over
     /// UDP: retransmit a non-2xx final until the ACK), then end.
-    async fn linger(&mut self) {
+    async fn run(mut self) {
         let settings = self.proxy.settings;
         let udp = self.source.transport == Transport::Udp;
-        let Some(last) = self.last_response.clone() else { return };
+        let Some(last) = self.last.take() else { return };
         let final_2xx = last.starts_with(b"SIP/2.0 2");
         let (mut retransmit, end) = if self.invite && !final_2xx {
             // Timer G until the ACK, Timer H at most.
@@ -985,10 +1012,18 @@ impl ServerTxn {
                 Some(Event::Retransmission) => {
                     self.proxy.transports.send_now(self.source.transport, self.source.addr, last.clone());
                 }
-                Some(Event::Response(resp)) => self.reack(&resp),
+                Some(Event::Response(resp)) => reack(&self.proxy, &self.sent, &resp),
                 Some(Event::Cancel) => {}
             }
         }
+    }
+}
+
+/// ACKs again a retransmitted non-2xx final response of an earlier branch.
+fn reack(proxy: &Proxy, sent: &HashMap<String, (Message, Transport, SocketAddr)>, resp: &Message) {
+    let Some(branch) = resp.top_via().and_then(|v| v.branch) else { return };
+    if let (true, Some((sent, transport, dest))) = (resp.status().is_some_and(|c| c >= 300), sent.get(branch)) {
+        proxy.transports.send_now(*transport, *dest, originate::ack(sent, resp));
     }
 }
 
