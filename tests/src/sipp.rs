@@ -26,3 +26,21 @@ pub fn stat(path: &Path, name: &str) -> u64 {
     let Some(column) = header.split(';').position(|c| c == name) else { return 0 };
     lines.last().and_then(|l| l.split(';').nth(column)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
+
+/// A sipp UAC running `tests/sipp/uac.xml` against `target` from `port`: `calls`
+/// calls at `rate` per second, users from `users.csv` in `dir`, statistics every
+/// second to `uac.csv` there. Callers add their own options and spawn it.
+pub fn uac(dir: &Path, target: std::net::SocketAddr, port: u16, calls: u64, rate: u64) -> Command {
+    let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uac.xml");
+    let mut cmd = sipp();
+    cmd.arg(target.to_string())
+        .arg("-sf")
+        .arg(scenario)
+        .args(["-inf", "users.csv", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-m", &calls.to_string(), "-r", &rate.to_string(), "-nostdin", "-timeout", "120s"])
+        .args(["-trace_stat", "-stf", "uac.csv", "-fd", "1"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    cmd
+}

@@ -849,11 +849,7 @@ impl ServerTxn {
         let mut provisional = false;
         let mut cancel_sent = false;
         loop {
-            let wake = next_retransmit.map_or(deadline, |r| r.min(deadline));
-            let event = tokio::select! {
-                e = self.rx.recv() => e,
-                _ = sleep_until(wake.into()) => None,
-            };
+            let event = next_event(&mut self.rx, next_retransmit.map_or(deadline, |r| r.min(deadline))).await;
             let now = Instant::now();
             match event {
                 None if now >= deadline => {
@@ -989,11 +985,7 @@ impl Lingering {
         let mut interval = settings.t1;
         let mut end = end;
         loop {
-            let wake = retransmit.map_or(end, |r| r.min(end));
-            let event = tokio::select! {
-                e = self.rx.recv() => e,
-                _ = sleep_until(wake.into()) => None,
-            };
+            let event = next_event(&mut self.rx, retransmit.map_or(end, |r| r.min(end))).await;
             let now = Instant::now();
             match event {
                 None if now >= end => return,
@@ -1016,6 +1008,14 @@ impl Lingering {
                 Some(Event::Cancel) => {}
             }
         }
+    }
+}
+
+/// The transaction's next event, or `None` when `wake` comes first (a timer).
+async fn next_event(rx: &mut mpsc::UnboundedReceiver<Event>, wake: Instant) -> Option<Event> {
+    tokio::select! {
+        e = rx.recv() => e,
+        _ = sleep_until(wake.into()) => None,
     }
 }
 

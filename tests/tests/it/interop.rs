@@ -66,26 +66,8 @@ async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
     };
     let mut um = uas(um_port);
     let mut edge = uas(edge_port);
-    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uac.xml");
-    let uac = sipp()
-        .args([&router.to_string(), "-sf", scenario.to_str().expect("utf8"), "-inf", "users.csv", "-i", "127.0.0.1"])
-        .args([
-            "-p",
-            &uac_port.to_string(),
-            "-m",
-            &CALLS.to_string(),
-            "-r",
-            "200",
-            "-l",
-            "400",
-            "-nostdin",
-            "-timeout",
-            "120s",
-        ])
-        .args(["-trace_stat", "-stf", "uac.csv", "-fd", "1"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_port, CALLS as u64, 200)
+        .args(["-l", "400"])
         .spawn()
         .expect("sipp UAC starts");
     let (uac_out, um_status, edge_status) = tokio::task::spawn_blocking(move || {

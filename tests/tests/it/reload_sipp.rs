@@ -62,27 +62,8 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
     };
     let mut uas_a = uas(a_port, "a.csv");
     let mut uas_b = uas(b_port, "b.csv");
-    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uac.xml");
     let calls = SECONDS * RATE;
-    let uac = sipp()
-        .args([&router.to_string(), "-sf", scenario.to_str().expect("utf8"), "-inf", "users.csv", "-i", "127.0.0.1"])
-        .args([
-            "-p",
-            &uac_port.to_string(),
-            "-m",
-            &calls.to_string(),
-            "-r",
-            &RATE.to_string(),
-            "-nostdin",
-            "-timeout",
-            "120s",
-        ])
-        .args(["-trace_stat", "-stf", "uac.csv", "-fd", "1"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sipp UAC starts");
+    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_port, calls, RATE).spawn().expect("sipp UAC starts");
 
     // Replace the policy every 500 ms while the calls flow.
     let policies = dir.path().join("policies");
