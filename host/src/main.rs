@@ -9,6 +9,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use exum_router::tools::{self, SimulateOptions};
 
+/// mimalloc instead of the system allocator: the SIP plane allocates and frees
+/// message buffers on every datagram, across worker threads (docs/performance.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A SIP router for voice-mail-bound calls with a sandboxed Wasm policy per tenant.
 #[derive(Parser)]
 #[command(name = "exum-router", version)]

@@ -8,11 +8,13 @@
 //! `bench/results/`.
 //!
 //! Run with `bench/compare.sh` (it installs sipp and Kamailio and builds release).
-//! `compare [calls-per-step] [rates,comma,separated]`
+//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,example]`
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use exum_router_tests::sipp::stat;
@@ -48,10 +50,21 @@ struct Step {
     calls: u64,
     ok: u64,
     failed: u64,
+    /// Calls placed by the latency probe, and how many of them failed.
+    probe_calls: u64,
+    probe_failed: u64,
     p50_ms: f64,
     p99_ms: f64,
     cpu_s_per_1000: f64,
-    rss_mib: f64,
+    idle_mib: f64,
+    loaded_mib: f64,
+}
+
+impl Step {
+    /// Every call of the step succeeded: sipp's and the probe's.
+    fn clean(&self) -> bool {
+        self.failed == 0 && self.ok == self.calls && self.probe_failed == 0
+    }
 }
 
 /// CPU seconds (user + system) of `pid` and its children processes.
@@ -73,14 +86,17 @@ fn cpu_seconds(pid: u32) -> f64 {
     total
 }
 
-fn rss_mib(pid: u32) -> f64 {
+/// Memory of `pid` and its children: the sum of their proportional set sizes
+/// (`Pss` in /proc/*/smaps_rollup), so memory Kamailio's processes share is
+/// counted once, not once per process as summing their RSS would.
+fn memory_mib(pid: u32) -> f64 {
     let mut pids = vec![pid];
     if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
         pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
     }
     pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")).map(str::to_owned))
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
+        .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("Pss:")).map(str::to_owned))
         .filter_map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .fold(0.0, |a, b| a + b)
         / 1024.0
@@ -100,10 +116,17 @@ fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// sipp's files (scenarios, user list, statistics, traces) live apart from the
+/// router's configuration, so the router's watcher of its configuration
+/// directory does not see sipp writing its traces.
+fn sipp_dir(dir: &Path) -> PathBuf {
+    dir.join("sipp")
+}
+
 fn uas(dir: &Path, port: u16) -> Child {
     Command::new("sipp")
         .args(["-sf", "uas.xml", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-buff_size", "4194304"])
-        .current_dir(dir)
+        .current_dir(sipp_dir(dir))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -123,7 +146,19 @@ fn start_system(dir: &Path, system: System) -> Option<Child> {
         System::ExumStandard | System::ExumExample => {
             let config = if system == System::ExumStandard { "exum-standard.toml" } else { "exum-example.toml" };
             let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
-            Command::new(std::fs::canonicalize(&exe).unwrap_or(PathBuf::from(exe)))
+            let exe = std::fs::canonicalize(&exe).unwrap_or(PathBuf::from(exe));
+            // EXUM_BENCH_WRAP="perf record -g -o /tmp/perf.data --" profiles the router's steps.
+            let wrap = std::env::var("EXUM_BENCH_WRAP").unwrap_or_default();
+            let mut wrap = wrap.split_whitespace();
+            let mut command = match wrap.next() {
+                Some(program) => {
+                    let mut c = Command::new(program);
+                    c.args(wrap).arg(exe);
+                    c
+                }
+                None => Command::new(exe),
+            };
+            command
                 .args(["serve", "--config", config])
                 .env("RUST_LOG", "warn")
                 .current_dir(dir)
@@ -133,25 +168,14 @@ fn start_system(dir: &Path, system: System) -> Option<Child> {
                 .expect("exum-router")
         }
     };
-    // Ready when it answers an OPTIONS.
-    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    probe.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
-    let me = probe.local_addr().expect("addr");
-    for i in 0..200 {
-        let options = format!(
-            "OPTIONS sip:127.0.0.1:{PROXY} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-ready{i}\r\nMax-Forwards: 70\r\nFrom: <sip:bench@127.0.0.1>;tag=r\r\nTo: <sip:127.0.0.1:{PROXY}>\r\nCall-ID: ready{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    let mut child = child;
+    if answers_options(PROXY) {
+        assert!(
+            matches!(child.try_wait(), Ok(None)),
+            "{} exited: something else answers on port {PROXY}",
+            system.name()
         );
-        let _ = probe.send_to(options.as_bytes(), ("127.0.0.1", PROXY));
-        let mut buf = [0u8; 2048];
-        if probe.recv_from(&mut buf).is_ok() {
-            let mut child = child;
-            assert!(
-                matches!(child.try_wait(), Ok(None)),
-                "{} exited: something else answers on port {PROXY}",
-                system.name()
-            );
-            return Some(child);
-        }
+        return Some(child);
     }
     let log = std::fs::read_to_string(dir.join("kamailio.log")).unwrap_or_default();
     panic!(
@@ -161,16 +185,136 @@ fn start_system(dir: &Path, system: System) -> Option<Child> {
     );
 }
 
+/// Waits (up to 20 s) for an answer to an OPTIONS sent to 127.0.0.1:`port`.
+fn answers_options(port: u16) -> bool {
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    probe.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
+    let me = probe.local_addr().expect("addr");
+    for i in 0..200 {
+        let options = format!(
+            "OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-ready{i}\r\nMax-Forwards: 70\r\nFrom: <sip:bench@127.0.0.1>;tag=r\r\nTo: <sip:127.0.0.1:{port}>\r\nCall-ID: ready{i}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        );
+        let _ = probe.send_to(options.as_bytes(), ("127.0.0.1", port));
+        let mut buf = [0u8; 2048];
+        if probe.recv_from(&mut buf).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Memory of exum-router idle on the shipped example deployment (`exum-router`
+/// with no arguments, from the workspace root), once it answers.
+fn example_deployment_idle_mib() -> f64 {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
+    let exe = std::fs::canonicalize(&exe).unwrap_or(PathBuf::from(exe));
+    let child = Command::new(exe)
+        .env("RUST_LOG", "warn")
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("exum-router");
+    let mib = if answers_options(5060) { memory_mib(child.id()) } else { f64::NAN };
+    stop(child);
+    mib
+}
+
+/// Calls placed by the harness alongside sipp's load, timed with the monotonic
+/// clock (sipp's own response times have a resolution of one millisecond).
+const PROBE_INTERVAL: Duration = Duration::from_millis(20);
+
+/// One header's values in a response, in order (comma-joined values split).
+fn header_values<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.split("\r\n")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .collect()
+}
+
+/// Places a call every [`PROBE_INTERVAL`] through 127.0.0.1:`target` until
+/// `stop`, each one INVITE → 200, ACK and BYE along the Record-Route set → 200,
+/// and returns each call's INVITE→200 time in milliseconds (failed calls as NaN).
+fn latency_probe(target: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Vec<f64>> {
+    std::thread::spawn(move || {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        let me = socket.local_addr().expect("addr");
+        let to = ("127.0.0.1", target);
+        let mut times = Vec::new();
+        let started = Instant::now();
+        let mut buf = vec![0u8; 65536];
+        // Receives until a final response to `method` of `call_id` (provisional ones skipped).
+        let mut final_response = |call_id: &str, method: &str| -> Option<String> {
+            loop {
+                let (n, _) = socket.recv_from(&mut buf).ok()?;
+                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let cseq = header_values(&text, "CSeq").first().map(|c| c.ends_with(method)).unwrap_or(false);
+                let same_call = header_values(&text, "Call-ID").first() == Some(&call_id);
+                if text.starts_with("SIP/2.0 ") && same_call && cseq && !text.starts_with("SIP/2.0 1") {
+                    return Some(text);
+                }
+            }
+        };
+        for i in 0u64.. {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if let Some(wait) = (started + PROBE_INTERVAL * (i as u32)).checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait); // pacing the calls, not waiting for an event
+            }
+            let user = format!("user{}@contoso.com", (i as usize * 7) % USERS);
+            let call_id = format!("probe-{i}-{}", std::process::id());
+            let from = format!("<sip:probe@fabrikam.com>;tag=p{i}");
+            let invite = format!(
+                "INVITE sip:{user};opaque=app:voicemail SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-pi{i}\r\nFrom: {from}\r\nTo: <sip:{user}>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:probe@{me}>\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            );
+            let t0 = Instant::now();
+            let _ = socket.send_to(invite.as_bytes(), to);
+            let Some(ok) = final_response(&call_id, "INVITE") else {
+                times.push(f64::NAN);
+                continue;
+            };
+            let elapsed = t0.elapsed().as_secs_f64() * 1000.0;
+            if !ok.starts_with("SIP/2.0 200") {
+                times.push(f64::NAN);
+                continue;
+            }
+            times.push(elapsed);
+            let to_header = header_values(&ok, "To").first().map(|t| t.to_string()).unwrap_or_default();
+            let contact = header_values(&ok, "Contact").first().map(|c| c.trim_matches(['<', '>']).to_string());
+            let contact = contact.unwrap_or_else(|| format!("sip:{user}"));
+            let routes: String =
+                header_values(&ok, "Record-Route").iter().rev().map(|r| format!("Route: {r}\r\n")).collect();
+            for (method, cseq, branch) in [("ACK", 1, "pa"), ("BYE", 2, "pb")] {
+                let request = format!(
+                    "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{branch}{i}\r\nFrom: {from}\r\nTo: {to_header}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{routes}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                );
+                let _ = socket.send_to(request.as_bytes(), to);
+            }
+            let _ = final_response(&call_id, "BYE");
+        }
+        times
+    })
+}
+
 fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
     let um = uas(dir, UM);
     let edge = uas(dir, EDGE);
     let proxy = start_system(dir, system);
     let target = if system == System::Direct { UM } else { PROXY };
     let pid = proxy.as_ref().map(Child::id);
+    let idle = pid.map_or(0.0, memory_mib);
     let cpu0 = pid.map_or(0.0, cpu_seconds);
-    let stats = dir.join(format!("uac-{rate}-{system:?}.csv"));
+    let stats = sipp_dir(dir).join(format!("uac-{rate}-{system:?}.csv"));
     let _ = std::fs::remove_file(&stats);
-    let started = Instant::now();
+    let stop_probe = Arc::new(AtomicBool::new(false));
+    let probe = latency_probe(target, stop_probe.clone());
     let status = Command::new("sipp")
         .args([
             &format!("127.0.0.1:{target}"),
@@ -194,37 +338,26 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
             "-timeout",
             "600s",
         ])
-        .args(["-trace_stat", "-stf", stats.to_str().expect("utf8"), "-fd", "1", "-trace_rtt", "-rtt_freq", "1"])
-        .current_dir(dir)
+        .args(["-trace_stat", "-stf", stats.to_str().expect("utf8"), "-fd", "1"])
+        .current_dir(sipp_dir(dir))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .expect("sipp UAC");
-    let _ = (status, started);
+    let _ = status; // sipp's exit status counts failed calls too: read from its statistics below
+    stop_probe.store(true, Ordering::Relaxed);
+    let mut times = probe.join().unwrap_or_default();
     let cpu = pid.map_or(0.0, cpu_seconds) - cpu0;
-    let rss = pid.map_or(0.0, rss_mib);
+    let loaded = pid.map_or(0.0, memory_mib);
     let ok = stat(&stats, "SuccessfulCall(C)");
     let failed = stat(&stats, "FailedCall(C)");
-    // Response times of every call (INVITE to 200), from the rtt trace.
-    let mut rtts: Vec<f64> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("uac_") && name.ends_with("_rtt.csv") {
-                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
-                rtts.extend(
-                    text.lines()
-                        .skip(1)
-                        .filter_map(|l| l.split(';').nth(1))
-                        .filter_map(|v| v.trim().parse::<f64>().ok()),
-                );
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
-    rtts.sort_by(f64::total_cmp);
-    let at =
-        |q: f64| if rtts.is_empty() { f64::NAN } else { rtts[((rtts.len() as f64 * q) as usize).min(rtts.len() - 1)] };
+    let probe_calls = times.len() as u64;
+    let probe_failed = times.iter().filter(|t| t.is_nan()).count() as u64;
+    times.retain(|t| !t.is_nan());
+    times.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        if times.is_empty() { f64::NAN } else { times[((times.len() as f64 * q) as usize).min(times.len() - 1)] }
+    };
     for c in [Some(um), Some(edge), proxy].into_iter().flatten() {
         stop(c);
     }
@@ -234,16 +367,22 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
         calls,
         ok,
         failed,
+        probe_calls,
+        probe_failed,
         p50_ms: at(0.5),
         p99_ms: at(0.99),
-        cpu_s_per_1000: if system == System::Direct { f64::NAN } else { cpu / (calls as f64) * 1000.0 },
-        rss_mib: rss,
+        cpu_s_per_1000: if system == System::Direct { f64::NAN } else { cpu / ((calls + probe_calls) as f64) * 1000.0 },
+        idle_mib: idle,
+        loaded_mib: loaded,
     }
 }
 
 fn setup(dir: &Path, pilot_component: &str) {
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uac.xml"), dir.join("uac.xml")).expect("uac");
-    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uas.xml"), dir.join("uas.xml")).expect("uas");
+    std::fs::create_dir_all(sipp_dir(dir)).expect("mkdir");
+    for file in ["uac.xml", "uas.xml"] {
+        std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp").join(file), sipp_dir(dir).join(file))
+            .expect("sipp scenario");
+    }
     let mut users = String::from("SEQUENTIAL\n");
     let mut directory = String::new();
     let mut htable =
@@ -266,7 +405,7 @@ fn setup(dir: &Path, pilot_component: &str) {
         "[[tenants.contoso.hosted_voicemail_policies]]\nscope = \"global\"\ndestination = \"exap.um.outlook.com\"\n\
          [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{UM}\", timeout_ms = 5000 }}]\n"
     ));
-    std::fs::write(dir.join("users.csv"), users).expect("write");
+    std::fs::write(sipp_dir(dir).join("users.csv"), users).expect("write");
     std::fs::write(dir.join("directory.toml"), directory).expect("write");
     for (file, policy) in [
         ("exum-standard.toml", String::new()),
@@ -303,53 +442,83 @@ fn main() {
         .collect();
     let dir = tempfile::tempdir().expect("tempdir");
     setup(dir.path(), exum_router_tests::components::PILOT_GROUP);
-    let systems = [System::Direct, System::Kamailio, System::ExumStandard, System::ExumExample];
+    let only = args.next().unwrap_or_else(|| "direct,kamailio,standard,example".into());
+    let systems: Vec<System> = [
+        ("direct", System::Direct),
+        ("kamailio", System::Kamailio),
+        ("standard", System::ExumStandard),
+        ("example", System::ExumExample),
+    ]
+    .into_iter()
+    .filter(|(name, _)| only.split(',').any(|o| o.trim() == *name))
+    .map(|(_, s)| s)
+    .collect();
+    let example_idle = systems
+        .iter()
+        .any(|s| matches!(s, System::ExumStandard | System::ExumExample))
+        .then(example_deployment_idle_mib);
+    if let Some(mib) = example_idle {
+        eprintln!("exum-router idle on the example deployment: {mib:.1} MiB");
+    }
     let mut steps: Vec<Step> = Vec::new();
     for &rate in &rates {
-        for system in systems {
-            if steps.iter().any(|s| s.system == system && s.failed > 0) {
+        for &system in &systems {
+            if steps.iter().any(|s| s.system == system && !s.clean()) {
                 continue; // past this system's clean rate
             }
             let s = run_step(dir.path(), system, rate, calls);
             eprintln!(
-                "{:>32} {:>5}/s: {} ok, {} failed, p50 {:.1} ms, p99 {:.1} ms, {:.3} CPU-s/1000 calls, {:.0} MiB",
+                "{:>32} {:>5}/s: {} ok, {} failed, probe {}/{} failed, p50 {:.3} ms, p99 {:.3} ms, {:.3} CPU-s/1000 calls, {:.0} -> {:.0} MiB",
                 system.name(),
                 rate,
                 s.ok,
                 s.failed,
+                s.probe_failed,
+                s.probe_calls,
                 s.p50_ms,
                 s.p99_ms,
                 s.cpu_s_per_1000,
-                s.rss_mib
+                s.idle_mib,
+                s.loaded_mib
             );
             steps.push(s);
         }
     }
     let mut md = String::from(
-        "| system | rate/s | calls | failed | p50 ms | p99 ms | CPU s / 1000 calls | RSS MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| system | rate/s | calls | failed | probe calls (failed) | INVITE→200 p50 ms | p99 ms | CPU s / 1000 calls | memory idle MiB | memory after the step MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut json = Vec::new();
     for s in &steps {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} | {:.3} | {:.0} |\n",
+            "| {} | {} | {} | {} | {} ({}) | {:.3} | {:.3} | {:.3} | {:.0} | {:.0} |\n",
             s.system.name(),
             s.rate,
             s.calls,
             s.failed,
+            s.probe_calls,
+            s.probe_failed,
             s.p50_ms,
             s.p99_ms,
             s.cpu_s_per_1000,
-            s.rss_mib
+            s.idle_mib,
+            s.loaded_mib
         ));
         json.push(serde_json::json!({"system": s.system.name(), "rate": s.rate, "calls": s.calls, "ok": s.ok, "failed": s.failed,
-            "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_s_per_1000_calls": s.cpu_s_per_1000, "rss_mib": s.rss_mib}));
+            "probe_calls": s.probe_calls, "probe_failed": s.probe_failed,
+            "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_s_per_1000_calls": s.cpu_s_per_1000,
+            "idle_mib": s.idle_mib, "loaded_mib": s.loaded_mib}));
     }
     md.push_str("\nHighest rate with 0 failed calls:\n\n");
-    for system in systems {
-        let best =
-            steps.iter().filter(|s| s.system == system && s.failed == 0 && s.ok == s.calls).map(|s| s.rate).max();
+    for &system in &systems {
+        let best = steps.iter().filter(|s| s.system == system && s.clean()).map(|s| s.rate).max();
         md.push_str(&format!("- {}: {}\n", system.name(), best.map_or("none".into(), |r| format!("{r}/s"))));
     }
+    if let Some(mib) = example_idle {
+        md.push_str(&format!(
+            "\nexum-router idle on the shipped example deployment (`exum-router`, no arguments): {mib:.1} MiB\n"
+        ));
+    }
+    let json = serde_json::json!({"steps": json, "exum_idle_example_deployment_mib": example_idle});
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     let _ = std::fs::create_dir_all(&out);
     std::fs::write(out.join("compare.md"), &md).expect("write");

@@ -35,8 +35,10 @@ pub enum Event {
     Ack,
     /// A CANCEL of the transaction (already answered 200).
     Cancel,
-    /// A response for one of the transaction's client transactions.
-    Response(Message),
+    /// A response for one of the transaction's client transactions (boxed: the
+    /// channel's slots are sized by the largest event, and a transaction's
+    /// channel lives as long as the transaction lingers).
+    Response(Box<Message>),
 }
 
 /// Counters of the proxy core.
@@ -59,10 +61,11 @@ pub struct ProxyStats {
 type Sender = mpsc::UnboundedSender<Event>;
 
 /// The transaction table: server keys and client branches → the owning task.
+/// Keys come from the network: a fast hash seeded at random per process.
 #[derive(Default)]
 struct Table {
-    server: HashMap<String, Sender>,
-    client: HashMap<String, Sender>,
+    server: HashMap<String, Sender, foldhash::fast::RandomState>,
+    client: HashMap<String, Sender, foldhash::fast::RandomState>,
 }
 
 /// The proxy.
@@ -437,7 +440,7 @@ impl Proxy {
         let tx = branch.and_then(|b| self.table().client.get(&b).cloned());
         match tx {
             Some(tx) => {
-                let _ = tx.send(Event::Response(msg));
+                let _ = tx.send(Event::Response(Box::new(msg)));
             }
             None => {
                 let is_2xx_invite = msg.status().is_some_and(|c| (200..300).contains(&c))
@@ -566,13 +569,9 @@ impl ServerTxn {
         // the rest of the state are dropped here.
         let ServerTxn { proxy, source, key, rx, invite, last_response, branches, mut sent, failed, .. } = self;
         sent.retain(|branch, _| failed.contains(branch));
-        let lingering = Lingering { proxy: proxy.clone(), source, rx, invite, last: last_response, sent };
-        lingering.run().await;
-        let mut table = proxy.table();
-        table.server.remove(&key);
-        for b in &branches {
-            table.client.remove(b);
-        }
+        let lingering = Lingering { proxy, source, rx, invite, last: last_response, sent, key, branches };
+        // A task of its own: this one's state (sized for routing) is freed now.
+        tokio::spawn(lingering.run());
     }
 
     /// Validation, routing and forwarding, until a final response went upstream.
@@ -943,7 +942,7 @@ impl ServerTxn {
                         self.relay(&resp);
                         return TargetEnd::Answered;
                     }
-                    return TargetEnd::Failed(Outcome::Response(code), Some(resp));
+                    return TargetEnd::Failed(Outcome::Response(code), Some(*resp));
                 }
             }
         }
@@ -963,12 +962,24 @@ struct Lingering {
     last: Option<Vec<u8>>,
     /// The INVITEs of branches that failed, by branch.
     sent: HashMap<String, (Message, Transport, SocketAddr)>,
+    /// The transaction's key and client branches, removed from the table at the end.
+    key: String,
+    branches: Vec<String>,
 }
 
 impl Lingering {
     /// After the final response: absorb retransmissions and the ACK (INVITE over
     /// UDP: retransmit a non-2xx final until the ACK), then end.
     async fn run(mut self) {
+        self.linger().await;
+        let mut table = self.proxy.table();
+        table.server.remove(&self.key);
+        for b in &self.branches {
+            table.client.remove(b);
+        }
+    }
+
+    async fn linger(&mut self) {
         let settings = self.proxy.settings;
         let udp = self.source.transport == Transport::Udp;
         let Some(last) = self.last.take() else { return };

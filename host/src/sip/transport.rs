@@ -105,6 +105,11 @@ impl Transports {
         list.iter().find(|a| a.is_ipv6() == v6).or_else(|| list.first()).copied()
     }
 
+    /// The UDP socket of `to`'s address family (addresses known since bind: no syscall).
+    fn udp_socket_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        self.local_udp.iter().position(|a| a.is_ipv6() == to.is_ipv6()).map(|i| &self.udp[i])
+    }
+
     /// Starts receiving: one task per UDP socket and TCP listener, delivering to `sink`.
     pub fn start(self: &Arc<Self>, sink: Weak<dyn Sink>) {
         let _ = self.sink.set(sink);
@@ -241,10 +246,7 @@ impl Transports {
     /// connection to that peer. Returns false when it could not be sent.
     pub fn send_now(&self, transport: Transport, to: SocketAddr, bytes: Vec<u8>) -> bool {
         match transport {
-            Transport::Udp => {
-                let socket = self.udp.iter().find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == to.is_ipv6()));
-                socket.is_some_and(|s| s.try_send_to(&bytes, to).is_ok())
-            }
+            Transport::Udp => self.udp_socket_for(to).is_some_and(|s| s.try_send_to(&bytes, to).is_ok()),
             Transport::Tcp | Transport::Tls => {
                 let sender = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
                 sender.is_some_and(|s| s.try_send(bytes).is_ok())
@@ -257,9 +259,7 @@ impl Transports {
         match transport {
             Transport::Udp => {
                 let socket = self
-                    .udp
-                    .iter()
-                    .find(|s| s.local_addr().is_ok_and(|a| a.is_ipv6() == to.is_ipv6()))
+                    .udp_socket_for(to)
                     .ok_or_else(|| io::Error::other("no UDP listener of that address family"))?;
                 socket.send_to(&bytes, to).await.map(|_| ())
             }
