@@ -50,6 +50,8 @@ struct Step {
     calls: u64,
     ok: u64,
     failed: u64,
+    /// Calls per second sipp achieved.
+    achieved: f64,
     /// Calls placed by the latency probe, and how many of them failed.
     probe_calls: u64,
     probe_failed: u64,
@@ -61,9 +63,10 @@ struct Step {
 }
 
 impl Step {
-    /// Every call of the step succeeded: sipp's and the probe's.
+    /// Every call of the step succeeded, sipp's and the probe's, and sipp kept
+    /// up the rate (within 10%: its start-up counts against it).
     fn clean(&self) -> bool {
-        self.failed == 0 && self.ok == self.calls && self.probe_failed == 0
+        self.failed == 0 && self.ok == self.calls && self.probe_failed == 0 && self.achieved >= 0.9 * self.rate as f64
     }
 }
 
@@ -124,20 +127,30 @@ fn sipp_dir(dir: &Path) -> PathBuf {
 }
 
 fn uas(dir: &Path, port: u16) -> Child {
-    Command::new("sipp")
+    let mut child = Command::new("sipp")
         .args(["-sf", "uas.xml", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-buff_size", "4194304"])
         .current_dir(sipp_dir(dir))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("sipp UAS")
+        .expect("sipp UAS");
+    // Ready once it holds its port (polled: sipp says nothing when it is).
+    for _ in 0..500 {
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+            return child;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("sipp UAS did not bind 127.0.0.1:{port}");
 }
 
 fn start_system(dir: &Path, system: System) -> Option<Child> {
     let child = match system {
         System::Direct => return None,
         System::Kamailio => Command::new("kamailio")
-            .args(["-f", "kamailio.cfg", "-DD", "-E", "-m", "256", "-M", "16"])
+            .args(["-f", "kamailio.cfg", "-DD", "-E", "-m", "2048", "-M", "16"])
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("kamailio.log")).map_or_else(|_| Stdio::null(), Stdio::from))
@@ -315,6 +328,7 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
     let _ = std::fs::remove_file(&stats);
     let stop_probe = Arc::new(AtomicBool::new(false));
     let probe = latency_probe(target, stop_probe.clone());
+    let started = Instant::now();
     let status = Command::new("sipp")
         .args([
             &format!("127.0.0.1:{target}"),
@@ -345,6 +359,8 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
         .status()
         .expect("sipp UAC");
     let _ = status; // sipp's exit status counts failed calls too: read from its statistics below
+    // The rate sipp achieved: its calls over its run, less the last call's hold.
+    let achieved = calls as f64 / started.elapsed().saturating_sub(Duration::from_millis(50)).as_secs_f64();
     stop_probe.store(true, Ordering::Relaxed);
     let mut times = probe.join().unwrap_or_default();
     let cpu = pid.map_or(0.0, cpu_seconds) - cpu0;
@@ -367,6 +383,7 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
         calls,
         ok,
         failed,
+        achieved,
         probe_calls,
         probe_failed,
         p50_ms: at(0.5),
@@ -436,12 +453,20 @@ fn main() {
     let calls: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let rates: Vec<u32> = args
         .next()
-        .unwrap_or_else(|| "250,500,1000,1500,2000,2500,3000".into())
+        .unwrap_or_else(|| "1000,2000,4000,6000,8000,10000,12000".into())
         .split(',')
         .filter_map(|r| r.trim().parse().ok())
         .collect();
-    let dir = tempfile::tempdir().expect("tempdir");
-    setup(dir.path(), exum_router_tests::components::PILOT_GROUP);
+    // EXUM_BENCH_KEEP=1 keeps the run's files (configurations, sipp statistics, Kamailio's log).
+    let temp = tempfile::tempdir().expect("tempdir");
+    let (dir, _temp) = if std::env::var_os("EXUM_BENCH_KEEP").is_some() {
+        let kept = temp.keep();
+        eprintln!("files kept in {}", kept.display());
+        (kept, None)
+    } else {
+        (temp.path().to_owned(), Some(temp))
+    };
+    setup(&dir, exum_router_tests::components::PILOT_GROUP);
     let only = args.next().unwrap_or_else(|| "direct,kamailio,standard,example".into());
     let systems: Vec<System> = [
         ("direct", System::Direct),
@@ -466,11 +491,12 @@ fn main() {
             if steps.iter().any(|s| s.system == system && !s.clean()) {
                 continue; // past this system's clean rate
             }
-            let s = run_step(dir.path(), system, rate, calls);
+            let s = run_step(&dir, system, rate, calls);
             eprintln!(
-                "{:>32} {:>5}/s: {} ok, {} failed, probe {}/{} failed, p50 {:.3} ms, p99 {:.3} ms, {:.3} CPU-s/1000 calls, {:.0} -> {:.0} MiB",
+                "{:>32} {:>5}/s (achieved {:.0}/s): {} ok, {} failed, probe {}/{} failed, p50 {:.3} ms, p99 {:.3} ms, {:.3} CPU-s/1000 calls, {:.0} -> {:.0} MiB",
                 system.name(),
                 rate,
+                s.achieved,
                 s.ok,
                 s.failed,
                 s.probe_failed,
@@ -485,14 +511,15 @@ fn main() {
         }
     }
     let mut md = String::from(
-        "| system | rate/s | calls | failed | probe calls (failed) | INVITE→200 p50 ms | p99 ms | CPU s / 1000 calls | memory idle MiB | memory after the step MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| system | rate/s | achieved/s | calls | failed | probe calls (failed) | INVITE→200 p50 ms | p99 ms | CPU s / 1000 calls | memory idle MiB | memory after the step MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     let mut json = Vec::new();
     for s in &steps {
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} ({}) | {:.3} | {:.3} | {:.3} | {:.0} | {:.0} |\n",
+            "| {} | {} | {:.0} | {} | {} | {} ({}) | {:.3} | {:.3} | {:.3} | {:.0} | {:.0} |\n",
             s.system.name(),
             s.rate,
+            s.achieved,
             s.calls,
             s.failed,
             s.probe_calls,
@@ -503,25 +530,104 @@ fn main() {
             s.idle_mib,
             s.loaded_mib
         ));
-        json.push(serde_json::json!({"system": s.system.name(), "rate": s.rate, "calls": s.calls, "ok": s.ok, "failed": s.failed,
+        json.push(serde_json::json!({"system": s.system.name(), "rate": s.rate, "achieved_rate": s.achieved, "calls": s.calls, "ok": s.ok, "failed": s.failed,
             "probe_calls": s.probe_calls, "probe_failed": s.probe_failed,
             "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_s_per_1000_calls": s.cpu_s_per_1000,
             "idle_mib": s.idle_mib, "loaded_mib": s.loaded_mib}));
     }
-    md.push_str("\nHighest rate with 0 failed calls:\n\n");
-    for &system in &systems {
-        let best = steps.iter().filter(|s| s.system == system && s.clean()).map(|s| s.rate).max();
-        md.push_str(&format!("- {}: {}\n", system.name(), best.map_or("none".into(), |r| format!("{r}/s"))));
-    }
+    let (summary_md, summary) = summary(&systems, &steps, rates.iter().copied().max().unwrap_or(0));
+    md.push_str(&summary_md);
     if let Some(mib) = example_idle {
         md.push_str(&format!(
             "\nexum-router idle on the shipped example deployment (`exum-router`, no arguments): {mib:.1} MiB\n"
         ));
     }
-    let json = serde_json::json!({"steps": json, "exum_idle_example_deployment_mib": example_idle});
+    let json = serde_json::json!({"steps": json, "summary": summary, "exum_idle_example_deployment_mib": example_idle});
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     let _ = std::fs::create_dir_all(&out);
     std::fs::write(out.join("compare.md"), &md).expect("write");
     std::fs::write(out.join("compare.json"), serde_json::to_string_pretty(&json).unwrap_or_default()).expect("write");
     let _ = std::io::stdout().write_all(md.as_bytes());
+}
+
+/// The summary: each system's highest clean rate; latency, CPU and memory at the
+/// common rate (the highest rate every proxy ran clean); the ratios
+/// exum-router / Kamailio against the targets.
+fn summary(systems: &[System], steps: &[Step], top: u32) -> (String, serde_json::Value) {
+    let clean_rate = |system: System| steps.iter().filter(|s| s.system == system && s.clean()).map(|s| s.rate).max();
+    let proxies: Vec<System> = systems.iter().copied().filter(|s| *s != System::Direct).collect();
+    let common = steps
+        .iter()
+        .filter(|s| s.clean())
+        .map(|s| s.rate)
+        .filter(|&r| proxies.iter().all(|&p| steps.iter().any(|s| s.system == p && s.rate == r && s.clean())))
+        .max();
+    let at = |system: System| common.and_then(|r| steps.iter().find(|s| s.system == system && s.rate == r));
+    let ceiling = clean_rate(System::Direct);
+    let mut md = String::from("\n## Summary\n\n");
+    match common {
+        Some(r) => md.push_str(&format!("Common rate (the highest every proxy ran with 0 failed calls): {r}/s.\n\n")),
+        None => md.push_str("No rate at which every proxy ran with 0 failed calls.\n\n"),
+    }
+    md.push_str("| system | highest clean rate/s | p50 ms | p99 ms | CPU s / 1000 calls | memory idle MiB | memory after the step MiB |\n|---|---:|---:|---:|---:|---:|---:|\n");
+    let mut rows = Vec::new();
+    for &system in systems {
+        let rate = clean_rate(system);
+        let shown = match rate {
+            Some(r) if r == top => format!("≥ {r}"),
+            Some(r) => r.to_string(),
+            None => "none".into(),
+        };
+        let s = at(system);
+        let f = |v: Option<f64>, digits: usize| {
+            v.filter(|v| v.is_finite()).map_or("–".into(), |v| format!("{v:.digits$}"))
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} |\n",
+            system.name(),
+            shown,
+            f(s.map(|s| s.p50_ms), 3),
+            f(s.map(|s| s.p99_ms), 3),
+            f(s.map(|s| s.cpu_s_per_1000), 3),
+            f(s.filter(|_| system != System::Direct).map(|s| s.idle_mib), 0),
+            f(s.filter(|_| system != System::Direct).map(|s| s.loaded_mib), 0),
+        ));
+        rows.push(serde_json::json!({"system": system.name(), "highest_clean_rate": rate, "highest_rate_tried": top,
+            "at_common_rate": s.map(|s| serde_json::json!({"p50_ms": s.p50_ms, "p99_ms": s.p99_ms,
+                "cpu_s_per_1000_calls": s.cpu_s_per_1000, "idle_mib": s.idle_mib, "loaded_mib": s.loaded_mib}))}));
+    }
+    let mut ratios = Vec::new();
+    if let Some(k) = at(System::Kamailio) {
+        md.push_str("\nRatios exum-router / Kamailio (targets: clean rate ≥ 1.5 or the generator's ceiling, CPU per call ≤ 0.5, p99 ≤ 1):\n\n| system | clean rate | CPU per call | p99 at the common rate |\n|---|---:|---:|---:|\n");
+        for &system in systems.iter().filter(|s| matches!(s, System::ExumStandard | System::ExumExample)) {
+            let Some(e) = at(system) else { continue };
+            let rate_ratio = match (clean_rate(system), clean_rate(System::Kamailio)) {
+                (Some(a), Some(b)) => a as f64 / b as f64,
+                _ => f64::NAN,
+            };
+            let at_ceiling = clean_rate(system).is_some() && clean_rate(system) == ceiling;
+            let (cpu, p99) = (e.cpu_s_per_1000 / k.cpu_s_per_1000, e.p99_ms / k.p99_ms);
+            let mark = |ok: bool| if ok { "met" } else { "not met" };
+            md.push_str(&format!(
+                "| {} | {:.2}{} ({}) | {:.2} ({}) | {:.2} ({}) |\n",
+                system.name(),
+                rate_ratio,
+                if at_ceiling { ", generator's ceiling" } else { "" },
+                mark(rate_ratio >= 1.5 || at_ceiling),
+                cpu,
+                mark(cpu <= 0.5),
+                p99,
+                mark(p99 <= 1.0)
+            ));
+            ratios.push(serde_json::json!({"system": system.name(), "clean_rate_ratio": rate_ratio,
+                "at_generator_ceiling": at_ceiling, "cpu_per_call_ratio": cpu, "p99_ratio": p99}));
+        }
+    }
+    if let Some(c) = ceiling {
+        md.push_str(&format!(
+            "\nThe generator alone (sipp → sipp) ran clean up to {}{c}/s.\n",
+            if c == top { "at least " } else { "" }
+        ));
+    }
+    (md, serde_json::json!({"common_rate": common, "systems": rows, "ratios": ratios, "generator_ceiling": ceiling}))
 }

@@ -110,6 +110,13 @@ pub struct SipSettings {
     /// At shutdown, how long in-flight transactions may take to finish
     /// (`shutdown_grace_ms`, 10000).
     pub shutdown_grace: Duration,
+    /// Receive buffer asked for on each UDP socket (`udp_receive_buffer_bytes`,
+    /// 4 MiB; the kernel caps it at `net.core.rmem_max`): bursts above what the
+    /// receivers drain at once wait there instead of being dropped.
+    pub udp_receive_buffer: usize,
+    /// Tasks receiving on each UDP socket (`udp_receivers`; by default one per
+    /// CPU): each parses and dispatches what it receives.
+    pub udp_receivers: usize,
 }
 
 impl Default for SipSettings {
@@ -122,6 +129,8 @@ impl Default for SipSettings {
             max_message_bytes: 64 * 1024,
             tcp_idle_timeout: Duration::from_millis(30_000),
             shutdown_grace: Duration::from_millis(10_000),
+            udp_receive_buffer: 4 << 20,
+            udp_receivers: std::thread::available_parallelism().map_or(1, |n| n.get()),
         }
     }
 }
@@ -306,6 +315,8 @@ struct SipFile {
     max_message_bytes: Option<usize>,
     tcp_idle_timeout_ms: Option<u64>,
     shutdown_grace_ms: Option<u64>,
+    udp_receive_buffer_bytes: Option<usize>,
+    udp_receivers: Option<usize>,
 }
 
 #[derive(Deserialize, Default)]
@@ -522,6 +533,21 @@ impl RouterConfig {
                 100..=3_600_000,
             )?,
             shutdown_grace: ms("sip.shutdown_grace_ms", file.sip.shutdown_grace_ms, d.shutdown_grace, 0..=600_000)?,
+            udp_receive_buffer: match file.sip.udp_receive_buffer_bytes {
+                None => d.udp_receive_buffer,
+                Some(n) if (64 * 1024..=256 << 20).contains(&n) => n,
+                Some(n) => {
+                    return Err(invalid(
+                        "sip.udp_receive_buffer_bytes".into(),
+                        format!("{n}: must be 65536 to 268435456"),
+                    ));
+                }
+            },
+            udp_receivers: match file.sip.udp_receivers {
+                None => d.udp_receivers,
+                Some(n) if (1..=64).contains(&n) => n,
+                Some(n) => return Err(invalid("sip.udp_receivers".into(), format!("{n}: must be 1 to 64"))),
+            },
         };
         let p = Probes::default();
         let probes = Probes {
@@ -723,5 +749,19 @@ mod tests {
             err("directory = \"d\"\n[admin]\naddress = \"0.0.0.0:9060\"\n")
                 .contains("admin.token: required: 0.0.0.0:9060 is not a loopback address")
         );
+        assert!(err("directory = \"d\"\n[sip]\nudp_receivers = 0\n").contains("sip.udp_receivers: 0: must be 1 to 64"));
+        assert!(
+            err("directory = \"d\"\n[sip]\nudp_receive_buffer_bytes = 1\n")
+                .contains("sip.udp_receive_buffer_bytes: 1: must be 65536")
+        );
+    }
+
+    #[test]
+    fn udp_receive_settings() {
+        let c = load("directory = \"d\"\n[sip]\nudp_receivers = 3\nudp_receive_buffer_bytes = 65536\n").expect("valid");
+        assert_eq!((c.sip.udp_receivers, c.sip.udp_receive_buffer), (3, 65536));
+        let d = load("directory = \"d\"\n").expect("valid");
+        assert_eq!(d.sip.udp_receive_buffer, 4 << 20);
+        assert!(d.sip.udp_receivers >= 1);
     }
 }

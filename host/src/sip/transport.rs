@@ -55,6 +55,20 @@ impl std::fmt::Debug for Transports {
     }
 }
 
+/// A UDP socket bound to `addr` with a receive buffer of `buffer` bytes asked for.
+fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    if let Err(e) = socket.set_recv_buffer_size(buffer) {
+        tracing::warn!("UDP {addr}: receive buffer of {buffer} bytes refused: {e}");
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
 impl Transports {
     /// Binds every configured listener. Port 0 binds an ephemeral port: see
     /// [`Self::local_addr`].
@@ -67,7 +81,7 @@ impl Transports {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for l in listen {
             if l.udp {
-                let s = UdpSocket::bind(l.address).await?;
+                let s = bind_udp(l.address, settings.udp_receive_buffer)?;
                 local_udp.push(s.local_addr()?);
                 udp.push(Arc::new(s));
             }
@@ -114,8 +128,10 @@ impl Transports {
     pub fn start(self: &Arc<Self>, sink: Weak<dyn Sink>) {
         let _ = self.sink.set(sink);
         for socket in &self.udp {
-            let (me, socket) = (self.clone(), socket.clone());
-            tokio::spawn(async move { me.udp_loop(socket).await });
+            for _ in 0..self.settings.udp_receivers {
+                let (me, socket) = (self.clone(), socket.clone());
+                tokio::spawn(async move { me.udp_loop(socket).await });
+            }
         }
         let listeners = std::mem::take(&mut *self.tcp_listeners.lock().unwrap_or_else(|e| e.into_inner()));
         for listener in listeners {
