@@ -23,7 +23,12 @@ pub struct UdpPeer {
 impl UdpPeer {
     /// Binds 127.0.0.1 on an ephemeral port.
     pub async fn bind() -> UdpPeer {
-        let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
+        UdpPeer::bind_on("127.0.0.1:0".parse().expect("addr")).await
+    }
+
+    /// Binds `addr` (another loopback address, for a second source).
+    pub async fn bind_on(addr: SocketAddr) -> UdpPeer {
+        let socket = UdpSocket::bind(addr).await.expect("bind");
         let addr = socket.local_addr().expect("addr");
         UdpPeer { socket, addr }
     }

@@ -117,6 +117,35 @@ pub struct SipSettings {
     /// Tasks receiving on each UDP socket (`udp_receivers`; by default one per
     /// CPU): each parses and dispatches what it receives.
     pub udp_receivers: usize,
+    /// `[overload]`: when new requests are refused with 503.
+    pub overload: Overload,
+}
+
+/// `[overload]`: beyond these limits a new out-of-dialog request gets `503` with
+/// `Retry-After`; in-dialog requests and transactions in progress go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overload {
+    /// Transactions in progress (final response not sent yet) beyond which new
+    /// requests are refused (`max_transactions`, 50000; 0: no cap).
+    pub max_transactions: usize,
+    /// New requests one source IP address may send per window
+    /// (`per_source_requests`, 0: no limit), a token bucket of that size.
+    pub per_source_requests: u32,
+    /// The window of `per_source_requests` (`per_source_window_ms`, 1000).
+    pub per_source_window: Duration,
+    /// The `Retry-After` of the 503, in seconds (`retry_after_s`, 5).
+    pub retry_after_s: u32,
+}
+
+impl Default for Overload {
+    fn default() -> Self {
+        Overload {
+            max_transactions: 50_000,
+            per_source_requests: 0,
+            per_source_window: Duration::from_secs(1),
+            retry_after_s: 5,
+        }
+    }
 }
 
 impl Default for SipSettings {
@@ -131,6 +160,7 @@ impl Default for SipSettings {
             shutdown_grace: Duration::from_millis(10_000),
             udp_receive_buffer: 4 << 20,
             udp_receivers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            overload: Overload::default(),
         }
     }
 }
@@ -283,7 +313,18 @@ struct ConfigFile {
     #[serde(default)]
     probes: ProbesFile,
     #[serde(default)]
+    overload: OverloadFile,
+    #[serde(default)]
     admin: Option<AdminFile>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct OverloadFile {
+    max_transactions: Option<usize>,
+    per_source_requests: Option<u32>,
+    per_source_window_ms: Option<u64>,
+    retry_after_s: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -548,6 +589,27 @@ impl RouterConfig {
                 Some(n) if (1..=64).contains(&n) => n,
                 Some(n) => return Err(invalid("sip.udp_receivers".into(), format!("{n}: must be 1 to 64"))),
             },
+            overload: {
+                let o = Overload::default();
+                let f = &file.overload;
+                Overload {
+                    max_transactions: f.max_transactions.unwrap_or(o.max_transactions),
+                    per_source_requests: f.per_source_requests.unwrap_or(o.per_source_requests),
+                    per_source_window: ms(
+                        "overload.per_source_window_ms",
+                        f.per_source_window_ms,
+                        o.per_source_window,
+                        1..=86_400_000,
+                    )?,
+                    retry_after_s: match f.retry_after_s {
+                        None => o.retry_after_s,
+                        Some(n) if (1..=3600).contains(&n) => n,
+                        Some(n) => {
+                            return Err(invalid("overload.retry_after_s".into(), format!("{n}: must be 1 to 3600")));
+                        }
+                    },
+                }
+            },
         };
         let p = Probes::default();
         let probes = Probes {
@@ -753,6 +815,31 @@ mod tests {
         assert!(
             err("directory = \"d\"\n[sip]\nudp_receive_buffer_bytes = 1\n")
                 .contains("sip.udp_receive_buffer_bytes: 1: must be 65536")
+        );
+    }
+
+    #[test]
+    fn overload_settings() {
+        let c = load("directory = \"d\"\n[overload]\nmax_transactions = 10\nper_source_requests = 3\nper_source_window_ms = 60000\nretry_after_s = 30\n").expect("valid");
+        assert_eq!(
+            c.sip.overload,
+            Overload {
+                max_transactions: 10,
+                per_source_requests: 3,
+                per_source_window: Duration::from_secs(60),
+                retry_after_s: 30
+            }
+        );
+        assert_eq!(load("directory = \"d\"\n").expect("valid").sip.overload, Overload::default());
+        assert!(
+            err("directory = \"d\"\n[overload]\nretry_after_s = 0\n")
+                .contains("overload.retry_after_s: 0: must be 1 to 3600")
+        );
+        assert!(
+            err("directory = \"d\"\n[overload]\nper_source_window_ms = 0\n").contains("overload.per_source_window_ms")
+        );
+        assert!(
+            err("directory = \"d\"\n[overload]\nmax_transaction = 1\n").contains("unknown field `max_transaction`")
         );
     }
 

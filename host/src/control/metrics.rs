@@ -1,7 +1,7 @@
 //! Prometheus metrics of the router, exposed at `/metrics` of the admin listener:
 //! requests by method and tenant, decisions by kind, policy call latency per
 //! tenant, policy faults by kind, fallbacks, quarantines, reloads, transactions
-//! in progress, UM servers up or down.
+//! in progress, UM servers up or down, requests refused by overload control.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -42,6 +42,13 @@ pub struct ServerLabel {
     pub server: String,
 }
 
+/// Labels: why overload control refused a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OverloadLabel {
+    /// `transactions` (the cap) or `source_rate` (the per-source limit).
+    pub reason: &'static str,
+}
+
 /// Every metric of the router.
 pub struct Metrics {
     registry: Registry,
@@ -63,6 +70,8 @@ pub struct Metrics {
     pub transactions: Gauge,
     /// UM servers: 1 up, 0 down.
     pub um_server_up: Family<ServerLabel, Gauge>,
+    /// New requests refused with 503 by overload control, by reason.
+    pub overload_refused: Family<OverloadLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -92,6 +101,7 @@ impl Metrics {
         let reloads = Family::<TenantKind, Counter>::default();
         let transactions = Gauge::default();
         let um_server_up = Family::<ServerLabel, Gauge>::default();
+        let overload_refused = Family::<OverloadLabel, Counter>::default();
         registry.register("sip_requests", "New SIP requests by method and tenant", requests.clone());
         registry.register("policy_decisions", "Decisions by kind and tenant", decisions.clone());
         registry.register(
@@ -105,6 +115,11 @@ impl Metrics {
         registry.register("policy_reloads", "Policy reloads by outcome", reloads.clone());
         registry.register("sip_transactions_active", "Transactions in progress", transactions.clone());
         registry.register("um_server_up", "UM servers: 1 up, 0 down (by OPTIONS probes)", um_server_up.clone());
+        registry.register(
+            "sip_overload_refused",
+            "New requests refused with 503 by overload control, by reason",
+            overload_refused.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -116,6 +131,7 @@ impl Metrics {
             reloads,
             transactions,
             um_server_up,
+            overload_refused,
         }
     }
 

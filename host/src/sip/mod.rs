@@ -2,6 +2,7 @@
 //! transactions, originated messages and health probes. No Wasm in here.
 
 pub mod originate;
+pub mod overload;
 pub mod probe;
 pub mod proxy;
 pub mod transport;

@@ -16,12 +16,14 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 
 use super::originate;
+use super::overload::{Limiter, Refusal};
 use super::transport::{Sink, Transports};
 use super::uri::{UriError, UriRef};
 use super::wire::{Message, Name, WireError};
 use super::{Source, Transport};
 use crate::control::Tenants;
 use crate::control::config::SipSettings;
+use crate::control::metrics::OverloadLabel;
 use crate::policy::contract::{Attempt, Decision, Failure, Forward, Outcome, Target};
 use crate::policy::decision::reason_phrase;
 use crate::policy::{PolicyRegistry, TenantPolicy, view};
@@ -56,6 +58,10 @@ pub struct ProxyStats {
     pub decisions: AtomicU64,
     /// Requests refused with 503 while draining for shutdown.
     pub refused_draining: AtomicU64,
+    /// New requests refused with 503 because `max_transactions` were in progress.
+    pub refused_transactions: AtomicU64,
+    /// New requests refused with 503 because their source exceeded its rate.
+    pub refused_source_rate: AtomicU64,
 }
 
 type Sender = mpsc::UnboundedSender<Event>;
@@ -85,6 +91,8 @@ pub struct Proxy {
     me: std::sync::OnceLock<std::sync::Weak<Proxy>>,
     /// Counters.
     pub stats: ProxyStats,
+    /// Overload control of new requests.
+    limiter: Limiter,
     /// Prometheus metrics.
     pub metrics: Arc<crate::control::metrics::Metrics>,
 }
@@ -118,6 +126,7 @@ impl Proxy {
             in_flight: std::sync::atomic::AtomicUsize::new(0),
             draining: std::sync::atomic::AtomicBool::new(false),
             stats: ProxyStats::default(),
+            limiter: Limiter::new(settings.overload),
             metrics,
         });
         let _ = proxy.me.set(Arc::downgrade(&proxy));
@@ -425,14 +434,33 @@ impl Proxy {
                 self.stats.refused_draining.fetch_add(1, Ordering::Relaxed);
                 self.reply(&msg, &source, 503, reason_phrase(503), &[("Retry-After", "5")]);
             }
+            (_, None) if let Err(refusal) = self.admit(&msg, &source) => {
+                match refusal {
+                    Refusal::Transactions => self.stats.refused_transactions.fetch_add(1, Ordering::Relaxed),
+                    Refusal::SourceRate => self.stats.refused_source_rate.fetch_add(1, Ordering::Relaxed),
+                };
+                self.metrics.overload_refused.get_or_create(&OverloadLabel { reason: refusal.as_str() }).inc();
+                let retry_after = self.limiter.retry_after().to_string();
+                self.reply(&msg, &source, 503, reason_phrase(503), &[("Retry-After", &retry_after)]);
+            }
             (_, None) => {
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.table().server.insert(key.clone(), tx.clone());
                 self.stats.transactions.fetch_add(1, Ordering::Relaxed);
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
                 let txn = ServerTxn::new(self.clone(), msg, source, key, (tx, rx));
                 tokio::spawn(txn.run());
             }
         }
+    }
+
+    /// Overload control for a request that would start a transaction: in-dialog
+    /// requests (a To tag) always pass, so calls in progress can end.
+    fn admit(&self, msg: &Message, source: &Source) -> Result<(), Refusal> {
+        if msg.to_tag().is_some() {
+            return Ok(());
+        }
+        self.limiter.admit(source.addr.ip(), self.in_flight.load(Ordering::Relaxed))
     }
 
     fn handle_response(&self, msg: Message) {
@@ -561,8 +589,9 @@ impl ServerTxn {
         self.last_response = Some(bytes);
     }
 
+    /// Runs the transaction; [`Proxy::handle`] counted it in `in_flight` before
+    /// spawning it, so overload control sees it at once.
     async fn run(mut self) {
-        self.proxy.in_flight.fetch_add(1, Ordering::Relaxed);
         self.process().await;
         self.proxy.in_flight.fetch_sub(1, Ordering::Relaxed);
         // What lingers is small: the request, the answered branch's INVITE and

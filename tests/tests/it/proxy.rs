@@ -23,6 +23,11 @@ struct Lab {
 }
 
 async fn lab(probes: &str) -> Lab {
+    lab_with(probes, "").await
+}
+
+/// A lab whose configuration has `extra` sections (before the tenants).
+async fn lab_with(probes: &str, extra: &str) -> Lab {
     let (caller, um1, um2, edge, gw) = (
         UdpPeer::bind().await,
         UdpPeer::bind().await,
@@ -42,6 +47,7 @@ target_timeout_ms = 2000
 tcp_idle_timeout_ms = 300
 [probes]
 {probes}
+{extra}
 [[tenant]]
 id = "contoso"
 domains = ["contoso.com"]
@@ -449,4 +455,65 @@ async fn tcp_framing_and_bad_peers() {
     stalled.write(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1").await;
     assert!(stalled.closed_within(Duration::from_secs(5)).await);
     assert!(lab.server.proxy.transports().stats.bad_streams.load(Ordering::Relaxed) >= 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_transaction_cap_new_calls_get_503_and_calls_in_progress_go_on() {
+    let lab = lab_with(NO_PROBES, "[overload]\nmax_transactions = 1\nretry_after_s = 7\n").await;
+    // Call 1 rings: one transaction in progress, the cap.
+    lab.caller.send(lab.router, &invite(&lab, BOB, "cap1")).await;
+    lab.caller.expect_response(100).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    lab.um1.send(from, &response(&inv, 180, "um", "")).await;
+    lab.caller.expect_response(180).await;
+    // Call 2 is refused with Retry-After, and never reaches a UM server.
+    lab.caller.send(lab.router, &invite(&lab, BOB, "cap2")).await;
+    let refused = lab.caller.expect_response(503).await;
+    assert_eq!(refused.first(Name::CallId), Some("cap2"));
+    assert_eq!(refused.header("Retry-After"), Some("7"));
+    assert_eq!(lab.server.proxy.stats.refused_transactions.load(Ordering::Relaxed), 1);
+    // An in-dialog request still passes at the cap (calls in progress can end).
+    let bye = format!(
+        "BYE sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-capbye\r\nMax-Forwards: 70\r\n\
+         From: <sip:caller@fabrikam.com>;tag=a\r\nTo: <sip:bob@contoso.com>;tag=b\r\nCall-ID: earlier\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        lab.um2.addr, lab.caller.addr
+    );
+    lab.caller.send(lab.router, &bye).await;
+    let (bye, bye_from) = lab.um2.expect_request("BYE").await;
+    lab.um2.send(bye_from, &response(&bye, 200, "um", "")).await;
+    assert_eq!(lab.caller.expect_response(200).await.cseq(), Some((2, "BYE")));
+    // Call 1 goes on to its answer.
+    lab.um1.send(from, &response(&inv, 200, "um", &format!("Contact: <sip:{}>\r\n", lab.um1.addr))).await;
+    let ok = lab.caller.expect_response(200).await;
+    assert_eq!(ok.first(Name::CallId), Some("cap1"));
+    // Below the cap again: call 3 is routed.
+    lab.caller.send(lab.router, &invite(&lab, BOB, "cap3")).await;
+    lab.caller.expect_response(100).await;
+    let (inv3, _) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(inv3.first(Name::CallId), Some("cap3"));
+    let metrics = lab.server.proxy.metrics.encode();
+    assert!(metrics.contains("exum_sip_overload_refused_total{reason=\"transactions\"} 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_beyond_its_rate_gets_503_and_other_sources_do_not() {
+    // Two new requests per hour per source: the third from the caller is refused.
+    let lab = lab_with(NO_PROBES, "[overload]\nper_source_requests = 2\nper_source_window_ms = 3600000\n").await;
+    for call in ["rate1", "rate2"] {
+        lab.caller.send(lab.router, &invite(&lab, BOB, call)).await;
+        lab.caller.expect_response(100).await;
+        let (inv, _) = lab.um1.expect_request("INVITE").await;
+        assert_eq!(inv.first(Name::CallId), Some(call));
+    }
+    lab.caller.send(lab.router, &invite(&lab, BOB, "rate3")).await;
+    let refused = lab.caller.expect_response(503).await;
+    assert_eq!(refused.first(Name::CallId), Some("rate3"));
+    assert_eq!(refused.header("Retry-After"), Some("5"));
+    assert_eq!(lab.server.proxy.stats.refused_source_rate.load(Ordering::Relaxed), 1);
+    // Another source address has its own allowance.
+    let other = UdpPeer::bind_on("127.0.0.2:0".parse().expect("addr")).await;
+    other.send(lab.router, &request("INVITE", BOB, other.addr, "UDP", "rate4", "z9hG4bK-rate4")).await;
+    other.expect_response(100).await;
+    let (inv, _) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(inv.first(Name::CallId), Some("rate4"));
 }
