@@ -135,49 +135,88 @@ pub fn simulate(
     request: &[u8],
     options: &SimulateOptions,
 ) -> Result<String, ToolError> {
-    let (_, tenants) = Tenants::load(config)?;
-    let sip_error = |reason: String| ToolError::Sip { path: request_path.to_owned(), reason };
-    // Files written by hand often end lines in a bare LF; the wire layer takes both.
-    let sip = Message::parse(request.to_vec(), false, wire::DEFAULT_MAX_MESSAGE)
-        .map_err(|e: WireError| sip_error(e.to_string()))?;
-    let ruri = sip.request_uri().ok_or_else(|| sip_error("a response, not a request".into()))?;
-    let host =
-        UriRef::parse(ruri).map_err(|e| sip_error(format!("invalid Request-URI: {e}")))?.host.to_ascii_lowercase();
-    let tenant = tenants.by_domain(&host).ok_or(ToolError::UnknownTenant(host))?.clone();
-    let source = Source {
-        addr: options.source.unwrap_or_else(|| ([192, 0, 2, 10], 5060).into()),
-        transport: Transport::Udp,
-        tls_peer_name: None,
-    };
-    let view = view::request_view(&sip, &source).map_err(|e: ViewError| sip_error(e.to_string()))?;
+    Simulator::new(config, &options.down)?.run(request_path, request, options)
+}
 
-    let health = Arc::new(HealthTable::default());
-    for d in &options.down {
-        health.set(d, false);
+/// A deployment loaded once that runs requests through their tenant's policy the
+/// way the router's request path does up to the decision (parse, tenant by
+/// domain, request view, policy call, forwarding edits): `simulate`, and the
+/// fuzzing of the whole request path.
+pub struct Simulator {
+    tenants: Tenants,
+    registry: PolicyRegistry,
+    installed: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::policy::TenantPolicy>>>,
+}
+
+impl std::fmt::Debug for Simulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Simulator").finish_non_exhaustive()
     }
-    let engine = Arc::new(PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?);
-    let registry = PolicyRegistry::new(engine, health).map_err(|e| ToolError::Engine(e.to_string()))?;
-    let policy = registry.install_configured(&tenant);
-    if let Some(reason) = &policy.load_error {
-        return Err(ToolError::TenantPolicy { tenant: tenant.config.id.clone(), reason: reason.clone() });
+}
+
+impl Simulator {
+    /// Loads the configuration at `config` (and its directory); `down` lists
+    /// targets to treat as marked down by health probes.
+    pub fn new(config: &Path, down: &[String]) -> Result<Simulator, ToolError> {
+        let (_, tenants) = Tenants::load(config)?;
+        let health = Arc::new(HealthTable::default());
+        for d in down {
+            health.set(d, false);
+        }
+        let engine = Arc::new(PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?);
+        let registry = PolicyRegistry::new(engine, health).map_err(|e| ToolError::Engine(e.to_string()))?;
+        Ok(Simulator { tenants, registry, installed: std::sync::Mutex::new(Default::default()) })
     }
 
-    let verdict = policy.route(&tenant, &view);
-    let mut out = String::new();
-    write_verdict(&mut out, "route", &tenant.config.id, &verdict);
-    write_outcome(&mut out, &sip, &verdict.decision);
-    if options.fail_all
-        && let Decision::Forward(f) = &verdict.decision
-    {
-        let failure = Failure {
-            attempts: f.targets.iter().map(|t| Attempt { target: t.uri.clone(), outcome: Outcome::Timeout }).collect(),
+    /// Runs `request` (read from `request_path`, for messages) through its tenant's policy.
+    pub fn run(&self, request_path: &str, request: &[u8], options: &SimulateOptions) -> Result<String, ToolError> {
+        let tenants = &self.tenants;
+        let sip_error = |reason: String| ToolError::Sip { path: request_path.to_owned(), reason };
+        // Files written by hand often end lines in a bare LF; the wire layer takes both.
+        let sip = Message::parse(request.to_vec(), false, wire::DEFAULT_MAX_MESSAGE)
+            .map_err(|e: WireError| sip_error(e.to_string()))?;
+        let ruri = sip.request_uri().ok_or_else(|| sip_error("a response, not a request".into()))?;
+        let host =
+            UriRef::parse(ruri).map_err(|e| sip_error(format!("invalid Request-URI: {e}")))?.host.to_ascii_lowercase();
+        let tenant = tenants.by_domain(&host).ok_or(ToolError::UnknownTenant(host))?.clone();
+        let source = Source {
+            addr: options.source.unwrap_or_else(|| ([192, 0, 2, 10], 5060).into()),
+            transport: Transport::Udp,
+            tls_peer_name: None,
         };
-        let after = policy.on_failure(&tenant, &view, &failure);
-        out.push('\n');
-        write_verdict(&mut out, "on-failure (every target timed out)", &tenant.config.id, &after);
-        write_outcome(&mut out, &sip, &after.decision);
+        let view = view::request_view(&sip, &source).map_err(|e: ViewError| sip_error(e.to_string()))?;
+        let policy = {
+            let mut installed = self.installed.lock().unwrap_or_else(|e| e.into_inner());
+            installed
+                .entry(tenant.config.id.clone())
+                .or_insert_with(|| self.registry.install_configured(&tenant))
+                .clone()
+        };
+        if let Some(reason) = &policy.load_error {
+            return Err(ToolError::TenantPolicy { tenant: tenant.config.id.clone(), reason: reason.clone() });
+        }
+
+        let verdict = policy.route(&tenant, &view);
+        let mut out = String::new();
+        write_verdict(&mut out, "route", &tenant.config.id, &verdict);
+        write_outcome(&mut out, &sip, &verdict.decision);
+        if options.fail_all
+            && let Decision::Forward(f) = &verdict.decision
+        {
+            let failure = Failure {
+                attempts: f
+                    .targets
+                    .iter()
+                    .map(|t| Attempt { target: t.uri.clone(), outcome: Outcome::Timeout })
+                    .collect(),
+            };
+            let after = policy.on_failure(&tenant, &view, &failure);
+            out.push('\n');
+            write_verdict(&mut out, "on-failure (every target timed out)", &tenant.config.id, &after);
+            write_outcome(&mut out, &sip, &after.decision);
+        }
+        Ok(out)
     }
-    Ok(out)
 }
 
 fn write_verdict(out: &mut String, step: &str, tenant: &str, verdict: &Verdict) {

@@ -427,6 +427,13 @@ impl RouterConfig {
         Self::validate(path, file)
     }
 
+    /// Validates `text` as the configuration file `path` would be (for tools and
+    /// fuzzing: paths in it resolve against `path`'s folder; nothing is read).
+    pub fn from_text(path: &Path, text: &str) -> Result<RouterConfig, ConfigError> {
+        let file: ConfigFile = parse_text(path, text)?;
+        Self::validate(path, file)
+    }
+
     fn validate(path: &Path, file: ConfigFile) -> Result<RouterConfig, ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::invalid(path, key, reason);
         let base = path.parent().unwrap_or(Path::new("."));
@@ -734,9 +741,14 @@ fn is_domain(d: &str) -> bool {
 pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+    parse_text(path, &text)
+}
+
+/// Deserializes `text` as the file `path` would be (JSON by extension, else TOML).
+pub(crate) fn parse_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
     let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
     if is_json {
-        let mut de = serde_json::Deserializer::from_str(&text);
+        let mut de = serde_json::Deserializer::from_str(text);
         serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
@@ -744,10 +756,13 @@ pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigErr
         })
     } else {
         let line_of = |span: Option<std::ops::Range<usize>>| {
-            span.map(|s| format!(" (line {})", text[..s.start.min(text.len())].lines().count().max(1)))
-                .unwrap_or_default()
+            span.map(|s| {
+                let before = &text.as_bytes()[..s.start.min(text.len())];
+                format!(" (line {})", before.iter().filter(|&&b| b == b'\n').count() + 1)
+            })
+            .unwrap_or_default()
         };
-        let de = toml::Deserializer::parse(&text)
+        let de = toml::Deserializer::parse(text)
             .map_err(|e| ConfigError::invalid(path, String::new(), format!("{}{}", e.message(), line_of(e.span()))))?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();

@@ -266,6 +266,13 @@ impl Directory {
         Self::validate(&config.directory, config, file)
     }
 
+    /// Validates `text` as the directory file of `config` would be (TOML, or
+    /// JSON when that file's name ends in `.json`).
+    pub fn from_text(config: &RouterConfig, text: &str) -> Result<Directory, ConfigError> {
+        let file: DirectoryFile = super::config::parse_text(&config.directory, text)?;
+        Self::validate(&config.directory, config, file)
+    }
+
     fn validate(path: &Path, config: &RouterConfig, file: DirectoryFile) -> Result<Directory, ConfigError> {
         let mut tenants = HashMap::new();
         for (id, t) in file.tenants {

@@ -4,6 +4,7 @@
 
 mod admin;
 mod examples;
+mod hostile_input;
 mod interop;
 mod proxy;
 mod reload;
