@@ -28,6 +28,10 @@ fi
 
 cargo +nightly fuzz build
 for t in "${targets[@]}"; do
+    # Inputs that once crashed a target stay fixed (fuzz/regressions/<target>-*).
+    for r in fuzz/regressions/"$t"-*; do
+        [ -e "$r" ] && cargo +nightly fuzz run "$t" "$r"
+    done
     echo "== fuzzing $t for ${seconds}s"
     cargo +nightly fuzz run "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" -rss_limit_mb=4096 -max_len=65536
 done

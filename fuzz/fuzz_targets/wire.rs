@@ -3,7 +3,7 @@
 //! edited message, which must succeed and keep what was not edited.
 #![no_main]
 
-use exum_router::sip::wire::{Frame, Message, frame_stream};
+use exum_router::sip::wire::{Frame, MAX_HEADERS, Message, WireError, frame_stream};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 65536;
@@ -45,6 +45,10 @@ fn check(m: &Message) {
         .finish();
     let again = match Message::parse(edited, false, usize::MAX) {
         Ok(again) => again,
+        // The edits add up to three fields (Via, Diversion, Max-Forwards): a
+        // message at the limit of fields received is beyond it once edited
+        // (found by this target; fuzz/regressions/wire-*).
+        Err(WireError::TooManyHeaders) if m.fields.len() + 3 > MAX_HEADERS => return,
         Err(e) => panic!("the edited message does not parse again: {e}"),
     };
     assert_eq!(again.is_request(), m.is_request());

@@ -89,6 +89,9 @@ pub struct Listen {
     pub udp: bool,
     /// Listen on TCP.
     pub tcp: bool,
+    /// Peers that may send to this listener (`allow`, CIDR networks; empty:
+    /// everyone). Requests from others get 403; their responses are dropped.
+    pub allow: Vec<super::acl::Cidr>,
 }
 
 /// `[sip]`: timers (RFC 3261 §17) and limits.
@@ -222,6 +225,9 @@ pub struct TenantConfig {
     /// Whether the router Record-Routes the tenant's dialogs (stays on the path of
     /// in-dialog requests).
     pub record_route: bool,
+    /// Peers the tenant's new requests are accepted from (`peers`, CIDR
+    /// networks; empty: any peer the listener allows). Others get 403.
+    pub peers: Vec<super::acl::Cidr>,
 }
 
 impl TenantConfig {
@@ -241,6 +247,7 @@ impl TenantConfig {
             rerouting: Rerouting::default(),
             site_rerouting: BTreeMap::new(),
             record_route: false,
+            peers: Vec::new(),
         }
     }
 }
@@ -340,6 +347,8 @@ struct ListenFile {
     address: String,
     #[serde(default = "default_transports")]
     transports: Vec<String>,
+    #[serde(default)]
+    allow: Vec<String>,
 }
 
 fn default_transports() -> Vec<String> {
@@ -402,6 +411,8 @@ struct TenantFile {
     site_rerouting: BTreeMap<String, ReroutingFile>,
     #[serde(default)]
     record_route: bool,
+    #[serde(default)]
+    peers: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -517,7 +528,9 @@ impl RouterConfig {
                 let r = rerouting(r, t.pstn_gateway.as_deref(), &k).map_err(|(k, r)| invalid(k, r))?;
                 site_rerouting.insert(site, r);
             }
+            let peers = super::acl::parse_list(&key("peers"), &t.peers).map_err(|(k, r)| invalid(k, r))?;
             tenants.push(TenantConfig {
+                peers,
                 id: t.id,
                 domains: tenant_domains,
                 policy,
@@ -554,7 +567,9 @@ impl RouterConfig {
             if !udp && !tcp {
                 return Err(invalid(format!("listen[{i}].transports"), "no transport".into()));
             }
-            listen.push(Listen { address, udp, tcp });
+            let allow =
+                super::acl::parse_list(&format!("listen[{i}].allow"), &l.allow).map_err(|(k, r)| invalid(k, r))?;
+            listen.push(Listen { address, udp, tcp, allow });
         }
         let ms = |key: &str, value: Option<u64>, default: Duration, range: std::ops::RangeInclusive<u64>| match value {
             None => Ok(default),

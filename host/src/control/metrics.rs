@@ -49,6 +49,13 @@ pub struct OverloadLabel {
     pub reason: &'static str,
 }
 
+/// Labels: which access control refused a message.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AccessLabel {
+    /// `listener` (its `allow` list) or `tenant` (its `peers`).
+    pub reason: &'static str,
+}
+
 /// Every metric of the router.
 pub struct Metrics {
     registry: Registry,
@@ -72,6 +79,8 @@ pub struct Metrics {
     pub um_server_up: Family<ServerLabel, Gauge>,
     /// New requests refused with 503 by overload control, by reason.
     pub overload_refused: Family<OverloadLabel, Counter>,
+    /// Messages refused by access control, by reason.
+    pub access_refused: Family<AccessLabel, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -102,6 +111,7 @@ impl Metrics {
         let transactions = Gauge::default();
         let um_server_up = Family::<ServerLabel, Gauge>::default();
         let overload_refused = Family::<OverloadLabel, Counter>::default();
+        let access_refused = Family::<AccessLabel, Counter>::default();
         registry.register("sip_requests", "New SIP requests by method and tenant", requests.clone());
         registry.register("policy_decisions", "Decisions by kind and tenant", decisions.clone());
         registry.register(
@@ -120,6 +130,11 @@ impl Metrics {
             "New requests refused with 503 by overload control, by reason",
             overload_refused.clone(),
         );
+        registry.register(
+            "sip_access_refused",
+            "Messages refused by access control (listener allow lists, tenant peers)",
+            access_refused.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -132,6 +147,7 @@ impl Metrics {
             transactions,
             um_server_up,
             overload_refused,
+            access_refused,
         }
     }
 

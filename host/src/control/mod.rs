@@ -2,6 +2,7 @@
 //! and validated together into [`Tenants`], the read-only view the policy plane
 //! answers policies' imports from.
 
+pub mod acl;
 pub mod admin;
 pub mod config;
 pub mod directory;

@@ -23,7 +23,7 @@ use super::wire::{Message, Name, WireError};
 use super::{Source, Transport};
 use crate::control::Tenants;
 use crate::control::config::SipSettings;
-use crate::control::metrics::OverloadLabel;
+use crate::control::metrics::{AccessLabel, OverloadLabel};
 use crate::policy::contract::{Attempt, Decision, Failure, Forward, Outcome, Target};
 use crate::policy::decision::reason_phrase;
 use crate::policy::{PolicyRegistry, TenantPolicy, view};
@@ -62,6 +62,8 @@ pub struct ProxyStats {
     pub refused_transactions: AtomicU64,
     /// New requests refused with 503 because their source exceeded its rate.
     pub refused_source_rate: AtomicU64,
+    /// Messages refused by access control (the listener's `allow`, a tenant's `peers`).
+    pub refused_access: AtomicU64,
 }
 
 type Sender = mpsc::UnboundedSender<Event>;
@@ -365,6 +367,13 @@ impl Sink for Proxy {
         }
     }
 
+    fn refused(&self, msg: Message, source: Source) {
+        self.count_access_refused("listener");
+        if msg.is_request() && msg.method() != Some("ACK") && msg.top_via().is_some() {
+            self.reply(&msg, &source, 403, "Forbidden", &[]);
+        }
+    }
+
     fn malformed(&self, bytes: &[u8], error: WireError, source: Source) {
         // Answer when what a response needs (Vias, From, To, Call-ID, CSeq) is
         // readable; then count. A test that sees the count knows any answer was sent.
@@ -477,6 +486,12 @@ impl Proxy {
                 tokio::spawn(txn.run());
             }
         }
+    }
+
+    /// Counts a message refused by access control (`listener` or `tenant`).
+    fn count_access_refused(&self, reason: &'static str) {
+        self.stats.refused_access.fetch_add(1, Ordering::Relaxed);
+        self.metrics.access_refused.get_or_create(&AccessLabel { reason }).inc();
     }
 
     /// Overload control for a request that would start a transaction: in-dialog
@@ -675,6 +690,11 @@ impl ServerTxn {
             self.respond(404, "Not Found", &[("Warning", "399 exum-router \"no tenant owns this domain\"")]);
             return;
         };
+        if !crate::control::acl::allows(&tenant.config.peers, self.source.addr.ip()) {
+            self.proxy.count_access_refused("tenant");
+            self.respond(403, "Forbidden", &[("Warning", "399 exum-router \"not a peer of this tenant\"")]);
+            return;
+        }
         self.record_route = tenant.config.record_route;
         self.proxy
             .metrics

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::wire::{Frame, Message, WireError, frame_stream};
 use super::{Source, Transport};
+use crate::control::acl::{self, Cidr};
 use crate::control::config::{Listen, SipSettings};
 
 /// Where received messages go.
@@ -23,6 +24,8 @@ pub trait Sink: Send + Sync + 'static {
     fn deliver(&self, msg: Message, source: Source);
     /// Bytes that did not parse; `reply_to` is where an answer could go.
     fn malformed(&self, bytes: &[u8], error: WireError, source: Source);
+    /// A message from a peer the listener does not allow (`allow`).
+    fn refused(&self, msg: Message, source: Source);
 }
 
 /// Counters of the transport layer.
@@ -37,7 +40,9 @@ pub struct TransportStats {
 /// The router's sockets.
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
-    tcp_listeners: Mutex<Vec<TcpListener>>,
+    /// The `allow` list of each UDP socket's listener.
+    udp_allow: Vec<Arc<[Cidr]>>,
+    tcp_listeners: Mutex<Vec<(TcpListener, Arc<[Cidr]>)>>,
     /// Open TCP connections by peer address: the sender of their writer task.
     tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
     local_udp: Vec<SocketAddr>,
@@ -79,11 +84,14 @@ impl Transports {
     ) -> io::Result<Arc<Transports>> {
         let (mut udp, mut local_udp, mut tcp_listeners, mut local_tcp) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut udp_allow = Vec::new();
         for l in listen {
+            let allow: Arc<[Cidr]> = l.allow.clone().into();
             if l.udp {
                 let s = bind_udp(l.address, settings.udp_receive_buffer)?;
                 local_udp.push(s.local_addr()?);
                 udp.push(Arc::new(s));
+                udp_allow.push(allow.clone());
             }
             if l.tcp {
                 // Same port as UDP when UDP got an ephemeral one.
@@ -93,11 +101,12 @@ impl Transports {
                 };
                 let s = TcpListener::bind(addr).await?;
                 local_tcp.push(s.local_addr()?);
-                tcp_listeners.push(s);
+                tcp_listeners.push((s, allow));
             }
         }
         Ok(Arc::new(Transports {
             udp,
+            udp_allow,
             tcp_listeners: Mutex::new(tcp_listeners),
             tcp: Mutex::new(HashMap::new()),
             local_udp,
@@ -127,16 +136,16 @@ impl Transports {
     /// Starts receiving: one task per UDP socket and TCP listener, delivering to `sink`.
     pub fn start(self: &Arc<Self>, sink: Weak<dyn Sink>) {
         let _ = self.sink.set(sink);
-        for socket in &self.udp {
+        for (socket, allow) in self.udp.iter().zip(&self.udp_allow) {
             for _ in 0..self.settings.udp_receivers {
-                let (me, socket) = (self.clone(), socket.clone());
-                tokio::spawn(async move { me.udp_loop(socket).await });
+                let (me, socket, allow) = (self.clone(), socket.clone(), allow.clone());
+                tokio::spawn(async move { me.udp_loop(socket, allow).await });
             }
         }
         let listeners = std::mem::take(&mut *self.tcp_listeners.lock().unwrap_or_else(|e| e.into_inner()));
-        for listener in listeners {
+        for (listener, allow) in listeners {
             let me = self.clone();
-            tokio::spawn(async move { me.accept_loop(listener).await });
+            tokio::spawn(async move { me.accept_loop(listener, allow).await });
         }
     }
 
@@ -144,7 +153,7 @@ impl Transports {
         self.sink.get().and_then(Weak::upgrade)
     }
 
-    async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>) {
+    async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>, allow: Arc<[Cidr]>) {
         let mut buf = vec![0u8; 65_535];
         let mut shutdown = self.shutdown.clone();
         loop {
@@ -162,8 +171,13 @@ impl Transports {
             if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                 continue; // keep-alive
             }
+            let allowed = acl::allows(&allow, peer.ip());
             match Message::parse(bytes.to_vec(), false, self.settings.max_message_bytes) {
-                Ok(msg) => sink.deliver(msg, source),
+                Ok(msg) if allowed => sink.deliver(msg, source),
+                Ok(msg) => sink.refused(msg, source),
+                Err(_) if !allowed => {
+                    self.stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
+                }
                 Err(e) => {
                     self.stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
                     sink.malformed(bytes, e, source);
@@ -172,7 +186,7 @@ impl Transports {
         }
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener, allow: Arc<[Cidr]>) {
         let mut shutdown = self.shutdown.clone();
         loop {
             let (stream, peer) = tokio::select! {
@@ -187,12 +201,13 @@ impl Transports {
                 _ = shutdown.changed() => return,
             };
             let _ = stream.set_nodelay(true);
-            self.clone().adopt(stream, peer);
+            self.clone().adopt(stream, peer, acl::allows(&allow, peer.ip()));
         }
     }
 
-    /// Registers a connected stream and starts its reader and writer.
-    fn adopt(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) -> mpsc::Sender<Vec<u8>> {
+    /// Registers a connected stream and starts its reader and writer; what an
+    /// accepted peer the listener does not allow sends is refused.
+    fn adopt(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, allowed: bool) -> mpsc::Sender<Vec<u8>> {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
         self.tcp.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, tx.clone());
         let (mut reader, mut writer) = stream.into_split();
@@ -238,7 +253,8 @@ impl Transports {
                             let source = Source { addr: peer, transport: Transport::Tcp, tls_peer_name: None };
                             let Some(sink) = me.sink() else { break 'conn };
                             match Message::parse(bytes, true, max) {
-                                Ok(msg) => sink.deliver(msg, source),
+                                Ok(msg) if allowed => sink.deliver(msg, source),
+                                Ok(msg) => sink.refused(msg, source),
                                 Err(e) => {
                                     me.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
                                     sink.malformed(&[], e, source);
@@ -288,7 +304,7 @@ impl Transports {
                             .await
                             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
                         let _ = stream.set_nodelay(true);
-                        self.clone().adopt(stream, to)
+                        self.clone().adopt(stream, to, true)
                     }
                 };
                 sender.send(bytes).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))

@@ -2,6 +2,7 @@
 //! policy here is a real component built from source by `tests/build.rs` and run
 //! by the router's real engine.
 
+mod access;
 mod admin;
 mod examples;
 mod hostile_input;

@@ -181,3 +181,18 @@ proptest! {
         prop_assert_eq!(&e.bytes()[e.body.clone()], body.as_bytes());
     }
 }
+
+/// Found by fuzzing (fuzz/regressions/wire-too-many-fields-after-edit): a
+/// message at the limit of header fields parses, and the forwarding edits take
+/// it beyond the limit, so a copy that loops back is refused as too large
+/// rather than mistaken for another message.
+#[test]
+fn forwarding_edits_can_take_a_message_past_the_field_limit() {
+    let head = "INVITE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-1\r\n";
+    let filler: String = (0..MAX_HEADERS - 2).map(|i| format!("X-{i}: v\r\n")).collect();
+    let text = format!("{head}{filler}Content-Length: 0\r\n\r\n");
+    let m = Message::parse(text.into_bytes(), false, usize::MAX).expect("at the limit");
+    assert_eq!(m.fields.len(), MAX_HEADERS);
+    let edited = m.edit().prepend_via("SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK-2".into()).finish();
+    assert!(matches!(Message::parse(edited, false, usize::MAX), Err(WireError::TooManyHeaders)));
+}
