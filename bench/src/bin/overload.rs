@@ -65,12 +65,7 @@ fn message_count(dir: &Path, what: &str) -> u64 {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
     let last: Vec<&str> = lines.last().unwrap_or("").split(';').collect();
-    header
-        .iter()
-        .zip(&last)
-        .filter(|(h, _)| h.contains(what))
-        .filter_map(|(_, v)| v.trim().parse::<u64>().ok())
-        .sum()
+    header.iter().zip(&last).filter(|(h, _)| h.contains(what)).filter_map(|(_, v)| v.trim().parse::<u64>().ok()).sum()
 }
 
 struct Phase {
@@ -155,7 +150,9 @@ fn main() {
         let dead = stat(&stats, "DeadCallMsgs(C)");
         let refused = message_count(d, "503");
         let answered = stat(&stats, "SuccessfulCall(C)").saturating_sub(refused);
-        eprintln!("{name}: {rate}/s, {calls} calls: {answered} answered, {refused} refused (503), {failed} failed, {dead} messages after the end of their call, {seconds:.1} s");
+        eprintln!(
+            "{name}: {rate}/s, {calls} calls: {answered} answered, {refused} refused (503), {failed} failed, {dead} messages after the end of their call, {seconds:.1} s"
+        );
         phases.push(Phase { name, rate, calls, answered, refused, failed, dead, seconds });
     }
     stop(router);
@@ -178,8 +175,10 @@ fn main() {
             p.answered as f64 / p.seconds,
             p.dead
         ));
-        json.push(serde_json::json!({"phase": p.name, "offered_rate": p.rate, "calls": p.calls, "answered": p.answered,
-            "refused_503": p.refused, "failed": p.failed, "dead_call_messages": p.dead, "seconds": p.seconds}));
+        json.push(
+            serde_json::json!({"phase": p.name, "offered_rate": p.rate, "calls": p.calls, "answered": p.answered,
+            "refused_503": p.refused, "failed": p.failed, "dead_call_messages": p.dead, "seconds": p.seconds}),
+        );
     }
     let out = bench.join("results");
     let _ = std::fs::create_dir_all(&out);
