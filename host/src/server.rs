@@ -59,7 +59,14 @@ impl Server {
         policy.set_policy_dir(router_config.policy_dir.clone());
         policy.install_all(&tenants);
         let (shutdown, rx) = watch::channel(false);
-        let transports = Transports::bind(&router_config.listen, router_config.sip, rx.clone())
+        let tls = match (&router_config.tls.certificate, &router_config.tls.ca) {
+            (None, None) => None,
+            _ => Some(Arc::new(
+                crate::sip::tls::Tls::load(&router_config.tls)
+                    .map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", router_config.path.display()))?,
+            )),
+        };
+        let transports = Transports::bind(&router_config.listen, router_config.sip, tls, rx.clone())
             .await
             .with_context(|| format!("{}: binding the listeners", config.display()))?;
         let proxy = ProxyCore::start(transports, policy.clone(), tenants.clone(), router_config.sip, metrics);
@@ -159,6 +166,8 @@ impl Drop for Server {
 
 /// Reloads configuration and directory into a running proxy (see [`Server::reload`]).
 fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
+    // A renewed TLS certificate and key (same files) are read again first.
+    proxy.transports().reload_tls().map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", config.display()))?;
     let (_, tenants) = Tenants::load(config)?;
     let tenants = Arc::new(tenants);
     let old = proxy.tenants();
@@ -199,7 +208,7 @@ async fn apply_policy_change(proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry
 }
 
 /// Runs the router until SIGINT or SIGTERM; SIGHUP and changes to the directory
-/// file reload the configuration and directory.
+/// file or the TLS certificate and key reload them.
 pub async fn run(config: &Path) -> anyhow::Result<()> {
     // Signal handlers first: a signal from the moment the router says it listens
     // must drain or reload, never kill.
@@ -207,8 +216,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     spawn_sighup(reload_tx.clone())?;
     let server = Arc::new(Server::start(config).await?);
-    let directory = crate::control::config::RouterConfig::load(config)?.directory;
-    let _file_watch = watch_file(&directory, reload_tx)?;
+    let router_config = crate::control::config::RouterConfig::load(config)?;
+    let mut _file_watches = vec![watch_file(&router_config.directory, "directory file changed", reload_tx.clone())?];
+    for file in [&router_config.tls.certificate, &router_config.tls.key].into_iter().flatten() {
+        _file_watches.push(watch_file(file, "TLS certificate or key changed", reload_tx.clone())?);
+    }
     let reloader = server.clone();
     tokio::spawn(async move {
         while let Some(why) = reload_rx.recv().await {
@@ -217,7 +229,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             }
         }
     });
-    for t in [Transport::Udp, Transport::Tcp] {
+    for t in [Transport::Udp, Transport::Tcp, Transport::Tls] {
         if let Some(addr) = server.local_addr(t) {
             tracing::info!(transport = ?t, %addr, "listening");
         }
@@ -228,9 +240,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches one file (the directory file) and reports changes.
+/// Watches one file (the directory file, the TLS certificate and key) and
+/// reports its changes as `why`.
 fn watch_file(
     path: &Path,
+    why: &'static str,
     tx: tokio::sync::mpsc::UnboundedSender<&'static str>,
 ) -> anyhow::Result<notify::RecommendedWatcher> {
     use notify::Watcher as _;
@@ -249,7 +263,7 @@ fn watch_file(
         while raw_rx.recv().await.is_some() {
             // Debounce: wait until the file has been quiet.
             while let Ok(Some(())) = tokio::time::timeout(std::time::Duration::from_millis(100), raw_rx.recv()).await {}
-            if tx.send("directory file changed").is_err() {
+            if tx.send(why).is_err() {
                 return;
             }
         }

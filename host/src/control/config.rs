@@ -68,6 +68,25 @@ pub struct RouterConfig {
     pub probes: Probes,
     /// The admin HTTP listener, if any.
     pub admin: Option<Admin>,
+    /// `[tls]`: certificate, key and CA roots for TLS.
+    pub tls: TlsSettings,
+}
+
+/// `[tls]`: the router's certificate and key (for its TLS listeners, and
+/// presented as client certificate to peers: mutual TLS), and the CA roots that
+/// verify the servers it connects to and the clients that connect to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSettings {
+    /// PEM certificate chain (`certificate`), relative to the configuration file.
+    pub certificate: Option<PathBuf>,
+    /// PEM private key (`key`).
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates (`ca`): required for outbound TLS and for client
+    /// certificates.
+    pub ca: Option<PathBuf>,
+    /// TLS listeners refuse clients without a certificate signed by `ca`
+    /// (`require_client_certificate`, false).
+    pub require_client_certificate: bool,
 }
 
 /// `[admin]`: the admin HTTP API and `/metrics`.
@@ -89,6 +108,12 @@ pub struct Listen {
     pub udp: bool,
     /// Listen on TCP.
     pub tcp: bool,
+    /// Listen on TLS (over TCP).
+    pub tls: bool,
+    /// TLS peer names (DNS names of their certificate) that may send to this
+    /// listener (`allow_names`; empty: any). Applies to TLS connections; other
+    /// transports of a listener with names have no name and are refused.
+    pub allow_names: Vec<String>,
     /// Peers that may send to this listener (`allow`, CIDR networks; empty:
     /// everyone). Requests from others get 403; their responses are dropped.
     pub allow: Vec<super::acl::Cidr>,
@@ -322,6 +347,8 @@ struct ConfigFile {
     #[serde(default)]
     overload: OverloadFile,
     #[serde(default)]
+    tls: TlsFile,
+    #[serde(default)]
     admin: Option<AdminFile>,
 }
 
@@ -349,6 +376,18 @@ struct ListenFile {
     transports: Vec<String>,
     #[serde(default)]
     allow: Vec<String>,
+    #[serde(default)]
+    allow_names: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    certificate: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    #[serde(default)]
+    require_client_certificate: bool,
 }
 
 fn default_transports() -> Vec<String> {
@@ -551,25 +590,39 @@ impl RouterConfig {
             let address = l.address.parse().map_err(|_| {
                 invalid(format!("listen[{i}].address"), format!("`{}` is not an IP address and port", l.address))
             })?;
-            let (mut udp, mut tcp) = (false, false);
+            let (mut udp, mut tcp, mut tls) = (false, false, false);
             for (j, t) in l.transports.iter().enumerate() {
                 match t.to_ascii_lowercase().as_str() {
                     "udp" => udp = true,
                     "tcp" => tcp = true,
+                    "tls" => tls = true,
                     other => {
                         return Err(invalid(
                             format!("listen[{i}].transports[{j}]"),
-                            format!("`{other}`: expected \"udp\" or \"tcp\""),
+                            format!("`{other}`: expected \"udp\", \"tcp\" or \"tls\""),
                         ));
                     }
                 }
             }
-            if !udp && !tcp {
+            if tls && (file.tls.certificate.is_none() || file.tls.key.is_none()) {
+                return Err(invalid(
+                    format!("listen[{i}].transports"),
+                    "a TLS listener needs [tls] certificate and key".into(),
+                ));
+            }
+            if tls && (udp || tcp) {
+                return Err(invalid(
+                    format!("listen[{i}].transports"),
+                    "TLS listens on its own address (usually port 5061): give it a [[listen]] of its own".into(),
+                ));
+            }
+            if !udp && !tcp && !tls {
                 return Err(invalid(format!("listen[{i}].transports"), "no transport".into()));
             }
             let allow =
                 super::acl::parse_list(&format!("listen[{i}].allow"), &l.allow).map_err(|(k, r)| invalid(k, r))?;
-            listen.push(Listen { address, udp, tcp, allow });
+            let allow_names = l.allow_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+            listen.push(Listen { address, udp, tcp, tls, allow, allow_names });
         }
         let ms = |key: &str, value: Option<u64>, default: Duration, range: std::ops::RangeInclusive<u64>| match value {
             None => Ok(default),
@@ -641,6 +694,15 @@ impl RouterConfig {
             down_after: file.probes.down_after.unwrap_or(p.down_after).max(1),
             up_after: file.probes.up_after.unwrap_or(p.up_after).max(1),
         };
+        if file.tls.require_client_certificate && file.tls.ca.is_none() {
+            return Err(invalid("tls.ca".into(), "required to verify client certificates".into()));
+        }
+        let tls = TlsSettings {
+            certificate: file.tls.certificate.map(|p| base.join(p)),
+            key: file.tls.key.map(|p| base.join(p)),
+            ca: file.tls.ca.map(|p| base.join(p)),
+            require_client_certificate: file.tls.require_client_certificate,
+        };
         let policy_dir = file.policy_dir.map(|d| base.join(d));
         if let Some(d) = &policy_dir
             && !d.is_dir()
@@ -672,6 +734,7 @@ impl RouterConfig {
             listen,
             sip,
             probes,
+            tls,
         })
     }
 }

@@ -5,6 +5,7 @@ pub mod originate;
 pub mod overload;
 pub mod probe;
 pub mod proxy;
+pub mod tls;
 pub mod transport;
 pub mod uri;
 pub mod wire;
@@ -12,7 +13,7 @@ pub mod wire;
 use std::net::SocketAddr;
 
 /// A SIP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// UDP.
     Udp,

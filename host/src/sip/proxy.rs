@@ -898,7 +898,12 @@ impl ServerTxn {
             edit = edit.pop_route();
         }
         if self.record_route {
-            let rr = format!("<sip:{local};lr{}>", if transport == Transport::Tcp { ";transport=tcp" } else { "" });
+            let param = match transport {
+                Transport::Udp => "",
+                Transport::Tcp => ";transport=tcp",
+                Transport::Tls => ";transport=tls",
+            };
+            let rr = format!("<sip:{local};lr{param}>");
             edit = edit.prepend("Record-Route", &rr);
         }
         let hops = self.req.max_forwards().ok().flatten().unwrap_or(71);
@@ -912,7 +917,10 @@ impl ServerTxn {
         if self.invite {
             self.sent.insert(branch.clone(), (sent.clone(), transport, dest));
         }
-        if let Err(e) = proxy.transports.send(transport, dest, bytes.clone()).await {
+        // A new TLS connection checks the server's certificate against the
+        // target's host name.
+        let host = UriRef::parse(&target.uri).map(|u| u.host.to_owned()).unwrap_or_default();
+        if let Err(e) = proxy.transports.send_named(transport, dest, Some(&host), bytes.clone()).await {
             tracing::warn!(target = %target.uri, %dest, "cannot send: {e}");
             return TargetEnd::Failed(Outcome::Unreachable, None);
         }

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
+use super::tls::{self, Tls};
 use super::wire::{Frame, Message, WireError, frame_stream};
 use super::{Source, Transport};
 use crate::control::acl::{self, Cidr};
@@ -35,6 +36,8 @@ pub struct TransportStats {
     pub bad_datagrams: AtomicU64,
     /// TCP connections closed for garbage, oversize or a stall.
     pub bad_streams: AtomicU64,
+    /// TLS handshakes that failed or timed out (no or a bad client certificate, ...).
+    pub tls_handshakes_failed: AtomicU64,
 }
 
 /// The router's sockets.
@@ -42,11 +45,15 @@ pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
     /// The `allow` list of each UDP socket's listener.
     udp_allow: Vec<Arc<[Cidr]>>,
-    tcp_listeners: Mutex<Vec<(TcpListener, Arc<[Cidr]>)>>,
-    /// Open TCP connections by peer address: the sender of their writer task.
-    tcp: Mutex<HashMap<SocketAddr, mpsc::Sender<Vec<u8>>>>,
+    /// TCP and TLS listeners: the socket, its `allow` list and `allow_names`, whether TLS.
+    tcp_listeners: Mutex<Vec<StreamListener>>,
+    /// Open TCP and TLS connections by transport and peer address: the sender of
+    /// their writer task.
+    tcp: Mutex<HashMap<(Transport, SocketAddr), StreamSender>>,
     local_udp: Vec<SocketAddr>,
     local_tcp: Vec<SocketAddr>,
+    local_tls: Vec<SocketAddr>,
+    tls: Option<Arc<Tls>>,
     settings: SipSettings,
     sink: OnceLock<Weak<dyn Sink>>,
     shutdown: watch::Receiver<bool>,
@@ -58,6 +65,17 @@ impl std::fmt::Debug for Transports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Transports").field("udp", &self.local_udp).field("tcp", &self.local_tcp).finish()
     }
+}
+
+/// The sender of a TCP or TLS connection's writer task.
+type StreamSender = mpsc::Sender<Vec<u8>>;
+
+/// A TCP or TLS listener and who may use it.
+struct StreamListener {
+    listener: TcpListener,
+    allow: Arc<[Cidr]>,
+    allow_names: Arc<[String]>,
+    tls: bool,
 }
 
 /// A UDP socket bound to `addr` with a receive buffer of `buffer` bytes asked for.
@@ -80,13 +98,15 @@ impl Transports {
     pub async fn bind(
         listen: &[Listen],
         settings: SipSettings,
+        tls: Option<Arc<Tls>>,
         shutdown: watch::Receiver<bool>,
     ) -> io::Result<Arc<Transports>> {
-        let (mut udp, mut local_udp, mut tcp_listeners, mut local_tcp) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut udp, mut local_udp, mut tcp_listeners, mut local_tcp, mut local_tls) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut udp_allow = Vec::new();
         for l in listen {
             let allow: Arc<[Cidr]> = l.allow.clone().into();
+            let allow_names: Arc<[String]> = l.allow_names.clone().into();
             if l.udp {
                 let s = bind_udp(l.address, settings.udp_receive_buffer)?;
                 local_udp.push(s.local_addr()?);
@@ -101,7 +121,20 @@ impl Transports {
                 };
                 let s = TcpListener::bind(addr).await?;
                 local_tcp.push(s.local_addr()?);
-                tcp_listeners.push((s, allow));
+                tcp_listeners.push(StreamListener {
+                    listener: s,
+                    allow: allow.clone(),
+                    allow_names: allow_names.clone(),
+                    tls: false,
+                });
+            }
+            if l.tls {
+                if tls.as_ref().and_then(|t| t.acceptor()).is_none() {
+                    return Err(io::Error::other(format!("TLS listener {}: no [tls] certificate", l.address)));
+                }
+                let s = TcpListener::bind(l.address).await?;
+                local_tls.push(s.local_addr()?);
+                tcp_listeners.push(StreamListener { listener: s, allow, allow_names, tls: true });
             }
         }
         Ok(Arc::new(Transports {
@@ -111,6 +144,8 @@ impl Transports {
             tcp: Mutex::new(HashMap::new()),
             local_udp,
             local_tcp,
+            local_tls,
+            tls,
             settings,
             sink: OnceLock::new(),
             shutdown,
@@ -122,7 +157,8 @@ impl Transports {
     pub fn local_addr(&self, transport: Transport, peer: Option<SocketAddr>) -> Option<SocketAddr> {
         let list = match transport {
             Transport::Udp => &self.local_udp,
-            Transport::Tcp | Transport::Tls => &self.local_tcp,
+            Transport::Tcp => &self.local_tcp,
+            Transport::Tls => &self.local_tls,
         };
         let v6 = peer.is_some_and(|p| p.is_ipv6());
         list.iter().find(|a| a.is_ipv6() == v6).or_else(|| list.first()).copied()
@@ -143,9 +179,9 @@ impl Transports {
             }
         }
         let listeners = std::mem::take(&mut *self.tcp_listeners.lock().unwrap_or_else(|e| e.into_inner()));
-        for (listener, allow) in listeners {
+        for listener in listeners {
             let me = self.clone();
-            tokio::spawn(async move { me.accept_loop(listener, allow).await });
+            tokio::spawn(async move { me.accept_loop(listener).await });
         }
     }
 
@@ -186,11 +222,11 @@ impl Transports {
         }
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener, allow: Arc<[Cidr]>) {
+    async fn accept_loop(self: Arc<Self>, l: StreamListener) {
         let mut shutdown = self.shutdown.clone();
         loop {
             let (stream, peer) = tokio::select! {
-                r = listener.accept() => match r {
+                r = l.listener.accept() => match r {
                     Ok(x) => x,
                     Err(e) => {
                         tracing::warn!("TCP accept failed: {e}");
@@ -201,16 +237,51 @@ impl Transports {
                 _ = shutdown.changed() => return,
             };
             let _ = stream.set_nodelay(true);
-            self.clone().adopt(stream, peer, acl::allows(&allow, peer.ip()));
+            let by_address = acl::allows(&l.allow, peer.ip());
+            if !l.tls {
+                self.clone().adopt(stream, peer, Transport::Tcp, None, by_address && l.allow_names.is_empty());
+                continue;
+            }
+            let Some(acceptor) = self.tls.as_ref().and_then(|t| t.acceptor()).cloned() else { continue };
+            let me = self.clone();
+            let names = l.allow_names.clone();
+            tokio::spawn(async move {
+                let handshake = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(stream)).await;
+                let stream = match handshake {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        me.stats.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        return;
+                    }
+                    Err(_) => {
+                        me.stats.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+                let name = tls::peer_name(stream.get_ref().1.peer_certificates());
+                let by_name = names.is_empty() || name.as_ref().is_some_and(|n| names.contains(n));
+                me.adopt(stream, peer, Transport::Tls, name, by_address && by_name);
+            });
         }
     }
 
     /// Registers a connected stream and starts its reader and writer; what an
     /// accepted peer the listener does not allow sends is refused.
-    fn adopt(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, allowed: bool) -> mpsc::Sender<Vec<u8>> {
+    fn adopt<S>(
+        self: Arc<Self>,
+        stream: S,
+        peer: SocketAddr,
+        transport: Transport,
+        tls_peer_name: Option<String>,
+        allowed: bool,
+    ) -> mpsc::Sender<Vec<u8>>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+    {
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
-        self.tcp.lock().unwrap_or_else(|e| e.into_inner()).insert(peer, tx.clone());
-        let (mut reader, mut writer) = stream.into_split();
+        self.tcp.lock().unwrap_or_else(|e| e.into_inner()).insert((transport, peer), tx.clone());
+        let (mut reader, mut writer) = tokio::io::split(stream);
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
                 if writer.write_all(&bytes).await.is_err() {
@@ -250,7 +321,7 @@ impl Transports {
                         }
                         Ok(Frame::Message(len)) => {
                             let bytes: Vec<u8> = buf.drain(..len).collect();
-                            let source = Source { addr: peer, transport: Transport::Tcp, tls_peer_name: None };
+                            let source = Source { addr: peer, transport, tls_peer_name: tls_peer_name.clone() };
                             let Some(sink) = me.sink() else { break 'conn };
                             match Message::parse(bytes, true, max) {
                                 Ok(msg) if allowed => sink.deliver(msg, source),
@@ -269,7 +340,7 @@ impl Transports {
                     }
                 }
             }
-            me.tcp.lock().unwrap_or_else(|e| e.into_inner()).remove(&peer);
+            me.tcp.lock().unwrap_or_else(|e| e.into_inner()).remove(&(transport, peer));
         });
         tx
     }
@@ -280,14 +351,28 @@ impl Transports {
         match transport {
             Transport::Udp => self.udp_socket_for(to).is_some_and(|s| s.try_send_to(&bytes, to).is_ok()),
             Transport::Tcp | Transport::Tls => {
-                let sender = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
+                let sender = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
                 sender.is_some_and(|s| s.try_send(bytes).is_ok())
             }
         }
     }
 
-    /// Sends `bytes` to `to`, opening a TCP connection when there is none.
+    /// Sends `bytes` to `to`, opening a TCP connection when there is none; a
+    /// TLS connection is opened to the server's IP address as its name (see
+    /// [`Self::send_named`]).
     pub async fn send(self: &Arc<Self>, transport: Transport, to: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
+        self.send_named(transport, to, None, bytes).await
+    }
+
+    /// Sends `bytes` to `to`; a new TLS connection checks the server's
+    /// certificate against `name` (the host of the URI it was resolved from).
+    pub async fn send_named(
+        self: &Arc<Self>,
+        transport: Transport,
+        to: SocketAddr,
+        name: Option<&str>,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
         match transport {
             Transport::Udp => {
                 let socket = self
@@ -295,8 +380,8 @@ impl Transports {
                     .ok_or_else(|| io::Error::other("no UDP listener of that address family"))?;
                 socket.send_to(&bytes, to).await.map(|_| ())
             }
-            Transport::Tcp => {
-                let existing = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&to).cloned();
+            Transport::Tcp | Transport::Tls => {
+                let existing = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
                 let sender = match existing {
                     Some(s) => s,
                     None => {
@@ -304,12 +389,26 @@ impl Transports {
                             .await
                             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
                         let _ = stream.set_nodelay(true);
-                        self.clone().adopt(stream, to, true)
+                        if transport == Transport::Tcp {
+                            self.clone().adopt(stream, to, Transport::Tcp, None, true)
+                        } else {
+                            let tls = self.tls.as_ref().ok_or_else(|| io::Error::other("no [tls] configured"))?;
+                            let name = name.map_or_else(|| to.ip().to_string(), str::to_owned);
+                            let stream = tokio::time::timeout(Duration::from_secs(5), tls.connect(&name, stream))
+                                .await
+                                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+                            let peer_name = tls::peer_name(stream.get_ref().1.peer_certificates());
+                            self.clone().adopt(stream, to, Transport::Tls, peer_name, true)
+                        }
                     }
                 };
                 sender.send(bytes).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
             }
-            Transport::Tls => Err(io::Error::new(io::ErrorKind::Unsupported, "TLS is not supported yet")),
         }
+    }
+
+    /// Reads the TLS certificate and key again (renewed files).
+    pub fn reload_tls(&self) -> Result<(), String> {
+        self.tls.as_ref().map_or(Ok(()), |t| t.reload())
     }
 }

@@ -12,6 +12,7 @@ mod reload;
 mod reload_sipp;
 mod sandbox;
 mod standard;
+mod tls;
 mod tools;
 
 use exum_router::policy::Verdict;

@@ -231,6 +231,7 @@ fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
                 sip: Default::default(),
                 probes: Default::default(),
                 admin: None,
+                tls: Default::default(),
             },
             Default::default(),
         )
