@@ -2,6 +2,7 @@
 //! source by `build.rs`, the example deployment, and a harness that puts a policy
 //! in front of the real engine.
 
+pub mod dns;
 pub mod peer;
 pub mod sipp;
 

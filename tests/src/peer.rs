@@ -92,7 +92,11 @@ pub struct TcpPeer {
 impl TcpPeer {
     /// Connects to `to`.
     pub async fn connect(to: SocketAddr) -> TcpPeer {
-        let stream = TcpStream::connect(to).await.expect("connect");
+        TcpPeer::from_stream(TcpStream::connect(to).await.expect("connect"))
+    }
+
+    /// A peer on an accepted (or otherwise connected) stream.
+    pub fn from_stream(stream: TcpStream) -> TcpPeer {
         let addr = stream.local_addr().expect("addr");
         TcpPeer { stream, buf: Vec::new(), addr }
     }

@@ -70,6 +70,8 @@ pub struct RouterConfig {
     pub admin: Option<Admin>,
     /// `[tls]`: certificate, key and CA roots for TLS.
     pub tls: TlsSettings,
+    /// `[dns]`: name servers and static hosts.
+    pub dns: crate::sip::resolve::DnsSettings,
 }
 
 /// `[tls]`: the router's certificate and key (for its TLS listeners, and
@@ -349,6 +351,8 @@ struct ConfigFile {
     #[serde(default)]
     tls: TlsFile,
     #[serde(default)]
+    dns: DnsFile,
+    #[serde(default)]
     admin: Option<AdminFile>,
 }
 
@@ -378,6 +382,15 @@ struct ListenFile {
     allow: Vec<String>,
     #[serde(default)]
     allow_names: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DnsFile {
+    #[serde(default)]
+    servers: Vec<String>,
+    #[serde(default)]
+    hosts: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -703,6 +716,30 @@ impl RouterConfig {
             ca: file.tls.ca.map(|p| base.join(p)),
             require_client_certificate: file.tls.require_client_certificate,
         };
+        let mut dns = crate::sip::resolve::DnsSettings::default();
+        for (i, server) in file.dns.servers.iter().enumerate() {
+            let addr = server
+                .parse::<std::net::SocketAddr>()
+                .or_else(|_| server.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    invalid(format!("dns.servers[{i}]"), format!("`{server}` is not an IP address (and port)"))
+                })?;
+            dns.servers.push(addr);
+        }
+        for (name, ips) in &file.dns.hosts {
+            let parsed = ips
+                .iter()
+                .enumerate()
+                .map(|(j, ip)| {
+                    ip.parse::<std::net::IpAddr>()
+                        .map_err(|_| invalid(format!("dns.hosts.{name}[{j}]"), format!("`{ip}` is not an IP address")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if parsed.is_empty() {
+                return Err(invalid(format!("dns.hosts.{name}"), "no address".into()));
+            }
+            dns.hosts.insert(name.to_ascii_lowercase(), parsed);
+        }
         let policy_dir = file.policy_dir.map(|d| base.join(d));
         if let Some(d) = &policy_dir
             && !d.is_dir()
@@ -735,6 +772,7 @@ impl RouterConfig {
             sip,
             probes,
             tls,
+            dns,
         })
     }
 }
@@ -934,6 +972,16 @@ mod tests {
         assert!(
             err("directory = \"d\"\n[overload]\nmax_transaction = 1\n").contains("unknown field `max_transaction`")
         );
+    }
+
+    #[test]
+    fn dns_settings() {
+        let c = load("directory = \"d\"\n[dns]\nservers = [\"127.0.0.1:5353\", \"::1\"]\n[dns.hosts]\n\"UM.contoso.com\" = [\"192.0.2.5\"]\n")
+            .expect("valid");
+        assert_eq!(c.dns.servers, ["127.0.0.1:5353".parse().expect("addr"), "[::1]:53".parse().expect("addr")]);
+        assert_eq!(c.dns.hosts["um.contoso.com"], ["192.0.2.5".parse::<std::net::IpAddr>().expect("ip")]);
+        assert!(err("directory = \"d\"\n[dns]\nservers = [\"ns.example\"]\n").contains("dns.servers[0]"));
+        assert!(err("directory = \"d\"\n[dns.hosts]\nx = [\"nowhere\"]\n").contains("dns.hosts.x[0]"));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod originate;
 pub mod overload;
 pub mod probe;
 pub mod proxy;
+pub mod resolve;
 pub mod tls;
 pub mod transport;
 pub mod uri;

@@ -73,7 +73,7 @@ pub async fn run(
 
 /// One OPTIONS to `uri`; true if any response came back in time.
 async fn probe(proxy: &Arc<Proxy>, uri: &str, round: u64, timeout: std::time::Duration) -> bool {
-    let Ok((dest, transport)) = super::proxy::resolve_target(uri).await else { return false };
+    let Ok((dest, transport)) = proxy.resolve_target(uri).await else { return false };
     let Some(local) = proxy.transports().local_addr(transport, Some(dest)) else { return false };
     let branch = proxy.new_branch();
     let (tx, mut rx) = mpsc::unbounded_channel();

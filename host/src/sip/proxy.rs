@@ -17,6 +17,7 @@ use tokio::time::sleep_until;
 
 use super::originate;
 use super::overload::{Limiter, Refusal};
+use super::resolve::{Destination, Resolver};
 use super::transport::{Sink, Transports};
 use super::uri::{UriError, UriRef};
 use super::wire::{Message, Name, WireError};
@@ -79,6 +80,8 @@ struct Table {
 /// The proxy.
 pub struct Proxy {
     transports: Arc<Transports>,
+    /// Target URIs to addresses (RFC 3263).
+    resolver: Arc<Resolver>,
     policy: Arc<PolicyRegistry>,
     tenants: ArcSwap<Tenants>,
     settings: SipSettings,
@@ -109,6 +112,7 @@ impl Proxy {
     /// Creates the proxy and starts receiving on `transports`.
     pub fn start(
         transports: Arc<Transports>,
+        resolver: Arc<Resolver>,
         policy: Arc<PolicyRegistry>,
         tenants: Arc<Tenants>,
         settings: SipSettings,
@@ -118,6 +122,7 @@ impl Proxy {
             std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
         let proxy = Arc::new(Proxy {
             transports: transports.clone(),
+            resolver,
             policy,
             tenants: ArcSwap::new(tenants),
             settings,
@@ -238,7 +243,10 @@ impl Proxy {
         tokio::spawn(async move {
             let route = next_hop_of(&me, &msg);
             let Some((target_uri, pop)) = route else { return };
-            let Ok(dest) = resolve(&target_uri, None).await else { return };
+            let Some(d) = me.resolver.resolve(&target_uri, None).await.ok().and_then(|d| d.into_iter().next()) else {
+                return;
+            };
+            let dest = (d.addr, d.transport);
             let local =
                 me.transports.local_addr(dest.1, Some(dest.0)).map_or_else(|| "0.0.0.0".into(), |a| a.to_string());
             let mut edit = msg.edit().received(source.addr).prepend_via(format!(
@@ -295,32 +303,12 @@ fn route_uri(value: &str) -> String {
     }
 }
 
-/// Resolves a next-hop URI to an address and transport: IP literals directly,
-/// names through the system resolver (RFC 3263 comes with the security work).
-async fn resolve(uri: &str, transport: Option<Transport>) -> Result<(SocketAddr, Transport), String> {
-    let u = UriRef::parse(uri).map_err(|e| e.to_string())?;
-    let param_transport = u.params.split(';').find_map(|p| {
-        let (n, v) = p.split_once('=')?;
-        n.trim().eq_ignore_ascii_case("transport").then(|| v.trim().to_ascii_lowercase())
-    });
-    let transport = transport.unwrap_or(match param_transport.as_deref() {
-        Some("tcp") => Transport::Tcp,
-        Some("tls") => Transport::Tls,
-        _ if u.scheme.eq_ignore_ascii_case("sips") => Transport::Tls,
-        _ => Transport::Udp,
-    });
-    let port = u.port.unwrap_or(if transport == Transport::Tls { 5061 } else { 5060 });
-    let host = u.host.trim_start_matches('[').trim_end_matches(']');
-    if let Ok(ip) = host.parse::<IpAddr>() {
-        return Ok((SocketAddr::new(ip, port), transport));
+impl Proxy {
+    /// The first destination of a target URI (for probes).
+    pub(crate) async fn resolve_target(&self, uri: &str) -> Result<(SocketAddr, Transport), String> {
+        let d = self.resolver.resolve(uri, None).await?;
+        d.first().map(|d| (d.addr, d.transport)).ok_or_else(|| format!("{uri}: no address"))
     }
-    let mut addrs = tokio::net::lookup_host((host, port)).await.map_err(|e| format!("{host}: {e}"))?;
-    addrs.next().map(|a| (a, transport)).ok_or_else(|| format!("{host}: no address"))
-}
-
-/// Resolves a target URI to an address and transport (for probes).
-pub(crate) async fn resolve_target(uri: &str) -> Result<(SocketAddr, Transport), String> {
-    resolve(uri, None).await
 }
 
 /// The server transaction key of a request (RFC 3261 §17.2.3), with ACK and
@@ -573,6 +561,9 @@ struct ServerTxn {
     /// Branches that ended in a failure response (their INVITE is kept while
     /// the transaction lingers, to ACK a retransmitted failure again).
     failed: Vec<String>,
+    /// Whether the address tried last answered anything (no failover to the
+    /// target's next address then).
+    responded: bool,
 }
 
 impl ServerTxn {
@@ -600,6 +591,7 @@ impl ServerTxn {
             branches: Vec::new(),
             sent: HashMap::new(),
             failed: Vec::new(),
+            responded: false,
         }
     }
 
@@ -869,13 +861,44 @@ impl ServerTxn {
             crate::policy::contract::Transport::Tcp => Transport::Tcp,
             crate::policy::contract::Transport::Tls => Transport::Tls,
         });
-        let (dest, transport) = match resolve(&target.uri, transport).await {
-            Ok(x) => x,
+        let destinations = match self.proxy.resolver.resolve(&target.uri, transport).await {
+            Ok(d) if !d.is_empty() => d,
+            Ok(_) => {
+                tracing::warn!(target = %target.uri, "cannot resolve: no address");
+                return TargetEnd::Failed(Outcome::Unreachable, None);
+            }
             Err(e) => {
                 tracing::warn!(target = %target.uri, "cannot resolve: {e}");
                 return TargetEnd::Failed(Outcome::Unreachable, None);
             }
         };
+        let count = destinations.len();
+        for (i, d) in destinations.into_iter().enumerate() {
+            self.responded = false;
+            let end = self.try_destination(target, spec, contact_uri, &d).await;
+            // RFC 3263 §4.3: an address that did not answer at all (transport
+            // error, timeout without any response) gives way to the next one.
+            let silent = matches!(end, TargetEnd::Failed(Outcome::Timeout | Outcome::Unreachable, None))
+                && !self.responded
+                && !self.cancelled
+                && !self.final_sent;
+            if !(silent && i + 1 < count) {
+                return end;
+            }
+            tracing::info!(target = %target.uri, addr = %d.addr, "no answer; trying the target's next address");
+        }
+        TargetEnd::Failed(Outcome::Unreachable, None)
+    }
+
+    /// One client transaction to one address of a target.
+    async fn try_destination(
+        &mut self,
+        target: &Target,
+        spec: &ForwardSpec,
+        contact_uri: Option<&str>,
+        d: &Destination,
+    ) -> TargetEnd {
+        let (dest, transport) = (d.addr, d.transport);
         let proxy = self.proxy.clone();
         let local =
             proxy.transports.local_addr(transport, Some(dest)).map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
@@ -918,9 +941,8 @@ impl ServerTxn {
             self.sent.insert(branch.clone(), (sent.clone(), transport, dest));
         }
         // A new TLS connection checks the server's certificate against the
-        // target's host name.
-        let host = UriRef::parse(&target.uri).map(|u| u.host.to_owned()).unwrap_or_default();
-        if let Err(e) = proxy.transports.send_named(transport, dest, Some(&host), bytes.clone()).await {
+        // target's host name (or its SRV target's).
+        if let Err(e) = proxy.transports.send_named(transport, dest, Some(&d.name), bytes.clone()).await {
             tracing::warn!(target = %target.uri, %dest, "cannot send: {e}");
             return TargetEnd::Failed(Outcome::Unreachable, None);
         }
@@ -991,6 +1013,7 @@ impl ServerTxn {
                         self.reack(&resp);
                         continue;
                     }
+                    self.responded = true;
                     let code = resp.status().unwrap_or(500);
                     let is_cancel_response = resp.cseq().is_some_and(|(_, m)| m == "CANCEL");
                     if is_cancel_response {

@@ -232,6 +232,7 @@ fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
                 probes: Default::default(),
                 admin: None,
                 tls: Default::default(),
+                dns: Default::default(),
             },
             Default::default(),
         )
