@@ -180,6 +180,11 @@ async fn lab(pki: &Pki, router: &Leaf, um: &str) -> Lab {
         [tls]\ncertificate = \"router.pem\"\nkey = \"router.key\"\nca = \"ca.pem\"\nrequire_client_certificate = true\n\
         [probes]\nenabled = false\n\
         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nrecord_route = true\n";
+    // fabrikam's policy answers 403 with the TLS peer name the router gave it.
+    let config = format!(
+        "{config}[[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\npolicy = {:?}\npolicy_config = \"peer\"\n",
+        exum_router_tests::components::HOSTILE
+    );
     let directory = format!(
         "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
          [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"{um}\", timeout_ms = 3000 }}]\n"
@@ -230,6 +235,23 @@ async fn a_call_over_mutual_tls_end_to_end() {
     um.send(&response(&inv, 200, "um", "")).await;
     let ok = caller.final_response().await;
     assert_eq!((ok.status(), ok.first(Name::CallId)), (Some(200), Some("tls1")));
+    // The next call reuses the connection to the UM server.
+    caller.send(&invite(&caller, "tls2")).await;
+    let inv2 = loop {
+        let m = um.recv().await.expect("the second INVITE on the same connection");
+        if m.method() == Some("INVITE") {
+            break m;
+        }
+    };
+    assert_eq!(inv2.first(Name::CallId), Some("tls2"));
+    assert!(um_conns.try_recv().is_err(), "no second connection");
+    // A policy sees the caller's certificate name as the request's TLS peer name.
+    let to_fabrikam =
+        request("INVITE", "sip:someone@fabrikam.com;opaque=app:voicemail", caller.local, "TLS", "tls3", "z9hG4bK-tls3");
+    caller.send(&to_fabrikam).await;
+    let r = caller.final_response().await;
+    assert_eq!((r.status(), r.first(Name::CallId)), (Some(403), Some("tls3")));
+    assert!(r.head().lines().next().is_some_and(|l| l.contains("edge.contoso.com")), "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
