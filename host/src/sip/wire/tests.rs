@@ -182,10 +182,10 @@ proptest! {
     }
 }
 
-/// Found by fuzzing (fuzz/regressions/wire-too-many-fields-after-edit): a
-/// message at the limit of header fields parses, and the forwarding edits take
-/// it beyond the limit, so a copy that loops back is refused as too large
-/// rather than mistaken for another message.
+/// Found by fuzzing (fuzz/regressions/wire-*): a message at the limit of header
+/// fields parses, and the forwarding edits (a Via, a Diversion, a Content-Length
+/// when the datagram had none) take it beyond the limit, so a copy that loops
+/// back is refused as too large rather than mistaken for another message.
 #[test]
 fn forwarding_edits_can_take_a_message_past_the_field_limit() {
     let head = "INVITE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-1\r\n";
