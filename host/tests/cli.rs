@@ -153,3 +153,50 @@ fn serve_refuses_an_invalid_configuration_with_file_key_and_reason() {
     let err = text(&out.stderr);
     assert!(err.contains("router.toml: listen[0].address: `nowhere` is not an IP address and port"), "{err}");
 }
+
+/// A certificate and key (PEM) for `name`, self-signed.
+fn self_signed(name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec![name.to_owned()]).expect("params").self_signed(&key).expect("cert");
+    (cert.pem(), key.serialize_pem())
+}
+
+#[test]
+fn serve_reloads_a_renewed_tls_certificate_when_its_files_change() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let (cert, key) = self_signed("router.test");
+    std::fs::write(dir.path().join("router.pem"), cert).expect("write");
+    std::fs::write(dir.path().join("router.key"), key).expect("write");
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"tls\"]\n\
+         [tls]\ncertificate = \"router.pem\"\nkey = \"router.key\"\n[probes]\nenabled = false\n",
+    )
+    .expect("write");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
+        .args(["serve", "--config", config.to_str().expect("utf8")])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let tls = lines.by_ref().map_while(Result::ok).find(|l| l.contains("listening") && l.contains("Tls"));
+    assert!(tls.is_some(), "the router never said it was listening on TLS");
+    // Renewed files: the key first, then the certificate (as a renewal tool
+    // writes them); the router reloads once they match.
+    let (cert, key) = self_signed("router.test");
+    std::fs::write(dir.path().join("router.key"), key).expect("write");
+    std::fs::write(dir.path().join("router.pem"), cert).expect("write");
+    let reloaded = lines.by_ref().map_while(Result::ok).find(|l| l.contains("configuration and directory reloaded"));
+    assert!(reloaded.is_some(), "a change of the TLS files did not reload them");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let _: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().expect("ends").success());
+}
