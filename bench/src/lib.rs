@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub mod processes;
+
 use exum_policy_sdk::testing::{TestHost, invite};
 use exum_policy_sdk::{PolicyScope, User, Voicemail};
 use exum_router::control::health::HealthTable;

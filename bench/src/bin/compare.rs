@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use exum_bench::processes::{bound, stop};
 use exum_router_tests::sipp::stat;
 
 const USERS: usize = 10_000;
@@ -105,20 +106,6 @@ fn memory_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// Stops a process the way an operator would (SIGTERM: Kamailio takes its
-/// children down with it), then SIGKILL if it lingers.
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    for _ in 0..100 {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// sipp's files (scenarios, user list, statistics, traces) live apart from the
 /// router's configuration, so the router's watcher of its configuration
 /// directory does not see sipp writing its traces.
@@ -134,12 +121,8 @@ fn uas(dir: &Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp UAS");
-    // Ready once it holds its port (polled: sipp says nothing when it is).
-    for _ in 0..500 {
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            return child;
-        }
-        std::thread::sleep(Duration::from_millis(10));
+    if bound(port) {
+        return child;
     }
     let _ = child.kill();
     let _ = child.wait();

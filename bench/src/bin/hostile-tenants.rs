@@ -15,11 +15,12 @@ use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::UdpSocket;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use exum_bench::processes::{bound, stop};
 use exum_router_tests::sipp::stat;
 
 const PROXY: u16 = 15360;
@@ -38,28 +39,6 @@ const HOSTILE: [(&str, &str); 8] = [
     ("h-panic", "panic"),
     ("h-slow-init", "loop-init"),
 ];
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    for _ in 0..100 {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn wait_bound(port: u16) {
-    for _ in 0..1000 {
-        if UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("nothing bound 127.0.0.1:{port}");
-}
 
 /// GET /metrics from the admin listener.
 fn metrics() -> String {
@@ -212,7 +191,7 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp UAS");
-    wait_bound(UM);
+    assert!(bound(UM), "sipp UAS did not bind {UM}");
     let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
     let router = Command::new(std::fs::canonicalize(&exe).expect("exum-router built"))
         .args(["serve", "--config", "router.toml"])
@@ -222,7 +201,7 @@ fn main() {
         .stderr(Stdio::null())
         .spawn()
         .expect("exum-router");
-    wait_bound(PROXY);
+    assert!(bound(PROXY), "the router did not bind {PROXY}");
     let mut phases = Vec::new();
     for (name, hostile) in [("baseline: sipp load alone", false), ("with the hostile tenants called", true)] {
         let (stop_driver, sent) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)));

@@ -11,8 +11,9 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use exum_bench::processes::{bound, stop};
 use exum_router_tests::sipp::stat;
 
 const PROXY: u16 = 15260;
@@ -22,29 +23,6 @@ const USERS: usize = 1000;
 
 fn spawn_quiet(cmd: &mut Command) -> Child {
     cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn")
-}
-
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
-    for _ in 0..100 {
-        if matches!(child.try_wait(), Ok(Some(_))) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-/// Polls until something holds UDP `port` (sipp and the router say nothing when ready).
-fn wait_bound(port: u16) {
-    for _ in 0..1000 {
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("nothing bound 127.0.0.1:{port}");
 }
 
 /// The count of one message of the scenario from sipp's `-trace_counts` file:
@@ -119,7 +97,7 @@ fn main() {
             .args(["-buff_size", "4194304"])
             .current_dir(d),
     );
-    wait_bound(UM);
+    assert!(bound(UM), "sipp UAS did not bind {UM}");
     let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
     let router = spawn_quiet(
         Command::new(std::fs::canonicalize(&exe).expect("exum-router built"))
@@ -127,7 +105,7 @@ fn main() {
             .env("RUST_LOG", "warn")
             .current_dir(d),
     );
-    wait_bound(PROXY);
+    assert!(bound(PROXY), "the router did not bind {PROXY}");
     let mut phases = Vec::new();
     for (name, rate) in [("below capacity", below), ("beyond capacity", beyond), ("below again", below)] {
         let calls = u64::from(rate) * u64::from(seconds);
