@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-pub mod processes;
+pub mod harness;
 
 use exum_policy_sdk::testing::{TestHost, invite};
 use exum_policy_sdk::{PolicyScope, User, Voicemail};

@@ -69,10 +69,7 @@ impl Server {
         let transports = Transports::bind(&router_config.listen, router_config.sip, tls, rx.clone())
             .await
             .with_context(|| format!("{}: binding the listeners", config.display()))?;
-        let resolver = Arc::new(
-            crate::sip::resolve::Resolver::new(&router_config.dns)
-                .map_err(|e| anyhow::anyhow!("{}: [dns]: {e}", config.display()))?,
-        );
+        let resolver = Arc::new(crate::sip::resolve::Resolver::new(&router_config.dns));
         let proxy = ProxyCore::start(transports, resolver, policy.clone(), tenants.clone(), router_config.sip, metrics);
         tokio::spawn(probe::run(proxy.clone(), tenants.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {

@@ -103,17 +103,11 @@ fn simulate_fails_clearly_on_bad_input() {
     assert!(text(&out.stderr).contains("directory.toml: "), "{}", text(&out.stderr));
 }
 
-#[test]
-fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sigterm() {
+/// `exum-router serve --config <config>` with its log (info) to read line by line.
+fn serve(
+    config: &std::path::Path,
+) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead as _;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
-    )
-    .expect("write");
     let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
         .args(["serve", "--config", config.to_str().expect("utf8")])
         .env("RUST_LOG", "info")
@@ -122,7 +116,21 @@ fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sig
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    (child, lines)
+}
+
+#[test]
+fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
+    )
+    .expect("write");
+    let (mut child, mut lines) = serve(&config);
     // The event: the router says it is listening.
     let listening = lines.by_ref().map_while(Result::ok).find(|l| l.contains("listening"));
     assert!(listening.is_some(), "the router never said it was listening");
@@ -163,7 +171,6 @@ fn self_signed(name: &str) -> (String, String) {
 
 #[test]
 fn serve_reloads_a_renewed_tls_certificate_when_its_files_change() {
-    use std::io::BufRead as _;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("directory.toml"), "").expect("write");
     let (cert, key) = self_signed("router.test");
@@ -177,15 +184,7 @@ fn serve_reloads_a_renewed_tls_certificate_when_its_files_change() {
          [tls]\ncertificate = \"router.pem\"\nkey = \"router.key\"\n[probes]\nenabled = false\n",
     )
     .expect("write");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
-        .args(["serve", "--config", config.to_str().expect("utf8")])
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (mut child, mut lines) = serve(&config);
     let tls = lines.by_ref().map_while(Result::ok).find(|l| l.contains("listening") && l.contains("Tls"));
     assert!(tls.is_some(), "the router never said it was listening on TLS");
     // Renewed files: the key first, then the certificate (as a renewal tool

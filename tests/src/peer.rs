@@ -81,13 +81,17 @@ impl UdpPeer {
     }
 }
 
-/// A TCP SIP connection.
-pub struct TcpPeer {
-    stream: TcpStream,
+/// A SIP connection over a byte stream: TCP ([`TcpPeer`]) or TLS.
+pub struct StreamPeer<S> {
+    /// The stream (a TLS stream tells its peer's certificates).
+    pub stream: S,
     buf: Vec<u8>,
     /// Local address.
     pub addr: SocketAddr,
 }
+
+/// A TCP SIP connection.
+pub type TcpPeer = StreamPeer<TcpStream>;
 
 impl TcpPeer {
     /// Connects to `to`.
@@ -98,7 +102,14 @@ impl TcpPeer {
     /// A peer on an accepted (or otherwise connected) stream.
     pub fn from_stream(stream: TcpStream) -> TcpPeer {
         let addr = stream.local_addr().expect("addr");
-        TcpPeer { stream, buf: Vec::new(), addr }
+        StreamPeer::new(stream, addr)
+    }
+}
+
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> StreamPeer<S> {
+    /// A peer on `stream`, whose local address is `addr`.
+    pub fn new(stream: S, addr: SocketAddr) -> StreamPeer<S> {
+        StreamPeer { stream, buf: Vec::new(), addr }
     }
 
     /// Writes raw bytes.
@@ -135,6 +146,16 @@ impl TcpPeer {
     pub async fn closed_within(&mut self, wait: Duration) -> bool {
         let mut chunk = [0u8; 4096];
         matches!(tokio::time::timeout(wait, self.stream.read(&mut chunk)).await, Ok(Ok(0)) | Ok(Err(_)))
+    }
+
+    /// The next final response (≥ 200), skipping provisional ones (panics after [`WAIT`]).
+    pub async fn final_response(&mut self) -> Message {
+        loop {
+            let m = self.recv_within(WAIT).await.expect("a response within the wait");
+            if m.status().is_some_and(|c| c >= 200) {
+                return m;
+            }
+        }
     }
 }
 

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use exum_bench::processes::{bound, stop};
+use exum_bench::harness::{bound, stop};
 use exum_router_tests::sipp::stat;
 
 const USERS: usize = 10_000;

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use exum_bench::processes::{bound, stop};
+use exum_bench::harness::{self, bound, stop};
 use exum_router_tests::sipp::stat;
 
 const PROXY: u16 = 15360;
@@ -154,21 +154,7 @@ fn main() {
     let hostile_rate = args.next().flatten().unwrap_or(20);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for f in ["uac.xml", "uas.xml"] {
-        std::fs::copy(bench.join("sipp").join(f), d.join(f)).expect("scenario");
-    }
-    let mut users = String::from("SEQUENTIAL\n");
-    let mut directory = String::new();
-    for i in 0..USERS {
-        users.push_str(&format!("user{i};contoso.com\n"));
-        directory.push_str(&format!(
-            "[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\neum = \"eum:user{i}@contoso.com;phone-context=DP1\"\n"
-        ));
-    }
-    directory.push_str(&format!(
-        "[[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{UM}\" }}]\n"
-    ));
+    harness::on_premises_deployment(d, &["uac.xml", "uas.xml"], USERS, UM, None);
     let mut config = format!(
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [\"udp\"]\n\
          [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:{ADMIN}\"\n\
@@ -181,8 +167,6 @@ fn main() {
             exum_router_tests::components::HOSTILE
         ));
     }
-    std::fs::write(d.join("users.csv"), users).expect("write");
-    std::fs::write(d.join("directory.toml"), directory).expect("write");
     std::fs::write(d.join("router.toml"), config).expect("write");
     let uas = Command::new("sipp")
         .args(["-sf", "uas.xml", "-i", "127.0.0.1", "-p", &UM.to_string(), "-nostdin", "-buff_size", "4194304"])
@@ -257,7 +241,7 @@ fn main() {
     for f in &faults {
         md.push_str(&format!("    {f}\n"));
     }
-    let out = bench.join("results");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     let _ = std::fs::create_dir_all(&out);
     std::fs::write(out.join("hostile-tenants.md"), &md).expect("write");
     let json = serde_json::json!({

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
-use exum_bench::processes::{bound, stop};
+use exum_bench::harness::{self, bound, stop};
 use exum_router_tests::sipp::stat;
 
 const PROXY: u16 = 15260;
@@ -65,23 +65,7 @@ fn main() {
     let seconds = args.next().flatten().unwrap_or(10);
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for f in ["uac-overload.xml", "uas-slow.xml"] {
-        std::fs::copy(bench.join("sipp").join(f), d.join(f)).expect("scenario");
-    }
-    let mut users = String::from("SEQUENTIAL\n");
-    let mut directory = String::new();
-    for i in 0..USERS {
-        users.push_str(&format!("user{i};contoso.com\n"));
-        directory.push_str(&format!(
-            "[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\neum = \"eum:user{i}@contoso.com;phone-context=DP1\"\n"
-        ));
-    }
-    directory.push_str(&format!(
-        "[[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{UM}\", timeout_ms = 5000 }}]\n"
-    ));
-    std::fs::write(d.join("users.csv"), users).expect("write");
-    std::fs::write(d.join("directory.toml"), directory).expect("write");
+    harness::on_premises_deployment(d, &["uac-overload.xml", "uas-slow.xml"], USERS, UM, Some(5000));
     std::fs::write(
         d.join("router.toml"),
         format!(
@@ -158,7 +142,7 @@ fn main() {
             "refused_503": p.refused, "failed": p.failed, "dead_call_messages": p.dead, "seconds": p.seconds}),
         );
     }
-    let out = bench.join("results");
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     let _ = std::fs::create_dir_all(&out);
     std::fs::write(out.join("overload.md"), &md).expect("write");
     let json = serde_json::json!({"cap": cap, "capacity_calls_per_s": capacity, "phases": json});

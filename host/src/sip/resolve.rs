@@ -66,7 +66,7 @@ fn srv_prefix(t: Transport) -> &'static str {
 
 impl Resolver {
     /// A resolver with these settings (the system's name servers when none are given).
-    pub fn new(settings: &DnsSettings) -> Result<Resolver, String> {
+    pub fn new(settings: &DnsSettings) -> Resolver {
         let provider = TokioConnectionProvider::default();
         let builder = if settings.servers.is_empty() {
             match TokioResolver::builder(provider) {
@@ -89,7 +89,7 @@ impl Resolver {
             b.build()
         });
         let hosts = settings.hosts.iter().map(|(k, v)| (k.to_ascii_lowercase(), v.clone())).collect();
-        Ok(Resolver { dns, hosts })
+        Resolver { dns, hosts }
     }
 
     /// The destinations of `uri`, in the order to try them; `forced` is a

@@ -8,19 +8,16 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use exum_router::server::Server;
 use exum_router::sip::Transport;
-use exum_router::sip::wire::{DEFAULT_MAX_MESSAGE, Frame, Message, Name, frame_stream};
-use exum_router_tests::peer::{request, response};
+use exum_router::sip::wire::Name;
+use exum_router_tests::peer::{StreamPeer, WAIT, request, response};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-
-const WAIT: Duration = Duration::from_secs(5);
 
 struct Pki {
     ca: CertifiedIssuer<'static, KeyPair>,
@@ -69,68 +66,26 @@ fn chain(leaf: &Leaf) -> (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) 
 }
 
 /// A TLS connection carrying SIP.
-struct TlsPeer {
-    stream: tokio_rustls::TlsStream<TcpStream>,
-    buf: Vec<u8>,
-    local: SocketAddr,
-}
+type TlsPeer = StreamPeer<tokio_rustls::TlsStream<TcpStream>>;
 
-impl TlsPeer {
-    /// Connects to the router as `router_name` with `client` as client certificate.
-    async fn connect(to: SocketAddr, roots: rustls::RootCertStore, client: Option<&Leaf>) -> std::io::Result<TlsPeer> {
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots);
-        let config = match client {
-            Some(leaf) => {
-                let (certs, key) = chain(leaf);
-                builder.with_client_auth_cert(certs, key).expect("client cert")
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let tcp = TcpStream::connect(to).await?;
-        let local = tcp.local_addr()?;
-        let name = ServerName::try_from("127.0.0.1").expect("name");
-        let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
-        Ok(TlsPeer { stream: stream.into(), buf: Vec::new(), local })
-    }
-
-    async fn send(&mut self, text: &str) {
-        self.stream.write_all(text.as_bytes()).await.expect("write");
-    }
-
-    /// The next message, or `None` when the connection ends or nothing comes within [`WAIT`].
-    async fn recv(&mut self) -> Option<Message> {
-        loop {
-            match frame_stream(&self.buf, DEFAULT_MAX_MESSAGE) {
-                Ok(Frame::Message(n)) => {
-                    let bytes: Vec<u8> = self.buf.drain(..n).collect();
-                    return Some(Message::parse(bytes, true, DEFAULT_MAX_MESSAGE).expect("valid SIP"));
-                }
-                Ok(Frame::KeepAlive(n)) => {
-                    self.buf.drain(..n);
-                }
-                Ok(Frame::Incomplete) => {
-                    let mut chunk = [0u8; 8192];
-                    match tokio::time::timeout(WAIT, self.stream.read(&mut chunk)).await {
-                        Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
-                        _ => return None,
-                    }
-                }
-                Err(e) => panic!("bad framing from the router: {e}"),
-            }
+/// Connects to the router with `client` as client certificate.
+async fn connect(to: SocketAddr, roots: rustls::RootCertStore, client: Option<&Leaf>) -> std::io::Result<TlsPeer> {
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots);
+    let config = match client {
+        Some(leaf) => {
+            let (certs, key) = chain(leaf);
+            builder.with_client_auth_cert(certs, key).expect("client cert")
         }
-    }
-
-    async fn final_response(&mut self) -> Message {
-        loop {
-            let m = self.recv().await.expect("a response");
-            if m.status().is_some_and(|c| c >= 200) {
-                return m;
-            }
-        }
-    }
+        None => builder.with_no_client_auth(),
+    };
+    let tcp = TcpStream::connect(to).await?;
+    let local = tcp.local_addr()?;
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let stream = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await?;
+    Ok(StreamPeer::new(stream.into(), local))
 }
 
 /// A UM server on TLS with `leaf` as its certificate, requiring a client
@@ -154,7 +109,7 @@ async fn um_server(leaf: &Leaf, roots: rustls::RootCertStore) -> (SocketAddr, to
         while let Ok((tcp, _)) = listener.accept().await {
             let local = tcp.local_addr().expect("addr");
             if let Ok(stream) = acceptor.accept(tcp).await {
-                let _ = tx.send(TlsPeer { stream: stream.into(), buf: Vec::new(), local }).await;
+                let _ = tx.send(StreamPeer::new(stream.into(), local)).await;
             }
         }
     });
@@ -200,7 +155,7 @@ fn invite(peer: &TlsPeer, call_id: &str) -> String {
     request(
         "INVITE",
         "sip:bob@contoso.com;opaque=app:voicemail",
-        peer.local,
+        peer.addr,
         "TLS",
         call_id,
         &format!("z9hG4bK-{call_id}"),
@@ -213,10 +168,9 @@ async fn a_call_over_mutual_tls_end_to_end() {
     let (um_leaf, router_leaf) = (pki.leaf(&["um.contoso.com"], true), pki.leaf(&["router.contoso.com"], true));
     let (um_addr, mut um_conns) = um_server(&um_leaf, pki.roots()).await;
     let lab = lab(&pki, &router_leaf, &format!("sip:{um_addr};transport=tls")).await;
-    let mut caller = TlsPeer::connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false)))
-        .await
-        .expect("TLS");
-    caller.send(&invite(&caller, "tls1")).await;
+    let mut caller =
+        connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false))).await.expect("TLS");
+    caller.write(invite(&caller, "tls1").as_bytes()).await;
     let mut um = tokio::time::timeout(WAIT, um_conns.recv()).await.expect("the router connects").expect("conn");
     // The router presented its certificate to the UM server (mutual TLS).
     let presented = match &um.stream {
@@ -225,20 +179,20 @@ async fn a_call_over_mutual_tls_end_to_end() {
     };
     assert_eq!(presented.as_deref(), Some("router.contoso.com"));
     let inv = loop {
-        let m = um.recv().await.expect("the INVITE");
+        let m = um.recv_within(WAIT).await.expect("the INVITE");
         if m.method() == Some("INVITE") {
             break m;
         }
     };
     assert!(inv.top_via().is_some_and(|v| v.transport == "TLS"), "{inv:?}");
     assert!(inv.first(Name::RecordRoute).is_some_and(|r| r.contains("transport=tls")), "{inv:?}");
-    um.send(&response(&inv, 200, "um", "")).await;
+    um.write(response(&inv, 200, "um", "").as_bytes()).await;
     let ok = caller.final_response().await;
     assert_eq!((ok.status(), ok.first(Name::CallId)), (Some(200), Some("tls1")));
     // The next call reuses the connection to the UM server.
-    caller.send(&invite(&caller, "tls2")).await;
+    caller.write(invite(&caller, "tls2").as_bytes()).await;
     let inv2 = loop {
-        let m = um.recv().await.expect("the second INVITE on the same connection");
+        let m = um.recv_within(WAIT).await.expect("the second INVITE on the same connection");
         if m.method() == Some("INVITE") {
             break m;
         }
@@ -247,8 +201,8 @@ async fn a_call_over_mutual_tls_end_to_end() {
     assert!(um_conns.try_recv().is_err(), "no second connection");
     // A policy sees the caller's certificate name as the request's TLS peer name.
     let to_fabrikam =
-        request("INVITE", "sip:someone@fabrikam.com;opaque=app:voicemail", caller.local, "TLS", "tls3", "z9hG4bK-tls3");
-    caller.send(&to_fabrikam).await;
+        request("INVITE", "sip:someone@fabrikam.com;opaque=app:voicemail", caller.addr, "TLS", "tls3", "z9hG4bK-tls3");
+    caller.write(to_fabrikam.as_bytes()).await;
     let r = caller.final_response().await;
     assert_eq!((r.status(), r.first(Name::CallId)), (Some(403), Some("tls3")));
     assert!(r.head().lines().next().is_some_and(|l| l.contains("edge.contoso.com")), "{r:?}");
@@ -259,33 +213,31 @@ async fn clients_without_a_certificate_or_an_allowed_name_are_refused() {
     let pki = Pki::new("test CA");
     let lab = lab(&pki, &pki.leaf(&["router.contoso.com"], true), "sip:127.0.0.1:9;transport=tls").await;
     // No client certificate: the handshake fails (it may only show at the first read).
-    let refused = match TlsPeer::connect(lab.router_tls, pki.roots(), None).await {
+    let refused = match connect(lab.router_tls, pki.roots(), None).await {
         Err(_) => true,
         Ok(mut p) => {
             p.stream.write_all(invite(&p, "none").as_bytes()).await.ok();
-            p.recv().await.is_none()
+            p.recv_within(WAIT).await.is_none()
         }
     };
     assert!(refused, "a client without a certificate gets no service");
     let failed = &lab.server.proxy.transports().stats.tls_handshakes_failed;
     assert!(failed.load(Ordering::Relaxed) >= 1);
     // A certificate of the right CA for a name the listener does not allow: 403.
-    let mut stranger = TlsPeer::connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["rogue.contoso.com"], false)))
-        .await
-        .expect("TLS");
-    stranger.send(&invite(&stranger, "rogue")).await;
+    let mut stranger =
+        connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["rogue.contoso.com"], false))).await.expect("TLS");
+    stranger.write(invite(&stranger, "rogue").as_bytes()).await;
     let r = stranger.final_response().await;
     assert_eq!((r.status(), r.first(Name::CallId)), (Some(403), Some("rogue")));
     // A certificate from another CA: the handshake fails.
     let other = Pki::new("other CA");
-    let foreign =
-        match TlsPeer::connect(lab.router_tls, pki.roots(), Some(&other.leaf(&["edge.contoso.com"], false))).await {
-            Err(_) => true,
-            Ok(mut p) => {
-                p.stream.write_all(invite(&p, "foreign").as_bytes()).await.ok();
-                p.recv().await.is_none()
-            }
-        };
+    let foreign = match connect(lab.router_tls, pki.roots(), Some(&other.leaf(&["edge.contoso.com"], false))).await {
+        Err(_) => true,
+        Ok(mut p) => {
+            p.stream.write_all(invite(&p, "foreign").as_bytes()).await.ok();
+            p.recv_within(WAIT).await.is_none()
+        }
+    };
     assert!(foreign, "a certificate from another CA gets no service");
 }
 
@@ -295,10 +247,9 @@ async fn a_um_server_with_a_certificate_for_another_name_is_not_used() {
     // The UM server's certificate names neither 127.0.0.1 nor anything the target says.
     let (um_addr, mut um_conns) = um_server(&pki.leaf(&["elsewhere.test"], false), pki.roots()).await;
     let lab = lab(&pki, &pki.leaf(&["router.contoso.com"], true), &format!("sip:{um_addr};transport=tls")).await;
-    let mut caller = TlsPeer::connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false)))
-        .await
-        .expect("TLS");
-    caller.send(&invite(&caller, "wrongname")).await;
+    let mut caller =
+        connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false))).await.expect("TLS");
+    caller.write(invite(&caller, "wrongname").as_bytes()).await;
     let r = caller.final_response().await;
     assert!(r.status().is_some_and(|c| c >= 400), "the call fails instead of going to an unverified server: {r:?}");
     assert!(um_conns.try_recv().is_err(), "no TLS session was established with the UM server");
@@ -313,17 +264,17 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
         tokio_rustls::TlsStream::Server(_) => None,
     };
     let client = pki.leaf(&["edge.contoso.com"], false);
-    let before = TlsPeer::connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
+    let before = connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
     assert_eq!(served(&before).as_deref(), Some("router.contoso.com"));
     let renewed = pki.leaf(&["router2.contoso.com"], true);
     std::fs::write(lab.dir.path().join("router.pem"), &renewed.cert).expect("write");
     std::fs::write(lab.dir.path().join("router.key"), &renewed.key).expect("write");
     lab.server.reload().expect("reload");
-    let after = TlsPeer::connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
+    let after = connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
     assert_eq!(served(&after).as_deref(), Some("router2.contoso.com"));
     // A key that does not match its certificate is refused; the renewed one stays.
     std::fs::write(lab.dir.path().join("router.key"), pki.leaf(&["x"], false).key).expect("write");
     assert!(lab.server.reload().is_err());
-    let still = TlsPeer::connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
+    let still = connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
     assert_eq!(served(&still).as_deref(), Some("router2.contoso.com"));
 }
