@@ -18,6 +18,17 @@ pub fn sipp() -> Command {
     Command::new("sipp")
 }
 
+/// sipp's built-in UAS on 127.0.0.1:`port`, quiet, working in `dir`; callers
+/// add their own options and spawn it.
+pub fn uas(dir: &Path, port: u16) -> Command {
+    let mut cmd = sipp();
+    cmd.args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    cmd
+}
+
 /// The last value of column `name` in a sipp `-trace_stat` file (0 when absent).
 pub fn stat(path: &Path, name: &str) -> u64 {
     let text = std::fs::read_to_string(path).unwrap_or_default();

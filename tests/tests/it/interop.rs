@@ -3,11 +3,9 @@
 //! hosted edge. The directory sends even users to hosted voice mail and odd users
 //! on-premises; each UAS is told to expect exactly half of the calls.
 
-use std::process::Stdio;
-
 use exum_router::server::Server;
 use exum_router::sip::Transport;
-use exum_router_tests::sipp::{free_udp_port, sipp};
+use exum_router_tests::sipp::free_udp_port;
 
 const CALLS: usize = 2000;
 const USERS: usize = 100;
@@ -44,23 +42,8 @@ async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
 
     let half = (CALLS / 2).to_string();
     let uas = |port: u16| {
-        sipp()
-            .args([
-                "-sn",
-                "uas",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-m",
-                &half,
-                "-nostdin",
-                "-timeout",
-                "120s",
-            ])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+        exum_router_tests::sipp::uas(dir.path(), port)
+            .args(["-m", &half, "-timeout", "120s"])
             .spawn()
             .expect("sipp UAS starts")
     };

@@ -2,13 +2,12 @@
 //! policy is replaced at least 100 times, alternating two versions that route
 //! to two different sipp UAS: 0 failed calls, and both UAS receive calls.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use exum_router::server::Server;
 use exum_router::sip::Transport;
 use exum_router_tests::components;
-use exum_router_tests::sipp::{free_udp_port, sipp, stat};
+use exum_router_tests::sipp::{free_udp_port, stat};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
@@ -41,22 +40,9 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
     let router = server.local_addr(Transport::Udp).expect("udp");
 
     let uas = |port: u16, stats: &str| {
-        sipp()
-            .args([
-                "-sn",
-                "uas",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-nostdin",
-                "-timeout",
-                &format!("{}s", SECONDS + 30),
-            ])
+        exum_router_tests::sipp::uas(dir.path(), port)
+            .args(["-timeout", &format!("{}s", SECONDS + 30)])
             .args(["-trace_stat", "-stf", stats, "-fd", "1"])
-            .current_dir(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
             .spawn()
             .expect("sipp UAS starts (apt-get install -y sip-tester)")
     };
