@@ -1,37 +1,8 @@
-//! Helpers for the chores every policy has: numbers, building decisions,
-//! `ms-diagnostics`, hosted voice-mail policy resolution.
+//! Helpers for the chores every policy has: building decisions, `ms-diagnostics`,
+//! hosted voice-mail policy resolution. (Numbers: `normalize_number`, from
+//! `exum-address`.)
 
 use crate::{Decision, Forward, Header, HostedVoicemailPolicy, PolicyScope, Redirect, Reject, Target, Transport, host};
-
-/// Normalises a telephone number to E.164 (`+14255550100`): accepts `tel:` URIs,
-/// drops parameters such as `;ext=100` and the visual separators `-.() `, and turns
-/// a leading international `00` into `+`. Returns `None` when what is left is not
-/// `+` and 1 to 15 digits (a local or private number has no E.164 form).
-pub fn normalize_number(number: &str) -> Option<String> {
-    let number = number.trim();
-    let number = number.strip_prefix("tel:").unwrap_or(number);
-    let number = number.split(';').next().unwrap_or(number);
-    let mut out = String::with_capacity(16);
-    let mut chars = number.chars().peekable();
-    if number.starts_with("00") {
-        chars.next();
-        chars.next();
-        out.push('+');
-    } else if chars.peek() == Some(&'+') {
-        chars.next();
-        out.push('+');
-    } else {
-        return None;
-    }
-    for c in chars {
-        match c {
-            '0'..='9' => out.push(c),
-            ' ' | '-' | '.' | '(' | ')' => {}
-            _ => return None,
-        }
-    }
-    (2..=16).contains(&out.len()).then_some(out)
-}
 
 /// An `ms-diagnostics` header: `ms-diagnostics: 15030;reason="..."`.
 pub fn ms_diagnostics(code: u32, reason: &str) -> Header {
@@ -154,17 +125,6 @@ impl Decision {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn normalizes_numbers() {
-        assert_eq!(normalize_number("+1 (425) 555-0100").as_deref(), Some("+14255550100"));
-        assert_eq!(normalize_number("tel:+14255550100;ext=100").as_deref(), Some("+14255550100"));
-        assert_eq!(normalize_number("0044 20 7946 0000").as_deref(), Some("+442079460000"));
-        assert_eq!(normalize_number("5550100"), None);
-        assert_eq!(normalize_number("+1425555010x"), None);
-        assert_eq!(normalize_number("+"), None);
-        assert_eq!(normalize_number("+1234567890123456"), None);
-    }
 
     #[test]
     fn builds_decisions() {

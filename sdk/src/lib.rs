@@ -68,9 +68,11 @@ pub mod routing;
 pub mod testing;
 mod uri;
 
-pub use helpers::{ms_diagnostics, normalize_number, resolve_hosted_policy};
+#[doc(inline)]
+pub use exum_address::{Param, Uri, normalize_number};
+pub use helpers::{ms_diagnostics, resolve_hosted_policy};
 pub use request::Request;
-pub use uri::{Param, Uri, parse_uri};
+pub use uri::parse_uri;
 
 /// The bindings generated from `sdk/wit/`. Policies use the re-exports at the
 /// crate root; this module is public for [`export_policy!`].

@@ -4,8 +4,7 @@
 use std::cell::OnceCell;
 
 use crate::bindings::exum::policy::types as wit;
-use crate::uri::{Uri, parse_uri};
-use crate::{Source, host};
+use crate::{Source, Uri, host, parse_uri};
 
 /// A request to route. Fields are parsed from the head on first use and kept.
 #[derive(Debug)]
