@@ -12,10 +12,10 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use exum_bench::{EnginePlane, invite_bytes};
+use exum_router::model::wire::{self, Frame, Message, frame_stream};
+use exum_router::model::{Source, Transport};
 use exum_router::policy::contract::Decision;
 use exum_router::policy::view;
-use exum_router::sip::wire::{self, Frame, Message, frame_stream};
-use exum_router::sip::{Source, Transport};
 
 fn wire_layer(c: &mut Criterion) {
     let text = invite_bytes("sip:bob@contoso.com;opaque=app:voicemail");

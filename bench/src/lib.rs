@@ -10,10 +10,10 @@ use exum_policy_sdk::testing::{TestHost, invite};
 use exum_policy_sdk::{PolicyScope, User, Voicemail};
 use exum_router::control::health::HealthTable;
 use exum_router::control::{Tenant, Tenants};
+use exum_router::model::wire;
+use exum_router::model::{Source, Transport};
 use exum_router::policy::contract::Request;
 use exum_router::policy::{PolicyEngine, PolicyRegistry, TenantPolicy, view};
-use exum_router::sip::wire;
-use exum_router::sip::{Source, Transport};
 
 /// The two benchmarked calls: (name, Request-URI).
 pub const CALLS: [(&str, &str); 2] = [
@@ -59,7 +59,8 @@ impl EnginePlane {
         let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deployment/router.toml");
         let (_, tenants) = Tenants::load(&config).expect("the example deployment loads");
         let engine = Arc::new(PolicyEngine::new().expect("engine"));
-        let registry = PolicyRegistry::new(engine, Arc::new(HealthTable::default())).expect("standard policy");
+        let registry =
+            PolicyRegistry::new(engine, Arc::new(HealthTable::default()), Default::default()).expect("standard policy");
         registry.install_all(&tenants);
         EnginePlane { tenants, registry }
     }
@@ -70,7 +71,7 @@ impl EnginePlane {
         let sip = wire::Message::parse(bytes.into_bytes(), false, wire::DEFAULT_MAX_MESSAGE).expect("parses");
         let tenant = self
             .tenants
-            .by_domain(&exum_router::sip::uri::Uri::parse(sip.request_uri().unwrap_or_default()).expect("ruri").host)
+            .by_domain(&exum_router::model::uri::Uri::parse(sip.request_uri().unwrap_or_default()).expect("ruri").host)
             .expect("tenant")
             .clone();
         let source = Source { addr: ([192, 0, 2, 10], 5061).into(), transport: Transport::Tls, tls_peer_name: None };

@@ -3,7 +3,7 @@
 //! edited message, which must succeed and keep what was not edited.
 #![no_main]
 
-use exum_router::sip::wire::{Frame, MAX_HEADERS, Message, WireError, frame_stream};
+use exum_router::model::wire::{Frame, MAX_HEADERS, Message, WireError, frame_stream};
 use libfuzzer_sys::fuzz_target;
 
 const MAX: usize = 65536;
@@ -54,6 +54,6 @@ fn check(m: &Message) {
     };
     assert_eq!(again.is_request(), m.is_request());
     assert_eq!(again.method(), m.method());
-    assert_eq!(again.first(exum_router::sip::wire::Name::CallId), m.first(exum_router::sip::wire::Name::CallId));
+    assert_eq!(again.first(exum_router::model::wire::Name::CallId), m.first(exum_router::model::wire::Name::CallId));
     assert_eq!(again.max_forwards(), Ok(Some(69)));
 }

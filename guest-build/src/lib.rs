@@ -5,6 +5,11 @@
 //!
 //! The nested build uses its own target directory (`target/guests`) so it never
 //! waits on the outer build's lock, and the `guest` profile of the workspace.
+//!
+//! rustup installs the `wasm32-unknown-unknown` target named in
+//! `rust-toolchain.toml` only when it installs the toolchain itself; a machine
+//! that already had the toolchain lacks it. The build installs it then through
+//! rustup, and without rustup fails with the command to run.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,10 +38,11 @@ pub fn build(guests: &[Guest]) -> Result<()> {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 
+    ensure_wasm_target(&workspace)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args(["build", "--quiet", "--target", "wasm32-unknown-unknown", "--profile", "guest"])
+        .args(["build", "--quiet", "--target", WASM_TARGET, "--profile", "guest"])
         .arg("--target-dir")
         .arg(&target_dir);
     for guest in guests {
@@ -82,6 +88,45 @@ pub fn build(guests: &[Guest]) -> Result<()> {
     }
     std::fs::write(out_dir.join("components.rs"), constants).context("writing components.rs")?;
     Ok(())
+}
+
+/// The target the policies are built for.
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Makes sure the toolchain has the standard library of [`WASM_TARGET`]:
+/// installs it with rustup when it is missing, or says how to.
+fn ensure_wasm_target(workspace: &Path) -> Result<()> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    if wasm_target_installed(&rustc) {
+        return Ok(());
+    }
+    let manual = format!("rustup target add {WASM_TARGET}");
+    println!("cargo:warning=the {WASM_TARGET} target is missing; installing it: {manual}");
+    let installed = Command::new("rustup").current_dir(workspace).args(["target", "add", WASM_TARGET]).status();
+    // Two build scripts may install it at once: what counts is that it is there now.
+    if wasm_target_installed(&rustc) {
+        return Ok(());
+    }
+    match installed {
+        Ok(status) => bail!(
+            "the {WASM_TARGET} target is not installed and `{manual}` failed ({status}); \
+             install it for this toolchain, then build again"
+        ),
+        Err(e) => bail!(
+            "the {WASM_TARGET} target is not installed and rustup cannot be run ({e}); \
+             run `{manual}` (or install the target's standard library for this toolchain), then build again"
+        ),
+    }
+}
+
+/// Whether the toolchain of `rustc` has the target's `core` library.
+fn wasm_target_installed(rustc: &str) -> bool {
+    let Ok(out) = Command::new(rustc).args(["--print", "target-libdir", "--target", WASM_TARGET]).output() else {
+        return false;
+    };
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    std::fs::read_dir(dir)
+        .is_ok_and(|entries| entries.flatten().any(|e| e.file_name().to_string_lossy().starts_with("libcore-")))
 }
 
 /// Turns a core module built with wit-bindgen into a component.

@@ -3,19 +3,31 @@
 //!
 //! # Layout
 //!
-//! - [`sip`]: the SIP plane: wire layer, transports, transactions and the proxy
-//!   core, health probes (no Wasm in here).
+//! Lower layers never import higher ones (docs/architecture.md draws them):
+//!
+//! - [`model`]: the SIP model: wire layer (framing, header index, forwarding
+//!   edits), URIs, header grammar, status codes, transports. Depends on nothing
+//!   else in the router.
+//! - [`control`]: the control plane's data: router configuration, directory,
+//!   target health, access lists, joined into the tenants.
+//! - [`metrics`]: the router's counters (Prometheus), the only set of them.
 //! - [`policy`]: the policy plane: the wasmtime engine, the registry of tenants'
 //!   policy versions, limits, host functions, decision validation, fallbacks.
-//! - [`control`]: the control plane's data: router configuration, directory,
-//!   target health.
-//! - [`server`]: `serve`, wiring the planes together.
+//! - [`sip`]: the proxy side of the SIP plane: transports, resolution,
+//!   transactions, the proxy core and its error type, probes.
+//! - [`server`]: `serve`, wiring the planes together; [`admin`], the admin
+//!   HTTP API; [`watch`], the file watcher behind hot reload; [`logging`].
 //! - [`tools`]: the offline tools `check`, `componentize` and `simulate`.
 
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod control;
+pub mod logging;
+pub mod metrics;
+pub mod model;
 pub mod policy;
 pub mod server;
 pub mod sip;
 pub mod tools;
+pub mod watch;

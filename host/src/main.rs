@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use exum_router::logging::{self, LogFormat};
 use exum_router::tools::{self, SimulateOptions};
 
 /// mimalloc instead of the system allocator: the SIP plane allocates and frees
@@ -18,6 +19,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "exum-router", version)]
 struct Cli {
+    /// How log lines are written to standard error.
+    #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -71,11 +75,7 @@ fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Serve { config: PathBuf::from(EXAMPLE_CONFIG) });
     // RUST_LOG when set (and not empty); else info for the server, warn for tools.
     let default = if matches!(command, Command::Serve { .. }) { "info" } else { "warn" };
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(v) if !v.trim().is_empty() => tracing_subscriber::EnvFilter::new(v),
-        _ => tracing_subscriber::EnvFilter::new(default),
-    };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    logging::init(cli.log_format, default);
     let result = match command {
         Command::Serve { config } => {
             let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

@@ -1,5 +1,6 @@
 //! `serve`: loads the configuration and directory, starts the policy plane, the
-//! SIP transports, the proxy and the health probes, and runs until shutdown.
+//! SIP transports, the proxy and the health probes, the admin API and the file
+//! watcher, and runs until shutdown.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,13 +10,15 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::control::Tenants;
-use crate::control::config::SipSettings;
+use crate::control::config::{RouterConfig, SipSettings};
 use crate::control::health::HealthTable;
-use crate::control::watcher::{self, PolicyFileChange};
-use crate::policy::{PolicyEngine, PolicyRegistry};
+use crate::metrics::{Metrics, ReasonLabel};
+use crate::model::Transport;
+use crate::policy::PolicyRegistry;
+use crate::sip::probe;
 use crate::sip::proxy::Proxy as ProxyCore;
 use crate::sip::transport::Transports;
-use crate::sip::{Transport, probe};
+use crate::watch::{self as file_watch, Change, FileWatch, Watched};
 
 /// A running router.
 #[derive(Debug)]
@@ -26,22 +29,26 @@ pub struct Server {
     pub policy: Arc<PolicyRegistry>,
     /// Target health.
     pub health: Arc<HealthTable>,
+    /// The router's counters.
+    pub metrics: Arc<Metrics>,
     /// The configuration file, for reloads.
     config: std::path::PathBuf,
     sip: SipSettings,
     /// Set to true to stop.
     shutdown: watch::Sender<bool>,
-    /// Keeps the OS watches alive.
-    _watchers: Vec<watcher::PolicyDirWatcher>,
+    /// Keeps the OS watch alive.
+    _watch: FileWatch,
     /// Where the admin API listens, if configured.
     admin: Option<SocketAddr>,
 }
 
-/// How long the watched directory must be quiet before a change is applied.
+/// How long a watched file must be quiet before its change is applied.
 pub const RELOAD_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(20);
 
 impl Server {
-    /// Starts a router from the configuration at `config`.
+    /// Starts a router from the configuration at `config`. It watches the
+    /// policy directory, the directory file and the TLS certificate and key,
+    /// and applies their changes.
     pub async fn start(config: &Path) -> anyhow::Result<Server> {
         let (router_config, tenants) = Tenants::load(config)?;
         let tenants = Arc::new(tenants);
@@ -49,15 +56,9 @@ impl Server {
             anyhow::bail!("{}: no [[listen]] address configured", config.display());
         }
         let health = Arc::new(HealthTable::default());
-        let engine = Arc::new(PolicyEngine::new().map_err(|e| anyhow::anyhow!("starting the policy engine: {e:#}"))?);
-        if let Some(dir) = &router_config.policy_cache {
-            engine.set_disk_cache(dir.clone()).with_context(|| format!("policy_cache {}", dir.display()))?;
-        }
-        let policy = Arc::new(PolicyRegistry::new(engine, health.clone()).context("loading the standard policy")?);
-        let metrics = Arc::new(crate::control::metrics::Metrics::new());
-        policy.set_metrics(metrics.clone());
-        policy.set_policy_dir(router_config.policy_dir.clone());
-        policy.install_all(&tenants);
+        let metrics = Arc::new(Metrics::new());
+        let policy =
+            Arc::new(PolicyRegistry::for_deployment(&router_config, &tenants, health.clone(), metrics.clone())?);
         let (shutdown, rx) = watch::channel(false);
         let tls = match (&router_config.tls.certificate, &router_config.tls.ca) {
             (None, None) => None,
@@ -66,27 +67,17 @@ impl Server {
                     .map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", router_config.path.display()))?,
             )),
         };
-        let transports = Transports::bind(&router_config.listen, router_config.sip, tls, rx.clone())
+        let transports = Transports::bind(&router_config.listen, router_config.sip, tls, metrics.clone(), rx.clone())
             .await
             .with_context(|| format!("{}: binding the listeners", config.display()))?;
         let resolver = Arc::new(crate::sip::resolve::Resolver::new(&router_config.dns));
-        let proxy = ProxyCore::start(transports, resolver, policy.clone(), tenants.clone(), router_config.sip, metrics);
+        let proxy =
+            ProxyCore::start(transports, resolver, policy.clone(), tenants.clone(), router_config.sip, metrics.clone());
         tokio::spawn(probe::run(proxy.clone(), tenants.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
             tracing::info!(tenant = %t.config.id, domains = ?t.config.domains, users = t.directory.user_count(), "tenant loaded");
         }
-        let mut watchers = Vec::new();
-        if let Some(dir) = &router_config.policy_dir {
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-            watchers
-                .push(watcher::watch(dir, RELOAD_DEBOUNCE, tx).with_context(|| format!("watching {}", dir.display()))?);
-            let (proxy, policy) = (proxy.clone(), policy.clone());
-            tokio::spawn(async move {
-                while let Some(change) = rx.recv().await {
-                    apply_policy_change(&proxy, &policy, change).await;
-                }
-            });
-        }
+        let watch = start_watch(config, &router_config, &proxy, &policy)?;
         let mut admin_addr = None;
         if let Some(admin) = &router_config.admin {
             let listener = tokio::net::TcpListener::bind(admin.address)
@@ -94,28 +85,28 @@ impl Server {
                 .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
             admin_addr = Some(listener.local_addr()?);
             let (path, p, r) = (config.to_path_buf(), proxy.clone(), policy.clone());
-            let reload: crate::control::admin::Reload =
+            let reload: crate::admin::Reload =
                 Arc::new(move || reload_tenants(&path, &p, &r).map_err(|e| format!("{e:#}")));
-            let state = Arc::new(crate::control::admin::Admin {
+            let state = Arc::new(crate::admin::Admin {
                 proxy: proxy.clone(),
                 policy: policy.clone(),
                 token: admin.token.clone(),
                 reload,
             });
-            tokio::spawn(crate::control::admin::serve(listener, state, shutdown.subscribe()));
+            tokio::spawn(crate::admin::serve(listener, state, shutdown.subscribe()));
             tracing::info!(address = %admin_addr.unwrap_or(admin.address), "admin API listening");
         }
-        let server = Server {
+        Ok(Server {
             proxy,
             policy,
             health,
+            metrics,
             config: config.to_path_buf(),
             sip: router_config.sip,
             shutdown,
-            _watchers: watchers,
+            _watch: watch,
             admin: admin_addr,
-        };
-        Ok(server)
+        })
     }
 
     /// Where the admin API listens, if configured.
@@ -165,8 +156,16 @@ impl Drop for Server {
     }
 }
 
-/// Reloads configuration and directory into a running proxy (see [`Server::reload`]).
+/// Reloads configuration and directory into a running proxy (see
+/// [`Server::reload`]), counted by outcome.
 fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
+    let result = apply_reload(config, proxy, policy);
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    proxy.metrics.config_reloads.get_or_create(&ReasonLabel { reason: outcome }).inc();
+    result
+}
+
+fn apply_reload(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
     // A renewed TLS certificate and key (same files) are read again first.
     proxy.transports().reload_tls().map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", config.display()))?;
     let (_, tenants) = Tenants::load(config)?;
@@ -188,28 +187,64 @@ fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegi
     Ok(())
 }
 
+/// Watches the policy directory and the files a reload reads, and applies
+/// their changes one after another, in the order they settled.
+fn start_watch(
+    config: &Path,
+    router_config: &RouterConfig,
+    proxy: &Arc<ProxyCore>,
+    policy: &Arc<PolicyRegistry>,
+) -> anyhow::Result<FileWatch> {
+    let mut files = vec![(router_config.directory.clone(), "directory file")];
+    if let Some(c) = &router_config.tls.certificate {
+        files.push((c.clone(), "TLS certificate"));
+    }
+    if let Some(k) = &router_config.tls.key {
+        files.push((k.clone(), "TLS key"));
+    }
+    let watched = Watched { policy_dir: router_config.policy_dir.clone(), files };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = file_watch::watch(watched, RELOAD_DEBOUNCE, tx).context("watching the policy directory and files")?;
+    let (config, proxy, policy) = (config.to_path_buf(), proxy.clone(), policy.clone());
+    tokio::spawn(async move {
+        while let Some(change) = rx.recv().await {
+            match change {
+                Change::File { path, what } => {
+                    tracing::info!(file = %path.display(), what, "file changed; reloading");
+                    if let Err(e) = reload_tenants(&config, &proxy, &policy) {
+                        tracing::warn!(error = format!("{e:#}"), "reload refused, the previous configuration stays");
+                    }
+                }
+                change => apply_policy_change(&proxy, &policy, change).await,
+            }
+        }
+    });
+    Ok(watch)
+}
+
 /// Applies a policy file change off the request path.
-async fn apply_policy_change(proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>, change: PolicyFileChange) {
+async fn apply_policy_change(proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>, change: Change) {
     let tenants = proxy.tenants();
-    let (PolicyFileChange::Updated { tenant, .. } | PolicyFileChange::Removed { tenant }) = &change;
+    let (Change::PolicyUpdated { tenant, .. } | Change::PolicyRemoved { tenant }) = &change else { return };
     let Some(tenant) = tenants.by_id(tenant).cloned() else {
         tracing::debug!(?change, "policy file for no configured tenant; ignored");
         return;
     };
     let policy = policy.clone();
     let _ = tokio::task::spawn_blocking(move || match change {
-        PolicyFileChange::Updated { path, .. } => {
+        Change::PolicyUpdated { path, .. } => {
             let _ = policy.reload_file(&tenant, &path);
         }
-        PolicyFileChange::Removed { .. } => {
+        Change::PolicyRemoved { .. } => {
             policy.file_removed(&tenant);
         }
+        Change::File { .. } => {}
     })
     .await;
 }
 
-/// Runs the router until SIGINT or SIGTERM; SIGHUP and changes to the directory
-/// file or the TLS certificate and key reload them.
+/// Runs the router until SIGINT or SIGTERM; SIGHUP reloads the configuration
+/// and the directory (so do changes to the directory file or the TLS files).
 pub async fn run(config: &Path) -> anyhow::Result<()> {
     // Signal handlers first: a signal from the moment the router says it listens
     // must drain or reload, never kill.
@@ -217,16 +252,11 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     spawn_sighup(reload_tx.clone())?;
     let server = Arc::new(Server::start(config).await?);
-    let router_config = crate::control::config::RouterConfig::load(config)?;
-    let mut _file_watches = vec![watch_file(&router_config.directory, "directory file changed", reload_tx.clone())?];
-    for file in [&router_config.tls.certificate, &router_config.tls.key].into_iter().flatten() {
-        _file_watches.push(watch_file(file, "TLS certificate or key changed", reload_tx.clone())?);
-    }
     let reloader = server.clone();
     tokio::spawn(async move {
         while let Some(why) = reload_rx.recv().await {
             if let Err(e) = reloader.reload() {
-                tracing::warn!("reload ({why}) refused, the previous configuration stays: {e:#}");
+                tracing::warn!(why, error = format!("{e:#}"), "reload refused, the previous configuration stays");
             }
         }
     });
@@ -239,37 +269,6 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     tracing::info!("stopping: no new transactions, finishing those in flight");
     server.shutdown_gracefully().await;
     Ok(())
-}
-
-/// Watches one file (the directory file, the TLS certificate and key) and
-/// reports its changes as `why`.
-fn watch_file(
-    path: &Path,
-    why: &'static str,
-    tx: tokio::sync::mpsc::UnboundedSender<&'static str>,
-) -> anyhow::Result<notify::RecommendedWatcher> {
-    use notify::Watcher as _;
-    let name = path.file_name().map(|n| n.to_owned());
-    let dir = path.parent().map_or_else(|| Path::new(".").to_path_buf(), Path::to_path_buf);
-    let (raw_tx, mut raw_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut w = notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
-        if let Ok(e) = e
-            && e.paths.iter().any(|p| p.file_name() == name.as_deref())
-        {
-            let _ = raw_tx.send(());
-        }
-    })?;
-    w.watch(&dir, notify::RecursiveMode::NonRecursive)?;
-    tokio::spawn(async move {
-        while raw_rx.recv().await.is_some() {
-            // Debounce: wait until the file has been quiet.
-            while let Ok(Some(())) = tokio::time::timeout(std::time::Duration::from_millis(100), raw_rx.recv()).await {}
-            if tx.send(why).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(w)
 }
 
 fn spawn_sighup(tx: tokio::sync::mpsc::UnboundedSender<&'static str>) -> anyhow::Result<()> {

@@ -5,16 +5,21 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::control::config::RouterConfig;
 use crate::control::health::HealthTable;
 use crate::control::{ConfigError, Tenants};
+use crate::metrics::Metrics;
+use crate::model::uri::UriRef;
+use crate::model::wire::{self, Message, WireError};
+use crate::model::{Source, Transport};
 use crate::policy::contract::{Attempt, Decision, Failure, Outcome};
-use crate::policy::decision::reason_phrase;
 use crate::policy::engine::{ALLOWED_IMPORTS, CONTRACT, REQUIRED_EXPORT};
-use crate::policy::view::ViewError;
-use crate::policy::{LoadError, PolicyEngine, PolicyRegistry, Verdict, view};
-use crate::sip::uri::UriRef;
-use crate::sip::wire::{self, Message, WireError};
-use crate::sip::{Source, Transport, originate};
+use crate::policy::{LoadError, PolicyEngine, PolicyRegistry, Verdict};
+use crate::sip::error::{Answer, RequestError};
+use crate::sip::originate;
+use crate::sip::proxy::decide;
+use crate::sip::proxy::forward::{ForwardSpec, Hop, forwarded};
+use crate::sip::proxy::validate::validate;
 
 /// Why a tool could not do its job. Each is a clear message and a non-zero exit.
 #[derive(Debug, thiserror::Error)]
@@ -138,14 +143,15 @@ pub fn simulate(
     Simulator::new(config, &options.down)?.run(request_path, request, options)
 }
 
-/// A deployment loaded once that runs requests through their tenant's policy the
-/// way the router's request path does up to the decision (parse, tenant by
-/// domain, request view, policy call, forwarding edits): `simulate`, and the
-/// fuzzing of the whole request path.
+/// A deployment loaded once that runs requests through the router's own
+/// request path up to the wire, without a network: validation, the tenant by
+/// domain and its peers, the policy `serve` would use (a tenant's file in the
+/// policy directory included), the forwarding edits and the responses of the
+/// proxy core. `simulate` and the fuzzing of the whole request path use it.
 pub struct Simulator {
+    config: RouterConfig,
     tenants: Tenants,
     registry: PolicyRegistry,
-    installed: std::sync::Mutex<std::collections::HashMap<String, Arc<crate::policy::TenantPolicy>>>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -155,53 +161,69 @@ impl std::fmt::Debug for Simulator {
 }
 
 impl Simulator {
-    /// Loads the configuration at `config` (and its directory); `down` lists
-    /// targets to treat as marked down by health probes.
+    /// Loads the configuration at `config` (and its directory, and its policy
+    /// directory); `down` lists targets to treat as marked down by health probes.
     pub fn new(config: &Path, down: &[String]) -> Result<Simulator, ToolError> {
-        let (_, tenants) = Tenants::load(config)?;
+        let (config, tenants) = Tenants::load(config)?;
         let health = Arc::new(HealthTable::default());
         for d in down {
             health.set(d, false);
         }
-        let engine = Arc::new(PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?);
-        let registry = PolicyRegistry::new(engine, health).map_err(|e| ToolError::Engine(e.to_string()))?;
-        Ok(Simulator { tenants, registry, installed: std::sync::Mutex::new(Default::default()) })
+        let metrics = Arc::new(Metrics::new());
+        let registry = PolicyRegistry::for_deployment(&config, &tenants, health, metrics)
+            .map_err(|e| ToolError::Engine(e.to_string()))?;
+        Ok(Simulator { config, tenants, registry })
     }
 
-    /// Runs `request` (read from `request_path`, for messages) through its tenant's policy.
+    /// Runs `request` (read from `request_path`, for messages) through the
+    /// request path.
     pub fn run(&self, request_path: &str, request: &[u8], options: &SimulateOptions) -> Result<String, ToolError> {
-        let tenants = &self.tenants;
         let sip_error = |reason: String| ToolError::Sip { path: request_path.to_owned(), reason };
         // Files written by hand often end lines in a bare LF; the wire layer takes both.
         let sip = Message::parse(request.to_vec(), false, wire::DEFAULT_MAX_MESSAGE)
             .map_err(|e: WireError| sip_error(e.to_string()))?;
-        let ruri = sip.request_uri().ok_or_else(|| sip_error("a response, not a request".into()))?;
-        let host =
-            UriRef::parse(ruri).map_err(|e| sip_error(format!("invalid Request-URI: {e}")))?.host.to_ascii_lowercase();
-        let tenant = tenants.by_domain(&host).ok_or(ToolError::UnknownTenant(host))?.clone();
+        if !sip.is_request() {
+            return Err(sip_error("a response, not a request".into()));
+        }
         let source = Source {
             addr: options.source.unwrap_or_else(|| ([192, 0, 2, 10], 5060).into()),
             transport: Transport::Udp,
             tls_peer_name: None,
         };
-        let view = view::request_view(&sip, &source).map_err(|e: ViewError| sip_error(e.to_string()))?;
-        let policy = {
-            let mut installed = self.installed.lock().unwrap_or_else(|e| e.into_inner());
-            installed
-                .entry(tenant.config.id.clone())
-                .or_insert_with(|| self.registry.install_configured(&tenant))
-                .clone()
+        let mut out = String::new();
+        if let Err(e) = validate(&sip, false) {
+            write_answer(&mut out, &sip, &e.answer());
+            return Ok(out);
+        }
+        let tenant = match decide::tenant_for(&self.tenants, &sip, &source) {
+            Ok(t) => t,
+            Err(RequestError::UnknownDomain) => {
+                let host = sip
+                    .request_uri()
+                    .and_then(|u| UriRef::parse(u).ok())
+                    .map_or(String::new(), |u| u.host.to_ascii_lowercase());
+                return Err(ToolError::UnknownTenant(host));
+            }
+            Err(e) => {
+                write_answer(&mut out, &sip, &e.answer());
+                return Ok(out);
+            }
         };
-        if let Some(reason) = &policy.load_error {
+        if let Some(reason) = &self.registry.get(&tenant).load_error {
             return Err(ToolError::TenantPolicy { tenant: tenant.config.id.clone(), reason: reason.clone() });
         }
-
-        let verdict = policy.route(&tenant, &view);
-        let mut out = String::new();
-        write_verdict(&mut out, "route", &tenant.config.id, &verdict);
-        write_outcome(&mut out, &sip, &verdict.decision);
+        let decided = match decide::decide(&self.registry, tenant, &sip, &source) {
+            Ok(d) => d,
+            Err(e) => {
+                write_answer(&mut out, &sip, &e.answer());
+                return Ok(out);
+            }
+        };
+        let id = decided.tenant.config.id.clone();
+        write_verdict(&mut out, "route", &id, &decided.verdict);
+        self.write_outcome(&mut out, &sip, &source, decided.tenant.config.record_route, &decided.verdict.decision);
         if options.fail_all
-            && let Decision::Forward(f) = &verdict.decision
+            && let Decision::Forward(f) = &decided.verdict.decision
         {
             let failure = Failure {
                 attempts: f
@@ -210,12 +232,40 @@ impl Simulator {
                     .map(|t| Attempt { target: t.uri.clone(), outcome: Outcome::Timeout })
                     .collect(),
             };
-            let after = policy.on_failure(&tenant, &view, &failure);
+            let after = decided.policy.on_failure(&decided.tenant, &decided.view, &failure);
             out.push('\n');
-            write_verdict(&mut out, "on-failure (every target timed out)", &tenant.config.id, &after);
-            write_outcome(&mut out, &sip, &after.decision);
+            write_verdict(&mut out, "on-failure (every target timed out)", &id, &after);
+            self.write_outcome(&mut out, &sip, &source, decided.tenant.config.record_route, &after.decision);
         }
         Ok(out)
+    }
+
+    /// The request as the proxy would forward it to the first target, or the
+    /// response it would answer with.
+    fn write_outcome(&self, out: &mut String, sip: &Message, source: &Source, record_route: bool, decision: &Decision) {
+        let Decision::Forward(f) = decision else {
+            let answer = Answer::of_decision(decision).unwrap_or_else(|| RequestError::NoDecision.answer());
+            write_answer(out, sip, &answer);
+            return;
+        };
+        let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
+        let local = self.config.listen.first().map_or_else(|| "127.0.0.1:5060".to_owned(), |l| l.address.to_string());
+        let transport = f.targets.first().and_then(|t| t.transport).map_or(Transport::Udp, |t| match t {
+            crate::policy::contract::Transport::Udp => Transport::Udp,
+            crate::policy::contract::Transport::Tcp => Transport::Tcp,
+            crate::policy::contract::Transport::Tls => Transport::Tls,
+        });
+        let hop = Hop {
+            transport,
+            local: &local,
+            branch: "z9hG4bK-simulated",
+            source: source.addr,
+            record_route,
+            pop_route: false,
+        };
+        let forwarded = forwarded(sip, &ForwardSpec::of(f), None, &hop);
+        let _ = writeln!(out, "\n--- forwarded to {} ---", targets.join(", then "));
+        out.push_str(&String::from_utf8_lossy(&forwarded));
     }
 }
 
@@ -230,45 +280,15 @@ fn write_verdict(out: &mut String, step: &str, tenant: &str, verdict: &Verdict) 
     let _ = writeln!(out, "{}", serde_json::to_string_pretty(&json).unwrap_or_default());
 }
 
-fn write_outcome(out: &mut String, sip: &Message, decision: &Decision) {
-    match decision {
-        Decision::Forward(f) => {
-            // The same splice edits the proxy makes, less its Via.
-            let mut edit = sip.edit();
-            if let Some(uri) = &f.request_uri {
-                edit = edit.request_uri(uri);
-            }
-            for name in &f.remove_headers {
-                edit = edit.remove(name);
-            }
-            for h in &f.add_headers {
-                edit = edit.add(&h.name, &h.value);
-            }
-            let hops = sip.max_forwards().ok().flatten().unwrap_or(71);
-            let forwarded = edit.max_forwards(hops.saturating_sub(1).min(70)).finish();
-            let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
-            let _ = writeln!(out, "\n--- forwarded to {} (the router also adds its Via) ---", targets.join(", then "));
-            out.push_str(&String::from_utf8_lossy(&forwarded));
-        }
-        Decision::Reject(r) => {
-            let reason = if r.reason.is_empty() { reason_phrase(r.code) } else { &r.reason };
-            let extra: Vec<(&str, &str)> = r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
-            let _ = writeln!(out, "\n--- response ---");
-            out.push_str(&String::from_utf8_lossy(&originate::response(sip, r.code, reason, "simulated", &extra)));
-        }
-        Decision::Redirect(r) => {
-            let contacts: Vec<String> = r.contacts.iter().map(|c| format!("<{c}>")).collect();
-            let mut extra: Vec<(&str, &str)> = contacts.iter().map(|c| ("Contact", c.as_str())).collect();
-            extra.extend(r.headers.iter().map(|h| (h.name.as_str(), h.value.as_str())));
-            let _ = writeln!(out, "\n--- response ---");
-            out.push_str(&String::from_utf8_lossy(&originate::response(
-                sip,
-                r.code,
-                reason_phrase(r.code),
-                "simulated",
-                &extra,
-            )));
-        }
-        Decision::Standard => {}
-    }
+/// A response the router would send.
+fn write_answer(out: &mut String, sip: &Message, answer: &Answer) {
+    let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
+    let _ = writeln!(out, "\n--- response ---");
+    out.push_str(&String::from_utf8_lossy(&originate::response(
+        sip,
+        answer.code,
+        &answer.reason,
+        "simulated",
+        &headers,
+    )));
 }

@@ -13,10 +13,10 @@ use exum_router::control::config::{Fallback, Limits, PolicySource, TenantConfig}
 use exum_router::control::directory::TenantDirectory;
 use exum_router::control::health::HealthTable;
 use exum_router::control::{Tenant, Tenants};
+use exum_router::model::wire;
+use exum_router::model::{Source, Transport};
 use exum_router::policy::contract::Request;
 use exum_router::policy::{PolicyEngine, PolicyRegistry, TenantPolicy, view};
-use exum_router::sip::wire;
-use exum_router::sip::{Source, Transport};
 
 /// Paths of the components built from source (`PILOT_GROUP`, `HOSTILE`, ...).
 pub mod components {
@@ -54,7 +54,8 @@ impl Plane {
     pub fn new(tenants: Tenants) -> Plane {
         let health = Arc::new(HealthTable::default());
         let engine = Arc::new(PolicyEngine::new().expect("engine"));
-        let registry = PolicyRegistry::new(engine, health.clone()).expect("the standard policy loads");
+        let registry =
+            PolicyRegistry::new(engine, health.clone(), Default::default()).expect("the standard policy loads");
         registry.install_all(&tenants);
         Plane { tenants, registry, health }
     }
@@ -65,7 +66,9 @@ impl Plane {
             .expect("the test's request parses");
         let tenant = self
             .tenants
-            .by_domain(&exum_router::sip::uri::Uri::parse(parsed.request_uri().unwrap_or_default()).expect("ruri").host)
+            .by_domain(
+                &exum_router::model::uri::Uri::parse(parsed.request_uri().unwrap_or_default()).expect("ruri").host,
+            )
             .expect("a tenant owns the domain")
             .clone();
         let view = view_of(sip);

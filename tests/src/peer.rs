@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use exum_router::sip::wire::{DEFAULT_MAX_MESSAGE, Frame, Message, Name, frame_stream};
+use exum_router::model::wire::{DEFAULT_MAX_MESSAGE, Frame, Message, Name, frame_stream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 

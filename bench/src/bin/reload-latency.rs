@@ -6,9 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use exum_router::model::wire;
 use exum_router::policy::DecidedBy;
 use exum_router::server::Server;
-use exum_router::sip::wire;
 use exum_router_tests::components;
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -33,9 +33,9 @@ async fn main() {
     let hashes = versions.iter().map(|b| exum_router::policy::engine::hex_sha256(b)).collect::<Vec<_>>();
     let text = "INVITE sip:bob@contoso.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:bob@contoso.com>\r\nCall-ID: 1\r\nCSeq: 1 INVITE\r\n\r\n";
     let msg = wire::Message::parse(text.as_bytes().to_vec(), false, wire::DEFAULT_MAX_MESSAGE).expect("parses");
-    let source = exum_router::sip::Source {
+    let source = exum_router::model::Source {
         addr: ([192, 0, 2, 1], 5060).into(),
-        transport: exum_router::sip::Transport::Udp,
+        transport: exum_router::model::Transport::Udp,
         tls_peer_name: None,
     };
     let req = exum_router::policy::view::request_view(&msg, &source).expect("view");

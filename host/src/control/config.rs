@@ -40,10 +40,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 
-use super::ConfigError;
-use crate::sip::uri::Uri;
+use super::{ConfigError, check_sip_uri, parse_text, read_file};
 
 /// The validated router configuration.
 #[derive(Debug, Clone)]
@@ -71,7 +69,7 @@ pub struct RouterConfig {
     /// `[tls]`: certificate, key and CA roots for TLS.
     pub tls: TlsSettings,
     /// `[dns]`: name servers and static hosts.
-    pub dns: crate::sip::resolve::DnsSettings,
+    pub dns: crate::model::dns::DnsSettings,
 }
 
 /// `[tls]`: the router's certificate and key (for its TLS listeners, and
@@ -716,7 +714,7 @@ impl RouterConfig {
             ca: file.tls.ca.map(|p| base.join(p)),
             require_client_certificate: file.tls.require_client_certificate,
         };
-        let mut dns = crate::sip::resolve::DnsSettings::default();
+        let mut dns = crate::model::dns::DnsSettings::default();
         for (i, server) in file.dns.servers.iter().enumerate() {
             let addr = server
                 .parse::<std::net::SocketAddr>()
@@ -804,7 +802,7 @@ fn rerouting(file: ReroutingFile, tenant_gateway: Option<&str>, key: &str) -> Re
     let number = |field: &str, value: Option<String>| -> Result<Option<String>, (String, String)> {
         match value {
             None => Ok(None),
-            Some(v) => crate::control::directory::normalize_number(&v)
+            Some(v) => crate::model::uri::normalize_number(&v)
                 .map(Some)
                 .ok_or_else(|| (format!("{key}.{field}"), format!("`{v}` is not an E.164 number"))),
         }
@@ -832,15 +830,6 @@ fn rerouting(file: ReroutingFile, tenant_gateway: Option<&str>, key: &str) -> Re
     Ok(Rerouting { enabled: file.enabled, auto_attendant, subscriber_access, pstn_gateway })
 }
 
-/// Checks that `value` is a SIP or SIPS URI.
-pub(crate) fn check_sip_uri(value: &str) -> Result<Uri, String> {
-    match Uri::parse(value) {
-        Ok(u) if u.scheme == "sip" || u.scheme == "sips" => Ok(u),
-        Ok(u) => Err(format!("`{value}`: a {} URI, expected sip: or sips:", u.scheme)),
-        Err(e) => Err(format!("`{value}`: {e}")),
-    }
-}
-
 fn is_domain(d: &str) -> bool {
     !d.is_empty()
         && d.len() <= 253
@@ -850,42 +839,6 @@ fn is_domain(d: &str) -> bool {
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !l.starts_with('-')
         })
-}
-
-/// Reads a TOML or JSON file (by extension: `.json` is JSON, anything else TOML)
-/// into `T`, naming the key of any error.
-pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
-    parse_text(path, &text)
-}
-
-/// Deserializes `text` as the file `path` would be (JSON by extension, else TOML).
-pub(crate) fn parse_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
-    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
-    if is_json {
-        let mut de = serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            ConfigError::invalid(path, key, format!("{inner}"))
-        })
-    } else {
-        let line_of = |span: Option<std::ops::Range<usize>>| {
-            span.map(|s| {
-                let before = &text.as_bytes()[..s.start.min(text.len())];
-                format!(" (line {})", before.iter().filter(|&&b| b == b'\n').count() + 1)
-            })
-            .unwrap_or_default()
-        };
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ConfigError::invalid(path, String::new(), format!("{}{}", e.message(), line_of(e.span()))))?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            ConfigError::invalid(path, key, format!("{}{}", inner.message(), line_of(inner.span())))
-        })
-    }
 }
 
 #[cfg(test)]

@@ -39,8 +39,10 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::ConfigError;
-use super::config::{RouterConfig, check_sip_uri, read_file};
-use crate::sip::uri::UriRef;
+use super::config::RouterConfig;
+use super::{check_sip_uri, read_file};
+use crate::model::uri::UriRef;
+use crate::model::uri::normalize_number;
 
 /// Default per-server timeout of a UM server, in milliseconds.
 pub const DEFAULT_UM_TIMEOUT_MS: u32 = 3000;
@@ -269,7 +271,7 @@ impl Directory {
     /// Validates `text` as the directory file of `config` would be (TOML, or
     /// JSON when that file's name ends in `.json`).
     pub fn from_text(config: &RouterConfig, text: &str) -> Result<Directory, ConfigError> {
-        let file: DirectoryFile = super::config::parse_text(&config.directory, text)?;
+        let file: DirectoryFile = super::parse_text(&config.directory, text)?;
         Self::validate(&config.directory, config, file)
     }
 
@@ -494,25 +496,6 @@ pub fn eum_phone_context(eum: &str) -> Result<String, String> {
         .filter(|c| !c.is_empty())
         .map(str::to_owned)
         .ok_or_else(|| format!("`{eum}` has no phone-context"))
-}
-
-/// Normalises a number to E.164 (`+14255550100`); see the SDK's function of the
-/// same name, which policies use: the two agree.
-pub fn normalize_number(number: &str) -> Option<String> {
-    let number = number.trim();
-    let number = number.strip_prefix("tel:").unwrap_or(number);
-    let number = number.split(';').next().unwrap_or(number);
-    let digits = if let Some(rest) = number.strip_prefix('+') { rest } else { number.strip_prefix("00")? };
-    let mut out = String::with_capacity(16);
-    out.push('+');
-    for c in digits.chars() {
-        match c {
-            '0'..='9' => out.push(c),
-            ' ' | '-' | '.' | '(' | ')' => {}
-            _ => return None,
-        }
-    }
-    (2..=16).contains(&out.len()).then_some(out)
 }
 
 #[cfg(test)]

@@ -3,12 +3,9 @@
 //! answers policies' imports from.
 
 pub mod acl;
-pub mod admin;
 pub mod config;
 pub mod directory;
 pub mod health;
-pub mod metrics;
-pub mod watcher;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -16,6 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use config::{RouterConfig, TenantConfig};
+use serde::de::DeserializeOwned;
+
+use crate::model::uri::Uri;
 use directory::{Directory, TenantDirectory};
 
 /// A configuration or directory file that cannot be used. Nothing of it is applied.
@@ -134,5 +134,50 @@ impl Tenants {
     /// Every tenant, in configuration order.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.order.iter()
+    }
+}
+
+/// Checks that `value` is a SIP or SIPS URI.
+pub(crate) fn check_sip_uri(value: &str) -> Result<Uri, String> {
+    match Uri::parse(value) {
+        Ok(u) if u.scheme == "sip" || u.scheme == "sips" => Ok(u),
+        Ok(u) => Err(format!("`{value}`: a {} URI, expected sip: or sips:", u.scheme)),
+        Err(e) => Err(format!("`{value}`: {e}")),
+    }
+}
+
+/// Reads a TOML or JSON file (by extension: `.json` is JSON, anything else TOML)
+/// into `T`, naming the key of any error.
+pub(crate) fn read_file<T: DeserializeOwned>(path: &Path) -> Result<T, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { file: path.to_path_buf(), source })?;
+    parse_text(path, &text)
+}
+
+/// Deserializes `text` as the file `path` would be (JSON by extension, else TOML).
+pub(crate) fn parse_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigError> {
+    let is_json = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("json"));
+    if is_json {
+        let mut de = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::invalid(path, key, format!("{inner}"))
+        })
+    } else {
+        let line_of = |span: Option<std::ops::Range<usize>>| {
+            span.map(|s| {
+                let before = &text.as_bytes()[..s.start.min(text.len())];
+                format!(" (line {})", before.iter().filter(|&&b| b == b'\n').count() + 1)
+            })
+            .unwrap_or_default()
+        };
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ConfigError::invalid(path, String::new(), format!("{}{}", e.message(), line_of(e.span()))))?;
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError::invalid(path, key, format!("{}{}", inner.message(), line_of(inner.span())))
+        })
     }
 }

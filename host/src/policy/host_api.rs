@@ -209,13 +209,15 @@ impl log::Host for StoreState {
             end -= 1;
         }
         let message = &message[..end];
-        let policy = &*self.log_tag;
+        // Under the target `policy`, so a filter (`RUST_LOG=policy=debug`) or a
+        // log shipper can tell a policy's words from the router's.
+        let (tenant, policy) = (self.tenant.config.id.as_str(), &*self.log_tag);
         match level {
-            log::Level::Trace => tracing::trace!(policy, "{message}"),
-            log::Level::Debug => tracing::debug!(policy, "{message}"),
-            log::Level::Info => tracing::info!(policy, "{message}"),
-            log::Level::Warn => tracing::warn!(policy, "{message}"),
-            log::Level::Error => tracing::error!(policy, "{message}"),
+            log::Level::Trace => tracing::trace!(target: "policy", tenant, policy, message),
+            log::Level::Debug => tracing::debug!(target: "policy", tenant, policy, message),
+            log::Level::Info => tracing::info!(target: "policy", tenant, policy, message),
+            log::Level::Warn => tracing::warn!(target: "policy", tenant, policy, message),
+            log::Level::Error => tracing::error!(target: "policy", tenant, policy, message),
         }
     }
 }

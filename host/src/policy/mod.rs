@@ -18,5 +18,5 @@ pub mod contract {
 }
 
 pub use engine::{CONTRACT, LoadError, PolicyEngine};
-pub use registry::{DecidedBy, PolicyRegistry, STANDARD_COMPONENT, TenantPolicy, Verdict};
+pub use registry::{DecidedBy, PolicyRegistry, STANDARD_COMPONENT, StartError, TenantPolicy, Verdict};
 pub use version::{Fault, FaultKind, PolicyVersion};

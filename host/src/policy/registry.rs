@@ -11,13 +11,14 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::bindings::exum::policy::types::{Decision, Failure, Reject, Request};
-use super::decision::{reason_phrase, validate};
+use super::decision::validate;
 use super::engine::{LoadError, PolicyEngine};
-use super::version::{Code, Fault, FaultKind, PolicyVersion};
-use crate::control::config::{Fallback, Limits, PolicySource};
+use super::version::{Code, Fault, PolicyVersion};
+use crate::control::config::{Fallback, Limits, PolicySource, RouterConfig};
 use crate::control::health::HealthTable;
-use crate::control::metrics::{Metrics, TenantLabel};
 use crate::control::{Tenant, Tenants};
+use crate::metrics::{Metrics, TenantLabel};
+use crate::model::status::reason_phrase;
 
 /// The standard policy component, built from `policies/standard` and embedded.
 pub static STANDARD_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/exum_policy_standard.component.wasm"));
@@ -57,25 +58,6 @@ pub struct Verdict {
     pub elapsed: Duration,
 }
 
-/// Counters of one tenant policy.
-#[derive(Debug, Default)]
-pub struct PolicyStats {
-    /// Decisions made (by any path).
-    pub decisions: AtomicU64,
-    /// Faults by kind, indexed like [`FaultKind::ALL`].
-    pub faults: [AtomicU64; FaultKind::ALL.len()],
-    /// Decisions made by the fallback.
-    pub fallbacks: AtomicU64,
-}
-
-impl PolicyStats {
-    /// Faults of `kind` so far.
-    pub fn faults_of(&self, kind: FaultKind) -> u64 {
-        let i = FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.faults[i].load(Ordering::Relaxed)
-    }
-}
-
 /// A tenant's current policy, its fallback and its fault record.
 #[derive(Debug)]
 pub struct TenantPolicy {
@@ -93,9 +75,8 @@ pub struct TenantPolicy {
     standard: Arc<PolicyVersion>,
     consecutive_faults: AtomicU32,
     quarantined: AtomicBool,
-    /// Counters.
-    pub stats: PolicyStats,
-    metrics: Option<Arc<Metrics>>,
+    /// Where decisions, faults and fallbacks are counted.
+    metrics: Arc<Metrics>,
 }
 
 impl TenantPolicy {
@@ -132,7 +113,6 @@ impl TenantPolicy {
 
     fn decide(&self, call: impl Fn(&PolicyVersion) -> Result<Decision, Fault>) -> Verdict {
         let start = Instant::now();
-        self.stats.decisions.fetch_add(1, Ordering::Relaxed);
         let (decision, decided_by) = match &self.own {
             None => self.standard(&call, DecidedBy::Standard),
             Some(_) if self.is_quarantined() => self.fallback(&call, "quarantined".to_owned()),
@@ -152,34 +132,27 @@ impl TenantPolicy {
             },
         };
         let elapsed = start.elapsed();
-        if let Some(m) = &self.metrics {
-            let kind = match &decision {
-                Decision::Forward(_) => "forward",
-                Decision::Reject(_) => "reject",
-                Decision::Redirect(_) => "redirect",
-                Decision::Standard => "standard",
-            };
-            Metrics::tenant_kind(&m.decisions, &self.tenant_id, kind);
-            m.policy_latency
-                .get_or_create(&TenantLabel { tenant: self.tenant_id.clone() })
-                .observe(elapsed.as_secs_f64());
-        }
+        let kind = match &decision {
+            Decision::Forward(_) => "forward",
+            Decision::Reject(_) => "reject",
+            Decision::Redirect(_) => "redirect",
+            Decision::Standard => "standard",
+        };
+        Metrics::tenant_kind(&self.metrics.decisions, &self.tenant_id, kind);
+        self.metrics
+            .policy_latency
+            .get_or_create(&TenantLabel { tenant: self.tenant_id.clone() })
+            .observe(elapsed.as_secs_f64());
         Verdict { decision, decided_by, elapsed }
     }
 
     fn record_fault(&self, own: &PolicyVersion, fault: &Fault) {
         let kind = fault.kind();
-        let i = FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.stats.faults[i].fetch_add(1, Ordering::Relaxed);
         let n = self.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
-        if let Some(m) = &self.metrics {
-            Metrics::tenant_kind(&m.faults, &self.tenant_id, kind.as_str());
-        }
+        Metrics::tenant_kind(&self.metrics.faults, &self.tenant_id, kind.as_str());
         tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, fault = %kind, consecutive = n, "policy fault: {fault}");
         if n >= self.quarantine_after && !self.quarantined.swap(true, Ordering::Relaxed) {
-            if let Some(m) = &self.metrics {
-                m.quarantines.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
-            }
+            self.metrics.quarantines.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
             tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, "policy quarantined after {n} consecutive faults; the fallback decides until a new version is installed");
         }
     }
@@ -189,10 +162,7 @@ impl TenantPolicy {
         call: &impl Fn(&PolicyVersion) -> Result<Decision, Fault>,
         reason: String,
     ) -> (Decision, DecidedBy) {
-        self.stats.fallbacks.fetch_add(1, Ordering::Relaxed);
-        if let Some(m) = &self.metrics {
-            m.fallbacks.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
-        }
+        self.metrics.fallbacks.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
         match self.fallback {
             Fallback::Standard => {
                 let (d, by) = self.standard(call, DecidedBy::Fallback { reason });
@@ -242,6 +212,25 @@ pub enum InstallError {
     },
 }
 
+/// Why the policy plane could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The wasmtime engine could not be created.
+    #[error("starting the policy engine: {0}")]
+    Engine(String),
+    /// The disk cache of compiled policies cannot be used.
+    #[error("policy_cache {}: {source}", dir.display())]
+    Cache {
+        /// The configured directory.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The embedded standard policy does not load.
+    #[error("loading the standard policy: {0}")]
+    Standard(LoadError),
+}
+
 /// Every tenant's policy, and the standard one.
 #[derive(Debug)]
 pub struct PolicyRegistry {
@@ -255,15 +244,39 @@ pub struct PolicyRegistry {
     /// Counts installs and refused reloads, so callers can await a change.
     changes: tokio::sync::watch::Sender<u64>,
     /// Where decisions, faults and reloads are counted.
-    metrics: std::sync::OnceLock<Arc<Metrics>>,
+    metrics: Arc<Metrics>,
     /// Whether loading a version instantiates it and runs `init` right away
     /// (reloads) or at its first call (start-up).
     eager: AtomicBool,
 }
 
 impl PolicyRegistry {
+    /// The registry a router runs with: the engine (with the configured disk
+    /// cache of compiled policies), the watched policy directory, and every
+    /// tenant's policy installed (a tenant's file in the policy directory wins
+    /// over its configured policy). `serve` and `simulate` both start here.
+    pub fn for_deployment(
+        config: &RouterConfig,
+        tenants: &Tenants,
+        health: Arc<HealthTable>,
+        metrics: Arc<Metrics>,
+    ) -> Result<PolicyRegistry, StartError> {
+        let engine = Arc::new(PolicyEngine::new().map_err(|e| StartError::Engine(format!("{e:#}")))?);
+        if let Some(dir) = &config.policy_cache {
+            engine.set_disk_cache(dir.clone()).map_err(|source| StartError::Cache { dir: dir.clone(), source })?;
+        }
+        let registry = PolicyRegistry::new(engine, health, metrics).map_err(StartError::Standard)?;
+        registry.set_policy_dir(config.policy_dir.clone());
+        registry.install_all(tenants);
+        Ok(registry)
+    }
+
     /// Creates the registry with the embedded standard policy and no tenants.
-    pub fn new(engine: Arc<PolicyEngine>, health: Arc<HealthTable>) -> Result<PolicyRegistry, LoadError> {
+    pub fn new(
+        engine: Arc<PolicyEngine>,
+        health: Arc<HealthTable>,
+        metrics: Arc<Metrics>,
+    ) -> Result<PolicyRegistry, LoadError> {
         let compiled = engine.compile(STANDARD_COMPONENT)?;
         let placeholder = Arc::new(Tenant::empty("standard"));
         let standard = PolicyVersion::load(
@@ -285,7 +298,7 @@ impl PolicyRegistry {
             next_version: AtomicU64::new(1),
             policy_dir: RwLock::new(None),
             changes: tokio::sync::watch::channel(0).0,
-            metrics: std::sync::OnceLock::new(),
+            metrics,
             eager: AtomicBool::new(true),
         })
     }
@@ -319,9 +332,9 @@ impl PolicyRegistry {
         }
     }
 
-    /// Counts into `metrics` from now on (before [`Self::install_all`]).
-    pub fn set_metrics(&self, metrics: Arc<Metrics>) {
-        let _ = self.metrics.set(metrics);
+    /// Where decisions, faults and reloads are counted.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The engine (for its caches).
@@ -352,9 +365,7 @@ impl PolicyRegistry {
         match self.load_file(tenant, path) {
             Ok(version) => {
                 let policy = self.install(tenant, Some(version.clone()), None);
-                if let Some(m) = self.metrics.get() {
-                    Metrics::tenant_kind(&m.reloads, &tenant.config.id, "ok");
-                }
+                Metrics::tenant_kind(&self.metrics.reloads, &tenant.config.id, "ok");
                 tracing::info!(tenant = %tenant.config.id, policy = %version.name, version = version.version, "policy replaced");
                 Ok(policy)
             }
@@ -362,9 +373,7 @@ impl PolicyRegistry {
                 let current = self.get(tenant);
                 tracing::warn!(tenant = %tenant.config.id, serving = ?current.own.as_ref().map(|v| v.version), "reload refused, the previous version keeps serving: {e}");
                 *current.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
-                if let Some(m) = self.metrics.get() {
-                    Metrics::tenant_kind(&m.reloads, &tenant.config.id, "failed");
-                }
+                Metrics::tenant_kind(&self.metrics.reloads, &tenant.config.id, "failed");
                 self.changes.send_modify(|n| *n += 1);
                 Err(e)
             }
@@ -461,8 +470,7 @@ impl PolicyRegistry {
             standard: self.standard.clone(),
             consecutive_faults: AtomicU32::new(0),
             quarantined: AtomicBool::new(false),
-            stats: PolicyStats::default(),
-            metrics: self.metrics.get().cloned(),
+            metrics: self.metrics.clone(),
         });
         self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
         self.changes.send_modify(|n| *n += 1);

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use super::bindings::exum::policy::types::{IpAddress, Request, Source, Span, Transport};
-use crate::sip::{self, uri, wire};
+use crate::model::{self, uri, wire};
 
 /// Why a message cannot be shown to a policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum ViewError {
 
 /// Builds the view of a request parsed by the wire layer: the head is copied
 /// once; the spans point into it.
-pub fn request_view(msg: &wire::Message, source: &sip::Source) -> Result<Request, ViewError> {
+pub fn request_view(msg: &wire::Message, source: &model::Source) -> Result<Request, ViewError> {
     let (Some(method), wire::StartLine::Request { uri, .. }) = (msg.method(), &msg.start) else {
         return Err(ViewError::NotARequest);
     };
@@ -68,7 +68,7 @@ pub fn request_view(msg: &wire::Message, source: &sip::Source) -> Result<Request
     })
 }
 
-fn source_view(source: &sip::Source) -> Source {
+fn source_view(source: &model::Source) -> Source {
     Source {
         address: match source.addr.ip() {
             IpAddr::V4(v4) => {
@@ -82,9 +82,9 @@ fn source_view(source: &sip::Source) -> Source {
         },
         port: source.addr.port(),
         transport: match source.transport {
-            sip::Transport::Udp => Transport::Udp,
-            sip::Transport::Tcp => Transport::Tcp,
-            sip::Transport::Tls => Transport::Tls,
+            model::Transport::Udp => Transport::Udp,
+            model::Transport::Tcp => Transport::Tcp,
+            model::Transport::Tls => Transport::Tls,
         },
         tls_peer_name: source.tls_peer_name.clone(),
     }
@@ -113,9 +113,9 @@ mod tests {
             Call-ID: 1@x\r\n\
             CSeq: 7 INVITE\r\n\r\n";
         let req = wire::Message::parse(sip.as_bytes().to_vec(), false, wire::DEFAULT_MAX_MESSAGE).expect("parses");
-        let source = sip::Source {
+        let source = model::Source {
             addr: "[2001:db8::7]:5060".parse().expect("addr"),
-            transport: sip::Transport::Tcp,
+            transport: model::Transport::Tcp,
             tls_peer_name: None,
         };
         let v = request_view(&req, &source).expect("view");

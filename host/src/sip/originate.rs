@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 
 use rsip::headers::UntypedHeader as _;
 
-use super::wire::{Message, Name};
+use crate::model::wire::{Message, Name};
 
 /// A response to `req` with `code`, `reason`, a To tag when the To header has
 /// none (not for 100), and `extra` header fields.
@@ -105,7 +105,7 @@ pub fn options(uri: &str, local: &str, transport: &str, branch: &str, call_id: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::wire::DEFAULT_MAX_MESSAGE;
+    use crate::model::wire::DEFAULT_MAX_MESSAGE;
 
     fn parse(bytes: Vec<u8>) -> Message {
         Message::parse(bytes, true, DEFAULT_MAX_MESSAGE).expect("originated messages parse")

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use super::proxy::{Event, Proxy};
-use super::{Transport, originate};
+use super::originate;
+use super::proxy::Proxy;
+use super::transaction::Event;
 use crate::control::Tenants;
 use crate::control::config::Probes;
 use crate::control::health::HealthTable;
+use crate::model::Transport;
 
 /// Runs the probes until `shutdown` changes.
 pub async fn run(
@@ -44,8 +46,7 @@ pub async fn run(
         for p in pending {
             let Ok((uri, ok)) = p.await else { continue };
             let streak = streaks.entry(uri.clone()).or_insert((0, 0));
-            let up =
-                proxy.metrics.um_server_up.get_or_create(&crate::control::metrics::ServerLabel { server: uri.clone() });
+            let up = proxy.metrics.um_server_up.get_or_create(&crate::metrics::ServerLabel { server: uri.clone() });
             if ok {
                 *streak = (0, streak.1 + 1);
                 if streak.1 >= probes.up_after && health.set(&uri, true) {

@@ -15,17 +15,9 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::proto::xfer::Protocol;
 
-use super::Transport;
-use super::uri::UriRef;
-
-/// `[dns]`: where names are resolved.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DnsSettings {
-    /// Name servers (`servers`, `"ip:port"`); empty: the system's (/etc/resolv.conf).
-    pub servers: Vec<SocketAddr>,
-    /// Static host names (`hosts`, name → addresses), used before DNS.
-    pub hosts: BTreeMap<String, Vec<IpAddr>>,
-}
+use crate::model::Transport;
+use crate::model::dns::DnsSettings;
+use crate::model::uri::UriRef;
 
 /// One place to send a request to.
 #[derive(Debug, Clone, PartialEq, Eq)]

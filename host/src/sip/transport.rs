@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -14,10 +13,11 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
 use super::tls::{self, Tls};
-use super::wire::{Frame, Message, WireError, frame_stream};
-use super::{Source, Transport};
 use crate::control::acl::{self, Cidr};
 use crate::control::config::{Listen, SipSettings};
+use crate::metrics::{Metrics, TransportLabel};
+use crate::model::wire::{Frame, Message, WireError, frame_stream};
+use crate::model::{Source, Transport};
 
 /// Where received messages go.
 pub trait Sink: Send + Sync + 'static {
@@ -27,17 +27,6 @@ pub trait Sink: Send + Sync + 'static {
     fn malformed(&self, bytes: &[u8], error: WireError, source: Source);
     /// A message from a peer the listener does not allow (`allow`).
     fn refused(&self, msg: Message, source: Source);
-}
-
-/// Counters of the transport layer.
-#[derive(Debug, Default)]
-pub struct TransportStats {
-    /// Datagrams that did not parse.
-    pub bad_datagrams: AtomicU64,
-    /// TCP connections closed for garbage, oversize or a stall.
-    pub bad_streams: AtomicU64,
-    /// TLS handshakes that failed or timed out (no or a bad client certificate, ...).
-    pub tls_handshakes_failed: AtomicU64,
 }
 
 /// The router's sockets.
@@ -57,8 +46,8 @@ pub struct Transports {
     settings: SipSettings,
     sink: OnceLock<Weak<dyn Sink>>,
     shutdown: watch::Receiver<bool>,
-    /// Counters.
-    pub stats: TransportStats,
+    /// The router's counters.
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Transports {
@@ -99,6 +88,7 @@ impl Transports {
         listen: &[Listen],
         settings: SipSettings,
         tls: Option<Arc<Tls>>,
+        metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> io::Result<Arc<Transports>> {
         let (mut udp, mut local_udp, mut tcp_listeners, mut local_tcp, mut local_tls) =
@@ -149,8 +139,12 @@ impl Transports {
             settings,
             sink: OnceLock::new(),
             shutdown,
-            stats: TransportStats::default(),
+            metrics,
         }))
+    }
+
+    fn count_malformed(&self, transport: Transport) {
+        self.metrics.malformed.get_or_create(&TransportLabel { transport: transport.as_str() }).inc();
     }
 
     /// The local address of `transport` for peers of `peer`'s address family.
@@ -212,10 +206,10 @@ impl Transports {
                 Ok(msg) if allowed => sink.deliver(msg, source),
                 Ok(msg) => sink.refused(msg, source),
                 Err(_) if !allowed => {
-                    self.stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
+                    self.count_malformed(Transport::Udp);
                 }
                 Err(e) => {
-                    self.stats.bad_datagrams.fetch_add(1, Ordering::Relaxed);
+                    self.count_malformed(Transport::Udp);
                     sink.malformed(bytes, e, source);
                 }
             }
@@ -250,12 +244,12 @@ impl Transports {
                 let stream = match handshake {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
-                        me.stats.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                        me.metrics.tls_handshakes_failed.inc();
                         tracing::debug!(%peer, "TLS handshake failed: {e}");
                         return;
                     }
                     Err(_) => {
-                        me.stats.tls_handshakes_failed.fetch_add(1, Ordering::Relaxed);
+                        me.metrics.tls_handshakes_failed.inc();
                         return;
                     }
                 };
@@ -306,7 +300,7 @@ impl Transports {
                     Ok(Ok(n)) => n,
                     Err(_) => {
                         if !buf.is_empty() {
-                            me.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                            me.metrics.streams_closed.inc();
                             tracing::debug!(%peer, "TCP peer stalled mid-message; disconnecting");
                         }
                         break;
@@ -327,13 +321,13 @@ impl Transports {
                                 Ok(msg) if allowed => sink.deliver(msg, source),
                                 Ok(msg) => sink.refused(msg, source),
                                 Err(e) => {
-                                    me.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                                    me.count_malformed(transport);
                                     sink.malformed(&[], e, source);
                                 }
                             }
                         }
                         Err(e) => {
-                            me.stats.bad_streams.fetch_add(1, Ordering::Relaxed);
+                            me.metrics.streams_closed.inc();
                             tracing::debug!(%peer, "closing TCP connection: {e}");
                             break 'conn;
                         }

@@ -2,11 +2,10 @@
 //! other peers get 403, their responses are dropped) and a tenant's `peers`.
 
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 
+use exum_router::model::Transport;
+use exum_router::model::wire::Name;
 use exum_router::server::Server;
-use exum_router::sip::Transport;
-use exum_router::sip::wire::Name;
 use exum_router_tests::peer::{UdpPeer, request, response};
 
 struct Lab {
@@ -58,7 +57,7 @@ async fn a_listener_answers_only_the_peers_it_allows() {
     outsider.send(lab.router, &invite(&outsider, BOB, "out1")).await;
     let refused = outsider.final_response().await;
     assert_eq!((refused.status(), refused.first(Name::CallId)), (Some(403), Some("out1")));
-    assert_eq!(lab.server.proxy.stats.refused_access.load(Ordering::Relaxed), 1);
+    assert_eq!(lab.server.metrics.access_refused_of("listener"), 1);
     // An allowed caller's call is routed; the outsider's forged failure response
     // for its branch is dropped, and the UM server's own answer goes through.
     allowed.send(lab.router, &invite(&allowed, BOB, "in1")).await;
@@ -68,7 +67,7 @@ async fn a_listener_answers_only_the_peers_it_allows() {
     lab.um.send(from, &response(&inv, 200, "um", "")).await;
     let answer = allowed.final_response().await;
     assert_eq!((answer.status(), answer.first(Name::CallId)), (Some(200), Some("in1")));
-    assert_eq!(lab.server.proxy.stats.refused_access.load(Ordering::Relaxed), 2, "the forged response counted");
+    assert_eq!(lab.server.metrics.access_refused_of("listener"), 2, "the forged response counted");
     let metrics = lab.server.proxy.metrics.encode();
     assert!(metrics.contains("exum_sip_access_refused_total{reason=\"listener\"} 2"), "{metrics}");
 }

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use exum_router::model::Transport;
 use exum_router::server::Server;
-use exum_router::sip::Transport;
 use exum_router_tests::components;
 use exum_router_tests::peer::{UdpPeer, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -5,9 +5,9 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 
+use exum_router::model::Transport;
+use exum_router::model::wire::Name;
 use exum_router::server::Server;
-use exum_router::sip::Transport;
-use exum_router::sip::wire::Name;
 use exum_router_tests::dns::{self, a, naptr, srv};
 use exum_router_tests::peer::{TcpPeer, UdpPeer, request, response};
 

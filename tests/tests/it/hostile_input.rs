@@ -5,9 +5,9 @@
 
 use std::net::SocketAddr;
 
+use exum_router::model::Transport;
+use exum_router::model::wire::Name;
 use exum_router::server::Server;
-use exum_router::sip::Transport;
-use exum_router::sip::wire::Name;
 use exum_router_tests::peer::{UdpPeer, request, response};
 
 const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";

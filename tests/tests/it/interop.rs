@@ -3,8 +3,8 @@
 //! hosted edge. The directory sends even users to hosted voice mail and odd users
 //! on-premises; each UAS is told to expect exactly half of the calls.
 
+use exum_router::model::Transport;
 use exum_router::server::Server;
-use exum_router::sip::Transport;
 use exum_router_tests::sipp::free_udp_port;
 
 const CALLS: usize = 2000;
@@ -70,7 +70,9 @@ async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
     assert!(um_status.success(), "the on-premises UM server did not complete exactly {half} calls: {um_status}");
     assert!(edge_status.success(), "the hosted edge did not complete exactly {half} calls: {edge_status}");
     assert_eq!(
-        server.proxy.stats.decisions.load(std::sync::atomic::Ordering::Relaxed),
+        server.metrics.decisions_of("contoso")
+            + server.metrics.decisions_of("fabrikam")
+            + server.metrics.decisions_of("litware"),
         CALLS as u64,
         "one decision per call"
     );

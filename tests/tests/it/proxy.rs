@@ -1,13 +1,13 @@
 //! The SIP plane over real sockets on loopback: a router started in-process with
 //! a configuration whose UM servers, edge and PSTN gateway are test peers.
 
+use exum_router::metrics::{Dropped, TransportLabel};
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use exum_router::model::Transport;
+use exum_router::model::wire::Name;
 use exum_router::server::Server;
-use exum_router::sip::Transport;
-use exum_router::sip::wire::Name;
 use exum_router_tests::peer::{TcpPeer, UdpPeer, request, response};
 
 struct Lab {
@@ -118,7 +118,7 @@ async fn a_whole_call_to_an_on_premises_user() {
     assert_eq!(inv.header("Diversion"), Some("<sip:bob@contoso.com>;reason=no-answer"));
     assert_eq!(inv.max_forwards(), Ok(Some(69)));
     let caller_via =
-        exum_router::sip::wire::Via::parse(inv.values(Name::Via).nth(1).expect("caller's via")).expect("parses");
+        exum_router::model::wire::Via::parse(inv.values(Name::Via).nth(1).expect("caller's via")).expect("parses");
     assert_eq!(caller_via.received, Some("127.0.0.1"), "rport asks for received (RFC 3581)");
     assert!(caller_via.value.ends_with(&format!(";rport={}", lab.caller.addr.port())), "{}", caller_via.value);
     let rr = inv.first(Name::RecordRoute).expect("record-routed").to_owned();
@@ -323,8 +323,8 @@ async fn ipv6_listeners_and_rfc_2543_transactions() {
     assert_eq!(peer.final_response().await.status(), Some(404));
     peer.send(router, &text).await;
     assert_eq!(peer.final_response().await.status(), Some(404), "the final response is re-sent");
-    assert_eq!(server.proxy.stats.transactions.load(Ordering::Relaxed), 1);
-    assert!(server.proxy.stats.retransmissions.load(Ordering::Relaxed) >= 1);
+    assert_eq!(server.metrics.transactions.get(), 1);
+    assert!(server.metrics.retransmissions.get() >= 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,8 +345,8 @@ async fn a_retransmitted_invite_reaches_the_um_server_once() {
     }
     branches.dedup();
     assert_eq!(branches.len(), 1, "one client transaction: {branches:?}");
-    assert!(lab.server.proxy.stats.retransmissions.load(Ordering::Relaxed) >= 2);
-    assert_eq!(lab.server.proxy.stats.decisions.load(Ordering::Relaxed), 1, "the policy was asked once");
+    assert!(lab.server.metrics.retransmissions.get() >= 2);
+    assert_eq!(lab.server.metrics.decisions_of("contoso"), 1, "the policy was asked once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -389,7 +389,6 @@ async fn a_server_marked_down_by_probes_is_skipped() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_costs_only_that_message() {
     let lab = lab(NO_PROBES).await;
-    let stats = &lab.server.proxy.transports().stats;
     lab.caller.send(lab.router, "garbage\r\n\r\n").await;
     let bad_length = invite(&lab, BOB, "b1").replace("Content-Length: 0", "Content-Length: 99");
     lab.caller.send(lab.router, &bad_length).await;
@@ -415,8 +414,9 @@ async fn bad_input_costs_only_that_message() {
         .await;
     lab.caller.send(lab.router, &invite(&lab, "sip:bob@northwind.com;opaque=app:voicemail", "b5")).await;
     assert_eq!(lab.caller.final_response().await.status(), Some(404), "no open relay");
-    assert!(stats.bad_datagrams.load(Ordering::Relaxed) >= 2);
-    assert_eq!(lab.server.proxy.stats.stray_responses.load(Ordering::Relaxed), 1);
+    assert!(lab.server.metrics.malformed.get_or_create(&TransportLabel { transport: "udp" }).get() >= 2);
+    assert_eq!(lab.server.metrics.dropped_of(Dropped::Unparseable), 1, "garbage cannot be answered");
+    assert_eq!(lab.server.metrics.dropped_of(Dropped::StrayResponse), 1);
     // The next valid call is fine.
     lab.caller.send(lab.router, &invite(&lab, "sip:alice@contoso.com;opaque=app:voicemail", "b6")).await;
     let (inv, from) = lab.edge.expect_request("INVITE").await;
@@ -454,7 +454,7 @@ async fn tcp_framing_and_bad_peers() {
     let mut stalled = TcpPeer::connect(lab.router_tcp).await;
     stalled.write(b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1").await;
     assert!(stalled.closed_within(Duration::from_secs(5)).await);
-    assert!(lab.server.proxy.transports().stats.bad_streams.load(Ordering::Relaxed) >= 2);
+    assert!(lab.server.metrics.streams_closed.get() >= 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -471,7 +471,7 @@ async fn beyond_the_transaction_cap_new_calls_get_503_and_calls_in_progress_go_o
     let refused = lab.caller.expect_response(503).await;
     assert_eq!(refused.first(Name::CallId), Some("cap2"));
     assert_eq!(refused.header("Retry-After"), Some("7"));
-    assert_eq!(lab.server.proxy.stats.refused_transactions.load(Ordering::Relaxed), 1);
+    assert_eq!(lab.server.metrics.overload_of("transactions"), 1);
     // An in-dialog request still passes at the cap (calls in progress can end).
     let bye = format!(
         "BYE sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-capbye\r\nMax-Forwards: 70\r\n\
@@ -509,7 +509,7 @@ async fn a_source_beyond_its_rate_gets_503_and_other_sources_do_not() {
     let refused = lab.caller.expect_response(503).await;
     assert_eq!(refused.first(Name::CallId), Some("rate3"));
     assert_eq!(refused.header("Retry-After"), Some("5"));
-    assert_eq!(lab.server.proxy.stats.refused_source_rate.load(Ordering::Relaxed), 1);
+    assert_eq!(lab.server.metrics.overload_of("source_rate"), 1);
     // Another source address has its own allowance.
     let other = UdpPeer::bind_on("127.0.0.2:0".parse().expect("addr")).await;
     other.send(lab.router, &request("INVITE", BOB, other.addr, "UDP", "rate4", "z9hG4bK-rate4")).await;

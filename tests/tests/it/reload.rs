@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use exum_router::model::Transport;
 use exum_router::server::Server;
-use exum_router::sip::Transport;
 use exum_router_tests::components;
 use exum_router_tests::peer::{UdpPeer, request, response};
 

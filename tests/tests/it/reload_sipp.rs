@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
+use exum_router::model::Transport;
 use exum_router::server::Server;
-use exum_router::sip::Transport;
 use exum_router_tests::components;
 use exum_router_tests::sipp::{free_udp_port, stat};
 

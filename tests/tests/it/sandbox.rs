@@ -29,7 +29,7 @@ fn hostile(mode: &str, fallback: Fallback, limits: Limits) -> (Plane, Arc<Tenant
 }
 
 fn fault_count(plane: &Plane, tenant: &Tenant, kind: FaultKind) -> u64 {
-    plane.policy(tenant).stats.faults_of(kind)
+    plane.registry.metrics().faults_of(&tenant.config.id, kind.as_str())
 }
 
 fn fell_back(v: &Verdict, kind: &str) {
@@ -154,7 +154,7 @@ fn repeated_faults_quarantine_until_a_new_version() {
     assert!(policy.is_quarantined());
     let v = policy.route(&tenant, &req);
     fell_back(&v, "quarantined");
-    assert_eq!(policy.stats.faults_of(FaultKind::Panic), 3, "a quarantined policy is not called");
+    assert_eq!(fault_count(&plane, &tenant, FaultKind::Panic), 3, "a quarantined policy is not called");
     // A new version arrives: clean record, called again.
     let fresh = plane.registry.install_configured(&tenant);
     assert!(!fresh.is_quarantined());
@@ -240,7 +240,8 @@ fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
     for run in 0..2 {
         let engine = std::sync::Arc::new(exum_router::policy::PolicyEngine::new().expect("engine"));
         engine.set_disk_cache(cache.path().to_path_buf()).expect("cache dir");
-        let registry = exum_router::policy::PolicyRegistry::new(engine.clone(), Default::default()).expect("registry");
+        let registry = exum_router::policy::PolicyRegistry::new(engine.clone(), Default::default(), Default::default())
+            .expect("registry");
         let tenants = tenants_of();
         registry.install_all(&tenants);
         let t = tenants.by_id("cached").expect("tenant");

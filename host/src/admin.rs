@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::metrics::Metrics;
 use crate::policy::{FaultKind, PolicyRegistry, TenantPolicy};
 use crate::sip::proxy::Proxy;
 
@@ -98,11 +99,11 @@ impl Admin {
             }
             (&Method::GET, ["tenants"]) => {
                 let tenants = self.proxy.tenants();
-                let list: Vec<Value> = tenants.iter().map(|t| tenant_json(t, &self.policy.get(t), false)).collect();
+                let list: Vec<Value> = tenants.iter().map(|t| tenant_json(t, &self.policy.get(t), None)).collect();
                 reply(StatusCode::OK, &json!({ "tenants": list }))
             }
             (&Method::GET, ["tenants", id]) => match self.proxy.tenants().by_id(id) {
-                Some(t) => reply(StatusCode::OK, &tenant_json(t, &self.policy.get(t), true)),
+                Some(t) => reply(StatusCode::OK, &tenant_json(t, &self.policy.get(t), Some(&self.proxy.metrics))),
                 None => reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")})),
             },
             (&Method::POST, ["tenants", id, "reload"]) => {
@@ -111,7 +112,7 @@ impl Admin {
                     return reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")}));
                 };
                 match self.policy.reload_configured(t) {
-                    Ok(p) => reply(StatusCode::OK, &tenant_json(t, &p, true)),
+                    Ok(p) => reply(StatusCode::OK, &tenant_json(t, &p, Some(&self.proxy.metrics))),
                     Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
                 }
             }
@@ -120,7 +121,7 @@ impl Admin {
                 Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
             },
             (&Method::GET, ["metrics"]) => {
-                self.proxy.metrics.transactions.set(self.proxy.active_transactions() as i64);
+                self.proxy.metrics.transactions_active.set(self.proxy.active_transactions() as i64);
                 let mut r = Response::new(Full::new(Bytes::from(self.proxy.metrics.encode())));
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
@@ -136,8 +137,9 @@ impl Admin {
 }
 
 /// A tenant as the API shows it: id, domains, state, policy version, content
-/// hash, load time, last error; with `detail`, its counters too.
-pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, detail: bool) -> Value {
+/// hash, load time, last error; with `counters`, the tenant's counters too
+/// (since the router started, whatever versions decided).
+pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, counters: Option<&Metrics>) -> Value {
     let version = policy.own.as_ref().map(|v| {
         json!({
             "name": v.name,
@@ -156,13 +158,15 @@ pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, detai
         "last_error": policy.reload_error().or_else(|| policy.load_error.clone()),
         "quarantined": policy.is_quarantined(),
     });
-    if detail {
+    if let Some(m) = counters {
+        let id = &tenant.config.id;
         let faults: serde_json::Map<String, Value> =
-            FaultKind::ALL.iter().map(|k| (k.as_str().to_owned(), json!(policy.stats.faults_of(*k)))).collect();
+            FaultKind::ALL.iter().map(|k| (k.as_str().to_owned(), json!(m.faults_of(id, k.as_str())))).collect();
         out["stats"] = json!({
-            "decisions": policy.stats.decisions.load(std::sync::atomic::Ordering::Relaxed),
-            "fallbacks": policy.stats.fallbacks.load(std::sync::atomic::Ordering::Relaxed),
+            "decisions": m.decisions_of(id),
+            "fallbacks": m.fallbacks_of(id),
             "faults": faults,
+            "reloads": { "ok": m.reloads_of(id, "ok"), "failed": m.reloads_of(id, "failed") },
         });
     }
     out

@@ -298,6 +298,24 @@ fn find_unquoted(text: &str, needle: char) -> Option<usize> {
     None
 }
 
+/// Normalises a number to E.164 (`+14255550100`); the form the directory keys numbers by.
+pub fn normalize_number(number: &str) -> Option<String> {
+    let number = number.trim();
+    let number = number.strip_prefix("tel:").unwrap_or(number);
+    let number = number.split(';').next().unwrap_or(number);
+    let digits = if let Some(rest) = number.strip_prefix('+') { rest } else { number.strip_prefix("00")? };
+    let mut out = String::with_capacity(16);
+    out.push('+');
+    for c in digits.chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            ' ' | '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    (2..=16).contains(&out.len()).then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

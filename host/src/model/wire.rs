@@ -76,6 +76,8 @@ pub enum Name {
     Contact,
     /// Proxy-Require
     ProxyRequire,
+    /// Content-Type / c
+    ContentType,
     /// Anything else.
     Other,
 }
@@ -91,6 +93,7 @@ impl Name {
                 b't' => Name::To,
                 b'l' => Name::ContentLength,
                 b'm' => Name::Contact,
+                b'c' => Name::ContentType,
                 _ => Name::Other,
             };
         }
@@ -105,6 +108,7 @@ impl Name {
             7 if eq("contact") => Name::Contact,
             12 if eq("max-forwards") => Name::MaxForwards,
             12 if eq("record-route") => Name::RecordRoute,
+            12 if eq("content-type") => Name::ContentType,
             13 if eq("proxy-require") => Name::ProxyRequire,
             14 if eq("content-length") => Name::ContentLength,
             _ => Name::Other,
@@ -475,15 +479,24 @@ impl Message {
     pub fn cseq(&self) -> Option<(u32, &str)> {
         let v = self.first(Name::CSeq)?;
         let (n, m) = v.split_once(|c: char| c.is_ascii_whitespace())?;
-        Some((n.parse().ok()?, m.trim()))
+        let m = m.trim();
+        if m.is_empty() || !m.bytes().all(is_token) {
+            return None;
+        }
+        Some((n.parse().ok()?, m))
     }
 
     /// The Max-Forwards value: `Ok(None)` when absent, `Err` when not 0-255.
     pub fn max_forwards(&self) -> Result<Option<u8>, BadMaxForwards> {
         match self.first(Name::MaxForwards) {
             None => Ok(None),
-            Some(v) if !v.is_empty() && v.len() <= 3 && v.bytes().all(|b| b.is_ascii_digit()) => {
-                v.parse::<u8>().map(Some).map_err(|_| BadMaxForwards)
+            Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                // Leading zeros are legal (`0070`); the value is what counts.
+                let digits = v.trim_start_matches('0');
+                if digits.len() > 3 {
+                    return Err(BadMaxForwards);
+                }
+                if digits.is_empty() { Ok(Some(0)) } else { digits.parse::<u8>().map(Some).map_err(|_| BadMaxForwards) }
             }
             Some(_) => Err(BadMaxForwards),
         }
@@ -637,12 +650,17 @@ pub struct Via<'a> {
 }
 
 impl<'a> Via<'a> {
-    /// Parses `SIP/2.0/UDP host:port;branch=...`.
+    /// Parses `SIP/2.0/UDP host:port;branch=...`: any protocol version (a
+    /// request of another version is still answered), white space and folded
+    /// line breaks around the slashes, the sent-by and the parameters.
     pub fn parse(value: &'a str) -> Option<Via<'a>> {
-        let (proto, rest) = value.split_once(|c: char| c.is_ascii_whitespace())?;
-        let mut p = proto.split('/');
-        let (name, version, transport) = (p.next()?, p.next()?, p.next()?);
-        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" || transport.is_empty() {
+        let mut p = value.splitn(3, '/');
+        let (name, version, rest) = (p.next()?.trim(), p.next()?.trim(), p.next()?.trim_start());
+        if !name.eq_ignore_ascii_case("SIP") || version.is_empty() {
+            return None;
+        }
+        let (transport, rest) = rest.split_once(|c: char| c.is_ascii_whitespace())?;
+        if transport.is_empty() || !transport.bytes().all(is_token) {
             return None;
         }
         let rest = rest.trim_start();
@@ -667,8 +685,7 @@ impl<'a> Via<'a> {
         if host.is_empty() {
             return None;
         }
-        let mut via =
-            Via { value, transport: transport.trim(), host, port, branch: None, rport: false, received: None };
+        let mut via = Via { value, transport, host: host.trim(), port, branch: None, rport: false, received: None };
         for param in params.split(';') {
             let (n, v) = match param.split_once('=') {
                 Some((n, v)) => (n.trim(), Some(v.trim())),

@@ -1,0 +1,63 @@
+//! Deciding where a new out-of-dialog request goes: the tenant that owns the
+//! Request-URI's domain, the tenant's `peers`, then one call of the tenant's
+//! policy. `serve` and `simulate` both decide here.
+
+use std::sync::Arc;
+
+use crate::control::{Tenant, Tenants, acl};
+use crate::model::Source;
+use crate::model::uri::UriRef;
+use crate::model::wire::Message;
+use crate::policy::contract::Request;
+use crate::policy::{PolicyRegistry, TenantPolicy, Verdict, view};
+use crate::sip::error::RequestError;
+
+/// A decision and what it was made with: an `on-failure` later goes to the
+/// same tenant and policy version.
+pub struct Decided {
+    /// The tenant.
+    pub tenant: Arc<Tenant>,
+    /// The policy version that decided (pinned for `on-failure`).
+    pub policy: Arc<TenantPolicy>,
+    /// The request as the policy saw it.
+    pub view: Request,
+    /// The decision, and who made it.
+    pub verdict: Verdict,
+}
+
+impl std::fmt::Debug for Decided {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Decided").field("tenant", &self.tenant.config.id).field("verdict", &self.verdict).finish()
+    }
+}
+
+/// The tenant that owns the Request-URI's domain and accepts `source`.
+pub fn tenant_for(tenants: &Tenants, req: &Message, source: &Source) -> Result<Arc<Tenant>, RequestError> {
+    let ruri = req.request_uri().unwrap_or("");
+    let host = UriRef::parse(ruri).map(|u| u.host.to_ascii_lowercase()).unwrap_or_default();
+    let tenant = tenants.by_domain(&host).ok_or(RequestError::UnknownDomain)?;
+    if !acl::allows(&tenant.config.peers, source.addr.ip()) {
+        return Err(RequestError::NotAPeer);
+    }
+    Ok(tenant.clone())
+}
+
+/// Asks `tenant`'s current policy where `req` goes.
+pub fn decide(
+    registry: &PolicyRegistry,
+    tenant: Arc<Tenant>,
+    req: &Message,
+    source: &Source,
+) -> Result<Decided, RequestError> {
+    let view = view::request_view(req, source).map_err(|e| RequestError::bad(e.to_string()))?;
+    let policy = registry.get(&tenant);
+    let verdict = {
+        let (name, version) = policy.own.as_ref().map_or(("standard", 0), |v| (v.name.as_str(), v.version));
+        let _span =
+            tracing::debug_span!("policy", policy = name, version, decided_by = tracing::field::Empty).entered();
+        let verdict = policy.route(&tenant, &view);
+        tracing::Span::current().record("decided_by", tracing::field::debug(&verdict.decided_by));
+        verdict
+    };
+    Ok(Decided { tenant, policy, view, verdict })
+}

@@ -1,0 +1,538 @@
+//! One proxied request, in one task that owns its server transaction and the
+//! client transactions it opens: validate, decide, and carry the decision out
+//! (targets one after another with a per-target timer, each target's addresses
+//! in RFC 3263 order, 3xx Contacts tried next, `on-failure` asked once when all
+//! failed, the best response relayed); then the transaction lingers in a task
+//! of its own to absorb retransmissions.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio::time::sleep_until;
+use tracing::Instrument as _;
+
+use super::decide::{self, Decided};
+use super::forward::{ForwardSpec, Hop, forwarded};
+use super::stateless::route_uri;
+use super::validate::{loop_hash, validate};
+use super::{Proxy, originate};
+use crate::model::uri::UriRef;
+use crate::model::wire::{Message, Name};
+use crate::model::{Source, Transport};
+use crate::policy::contract::{Attempt, Decision, Failure, Outcome, Target};
+use crate::sip::error::{Answer, RequestError};
+use crate::sip::resolve::Destination;
+use crate::sip::transaction::{ClientEnd, ClientTransaction, Event, EventSender, ServerStep, ServerTransaction};
+
+/// Starts the task of a new request's transaction. [`Proxy::handle`] counted it
+/// in `in_flight` before, so overload control sees it at once.
+pub(super) fn spawn(
+    proxy: Arc<Proxy>,
+    req: Message,
+    source: Source,
+    key: String,
+    (tx, rx): (EventSender, mpsc::UnboundedReceiver<Event>),
+) {
+    let span = tracing::info_span!(
+        "request",
+        method = req.method().unwrap_or(""),
+        call_id = req.first(Name::CallId).unwrap_or(""),
+        branch = req.top_via().and_then(|v| v.branch).unwrap_or(""),
+        peer = %source.addr,
+        tenant = tracing::field::Empty,
+    );
+    let invite = req.method() == Some("INVITE");
+    let server = ServerTransaction::new(invite, source.transport != Transport::Udp, proxy.timers());
+    let task = RequestTask {
+        proxy,
+        req,
+        source,
+        key,
+        rx,
+        tx,
+        invite,
+        server,
+        last_response: None,
+        cancelled: false,
+        record_route: false,
+        pop_route: false,
+        branches: Vec::new(),
+        sent: HashMap::new(),
+        failed: Vec::new(),
+    };
+    tokio::spawn(task.run().instrument(span));
+}
+
+/// A request as the router sent it on one branch, with where it went: what a
+/// CANCEL and the ACK of a failure response are built from.
+struct Sent {
+    msg: Message,
+    transport: Transport,
+    dest: SocketAddr,
+}
+
+/// How one target ended.
+enum TargetEnd {
+    /// A final response went upstream (2xx, 401/407, or after CANCEL): done.
+    Answered,
+    /// The target failed; try the next.
+    Failed(Outcome, Option<Message>),
+    /// A 3xx: try these contacts next.
+    Redirected(u16, Vec<String>),
+}
+
+/// One proxied request: its server transaction and the client transactions it
+/// opens, in one task.
+struct RequestTask {
+    proxy: Arc<Proxy>,
+    req: Message,
+    source: Source,
+    key: String,
+    rx: mpsc::UnboundedReceiver<Event>,
+    tx: EventSender,
+    invite: bool,
+    server: ServerTransaction,
+    /// The last response sent upstream, for retransmissions of the request.
+    last_response: Option<Vec<u8>>,
+    cancelled: bool,
+    record_route: bool,
+    pop_route: bool,
+    /// Client branches opened (removed from the table at the end) and the
+    /// INVITEs sent on them: a retransmitted failure response on an earlier
+    /// branch is ACKed again (Timer D).
+    branches: Vec<String>,
+    sent: HashMap<String, Sent>,
+    /// Branches that ended in a failure response (their INVITE is kept while
+    /// the transaction lingers, to ACK a retransmitted failure again).
+    failed: Vec<String>,
+}
+
+impl RequestTask {
+    async fn run(mut self) {
+        self.process().await;
+        self.proxy.in_flight.fetch_sub(1, Ordering::Relaxed);
+        // What lingers is small: the request, the answered branch's INVITE and
+        // the rest of the state are dropped here.
+        let RequestTask { proxy, source, key, rx, server, last_response, branches, mut sent, failed, .. } = self;
+        sent.retain(|branch, _| failed.contains(branch));
+        let lingering = Lingering { proxy, source, rx, server, last: last_response, sent, key, branches };
+        // A task of its own: this one's state (sized for routing) is freed now.
+        tokio::spawn(lingering.run().in_current_span());
+    }
+
+    /// Sends `answer` upstream.
+    fn respond(&mut self, answer: &Answer) {
+        let bytes = self.proxy.send_answer(&self.req, &self.source, answer);
+        self.sent_upstream(answer.code, bytes);
+    }
+
+    /// Answers upstream with the response for `error`.
+    fn fail(&mut self, error: &RequestError) {
+        if matches!(error, RequestError::NotAPeer) {
+            self.proxy.metrics.count_access_refused("tenant");
+        }
+        let bytes = self.proxy.reject(&self.req, &self.source, error);
+        self.sent_upstream(error.code(), bytes);
+    }
+
+    /// Relays a response of a target upstream, less our Via.
+    fn relay(&mut self, resp: &Message) {
+        let bytes = resp.edit().pop_via().finish();
+        self.proxy.transports.send_now(self.source.transport, self.source.addr, bytes.clone());
+        self.sent_upstream(resp.status().unwrap_or(500), bytes);
+    }
+
+    fn sent_upstream(&mut self, code: u16, bytes: Vec<u8>) {
+        if code >= 200 {
+            self.server.on_final(code, Instant::now());
+        }
+        self.last_response = Some(bytes);
+    }
+
+    fn resend_last(&self) {
+        if let Some(last) = &self.last_response {
+            self.proxy.transports.send_now(self.source.transport, self.source.addr, last.clone());
+        }
+    }
+
+    /// Validation, routing and forwarding, until a final response went upstream.
+    async fn process(&mut self) {
+        let ruri = self.req.request_uri().and_then(|u| UriRef::parse(u).ok());
+        let ruri_is_us = ruri.is_some_and(|u| self.proxy.is_us(&u));
+        let options_to_us =
+            self.req.method() == Some("OPTIONS") && ruri_is_us && ruri.is_some_and(|u| u.user.is_none());
+        if let Err(e) = validate(&self.req, options_to_us) {
+            self.fail(&e);
+            return;
+        }
+        if self.invite {
+            self.respond(&Answer::new(100));
+        }
+        // Strict-route compatibility (RFC 3261 §16.4): a Request-URI that is us,
+        // with Routes, came from a strict router: the last Route is the real
+        // Request-URI.
+        if ruri_is_us && let Some(last) = self.req.values(Name::Route).last().map(route_uri) {
+            let rewritten = self.req.edit().request_uri(&last).pop_last_route().finish();
+            match Message::parse(rewritten, false, usize::MAX) {
+                Ok(m) => self.req = m,
+                Err(e) => {
+                    self.fail(&RequestError::bad(format!("bad Route: {e}")));
+                    return;
+                }
+            }
+        }
+        // Loose routing: our own Route goes.
+        let first_route = self.req.values(Name::Route).next().map(route_uri);
+        self.pop_route =
+            first_route.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| self.proxy.is_us(&u));
+
+        if self.req.to_tag().is_some() {
+            self.forward_in_dialog().await;
+            return;
+        }
+        if options_to_us {
+            self.respond(&Answer::new(200).with("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS".to_owned()));
+            return;
+        }
+        let tenants = self.proxy.tenants();
+        let decided = decide::tenant_for(&tenants, &self.req, &self.source).and_then(|tenant| {
+            tracing::Span::current().record("tenant", tenant.config.id.as_str());
+            self.record_route = tenant.config.record_route;
+            self.proxy.metrics.count_request(self.req.method().unwrap_or(""), &tenant.config.id);
+            decide::decide(&self.proxy.policy, tenant, &self.req, &self.source)
+        });
+        match decided {
+            Ok(decided) => self.execute(decided).await,
+            Err(e) => self.fail(&e),
+        }
+    }
+
+    /// Carries out a decision, asking `on-failure` once when every target failed.
+    async fn execute(&mut self, decided: Decided) {
+        let Decided { tenant, policy, view, verdict } = decided;
+        tracing::debug!(decided_by = ?verdict.decided_by, "decision");
+        let mut decision = verdict.decision;
+        let mut asked_on_failure = false;
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut best: Option<Message> = None;
+        loop {
+            let f = match decision {
+                Decision::Forward(f) => f,
+                other => {
+                    match Answer::of_decision(&other) {
+                        Some(answer) => self.respond(&answer),
+                        None => self.fail(&RequestError::NoDecision),
+                    }
+                    return;
+                }
+            };
+            let spec = ForwardSpec::of(&f);
+            let mut queue: VecDeque<(Target, Option<String>)> = f.targets.into_iter().map(|t| (t, None)).collect();
+            while let Some((target, contact_uri)) = queue.pop_front() {
+                if self.cancelled {
+                    break;
+                }
+                match self.try_target(&target, &spec, contact_uri.as_deref()).await {
+                    TargetEnd::Answered => return,
+                    TargetEnd::Failed(outcome, resp) => {
+                        if let Some(r) = resp
+                            && better(&r, best.as_ref())
+                        {
+                            best = Some(r);
+                        }
+                        tracing::warn!(target = %target.uri, ?outcome, "target failed; trying the next");
+                        attempts.push(Attempt { target: target.uri.clone(), outcome });
+                    }
+                    TargetEnd::Redirected(code, contacts) => {
+                        attempts.push(Attempt { target: target.uri.clone(), outcome: Outcome::Response(code) });
+                        for c in contacts.into_iter().rev() {
+                            let t = Target { uri: c.clone(), transport: None, timeout_ms: target.timeout_ms };
+                            queue.push_front((t, Some(c)));
+                        }
+                    }
+                }
+            }
+            if self.cancelled {
+                if !self.server.is_final() {
+                    self.fail(&RequestError::Cancelled);
+                }
+                return;
+            }
+            if asked_on_failure {
+                break;
+            }
+            asked_on_failure = true;
+            let failure = Failure { attempts: attempts.clone() };
+            decision = policy.on_failure(&tenant, &view, &failure).decision;
+        }
+        // on-failure's forward failed too: the best response, or 480.
+        match best {
+            Some(r) => self.relay(&r),
+            None => self.fail(&RequestError::AllTargetsFailed),
+        }
+    }
+
+    /// An in-dialog request: along its Route set, no policy.
+    async fn forward_in_dialog(&mut self) {
+        let Some((uri, _)) = self.proxy.next_hop_of(&self.req) else {
+            self.fail(&RequestError::NoNextHop);
+            return;
+        };
+        let target = Target { uri, transport: None, timeout_ms: None };
+        match self.try_target(&target, &ForwardSpec::default(), None).await {
+            TargetEnd::Answered => {}
+            TargetEnd::Failed(_, Some(resp)) => self.relay(&resp),
+            TargetEnd::Failed(Outcome::Timeout, None) => self.fail(&RequestError::NextHopTimeout),
+            TargetEnd::Failed(_, None) => self.fail(&RequestError::NextHopUnreachable),
+            TargetEnd::Redirected(..) => self.fail(&RequestError::NextHopRedirected),
+        }
+    }
+
+    /// One target: its addresses in RFC 3263 order, the next one only when an
+    /// address did not answer at all (§4.3).
+    async fn try_target(&mut self, target: &Target, spec: &ForwardSpec, contact_uri: Option<&str>) -> TargetEnd {
+        let transport = target.transport.map(|t| match t {
+            crate::policy::contract::Transport::Udp => Transport::Udp,
+            crate::policy::contract::Transport::Tcp => Transport::Tcp,
+            crate::policy::contract::Transport::Tls => Transport::Tls,
+        });
+        let destinations = match self.proxy.resolver.resolve(&target.uri, transport).await {
+            Ok(d) if !d.is_empty() => d,
+            Ok(_) => {
+                tracing::warn!(target = %target.uri, "cannot resolve: no address");
+                return TargetEnd::Failed(Outcome::Unreachable, None);
+            }
+            Err(e) => {
+                tracing::warn!(target = %target.uri, error = %e, "cannot resolve");
+                return TargetEnd::Failed(Outcome::Unreachable, None);
+            }
+        };
+        let count = destinations.len();
+        for (i, d) in destinations.into_iter().enumerate() {
+            let span =
+                tracing::debug_span!("client", target = %target.uri, addr = %d.addr, branch = tracing::field::Empty);
+            let (end, responded) = self.try_destination(target, spec, contact_uri, &d).instrument(span).await;
+            let silent = matches!(end, TargetEnd::Failed(Outcome::Timeout | Outcome::Unreachable, None))
+                && !responded
+                && !self.cancelled
+                && !self.server.is_final();
+            if !(silent && i + 1 < count) {
+                return end;
+            }
+            tracing::info!(target = %target.uri, addr = %d.addr, "no answer; trying the target's next address");
+        }
+        TargetEnd::Failed(Outcome::Unreachable, None)
+    }
+
+    /// One client transaction to one address of a target; also whether the
+    /// address answered anything.
+    async fn try_destination(
+        &mut self,
+        target: &Target,
+        spec: &ForwardSpec,
+        contact_uri: Option<&str>,
+        d: &Destination,
+    ) -> (TargetEnd, bool) {
+        let (dest, transport) = (d.addr, d.transport);
+        let proxy = self.proxy.clone();
+        let local =
+            proxy.transports.local_addr(transport, Some(dest)).map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
+        let branch = proxy.branch(loop_hash(&self.req));
+        tracing::Span::current().record("branch", branch.as_str());
+        let hop = Hop {
+            transport,
+            local: &local,
+            branch: &branch,
+            source: self.source.addr,
+            record_route: self.record_route,
+            pop_route: self.pop_route,
+        };
+        let bytes = forwarded(&self.req, spec, contact_uri, &hop);
+        let Ok(sent) = Message::parse(bytes.clone(), false, usize::MAX) else {
+            return (TargetEnd::Failed(Outcome::Unreachable, None), false);
+        };
+        proxy.table.insert_client(branch.clone(), self.tx.clone());
+        self.branches.push(branch.clone());
+        // A new TLS connection checks the server's certificate against the
+        // target's host name (or its SRV target's).
+        if let Err(e) = proxy.transports.send_named(transport, dest, Some(&d.name), bytes.clone()).await {
+            tracing::warn!(target = %target.uri, %dest, error = %e, "cannot send");
+            return (TargetEnd::Failed(Outcome::Unreachable, None), false);
+        }
+        let settings = proxy.settings;
+        let per_target = target.timeout_ms.map_or(settings.target_timeout, |ms| Duration::from_millis(u64::from(ms)));
+        let mut client = ClientTransaction::new(
+            self.invite,
+            transport != Transport::Udp,
+            proxy.timers(),
+            per_target,
+            Instant::now(),
+        );
+        let sent = Sent { msg: sent, transport, dest };
+        let end = loop {
+            let event = next_event(&mut self.rx, client.wake()).await;
+            let now = Instant::now();
+            let (step, resp) = match event {
+                None => (client.on_timer(now), None),
+                Some(Event::Retransmission) => {
+                    if self.server.on_retransmission() == ServerStep::Resend {
+                        self.resend_last();
+                    }
+                    continue;
+                }
+                Some(Event::Ack) => continue,
+                Some(Event::Cancel) => {
+                    self.cancelled = true;
+                    (client.cancel(now), None)
+                }
+                Some(Event::Response(resp)) => {
+                    // Only responses for this branch matter now; an earlier
+                    // branch's retransmitted failure is ACKed again.
+                    if resp.top_via().and_then(|v| v.branch) != Some(branch.as_str()) {
+                        reack(&proxy, &self.sent, &resp);
+                        continue;
+                    }
+                    let to_cancel = resp.cseq().is_some_and(|(_, m)| m == "CANCEL");
+                    (client.on_response(resp.status().unwrap_or(500), to_cancel, now), Some(resp))
+                }
+            };
+            if step.retransmit {
+                let _ = proxy.transports.send(transport, dest, bytes.clone()).await;
+            }
+            if step.cancel {
+                let _ = proxy.transports.send(transport, dest, originate::cancel(&sent.msg)).await;
+            }
+            if step.ack
+                && let Some(resp) = &resp
+            {
+                let _ = proxy.transports.send(transport, dest, originate::ack(&sent.msg, resp)).await;
+                self.failed.push(branch.clone());
+            }
+            if step.pass_up
+                && let Some(resp) = resp
+            {
+                let code = resp.status().unwrap_or(500);
+                if code < 200 {
+                    self.relay(&resp);
+                } else {
+                    break self.final_response(*resp, code);
+                }
+            }
+            match step.end {
+                Some(ClientEnd::TimedOut) => break TargetEnd::Failed(Outcome::Timeout, None),
+                Some(ClientEnd::CancelledBeforeAnswer) => {
+                    self.fail(&RequestError::Cancelled);
+                    break TargetEnd::Answered;
+                }
+                Some(ClientEnd::Final(_)) | None => {}
+            }
+        };
+        if self.invite {
+            self.sent.insert(branch, sent);
+        }
+        (end, client.responded())
+    }
+
+    /// What a target's final response means for the request (RFC 3261 §16.7).
+    fn final_response(&mut self, resp: Message, code: u16) -> TargetEnd {
+        if (200..300).contains(&code) || code == 401 || code == 407 || self.cancelled {
+            self.relay(&resp);
+            return TargetEnd::Answered;
+        }
+        if (300..400).contains(&code) {
+            let contacts: Vec<String> = resp.values(Name::Contact).map(route_uri).collect();
+            if !contacts.is_empty() {
+                return TargetEnd::Redirected(code, contacts);
+            }
+        }
+        if !self.invite && self.req.to_tag().is_some() {
+            self.relay(&resp);
+            return TargetEnd::Answered;
+        }
+        TargetEnd::Failed(Outcome::Response(code), Some(resp))
+    }
+}
+
+/// A transaction after its final response (see [`ServerTransaction`]): absorbs
+/// retransmissions of the request and the ACK, retransmits a non-2xx final
+/// over UDP until the ACK, and ACKs again a retransmitted failure of a branch.
+/// It keeps only what that needs.
+struct Lingering {
+    proxy: Arc<Proxy>,
+    source: Source,
+    rx: mpsc::UnboundedReceiver<Event>,
+    server: ServerTransaction,
+    /// The final response sent upstream.
+    last: Option<Vec<u8>>,
+    /// The INVITEs of branches that failed, by branch.
+    sent: HashMap<String, Sent>,
+    /// The transaction's key and client branches, removed from the table at the end.
+    key: String,
+    branches: Vec<String>,
+}
+
+impl Lingering {
+    async fn run(mut self) {
+        while !self.server.is_terminated() {
+            let Some(wake) = self.server.wake() else { break };
+            let event = next_event(&mut self.rx, wake).await;
+            let now = Instant::now();
+            let step = match event {
+                None => self.server.on_timer(now),
+                Some(Event::Ack) => self.server.on_ack(now),
+                Some(Event::Retransmission) => self.server.on_retransmission(),
+                Some(Event::Response(resp)) => {
+                    reack(&self.proxy, &self.sent, &resp);
+                    ServerStep::Wait
+                }
+                Some(Event::Cancel) => ServerStep::Wait,
+            };
+            match step {
+                ServerStep::Resend => {
+                    if let Some(last) = &self.last {
+                        self.proxy.transports.send_now(self.source.transport, self.source.addr, last.clone());
+                    }
+                }
+                ServerStep::End => break,
+                ServerStep::Wait => {}
+            }
+        }
+        self.proxy.table.remove(&self.key, &self.branches);
+    }
+}
+
+/// The transaction's next event, or `None` when `wake` comes first (a timer).
+async fn next_event(rx: &mut mpsc::UnboundedReceiver<Event>, wake: Instant) -> Option<Event> {
+    tokio::select! {
+        e = rx.recv() => e,
+        _ = sleep_until(wake.into()) => None,
+    }
+}
+
+/// ACKs again a retransmitted non-2xx final response of an earlier branch.
+fn reack(proxy: &Proxy, sent: &HashMap<String, Sent>, resp: &Message) {
+    let Some(branch) = resp.top_via().and_then(|v| v.branch) else { return };
+    if let (true, Some(s)) = (resp.status().is_some_and(|c| c >= 300), sent.get(branch)) {
+        proxy.transports.send_now(s.transport, s.dest, originate::ack(&s.msg, resp));
+    }
+}
+
+/// Whether response `r` is a better final answer than `best` (RFC 3261 §16.7:
+/// 6xx first, then the lowest class, 4xx before 5xx).
+fn better(r: &Message, best: Option<&Message>) -> bool {
+    let rank = |code: u16| match code / 100 {
+        6 => 0,
+        4 => 1,
+        5 => 2,
+        _ => 3,
+    };
+    match (r.status(), best.and_then(Message::status)) {
+        (Some(_), None) => true,
+        (Some(a), Some(b)) => rank(a) < rank(b),
+        _ => false,
+    }
+}

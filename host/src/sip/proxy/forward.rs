@@ -1,0 +1,141 @@
+//! The forwarded request (RFC 3261 §16.6): the decision's edits (Request-URI,
+//! headers added and removed) and the router's own as a hop (its Via on top,
+//! `received`/`rport` on the caller's, Max-Forwards decremented, its Route
+//! popped, its Record-Route added). The proxy core and `simulate` both build
+//! forwarded requests here.
+
+use std::net::SocketAddr;
+
+use crate::model::Transport;
+use crate::model::wire::Message;
+use crate::policy::contract::Forward;
+
+/// Max-Forwards of a request that had none (RFC 3261 §16.6 step 3: 70).
+const DEFAULT_MAX_FORWARDS: u8 = 70;
+
+/// The decision's edits of the forwarded request.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ForwardSpec {
+    /// The new Request-URI.
+    pub request_uri: Option<String>,
+    /// Header fields to add.
+    pub add: Vec<(String, String)>,
+    /// Header names to remove.
+    pub remove: Vec<String>,
+}
+
+impl ForwardSpec {
+    /// The edits of a `forward` decision.
+    pub fn of(f: &Forward) -> ForwardSpec {
+        ForwardSpec {
+            request_uri: f.request_uri.clone(),
+            add: f.add_headers.iter().map(|h| (h.name.clone(), h.value.clone())).collect(),
+            remove: f.remove_headers.clone(),
+        }
+    }
+}
+
+/// The router as one hop of the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Hop<'a> {
+    /// The transport towards the next hop.
+    pub transport: Transport,
+    /// The router's address on that transport (its Via sent-by, its Record-Route).
+    pub local: &'a str,
+    /// The branch of the client transaction.
+    pub branch: &'a str,
+    /// Where the request came from (the caller's Via gets `received`/`rport`).
+    pub source: SocketAddr,
+    /// Whether to add a Record-Route (the tenant's `record_route`).
+    pub record_route: bool,
+    /// Whether the first Route names the router and is removed.
+    pub pop_route: bool,
+}
+
+/// `SIP/2.0/<transport>`.
+pub fn via_protocol(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "SIP/2.0/UDP",
+        Transport::Tcp => "SIP/2.0/TCP",
+        Transport::Tls => "SIP/2.0/TLS",
+    }
+}
+
+/// `req` as forwarded to the next hop: `request_uri` (a 3xx Contact) or the
+/// decision's Request-URI, the decision's header edits, then the hop's.
+pub fn forwarded(req: &Message, spec: &ForwardSpec, request_uri: Option<&str>, hop: &Hop<'_>) -> Vec<u8> {
+    let mut edit = req.edit().received(hop.source).prepend_via(format!(
+        "{} {};branch={};rport",
+        via_protocol(hop.transport),
+        hop.local,
+        hop.branch
+    ));
+    if let Some(uri) = request_uri.or(spec.request_uri.as_deref()) {
+        edit = edit.request_uri(uri);
+    }
+    for name in &spec.remove {
+        edit = edit.remove(name);
+    }
+    for (name, value) in &spec.add {
+        edit = edit.add(name, value);
+    }
+    if hop.pop_route {
+        edit = edit.pop_route();
+    }
+    if hop.record_route {
+        let param = match hop.transport {
+            Transport::Udp => "",
+            Transport::Tcp => ";transport=tcp",
+            Transport::Tls => ";transport=tls",
+        };
+        edit = edit.prepend("Record-Route", &format!("<sip:{};lr{param}>", hop.local));
+    }
+    let hops = req.max_forwards().ok().flatten().map_or(DEFAULT_MAX_FORWARDS, |h| h.saturating_sub(1));
+    edit.max_forwards(hops.min(DEFAULT_MAX_FORWARDS)).finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::wire::Name;
+
+    #[test]
+    fn the_router_adds_itself_as_a_hop_and_applies_the_decision() {
+        let req = Message::parse(
+            b"INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1;rport\r\n\
+              Route: <sip:127.0.0.1:5060;lr>\r\nMax-Forwards: 10\r\nDiversion: <sip:x@example.com>\r\n\
+              From: <sip:a@example.com>;tag=1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\
+              Content-Length: 0\r\n\r\n"
+                .to_vec(),
+            false,
+            usize::MAX,
+        )
+        .expect("parses");
+        let spec = ForwardSpec {
+            request_uri: Some("sip:bob@um.example.com".into()),
+            add: vec![("X-Tenant".into(), "t1".into())],
+            remove: vec!["Diversion".into()],
+        };
+        let hop = Hop {
+            transport: Transport::Tcp,
+            local: "127.0.0.1:5060",
+            branch: "z9hG4bK-abc",
+            source: "10.0.0.2:5062".parse().expect("addr"),
+            record_route: true,
+            pop_route: true,
+        };
+        let out = Message::parse(forwarded(&req, &spec, None, &hop), false, usize::MAX).expect("parses");
+        assert_eq!(out.request_uri(), Some("sip:bob@um.example.com"));
+        let vias: Vec<&str> = out.values(Name::Via).collect();
+        assert_eq!(vias[0], "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-abc;rport");
+        assert!(vias[1].contains("received=10.0.0.2") && vias[1].contains("rport=5062"), "{}", vias[1]);
+        assert_eq!(out.first(Name::MaxForwards), Some("9"));
+        assert_eq!(out.first(Name::Route), None, "our Route popped");
+        assert_eq!(out.first(Name::RecordRoute), Some("<sip:127.0.0.1:5060;lr;transport=tcp>"));
+        assert_eq!(out.header("X-Tenant"), Some("t1"));
+        assert_eq!(out.header("Diversion"), None);
+        let contact = forwarded(&req, &spec, Some("sip:bob@um2.example.com"), &hop);
+        let contact = Message::parse(contact, false, usize::MAX).expect("parses");
+        assert_eq!(contact.request_uri(), Some("sip:bob@um2.example.com"), "a 3xx Contact wins");
+    }
+}

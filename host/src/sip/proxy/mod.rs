@@ -1,0 +1,318 @@
+//! The proxy core (RFC 3261 §16): every received message is matched to its
+//! transaction; a new request starts a task that owns its server transaction
+//! and the client transactions it opens, and goes validate → decide → execute.
+//!
+//! - [`validate`]: the checks of §16.3, before anything else.
+//! - [`decide`]: the tenant by the Request-URI's domain, its peers, its policy.
+//! - [`execute`]: the decision carried out: targets one after another, 3xx
+//!   recursion, `on-failure`; then the transaction lingers for retransmissions.
+//! - [`forward`]: the forwarded request's edits, shared with `simulate`.
+//! - [`stateless`]: what is forwarded without a transaction (ACK for a 2xx, a
+//!   retransmitted 2xx).
+
+pub mod decide;
+pub mod execute;
+pub mod forward;
+pub mod stateless;
+pub mod validate;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+
+use super::error::{Answer, RequestError};
+use super::originate;
+use super::overload::Limiter;
+use super::resolve::Resolver;
+use super::transaction::{Event, EventSender, Table, Timers, server_key};
+use super::transport::{Sink, Transports};
+use crate::control::Tenants;
+use crate::control::config::SipSettings;
+use crate::metrics::{Dropped, Metrics};
+use crate::model::uri::UriRef;
+use crate::model::wire::{Message, WireError};
+use crate::model::{Source, Transport};
+use crate::policy::PolicyRegistry;
+
+/// The proxy.
+pub struct Proxy {
+    transports: Arc<Transports>,
+    /// Target URIs to addresses (RFC 3263).
+    resolver: Arc<Resolver>,
+    policy: Arc<PolicyRegistry>,
+    /// Swapped whole by a reload; a transaction keeps the tenant it started with.
+    tenants: ArcSwap<Tenants>,
+    settings: SipSettings,
+    table: Table,
+    /// Mixed into every branch and To tag the router mints, so a stray response
+    /// can be recognised as answering one of ours.
+    secret: u64,
+    counter: AtomicU64,
+    /// Transactions that have not sent their final response yet: what overload
+    /// control counts and what a graceful shutdown waits for.
+    in_flight: AtomicUsize,
+    /// Set at shutdown: new requests are refused, in-flight ones finish.
+    draining: AtomicBool,
+    /// Itself, for the transports' [`Sink`] calls that start transaction tasks.
+    me: OnceLock<Weak<Proxy>>,
+    /// Overload control of new requests.
+    limiter: Limiter,
+    /// The router's counters.
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy").field("transports", &self.transports).finish_non_exhaustive()
+    }
+}
+
+impl Proxy {
+    /// Creates the proxy and starts receiving on `transports`.
+    pub fn start(
+        transports: Arc<Transports>,
+        resolver: Arc<Resolver>,
+        policy: Arc<PolicyRegistry>,
+        tenants: Arc<Tenants>,
+        settings: SipSettings,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Proxy> {
+        let secret =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
+        let proxy = Arc::new(Proxy {
+            transports: transports.clone(),
+            resolver,
+            policy,
+            tenants: ArcSwap::new(tenants),
+            settings,
+            table: Table::default(),
+            secret,
+            counter: AtomicU64::new(1),
+            me: OnceLock::new(),
+            in_flight: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            limiter: Limiter::new(settings.overload),
+            metrics,
+        });
+        let _ = proxy.me.set(Arc::downgrade(&proxy));
+        let weak: Weak<dyn Sink> = Arc::downgrade(&(proxy.clone() as Arc<dyn Sink>));
+        transports.start(weak);
+        proxy
+    }
+
+    /// The transports.
+    pub fn transports(&self) -> &Arc<Transports> {
+        &self.transports
+    }
+
+    /// Transactions in progress, lingering ones included.
+    pub fn active_transactions(&self) -> usize {
+        self.table.server_count()
+    }
+
+    /// Transactions that have not sent their final response yet.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Stops taking new transactions (they get 503 with Retry-After); in-flight
+    /// ones go on.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the proxy is draining for shutdown.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// The tenants the proxy routes for.
+    pub fn tenants(&self) -> Arc<Tenants> {
+        self.tenants.load_full()
+    }
+
+    /// Swaps in a new set of tenants (a reloaded configuration or directory);
+    /// transactions in progress keep the tenant they started with.
+    pub fn set_tenants(&self, tenants: Arc<Tenants>) {
+        self.tenants.store(tenants);
+    }
+
+    fn timers(&self) -> Timers {
+        Timers { t1: self.settings.t1, t2: self.settings.t2, t4: self.settings.t4 }
+    }
+
+    /// A new branch: the magic cookie, a hash of what makes a request loop
+    /// (RFC 3261 §16.6 step 8) and a unique counter.
+    fn branch(&self, loop_hash: u64) -> String {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        format!("z9hG4bK-{loop_hash:016x}-{:x}{n:x}", self.secret & 0xffff)
+    }
+
+    /// A branch for probes and other clients of the router's own.
+    pub(crate) fn new_branch(&self) -> String {
+        self.branch(self.counter.load(Ordering::Relaxed) ^ self.secret)
+    }
+
+    /// Registers a client branch for probes and other clients of the router's own.
+    pub(crate) fn register_client(&self, branch: String, tx: EventSender) {
+        self.table.insert_client(branch, tx);
+    }
+
+    /// Forgets a branch registered with [`Self::register_client`].
+    pub(crate) fn unregister_client(&self, branch: &str) {
+        self.table.remove_client(branch);
+    }
+
+    /// The first destination of a target URI (for probes).
+    pub(crate) async fn resolve_target(&self, uri: &str) -> Result<(SocketAddr, Transport), String> {
+        let d = self.resolver.resolve(uri, None).await?;
+        d.first().map(|d| (d.addr, d.transport)).ok_or_else(|| format!("{uri}: no address"))
+    }
+
+    /// Whether `uri` names this router (one of its listening addresses).
+    fn is_us(&self, uri: &UriRef<'_>) -> bool {
+        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+        let Ok(ip) = host.parse::<IpAddr>() else { return false };
+        let port = uri.port.unwrap_or(5060);
+        [Transport::Udp, Transport::Tcp].iter().any(|t| {
+            self.transports
+                .local_addr(*t, Some(SocketAddr::new(ip, port)))
+                .is_some_and(|a| a.ip() == ip && a.port() == port)
+        })
+    }
+
+    /// Sends `answer` to `req` back where it came from (over the transport it
+    /// arrived on, whatever its Via says); returns the bytes sent.
+    fn send_answer(&self, req: &Message, source: &Source, answer: &Answer) -> Vec<u8> {
+        let tag = format!("{:x}", self.secret ^ self.counter.fetch_add(1, Ordering::Relaxed));
+        let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
+        let bytes = originate::response(req, answer.code, &answer.reason, &tag, &headers);
+        self.transports.send_now(source.transport, source.addr, bytes.clone());
+        bytes
+    }
+
+    /// Answers `req` with the response for `error`, counted by side and code.
+    fn reject(&self, req: &Message, source: &Source, error: &RequestError) -> Vec<u8> {
+        self.metrics.count_request_error(error);
+        tracing::debug!(peer = %source.addr, code = error.code(), side = error.side().as_str(), %error, "answered by the router");
+        self.send_answer(req, source, &error.answer())
+    }
+
+    /// Counts and logs a message nothing can be answered to.
+    fn drop_message(&self, reason: Dropped, source: &Source, detail: &dyn std::fmt::Display) {
+        self.metrics.count_dropped(reason);
+        tracing::debug!(peer = %source.addr, transport = ?source.transport, reason = reason.as_str(), %detail, "message dropped");
+    }
+}
+
+impl Sink for Proxy {
+    fn deliver(&self, msg: Message, source: Source) {
+        if let Some(me) = self.me.get().and_then(Weak::upgrade) {
+            me.handle(msg, source);
+        }
+    }
+
+    fn refused(&self, msg: Message, source: Source) {
+        self.metrics.count_access_refused("listener");
+        if msg.is_request() && msg.method() != Some("ACK") && msg.top_via().is_some() {
+            self.reject(&msg, &source, &RequestError::ListenerRefused);
+        } else {
+            self.drop_message(Dropped::Refused, &source, &"not allowed on this listener");
+        }
+    }
+
+    fn malformed(&self, bytes: &[u8], error: WireError, source: Source) {
+        // Answer when what a response needs (Vias, From, To, Call-ID, CSeq) is
+        // readable; else count it as dropped.
+        match validate::lenient(bytes) {
+            Some(msg) if msg.is_request() && msg.method() != Some("ACK") && msg.top_via().is_some() => {
+                let error = match error {
+                    WireError::Version => RequestError::Version,
+                    e => RequestError::bad(e.to_string()),
+                };
+                self.reject(&msg, &source, &error);
+            }
+            _ => self.drop_message(Dropped::Unparseable, &source, &error),
+        }
+    }
+}
+
+impl Proxy {
+    /// Handles one received message.
+    pub fn handle(self: &Arc<Self>, msg: Message, source: Source) {
+        if !msg.is_request() {
+            self.handle_response(msg, &source);
+            return;
+        }
+        let Some(key) = server_key(&msg) else {
+            // No usable Via: nothing can be answered.
+            self.drop_message(Dropped::NoVia, &source, &"no usable Via");
+            return;
+        };
+        let method = msg.method().unwrap_or("");
+        let existing = self.table.server(&key);
+        match (method, existing) {
+            ("ACK", Some(tx)) => {
+                let _ = tx.send(Event::Ack);
+            }
+            ("ACK", None) if msg.to_tag().is_some() => self.forward_stateless(msg, source),
+            ("ACK", None) => self.drop_message(Dropped::StrayAck, &source, &"ACK for no transaction"),
+            ("CANCEL", Some(tx)) => {
+                self.send_answer(&msg, &source, &Answer::new(200));
+                let _ = tx.send(Event::Cancel);
+            }
+            ("CANCEL", None) => {
+                self.reject(&msg, &source, &RequestError::NoTransaction);
+            }
+            (_, Some(tx)) => {
+                self.metrics.retransmissions.inc();
+                let _ = tx.send(Event::Retransmission);
+            }
+            (_, None) if self.draining.load(Ordering::Relaxed) => {
+                self.metrics.count_overload("draining");
+                self.reject(&msg, &source, &RequestError::Draining);
+            }
+            (_, None) if let Err(error) = self.admit(&msg, &source) => {
+                self.reject(&msg, &source, &error);
+            }
+            (_, None) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.table.insert_server(key.clone(), tx.clone());
+                self.metrics.transactions.inc();
+                self.in_flight.fetch_add(1, Ordering::Relaxed);
+                execute::spawn(self.clone(), msg, source, key, (tx, rx));
+            }
+        }
+    }
+
+    /// Overload control for a request that would start a transaction: in-dialog
+    /// requests (a To tag) always pass, so calls in progress can end.
+    fn admit(&self, msg: &Message, source: &Source) -> Result<(), RequestError> {
+        if msg.to_tag().is_some() {
+            return Ok(());
+        }
+        self.limiter.admit(source.addr.ip(), self.in_flight.load(Ordering::Relaxed)).map_err(|refusal| {
+            self.metrics.count_overload(refusal.as_str());
+            RequestError::Overloaded { reason: refusal.as_str(), retry_after: self.limiter.retry_after() }
+        })
+    }
+
+    fn handle_response(&self, msg: Message, source: &Source) {
+        let tx = msg.top_via().and_then(|v| v.branch).and_then(|b| self.table.client(b));
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(Event::Response(Box::new(msg)));
+            }
+            None => {
+                let is_2xx_invite = msg.status().is_some_and(|c| (200..300).contains(&c))
+                    && msg.cseq().is_some_and(|(_, m)| m == "INVITE");
+                if !(is_2xx_invite && self.forward_stray_2xx(&msg)) {
+                    self.drop_message(Dropped::StrayResponse, source, &"response for no transaction");
+                }
+            }
+        }
+    }
+}

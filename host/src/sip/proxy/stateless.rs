@@ -1,0 +1,84 @@
+//! What the proxy forwards without a transaction of its own (RFC 3261 §16.11,
+//! RFC 6026): an ACK for a 2xx (a transaction of its own, end to end) along its
+//! Route set, and a retransmitted 2xx whose transaction is gone, along its Vias.
+//! Also the next hop of an in-dialog request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use super::Proxy;
+use super::forward::via_protocol;
+use crate::model::uri::UriRef;
+use crate::model::wire::{Message, Name, Via};
+use crate::model::{Source, Transport};
+
+impl Proxy {
+    /// Forwards a 2xx for an INVITE whose transaction is gone (a retransmitted
+    /// 2xx) along its Vias, when the top Via is one of the router's.
+    pub(super) fn forward_stray_2xx(&self, msg: &Message) -> bool {
+        let mut vias = msg.values(Name::Via);
+        let ours = vias.next().and_then(Via::parse);
+        if !ours.is_some_and(|v| v.branch.is_some_and(|b| b.starts_with("z9hG4bK-"))) {
+            return false;
+        }
+        let Some(next) = vias.next().and_then(Via::parse) else { return false };
+        let Some(addr) = via_destination(&next) else { return false };
+        let transport = if next.transport.eq_ignore_ascii_case("TCP") { Transport::Tcp } else { Transport::Udp };
+        self.transports.send_now(transport, addr, msg.edit().pop_via().finish())
+    }
+
+    /// Forwards an ACK for a 2xx statelessly along its Route set or Request-URI.
+    pub(super) fn forward_stateless(self: &Arc<Self>, msg: Message, source: Source) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Some((target_uri, pop)) = me.next_hop_of(&msg) else { return };
+            let Some(d) = me.resolver.resolve(&target_uri, None).await.ok().and_then(|d| d.into_iter().next()) else {
+                return;
+            };
+            let hops = msg.max_forwards().ok().flatten().unwrap_or(70);
+            if hops == 0 {
+                return;
+            }
+            let local =
+                me.transports.local_addr(d.transport, Some(d.addr)).map_or_else(|| "0.0.0.0".into(), |a| a.to_string());
+            let mut edit = msg.edit().received(source.addr).prepend_via(format!(
+                "{} {local};branch={};rport",
+                via_protocol(d.transport),
+                me.branch(0)
+            ));
+            if pop {
+                edit = edit.pop_route();
+            }
+            let bytes = edit.max_forwards(hops - 1).finish();
+            let _ = me.transports.send(d.transport, d.addr, bytes).await;
+        });
+    }
+
+    /// The next hop of an in-dialog request: the first Route that is not us (and
+    /// whether the first Route, ours, is to be popped), else the Request-URI.
+    pub(super) fn next_hop_of(&self, msg: &Message) -> Option<(String, bool)> {
+        let mut routes = msg.values(Name::Route).map(route_uri);
+        let first = routes.next();
+        let pop = first.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| self.is_us(&u));
+        let next = if pop { routes.next() } else { first };
+        match next {
+            Some(uri) => Some((uri, pop)),
+            None => msg.request_uri().map(|u| (u.to_owned(), pop)),
+        }
+    }
+}
+
+/// The address a Via says to answer: `received`/`rport` when present, else sent-by.
+fn via_destination(via: &Via<'_>) -> Option<SocketAddr> {
+    let host = via.received.unwrap_or(via.host).trim_start_matches('[').trim_end_matches(']');
+    let ip: IpAddr = host.parse().ok()?;
+    Some(SocketAddr::new(ip, via.port.unwrap_or(5060)))
+}
+
+/// The URI inside a Route or Contact value (`<sip:x;lr>;param` → `sip:x;lr`).
+pub(crate) fn route_uri(value: &str) -> String {
+    match (value.find('<'), value.find('>')) {
+        (Some(a), Some(b)) if b > a => value[a + 1..b].to_owned(),
+        _ => value.split(';').next().unwrap_or(value).trim().to_owned(),
+    }
+}

@@ -1,0 +1,131 @@
+//! Transactions (RFC 3261 §17): the client and server state machines with their
+//! timers, free of I/O so they are tested without sockets; the keys that match
+//! a message to its transaction; and the table from keys to the task that owns
+//! each transaction.
+
+pub mod client;
+pub mod server;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+pub use client::{ClientEnd, ClientStep, ClientTransaction};
+pub use server::{ServerStep, ServerTransaction};
+
+use crate::model::wire::Message;
+
+/// The protocol timers (`[sip] t1_ms`, `t2_ms`, `t4_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timers {
+    /// T1, the round-trip estimate.
+    pub t1: Duration,
+    /// T2, the cap of retransmission intervals.
+    pub t2: Duration,
+    /// T4, how long a message stays in the network.
+    pub t4: Duration,
+}
+
+/// What reaches the task that owns a transaction.
+#[derive(Debug)]
+pub enum Event {
+    /// The request again (a retransmission).
+    Retransmission,
+    /// An ACK for the transaction's final response.
+    Ack,
+    /// A CANCEL of the transaction (already answered 200).
+    Cancel,
+    /// A response for one of the transaction's client transactions (boxed: the
+    /// channel's slots are sized by the largest event, and a transaction's
+    /// channel lives as long as the transaction lingers).
+    Response(Box<Message>),
+}
+
+/// Sends events to the task that owns a transaction.
+pub type EventSender = mpsc::UnboundedSender<Event>;
+
+/// The transaction table: server keys and client branches → the owning task.
+/// Keys come from the network: a fast hash seeded at random per process.
+#[derive(Debug, Default)]
+pub struct Table {
+    inner: Mutex<Keys>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    server: HashMap<String, EventSender, foldhash::fast::RandomState>,
+    client: HashMap<String, EventSender, foldhash::fast::RandomState>,
+}
+
+impl Table {
+    fn keys(&self) -> std::sync::MutexGuard<'_, Keys> {
+        // A panic while holding the lock cannot leave the maps half-updated:
+        // every operation is one insert or remove.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The task of the server transaction with `key`.
+    pub fn server(&self, key: &str) -> Option<EventSender> {
+        self.keys().server.get(key).cloned()
+    }
+
+    /// Registers a new server transaction.
+    pub fn insert_server(&self, key: String, tx: EventSender) {
+        self.keys().server.insert(key, tx);
+    }
+
+    /// The task of the client transaction with `branch`.
+    pub fn client(&self, branch: &str) -> Option<EventSender> {
+        self.keys().client.get(branch).cloned()
+    }
+
+    /// Registers a client transaction's branch.
+    pub fn insert_client(&self, branch: String, tx: EventSender) {
+        self.keys().client.insert(branch, tx);
+    }
+
+    /// Forgets a client branch.
+    pub fn remove_client(&self, branch: &str) {
+        self.keys().client.remove(branch);
+    }
+
+    /// Forgets a server transaction and its client branches.
+    pub fn remove(&self, key: &str, branches: &[String]) {
+        let mut keys = self.keys();
+        keys.server.remove(key);
+        for b in branches {
+            keys.client.remove(b);
+        }
+    }
+
+    /// Server transactions in the table, lingering ones included.
+    pub fn server_count(&self) -> usize {
+        self.keys().server.len()
+    }
+}
+
+/// The server transaction key of a request (RFC 3261 §17.2.3), with ACK and
+/// CANCEL mapped to the INVITE they belong to; the RFC 2543 fallback (§17.2.3's
+/// last paragraph) when the branch lacks the magic cookie.
+pub fn server_key(msg: &Message) -> Option<String> {
+    let via = msg.top_via()?;
+    let method = msg.method()?;
+    let method = if method == "ACK" || method == "CANCEL" { "INVITE" } else { method };
+    match via.branch {
+        Some(b) if b.starts_with("z9hG4bK") => {
+            Some(format!("{b}|{}:{}|{method}", via.host.to_ascii_lowercase(), via.port.unwrap_or(5060)))
+        }
+        _ => {
+            let (cseq, _) = msg.cseq()?;
+            Some(format!(
+                "2543|{}|{}|{}|{cseq}|{}|{method}",
+                msg.request_uri().unwrap_or(""),
+                msg.from_tag().unwrap_or(""),
+                msg.first(crate::model::wire::Name::CallId).unwrap_or(""),
+                via.value
+            ))
+        }
+    }
+}

@@ -1,0 +1,307 @@
+//! The one file watcher of the router: the policy directory (a tenant's policy
+//! is the file `<tenant-id>.wasm` there) and the files a reload reads again (the
+//! directory file, the TLS certificate and key).
+//!
+//! A file is reported only when its content changed: events of reads (the
+//! router's own among them) are ignored, and a file whose size and modification
+//! time, or failing those its content hash, are those last seen is not reported
+//! again. Changes are reported once a file has been quiet for the debounce
+//! interval, in the order they settled. Editor temp files in the policy
+//! directory (dot-files, `~`, `.tmp`, `.swp`, `.part`) and other names are
+//! ignored; a partial write shows as a file that fails to compile and is
+//! followed by the report of the complete one.
+
+use std::collections::HashMap;
+use std::hash::{Hash as _, Hasher as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use notify::{EventKind, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+/// What changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// `<tenant>.wasm` was created or its content replaced.
+    PolicyUpdated {
+        /// The tenant id (the file stem).
+        tenant: String,
+        /// The file.
+        path: PathBuf,
+    },
+    /// `<tenant>.wasm` is gone.
+    PolicyRemoved {
+        /// The tenant id.
+        tenant: String,
+    },
+    /// One of the watched files changed (or appeared, or is gone).
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What it is, for the log (`directory file`, `TLS certificate`, ...).
+        what: &'static str,
+    },
+}
+
+/// What to watch.
+#[derive(Debug, Clone, Default)]
+pub struct Watched {
+    /// The policy directory.
+    pub policy_dir: Option<PathBuf>,
+    /// Single files, each with what it is.
+    pub files: Vec<(PathBuf, &'static str)>,
+}
+
+/// Keeps the OS watch alive; dropping it stops watching.
+pub struct FileWatch {
+    _watcher: notify::RecommendedWatcher,
+}
+
+impl std::fmt::Debug for FileWatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FileWatch")
+    }
+}
+
+/// The tenant a policy file name belongs to, or `None` for names to ignore.
+pub fn tenant_of(path: &Path) -> Option<String> {
+    let name = path.file_name()?.to_str()?;
+    if name.starts_with('.') || name.ends_with('~') {
+        return None;
+    }
+    let stem = name.strip_suffix(".wasm")?;
+    (!stem.is_empty() && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
+        .then(|| stem.to_owned())
+}
+
+/// What a file looked like when last seen: `None` when it did not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Fingerprint {
+    len: u64,
+    modified: Option<SystemTime>,
+    hash: u64,
+}
+
+/// Reads what a file looks like now; `known` spares the read when size and
+/// modification time are unchanged.
+fn fingerprint(path: &Path, known: Option<Fingerprint>) -> Option<Fingerprint> {
+    let meta = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
+    let (len, modified) = (meta.len(), meta.modified().ok());
+    if let Some(k) = known
+        && k.len == len
+        && k.modified == modified
+        && modified.is_some()
+    {
+        return Some(k);
+    }
+    // An unreadable file counts as changed: whoever reloads it says why.
+    let hash = std::fs::read(path).map_or(u64::MAX, |bytes| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        bytes.hash(&mut h);
+        h.finish()
+    });
+    Some(Fingerprint { len, modified, hash })
+}
+
+/// One watched path: what it is and what it looked like when last reported.
+struct Entry {
+    what: Kind,
+    seen: Option<Fingerprint>,
+}
+
+#[derive(Clone)]
+enum Kind {
+    Policy(String),
+    File(&'static str),
+}
+
+/// The watcher's task state.
+struct State {
+    policy_dir: Option<PathBuf>,
+    files: Vec<(PathBuf, &'static str)>,
+    entries: HashMap<PathBuf, Entry>,
+}
+
+impl State {
+    /// What `path` is, if it is watched.
+    fn kind_of(&self, path: &Path) -> Option<Kind> {
+        let (dir, name) = (path.parent()?, path.file_name()?);
+        if self.policy_dir.as_deref() == Some(dir) {
+            return tenant_of(path).map(Kind::Policy);
+        }
+        self.files
+            .iter()
+            .find(|(f, _)| f.file_name() == Some(name) && parent_of(f) == dir)
+            .map(|(_, what)| Kind::File(what))
+    }
+
+    /// The change at `path`, if its content differs from what was last seen.
+    fn settle(&mut self, path: PathBuf) -> Option<Change> {
+        let what = self.kind_of(&path)?;
+        let entry = self.entries.entry(path.clone()).or_insert(Entry { what, seen: None });
+        let now = fingerprint(&path, entry.seen);
+        let changed = match (entry.seen, now) {
+            (Some(a), Some(b)) => a.hash != b.hash || a.len != b.len,
+            (None, None) => false,
+            _ => true,
+        };
+        entry.seen = now;
+        if !changed {
+            return None;
+        }
+        Some(match (&entry.what, now) {
+            (Kind::Policy(tenant), Some(_)) => Change::PolicyUpdated { tenant: tenant.clone(), path },
+            (Kind::Policy(tenant), None) => Change::PolicyRemoved { tenant: tenant.clone() },
+            (Kind::File(what), _) => Change::File { path, what },
+        })
+    }
+}
+
+fn parent_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// Whether a notify event can mean new content (not a read, not an open).
+fn may_change_content(kind: &EventKind) -> bool {
+    !matches!(kind, EventKind::Access(_))
+}
+
+/// Watches what `watched` names; sends each change after `debounce` of quiet.
+/// The files as they are now are the baseline: only later changes are sent.
+pub fn watch(
+    watched: Watched,
+    debounce: Duration,
+    changes: mpsc::UnboundedSender<Change>,
+) -> notify::Result<FileWatch> {
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<PathBuf>();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && may_change_content(&event.kind)
+        {
+            for path in event.paths {
+                let _ = raw_tx.send(path);
+            }
+        }
+    })?;
+    let mut dirs: Vec<PathBuf> = watched.policy_dir.iter().cloned().collect();
+    for (file, _) in &watched.files {
+        let dir = parent_of(file).to_path_buf();
+        if !dirs.contains(&dir) {
+            dirs.push(dir);
+        }
+    }
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    // Notify reports a file of a directory watched as `dir` as `dir/name`.
+    let files = watched.files.iter().map(|(f, what)| (parent_of(f).join(f.file_name().unwrap_or_default()), *what));
+    let mut state = State { policy_dir: watched.policy_dir.clone(), files: files.collect(), entries: HashMap::new() };
+    let mut baseline: Vec<PathBuf> = state.files.iter().map(|(f, _)| f.clone()).collect();
+    if let Some(dir) = &watched.policy_dir
+        && let Ok(read) = std::fs::read_dir(dir)
+    {
+        baseline.extend(read.flatten().map(|e| dir.join(e.file_name())));
+    }
+    for path in baseline {
+        let _ = state.settle(path);
+    }
+    tokio::spawn(async move {
+        // Paths waiting for quiet, with when they settle, in order of arrival.
+        let mut pending: Vec<(PathBuf, Instant)> = Vec::new();
+        loop {
+            let due = pending.iter().map(|(_, at)| *at).min();
+            let next = match due {
+                None => raw_rx.recv().await,
+                Some(at) => match tokio::time::timeout_at(at, raw_rx.recv()).await {
+                    Ok(p) => p,
+                    Err(_) => {
+                        let now = Instant::now();
+                        let (ready, waiting): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(_, at)| *at <= now);
+                        pending = waiting;
+                        for (path, _) in ready {
+                            if let Some(change) = state.settle(path)
+                                && changes.send(change).is_err()
+                            {
+                                return;
+                            }
+                        }
+                        continue;
+                    }
+                },
+            };
+            let Some(path) = next else { return };
+            if state.kind_of(&path).is_none() {
+                continue;
+            }
+            let at = Instant::now() + debounce;
+            match pending.iter_mut().find(|(p, _)| *p == path) {
+                Some(entry) => entry.1 = at,
+                None => pending.push((path, at)),
+            }
+        }
+    });
+    Ok(FileWatch { _watcher: watcher })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_map_to_tenants_and_temp_files_are_ignored() {
+        assert_eq!(tenant_of(Path::new("/p/contoso.wasm")).as_deref(), Some("contoso"));
+        for ignored in [
+            "/p/.contoso.wasm.swp",
+            "/p/contoso.wasm~",
+            "/p/contoso.wasm.tmp",
+            "/p/contoso.txt",
+            "/p/.wasm",
+            "/p/a b.wasm",
+        ] {
+            assert_eq!(tenant_of(Path::new(ignored)), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn a_file_is_reported_when_its_content_changes_and_not_when_it_is_only_touched_or_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("directory.toml");
+        std::fs::write(&file, "a = 1\n").expect("write");
+        let mut state = State {
+            policy_dir: Some(dir.path().join("policies")),
+            files: vec![(file.clone(), "directory file")],
+            entries: HashMap::new(),
+        };
+        assert!(state.settle(file.clone()).is_some(), "first sight of an unknown file");
+        assert_eq!(state.settle(file.clone()), None, "read again, unchanged");
+        // Same content written again (a touch that changes the modification time).
+        std::fs::write(&file, "a = 1\n").expect("write");
+        assert_eq!(state.settle(file.clone()), None, "same content");
+        std::fs::write(&file, "a = 2\n").expect("write");
+        assert_eq!(state.settle(file.clone()), Some(Change::File { path: file.clone(), what: "directory file" }));
+        std::fs::remove_file(&file).expect("remove");
+        assert!(state.settle(file.clone()).is_some(), "removal is a change");
+        assert_eq!(state.settle(file), None, "still gone");
+    }
+
+    #[test]
+    fn policy_files_map_to_updates_and_removals() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut state =
+            State { policy_dir: Some(dir.path().to_path_buf()), files: Vec::new(), entries: HashMap::new() };
+        let path = dir.path().join("contoso.wasm");
+        assert_eq!(state.settle(path.clone()), None, "absent and never seen");
+        std::fs::write(&path, b"\0asm").expect("write");
+        assert_eq!(
+            state.settle(path.clone()),
+            Some(Change::PolicyUpdated { tenant: "contoso".into(), path: path.clone() })
+        );
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(state.settle(path.clone()), Some(Change::PolicyRemoved { tenant: "contoso".into() }));
+        assert_eq!(state.settle(dir.path().join("notes.txt")), None, "not a policy file");
+    }
+}
