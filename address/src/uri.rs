@@ -212,7 +212,7 @@ impl<'a> UriRef<'a> {
         out.push_str(self.scheme.as_str());
         out.push(':');
         if let Some(user) = self.user {
-            out.push_str(user);
+            push_unescaped(&mut out, user);
             if let Some(password) = self.password {
                 out.push(':');
                 out.push_str(password);
@@ -327,7 +327,7 @@ impl Uri {
         out.push_str(&self.scheme);
         out.push(':');
         if let Some(user) = &self.user {
-            out.push_str(user);
+            push_unescaped(&mut out, user);
             if !self.host.is_empty() {
                 out.push('@');
             }
@@ -439,8 +439,50 @@ fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), UriError> {
     Ok((host, port))
 }
 
+/// Appends a user part with the escapes of unreserved characters decoded: in a
+/// comparison, a character other than a reserved one is equivalent to its
+/// `%HEX` encoding (RFC 3261 §19.1.4), so `b%6Fb` and `bob` are one user.
+fn push_unescaped(out: &mut String, user: &str) {
+    let bytes = user.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let (Some(h), Some(l)) = (bytes.get(i + 1).and_then(hex), bytes.get(i + 2).and_then(hex))
+        {
+            let c = h * 16 + l;
+            if c.is_ascii_alphanumeric() || b"-_.!~*'()".contains(&c) {
+                out.push(char::from(c));
+                i += 3;
+                continue;
+            }
+        }
+        let len = user[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&user[i..i + len]);
+        i += len;
+    }
+}
+
+fn hex(b: &u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_escaped_unreserved_character_is_the_character_in_an_address() {
+        let escaped = UriRef::parse("sip:b%6Fb@Contoso.com;opaque=app:voicemail").expect("valid");
+        assert_eq!(escaped.address(), "sip:bob@contoso.com");
+        assert_eq!(escaped.user, Some("b%6Fb"), "the URI itself keeps its escapes");
+        let reserved = UriRef::parse("sip:a%3Bb%40c@contoso.com").expect("valid");
+        assert_eq!(reserved.address(), "sip:a%3bb%40c@contoso.com", "reserved characters stay escaped");
+        assert_eq!(Uri::parse("sip:%61lice@x.com").expect("valid").address(), "sip:alice@x.com");
+    }
     use std::string::ToString;
 
     use proptest::prelude::*;

@@ -34,7 +34,7 @@ pub fn build(guests: &[Guest]) -> Result<()> {
     let out_dir = PathBuf::from(env("OUT_DIR")?);
     let target_dir = workspace.join("target").join("guests");
 
-    for dir in ["sdk", "policies", "examples", "tests/fixtures", "Cargo.toml", "Cargo.lock"] {
+    for dir in ["address", "sdk", "policies", "examples", "tests/fixtures", "Cargo.toml", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
 

@@ -140,7 +140,7 @@ impl Tenants {
 /// Checks that `value` is a SIP or SIPS URI.
 pub(crate) fn check_sip_uri(value: &str) -> Result<Uri, String> {
     match Uri::parse(value) {
-        Ok(u) if u.scheme == "sip" || u.scheme == "sips" => Ok(u),
+        Ok(u) if u.scheme != "tel" => Ok(u),
         Ok(u) => Err(format!("`{value}`: a {} URI, expected sip: or sips:", u.scheme)),
         Err(e) => Err(format!("`{value}`: {e}")),
     }

@@ -17,9 +17,12 @@ pub fn reason_phrase(code: u16) -> &'static str {
         408 => "Request Timeout",
         410 => "Gone",
         413 => "Request Entity Too Large",
+        414 => "Request-URI Too Long",
         415 => "Unsupported Media Type",
         416 => "Unsupported URI Scheme",
         420 => "Bad Extension",
+        421 => "Extension Required",
+        423 => "Interval Too Brief",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         482 => "Loop Detected",
@@ -28,11 +31,15 @@ pub fn reason_phrase(code: u16) -> &'static str {
         486 => "Busy Here",
         487 => "Request Terminated",
         488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        493 => "Undecipherable",
         500 => "Server Internal Error",
         501 => "Not Implemented",
         502 => "Bad Gateway",
         503 => "Service Unavailable",
         504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
         600 => "Busy Everywhere",
         603 => "Decline",
         604 => "Does Not Exist Anywhere",
@@ -43,5 +50,18 @@ pub fn reason_phrase(code: u16) -> &'static str {
             5 => "Server Failure",
             _ => "Global Failure",
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_phrases_of_rfc_3261_and_a_class_phrase_for_the_rest() {
+        assert_eq!(reason_phrase(505), "Version Not Supported");
+        assert_eq!(reason_phrase(483), "Too Many Hops");
+        assert_eq!(reason_phrase(499), "Request Failure");
+        assert_eq!(reason_phrase(699), "Global Failure");
     }
 }

@@ -140,7 +140,8 @@ pub fn check_name_addr(value: &str) -> Result<(), &'static str> {
         }
         (uri, &s[end..])
     };
-    check_uri(trim(uri))?;
+    // LAQUOT and RAQUOT allow white space outside the brackets only.
+    check_uri(uri)?;
     if rest.contains('<') {
         return Err("two addresses in one value");
     }
@@ -224,6 +225,7 @@ mod tests {
             "<sip:a@b",
             "<sip:a@b>;;tag=1",
             "<sip:a@b>;tag=1;",
+            "\"Alice\" < sip:a@b >;tag=1",
             "sip:a@b?x=y",
             "<sip:a@b> <sip:c@d>",
             "plain text",

@@ -34,8 +34,9 @@ pub enum WireError {
     /// Not SIP/2.0.
     #[error("unsupported SIP version")]
     Version,
-    /// A header line without a colon or with an invalid name.
-    #[error("malformed header line {0}")]
+    /// A header line without a colon or with an invalid name: its line number
+    /// in the message (1 is the start line).
+    #[error("malformed header line {0} (no header name and colon)")]
     HeaderLine(usize),
     /// More header fields than [`MAX_HEADERS`].
     #[error("more than {MAX_HEADERS} header fields")]
@@ -277,6 +278,11 @@ fn trim_range(buf: &[u8], r: Range<usize>) -> Range<usize> {
     r.start + start..r.start + end.max(start)
 }
 
+/// The line number (1 = the start line) of byte offset `pos`: error path only.
+fn line_number(buf: &[u8], pos: usize) -> usize {
+    buf[..pos.min(buf.len())].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
 /// Whether `b` may appear in a SIP token (RFC 3261 §25.1).
 pub fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
@@ -309,7 +315,7 @@ impl Message {
             let line_end = if nl > pos && head[nl - 1] == b'\r' { nl - 1 } else { nl };
             let next = (nl + 1).min(head_end);
             if matches!(head[pos], b' ' | b'\t') {
-                let field = fields.last_mut().ok_or(WireError::HeaderLine(0))?;
+                let field = fields.last_mut().ok_or_else(|| WireError::HeaderLine(line_number(&buf, pos)))?;
                 field.folded = true;
                 let tail = trim_range(&buf, pos..line_end);
                 if tail.end > tail.start {
@@ -322,12 +328,15 @@ impl Message {
                 pos = next;
                 continue;
             }
-            let colon =
-                buf[pos..line_end].iter().position(|&b| b == b':').ok_or(WireError::HeaderLine(fields.len()))? + pos;
+            let colon = buf[pos..line_end]
+                .iter()
+                .position(|&b| b == b':')
+                .ok_or_else(|| WireError::HeaderLine(line_number(&buf, pos)))?
+                + pos;
             let name_range = trim_range(&buf, pos..colon);
             if name_range.is_empty() || !buf[name_range.clone()].iter().all(|&b| is_token(b)) || name_range.start != pos
             {
-                return Err(WireError::HeaderLine(fields.len()));
+                return Err(WireError::HeaderLine(line_number(&buf, pos)));
             }
             if fields.len() == MAX_HEADERS {
                 return Err(WireError::TooManyHeaders);

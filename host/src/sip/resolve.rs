@@ -17,7 +17,7 @@ use hickory_resolver::proto::xfer::Protocol;
 
 use crate::model::Transport;
 use crate::model::dns::DnsSettings;
-use crate::model::uri::UriRef;
+use crate::model::uri::{Scheme, UriRef};
 
 /// One place to send a request to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,11 +88,8 @@ impl Resolver {
     /// transport the decision asked for.
     pub async fn resolve(&self, uri: &str, forced: Option<Transport>) -> Result<Vec<Destination>, String> {
         let u = UriRef::parse(uri).map_err(|e| e.to_string())?;
-        let sips = u.scheme.eq_ignore_ascii_case("sips");
-        let param = u.params.split(';').find_map(|p| {
-            let (n, v) = p.split_once('=')?;
-            n.trim().eq_ignore_ascii_case("transport").then(|| v.trim().to_ascii_lowercase())
-        });
+        let sips = u.scheme == Scheme::Sips;
+        let param = u.param("transport").flatten().map(str::to_ascii_lowercase);
         let named = match param.as_deref() {
             Some("tcp") if sips => Some(Transport::Tls),
             Some("tcp") => Some(Transport::Tcp),

@@ -15,6 +15,7 @@ mod sandbox;
 mod standard;
 mod tls;
 mod tools;
+mod torture;
 
 use exum_router::policy::Verdict;
 use exum_router::policy::contract::{Decision, Forward, Reject};

@@ -112,7 +112,7 @@ fn refuses_malformed_messages_precisely() {
     assert_eq!(parse("INVITE sip:a@b SIP/3.0\r\n\r\n"), Err(WireError::Version));
     assert_eq!(parse("INVITE  SIP/2.0\r\n\r\n"), Err(WireError::StartLine));
     assert_eq!(parse("SIP/2.0 99 Nope\r\n\r\n"), Err(WireError::StartLine));
-    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nno colon\r\n\r\n"), Err(WireError::HeaderLine(0)));
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nno colon\r\n\r\n"), Err(WireError::HeaderLine(2)));
     assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nX: a\0b\r\n\r\n"), Err(WireError::Nul));
     assert_eq!(
         parse("INVITE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n").map(|_| ()),
