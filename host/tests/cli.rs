@@ -103,12 +103,15 @@ fn simulate_fails_clearly_on_bad_input() {
     assert!(text(&out.stderr).contains("directory.toml: "), "{}", text(&out.stderr));
 }
 
-/// `exum-router serve --config <config>` with its log (info) to read line by line.
+/// `exum-router [extra] serve --config <config>` with its log (info) to read
+/// line by line (standard error is a pipe, not a terminal).
 fn serve(
     config: &std::path::Path,
+    extra: &[&str],
 ) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
+        .args(extra)
         .args(["serve", "--config", config.to_str().expect("utf8")])
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
@@ -130,10 +133,12 @@ fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sig
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
     )
     .expect("write");
-    let (mut child, mut lines) = serve(&config);
+    let (mut child, mut lines) = serve(&config, &[]);
     // The event: the router says it is listening.
-    let listening = lines.by_ref().map_while(Result::ok).find(|l| l.contains("listening"));
-    assert!(listening.is_some(), "the router never said it was listening");
+    let before: Vec<String> = lines.by_ref().map_while(Result::ok).take_while(|l| !l.contains("listening")).collect();
+    assert!(before.iter().any(|l| l.contains("tenant loaded")), "the router never said it was listening: {before:?}");
+    // A log written to a pipe or a file carries no colour codes.
+    assert!(before.iter().all(|l| !l.contains('\u{1b}')), "ANSI escapes in a log that is not a terminal: {before:?}");
     // SIGHUP reloads configuration and directory ...
     let status = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
@@ -149,6 +154,39 @@ fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sig
     let exit = child.wait().expect("ends");
     assert!(exit.success(), "exit status {exit}; log: {rest:?}");
     assert!(rest.iter().any(|l| l.contains("stopping")), "{rest:?}");
+}
+
+#[test]
+fn serve_logs_one_json_object_per_line_with_log_format_json() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
+    )
+    .expect("write");
+    let (mut child, mut lines) = serve(&config, &["--log-format", "json"]);
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let json: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+        let message = json["fields"]["message"].as_str().unwrap_or_default().to_owned();
+        assert!(json["level"].is_string() && json["timestamp"].is_string(), "{line}");
+        if message == "tenant loaded" {
+            assert_eq!(json["fields"]["tenant"], "t", "structured fields: {line}");
+        }
+        seen.push(message.clone());
+        if message == "listening" {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|m| m == "listening"), "{seen:?}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(rest.iter().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()), "{rest:?}");
+    assert!(child.wait().expect("ends").success(), "{rest:?}");
 }
 
 #[test]
@@ -184,7 +222,7 @@ fn serve_reloads_a_renewed_tls_certificate_when_its_files_change() {
          [tls]\ncertificate = \"router.pem\"\nkey = \"router.key\"\n[probes]\nenabled = false\n",
     )
     .expect("write");
-    let (mut child, mut lines) = serve(&config);
+    let (mut child, mut lines) = serve(&config, &[]);
     let tls = lines.by_ref().map_while(Result::ok).find(|l| l.contains("listening") && l.contains("Tls"));
     assert!(tls.is_some(), "the router never said it was listening on TLS");
     // Renewed files: the key first, then the certificate (as a renewal tool

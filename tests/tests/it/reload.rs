@@ -206,3 +206,46 @@ async fn a_transaction_keeps_the_version_it_started_with() {
     // A new call gets version 2.
     assert_eq!(lab.call("bob", "pin2").await, "B");
 }
+
+/// Writes `bytes` as `tenant`'s policy by atomic rename and waits until the
+/// registry reacted (a new version, or a refused reload).
+async fn deploy_bytes(lab: &Lab, tenant: &str, bytes: &[u8]) {
+    let mut changes = lab.server.policy.subscribe();
+    changes.borrow_and_update();
+    let tmp = lab.dir.path().join(format!("policies/.{tenant}.wasm.tmp"));
+    std::fs::write(&tmp, bytes).expect("write");
+    std::fs::rename(&tmp, lab.dir.path().join(format!("policies/{tenant}.wasm"))).expect("rename");
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("the router reacts").expect("open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_deploy_is_one_reload_and_the_router_s_own_reads_trigger_none() {
+    let lab = lab_with(ON_PLAN_A, "\n[[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]").await;
+    let metrics = lab.server.metrics.clone();
+    let broken: &[u8] = b"\0asm\x01\0\0\0not really";
+    // One broken deploy for contoso: one failed reload.
+    deploy_bytes(&lab, "contoso", broken).await;
+    assert_eq!(metrics.reloads_of("contoso", "failed"), 1);
+    // The watcher reports changes in the order they settle: once fabrikam's
+    // deploy, which comes later, has been handled, any reload that contoso's
+    // file could cause by being read has been handled too.
+    deploy_bytes(&lab, "fabrikam", broken).await;
+    assert_eq!(metrics.reloads_of("fabrikam", "failed"), 1);
+    assert_eq!(metrics.reloads_of("contoso", "failed"), 1, "reading the file did not reload it again");
+
+    // One change of the directory file: one reload; the same content written
+    // again (a touch): none.
+    let mut swapped = lab.server.proxy.subscribe_tenants();
+    swapped.borrow_and_update();
+    std::fs::write(lab.dir.path().join("directory.toml"), directory("hosted_voicemail = true", &lab.um_a, &lab.um_b))
+        .expect("write");
+    tokio::time::timeout(Duration::from_secs(10), swapped.changed()).await.expect("reloads").expect("open");
+    assert_eq!(metrics.config_reloads_of("ok"), 1);
+    assert_eq!(lab.call("bob", "w1").await, "edge", "the new directory serves");
+    std::fs::write(lab.dir.path().join("directory.toml"), directory("hosted_voicemail = true", &lab.um_a, &lab.um_b))
+        .expect("write");
+    deploy_bytes(&lab, "fabrikam", b"\0asm\x01\0\0\0broken again").await;
+    assert_eq!(metrics.reloads_of("fabrikam", "failed"), 2);
+    assert_eq!(metrics.config_reloads_of("ok"), 1, "neither the reload's own reads nor a same-content write reload");
+    assert_eq!(metrics.reloads_of("contoso", "failed"), 1);
+}

@@ -90,3 +90,45 @@ fn simulate_refuses_a_tenant_whose_policy_does_not_load() {
         .expect_err("policy refused");
     assert!(e.to_string().contains("tenant t: ") && e.to_string().contains("exum:fixture/net"), "{e}");
 }
+
+#[test]
+fn simulate_decides_with_the_policy_serve_would_use_and_forwards_as_the_proxy_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("router.toml");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    std::fs::write(
+        &config,
+        "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:5080\"\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nrecord_route = true\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("directory.toml"),
+        "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=A\"\n\
+         [[tenants.contoso.dial_plans]]\nname = \"A\"\nphone_context = \"A\"\nservers = [{ uri = \"sip:um-a.contoso.com\" }]\n\
+         [[tenants.contoso.dial_plans]]\nname = \"B\"\nphone_context = \"B\"\nservers = [{ uri = \"sip:um-b.contoso.com\" }]\n",
+    )
+    .expect("write");
+    let bob = request("bob-on-premises.sip");
+    let options = SimulateOptions::default();
+    // No file in the policy directory: the standard policy, bob's own plan A.
+    let out = tools::simulate(&config, "bob", &bob, &options).expect("simulates");
+    assert!(out.contains("--- forwarded to sip:um-a.contoso.com ---"), "{out}");
+    // The tenant's file in the policy directory decides, as it would in serve.
+    std::fs::copy(components::PLAN_B, dir.path().join("policies/contoso.wasm")).expect("copy");
+    let out = tools::simulate(&config, "bob", &bob, &options).expect("simulates");
+    let json_end = out.find("\n---").expect("a forwarded request follows the JSON");
+    let json: serde_json::Value = serde_json::from_str(&out[..json_end]).expect("the decision is JSON");
+    assert_eq!(json["decided_by"]["by"], "policy", "{out}");
+    assert_eq!(json["decided_by"]["name"], "contoso.wasm");
+    assert!(out.contains("--- forwarded to sip:um-b.contoso.com ---"), "{out}");
+    // Forwarded with the proxy's own edits: its Via, its Record-Route, Max-Forwards.
+    let forwarded = &out[json_end..];
+    assert!(forwarded.contains("Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-simulated;rport\r\n"), "{forwarded}");
+    assert!(forwarded.contains("Record-Route: <sip:127.0.0.1:5080;lr>\r\n"), "{forwarded}");
+    assert!(forwarded.contains("Max-Forwards: 69\r\n"), "{forwarded}");
+    // A request the proxy refuses before routing gets the proxy's own answer.
+    let text = String::from_utf8(bob).expect("utf8").replacen("Max-Forwards: 70", "Max-Forwards: 0", 1);
+    let out = tools::simulate(&config, "bob", text.as_bytes(), &options).expect("simulates");
+    assert!(out.contains("SIP/2.0 483 Too Many Hops\r\n"), "{out}");
+}

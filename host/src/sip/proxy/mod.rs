@@ -45,6 +45,8 @@ pub struct Proxy {
     policy: Arc<PolicyRegistry>,
     /// Swapped whole by a reload; a transaction keeps the tenant it started with.
     tenants: ArcSwap<Tenants>,
+    /// Counts the swaps of `tenants`, so callers can await a reload.
+    tenants_swapped: tokio::sync::watch::Sender<u64>,
     settings: SipSettings,
     table: Table,
     /// Mixed into every branch and To tag the router mints, so a stray response
@@ -87,6 +89,7 @@ impl Proxy {
             resolver,
             policy,
             tenants: ArcSwap::new(tenants),
+            tenants_swapped: tokio::sync::watch::channel(0).0,
             settings,
             table: Table::default(),
             secret,
@@ -138,6 +141,12 @@ impl Proxy {
     /// transactions in progress keep the tenant they started with.
     pub fn set_tenants(&self, tenants: Arc<Tenants>) {
         self.tenants.store(tenants);
+        self.tenants_swapped.send_modify(|n| *n += 1);
+    }
+
+    /// A receiver that sees every swap of the tenants (a reload applied).
+    pub fn subscribe_tenants(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.tenants_swapped.subscribe()
     }
 
     fn timers(&self) -> Timers {
