@@ -1,14 +1,29 @@
 //! Helpers for tests and benchmarks that drive sipp (Debian package
-//! `sip-tester`): a free loopback port, the sipp command, and reading its
-//! `-trace_stat` statistics.
+//! `sip-tester`): an address of its own for each sipp instance, the sipp
+//! command, and reading its `-trace_stat` statistics.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 
-/// A UDP port on 127.0.0.1 that was free a moment ago (for a sipp instance,
-/// which must be given its port).
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("a free port")
+/// Instances given an address by this process so far.
+static SIPP_INSTANCES: AtomicU16 = AtomicU16::new(0);
+
+/// A loopback address for one sipp instance that no other socket can hold:
+/// sipp must be told where to listen, and a port found free, released and
+/// then handed to sipp can be taken by anyone in between. Instead, each test
+/// process gets loopback addresses of its own, `127.(128 + pid / 2^16).(pid /
+/// 2^8 % 256).(pid % 256)`, which nothing else on the machine binds, and each
+/// instance a port of its own from 5060 up, below the ephemeral range the
+/// kernel hands out.
+pub fn sipp_address() -> SocketAddr {
+    let pid = std::process::id();
+    let [_, high, mid, low] = pid.to_be_bytes();
+    let ip = Ipv4Addr::new(127, 128 | (high & 0x3f), mid, low);
+    let n = SIPP_INSTANCES.fetch_add(1, Ordering::Relaxed);
+    assert!(n < 1000, "a test process runs at most 1000 sipp instances");
+    SocketAddr::new(ip.into(), 5060 + n)
 }
 
 /// The `sipp` command (panics with the package to install when it is missing).
@@ -18,11 +33,11 @@ pub fn sipp() -> Command {
     Command::new("sipp")
 }
 
-/// sipp's built-in UAS on 127.0.0.1:`port`, quiet, working in `dir`; callers
-/// add their own options and spawn it.
-pub fn uas(dir: &Path, port: u16) -> Command {
+/// sipp's built-in UAS on `at` (from [`sipp_address`]), quiet, working in
+/// `dir`; callers add their own options and spawn it.
+pub fn uas(dir: &Path, at: SocketAddr) -> Command {
     let mut cmd = sipp();
-    cmd.args(["-sn", "uas", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin"])
+    cmd.args(["-sn", "uas", "-i", &at.ip().to_string(), "-p", &at.port().to_string(), "-nostdin"])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -38,16 +53,17 @@ pub fn stat(path: &Path, name: &str) -> u64 {
     lines.last().and_then(|l| l.split(';').nth(column)).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
-/// A sipp UAC running `tests/sipp/uac.xml` against `target` from `port`: `calls`
-/// calls at `rate` per second, users from `users.csv` in `dir`, statistics every
-/// second to `uac.csv` there. Callers add their own options and spawn it.
-pub fn uac(dir: &Path, target: std::net::SocketAddr, port: u16, calls: u64, rate: u64) -> Command {
+/// A sipp UAC running `tests/sipp/uac.xml` against `target` from `at` (from
+/// [`sipp_address`]): `calls` calls at `rate` per second, users from
+/// `users.csv` in `dir`, statistics every second to `uac.csv` there. Callers
+/// add their own options and spawn it.
+pub fn uac(dir: &Path, target: SocketAddr, at: SocketAddr, calls: u64, rate: u64) -> Command {
     let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uac.xml");
     let mut cmd = sipp();
     cmd.arg(target.to_string())
         .arg("-sf")
         .arg(scenario)
-        .args(["-inf", "users.csv", "-i", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-inf", "users.csv", "-i", &at.ip().to_string(), "-p", &at.port().to_string()])
         .args(["-m", &calls.to_string(), "-r", &rate.to_string(), "-nostdin", "-timeout", "120s"])
         .args(["-trace_stat", "-stf", "uac.csv", "-fd", "1"])
         .current_dir(dir)

@@ -5,7 +5,7 @@
 
 use exum_router::model::Transport;
 use exum_router::server::Server;
-use exum_router_tests::sipp::free_udp_port;
+use exum_router_tests::sipp::sipp_address;
 
 const CALLS: usize = 2000;
 const USERS: usize = 100;
@@ -13,7 +13,7 @@ const USERS: usize = 100;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (um_port, edge_port, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let (um_at, edge_at, uac_at) = (sipp_address(), sipp_address(), sipp_address());
     let mut directory = String::new();
     let mut users = String::from("SEQUENTIAL\n");
     for i in 0..USERS {
@@ -28,11 +28,11 @@ async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
     }
     directory.push_str(&format!(
         "[[tenants.contoso.hosted_voicemail_policies]]\nscope = \"global\"\ndestination = \"exap.um.outlook.com\"\n\
-         [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{um_port}\", timeout_ms = 5000 }}]\n"
+         [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:{um_at}\", timeout_ms = 5000 }}]\n"
     ));
     let config = format!(
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n\
-         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:127.0.0.1:{edge_port}\"\n"
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{edge_at}\"\n"
     );
     std::fs::write(dir.path().join("router.toml"), config).expect("write");
     std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
@@ -41,15 +41,15 @@ async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
     let router = server.local_addr(Transport::Udp).expect("udp");
 
     let half = (CALLS / 2).to_string();
-    let uas = |port: u16| {
-        exum_router_tests::sipp::uas(dir.path(), port)
+    let uas = |at: std::net::SocketAddr| {
+        exum_router_tests::sipp::uas(dir.path(), at)
             .args(["-m", &half, "-timeout", "120s"])
             .spawn()
             .expect("sipp UAS starts")
     };
-    let mut um = uas(um_port);
-    let mut edge = uas(edge_port);
-    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_port, CALLS as u64, 200)
+    let mut um = uas(um_at);
+    let mut edge = uas(edge_at);
+    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_at, CALLS as u64, 200)
         .args(["-l", "400"])
         .spawn()
         .expect("sipp UAC starts");

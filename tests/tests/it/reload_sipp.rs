@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use exum_router::model::Transport;
 use exum_router::server::Server;
 use exum_router_tests::components;
-use exum_router_tests::sipp::{free_udp_port, stat};
+use exum_router_tests::sipp::{sipp_address, stat};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
@@ -15,7 +15,7 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
     const RATE: u64 = 50;
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
-    let (a_port, b_port, uac_port) = (free_udp_port(), free_udp_port(), free_udp_port());
+    let (a_at, b_at, uac_at) = (sipp_address(), sipp_address(), sipp_address());
     let mut directory = String::new();
     let mut users = String::from("SEQUENTIAL\n");
     for i in 0..20 {
@@ -23,8 +23,8 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
         users.push_str(&format!("user{i};contoso.com\n"));
     }
     directory.push_str(&format!(
-        "[[tenants.contoso.dial_plans]]\nname = \"A\"\nphone_context = \"A\"\nservers = [{{ uri = \"sip:127.0.0.1:{a_port}\", timeout_ms = 5000 }}]\n\
-         [[tenants.contoso.dial_plans]]\nname = \"B\"\nphone_context = \"B\"\nservers = [{{ uri = \"sip:127.0.0.1:{b_port}\", timeout_ms = 5000 }}]\n"
+        "[[tenants.contoso.dial_plans]]\nname = \"A\"\nphone_context = \"A\"\nservers = [{{ uri = \"sip:{a_at}\", timeout_ms = 5000 }}]\n\
+         [[tenants.contoso.dial_plans]]\nname = \"B\"\nphone_context = \"B\"\nservers = [{{ uri = \"sip:{b_at}\", timeout_ms = 5000 }}]\n"
     ));
     std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
     std::fs::write(dir.path().join("users.csv"), users).expect("write");
@@ -39,17 +39,17 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
     let server = Server::start(&dir.path().join("router.toml")).await.expect("router starts");
     let router = server.local_addr(Transport::Udp).expect("udp");
 
-    let uas = |port: u16, stats: &str| {
-        exum_router_tests::sipp::uas(dir.path(), port)
+    let uas = |at: std::net::SocketAddr, stats: &str| {
+        exum_router_tests::sipp::uas(dir.path(), at)
             .args(["-timeout", &format!("{}s", SECONDS + 30)])
             .args(["-trace_stat", "-stf", stats, "-fd", "1"])
             .spawn()
             .expect("sipp UAS starts (apt-get install -y sip-tester)")
     };
-    let mut uas_a = uas(a_port, "a.csv");
-    let mut uas_b = uas(b_port, "b.csv");
+    let mut uas_a = uas(a_at, "a.csv");
+    let mut uas_b = uas(b_at, "b.csv");
     let calls = SECONDS * RATE;
-    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_port, calls, RATE).spawn().expect("sipp UAC starts");
+    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_at, calls, RATE).spawn().expect("sipp UAC starts");
 
     // Replace the policy every 500 ms while the calls flow.
     let policies = dir.path().join("policies");
