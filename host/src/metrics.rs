@@ -13,8 +13,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-use crate::sip::error::RequestError;
-
 /// Labels: method and tenant.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -52,6 +50,13 @@ pub struct ServerLabel {
 pub struct ReasonLabel {
     /// Why.
     pub reason: &'static str,
+}
+
+/// Labels: an outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `ok` or `failed`.
+    pub outcome: &'static str,
 }
 
 /// Labels: the side that failed and the status the router answered with.
@@ -103,7 +108,8 @@ pub struct Metrics {
     registry: Registry,
     /// New server transactions.
     pub transactions: Counter,
-    /// Transactions in progress (final response not sent yet).
+    /// Server transactions in the table, lingering ones included (set when
+    /// `/metrics` is read).
     pub transactions_active: Gauge,
     /// Retransmitted requests absorbed by their transaction.
     pub retransmissions: Counter,
@@ -132,7 +138,7 @@ pub struct Metrics {
     /// Policy reloads by outcome (`ok`, `failed`) and tenant.
     pub reloads: Family<TenantKind, Counter>,
     /// Configuration and directory reloads by outcome (`ok`, `failed`).
-    pub config_reloads: Family<ReasonLabel, Counter>,
+    pub config_reloads: Family<OutcomeLabel, Counter>,
     /// UM servers: 1 up, 0 down.
     pub um_server_up: Family<ServerLabel, Gauge>,
     /// New requests refused with 503 by overload control, by reason.
@@ -186,7 +192,7 @@ impl Metrics {
         r.register("sip_transactions", "New server transactions", m.transactions.clone());
         r.register(
             "sip_transactions_active",
-            "Transactions routing (no final response yet)",
+            "Server transactions in the table, lingering ones included (read when scraped)",
             m.transactions_active.clone(),
         );
         r.register("sip_retransmissions", "Retransmitted requests absorbed", m.retransmissions.clone());
@@ -246,9 +252,10 @@ impl Metrics {
         self.dropped.get_or_create(&ReasonLabel { reason: reason.as_str() }).get()
     }
 
-    /// Counts a final response the router answered with itself.
-    pub fn count_request_error(&self, error: &RequestError) {
-        self.request_errors.get_or_create(&ErrorLabels { side: error.side().as_str(), code: error.code() }).inc();
+    /// Counts a final response `code` the router answered with itself because
+    /// `side` failed (`peer`, `policy`, `target`, `router`).
+    pub fn count_request_error(&self, side: &'static str, code: u16) {
+        self.request_errors.get_or_create(&ErrorLabels { side, code }).inc();
     }
 
     /// Counts a message refused by access control (`listener` or `tenant`).
@@ -312,6 +319,6 @@ impl Metrics {
 
     /// Configuration reloads with `outcome` (`ok`, `failed`) so far.
     pub fn config_reloads_of(&self, outcome: &'static str) -> u64 {
-        self.config_reloads.get_or_create(&ReasonLabel { reason: outcome }).get()
+        self.config_reloads.get_or_create(&OutcomeLabel { outcome }).get()
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use crate::control::Tenants;
 use crate::control::config::{RouterConfig, SipSettings};
 use crate::control::health::HealthTable;
-use crate::metrics::{Metrics, ReasonLabel};
+use crate::metrics::{Metrics, OutcomeLabel};
 use crate::model::Transport;
 use crate::policy::PolicyRegistry;
 use crate::sip::probe;
@@ -161,7 +161,7 @@ impl Drop for Server {
 fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
     let result = apply_reload(config, proxy, policy);
     let outcome = if result.is_ok() { "ok" } else { "failed" };
-    proxy.metrics.config_reloads.get_or_create(&ReasonLabel { reason: outcome }).inc();
+    proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome }).inc();
     result
 }
 

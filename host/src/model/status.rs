@@ -4,6 +4,13 @@
 /// The standard reason phrase of a status code.
 pub fn reason_phrase(code: u16) -> &'static str {
     match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
         300 => "Multiple Choices",
         301 => "Moved Permanently",
         302 => "Moved Temporarily",
@@ -45,6 +52,8 @@ pub fn reason_phrase(code: u16) -> &'static str {
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
         _ => match code / 100 {
+            1 => "Provisional",
+            2 => "Success",
             3 => "Redirection",
             4 => "Request Failure",
             5 => "Server Failure",
@@ -59,6 +68,8 @@ mod tests {
 
     #[test]
     fn the_phrases_of_rfc_3261_and_a_class_phrase_for_the_rest() {
+        assert_eq!(reason_phrase(100), "Trying");
+        assert_eq!(reason_phrase(200), "OK");
         assert_eq!(reason_phrase(505), "Version Not Supported");
         assert_eq!(reason_phrase(483), "Too Many Hops");
         assert_eq!(reason_phrase(499), "Request Failure");

@@ -293,10 +293,32 @@ impl Message {
     /// Content-Length means the rest of the datagram is the body, and bytes past
     /// Content-Length are dropped.
     pub fn parse(buf: Vec<u8>, stream: bool, max: usize) -> Result<Message, WireError> {
+        Message::parse_or_return(buf, stream, max).map_err(|(e, _)| e)
+    }
+
+    /// [`Self::parse`], giving the bytes back with the error (a transport
+    /// passes them on, so that what can be read of them can still be answered).
+    pub fn parse_or_return(buf: Vec<u8>, stream: bool, max: usize) -> Result<Message, (WireError, Vec<u8>)> {
+        match index(&buf, stream, max) {
+            Ok((start, headers_start, fields, head_end, body)) => {
+                Ok(Message { start, headers_start, fields, head_end, body, buf })
+            }
+            Err(e) => Err((e, buf)),
+        }
+    }
+}
+
+/// The parts of a message found in `buf`: start line, where the headers start,
+/// the header fields, where the head ends, the body.
+type Parts = (StartLine, usize, Vec<Field>, usize, Range<usize>);
+
+/// Frames and indexes one message (see [`Message::parse`]).
+fn index(buf: &[u8], stream: bool, max: usize) -> Result<Parts, WireError> {
+    {
         if buf.len() > max {
             return Err(WireError::TooLarge(max));
         }
-        let (head_end, body_start) = find_head_end(&buf).ok_or(WireError::Unterminated)?;
+        let (head_end, body_start) = find_head_end(buf).ok_or(WireError::Unterminated)?;
         let head = &buf[..head_end];
         if memchr::memchr(0, head).is_some() {
             return Err(WireError::Nul);
@@ -315,9 +337,9 @@ impl Message {
             let line_end = if nl > pos && head[nl - 1] == b'\r' { nl - 1 } else { nl };
             let next = (nl + 1).min(head_end);
             if matches!(head[pos], b' ' | b'\t') {
-                let field = fields.last_mut().ok_or_else(|| WireError::HeaderLine(line_number(&buf, pos)))?;
+                let field = fields.last_mut().ok_or_else(|| WireError::HeaderLine(line_number(buf, pos)))?;
                 field.folded = true;
-                let tail = trim_range(&buf, pos..line_end);
+                let tail = trim_range(buf, pos..line_end);
                 if tail.end > tail.start {
                     field.value.end = tail.end;
                     if field.value.start >= field.value.end {
@@ -331,12 +353,12 @@ impl Message {
             let colon = buf[pos..line_end]
                 .iter()
                 .position(|&b| b == b':')
-                .ok_or_else(|| WireError::HeaderLine(line_number(&buf, pos)))?
+                .ok_or_else(|| WireError::HeaderLine(line_number(buf, pos)))?
                 + pos;
-            let name_range = trim_range(&buf, pos..colon);
+            let name_range = trim_range(buf, pos..colon);
             if name_range.is_empty() || !buf[name_range.clone()].iter().all(|&b| is_token(b)) || name_range.start != pos
             {
-                return Err(WireError::HeaderLine(line_number(&buf, pos)));
+                return Err(WireError::HeaderLine(line_number(buf, pos)));
             }
             if fields.len() == MAX_HEADERS {
                 return Err(WireError::TooManyHeaders);
@@ -344,7 +366,7 @@ impl Message {
             fields.push(Field {
                 name: Name::of(&buf[name_range.clone()]),
                 name_range,
-                value: trim_range(&buf, colon + 1..line_end),
+                value: trim_range(buf, colon + 1..line_end),
                 line: pos..next,
                 folded: false,
             });
@@ -370,9 +392,11 @@ impl Message {
             }
             None => available,
         };
-        Ok(Message { start, headers_start, fields, head_end, body: body_start..body_start + body_len, buf })
+        Ok((start, headers_start, fields, head_end, body_start..body_start + body_len))
     }
+}
 
+impl Message {
     /// The bytes as received.
     pub fn bytes(&self) -> &[u8] {
         &self.buf

@@ -166,7 +166,7 @@ impl PolicyEngine {
                 Some(c)
             }
             Err(e) => {
-                tracing::warn!(path = %path.display(), "ignoring an unusable precompiled artifact: {e:#}");
+                tracing::warn!(path = %path.display(), error = format!("{e:#}"), "ignoring an unusable precompiled artifact");
                 None
             }
         }

@@ -150,10 +150,10 @@ impl TenantPolicy {
         let kind = fault.kind();
         let n = self.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
         Metrics::tenant_kind(&self.metrics.faults, &self.tenant_id, kind.as_str());
-        tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, fault = %kind, consecutive = n, "policy fault: {fault}");
+        tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, fault = %kind, consecutive = n, detail = %fault, "policy fault");
         if n >= self.quarantine_after && !self.quarantined.swap(true, Ordering::Relaxed) {
             self.metrics.quarantines.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
-            tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, "policy quarantined after {n} consecutive faults; the fallback decides until a new version is installed");
+            tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, consecutive = n, "policy quarantined; the fallback decides until a new version is installed");
         }
     }
 
@@ -183,7 +183,7 @@ impl TenantPolicy {
         match call(&self.standard) {
             Ok(d) if d != Decision::Standard && validate(&d).is_ok() => (d, by),
             other => {
-                tracing::error!(tenant = %self.tenant_id, "the standard policy failed: {other:?}");
+                tracing::error!(tenant = %self.tenant_id, outcome = ?other, "the standard policy failed");
                 let internal = Reject { code: 500, reason: reason_phrase(500).to_owned(), headers: Vec::new() };
                 (Decision::Reject(internal), DecidedBy::Internal)
             }
@@ -326,7 +326,7 @@ impl PolicyRegistry {
         match result {
             Ok(own) => self.install(tenant, own, None),
             Err(e) => {
-                tracing::warn!(tenant = %tenant.config.id, "policy not installed, the standard policy serves: {e}");
+                tracing::warn!(tenant = %tenant.config.id, error = %e, "policy not installed, the standard policy serves");
                 self.install(tenant, None, Some(e.to_string()))
             }
         }
@@ -371,7 +371,7 @@ impl PolicyRegistry {
             }
             Err(e) => {
                 let current = self.get(tenant);
-                tracing::warn!(tenant = %tenant.config.id, serving = ?current.own.as_ref().map(|v| v.version), "reload refused, the previous version keeps serving: {e}");
+                tracing::warn!(tenant = %tenant.config.id, serving = ?current.own.as_ref().map(|v| v.version), error = %e, "reload refused, the previous version keeps serving");
                 *current.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 Metrics::tenant_kind(&self.metrics.reloads, &tenant.config.id, "failed");
                 self.changes.send_modify(|n| *n += 1);

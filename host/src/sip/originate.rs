@@ -87,10 +87,10 @@ fn in_transaction(sent: &Message, method: &str, to: Option<&str>) -> Vec<u8> {
 
 /// An OPTIONS probe to `uri` from the router at `local` (`host:port`), over
 /// `transport` (`UDP`, `TCP`).
-pub fn options(uri: &str, local: &str, transport: &str, branch: &str, call_id: &str) -> Vec<u8> {
+pub fn options(uri: &str, local: &str, via_protocol: &str, branch: &str, call_id: &str) -> Vec<u8> {
     format!(
         "OPTIONS {uri} SIP/2.0\r\n\
-         Via: SIP/2.0/{transport} {local};branch={branch};rport\r\n\
+         Via: {via_protocol} {local};branch={branch};rport\r\n\
          Max-Forwards: 70\r\n\
          From: <sip:exum-router@{local}>;tag={branch}\r\n\
          To: <{uri}>\r\n\

@@ -10,11 +10,11 @@ use tokio::sync::{mpsc, watch};
 
 use super::originate;
 use super::proxy::Proxy;
+use super::proxy::forward::via_protocol;
 use super::transaction::Event;
 use crate::control::Tenants;
 use crate::control::config::Probes;
 use crate::control::health::HealthTable;
-use crate::model::Transport;
 
 /// Runs the probes until `shutdown` changes.
 pub async fn run(
@@ -74,15 +74,15 @@ pub async fn run(
 
 /// One OPTIONS to `uri`; true if any response came back in time.
 async fn probe(proxy: &Arc<Proxy>, uri: &str, round: u64, timeout: std::time::Duration) -> bool {
-    let Ok((dest, transport)) = proxy.resolve_target(uri).await else { return false };
-    let Some(local) = proxy.transports().local_addr(transport, Some(dest)) else { return false };
+    let Ok(d) = proxy.resolve_target(uri).await else { return false };
+    let Some(local) = proxy.transports().local_addr(d.transport, Some(d.addr)) else { return false };
     let branch = proxy.new_branch();
     let (tx, mut rx) = mpsc::unbounded_channel();
     proxy.register_client(branch.clone(), tx);
-    let proto = if transport == Transport::Tcp { "TCP" } else { "UDP" };
     let call_id = format!("probe-{round}-{branch}");
-    let bytes = originate::options(uri, &local.to_string(), proto, &branch, &call_id);
-    let sent = proxy.transports().send(transport, dest, bytes).await.is_ok();
+    let bytes = originate::options(uri, &local.to_string(), via_protocol(d.transport), &branch, &call_id);
+    // Over TLS, the server's certificate is checked against the target's name.
+    let sent = proxy.transports().send_named(d.transport, d.addr, Some(&d.name), bytes).await.is_ok();
     let answered = sent
         && tokio::time::timeout(timeout, async {
             while let Some(e) = rx.recv().await {

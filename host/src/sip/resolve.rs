@@ -64,7 +64,7 @@ impl Resolver {
             match TokioResolver::builder(provider) {
                 Ok(b) => Some(b),
                 Err(e) => {
-                    tracing::warn!("no system DNS configuration ({e}); only IP addresses and [dns] hosts resolve");
+                    tracing::warn!(error = %e, "no system DNS configuration; only IP addresses and [dns] hosts resolve");
                     None
                 }
             }
@@ -138,7 +138,7 @@ impl Resolver {
                         transport: t,
                         name: target.clone(),
                     })),
-                    Err(e) => tracing::debug!("{target} (SRV {name}): {e}"),
+                    Err(e) => tracing::debug!(host = %target, srv = %name, error = %e, "no address for an SRV target"),
                 }
             }
             if !out.is_empty() && transport.is_some() {

@@ -74,7 +74,7 @@ fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
         socket.set_only_v6(true)?;
     }
     if let Err(e) = socket.set_recv_buffer_size(buffer) {
-        tracing::warn!("UDP {addr}: receive buffer of {buffer} bytes refused: {e}");
+        tracing::warn!(%addr, bytes = buffer, error = %e, "UDP receive buffer size refused");
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
@@ -223,7 +223,7 @@ impl Transports {
                 r = l.listener.accept() => match r {
                     Ok(x) => x,
                     Err(e) => {
-                        tracing::warn!("TCP accept failed: {e}");
+                        tracing::warn!(error = %e, "TCP accept failed");
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
@@ -245,7 +245,7 @@ impl Transports {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => {
                         me.metrics.tls_handshakes_failed.inc();
-                        tracing::debug!(%peer, "TLS handshake failed: {e}");
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
                         return;
                     }
                     Err(_) => {
@@ -317,18 +317,20 @@ impl Transports {
                             let bytes: Vec<u8> = buf.drain(..len).collect();
                             let source = Source { addr: peer, transport, tls_peer_name: tls_peer_name.clone() };
                             let Some(sink) = me.sink() else { break 'conn };
-                            match Message::parse(bytes, true, max) {
+                            match Message::parse_or_return(bytes, true, max) {
                                 Ok(msg) if allowed => sink.deliver(msg, source),
                                 Ok(msg) => sink.refused(msg, source),
-                                Err(e) => {
+                                Err((e, bytes)) => {
                                     me.count_malformed(transport);
-                                    sink.malformed(&[], e, source);
+                                    if allowed {
+                                        sink.malformed(&bytes, e, source);
+                                    }
                                 }
                             }
                         }
                         Err(e) => {
                             me.metrics.streams_closed.inc();
-                            tracing::debug!(%peer, "closing TCP connection: {e}");
+                            tracing::debug!(%peer, error = %e, "closing TCP connection");
                             break 'conn;
                         }
                     }

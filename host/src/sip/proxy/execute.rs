@@ -23,6 +23,7 @@ use super::{Proxy, originate};
 use crate::model::uri::UriRef;
 use crate::model::wire::{Message, Name};
 use crate::model::{Source, Transport};
+use crate::policy::DecidedBy;
 use crate::policy::contract::{Attempt, Decision, Failure, Outcome, Target};
 use crate::sip::error::{Answer, RequestError};
 use crate::sip::resolve::Destination;
@@ -66,6 +67,10 @@ pub(super) fn spawn(
     };
     tokio::spawn(task.run().instrument(span));
 }
+
+/// Most targets one request is forwarded to, 3xx Contacts and `on-failure`'s
+/// targets included: a chain of redirects ends there.
+const MAX_ATTEMPTS: usize = 32;
 
 /// A request as the router sent it on one branch, with where it went: what a
 /// CANCEL and the ACK of a failure response are built from.
@@ -215,6 +220,10 @@ impl RequestTask {
     async fn execute(&mut self, decided: Decided) {
         let Decided { tenant, policy, view, verdict } = decided;
         tracing::debug!(decided_by = ?verdict.decided_by, "decision");
+        if verdict.decided_by == DecidedBy::Internal {
+            self.fail(&RequestError::Internal("the standard policy failed".into()));
+            return;
+        }
         let mut decision = verdict.decision;
         let mut asked_on_failure = false;
         let mut attempts: Vec<Attempt> = Vec::new();
@@ -233,7 +242,7 @@ impl RequestTask {
             let spec = ForwardSpec::of(&f);
             let mut queue: VecDeque<(Target, Option<String>)> = f.targets.into_iter().map(|t| (t, None)).collect();
             while let Some((target, contact_uri)) = queue.pop_front() {
-                if self.cancelled {
+                if self.cancelled || attempts.len() >= MAX_ATTEMPTS {
                     break;
                 }
                 match self.try_target(&target, &spec, contact_uri.as_deref()).await {
@@ -249,7 +258,9 @@ impl RequestTask {
                     }
                     TargetEnd::Redirected(code, contacts) => {
                         attempts.push(Attempt { target: target.uri.clone(), outcome: Outcome::Response(code) });
-                        for c in contacts.into_iter().rev() {
+                        // A redirect to somewhere already tried is not followed again.
+                        let fresh = |c: &String| !attempts.iter().any(|a| &a.target == c);
+                        for c in contacts.into_iter().filter(fresh).rev() {
                             let t = Target { uri: c.clone(), transport: None, timeout_ms: target.timeout_ms };
                             queue.push_front((t, Some(c)));
                         }

@@ -176,9 +176,9 @@ impl Proxy {
     }
 
     /// The first destination of a target URI (for probes).
-    pub(crate) async fn resolve_target(&self, uri: &str) -> Result<(SocketAddr, Transport), String> {
+    pub(crate) async fn resolve_target(&self, uri: &str) -> Result<super::resolve::Destination, String> {
         let d = self.resolver.resolve(uri, None).await?;
-        d.first().map(|d| (d.addr, d.transport)).ok_or_else(|| format!("{uri}: no address"))
+        d.into_iter().next().ok_or_else(|| format!("{uri}: no address"))
     }
 
     /// Whether `uri` names this router (one of its listening addresses).
@@ -205,7 +205,7 @@ impl Proxy {
 
     /// Answers `req` with the response for `error`, counted by side and code.
     fn reject(&self, req: &Message, source: &Source, error: &RequestError) -> Vec<u8> {
-        self.metrics.count_request_error(error);
+        self.metrics.count_request_error(error.side().as_str(), error.code());
         tracing::debug!(peer = %source.addr, code = error.code(), side = error.side().as_str(), %error, "answered by the router");
         self.send_answer(req, source, &error.answer())
     }
@@ -280,7 +280,8 @@ impl Proxy {
                 self.metrics.retransmissions.inc();
                 let _ = tx.send(Event::Retransmission);
             }
-            (_, None) if self.draining.load(Ordering::Relaxed) => {
+            // Draining: no new calls, but calls in progress can still end.
+            (_, None) if self.draining.load(Ordering::Relaxed) && msg.to_tag().is_none() => {
                 self.metrics.count_overload("draining");
                 self.reject(&msg, &source, &RequestError::Draining);
             }
