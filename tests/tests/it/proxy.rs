@@ -210,6 +210,27 @@ async fn a_3xx_is_recursed_into_before_the_remaining_servers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_to_a_target_already_tried_is_not_followed() {
+    let lab = lab(NO_PROBES).await;
+    lab.caller.send(lab.router, &invite(&lab, BOB, "loop302")).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    // um1 redirects to itself: followed, this would loop.
+    lab.um1.send(from, &response(&inv, 302, "um1", &format!("Contact: <sip:{}>\r\n", lab.um1.addr))).await;
+    let (inv2, from2) = lab.um2.expect_request("INVITE").await;
+    lab.um2.send(from2, &response(&inv2, 200, "um2", "")).await;
+    lab.caller.expect_response(200).await;
+    // The router tries in order: anything it sent um1 before um2's INVITE has
+    // arrived by now. It is the ACK of the 302 only.
+    let mut buf = [0u8; 65_535];
+    let mut to_um1 = Vec::new();
+    while let Ok((n, _)) = lab.um1.socket.try_recv_from(&mut buf) {
+        to_um1.push(String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned());
+    }
+    assert_eq!(to_um1.len(), 1, "{to_um1:?}");
+    assert!(to_um1[0].starts_with("ACK "), "{to_um1:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_targets_failed_reroutes_or_answers_480() {
     let lab = lab(NO_PROBES).await;
     lab.caller.send(lab.router, &invite(&lab, BOB, "a1")).await;
@@ -446,6 +467,11 @@ async fn tcp_framing_and_bad_peers() {
         tokio::task::yield_now().await;
     }
     assert_eq!(peer.recv_within(Duration::from_secs(5)).await.and_then(|m| m.status()), Some(200));
+    // A message that frames but does not parse is answered like over UDP.
+    let v7 = options("o4", peer.addr).replacen("SIP/2.0\r\n", "SIP/7.0\r\n", 1);
+    peer.write(v7.as_bytes()).await;
+    let r = peer.recv_within(Duration::from_secs(5)).await.expect("an answer");
+    assert_eq!((r.status(), r.first(Name::CallId)), (Some(505), Some("o4")));
     // Garbage: disconnected.
     let mut bad = TcpPeer::connect(lab.router_tcp).await;
     bad.write(b"\x16\x03\x01garbage that is not SIP\r\n\r\n").await;

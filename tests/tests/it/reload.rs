@@ -179,6 +179,17 @@ async fn graceful_shutdown_finishes_calls_in_flight_and_refuses_new_ones() {
     let r = lab.caller.final_response().await;
     assert_eq!(r.status(), Some(503));
     assert_eq!(r.header("Retry-After"), Some("5"));
+    // Calls in progress can still end: an in-dialog BYE goes through.
+    let bye = format!(
+        "BYE sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-gbye\r\nMax-Forwards: 70\r\n\
+         From: <sip:caller@fabrikam.com>;tag=a\r\nTo: <sip:bob@contoso.com>;tag=b\r\nCall-ID: earlier\r\n\
+         CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        lab.um_b.addr, lab.caller.addr
+    );
+    lab.caller.send(lab.router, &bye).await;
+    let (bye, bye_from) = lab.um_b.expect_request("BYE").await;
+    lab.um_b.send(bye_from, &response(&bye, 200, "b", "")).await;
+    assert_eq!(lab.caller.expect_response(200).await.cseq(), Some((2, "BYE")));
     assert!(!stopping.is_finished());
     lab.um_a.send(from, &response(&inv, 200, "a", "")).await;
     assert_eq!(lab.caller.expect_response(200).await.cseq(), Some((1, "INVITE")));
