@@ -3,7 +3,7 @@
 //! Content-Type. Each check returns the problem in a few words, for the
 //! Warning of a 400. Linear white space may include folded line breaks.
 
-use super::wire::is_token;
+use super::wire::{comma_items, is_token};
 
 /// Whether `c` is linear white space (folded line breaks included).
 fn is_lws(c: char) -> bool {
@@ -21,23 +21,7 @@ fn all_token(s: &str) -> bool {
 /// Splits comma-separated values outside quotes and angle brackets; `Err` when
 /// one of them is empty (an extraneous comma).
 pub fn split_list(value: &str) -> Result<Vec<&str>, &'static str> {
-    let mut items = Vec::new();
-    let (mut quoted, mut angle, mut escaped, mut start) = (false, false, false, 0);
-    for (i, c) in value.char_indices() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '<' if !quoted => angle = true,
-            '>' if !quoted => angle = false,
-            ',' if !quoted && !angle => {
-                items.push(trim(&value[start..i]));
-                start = i + 1;
-            }
-            _ => {}
-        }
-    }
-    items.push(trim(&value[start..]));
+    let items: Vec<&str> = comma_items(value).collect();
     if items.iter().any(|i| i.is_empty()) {
         return Err("an empty value between commas");
     }

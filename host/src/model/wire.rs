@@ -600,38 +600,40 @@ pub fn tag_of(value: &str) -> Option<&str> {
     })
 }
 
-/// Splits comma-joined header values, not inside quotes or angle brackets.
+/// Splits comma-joined header values, not inside quotes or angle brackets;
+/// empty items (an extraneous comma) are skipped.
 pub fn split_commas(value: &str) -> impl Iterator<Item = &str> {
+    comma_items(value).filter(|item| !item.is_empty())
+}
+
+/// Comma-joined header values split outside quotes and angle brackets, each
+/// trimmed, empty ones included (validation refuses those).
+pub fn comma_items(value: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(value);
     std::iter::from_fn(move || {
-        loop {
-            let s = rest?;
-            let (mut quoted, mut angle, mut escaped) = (false, false, false);
-            let mut cut = None;
-            for (i, c) in s.char_indices() {
-                match c {
-                    _ if escaped => escaped = false,
-                    '\\' if quoted => escaped = true,
-                    '"' => quoted = !quoted,
-                    '<' if !quoted => angle = true,
-                    '>' if !quoted => angle = false,
-                    ',' if !quoted && !angle => {
-                        cut = Some(i);
-                        break;
-                    }
-                    _ => {}
+        let s = rest?;
+        let (mut quoted, mut angle, mut escaped) = (false, false, false);
+        let mut cut = None;
+        for (i, c) in s.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                '<' if !quoted => angle = true,
+                '>' if !quoted => angle = false,
+                ',' if !quoted && !angle => {
+                    cut = Some(i);
+                    break;
                 }
-            }
-            let (item, next) = match cut {
-                Some(i) => (&s[..i], Some(&s[i + 1..])),
-                None => (s, None),
-            };
-            rest = next;
-            let item = item.trim();
-            if !item.is_empty() {
-                return Some(item);
+                _ => {}
             }
         }
+        let (item, next) = match cut {
+            Some(i) => (&s[..i], Some(&s[i + 1..])),
+            None => (s, None),
+        };
+        rest = next;
+        Some(item.trim())
     })
 }
 
