@@ -16,6 +16,7 @@ use exum_router::model::wire::{self, Frame, Message, frame_stream};
 use exum_router::model::{Source, Transport};
 use exum_router::policy::contract::Decision;
 use exum_router::policy::view;
+use exum_router::sip::proxy::validate::validate;
 
 fn wire_layer(c: &mut Criterion) {
     let text = invite_bytes("sip:bob@contoso.com;opaque=app:voicemail");
@@ -36,6 +37,7 @@ fn wire_layer(c: &mut Criterion) {
         b.iter(|| black_box(rsip::SipMessage::try_from(black_box(bytes.as_slice())).ok()))
     });
     let msg = Message::parse(bytes.clone(), false, wire::DEFAULT_MAX_MESSAGE).expect("parses");
+    group.bench_function("validate_rfc3261_16_3", |b| b.iter(|| black_box(validate(black_box(&msg), false))));
     group.bench_function("wire_forward_edits", |b| {
         b.iter(|| {
             black_box(
@@ -61,9 +63,10 @@ fn whole_path(c: &mut Criterion) {
     c.bench_function("received_bytes_to_forwarded_bytes", |b| {
         b.iter(|| {
             let msg = Message::parse(black_box(bytes.clone()), false, wire::DEFAULT_MAX_MESSAGE).expect("parses");
+            validate(&msg, false).expect("valid");
             let req = view::request_view(&msg, &source).expect("view");
             let verdict = policy.route(&tenant, &req);
-            let Decision::Forward(f) = verdict.decision else { unreachable!() };
+            let Decision::Forward(f) = verdict.decision else { panic!("not a forward: {verdict:?}") };
             let mut edit = msg
                 .edit()
                 .received(source.addr)

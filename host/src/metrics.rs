@@ -103,6 +103,21 @@ impl Dropped {
     }
 }
 
+/// The kinds of decision, as counted.
+pub const DECISION_KINDS: [&str; 4] = ["forward", "reject", "redirect", "standard"];
+
+/// One tenant's counters of every decision, looked up once (when its policy is
+/// installed) so that deciding counts without building labels or hashing them.
+#[derive(Clone, Debug)]
+pub struct TenantCounters {
+    /// Decisions by kind, in the order of [`DECISION_KINDS`].
+    pub decisions: [Counter; 4],
+    /// Time to decide.
+    pub latency: Histogram,
+    /// Decisions made by the fallback.
+    pub fallbacks: Counter,
+}
+
 /// Every metric of the router.
 pub struct Metrics {
     registry: Registry,
@@ -296,10 +311,19 @@ impl Metrics {
 
     /// A tenant's decisions so far, all kinds.
     pub fn decisions_of(&self, tenant: &str) -> u64 {
-        ["forward", "reject", "redirect", "standard"]
-            .iter()
-            .map(|k| Metrics::tenant_kind_of(&self.decisions, tenant, k))
-            .sum()
+        DECISION_KINDS.iter().map(|k| Metrics::tenant_kind_of(&self.decisions, tenant, k)).sum()
+    }
+
+    /// The per-decision counters of `tenant`.
+    pub fn tenant_counters(&self, tenant: &str) -> TenantCounters {
+        let label = TenantLabel { tenant: tenant.to_owned() };
+        TenantCounters {
+            decisions: DECISION_KINDS.map(|kind| {
+                self.decisions.get_or_create(&TenantKind { tenant: tenant.to_owned(), kind: kind.to_owned() }).clone()
+            }),
+            latency: self.policy_latency.get_or_create(&label).clone(),
+            fallbacks: self.fallbacks.get_or_create(&label).clone(),
+        }
     }
 
     /// A tenant's policy faults of `kind` so far.

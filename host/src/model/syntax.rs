@@ -18,14 +18,16 @@ fn all_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(is_token)
 }
 
-/// Splits comma-separated values outside quotes and angle brackets; `Err` when
-/// one of them is empty (an extraneous comma).
-pub fn split_list(value: &str) -> Result<Vec<&str>, &'static str> {
-    let items: Vec<&str> = comma_items(value).collect();
-    if items.iter().any(|i| i.is_empty()) {
-        return Err("an empty value between commas");
+/// Checks each of comma-separated values (outside quotes and angle brackets)
+/// with `check`; an empty one (an extraneous comma) is an error too.
+pub fn check_list(value: &str, check: fn(&str) -> Result<(), &'static str>) -> Result<(), &'static str> {
+    for item in comma_items(value) {
+        if item.is_empty() {
+            return Err("an empty value between commas");
+        }
+        check(item)?;
     }
-    Ok(items)
+    Ok(())
 }
 
 /// The length of the quoted string at the start of `s` (quotes included).
@@ -43,37 +45,47 @@ fn quoted_len(s: &str) -> Result<usize, &'static str> {
 }
 
 /// Checks generic parameters: `*( ";" token [ "=" ( token / host / quoted-string ) ] )`.
-pub fn check_params(mut s: &str) -> Result<(), &'static str> {
+pub fn check_params(s: &str) -> Result<(), &'static str> {
+    let b = s.as_bytes();
+    let skip_lws = |mut i: usize| {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
+        }
+        i
+    };
+    let mut i = 0;
     loop {
-        s = trim(s);
-        if s.is_empty() {
+        i = skip_lws(i);
+        if i == b.len() {
             return Ok(());
         }
-        let Some(rest) = s.strip_prefix(';') else { return Err("text after the value") };
-        let rest = trim(rest);
-        let end = rest.find(|c: char| c == ';' || c == '=' || is_lws(c)).unwrap_or(rest.len());
-        if !all_token(&rest[..end]) {
+        if b[i] != b';' {
+            return Err("text after the value");
+        }
+        i = skip_lws(i + 1);
+        let name = i;
+        while i < b.len() && is_token(b[i]) {
+            i += 1;
+        }
+        if i == name {
             return Err("an empty or malformed parameter");
         }
-        let rest = trim(&rest[end..]);
-        s = match rest.strip_prefix('=') {
-            None => rest,
-            Some(v) => {
-                let v = trim(v);
-                if v.starts_with('"') {
-                    let n = quoted_len(v)?;
-                    &v[n..]
-                } else {
-                    let end = v.find(|c: char| c == ';' || is_lws(c)).unwrap_or(v.len());
-                    let value = &v[..end];
-                    // token, or a host (IPv6 references with brackets and colons).
-                    if value.is_empty() || !value.bytes().all(|b| is_token(b) || b"[]:".contains(&b)) {
-                        return Err("a malformed parameter value");
-                    }
-                    &v[end..]
+        i = skip_lws(i);
+        if i < b.len() && b[i] == b'=' {
+            i = skip_lws(i + 1);
+            if i < b.len() && b[i] == b'"' {
+                i += quoted_len(&s[i..])?;
+            } else {
+                // token, or a host (IPv6 references with brackets and colons).
+                let value = i;
+                while i < b.len() && (is_token(b[i]) || b"[]:".contains(&b[i])) {
+                    i += 1;
+                }
+                if i == value {
+                    return Err("a malformed parameter value");
                 }
             }
-        };
+        }
     }
 }
 
@@ -221,9 +233,10 @@ mod tests {
 
     #[test]
     fn lists_refuse_empty_items() {
-        assert_eq!(split_list("<sip:a@b>, \"x,y\" <sip:c@d>"), Ok(vec!["<sip:a@b>", "\"x,y\" <sip:c@d>"]));
-        assert!(split_list("<sip:a@b>,,<sip:c@d>").is_err());
-        assert!(split_list("<sip:a@b>,").is_err());
+        assert_eq!(check_list("<sip:a@b>, \"x,y\" <sip:c@d>", check_name_addr), Ok(()));
+        assert!(check_list("<sip:a@b>,,<sip:c@d>", check_name_addr).is_err());
+        assert!(check_list("<sip:a@b>,", check_name_addr).is_err());
+        assert!(check_list("<sip:a@b>, nonsense", check_name_addr).is_err());
     }
 
     #[test]

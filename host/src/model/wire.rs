@@ -283,9 +283,23 @@ fn line_number(buf: &[u8], pos: usize) -> usize {
     buf[..pos.min(buf.len())].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
+/// The bytes of a SIP token (RFC 3261 §25.1), as a table: looked up for every
+/// byte of header names, methods and parameters.
+const TOKEN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(c, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
+        b += 1;
+    }
+    table
+};
+
 /// Whether `b` may appear in a SIP token (RFC 3261 §25.1).
 pub fn is_token(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
+    TOKEN[usize::from(b)]
 }
 
 impl Message {
@@ -607,27 +621,38 @@ pub fn split_commas(value: &str) -> impl Iterator<Item = &str> {
 }
 
 /// Comma-joined header values split outside quotes and angle brackets, each
-/// trimmed, empty ones included (validation refuses those).
+/// trimmed, empty ones included (validation refuses those). Scans bytes with
+/// memchr: every byte it looks for is ASCII, so every cut is a character
+/// boundary.
 pub fn comma_items(value: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(value);
     std::iter::from_fn(move || {
         let s = rest?;
-        let (mut quoted, mut angle, mut escaped) = (false, false, false);
-        let mut cut = None;
-        for (i, c) in s.char_indices() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if quoted => escaped = true,
-                '"' => quoted = !quoted,
-                '<' if !quoted => angle = true,
-                '>' if !quoted => angle = false,
-                ',' if !quoted && !angle => {
-                    cut = Some(i);
-                    break;
+        let b = s.as_bytes();
+        let mut i = 0;
+        let cut = loop {
+            let Some(offset) = memchr::memchr3(b',', b'"', b'<', &b[i..]) else { break None };
+            let at = i + offset;
+            i = match b[at] {
+                b',' => break Some(at),
+                // A quoted string, with backslash escapes, to its closing quote.
+                b'"' => {
+                    let mut j = at + 1;
+                    loop {
+                        match memchr::memchr2(b'"', b'\\', &b[j..]) {
+                            Some(o) if b[j + o] == b'\\' => j += o + 2,
+                            Some(o) => break j + o + 1,
+                            None => break b.len(),
+                        }
+                        if j >= b.len() {
+                            break b.len();
+                        }
+                    }
                 }
-                _ => {}
-            }
-        }
+                // An angle-bracketed URI, to its `>`.
+                _ => memchr::memchr(b'>', &b[at..]).map_or(b.len(), |o| at + o + 1),
+            };
+        };
         let (item, next) = match cut {
             Some(i) => (&s[..i], Some(&s[i + 1..])),
             None => (s, None),

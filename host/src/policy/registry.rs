@@ -17,7 +17,7 @@ use super::version::{Code, Fault, PolicyVersion};
 use crate::control::config::{Fallback, Limits, PolicySource, RouterConfig};
 use crate::control::health::HealthTable;
 use crate::control::{Tenant, Tenants};
-use crate::metrics::{Metrics, TenantLabel};
+use crate::metrics::{Metrics, TenantCounters, TenantLabel};
 use crate::model::status::reason_phrase;
 
 /// The standard policy component, built from `policies/standard` and embedded.
@@ -75,8 +75,10 @@ pub struct TenantPolicy {
     standard: Arc<PolicyVersion>,
     consecutive_faults: AtomicU32,
     quarantined: AtomicBool,
-    /// Where decisions, faults and fallbacks are counted.
+    /// Where faults and quarantines are counted.
     metrics: Arc<Metrics>,
+    /// The tenant's per-decision counters (decisions, latency, fallbacks).
+    counters: TenantCounters,
 }
 
 impl TenantPolicy {
@@ -132,17 +134,15 @@ impl TenantPolicy {
             },
         };
         let elapsed = start.elapsed();
+        // In the order of `metrics::DECISION_KINDS`.
         let kind = match &decision {
-            Decision::Forward(_) => "forward",
-            Decision::Reject(_) => "reject",
-            Decision::Redirect(_) => "redirect",
-            Decision::Standard => "standard",
+            Decision::Forward(_) => 0,
+            Decision::Reject(_) => 1,
+            Decision::Redirect(_) => 2,
+            Decision::Standard => 3,
         };
-        Metrics::tenant_kind(&self.metrics.decisions, &self.tenant_id, kind);
-        self.metrics
-            .policy_latency
-            .get_or_create(&TenantLabel { tenant: self.tenant_id.clone() })
-            .observe(elapsed.as_secs_f64());
+        self.counters.decisions[kind].inc();
+        self.counters.latency.observe(elapsed.as_secs_f64());
         Verdict { decision, decided_by, elapsed }
     }
 
@@ -162,7 +162,7 @@ impl TenantPolicy {
         call: &impl Fn(&PolicyVersion) -> Result<Decision, Fault>,
         reason: String,
     ) -> (Decision, DecidedBy) {
-        self.metrics.fallbacks.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
+        self.counters.fallbacks.inc();
         match self.fallback {
             Fallback::Standard => {
                 let (d, by) = self.standard(call, DecidedBy::Fallback { reason });
@@ -211,6 +211,13 @@ pub enum InstallError {
         source: LoadError,
     },
 }
+
+/// The limits of the embedded standard policy. It is the router's own code,
+/// known to finish in microseconds: its deadline is a safety net against a bug,
+/// not a tenant's budget, so a host whose CPU is starved for a few milliseconds
+/// (a busy machine, a descheduled thread) does not fail a call for it.
+const STANDARD_LIMITS: Limits =
+    Limits { deadline: Duration::from_secs(1), memory_bytes: 16 << 20, quarantine_after: u32::MAX };
 
 /// Why the policy plane could not start.
 #[derive(Debug, thiserror::Error)]
@@ -286,7 +293,7 @@ impl PolicyRegistry {
             "standard".into(),
             0,
             String::new(),
-            Limits::default(),
+            STANDARD_LIMITS,
             &placeholder,
             true,
         )?;
@@ -471,6 +478,7 @@ impl PolicyRegistry {
             consecutive_faults: AtomicU32::new(0),
             quarantined: AtomicBool::new(false),
             metrics: self.metrics.clone(),
+            counters: self.metrics.tenant_counters(&c.id),
         });
         self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
         self.changes.send_modify(|n| *n += 1);

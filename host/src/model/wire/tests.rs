@@ -196,3 +196,14 @@ fn forwarding_edits_can_take_a_message_past_the_field_limit() {
     let edited = m.edit().prepend_via("SIP/2.0/UDP 192.0.2.2;branch=z9hG4bK-2".into()).finish();
     assert!(matches!(Message::parse(edited, false, usize::MAX), Err(WireError::TooManyHeaders)));
 }
+
+#[test]
+fn comma_items_split_outside_quotes_and_brackets_and_never_panic() {
+    let items: Vec<&str> = comma_items(r#""a, \"b\"" <sip:x@y;p=1,2>, <sip:z@w> , ,"#).collect();
+    assert_eq!(items, [r#""a, \"b\"" <sip:x@y;p=1,2>"#, "<sip:z@w>", "", ""]);
+    assert_eq!(comma_items("\"open, quote").collect::<Vec<_>>(), ["\"open, quote"]);
+    assert_eq!(comma_items("<open, bracket").collect::<Vec<_>>(), ["<open, bracket"]);
+    assert_eq!(comma_items("\"ends in \\").collect::<Vec<_>>(), ["\"ends in \\"]);
+    assert_eq!(comma_items("é, ü").collect::<Vec<_>>(), ["é", "ü"]);
+    assert_eq!(split_commas(" , a,,b, ").collect::<Vec<_>>(), ["a", "b"]);
+}

@@ -30,15 +30,19 @@ pub fn validate(req: &Message, options_to_us: bool) -> Result<(), RequestError> 
         Ok(_) => {}
         Err(e) => return Err(RequestError::bad(e.to_string())),
     }
-    // Loop: one of our Vias carries the loop hash this request has now.
-    let hash = format!("z9hG4bK-{:016x}-", loop_hash(req));
-    if req
+    // Loop: one of our Vias carries the loop hash this request has now. The
+    // hash is computed only when a Via below the top one could be ours.
+    let mut ours = req
         .values(Name::Via)
         .skip(1)
         .filter_map(crate::model::wire::Via::parse)
-        .any(|v| v.branch.is_some_and(|b| b.starts_with(&hash)))
-    {
-        return Err(RequestError::Loop);
+        .filter_map(|v| branch_loop_hash(v.branch?))
+        .peekable();
+    if ours.peek().is_some() {
+        let hash = loop_hash(req);
+        if ours.any(|h| h == hash) {
+            return Err(RequestError::Loop);
+        }
     }
     let required: Vec<&str> = req.values(Name::ProxyRequire).collect();
     if !required.is_empty() {
@@ -78,27 +82,26 @@ fn check_syntax(req: &Message) -> Result<(), RequestError> {
         syntax::check_content_type(ct).map_err(|p| bad("Content-Type", p))?;
     }
     for f in req.fields_named(Name::Via) {
-        for via in syntax::split_list(req.value(f)).map_err(|p| bad("Via", p))? {
-            syntax::check_via(via).map_err(|p| bad("Via", p))?;
-        }
+        syntax::check_list(req.value(f), syntax::check_via).map_err(|p| bad("Via", p))?;
     }
     for f in req.fields_named(Name::Contact) {
         let value = req.value(f);
-        if value.trim() == "*" {
-            continue;
-        }
-        for contact in syntax::split_list(value).map_err(|p| bad("Contact", p))? {
-            syntax::check_name_addr(contact).map_err(|p| bad("Contact", p))?;
+        if value.trim() != "*" {
+            syntax::check_list(value, syntax::check_name_addr).map_err(|p| bad("Contact", p))?;
         }
     }
     for (name, header) in [(Name::Route, "Route"), (Name::RecordRoute, "Record-Route")] {
         for f in req.fields_named(name) {
-            for route in syntax::split_list(req.value(f)).map_err(|p| bad(header, p))? {
-                syntax::check_name_addr(route).map_err(|p| bad(header, p))?;
-            }
+            syntax::check_list(req.value(f), syntax::check_name_addr).map_err(|p| bad(header, p))?;
         }
     }
     Ok(())
+}
+
+/// The loop hash in a branch the router minted (`z9hG4bK-<16 hex>-...`).
+fn branch_loop_hash(branch: &str) -> Option<u64> {
+    let hex = branch.strip_prefix("z9hG4bK-")?.get(..16)?;
+    u64::from_str_radix(hex, 16).ok()
 }
 
 /// What makes a request loop when it comes back unchanged (RFC 3261 §16.6 step 8).
