@@ -152,6 +152,10 @@ pub struct Metrics {
     pub quarantines: Family<TenantLabel, Counter>,
     /// Policy reloads by outcome (`ok`, `failed`) and tenant.
     pub reloads: Family<TenantKind, Counter>,
+    /// Policy components compiled from scratch.
+    pub policy_compilations: Counter,
+    /// Policy components loaded from the disk cache of compiled artifacts.
+    pub policy_disk_hits: Counter,
     /// Configuration and directory reloads by outcome (`ok`, `failed`).
     pub config_reloads: Family<OutcomeLabel, Counter>,
     /// UM servers: 1 up, 0 down.
@@ -197,6 +201,8 @@ impl Metrics {
             fallbacks: Family::default(),
             quarantines: Family::default(),
             reloads: Family::default(),
+            policy_compilations: Counter::default(),
+            policy_disk_hits: Counter::default(),
             config_reloads: Family::default(),
             um_server_up: Family::default(),
             overload_refused: Family::default(),
@@ -235,6 +241,12 @@ impl Metrics {
         r.register("policy_fallbacks", "Decisions made by the tenant's fallback", m.fallbacks.clone());
         r.register("policy_quarantines", "Policy versions quarantined", m.quarantines.clone());
         r.register("policy_reloads", "Policy reloads by outcome", m.reloads.clone());
+        r.register("policy_compilations", "Policy components compiled from scratch", m.policy_compilations.clone());
+        r.register(
+            "policy_disk_cache_hits",
+            "Policy components loaded from the disk cache of compiled artifacts",
+            m.policy_disk_hits.clone(),
+        );
         r.register("config_reloads", "Configuration and directory reloads by outcome", m.config_reloads.clone());
         r.register("um_server_up", "UM servers: 1 up, 0 down (by OPTIONS probes)", m.um_server_up.clone());
         r.register(

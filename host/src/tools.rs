@@ -14,12 +14,13 @@ use crate::model::wire::{self, Message, WireError};
 use crate::model::{Source, Transport};
 use crate::policy::contract::{Attempt, Decision, Failure, Outcome};
 use crate::policy::engine::{ALLOWED_IMPORTS, CONTRACT, REQUIRED_EXPORT};
-use crate::policy::{LoadError, PolicyEngine, PolicyRegistry, Verdict};
+use crate::policy::{DecidedBy, LoadError, PolicyEngine, PolicyRegistry, Verdict};
 use crate::sip::error::{Answer, RequestError};
 use crate::sip::originate;
+use crate::sip::proxy::classify::{ALLOW, Classified, classify};
 use crate::sip::proxy::decide;
 use crate::sip::proxy::forward::{ForwardSpec, Hop, forwarded};
-use crate::sip::proxy::validate::validate;
+use crate::sip::proxy::stateless::next_hop;
 
 /// Why a tool could not do its job. Each is a clear message and a non-zero exit.
 #[derive(Debug, thiserror::Error)]
@@ -191,10 +192,41 @@ impl Simulator {
             tls_peer_name: None,
         };
         let mut out = String::new();
-        if let Err(e) = validate(&sip, false) {
-            write_answer(&mut out, &sip, &e.answer());
-            return Ok(out);
-        }
+        let is_us = |u: &UriRef<'_>| self.is_us(u);
+        // What the proxy does before any policy: validation, its own OPTIONS
+        // and Route, a request in a dialog.
+        let routable = match classify(&sip, is_us) {
+            Classified::Refused(e) => {
+                write_answer(&mut out, &sip, &e.answer());
+                return Ok(out);
+            }
+            Classified::OptionsToUs => {
+                write_answer(&mut out, &sip, &Answer::new(200).with("Allow", ALLOW.to_owned()));
+                return Ok(out);
+            }
+            Classified::InDialog(r) => {
+                let req = r.rewritten.unwrap_or(sip);
+                let Some((next, _)) = next_hop(&req, is_us) else {
+                    write_answer(&mut out, &req, &RequestError::NoNextHop.answer());
+                    return Ok(out);
+                };
+                let _ = writeln!(out, "in a dialog: routed along its Route set, no policy asked");
+                self.write_forwarded(
+                    &mut out,
+                    &req,
+                    &ForwardSpec::default(),
+                    &[next.as_str()],
+                    None,
+                    false,
+                    r.pop_route,
+                    &source,
+                );
+                return Ok(out);
+            }
+            Classified::New(r) => r,
+        };
+        let pop_route = routable.pop_route;
+        let sip = routable.rewritten.unwrap_or(sip);
         let tenant = match decide::tenant_for(&self.tenants, &sip, &source) {
             Ok(t) => t,
             Err(RequestError::UnknownDomain) => {
@@ -220,8 +252,9 @@ impl Simulator {
             }
         };
         let id = decided.tenant.config.id.clone();
+        let record_route = decided.tenant.config.record_route;
         write_verdict(&mut out, "route", &id, &decided.verdict);
-        self.write_outcome(&mut out, &sip, &source, decided.tenant.config.record_route, &decided.verdict.decision);
+        self.write_outcome(&mut out, &sip, &source, record_route, pop_route, &decided.verdict);
         if options.fail_all
             && let Decision::Forward(f) = &decided.verdict.decision
         {
@@ -232,40 +265,73 @@ impl Simulator {
                     .map(|t| Attempt { target: t.uri.clone(), outcome: Outcome::Timeout })
                     .collect(),
             };
-            let after = decided.policy.on_failure(&decided.tenant, &decided.view, &failure);
+            let after = decide::on_failure(&decided.policy, &decided.tenant, &decided.view, &failure);
             out.push('\n');
             write_verdict(&mut out, "on-failure (every target timed out)", &id, &after);
-            self.write_outcome(&mut out, &sip, &source, decided.tenant.config.record_route, &after.decision);
+            self.write_outcome(&mut out, &sip, &source, record_route, pop_route, &after);
         }
         Ok(out)
     }
 
+    /// Whether `uri` names one of the configured listeners (port 5060 when the
+    /// URI gives none), as the proxy's test is for its bound sockets.
+    fn is_us(&self, uri: &UriRef<'_>) -> bool {
+        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+        let Ok(ip) = host.parse::<std::net::IpAddr>() else { return false };
+        let port = uri.port.unwrap_or(5060);
+        self.config.listen.iter().any(|l| l.address.ip() == ip && l.address.port() == port)
+    }
+
     /// The request as the proxy would forward it to the first target, or the
     /// response it would answer with.
-    fn write_outcome(&self, out: &mut String, sip: &Message, source: &Source, record_route: bool, decision: &Decision) {
+    fn write_outcome(
+        &self,
+        out: &mut String,
+        sip: &Message,
+        source: &Source,
+        record_route: bool,
+        pop_route: bool,
+        verdict: &Verdict,
+    ) {
+        let decision = &verdict.decision;
         let Decision::Forward(f) = decision else {
-            let answer = Answer::of_decision(decision).unwrap_or_else(|| RequestError::NoDecision.answer());
+            let answer = match (&verdict.decided_by, Answer::of_decision(decision)) {
+                (DecidedBy::Internal, _) => RequestError::Internal("the standard policy failed".into()).answer(),
+                (_, Some(answer)) => answer,
+                (_, None) => RequestError::NoDecision.answer(),
+            };
             write_answer(out, sip, &answer);
             return;
         };
         let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
+        let transport = f.targets.first().and_then(|t| t.transport).map(Transport::from);
+        self.write_forwarded(out, sip, &ForwardSpec::of(f), &targets, transport, record_route, pop_route, source);
+    }
+
+    /// `sip` as the proxy forwards it (its Via shows the first listener's address).
+    #[allow(clippy::too_many_arguments)]
+    fn write_forwarded(
+        &self,
+        out: &mut String,
+        sip: &Message,
+        spec: &ForwardSpec,
+        targets: &[&str],
+        transport: Option<Transport>,
+        record_route: bool,
+        pop_route: bool,
+        source: &Source,
+    ) {
         let local = self.config.listen.first().map_or_else(|| "127.0.0.1:5060".to_owned(), |l| l.address.to_string());
-        let transport = f.targets.first().and_then(|t| t.transport).map_or(Transport::Udp, |t| match t {
-            crate::policy::contract::Transport::Udp => Transport::Udp,
-            crate::policy::contract::Transport::Tcp => Transport::Tcp,
-            crate::policy::contract::Transport::Tls => Transport::Tls,
-        });
         let hop = Hop {
-            transport,
+            transport: transport.unwrap_or(Transport::Udp),
             local: &local,
             branch: "z9hG4bK-simulated",
             source: source.addr,
             record_route,
-            pop_route: false,
+            pop_route,
         };
-        let forwarded = forwarded(sip, &ForwardSpec::of(f), None, &hop);
         let _ = writeln!(out, "\n--- forwarded to {} ---", targets.join(", then "));
-        out.push_str(&String::from_utf8_lossy(&forwarded));
+        out.push_str(&String::from_utf8_lossy(&forwarded(sip, spec, None, &hop)));
     }
 }
 

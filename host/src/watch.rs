@@ -3,9 +3,9 @@
 //! directory file, the TLS certificate and key).
 //!
 //! A file is reported only when its content changed: events of reads (the
-//! router's own among them) are ignored, and a file whose size and modification
-//! time, or failing those its content hash, are those last seen is not reported
-//! again. Changes are reported once a file has been quiet for the debounce
+//! router's own among them) are ignored, and a file whose size and content hash
+//! are those last seen is not reported again (a touch, the same bytes written
+//! again). Changes are reported once a file has been quiet for the debounce
 //! interval, in the order they settled. Editor temp files in the policy
 //! directory (dot-files, `~`, `.tmp`, `.swp`, `.part`) and other names are
 //! ignored; a partial write shows as a file that fails to compile and is
@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash as _, Hasher as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
@@ -75,33 +75,25 @@ pub fn tenant_of(path: &Path) -> Option<String> {
         .then(|| stem.to_owned())
 }
 
-/// What a file looked like when last seen: `None` when it did not exist.
+/// What a file looked like when last seen (`None` when it did not exist).
+/// Always read: a modification time can be too coarse to see a quick edit of
+/// the same length, and only writes reach here, not reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fingerprint {
     len: u64,
-    modified: Option<SystemTime>,
     hash: u64,
 }
 
-/// Reads what a file looks like now; `known` spares the read when size and
-/// modification time are unchanged.
-fn fingerprint(path: &Path, known: Option<Fingerprint>) -> Option<Fingerprint> {
+/// Reads what a file looks like now.
+fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let meta = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
-    let (len, modified) = (meta.len(), meta.modified().ok());
-    if let Some(k) = known
-        && k.len == len
-        && k.modified == modified
-        && modified.is_some()
-    {
-        return Some(k);
-    }
     // An unreadable file counts as changed: whoever reloads it says why.
     let hash = std::fs::read(path).map_or(u64::MAX, |bytes| {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         bytes.hash(&mut h);
         h.finish()
     });
-    Some(Fingerprint { len, modified, hash })
+    Some(Fingerprint { len: meta.len(), hash })
 }
 
 /// One watched path: what it is and what it looked like when last reported.
@@ -124,28 +116,22 @@ struct State {
 }
 
 impl State {
-    /// What `path` is, if it is watched.
+    /// What `path` is, if it is watched (a named file first: it may lie in
+    /// the policy directory).
     fn kind_of(&self, path: &Path) -> Option<Kind> {
         let (dir, name) = (path.parent()?, path.file_name()?);
-        if self.policy_dir.as_deref() == Some(dir) {
-            return tenant_of(path).map(Kind::Policy);
+        if let Some((_, what)) = self.files.iter().find(|(f, _)| f.file_name() == Some(name) && parent_of(f) == dir) {
+            return Some(Kind::File(what));
         }
-        self.files
-            .iter()
-            .find(|(f, _)| f.file_name() == Some(name) && parent_of(f) == dir)
-            .map(|(_, what)| Kind::File(what))
+        (self.policy_dir.as_deref() == Some(dir)).then(|| tenant_of(path).map(Kind::Policy)).flatten()
     }
 
     /// The change at `path`, if its content differs from what was last seen.
     fn settle(&mut self, path: PathBuf) -> Option<Change> {
         let what = self.kind_of(&path)?;
         let entry = self.entries.entry(path.clone()).or_insert(Entry { what, seen: None });
-        let now = fingerprint(&path, entry.seen);
-        let changed = match (entry.seen, now) {
-            (Some(a), Some(b)) => a.hash != b.hash || a.len != b.len,
-            (None, None) => false,
-            _ => true,
-        };
+        let now = fingerprint(&path);
+        let changed = entry.seen != now;
         entry.seen = now;
         if !changed {
             return None;
@@ -286,6 +272,19 @@ mod tests {
         std::fs::remove_file(&file).expect("remove");
         assert!(state.settle(file.clone()).is_some(), "removal is a change");
         assert_eq!(state.settle(file), None, "still gone");
+    }
+
+    #[test]
+    fn a_named_file_in_the_policy_directory_is_that_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("directory.toml");
+        let mut state = State {
+            policy_dir: Some(dir.path().to_path_buf()),
+            files: vec![(file.clone(), "directory file")],
+            entries: HashMap::new(),
+        };
+        std::fs::write(&file, "a = 1\n").expect("write");
+        assert_eq!(state.settle(file.clone()), Some(Change::File { path: file, what: "directory file" }));
     }
 
     #[test]

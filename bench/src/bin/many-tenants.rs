@@ -81,7 +81,7 @@ async fn main() {
         elapsed.as_secs_f64(),
         after,
         after - before,
-        engine.compilations.load(std::sync::atomic::Ordering::Relaxed),
-        engine.disk_hits.load(std::sync::atomic::Ordering::Relaxed),
+        engine.compilations.get(),
+        engine.disk_hits.get(),
     );
 }

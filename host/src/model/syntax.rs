@@ -178,8 +178,10 @@ pub fn check_via(value: &str) -> Result<(), &'static str> {
         }
         host
     };
+    // A host name, an IPv4 address or an IPv6 reference; token characters are
+    // let through (host names with `_` are common, scope ids carry `%`).
     let host = trim(host);
-    if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b)) {
+    if host.is_empty() || !host.bytes().all(|b| is_token(b) || b == b':') {
         return Err("a malformed sent-by host");
     }
     check_params(&rest[end..])

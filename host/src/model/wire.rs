@@ -604,14 +604,8 @@ fn with_received(via: &str, source: std::net::SocketAddr) -> String {
 
 /// The `tag` parameter of a From or To value.
 pub fn tag_of(value: &str) -> Option<&str> {
-    let after = match value.rfind('>') {
-        Some(i) => &value[i + 1..],
-        None => value,
-    };
-    after.split(';').skip(1).find_map(|p| {
-        let (n, v) = p.split_once('=')?;
-        n.trim().eq_ignore_ascii_case("tag").then(|| v.trim())
-    })
+    let (_, tag) = exum_address::name_addr_spans(value)?;
+    tag.map(|t| &value[t])
 }
 
 /// Splits comma-joined header values, not inside quotes or angle brackets;

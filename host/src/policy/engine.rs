@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
 use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
@@ -93,10 +94,11 @@ pub struct PolicyEngine {
     disk_cache: std::sync::RwLock<Option<std::path::PathBuf>>,
     /// The engine's compatibility fingerprint, part of every artifact's key.
     fingerprint: String,
-    /// Components compiled from scratch.
-    pub compilations: std::sync::atomic::AtomicU64,
-    /// Components taken from the disk cache.
-    pub disk_hits: std::sync::atomic::AtomicU64,
+    /// Components compiled from scratch (`exum_policy_compilations_total` when
+    /// the engine counts into the router's metrics).
+    pub compilations: Counter,
+    /// Components taken from the disk cache (`exum_policy_disk_cache_hits_total`).
+    pub disk_hits: Counter,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -106,8 +108,15 @@ impl std::fmt::Debug for PolicyEngine {
 }
 
 impl PolicyEngine {
-    /// Creates the engine and starts its epoch ticker thread.
+    /// Creates the engine and starts its epoch ticker thread; it counts into
+    /// counters of its own.
     pub fn new() -> wasmtime::Result<PolicyEngine> {
+        PolicyEngine::counting_into(Counter::default(), Counter::default())
+    }
+
+    /// [`Self::new`], counting compilations and disk-cache hits into the
+    /// router's metrics.
+    pub fn counting_into(compilations: Counter, disk_hits: Counter) -> wasmtime::Result<PolicyEngine> {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
@@ -130,8 +139,8 @@ impl PolicyEngine {
             compiled: std::sync::Mutex::new(std::collections::HashMap::new()),
             disk_cache: std::sync::RwLock::new(None),
             fingerprint,
-            compilations: std::sync::atomic::AtomicU64::new(0),
-            disk_hits: std::sync::atomic::AtomicU64::new(0),
+            compilations,
+            disk_hits,
         })
     }
 
@@ -162,7 +171,7 @@ impl PolicyEngine {
         // directory only the router writes (documented for `policy_cache`).
         match unsafe { Component::deserialize_file(&self.engine, &path) } {
             Ok(c) => {
-                self.disk_hits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.disk_hits.inc();
                 Some(c)
             }
             Err(e) => {
@@ -222,7 +231,7 @@ impl PolicyEngine {
         let component = match self.read_artifact(&hash) {
             Some(c) => c,
             None => {
-                self.compilations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.compilations.inc();
                 let c = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
                 self.to_disk(&hash, &c);
                 c

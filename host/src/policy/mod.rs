@@ -18,5 +18,15 @@ pub mod contract {
 }
 
 pub use engine::{CONTRACT, LoadError, PolicyEngine};
+
+impl From<contract::Transport> for crate::model::Transport {
+    fn from(t: contract::Transport) -> Self {
+        match t {
+            contract::Transport::Udp => crate::model::Transport::Udp,
+            contract::Transport::Tcp => crate::model::Transport::Tcp,
+            contract::Transport::Tls => crate::model::Transport::Tls,
+        }
+    }
+}
 pub use registry::{DecidedBy, PolicyRegistry, STANDARD_COMPONENT, StartError, TenantPolicy, Verdict};
 pub use version::{Fault, FaultKind, PolicyVersion};

@@ -268,7 +268,9 @@ impl PolicyRegistry {
         health: Arc<HealthTable>,
         metrics: Arc<Metrics>,
     ) -> Result<PolicyRegistry, StartError> {
-        let engine = Arc::new(PolicyEngine::new().map_err(|e| StartError::Engine(format!("{e:#}")))?);
+        let engine = PolicyEngine::counting_into(metrics.policy_compilations.clone(), metrics.policy_disk_hits.clone())
+            .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let engine = Arc::new(engine);
         if let Some(dir) = &config.policy_cache {
             engine.set_disk_cache(dir.clone()).map_err(|source| StartError::Cache { dir: dir.clone(), source })?;
         }

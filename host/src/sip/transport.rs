@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::tls::{self, Tls};
 use crate::control::acl::{self, Cidr};
 use crate::control::config::{Listen, SipSettings};
-use crate::metrics::{Metrics, TransportLabel};
+use crate::metrics::{Dropped, Metrics, TransportLabel};
 use crate::model::wire::{Frame, Message, WireError, frame_stream};
 use crate::model::{Source, Transport};
 
@@ -205,8 +205,10 @@ impl Transports {
             match Message::parse(bytes.to_vec(), false, self.settings.max_message_bytes) {
                 Ok(msg) if allowed => sink.deliver(msg, source),
                 Ok(msg) => sink.refused(msg, source),
-                Err(_) if !allowed => {
+                Err(e) if !allowed => {
                     self.count_malformed(Transport::Udp);
+                    self.metrics.count_dropped(Dropped::Refused);
+                    tracing::debug!(%peer, error = %e, "unparseable datagram from a peer the listener refuses; dropped");
                 }
                 Err(e) => {
                     self.count_malformed(Transport::Udp);
@@ -324,6 +326,9 @@ impl Transports {
                                     me.count_malformed(transport);
                                     if allowed {
                                         sink.malformed(&bytes, e, source);
+                                    } else {
+                                        me.metrics.count_dropped(Dropped::Refused);
+                                        tracing::debug!(%peer, error = %e, "unparseable message from a peer the listener refuses; dropped");
                                     }
                                 }
                             }

@@ -129,6 +129,12 @@ async fn a_whole_call_to_an_on_premises_user() {
         .await;
     let ok = lab.caller.expect_response(200).await;
     assert_eq!(ok.values(Name::Via).count(), 1, "the router's Via is gone");
+    // The UM server sends its 200 again (as it does until the ACK comes): the
+    // retransmission reaches the caller too (RFC 6026).
+    lab.um1
+        .send(from, &response(&inv, 200, "um", &format!("Contact: <sip:{}>\r\nRecord-Route: {rr}\r\n", lab.um1.addr)))
+        .await;
+    assert_eq!(lab.caller.expect_response(200).await.first(Name::CallId), Some("call1"));
     let route = ok.first(Name::RecordRoute).expect("Record-Route comes back").to_owned();
     let to = ok.first(Name::To).expect("to").to_owned();
     let in_dialog = |method: &str, branch: &str| {

@@ -215,7 +215,6 @@ fn components_outside_the_contract_are_refused_at_load() {
 
 #[test]
 fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
-    use std::sync::atomic::Ordering::Relaxed;
     let cache = tempfile::tempdir().expect("tempdir");
     let tenant = tenant_with_policy(
         "cached",
@@ -260,7 +259,7 @@ fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
         assert_eq!(version.pooled(), 1, "instantiated by the first call, then pooled");
         // The standard policy is embedded and compiled every start; the tenant's
         // policy is compiled once, then read back from the disk cache.
-        let (compiled, from_disk) = (engine.compilations.load(Relaxed), engine.disk_hits.load(Relaxed));
+        let (compiled, from_disk) = (engine.compilations.get(), engine.disk_hits.get());
         if run == 0 {
             assert_eq!((compiled, from_disk), (2, 0));
         } else {

@@ -8,7 +8,7 @@ use crate::control::{Tenant, Tenants, acl};
 use crate::model::Source;
 use crate::model::uri::UriRef;
 use crate::model::wire::Message;
-use crate::policy::contract::Request;
+use crate::policy::contract::{Failure, Request};
 use crate::policy::{PolicyRegistry, TenantPolicy, Verdict, view};
 use crate::sip::error::RequestError;
 
@@ -42,6 +42,12 @@ pub fn tenant_for(tenants: &Tenants, req: &Message, source: &Source) -> Result<A
     Ok(tenant.clone())
 }
 
+/// The span of one policy call: the policy and its version.
+fn policy_span(policy: &TenantPolicy) -> tracing::Span {
+    let (name, version) = policy.own.as_ref().map_or(("standard", 0), |v| (v.name.as_str(), v.version));
+    tracing::debug_span!("policy", policy = name, version, decided_by = tracing::field::Empty)
+}
+
 /// Asks `tenant`'s current policy where `req` goes.
 pub fn decide(
     registry: &PolicyRegistry,
@@ -52,12 +58,19 @@ pub fn decide(
     let view = view::request_view(req, source).map_err(|e| RequestError::bad(e.to_string()))?;
     let policy = registry.get(&tenant);
     let verdict = {
-        let (name, version) = policy.own.as_ref().map_or(("standard", 0), |v| (v.name.as_str(), v.version));
-        let _span =
-            tracing::debug_span!("policy", policy = name, version, decided_by = tracing::field::Empty).entered();
+        let span = policy_span(&policy).entered();
         let verdict = policy.route(&tenant, &view);
-        tracing::Span::current().record("decided_by", tracing::field::debug(&verdict.decided_by));
+        span.record("decided_by", tracing::field::debug(&verdict.decided_by));
         verdict
     };
     Ok(Decided { tenant, policy, view, verdict })
+}
+
+/// Asks the policy version that routed a request what to do now that every
+/// target failed (`on-failure`).
+pub fn on_failure(policy: &TenantPolicy, tenant: &Arc<Tenant>, view: &Request, failure: &Failure) -> Verdict {
+    let span = policy_span(policy).entered();
+    let verdict = policy.on_failure(tenant, view, failure);
+    span.record("decided_by", tracing::field::debug(&verdict.decided_by));
+    verdict
 }

@@ -15,12 +15,12 @@ use tokio::sync::mpsc;
 use tokio::time::sleep_until;
 use tracing::Instrument as _;
 
+use super::classify::{ALLOW, Classified, classify};
 use super::decide::{self, Decided};
 use super::forward::{ForwardSpec, Hop, forwarded};
 use super::stateless::route_uri;
-use super::validate::{loop_hash, validate};
+use super::validate::loop_hash;
 use super::{Proxy, originate};
-use crate::model::uri::UriRef;
 use crate::model::wire::{Message, Name};
 use crate::model::{Source, Transport};
 use crate::policy::DecidedBy;
@@ -111,8 +111,9 @@ struct RequestTask {
     /// branch is ACKed again (Timer D).
     branches: Vec<String>,
     sent: HashMap<String, Sent>,
-    /// Branches that ended in a failure response (their INVITE is kept while
-    /// the transaction lingers, to ACK a retransmitted failure again).
+    /// Branches that ended in a failure response or were cancelled (their
+    /// INVITE is kept while the transaction lingers, to ACK a retransmitted
+    /// failure, or the late 487, again).
     failed: Vec<String>,
 }
 
@@ -166,41 +167,26 @@ impl RequestTask {
 
     /// Validation, routing and forwarding, until a final response went upstream.
     async fn process(&mut self) {
-        let ruri = self.req.request_uri().and_then(|u| UriRef::parse(u).ok());
-        let ruri_is_us = ruri.is_some_and(|u| self.proxy.is_us(&u));
-        let options_to_us =
-            self.req.method() == Some("OPTIONS") && ruri_is_us && ruri.is_some_and(|u| u.user.is_none());
-        if let Err(e) = validate(&self.req, options_to_us) {
-            self.fail(&e);
-            return;
+        let routable = match classify(&self.req, |u| self.proxy.is_us(u)) {
+            Classified::Refused(e) => {
+                self.fail(&e);
+                return;
+            }
+            Classified::OptionsToUs => {
+                self.respond(&Answer::new(200).with("Allow", ALLOW.to_owned()));
+                return;
+            }
+            Classified::InDialog(r) | Classified::New(r) => r,
+        };
+        if let Some(req) = routable.rewritten {
+            self.req = req;
         }
+        self.pop_route = routable.pop_route;
         if self.invite {
             self.respond(&Answer::new(100));
         }
-        // Strict-route compatibility (RFC 3261 §16.4): a Request-URI that is us,
-        // with Routes, came from a strict router: the last Route is the real
-        // Request-URI.
-        if ruri_is_us && let Some(last) = self.req.values(Name::Route).last().map(route_uri) {
-            let rewritten = self.req.edit().request_uri(&last).pop_last_route().finish();
-            match Message::parse(rewritten, false, usize::MAX) {
-                Ok(m) => self.req = m,
-                Err(e) => {
-                    self.fail(&RequestError::bad(format!("bad Route: {e}")));
-                    return;
-                }
-            }
-        }
-        // Loose routing: our own Route goes.
-        let first_route = self.req.values(Name::Route).next().map(route_uri);
-        self.pop_route =
-            first_route.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| self.proxy.is_us(&u));
-
         if self.req.to_tag().is_some() {
             self.forward_in_dialog().await;
-            return;
-        }
-        if options_to_us {
-            self.respond(&Answer::new(200).with("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS".to_owned()));
             return;
         }
         let tenants = self.proxy.tenants();
@@ -278,7 +264,12 @@ impl RequestTask {
             }
             asked_on_failure = true;
             let failure = Failure { attempts: attempts.clone() };
-            decision = policy.on_failure(&tenant, &view, &failure).decision;
+            let verdict = decide::on_failure(&policy, &tenant, &view, &failure);
+            if verdict.decided_by == DecidedBy::Internal {
+                self.fail(&RequestError::Internal("the standard policy failed".into()));
+                return;
+            }
+            decision = verdict.decision;
         }
         // on-failure's forward failed too: the best response, or 480.
         match best {
@@ -306,11 +297,7 @@ impl RequestTask {
     /// One target: its addresses in RFC 3263 order, the next one only when an
     /// address did not answer at all (§4.3).
     async fn try_target(&mut self, target: &Target, spec: &ForwardSpec, contact_uri: Option<&str>) -> TargetEnd {
-        let transport = target.transport.map(|t| match t {
-            crate::policy::contract::Transport::Udp => Transport::Udp,
-            crate::policy::contract::Transport::Tcp => Transport::Tcp,
-            crate::policy::contract::Transport::Tls => Transport::Tls,
-        });
+        let transport = target.transport.map(Transport::from);
         let destinations = match self.proxy.resolver.resolve(&target.uri, transport).await {
             Ok(d) if !d.is_empty() => d,
             Ok(_) => {
@@ -416,6 +403,7 @@ impl RequestTask {
             }
             if step.cancel {
                 let _ = proxy.transports.send(transport, dest, originate::cancel(&sent.msg)).await;
+                self.failed.push(branch.clone());
             }
             if step.ack
                 && let Some(resp) = &resp
@@ -496,6 +484,16 @@ impl Lingering {
                 None => self.server.on_timer(now),
                 Some(Event::Ack) => self.server.on_ack(now),
                 Some(Event::Retransmission) => self.server.on_retransmission(),
+                // A 2xx again (its ACK was lost): forwarded upstream, as in
+                // the accepted state of RFC 6026; a failure again: ACKed.
+                Some(Event::Response(resp))
+                    if resp.status().is_some_and(|c| (200..300).contains(&c))
+                        && resp.cseq().is_some_and(|(_, m)| m == "INVITE") =>
+                {
+                    let bytes = resp.edit().pop_via().finish();
+                    self.proxy.transports.send_now(self.source.transport, self.source.addr, bytes);
+                    ServerStep::Wait
+                }
                 Some(Event::Response(resp)) => {
                     reack(&self.proxy, &self.sent, &resp);
                     ServerStep::Wait

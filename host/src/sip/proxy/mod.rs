@@ -2,7 +2,8 @@
 //! transaction; a new request starts a task that owns its server transaction
 //! and the client transactions it opens, and goes validate → decide → execute.
 //!
-//! - [`validate`]: the checks of §16.3, before anything else.
+//! - [`classify`]: validation, the router's own OPTIONS and Route, in a dialog
+//!   or new; [`validate`]: the checks of §16.3, before anything else.
 //! - [`decide`]: the tenant by the Request-URI's domain, its peers, its policy.
 //! - [`execute`]: the decision carried out: targets one after another, 3xx
 //!   recursion, `on-failure`; then the transaction lingers for retransmissions.
@@ -10,6 +11,7 @@
 //! - [`stateless`]: what is forwarded without a transaction (ACK for a 2xx, a
 //!   retransmitted 2xx).
 
+pub mod classify;
 pub mod decide;
 pub mod execute;
 pub mod forward;

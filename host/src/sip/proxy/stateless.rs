@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::Proxy;
 use super::forward::via_protocol;
-use crate::model::uri::UriRef;
+use crate::model::uri::{UriRef, name_addr_spans};
 use crate::model::wire::{Message, Name, Via};
 use crate::model::{Source, Transport};
 
@@ -54,17 +54,23 @@ impl Proxy {
         });
     }
 
-    /// The next hop of an in-dialog request: the first Route that is not us (and
-    /// whether the first Route, ours, is to be popped), else the Request-URI.
+    /// The next hop of an in-dialog request (see [`next_hop`]).
     pub(super) fn next_hop_of(&self, msg: &Message) -> Option<(String, bool)> {
-        let mut routes = msg.values(Name::Route).map(route_uri);
-        let first = routes.next();
-        let pop = first.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| self.is_us(&u));
-        let next = if pop { routes.next() } else { first };
-        match next {
-            Some(uri) => Some((uri, pop)),
-            None => msg.request_uri().map(|u| (u.to_owned(), pop)),
-        }
+        next_hop(msg, |u| self.is_us(u))
+    }
+}
+
+/// The next hop of an in-dialog request: the first Route that is not the
+/// router's (and whether the first Route, the router's, is to be popped), else
+/// the Request-URI. `is_us` tells whether a URI names the router.
+pub fn next_hop(msg: &Message, is_us: impl Fn(&UriRef<'_>) -> bool) -> Option<(String, bool)> {
+    let mut routes = msg.values(Name::Route).map(route_uri);
+    let first = routes.next();
+    let pop = first.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| is_us(&u));
+    let next = if pop { routes.next() } else { first };
+    match next {
+        Some(uri) => Some((uri, pop)),
+        None => msg.request_uri().map(|u| (u.to_owned(), pop)),
     }
 }
 
@@ -75,10 +81,11 @@ fn via_destination(via: &Via<'_>) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, via.port.unwrap_or(5060)))
 }
 
-/// The URI inside a Route or Contact value (`<sip:x;lr>;param` → `sip:x;lr`).
+/// The URI inside a Route or Contact value (`"A <x>" <sip:x;lr>;param` →
+/// `sip:x;lr`; a bare `sip:x;param` → `sip:x`, its parameters the header's).
 pub(crate) fn route_uri(value: &str) -> String {
-    match (value.find('<'), value.find('>')) {
-        (Some(a), Some(b)) if b > a => value[a + 1..b].to_owned(),
-        _ => value.split(';').next().unwrap_or(value).trim().to_owned(),
+    match name_addr_spans(value) {
+        Some((uri, _)) => value[uri].trim().to_owned(),
+        None => value.split(';').next().unwrap_or(value).trim().to_owned(),
     }
 }

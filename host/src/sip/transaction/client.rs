@@ -55,7 +55,6 @@ pub struct ClientTransaction {
     interval: Duration,
     next_retransmit: Option<Instant>,
     provisional: bool,
-    cancel_requested: bool,
     cancel_sent: bool,
     /// Whether anything at all came back (RFC 3263 §4.3: an address that
     /// answered is not failed over to the target's next address).
@@ -74,7 +73,6 @@ impl ClientTransaction {
             interval: timers.t1,
             next_retransmit: (!reliable).then(|| now + timers.t1),
             provisional: false,
-            cancel_requested: false,
             cancel_sent: false,
             responded: false,
         }
@@ -125,10 +123,6 @@ impl ClientTransaction {
                 self.provisional = true;
                 self.deadline = self.deadline.max(now).min(now + self.per_target);
             }
-            if self.invite && self.cancel_requested && !self.cancel_sent {
-                step.cancel = true;
-                self.cancel_sent = true;
-            }
             step.pass_up = code > 100;
             return step;
         }
@@ -141,7 +135,6 @@ impl ClientTransaction {
     /// The request was cancelled upstream at `now`.
     pub fn cancel(&mut self, now: Instant) -> ClientStep {
         let mut step = ClientStep::default();
-        self.cancel_requested = true;
         if !self.invite {
             // A non-INVITE cannot be cancelled; it runs to its final response.
             return step;
