@@ -123,8 +123,8 @@ fn serve(
     (child, lines)
 }
 
-#[test]
-fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sigterm() {
+/// A deployment of one tenant, no users, listening on an ephemeral port.
+fn one_tenant() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("directory.toml"), "").expect("write");
     let config = dir.path().join("router.toml");
@@ -133,6 +133,12 @@ fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sig
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
     )
     .expect("write");
+    (dir, config)
+}
+
+#[test]
+fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sigterm() {
+    let (dir, config) = one_tenant();
     let (mut child, mut lines) = serve(&config, &[]);
     // The event: the router says it is listening.
     let before: Vec<String> = lines.by_ref().map_while(Result::ok).take_while(|l| !l.contains("listening")).collect();
@@ -158,14 +164,7 @@ fn serve_listens_reloads_on_sighup_and_directory_change_and_stops_cleanly_on_sig
 
 #[test]
 fn serve_logs_one_json_object_per_line_with_log_format_json() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
-    )
-    .expect("write");
+    let (_dir, config) = one_tenant();
     let (mut child, mut lines) = serve(&config, &["--log-format", "json"]);
     let mut seen = Vec::new();
     for line in lines.by_ref().map_while(Result::ok) {

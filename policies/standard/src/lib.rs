@@ -1,5 +1,6 @@
-//! The standard Exchange UM routing policy: the algorithm of the router's
-//! `DOMAIN.md`, steps 1-7, as a policy component.
+//! The standard Exchange UM routing policy: steps 2-6 of the algorithm in the
+//! router's `docs/exum-routing.md` (steps 1 and 7 are the router's), as a
+//! policy component.
 //!
 //! The router embeds this component and uses it for every tenant without a policy
 //! of its own, for a tenant policy's `standard` decision, and as the default

@@ -1,4 +1,4 @@
-//! Every branch of the standard algorithm (DOMAIN.md steps 1-7), through the
+//! Every branch of the standard algorithm (docs/exum-routing.md, steps 1-7), through the
 //! embedded standard component and the real engine, on the example deployment.
 
 use exum_router::policy::DecidedBy;
