@@ -671,7 +671,8 @@ fn parse_start_line(line: &[u8]) -> Result<StartLine, WireError> {
         if !(100..=699).contains(&code) {
             return Err(WireError::StartLine);
         }
-        let reason_start = (4 + 4).min(line.len());
+        // `SIP/2.0 ` and the code and its space: the reason phrase follows.
+        let reason_start = (8 + 4).min(line.len());
         return Ok(StartLine::Response { code, reason: reason_start..line.len() });
     }
     let c = parts.next().ok_or(WireError::StartLine)?;
