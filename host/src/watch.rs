@@ -84,16 +84,33 @@ struct Fingerprint {
     hash: u64,
 }
 
-/// Reads what a file looks like now.
+/// Files larger than this are not hashed (no file the router loads is this
+/// large: whoever reloads it refuses it by its size); their size and
+/// modification time stand for their content.
+const MAX_HASHED_BYTES: u64 = 64 << 20;
+
+/// Reads what a file looks like now, in chunks: memory stays constant.
 fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    use std::io::Read as _;
     let meta = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file)?;
-    // An unreadable file counts as changed: whoever reloads it says why.
-    let hash = std::fs::read(path).map_or(u64::MAX, |bytes| {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        bytes.hash(&mut h);
-        h.finish()
-    });
-    Some(Fingerprint { len: meta.len(), hash })
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    if meta.len() > MAX_HASHED_BYTES {
+        meta.modified().ok().hash(&mut h);
+    } else if let Ok(mut file) = std::fs::File::open(path) {
+        let mut chunk = vec![0u8; 64 << 10];
+        loop {
+            match file.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => h.write(&chunk[..n]),
+                // An unreadable file counts as changed: whoever reloads it says why.
+                Err(_) => {
+                    h.write_u64(u64::MAX);
+                    break;
+                }
+            }
+        }
+    }
+    Some(Fingerprint { len: meta.len(), hash: h.finish() })
 }
 
 /// One watched path: what it is and what it looked like when last reported.

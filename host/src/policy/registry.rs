@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::bindings::exum::policy::types::{Decision, Failure, Reject, Request};
 use super::decision::validate;
-use super::engine::{LoadError, PolicyEngine};
+use super::engine::{LoadError, MAX_COMPONENT_BYTES, PolicyEngine};
 use super::version::{Code, Fault, PolicyVersion};
 use crate::control::config::{Fallback, Limits, PolicySource, RouterConfig};
 use crate::control::health::HealthTable;
@@ -212,6 +212,29 @@ pub enum InstallError {
     },
 }
 
+/// Reads a policy file: its size is checked from its metadata before anything
+/// is read, and at most [`MAX_COMPONENT_BYTES`] + 1 bytes are read (a file that
+/// grows in between is refused too), so a huge or sparse file costs no memory.
+fn read_component(path: &Path) -> Result<Vec<u8>, InstallError> {
+    use std::io::Read as _;
+    let read_error = |source| InstallError::Read { path: path.to_path_buf(), source };
+    let too_large = |len: u64| InstallError::Load {
+        path: path.to_path_buf(),
+        source: LoadError::TooLarge(usize::try_from(len).unwrap_or(usize::MAX)),
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let len = file.metadata().map_err(read_error)?.len();
+    if len > MAX_COMPONENT_BYTES as u64 {
+        return Err(too_large(len));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    file.take(MAX_COMPONENT_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(read_error)?;
+    if bytes.len() > MAX_COMPONENT_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
 /// The limits of the embedded standard policy. It is the router's own code,
 /// known to finish in microseconds: its deadline is a safety net against a bug,
 /// not a tenant's budget, so a host whose CPU is starved for a few milliseconds
@@ -366,7 +389,7 @@ impl PolicyRegistry {
     pub fn reload_file(&self, tenant: &Arc<Tenant>, path: &Path) -> Result<Arc<TenantPolicy>, InstallError> {
         // The same bytes again (one write seen as several events) are no new version.
         let current = self.get(tenant);
-        if let (Some(own), Ok(bytes)) = (&current.own, std::fs::read(path))
+        if let (Some(own), Ok(bytes)) = (&current.own, read_component(path))
             && own.hash == super::engine::hex_sha256(&bytes)
         {
             return Ok(current);
@@ -422,7 +445,7 @@ impl PolicyRegistry {
 
     /// Compiles and loads a policy file for `tenant` as a new version.
     pub fn load_file(&self, tenant: &Arc<Tenant>, path: &Path) -> Result<Arc<PolicyVersion>, InstallError> {
-        let bytes = std::fs::read(path).map_err(|source| InstallError::Read { path: path.to_path_buf(), source })?;
+        let bytes = read_component(path)?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
         self.load_bytes(tenant, &bytes, name).map_err(|source| InstallError::Load { path: path.to_path_buf(), source })
     }

@@ -260,3 +260,23 @@ async fn one_deploy_is_one_reload_and_the_router_s_own_reads_trigger_none() {
     assert_eq!(metrics.config_reloads_of("ok"), 1, "neither the reload's own reads nor a same-content write reload");
     assert_eq!(metrics.reloads_of("contoso", "failed"), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_policy_file_is_refused_by_its_size_before_it_is_read() {
+    let lab = lab(ON_PLAN_A).await;
+    let tenant = lab.server.proxy.tenants().by_id("contoso").expect("tenant").clone();
+    lab.deploy(components::PLAN_B).await;
+    // A sparse file of 1 GiB: refused from its metadata (reading it would take
+    // a gigabyte of memory), and the version in service keeps serving.
+    let mut changes = lab.server.policy.subscribe();
+    changes.borrow_and_update();
+    let tmp = lab.dir.path().join("policies/.contoso.wasm.tmp");
+    std::fs::File::create(&tmp).and_then(|f| f.set_len(1 << 30)).expect("sparse file");
+    std::fs::rename(&tmp, lab.policy_file()).expect("rename");
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("reacts").expect("open");
+    let current = lab.server.policy.get(&tenant);
+    let error = current.reload_error().unwrap_or_default();
+    assert!(error.contains("component is 1073741824 bytes; the limit is 16777216"), "{error}");
+    assert_eq!(current.state(), "last_good_after_failed_reload");
+    assert_eq!(lab.call("bob", "huge1").await, "B");
+}
