@@ -182,6 +182,11 @@ pub fn request(
     )
 }
 
+/// [`request`] over UDP, its branch `z9hG4bK-<call_id>`.
+pub fn udp_request(method: &str, ruri: &str, from_addr: SocketAddr, call_id: &str) -> String {
+    request(method, ruri, from_addr, "UDP", call_id, &format!("z9hG4bK-{call_id}"))
+}
+
 /// A response to `req` with `code`, copying its Vias, From, To (adding `to_tag`),
 /// Call-ID and CSeq, plus extra header lines.
 pub fn response(req: &Message, code: u16, to_tag: &str, extra: &str) -> String {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use exum_router::model::Transport;
 use exum_router::server::Server;
 use exum_router_tests::components;
-use exum_router_tests::peer::{UdpPeer, request};
+use exum_router_tests::peer::{UdpPeer, udp_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 request; the status code and body.
@@ -82,19 +82,7 @@ async fn the_api_shows_tenants_errors_and_quarantine_and_the_metrics_move() {
     let router = server.local_addr(Transport::Udp).expect("udp");
     for i in 0..3 {
         let id = format!("q{i}");
-        caller
-            .send(
-                router,
-                &request(
-                    "INVITE",
-                    "sip:bob@contoso.com;opaque=app:voicemail",
-                    caller.addr,
-                    "UDP",
-                    &id,
-                    &format!("z9hG4bK-{id}"),
-                ),
-            )
-            .await;
+        caller.send(router, &udp_request("INVITE", "sip:bob@contoso.com;opaque=app:voicemail", caller.addr, &id)).await;
         assert_eq!(caller.final_response().await.status(), Some(503));
     }
     let (_, body) = http(admin, "GET", "/tenants/contoso", None).await;

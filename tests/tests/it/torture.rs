@@ -11,7 +11,7 @@ use exum_router::metrics::Dropped;
 use exum_router::model::Transport;
 use exum_router::model::wire::{Message, Name};
 use exum_router::server::Server;
-use exum_router_tests::peer::{UdpPeer, request, response};
+use exum_router_tests::peer::{UdpPeer, response, udp_request};
 
 /// One `[[message]]` of `corpus.toml`.
 #[derive(Debug, serde::Deserialize)]
@@ -161,19 +161,7 @@ async fn every_torture_message_gets_its_answer_and_a_valid_call_follows() {
                 // The router handles datagrams in order: once it answers the
                 // OPTIONS sent next, the message was handled.
                 let ping = format!("ping-{i}");
-                caller
-                    .send(
-                        router,
-                        &request(
-                            "OPTIONS",
-                            &format!("sip:{router}"),
-                            caller.addr,
-                            "UDP",
-                            &ping,
-                            &format!("z9hG4bK-{ping}"),
-                        ),
-                    )
-                    .await;
+                caller.send(router, &udp_request("OPTIONS", &format!("sip:{router}"), caller.addr, &ping)).await;
                 let first = caller.recv_within(exum_router_tests::peer::WAIT).await.map(|(m, _)| m);
                 match first {
                     Some(m) if m.first(Name::CallId) == Some(ping.as_str()) => {
@@ -197,17 +185,7 @@ async fn every_torture_message_gets_its_answer_and_a_valid_call_follows() {
         // A valid voice-mail call succeeds after every message.
         let call = format!("valid-{i}");
         caller
-            .send(
-                router,
-                &request(
-                    "INVITE",
-                    "sip:bob@contoso.com;opaque=app:voicemail",
-                    caller.addr,
-                    "UDP",
-                    &call,
-                    &format!("z9hG4bK-{call}"),
-                ),
-            )
+            .send(router, &udp_request("INVITE", "sip:bob@contoso.com;opaque=app:voicemail", caller.addr, &call))
             .await;
         let (inv, from) = next_hop_receives(&hop, &call)
             .await
