@@ -88,6 +88,8 @@ pub enum Dropped {
     StrayAck,
     /// A message from a peer the listener does not allow, that cannot be answered.
     Refused,
+    /// Over a rate limit (stray 2xx forwarded per second).
+    RateLimited,
 }
 
 impl Dropped {
@@ -99,6 +101,7 @@ impl Dropped {
             Dropped::StrayResponse => "stray_response",
             Dropped::StrayAck => "stray_ack",
             Dropped::Refused => "refused",
+            Dropped::RateLimited => "rate_limited",
         }
     }
 }

@@ -71,8 +71,16 @@ impl Server {
             .await
             .with_context(|| format!("{}: binding the listeners", config.display()))?;
         let resolver = Arc::new(crate::sip::resolve::Resolver::new(&router_config.dns));
-        let proxy =
-            ProxyCore::start(transports, resolver, policy.clone(), tenants.clone(), router_config.sip, metrics.clone());
+        let secret = crate::sip::secret::Secret::new(router_config.secret.as_deref());
+        let proxy = ProxyCore::start(
+            transports,
+            resolver,
+            policy.clone(),
+            tenants.clone(),
+            router_config.sip,
+            secret,
+            metrics.clone(),
+        );
         tokio::spawn(probe::run(proxy.clone(), tenants.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
             tracing::info!(tenant = %t.config.id, domains = ?t.config.domains, users = t.directory.user_count(), "tenant loaded");

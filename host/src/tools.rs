@@ -10,7 +10,7 @@ use crate::control::health::HealthTable;
 use crate::control::{ConfigError, Tenants};
 use crate::metrics::Metrics;
 use crate::model::uri::UriRef;
-use crate::model::wire::{self, Message, WireError};
+use crate::model::wire::{self, Message, Name, WireError};
 use crate::model::{Source, Transport};
 use crate::policy::contract::{Attempt, Decision, Failure, Outcome};
 use crate::policy::engine::{ALLOWED_IMPORTS, CONTRACT, REQUIRED_EXPORT};
@@ -19,8 +19,10 @@ use crate::sip::error::{Answer, RequestError};
 use crate::sip::originate;
 use crate::sip::proxy::classify::{ALLOW, Classified, classify};
 use crate::sip::proxy::decide;
+use crate::sip::proxy::dialog;
 use crate::sip::proxy::forward::{ForwardSpec, Hop, forwarded};
 use crate::sip::proxy::stateless::next_hop;
+use crate::sip::secret::Secret;
 
 /// Why a tool could not do its job. Each is a clear message and a non-zero exit.
 #[derive(Debug, thiserror::Error)]
@@ -151,6 +153,8 @@ pub fn simulate(
 /// proxy core. `simulate` and the fuzzing of the whole request path use it.
 pub struct Simulator {
     config: RouterConfig,
+    /// `[sip] secret` (or a random one): the Record-Route's dialog tag.
+    secret: Secret,
     tenants: Tenants,
     registry: PolicyRegistry,
 }
@@ -173,7 +177,8 @@ impl Simulator {
         let metrics = Arc::new(Metrics::new());
         let registry = PolicyRegistry::for_deployment(&config, &tenants, health, metrics)
             .map_err(|e| ToolError::Engine(e.to_string()))?;
-        Ok(Simulator { config, tenants, registry })
+        let secret = Secret::new(config.secret.as_deref());
+        Ok(Simulator { config, secret, tenants, registry })
     }
 
     /// Runs `request` (read from `request_path`, for messages) through the
@@ -205,6 +210,10 @@ impl Simulator {
                 return Ok(out);
             }
             Classified::InDialog(r) => {
+                if let Err(e) = dialog::check(&sip, &source, &self.tenants, &self.secret, is_us) {
+                    write_answer(&mut out, &sip, &e.answer());
+                    return Ok(out);
+                }
                 let req = r.rewritten.unwrap_or(sip);
                 let Some((next, _)) = next_hop(&req, is_us) else {
                     write_answer(&mut out, &req, &RequestError::NoNextHop.answer());
@@ -322,12 +331,13 @@ impl Simulator {
         source: &Source,
     ) {
         let local = self.config.listen.first().map_or_else(|| "127.0.0.1:5060".to_owned(), |l| l.address.to_string());
+        let dialog_tag = self.secret.dialog_tag(sip.first(Name::CallId).unwrap_or(""));
         let hop = Hop {
             transport: transport.unwrap_or(Transport::Udp),
             local: &local,
             branch: "z9hG4bK-simulated",
             source: source.addr,
-            record_route,
+            record_route: record_route.then_some(dialog_tag.as_str()),
             pop_route,
         };
         let _ = writeln!(out, "\n--- forwarded to {} ---", targets.join(", then "));

@@ -70,6 +70,11 @@ pub struct RouterConfig {
     pub tls: TlsSettings,
     /// `[dns]`: name servers and static hosts.
     pub dns: crate::model::dns::DnsSettings,
+    /// `[sip] secret`: the key of the tags the router puts in the branches and
+    /// Record-Routes it mints, to know them again. Give every router of a fleet
+    /// the same; without it, a random key per start (dialogs routed before a
+    /// restart are then recognised by their tenant's domain and peers only).
+    pub secret: Option<String>,
 }
 
 /// `[tls]`: the router's certificate and key (for its TLS listeners, and
@@ -163,6 +168,10 @@ pub struct Overload {
     pub per_source_window: Duration,
     /// The `Retry-After` of the 503, in seconds (`retry_after_s`, 5).
     pub retry_after_s: u32,
+    /// 2xx responses whose transaction is gone forwarded per second at most
+    /// (`stray_2xx_per_second`, 200; 0: none): a retransmitted 2xx after the
+    /// router forgot its transaction; beyond, they are dropped.
+    pub stray_2xx_per_second: u32,
 }
 
 impl Default for Overload {
@@ -172,6 +181,7 @@ impl Default for Overload {
             per_source_requests: 0,
             per_source_window: Duration::from_secs(1),
             retry_after_s: 5,
+            stray_2xx_per_second: 200,
         }
     }
 }
@@ -361,6 +371,7 @@ struct OverloadFile {
     per_source_requests: Option<u32>,
     per_source_window_ms: Option<u64>,
     retry_after_s: Option<u32>,
+    stray_2xx_per_second: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -417,6 +428,7 @@ struct SipFile {
     shutdown_grace_ms: Option<u64>,
     udp_receive_buffer_bytes: Option<usize>,
     udp_receivers: Option<usize>,
+    secret: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -694,9 +706,15 @@ impl RouterConfig {
                             return Err(invalid("overload.retry_after_s".into(), format!("{n}: must be 1 to 3600")));
                         }
                     },
+                    stray_2xx_per_second: f.stray_2xx_per_second.unwrap_or(o.stray_2xx_per_second),
                 }
             },
         };
+        if let Some(secret) = &file.sip.secret
+            && secret.len() < 16
+        {
+            return Err(invalid("sip.secret".into(), format!("{} characters: must be at least 16", secret.len())));
+        }
         let p = Probes::default();
         let probes = Probes {
             enabled: file.probes.enabled.unwrap_or(p.enabled),
@@ -771,6 +789,7 @@ impl RouterConfig {
             probes,
             tls,
             dns,
+            secret: file.sip.secret,
         })
     }
 }
@@ -897,6 +916,10 @@ mod tests {
         );
         assert!(err("directory = \"d\"\n[sip]\nudp_receivers = 0\n").contains("sip.udp_receivers: 0: must be 1 to 64"));
         assert!(
+            err("directory = \"d\"\n[sip]\nsecret = \"short\"\n")
+                .contains("sip.secret: 5 characters: must be at least 16")
+        );
+        assert!(
             err("directory = \"d\"\n[sip]\nudp_receive_buffer_bytes = 1\n")
                 .contains("sip.udp_receive_buffer_bytes: 1: must be 65536")
         );
@@ -911,7 +934,8 @@ mod tests {
                 max_transactions: 10,
                 per_source_requests: 3,
                 per_source_window: Duration::from_secs(60),
-                retry_after_s: 30
+                retry_after_s: 30,
+                ..Overload::default()
             }
         );
         assert_eq!(load("directory = \"d\"\n").expect("valid").sip.overload, Overload::default());

@@ -69,6 +69,10 @@ pub enum RequestError {
     /// No tenant owns the Request-URI's domain: 404.
     #[error("no tenant owns this domain")]
     UnknownDomain,
+    /// A request in a dialog that neither the router's Record-Route nor a
+    /// tenant's domain vouches for: 404.
+    #[error("no dialog of this router or its tenants")]
+    NotInDialog,
     /// The listener's `allow` list refuses the peer: 403.
     #[error("not allowed on this listener")]
     ListenerRefused,
@@ -122,7 +126,7 @@ impl RequestError {
         use RequestError::*;
         match self {
             BadRequest(_) | Version | UnsupportedScheme(_) | TooManyHops | Loop | BadExtension(_) | NoTransaction
-            | Cancelled | UnknownDomain | ListenerRefused | NotAPeer | NoNextHop => Side::Peer,
+            | Cancelled | UnknownDomain | NotInDialog | ListenerRefused | NotAPeer | NoNextHop => Side::Peer,
             NoDecision => Side::Policy,
             AllTargetsFailed | NextHopTimeout | NextHopUnreachable | NextHopRedirected => Side::Target,
             Overloaded { .. } | Draining | Internal(_) => Side::Router,
@@ -141,7 +145,7 @@ impl RequestError {
             BadExtension(_) => 420,
             NoTransaction => 481,
             Cancelled => 487,
-            UnknownDomain => 404,
+            UnknownDomain | NotInDialog => 404,
             ListenerRefused | NotAPeer => 403,
             NoDecision | Internal(_) => 500,
             AllTargetsFailed | NextHopRedirected => 480,
@@ -156,8 +160,8 @@ impl RequestError {
         let code = self.code();
         let answer = Answer::new(code);
         match self {
-            BadRequest(_) | Version | UnsupportedScheme(_) | TooManyHops | Loop | UnknownDomain | NotAPeer
-            | NoNextHop => answer.with("Warning", warning(&self.to_string())),
+            BadRequest(_) | Version | UnsupportedScheme(_) | TooManyHops | Loop | UnknownDomain | NotInDialog
+            | NotAPeer | NoNextHop => answer.with("Warning", warning(&self.to_string())),
             BadExtension(options) => {
                 answer.with("Unsupported", options.clone()).with("Warning", warning(&self.to_string()))
             }

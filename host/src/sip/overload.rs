@@ -96,6 +96,39 @@ impl Limiter {
     }
 }
 
+/// A token bucket shared by all sources: at most `n` a second, `n` at once.
+pub struct RateLimit {
+    per_second: u32,
+    bucket: Mutex<Bucket>,
+}
+
+impl std::fmt::Debug for RateLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimit").field("per_second", &self.per_second).finish()
+    }
+}
+
+impl RateLimit {
+    /// At most `n` a second (0: none).
+    pub fn per_second(n: u32) -> RateLimit {
+        RateLimit { per_second: n, bucket: Mutex::new(Bucket { tokens: f64::from(n), at: Instant::now() }) }
+    }
+
+    /// Takes one token if there is one.
+    pub fn take(&self) -> bool {
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(&self, now: Instant) -> bool {
+        let capacity = f64::from(self.per_second);
+        let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let tokens = (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * capacity).min(capacity);
+        let ok = tokens >= 1.0;
+        *b = Bucket { tokens: if ok { tokens - 1.0 } else { tokens }, at: now.max(b.at) };
+        ok
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,7 +139,19 @@ mod tests {
             per_source_requests: per_source,
             per_source_window: Duration::from_millis(window_ms),
             retry_after_s: 5,
+            ..Overload::default()
         })
+    }
+
+    #[test]
+    fn a_shared_rate_limit_refills_at_its_rate() {
+        let r = RateLimit::per_second(2);
+        let t0 = Instant::now();
+        assert!(r.take_at(t0) && r.take_at(t0));
+        assert!(!r.take_at(t0), "two a second, two at once");
+        assert!(r.take_at(t0 + Duration::from_millis(500)), "one back after half a second");
+        assert!(!r.take_at(t0 + Duration::from_millis(500)));
+        assert!(!RateLimit::per_second(0).take_at(t0 + Duration::from_secs(9)), "0: none");
     }
 
     #[test]

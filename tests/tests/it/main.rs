@@ -4,6 +4,7 @@
 
 mod access;
 mod admin;
+mod attacks;
 mod dns;
 mod examples;
 mod hostile_input;

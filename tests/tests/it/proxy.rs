@@ -10,16 +10,16 @@ use exum_router::model::wire::Name;
 use exum_router::server::Server;
 use exum_router_tests::peer::{TcpPeer, UdpPeer, request, response};
 
-struct Lab {
+pub(crate) struct Lab {
     _dir: tempfile::TempDir,
-    server: Server,
-    router: SocketAddr,
-    router_tcp: SocketAddr,
-    caller: UdpPeer,
-    um1: UdpPeer,
-    um2: UdpPeer,
-    edge: UdpPeer,
-    gw: UdpPeer,
+    pub(crate) server: Server,
+    pub(crate) router: SocketAddr,
+    pub(crate) router_tcp: SocketAddr,
+    pub(crate) caller: UdpPeer,
+    pub(crate) um1: UdpPeer,
+    pub(crate) um2: UdpPeer,
+    pub(crate) edge: UdpPeer,
+    pub(crate) gw: UdpPeer,
 }
 
 async fn lab(probes: &str) -> Lab {
@@ -27,7 +27,7 @@ async fn lab(probes: &str) -> Lab {
 }
 
 /// A lab whose configuration has `extra` sections (before the tenants).
-async fn lab_with(probes: &str, extra: &str) -> Lab {
+pub(crate) async fn lab_with(probes: &str, extra: &str) -> Lab {
     let (caller, um1, um2, edge, gw) = (
         UdpPeer::bind().await,
         UdpPeer::bind().await,
@@ -99,10 +99,10 @@ servers = [{{ uri = "sip:{um1}" }}, {{ uri = "sip:{um2}" }}]
     Lab { _dir: dir, server, router, router_tcp, caller, um1, um2, edge, gw }
 }
 
-const NO_PROBES: &str = "enabled = false";
-const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";
+pub(crate) const NO_PROBES: &str = "enabled = false";
+pub(crate) const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";
 
-fn invite(lab: &Lab, ruri: &str, call_id: &str) -> String {
+pub(crate) fn invite(lab: &Lab, ruri: &str, call_id: &str) -> String {
     request("INVITE", ruri, lab.caller.addr, "UDP", call_id, &format!("z9hG4bK-{call_id}"))
 }
 

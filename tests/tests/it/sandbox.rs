@@ -237,6 +237,7 @@ fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
                 admin: None,
                 tls: Default::default(),
                 dns: Default::default(),
+                secret: None,
             },
             Default::default(),
         )

@@ -125,7 +125,7 @@ fn simulate_decides_with_the_policy_serve_would_use_and_forwards_as_the_proxy_do
     // Forwarded with the proxy's own edits: its Via, its Record-Route, Max-Forwards.
     let forwarded = &out[json_end..];
     assert!(forwarded.contains("Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bK-simulated;rport\r\n"), "{forwarded}");
-    assert!(forwarded.contains("Record-Route: <sip:127.0.0.1:5080;lr>\r\n"), "{forwarded}");
+    assert!(forwarded.contains("Record-Route: <sip:127.0.0.1:5080;lr;exum="), "with its dialog tag: {forwarded}");
     assert!(forwarded.contains("Max-Forwards: 69\r\n"), "{forwarded}");
     // A request the proxy refuses before routing gets the proxy's own answer.
     let text = String::from_utf8(bob).expect("utf8").replacen("Max-Forwards: 70", "Max-Forwards: 0", 1);

@@ -341,12 +341,13 @@ impl RequestTask {
             proxy.transports.local_addr(transport, Some(dest)).map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
         let branch = proxy.branch(loop_hash(&self.req));
         tracing::Span::current().record("branch", branch.as_str());
+        let dialog_tag = self.record_route.then(|| proxy.dialog_tag(self.req.first(Name::CallId).unwrap_or("")));
         let hop = Hop {
             transport,
             local: &local,
             branch: &branch,
             source: self.source.addr,
-            record_route: self.record_route,
+            record_route: dialog_tag.as_deref(),
             pop_route: self.pop_route,
         };
         let bytes = forwarded(&self.req, spec, contact_uri, &hop);

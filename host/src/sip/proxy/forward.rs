@@ -46,8 +46,9 @@ pub struct Hop<'a> {
     pub branch: &'a str,
     /// Where the request came from (the caller's Via gets `received`/`rport`).
     pub source: SocketAddr,
-    /// Whether to add a Record-Route (the tenant's `record_route`).
-    pub record_route: bool,
+    /// With the tenant's `record_route`, the Record-Route to add carries this
+    /// dialog tag (see [`crate::sip::secret::Secret::dialog_tag`]).
+    pub record_route: Option<&'a str>,
     /// Whether the first Route names the router and is removed.
     pub pop_route: bool,
 }
@@ -82,13 +83,14 @@ pub fn forwarded(req: &Message, spec: &ForwardSpec, request_uri: Option<&str>, h
     if hop.pop_route {
         edit = edit.pop_route();
     }
-    if hop.record_route {
+    if let Some(tag) = hop.record_route {
         let param = match hop.transport {
             Transport::Udp => "",
             Transport::Tcp => ";transport=tcp",
             Transport::Tls => ";transport=tls",
         };
-        edit = edit.prepend("Record-Route", &format!("<sip:{};lr{param}>", hop.local));
+        let name = crate::sip::secret::ROUTE_PARAM;
+        edit = edit.prepend("Record-Route", &format!("<sip:{};lr{param};{name}={tag}>", hop.local));
     }
     let hops = req.max_forwards().ok().flatten().map_or(DEFAULT_MAX_FORWARDS, |h| h.saturating_sub(1));
     edit.max_forwards(hops.min(DEFAULT_MAX_FORWARDS)).finish()
@@ -121,7 +123,7 @@ mod tests {
             local: "127.0.0.1:5060",
             branch: "z9hG4bK-abc",
             source: "10.0.0.2:5062".parse().expect("addr"),
-            record_route: true,
+            record_route: Some("0123456789abcdef"),
             pop_route: true,
         };
         let out = Message::parse(forwarded(&req, &spec, None, &hop), false, usize::MAX).expect("parses");
@@ -131,7 +133,7 @@ mod tests {
         assert!(vias[1].contains("received=10.0.0.2") && vias[1].contains("rport=5062"), "{}", vias[1]);
         assert_eq!(out.first(Name::MaxForwards), Some("9"));
         assert_eq!(out.first(Name::Route), None, "our Route popped");
-        assert_eq!(out.first(Name::RecordRoute), Some("<sip:127.0.0.1:5060;lr;transport=tcp>"));
+        assert_eq!(out.first(Name::RecordRoute), Some("<sip:127.0.0.1:5060;lr;transport=tcp;exum=0123456789abcdef>"));
         assert_eq!(out.header("X-Tenant"), Some("t1"));
         assert_eq!(out.header("Diversion"), None);
         let contact = forwarded(&req, &spec, Some("sip:bob@um2.example.com"), &hop);

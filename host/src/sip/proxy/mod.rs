@@ -4,6 +4,7 @@
 //!
 //! - [`classify`]: validation, the router's own OPTIONS and Route, in a dialog
 //!   or new; [`validate`]: the checks of §16.3, before anything else.
+//! - [`dialog`]: which in-dialog requests are the router's to forward.
 //! - [`decide`]: the tenant by the Request-URI's domain, its peers, its policy.
 //! - [`execute`]: the decision carried out: targets one after another, 3xx
 //!   recursion, `on-failure`; then the transaction lingers for retransmissions.
@@ -13,6 +14,7 @@
 
 pub mod classify;
 pub mod decide;
+pub mod dialog;
 pub mod execute;
 pub mod forward;
 pub mod stateless;
@@ -27,8 +29,9 @@ use tokio::sync::mpsc;
 
 use super::error::{Answer, RequestError};
 use super::originate;
-use super::overload::Limiter;
+use super::overload::{Limiter, RateLimit};
 use super::resolve::Resolver;
+use super::secret::Secret;
 use super::transaction::{Event, EventSender, Table, Timers, server_key};
 use super::transport::{Sink, Transports};
 use crate::control::Tenants;
@@ -51,9 +54,11 @@ pub struct Proxy {
     tenants_swapped: tokio::sync::watch::Sender<u64>,
     settings: SipSettings,
     table: Table,
-    /// Mixed into every branch and To tag the router mints, so a stray response
-    /// can be recognised as answering one of ours.
-    secret: u64,
+    /// Tags every branch and Record-Route the router mints, so a stray 2xx and
+    /// an in-dialog request can be recognised as the router's.
+    secret: Secret,
+    /// Stray 2xx forwarded per second, at most.
+    stray_2xx: RateLimit,
     counter: AtomicU64,
     /// Transactions that have not sent their final response yet: what overload
     /// control counts and what a graceful shutdown waits for.
@@ -82,10 +87,9 @@ impl Proxy {
         policy: Arc<PolicyRegistry>,
         tenants: Arc<Tenants>,
         settings: SipSettings,
+        secret: Secret,
         metrics: Arc<Metrics>,
     ) -> Arc<Proxy> {
-        let secret =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
         let proxy = Arc::new(Proxy {
             transports: transports.clone(),
             resolver,
@@ -95,6 +99,7 @@ impl Proxy {
             settings,
             table: Table::default(),
             secret,
+            stray_2xx: RateLimit::per_second(settings.overload.stray_2xx_per_second),
             counter: AtomicU64::new(1),
             me: OnceLock::new(),
             in_flight: AtomicUsize::new(0),
@@ -156,15 +161,19 @@ impl Proxy {
     }
 
     /// A new branch: the magic cookie, a hash of what makes a request loop
-    /// (RFC 3261 §16.6 step 8) and a unique counter.
+    /// (RFC 3261 §16.6 step 8), a unique counter and the secret's tag.
     fn branch(&self, loop_hash: u64) -> String {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
-        format!("z9hG4bK-{loop_hash:016x}-{:x}{n:x}", self.secret & 0xffff)
+        self.secret.branch(loop_hash, self.counter.fetch_add(1, Ordering::Relaxed))
     }
 
     /// A branch for probes and other clients of the router's own.
     pub(crate) fn new_branch(&self) -> String {
-        self.branch(self.counter.load(Ordering::Relaxed) ^ self.secret)
+        self.branch(0)
+    }
+
+    /// The tag of the dialog of `call_id` in the router's Record-Route.
+    pub(crate) fn dialog_tag(&self, call_id: &str) -> String {
+        self.secret.dialog_tag(call_id)
     }
 
     /// Registers a client branch for probes and other clients of the router's own.
@@ -198,7 +207,7 @@ impl Proxy {
     /// Sends `answer` to `req` back where it came from (over the transport it
     /// arrived on, whatever its Via says); returns the bytes sent.
     fn send_answer(&self, req: &Message, source: &Source, answer: &Answer) -> Vec<u8> {
-        let tag = format!("{:x}", self.secret ^ self.counter.fetch_add(1, Ordering::Relaxed));
+        let tag = format!("{:x}", self.secret.salt() ^ self.counter.fetch_add(1, Ordering::Relaxed));
         let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
         let bytes = originate::response(req, answer.code, &answer.reason, &tag, &headers);
         self.transports.send_now(source.transport, source.addr, bytes.clone());
@@ -269,7 +278,10 @@ impl Proxy {
             ("ACK", Some(tx)) => {
                 let _ = tx.send(Event::Ack);
             }
-            ("ACK", None) if msg.to_tag().is_some() => self.forward_stateless(msg, source),
+            ("ACK", None) if msg.to_tag().is_some() => match self.check_dialog(&msg, &source) {
+                Ok(()) => self.forward_stateless(msg, source),
+                Err(_) => self.drop_message(Dropped::StrayAck, &source, &"ACK for no dialog of the router's"),
+            },
             ("ACK", None) => self.drop_message(Dropped::StrayAck, &source, &"ACK for no transaction"),
             ("CANCEL", Some(tx)) => {
                 self.send_answer(&msg, &source, &Answer::new(200));
@@ -281,6 +293,13 @@ impl Proxy {
             (_, Some(tx)) => {
                 self.metrics.retransmissions.inc();
                 let _ = tx.send(Event::Retransmission);
+            }
+            // In a dialog: only the router's dialogs and its tenants' (no relay).
+            (_, None)
+                if msg.to_tag().is_some()
+                    && let Err(error) = self.check_dialog(&msg, &source) =>
+            {
+                self.reject(&msg, &source, &error);
             }
             // Draining: no new calls, but calls in progress can still end.
             (_, None) if self.draining.load(Ordering::Relaxed) && msg.to_tag().is_none() => {
@@ -300,8 +319,17 @@ impl Proxy {
         }
     }
 
+    /// Whether an in-dialog request is one the router may forward (see
+    /// [`dialog`]); refusals are counted.
+    fn check_dialog(&self, msg: &Message, source: &Source) -> Result<(), RequestError> {
+        dialog::check(msg, source, &self.tenants.load(), &self.secret, |u| self.is_us(u)).inspect_err(|e| {
+            self.metrics.count_access_refused(if *e == RequestError::NotAPeer { "tenant" } else { "dialog" });
+        })
+    }
+
     /// Overload control for a request that would start a transaction: in-dialog
-    /// requests (a To tag) always pass, so calls in progress can end.
+    /// requests (a To tag) that passed [`Self::check_dialog`] always pass, so
+    /// calls in progress can end.
     fn admit(&self, msg: &Message, source: &Source) -> Result<(), RequestError> {
         if msg.to_tag().is_some() {
             return Ok(());
@@ -321,8 +349,10 @@ impl Proxy {
             None => {
                 let is_2xx_invite = msg.status().is_some_and(|c| (200..300).contains(&c))
                     && msg.cseq().is_some_and(|(_, m)| m == "INVITE");
-                if !(is_2xx_invite && self.forward_stray_2xx(&msg)) {
-                    self.drop_message(Dropped::StrayResponse, source, &"response for no transaction");
+                let reason =
+                    if is_2xx_invite { self.forward_stray_2xx(&msg).err() } else { Some(Dropped::StrayResponse) };
+                if let Some(reason) = reason {
+                    self.drop_message(reason, source, &"response for no transaction");
                 }
             }
         }

@@ -8,23 +8,36 @@ use std::sync::Arc;
 
 use super::Proxy;
 use super::forward::via_protocol;
+use crate::metrics::Dropped;
 use crate::model::uri::{UriRef, name_addr_spans};
 use crate::model::wire::{Message, Name, Via};
 use crate::model::{Source, Transport};
 
 impl Proxy {
     /// Forwards a 2xx for an INVITE whose transaction is gone (a retransmitted
-    /// 2xx) along its Vias, when the top Via is one of the router's.
-    pub(super) fn forward_stray_2xx(&self, msg: &Message) -> bool {
+    /// 2xx) along its Vias: only when the top Via's branch carries the router's
+    /// tag, never to the router itself, and at most `stray_2xx_per_second`.
+    /// Otherwise says why it was dropped.
+    pub(super) fn forward_stray_2xx(&self, msg: &Message) -> Result<(), Dropped> {
         let mut vias = msg.values(Name::Via);
         let ours = vias.next().and_then(Via::parse);
-        if !ours.is_some_and(|v| v.branch.is_some_and(|b| b.starts_with("z9hG4bK-"))) {
-            return false;
+        if !ours.is_some_and(|v| v.branch.is_some_and(|b| self.secret.is_ours(b))) {
+            return Err(Dropped::StrayResponse);
         }
-        let Some(next) = vias.next().and_then(Via::parse) else { return false };
-        let Some(addr) = via_destination(&next) else { return false };
+        let Some(next) = vias.next().and_then(Via::parse) else { return Err(Dropped::StrayResponse) };
+        let Some(addr) = via_destination(&next) else { return Err(Dropped::StrayResponse) };
         let transport = if next.transport.eq_ignore_ascii_case("TCP") { Transport::Tcp } else { Transport::Udp };
-        self.transports.send_now(transport, addr, msg.edit().pop_via().finish())
+        if self.transports.local_addr(transport, Some(addr)).is_some_and(|a| a == addr) {
+            return Err(Dropped::StrayResponse);
+        }
+        if !self.stray_2xx.take() {
+            return Err(Dropped::RateLimited);
+        }
+        if self.transports.send_now(transport, addr, msg.edit().pop_via().finish()) {
+            Ok(())
+        } else {
+            Err(Dropped::StrayResponse)
+        }
     }
 
     /// Forwards an ACK for a 2xx statelessly along its Route set or Request-URI.
