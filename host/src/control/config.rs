@@ -7,7 +7,7 @@
 //! policy_dir = "policies"             # watched: <tenant-id>.wasm is that tenant's policy
 //!
 //! [policy_defaults]                   # limits for every tenant's policy calls
-//! deadline_ms = 5                     # wall-clock budget of one call
+//! deadline_ms = 5                     # CPU-time budget of one call
 //! memory_mib = 16                     # linear memory of one instance
 //! quarantine_after = 5                # consecutive faults before quarantine
 //!
@@ -309,7 +309,7 @@ pub enum Fallback {
 /// Per-call limits of a policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Wall-clock budget of one call (`deadline_ms`).
+    /// CPU-time budget of one call (wall-clock time: that plus 1 s at most) (`deadline_ms`).
     pub deadline: Duration,
     /// Linear memory of one instance (`memory_mib`).
     pub memory_bytes: usize,

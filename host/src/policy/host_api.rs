@@ -80,6 +80,8 @@ pub struct StoreState {
     log_tag: Arc<str>,
     /// Log lines left in this call.
     pub(crate) log_budget: u32,
+    /// When the call in progress started: what its deadline is measured from.
+    pub(crate) call: super::deadline::CallClock,
 }
 
 impl StoreState {
@@ -90,6 +92,7 @@ impl StoreState {
             limiter: Limiter { memory_bytes, hit: None },
             log_tag,
             log_budget: LOG_BUDGET_PER_CALL,
+            call: super::deadline::CallClock::start(),
         }
     }
 }

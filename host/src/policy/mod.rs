@@ -4,6 +4,7 @@
 //! decision; it knows nothing of sockets.
 
 mod bindings;
+pub mod deadline;
 pub mod decision;
 pub mod engine;
 pub mod host_api;

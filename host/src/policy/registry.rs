@@ -236,9 +236,8 @@ fn read_component(path: &Path) -> Result<Vec<u8>, InstallError> {
 }
 
 /// The limits of the embedded standard policy. It is the router's own code,
-/// known to finish in microseconds: its deadline is a safety net against a bug,
-/// not a tenant's budget, so a host whose CPU is starved for a few milliseconds
-/// (a busy machine, a descheduled thread) does not fail a call for it.
+/// known to finish in microseconds: its deadline (CPU time, as every policy's,
+/// see [`super::deadline`]) is a safety net against a bug, not a tenant's budget.
 const STANDARD_LIMITS: Limits =
     Limits { deadline: Duration::from_secs(1), memory_bytes: 16 << 20, quarantine_after: u32::MAX };
 

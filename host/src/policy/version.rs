@@ -11,6 +11,7 @@ use wasmtime::Trap;
 
 use super::bindings::Policy;
 use super::bindings::exum::policy::types::{Decision, Failure, Request};
+use super::deadline::CallClock;
 use super::engine::{CompiledPolicy, LoadError, PolicyEngine};
 use super::host_api::{LimitHit, StoreState};
 use crate::control::Tenant;
@@ -241,6 +242,7 @@ impl PolicyVersion {
             InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
             InstantiateError::Fault(f) => f,
         })?;
+        instance.store.data_mut().call = CallClock::start();
         instance.store.set_epoch_deadline(self.deadline_ticks);
         instance
             .bindings
@@ -289,6 +291,7 @@ impl PolicyVersion {
             }
             data.limiter.hit = None;
             data.log_budget = super::host_api::LOG_BUDGET_PER_CALL;
+            data.call = CallClock::start();
         }
         store.set_epoch_deadline(self.deadline_ticks);
         match f(&instance.bindings, store) {
@@ -318,6 +321,9 @@ impl PolicyVersion {
             StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
+        let budget = self.limits.deadline;
+        store.epoch_deadline_callback(move |ctx| Ok(ctx.data().call.on_deadline(budget)));
+        store.data_mut().call = CallClock::start();
         store.set_epoch_deadline(self.deadline_ticks);
         let code = self.code().map_err(InstantiateError::Fault)?;
         let bindings = code
