@@ -11,11 +11,13 @@
 //! | `GET /tenants/{id}` | one tenant, with its counters; 404 if unknown |
 //! | `POST /tenants/{id}/reload` | reload its policy file; 200 with the tenant, or 422 with the error (the previous version keeps serving) |
 //! | `POST /reload` | reload configuration and directory; 200, or 422 with the error |
+//! | `GET /bans` | sources banned for flooding: `{"bans":[{"source","remaining_ms","dropped"}]}` |
+//! | `DELETE /bans/{ip}` | lift a ban; 404 if that source is not banned |
 //! | `GET /metrics` | Prometheus exposition |
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -49,25 +51,57 @@ impl std::fmt::Debug for Admin {
     }
 }
 
-/// Serves the admin API on `listener` until `shutdown` changes.
+/// Admin connections open at once, at most; more are closed when accepted.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A request's header must arrive within this (from the connection's start, or
+/// the previous response): an idle connection is closed after it.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// An admin connection is closed after this, whatever it is doing.
+pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
+/// Serves the admin API on `listener` until `shutdown` changes: at most
+/// [`MAX_CONNECTIONS`] connections, each closed when idle for
+/// [`HEADER_TIMEOUT`] or open for [`CONNECTION_LIFETIME`]; failed accepts back off.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut backoff = crate::sip::transport::AcceptBackoff::default();
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((s, _)) => s,
-                Err(_) => continue,
+                Err(e) => {
+                    let wait = backoff.failed(&e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    continue;
+                }
             },
             _ = shutdown.changed() => return,
         };
+        backoff.succeeded();
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            admin
+                .proxy
+                .metrics
+                .connections_refused
+                .get_or_create(&crate::metrics::ReasonLabel { reason: "admin" })
+                .inc();
+            continue;
+        };
         let admin = admin.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
                 async move { Ok::<_, Infallible>(admin.handle(req)) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
         });
     }
 }
@@ -119,6 +153,20 @@ impl Admin {
             (&Method::POST, ["reload"]) => match (self.reload)() {
                 Ok(()) => reply(StatusCode::OK, &json!({"reloaded": true})),
                 Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
+            },
+            (&Method::GET, ["bans"]) => {
+                let bans: Vec<Value> = self
+                    .proxy
+                    .bans()
+                    .iter()
+                    .map(|b| json!({"source": b.source.to_string(), "remaining_ms": b.remaining_ms, "dropped": b.dropped}))
+                    .collect();
+                reply(StatusCode::OK, &json!({ "bans": bans }))
+            }
+            (&Method::DELETE, ["bans", ip]) => match ip.parse::<std::net::IpAddr>() {
+                Ok(ip) if self.proxy.lift_ban(ip) => reply(StatusCode::OK, &json!({"lifted": ip.to_string()})),
+                Ok(ip) => reply(StatusCode::NOT_FOUND, &json!({"error": format!("{ip} is not banned")})),
+                Err(_) => reply(StatusCode::BAD_REQUEST, &json!({"error": format!("`{ip}` is not an IP address")})),
             },
             (&Method::GET, ["metrics"]) => {
                 self.proxy.metrics.transactions_active.set(self.proxy.active_transactions() as i64);

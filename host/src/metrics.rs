@@ -129,6 +129,8 @@ pub struct Metrics {
     /// Server transactions in the table, lingering ones included (set when
     /// `/metrics` is read).
     pub transactions_active: Gauge,
+    /// Bytes held by transactions, as overload control estimates them.
+    pub transaction_bytes: Gauge,
     /// Retransmitted requests absorbed by their transaction.
     pub retransmissions: Counter,
     /// Messages dropped without an answer, by reason.
@@ -137,8 +139,15 @@ pub struct Metrics {
     pub request_errors: Family<ErrorLabels, Counter>,
     /// Messages that did not parse, by transport (answered or not).
     pub malformed: Family<TransportLabel, Counter>,
-    /// TCP and TLS connections closed for garbage, oversize or a stall.
-    pub streams_closed: Counter,
+    /// TCP and TLS connections the router closed, by reason (`garbage`: not
+    /// SIP or oversize; `stalled`: a message not whole within its timeout;
+    /// `send_timeout`: the peer did not read; `lifetime`).
+    pub streams_closed: Family<ReasonLabel, Counter>,
+    /// TCP and TLS connections refused when accepted, by reason (`global`,
+    /// `per_ip`: the connection caps).
+    pub connections_refused: Family<ReasonLabel, Counter>,
+    /// TCP and TLS connections accepted and open now.
+    pub connections_open: Gauge,
     /// TLS handshakes that failed or timed out.
     pub tls_handshakes_failed: Counter,
     /// New requests by method and tenant.
@@ -188,11 +197,14 @@ impl Metrics {
         let m = Metrics {
             transactions: Counter::default(),
             transactions_active: Gauge::default(),
+            transaction_bytes: Gauge::default(),
             retransmissions: Counter::default(),
             dropped: Family::default(),
             request_errors: Family::default(),
             malformed: Family::default(),
-            streams_closed: Counter::default(),
+            streams_closed: Family::default(),
+            connections_refused: Family::default(),
+            connections_open: Gauge::default(),
             tls_handshakes_failed: Counter::default(),
             requests: Family::default(),
             decisions: Family::default(),
@@ -219,6 +231,11 @@ impl Metrics {
             "Server transactions in the table, lingering ones included (read when scraped)",
             m.transactions_active.clone(),
         );
+        r.register(
+            "sip_transaction_bytes",
+            "Bytes held by transactions, as overload control estimates them",
+            m.transaction_bytes.clone(),
+        );
         r.register("sip_retransmissions", "Retransmitted requests absorbed", m.retransmissions.clone());
         r.register("sip_dropped", "Messages dropped without an answer, by reason", m.dropped.clone());
         r.register(
@@ -227,11 +244,13 @@ impl Metrics {
             m.request_errors.clone(),
         );
         r.register("sip_malformed", "Messages that did not parse, by transport", m.malformed.clone());
+        r.register("sip_streams_closed", "TCP/TLS connections the router closed, by reason", m.streams_closed.clone());
         r.register(
-            "sip_streams_closed",
-            "TCP/TLS connections closed for garbage, oversize or a stall",
-            m.streams_closed.clone(),
+            "sip_connections_refused",
+            "TCP/TLS connections refused when accepted, by cap",
+            m.connections_refused.clone(),
         );
+        r.register("sip_connections_open", "TCP/TLS connections accepted and open", m.connections_open.clone());
         r.register("tls_handshakes_failed", "TLS handshakes that failed or timed out", m.tls_handshakes_failed.clone());
         r.register("sip_requests", "New SIP requests by method and tenant", m.requests.clone());
         r.register("policy_decisions", "Decisions by kind and tenant", m.decisions.clone());
@@ -286,6 +305,21 @@ impl Metrics {
     /// `side` failed (`peer`, `policy`, `target`, `router`).
     pub fn count_request_error(&self, side: &'static str, code: u16) {
         self.request_errors.get_or_create(&ErrorLabels { side, code }).inc();
+    }
+
+    /// Counts a connection the router closed, for `reason`.
+    pub fn count_stream_closed(&self, reason: &'static str) {
+        self.streams_closed.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// Connections the router closed so far, for `reason`.
+    pub fn streams_closed_of(&self, reason: &'static str) -> u64 {
+        self.streams_closed.get_or_create(&ReasonLabel { reason }).get()
+    }
+
+    /// Connections refused when accepted so far, for `reason`.
+    pub fn connections_refused_of(&self, reason: &'static str) -> u64 {
+        self.connections_refused.get_or_create(&ReasonLabel { reason }).get()
     }
 
     /// Counts a message refused by access control (`listener` or `tenant`).

@@ -174,11 +174,15 @@ fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegi
 }
 
 fn apply_reload(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
-    // A renewed TLS certificate and key (same files) are read again first.
-    proxy.transports().reload_tls().map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", config.display()))?;
-    let (_, tenants) = Tenants::load(config)?;
-    let tenants = Arc::new(tenants);
+    let (router_config, tenants) = Tenants::load(config)?;
     let old = proxy.tenants();
+    if !router_config.directory_may_remove_all_users {
+        check_no_tenant_emptied(&old, &tenants, &router_config.directory)?;
+    }
+    // A renewed TLS certificate and key (same files) are read again, once the
+    // rest is known to be valid.
+    proxy.transports().reload_tls().map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", config.display()))?;
+    let tenants = Arc::new(tenants);
     for t in tenants.iter() {
         let changed = old.by_id(&t.config.id).is_none_or(|o| o.config != t.config);
         if changed {
@@ -192,6 +196,25 @@ fn apply_reload(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegist
     }
     proxy.set_tenants(tenants);
     tracing::info!(config = %config.display(), "configuration and directory reloaded");
+    Ok(())
+}
+
+/// Refuses a directory in which a tenant that had users has none: most often a
+/// file caught half-written (truncated, not yet filled), which would answer
+/// every call of the tenant with 404. `directory_may_remove_all_users = true`
+/// allows it.
+fn check_no_tenant_emptied(old: &Tenants, new: &Tenants, directory: &Path) -> anyhow::Result<()> {
+    for t in new.iter() {
+        let before = old.by_id(&t.config.id).map_or(0, |o| o.directory.user_count());
+        if before > 0 && t.directory.user_count() == 0 {
+            anyhow::bail!(
+                "{}: tenant `{}` had {before} users and would have none (a file still being written?); \
+                 refused, the previous directory stays (set directory_may_remove_all_users = true to allow it)",
+                directory.display(),
+                t.config.id
+            );
+        }
+    }
     Ok(())
 }
 

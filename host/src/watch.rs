@@ -55,8 +55,13 @@ pub struct Watched {
 
 /// Keeps the OS watch alive; dropping it stops watching.
 pub struct FileWatch {
-    _watcher: notify::RecommendedWatcher,
+    _watcher: std::sync::Arc<std::sync::Mutex<notify::RecommendedWatcher>>,
 }
+
+/// How long a watched single file (the directory file, a certificate) must
+/// keep its size and modification time before it is reported: a file rewritten
+/// in place by a slow writer is read once it is whole, not between its writes.
+pub const FILE_SETTLE: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for FileWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -173,8 +178,18 @@ fn may_change_content(kind: &EventKind) -> bool {
     !matches!(kind, EventKind::Access(_))
 }
 
-/// Watches what `watched` names; sends each change after `debounce` of quiet.
-/// The files as they are now are the baseline: only later changes are sent.
+/// The size and modification time of a file, to tell whether it is still
+/// being written.
+fn stat(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
+    std::fs::metadata(path).ok().map(|m| (m.len(), m.modified().ok()))
+}
+
+/// Watches what `watched` names; sends each change once it has been quiet for
+/// `debounce` (policy files) or [`FILE_SETTLE`] (single files) and its size and
+/// modification time stayed the same meanwhile. The files as they are now are
+/// the baseline: only later changes are sent. The policy directory's parent is
+/// watched too: a policy directory removed and created again is watched again
+/// and its files read.
 pub fn watch(
     watched: Watched,
     debounce: Duration,
@@ -200,6 +215,16 @@ pub fn watch(
     for dir in &dirs {
         watcher.watch(dir, RecursiveMode::NonRecursive)?;
     }
+    // The policy directory's parent, to see the directory itself come back.
+    let policy_parent = watched.policy_dir.as_deref().map(|d| parent_of(d).to_path_buf());
+    if let Some(parent) = &policy_parent
+        && !dirs.contains(parent)
+        && let Err(e) = watcher.watch(parent, RecursiveMode::NonRecursive)
+    {
+        tracing::warn!(dir = %parent.display(), error = %e, "cannot watch the policy directory's parent; a recreated policy directory needs a restart");
+    }
+    let watcher = std::sync::Arc::new(std::sync::Mutex::new(watcher));
+    let rewatch = watcher.clone();
     // Notify reports a file of a directory watched as `dir` as `dir/name`.
     let files = watched.files.iter().map(|(f, what)| (parent_of(f).join(f.file_name().unwrap_or_default()), *what));
     let mut state = State { policy_dir: watched.policy_dir.clone(), files: files.collect(), entries: HashMap::new() };
@@ -212,20 +237,34 @@ pub fn watch(
     for path in baseline {
         let _ = state.settle(path);
     }
+    let policy_dir = watched.policy_dir.clone();
     tokio::spawn(async move {
-        // Paths waiting for quiet, with when they settle, in order of arrival.
-        let mut pending: Vec<(PathBuf, Instant)> = Vec::new();
+        // Paths waiting for quiet, with when they settle and their size and
+        // modification time when queued, in order of arrival.
+        type Stat = Option<(u64, Option<std::time::SystemTime>)>;
+        let mut pending: Vec<(PathBuf, Instant, Stat)> = Vec::new();
+        let quiet = |state: &State, path: &Path| match state.kind_of(path) {
+            Some(Kind::File(_)) => FILE_SETTLE.max(debounce),
+            _ => debounce,
+        };
         loop {
-            let due = pending.iter().map(|(_, at)| *at).min();
+            let due = pending.iter().map(|(_, at, _)| *at).min();
             let next = match due {
                 None => raw_rx.recv().await,
                 Some(at) => match tokio::time::timeout_at(at, raw_rx.recv()).await {
                     Ok(p) => p,
                     Err(_) => {
                         let now = Instant::now();
-                        let (ready, waiting): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(_, at)| *at <= now);
+                        let (ready, waiting): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(_, at, _)| *at <= now);
                         pending = waiting;
-                        for (path, _) in ready {
+                        for (path, _, queued) in ready {
+                            // Still changing without an event seen: wait again.
+                            let current = stat(&path);
+                            if current != queued {
+                                let at = now + quiet(&state, &path);
+                                pending.push((path, at, current));
+                                continue;
+                            }
                             if let Some(change) = state.settle(path)
                                 && changes.send(change).is_err()
                             {
@@ -237,13 +276,35 @@ pub fn watch(
                 },
             };
             let Some(path) = next else { return };
-            if state.kind_of(&path).is_none() {
-                continue;
+            let mut paths = vec![path];
+            // The policy directory itself (seen from its parent): created again,
+            // it is watched again and its files are read.
+            if policy_dir.as_deref() == Some(paths[0].as_path()) {
+                let dir = paths.remove(0);
+                if dir.is_dir() {
+                    let added = rewatch.lock().map(|mut w| w.watch(&dir, RecursiveMode::NonRecursive));
+                    match added {
+                        Ok(Ok(())) => tracing::info!(dir = %dir.display(), "policy directory watched again"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch the policy directory")
+                        }
+                        Err(_) => {}
+                    }
+                    if let Ok(read) = std::fs::read_dir(&dir) {
+                        paths.extend(read.flatten().map(|e| dir.join(e.file_name())));
+                    }
+                }
             }
-            let at = Instant::now() + debounce;
-            match pending.iter_mut().find(|(p, _)| *p == path) {
-                Some(entry) => entry.1 = at,
-                None => pending.push((path, at)),
+            for path in paths {
+                if state.kind_of(&path).is_none() {
+                    continue;
+                }
+                let at = Instant::now() + quiet(&state, &path);
+                let current = stat(&path);
+                match pending.iter_mut().find(|(p, _, _)| *p == path) {
+                    Some(entry) => (entry.1, entry.2) = (at, current),
+                    None => pending.push((path, at, current)),
+                }
             }
         }
     });

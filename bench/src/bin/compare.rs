@@ -415,6 +415,7 @@ fn setup(dir: &Path, pilot_component: &str) {
             dir.join(file),
             format!(
                 "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n\
+                 [overload]\nper_source_requests = 0\n\
                  [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\", \"127.0.0.1\"]\nedge = \"sip:127.0.0.1:{EDGE}\"\nrecord_route = true\n{policy}"
             ),
         )

@@ -70,7 +70,7 @@ fn main() {
         d.join("router.toml"),
         format!(
             "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [\"udp\"]\n\
-             [probes]\nenabled = false\n[overload]\nmax_transactions = {cap}\nretry_after_s = 1\n\
+             [probes]\nenabled = false\n[overload]\nmax_transactions = {cap}\nper_source_requests = 0\nretry_after_s = 1\n\
              [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nrecord_route = true\n"
         ),
     )

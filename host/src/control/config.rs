@@ -75,6 +75,10 @@ pub struct RouterConfig {
     /// the same; without it, a random key per start (dialogs routed before a
     /// restart are then recognised by their tenant's domain and peers only).
     pub secret: Option<String>,
+    /// Whether a reloaded directory may leave a tenant that had users with none
+    /// (`directory_may_remove_all_users`, false): refused by default, as the
+    /// mark of a file caught half-written.
+    pub directory_may_remove_all_users: bool,
 }
 
 /// `[tls]`: the router's certificate and key (for its TLS listeners, and
@@ -140,6 +144,24 @@ pub struct SipSettings {
     /// A TCP peer that sends part of a message and then nothing for this long is
     /// disconnected; an idle connection too (`tcp_idle_timeout_ms`, 30000).
     pub tcp_idle_timeout: Duration,
+    /// A TCP or TLS message must arrive whole within this of its first byte, or
+    /// the connection is closed (`tcp_message_timeout_ms`, 10000): a peer
+    /// trickling a message a byte at a time cannot hold a connection.
+    pub tcp_message_timeout: Duration,
+    /// A write to a TCP or TLS peer that does not complete within this closes
+    /// the connection (`tcp_send_timeout_ms`, 10000); at most 256 messages
+    /// wait to be written to one connection, beyond which sends fail.
+    pub tcp_send_timeout: Duration,
+    /// Connections accepted are closed at the first message boundary after
+    /// this long (`tcp_lifetime_ms`, 0: never). Off by default: a response to a
+    /// transaction still in progress on a closed connection would be lost.
+    pub tcp_lifetime: Option<Duration>,
+    /// TCP and TLS connections accepted at once, all peers together
+    /// (`max_connections`, 4096; lowered to fit the process's file limit).
+    pub max_connections: usize,
+    /// TCP and TLS connections accepted at once from one IP address
+    /// (`max_connections_per_ip`, 128).
+    pub max_connections_per_ip: usize,
     /// At shutdown, how long in-flight transactions may take to finish
     /// (`shutdown_grace_ms`, 10000).
     pub shutdown_grace: Duration,
@@ -158,16 +180,29 @@ pub struct SipSettings {
 /// `Retry-After`; in-dialog requests and transactions in progress go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overload {
-    /// Transactions in progress (final response not sent yet) beyond which new
-    /// requests are refused (`max_transactions`, 50000; 0: no cap).
+    /// Transactions in the table, lingering ones (final response sent, kept for
+    /// retransmissions) included, beyond which new requests are refused
+    /// (`max_transactions`, 50000; 0: no cap).
     pub max_transactions: usize,
+    /// Bytes transactions may hold (their requests, the copies forwarded, the
+    /// responses kept) beyond which new requests are refused
+    /// (`max_transaction_bytes`, 512 MiB; 0: no bound). In-dialog requests are
+    /// refused only beyond 1.25 times this, so calls in progress can end.
+    pub max_transaction_bytes: usize,
     /// New requests one source IP address may send per window
-    /// (`per_source_requests`, 0: no limit), a token bucket of that size.
+    /// (`per_source_requests`, 500; 0: no limit), a token bucket of that size:
+    /// a Lync pool or an SBC sending 500 new calls a second is let through.
     pub per_source_requests: u32,
     /// The window of `per_source_requests` (`per_source_window_ms`, 1000).
     pub per_source_window: Duration,
     /// The `Retry-After` of the 503, in seconds (`retry_after_s`, 5).
     pub retry_after_s: u32,
+    /// Windows in a row a source sent at least twice `per_source_requests`
+    /// after which it is banned (`ban_after`, 5; 0: no bans).
+    pub ban_after: u32,
+    /// How long a ban lasts (`ban_ms`, 60000): the source's new requests are
+    /// dropped unanswered; `GET /bans` lists them.
+    pub ban: Duration,
     /// 2xx responses whose transaction is gone forwarded per second at most
     /// (`stray_2xx_per_second`, 200; 0: none): a retransmitted 2xx after the
     /// router forgot its transaction; beyond, they are dropped.
@@ -178,9 +213,12 @@ impl Default for Overload {
     fn default() -> Self {
         Overload {
             max_transactions: 50_000,
-            per_source_requests: 0,
+            max_transaction_bytes: 512 << 20,
+            per_source_requests: 500,
             per_source_window: Duration::from_secs(1),
             retry_after_s: 5,
+            ban_after: 5,
+            ban: Duration::from_secs(60),
             stray_2xx_per_second: 200,
         }
     }
@@ -195,6 +233,11 @@ impl Default for SipSettings {
             target_timeout: Duration::from_millis(8000),
             max_message_bytes: 64 * 1024,
             tcp_idle_timeout: Duration::from_millis(30_000),
+            tcp_message_timeout: Duration::from_millis(10_000),
+            tcp_send_timeout: Duration::from_millis(10_000),
+            tcp_lifetime: None,
+            max_connections: 4096,
+            max_connections_per_ip: 128,
             shutdown_grace: Duration::from_millis(10_000),
             udp_receive_buffer: 4 << 20,
             udp_receivers: std::thread::available_parallelism().map_or(1, |n| n.get()),
@@ -341,6 +384,8 @@ pub struct Rerouting {
 struct ConfigFile {
     directory: PathBuf,
     #[serde(default)]
+    directory_may_remove_all_users: bool,
+    #[serde(default)]
     policy_dir: Option<PathBuf>,
     #[serde(default)]
     policy_cache: Option<PathBuf>,
@@ -372,6 +417,9 @@ struct OverloadFile {
     per_source_window_ms: Option<u64>,
     retry_after_s: Option<u32>,
     stray_2xx_per_second: Option<u32>,
+    max_transaction_bytes: Option<usize>,
+    ban_after: Option<u32>,
+    ban_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -425,6 +473,11 @@ struct SipFile {
     target_timeout_ms: Option<u64>,
     max_message_bytes: Option<usize>,
     tcp_idle_timeout_ms: Option<u64>,
+    tcp_message_timeout_ms: Option<u64>,
+    tcp_send_timeout_ms: Option<u64>,
+    tcp_lifetime_ms: Option<u64>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
     shutdown_grace_ms: Option<u64>,
     udp_receive_buffer_bytes: Option<usize>,
     udp_receivers: Option<usize>,
@@ -671,6 +724,34 @@ impl RouterConfig {
                 d.tcp_idle_timeout,
                 100..=3_600_000,
             )?,
+            tcp_message_timeout: ms(
+                "sip.tcp_message_timeout_ms",
+                file.sip.tcp_message_timeout_ms,
+                d.tcp_message_timeout,
+                100..=600_000,
+            )?,
+            tcp_send_timeout: ms(
+                "sip.tcp_send_timeout_ms",
+                file.sip.tcp_send_timeout_ms,
+                d.tcp_send_timeout,
+                100..=600_000,
+            )?,
+            tcp_lifetime: match file.sip.tcp_lifetime_ms {
+                None | Some(0) => None,
+                Some(v) => Some(ms("sip.tcp_lifetime_ms", Some(v), Duration::ZERO, 1000..=604_800_000)?),
+            },
+            max_connections: match file.sip.max_connections {
+                None => d.max_connections,
+                Some(n) if (1..=1_000_000).contains(&n) => n,
+                Some(n) => return Err(invalid("sip.max_connections".into(), format!("{n}: must be 1 to 1000000"))),
+            },
+            max_connections_per_ip: match file.sip.max_connections_per_ip {
+                None => d.max_connections_per_ip,
+                Some(n) if (1..=1_000_000).contains(&n) => n,
+                Some(n) => {
+                    return Err(invalid("sip.max_connections_per_ip".into(), format!("{n}: must be 1 to 1000000")));
+                }
+            },
             shutdown_grace: ms("sip.shutdown_grace_ms", file.sip.shutdown_grace_ms, d.shutdown_grace, 0..=600_000)?,
             udp_receive_buffer: match file.sip.udp_receive_buffer_bytes {
                 None => d.udp_receive_buffer,
@@ -707,6 +788,9 @@ impl RouterConfig {
                         }
                     },
                     stray_2xx_per_second: f.stray_2xx_per_second.unwrap_or(o.stray_2xx_per_second),
+                    max_transaction_bytes: f.max_transaction_bytes.unwrap_or(o.max_transaction_bytes),
+                    ban_after: f.ban_after.unwrap_or(o.ban_after),
+                    ban: ms("overload.ban_ms", f.ban_ms, o.ban, 1000..=86_400_000)?,
                 }
             },
         };
@@ -790,6 +874,7 @@ impl RouterConfig {
             tls,
             dns,
             secret: file.sip.secret,
+            directory_may_remove_all_users: file.directory_may_remove_all_users,
         })
     }
 }

@@ -1,7 +1,11 @@
-//! Overload control: a cap on transactions in progress and a per-source limit
-//! on new requests. Beyond either, a new out-of-dialog request is answered
-//! `503 Service Unavailable` with `Retry-After`; in-dialog requests (BYE, re-INVITE)
-//! and transactions already in progress go on, so calls in progress are never lost.
+//! Overload control: a cap on transactions (lingering ones included), a bound
+//! on the bytes they hold, a per-source limit on new requests, and a ban list.
+//! Beyond a cap or a source's rate, a new out-of-dialog request is answered
+//! `503 Service Unavailable` with `Retry-After`; in-dialog requests the router
+//! may forward (BYE, re-INVITE) and transactions already in progress go on, so
+//! calls in progress are never lost. A source that keeps sending at least twice
+//! its rate for `ban_after` windows in a row is banned for `ban_ms`: its new
+//! requests are dropped unanswered (Kamailio's pike module does the same).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,10 +19,14 @@ use crate::control::config::Overload;
 /// Why a new request was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// `max_transactions` transactions are in progress.
+    /// `max_transactions` transactions are in the table.
     Transactions,
+    /// Transactions hold `max_transaction_bytes`.
+    Memory,
     /// The source sent more than its share of new requests.
     SourceRate,
+    /// The source is banned: its requests are dropped unanswered.
+    Banned,
 }
 
 impl Refusal {
@@ -26,32 +34,72 @@ impl Refusal {
     pub fn as_str(self) -> &'static str {
         match self {
             Refusal::Transactions => "transactions",
+            Refusal::Memory => "memory",
             Refusal::SourceRate => "source_rate",
+            Refusal::Banned => "banned",
         }
     }
 }
 
-/// A token bucket of one source: `per_source_requests` tokens, refilled at that
-/// many per `per_source_window`.
+/// A token bucket.
 #[derive(Clone, Copy)]
 struct Bucket {
     tokens: f64,
     at: Instant,
 }
 
+/// One source: its bucket, the refusals of its current window, the windows in
+/// a row it sent at least twice its rate, and its ban.
+#[derive(Clone, Copy)]
+struct SourceState {
+    bucket: Bucket,
+    window_start: Instant,
+    refused: u32,
+    hot_windows: u32,
+    banned_until: Option<Instant>,
+    /// Requests dropped during the ban.
+    dropped: u64,
+}
+
+/// A banned source, as the admin API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    /// The source address.
+    pub source: IpAddr,
+    /// Milliseconds the ban has left.
+    pub remaining_ms: u64,
+    /// Requests dropped since the ban began.
+    pub dropped: u64,
+}
+
 /// More sources than this and idle ones (whose bucket is full again) are forgotten.
 const MAX_SOURCES: usize = 100_000;
 
-/// The limits and the per-source buckets.
+/// The limits and the per-source state.
 pub struct Limiter {
     settings: Overload,
-    sources: Mutex<HashMap<IpAddr, Bucket, foldhash::fast::RandomState>>,
+    sources: Mutex<HashMap<IpAddr, SourceState, foldhash::fast::RandomState>>,
 }
 
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limiter").field("settings", &self.settings).finish()
     }
+}
+
+/// What a request asks of the limits: its source, and the transactions and
+/// bytes held when it would start.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask {
+    /// The source address.
+    pub source: IpAddr,
+    /// Transactions in the table.
+    pub transactions: usize,
+    /// Bytes held by transactions, this request's included.
+    pub bytes: usize,
+    /// In a dialog the router may forward: exempt from the transaction cap and
+    /// the source's rate, and refused for memory only beyond 1.25 times the bound.
+    pub in_dialog: bool,
 }
 
 impl Limiter {
@@ -65,13 +113,25 @@ impl Limiter {
         self.settings.retry_after_s
     }
 
-    /// Whether a new out-of-dialog request from `source` may start a transaction
-    /// while `in_progress` are in progress: `Err` says why not.
-    pub fn admit(&self, source: IpAddr, in_progress: usize) -> Result<(), Refusal> {
-        if self.settings.max_transactions > 0 && in_progress >= self.settings.max_transactions {
+    /// Whether a request may start a transaction: `Err` says why not.
+    pub fn admit(&self, ask: Ask) -> Result<(), Refusal> {
+        self.admit_at(ask, Instant::now())
+    }
+
+    fn admit_at(&self, ask: Ask, now: Instant) -> Result<(), Refusal> {
+        let max_bytes = self.settings.max_transaction_bytes;
+        let max_bytes = if ask.in_dialog { max_bytes.saturating_add(max_bytes / 4) } else { max_bytes };
+        if max_bytes > 0 && ask.bytes > max_bytes {
+            return Err(Refusal::Memory);
+        }
+        if ask.in_dialog {
+            return Ok(());
+        }
+        self.take(ask.source, now)?;
+        if self.settings.max_transactions > 0 && ask.transactions >= self.settings.max_transactions {
             return Err(Refusal::Transactions);
         }
-        self.take(source, Instant::now())
+        Ok(())
     }
 
     fn take(&self, source: IpAddr, now: Instant) -> Result<(), Refusal> {
@@ -79,20 +139,83 @@ impl Limiter {
         if capacity == 0.0 {
             return Ok(());
         }
-        let rate = capacity / self.settings.per_source_window.as_secs_f64().max(1e-3);
+        let window = self.settings.per_source_window;
+        let rate = capacity / window.as_secs_f64().max(1e-3);
         let refill = |b: &Bucket| (b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate).min(capacity);
         let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
         if sources.len() >= MAX_SOURCES && !sources.contains_key(&source) {
-            sources.retain(|_, b| refill(b) < capacity);
+            sources.retain(|_, s| s.banned_until.is_some_and(|t| t > now) || refill(&s.bucket) < capacity);
         }
-        let bucket = sources.entry(source).or_insert(Bucket { tokens: capacity, at: now });
-        let tokens = refill(bucket);
+        let s = sources.entry(source).or_insert(SourceState {
+            bucket: Bucket { tokens: capacity, at: now },
+            window_start: now,
+            refused: 0,
+            hot_windows: 0,
+            banned_until: None,
+            dropped: 0,
+        });
+        match s.banned_until {
+            Some(until) if until > now => {
+                s.dropped += 1;
+                return Err(Refusal::Banned);
+            }
+            Some(_) => {
+                s.banned_until = None;
+                s.hot_windows = 0;
+                s.dropped = 0;
+            }
+            None => {}
+        }
+        // A window over: was it one at twice the rate (as many refused as allowed)?
+        if now.saturating_duration_since(s.window_start) >= window {
+            let windows = (now.saturating_duration_since(s.window_start).as_secs_f64() / window.as_secs_f64()) as u32;
+            s.hot_windows = if windows == 1 && f64::from(s.refused) >= capacity { s.hot_windows + 1 } else { 0 };
+            s.window_start = now;
+            s.refused = 0;
+            if self.settings.ban_after > 0 && s.hot_windows >= self.settings.ban_after {
+                s.banned_until = Some(now + self.settings.ban);
+                s.hot_windows = 0;
+                s.dropped = 1;
+                return Err(Refusal::Banned);
+            }
+        }
+        let tokens = refill(&s.bucket);
         if tokens < 1.0 {
-            *bucket = Bucket { tokens, at: now };
+            s.bucket = Bucket { tokens, at: now };
+            s.refused = s.refused.saturating_add(1);
             return Err(Refusal::SourceRate);
         }
-        *bucket = Bucket { tokens: tokens - 1.0, at: now };
+        s.bucket = Bucket { tokens: tokens - 1.0, at: now };
         Ok(())
+    }
+
+    /// The sources banned now.
+    pub fn bans(&self) -> Vec<Ban> {
+        let now = Instant::now();
+        let sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<Ban> = sources
+            .iter()
+            .filter_map(|(ip, s)| {
+                let until = s.banned_until.filter(|t| *t > now)?;
+                Some(Ban { source: *ip, remaining_ms: (until - now).as_millis() as u64, dropped: s.dropped })
+            })
+            .collect();
+        out.sort_by_key(|b| b.source);
+        out
+    }
+
+    /// Lifts the ban of `source`; whether it was banned.
+    pub fn lift(&self, source: IpAddr) -> bool {
+        let now = Instant::now();
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        match sources.get_mut(&source) {
+            Some(s) if s.banned_until.is_some_and(|t| t > now) => {
+                s.banned_until = None;
+                s.hot_windows = 0;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -139,28 +262,33 @@ mod tests {
             per_source_requests: per_source,
             per_source_window: Duration::from_millis(window_ms),
             retry_after_s: 5,
+            ban_after: 0,
             ..Overload::default()
         })
     }
 
-    #[test]
-    fn a_shared_rate_limit_refills_at_its_rate() {
-        let r = RateLimit::per_second(2);
-        let t0 = Instant::now();
-        assert!(r.take_at(t0) && r.take_at(t0));
-        assert!(!r.take_at(t0), "two a second, two at once");
-        assert!(r.take_at(t0 + Duration::from_millis(500)), "one back after half a second");
-        assert!(!r.take_at(t0 + Duration::from_millis(500)));
-        assert!(!RateLimit::per_second(0).take_at(t0 + Duration::from_secs(9)), "0: none");
+    fn new_from(source: IpAddr, transactions: usize) -> Ask {
+        Ask { source, transactions, bytes: 0, in_dialog: false }
     }
 
     #[test]
     fn caps_transactions_in_progress() {
         let l = limiter(2, 0, 1000);
         let a: IpAddr = "127.0.0.1".parse().expect("ip");
-        assert_eq!(l.admit(a, 1), Ok(()));
-        assert_eq!(l.admit(a, 2), Err(Refusal::Transactions));
-        assert_eq!(limiter(0, 0, 1000).admit(a, 1_000_000), Ok(()), "0 is no cap");
+        assert_eq!(l.admit(new_from(a, 1)), Ok(()));
+        assert_eq!(l.admit(new_from(a, 2)), Err(Refusal::Transactions));
+        assert_eq!(l.admit(Ask { in_dialog: true, ..new_from(a, 2) }), Ok(()), "in a dialog: exempt");
+        assert_eq!(limiter(0, 0, 1000).admit(new_from(a, 1_000_000)), Ok(()), "0 is no cap");
+    }
+
+    #[test]
+    fn bounds_the_bytes_held_with_headroom_for_dialogs() {
+        let l = Limiter::new(Overload { max_transaction_bytes: 1000, ..Overload::default() });
+        let a: IpAddr = "127.0.0.1".parse().expect("ip");
+        assert_eq!(l.admit(Ask { bytes: 1000, ..new_from(a, 0) }), Ok(()));
+        assert_eq!(l.admit(Ask { bytes: 1001, ..new_from(a, 0) }), Err(Refusal::Memory));
+        assert_eq!(l.admit(Ask { bytes: 1250, in_dialog: true, ..new_from(a, 0) }), Ok(()));
+        assert_eq!(l.admit(Ask { bytes: 1251, in_dialog: true, ..new_from(a, 0) }), Err(Refusal::Memory));
     }
 
     #[test]
@@ -178,6 +306,61 @@ mod tests {
     }
 
     #[test]
+    fn a_source_at_twice_its_rate_for_ban_after_windows_is_banned_then_released() {
+        let l = Limiter::new(Overload {
+            per_source_requests: 10,
+            per_source_window: Duration::from_secs(1),
+            ban_after: 3,
+            ban: Duration::from_secs(60),
+            ..Overload::default()
+        });
+        let (a, b): (IpAddr, IpAddr) = ("192.0.2.1".parse().expect("ip"), "192.0.2.2".parse().expect("ip"));
+        let t0 = Instant::now();
+        // Three windows of 30 requests each (10 allowed, 20 refused) from a;
+        // b sends its 10 a window and is never banned.
+        for w in 0..3u64 {
+            let at = t0 + Duration::from_secs(w);
+            for _ in 0..30 {
+                assert_ne!(l.take(a, at), Err(Refusal::Banned), "not yet, window {w}");
+            }
+            for _ in 0..10 {
+                assert_eq!(l.take(b, at), Ok(()));
+            }
+        }
+        assert_eq!(l.take(a, t0 + Duration::from_secs(3)), Err(Refusal::Banned), "a fourth window begins banned");
+        assert_eq!(l.take(a, t0 + Duration::from_secs(40)), Err(Refusal::Banned));
+        assert_eq!(l.take(b, t0 + Duration::from_secs(3)), Ok(()));
+        let bans = l.bans();
+        assert_eq!(bans.len(), 1);
+        assert_eq!((bans[0].source, bans[0].dropped), (a, 2));
+        assert_eq!(l.take(a, t0 + Duration::from_secs(64)), Ok(()), "the ban is over");
+        // A source just at its rate is never banned, however long it keeps it.
+        let c: IpAddr = "192.0.2.3".parse().expect("ip");
+        for w in 0..10u64 {
+            for _ in 0..15 {
+                assert_ne!(l.take(c, t0 + Duration::from_secs(w)), Err(Refusal::Banned));
+            }
+        }
+    }
+
+    #[test]
+    fn a_ban_can_be_lifted() {
+        let l = Limiter::new(Overload {
+            per_source_requests: 1,
+            ban_after: 1,
+            ban: Duration::from_secs(60),
+            ..Overload::default()
+        });
+        let a: IpAddr = "192.0.2.1".parse().expect("ip");
+        let t0 = Instant::now();
+        let _ = (l.take(a, t0), l.take(a, t0));
+        assert_eq!(l.take(a, t0 + Duration::from_secs(1)), Err(Refusal::Banned));
+        assert!(l.lift(a));
+        assert!(!l.lift(a), "no longer banned");
+        assert!(l.bans().is_empty());
+    }
+
+    #[test]
     fn forgets_idle_sources_when_there_are_too_many() {
         let l = limiter(0, 1, 1000);
         let t0 = Instant::now();
@@ -188,5 +371,16 @@ mod tests {
         // A second later every bucket is full again: they are dropped for the newcomer.
         assert_eq!(l.take("10.0.0.1".parse().expect("ip"), t0 + Duration::from_secs(1)), Ok(()));
         assert_eq!(l.sources.lock().expect("lock").len(), 1);
+    }
+
+    #[test]
+    fn a_shared_rate_limit_refills_at_its_rate() {
+        let r = RateLimit::per_second(2);
+        let t0 = Instant::now();
+        assert!(r.take_at(t0) && r.take_at(t0));
+        assert!(!r.take_at(t0), "two a second, two at once");
+        assert!(r.take_at(t0 + Duration::from_millis(500)), "one back after half a second");
+        assert!(!r.take_at(t0 + Duration::from_millis(500)));
+        assert!(!RateLimit::per_second(0).take_at(t0 + Duration::from_secs(9)), "0: none");
     }
 }

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
@@ -48,6 +48,65 @@ pub struct Transports {
     shutdown: watch::Receiver<bool>,
     /// The router's counters.
     metrics: Arc<Metrics>,
+    /// Connections accepted and open, in all and by peer address.
+    accepted: Arc<Mutex<Accepted>>,
+}
+
+/// The accepted connections open now: what the connection caps count.
+#[derive(Default)]
+struct Accepted {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// One accepted connection's place under the caps, given back when dropped
+/// (when its reader ends).
+struct Slot {
+    accepted: Arc<Mutex<Accepted>>,
+    ip: IpAddr,
+    open: prometheus_client::metrics::gauge::Gauge,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut a = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        a.total = a.total.saturating_sub(1);
+        if let Some(n) = a.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                a.by_ip.remove(&self.ip);
+            }
+        }
+        self.open.dec();
+    }
+}
+
+/// Messages waiting to be written to one connection, at most.
+const WRITE_QUEUE: usize = 256;
+
+/// File descriptors kept for everything but accepted connections (sockets,
+/// outbound connections, files, the admin API).
+const RESERVED_FDS: usize = 256;
+
+/// The connection cap that fits the process's file limit: the soft limit is
+/// raised to the hard one first (as servers do), and `configured` lowered to
+/// leave [`RESERVED_FDS`] when it does not fit.
+fn fitting_connection_cap(configured: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if setrlimit(Resource::Nofile, raised).is_ok() {
+            limit = getrlimit(Resource::Nofile);
+        }
+    }
+    let Some(files) = limit.current.and_then(|n| usize::try_from(n).ok()) else { return configured };
+    let fits = files.saturating_sub(RESERVED_FDS).max(16);
+    if configured > fits {
+        tracing::warn!(configured, files, cap = fits, "max_connections lowered to fit the process's file limit");
+        return fits;
+    }
+    configured
 }
 
 impl std::fmt::Debug for Transports {
@@ -91,6 +150,10 @@ impl Transports {
         metrics: Arc<Metrics>,
         shutdown: watch::Receiver<bool>,
     ) -> io::Result<Arc<Transports>> {
+        let mut settings = settings;
+        if listen.iter().any(|l| l.tcp || l.tls) {
+            settings.max_connections = fitting_connection_cap(settings.max_connections);
+        }
         let (mut udp, mut local_udp, mut tcp_listeners, mut local_tcp, mut local_tls) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let mut udp_allow = Vec::new();
@@ -140,7 +203,25 @@ impl Transports {
             sink: OnceLock::new(),
             shutdown,
             metrics,
+            accepted: Arc::default(),
         }))
+    }
+
+    /// A place under the connection caps for a connection from `peer`, or the
+    /// cap that refuses it.
+    fn slot(&self, peer: SocketAddr) -> Result<Slot, &'static str> {
+        let mut a = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
+        if a.total >= self.settings.max_connections {
+            return Err("global");
+        }
+        let n = a.by_ip.entry(peer.ip()).or_insert(0);
+        if *n >= self.settings.max_connections_per_ip {
+            return Err("per_ip");
+        }
+        *n += 1;
+        a.total += 1;
+        self.metrics.connections_open.inc();
+        Ok(Slot { accepted: self.accepted.clone(), ip: peer.ip(), open: self.metrics.connections_open.clone() })
     }
 
     fn count_malformed(&self, transport: Transport) {
@@ -220,22 +301,36 @@ impl Transports {
 
     async fn accept_loop(self: Arc<Self>, l: StreamListener) {
         let mut shutdown = self.shutdown.clone();
+        let mut backoff = AcceptBackoff::default();
         loop {
             let (stream, peer) = tokio::select! {
                 r = l.listener.accept() => match r {
                     Ok(x) => x,
                     Err(e) => {
-                        tracing::warn!(error = %e, "TCP accept failed");
-                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        let wait = backoff.failed(&e);
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => return,
+                        }
                         continue;
                     }
                 },
                 _ = shutdown.changed() => return,
             };
+            backoff.succeeded();
+            let slot = match self.slot(peer) {
+                Ok(slot) => slot,
+                Err(cap) => {
+                    self.metrics.connections_refused.get_or_create(&crate::metrics::ReasonLabel { reason: cap }).inc();
+                    tracing::debug!(%peer, cap, "connection refused: at the connection cap");
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             let by_address = acl::allows(&l.allow, peer.ip());
             if !l.tls {
-                self.clone().adopt(stream, peer, Transport::Tcp, None, by_address && l.allow_names.is_empty());
+                let allowed = by_address && l.allow_names.is_empty();
+                self.clone().adopt(stream, peer, Transport::Tcp, None, allowed, Some(slot));
                 continue;
             }
             let Some(acceptor) = self.tls.as_ref().and_then(|t| t.acceptor()).cloned() else { continue };
@@ -257,13 +352,22 @@ impl Transports {
                 };
                 let name = tls::peer_name(stream.get_ref().1.peer_certificates());
                 let by_name = names.is_empty() || name.as_ref().is_some_and(|n| names.contains(n));
-                me.adopt(stream, peer, Transport::Tls, name, by_address && by_name);
+                me.adopt(stream, peer, Transport::Tls, name, by_address && by_name, Some(slot));
             });
         }
     }
 
     /// Registers a connected stream and starts its reader and writer; what an
-    /// accepted peer the listener does not allow sends is refused.
+    /// accepted peer the listener does not allow sends is refused. `slot` is an
+    /// accepted connection's place under the caps, held until it closes.
+    ///
+    /// The reader closes the connection when a message is not whole within
+    /// `tcp_message_timeout` of its first byte, when nothing arrives for
+    /// `tcp_idle_timeout` in the middle of a message, when no whole message
+    /// (keep-alives do not count) arrives for `tcp_idle_timeout`, and, for an
+    /// accepted connection with `tcp_lifetime`, at the first message boundary
+    /// after it. The writer closes it when a write does not complete within
+    /// `tcp_send_timeout`; at most [`WRITE_QUEUE`] messages wait for it.
     fn adopt<S>(
         self: Arc<Self>,
         stream: S,
@@ -271,43 +375,75 @@ impl Transports {
         transport: Transport,
         tls_peer_name: Option<String>,
         allowed: bool,
+        slot: Option<Slot>,
     ) -> mpsc::Sender<Vec<u8>>
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(1024);
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         self.tcp.lock().unwrap_or_else(|e| e.into_inner()).insert((transport, peer), tx.clone());
         let (mut reader, mut writer) = tokio::io::split(stream);
+        let (writer_failed, mut writer_down) = tokio::sync::oneshot::channel::<()>();
+        let send_timeout = self.settings.tcp_send_timeout;
+        let metrics = self.metrics.clone();
         tokio::spawn(async move {
             while let Some(bytes) = rx.recv().await {
-                if writer.write_all(&bytes).await.is_err() {
-                    break;
+                match tokio::time::timeout(send_timeout, writer.write_all(&bytes)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        metrics.count_stream_closed("send_timeout");
+                        tracing::debug!(%peer, "TCP peer does not read; disconnecting");
+                        break;
+                    }
                 }
             }
+            let _ = writer_failed.send(());
         });
         let me = self.clone();
         let idle = self.settings.tcp_idle_timeout;
+        let whole = self.settings.tcp_message_timeout;
+        let lifetime = slot.as_ref().and(self.settings.tcp_lifetime).map(|l| Instant::now() + l);
         let max = self.settings.max_message_bytes;
         tokio::spawn(async move {
+            let _slot = slot;
             let mut buf: Vec<u8> = Vec::with_capacity(8192);
             let mut chunk = vec![0u8; 16 * 1024];
             let mut shutdown = me.shutdown.clone();
+            let now = Instant::now();
+            // The last whole message (or the connection's start), the last byte,
+            // and the first byte of the message being read, if any.
+            let (mut last_message, mut last_byte, mut message_start) = (now, now, None::<Instant>);
             'conn: loop {
+                let wake = match message_start {
+                    Some(start) => (start + whole).min(last_byte + idle),
+                    None => lifetime.map_or(last_message + idle, |l| l.min(last_message + idle)),
+                };
                 let read = tokio::select! {
-                    r = tokio::time::timeout(idle, reader.read(&mut chunk)) => r,
+                    r = reader.read(&mut chunk) => r,
+                    _ = tokio::time::sleep_until(wake.into()) => {
+                        match message_start {
+                            Some(_) => {
+                                me.metrics.count_stream_closed("stalled");
+                                tracing::debug!(%peer, "TCP message not whole in time; disconnecting");
+                            }
+                            None if lifetime.is_some_and(|l| l <= Instant::now()) => {
+                                me.metrics.count_stream_closed("lifetime");
+                                tracing::debug!(%peer, "TCP connection at the end of its lifetime; closing");
+                            }
+                            None => {}
+                        }
+                        break 'conn;
+                    }
+                    _ = &mut writer_down => break 'conn,
                     _ = shutdown.changed() => break 'conn,
                 };
                 let n = match read {
-                    Ok(Ok(0)) | Ok(Err(_)) => break,
-                    Ok(Ok(n)) => n,
-                    Err(_) => {
-                        if !buf.is_empty() {
-                            me.metrics.streams_closed.inc();
-                            tracing::debug!(%peer, "TCP peer stalled mid-message; disconnecting");
-                        }
-                        break;
-                    }
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
                 };
+                let now = Instant::now();
+                last_byte = now;
                 buf.extend_from_slice(&chunk[..n]);
                 loop {
                     match frame_stream(&buf, max) {
@@ -316,6 +452,8 @@ impl Transports {
                             buf.drain(..k);
                         }
                         Ok(Frame::Message(len)) => {
+                            last_message = now;
+                            message_start = None;
                             let bytes: Vec<u8> = buf.drain(..len).collect();
                             let source = Source { addr: peer, transport, tls_peer_name: tls_peer_name.clone() };
                             let Some(sink) = me.sink() else { break 'conn };
@@ -334,11 +472,16 @@ impl Transports {
                             }
                         }
                         Err(e) => {
-                            me.metrics.streams_closed.inc();
+                            me.metrics.count_stream_closed("garbage");
                             tracing::debug!(%peer, error = %e, "closing TCP connection");
                             break 'conn;
                         }
                     }
+                }
+                if buf.is_empty() {
+                    message_start = None;
+                } else if message_start.is_none() {
+                    message_start = Some(now);
                 }
             }
             me.tcp.lock().unwrap_or_else(|e| e.into_inner()).remove(&(transport, peer));
@@ -391,7 +534,7 @@ impl Transports {
                             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
                         let _ = stream.set_nodelay(true);
                         if transport == Transport::Tcp {
-                            self.clone().adopt(stream, to, Transport::Tcp, None, true)
+                            self.clone().adopt(stream, to, Transport::Tcp, None, true, None)
                         } else {
                             let tls = self.tls.as_ref().ok_or_else(|| io::Error::other("no [tls] configured"))?;
                             let name = name.map_or_else(|| to.ip().to_string(), str::to_owned);
@@ -399,7 +542,7 @@ impl Transports {
                                 .await
                                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
                             let peer_name = tls::peer_name(stream.get_ref().1.peer_certificates());
-                            self.clone().adopt(stream, to, Transport::Tls, peer_name, true)
+                            self.clone().adopt(stream, to, Transport::Tls, peer_name, true, None)
                         }
                     }
                 };
@@ -411,5 +554,64 @@ impl Transports {
     /// Reads the TLS certificate and key again (renewed files).
     pub fn reload_tls(&self) -> Result<(), String> {
         self.tls.as_ref().map_or(Ok(()), |t| t.reload())
+    }
+}
+
+/// Back-off after failed accepts (out of file descriptors, most often): the
+/// wait doubles from 10 ms to 1 s, and a warning is logged when it grows and
+/// at most once a second after, not once per failure.
+#[derive(Default)]
+pub(crate) struct AcceptBackoff {
+    wait: Duration,
+    failures: u64,
+    logged: Option<Instant>,
+}
+
+impl AcceptBackoff {
+    /// How long to wait after this failure.
+    pub(crate) fn failed(&mut self, error: &io::Error) -> Duration {
+        self.failures += 1;
+        let next = (self.wait * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        let grew = next > self.wait;
+        self.wait = next;
+        if grew || self.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            tracing::warn!(error = %error, failures = self.failures, wait_ms = self.wait.as_millis() as u64, "accept failed; backing off");
+            self.logged = Some(Instant::now());
+        }
+        self.wait
+    }
+
+    /// An accept succeeded: no wait next time.
+    pub(crate) fn succeeded(&mut self) {
+        if self.failures > 0 {
+            tracing::info!(failures = self.failures, "accepting again");
+        }
+        *self = AcceptBackoff::default();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failed_accepts_back_off_up_to_a_second_and_reset_on_success() {
+        let mut b = AcceptBackoff::default();
+        let e = io::Error::from_raw_os_error(24);
+        let waits: Vec<u128> = (0..10).map(|_| b.failed(&e).as_millis()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        b.succeeded();
+        assert_eq!(b.failed(&e), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn the_connection_cap_fits_the_file_limit() {
+        let files = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+        let cap = fitting_connection_cap(usize::MAX);
+        match files.and_then(|n| usize::try_from(n).ok()) {
+            Some(n) => assert!(cap < n, "{cap} of {n} files"),
+            None => assert_eq!(cap, usize::MAX, "no limit"),
+        }
+        assert_eq!(fitting_connection_cap(16), 16);
     }
 }

@@ -10,7 +10,7 @@ use exum_router_tests::peer::{UdpPeer, udp_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 request; the status code and body.
-async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
+pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let req =
@@ -23,7 +23,7 @@ async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -
     (status, body)
 }
 
-fn json(body: &str) -> serde_json::Value {
+pub(crate) fn json(body: &str) -> serde_json::Value {
     serde_json::from_str(body).expect("JSON")
 }
 
@@ -126,4 +126,30 @@ async fn a_configured_token_is_required() {
     let (status, body) = http(admin, "GET", "/tenants", Some("s3cret")).await;
     assert_eq!(status, 200);
     assert_eq!(json(&body)["tenants"][0]["state"], "standard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_admin_connections_are_capped_and_closed() {
+    let (_dir, server) = start("", None).await;
+    let admin = server.admin_addr().expect("admin");
+    let mut idle = Vec::new();
+    for _ in 0..exum_router::admin::MAX_CONNECTIONS {
+        idle.push(tokio::net::TcpStream::connect(admin).await.expect("connect"));
+    }
+    // One more is closed as soon as it is accepted.
+    let mut extra = tokio::net::TcpStream::connect(admin).await.expect("connect");
+    let mut buf = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await.expect("closed at once");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    // The idle ones are closed for sending no request (the header timeout)...
+    for mut c in idle {
+        let wait = exum_router::admin::HEADER_TIMEOUT * 3;
+        let read = tokio::time::timeout(wait, c.read(&mut buf)).await.expect("closed for idling");
+        assert!(matches!(read, Ok(0) | Err(_)));
+    }
+    // ...and the API answers again.
+    let (status, _) = http(admin, "GET", "/health", None).await;
+    assert_eq!(status, 200);
+    let (_, metrics) = http(admin, "GET", "/metrics", None).await;
+    assert_eq!(sample(&metrics, "exum_sip_connections_refused_total", &[("reason", "admin")]), 1.0);
 }

@@ -4,7 +4,10 @@
 
 use exum_router::metrics::Dropped;
 use exum_router::model::wire::{Message, Name};
-use exum_router_tests::peer::{UdpPeer, response};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use exum_router_tests::peer::{TcpPeer, UdpPeer, request, response};
 use exum_router_tests::until;
 
 use crate::proxy::{BOB, Lab, NO_PROBES, invite, lab_with};
@@ -158,4 +161,201 @@ async fn stray_2xx_beyond_their_rate_are_dropped() {
     lab.um1.send(from, &response(&inv, 200, "um", "")).await;
     until("the 2xx to be dropped", || lab.server.metrics.dropped_of(Dropped::RateLimited) == 1).await;
     assert!(!has_datagram(&lab.caller));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lingering_transactions_count_towards_the_cap() {
+    let lab = lab_with(NO_PROBES, "[overload]\nmax_transactions = 1\n").await;
+    // Call 1 is answered: its transaction lingers for retransmissions.
+    lab.caller.send(lab.router, &invite(&lab, BOB, "linger1")).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    lab.um1.send(from, &response(&inv, 486, "um", "")).await;
+    let busy = lab.caller.final_response().await;
+    assert_eq!(busy.first(Name::CallId), Some("linger1"));
+    assert_eq!(lab.server.proxy.active_transactions(), 1, "lingering");
+    lab.caller.send(lab.router, &invite(&lab, BOB, "linger2")).await;
+    let refused = lab.caller.final_response().await;
+    assert_eq!((refused.status(), refused.first(Name::CallId)), (Some(503), Some("linger2")));
+    assert_eq!(lab.server.metrics.overload_of("transactions"), 1);
+    until("the lingering to end", || lab.server.proxy.active_transactions() == 0).await;
+    lab.caller.send(lab.router, &invite(&lab, BOB, "linger3")).await;
+    let (inv, _) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(inv.first(Name::CallId), Some("linger3"));
+}
+
+/// An INVITE for bob with a body of `body_bytes`.
+fn big_invite(lab: &Lab, call_id: &str, body_bytes: usize) -> String {
+    let body = "v".repeat(body_bytes);
+    invite(lab, BOB, call_id).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!("Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}", body.len()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bytes_transactions_hold_are_bounded() {
+    // Room for one transaction with a 60 KB body, not two.
+    let lab = lab_with(NO_PROBES, "[overload]\nmax_transaction_bytes = 200000\n").await;
+    lab.caller.send(lab.router, &big_invite(&lab, "big1", 60_000)).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(inv.first(Name::CallId), Some("big1"));
+    assert!(lab.server.metrics.transaction_bytes.get() > 120_000, "charged for its bytes");
+    lab.caller.send(lab.router, &big_invite(&lab, "big2", 60_000)).await;
+    let refused = lab.caller.final_response().await;
+    assert_eq!((refused.status(), refused.first(Name::CallId)), (Some(503), Some("big2")));
+    assert_eq!(lab.server.metrics.overload_of("memory"), 1);
+    // A small call still fits; and once call 1 is over and forgotten, so does a big one.
+    lab.caller.send(lab.router, &invite(&lab, BOB, "small")).await;
+    let (small, small_from) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(small.first(Name::CallId), Some("small"));
+    lab.um1.send(from, &response(&inv, 486, "um", "")).await;
+    lab.um1.send(small_from, &response(&small, 486, "um", "")).await;
+    until("the transactions to end", || lab.server.proxy.active_transactions() == 0).await;
+    assert_eq!(lab.server.metrics.transaction_bytes.get(), 0, "every charge released");
+    lab.caller.send(lab.router, &big_invite(&lab, "big3", 60_000)).await;
+    let (inv, _) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(inv.first(Name::CallId), Some("big3"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_flooding_for_sustained_windows_is_banned_and_shown_on_the_api() {
+    let lab = lab_with(
+        NO_PROBES,
+        "[overload]\nper_source_requests = 5\nper_source_window_ms = 1000\nban_after = 2\nban_ms = 600000\n\
+         [admin]\naddress = \"127.0.0.1:0\"\n",
+    )
+    .await;
+    let admin = lab.server.admin_addr().expect("admin");
+    let flooder = UdpPeer::bind_on("127.0.0.3:0".parse().expect("addr")).await;
+    let mut n = 0u64;
+    // Bursts of 20 (four times the rate), each answered, until the ban.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while lab.server.proxy.bans().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no ban after {n} requests");
+        for _ in 0..20 {
+            n += 1;
+            let call = format!("flood{n}");
+            flooder.send(lab.router, &exum_router_tests::peer::udp_request("OPTIONS", BOB, flooder.addr, &call)).await;
+            // Answered, or dropped for the ban that request began.
+            tokio::select! {
+                _ = flooder.recv() => {}
+                _ = until("the ban", || lab.server.metrics.overload_of("banned") > 0) => break,
+            }
+        }
+    }
+    let (status, body) = crate::admin::http(admin, "GET", "/bans", None).await;
+    assert_eq!(status, 200);
+    let bans = crate::admin::json(&body);
+    assert_eq!(bans["bans"][0]["source"], "127.0.0.3", "{body}");
+    assert!(bans["bans"][0]["remaining_ms"].as_u64().is_some_and(|ms| ms > 0), "{body}");
+    // Banned: dropped unanswered and counted; other sources are served.
+    let before = lab.server.metrics.overload_of("banned");
+    flooder.send(lab.router, &exum_router_tests::peer::udp_request("OPTIONS", BOB, flooder.addr, "banned")).await;
+    until("the banned request dropped", || lab.server.metrics.overload_of("banned") == before + 1).await;
+    assert!(!has_datagram(&flooder));
+    lab.caller.send(lab.router, &invite(&lab, BOB, "served")).await;
+    let (inv, _) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(inv.first(Name::CallId), Some("served"));
+    // The operator lifts the ban.
+    let (status, _) = crate::admin::http(admin, "DELETE", "/bans/127.0.0.3", None).await;
+    assert_eq!(status, 200);
+    assert!(lab.server.proxy.bans().is_empty());
+    let (status, _) = crate::admin::http(admin, "DELETE", "/bans/127.0.0.3", None).await;
+    assert_eq!(status, 404);
+}
+
+/// A TCP connection to `to` from the loopback address `from`.
+async fn connect_from(from: &str, to: SocketAddr) -> TcpPeer {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{from}:0").parse().expect("addr")).expect("bind");
+    TcpPeer::from_stream(socket.connect(to).await.expect("connect"))
+}
+
+/// Whether `peer`'s connection answers an OPTIONS to the router.
+async fn answers(peer: &mut TcpPeer, router: SocketAddr, id: &str) -> bool {
+    let options = request("OPTIONS", &format!("sip:{router}"), peer.addr, "TCP", id, &format!("z9hG4bK-{id}"));
+    peer.write(options.as_bytes()).await;
+    peer.recv_within(exum_router_tests::peer::WAIT).await.and_then(|m| m.status()) == Some(200)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped_per_address_and_in_all() {
+    // The caps are [sip] settings: the lab's [sip] section comes first, so they
+    // go in a lab of their own.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\", \"tcp\"]\n\
+         [sip]\nmax_connections = 4\nmax_connections_per_ip = 3\n[probes]\nenabled = false\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let server = exum_router::server::Server::start(&dir.path().join("router.toml")).await.expect("starts");
+    let router = server.local_addr(exum_router::model::Transport::Tcp).expect("tcp");
+    let mut from_one = Vec::new();
+    for i in 0..3 {
+        let mut peer = connect_from("127.0.0.1", router).await;
+        assert!(answers(&mut peer, router, &format!("one{i}")).await);
+        from_one.push(peer);
+    }
+    let mut fourth = connect_from("127.0.0.1", router).await;
+    assert!(fourth.closed_within(exum_router_tests::peer::WAIT).await, "a fourth from one address is closed");
+    assert_eq!(server.metrics.connections_refused_of("per_ip"), 1);
+    let mut other = connect_from("127.0.0.2", router).await;
+    assert!(answers(&mut other, router, "two").await, "another address has its own share");
+    let mut fifth = connect_from("127.0.0.3", router).await;
+    assert!(fifth.closed_within(exum_router_tests::peer::WAIT).await, "four in all");
+    assert_eq!(server.metrics.connections_refused_of("global"), 1);
+    // A connection that closes gives its place back.
+    drop(from_one.pop());
+    until("the closed connection forgotten", || server.metrics.connections_open.get() == 3).await;
+    let mut again = connect_from("127.0.0.1", router).await;
+    assert!(answers(&mut again, router, "again").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_trickled_a_byte_at_a_time_cannot_hold_a_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"tcp\"]\n\
+         [sip]\ntcp_idle_timeout_ms = 300\ntcp_message_timeout_ms = 1000\n[probes]\nenabled = false\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let server = exum_router::server::Server::start(&dir.path().join("router.toml")).await.expect("starts");
+    let router = server.local_addr(exum_router::model::Transport::Tcp).expect("tcp");
+    // Idle 300 ms, a whole message within 1 s. A head announcing a 60,000-byte body, then the body a byte every 50 ms:
+    // never idle for 300 ms, never whole (it would take 50 minutes).
+    let mut slow = TcpPeer::connect(router).await;
+    let head = request("INVITE", "sip:bob@contoso.com", slow.addr, "TCP", "slow", "z9hG4bK-slow")
+        .replace("Content-Length: 0", "Content-Length: 60000");
+    slow.write(head.as_bytes()).await;
+    let mut closed = false;
+    for _ in 0..400 {
+        use tokio::io::AsyncWriteExt as _;
+        if slow.stream.write_all(b"v").await.is_err() || slow.closed_within(Duration::from_millis(50)).await {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "closed before 20 s of trickling");
+    assert_eq!(server.metrics.streams_closed_of("stalled"), 1);
+    // Keep-alives alone do not keep a connection open past the idle timeout.
+    let mut pinger = TcpPeer::connect(router).await;
+    let mut closed = false;
+    for _ in 0..400 {
+        use tokio::io::AsyncWriteExt as _;
+        if pinger.stream.write_all(b"\r\n\r\n").await.is_err() || pinger.closed_within(Duration::from_millis(50)).await
+        {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "closed before 20 s of keep-alives");
+    // A peer that sends whole messages is served meanwhile.
+    let mut good = TcpPeer::connect(router).await;
+    assert!(answers(&mut good, router, "good").await);
 }

@@ -20,7 +20,7 @@ use super::decide::{self, Decided};
 use super::forward::{ForwardSpec, Hop, forwarded};
 use super::stateless::route_uri;
 use super::validate::loop_hash;
-use super::{Proxy, originate};
+use super::{Held, Proxy, originate};
 use crate::model::wire::{Message, Name};
 use crate::model::{Source, Transport};
 use crate::policy::DecidedBy;
@@ -37,6 +37,7 @@ pub(super) fn spawn(
     source: Source,
     key: String,
     (tx, rx): (EventSender, mpsc::UnboundedReceiver<Event>),
+    held: Held,
 ) {
     let span = tracing::info_span!(
         "request",
@@ -64,6 +65,7 @@ pub(super) fn spawn(
         branches: Vec::new(),
         sent: HashMap::new(),
         failed: Vec::new(),
+        held,
     };
     tokio::spawn(task.run().instrument(span));
 }
@@ -115,6 +117,8 @@ struct RequestTask {
     /// INVITE is kept while the transaction lingers, to ACK a retransmitted
     /// failure, or the late 487, again).
     failed: Vec<String>,
+    /// The bytes it is charged for, until its lingering ends.
+    held: Held,
 }
 
 impl RequestTask {
@@ -123,9 +127,9 @@ impl RequestTask {
         self.proxy.in_flight.fetch_sub(1, Ordering::Relaxed);
         // What lingers is small: the request, the answered branch's INVITE and
         // the rest of the state are dropped here.
-        let RequestTask { proxy, source, key, rx, server, last_response, branches, mut sent, failed, .. } = self;
+        let RequestTask { proxy, source, key, rx, server, last_response, branches, mut sent, failed, held, .. } = self;
         sent.retain(|branch, _| failed.contains(branch));
-        let lingering = Lingering { proxy, source, rx, server, last: last_response, sent, key, branches };
+        let lingering = Lingering { proxy, source, rx, server, last: last_response, sent, key, branches, _held: held };
         // A task of its own: this one's state (sized for routing) is freed now.
         tokio::spawn(lingering.run().in_current_span());
     }
@@ -473,6 +477,8 @@ struct Lingering {
     /// The transaction's key and client branches, removed from the table at the end.
     key: String,
     branches: Vec<String>,
+    /// Released when the lingering ends.
+    _held: Held,
 }
 
 impl Lingering {

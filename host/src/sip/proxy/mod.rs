@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 
 use super::error::{Answer, RequestError};
 use super::originate;
-use super::overload::{Limiter, RateLimit};
+use super::overload::{Ask, Ban, Limiter, RateLimit, Refusal};
 use super::resolve::Resolver;
 use super::secret::Secret;
 use super::transaction::{Event, EventSender, Table, Timers, server_key};
@@ -306,17 +306,36 @@ impl Proxy {
                 self.metrics.count_overload("draining");
                 self.reject(&msg, &source, &RequestError::Draining);
             }
-            (_, None) if let Err(error) = self.admit(&msg, &source) => {
-                self.reject(&msg, &source, &error);
-            }
             (_, None) => {
+                let held = Held::charge(&self.metrics.transaction_bytes, &msg);
+                if let Err(refusal) = self.admit(&msg, &source, &held) {
+                    self.metrics.count_overload(refusal.as_str());
+                    if refusal == Refusal::Banned {
+                        tracing::debug!(peer = %source.addr, "request from a banned source dropped");
+                    } else {
+                        let retry_after = self.limiter.retry_after();
+                        self.reject(&msg, &source, &RequestError::Overloaded { reason: refusal.as_str(), retry_after });
+                    }
+                    return;
+                }
                 let (tx, rx) = mpsc::unbounded_channel();
                 self.table.insert_server(key.clone(), tx.clone());
                 self.metrics.transactions.inc();
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
-                execute::spawn(self.clone(), msg, source, key, (tx, rx));
+                execute::spawn(self.clone(), msg, source, key, (tx, rx), held);
             }
         }
+    }
+
+    /// The sources banned for sending at least twice their rate (see
+    /// [`super::overload`]).
+    pub fn bans(&self) -> Vec<Ban> {
+        self.limiter.bans()
+    }
+
+    /// Lifts the ban of `source`; whether it was banned.
+    pub fn lift_ban(&self, source: IpAddr) -> bool {
+        self.limiter.lift(source)
     }
 
     /// Whether an in-dialog request is one the router may forward (see
@@ -327,16 +346,16 @@ impl Proxy {
         })
     }
 
-    /// Overload control for a request that would start a transaction: in-dialog
-    /// requests (a To tag) that passed [`Self::check_dialog`] always pass, so
+    /// Overload control for a request that would start a transaction (its bytes
+    /// already charged in `held`): in-dialog requests (a To tag) that passed
+    /// [`Self::check_dialog`] pass the transaction cap and the source's rate, so
     /// calls in progress can end.
-    fn admit(&self, msg: &Message, source: &Source) -> Result<(), RequestError> {
-        if msg.to_tag().is_some() {
-            return Ok(());
-        }
-        self.limiter.admit(source.addr.ip(), self.in_flight.load(Ordering::Relaxed)).map_err(|refusal| {
-            self.metrics.count_overload(refusal.as_str());
-            RequestError::Overloaded { reason: refusal.as_str(), retry_after: self.limiter.retry_after() }
+    fn admit(&self, msg: &Message, source: &Source, held: &Held) -> Result<(), Refusal> {
+        self.limiter.admit(Ask {
+            source: source.addr.ip(),
+            transactions: self.table.server_count(),
+            bytes: held.total(),
+            in_dialog: msg.to_tag().is_some(),
         })
     }
 
@@ -356,5 +375,37 @@ impl Proxy {
                 }
             }
         }
+    }
+}
+
+/// The bytes one transaction is charged for, in the gauge of all transactions'
+/// bytes until dropped (when the transaction's lingering ends). An estimate of
+/// what it holds: the request, as received and as forwarded, and a fixed part
+/// for its state and the response kept.
+pub(crate) struct Held {
+    gauge: prometheus_client::metrics::gauge::Gauge,
+    bytes: i64,
+}
+
+/// What a transaction holds beyond its request's bytes (state, header index,
+/// the response kept for retransmissions).
+const TRANSACTION_OVERHEAD: usize = 4096;
+
+impl Held {
+    fn charge(gauge: &prometheus_client::metrics::gauge::Gauge, msg: &Message) -> Held {
+        let bytes = (2 * msg.bytes().len() + TRANSACTION_OVERHEAD) as i64;
+        gauge.inc_by(bytes);
+        Held { gauge: gauge.clone(), bytes }
+    }
+
+    /// The bytes of all transactions, this one's included.
+    fn total(&self) -> usize {
+        usize::try_from(self.gauge.get()).unwrap_or(0)
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.gauge.dec_by(self.bytes);
     }
 }
