@@ -280,3 +280,55 @@ async fn a_huge_policy_file_is_refused_by_its_size_before_it_is_read() {
     assert_eq!(current.state(), "last_good_after_failed_reload");
     assert_eq!(lab.call("bob", "huge1").await, "B");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_caught_half_written_is_not_applied() {
+    let lab = lab(ON_PLAN_A).await;
+    let metrics = lab.server.metrics.clone();
+    let file = lab.dir.path().join("directory.toml");
+    // Rewritten in place: truncated first. The empty file would leave the
+    // tenant without users (every call 404): refused, bob still served.
+    std::fs::File::create(&file).expect("truncate");
+    exum_router_tests::until("the empty directory refused", || metrics.config_reloads_of("failed") == 1).await;
+    assert_eq!(lab.call("bob", "half1").await, "A");
+    // Then written whole (bob moved to hosted voice mail): applied.
+    let mut swapped = lab.server.proxy.subscribe_tenants();
+    swapped.borrow_and_update();
+    std::fs::write(&file, directory("hosted_voicemail = true", &lab.um_a, &lab.um_b)).expect("write");
+    tokio::time::timeout(Duration::from_secs(10), swapped.changed()).await.expect("reloads").expect("open");
+    assert_eq!(lab.call("bob", "half2").await, "edge");
+    // The same refusal on an explicit reload names the tenant and the way out.
+    std::fs::write(&file, "").expect("write");
+    let e = lab.server.reload().expect_err("refused").to_string();
+    assert!(e.contains("tenant `contoso` had 1 users and would have none"), "{e}");
+    assert!(e.contains("directory_may_remove_all_users"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_may_allow_a_directory_to_empty_a_tenant() {
+    let lab = lab(ON_PLAN_A).await;
+    let config = lab.dir.path().join("router.toml");
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, format!("directory_may_remove_all_users = true\n{text}")).expect("write");
+    std::fs::write(lab.dir.path().join("directory.toml"), "").expect("write");
+    lab.server.reload().expect("allowed");
+    assert_eq!(lab.server.proxy.tenants().by_id("contoso").expect("tenant").directory.user_count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_directory_removed_and_created_again_is_watched_again() {
+    let lab = lab(ON_PLAN_A).await;
+    let tenant = lab.server.proxy.tenants().by_id("contoso").expect("tenant").clone();
+    lab.deploy(components::PLAN_B).await;
+    let mut changes = lab.server.policy.subscribe();
+    changes.borrow_and_update();
+    std::fs::remove_dir_all(lab.dir.path().join("policies")).expect("rm -r");
+    tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("reacts").expect("open");
+    assert_eq!(lab.server.policy.get(&tenant).state(), "standard", "its file went with the directory");
+    std::fs::create_dir(lab.dir.path().join("policies")).expect("mkdir");
+    // A file put in the new directory is seen, as one put there later.
+    lab.deploy(components::PLAN_B).await;
+    assert_eq!(lab.call("bob", "again1").await, "B");
+    lab.deploy(components::PLAN_A).await;
+    assert_eq!(lab.call("bob", "again2").await, "A");
+}
