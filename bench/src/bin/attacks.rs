@@ -250,11 +250,12 @@ async fn main() {
     let _ = flood.await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let refused = metric("exum_sip_access_refused_total", "reason=\"dialog\"").await;
+    let banned = metric("exum_sip_overload_refused_total", "reason=\"banned\"").await;
     rows.push((
         "30,000 forged in-dialog INVITEs at 6,000/s to a third address".into(),
         "5 datagrams reached it per request; all admitted past a cap of 1,000; other callers starved".into(),
         format!(
-            "{} datagrams reached it; {refused} refused with 404 ({} answers received); {ok} of 300 real calls answered meanwhile",
+            "{} datagrams reached it; {refused} refused: {} answered 404, {banned} dropped once the source was banned (after 5 s at twice its rate); {ok} of 300 real calls answered meanwhile",
             reached.load(Ordering::Relaxed),
             answers_to_attacker.load(Ordering::Relaxed)
         ),

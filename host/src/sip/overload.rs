@@ -189,6 +189,13 @@ impl Limiter {
         Ok(())
     }
 
+    /// Counts a request refused before admission (a forged dialog) against its
+    /// source's rate, so a source that keeps sending them is banned like one
+    /// that floods new requests; whether the source is banned (drop, do not answer).
+    pub fn is_banned_after(&self, source: IpAddr) -> bool {
+        self.take(source, Instant::now()) == Err(Refusal::Banned)
+    }
+
     /// The sources banned now.
     pub fn bans(&self) -> Vec<Ban> {
         let now = Instant::now();

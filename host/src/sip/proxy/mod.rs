@@ -295,11 +295,17 @@ impl Proxy {
                 let _ = tx.send(Event::Retransmission);
             }
             // In a dialog: only the router's dialogs and its tenants' (no relay).
+            // A refusal counts against the source's rate: a source that keeps
+            // forging dialogs is banned and then dropped unanswered.
             (_, None)
                 if msg.to_tag().is_some()
                     && let Err(error) = self.check_dialog(&msg, &source) =>
             {
-                self.reject(&msg, &source, &error);
+                if self.limiter.is_banned_after(source.addr.ip()) {
+                    self.metrics.count_overload(Refusal::Banned.as_str());
+                } else {
+                    self.reject(&msg, &source, &error);
+                }
             }
             // Draining: no new calls, but calls in progress can still end.
             (_, None) if self.draining.load(Ordering::Relaxed) && msg.to_tag().is_none() => {
