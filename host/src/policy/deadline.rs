@@ -1,12 +1,15 @@
 //! A policy call's deadline, measured in the CPU time of the call itself.
 //!
-//! The engine's epoch ticks every millisecond, and a call's epoch deadline is
-//! its budget in ticks: wall-clock time. When that passes, the store's callback
-//! looks at the CPU time the calling thread has spent since the call began: a
-//! call that used its budget (a loop) is interrupted; one that did not (its
-//! thread was descheduled on a busy host) goes on for the budget it has left.
-//! A deadline thus fails only the policy's own work, never a call the host's
-//! CPU starvation delayed. Wall-clock time is still bounded, by the budget plus
+//! The engine's epoch ticks every millisecond. A call starts with an epoch
+//! deadline of one tick ([`FIRST_DEADLINE`]), so nothing is read on the fast
+//! path: a decision of a few microseconds rarely sees a tick. When a tick passes
+//! during a call, the store's callback reads the calling thread's CPU clock;
+//! from then on the call is charged one tick for the time before it (at most
+//! what it can have run) plus the CPU time the thread spends. A call that spent
+//! its budget (a loop) is interrupted; one that did not (its thread was
+//! descheduled on a busy host) goes on for the budget it has left. A deadline
+//! thus fails only the policy's own work, never a call the host's CPU
+//! starvation delayed. Wall-clock time is still bounded, by the budget plus
 //! [`STARVATION_ALLOWANCE`]. Policies cannot block (no import waits), so a call
 //! that is not running is one the operating system has not scheduled.
 
@@ -20,40 +23,51 @@ use super::engine::EPOCH_TICK;
 /// How much longer than its budget a starved call may take in wall-clock time.
 pub const STARVATION_ALLOWANCE: Duration = Duration::from_secs(1);
 
+/// The epoch deadline a call starts with, in ticks: the next tick.
+pub const FIRST_DEADLINE: u64 = 1;
+
 /// The CPU time the calling thread has used.
 fn thread_cpu() -> Duration {
     let t = clock_gettime(ClockId::ThreadCPUTime);
     Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
 }
 
-/// When a call started, in wall-clock and in the thread's CPU time.
+/// Ticks that cover `d`, at least one.
+fn ticks(d: Duration) -> u64 {
+    (d.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64).max(1)
+}
+
+/// When a call started, and the thread's CPU clock at the first tick it saw.
 #[derive(Debug, Clone, Copy)]
 pub struct CallClock {
     wall: Instant,
-    cpu: Duration,
+    cpu_at_first_tick: Option<Duration>,
 }
 
 impl CallClock {
-    /// Now, on the calling thread.
+    /// Now.
     pub fn start() -> CallClock {
-        CallClock { wall: Instant::now(), cpu: thread_cpu() }
+        CallClock { wall: Instant::now(), cpu_at_first_tick: None }
     }
 
-    /// The CPU time the call has used.
-    pub fn cpu_used(&self) -> Duration {
-        thread_cpu().saturating_sub(self.cpu)
+    /// The CPU time the call is charged with: one tick before the first tick
+    /// it saw, and the thread's CPU time since.
+    fn charged(&self) -> Duration {
+        self.cpu_at_first_tick.map_or(Duration::ZERO, |c| EPOCH_TICK + thread_cpu().saturating_sub(c))
     }
 
     /// What to do when the epoch deadline of a call with `budget` passed:
-    /// interrupt it when it used its budget of CPU time (or its wall-clock
+    /// interrupt it when it spent its budget of CPU time (or its wall-clock
     /// allowance), else extend the deadline by what is left.
-    pub fn on_deadline(&self, budget: Duration) -> UpdateDeadline {
-        let used = self.cpu_used();
+    pub fn on_deadline(&mut self, budget: Duration) -> UpdateDeadline {
+        if self.cpu_at_first_tick.is_none() {
+            self.cpu_at_first_tick = Some(thread_cpu());
+        }
+        let used = self.charged();
         if used >= budget || self.wall.elapsed() >= budget + STARVATION_ALLOWANCE {
             return UpdateDeadline::Interrupt;
         }
-        let left = budget - used;
-        UpdateDeadline::Continue((left.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64).max(1))
+        UpdateDeadline::Continue(ticks(budget - used))
     }
 }
 
@@ -64,13 +78,14 @@ mod tests {
     #[test]
     fn a_call_that_waited_goes_on_and_one_that_ran_is_interrupted() {
         let budget = Duration::from_millis(5);
-        let clock = CallClock::start();
+        let mut clock = CallClock::start();
+        assert!(matches!(clock.on_deadline(budget), UpdateDeadline::Continue(4)), "the first tick: 1 ms charged");
         // Off the CPU for four budgets: what a descheduled thread looks like.
         std::thread::sleep(budget * 4);
         assert!(clock.wall.elapsed() > budget);
         assert!(matches!(clock.on_deadline(budget), UpdateDeadline::Continue(n) if n >= 1));
-        // On the CPU until the budget is used.
-        while clock.cpu_used() < budget {
+        // On the CPU until the budget is spent.
+        while clock.charged() < budget {
             std::hint::black_box(0u64.wrapping_add(1));
         }
         assert!(matches!(clock.on_deadline(budget), UpdateDeadline::Interrupt));
@@ -78,7 +93,13 @@ mod tests {
 
     #[test]
     fn wall_clock_time_stays_bounded() {
-        let clock = CallClock { wall: Instant::now() - STARVATION_ALLOWANCE * 2, cpu: thread_cpu() };
+        let mut clock = CallClock { wall: Instant::now() - STARVATION_ALLOWANCE * 2, cpu_at_first_tick: None };
         assert!(matches!(clock.on_deadline(Duration::from_millis(5)), UpdateDeadline::Interrupt));
+    }
+
+    #[test]
+    fn a_budget_of_one_tick_ends_at_the_first() {
+        let mut clock = CallClock::start();
+        assert!(matches!(clock.on_deadline(EPOCH_TICK), UpdateDeadline::Interrupt));
     }
 }

@@ -86,7 +86,8 @@ pub const COMPILED_CACHE_CAPACITY: usize = 256;
 pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<StoreState>,
-    ticker: Ticker,
+    /// Advances the epoch while the engine lives (stopped when dropped).
+    _ticker: Ticker,
     /// Compiled components by content hash: a version seen before (a rollback,
     /// the same policy for many tenants) is not compiled again.
     compiled: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
@@ -135,7 +136,7 @@ impl PolicyEngine {
         Ok(PolicyEngine {
             engine,
             linker,
-            ticker,
+            _ticker: ticker,
             compiled: std::sync::Mutex::new(std::collections::HashMap::new()),
             disk_cache: std::sync::RwLock::new(None),
             fingerprint,
@@ -193,12 +194,6 @@ impl PolicyEngine {
     /// The wasmtime engine.
     pub fn engine(&self) -> &Engine {
         &self.engine
-    }
-
-    /// Epoch ticks that cover `deadline`, plus one for the tick in progress.
-    pub fn deadline_ticks(&self, deadline: Duration) -> u64 {
-        let _ = &self.ticker;
-        deadline.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64 + 1
     }
 
     /// Compiles `bytes` and checks it against the contract; a component with the

@@ -11,7 +11,7 @@ use wasmtime::Trap;
 
 use super::bindings::Policy;
 use super::bindings::exum::policy::types::{Decision, Failure, Request};
-use super::deadline::CallClock;
+use super::deadline::{CallClock, FIRST_DEADLINE};
 use super::engine::{CompiledPolicy, LoadError, PolicyEngine};
 use super::host_api::{LimitHit, StoreState};
 use crate::control::Tenant;
@@ -154,7 +154,6 @@ pub struct PolicyVersion {
     pub limits: Limits,
     engine: Arc<PolicyEngine>,
     health: Arc<HealthTable>,
-    deadline_ticks: u64,
     log_tag: Arc<str>,
     /// Idle initialised instances. A `Mutex<Vec<_>>`: held only to push or pop.
     pool: Mutex<Vec<PooledInstance>>,
@@ -188,7 +187,6 @@ impl PolicyVersion {
         tenant: &Arc<Tenant>,
         eager: bool,
     ) -> Result<PolicyVersion, LoadError> {
-        let deadline_ticks = engine.deadline_ticks(limits.deadline);
         let log_tag: Arc<str> = format!("{}/{name}@{version}", tenant.config.id).into();
         let (hash, size, ready) = match code {
             Code::Ready(c) => (c.hash.clone(), c.size, Some(c)),
@@ -209,7 +207,6 @@ impl PolicyVersion {
             limits,
             engine,
             health,
-            deadline_ticks,
             log_tag,
             pool: Mutex::new(Vec::new()),
         };
@@ -243,7 +240,7 @@ impl PolicyVersion {
             InstantiateError::Fault(f) => f,
         })?;
         instance.store.data_mut().call = CallClock::start();
-        instance.store.set_epoch_deadline(self.deadline_ticks);
+        instance.store.set_epoch_deadline(FIRST_DEADLINE);
         instance
             .bindings
             .exum_policy_handler()
@@ -293,7 +290,7 @@ impl PolicyVersion {
             data.log_budget = super::host_api::LOG_BUDGET_PER_CALL;
             data.call = CallClock::start();
         }
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(FIRST_DEADLINE);
         match f(&instance.bindings, store) {
             Ok(decision) => {
                 self.release(instance);
@@ -322,9 +319,9 @@ impl PolicyVersion {
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         let budget = self.limits.deadline;
-        store.epoch_deadline_callback(move |ctx| Ok(ctx.data().call.on_deadline(budget)));
+        store.epoch_deadline_callback(move |mut ctx| Ok(ctx.data_mut().call.on_deadline(budget)));
         store.data_mut().call = CallClock::start();
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(FIRST_DEADLINE);
         let code = self.code().map_err(InstantiateError::Fault)?;
         let bindings = code
             .pre
