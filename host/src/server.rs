@@ -168,8 +168,9 @@ impl Drop for Server {
 /// [`Server::reload`]), counted by outcome.
 fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
     let result = apply_reload(config, proxy, policy);
-    let outcome = if result.is_ok() { "ok" } else { "failed" };
-    proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+    if result.is_err() {
+        proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "failed" }).inc();
+    }
     result
 }
 
@@ -194,6 +195,8 @@ fn apply_reload(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegist
             policy.remove(&t.config.id);
         }
     }
+    // Counted before the swap is announced: whoever awaits the swap sees it counted.
+    proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
     proxy.set_tenants(tenants);
     tracing::info!(config = %config.display(), "configuration and directory reloaded");
     Ok(())
@@ -219,7 +222,7 @@ fn check_no_tenant_emptied(old: &Tenants, new: &Tenants, directory: &Path) -> an
 }
 
 /// Watches the policy directory and the files a reload reads, and applies
-/// their changes one after another, in the order they settled.
+/// their changes one after another, in the order the files were first written.
 fn start_watch(
     config: &Path,
     router_config: &RouterConfig,

@@ -5,8 +5,8 @@
 //! A file is reported only when its content changed: events of reads (the
 //! router's own among them) are ignored, and a file whose size and content hash
 //! are those last seen is not reported again (a touch, the same bytes written
-//! again). Changes are reported once a file has been quiet for the debounce
-//! interval, in the order they settled. Editor temp files in the policy
+//! again). Changes are reported once a file has been quiet for its settling
+//! interval, in the order the files were first written. Editor temp files in the policy
 //! directory (dot-files, `~`, `.tmp`, `.swp`, `.part`) and other names are
 //! ignored; a partial write shows as a file that fails to compile and is
 //! followed by the report of the complete one.
@@ -186,7 +186,9 @@ fn stat(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
 
 /// Watches what `watched` names; sends each change once it has been quiet for
 /// `debounce` (policy files) or [`FILE_SETTLE`] (single files) and its size and
-/// modification time stayed the same meanwhile. The files as they are now are
+/// modification time stayed the same meanwhile, in the order the files were
+/// first written (a file still settling holds back the changes of files written
+/// after it). The files as they are now are
 /// the baseline: only later changes are sent. The policy directory's parent is
 /// watched too: a policy directory removed and created again is watched again
 /// and its files read.
@@ -248,23 +250,26 @@ pub fn watch(
             _ => debounce,
         };
         loop {
-            let due = pending.iter().map(|(_, at, _)| *at).min();
+            // Changes go out in the order the files were first written: the
+            // first waiting path holds back the ones after it.
+            let due = pending.first().map(|(_, at, _)| *at);
             let next = match due {
                 None => raw_rx.recv().await,
                 Some(at) => match tokio::time::timeout_at(at, raw_rx.recv()).await {
                     Ok(p) => p,
                     Err(_) => {
                         let now = Instant::now();
-                        let (ready, waiting): (Vec<_>, Vec<_>) = pending.drain(..).partition(|(_, at, _)| *at <= now);
-                        pending = waiting;
-                        for (path, _, queued) in ready {
+                        while let Some((path, at, queued)) = pending.first().cloned() {
+                            if at > now {
+                                break;
+                            }
                             // Still changing without an event seen: wait again.
                             let current = stat(&path);
                             if current != queued {
-                                let at = now + quiet(&state, &path);
-                                pending.push((path, at, current));
-                                continue;
+                                pending[0] = (path.clone(), now + quiet(&state, &path), current);
+                                break;
                             }
+                            pending.remove(0);
                             if let Some(change) = state.settle(path)
                                 && changes.send(change).is_err()
                             {

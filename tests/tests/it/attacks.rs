@@ -359,3 +359,42 @@ async fn a_message_trickled_a_byte_at_a_time_cannot_hold_a_connection() {
     let mut good = TcpPeer::connect(router).await;
     assert!(answers(&mut good, router, "good").await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_does_not_read_is_disconnected() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"tcp\"]\n\
+         [sip]\ntcp_send_timeout_ms = 200\n[overload]\nper_source_requests = 0\n[probes]\nenabled = false\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let server = exum_router::server::Server::start(&dir.path().join("router.toml")).await.expect("starts");
+    let router = server.local_addr(exum_router::model::Transport::Tcp).expect("tcp");
+    // A peer that asks and asks and never reads a response: once the socket
+    // buffers between them are full, the router's write stalls and the
+    // connection is closed.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("small receive buffer");
+    let stream = socket.connect(router).await.expect("connect");
+    let local = stream.local_addr().expect("addr");
+    let (_reader, mut writer) = stream.into_split();
+    let mut sent = 0u64;
+    while server.metrics.streams_closed_of("send_timeout") == 0 {
+        assert!(sent < 500_000, "still connected after {sent} requests");
+        let mut batch = String::new();
+        for _ in 0..100 {
+            sent += 1;
+            let id = format!("nr{sent}");
+            batch.push_str(&request("OPTIONS", &format!("sip:{router}"), local, "TCP", &id, &format!("z9hG4bK-{id}")));
+        }
+        use tokio::io::AsyncWriteExt as _;
+        if writer.write_all(batch.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+    until("the connection closed for not reading", || server.metrics.streams_closed_of("send_timeout") == 1).await;
+    until("its place given back", || server.metrics.connections_open.get() == 0).await;
+}

@@ -237,7 +237,7 @@ async fn one_deploy_is_one_reload_and_the_router_s_own_reads_trigger_none() {
     // One broken deploy for contoso: one failed reload.
     deploy_bytes(&lab, "contoso", broken).await;
     assert_eq!(metrics.reloads_of("contoso", "failed"), 1);
-    // The watcher reports changes in the order they settle: once fabrikam's
+    // The watcher reports changes in the order the files were written: once fabrikam's
     // deploy, which comes later, has been handled, any reload that contoso's
     // file could cause by being read has been handled too.
     deploy_bytes(&lab, "fabrikam", broken).await;
