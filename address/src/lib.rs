@@ -11,7 +11,8 @@
 //!   iterator, and the owned, editable [`Uri`] that policies work with;
 //! - [`name_addr`]: From, To, Contact and Route values (`"Bob" <sip:bob@b.com>;tag=1`):
 //!   [`NameAddrRef`], [`name_addr_spans`] and [`addr_spec`];
-//! - [`number`]: [`normalize_number`], the E.164 form used as a directory key.
+//! - [`number`]: [`normalize_number`], the E.164 form used as a directory key;
+//! - [`status`]: [`reason_phrase`], the standard phrase of a status code.
 //!
 //! # Example
 //!
@@ -61,8 +62,10 @@ extern crate std;
 
 pub mod name_addr;
 pub mod number;
+pub mod status;
 pub mod uri;
 
 pub use name_addr::{NameAddrRef, addr_spec, name_addr_spans};
-pub use number::normalize_number;
+pub use number::{extension, normalize_number, number_key};
+pub use status::reason_phrase;
 pub use uri::{Param, Params, Scheme, Uri, UriError, UriRef};

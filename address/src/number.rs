@@ -34,6 +34,38 @@ pub fn normalize_number(number: &str) -> Option<String> {
     (out.len() > 1).then_some(out)
 }
 
+/// The extension a telephone number carries (`tel:+14255550100;ext=101`,
+/// `+14255550100;ext=1-01`): its digits, visual separators dropped; `None`
+/// without one, or when it is not digits.
+pub fn extension(number: &str) -> Option<String> {
+    let (_, params) = number.split_once(';')?;
+    let value = params.split(';').find_map(|p| {
+        let (name, value) = p.split_once('=')?;
+        name.trim().eq_ignore_ascii_case("ext").then_some(value.trim())
+    })?;
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '0'..='9' => out.push(c),
+            '-' | '.' | '(' | ')' => {}
+            _ => return None,
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The directory key of a telephone number: its E.164 form, followed by
+/// `;ext=<digits>` when it carries an extension (`tel:+1 425 555 0100;ext=101`
+/// → `+14255550100;ext=101`), so that users who share a main number are told
+/// apart by their extensions.
+pub fn number_key(number: &str) -> Option<String> {
+    let e164 = normalize_number(number)?;
+    Some(match extension(number) {
+        Some(ext) => alloc::format!("{e164};ext={ext}"),
+        None => e164,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::string::ToString;
@@ -53,6 +85,16 @@ mod tests {
         assert_eq!(normalize_number("0044 20").as_deref(), Some("+4420"));
         assert_eq!(normalize_number("+1").as_deref(), Some("+1"));
         assert_eq!(normalize_number("+123456789012345").as_deref(), Some("+123456789012345"));
+    }
+
+    #[test]
+    fn number_keys_keep_the_extension() {
+        assert_eq!(number_key("tel:+1 425 555 0100;ext=101").as_deref(), Some("+14255550100;ext=101"));
+        assert_eq!(number_key("+14255550100;EXT=1-01;phone-context=x").as_deref(), Some("+14255550100;ext=101"));
+        assert_eq!(number_key("tel:+14255550100").as_deref(), Some("+14255550100"));
+        assert_eq!(number_key("+14255550100;ext=").as_deref(), Some("+14255550100"), "an empty extension is none");
+        assert_eq!(extension("+14255550100;ext=1a"), None);
+        assert_eq!(number_key("5550100"), None);
     }
 
     #[test]

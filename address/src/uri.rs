@@ -231,6 +231,18 @@ impl<'a> UriRef<'a> {
     pub fn number(&self) -> Option<String> {
         self.user.and_then(normalize_number)
     }
+
+    /// The number's directory key, its extension kept
+    /// (`sip:+14255550100;ext=101@contoso.com;user=phone` → `+14255550100;ext=101`),
+    /// by [`crate::number_key`].
+    pub fn number_key(&self) -> Option<String> {
+        let user = self.user?;
+        match (self.scheme, self.param("ext")) {
+            // A tel URI's extension is one of its parameters.
+            (Scheme::Tel, Some(Some(ext))) => crate::number_key(&alloc::format!("{user};ext={ext}")),
+            _ => crate::number_key(user),
+        }
+    }
 }
 
 /// The parameters of a URI or of a header value (`transport=tls;lr`, without the
@@ -341,6 +353,17 @@ impl Uri {
     /// `tel:+14255550100`), if it holds one.
     pub fn number(&self) -> Option<String> {
         self.user.as_deref().and_then(normalize_number)
+    }
+
+    /// The number's directory key, its extension kept (see [`crate::number_key`]).
+    pub fn number_key(&self) -> Option<String> {
+        let user = self.user.as_deref()?;
+        match self.param("ext") {
+            Some(Some(ext)) if self.scheme.eq_ignore_ascii_case("tel") => {
+                crate::number_key(&alloc::format!("{user};ext={ext}"))
+            }
+            _ => crate::number_key(user),
+        }
     }
 
     /// Sets parameter `name` to `value`, replacing any existing one.

@@ -16,7 +16,7 @@ use crate::metrics::{Metrics, OutcomeLabel};
 use crate::model::Transport;
 use crate::policy::PolicyRegistry;
 use crate::sip::probe;
-use crate::sip::proxy::Proxy as ProxyCore;
+use crate::sip::proxy::{Identity, Proxy as ProxyCore};
 use crate::sip::transport::Transports;
 use crate::watch::{self as file_watch, Change, FileWatch, Watched};
 
@@ -78,10 +78,10 @@ impl Server {
             policy.clone(),
             tenants.clone(),
             router_config.sip,
-            secret,
+            Identity { name: router_config.name.clone(), secret },
             metrics.clone(),
         );
-        tokio::spawn(probe::run(proxy.clone(), tenants.clone(), health.clone(), router_config.probes, rx));
+        tokio::spawn(probe::run(proxy.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
             tracing::info!(tenant = %t.config.id, domains = ?t.config.domains, users = t.directory.user_count(), "tenant loaded");
         }

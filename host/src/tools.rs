@@ -202,21 +202,21 @@ impl Simulator {
         // and Route, a request in a dialog.
         let routable = match classify(&sip, is_us) {
             Classified::Refused(e) => {
-                write_answer(&mut out, &sip, &e.answer());
+                write_answer(&mut out, &sip, &e.answer(), &self.config.name);
                 return Ok(out);
             }
             Classified::OptionsToUs => {
-                write_answer(&mut out, &sip, &Answer::new(200).with("Allow", ALLOW.to_owned()));
+                write_answer(&mut out, &sip, &Answer::new(200).with("Allow", ALLOW.to_owned()), &self.config.name);
                 return Ok(out);
             }
             Classified::InDialog(r) => {
                 if let Err(e) = dialog::check(&sip, &source, &self.tenants, &self.secret, is_us) {
-                    write_answer(&mut out, &sip, &e.answer());
+                    write_answer(&mut out, &sip, &e.answer(), &self.config.name);
                     return Ok(out);
                 }
                 let req = r.rewritten.unwrap_or(sip);
                 let Some((next, _)) = next_hop(&req, is_us) else {
-                    write_answer(&mut out, &req, &RequestError::NoNextHop.answer());
+                    write_answer(&mut out, &req, &RequestError::NoNextHop.answer(), &self.config.name);
                     return Ok(out);
                 };
                 let _ = writeln!(out, "in a dialog: routed along its Route set, no policy asked");
@@ -246,7 +246,7 @@ impl Simulator {
                 return Err(ToolError::UnknownTenant(host));
             }
             Err(e) => {
-                write_answer(&mut out, &sip, &e.answer());
+                write_answer(&mut out, &sip, &e.answer(), &self.config.name);
                 return Ok(out);
             }
         };
@@ -256,7 +256,7 @@ impl Simulator {
         let decided = match decide::decide(&self.registry, tenant, &sip, &source) {
             Ok(d) => d,
             Err(e) => {
-                write_answer(&mut out, &sip, &e.answer());
+                write_answer(&mut out, &sip, &e.answer(), &self.config.name);
                 return Ok(out);
             }
         };
@@ -309,7 +309,7 @@ impl Simulator {
                 (_, Some(answer)) => answer,
                 (_, None) => RequestError::NoDecision.answer(),
             };
-            write_answer(out, sip, &answer);
+            write_answer(out, sip, &answer, &self.config.name);
             return;
         };
         let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
@@ -357,7 +357,8 @@ fn write_verdict(out: &mut String, step: &str, tenant: &str, verdict: &Verdict) 
 }
 
 /// A response the router would send.
-fn write_answer(out: &mut String, sip: &Message, answer: &Answer) {
+fn write_answer(out: &mut String, sip: &Message, answer: &Answer, name: &str) {
+    let answer = &answer.clone().sourced(name);
     let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
     let _ = writeln!(out, "\n--- response ---");
     out.push_str(&String::from_utf8_lossy(&originate::response(

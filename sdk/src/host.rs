@@ -48,6 +48,15 @@ pub fn lookup_dial_plan(key: &str) -> Option<DialPlan> {
     return with_host(|h| h.find_dial_plan(key));
 }
 
+/// The on-premises dial plan of an Exchange UM contact (by SIP address or
+/// number); `None` for a hosted contact.
+pub fn lookup_contact_dial_plan(address: &str) -> Option<DialPlan> {
+    #[cfg(target_arch = "wasm32")]
+    return directory::lookup_contact_dial_plan(address);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.find_contact_dial_plan(address));
+}
+
 /// The voice-mail rerouting settings of a site, or of the tenant.
 pub fn lookup_rerouting(site: Option<&str>) -> Rerouting {
     #[cfg(target_arch = "wasm32")]

@@ -69,7 +69,7 @@ pub mod testing;
 mod uri;
 
 #[doc(inline)]
-pub use exum_address::{Param, Uri, normalize_number};
+pub use exum_address::{Param, Uri, normalize_number, reason_phrase};
 pub use helpers::{ms_diagnostics, resolve_hosted_policy};
 pub use request::Request;
 pub use uri::parse_uri;

@@ -7,13 +7,18 @@ use crate::{Decision, DialPlan, Forward, Request, Target, Uri, host, ms_diagnost
 /// policy (or one without destination).
 pub const NO_HOSTED_POLICY: (u32, &str) = (15031, "No hosted voice mail policy");
 
+/// `ms-diagnostics` of a hosted target when the tenant has no enabled hosting
+/// provider (its provider is disabled).
+pub const NO_HOSTING_PROVIDER: (u32, &str) = (15033, "No enabled hosting provider for hosted voice mail");
+
 /// Step 4 of the standard algorithm: a forward to hosted voice mail for a target
 /// whose granted policy and site are given. The Request-URI keeps user and host
 /// (and `opaque=app:voicemail`) and gains `ms-destination` and `ms-organization`;
-/// the next hop is the tenant's edge, or the destination over TLS.
+/// the next hop is the tenant's hosting provider (or edge).
 ///
-/// Returns the 480 rejection with `ms-diagnostics: 15031` as `Err` when no hosted
-/// voice-mail policy with a destination applies.
+/// Returns the 480 rejection as `Err` when no hosted voice-mail policy with a
+/// destination applies (`ms-diagnostics: 15031`), or when the tenant has no
+/// enabled hosting provider (15033).
 pub fn hosted_forward(request_uri: &Uri, granted: Option<&str>, site: Option<&str>) -> Result<Forward, Decision> {
     let no_policy =
         || Decision::reject_with_diagnostics(480, "Temporarily Unavailable", NO_HOSTED_POLICY.0, NO_HOSTED_POLICY.1);
@@ -26,32 +31,50 @@ pub fn hosted_forward(request_uri: &Uri, granted: Option<&str>, site: Option<&st
     if let Some(org) = policy.organizations.first() {
         ruri.set_param("ms-organization", Some(org));
     }
-    let next_hop = host::settings().edge.unwrap_or_else(|| format!("sip:{destination};transport=tls"));
+    let next_hop = host::settings().edge.ok_or_else(|| {
+        Decision::reject_with_diagnostics(480, "Temporarily Unavailable", NO_HOSTING_PROVIDER.0, NO_HOSTING_PROVIDER.1)
+    })?;
     Ok(Forward::to(vec![Target::new(&next_hop)]).with_request_uri(ruri))
 }
 
 /// The Diversion rule of step 5: removes every Diversion header, and adds one
 /// naming the Request-URI when the caller is not the called user (Exchange UM
-/// picks the mailbox from it).
+/// picks the mailbox from it). See [`with_diversion_to`] to name the mailbox
+/// user's SIP address (a user found by number).
 pub fn with_diversion(req: &Request, forward: Forward) -> Forward {
+    let mailbox = (!req.is_own_mailbox_call()).then(|| req.request_uri().address());
+    with_diversion_to(forward, mailbox.as_deref())
+}
+
+/// Removes every Diversion header and, with `mailbox` (the called user's SIP
+/// address, when the caller is someone else), adds one naming it.
+pub fn with_diversion_to(forward: Forward, mailbox: Option<&str>) -> Forward {
     let forward = forward.remove_header("Diversion");
-    if req.is_own_mailbox_call() {
-        return forward;
+    match mailbox {
+        Some(m) => forward.add_header("Diversion", &format!("<{m}>;reason=no-answer")),
+        None => forward,
     }
-    let value = format!("<{}>;reason=no-answer", req.request_uri().address());
-    forward.add_header("Diversion", &value)
+}
+
+/// The UM servers of `plan` that health probes have not marked down, in order,
+/// with their timeouts; over TLS when `tls` (a `sips:` request). Empty when
+/// every server is down.
+pub fn dial_plan_targets(plan: &DialPlan, tls: bool) -> Vec<Target> {
+    plan.servers
+        .iter()
+        .filter(|s| host::target_healthy(&s.uri))
+        .map(|s| {
+            let t = Target::new(&s.uri).with_timeout_ms(s.timeout_ms);
+            if tls { t.with_transport(crate::Transport::Tls) } else { t }
+        })
+        .collect()
 }
 
 /// A forward to the UM servers of `plan` that health probes have not marked
 /// down, in order, with their timeouts and the Diversion rule. `None` when every
 /// server is down.
 pub fn dial_plan_forward(req: &Request, plan: &DialPlan) -> Option<Forward> {
-    let targets: Vec<Target> = plan
-        .servers
-        .iter()
-        .filter(|s| host::target_healthy(&s.uri))
-        .map(|s| Target::new(&s.uri).with_timeout_ms(s.timeout_ms))
-        .collect();
+    let targets = dial_plan_targets(plan, req.request_uri().scheme.eq_ignore_ascii_case("sips"));
     if targets.is_empty() {
         return None;
     }

@@ -38,6 +38,8 @@ pub struct TestHost {
     pub users: Vec<User>,
     /// The Exchange UM contacts.
     pub contacts: Vec<UmContact>,
+    /// Contacts of an on-premises dial plan: SIP address and dial plan key.
+    pub contact_dial_plans: Vec<(String, String)>,
     /// Hosted voice-mail policies with their scope.
     pub hosted_policies: Vec<(PolicyScope, HostedVoicemailPolicy)>,
     /// On-premises dial plans.
@@ -67,6 +69,7 @@ impl TestHost {
             },
             users: Vec::new(),
             contacts: Vec::new(),
+            contact_dial_plans: Vec::new(),
             hosted_policies: Vec::new(),
             dial_plans: Vec::new(),
             rerouting: Rerouting { enabled: false, auto_attendant: None, subscriber_access: None, pstn_gateway: None },
@@ -117,6 +120,14 @@ impl TestHost {
             hosted_voicemail_policy: granted.map(str::to_owned),
         });
         self
+    }
+
+    /// Adds an Exchange UM contact of the on-premises dial plan `plan` (its name
+    /// or phone-context).
+    pub fn on_premises_contact(self, sip: &str, number: &str, kind: ContactKind, plan: &str) -> Self {
+        let mut host = self.contact(sip, number, kind, None);
+        host.contact_dial_plans.push((sip.to_owned(), plan.to_owned()));
+        host
     }
 
     /// Adds a hosted voice-mail policy with a scope.
@@ -194,6 +205,12 @@ impl TestHost {
             }
             Key::Invalid => None,
         }
+    }
+
+    pub(crate) fn find_contact_dial_plan(&self, address: &str) -> Option<DialPlan> {
+        let contact = self.find_contact(address)?;
+        let (_, plan) = self.contact_dial_plans.iter().find(|(sip, _)| *sip == contact.sip_address)?;
+        self.find_dial_plan(plan)
     }
 
     pub(crate) fn find_hosted_policy(&self, scope: &PolicyScope) -> Option<HostedVoicemailPolicy> {

@@ -144,6 +144,7 @@ mod tests {
 
     fn setup(at: i64) {
         TestHost::new("contoso")
+            .edge("sip:exap.um.outlook.com;transport=tls") // the tenant's hosting provider
             .contact("sip:aa@contoso.com", "+14255550150", ContactKind::AutoAttendant, None)
             .hosted_policy(PolicyScope::Global, Some("exap.um.outlook.com"), &["contoso.onmicrosoft.com"])
             .at(at, 0)

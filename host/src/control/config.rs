@@ -75,6 +75,10 @@ pub struct RouterConfig {
     /// the same; without it, a random key per start (dialogs routed before a
     /// restart are then recognised by their tenant's domain and peers only).
     pub secret: Option<String>,
+    /// `[sip] name`: the router's name in the `source` of the `ms-diagnostics`
+    /// it and its policies write (the host's name by default), as Lync servers
+    /// name themselves.
+    pub name: String,
     /// Whether a reloaded directory may leave a tenant that had users with none
     /// (`directory_may_remove_all_users`, false): refused by default, as the
     /// mark of a file caught half-written.
@@ -273,6 +277,53 @@ impl Default for Probes {
     }
 }
 
+/// `[[hosting_provider]]`: a provider of hosted Exchange UM, as Lync's
+/// `New-CsHostingProvider` registers one. A tenant's hosted voice-mail calls go
+/// to its provider's proxy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostingProvider {
+    /// `identity`: its name, `ExchangeOnline`; tenants name it.
+    pub identity: String,
+    /// `proxy`: its proxy, as Lync's ProxyFqdn (`exap.um.outlook.com`, reached
+    /// over TLS) or a SIP URI.
+    pub proxy: String,
+    /// `verification_level`: how Lync marks messages from it
+    /// (`always-verifiable`, `always-unverifiable`, `use-source-verification`,
+    /// the default). Recorded; the router neither signs nor verifies.
+    pub verification_level: VerificationLevel,
+    /// `enabled` (true): a disabled provider takes no calls; its tenants'
+    /// hosted calls are refused (480, 15033).
+    pub enabled: bool,
+    /// `shared_address_space` (true): users of one SIP domain split between
+    /// on-premises and the provider.
+    pub shared_address_space: bool,
+    /// `hosts_ocs_users` (false): the provider hosts Lync users, not only mailboxes.
+    pub hosts_ocs_users: bool,
+}
+
+/// Lync's `VerificationLevel` of a hosting provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerificationLevel {
+    /// Messages from the provider are verified.
+    AlwaysVerifiable,
+    /// Messages from the provider are not verified.
+    AlwaysUnverifiable,
+    /// Verified when the source says so.
+    UseSourceVerification,
+}
+
+impl HostingProvider {
+    /// The next hop of hosted calls through this provider (`sip:<fqdn>;transport=tls`
+    /// for a bare FQDN), or `None` when it is disabled.
+    pub fn next_hop(&self) -> Option<String> {
+        if !self.enabled {
+            return None;
+        }
+        Some(if self.proxy.contains(':') { self.proxy.clone() } else { format!("sip:{};transport=tls", self.proxy) })
+    }
+}
+
 /// One tenant's configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TenantConfig {
@@ -288,8 +339,11 @@ pub struct TenantConfig {
     pub fallback: Fallback,
     /// Limits of its policy calls.
     pub limits: Limits,
-    /// The edge next hop towards hosted UM.
+    /// The edge next hop towards hosted UM (`edge`, a shorthand for a hosting
+    /// provider with that proxy).
     pub edge: Option<String>,
+    /// The tenant's hosting provider (`hosting_provider`, by identity).
+    pub hosting_provider: Option<HostingProvider>,
     /// Where requests that are not voice-mail-bound go.
     pub default_next_hop: Option<String>,
     /// The tenant's PSTN gateway.
@@ -309,6 +363,15 @@ pub struct TenantConfig {
 }
 
 impl TenantConfig {
+    /// Where the tenant's hosted voice-mail calls go: its hosting provider's
+    /// proxy (none while the provider is disabled), or its `edge`.
+    pub fn hosted_next_hop(&self) -> Option<String> {
+        match &self.hosting_provider {
+            Some(p) => p.next_hop(),
+            None => self.edge.clone(),
+        }
+    }
+
     /// A tenant with no domain, the standard policy and default settings.
     pub fn empty(id: &str) -> TenantConfig {
         TenantConfig {
@@ -319,6 +382,7 @@ impl TenantConfig {
             fallback: Fallback::Standard,
             limits: Limits::default(),
             edge: None,
+            hosting_provider: None,
             default_next_hop: None,
             pstn_gateway: None,
             utc_offset_minutes: 0,
@@ -393,6 +457,8 @@ struct ConfigFile {
     policy_defaults: LimitsFile,
     #[serde(default, rename = "tenant")]
     tenants: Vec<TenantFile>,
+    #[serde(default, rename = "hosting_provider")]
+    hosting_providers: Vec<HostingProviderFile>,
     #[serde(default)]
     listen: Vec<ListenFile>,
     #[serde(default)]
@@ -407,6 +473,29 @@ struct ConfigFile {
     dns: DnsFile,
     #[serde(default)]
     admin: Option<AdminFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostingProviderFile {
+    identity: String,
+    proxy: String,
+    #[serde(default = "default_verification")]
+    verification_level: VerificationLevel,
+    #[serde(default = "yes")]
+    enabled: bool,
+    #[serde(default = "yes")]
+    shared_address_space: bool,
+    #[serde(default)]
+    hosts_ocs_users: bool,
+}
+
+fn default_verification() -> VerificationLevel {
+    VerificationLevel::UseSourceVerification
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Deserialize, Default)]
@@ -482,6 +571,7 @@ struct SipFile {
     udp_receive_buffer_bytes: Option<usize>,
     udp_receivers: Option<usize>,
     secret: Option<String>,
+    name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -516,6 +606,7 @@ struct TenantFile {
     #[serde(default)]
     limits: LimitsFile,
     edge: Option<String>,
+    hosting_provider: Option<String>,
     default_next_hop: Option<String>,
     pstn_gateway: Option<String>,
     #[serde(default)]
@@ -565,6 +656,29 @@ impl RouterConfig {
         let base = path.parent().unwrap_or(Path::new("."));
         let defaults =
             limits(Limits::default(), file.policy_defaults, "policy_defaults").map_err(|(k, r)| invalid(k, r))?;
+        let mut providers: Vec<HostingProvider> = Vec::with_capacity(file.hosting_providers.len());
+        for (i, p) in file.hosting_providers.into_iter().enumerate() {
+            let key = |field: &str| format!("hosting_provider[{i}].{field}");
+            if p.identity.is_empty() || !p.identity.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return Err(invalid(key("identity"), format!("`{}`: letters, digits, `-_.` only", p.identity)));
+            }
+            if providers.iter().any(|q| q.identity.eq_ignore_ascii_case(&p.identity)) {
+                return Err(invalid(key("identity"), format!("`{}` is defined twice", p.identity)));
+            }
+            if p.proxy.contains(':') {
+                check_sip_uri(&p.proxy).map_err(|r| invalid(key("proxy"), r))?;
+            } else if !is_domain(&p.proxy.to_ascii_lowercase()) {
+                return Err(invalid(key("proxy"), format!("`{}` is neither a host name nor a SIP URI", p.proxy)));
+            }
+            providers.push(HostingProvider {
+                identity: p.identity,
+                proxy: p.proxy,
+                verification_level: p.verification_level,
+                enabled: p.enabled,
+                shared_address_space: p.shared_address_space,
+                hosts_ocs_users: p.hosts_ocs_users,
+            });
+        }
         let mut ids = HashSet::new();
         let mut domains = HashSet::new();
         let mut tenants = Vec::with_capacity(file.tenants.len());
@@ -644,6 +758,20 @@ impl RouterConfig {
                 site_rerouting.insert(site, r);
             }
             let peers = super::acl::parse_list(&key("peers"), &t.peers).map_err(|(k, r)| invalid(k, r))?;
+            let hosting_provider = match &t.hosting_provider {
+                None => None,
+                Some(_) if t.edge.is_some() => {
+                    return Err(invalid(
+                        key("hosting_provider"),
+                        "give either a hosting_provider or an edge (its shorthand), not both".into(),
+                    ));
+                }
+                Some(name) => {
+                    Some(providers.iter().find(|p| p.identity.eq_ignore_ascii_case(name)).cloned().ok_or_else(
+                        || invalid(key("hosting_provider"), format!("`{name}` names no [[hosting_provider]]")),
+                    )?)
+                }
+            };
             tenants.push(TenantConfig {
                 peers,
                 id: t.id,
@@ -653,6 +781,7 @@ impl RouterConfig {
                 fallback,
                 limits,
                 edge: t.edge,
+                hosting_provider,
                 default_next_hop: t.default_next_hop,
                 pstn_gateway: t.pstn_gateway,
                 utc_offset_minutes: t.utc_offset_minutes,
@@ -874,9 +1003,25 @@ impl RouterConfig {
             tls,
             dns,
             secret: file.sip.secret,
+            name: match file.sip.name {
+                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') => n,
+                Some(n) => {
+                    return Err(invalid(
+                        "sip.name".into(),
+                        format!("`{n}`: must be a host name without quotes or spaces"),
+                    ));
+                }
+                None => host_name(),
+            },
             directory_may_remove_all_users: file.directory_may_remove_all_users,
         })
     }
+}
+
+/// The host's name (`uname -n`), or `exum-router` when it has none.
+pub fn host_name() -> String {
+    let name = rustix::system::uname().nodename().to_string_lossy().into_owned();
+    if name.is_empty() { "exum-router".to_owned() } else { name }
 }
 
 fn limits(base: Limits, file: LimitsFile, key: &str) -> Result<Limits, (String, String)> {
@@ -1008,6 +1153,36 @@ mod tests {
             err("directory = \"d\"\n[sip]\nudp_receive_buffer_bytes = 1\n")
                 .contains("sip.udp_receive_buffer_bytes: 1: must be 65536")
         );
+    }
+
+    #[test]
+    fn hosting_providers() {
+        let base = "directory = \"d\"\n[[hosting_provider]]\nidentity = \"ExchangeOnline\"\nproxy = \"exap.um.outlook.com\"\n\
+                    [[tenant]]\nid = \"f\"\ndomains = [\"f.com\"]\n";
+        let c = load(&format!("{base}hosting_provider = \"ExchangeOnline\"\n")).expect("valid");
+        let p = c.tenants[0].hosting_provider.as_ref().expect("provider");
+        assert_eq!((p.enabled, p.shared_address_space, p.hosts_ocs_users), (true, true, false), "Lync's defaults");
+        assert_eq!(p.verification_level, VerificationLevel::UseSourceVerification);
+        assert_eq!(c.tenants[0].hosted_next_hop().as_deref(), Some("sip:exap.um.outlook.com;transport=tls"));
+        assert!(
+            err(&format!("{base}hosting_provider = \"Nope\"\n"))
+                .contains("tenant[0].hosting_provider: `Nope` names no")
+        );
+        assert!(
+            err(&format!("{base}hosting_provider = \"ExchangeOnline\"\nedge = \"sip:e.f.com\"\n"))
+                .contains("tenant[0].hosting_provider: give either")
+        );
+        assert!(err(&base.replace("exap.um.outlook.com", "exap um")).contains("hosting_provider[0].proxy"));
+        assert!(
+            err(&base.replace("proxy = ", "verification_level = \"sometimes\"\nproxy = "))
+                .contains("verification_level")
+        );
+        let disabled = load(&format!(
+            "{}hosting_provider = \"ExchangeOnline\"\n",
+            base.replace("proxy =", "enabled = false\nproxy =")
+        ))
+        .expect("valid");
+        assert_eq!(disabled.tenants[0].hosted_next_hop(), None, "a disabled provider takes no call");
     }
 
     #[test]

@@ -41,8 +41,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use super::config::RouterConfig;
 use super::{check_sip_uri, read_file};
-use crate::model::uri::UriRef;
-use crate::model::uri::normalize_number;
+use crate::model::uri::{UriRef, extension, normalize_number, number_key};
 
 /// Default per-server timeout of a UM server, in milliseconds.
 pub const DEFAULT_UM_TIMEOUT_MS: u32 = 3000;
@@ -100,6 +99,9 @@ pub struct Contact {
     pub site: Option<String>,
     /// Granted hosted voice-mail policy name.
     pub hosted_voicemail_policy: Option<String>,
+    /// The on-premises dial plan it belongs to (its name, as configured); a
+    /// hosted contact has none.
+    pub dial_plan: Option<String>,
 }
 
 /// A hosted voice-mail policy.
@@ -154,12 +156,79 @@ pub struct TenantDirectory {
     hosted_policies: FxHashMap<Scope, HostedPolicy>,
     dial_plans: Vec<DialPlan>,
     dial_plan_by_key: FxHashMap<String, usize>,
+    /// Users by the main number of their line (extension dropped): `Some` when
+    /// one user has it, `None` when several share it.
+    user_by_main_number: FxHashMap<String, Option<usize>>,
+    /// Users by dial plan and extension (their line's `;ext=`): `None` when
+    /// several share it.
+    user_by_extension: FxHashMap<(usize, String), Option<usize>>,
 }
 
 impl TenantDirectory {
-    /// A user by SIP address (parameters ignored) or number.
+    /// A user by SIP address (parameters ignored) or number. A number with an
+    /// extension (`+14255550100;ext=101`, `tel:...;ext=101`, or the user part of
+    /// a SIP URI) finds the user with that extension only; a main number
+    /// without one finds the one user on it (none when several share it). A
+    /// dialled extension with a phone-context (`sip:101;phone-context=DP1@...`)
+    /// is looked up in the dial plan it names: the user of that plan with that
+    /// extension, else the one whose number ends with those digits.
     pub fn user(&self, address: &str) -> Option<&User> {
-        self.user_by_key.get(&lookup_key(address)?).map(|&i| &self.users[i])
+        let key = lookup_key(address)?;
+        if let Some(&i) = self.user_by_key.get(&key) {
+            return Some(&self.users[i]);
+        }
+        let uri = UriRef::parse(address.trim()).ok();
+        // A SIP URI whose user part is a number: by its number key.
+        let number = uri.as_ref().filter(|u| u.is_sip()).and_then(UriRef::number_key);
+        if let Some(number) = number.filter(|n| *n != key) {
+            if let Some(&i) = self.user_by_key.get(&number) {
+                return Some(&self.users[i]);
+            }
+            return self.by_main_number(&number);
+        }
+        if key.starts_with('+') {
+            return self.by_main_number(&key);
+        }
+        self.by_dialled_extension(uri.as_ref()?)
+    }
+
+    /// The one user on main number `key` (no extension in it).
+    fn by_main_number(&self, key: &str) -> Option<&User> {
+        if key.contains(";ext=") {
+            return None;
+        }
+        self.user_by_main_number.get(key).copied().flatten().map(|i| &self.users[i])
+    }
+
+    /// `101;phone-context=DP1` in the user part: the user of dial plan DP1 with
+    /// extension 101, else the one whose number ends with 101.
+    fn by_dialled_extension(&self, uri: &UriRef<'_>) -> Option<&User> {
+        let (digits, context) = uri.user?.split_once(';')?;
+        let context = context.split(';').find_map(|p| {
+            let (n, v) = p.split_once('=')?;
+            n.trim().eq_ignore_ascii_case("phone-context").then_some(v.trim())
+        })?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let plan = *self.dial_plan_by_key.get(&context.to_ascii_lowercase())?;
+        if let Some(found) = self.user_by_extension.get(&(plan, digits.to_owned())) {
+            return found.map(|i| &self.users[i]);
+        }
+        let plan_key = |u: &User| {
+            u.eum
+                .as_deref()
+                .and_then(|e| eum_phone_context(e).ok())
+                .and_then(|c| self.dial_plan_by_key.get(&c.to_ascii_lowercase()).copied())
+        };
+        let mut matches = self
+            .users
+            .iter()
+            .filter(|u| plan_key(u) == Some(plan) && u.number.as_deref().is_some_and(|n| n.ends_with(digits)));
+        match (matches.next(), matches.next()) {
+            (Some(u), None) => Some(u),
+            _ => None,
+        }
     }
 
     /// A contact by SIP address or number.
@@ -175,6 +244,15 @@ impl TenantDirectory {
     /// A dial plan by phone-context or name (case-insensitive).
     pub fn dial_plan(&self, key: &str) -> Option<&DialPlan> {
         self.dial_plan_by_key.get(&key.to_ascii_lowercase()).map(|&i| &self.dial_plans[i])
+    }
+
+    /// The first user or contact with hosted voice mail, by SIP address.
+    pub fn first_hosted(&self) -> Option<&str> {
+        self.users
+            .iter()
+            .find(|u| u.voicemail == VoicemailSetting::Hosted)
+            .map(|u| u.sip.as_str())
+            .or_else(|| self.contacts.iter().find(|c| c.dial_plan.is_none()).map(|c| c.sip.as_str()))
     }
 
     /// Every UM server of every dial plan (for health probes).
@@ -235,6 +313,7 @@ struct ContactFile {
     kind: ContactKind,
     site: Option<String>,
     hosted_voicemail_policy: Option<String>,
+    dial_plan: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -360,6 +439,8 @@ impl Directory {
                     ),
                     None => None,
                 };
+                // Users who share a main number are keyed by their extension.
+                let number_key = u.line.as_deref().and_then(number_key);
                 if !granted_exists(&u.hosted_voicemail_policy) {
                     return Err(invalid(
                         format!("{key}.hosted_voicemail_policy"),
@@ -386,9 +467,20 @@ impl Directory {
                     VoicemailSetting::None
                 };
                 let index = dir.users.len();
-                for k in std::iter::once(sip.clone()).chain(number.clone()) {
+                for k in std::iter::once(sip.clone()).chain(number_key.clone()) {
                     if dir.user_by_key.insert(k.clone(), index).is_some() {
                         return Err(invalid(key.clone(), format!("`{k}` belongs to another user already")));
+                    }
+                }
+                if let Some(main) = &number {
+                    dir.user_by_main_number.entry(main.clone()).and_modify(|e| *e = None).or_insert(Some(index));
+                }
+                if let (Some(eum), Some(ext)) = (&u.eum, u.line.as_deref().and_then(extension)) {
+                    let plan = eum_phone_context(eum)
+                        .ok()
+                        .and_then(|c| dir.dial_plan_by_key.get(&c.to_ascii_lowercase()).copied());
+                    if let Some(plan) = plan {
+                        dir.user_by_extension.entry((plan, ext)).and_modify(|e| *e = None).or_insert(Some(index));
                     }
                 }
                 dir.users.push(User {
@@ -414,6 +506,20 @@ impl Directory {
                         "no hosted voice-mail policy of that name".into(),
                     ));
                 }
+                if let Some(plan) = &c.dial_plan
+                    && dir.dial_plan(plan).is_none()
+                {
+                    return Err(invalid(
+                        format!("{key}.dial_plan"),
+                        format!("`{plan}` names no dial plan of the tenant"),
+                    ));
+                }
+                if c.dial_plan.is_some() && c.hosted_voicemail_policy.is_some() {
+                    return Err(invalid(
+                        format!("{key}.hosted_voicemail_policy"),
+                        "an on-premises contact (with a dial_plan) has no hosted voice-mail policy".into(),
+                    ));
+                }
                 let index = dir.contacts.len();
                 for k in [sip, number.clone()] {
                     if dir.user_by_key.contains_key(&k) || dir.contact_by_key.insert(k.clone(), index).is_some() {
@@ -426,6 +532,7 @@ impl Directory {
                     kind: c.kind,
                     site: c.site,
                     hosted_voicemail_policy: c.hosted_voicemail_policy,
+                    dial_plan: c.dial_plan,
                 });
             }
             tenants.insert(id, dir);
@@ -447,16 +554,10 @@ fn lookup_key_cow(address: &str) -> Option<Cow<'_, str>> {
     let bytes = address.as_bytes();
     let is_number = matches!(bytes.first(), Some(b'+')) || address.starts_with("00") || address.starts_with("tel:");
     if is_number {
-        return normalize_number(address).map(Cow::Owned);
+        return number_key(address).map(Cow::Owned);
     }
-    // Fast path: `sip:user@host` or `sips:user@host` with nothing after the host.
-    let scheme_len = if bytes.starts_with(b"sip:") {
-        4
-    } else if bytes.starts_with(b"sips:") {
-        5
-    } else {
-        0
-    };
+    // Fast path: `sip:user@host` with nothing after the host.
+    let scheme_len = if bytes.starts_with(b"sip:") { 4 } else { 0 };
     if scheme_len > 0
         && let Some(at) = bytes.iter().position(|&b| b == b'@')
         && at > scheme_len
@@ -469,9 +570,14 @@ fn lookup_key_cow(address: &str) -> Option<Cow<'_, str>> {
     }
     let uri = UriRef::parse(address).ok()?;
     if !uri.is_sip() {
-        return uri.user.and_then(normalize_number).map(Cow::Owned);
+        return uri.number_key().map(Cow::Owned);
     }
-    Some(Cow::Owned(uri.address()))
+    // `sips:` names the same user as `sip:` (only the transport differs).
+    let address = uri.address();
+    Some(Cow::Owned(match address.strip_prefix("sips:") {
+        Some(rest) => format!("sip:{rest}"),
+        None => address,
+    }))
 }
 
 fn sip_address(value: &str, domains: &[String]) -> Result<String, String> {
@@ -545,11 +651,56 @@ servers = [{ uri = "sip:um1.contoso.com" }]
         assert_eq!(t.user("tel:+14255550100").map(|u| &u.sip), Some(&alice.sip));
         assert_eq!(t.user("+14255550100").map(|u| &u.sip), Some(&alice.sip));
         assert_eq!(t.user("sip:alice@contoso.com").map(|u| &u.sip), Some(&alice.sip), "the borrowed fast path");
-        assert_eq!(t.user("sips:ALICE@contoso.com").map(|u| &u.sip), None, "sips is another address");
         assert_eq!(t.user("sip:alice@contoso.com:5060").map(|u| &u.sip), Some(&alice.sip));
+        assert_eq!(t.user("sips:alice@contoso.com").map(|u| &u.sip), Some(&alice.sip), "sips: is the same user");
+        assert_eq!(t.user("sips:Alice@Contoso.com;opaque=app:voicemail").map(|u| &u.sip), Some(&alice.sip));
         assert_eq!(t.contact("+1-425-555-0199").map(|c| c.kind), Some(ContactKind::SubscriberAccess));
         assert_eq!(t.dial_plan("dp1.contoso.com").map(|d| d.servers[0].timeout_ms), Some(DEFAULT_UM_TIMEOUT_MS));
         assert_eq!(t.hosted_policy(&Scope::Global).and_then(|p| p.destination.as_deref()), Some("exap.um.outlook.com"));
+    }
+
+    #[test]
+    fn users_on_one_main_number_are_told_apart_by_their_extensions() {
+        let text = r#"
+[[tenants.contoso.users]]
+sip = "sip:alice@contoso.com"
+line = "tel:+14255550100;ext=100"
+eum = "eum:alice@contoso.com;phone-context=DP1.contoso.com"
+[[tenants.contoso.users]]
+sip = "sip:henry@contoso.com"
+line = "tel:+1 425 555 0100;ext=101"
+eum = "eum:henry@contoso.com;phone-context=DP1.contoso.com"
+[[tenants.contoso.users]]
+sip = "sip:ida@contoso.com"
+line = "tel:+14255550177"
+eum = "eum:ida@contoso.com;phone-context=DP1.contoso.com"
+[[tenants.contoso.users]]
+sip = "sip:jo@contoso.com"
+line = "tel:+14255550188;ext=5"
+[[tenants.contoso.dial_plans]]
+name = "DP1"
+phone_context = "DP1.contoso.com"
+servers = [{ uri = "sip:um1.contoso.com" }]
+"#;
+        let d = load(text).expect("a shared main number with two extensions");
+        let t = &d.tenants["contoso"];
+        let sip = |a: &str| t.user(a).map(|u| u.sip.as_str());
+        assert_eq!(sip("tel:+14255550100;ext=101"), Some("sip:henry@contoso.com"));
+        assert_eq!(sip("sip:+14255550100;ext=100@contoso.com;user=phone"), Some("sip:alice@contoso.com"));
+        assert_eq!(sip("+1-425-555-0100;ext=101"), Some("sip:henry@contoso.com"));
+        assert_eq!(sip("tel:+14255550100;ext=102"), None, "an extension nobody has");
+        assert_eq!(sip("sip:+14255550100;ext=102@contoso.com;user=phone"), None);
+        assert_eq!(sip("tel:+14255550100"), None, "the main number alone is shared: nobody");
+        assert_eq!(sip("tel:+14255550188"), Some("sip:jo@contoso.com"), "a main number one user has");
+        // Dialled extensions in a dial plan: by extension, else by the end of the number.
+        assert_eq!(sip("sip:101;phone-context=DP1.contoso.com@contoso.com;user=phone"), Some("sip:henry@contoso.com"));
+        assert_eq!(sip("sip:101;phone-context=dp1@contoso.com;user=phone"), Some("sip:henry@contoso.com"), "by name");
+        assert_eq!(sip("sip:0177;phone-context=DP1.contoso.com@contoso.com;user=phone"), Some("sip:ida@contoso.com"));
+        assert_eq!(sip("sip:999;phone-context=DP1.contoso.com@contoso.com;user=phone"), None, "unknown extension");
+        assert_eq!(sip("sip:101;phone-context=DP9@contoso.com;user=phone"), None, "unknown dial plan");
+        assert_eq!(sip("sip:5;phone-context=DP1.contoso.com@contoso.com;user=phone"), None, "jo is in no dial plan");
+        let e = load(&text.replace("ext=101", "ext=100")).expect_err("one extension twice").to_string();
+        assert!(e.contains("users[1]") && e.contains("`+14255550100;ext=100` belongs to another user already"), "{e}");
     }
 
     #[test]

@@ -99,6 +99,21 @@ impl Tenants {
     pub fn load(path: &Path) -> Result<(RouterConfig, Tenants), ConfigError> {
         let config = RouterConfig::load(path)?;
         let directory = Directory::load(&config)?;
+        // Hosted voice mail goes through a hosting provider (or an edge): a tenant
+        // with hosted users or contacts and neither is refused, not sent straight
+        // to the hosted destination.
+        for (i, t) in config.tenants.iter().enumerate() {
+            if t.hosting_provider.is_none()
+                && t.edge.is_none()
+                && let Some(first) = directory.tenants.get(&t.id).and_then(TenantDirectory::first_hosted)
+            {
+                return Err(ConfigError::invalid(
+                    path,
+                    format!("tenant[{i}].hosting_provider"),
+                    format!("required: the directory has hosted voice mail for `{}` ({first})", t.id),
+                ));
+            }
+        }
         let tenants = Tenants::new(&config, directory);
         Ok((config, tenants))
     }

@@ -3,5 +3,6 @@
 //! policy and the router always agree on what a URI or a number is).
 
 pub use exum_address::{
-    NameAddrRef, Param, Params, Scheme, Uri, UriError, UriRef, addr_spec, name_addr_spans, normalize_number,
+    NameAddrRef, Param, Params, Scheme, Uri, UriError, UriRef, addr_spec, extension, name_addr_spans, normalize_number,
+    number_key,
 };

@@ -153,6 +153,11 @@ impl directory::Host for StoreState {
         })
     }
 
+    fn lookup_contact_dial_plan(&mut self, address: String) -> Option<directory::DialPlan> {
+        let plan = self.tenant.directory.contact(&address)?.dial_plan.clone()?;
+        self.lookup_dial_plan(plan)
+    }
+
     fn lookup_dial_plan(&mut self, key: String) -> Option<directory::DialPlan> {
         let d = self.tenant.directory.dial_plan(&key)?;
         Some(directory::DialPlan {
@@ -182,7 +187,7 @@ impl directory::Host for StoreState {
         directory::TenantSettings {
             id: c.id.clone(),
             domains: c.domains.clone(),
-            edge: c.edge.clone(),
+            edge: c.hosted_next_hop(),
             default_next_hop: c.default_next_hop.clone(),
         }
     }

@@ -217,6 +217,17 @@ impl Answer {
         self
     }
 
+    /// The answer with `source="<name>"` on every `ms-diagnostics` value that
+    /// names no source, as Lync's servers write them.
+    pub fn sourced(mut self, name: &str) -> Answer {
+        for (header, value) in &mut self.headers {
+            if header.eq_ignore_ascii_case("ms-diagnostics") && !value.to_ascii_lowercase().contains("source=") {
+                value.push_str(&format!(";source=\"{name}\""));
+            }
+        }
+        self
+    }
+
     /// The response of a `reject` or `redirect` decision (the policy's own
     /// answer, not an error); `None` for the other decisions.
     pub fn of_decision(decision: &Decision) -> Option<Answer> {
@@ -262,6 +273,19 @@ mod tests {
         assert_eq!(over.answer().headers, [("Retry-After".into(), "7".to_owned())]);
         assert_eq!(RequestError::NoDecision.side(), Side::Policy);
         assert_eq!(RequestError::Version.code(), 505);
+    }
+
+    #[test]
+    fn ms_diagnostics_name_their_source_once() {
+        let a =
+            RequestError::AllTargetsFailed.answer().with("Warning", "399 x".into()).sourced("um-router.contoso.com");
+        assert_eq!(
+            a.headers[0].1,
+            "15030;reason=\"Failed to route to Exchange Server\";source=\"um-router.contoso.com\""
+        );
+        assert_eq!(a.headers[1].1, "399 x", "other headers untouched");
+        let again = a.sourced("other");
+        assert!(again.headers[0].1.ends_with(";source=\"um-router.contoso.com\""), "a source is kept");
     }
 
     #[test]

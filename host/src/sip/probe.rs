@@ -1,7 +1,10 @@
-//! OPTIONS health probes of every UM server of every dial plan: a server that
-//! fails `down_after` probes in a row is marked down in the health table (the
-//! standard policy skips it through `target-healthy`), and up again after
-//! `up_after` answered probes.
+//! OPTIONS health probes of every UM server of every dial plan and of every
+//! hosted next hop (a tenant's hosting provider, or edge), taken from the
+//! tenants in service at each
+//! round, so a server added by a directory reload is probed without a restart.
+//! A server that fails `down_after` probes in a row (no answer, or 503) is
+//! marked down in the health table (the standard policy skips it through
+//! `target-healthy`), and up again after `up_after` other final responses.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,24 +20,15 @@ use crate::control::config::Probes;
 use crate::control::health::HealthTable;
 
 /// Runs the probes until `shutdown` changes.
-pub async fn run(
-    proxy: Arc<Proxy>,
-    tenants: Arc<Tenants>,
-    health: Arc<HealthTable>,
-    probes: Probes,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub async fn run(proxy: Arc<Proxy>, health: Arc<HealthTable>, probes: Probes, mut shutdown: watch::Receiver<bool>) {
     if !probes.enabled {
         return;
     }
-    let mut servers: Vec<String> =
-        tenants.iter().flat_map(|t| t.directory.um_servers().map(|s| s.uri.clone())).collect();
-    servers.sort();
-    servers.dedup();
     let mut streaks: HashMap<String, (u32, u32)> = HashMap::new();
     let mut round: u64 = 0;
     loop {
         round += 1;
+        let servers = targets(&proxy.tenants());
         let mut pending = Vec::with_capacity(servers.len());
         for uri in &servers {
             let (proxy, uri) = (proxy.clone(), uri.clone());
@@ -72,7 +66,20 @@ pub async fn run(
     }
 }
 
-/// One OPTIONS to `uri`; true if any response came back in time.
+/// What is probed: every UM server of every dial plan, and the hosted next
+/// hops (the tenants' hosting providers, or edges), each once.
+pub fn targets(tenants: &Tenants) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in tenants.iter() {
+        out.extend(t.directory.um_servers().map(|s| s.uri.clone()));
+        out.extend(t.config.hosted_next_hop());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// One OPTIONS to `uri`; true if a final response other than 503 came back in time.
 async fn probe(proxy: &Arc<Proxy>, uri: &str, round: u64, timeout: std::time::Duration) -> bool {
     let Ok(d) = proxy.resolve_target(uri).await else { return false };
     let Some(local) = proxy.transports().local_addr(d.transport, Some(d.addr)) else { return false };
@@ -87,9 +94,9 @@ async fn probe(proxy: &Arc<Proxy>, uri: &str, round: u64, timeout: std::time::Du
         && tokio::time::timeout(timeout, async {
             while let Some(e) = rx.recv().await {
                 if let Event::Response(r) = e
-                    && r.status().is_some_and(|c| c >= 200)
+                    && let Some(code) = r.status().filter(|c| *c >= 200)
                 {
-                    return true;
+                    return code != 503;
                 }
             }
             false

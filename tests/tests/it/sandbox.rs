@@ -238,6 +238,7 @@ fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
                 tls: Default::default(),
                 dns: Default::default(),
                 secret: None,
+                name: "test".into(),
                 directory_may_remove_all_users: false,
             },
             Default::default(),

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::control::{Tenant, Tenants, acl};
 use crate::model::Source;
-use crate::model::uri::UriRef;
-use crate::model::wire::Message;
+use crate::model::uri::{NameAddrRef, Scheme, UriRef};
+use crate::model::wire::{Message, Name};
 use crate::policy::contract::{Failure, Request};
 use crate::policy::{PolicyRegistry, TenantPolicy, Verdict, view};
 use crate::sip::error::RequestError;
@@ -31,15 +31,33 @@ impl std::fmt::Debug for Decided {
     }
 }
 
-/// The tenant that owns the Request-URI's domain and accepts `source`.
+/// The tenant that owns the Request-URI's domain and accepts `source`. A `tel:`
+/// Request-URI has no domain: its tenant is the one whose `peers` list the
+/// source (when exactly one does), else the one that owns the To domain.
 pub fn tenant_for(tenants: &Tenants, req: &Message, source: &Source) -> Result<Arc<Tenant>, RequestError> {
-    let ruri = req.request_uri().unwrap_or("");
-    let host = UriRef::parse(ruri).map(|u| u.host.to_ascii_lowercase()).unwrap_or_default();
-    let tenant = tenants.by_domain(&host).ok_or(RequestError::UnknownDomain)?;
+    let ruri = req.request_uri().and_then(|u| UriRef::parse(u).ok());
+    let tenant = match ruri {
+        Some(u) if u.scheme == Scheme::Tel => tel_tenant(tenants, req, source),
+        Some(u) => tenants.by_domain(&u.host.to_ascii_lowercase()),
+        None => None,
+    };
+    let tenant = tenant.ok_or(RequestError::UnknownDomain)?;
     if !acl::allows(&tenant.config.peers, source.addr.ip()) {
         return Err(RequestError::NotAPeer);
     }
     Ok(tenant.clone())
+}
+
+/// The tenant of a `tel:` request: by the peers that list its source (one
+/// tenant only), else by its To domain.
+fn tel_tenant<'t>(tenants: &'t Tenants, req: &Message, source: &Source) -> Option<&'t Arc<Tenant>> {
+    let ip = source.addr.ip();
+    let mut by_peer = tenants.iter().filter(|t| !t.config.peers.is_empty() && acl::allows(&t.config.peers, ip));
+    if let (Some(t), None) = (by_peer.next(), by_peer.next()) {
+        return Some(t);
+    }
+    let to = req.first(Name::To).and_then(|v| NameAddrRef::parse(v).ok())?;
+    (to.uri.scheme != Scheme::Tel).then(|| tenants.by_domain(&to.uri.host.to_ascii_lowercase())).flatten()
 }
 
 /// The span of one policy call: the policy and its version.

@@ -88,6 +88,7 @@ mod tests {
             tls: Default::default(),
             dns: Default::default(),
             secret: None,
+            name: "test".into(),
             directory_may_remove_all_users: false,
         };
         Tenants::new(&config, Default::default())

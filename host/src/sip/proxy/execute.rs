@@ -23,8 +23,8 @@ use super::validate::loop_hash;
 use super::{Held, Proxy, originate};
 use crate::model::wire::{Message, Name};
 use crate::model::{Source, Transport};
-use crate::policy::DecidedBy;
 use crate::policy::contract::{Attempt, Decision, Failure, Outcome, Target};
+use crate::policy::{DecidedBy, Verdict};
 use crate::sip::error::{Answer, RequestError};
 use crate::sip::resolve::Destination;
 use crate::sip::transaction::{ClientEnd, ClientTransaction, Event, EventSender, ServerStep, ServerTransaction};
@@ -73,6 +73,18 @@ pub(super) fn spawn(
 /// Most targets one request is forwarded to, 3xx Contacts and `on-failure`'s
 /// targets included: a chain of redirects ends there.
 const MAX_ATTEMPTS: usize = 32;
+
+/// Most redirects to voice mail one request is decided again for: a chain of
+/// them (a UM server redirecting to the voice-mail URI that routes to it) ends
+/// there, the rest of its Contacts counted as failed.
+const MAX_REDECISIONS: usize = 2;
+
+/// Whether a Contact is a voice-mail URI (`opaque=app:voicemail`, as in a
+/// user's voice-mail GRUU).
+fn is_voicemail_uri(contact: &str) -> bool {
+    crate::model::uri::UriRef::parse(contact)
+        .is_ok_and(|u| u.param("opaque").flatten().is_some_and(|o| o.eq_ignore_ascii_case("app:voicemail")))
+}
 
 /// A request as the router sent it on one branch, with where it went: what a
 /// CANCEL and the ACK of a failure response are built from.
@@ -208,7 +220,7 @@ impl RequestTask {
 
     /// Carries out a decision, asking `on-failure` once when every target failed.
     async fn execute(&mut self, decided: Decided) {
-        let Decided { tenant, policy, view, verdict } = decided;
+        let Decided { mut tenant, mut policy, mut view, verdict } = decided;
         tracing::debug!(decided_by = ?verdict.decided_by, "decision");
         if verdict.decided_by == DecidedBy::Internal {
             self.fail(&RequestError::Internal("the standard policy failed".into()));
@@ -218,9 +230,24 @@ impl RequestTask {
         let mut asked_on_failure = false;
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut best: Option<Message> = None;
+        let mut redecisions = 0;
         loop {
+            let mut redirected: Option<Verdict> = None;
             let f = match decision {
                 Decision::Forward(f) => f,
+                // On failure, a rejection without headers whose code is that of
+                // the best response the targets gave relays that response
+                // (RFC 3261 §16.7): the caller gets the 486 itself.
+                Decision::Reject(r)
+                    if asked_on_failure
+                        && r.headers.is_empty()
+                        && best.as_ref().and_then(Message::status) == Some(r.code) =>
+                {
+                    if let Some(best) = best.take() {
+                        self.relay(&best);
+                    }
+                    return;
+                }
                 other => {
                     match Answer::of_decision(&other) {
                         Some(answer) => self.respond(&answer),
@@ -237,6 +264,13 @@ impl RequestTask {
                 }
                 match self.try_target(&target, &spec, contact_uri.as_deref()).await {
                     TargetEnd::Answered => return,
+                    // A 6xx ends the search (RFC 3261 §16.7): no other target,
+                    // no on-failure; the caller gets it.
+                    TargetEnd::Failed(Outcome::Response(code), Some(r)) if code >= 600 => {
+                        tracing::info!(target = %target.uri, code, "global failure; the search ends");
+                        self.relay(&r);
+                        return;
+                    }
                     TargetEnd::Failed(outcome, resp) => {
                         if let Some(r) = resp
                             && better(&r, best.as_ref())
@@ -250,12 +284,44 @@ impl RequestTask {
                         attempts.push(Attempt { target: target.uri.clone(), outcome: Outcome::Response(code) });
                         // A redirect to somewhere already tried is not followed again.
                         let fresh = |c: &String| !attempts.iter().any(|a| &a.target == c);
-                        for c in contacts.into_iter().filter(fresh).rev() {
+                        let contacts: Vec<String> = contacts.into_iter().filter(fresh).collect();
+                        // A redirect to voice mail (the user's voice-mail URI) comes
+                        // back through ExUM: the redirected request is a new
+                        // voice-mail call, decided by its tenant's policy, in this
+                        // server transaction. A chain of them stops at MAX_REDECISIONS.
+                        if let Some(vm) = contacts.iter().find(|c| is_voicemail_uri(c))
+                            && redecisions < MAX_REDECISIONS
+                        {
+                            redecisions += 1;
+                            match self.redecide(vm) {
+                                Ok(d) => {
+                                    attempts.push(Attempt { target: vm.clone(), outcome: Outcome::Response(code) });
+                                    tracing::info!(contact = %vm, "redirected to voice mail; decided again");
+                                    (tenant, policy, view) = (d.tenant, d.policy, d.view);
+                                    redirected = Some(d.verdict);
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(contact = %vm, error = %e, "redirect to voice mail not decided")
+                                }
+                            }
+                        }
+                        for c in contacts.into_iter().filter(|c| !is_voicemail_uri(c)).rev() {
                             let t = Target { uri: c.clone(), transport: None, timeout_ms: target.timeout_ms };
                             queue.push_front((t, Some(c)));
                         }
                     }
                 }
+            }
+            if let Some(verdict) = redirected
+                && !self.cancelled
+            {
+                if verdict.decided_by == DecidedBy::Internal {
+                    self.fail(&RequestError::Internal("the standard policy failed".into()));
+                    return;
+                }
+                decision = verdict.decision;
+                continue;
             }
             if self.cancelled {
                 if !self.server.is_final() {
@@ -280,6 +346,19 @@ impl RequestTask {
             Some(r) => self.relay(&r),
             None => self.fail(&RequestError::AllTargetsFailed),
         }
+    }
+
+    /// The request redirected to voice-mail URI `contact`, decided as a new
+    /// request: its tenant (by the Contact's domain), its policy. The request
+    /// becomes the redirected one (its Request-URI the Contact).
+    fn redecide(&mut self, contact: &str) -> Result<Decided, RequestError> {
+        let bytes = self.req.edit().request_uri(contact).finish();
+        let req = Message::parse(bytes, false, usize::MAX).map_err(|e| RequestError::bad(e.to_string()))?;
+        let tenants = self.proxy.tenants();
+        let tenant = decide::tenant_for(&tenants, &req, &self.source)?;
+        let decided = decide::decide(&self.proxy.policy, tenant, &req, &self.source)?;
+        self.req = req;
+        Ok(decided)
     }
 
     /// An in-dialog request: along its Route set, no policy.

@@ -42,6 +42,15 @@ use crate::model::wire::{Message, WireError};
 use crate::model::{Source, Transport};
 use crate::policy::PolicyRegistry;
 
+/// How the router names and marks itself.
+#[derive(Debug)]
+pub struct Identity {
+    /// Its name in the `source` of its `ms-diagnostics` (`[sip] name`).
+    pub name: String,
+    /// The key of the tags in its branches and Record-Routes (`[sip] secret`).
+    pub secret: Secret,
+}
+
 /// The proxy.
 pub struct Proxy {
     transports: Arc<Transports>,
@@ -59,6 +68,8 @@ pub struct Proxy {
     secret: Secret,
     /// Stray 2xx forwarded per second, at most.
     stray_2xx: RateLimit,
+    /// The router's name in the `source` of its `ms-diagnostics` (`[sip] name`).
+    name: String,
     counter: AtomicU64,
     /// Transactions that have not sent their final response yet: what overload
     /// control counts and what a graceful shutdown waits for.
@@ -87,9 +98,10 @@ impl Proxy {
         policy: Arc<PolicyRegistry>,
         tenants: Arc<Tenants>,
         settings: SipSettings,
-        secret: Secret,
+        identity: Identity,
         metrics: Arc<Metrics>,
     ) -> Arc<Proxy> {
+        let Identity { name, secret } = identity;
         let proxy = Arc::new(Proxy {
             transports: transports.clone(),
             resolver,
@@ -100,6 +112,7 @@ impl Proxy {
             table: Table::default(),
             secret,
             stray_2xx: RateLimit::per_second(settings.overload.stray_2xx_per_second),
+            name,
             counter: AtomicU64::new(1),
             me: OnceLock::new(),
             in_flight: AtomicUsize::new(0),
@@ -207,6 +220,13 @@ impl Proxy {
     /// Sends `answer` to `req` back where it came from (over the transport it
     /// arrived on, whatever its Via says); returns the bytes sent.
     fn send_answer(&self, req: &Message, source: &Source, answer: &Answer) -> Vec<u8> {
+        let sourced;
+        let answer = if answer.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("ms-diagnostics")) {
+            sourced = answer.clone().sourced(&self.name);
+            &sourced
+        } else {
+            answer
+        };
         let tag = format!("{:x}", self.secret.salt() ^ self.counter.fetch_add(1, Ordering::Relaxed));
         let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
         let bytes = originate::response(req, answer.code, &answer.reason, &tag, &headers);
