@@ -10,7 +10,7 @@
 //! | `GET /tenants` | every tenant (see [`tenant_json`]) |
 //! | `GET /tenants/{id}` | one tenant, with its counters; 404 if unknown |
 //! | `POST /tenants/{id}/reload` | reload its policy file; 200 with the tenant, or 422 with the error (the previous version keeps serving) |
-//! | `POST /reload` | reload configuration and directory; 200, or 422 with the error |
+//! | `POST /reload` | reload configuration and directory; 200 with the tenants whose directory was refused (`refused`, they keep their previous one), or 422 with the error |
 //! | `GET /bans` | sources banned for flooding: `{"bans":[{"source","remaining_ms","dropped"}]}` |
 //! | `DELETE /bans/{ip}` | lift a ban; 404 if that source is not banned |
 //! | `GET /metrics` | Prometheus exposition |
@@ -30,8 +30,9 @@ use crate::metrics::Metrics;
 use crate::policy::{FaultKind, PolicyRegistry, TenantPolicy};
 use crate::sip::proxy::Proxy;
 
-/// Reloads configuration and directory; the error says why it was refused.
-pub type Reload = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+/// Reloads configuration and directory: the tenants whose directory was
+/// refused (they keep their previous one), or why the whole was refused.
+pub type Reload = Arc<dyn Fn() -> Result<Vec<String>, String> + Send + Sync>;
 
 /// What the admin API reads and acts on.
 pub struct Admin {
@@ -151,7 +152,7 @@ impl Admin {
                 }
             }
             (&Method::POST, ["reload"]) => match (self.reload)() {
-                Ok(()) => reply(StatusCode::OK, &json!({"reloaded": true})),
+                Ok(refused) => reply(StatusCode::OK, &json!({"reloaded": true, "refused": refused})),
                 Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
             },
             (&Method::GET, ["bans"]) => {

@@ -122,11 +122,14 @@ impl Server {
         self.admin
     }
 
-    /// Reloads the configuration and the directory: validated first, swapped
-    /// whole, refused whole with the reason. Tenants whose configuration changed
-    /// get their policy reinstalled; transactions in progress keep what they
-    /// started with. Listeners, timers and probes need a restart.
-    pub fn reload(&self) -> anyhow::Result<()> {
+    /// Reloads the configuration and the directory: validated first, then
+    /// swapped. An invalid configuration is refused whole with the reason; a
+    /// tenant whose directory section is refused keeps its previous one while
+    /// the others are updated, and the reasons are returned. Tenants whose
+    /// configuration changed get their policy reinstalled; transactions in
+    /// progress keep what they started with. Listeners, timers and probes
+    /// need a restart.
+    pub fn reload(&self) -> anyhow::Result<Vec<String>> {
         reload_tenants(&self.config, &self.proxy, &self.policy)
     }
 
@@ -166,7 +169,7 @@ impl Drop for Server {
 
 /// Reloads configuration and directory into a running proxy (see
 /// [`Server::reload`]), counted by outcome.
-fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
+fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<Vec<String>> {
     let result = apply_reload(config, proxy, policy);
     if result.is_err() {
         proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "failed" }).inc();
@@ -174,12 +177,11 @@ fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegi
     result
 }
 
-fn apply_reload(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<()> {
-    let (router_config, tenants) = Tenants::load(config)?;
+/// Applies a reload; returns why each tenant whose directory was refused was
+/// refused (those keep their previous directory, the others are updated).
+fn apply_reload(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<Vec<String>> {
     let old = proxy.tenants();
-    if !router_config.directory_may_remove_all_users {
-        check_no_tenant_emptied(&old, &tenants, &router_config.directory)?;
-    }
+    let (_, tenants, refused) = Tenants::reload(config, &old)?;
     // A renewed TLS certificate and key (same files) are read again, once the
     // rest is known to be valid.
     proxy.transports().reload_tls().map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", config.display()))?;
@@ -195,30 +197,15 @@ fn apply_reload(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegist
             policy.remove(&t.config.id);
         }
     }
-    // Counted before the swap is announced: whoever awaits the swap sees it counted.
-    proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
-    proxy.set_tenants(tenants);
-    tracing::info!(config = %config.display(), "configuration and directory reloaded");
-    Ok(())
-}
-
-/// Refuses a directory in which a tenant that had users has none: most often a
-/// file caught half-written (truncated, not yet filled), which would answer
-/// every call of the tenant with 404. `directory_may_remove_all_users = true`
-/// allows it.
-fn check_no_tenant_emptied(old: &Tenants, new: &Tenants, directory: &Path) -> anyhow::Result<()> {
-    for t in new.iter() {
-        let before = old.by_id(&t.config.id).map_or(0, |o| o.directory.user_count());
-        if before > 0 && t.directory.user_count() == 0 {
-            anyhow::bail!(
-                "{}: tenant `{}` had {before} users and would have none (a file still being written?); \
-                 refused, the previous directory stays (set directory_may_remove_all_users = true to allow it)",
-                directory.display(),
-                t.config.id
-            );
-        }
+    for why in &refused {
+        tracing::warn!(reason = %why, "part of the directory refused");
     }
-    Ok(())
+    // Counted before the swap is announced: whoever awaits the swap sees it counted.
+    let outcome = if refused.is_empty() { "ok" } else { "partial" };
+    proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome }).inc();
+    proxy.set_tenants(tenants);
+    tracing::info!(config = %config.display(), refused = refused.len(), "configuration and directory reloaded");
+    Ok(refused)
 }
 
 /// Watches the policy directory and the files a reload reads, and applies

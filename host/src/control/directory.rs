@@ -39,8 +39,8 @@ use std::path::Path;
 use serde::Deserialize;
 
 use super::ConfigError;
+use super::check_sip_uri;
 use super::config::RouterConfig;
-use super::{check_sip_uri, read_file};
 use crate::model::uri::{UriRef, extension, normalize_number, number_key};
 
 /// Default per-server timeout of a UM server, in milliseconds.
@@ -340,23 +340,66 @@ struct UmServerFile {
     timeout_ms: Option<u32>,
 }
 
+/// A directory read tenant by tenant: the tenants whose section is valid, and
+/// the error of each section that is not.
+#[derive(Debug, Default)]
+pub struct PerTenant {
+    /// The valid tenants' directories.
+    pub directory: Directory,
+    /// The refused sections: tenant id and why.
+    pub refused: Vec<(String, ConfigError)>,
+}
+
 impl Directory {
-    /// Reads and validates the directory file named by `config`.
+    /// Reads and validates the directory file named by `config`; any invalid
+    /// section refuses the whole file.
     pub fn load(config: &RouterConfig) -> Result<Directory, ConfigError> {
-        let file: DirectoryFile = read_file(&config.directory)?;
-        Self::validate(&config.directory, config, file)
+        Self::strict(Self::load_per_tenant(config)?)
+    }
+
+    /// Reads the directory file named by `config` tenant by tenant: an invalid
+    /// section refuses that tenant's data alone. Only a file that cannot be read
+    /// or parsed at all is an error.
+    pub fn load_per_tenant(config: &RouterConfig) -> Result<PerTenant, ConfigError> {
+        let text = std::fs::read_to_string(&config.directory)
+            .map_err(|source| ConfigError::Read { file: config.directory.clone(), source })?;
+        Self::per_tenant(config, &text)
     }
 
     /// Validates `text` as the directory file of `config` would be (TOML, or
     /// JSON when that file's name ends in `.json`).
     pub fn from_text(config: &RouterConfig, text: &str) -> Result<Directory, ConfigError> {
-        let file: DirectoryFile = super::parse_text(&config.directory, text)?;
-        Self::validate(&config.directory, config, file)
+        Self::strict(Self::per_tenant(config, text)?)
     }
 
-    fn validate(path: &Path, config: &RouterConfig, file: DirectoryFile) -> Result<Directory, ConfigError> {
-        let mut tenants = HashMap::new();
-        for (id, t) in file.tenants {
+    fn strict(read: PerTenant) -> Result<Directory, ConfigError> {
+        match read.refused.into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(read.directory),
+        }
+    }
+
+    fn per_tenant(config: &RouterConfig, text: &str) -> Result<PerTenant, ConfigError> {
+        let path = &config.directory;
+        let mut out = PerTenant::default();
+        for (id, section) in sections(path, text)? {
+            match section.and_then(|t| Self::validate_tenant(path, config, &id, t)) {
+                Ok(dir) => {
+                    out.directory.tenants.insert(id, dir);
+                }
+                Err(e) => out.refused.push((id, e)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn validate_tenant(
+        path: &Path,
+        config: &RouterConfig,
+        id: &str,
+        t: TenantFile,
+    ) -> Result<TenantDirectory, ConfigError> {
+        {
             let invalid =
                 |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
             let Some(tenant) = config.tenants.iter().find(|c| c.id == id) else {
@@ -535,10 +578,40 @@ impl Directory {
                     dial_plan: c.dial_plan,
                 });
             }
-            tenants.insert(id, dir);
+            Ok(dir)
         }
-        Ok(Directory { tenants })
     }
+}
+
+/// The tenant sections of a directory file, each parsed on its own: a section
+/// with a wrong key or type is that tenant's error (keyed `tenants.ID...`),
+/// not the file's. The whole file is parsed first, for errors with line
+/// numbers; a file that does not parse at all is the file's error.
+/// One tenant's section of the directory file: its id, and its parse.
+type Section = (String, Result<TenantFile, ConfigError>);
+
+fn sections(path: &Path, text: &str) -> Result<Vec<Section>, ConfigError> {
+    let whole_error = match super::parse_text::<DirectoryFile>(path, text) {
+        Ok(file) => return Ok(file.tenants.into_iter().map(|(id, t)| (id, Ok(t))).collect()),
+        Err(e) => e,
+    };
+    #[derive(Deserialize)]
+    struct Loose {
+        #[serde(default)]
+        tenants: BTreeMap<String, serde_json::Value>,
+    }
+    let Ok(loose) = super::parse_text::<Loose>(path, text) else { return Err(whole_error) };
+    Ok(loose
+        .tenants
+        .into_iter()
+        .map(|(id, value)| {
+            let parsed = serde_path_to_error::deserialize::<_, TenantFile>(value).map_err(|e| {
+                let key = format!("tenants.{id}.{}", e.path());
+                ConfigError::invalid(path, key, e.into_inner().to_string())
+            });
+            (id, parsed)
+        })
+        .collect())
 }
 
 /// The directory key of a SIP address or number, or `None` if it is neither:

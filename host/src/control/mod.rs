@@ -95,27 +95,64 @@ pub struct Tenants {
 }
 
 impl Tenants {
-    /// Loads the configuration at `path` and its directory.
+    /// Loads the configuration at `path` and its directory; any invalid part
+    /// refuses the whole.
     pub fn load(path: &Path) -> Result<(RouterConfig, Tenants), ConfigError> {
         let config = RouterConfig::load(path)?;
         let directory = Directory::load(&config)?;
-        // Hosted voice mail goes through a hosting provider (or an edge): a tenant
-        // with hosted users or contacts and neither is refused, not sent straight
-        // to the hosted destination.
         for (i, t) in config.tenants.iter().enumerate() {
-            if t.hosting_provider.is_none()
-                && t.edge.is_none()
-                && let Some(first) = directory.tenants.get(&t.id).and_then(TenantDirectory::first_hosted)
-            {
-                return Err(ConfigError::invalid(
-                    path,
-                    format!("tenant[{i}].hosting_provider"),
-                    format!("required: the directory has hosted voice mail for `{}` ({first})", t.id),
-                ));
-            }
+            check_hosting(path, i, t, directory.tenants.get(&t.id))?;
         }
         let tenants = Tenants::new(&config, directory);
         Ok((config, tenants))
+    }
+
+    /// Loads the configuration at `path` and its directory again, tenant by
+    /// tenant: the configuration must be valid whole, but a tenant whose
+    /// directory section is invalid, or would leave a tenant that had users with
+    /// none (a file caught half-written; unless `directory_may_remove_all_users`),
+    /// keeps the directory it has in `old`, and the other tenants' updates
+    /// apply. Returns the new tenants and why each refused tenant was refused.
+    pub fn reload(path: &Path, old: &Tenants) -> Result<(RouterConfig, Tenants, Vec<String>), ConfigError> {
+        let config = RouterConfig::load(path)?;
+        let read = Directory::load_per_tenant(&config)?;
+        let mut directory = read.directory;
+        let mut refused: Vec<String> = Vec::new();
+        let mut keep_old = |id: &str, why: String, directory: &mut Directory| {
+            refused.push(why);
+            match old.by_id(id) {
+                Some(t) => {
+                    directory.tenants.insert(id.to_owned(), t.directory.clone());
+                }
+                None => {
+                    directory.tenants.remove(id);
+                }
+            }
+        };
+        for (id, e) in read.refused {
+            keep_old(&id, format!("{e}; tenant `{id}` keeps its previous directory"), &mut directory);
+        }
+        for (i, t) in config.tenants.iter().enumerate() {
+            let before = old.by_id(&t.id).map_or(0, |o| o.directory.user_count());
+            let after = directory.tenants.get(&t.id).map_or(0, TenantDirectory::user_count);
+            if !config.directory_may_remove_all_users && before > 0 && after == 0 {
+                let why = format!(
+                    "{}: tenant `{}` had {before} users and would have none (a file still being written?); \
+                     refused for that tenant, which keeps its previous directory \
+                     (set directory_may_remove_all_users = true to allow it)",
+                    config.directory.display(),
+                    t.id
+                );
+                keep_old(&t.id, why, &mut directory);
+            }
+            if let Err(e) = check_hosting(path, i, t, directory.tenants.get(&t.id)) {
+                keep_old(&t.id, format!("{e}; tenant `{}` keeps its previous directory", t.id), &mut directory);
+                // The previous directory does not fit the configuration either.
+                check_hosting(path, i, t, directory.tenants.get(&t.id))?;
+            }
+        }
+        let tenants = Tenants::new(&config, directory);
+        Ok((config, tenants, refused))
     }
 
     /// Joins a validated configuration and directory.
@@ -150,6 +187,28 @@ impl Tenants {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Tenant>> {
         self.order.iter()
     }
+}
+
+/// Hosted voice mail goes through a hosting provider (or an edge): a tenant
+/// with hosted users or contacts and neither is refused, not sent straight to
+/// the hosted destination.
+fn check_hosting(
+    path: &Path,
+    i: usize,
+    t: &TenantConfig,
+    directory: Option<&TenantDirectory>,
+) -> Result<(), ConfigError> {
+    if t.hosting_provider.is_none()
+        && t.edge.is_none()
+        && let Some(first) = directory.and_then(TenantDirectory::first_hosted)
+    {
+        return Err(ConfigError::invalid(
+            path,
+            format!("tenant[{i}].hosting_provider"),
+            format!("required: the directory has hosted voice mail for `{}` ({first})", t.id),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that `value` is a SIP or SIPS URI.

@@ -143,7 +143,7 @@ async fn policies_are_swapped_on_rename_kept_when_broken_and_dropped_on_removal(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_directory_change_takes_effect_on_reload_and_a_bad_one_is_refused_whole() {
+async fn a_directory_change_takes_effect_on_reload_and_a_bad_section_keeps_the_previous_one() {
     let lab = lab(ON_PLAN_A).await;
     assert_eq!(lab.call("bob", "d1").await, "A");
     // bob moves to hosted voice mail.
@@ -151,12 +151,21 @@ async fn a_directory_change_takes_effect_on_reload_and_a_bad_one_is_refused_whol
         .expect("write");
     lab.server.reload().expect("valid directory");
     assert_eq!(lab.call("bob", "d2").await, "edge");
-    // An invalid directory is refused whole; bob stays hosted.
+    // An invalid section is refused for its tenant, which keeps its directory:
+    // bob stays hosted.
     std::fs::write(lab.dir.path().join("directory.toml"), "[[tenants.contoso.users]]\nsip = \"nope\"\n")
         .expect("write");
-    let e = lab.server.reload().expect_err("refused").to_string();
-    assert!(e.contains("directory.toml: tenants.contoso.users[0].sip"), "{e}");
+    let refused = lab.server.reload().expect("the configuration is valid");
+    assert_eq!(refused.len(), 1);
+    assert!(refused[0].contains("directory.toml: tenants.contoso.users[0].sip"), "{refused:?}");
     assert_eq!(lab.call("bob", "d3").await, "edge");
+    // A configuration that does not parse is refused whole.
+    let config = lab.dir.path().join("router.toml");
+    let good = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, format!("{good}\n[[tenant]]\nid = \"contoso\"\ndomains = [\"x.com\"]\n")).expect("write");
+    let e = lab.server.reload().expect_err("refused whole").to_string();
+    assert!(e.contains("router.toml: tenant[1]"), "{e}");
+    std::fs::write(&config, good).expect("write");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -289,7 +298,7 @@ async fn a_directory_caught_half_written_is_not_applied() {
     // Rewritten in place: truncated first. The empty file would leave the
     // tenant without users (every call 404): refused, bob still served.
     std::fs::File::create(&file).expect("truncate");
-    exum_router_tests::until("the empty directory refused", || metrics.config_reloads_of("failed") == 1).await;
+    exum_router_tests::until("the empty directory refused", || metrics.config_reloads_of("partial") == 1).await;
     assert_eq!(lab.call("bob", "half1").await, "A");
     // Then written whole (bob moved to hosted voice mail): applied.
     let mut swapped = lab.server.proxy.subscribe_tenants();
@@ -299,9 +308,10 @@ async fn a_directory_caught_half_written_is_not_applied() {
     assert_eq!(lab.call("bob", "half2").await, "edge");
     // The same refusal on an explicit reload names the tenant and the way out.
     std::fs::write(&file, "").expect("write");
-    let e = lab.server.reload().expect_err("refused").to_string();
-    assert!(e.contains("tenant `contoso` had 1 users and would have none"), "{e}");
-    assert!(e.contains("directory_may_remove_all_users"), "{e}");
+    let refused = lab.server.reload().expect("the configuration is valid");
+    assert!(refused.iter().any(|r| r.contains("tenant `contoso` had 1 users and would have none")), "{refused:?}");
+    assert!(refused[0].contains("directory_may_remove_all_users"), "{refused:?}");
+    assert_eq!(lab.call("bob", "half3").await, "edge", "contoso keeps its directory");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,4 +341,42 @@ async fn a_policy_directory_removed_and_created_again_is_watched_again() {
     assert_eq!(lab.call("bob", "again1").await, "B");
     lab.deploy(components::PLAN_A).await;
     assert_eq!(lab.call("bob", "again2").await, "A");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_section_is_refused_for_its_tenant_alone() {
+    let lab = lab_with(ON_PLAN_A, "\n[[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]").await;
+    let fabrikam_user = "[[tenants.fabrikam.users]]\nsip = \"sip:grace@fabrikam.com\"\n";
+    std::fs::write(
+        lab.dir.path().join("directory.toml"),
+        format!("{}{fabrikam_user}", directory(ON_PLAN_A, &lab.um_a, &lab.um_b)),
+    )
+    .expect("write");
+    assert!(lab.server.reload().expect("valid").is_empty());
+    let fabrikam = |server: &Server| server.proxy.tenants().by_id("fabrikam").map_or(0, |t| t.directory.user_count());
+    assert_eq!(fabrikam(&lab.server), 1);
+    // contoso moves bob to hosted voice mail while fabrikam's section is broken,
+    // first by a wrong type (a parse error), then by a wrong value.
+    for broken in
+        ["[[tenants.fabrikam.users]]\nsip = 5\n", "[[tenants.fabrikam.users]]\nsip = \"sip:grace@contoso.com\"\n"]
+    {
+        std::fs::write(
+            lab.dir.path().join("directory.toml"),
+            format!("{}{broken}", directory("hosted_voicemail = true", &lab.um_a, &lab.um_b)),
+        )
+        .expect("write");
+        let refused = lab.server.reload().expect("the configuration is valid");
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].contains("directory.toml: tenants.fabrikam.users[0].sip"), "{refused:?}");
+        assert!(refused[0].contains("tenant `fabrikam` keeps its previous directory"), "{refused:?}");
+        assert_eq!(lab.call("bob", &format!("iso{}", broken.len())).await, "edge", "contoso's update applied");
+        assert_eq!(fabrikam(&lab.server), 1, "fabrikam keeps grace");
+        // Back to bob on plan A for the next round.
+        std::fs::write(
+            lab.dir.path().join("directory.toml"),
+            format!("{}{fabrikam_user}", directory(ON_PLAN_A, &lab.um_a, &lab.um_b)),
+        )
+        .expect("write");
+        assert!(lab.server.reload().expect("valid").is_empty());
+    }
 }
