@@ -79,6 +79,11 @@ pub struct RouterConfig {
     /// it and its policies write (the host's name by default), as Lync servers
     /// name themselves.
     pub name: String,
+    /// `[policy_defaults]`: the limits tenants inherit (those defined in the
+    /// directory too).
+    pub policy_defaults: Limits,
+    /// `[[hosting_provider]]`s, in file order.
+    pub hosting_providers: Vec<HostingProvider>,
     /// Whether a reloaded directory may leave a tenant that had users with none
     /// (`directory_may_remove_all_users`, false): refused by default, as the
     /// mark of a file caught half-written.
@@ -693,102 +698,9 @@ impl RouterConfig {
             if !ids.insert(t.id.clone()) {
                 return Err(invalid(key("id"), format!("tenant `{}` is defined twice", t.id)));
             }
-            if t.domains.is_empty() {
-                return Err(invalid(key("domains"), "a tenant needs at least one SIP domain".into()));
-            }
-            let mut tenant_domains = Vec::with_capacity(t.domains.len());
-            for (j, d) in t.domains.iter().enumerate() {
-                let d = d.to_ascii_lowercase();
-                if !is_domain(&d) {
-                    return Err(invalid(key(&format!("domains[{j}]")), format!("`{d}` is not a domain name")));
-                }
-                if !domains.insert(d.clone()) {
-                    return Err(invalid(
-                        key(&format!("domains[{j}]")),
-                        format!("domain `{d}` belongs to another tenant already"),
-                    ));
-                }
-                tenant_domains.push(d);
-            }
-            let policy = match t.policy.as_deref() {
-                None | Some("standard") => PolicySource::Standard,
-                Some("") => {
-                    return Err(invalid(key("policy"), "empty path; use \"standard\" or a .wasm file".into()));
-                }
-                Some(p) => PolicySource::File(base.join(p)),
-            };
-            let fallback = match t.fallback {
-                None => Fallback::Standard,
-                Some(FallbackFile::Named(n)) if n == "standard" => Fallback::Standard,
-                Some(FallbackFile::Named(n)) => {
-                    return Err(invalid(
-                        key("fallback"),
-                        format!("`{n}`: expected \"standard\" or a reject code 400-699"),
-                    ));
-                }
-                Some(FallbackFile::Code(c)) if (400..=699).contains(&c) => Fallback::Reject(c as u16),
-                Some(FallbackFile::Code(c)) => {
-                    return Err(invalid(key("fallback"), format!("{c}: a reject code must be 400-699")));
-                }
-            };
-            let limits = limits(defaults, t.limits, &key("limits")).map_err(|(k, r)| invalid(k, r))?;
-            for (field, value) in
-                [("edge", &t.edge), ("default_next_hop", &t.default_next_hop), ("pstn_gateway", &t.pstn_gateway)]
-            {
-                if let Some(v) = value {
-                    check_sip_uri(v).map_err(|r| invalid(key(field), r))?;
-                }
-            }
-            if t.utc_offset_minutes.abs() > 14 * 60 {
-                return Err(invalid(
-                    key("utc_offset_minutes"),
-                    format!("{} is beyond ±14 hours", t.utc_offset_minutes),
-                ));
-            }
-            let tenant_rerouting = match t.rerouting {
-                Some(r) => {
-                    rerouting(r, t.pstn_gateway.as_deref(), &key("rerouting")).map_err(|(k, r)| invalid(k, r))?
-                }
-                None => Rerouting::default(),
-            };
-            let mut site_rerouting = BTreeMap::new();
-            for (site, r) in t.site_rerouting {
-                let k = key(&format!("site_rerouting.{site}"));
-                let r = rerouting(r, t.pstn_gateway.as_deref(), &k).map_err(|(k, r)| invalid(k, r))?;
-                site_rerouting.insert(site, r);
-            }
-            let peers = super::acl::parse_list(&key("peers"), &t.peers).map_err(|(k, r)| invalid(k, r))?;
-            let hosting_provider = match &t.hosting_provider {
-                None => None,
-                Some(_) if t.edge.is_some() => {
-                    return Err(invalid(
-                        key("hosting_provider"),
-                        "give either a hosting_provider or an edge (its shorthand), not both".into(),
-                    ));
-                }
-                Some(name) => {
-                    Some(providers.iter().find(|p| p.identity.eq_ignore_ascii_case(name)).cloned().ok_or_else(
-                        || invalid(key("hosting_provider"), format!("`{name}` names no [[hosting_provider]]")),
-                    )?)
-                }
-            };
-            tenants.push(TenantConfig {
-                peers,
-                id: t.id,
-                domains: tenant_domains,
-                policy,
-                policy_config: t.policy_config,
-                fallback,
-                limits,
-                edge: t.edge,
-                hosting_provider,
-                default_next_hop: t.default_next_hop,
-                pstn_gateway: t.pstn_gateway,
-                utc_offset_minutes: t.utc_offset_minutes,
-                rerouting: tenant_rerouting,
-                site_rerouting,
-                record_route: t.record_route,
-            });
+            let ctx = TenantContext { base, defaults, providers: &providers };
+            let tenant = tenant_config(t, &key, &ctx, &mut domains).map_err(|(k, r)| invalid(k, r))?;
+            tenants.push(tenant);
         }
         let mut listen = Vec::with_capacity(file.listen.len());
         for (i, l) in file.listen.into_iter().enumerate() {
@@ -1014,6 +926,8 @@ impl RouterConfig {
                 None => host_name(),
             },
             directory_may_remove_all_users: file.directory_may_remove_all_users,
+            policy_defaults: defaults,
+            hosting_providers: providers,
         })
     }
 }
@@ -1022,6 +936,137 @@ impl RouterConfig {
 pub fn host_name() -> String {
     let name = rustix::system::uname().nodename().to_string_lossy().into_owned();
     if name.is_empty() { "exum-router".to_owned() } else { name }
+}
+
+/// What validating a tenant's settings needs besides them: the folder policy
+/// paths are relative to, the limits tenants inherit, the hosting providers.
+pub(crate) struct TenantContext<'a> {
+    /// The folder of the file the tenant is defined in.
+    pub base: &'a Path,
+    /// `[policy_defaults]`.
+    pub defaults: Limits,
+    /// The `[[hosting_provider]]`s.
+    pub providers: &'a [HostingProvider],
+}
+
+/// Validates one tenant's settings (`[[tenant]]` in the configuration, or a
+/// tenant defined in the directory); `key` names a field for errors; `domains`
+/// holds the domains other tenants own and gains this tenant's.
+fn tenant_config(
+    t: TenantFile,
+    key: &dyn Fn(&str) -> String,
+    ctx: &TenantContext<'_>,
+    domains: &mut HashSet<String>,
+) -> Result<TenantConfig, (String, String)> {
+    if t.domains.is_empty() {
+        return Err((key("domains"), "a tenant needs at least one SIP domain".into()));
+    }
+    let mut tenant_domains = Vec::with_capacity(t.domains.len());
+    for (j, d) in t.domains.iter().enumerate() {
+        let d = d.to_ascii_lowercase();
+        if !is_domain(&d) {
+            return Err((key(&format!("domains[{j}]")), format!("`{d}` is not a domain name")));
+        }
+        if !domains.insert(d.clone()) {
+            return Err((key(&format!("domains[{j}]")), format!("domain `{d}` belongs to another tenant already")));
+        }
+        tenant_domains.push(d);
+    }
+    let policy = match t.policy.as_deref() {
+        None | Some("standard") => PolicySource::Standard,
+        Some("") => {
+            return Err((key("policy"), "empty path; use \"standard\" or a .wasm file".into()));
+        }
+        Some(p) => PolicySource::File(ctx.base.join(p)),
+    };
+    let fallback = match t.fallback {
+        None => Fallback::Standard,
+        Some(FallbackFile::Named(n)) if n == "standard" => Fallback::Standard,
+        Some(FallbackFile::Named(n)) => {
+            return Err((key("fallback"), format!("`{n}`: expected \"standard\" or a reject code 400-699")));
+        }
+        Some(FallbackFile::Code(c)) if (400..=699).contains(&c) => Fallback::Reject(c as u16),
+        Some(FallbackFile::Code(c)) => {
+            return Err((key("fallback"), format!("{c}: a reject code must be 400-699")));
+        }
+    };
+    let limits = limits(ctx.defaults, t.limits, &key("limits"))?;
+    for (field, value) in
+        [("edge", &t.edge), ("default_next_hop", &t.default_next_hop), ("pstn_gateway", &t.pstn_gateway)]
+    {
+        if let Some(v) = value {
+            check_sip_uri(v).map_err(|r| (key(field), r))?;
+        }
+    }
+    if t.utc_offset_minutes.abs() > 14 * 60 {
+        return Err((key("utc_offset_minutes"), format!("{} is beyond ±14 hours", t.utc_offset_minutes)));
+    }
+    let tenant_rerouting = match t.rerouting {
+        Some(r) => rerouting(r, t.pstn_gateway.as_deref(), &key("rerouting"))?,
+        None => Rerouting::default(),
+    };
+    let mut site_rerouting = BTreeMap::new();
+    for (site, r) in t.site_rerouting {
+        let k = key(&format!("site_rerouting.{site}"));
+        let r = rerouting(r, t.pstn_gateway.as_deref(), &k)?;
+        site_rerouting.insert(site, r);
+    }
+    let peers = super::acl::parse_list(&key("peers"), &t.peers)?;
+    let hosting_provider = match &t.hosting_provider {
+        None => None,
+        Some(_) if t.edge.is_some() => {
+            return Err((
+                key("hosting_provider"),
+                "give either a hosting_provider or an edge (its shorthand), not both".into(),
+            ));
+        }
+        Some(name) => Some(
+            ctx.providers
+                .iter()
+                .find(|p| p.identity.eq_ignore_ascii_case(name))
+                .cloned()
+                .ok_or_else(|| (key("hosting_provider"), format!("`{name}` names no [[hosting_provider]]")))?,
+        ),
+    };
+    Ok(TenantConfig {
+        peers,
+        id: t.id,
+        domains: tenant_domains,
+        policy,
+        policy_config: t.policy_config,
+        fallback,
+        limits,
+        edge: t.edge,
+        hosting_provider,
+        default_next_hop: t.default_next_hop,
+        pstn_gateway: t.pstn_gateway,
+        utc_offset_minutes: t.utc_offset_minutes,
+        rerouting: tenant_rerouting,
+        site_rerouting,
+        record_route: t.record_route,
+    })
+}
+
+/// A tenant defined in the directory file (`[tenants.ID]` with `domains` and
+/// the other keys of `[[tenant]]`): its settings as a JSON value without `id`,
+/// `key_prefix` naming it there (`tenants.ID`).
+pub(crate) fn tenant_from_value(
+    id: &str,
+    mut settings: serde_json::Map<String, serde_json::Value>,
+    key_prefix: &str,
+    ctx: &TenantContext<'_>,
+    domains: &mut HashSet<String>,
+) -> Result<TenantConfig, (String, String)> {
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err((key_prefix.to_owned(), format!("`{id}` is not a tenant id (letters, digits, `-`, `_`, `.`)")));
+    }
+    if settings.contains_key("id") {
+        return Err((format!("{key_prefix}.id"), "the section's name is the tenant's id".into()));
+    }
+    settings.insert("id".into(), serde_json::Value::String(id.to_owned()));
+    let t: TenantFile = serde_path_to_error::deserialize(serde_json::Value::Object(settings))
+        .map_err(|e| (format!("{key_prefix}.{}", e.path()), e.into_inner().to_string()))?;
+    tenant_config(t, &|field: &str| format!("{key_prefix}.{field}"), ctx, domains)
 }
 
 fn limits(base: Limits, file: LimitsFile, key: &str) -> Result<Limits, (String, String)> {

@@ -31,7 +31,7 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rustc_hash::FxHashMap;
 use std::path::Path;
@@ -40,7 +40,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use super::check_sip_uri;
-use super::config::RouterConfig;
+use super::config::{RouterConfig, TenantConfig};
 use crate::model::uri::{UriRef, extension, normalize_number, number_key};
 
 /// Default per-server timeout of a UM server, in milliseconds.
@@ -271,6 +271,9 @@ impl TenantDirectory {
 pub struct Directory {
     /// Per tenant.
     pub tenants: HashMap<String, TenantDirectory>,
+    /// The tenants defined in the directory file itself (a section with
+    /// `domains` and the other keys of `[[tenant]]`), by id.
+    pub defined: BTreeMap<String, TenantConfig>,
 }
 
 #[derive(Deserialize)]
@@ -280,8 +283,9 @@ struct DirectoryFile {
     tenants: BTreeMap<String, TenantFile>,
 }
 
+/// One tenant's section: its data, and, for a tenant defined here rather than
+/// in the configuration, its settings (every other key).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct TenantFile {
     #[serde(default)]
     users: Vec<UserFile>,
@@ -291,6 +295,8 @@ struct TenantFile {
     hosted_voicemail_policies: Vec<HostedPolicyFile>,
     #[serde(default)]
     dial_plans: Vec<DialPlanFile>,
+    #[serde(flatten)]
+    settings: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -382,10 +388,33 @@ impl Directory {
     fn per_tenant(config: &RouterConfig, text: &str) -> Result<PerTenant, ConfigError> {
         let path = &config.directory;
         let mut out = PerTenant::default();
+        let mut domains: HashSet<String> = config.tenants.iter().flat_map(|t| t.domains.iter().cloned()).collect();
         for (id, section) in sections(path, text)? {
-            match section.and_then(|t| Self::validate_tenant(path, config, &id, t)) {
-                Ok(dir) => {
-                    out.directory.tenants.insert(id, dir);
+            let decided = section.and_then(|mut t| {
+                let settings = std::mem::take(&mut t.settings);
+                let defined = Self::defined_tenant(config, &id, settings, &mut domains)?;
+                let tenant = match &defined {
+                    Some(c) => c,
+                    None => config.tenants.iter().find(|c| c.id == id).ok_or_else(|| {
+                        ConfigError::invalid(
+                            path,
+                            format!("tenants.{id}"),
+                            format!(
+                                "no tenant `{id}` in {}; define it there or here (with `domains`)",
+                                config.path.display()
+                            ),
+                        )
+                    })?,
+                };
+                let dir = Self::validate_tenant(path, tenant, &id, t)?;
+                Ok((dir, defined))
+            });
+            match decided {
+                Ok((dir, defined)) => {
+                    out.directory.tenants.insert(id.clone(), dir);
+                    if let Some(c) = defined {
+                        out.directory.defined.insert(id, c);
+                    }
                 }
                 Err(e) => out.refused.push((id, e)),
             }
@@ -393,22 +422,52 @@ impl Directory {
         Ok(out)
     }
 
+    /// The settings of a tenant defined in the directory, when its section has
+    /// any; a tenant of the configuration may have none here (it is defined in
+    /// one place).
+    fn defined_tenant(
+        config: &RouterConfig,
+        id: &str,
+        settings: serde_json::Map<String, serde_json::Value>,
+        domains: &mut HashSet<String>,
+    ) -> Result<Option<TenantConfig>, ConfigError> {
+        let path = &config.directory;
+        if settings.is_empty() {
+            return Ok(None);
+        }
+        if config.tenants.iter().any(|c| c.id == id) {
+            let keys: Vec<&str> = settings.keys().map(String::as_str).collect();
+            return Err(ConfigError::invalid(
+                path,
+                format!("tenants.{id}.{}", keys[0]),
+                format!(
+                    "tenant `{id}` is defined in {}: its section here holds only users, contacts, \
+                     hosted_voicemail_policies and dial_plans (found {})",
+                    config.path.display(),
+                    keys.join(", ")
+                ),
+            ));
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        let ctx = super::config::TenantContext {
+            base,
+            defaults: config.policy_defaults,
+            providers: &config.hosting_providers,
+        };
+        super::config::tenant_from_value(id, settings, &format!("tenants.{id}"), &ctx, domains)
+            .map(Some)
+            .map_err(|(key, reason)| ConfigError::invalid(path, key, reason))
+    }
+
     fn validate_tenant(
         path: &Path,
-        config: &RouterConfig,
+        tenant: &TenantConfig,
         id: &str,
         t: TenantFile,
     ) -> Result<TenantDirectory, ConfigError> {
         {
             let invalid =
                 |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
-            let Some(tenant) = config.tenants.iter().find(|c| c.id == id) else {
-                return Err(ConfigError::invalid(
-                    path,
-                    format!("tenants.{id}"),
-                    format!("no tenant `{id}` in {}", config.path.display()),
-                ));
-            };
             let mut dir = TenantDirectory::default();
 
             for (i, p) in t.hosted_voicemail_policies.into_iter().enumerate() {
@@ -774,6 +833,35 @@ servers = [{ uri = "sip:um1.contoso.com" }]
         assert_eq!(sip("sip:5;phone-context=DP1.contoso.com@contoso.com;user=phone"), None, "jo is in no dial plan");
         let e = load(&text.replace("ext=101", "ext=100")).expect_err("one extension twice").to_string();
         assert!(e.contains("users[1]") && e.contains("`+14255550100;ext=100` belongs to another user already"), "{e}");
+    }
+
+    #[test]
+    fn a_tenant_may_be_defined_in_the_directory_alone() {
+        let text = r#"
+[tenants.northwind]
+domains = ["Northwind.com"]
+default_next_hop = "sip:pool.northwind.com"
+policy_config = "x"
+[[tenants.northwind.users]]
+sip = "sip:nina@northwind.com"
+"#;
+        let d = load(text).expect("a tenant defined here");
+        let c = &d.defined["northwind"];
+        assert_eq!((c.id.as_str(), c.domains.as_slice()), ("northwind", &["northwind.com".to_owned()][..]));
+        assert_eq!(c.default_next_hop.as_deref(), Some("sip:pool.northwind.com"));
+        assert_eq!(d.tenants["northwind"].user_count(), 1);
+        let e = load(&text.replace("domains = [\"Northwind.com\"]", "domains = [\"contoso.com\"]"))
+            .expect_err("a domain of another tenant")
+            .to_string();
+        assert!(e.contains("tenants.northwind.domains[0]: domain `contoso.com` belongs to another tenant"), "{e}");
+        let e = load(&text.replace("policy_config", "policy_confg")).expect_err("a typo").to_string();
+        assert!(e.contains("tenants.northwind") && e.contains("policy_confg"), "{e}");
+        // contoso is defined in the configuration: its section holds data only.
+        let e = load("[tenants.contoso]\ndomains = [\"c2.com\"]\n").expect_err("two places").to_string();
+        assert!(e.contains("tenants.contoso.domains: tenant `contoso` is defined in"), "{e}");
+        // A section for a tenant defined nowhere says where to define it.
+        let e = load("[[tenants.fabrikam.users]]\nsip = \"sip:a@fabrikam.com\"\n").expect_err("nowhere").to_string();
+        assert!(e.contains("define it there or here (with `domains`)"), "{e}");
     }
 
     #[test]

@@ -100,8 +100,8 @@ impl Tenants {
     pub fn load(path: &Path) -> Result<(RouterConfig, Tenants), ConfigError> {
         let config = RouterConfig::load(path)?;
         let directory = Directory::load(&config)?;
-        for (i, t) in config.tenants.iter().enumerate() {
-            check_hosting(path, i, t, directory.tenants.get(&t.id))?;
+        for (file, key, t) in defined_tenants(&config, &directory) {
+            check_hosting(file, &key, t, directory.tenants.get(&t.id))?;
         }
         let tenants = Tenants::new(&config, directory);
         Ok((config, tenants))
@@ -111,60 +111,74 @@ impl Tenants {
     /// tenant: the configuration must be valid whole, but a tenant whose
     /// directory section is invalid, or would leave a tenant that had users with
     /// none (a file caught half-written; unless `directory_may_remove_all_users`),
-    /// keeps the directory it has in `old`, and the other tenants' updates
-    /// apply. Returns the new tenants and why each refused tenant was refused.
+    /// keeps what it has in `old` (its directory, and its settings when it is
+    /// defined in the directory), and the other tenants' updates apply. Returns
+    /// the new tenants and why each refused tenant was refused.
     pub fn reload(path: &Path, old: &Tenants) -> Result<(RouterConfig, Tenants, Vec<String>), ConfigError> {
         let config = RouterConfig::load(path)?;
         let read = Directory::load_per_tenant(&config)?;
         let mut directory = read.directory;
         let mut refused: Vec<String> = Vec::new();
+        let in_config = |id: &str| config.tenants.iter().any(|c| c.id == id);
         let mut keep_old = |id: &str, why: String, directory: &mut Directory| {
             refused.push(why);
             match old.by_id(id) {
                 Some(t) => {
                     directory.tenants.insert(id.to_owned(), t.directory.clone());
+                    if !in_config(id) {
+                        directory.defined.insert(id.to_owned(), t.config.clone());
+                    }
                 }
                 None => {
                     directory.tenants.remove(id);
+                    directory.defined.remove(id);
                 }
             }
         };
         for (id, e) in read.refused {
             keep_old(&id, format!("{e}; tenant `{id}` keeps its previous directory"), &mut directory);
         }
-        for (i, t) in config.tenants.iter().enumerate() {
-            let before = old.by_id(&t.id).map_or(0, |o| o.directory.user_count());
-            let after = directory.tenants.get(&t.id).map_or(0, TenantDirectory::user_count);
+        let ids: Vec<String> = defined_tenants(&config, &directory).map(|(_, _, t)| t.id.clone()).collect();
+        for id in ids {
+            let before = old.by_id(&id).map_or(0, |o| o.directory.user_count());
+            let after = directory.tenants.get(&id).map_or(0, TenantDirectory::user_count);
             if !config.directory_may_remove_all_users && before > 0 && after == 0 {
                 let why = format!(
-                    "{}: tenant `{}` had {before} users and would have none (a file still being written?); \
+                    "{}: tenant `{id}` had {before} users and would have none (a file still being written?); \
                      refused for that tenant, which keeps its previous directory \
                      (set directory_may_remove_all_users = true to allow it)",
                     config.directory.display(),
-                    t.id
                 );
-                keep_old(&t.id, why, &mut directory);
+                keep_old(&id, why, &mut directory);
             }
-            if let Err(e) = check_hosting(path, i, t, directory.tenants.get(&t.id)) {
-                keep_old(&t.id, format!("{e}; tenant `{}` keeps its previous directory", t.id), &mut directory);
+            let check = |directory: &Directory| {
+                let found = defined_tenants(&config, directory).find(|(_, _, t)| t.id == id);
+                match found {
+                    Some((file, key, t)) => check_hosting(file, &key, t, directory.tenants.get(&id)),
+                    None => Ok(()),
+                }
+            };
+            if let Err(e) = check(&directory) {
+                keep_old(&id, format!("{e}; tenant `{id}` keeps its previous directory"), &mut directory);
                 // The previous directory does not fit the configuration either.
-                check_hosting(path, i, t, directory.tenants.get(&t.id))?;
+                check(&directory)?;
             }
         }
         let tenants = Tenants::new(&config, directory);
         Ok((config, tenants, refused))
     }
 
-    /// Joins a validated configuration and directory.
+    /// Joins a validated configuration and directory: the configuration's
+    /// tenants in file order, then those the directory defines, by id.
     pub fn new(config: &RouterConfig, mut directory: Directory) -> Tenants {
         let mut tenants = Tenants::default();
-        for c in &config.tenants {
-            let tenant =
-                Arc::new(Tenant { config: c.clone(), directory: directory.tenants.remove(&c.id).unwrap_or_default() });
-            for d in &c.domains {
+        let defined = std::mem::take(&mut directory.defined);
+        for c in config.tenants.iter().cloned().chain(defined.into_values()) {
+            let tenant = Arc::new(Tenant { directory: directory.tenants.remove(&c.id).unwrap_or_default(), config: c });
+            for d in &tenant.config.domains {
                 tenants.by_domain.insert(d.clone(), tenant.clone());
             }
-            tenants.by_id.insert(c.id.clone(), tenant.clone());
+            tenants.by_id.insert(tenant.config.id.clone(), tenant.clone());
             tenants.order.push(tenant);
         }
         tenants
@@ -189,12 +203,23 @@ impl Tenants {
     }
 }
 
+/// Every tenant with the file it is defined in and the key that names it
+/// there: the configuration's `tenant[i]`, then the directory's `tenants.ID`.
+fn defined_tenants<'a>(
+    config: &'a RouterConfig,
+    directory: &'a Directory,
+) -> impl Iterator<Item = (&'a Path, String, &'a TenantConfig)> + 'a {
+    let in_config = config.tenants.iter().enumerate().map(|(i, t)| (config.path.as_path(), format!("tenant[{i}]"), t));
+    let in_directory = directory.defined.iter().map(|(id, t)| (config.directory.as_path(), format!("tenants.{id}"), t));
+    in_config.chain(in_directory)
+}
+
 /// Hosted voice mail goes through a hosting provider (or an edge): a tenant
 /// with hosted users or contacts and neither is refused, not sent straight to
-/// the hosted destination.
+/// the hosted destination. `file` and `key` name where the tenant is defined.
 fn check_hosting(
-    path: &Path,
-    i: usize,
+    file: &Path,
+    key: &str,
     t: &TenantConfig,
     directory: Option<&TenantDirectory>,
 ) -> Result<(), ConfigError> {
@@ -203,8 +228,8 @@ fn check_hosting(
         && let Some(first) = directory.and_then(TenantDirectory::first_hosted)
     {
         return Err(ConfigError::invalid(
-            path,
-            format!("tenant[{i}].hosting_provider"),
+            file,
+            format!("{key}.hosting_provider"),
             format!("required: the directory has hosted voice mail for `{}` ({first})", t.id),
         ));
     }

@@ -380,3 +380,35 @@ async fn a_bad_section_is_refused_for_its_tenant_alone() {
         assert!(lab.server.reload().expect("valid").is_empty());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_defined_in_the_directory_comes_with_a_directory_change() {
+    let lab = lab(ON_PLAN_A).await;
+    assert!(lab.server.proxy.tenants().by_domain("northwind.com").is_none());
+    // A new tenant, settings and data in the directory file alone: no change to
+    // router.toml, no restart.
+    let mut swapped = lab.server.proxy.subscribe_tenants();
+    swapped.borrow_and_update();
+    std::fs::write(
+        lab.dir.path().join("directory.toml"),
+        format!(
+            "{}[tenants.northwind]\ndomains = [\"northwind.com\"]\ndefault_next_hop = \"sip:{}\"\n\
+             [[tenants.northwind.users]]\nsip = \"sip:nina@northwind.com\"\n",
+            directory(ON_PLAN_A, &lab.um_a, &lab.um_b),
+            lab.um_b.addr
+        ),
+    )
+    .expect("write");
+    tokio::time::timeout(Duration::from_secs(10), swapped.changed()).await.expect("reloads").expect("open");
+    let tenants = lab.server.proxy.tenants();
+    let northwind = tenants.by_domain("northwind.com").expect("the new tenant");
+    assert_eq!((northwind.config.id.as_str(), northwind.directory.user_count()), ("northwind", 1));
+    // Its calls are routed by its settings: an ordinary call to its pool.
+    lab.caller
+        .send(lab.router, &request("INVITE", "sip:nina@northwind.com", lab.caller.addr, "UDP", "nw1", "z9hG4bK-nw1"))
+        .await;
+    let (inv, from) = lab.um_b.expect_request("INVITE").await;
+    assert_eq!(inv.first(exum_router::model::wire::Name::CallId), Some("nw1"));
+    lab.um_b.send(from, &response(&inv, 200, "nw", "")).await;
+    assert_eq!(lab.caller.final_response().await.status(), Some(200));
+}

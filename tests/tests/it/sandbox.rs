@@ -240,6 +240,8 @@ fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
                 secret: None,
                 name: "test".into(),
                 directory_may_remove_all_users: false,
+                policy_defaults: Default::default(),
+                hosting_providers: Vec::new(),
             },
             Default::default(),
         )

@@ -90,6 +90,8 @@ mod tests {
             secret: None,
             name: "test".into(),
             directory_may_remove_all_users: false,
+            policy_defaults: Default::default(),
+            hosting_providers: Vec::new(),
         };
         Tenants::new(&config, Default::default())
     }
