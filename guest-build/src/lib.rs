@@ -103,9 +103,17 @@ fn ensure_wasm_target(workspace: &Path) -> Result<()> {
     let manual = format!("rustup target add {WASM_TARGET}");
     println!("cargo:warning=the {WASM_TARGET} target is missing; installing it: {manual}");
     let installed = Command::new("rustup").current_dir(workspace).args(["target", "add", WASM_TARGET]).status();
-    // Two build scripts may install it at once: what counts is that it is there now.
-    if wasm_target_installed(&rustc) {
-        return Ok(());
+    // Two build scripts may install it at once (one rustup waits for or fails
+    // on the other's): what counts is that it is there, now or once the other
+    // install is done.
+    for _ in 0..240 {
+        if wasm_target_installed(&rustc) {
+            return Ok(());
+        }
+        if installed.as_ref().is_ok_and(|s| s.success()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
     }
     match installed {
         Ok(status) => bail!(

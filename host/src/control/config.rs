@@ -643,6 +643,30 @@ struct ReroutingFile {
 }
 
 impl RouterConfig {
+    /// A configuration with `tenants` and every other setting at its default
+    /// (no listener, no directory file), for tools and tests that build
+    /// tenants in memory.
+    pub fn with_tenants(tenants: Vec<TenantConfig>) -> RouterConfig {
+        RouterConfig {
+            path: "router.toml".into(),
+            directory: "directory.toml".into(),
+            policy_dir: None,
+            policy_cache: None,
+            tenants,
+            listen: Vec::new(),
+            sip: SipSettings::default(),
+            probes: Probes::default(),
+            admin: None,
+            tls: TlsSettings::default(),
+            dns: crate::model::dns::DnsSettings::default(),
+            secret: None,
+            name: host_name(),
+            directory_may_remove_all_users: false,
+            policy_defaults: Limits::default(),
+            hosting_providers: Vec::new(),
+        }
+    }
+
     /// Reads and validates the configuration at `path`.
     pub fn load(path: &Path) -> Result<RouterConfig, ConfigError> {
         let file: ConfigFile = read_file(path)?;

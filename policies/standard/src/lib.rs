@@ -207,7 +207,7 @@ fn route_hosted_user(req: &Request, user: &User) -> Decision {
     )
 }
 
-/// Step 4: hosted voice mail, to the edge (or the destination over TLS) unless
+/// Step 4: hosted voice mail, through the hosting provider (or edge) unless
 /// health probes mark that next hop down. With `diversion`, the Diversion rule
 /// (remove, then name the mailbox when given).
 fn route_hosted(

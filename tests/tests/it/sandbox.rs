@@ -225,24 +225,7 @@ fn precompiled_artifacts_survive_a_restart_and_start_up_is_lazy() {
     );
     let tenants_of = || {
         Tenants::new(
-            &exum_router::control::config::RouterConfig {
-                path: "r.toml".into(),
-                directory: "d.toml".into(),
-                policy_dir: None,
-                policy_cache: None,
-                tenants: vec![tenant.config.clone()],
-                listen: vec![],
-                sip: Default::default(),
-                probes: Default::default(),
-                admin: None,
-                tls: Default::default(),
-                dns: Default::default(),
-                secret: None,
-                name: "test".into(),
-                directory_may_remove_all_users: false,
-                policy_defaults: Default::default(),
-                hosting_providers: Vec::new(),
-            },
+            &exum_router::control::config::RouterConfig::with_tenants(vec![tenant.config.clone()]),
             Default::default(),
         )
     };

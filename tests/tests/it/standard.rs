@@ -75,7 +75,7 @@ fn step4_site_policy_without_destination_is_480_15031() {
 }
 
 #[test]
-fn step4_without_edge_goes_to_the_destination_over_tls() {
+fn step4_through_the_hosting_provider_s_proxy_over_tls() {
     let plane = Plane::deployment();
     let f = forward(&route(&plane, "sip:grace@fabrikam.com;opaque=app:voicemail", CALLER)).clone();
     assert_eq!(f.targets[0].uri, "sip:exap.um.outlook.com;transport=tls");

@@ -75,24 +75,7 @@ mod tests {
         t.domains = vec!["contoso.com".into()];
         t.peers = crate::control::acl::parse_list("peers", &peers.iter().map(|p| p.to_string()).collect::<Vec<_>>())
             .expect("cidr");
-        let config = RouterConfig {
-            path: "r.toml".into(),
-            directory: "d.toml".into(),
-            policy_dir: None,
-            policy_cache: None,
-            tenants: vec![t],
-            listen: vec![],
-            sip: Default::default(),
-            probes: Default::default(),
-            admin: None,
-            tls: Default::default(),
-            dns: Default::default(),
-            secret: None,
-            name: "test".into(),
-            directory_may_remove_all_users: false,
-            policy_defaults: Default::default(),
-            hosting_providers: Vec::new(),
-        };
+        let config = RouterConfig::with_tenants(vec![t]);
         Tenants::new(&config, Default::default())
     }
 

@@ -141,7 +141,8 @@ impl RequestTask {
         // the rest of the state are dropped here.
         let RequestTask { proxy, source, key, rx, server, last_response, branches, mut sent, failed, held, .. } = self;
         sent.retain(|branch, _| failed.contains(branch));
-        let lingering = Lingering { proxy, source, rx, server, last: last_response, sent, key, branches, _held: held };
+        let lingering =
+            Lingering { proxy, source, rx, server, last: last_response, sent, key, branches, held: Some(held) };
         // A task of its own: this one's state (sized for routing) is freed now.
         tokio::spawn(lingering.run().in_current_span());
     }
@@ -556,8 +557,8 @@ struct Lingering {
     /// The transaction's key and client branches, removed from the table at the end.
     key: String,
     branches: Vec<String>,
-    /// Released when the lingering ends.
-    _held: Held,
+    /// Released when the lingering ends, before the transaction leaves the table.
+    held: Option<Held>,
 }
 
 impl Lingering {
@@ -596,6 +597,8 @@ impl Lingering {
                 ServerStep::Wait => {}
             }
         }
+        // Released first: a transaction gone from the table holds nothing.
+        drop(self.held.take());
         self.proxy.table.remove(&self.key, &self.branches);
     }
 }
