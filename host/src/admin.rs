@@ -67,21 +67,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut backoff = crate::sip::transport::AcceptBackoff::default();
     loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    let wait = backoff.failed(&e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => return,
-                    }
-                    continue;
-                }
-            },
-            _ = shutdown.changed() => return,
-        };
-        backoff.succeeded();
+        let Some((stream, _)) = backoff.accept(&listener, &mut shutdown).await else { return };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             admin
                 .proxy

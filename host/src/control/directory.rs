@@ -465,180 +465,173 @@ impl Directory {
         id: &str,
         t: TenantFile,
     ) -> Result<TenantDirectory, ConfigError> {
-        {
-            let invalid =
-                |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
-            let mut dir = TenantDirectory::default();
+        let invalid = |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
+        let mut dir = TenantDirectory::default();
 
-            for (i, p) in t.hosted_voicemail_policies.into_iter().enumerate() {
-                let key = format!("hosted_voicemail_policies[{i}]");
-                let (scope, name) = match p.scope.split_once(':') {
-                    None if p.scope == "global" => (Scope::Global, "global".to_owned()),
-                    Some(("site", s)) if !s.is_empty() => (Scope::Site(s.to_owned()), p.scope.clone()),
-                    Some(("user", n)) if !n.is_empty() => (Scope::Named(n.to_owned()), n.to_owned()),
-                    _ => {
-                        return Err(invalid(
-                            format!("{key}.scope"),
-                            format!("`{}`: expected \"global\", \"site:NAME\" or \"user:NAME\"", p.scope),
-                        ));
-                    }
-                };
-                if let Some(d) = &p.destination
-                    && (d.is_empty() || d.contains(|c: char| c.is_whitespace() || c == ';' || c == '@'))
-                {
-                    return Err(invalid(format!("{key}.destination"), format!("`{d}` is not a host name")));
+        for (i, p) in t.hosted_voicemail_policies.into_iter().enumerate() {
+            let key = format!("hosted_voicemail_policies[{i}]");
+            let (scope, name) = match p.scope.split_once(':') {
+                None if p.scope == "global" => (Scope::Global, "global".to_owned()),
+                Some(("site", s)) if !s.is_empty() => (Scope::Site(s.to_owned()), p.scope.clone()),
+                Some(("user", n)) if !n.is_empty() => (Scope::Named(n.to_owned()), n.to_owned()),
+                _ => {
+                    return Err(invalid(
+                        format!("{key}.scope"),
+                        format!("`{}`: expected \"global\", \"site:NAME\" or \"user:NAME\"", p.scope),
+                    ));
                 }
-                if dir.hosted_policies.contains_key(&scope) {
-                    return Err(invalid(format!("{key}.scope"), format!("`{}` is defined twice", p.scope)));
-                }
-                dir.hosted_policies
-                    .insert(scope, HostedPolicy { name, destination: p.destination, organizations: p.organizations });
-            }
-
-            for (i, d) in t.dial_plans.into_iter().enumerate() {
-                let key = format!("dial_plans[{i}]");
-                if d.name.is_empty() || d.phone_context.is_empty() {
-                    return Err(invalid(key, "a dial plan needs a name and a phone_context".into()));
-                }
-                if d.servers.is_empty() {
-                    return Err(invalid(format!("{key}.servers"), "a dial plan needs at least one UM server".into()));
-                }
-                let mut servers = Vec::with_capacity(d.servers.len());
-                for (j, s) in d.servers.into_iter().enumerate() {
-                    check_sip_uri(&s.uri).map_err(|r| invalid(format!("{key}.servers[{j}].uri"), r))?;
-                    let timeout_ms = s.timeout_ms.unwrap_or(DEFAULT_UM_TIMEOUT_MS);
-                    if !(100..=120_000).contains(&timeout_ms) {
-                        return Err(invalid(
-                            format!("{key}.servers[{j}].timeout_ms"),
-                            format!("{timeout_ms}: must be 100 to 120000"),
-                        ));
-                    }
-                    servers.push(UmServer { uri: s.uri, timeout_ms });
-                }
-                let index = dir.dial_plans.len();
-                for k in [d.name.to_ascii_lowercase(), d.phone_context.to_ascii_lowercase()] {
-                    if dir.dial_plan_by_key.insert(k.clone(), index).is_some_and(|other| other != index) {
-                        return Err(invalid(
-                            key.clone(),
-                            format!("name or phone-context `{k}` is used by another dial plan"),
-                        ));
-                    }
-                }
-                dir.dial_plans.push(DialPlan { name: d.name, phone_context: d.phone_context, servers });
-            }
-
-            let granted_exists = |name: &Option<String>| {
-                name.as_ref().is_none_or(|n| dir.hosted_policies.contains_key(&Scope::Named(n.clone())))
             };
-
-            for (i, u) in t.users.into_iter().enumerate() {
-                let key = format!("users[{i}]");
-                let sip = sip_address(&u.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
-                let number = match &u.line {
-                    Some(line) => Some(
-                        normalize_number(line)
-                            .ok_or_else(|| invalid(format!("{key}.line"), format!("`{line}` has no E.164 number")))?,
-                    ),
-                    None => None,
-                };
-                // Users who share a main number are keyed by their extension.
-                let number_key = u.line.as_deref().and_then(number_key);
-                if !granted_exists(&u.hosted_voicemail_policy) {
-                    return Err(invalid(
-                        format!("{key}.hosted_voicemail_policy"),
-                        format!(
-                            "no hosted voice-mail policy with scope \"user:{}\"",
-                            u.hosted_voicemail_policy.unwrap_or_default()
-                        ),
-                    ));
-                }
-                if let Some(eum) = &u.eum {
-                    let context = eum_phone_context(eum).map_err(|r| invalid(format!("{key}.eum"), r))?;
-                    if dir.dial_plan(&context).is_none() {
-                        return Err(invalid(
-                            format!("{key}.eum"),
-                            format!("phone-context `{context}` names no dial plan of the tenant"),
-                        ));
-                    }
-                }
-                let voicemail = if u.hosted_voicemail {
-                    VoicemailSetting::Hosted
-                } else if u.eum.is_some() {
-                    VoicemailSetting::OnPremises
-                } else {
-                    VoicemailSetting::None
-                };
-                let index = dir.users.len();
-                for k in std::iter::once(sip.clone()).chain(number_key.clone()) {
-                    if dir.user_by_key.insert(k.clone(), index).is_some() {
-                        return Err(invalid(key.clone(), format!("`{k}` belongs to another user already")));
-                    }
-                }
-                if let Some(main) = &number {
-                    dir.user_by_main_number.entry(main.clone()).and_modify(|e| *e = None).or_insert(Some(index));
-                }
-                if let (Some(eum), Some(ext)) = (&u.eum, u.line.as_deref().and_then(extension)) {
-                    let plan = eum_phone_context(eum)
-                        .ok()
-                        .and_then(|c| dir.dial_plan_by_key.get(&c.to_ascii_lowercase()).copied());
-                    if let Some(plan) = plan {
-                        dir.user_by_extension.entry((plan, ext)).and_modify(|e| *e = None).or_insert(Some(index));
-                    }
-                }
-                dir.users.push(User {
-                    sip: u.sip,
-                    line: u.line,
-                    number,
-                    site: u.site,
-                    voicemail,
-                    hosted_voicemail_policy: u.hosted_voicemail_policy,
-                    eum: u.eum,
-                });
+            if let Some(d) = &p.destination
+                && (d.is_empty() || d.contains(|c: char| c.is_whitespace() || c == ';' || c == '@'))
+            {
+                return Err(invalid(format!("{key}.destination"), format!("`{d}` is not a host name")));
             }
-
-            for (i, c) in t.contacts.into_iter().enumerate() {
-                let key = format!("contacts[{i}]");
-                let sip = sip_address(&c.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
-                let number = normalize_number(&c.number).ok_or_else(|| {
-                    invalid(format!("{key}.number"), format!("`{}` is not an E.164 number", c.number))
-                })?;
-                if !granted_exists(&c.hosted_voicemail_policy) {
-                    return Err(invalid(
-                        format!("{key}.hosted_voicemail_policy"),
-                        "no hosted voice-mail policy of that name".into(),
-                    ));
-                }
-                if let Some(plan) = &c.dial_plan
-                    && dir.dial_plan(plan).is_none()
-                {
-                    return Err(invalid(
-                        format!("{key}.dial_plan"),
-                        format!("`{plan}` names no dial plan of the tenant"),
-                    ));
-                }
-                if c.dial_plan.is_some() && c.hosted_voicemail_policy.is_some() {
-                    return Err(invalid(
-                        format!("{key}.hosted_voicemail_policy"),
-                        "an on-premises contact (with a dial_plan) has no hosted voice-mail policy".into(),
-                    ));
-                }
-                let index = dir.contacts.len();
-                for k in [sip, number.clone()] {
-                    if dir.user_by_key.contains_key(&k) || dir.contact_by_key.insert(k.clone(), index).is_some() {
-                        return Err(invalid(key.clone(), format!("`{k}` belongs to another user or contact already")));
-                    }
-                }
-                dir.contacts.push(Contact {
-                    sip: c.sip,
-                    number,
-                    kind: c.kind,
-                    site: c.site,
-                    hosted_voicemail_policy: c.hosted_voicemail_policy,
-                    dial_plan: c.dial_plan,
-                });
+            if dir.hosted_policies.contains_key(&scope) {
+                return Err(invalid(format!("{key}.scope"), format!("`{}` is defined twice", p.scope)));
             }
-            Ok(dir)
+            dir.hosted_policies
+                .insert(scope, HostedPolicy { name, destination: p.destination, organizations: p.organizations });
         }
+
+        for (i, d) in t.dial_plans.into_iter().enumerate() {
+            let key = format!("dial_plans[{i}]");
+            if d.name.is_empty() || d.phone_context.is_empty() {
+                return Err(invalid(key, "a dial plan needs a name and a phone_context".into()));
+            }
+            if d.servers.is_empty() {
+                return Err(invalid(format!("{key}.servers"), "a dial plan needs at least one UM server".into()));
+            }
+            let mut servers = Vec::with_capacity(d.servers.len());
+            for (j, s) in d.servers.into_iter().enumerate() {
+                check_sip_uri(&s.uri).map_err(|r| invalid(format!("{key}.servers[{j}].uri"), r))?;
+                let timeout_ms = s.timeout_ms.unwrap_or(DEFAULT_UM_TIMEOUT_MS);
+                if !(100..=120_000).contains(&timeout_ms) {
+                    return Err(invalid(
+                        format!("{key}.servers[{j}].timeout_ms"),
+                        format!("{timeout_ms}: must be 100 to 120000"),
+                    ));
+                }
+                servers.push(UmServer { uri: s.uri, timeout_ms });
+            }
+            let index = dir.dial_plans.len();
+            for k in [d.name.to_ascii_lowercase(), d.phone_context.to_ascii_lowercase()] {
+                if dir.dial_plan_by_key.insert(k.clone(), index).is_some_and(|other| other != index) {
+                    return Err(invalid(
+                        key.clone(),
+                        format!("name or phone-context `{k}` is used by another dial plan"),
+                    ));
+                }
+            }
+            dir.dial_plans.push(DialPlan { name: d.name, phone_context: d.phone_context, servers });
+        }
+
+        let granted_exists = |name: &Option<String>| {
+            name.as_ref().is_none_or(|n| dir.hosted_policies.contains_key(&Scope::Named(n.clone())))
+        };
+
+        for (i, u) in t.users.into_iter().enumerate() {
+            let key = format!("users[{i}]");
+            let sip = sip_address(&u.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
+            let number = match &u.line {
+                Some(line) => Some(
+                    normalize_number(line)
+                        .ok_or_else(|| invalid(format!("{key}.line"), format!("`{line}` has no E.164 number")))?,
+                ),
+                None => None,
+            };
+            // Users who share a main number are keyed by their extension.
+            let number_key = u.line.as_deref().and_then(number_key);
+            if !granted_exists(&u.hosted_voicemail_policy) {
+                return Err(invalid(
+                    format!("{key}.hosted_voicemail_policy"),
+                    format!(
+                        "no hosted voice-mail policy with scope \"user:{}\"",
+                        u.hosted_voicemail_policy.unwrap_or_default()
+                    ),
+                ));
+            }
+            if let Some(eum) = &u.eum {
+                let context = eum_phone_context(eum).map_err(|r| invalid(format!("{key}.eum"), r))?;
+                if dir.dial_plan(&context).is_none() {
+                    return Err(invalid(
+                        format!("{key}.eum"),
+                        format!("phone-context `{context}` names no dial plan of the tenant"),
+                    ));
+                }
+            }
+            let voicemail = if u.hosted_voicemail {
+                VoicemailSetting::Hosted
+            } else if u.eum.is_some() {
+                VoicemailSetting::OnPremises
+            } else {
+                VoicemailSetting::None
+            };
+            let index = dir.users.len();
+            for k in std::iter::once(sip.clone()).chain(number_key.clone()) {
+                if dir.user_by_key.insert(k.clone(), index).is_some() {
+                    return Err(invalid(key.clone(), format!("`{k}` belongs to another user already")));
+                }
+            }
+            if let Some(main) = &number {
+                dir.user_by_main_number.entry(main.clone()).and_modify(|e| *e = None).or_insert(Some(index));
+            }
+            if let (Some(eum), Some(ext)) = (&u.eum, u.line.as_deref().and_then(extension)) {
+                let plan = eum_phone_context(eum)
+                    .ok()
+                    .and_then(|c| dir.dial_plan_by_key.get(&c.to_ascii_lowercase()).copied());
+                if let Some(plan) = plan {
+                    dir.user_by_extension.entry((plan, ext)).and_modify(|e| *e = None).or_insert(Some(index));
+                }
+            }
+            dir.users.push(User {
+                sip: u.sip,
+                line: u.line,
+                number,
+                site: u.site,
+                voicemail,
+                hosted_voicemail_policy: u.hosted_voicemail_policy,
+                eum: u.eum,
+            });
+        }
+
+        for (i, c) in t.contacts.into_iter().enumerate() {
+            let key = format!("contacts[{i}]");
+            let sip = sip_address(&c.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
+            let number = normalize_number(&c.number)
+                .ok_or_else(|| invalid(format!("{key}.number"), format!("`{}` is not an E.164 number", c.number)))?;
+            if !granted_exists(&c.hosted_voicemail_policy) {
+                return Err(invalid(
+                    format!("{key}.hosted_voicemail_policy"),
+                    "no hosted voice-mail policy of that name".into(),
+                ));
+            }
+            if let Some(plan) = &c.dial_plan
+                && dir.dial_plan(plan).is_none()
+            {
+                return Err(invalid(format!("{key}.dial_plan"), format!("`{plan}` names no dial plan of the tenant")));
+            }
+            if c.dial_plan.is_some() && c.hosted_voicemail_policy.is_some() {
+                return Err(invalid(
+                    format!("{key}.hosted_voicemail_policy"),
+                    "an on-premises contact (with a dial_plan) has no hosted voice-mail policy".into(),
+                ));
+            }
+            let index = dir.contacts.len();
+            for k in [sip, number.clone()] {
+                if dir.user_by_key.contains_key(&k) || dir.contact_by_key.insert(k.clone(), index).is_some() {
+                    return Err(invalid(key.clone(), format!("`{k}` belongs to another user or contact already")));
+                }
+            }
+            dir.contacts.push(Contact {
+                sip: c.sip,
+                number,
+                kind: c.kind,
+                site: c.site,
+                hosted_voicemail_policy: c.hosted_voicemail_policy,
+                dial_plan: c.dial_plan,
+            });
+        }
+        Ok(dir)
     }
 }
 

@@ -303,21 +303,7 @@ impl Transports {
         let mut shutdown = self.shutdown.clone();
         let mut backoff = AcceptBackoff::default();
         loop {
-            let (stream, peer) = tokio::select! {
-                r = l.listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(e) => {
-                        let wait = backoff.failed(&e);
-                        tokio::select! {
-                            _ = tokio::time::sleep(wait) => {}
-                            _ = shutdown.changed() => return,
-                        }
-                        continue;
-                    }
-                },
-                _ = shutdown.changed() => return,
-            };
-            backoff.succeeded();
+            let Some((stream, peer)) = backoff.accept(&l.listener, &mut shutdown).await else { return };
             let slot = match self.slot(peer) {
                 Ok(slot) => slot,
                 Err(cap) => {
@@ -579,6 +565,33 @@ impl AcceptBackoff {
             self.logged = Some(Instant::now());
         }
         self.wait
+    }
+
+    /// The next connection `listener` accepts, backing off after failures;
+    /// `None` once `shutdown` changes.
+    pub(crate) async fn accept(
+        &mut self,
+        listener: &TcpListener,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Option<(TcpStream, SocketAddr)> {
+        loop {
+            tokio::select! {
+                r = listener.accept() => match r {
+                    Ok(x) => {
+                        self.succeeded();
+                        return Some(x);
+                    }
+                    Err(e) => {
+                        let wait = self.failed(&e);
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = shutdown.changed() => return None,
+                        }
+                    }
+                },
+                _ = shutdown.changed() => return None,
+            }
+        }
     }
 
     /// An accept succeeded: no wait next time.
