@@ -1,18 +1,27 @@
 #!/usr/bin/env bash
 # Runs every check and test of exum-router: formatting, clippy (warnings are
 # errors), and the whole workspace's tests (unit, integration over loopback
-# sockets, sipp interop, CLI, examples). Installs sipp when it is missing.
+# sockets, sipp interop, a PostgreSQL-backed fleet, CLI, examples). Installs
+# sipp and PostgreSQL when they are missing.
 # The build compiles every policy and test fixture to a component from source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The interop tests drive the router with sipp (Debian package sip-tester).
-if ! command -v sipp >/dev/null 2>&1; then
-    echo "installing sip-tester (sipp) for the interop tests"
+# What the tests need from Debian: sipp (sip-tester) for the interop tests;
+# PostgreSQL (postgresql: initdb and postgres, which the fleet tests start in a
+# temporary folder on a loopback port, and psql) for the directory database.
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+    missing+=(postgresql)
+fi
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "installing ${missing[*]} for the tests"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq sip-tester
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
 cargo fmt --all -- --check

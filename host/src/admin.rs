@@ -11,6 +11,11 @@
 //! | `GET /tenants/{id}` | one tenant, with its counters; 404 if unknown |
 //! | `POST /tenants/{id}/reload` | reload its policy file; 200 with the tenant, or 422 with the error (the previous version keeps serving) |
 //! | `POST /reload` | reload configuration and directory; 200 with the tenants whose directory was refused (`refused`, they keep their previous one), or 422 with the error |
+//! | `GET /directory` | the directory source: `{"source":"file"}`, or for PostgreSQL whether it is connected, stale since when, and the tenants whose rows are refused with why |
+//! | `GET /tenants/{id}/policy/versions` | the tenant's policy versions in the database, newest first |
+//! | `POST /tenants/{id}/policy/versions` | store the body (a component, checked first) as a new version; `?activate=true` activates it; `X-Uploaded-By` names who; 201 `{"version_id","sha256"}` |
+//! | `POST /tenants/{id}/policy/versions/{n}/activate` | make version `n` the active one (every instance applies it) |
+//! | `POST /tenants/{id}/policy/rollback` | activate the version active before the current one |
 //! | `GET /bans` | sources banned for flooding: `{"bans":[{"source","remaining_ms","dropped"}]}` |
 //! | `DELETE /bans/{ip}` | lift a ban; 404 if that source is not banned |
 //! | `GET /metrics` | Prometheus exposition |
@@ -44,6 +49,10 @@ pub struct Admin {
     pub token: Option<String>,
     /// Reloads configuration and directory.
     pub reload: Reload,
+    /// With the directory in PostgreSQL: its status.
+    pub directory: Option<Arc<crate::db::follow::DirectoryStatus>>,
+    /// With the directory in PostgreSQL: the database, for policy versions.
+    pub database: Option<crate::db::Database>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -82,7 +91,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
             let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let admin = admin.clone();
-                async move { Ok::<_, Infallible>(admin.handle(req)) }
+                async move { Ok::<_, Infallible>(admin.handle(req).await) }
             });
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -101,7 +110,7 @@ fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
 }
 
 impl Admin {
-    fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>> {
+    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         if let Some(token) = &self.token {
             let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             if given != Some(format!("Bearer {token}").as_str()) {
@@ -115,8 +124,15 @@ impl Admin {
                 if self.proxy.is_draining() {
                     reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false, "reason": "draining for shutdown"}))
                 } else {
-                    reply(StatusCode::OK, &json!({"ready": true}))
+                    // Routing on stale data is still routing: ready, and says so.
+                    reply(StatusCode::OK, &json!({"ready": true, "directory": self.directory_json()}))
                 }
+            }
+            (&Method::GET, ["directory"]) => reply(StatusCode::OK, &self.directory_json()),
+            (_, ["tenants", id, "policy", ..]) => {
+                let id = (*id).to_owned();
+                let rest: Vec<String> = path[3..].iter().map(|s| (*s).to_owned()).collect();
+                self.policy_versions(req, &id, &rest).await
             }
             (&Method::GET, ["tenants"]) => {
                 let tenants = self.proxy.tenants();
@@ -124,7 +140,14 @@ impl Admin {
                 reply(StatusCode::OK, &json!({ "tenants": list }))
             }
             (&Method::GET, ["tenants", id]) => match self.proxy.tenants().by_id(id) {
-                Some(t) => reply(StatusCode::OK, &tenant_json(t, &self.policy.get(t), Some(&self.proxy.metrics))),
+                Some(t) => {
+                    let mut out = tenant_json(t, &self.policy.get(t), Some(&self.proxy.metrics));
+                    if let Some(d) = &self.directory {
+                        out["directory_error"] = json!(d.refused(id));
+                        out["policy_database_version"] = json!(self.policy.database_version(id).map(|v| v.version_id));
+                    }
+                    reply(StatusCode::OK, &out)
+                }
                 None => reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")})),
             },
             (&Method::POST, ["tenants", id, "reload"]) => {
@@ -157,6 +180,9 @@ impl Admin {
             },
             (&Method::GET, ["metrics"]) => {
                 self.proxy.metrics.transactions_active.set(self.proxy.active_transactions() as i64);
+                if let Some(d) = &self.directory {
+                    self.proxy.metrics.directory_stale_seconds.set(d.stale_seconds() as i64);
+                }
                 let mut r = Response::new(Full::new(Bytes::from(self.proxy.metrics.encode())));
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
@@ -166,6 +192,102 @@ impl Admin {
                 );
                 r
             }
+            _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
+        }
+    }
+}
+
+impl Admin {
+    fn directory_json(&self) -> Value {
+        match &self.directory {
+            Some(d) => d.json(),
+            None => json!({"source": "file"}),
+        }
+    }
+
+    /// `/tenants/{id}/policy/...`: the policy versions in the database.
+    async fn policy_versions(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        id: &str,
+        rest: &[String],
+    ) -> Response<Full<Bytes>> {
+        let Some(db) = &self.database else {
+            return reply(
+                StatusCode::CONFLICT,
+                &json!({"error": "policy versions live in the directory database; this router reads a directory file"}),
+            );
+        };
+        let tenants = self.proxy.tenants();
+        let Some(tenant) = tenants.by_id(id).cloned() else {
+            return reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")}));
+        };
+        let by = req
+            .headers()
+            .get("x-uploaded-by")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or("admin-api")
+            .to_owned();
+        let activate_now = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "activate=true"));
+        let client = match db.client("the admin API").await {
+            Ok(c) => c,
+            Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
+        };
+        let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+        let fail = |e: crate::db::DbError| match e {
+            crate::db::DbError::Invalid(m) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": m})),
+            e => reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
+        };
+        match (req.method().clone(), rest.as_slice()) {
+            (Method::GET, ["versions"]) => match crate::db::policies::list(&client, id).await {
+                Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "versions": v})),
+                Err(e) => fail(e),
+            },
+            (Method::POST, ["versions"]) => {
+                use http_body_util::BodyExt as _;
+                let limited = http_body_util::Limited::new(req.into_body(), crate::policy::engine::MAX_COMPONENT_BYTES);
+                let bytes = match limited.collect().await {
+                    Ok(b) => b.to_bytes(),
+                    Err(e) => return reply(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": e.to_string()})),
+                };
+                // Checked before it is stored: a version every instance would refuse is no version.
+                let engine = self.policy.engine().clone();
+                let check = bytes.clone();
+                let compiled = tokio::task::spawn_blocking(move || engine.compile(&check).map(|_| ())).await;
+                match compiled {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e.to_string()})),
+                    Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
+                }
+                if let Err(e) = crate::db::policies::ensure_tenant(&client, &tenant.config.id).await {
+                    return fail(e);
+                }
+                let version = match crate::db::policies::upload(&client, id, &bytes, &by).await {
+                    Ok(v) => v,
+                    Err(e) => return fail(e),
+                };
+                if activate_now && let Err(e) = crate::db::policies::activate(&client, id, Some(version), &by).await {
+                    return fail(e);
+                }
+                reply(
+                    StatusCode::CREATED,
+                    &json!({"tenant": id, "version_id": version, "sha256": crate::policy::hex_sha256(&bytes), "activated": activate_now}),
+                )
+            }
+            (Method::POST, ["versions", n, "activate"]) => {
+                let Ok(n) = n.parse::<i64>() else {
+                    return reply(StatusCode::BAD_REQUEST, &json!({"error": format!("`{n}` is not a version id")}));
+                };
+                match crate::db::policies::activate(&client, id, Some(n), &by).await {
+                    Ok(()) => reply(StatusCode::OK, &json!({"tenant": id, "activated": n})),
+                    Err(e) => fail(e),
+                }
+            }
+            (Method::POST, ["rollback"]) => match crate::db::policies::rollback(&client, id, &by).await {
+                Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "activated": v})),
+                Err(e) => fail(e),
+            },
             _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
         }
     }

@@ -23,6 +23,7 @@
 
 pub mod admin;
 pub mod control;
+pub mod db;
 pub mod logging;
 pub mod metrics;
 pub mod model;

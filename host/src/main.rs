@@ -68,6 +68,76 @@ enum Command {
         /// The request file; `-` or nothing reads standard input.
         request: Option<String>,
     },
+    /// The directory and policy versions in PostgreSQL (docs/deployment.md).
+    Db {
+        /// The router configuration (its `[directory]` names the database).
+        #[arg(long, default_value = EXAMPLE_CONFIG)]
+        config: PathBuf,
+        /// The database, when the configuration reads a directory file.
+        #[arg(long, env = "EXUM_DATABASE_URL", hide_env_values = true)]
+        url: Option<String>,
+        #[command(subcommand)]
+        action: DbAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// Create or update the schema (the router also does at start).
+    Migrate,
+    /// Import a directory file: the configuration's, or --file.
+    Import {
+        /// The directory file (TOML or JSON).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Store a policy component as a new version of a tenant.
+    Upload {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Who uploads it (recorded).
+        #[arg(long, default_value = "cli")]
+        by: String,
+        /// Make it the active version too.
+        #[arg(long)]
+        activate: bool,
+        /// The component (`.wasm`).
+        policy: PathBuf,
+    },
+    /// Make a version the tenant's active one; every instance applies it.
+    Activate {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// The version id (see `versions`).
+        #[arg(long)]
+        version: i64,
+        /// Who activates it (recorded).
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// Activate the version that was active before the current one.
+    Rollback {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        /// Who rolls back (recorded).
+        #[arg(long, default_value = "cli")]
+        by: String,
+    },
+    /// List a tenant's policy versions (`*` marks the active one).
+    Versions {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Show a tenant as the database holds it, as JSON.
+    Show {
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -89,6 +159,35 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("exum-router: {e:#}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Command::Db { config, url, action } => {
+            use exum_router::db::cli::Action;
+            let action = match action {
+                DbAction::Migrate => Action::Migrate,
+                DbAction::Import { file } => Action::Import { file },
+                DbAction::Upload { tenant, by, activate, policy } => Action::Upload { tenant, policy, by, activate },
+                DbAction::Activate { tenant, version, by } => Action::Activate { tenant, version, by },
+                DbAction::Rollback { tenant, by } => Action::Rollback { tenant, by },
+                DbAction::Versions { tenant } => Action::Versions { tenant },
+                DbAction::Show { tenant } => Action::Show { tenant },
+            };
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("exum-router: cannot start the runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            return match runtime.block_on(exum_router::db::cli::run(&config, url, action)) {
+                Ok(out) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("exum-router: {e}");
                     ExitCode::FAILURE
                 }
             };

@@ -176,6 +176,17 @@ pub struct Metrics {
     pub overload_refused: Family<ReasonLabel, Counter>,
     /// Messages refused by access control, by reason.
     pub access_refused: Family<ReasonLabel, Counter>,
+    /// Seconds since the directory source was last known current: 0 while the
+    /// database is connected and followed (set when `/metrics` is read).
+    pub directory_stale_seconds: Gauge,
+    /// 1 while the directory database is connected and followed, else 0.
+    pub directory_connected: Gauge,
+    /// Tenant changes read from the directory database, by outcome (`applied`,
+    /// `refused`: invalid, the tenant keeps its previous data).
+    pub directory_changes: Family<OutcomeLabel, Counter>,
+    /// Tenants whose data in the directory database is refused now, with the
+    /// previous data serving.
+    pub directory_refused_tenants: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -222,6 +233,10 @@ impl Metrics {
             um_server_up: Family::default(),
             overload_refused: Family::default(),
             access_refused: Family::default(),
+            directory_stale_seconds: Gauge::default(),
+            directory_connected: Gauge::default(),
+            directory_changes: Family::default(),
+            directory_refused_tenants: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -268,6 +283,26 @@ impl Metrics {
             "policy_disk_cache_hits",
             "Policy components loaded from the disk cache of compiled artifacts",
             m.policy_disk_hits.clone(),
+        );
+        r.register(
+            "directory_stale_seconds",
+            "Seconds since the directory database was last followed (0 while connected)",
+            m.directory_stale_seconds.clone(),
+        );
+        r.register(
+            "directory_connected",
+            "1 while the directory database is connected and followed",
+            m.directory_connected.clone(),
+        );
+        r.register(
+            "directory_changes",
+            "Tenant changes read from the directory database, by outcome",
+            m.directory_changes.clone(),
+        );
+        r.register(
+            "directory_refused_tenants",
+            "Tenants whose database rows are refused now (their previous data serves)",
+            m.directory_refused_tenants.clone(),
         );
         r.register("config_reloads", "Configuration and directory reloads by outcome", m.config_reloads.clone());
         r.register("um_server_up", "UM servers: 1 up, 0 down (by OPTIONS probes)", m.um_server_up.clone());

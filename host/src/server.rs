@@ -10,8 +10,9 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 
 use crate::control::Tenants;
-use crate::control::config::{RouterConfig, SipSettings};
+use crate::control::config::{DirectorySource, RouterConfig, SipSettings};
 use crate::control::health::HealthTable;
+use crate::db::follow::{self, Follower};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::model::Transport;
 use crate::policy::PolicyRegistry;
@@ -40,6 +41,8 @@ pub struct Server {
     _watch: FileWatch,
     /// Where the admin API listens, if configured.
     admin: Option<SocketAddr>,
+    /// With the directory in PostgreSQL: the follower of its changes.
+    follower: Option<Follower>,
 }
 
 /// How long a watched file must be quiet before its change is applied.
@@ -50,15 +53,39 @@ impl Server {
     /// policy directory, the directory file and the TLS certificate and key,
     /// and applies their changes.
     pub async fn start(config: &Path) -> anyhow::Result<Server> {
-        let (router_config, tenants) = Tenants::load(config)?;
-        let tenants = Arc::new(tenants);
+        let metrics = Arc::new(Metrics::new());
+        let router_config = RouterConfig::load(config)?;
         if router_config.listen.is_empty() {
             anyhow::bail!("{}: no [[listen]] address configured", config.display());
         }
+        let (router_config, tenants, mut database) = match &router_config.directory_source {
+            DirectorySource::File => {
+                let (router_config, tenants) = Tenants::load(config)?;
+                (router_config, tenants, None)
+            }
+            DirectorySource::Postgres(settings) => {
+                let db = crate::db::Database::new(settings)?;
+                let applied = db.migrate().await.with_context(|| format!("{}: [directory]", config.display()))?;
+                if !applied.is_empty() {
+                    tracing::info!(migrations = ?applied, "database schema migrated");
+                }
+                let mut initial = follow::initial(db, router_config.clone(), metrics.clone())
+                    .await
+                    .with_context(|| format!("{}: [directory] reading the database", config.display()))?;
+                let tenants = std::mem::take(&mut initial.tenants);
+                (router_config, tenants, Some(initial))
+            }
+        };
+        let tenants = Arc::new(tenants);
         let health = Arc::new(HealthTable::default());
-        let metrics = Arc::new(Metrics::new());
-        let policy =
-            Arc::new(PolicyRegistry::for_deployment(&router_config, &tenants, health.clone(), metrics.clone())?);
+        let db_policies = database.as_mut().map(|i| std::mem::take(&mut i.policies)).unwrap_or_default();
+        let policy = Arc::new(PolicyRegistry::for_deployment_with(
+            &router_config,
+            &tenants,
+            health.clone(),
+            metrics.clone(),
+            db_policies,
+        )?);
         let (shutdown, rx) = watch::channel(false);
         let tls = match (&router_config.tls.certificate, &router_config.tls.ca) {
             (None, None) => None,
@@ -81,25 +108,31 @@ impl Server {
             Identity { name: router_config.name.clone(), secret },
             metrics.clone(),
         );
+        let follower = database.map(|initial| Follower::spawn(initial, proxy.clone(), policy.clone(), rx.clone()));
         tokio::spawn(probe::run(proxy.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
             tracing::info!(tenant = %t.config.id, domains = ?t.config.domains, users = t.directory.user_count(), "tenant loaded");
         }
-        let watch = start_watch(config, &router_config, &proxy, &policy)?;
+        let watch = start_watch(config, &router_config, &proxy, &policy, follower.clone())?;
         let mut admin_addr = None;
         if let Some(admin) = &router_config.admin {
             let listener = tokio::net::TcpListener::bind(admin.address)
                 .await
                 .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
             admin_addr = Some(listener.local_addr()?);
-            let (path, p, r) = (config.to_path_buf(), proxy.clone(), policy.clone());
+            let (path, p, r, f) = (config.to_path_buf(), proxy.clone(), policy.clone(), follower.clone());
             let reload: crate::admin::Reload =
-                Arc::new(move || reload_tenants(&path, &p, &r).map_err(|e| format!("{e:#}")));
+                Arc::new(move || reload_tenants(&path, &p, &r, f.as_ref()).map_err(|e| format!("{e:#}")));
             let state = Arc::new(crate::admin::Admin {
                 proxy: proxy.clone(),
                 policy: policy.clone(),
                 token: admin.token.clone(),
                 reload,
+                directory: follower.as_ref().map(|f| f.status.clone()),
+                database: match &router_config.directory_source {
+                    DirectorySource::Postgres(s) => Some(crate::db::Database::new(s)?),
+                    DirectorySource::File => None,
+                },
             });
             tokio::spawn(crate::admin::serve(listener, state, shutdown.subscribe()));
             tracing::info!(address = %admin_addr.unwrap_or(admin.address), "admin API listening");
@@ -114,6 +147,7 @@ impl Server {
             shutdown,
             _watch: watch,
             admin: admin_addr,
+            follower,
         })
     }
 
@@ -130,7 +164,13 @@ impl Server {
     /// progress keep what they started with. Listeners, timers and probes
     /// need a restart.
     pub fn reload(&self) -> anyhow::Result<Vec<String>> {
-        reload_tenants(&self.config, &self.proxy, &self.policy)
+        reload_tenants(&self.config, &self.proxy, &self.policy, self.follower.as_ref())
+    }
+
+    /// With the directory in PostgreSQL: its status (connection, staleness,
+    /// refused tenants).
+    pub fn directory_status(&self) -> Option<&Arc<follow::DirectoryStatus>> {
+        self.follower.as_ref().map(|f| &f.status)
     }
 
     /// Stops taking new transactions, waits for in-flight ones up to the grace
@@ -169,12 +209,35 @@ impl Drop for Server {
 
 /// Reloads configuration and directory into a running proxy (see
 /// [`Server::reload`]), counted by outcome.
-fn reload_tenants(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<Vec<String>> {
-    let result = apply_reload(config, proxy, policy);
+fn reload_tenants(
+    config: &Path,
+    proxy: &Arc<ProxyCore>,
+    policy: &Arc<PolicyRegistry>,
+    follower: Option<&Follower>,
+) -> anyhow::Result<Vec<String>> {
+    let result = match follower {
+        Some(f) => resync_database(config, proxy, f),
+        None => apply_reload(config, proxy, policy),
+    };
     if result.is_err() {
         proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "failed" }).inc();
     }
     result
+}
+
+/// With the directory in PostgreSQL, a reload reads the configuration and has
+/// the follower validate every tenant against it again (in the background:
+/// refused tenants show on `/directory`).
+fn resync_database(config: &Path, proxy: &Arc<ProxyCore>, follower: &Follower) -> anyhow::Result<Vec<String>> {
+    let router_config = RouterConfig::load(config)?;
+    if !matches!(router_config.directory_source, DirectorySource::Postgres(_)) {
+        anyhow::bail!("{}: directory: the directory source cannot change without a restart", config.display());
+    }
+    proxy.transports().reload_tls().map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", config.display()))?;
+    follower.resync(router_config);
+    proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "ok" }).inc();
+    tracing::info!(config = %config.display(), "configuration reloaded; every tenant is read from the database again");
+    Ok(Vec::new())
 }
 
 /// Applies a reload; returns why each tenant whose directory was refused was
@@ -215,8 +278,12 @@ fn start_watch(
     router_config: &RouterConfig,
     proxy: &Arc<ProxyCore>,
     policy: &Arc<PolicyRegistry>,
+    follower: Option<Follower>,
 ) -> anyhow::Result<FileWatch> {
-    let mut files = vec![(router_config.directory.clone(), "directory file")];
+    let mut files = Vec::new();
+    if router_config.directory_source == DirectorySource::File {
+        files.push((router_config.directory.clone(), "directory file"));
+    }
     if let Some(c) = &router_config.tls.certificate {
         files.push((c.clone(), "TLS certificate"));
     }
@@ -232,7 +299,7 @@ fn start_watch(
             match change {
                 Change::File { path, what } => {
                     tracing::info!(file = %path.display(), what, "file changed; reloading");
-                    if let Err(e) = reload_tenants(&config, &proxy, &policy) {
+                    if let Err(e) = reload_tenants(&config, &proxy, &policy, follower.as_ref()) {
                         tracing::warn!(error = format!("{e:#}"), "reload refused, the previous configuration stays");
                     }
                 }

@@ -4,6 +4,7 @@
 
 pub mod dns;
 pub mod peer;
+pub mod postgres;
 pub mod sipp;
 
 use std::path::{Path, PathBuf};

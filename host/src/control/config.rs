@@ -48,8 +48,12 @@ use super::{ConfigError, check_sip_uri, parse_text, read_file};
 pub struct RouterConfig {
     /// The file it was read from.
     pub path: PathBuf,
-    /// The directory file, resolved against the config file's folder.
+    /// The directory file, resolved against the config file's folder; with a
+    /// database source, the name its errors are reported under (`postgres`).
     pub directory: PathBuf,
+    /// Where the directory comes from: the file (`directory = "file.toml"`, or
+    /// `[directory] source = "file"`), or PostgreSQL (`[directory] source = "postgres"`).
+    pub directory_source: DirectorySource,
     /// The watched policy directory (`policy_dir`): `<tenant-id>.wasm` there is
     /// the tenant's policy, replacing its configured one while present.
     pub policy_dir: Option<PathBuf>,
@@ -88,6 +92,55 @@ pub struct RouterConfig {
     /// (`directory_may_remove_all_users`, false): refused by default, as the
     /// mark of a file caught half-written.
     pub directory_may_remove_all_users: bool,
+}
+
+/// Where the directory (and, with a database, the policy versions) comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectorySource {
+    /// The directory file, watched.
+    File,
+    /// PostgreSQL, shared by a fleet (see `docs/deployment.md`).
+    Postgres(PostgresSettings),
+}
+
+/// `[directory] source = "postgres"`: how to reach the database.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresSettings {
+    /// The connection string (`url`, or read from the environment variable
+    /// `url_env`): `postgres://user:password@host:port/db` or `host=... user=...`.
+    pub url: String,
+    /// Connections for reads and the admin API's writes (`pool_size`, 4); the
+    /// change listener has its own.
+    pub pool_size: usize,
+    /// TLS to the database (`tls = true`), verified against `ca`.
+    pub tls_ca: Option<PathBuf>,
+    /// How long one connection attempt may take (`connect_timeout_ms`, 5000).
+    pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection string may hold a password: never printed.
+        f.debug_struct("PostgresSettings")
+            .field("pool_size", &self.pool_size)
+            .field("tls_ca", &self.tls_ca)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DirectorySection {
+    source: String,
+    file: Option<PathBuf>,
+    url: Option<String>,
+    url_env: Option<String>,
+    pool_size: Option<usize>,
+    #[serde(default)]
+    tls: bool,
+    ca: Option<PathBuf>,
+    connect_timeout_ms: Option<u64>,
 }
 
 /// `[tls]`: the router's certificate and key (for its TLS listeners, and
@@ -451,7 +504,8 @@ pub struct Rerouting {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
-    directory: PathBuf,
+    /// A file name, or a `[directory]` table.
+    directory: serde_json::Value,
     #[serde(default)]
     directory_may_remove_all_users: bool,
     #[serde(default)]
@@ -650,6 +704,7 @@ impl RouterConfig {
         RouterConfig {
             path: "router.toml".into(),
             directory: "directory.toml".into(),
+            directory_source: DirectorySource::File,
             policy_dir: None,
             policy_cache: None,
             tenants,
@@ -905,6 +960,7 @@ impl RouterConfig {
             }
             dns.hosts.insert(name.to_ascii_lowercase(), parsed);
         }
+        let (directory, directory_source) = directory_source(base, file.directory).map_err(|(k, r)| invalid(k, r))?;
         let policy_dir = file.policy_dir.map(|d| base.join(d));
         if let Some(d) = &policy_dir
             && !d.is_dir()
@@ -928,7 +984,8 @@ impl RouterConfig {
         };
         Ok(RouterConfig {
             path: path.to_path_buf(),
-            directory: base.join(file.directory),
+            directory,
+            directory_source,
             policy_dir,
             policy_cache: file.policy_cache.map(|d| base.join(d)),
             admin,
@@ -953,6 +1010,75 @@ impl RouterConfig {
             policy_defaults: defaults,
             hosting_providers: providers,
         })
+    }
+}
+
+/// `directory = "file"`, or the `[directory]` table: the file (or the name a
+/// database's errors are reported under) and the source.
+fn directory_source(base: &Path, value: serde_json::Value) -> Result<(PathBuf, DirectorySource), (String, String)> {
+    let section: DirectorySection = match value {
+        serde_json::Value::String(file) if !file.is_empty() => return Ok((base.join(file), DirectorySource::File)),
+        serde_json::Value::Object(_) => serde_path_to_error::deserialize(value)
+            .map_err(|e| (format!("directory.{}", e.path()), e.into_inner().to_string()))?,
+        _ => {
+            return Err((
+                "directory".into(),
+                "expected a file name, or a [directory] table with `source = \"file\"` or `\"postgres\"`".into(),
+            ));
+        }
+    };
+    let key = |k: &str| format!("directory.{k}");
+    match section.source.as_str() {
+        "file" => {
+            let file = section.file.ok_or_else(|| (key("file"), "required with source = \"file\"".to_owned()))?;
+            for (k, given) in
+                [("url", section.url.is_some()), ("url_env", section.url_env.is_some()), ("tls", section.tls)]
+            {
+                if given {
+                    return Err((key(k), "only for source = \"postgres\"".into()));
+                }
+            }
+            Ok((base.join(file), DirectorySource::File))
+        }
+        "postgres" => {
+            if section.file.is_some() {
+                return Err((key("file"), "only for source = \"file\"".into()));
+            }
+            let url_key = key(if section.url_env.is_some() { "url_env" } else { "url" });
+            let url = match (section.url, section.url_env) {
+                (Some(u), None) if !u.is_empty() => u,
+                (None, Some(var)) => std::env::var(&var).map_err(|_| {
+                    (key("url_env"), format!("the environment variable `{var}` is not set (or not UTF-8)"))
+                })?,
+                (Some(_), Some(_)) => return Err((key("url"), "give url or url_env, not both".into())),
+                _ => return Err((key("url"), "required with source = \"postgres\" (or url_env)".into())),
+            };
+            url.parse::<tokio_postgres::Config>().map_err(|e| (url_key, format!("not a connection string: {e}")))?;
+            let pool_size = section.pool_size.unwrap_or(4);
+            if !(1..=64).contains(&pool_size) {
+                return Err((key("pool_size"), format!("{pool_size}: must be 1 to 64")));
+            }
+            let tls_ca = match (section.tls, section.ca) {
+                (true, Some(ca)) => Some(base.join(ca)),
+                (true, None) => {
+                    return Err((
+                        key("ca"),
+                        "required with tls = true: the CA that signed the database's certificate".into(),
+                    ));
+                }
+                (false, Some(_)) => return Err((key("ca"), "only with tls = true".into())),
+                (false, None) => None,
+            };
+            let connect_timeout = Duration::from_millis(section.connect_timeout_ms.unwrap_or(5000));
+            if !(100..=60_000).contains(&connect_timeout.as_millis()) {
+                return Err((key("connect_timeout_ms"), "must be 100 to 60000".into()));
+            }
+            Ok((
+                PathBuf::from("postgres"),
+                DirectorySource::Postgres(PostgresSettings { url, pool_size, tls_ca, connect_timeout }),
+            ))
+        }
+        other => Err((key("source"), format!("`{other}`: expected \"file\" or \"postgres\""))),
     }
 }
 

@@ -77,7 +77,7 @@ pub struct User {
 }
 
 /// Kind of an Exchange UM contact.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ContactKind {
     /// Subscriber access.
@@ -280,70 +280,71 @@ pub struct Directory {
 #[serde(deny_unknown_fields)]
 struct DirectoryFile {
     #[serde(default)]
-    tenants: BTreeMap<String, TenantFile>,
+    tenants: BTreeMap<String, TenantData>,
 }
 
-/// One tenant's section: its data, and, for a tenant defined here rather than
-/// in the configuration, its settings (every other key).
-#[derive(Deserialize)]
-struct TenantFile {
+/// One tenant's section (of the file, or read from the database): its data,
+/// and, for a tenant defined here rather than in the configuration, its
+/// settings (every other key).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct TenantData {
     #[serde(default)]
-    users: Vec<UserFile>,
+    pub users: Vec<UserFile>,
     #[serde(default)]
-    contacts: Vec<ContactFile>,
+    pub contacts: Vec<ContactFile>,
     #[serde(default)]
-    hosted_voicemail_policies: Vec<HostedPolicyFile>,
+    pub hosted_voicemail_policies: Vec<HostedPolicyFile>,
     #[serde(default)]
-    dial_plans: Vec<DialPlanFile>,
+    pub dial_plans: Vec<DialPlanFile>,
     #[serde(flatten)]
-    settings: serde_json::Map<String, serde_json::Value>,
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct UserFile {
-    sip: String,
-    line: Option<String>,
-    site: Option<String>,
+pub(crate) struct UserFile {
+    pub sip: String,
+    pub line: Option<String>,
+    pub site: Option<String>,
     #[serde(default)]
-    hosted_voicemail: bool,
-    hosted_voicemail_policy: Option<String>,
-    eum: Option<String>,
+    pub hosted_voicemail: bool,
+    pub hosted_voicemail_policy: Option<String>,
+    pub eum: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct ContactFile {
-    sip: String,
-    number: String,
-    kind: ContactKind,
-    site: Option<String>,
-    hosted_voicemail_policy: Option<String>,
-    dial_plan: Option<String>,
+pub(crate) struct ContactFile {
+    pub sip: String,
+    pub number: String,
+    pub kind: ContactKind,
+    pub site: Option<String>,
+    pub hosted_voicemail_policy: Option<String>,
+    pub dial_plan: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct HostedPolicyFile {
-    scope: String,
-    destination: Option<String>,
+pub(crate) struct HostedPolicyFile {
+    pub scope: String,
+    pub destination: Option<String>,
     #[serde(default)]
-    organizations: Vec<String>,
+    pub organizations: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct DialPlanFile {
-    name: String,
-    phone_context: String,
-    servers: Vec<UmServerFile>,
+pub(crate) struct DialPlanFile {
+    pub name: String,
+    pub phone_context: String,
+    pub servers: Vec<UmServerFile>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct UmServerFile {
-    uri: String,
-    timeout_ms: Option<u32>,
+pub(crate) struct UmServerFile {
+    pub uri: String,
+    pub timeout_ms: Option<u32>,
 }
 
 /// A directory read tenant by tenant: the tenants whose section is valid, and
@@ -378,6 +379,14 @@ impl Directory {
         Self::strict(Self::per_tenant(config, text)?)
     }
 
+    /// The sections of the directory file of `config`, as written (for
+    /// `exum-router db import`); validate with [`Directory::load`] first.
+    pub(crate) fn raw_sections(config: &RouterConfig) -> Result<Vec<(String, TenantData)>, ConfigError> {
+        let text = std::fs::read_to_string(&config.directory)
+            .map_err(|source| ConfigError::Read { file: config.directory.clone(), source })?;
+        sections(&config.directory, &text)?.into_iter().map(|(id, t)| t.map(|t| (id, t))).collect()
+    }
+
     fn strict(read: PerTenant) -> Result<Directory, ConfigError> {
         match read.refused.into_iter().next() {
             Some((_, e)) => Err(e),
@@ -390,26 +399,7 @@ impl Directory {
         let mut out = PerTenant::default();
         let mut domains: HashSet<String> = config.tenants.iter().flat_map(|t| t.domains.iter().cloned()).collect();
         for (id, section) in sections(path, text)? {
-            let decided = section.and_then(|mut t| {
-                let settings = std::mem::take(&mut t.settings);
-                let defined = Self::defined_tenant(config, &id, settings, &mut domains)?;
-                let tenant = match &defined {
-                    Some(c) => c,
-                    None => config.tenants.iter().find(|c| c.id == id).ok_or_else(|| {
-                        ConfigError::invalid(
-                            path,
-                            format!("tenants.{id}"),
-                            format!(
-                                "no tenant `{id}` in {}; define it there or here (with `domains`)",
-                                config.path.display()
-                            ),
-                        )
-                    })?,
-                };
-                let dir = Self::validate_tenant(path, tenant, &id, t)?;
-                Ok((dir, defined))
-            });
-            match decided {
+            match section.and_then(|t| Self::section(config, path, &id, t, &mut domains)) {
                 Ok((dir, defined)) => {
                     out.directory.tenants.insert(id.clone(), dir);
                     if let Some(c) = defined {
@@ -422,16 +412,43 @@ impl Directory {
         Ok(out)
     }
 
+    /// Validates one tenant's section read from `source` (the directory file, or
+    /// the database): its settings when it defines the tenant, and its data
+    /// against the tenant's settings. `domains` holds the domains other tenants
+    /// own and gains this tenant's.
+    pub(crate) fn section(
+        config: &RouterConfig,
+        source: &Path,
+        id: &str,
+        mut t: TenantData,
+        domains: &mut HashSet<String>,
+    ) -> Result<(TenantDirectory, Option<TenantConfig>), ConfigError> {
+        let settings = std::mem::take(&mut t.settings);
+        let defined = Self::defined_tenant(config, source, id, settings, domains)?;
+        let tenant = match &defined {
+            Some(c) => c,
+            None => config.tenants.iter().find(|c| c.id == id).ok_or_else(|| {
+                ConfigError::invalid(
+                    source,
+                    format!("tenants.{id}"),
+                    format!("no tenant `{id}` in {}; define it there or here (with `domains`)", config.path.display()),
+                )
+            })?,
+        };
+        let dir = Self::validate_tenant(source, tenant, id, t)?;
+        Ok((dir, defined))
+    }
+
     /// The settings of a tenant defined in the directory, when its section has
     /// any; a tenant of the configuration may have none here (it is defined in
     /// one place).
     fn defined_tenant(
         config: &RouterConfig,
+        path: &Path,
         id: &str,
         settings: serde_json::Map<String, serde_json::Value>,
         domains: &mut HashSet<String>,
     ) -> Result<Option<TenantConfig>, ConfigError> {
-        let path = &config.directory;
         if settings.is_empty() {
             return Ok(None);
         }
@@ -463,7 +480,7 @@ impl Directory {
         path: &Path,
         tenant: &TenantConfig,
         id: &str,
-        t: TenantFile,
+        t: TenantData,
     ) -> Result<TenantDirectory, ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
         let mut dir = TenantDirectory::default();
@@ -640,7 +657,7 @@ impl Directory {
 /// not the file's. The whole file is parsed first, for errors with line
 /// numbers; a file that does not parse at all is the file's error.
 /// One tenant's section of the directory file: its id, and its parse.
-type Section = (String, Result<TenantFile, ConfigError>);
+type Section = (String, Result<TenantData, ConfigError>);
 
 fn sections(path: &Path, text: &str) -> Result<Vec<Section>, ConfigError> {
     let whole_error = match super::parse_text::<DirectoryFile>(path, text) {
@@ -657,7 +674,7 @@ fn sections(path: &Path, text: &str) -> Result<Vec<Section>, ConfigError> {
         .tenants
         .into_iter()
         .map(|(id, value)| {
-            let parsed = serde_path_to_error::deserialize::<_, TenantFile>(value).map_err(|e| {
+            let parsed = serde_path_to_error::deserialize::<_, TenantData>(value).map_err(|e| {
                 let key = format!("tenants.{id}.{}", e.path());
                 ConfigError::invalid(path, key, e.into_inner().to_string())
             });

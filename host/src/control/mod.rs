@@ -98,7 +98,11 @@ impl Tenants {
     /// Loads the configuration at `path` and its directory; any invalid part
     /// refuses the whole.
     pub fn load(path: &Path) -> Result<(RouterConfig, Tenants), ConfigError> {
-        let config = RouterConfig::load(path)?;
+        Self::load_with(RouterConfig::load(path)?)
+    }
+
+    /// [`Tenants::load`] with the configuration already read.
+    pub fn load_with(config: RouterConfig) -> Result<(RouterConfig, Tenants), ConfigError> {
         let directory = Directory::load(&config)?;
         for (file, key, t) in defined_tenants(&config, &directory) {
             check_hosting(file, &key, t, directory.tenants.get(&t.id))?;
@@ -168,6 +172,52 @@ impl Tenants {
         Ok((config, tenants, refused))
     }
 
+    /// Joins a validated configuration and a directory read from a database:
+    /// checked as [`Tenants::load`] checks a file's.
+    pub fn from_directory(config: &RouterConfig, directory: Directory) -> Result<Tenants, ConfigError> {
+        for (file, key, t) in defined_tenants(config, &directory) {
+            check_hosting(file, &key, t, directory.tenants.get(&t.id))?;
+        }
+        Ok(Tenants::new(config, directory))
+    }
+
+    /// These tenants with some replaced, added or removed (`None`), in one
+    /// new set: the others are shared, not copied. A tenant keeps its place;
+    /// new ones come last.
+    pub fn with_changes(&self, changes: impl IntoIterator<Item = (String, Option<Tenant>)>) -> Tenants {
+        let mut replaced: HashMap<String, Option<Arc<Tenant>>> =
+            changes.into_iter().map(|(id, t)| (id, t.map(Arc::new))).collect();
+        let mut out = Tenants::default();
+        let add = |out: &mut Tenants, tenant: Arc<Tenant>| {
+            for d in &tenant.config.domains {
+                out.by_domain.insert(d.clone(), tenant.clone());
+            }
+            out.by_id.insert(tenant.config.id.clone(), tenant.clone());
+            out.order.push(tenant);
+        };
+        out.by_id.reserve(self.by_id.len());
+        out.by_domain.reserve(self.by_domain.len());
+        out.order.reserve(self.order.len());
+        for t in &self.order {
+            match replaced.remove(&t.config.id) {
+                None => add(&mut out, t.clone()),
+                Some(Some(new)) => add(&mut out, new),
+                Some(None) => {}
+            }
+        }
+        let mut rest: Vec<Arc<Tenant>> = replaced.into_values().flatten().collect();
+        rest.sort_by(|a, b| a.config.id.cmp(&b.config.id));
+        for t in rest {
+            add(&mut out, t);
+        }
+        out
+    }
+
+    /// The domains every tenant but `except` owns.
+    pub fn domains_except(&self, except: &str) -> std::collections::HashSet<String> {
+        self.by_domain.iter().filter(|(_, t)| t.config.id != except).map(|(d, _)| d.clone()).collect()
+    }
+
     /// Joins a validated configuration and directory: the configuration's
     /// tenants in file order, then those the directory defines, by id.
     pub fn new(config: &RouterConfig, mut directory: Directory) -> Tenants {
@@ -217,7 +267,7 @@ fn defined_tenants<'a>(
 /// Hosted voice mail goes through a hosting provider (or an edge): a tenant
 /// with hosted users or contacts and neither is refused, not sent straight to
 /// the hosted destination. `file` and `key` name where the tenant is defined.
-fn check_hosting(
+pub(crate) fn check_hosting(
     file: &Path,
     key: &str,
     t: &TenantConfig,

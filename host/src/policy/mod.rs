@@ -18,7 +18,7 @@ pub mod contract {
     pub use super::bindings::exum::policy::types::*;
 }
 
-pub use engine::{CONTRACT, LoadError, PolicyEngine};
+pub use engine::{CONTRACT, LoadError, PolicyEngine, hex_sha256};
 
 impl From<contract::Transport> for crate::model::Transport {
     fn from(t: contract::Transport) -> Self {
@@ -29,5 +29,5 @@ impl From<contract::Transport> for crate::model::Transport {
         }
     }
 }
-pub use registry::{DecidedBy, PolicyRegistry, STANDARD_COMPONENT, StartError, TenantPolicy, Verdict};
+pub use registry::{DatabaseVersion, DecidedBy, PolicyRegistry, STANDARD_COMPONENT, StartError, TenantPolicy, Verdict};
 pub use version::{Fault, FaultKind, PolicyVersion};

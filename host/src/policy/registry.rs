@@ -260,9 +260,21 @@ pub enum StartError {
     Standard(LoadError),
 }
 
+/// A tenant's active policy version in the directory database: it wins over
+/// the watched directory's file and the configured policy.
+#[derive(Debug, Clone)]
+pub struct DatabaseVersion {
+    /// Its id in `exum.policy_versions`.
+    pub version_id: i64,
+    /// The component.
+    pub bytes: Arc<[u8]>,
+}
+
 /// Every tenant's policy, and the standard one.
 #[derive(Debug)]
 pub struct PolicyRegistry {
+    /// Active versions from the directory database, by tenant id.
+    database: RwLock<HashMap<String, DatabaseVersion>>,
     engine: Arc<PolicyEngine>,
     health: Arc<HealthTable>,
     standard: Arc<PolicyVersion>,
@@ -290,6 +302,18 @@ impl PolicyRegistry {
         health: Arc<HealthTable>,
         metrics: Arc<Metrics>,
     ) -> Result<PolicyRegistry, StartError> {
+        Self::for_deployment_with(config, tenants, health, metrics, HashMap::new())
+    }
+
+    /// [`Self::for_deployment`] with the active versions of the directory
+    /// database, by tenant id.
+    pub fn for_deployment_with(
+        config: &RouterConfig,
+        tenants: &Tenants,
+        health: Arc<HealthTable>,
+        metrics: Arc<Metrics>,
+        database: HashMap<String, DatabaseVersion>,
+    ) -> Result<PolicyRegistry, StartError> {
         let engine = PolicyEngine::counting_into(metrics.policy_compilations.clone(), metrics.policy_disk_hits.clone())
             .map_err(|e| StartError::Engine(format!("{e:#}")))?;
         let engine = Arc::new(engine);
@@ -298,6 +322,7 @@ impl PolicyRegistry {
         }
         let registry = PolicyRegistry::new(engine, health, metrics).map_err(StartError::Standard)?;
         registry.set_policy_dir(config.policy_dir.clone());
+        *registry.database.write().unwrap_or_else(|e| e.into_inner()) = database;
         registry.install_all(tenants);
         Ok(registry)
     }
@@ -322,6 +347,7 @@ impl PolicyRegistry {
             true,
         )?;
         Ok(PolicyRegistry {
+            database: RwLock::new(HashMap::new()),
             engine,
             health,
             standard: Arc::new(standard),
@@ -348,6 +374,15 @@ impl PolicyRegistry {
     /// cannot be installed serves with the standard policy and keeps the error in
     /// [`TenantPolicy::load_error`].
     pub fn install_configured(&self, tenant: &Arc<Tenant>) -> Arc<TenantPolicy> {
+        if let Some(v) = self.database_version(&tenant.config.id) {
+            return match self.load_bytes(tenant, &v.bytes, format!("database version {}", v.version_id)) {
+                Ok(own) => self.install(tenant, Some(own), None),
+                Err(e) => {
+                    tracing::warn!(tenant = %tenant.config.id, version = v.version_id, error = %e, "policy not installed, the standard policy serves");
+                    self.install(tenant, None, Some(format!("database version {}: {e}", v.version_id)))
+                }
+            };
+        }
         let dir_file = self.policy_dir_file(&tenant.config.id).filter(|p| p.is_file());
         let result = match (dir_file, &tenant.config.policy) {
             (Some(path), _) => self.load_file(tenant, &path).map(Some),
@@ -359,6 +394,47 @@ impl PolicyRegistry {
             Err(e) => {
                 tracing::warn!(tenant = %tenant.config.id, error = %e, "policy not installed, the standard policy serves");
                 self.install(tenant, None, Some(e.to_string()))
+            }
+        }
+    }
+
+    /// The tenant's active version in the directory database, if any.
+    pub fn database_version(&self, tenant: &str) -> Option<DatabaseVersion> {
+        self.database.read().unwrap_or_else(|e| e.into_inner()).get(tenant).cloned()
+    }
+
+    /// The directory database says the tenant's active version is `version`
+    /// (`None`: none, its configured policy serves): compiled (through the
+    /// disk cache) and installed. A version that does not load leaves the
+    /// current one serving, with the reason on it.
+    pub fn apply_database_version(&self, tenant: &Arc<Tenant>, version: Option<DatabaseVersion>) -> Result<(), String> {
+        let id = &tenant.config.id;
+        let current = self.database_version(id);
+        if current.as_ref().map(|v| v.version_id) == version.as_ref().map(|v| v.version_id) {
+            return Ok(());
+        }
+        let Some(v) = version else {
+            self.database.write().unwrap_or_else(|e| e.into_inner()).remove(id);
+            tracing::info!(tenant = %id, "no active policy version in the database; the configured policy serves");
+            self.install_configured(tenant);
+            return Ok(());
+        };
+        match self.load_bytes(tenant, &v.bytes, format!("database version {}", v.version_id)) {
+            Ok(own) => {
+                self.database.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), v.clone());
+                self.install(tenant, Some(own), None);
+                Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
+                tracing::info!(tenant = %id, version = v.version_id, "policy version activated");
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("database version {}: {e}", v.version_id);
+                let current = self.get(tenant);
+                tracing::warn!(tenant = %id, error = %why, "activation refused, the previous version keeps serving");
+                *current.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
+                Metrics::tenant_kind(&self.metrics.reloads, id, "failed");
+                self.changes.send_modify(|n| *n += 1);
+                Err(why)
             }
         }
     }

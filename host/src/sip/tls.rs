@@ -52,7 +52,7 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -71,7 +71,7 @@ fn read_key(settings: &TlsSettings) -> Result<Option<CertifiedKey>, String> {
     Ok(Some(certified))
 }
 
-fn read_roots(path: &Path) -> Result<RootCertStore, String> {
+pub(crate) fn read_roots(path: &Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())

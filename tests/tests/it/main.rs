@@ -7,6 +7,7 @@ mod admin;
 mod attacks;
 mod dns;
 mod examples;
+mod fleet;
 mod flows;
 mod hostile_input;
 mod interop;

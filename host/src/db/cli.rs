@@ -1,0 +1,182 @@
+//! `exum-router db ...`: setting a fleet up without hand-written SQL: the
+//! schema, a directory file imported, policy versions uploaded, activated and
+//! rolled back, a tenant shown.
+
+use std::path::{Path, PathBuf};
+
+use super::{Database, DbError, policies};
+use crate::control::config::{DirectorySource, PostgresSettings, RouterConfig};
+use crate::control::directory::Directory;
+
+/// What `exum-router db` does.
+#[derive(Debug)]
+pub enum Action {
+    /// Bring the schema up to date.
+    Migrate,
+    /// Import a directory file (the configuration's, or `file`) into the
+    /// database: each tenant of the file replaced whole.
+    Import {
+        /// The file, when the configuration reads the database.
+        file: Option<PathBuf>,
+    },
+    /// Store a policy component as a new version of `tenant`.
+    Upload {
+        /// The tenant.
+        tenant: String,
+        /// The component.
+        policy: PathBuf,
+        /// Who uploads it.
+        by: String,
+        /// Activate it too.
+        activate: bool,
+    },
+    /// Make a version the active one.
+    Activate {
+        /// The tenant.
+        tenant: String,
+        /// The version id.
+        version: i64,
+        /// Who activates it.
+        by: String,
+    },
+    /// Activate the version active before the current one.
+    Rollback {
+        /// The tenant.
+        tenant: String,
+        /// Who rolls back.
+        by: String,
+    },
+    /// List a tenant's versions.
+    Versions {
+        /// The tenant.
+        tenant: String,
+    },
+    /// Show a tenant as the database holds it.
+    Show {
+        /// The tenant.
+        tenant: String,
+    },
+}
+
+/// Runs `action` against the database of `config` (or `url`, which wins);
+/// returns what to print.
+pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Result<String, String> {
+    let config = RouterConfig::load(config_path).map_err(|e| e.to_string())?;
+    let settings = match (&config.directory_source, url) {
+        (_, Some(url)) => {
+            url.parse::<tokio_postgres::Config>().map_err(|e| format!("--url: not a connection string: {e}"))?;
+            PostgresSettings { url, pool_size: 2, tls_ca: None, connect_timeout: std::time::Duration::from_secs(5) }
+        }
+        (DirectorySource::Postgres(s), None) => s.clone(),
+        (DirectorySource::File, None) => {
+            return Err(format!(
+                "{}: the directory is a file; give --url (or EXUM_DATABASE_URL) to name the database",
+                config_path.display()
+            ));
+        }
+    };
+    let db = Database::new(&settings).map_err(|e| e.to_string())?;
+    let err = |e: DbError| e.to_string();
+    match action {
+        Action::Migrate => {
+            let applied = db.migrate().await.map_err(err)?;
+            Ok(if applied.is_empty() {
+                "the schema is up to date\n".to_owned()
+            } else {
+                format!("applied: {}\n", applied.join(", "))
+            })
+        }
+        Action::Import { file } => {
+            db.migrate().await.map_err(err)?;
+            let mut file_config = config.clone();
+            match (file, &config.directory_source) {
+                (Some(f), _) => file_config.directory = f,
+                (None, DirectorySource::File) => {}
+                (None, DirectorySource::Postgres(_)) => {
+                    return Err("the configuration reads the database: give the file to import with --file".into());
+                }
+            }
+            file_config.directory_source = DirectorySource::File;
+            // Validated whole against the configuration first: nothing invalid is written.
+            let (_, tenants) = crate::control::Tenants::load_with(file_config.clone()).map_err(|e| e.to_string())?;
+            let sections = Directory::raw_sections(&file_config).map_err(|e| e.to_string())?;
+            let mut ids: Vec<String> = sections.iter().map(|(id, _)| id.clone()).collect();
+            // The configuration's tenants get a row too (no settings), for their policy versions.
+            let mut sections = sections;
+            for t in tenants.iter() {
+                if !ids.contains(&t.config.id) {
+                    ids.push(t.config.id.clone());
+                    sections.push((t.config.id.clone(), Default::default()));
+                }
+            }
+            let mut client = db.client("importing").await.map_err(err)?;
+            let users = super::directory::import(&mut client, sections).await.map_err(err)?;
+            Ok(format!(
+                "imported {} from {}: {} tenants ({}), {users} users\n",
+                file_config.directory.display(),
+                file_config.path.display(),
+                ids.len(),
+                ids.join(", ")
+            ))
+        }
+        Action::Upload { tenant, policy, by, activate } => {
+            let bytes = std::fs::read(&policy).map_err(|e| format!("{}: {e}", policy.display()))?;
+            crate::tools::check(&policy).map_err(|e| e.to_string())?;
+            let client = db.client("uploading").await.map_err(err)?;
+            let known = super::directory::tenant_ids(&**client).await.map_err(err)?.contains(&tenant);
+            if !known {
+                if config.tenants.iter().any(|t| t.id == tenant) {
+                    policies::ensure_tenant(&client, &tenant).await.map_err(err)?;
+                } else {
+                    return Err(format!("no tenant `{tenant}` in the database or in {}", config_path.display()));
+                }
+            }
+            let version = policies::upload(&client, &tenant, &bytes, &by).await.map_err(err)?;
+            if activate {
+                policies::activate(&client, &tenant, Some(version), &by).await.map_err(err)?;
+            }
+            Ok(format!(
+                "tenant {tenant}: version {version} ({}){}\n",
+                crate::policy::hex_sha256(&bytes),
+                if activate { ", active" } else { "" }
+            ))
+        }
+        Action::Activate { tenant, version, by } => {
+            let client = db.client("activating").await.map_err(err)?;
+            policies::activate(&client, &tenant, Some(version), &by).await.map_err(err)?;
+            Ok(format!("tenant {tenant}: version {version} active\n"))
+        }
+        Action::Rollback { tenant, by } => {
+            let client = db.client("rolling back").await.map_err(err)?;
+            let v = policies::rollback(&client, &tenant, &by).await.map_err(err)?;
+            Ok(match v {
+                Some(v) => format!("tenant {tenant}: version {v} active\n"),
+                None => format!("tenant {tenant}: no version active; the configured policy serves\n"),
+            })
+        }
+        Action::Versions { tenant } => {
+            let client = db.client("listing").await.map_err(err)?;
+            let versions = policies::list(&client, &tenant).await.map_err(err)?;
+            let mut out = String::new();
+            for v in versions {
+                out.push_str(&format!(
+                    "{}{:>6}  {}  {:>8} bytes  uploaded {} by {}\n",
+                    if v.active { "*" } else { " " },
+                    v.version_id,
+                    v.sha256,
+                    v.size,
+                    v.uploaded_at,
+                    v.uploaded_by
+                ));
+            }
+            Ok(out)
+        }
+        Action::Show { tenant } => {
+            let mut client = db.client("reading").await.map_err(err)?;
+            match super::directory::show(&mut client, &tenant).await.map_err(err)? {
+                Some(v) => Ok(format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())),
+                None => Err(format!("no tenant `{tenant}` in the database")),
+            }
+        }
+    }
+}

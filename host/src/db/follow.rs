@@ -1,0 +1,527 @@
+//! Following the database: one connection LISTENs on the directory and policy
+//! channels; each notification names a tenant, whose rows are read again in one
+//! snapshot, validated like a directory file's section, and swapped in alone
+//! (the other tenants are shared, not reloaded). A tenant whose rows fail
+//! validation keeps its previous data; the reason is logged, counted and shown
+//! on the admin API.
+//!
+//! When the connection is lost the router keeps routing on what it has, says
+//! since when its data is stale (`/ready`, `exum_directory_stale_seconds`), and
+//! reconnects with back-off (100 ms doubling to 5 s). Once connected again it
+//! compares every tenant's version in `exum.tenant_changes` with the version it
+//! applied and reads again those that differ (and every active policy version),
+//! so changes made during the outage are applied without a full reload.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::Notification;
+
+use super::directory::{self as rows, TenantRows, Unreadable};
+use super::{DIRECTORY_CHANNEL, Database, DbError, POLICY_CHANNEL, policies};
+use crate::control::config::RouterConfig;
+use crate::control::directory::{Directory, TenantData};
+use crate::control::{Tenant, Tenants};
+use crate::metrics::{Metrics, OutcomeLabel};
+use crate::policy::{DatabaseVersion, PolicyRegistry};
+use crate::sip::proxy::Proxy;
+
+/// Above this many tenants changed at once, the whole directory is read in
+/// one snapshot instead of tenant by tenant.
+const READ_ALL_ABOVE: usize = 64;
+/// Reconnection back-off: first and longest wait.
+const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
+
+/// What the admin API and the metrics say about the directory source.
+#[derive(Debug, Default)]
+pub struct DirectoryStatus {
+    inner: Mutex<StatusInner>,
+}
+
+#[derive(Debug, Default)]
+struct StatusInner {
+    connected: bool,
+    stale_since: Option<SystemTime>,
+    refused: BTreeMap<String, String>,
+    changes_applied: u64,
+}
+
+impl DirectoryStatus {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StatusInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the database is connected and followed.
+    pub fn connected(&self) -> bool {
+        self.lock().connected
+    }
+
+    /// Since when the data is stale (the connection lost), if it is.
+    pub fn stale_since(&self) -> Option<SystemTime> {
+        self.lock().stale_since
+    }
+
+    /// Seconds the data has been stale (0 when current).
+    pub fn stale_seconds(&self) -> f64 {
+        self.stale_since().and_then(|t| t.elapsed().ok()).map_or(0.0, |d| d.as_secs_f64())
+    }
+
+    /// Why a tenant's rows are refused now, if they are.
+    pub fn refused(&self, tenant: &str) -> Option<String> {
+        self.lock().refused.get(tenant).cloned()
+    }
+
+    /// Tenant changes applied since start.
+    pub fn changes_applied(&self) -> u64 {
+        self.lock().changes_applied
+    }
+
+    /// The status as the admin API shows it.
+    pub fn json(&self) -> serde_json::Value {
+        let s = self.lock();
+        let since = s.stale_since.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()));
+        let refused: Vec<serde_json::Value> =
+            s.refused.iter().map(|(t, r)| serde_json::json!({"tenant": t, "reason": r})).collect();
+        serde_json::json!({
+            "source": "postgres",
+            "connected": s.connected,
+            "stale": s.stale_since.is_some(),
+            "stale_since": since,
+            "stale_seconds": s.stale_since.and_then(|t| t.elapsed().ok()).map_or(0, |d| d.as_secs()),
+            "changes_applied": s.changes_applied,
+            "refused": refused,
+        })
+    }
+
+    fn set_connected(&self, metrics: &Metrics, connected: bool) {
+        let mut s = self.lock();
+        s.connected = connected;
+        if connected {
+            s.stale_since = None;
+        } else if s.stale_since.is_none() {
+            s.stale_since = Some(SystemTime::now());
+        }
+        metrics.directory_connected.set(i64::from(connected));
+    }
+
+    fn refuse(&self, metrics: &Metrics, tenant: &str, reason: String) {
+        let mut s = self.lock();
+        s.refused.insert(tenant.to_owned(), reason);
+        metrics.directory_refused_tenants.set(s.refused.len() as i64);
+        metrics.directory_changes.get_or_create(&OutcomeLabel { outcome: "refused" }).inc();
+    }
+
+    fn applied(&self, metrics: &Metrics, tenant: &str) {
+        let mut s = self.lock();
+        s.refused.remove(tenant);
+        s.changes_applied += 1;
+        metrics.directory_refused_tenants.set(s.refused.len() as i64);
+        metrics.directory_changes.get_or_create(&OutcomeLabel { outcome: "applied" }).inc();
+    }
+}
+
+/// Validates a tenant's rows as a directory file's section; an error names
+/// the row (`users (sip = ...)`), not its index.
+fn validate(
+    config: &RouterConfig,
+    id: &str,
+    data: TenantData,
+    domains: &mut HashSet<String>,
+) -> Result<Tenant, String> {
+    let names = rows::RowNames::of(&data);
+    let source = config.directory.as_path();
+    let named = |e: crate::control::ConfigError| match e {
+        crate::control::ConfigError::Invalid { file, key, reason } => {
+            crate::control::ConfigError::Invalid { file, key: rows::name_rows(&key, &names), reason }.to_string()
+        }
+        e => e.to_string(),
+    };
+    let (directory, defined) = Directory::section(config, source, id, data, domains).map_err(named)?;
+    let tenant_config = match defined {
+        Some(c) => c,
+        None => config.tenants.iter().find(|c| c.id == id).cloned().ok_or_else(|| format!("no tenant `{id}`"))?,
+    };
+    crate::control::check_hosting(source, &format!("tenants.{id}"), &tenant_config, Some(&directory))
+        .map_err(|e| e.to_string())?;
+    Ok(Tenant { config: tenant_config, directory })
+}
+
+/// What the router starts with: the tenants, the active policy versions, and
+/// the follower's state (connected and listening since before the read).
+#[derive(Debug)]
+pub struct Initial {
+    /// The tenants.
+    pub tenants: Tenants,
+    /// Active policy versions by tenant id.
+    pub policies: HashMap<String, DatabaseVersion>,
+    /// Shown on the admin API and in the metrics.
+    pub status: Arc<DirectoryStatus>,
+    state: State,
+}
+
+#[derive(Debug)]
+struct State {
+    db: Database,
+    config: RouterConfig,
+    /// The version of each tenant applied (or refused: a later change retries).
+    versions: HashMap<String, i64>,
+    listener: Option<(tokio_postgres::Client, tokio::task::JoinHandle<()>)>,
+    notices: mpsc::UnboundedReceiver<Option<Notification>>,
+    status: Arc<DirectoryStatus>,
+    metrics: Arc<Metrics>,
+}
+
+impl State {
+    /// Connects the listener and LISTENs on both channels.
+    async fn listen(&mut self) -> Result<(), DbError> {
+        if let Some((_, task)) = self.listener.take() {
+            task.abort();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (client, task) = self.db.connect_with(Some(tx)).await?;
+        client
+            .batch_execute(&format!("LISTEN {DIRECTORY_CHANNEL}; LISTEN {POLICY_CHANNEL}"))
+            .await
+            .map_err(DbError::pg("listening for changes"))?;
+        self.notices = rx;
+        self.listener = Some((client, task));
+        Ok(())
+    }
+}
+
+/// Reads the database once, listening first (so no change between the read
+/// and the follower's start is missed). Tenants whose rows are invalid are
+/// refused one by one (logged, counted, on the admin API); the router starts
+/// without them. Only a database that cannot be reached or read fails.
+pub async fn initial(db: Database, config: RouterConfig, metrics: Arc<Metrics>) -> Result<Initial, DbError> {
+    let status = Arc::new(DirectoryStatus::default());
+    let (_, notices) = mpsc::unbounded_channel();
+    let mut state = State {
+        db,
+        config,
+        versions: HashMap::new(),
+        listener: None,
+        notices,
+        status: status.clone(),
+        metrics: metrics.clone(),
+    };
+    state.listen().await?;
+    let mut client = state.db.client("reading the directory").await?;
+    let (snapshot, unreadable) = rows::read_all(&mut client).await?;
+    let mut directory = Directory::default();
+    let mut domains: HashSet<String> = state.config.tenants.iter().flat_map(|t| t.domains.iter().cloned()).collect();
+    for u in unreadable {
+        let why = format!("{}: tenants.{}: {}", state.config.directory.display(), u.tenant, u.reason);
+        tracing::warn!(tenant = %u.tenant, reason = %why, "tenant refused: its rows are invalid");
+        status.refuse(&metrics, &u.tenant, why);
+    }
+    state.versions = snapshot.versions.into_iter().collect();
+    for (id, TenantRows { data, .. }) in snapshot.tenants {
+        match validate(&state.config, &id, data, &mut domains) {
+            Ok(t) => {
+                if !state.config.tenants.iter().any(|c| c.id == id) {
+                    directory.defined.insert(id.clone(), t.config);
+                }
+                directory.tenants.insert(id, t.directory);
+            }
+            Err(why) => {
+                tracing::warn!(tenant = %id, reason = %why, "tenant refused: its rows are invalid");
+                status.refuse(&metrics, &id, why);
+            }
+        }
+    }
+    let tenants = Tenants::new(&state.config, directory);
+    let mut active = HashMap::new();
+    for (tenant, _) in policies::all_active(&client).await? {
+        if let Some(v) = policies::active(&client, &tenant).await? {
+            active.insert(tenant, DatabaseVersion { version_id: v.version_id, bytes: v.bytes.into() });
+        }
+    }
+    status.set_connected(&metrics, true);
+    Ok(Initial { tenants, policies: active, status, state })
+}
+
+/// A request to the follower.
+#[derive(Debug)]
+enum Command {
+    /// The configuration was reloaded: validate every tenant against it.
+    Resync(Box<RouterConfig>),
+}
+
+/// The running follower.
+#[derive(Debug, Clone)]
+pub struct Follower {
+    commands: mpsc::UnboundedSender<Command>,
+    /// Connection and staleness, refused tenants.
+    pub status: Arc<DirectoryStatus>,
+}
+
+impl Follower {
+    /// Starts following the database with `initial`'s state; stops when
+    /// `shutdown` changes.
+    pub fn spawn(
+        initial: Initial,
+        proxy: Arc<Proxy>,
+        policy: Arc<PolicyRegistry>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Follower {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let status = initial.status.clone();
+        tokio::spawn(run(initial.state, proxy, policy, rx, shutdown));
+        Follower { commands: tx, status }
+    }
+
+    /// The configuration was reloaded: every tenant is read and validated
+    /// against it again (in the background; refusals show on the status).
+    pub fn resync(&self, config: RouterConfig) {
+        let _ = self.commands.send(Command::Resync(Box::new(config)));
+    }
+}
+
+async fn run(
+    mut st: State,
+    proxy: Arc<Proxy>,
+    policy: Arc<PolicyRegistry>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        // Connected: apply notifications as they come, in batches.
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.changed() => return,
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Resync(config)) => {
+                        st.config = *config;
+                        let all: BTreeSet<String> = st.versions.keys().cloned()
+                            .chain(proxy.tenants().iter().map(|t| t.config.id.clone())).collect();
+                        if let Err(e) = apply_tenants(&mut st, &proxy, &policy, all, true).await {
+                            tracing::warn!(error = %e, "resynchronising after a reload failed");
+                            break;
+                        }
+                        continue;
+                    }
+                    None => return,
+                },
+                n = st.notices.recv() => n,
+            };
+            let Some(Some(first)) = first else { break };
+            let (mut directory, mut policies, mut lost) = (BTreeSet::new(), BTreeSet::new(), false);
+            let mut note = |n: Notification| match n.channel() {
+                DIRECTORY_CHANNEL => {
+                    directory.insert(n.payload().to_owned());
+                }
+                POLICY_CHANNEL => {
+                    policies.insert(n.payload().to_owned());
+                }
+                _ => {}
+            };
+            note(first);
+            while let Ok(n) = st.notices.try_recv() {
+                match n {
+                    Some(n) => note(n),
+                    None => lost = true,
+                }
+            }
+            let added = match apply_tenants(&mut st, &proxy, &policy, directory, false).await {
+                Ok(added) => added,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading changed tenants failed");
+                    break;
+                }
+            };
+            policies.extend(added);
+            if let Err(e) = apply_policies(&st, &proxy, &policy, policies).await {
+                tracing::warn!(error = %e, "reading activated policies failed");
+                break;
+            }
+            if lost {
+                break;
+            }
+        }
+        // Lost: serve on what we have, reconnect, then catch up.
+        st.status.set_connected(&st.metrics, false);
+        tracing::warn!("directory database connection lost; routing on the last data while reconnecting");
+        let mut wait = BACKOFF.0;
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(wait) => {}
+            }
+            match catch_up(&mut st, &proxy, &policy).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "reconnecting to the directory database failed");
+                    wait = (wait * 2).min(BACKOFF.1);
+                }
+            }
+        }
+        st.status.set_connected(&st.metrics, true);
+        tracing::info!("directory database connected again; changes made meanwhile applied");
+    }
+}
+
+/// After a reconnection: listen again, then apply every tenant whose version
+/// differs from the one applied, and every active policy version that differs.
+async fn catch_up(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistry>) -> Result<(), DbError> {
+    st.listen().await?;
+    let client = st.db.client("reading tenant versions").await?;
+    let rows = client
+        .query("SELECT tenant_id, version FROM exum.tenant_changes", &[])
+        .await
+        .map_err(DbError::pg("reading tenant versions"))?;
+    let changed: BTreeSet<String> = rows
+        .iter()
+        .filter(|r| st.versions.get(r.get::<_, &str>(0)) != Some(&r.get::<_, i64>(1)))
+        .map(|r| r.get(0))
+        .collect();
+    let active = policies::all_active(&client).await?;
+    drop(client);
+    let count = changed.len();
+    let added = apply_tenants(st, proxy, policy, changed, false).await?;
+    let mut refresh: BTreeSet<String> = added.into_iter().collect();
+    let tenants = proxy.tenants();
+    let active_ids: HashMap<&str, i64> = active.iter().map(|(t, v)| (t.as_str(), *v)).collect();
+    for t in tenants.iter() {
+        let id = t.config.id.as_str();
+        if policy.database_version(id).map(|v| v.version_id) != active_ids.get(id).copied() {
+            refresh.insert(id.to_owned());
+        }
+    }
+    apply_policies(st, proxy, policy, refresh).await?;
+    tracing::info!(tenants_changed = count, "caught up with the directory database");
+    Ok(())
+}
+
+/// Reads `ids` again and swaps them in, each alone: valid ones replace the
+/// tenant (or remove it, when its row is gone), invalid ones keep what they
+/// have. With `all`, every tenant is validated again (a new configuration).
+/// Returns the tenants added (their policies are to be read).
+async fn apply_tenants(
+    st: &mut State,
+    proxy: &Arc<Proxy>,
+    policy: &Arc<PolicyRegistry>,
+    ids: BTreeSet<String>,
+    all: bool,
+) -> Result<Vec<String>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut client = st.db.client("reading changed tenants").await?;
+    let mut read: Vec<(String, Result<Option<TenantData>, Unreadable>, i64)> = Vec::with_capacity(ids.len());
+    if all || ids.len() > READ_ALL_ABOVE {
+        let (mut snapshot, unreadable) = rows::read_all(&mut client).await?;
+        let mut unreadable: HashMap<String, Unreadable> =
+            unreadable.into_iter().map(|u| (u.tenant.clone(), u)).collect();
+        for id in &ids {
+            let version = snapshot.versions.get(id).copied().unwrap_or(0);
+            let rows = match unreadable.remove(id) {
+                Some(u) => Err(u),
+                None => Ok(snapshot.tenants.remove(id).map(|r| r.data)),
+            };
+            read.push((id.clone(), rows, version));
+        }
+    } else {
+        for id in &ids {
+            let (rows, version) = rows::read_tenant(&mut client, id).await?;
+            read.push((id.clone(), rows.map(|r| r.map(|r| r.data)), version));
+        }
+    }
+    drop(client);
+    let current = proxy.tenants();
+    let mut domains: HashSet<String> = current.iter().flat_map(|t| t.config.domains.iter().cloned()).collect();
+    let mut changes: Vec<(String, Option<Tenant>)> = Vec::new();
+    let in_config = |config: &RouterConfig, id: &str| config.tenants.iter().find(|c| c.id == id).cloned();
+    for (id, rows, version) in read {
+        st.versions.insert(id.clone(), version);
+        let old = current.by_id(&id);
+        let old_domains: Vec<String> = old.map(|t| t.config.domains.clone()).unwrap_or_default();
+        for d in &old_domains {
+            domains.remove(d);
+        }
+        let outcome = match rows {
+            Err(u) => Err(format!("{}: tenants.{id}: {}", st.config.directory.display(), u.reason)),
+            // Gone from the database: a tenant of the configuration stays, without data.
+            Ok(None) => match in_config(&st.config, &id) {
+                Some(config) => Ok(Some(Tenant { config, directory: Default::default() })),
+                None => Ok(None),
+            },
+            Ok(Some(data)) => validate(&st.config, &id, data, &mut domains).map(Some),
+        };
+        match outcome {
+            Ok(t) => {
+                if let Some(t) = &t {
+                    domains.extend(t.config.domains.iter().cloned());
+                }
+                st.status.applied(&st.metrics, &id);
+                changes.push((id, t));
+            }
+            Err(why) => {
+                domains.extend(old_domains);
+                tracing::warn!(tenant = %id, reason = %why, "tenant's rows refused; it keeps its previous data");
+                st.status.refuse(&st.metrics, &id, why);
+            }
+        }
+    }
+    if all {
+        // Tenants of the new configuration that the database never had.
+        for c in &st.config.tenants {
+            if current.by_id(&c.id).is_none() && !changes.iter().any(|(id, _)| id == &c.id) {
+                changes.push((c.id.clone(), Some(Tenant { config: c.clone(), directory: Default::default() })));
+            }
+        }
+    }
+    if changes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<String> = changes.iter().map(|(id, _)| id.clone()).collect();
+    let next = Arc::new(current.with_changes(changes));
+    let mut added = Vec::new();
+    let (policy2, current2, next2) = (policy.clone(), current.clone(), next.clone());
+    let installs = tokio::task::spawn_blocking(move || {
+        let mut added = Vec::new();
+        for id in ids {
+            match (current2.by_id(&id), next2.by_id(&id)) {
+                (old, Some(new)) if old.is_none_or(|o| o.config != new.config) => {
+                    if old.is_none() {
+                        added.push(id.clone());
+                    }
+                    policy2.install_configured(new);
+                }
+                (Some(_), None) => policy2.remove(&id),
+                _ => {}
+            }
+        }
+        added
+    });
+    if let Ok(a) = installs.await {
+        added = a;
+    }
+    proxy.set_tenants(next);
+    Ok(added)
+}
+
+/// Reads the active policy version of `ids` and applies it (compiled once,
+/// through the disk cache; a version that does not load is refused and the
+/// current one keeps serving).
+async fn apply_policies(
+    st: &State,
+    proxy: &Arc<Proxy>,
+    policy: &Arc<PolicyRegistry>,
+    ids: BTreeSet<String>,
+) -> Result<(), DbError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let client = st.db.client("reading active policies").await?;
+    for id in ids {
+        let Some(tenant) = proxy.tenants().by_id(&id).cloned() else { continue };
+        let active = policies::active(&client, &id).await?;
+        let version = active.map(|v| DatabaseVersion { version_id: v.version_id, bytes: v.bytes.into() });
+        let policy = policy.clone();
+        let _ = tokio::task::spawn_blocking(move || policy.apply_database_version(&tenant, version)).await;
+    }
+    Ok(())
+}

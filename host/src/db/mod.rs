@@ -1,0 +1,221 @@
+//! PostgreSQL as the shared source of a fleet: the directory (tenants, users,
+//! contacts, hosted voice-mail policies, dial plans) and the policy versions,
+//! with their schema (`host/migrations/`, run at start under an advisory lock)
+//! and the follower that applies their changes to a running router.
+//!
+//! - [`directory`]: reading tenants (all, or one) and importing a directory file.
+//! - [`policies`]: policy versions: upload, activate, roll back, list.
+//! - [`follow`]: LISTEN/NOTIFY, per-tenant updates, resynchronisation after an
+//!   outage, staleness.
+
+pub mod cli;
+pub mod directory;
+pub mod follow;
+pub mod policies;
+
+use std::sync::Arc;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+use crate::control::config::PostgresSettings;
+
+mod embedded {
+    refinery::embed_migrations!("migrations");
+}
+
+/// The channel a change to a tenant's directory rows is notified on (payload:
+/// the tenant id).
+pub const DIRECTORY_CHANNEL: &str = "exum_directory";
+/// The channel a change of a tenant's active policy is notified on.
+pub const POLICY_CHANNEL: &str = "exum_policy";
+
+/// A database error, with what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database did not answer or refused.
+    #[error("{what}: {source}")]
+    Postgres {
+        /// What was being done.
+        what: String,
+        /// The driver's error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
+    /// No connection from the pool.
+    #[error("{what}: no database connection: {source}")]
+    Pool {
+        /// What was being done.
+        what: String,
+        /// Why.
+        #[source]
+        source: deadpool_postgres::PoolError,
+    },
+    /// The schema could not be brought up to date.
+    #[error("migrating the schema: {0}")]
+    Migrate(String),
+    /// A request that cannot be carried out (unknown tenant or version ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The TLS settings cannot be used.
+    #[error("[directory] ca: {0}")]
+    Tls(String),
+    /// The attempt took longer than the connect timeout.
+    #[error("{0}: timed out")]
+    Timeout(String),
+}
+
+impl DbError {
+    pub(crate) fn pg(what: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> DbError {
+        let what = what.into();
+        move |source| DbError::Postgres { what, source }
+    }
+}
+
+/// The driver's error with its server-side detail (`{source}` alone prints
+/// "db error").
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// A connection to the database: a pool for reads and writes.
+#[derive(Clone)]
+pub struct Database {
+    pool: Pool,
+    settings: Arc<PostgresSettings>,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+fn tls_connector(settings: &PostgresSettings) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, DbError> {
+    let Some(ca) = &settings.tls_ca else { return Ok(None) };
+    let roots = crate::sip::tls::read_roots(ca).map_err(DbError::Tls)?;
+    let config = rustls::ClientConfig::builder_with_provider(crate::sip::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DbError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
+}
+
+fn pg_config(settings: &PostgresSettings) -> Result<tokio_postgres::Config, DbError> {
+    let mut config: tokio_postgres::Config =
+        settings.url.parse().map_err(|e: tokio_postgres::Error| DbError::Invalid(format!("[directory] url: {e}")))?;
+    config.connect_timeout(settings.connect_timeout);
+    config.keepalives(true);
+    config.keepalives_idle(std::time::Duration::from_secs(10));
+    if config.get_application_name().is_none() {
+        config.application_name("exum-router");
+    }
+    if settings.tls_ca.is_some() {
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+    }
+    Ok(config)
+}
+
+impl Database {
+    /// A pool to the database of `settings` (connections are made when used).
+    pub fn new(settings: &PostgresSettings) -> Result<Database, DbError> {
+        let config = pg_config(settings)?;
+        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+        let manager = match tls_connector(settings)? {
+            Some(tls) => Manager::from_config(config, tls, manager_config),
+            None => Manager::from_config(config, NoTls, manager_config),
+        };
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(settings.connect_timeout))
+            .create_timeout(Some(settings.connect_timeout))
+            .build()
+            .map_err(|e| DbError::Invalid(format!("[directory]: {e}")))?;
+        Ok(Database { pool, settings: Arc::new(settings.clone()) })
+    }
+
+    /// A connection from the pool.
+    pub async fn client(&self, what: &str) -> Result<deadpool_postgres::Object, DbError> {
+        self.pool.get().await.map_err(|source| DbError::Pool { what: what.to_owned(), source })
+    }
+
+    /// Brings the schema up to date (the migrations in `host/migrations/`),
+    /// one instance at a time: an advisory lock serialises a fleet starting
+    /// together. Returns the migrations applied now.
+    pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
+        // A connection of its own: the runner needs a plain client, and the
+        // advisory lock is held by the session.
+        let (mut client, task) = self.connect_with(None).await?;
+        const LOCK: i64 = 0x0065_7875_6d2d_6462; // "exum-db"
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
+            .await
+            .map_err(DbError::pg("taking the migration lock"))?;
+        let report = embedded::migrations::runner().run_async(&mut client).await;
+        let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await;
+        drop(client);
+        task.abort();
+        let report = report.map_err(|e| DbError::Migrate(e.to_string()))?;
+        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
+    }
+
+    /// A connection of its own (not from the pool), its driver task spawned;
+    /// the notifications it receives go to `notices`, and its end (the
+    /// database gone, or the task aborted) is sent as `None`.
+    pub(crate) async fn connect_with(
+        &self,
+        notices: Option<tokio::sync::mpsc::UnboundedSender<Option<tokio_postgres::Notification>>>,
+    ) -> Result<(Client, tokio::task::JoinHandle<()>), DbError> {
+        let config = pg_config(&self.settings)?;
+        let timeout = self.settings.connect_timeout;
+        let what = "connecting to the database";
+        let connected = async {
+            match tls_connector(&self.settings)? {
+                Some(tls) => {
+                    let (client, conn) = config.connect(tls).await.map_err(DbError::pg(what))?;
+                    Ok::<_, DbError>((client, tokio::spawn(drive(conn, notices))))
+                }
+                None => {
+                    let (client, conn) = config.connect(NoTls).await.map_err(DbError::pg(what))?;
+                    Ok((client, tokio::spawn(drive(conn, notices))))
+                }
+            }
+        };
+        tokio::time::timeout(timeout + std::time::Duration::from_secs(1), connected)
+            .await
+            .map_err(|_| DbError::Timeout(what.to_owned()))?
+    }
+}
+
+/// Drives a connection: forwards its notifications, and a `None` when it ends.
+async fn drive<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    notices: Option<tokio::sync::mpsc::UnboundedSender<Option<tokio_postgres::Notification>>>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(n))) => {
+                if let Some(tx) = &notices {
+                    let _ = tx.send(Some(n));
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "database connection ended");
+                break;
+            }
+            None => break,
+        }
+    }
+    if let Some(tx) = &notices {
+        let _ = tx.send(None);
+    }
+}

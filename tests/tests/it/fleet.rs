@@ -1,0 +1,421 @@
+//! A fleet: three routers and one PostgreSQL server on loopback
+//! (`exum_router_tests::postgres`). The directory is imported with the
+//! operator's command, changes made with one UPDATE reach every router, policy
+//! versions are activated with one UPDATE, the database stopped under load
+//! loses no call, a router that reconnects catches up with what it missed, a
+//! row that fails validation is refused for its tenant alone, and a caller
+//! resolving the fleet by DNS SRV loses no call when an instance dies.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::process::Child;
+use std::time::Duration;
+
+use exum_router::db::cli::{Action, run as db};
+use exum_router::model::Transport;
+use exum_router::model::wire::Name;
+use exum_router::server::Server;
+use exum_router_tests::peer::{UdpPeer, response, udp_request};
+use exum_router_tests::postgres::Postgres;
+use exum_router_tests::sipp::{sipp_address, stat};
+use exum_router_tests::{components, until};
+
+/// The routers' configuration: the directory in `pg`, fabrikam defined here
+/// (its data in the database), contoso defined in the database.
+fn router_toml(pg: &Postgres) -> String {
+    format!(
+        "policy_cache = \"cache\"\n\
+         [directory]\nsource = \"postgres\"\nurl = \"{}\"\npool_size = 2\nconnect_timeout_ms = 2000\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n",
+        pg.url()
+    )
+}
+
+/// The directory file the fleet is set up from: contoso (defined here, its
+/// edge the `hosted` peer) with 20 load users on DP1 (sipp's UAS) and dave on
+/// plan A; fabrikam's erin on plan A. Plans A and B are probe peers.
+fn directory_toml(uas: SocketAddr, a: SocketAddr, b: SocketAddr, hosted: SocketAddr) -> String {
+    let mut d = format!("[tenants.contoso]\ndomains = [\"contoso.com\"]\nedge = \"sip:{hosted}\"\n");
+    for i in 0..20 {
+        d.push_str(&format!(
+            "[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\neum = \"eum:user{i}@contoso.com;phone-context=DP1\"\n"
+        ));
+    }
+    d.push_str(
+        "[[tenants.contoso.users]]\nsip = \"sip:dave@contoso.com\"\neum = \"eum:dave@contoso.com;phone-context=A\"\n",
+    );
+    d.push_str(
+        "[[tenants.contoso.hosted_voicemail_policies]]\nscope = \"global\"\ndestination = \"exap.um.outlook.com\"\n",
+    );
+    d.push_str("[[tenants.fabrikam.users]]\nsip = \"sip:erin@fabrikam.com\"\neum = \"eum:erin@fabrikam.com;phone-context=A\"\n");
+    for tenant in ["contoso", "fabrikam"] {
+        for (name, at) in [("DP1", uas), ("A", a), ("B", b)] {
+            d.push_str(&format!(
+                "[[tenants.{tenant}.dial_plans]]\nname = \"{name}\"\nphone_context = \"{name}\"\n\
+                 servers = [{{ uri = \"sip:{at}\", timeout_ms = 3000 }}]\n"
+            ));
+        }
+    }
+    d
+}
+
+struct Fleet {
+    pg: Postgres,
+    dir: tempfile::TempDir,
+    routers: Vec<Option<Server>>,
+    plan_a: UdpPeer,
+    plan_b: UdpPeer,
+    hosted: UdpPeer,
+    uas_at: SocketAddr,
+    caller: UdpPeer,
+}
+
+impl Fleet {
+    /// PostgreSQL, the directory imported with `exum-router db import`, and
+    /// `n` routers each with its own folder and port.
+    async fn start(n: usize) -> Fleet {
+        let pg = tokio::task::spawn_blocking(Postgres::start).await.expect("join");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (plan_a, plan_b, hosted) = (UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await);
+        let uas_at = sipp_address();
+        std::fs::write(dir.path().join("router.toml"), router_toml(&pg)).expect("write");
+        std::fs::write(
+            dir.path().join("directory.toml"),
+            directory_toml(uas_at, plan_a.addr, plan_b.addr, hosted.addr),
+        )
+        .expect("write");
+        let out =
+            db(&dir.path().join("router.toml"), None, Action::Import { file: Some(dir.path().join("directory.toml")) })
+                .await
+                .expect("the directory imports");
+        assert!(out.contains("2 tenants") && out.contains("22 users"), "{out}");
+        let mut routers = Vec::new();
+        for i in 0..n {
+            let own = dir.path().join(format!("r{i}"));
+            std::fs::create_dir(&own).expect("mkdir");
+            std::fs::write(own.join("router.toml"), router_toml(&pg)).expect("write");
+            routers.push(Some(Server::start(&own.join("router.toml")).await.expect("the router starts")));
+        }
+        Fleet { pg, dir, routers, plan_a, plan_b, hosted, uas_at, caller: UdpPeer::bind().await }
+    }
+
+    /// Runs `sql` as the database's owner (psql), off the runtime's worker.
+    fn sql(&self, sql: &str) -> String {
+        tokio::task::block_in_place(|| self.pg.sql(sql))
+    }
+
+    fn router(&self, i: usize) -> &Server {
+        self.routers[i].as_ref().expect("running")
+    }
+
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.router(i).local_addr(Transport::Udp).expect("udp")
+    }
+
+    fn running(&self) -> impl Iterator<Item = &Server> {
+        self.routers.iter().flatten()
+    }
+
+    /// A call to `user` through router `i` reaches `at` (which answers 200).
+    async fn call_reaches(&self, i: usize, user: &str, at: &UdpPeer, call_id: &str) {
+        let ruri = format!("sip:{user};opaque=app:voicemail");
+        self.caller.send(self.addr(i), &udp_request("INVITE", &ruri, self.caller.addr, call_id)).await;
+        loop {
+            let (inv, from) = at.expect_request("INVITE").await;
+            if inv.first(Name::CallId) == Some(call_id) {
+                at.send(from, &response(&inv, 200, "um", "")).await;
+                break;
+            }
+        }
+        loop {
+            let ok = self.caller.final_response().await;
+            if ok.first(Name::CallId) == Some(call_id) {
+                assert_eq!(ok.status(), Some(200), "{call_id} through router {i}");
+                return;
+            }
+        }
+    }
+
+    /// A sipp UAC of `calls` calls at `rate` against `target`, its own folder.
+    fn load(&self, name: &str, target: SocketAddr, calls: u64, rate: u64) -> (Child, std::path::PathBuf) {
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let users: String = std::iter::once("SEQUENTIAL\n".to_owned())
+            .chain((0..20).map(|i| format!("user{i};contoso.com\n")))
+            .collect();
+        std::fs::write(dir.join("users.csv"), users).expect("write");
+        let child = exum_router_tests::sipp::uac(&dir, target, sipp_address(), calls, rate)
+            .arg("-trace_err")
+            .spawn()
+            .expect("sipp UAC starts (apt-get install -y sip-tester)");
+        (child, dir)
+    }
+
+    fn uas(&self) -> Killed {
+        Killed(exum_router_tests::sipp::uas(self.dir.path(), self.uas_at).spawn().expect("sipp UAS starts"))
+    }
+}
+
+/// A UAS that answers every INVITE and BYE with 200, each to where it came
+/// from (sipp's UAS answers a call's requests where its INVITE came from, which
+/// is not where a BYE that took another path through the fleet came from).
+fn answering(peer: UdpPeer) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some((m, from)) = peer.recv_within(Duration::from_secs(600)).await {
+            let contact = format!("Contact: <sip:um@{}>\r\n", peer.addr);
+            let reply = match m.method() {
+                Some("INVITE") => response(&m, 200, "um", &contact),
+                Some("ACK") | None => continue,
+                Some(_) => response(&m, 200, "um", ""),
+            };
+            peer.send(from, &reply).await;
+        }
+    })
+}
+
+/// A sipp process killed when the test ends, however it ends.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits for a sipp UAC and returns (successful, failed) calls.
+async fn finished(load: (Child, std::path::PathBuf)) -> (u64, u64) {
+    let (child, dir) = load;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().expect("UAC ends")).await.expect("join");
+    let (ok, failed) = (stat(&dir.join("uac.csv"), "SuccessfulCall(C)"), stat(&dir.join("uac.csv"), "FailedCall(C)"));
+    if failed > 0 {
+        // sipp's error log says which message of which call went wrong.
+        for e in std::fs::read_dir(&dir).expect("read_dir").flatten() {
+            if e.file_name().to_string_lossy().ends_with("_errors.log") {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                eprintln!("{}:\n{}", e.path().display(), &text[..text.len().min(3000)]);
+            }
+        }
+    }
+    assert!(
+        out.status.success() || failed > 0,
+        "sipp UAC in {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (ok, failed)
+}
+
+fn still_running(load: &mut (Child, std::path::PathBuf)) -> bool {
+    load.0.try_wait().expect("try_wait").is_none()
+}
+
+fn user_is_hosted(server: &Server, user: &str) -> bool {
+    let tenants = server.proxy.tenants();
+    let t = tenants.by_id("contoso").expect("contoso");
+    t.directory.user(user).is_some_and(|u| u.voicemail == exum_router::control::directory::VoicemailSetting::Hosted)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_routers_follow_one_database_under_load_and_through_its_outage() {
+    const RATE: u64 = 15;
+    const CALLS: u64 = 40 * RATE;
+    let mut fleet = Fleet::start(3).await;
+    let _uas = fleet.uas();
+    let mut loads: Vec<_> = (0..3).map(|i| fleet.load(&format!("load{i}"), fleet.addr(i), CALLS, RATE)).collect();
+
+    // Before: dave is on-premises (plan A) everywhere.
+    for i in 0..3 {
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.plan_a, &format!("before-{i}")).await;
+    }
+    // One UPDATE moves him to hosted voice mail; every router routes him there.
+    fleet.sql("UPDATE exum.users SET hosted_voicemail = true WHERE sip = 'sip:dave@contoso.com'");
+    for i in 0..3 {
+        until("dave hosted on every router", || user_is_hosted(fleet.router(i), "sip:dave@contoso.com")).await;
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.hosted, &format!("hosted-{i}")).await;
+    }
+
+    // A policy version (every call to plan B) uploaded, then activated by one UPDATE.
+    let out = db(
+        &fleet.dir.path().join("router.toml"),
+        None,
+        Action::Upload {
+            tenant: "fabrikam".into(),
+            policy: components::PLAN_B.into(),
+            by: "test".into(),
+            activate: false,
+        },
+    )
+    .await
+    .expect("upload");
+    let version: i64 = out.split_whitespace().nth(3).and_then(|v| v.parse().ok()).expect("a version id");
+    for i in 0..3 {
+        fleet.call_reaches(i, "erin@fabrikam.com", &fleet.plan_a, &format!("standard-{i}")).await;
+    }
+    fleet.sql(&format!("UPDATE exum.policy_active SET version_id = {version} WHERE tenant_id = 'fabrikam'"));
+    for i in 0..3 {
+        until("the version active on every router", || {
+            fleet.router(i).policy.database_version("fabrikam").is_some_and(|v| v.version_id == version)
+        })
+        .await;
+        fleet.call_reaches(i, "erin@fabrikam.com", &fleet.plan_b, &format!("plan-b-{i}")).await;
+    }
+    // Rolled back through the CLI: back to the standard policy everywhere.
+    db(&fleet.dir.path().join("router.toml"), None, Action::Rollback { tenant: "fabrikam".into(), by: "test".into() })
+        .await
+        .expect("rollback");
+    for i in 0..3 {
+        until("the rollback on every router", || fleet.router(i).policy.database_version("fabrikam").is_none()).await;
+    }
+
+    // The database stops under load: every router says its data is stale and goes on routing.
+    assert!(loads.iter_mut().all(still_running), "the load runs while the database stops");
+    tokio::task::block_in_place(|| fleet.pg.stop());
+    for i in 0..3 {
+        until("stale on every router", || fleet.router(i).directory_status().is_some_and(|s| !s.connected())).await;
+        assert!(fleet.router(i).directory_status().is_some_and(|s| s.stale_since().is_some()));
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.hosted, &format!("db-down-{i}")).await;
+    }
+    tokio::task::block_in_place(|| fleet.pg.restart());
+    assert!(loads.iter_mut().all(still_running), "the load runs while the database restarts");
+    for i in 0..3 {
+        until("connected again", || fleet.router(i).directory_status().is_some_and(|s| s.connected())).await;
+    }
+    // A later change reaches all three.
+    fleet.sql("UPDATE exum.users SET hosted_voicemail = false WHERE sip = 'sip:dave@contoso.com'");
+    for i in 0..3 {
+        until("dave on-premises again everywhere", || !user_is_hosted(fleet.router(i), "sip:dave@contoso.com")).await;
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.plan_a, &format!("after-{i}")).await;
+    }
+
+    for (i, load) in loads.into_iter().enumerate() {
+        let (ok, failed) = finished(load).await;
+        assert_eq!((ok, failed), (CALLS, 0), "router {i}: every call of the load succeeded");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_that_missed_changes_catches_up_when_it_reconnects() {
+    let fleet = Fleet::start(1).await;
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.plan_a, "catch-0").await;
+    // Shut the router out: no login for its role, its sessions ended.
+    fleet.sql(
+        "ALTER ROLE router NOLOGIN; \
+         SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'router'",
+    );
+    until("the router sees the connection lost", || fleet.router(0).directory_status().is_some_and(|s| !s.connected()))
+        .await;
+    // Changes it cannot be notified of: dave hosted, a new user, erin's tenant's plan A moved.
+    fleet.sql(
+        "UPDATE exum.users SET hosted_voicemail = true WHERE sip = 'sip:dave@contoso.com'; \
+         INSERT INTO exum.users (tenant_id, sip, eum) VALUES ('contoso', 'sip:zoe@contoso.com', 'eum:zoe@contoso.com;phone-context=B')",
+    );
+    assert!(!user_is_hosted(fleet.router(0), "sip:dave@contoso.com"), "not applied while disconnected");
+    fleet.sql("ALTER ROLE router LOGIN");
+    until("connected again", || fleet.router(0).directory_status().is_some_and(|s| s.connected())).await;
+    until("caught up", || user_is_hosted(fleet.router(0), "sip:dave@contoso.com")).await;
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.hosted, "catch-1").await;
+    fleet.call_reaches(0, "zoe@contoso.com", &fleet.plan_b, "catch-2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_that_fails_validation_is_refused_for_its_tenant_alone() {
+    let fleet = Fleet::start(1).await;
+    let server = fleet.router(0);
+    let applied = |s: &Server| s.directory_status().map_or(0, |d| d.changes_applied());
+    // A line that is no number, in contoso: refused, contoso keeps its data.
+    let before = applied(server);
+    fleet.sql("UPDATE exum.users SET line = 'garbage' WHERE sip = 'sip:dave@contoso.com'");
+    until("contoso refused", || server.directory_status().is_some_and(|d| d.refused("contoso").is_some())).await;
+    let why = server.directory_status().and_then(|d| d.refused("contoso")).expect("refused");
+    assert!(why.contains("users (sip = sip:dave@contoso.com).line") && why.contains("garbage"), "{why}");
+    assert_eq!(applied(server), before, "nothing applied for contoso");
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.plan_a, "refused-0").await;
+    // Fabrikam changes meanwhile apply.
+    fleet
+        .sql("UPDATE exum.users SET eum = 'eum:erin@fabrikam.com;phone-context=B' WHERE sip = 'sip:erin@fabrikam.com'");
+    until("fabrikam applied", || applied(server) > before).await;
+    fleet.call_reaches(0, "erin@fabrikam.com", &fleet.plan_b, "refused-1").await;
+    // On the admin API and in the metrics.
+    let admin = server.admin_addr().expect("admin");
+    let body = http_get(admin, "/directory").await;
+    assert!(body.contains("\"tenant\":\"contoso\"") && body.contains("garbage"), "{body}");
+    let metrics = http_get(admin, "/metrics").await;
+    assert!(metrics.contains("exum_directory_refused_tenants 1"), "{metrics}");
+    assert!(metrics.contains("exum_directory_changes_total{outcome=\"refused\"} 1"), "{metrics}");
+    // Fixed: applied, no longer refused.
+    fleet.sql("UPDATE exum.users SET line = 'tel:+14255550123' WHERE sip = 'sip:dave@contoso.com'");
+    until("contoso applied again", || server.directory_status().is_some_and(|d| d.refused("contoso").is_none())).await;
+    let tenants = server.proxy.tenants();
+    let dave = tenants.by_id("contoso").and_then(|t| t.directory.user("+14255550123").cloned());
+    assert_eq!(dave.map(|u| u.sip), Some("sip:dave@contoso.com".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_resolving_the_fleet_by_srv_loses_no_call_when_an_instance_dies() {
+    const RATE: u64 = 20;
+    const CALLS: u64 = 20 * RATE;
+    let mut fleet = Fleet::start(3).await;
+    let uas = answering(UdpPeer::bind_on(fleet.uas_at).await);
+    // The fleet by SRV: three records of equal priority and weight.
+    let mut records = Vec::new();
+    for i in 0..3 {
+        let name = format!("r{i}.fleet.test");
+        records.push(exum_router_tests::dns::srv("_sip._udp.fleet.test", 10, 10, fleet.addr(i).port(), &name));
+        records.push(exum_router_tests::dns::a(&name, Ipv4Addr::LOCALHOST));
+    }
+    let dns = exum_router_tests::dns::serve(records).await;
+    // The caller's side: a router whose contoso users' UM is `sip:fleet.test` (RFC 3263).
+    let front_dir = fleet.dir.path().join("front");
+    std::fs::create_dir(&front_dir).expect("mkdir");
+    let mut directory = String::new();
+    for i in 0..20 {
+        directory.push_str(&format!(
+            "[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\neum = \"eum:user{i}@contoso.com;phone-context=FLEET\"\n"
+        ));
+    }
+    directory.push_str(
+        "[[tenants.contoso.dial_plans]]\nname = \"FLEET\"\nphone_context = \"FLEET\"\n\
+         servers = [{ uri = \"sip:fleet.test;transport=udp\", timeout_ms = 1000 }]\n",
+    );
+    std::fs::write(front_dir.join("directory.toml"), directory).expect("write");
+    std::fs::write(
+        front_dir.join("router.toml"),
+        format!(
+            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+             [probes]\nenabled = false\n[dns]\nservers = [\"{}\"]\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+            dns.addr
+        ),
+    )
+    .expect("write");
+    let front = Server::start(&front_dir.join("router.toml")).await.expect("front router");
+    let mut load = fleet.load("srv", front.local_addr(Transport::Udp).expect("udp"), CALLS, RATE);
+    // Every instance takes calls, then the third dies (between two of its
+    // transactions: one in flight dies with it, see docs/deployment.md).
+    let decided = |s: &Server| s.proxy.metrics.transactions.get();
+    until("every instance takes calls", || fleet.running().all(|s| decided(s) >= 10)).await;
+    assert!(still_running(&mut load), "the load runs when the instance dies");
+    until("no transaction in flight on the third", || fleet.router(2).proxy.in_flight() == 0).await;
+    let dead = fleet.routers[2].take().expect("running");
+    dead.stop();
+    drop(dead);
+    let at_death: Vec<u64> = fleet.running().map(decided).collect();
+    let (ok, failed) = finished(load).await;
+    assert_eq!((ok, failed), (CALLS, 0), "every call through the fleet succeeded");
+    for (s, before) in fleet.running().zip(at_death) {
+        assert!(decided(s) > before, "the living instances took the calls after the death");
+    }
+    uas.abort();
+}
+
+async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await.expect("in time").expect("read");
+    out
+}
