@@ -65,9 +65,11 @@ impl Server {
             }
             DirectorySource::Postgres(settings) => {
                 let db = crate::db::Database::new(settings)?;
-                let applied = db.migrate().await.with_context(|| format!("{}: [directory]", config.display()))?;
-                if !applied.is_empty() {
-                    tracing::info!(migrations = ?applied, "database schema migrated");
+                if settings.migrate {
+                    let applied = db.migrate().await.with_context(|| format!("{}: [directory]", config.display()))?;
+                    if !applied.is_empty() {
+                        tracing::info!(migrations = ?applied, "database schema migrated");
+                    }
                 }
                 let mut initial = follow::initial(db, router_config.clone(), metrics.clone())
                     .await

@@ -19,6 +19,8 @@ pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
     child: Option<Child>,
+    /// Settings added to the server's command line (TLS).
+    extra: Vec<String>,
 }
 
 fn is_root() -> bool {
@@ -86,7 +88,7 @@ impl Postgres {
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let mut pg = Postgres { dir, port: free_port(), bin, child: None };
+        let mut pg = Postgres { dir, port: free_port(), bin, child: None, extra: Vec::new() };
         pg.run();
         pg.admin_sql("CREATE ROLE router LOGIN SUPERUSER", "postgres");
         pg.admin_sql("CREATE DATABASE exum OWNER router", "postgres");
@@ -102,6 +104,7 @@ impl Postgres {
             .arg(self.dir.path())
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200", "-c", "log_min_messages=fatal"])
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -149,6 +152,28 @@ impl Postgres {
 
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
+        self.run();
+    }
+
+    /// Serves TLS too, with this certificate and key (PEM), from now on
+    /// (restarted). Clients may still connect without TLS.
+    pub fn enable_tls(&mut self, cert_pem: &str, key_pem: &str) {
+        let (cert, key) = (self.dir.path().join("server.crt"), self.dir.path().join("server.key"));
+        std::fs::write(&cert, cert_pem).expect("write the certificate");
+        std::fs::write(&key, key_pem).expect("write the key");
+        let _ = Command::new("chmod").arg("600").arg(&key).status();
+        if is_root() {
+            let _ = Command::new("chown").arg("postgres:postgres").arg(&cert).arg(&key).status();
+        }
+        self.extra = vec![
+            "-c".into(),
+            "ssl=on".into(),
+            "-c".into(),
+            format!("ssl_cert_file={}", cert.display()),
+            "-c".into(),
+            format!("ssl_key_file={}", key.display()),
+        ];
+        self.stop();
         self.run();
     }
 

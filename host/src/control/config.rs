@@ -116,6 +116,10 @@ pub struct PostgresSettings {
     pub tls_ca: Option<PathBuf>,
     /// How long one connection attempt may take (`connect_timeout_ms`, 5000).
     pub connect_timeout: Duration,
+    /// Whether the router brings the schema up to date at start (`migrate`,
+    /// true); false for a role without the rights, the schema then migrated by
+    /// `exum-router db migrate`.
+    pub migrate: bool,
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -125,6 +129,7 @@ impl std::fmt::Debug for PostgresSettings {
             .field("pool_size", &self.pool_size)
             .field("tls_ca", &self.tls_ca)
             .field("connect_timeout", &self.connect_timeout)
+            .field("migrate", &self.migrate)
             .finish_non_exhaustive()
     }
 }
@@ -141,6 +146,7 @@ struct DirectorySection {
     tls: bool,
     ca: Option<PathBuf>,
     connect_timeout_ms: Option<u64>,
+    migrate: Option<bool>,
 }
 
 /// `[tls]`: the router's certificate and key (for its TLS listeners, and
@@ -1075,7 +1081,13 @@ fn directory_source(base: &Path, value: serde_json::Value) -> Result<(PathBuf, D
             }
             Ok((
                 PathBuf::from("postgres"),
-                DirectorySource::Postgres(PostgresSettings { url, pool_size, tls_ca, connect_timeout }),
+                DirectorySource::Postgres(PostgresSettings {
+                    url,
+                    pool_size,
+                    tls_ca,
+                    connect_timeout,
+                    migrate: section.migrate.unwrap_or(true),
+                }),
             ))
         }
         other => Err((key("source"), format!("`{other}`: expected \"file\" or \"postgres\""))),

@@ -65,7 +65,13 @@ pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Res
     let settings = match (&config.directory_source, url) {
         (_, Some(url)) => {
             url.parse::<tokio_postgres::Config>().map_err(|e| format!("--url: not a connection string: {e}"))?;
-            PostgresSettings { url, pool_size: 2, tls_ca: None, connect_timeout: std::time::Duration::from_secs(5) }
+            PostgresSettings {
+                url,
+                pool_size: 2,
+                tls_ca: None,
+                connect_timeout: std::time::Duration::from_secs(5),
+                migrate: true,
+            }
         }
         (DirectorySource::Postgres(s), None) => s.clone(),
         (DirectorySource::File, None) => {

@@ -409,6 +409,131 @@ async fn a_caller_resolving_the_fleet_by_srv_loses_no_call_when_an_instance_dies
     uas.abort();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_is_reached_over_tls_verified_against_the_configured_ca() {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+    let ca = |name: &str| {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA")
+    };
+    let (ours, other) = (ca("database CA"), ca("another CA"));
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    params.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = KeyPair::generate().expect("key");
+    let cert = params.signed_by(&key, &ours).expect("signed");
+    let mut pg = tokio::task::spawn_blocking(Postgres::start).await.expect("join");
+    tokio::task::block_in_place(|| pg.enable_tls(&cert.pem(), &key.serialize_pem()));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.pem"), ours.pem()).expect("write");
+    std::fs::write(dir.path().join("other.pem"), other.pem()).expect("write");
+    let config = |ca: &str| {
+        format!(
+            "[directory]\nsource = \"postgres\"\nurl = \"{}\"\ntls = true\nca = \"{ca}\"\nconnect_timeout_ms = 2000\n\
+             [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n\
+             [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n",
+            pg.url()
+        )
+    };
+    std::fs::write(dir.path().join("router.toml"), config("ca.pem")).expect("write");
+    std::fs::write(dir.path().join("other.toml"), config("other.pem")).expect("write");
+    // A CA that did not sign the database's certificate: no connection, no start.
+    let e = Server::start(&dir.path().join("other.toml")).await.expect_err("refused").to_string();
+    let e = format!("{e:#}");
+    assert!(e.contains("[directory]"), "{e}");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts over TLS");
+    assert!(server.directory_status().is_some_and(|s| s.connected()));
+    let ssl = tokio::task::block_in_place(|| {
+        pg.sql("SELECT bool_and(s.ssl) AND count(*) > 0 FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'exum-router'")
+    });
+    assert_eq!(ssl.trim(), "t", "every connection of the router uses TLS");
+    fleet_sql_then_applied(&pg, &server).await;
+}
+
+/// A row written now reaches `server` (over whatever connection it has).
+async fn fleet_sql_then_applied(pg: &Postgres, server: &Server) {
+    tokio::task::block_in_place(|| {
+        pg.sql(
+            "INSERT INTO exum.tenants (tenant_id) VALUES ('fabrikam') ON CONFLICT DO NOTHING; \
+             INSERT INTO exum.users (tenant_id, sip) VALUES ('fabrikam', 'sip:erin@fabrikam.com')",
+        )
+    });
+    until("the new user on the router", || {
+        server.proxy.tenants().by_id("fabrikam").is_some_and(|t| t.directory.user("sip:erin@fabrikam.com").is_some())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_versions_are_uploaded_activated_and_rolled_back_through_the_admin_api() {
+    let fleet = Fleet::start(1).await;
+    let server = fleet.router(0);
+    let admin = server.admin_addr().expect("admin");
+    let b = std::fs::read(components::PLAN_B).expect("B");
+    let a = std::fs::read(components::PLAN_A).expect("A");
+    // Not a component: refused before it is stored.
+    let refused = http(admin, "POST", "/tenants/fabrikam/policy/versions", b"not wasm").await;
+    assert!(refused.starts_with("HTTP/1.1 422"), "{refused}");
+    let up = http(admin, "POST", "/tenants/fabrikam/policy/versions", &b).await;
+    assert!(up.starts_with("HTTP/1.1 201") && up.contains("\"activated\":false"), "{up}");
+    let id_b = json_field(&up, "version_id");
+    let list = http(admin, "GET", "/tenants/fabrikam/policy/versions", b"").await;
+    assert!(list.contains("\"uploaded_by\":\"ops\"") && list.contains("\"active\":false"), "{list}");
+    let act = http(admin, "POST", &format!("/tenants/fabrikam/policy/versions/{id_b}/activate"), b"").await;
+    assert!(act.starts_with("HTTP/1.1 200"), "{act}");
+    until("B active", || server.policy.database_version("fabrikam").is_some_and(|v| v.version_id == id_b)).await;
+    fleet.call_reaches(0, "erin@fabrikam.com", &fleet.plan_b, "api-b").await;
+    // Uploaded and activated at once.
+    let up = http(admin, "POST", "/tenants/fabrikam/policy/versions?activate=true", &a).await;
+    let id_a = json_field(&up, "version_id");
+    until("A active", || server.policy.database_version("fabrikam").is_some_and(|v| v.version_id == id_a)).await;
+    fleet.call_reaches(0, "erin@fabrikam.com", &fleet.plan_a, "api-a").await;
+    // Rolled back: B again.
+    let back = http(admin, "POST", "/tenants/fabrikam/policy/rollback", b"").await;
+    assert!(back.contains(&format!("\"activated\":{id_b}")), "{back}");
+    until("B active again", || server.policy.database_version("fabrikam").is_some_and(|v| v.version_id == id_b)).await;
+    fleet.call_reaches(0, "erin@fabrikam.com", &fleet.plan_b, "api-b2").await;
+    // A version of another tenant cannot be activated here.
+    let wrong = http(
+        admin,
+        "POST",
+        "/tenants/contoso/policy/versions/{id_b}/activate".replace("{id_b}", &id_b.to_string()).as_str(),
+        b"",
+    )
+    .await;
+    assert!(wrong.starts_with("HTTP/1.1 422") && wrong.contains("not a version of tenant contoso"), "{wrong}");
+    // The CLI sees the same history.
+    let versions = db(&fleet.dir.path().join("router.toml"), None, Action::Versions { tenant: "fabrikam".into() })
+        .await
+        .expect("versions");
+    assert_eq!(versions.lines().count(), 2, "{versions}");
+    assert!(versions.lines().any(|l| l.starts_with('*') && l.contains(&format!(" {id_b} "))), "{versions}");
+    let shown =
+        db(&fleet.dir.path().join("router.toml"), None, Action::Show { tenant: "contoso".into() }).await.expect("show");
+    assert!(shown.contains("sip:dave@contoso.com") && shown.contains("\"domains\""), "{shown}");
+}
+
+fn json_field(response: &str, field: &str) -> i64 {
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
+    v[field].as_i64().unwrap_or_else(|| panic!("{field} in {response}"))
+}
+
+async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nX-Uploaded-By: ops\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(body).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await.expect("in time").expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 async fn http_get(addr: SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
