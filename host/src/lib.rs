@@ -15,6 +15,8 @@
 //!   policy versions, limits, host functions, decision validation, fallbacks.
 //! - [`sip`]: the proxy side of the SIP plane: transports, resolution,
 //!   transactions, the proxy core and its error type, probes.
+//! - [`db`]: the directory and policy versions in PostgreSQL, and the follower
+//!   that applies their changes to a running router.
 //! - [`server`]: `serve`, wiring the planes together; [`admin`], the admin
 //!   HTTP API; [`watch`], the file watcher behind hot reload; [`logging`].
 //! - [`tools`]: the offline tools `check`, `componentize` and `simulate`.

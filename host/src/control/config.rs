@@ -1037,9 +1037,15 @@ fn directory_source(base: &Path, value: serde_json::Value) -> Result<(PathBuf, D
     match section.source.as_str() {
         "file" => {
             let file = section.file.ok_or_else(|| (key("file"), "required with source = \"file\"".to_owned()))?;
-            for (k, given) in
-                [("url", section.url.is_some()), ("url_env", section.url_env.is_some()), ("tls", section.tls)]
-            {
+            for (k, given) in [
+                ("url", section.url.is_some()),
+                ("url_env", section.url_env.is_some()),
+                ("tls", section.tls),
+                ("ca", section.ca.is_some()),
+                ("pool_size", section.pool_size.is_some()),
+                ("migrate", section.migrate.is_some()),
+                ("connect_timeout_ms", section.connect_timeout_ms.is_some()),
+            ] {
                 if given {
                     return Err((key(k), "only for source = \"postgres\"".into()));
                 }
@@ -1435,5 +1441,48 @@ mod tests {
         let d = load("directory = \"d\"\n").expect("valid");
         assert_eq!(d.sip.udp_receive_buffer, 4 << 20);
         assert!(d.sip.udp_receivers >= 1);
+    }
+
+    #[test]
+    fn the_directory_is_a_file_or_a_postgres_source_named_key_by_key() {
+        let file = load("[directory]\nsource = \"file\"\nfile = \"d.json\"\n").expect("valid");
+        assert!(file.directory.ends_with("d.json"));
+        assert_eq!(file.directory_source, DirectorySource::File);
+        let pg = load(
+            "[directory]\nsource = \"postgres\"\nurl = \"postgres://r:hunter2pw@127.0.0.1:5/exum\"\npool_size = 3\n",
+        )
+        .expect("valid");
+        let DirectorySource::Postgres(s) = &pg.directory_source else { panic!("postgres") };
+        assert_eq!((s.pool_size, s.migrate, s.tls_ca.is_none()), (3, true, true));
+        assert!(!format!("{pg:?}").contains("hunter2pw"), "the connection string is never printed");
+        for (text, expected) in [
+            ("[directory]\nsource = \"ldap\"\n", "directory.source: `ldap`"),
+            ("[directory]\nsource = \"postgres\"\n", "directory.url: required"),
+            (
+                "[directory]\nsource = \"postgres\"\nurl = \"x\"\nfile = \"d\"\n",
+                "directory.file: only for source = \"file\"",
+            ),
+            (
+                "[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\ntls = true\n",
+                "directory.ca: required with tls = true",
+            ),
+            (
+                "[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\npool_size = 0\n",
+                "directory.pool_size: 0",
+            ),
+            (
+                "[directory]\nsource = \"postgres\"\nurl_env = \"EXUM_TEST_UNSET_VARIABLE\"\n",
+                "EXUM_TEST_UNSET_VARIABLE` is not set",
+            ),
+            (
+                "[directory]\nsource = \"file\"\nfile = \"d\"\npool_size = 2\n",
+                "directory.pool_size: only for source = \"postgres\"",
+            ),
+            ("[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\nuser = \"x\"\n", "directory.user"),
+            ("directory = 5\n", "directory: expected a file name"),
+        ] {
+            let e = err(text);
+            assert!(e.contains(expected), "{text}: {e}");
+        }
     }
 }

@@ -300,7 +300,7 @@ pub(crate) struct TenantData {
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UserFile {
     pub sip: String,

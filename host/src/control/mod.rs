@@ -330,3 +330,37 @@ pub(crate) fn parse_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant(id: &str, domain: &str) -> Tenant {
+        let mut config = TenantConfig::empty(id);
+        config.domains = vec![domain.to_owned()];
+        Tenant { config, directory: TenantDirectory::default() }
+    }
+
+    #[test]
+    fn one_tenant_is_replaced_added_or_removed_and_the_others_are_shared() {
+        let config = RouterConfig::with_tenants(vec![
+            tenant("a", "a.com").config,
+            tenant("b", "b.com").config,
+            tenant("c", "c.com").config,
+        ]);
+        let before = Tenants::new(&config, Directory::default());
+        let after = before.with_changes([
+            ("b".to_owned(), Some(tenant("b", "b2.com"))),
+            ("c".to_owned(), None),
+            ("d".to_owned(), Some(tenant("d", "d.com"))),
+        ]);
+        let ids: Vec<&str> = after.iter().map(|t| t.config.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "d"], "places kept, new ones last");
+        assert!(Arc::ptr_eq(before.by_id("a").expect("a"), after.by_id("a").expect("a")), "shared, not copied");
+        assert!(after.by_domain("b.com").is_none() && after.by_domain("B2.com").is_some());
+        assert!(after.by_id("c").is_none() && after.by_domain("c.com").is_none());
+        assert_eq!(after.by_domain("d.com").map(|t| t.config.id.as_str()), Some("d"));
+        let others = after.domains_except("b");
+        assert!(others.contains("a.com") && others.contains("d.com") && !others.contains("b2.com"));
+    }
+}

@@ -358,3 +358,23 @@ pub async fn tenant_ids(client: &impl GenericClient) -> Result<Vec<String>, DbEr
         .map_err(DbError::pg("listing tenants"))?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_validation_error_names_the_row_by_its_key() {
+        let data = TenantData {
+            users: vec![
+                UserFile { sip: "sip:a@x.com".into(), ..UserFile::default() },
+                UserFile { sip: "sip:b@x.com".into(), ..UserFile::default() },
+            ],
+            ..TenantData::default()
+        };
+        let names = RowNames::of(&data);
+        assert_eq!(name_rows("tenants.x.users[1].line", &names), "tenants.x.users (sip = sip:b@x.com).line");
+        assert_eq!(name_rows("tenants.x.users[7].line", &names), "tenants.x.users[7].line", "no such row: as it was");
+        assert_eq!(name_rows("tenants.x.domains[0]", &names), "tenants.x.domains[0]");
+    }
+}
