@@ -104,6 +104,8 @@ impl Postgres {
             .arg(self.dir.path())
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=200", "-c", "log_min_messages=fatal"])
+            // No parallel query: it needs /dev/shm, small in containers.
+            .args(["-c", "max_parallel_workers_per_gather=0", "-c", "dynamic_shared_memory_type=mmap"])
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -110,7 +110,7 @@ async fn propagation(changes: usize) -> String {
     };
     let mut directory_times: Vec<Vec<Duration>> = vec![Vec::new(); 3];
     for k in 0..changes {
-        let hosted_now = k % 2 == 0;
+        let hosted_now = k.is_multiple_of(2);
         client
             .execute("UPDATE exum.users SET hosted_voicemail = $1 WHERE sip = 'sip:dave@contoso.com'", &[&hosted_now])
             .await
@@ -122,7 +122,7 @@ async fn propagation(changes: usize) -> String {
     }
     // One call through each router goes where the last change says.
     let caller = UdpPeer::bind().await;
-    let last_hosted = (changes - 1) % 2 == 0;
+    let last_hosted = (changes - 1).is_multiple_of(2);
     for (i, r) in routers.iter().enumerate() {
         let call_id = format!("check-{i}");
         let to = r.local_addr(Transport::Udp).expect("udp");

@@ -171,6 +171,9 @@ struct State {
     notices: mpsc::UnboundedReceiver<Option<Notification>>,
     status: Arc<DirectoryStatus>,
     metrics: Arc<Metrics>,
+    /// A new configuration not yet applied to every tenant (the database was
+    /// lost while it was): the catch-up validates every tenant.
+    resync_pending: bool,
 }
 
 impl State {
@@ -206,6 +209,7 @@ pub async fn initial(db: Database, config: RouterConfig, metrics: Arc<Metrics>) 
         notices,
         status: status.clone(),
         metrics: metrics.clone(),
+        resync_pending: false,
     };
     state.listen().await?;
     let mut client = state.db.client("reading the directory").await?;
@@ -295,10 +299,9 @@ async fn run(
                 cmd = commands.recv() => match cmd {
                     Some(Command::Resync(config)) => {
                         st.config = *config;
-                        let all: BTreeSet<String> = st.versions.keys().cloned()
-                            .chain(proxy.tenants().iter().map(|t| t.config.id.clone())).collect();
-                        if let Err(e) = apply_tenants(&mut st, &proxy, &policy, all, true).await {
-                            tracing::warn!(error = %e, "resynchronising after a reload failed");
+                        st.resync_pending = true;
+                        if let Err(e) = resync(&mut st, &proxy, &policy).await {
+                            tracing::warn!(error = %e, "resynchronising after a reload failed; again once reconnected");
                             break;
                         }
                         continue;
@@ -363,10 +366,23 @@ async fn run(
     }
 }
 
+/// Validates every tenant against the current configuration again.
+async fn resync(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistry>) -> Result<(), DbError> {
+    let all: BTreeSet<String> =
+        st.versions.keys().cloned().chain(proxy.tenants().iter().map(|t| t.config.id.clone())).collect();
+    apply_tenants(st, proxy, policy, all, true).await?;
+    st.resync_pending = false;
+    Ok(())
+}
+
 /// After a reconnection: listen again, then apply every tenant whose version
-/// differs from the one applied, and every active policy version that differs.
+/// differs from the one applied, and every active policy version that differs
+/// (every tenant, when a new configuration is still to be applied).
 async fn catch_up(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistry>) -> Result<(), DbError> {
     st.listen().await?;
+    if st.resync_pending {
+        resync(st, proxy, policy).await?;
+    }
     let client = st.db.client("reading tenant versions").await?;
     let rows = client
         .query("SELECT tenant_id, version FROM exum.tenant_changes", &[])

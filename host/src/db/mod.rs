@@ -110,7 +110,10 @@ fn pg_config(settings: &PostgresSettings) -> Result<tokio_postgres::Config, DbEr
         settings.url.parse().map_err(|e: tokio_postgres::Error| DbError::Invalid(format!("[directory] url: {e}")))?;
     config.connect_timeout(settings.connect_timeout);
     config.keepalives(true);
+    // A database gone silent (no FIN, no RST) is noticed in about 25 s.
     config.keepalives_idle(std::time::Duration::from_secs(10));
+    config.keepalives_interval(std::time::Duration::from_secs(5));
+    config.keepalives_retries(3);
     if config.get_application_name().is_none() {
         config.application_name("exum-router");
     }

@@ -514,6 +514,57 @@ async fn policy_versions_are_uploaded_activated_and_rolled_back_through_the_admi
     assert!(shown.contains("sip:dave@contoso.com") && shown.contains("\"domains\""), "{shown}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_deployment_imported_into_the_database_routes_as_from_its_file() {
+    let pg = tokio::task::spawn_blocking(Postgres::start).await.expect("join");
+    let example = exum_router_tests::deployment_config();
+    // `exum-router db import --config examples/deployment/router.toml --url ...`
+    let out = db(&example, Some(pg.url()), Action::Import { file: None }).await.expect("the example imports");
+    assert!(out.contains("3 tenants"), "{out}");
+    // The same configuration reading the database instead of the file.
+    let file_config = exum_router::control::config::RouterConfig::load(&example).expect("the example loads");
+    let mut pg_config = file_config.clone();
+    pg_config.directory = "postgres".into();
+    pg_config.directory_source =
+        exum_router::control::config::DirectorySource::Postgres(exum_router::control::config::PostgresSettings {
+            url: pg.url(),
+            pool_size: 1,
+            tls_ca: None,
+            connect_timeout: Duration::from_secs(5),
+            migrate: true,
+        });
+    let exum_router::control::config::DirectorySource::Postgres(settings) = &pg_config.directory_source else {
+        unreachable!()
+    };
+    let database = exum_router::db::Database::new(settings).expect("database");
+    let initial = exum_router::db::follow::initial(database, pg_config.clone(), Default::default())
+        .await
+        .expect("the database reads");
+    assert!(initial.status.refused("contoso").is_none() && initial.status.refused("litware").is_none());
+    let from_db = exum_router_tests::Plane::new(initial.tenants);
+    let from_file = exum_router_tests::Plane::deployment();
+    let ids = |p: &exum_router_tests::Plane| p.tenants.iter().map(|t| t.config.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&from_db), ids(&from_file));
+    for t in from_file.tenants.iter() {
+        let other = from_db.tenants.by_id(&t.config.id).expect("the same tenants");
+        assert_eq!(other.config, t.config, "{}: the same settings", t.config.id);
+        assert_eq!(other.directory.user_count(), t.directory.user_count(), "{}: the same users", t.config.id);
+    }
+    // Every example request is decided the same way.
+    let dir = exum_router_tests::workspace().join("examples/deployment/requests");
+    let mut compared = 0;
+    for entry in std::fs::read_dir(&dir).expect("requests").flatten() {
+        let sip = std::fs::read_to_string(entry.path()).expect("read");
+        let decide = |p: &exum_router_tests::Plane| {
+            let (tenant, req) = p.request(&sip);
+            format!("{:?}", p.policy(&tenant).route(&tenant, &req).decision)
+        };
+        assert_eq!(decide(&from_db), decide(&from_file), "{}", entry.path().display());
+        compared += 1;
+    }
+    assert!(compared >= 8, "{compared} requests compared");
+}
+
 fn json_field(response: &str, field: &str) -> i64 {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
