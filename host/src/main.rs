@@ -174,30 +174,19 @@ fn main() -> ExitCode {
                 DbAction::Versions { tenant } => Action::Versions { tenant },
                 DbAction::Show { tenant } => Action::Show { tenant },
             };
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("exum-router: cannot start the runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            return match runtime.block_on(exum_router::db::cli::run(&config, url, action)) {
-                Ok(out) => {
-                    print!("{out}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("exum-router: {e}");
-                    ExitCode::FAILURE
-                }
-            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))
+                .and_then(|runtime| runtime.block_on(exum_router::db::cli::run(&config, url, action)))
         }
-        Command::Check { policy } => tools::check(&policy),
-        Command::Componentize { module, output } => tools::componentize(&module, &output),
+        Command::Check { policy } => tools::check(&policy).map_err(|e| e.to_string()),
+        Command::Componentize { module, output } => tools::componentize(&module, &output).map_err(|e| e.to_string()),
         Command::Simulate { config, source, down, fail_all, request } => {
             let path = request.unwrap_or_else(|| "-".to_owned());
             read_request(&path)
                 .and_then(|bytes| tools::simulate(&config, &path, &bytes, &SimulateOptions { source, down, fail_all }))
+                .map_err(|e| e.to_string())
         }
     };
     match result {

@@ -155,18 +155,21 @@ async fn read(
             t.data.hosted_voicemail_policies.push(hosted_policy(&row));
         }
     }
+    // Rows that may not even read (a kind or the servers' JSON of the wrong
+    // shape) mark their tenant unreadable.
+    let mut add = |id: String, row: Result<(), String>| {
+        if let Err(e) = row {
+            broken.entry(id).or_insert(e);
+        }
+    };
     for row in q(format!("{} ORDER BY tenant_id, name", filter(DIAL_PLANS, "tenant_id"))).await? {
         let id: String = row.get(0);
-        match dial_plan(&row) {
-            Ok(d) => {
-                if let Some(t) = snapshot.tenants.get_mut(&id) {
-                    t.data.dial_plans.push(d);
-                }
+        let read = dial_plan(&row).map(|d| {
+            if let Some(t) = snapshot.tenants.get_mut(&id) {
+                t.data.dial_plans.push(d);
             }
-            Err(e) => {
-                broken.entry(id).or_insert(e);
-            }
-        }
+        });
+        add(id, read);
     }
     for row in q(format!("{} ORDER BY tenant_id, sip", filter(USERS, "tenant_id"))).await? {
         if let Some(t) = snapshot.tenants.get_mut(row.get::<_, &str>(0)) {
@@ -175,16 +178,12 @@ async fn read(
     }
     for row in q(format!("{} ORDER BY tenant_id, sip", filter(CONTACTS, "tenant_id"))).await? {
         let id: String = row.get(0);
-        match contact(&row) {
-            Ok(c) => {
-                if let Some(t) = snapshot.tenants.get_mut(&id) {
-                    t.data.contacts.push(c);
-                }
+        let read = contact(&row).map(|c| {
+            if let Some(t) = snapshot.tenants.get_mut(&id) {
+                t.data.contacts.push(c);
             }
-            Err(e) => {
-                broken.entry(id).or_insert(e);
-            }
-        }
+        });
+        add(id, read);
     }
     let mut unreadable = Vec::new();
     for (tenant, reason) in broken {

@@ -447,14 +447,24 @@ async fn apply_tenants(
     }
     drop(client);
     let current = proxy.tenants();
-    let mut domains: HashSet<String> = current.iter().flat_map(|t| t.config.domains.iter().cloned()).collect();
+    // The domains taken: the configuration's tenants' (as configured now), and
+    // those of the tenants the database defines (as they are now; each is
+    // taken out while its own rows are validated).
+    let configured = |id: &str| st.config.tenants.iter().any(|c| c.id == id);
+    let config_domains: HashSet<String> = st.config.tenants.iter().flat_map(|t| t.domains.iter().cloned()).collect();
+    let mut domains: HashSet<String> = config_domains
+        .iter()
+        .cloned()
+        .chain(current.iter().filter(|t| !configured(&t.config.id)).flat_map(|t| t.config.domains.iter().cloned()))
+        .collect();
     let mut changes: Vec<(String, Option<Tenant>)> = Vec::new();
     let in_config = |config: &RouterConfig, id: &str| config.tenants.iter().find(|c| c.id == id).cloned();
     for (id, rows, version) in read {
         st.versions.insert(id.clone(), version);
-        let old = current.by_id(&id);
-        let old_domains: Vec<String> = old.map(|t| t.config.domains.clone()).unwrap_or_default();
-        for d in &old_domains {
+        let defined_here = !configured(&id);
+        let old_domains: Vec<String> =
+            current.by_id(&id).filter(|_| defined_here).map(|t| t.config.domains.clone()).unwrap_or_default();
+        for d in old_domains.iter().filter(|d| !config_domains.contains(*d)) {
             domains.remove(d);
         }
         let outcome = match rows {
@@ -468,7 +478,9 @@ async fn apply_tenants(
         };
         match outcome {
             Ok(t) => {
-                if let Some(t) = &t {
+                if let Some(t) = &t
+                    && defined_here
+                {
                     domains.extend(t.config.domains.iter().cloned());
                 }
                 st.status.applied(&st.metrics, &id);

@@ -350,6 +350,20 @@ async fn a_row_that_fails_validation_is_refused_for_its_tenant_alone() {
     let tenants = server.proxy.tenants();
     let dave = tenants.by_id("contoso").and_then(|t| t.directory.user("+14255550123").cloned());
     assert_eq!(dave.map(|u| u.sip), Some("sip:dave@contoso.com".to_owned()));
+    // A row that cannot even be read as a directory entry (a contact of no known kind).
+    fleet.sql(
+        "INSERT INTO exum.contacts (tenant_id, sip, number, kind) VALUES ('contoso', 'sip:sa@contoso.com', '+14255550199', 'voicemail')",
+    );
+    until("contoso refused again", || server.directory_status().is_some_and(|d| d.refused("contoso").is_some())).await;
+    let why = server.directory_status().and_then(|d| d.refused("contoso")).expect("refused");
+    assert!(why.contains("contacts (sip = sip:sa@contoso.com).kind: `voicemail`"), "{why}");
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.plan_a, "refused-2").await;
+    fleet.sql("UPDATE exum.contacts SET kind = 'subscriber-access' WHERE sip = 'sip:sa@contoso.com'");
+    until("contoso with its contact", || {
+        server.proxy.tenants().by_id("contoso").is_some_and(|t| t.directory.contact("sip:sa@contoso.com").is_some())
+    })
+    .await;
+    assert!(server.directory_status().is_some_and(|d| d.refused("contoso").is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -563,6 +577,32 @@ async fn the_example_deployment_imported_into_the_database_routes_as_from_its_fi
         compared += 1;
     }
     assert!(compared >= 8, "{compared} requests compared");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_configuration_is_applied_to_every_tenant_read_from_the_database() {
+    let fleet = Fleet::start(1).await;
+    let server = fleet.router(0);
+    // fabrikam gains a domain in router.toml: a reload validates every tenant against it.
+    let config = fleet.dir.path().join("r0/router.toml");
+    let text = std::fs::read_to_string(&config)
+        .expect("read")
+        .replace("domains = [\"fabrikam.com\"]", "domains = [\"fabrikam.com\", \"fabrikam.net\"]");
+    std::fs::write(&config, text).expect("write");
+    let reply = http(server.admin_addr().expect("admin"), "POST", "/reload", b"").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    until("fabrikam.net served", || server.proxy.tenants().by_domain("fabrikam.net").is_some()).await;
+    let tenants = server.proxy.tenants();
+    assert!(tenants.by_id("fabrikam").is_some_and(|t| t.directory.user("sip:erin@fabrikam.com").is_some()));
+    assert!(tenants.by_id("contoso").is_some_and(|t| t.directory.user_count() == 21), "contoso kept its data");
+    // A configuration that takes contoso's domain for fabrikam: contoso (from the database) is refused, keeps its data.
+    let text = std::fs::read_to_string(&config).expect("read").replace("\"fabrikam.net\"", "\"contoso.com\"");
+    std::fs::write(&config, text).expect("write");
+    let reply = http(server.admin_addr().expect("admin"), "POST", "/reload", b"").await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    until("contoso refused", || server.directory_status().is_some_and(|d| d.refused("contoso").is_some())).await;
+    let why = server.directory_status().and_then(|d| d.refused("contoso")).expect("refused");
+    assert!(why.contains("contoso.com") && why.contains("another tenant"), "{why}");
 }
 
 fn json_field(response: &str, field: &str) -> i64 {
