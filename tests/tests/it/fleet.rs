@@ -218,7 +218,7 @@ fn user_is_hosted(server: &Server, user: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_routers_follow_one_database_under_load_and_through_its_outage() {
+async fn three_routers_follow_one_database_under_load_through_its_outage_and_a_router_s_death() {
     const RATE: u64 = 15;
     const CALLS: u64 = 40 * RATE;
     let mut fleet = Fleet::start(3).await;
@@ -289,6 +289,13 @@ async fn three_routers_follow_one_database_under_load_and_through_its_outage() {
         fleet.call_reaches(i, "dave@contoso.com", &fleet.plan_a, &format!("after-{i}")).await;
     }
 
+    // One router dies under load: the other two's calls are unaffected.
+    assert!(loads.iter_mut().all(still_running), "the load runs when a router dies");
+    let dead = fleet.routers[2].take().expect("running");
+    dead.stop();
+    drop(dead);
+    // Its own caller has no router any more (its calls would wait for sipp's timeout).
+    let _ = Killed(loads.pop().expect("three loads").0);
     for (i, load) in loads.into_iter().enumerate() {
         let (ok, failed) = finished(load).await;
         assert_eq!((ok, failed), (CALLS, 0), "router {i}: every call of the load succeeded");
