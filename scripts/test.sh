@@ -9,13 +9,17 @@ cd "$(dirname "$0")/.."
 
 # What the tests need from Debian: sipp (sip-tester) for the interop tests;
 # PostgreSQL (postgresql: initdb and postgres, which the fleet tests start in a
-# temporary folder on a loopback port, and psql) for the directory database.
+# temporary folder on a loopback port, and psql) for the directory database;
+# OpenLDAP likewise for the LDAP directory source.
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql)
 fi
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+# OpenLDAP (slapd, and ldap-utils for ldapadd and ldapmodify) for the LDAP source.
+[ -x /usr/sbin/slapd ] || missing+=(slapd)
+command -v ldapmodify >/dev/null 2>&1 || missing+=(ldap-utils)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]} for the tests"
     SUDO=""

@@ -53,6 +53,8 @@ pub struct Admin {
     pub directory: Option<Arc<crate::db::follow::DirectoryStatus>>,
     /// With the directory in PostgreSQL: the database, for policy versions.
     pub database: Option<crate::db::Database>,
+    /// With tenants reading LDAP: their entries and status.
+    pub ldap: Option<Arc<crate::ldap::LdapSync>>,
 }
 
 impl std::fmt::Debug for Admin {
@@ -183,6 +185,11 @@ impl Admin {
                 if let Some(d) = &self.directory {
                     self.proxy.metrics.directory_stale_seconds.set(d.stale_seconds() as i64);
                 }
+                if let Some(l) = &self.ldap {
+                    let (refused, stale) = l.totals();
+                    self.proxy.metrics.ldap_refused_entries.set(refused as i64);
+                    self.proxy.metrics.ldap_stale_seconds.set(stale as i64);
+                }
                 let mut r = Response::new(Full::new(Bytes::from(self.proxy.metrics.encode())));
                 r.headers_mut().insert(
                     hyper::header::CONTENT_TYPE,
@@ -199,10 +206,14 @@ impl Admin {
 
 impl Admin {
     fn directory_json(&self) -> Value {
-        match &self.directory {
+        let mut out = match &self.directory {
             Some(d) => d.json(),
             None => json!({"source": "file"}),
+        };
+        if let Some(l) = &self.ldap {
+            out["ldap"] = l.json();
         }
+        out
     }
 
     /// `/tenants/{id}/policy/...`: the policy versions in the database.

@@ -17,6 +17,8 @@
 //!   transactions, the proxy core and its error type, probes.
 //! - [`db`]: the directory and policy versions in PostgreSQL, and the follower
 //!   that applies their changes to a running router.
+//! - [`ldap`]: a tenant's users and contacts from its LDAP (Active Directory)
+//!   server, laid over its other data and kept in sync.
 //! - [`server`]: `serve`, wiring the planes together; [`admin`], the admin
 //!   HTTP API; [`watch`], the file watcher behind hot reload; [`logging`].
 //! - [`tools`]: the offline tools `check`, `componentize` and `simulate`.
@@ -26,6 +28,7 @@
 pub mod admin;
 pub mod control;
 pub mod db;
+pub mod ldap;
 pub mod logging;
 pub mod metrics;
 pub mod model;

@@ -68,6 +68,13 @@ enum Command {
         /// The request file; `-` or nothing reads standard input.
         request: Option<String>,
     },
+    /// Bind to each tenant's LDAP server, search, and print how every entry
+    /// maps (user or contact, mode, dial plan, problems), without starting.
+    LdapCheck {
+        /// The router configuration.
+        #[arg(long, default_value = EXAMPLE_CONFIG)]
+        config: PathBuf,
+    },
     /// The directory and policy versions in PostgreSQL (docs/deployment.md).
     Db {
         /// The router configuration (its `[directory]` names the database).
@@ -180,6 +187,11 @@ fn main() -> ExitCode {
                 .map_err(|e| format!("cannot start the runtime: {e}"))
                 .and_then(|runtime| runtime.block_on(exum_router::db::cli::run(&config, url, action)))
         }
+        Command::LdapCheck { config } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the runtime: {e}"))
+            .and_then(|runtime| runtime.block_on(exum_router::ldap::check(&config))),
         Command::Check { policy } => tools::check(&policy).map_err(|e| e.to_string()),
         Command::Componentize { module, output } => tools::componentize(&module, &output).map_err(|e| e.to_string()),
         Command::Simulate { config, source, down, fail_all, request } => {

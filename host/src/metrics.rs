@@ -187,6 +187,11 @@ pub struct Metrics {
     /// Tenants whose data in the directory database is refused now, with the
     /// previous data serving.
     pub directory_refused_tenants: Gauge,
+    /// LDAP entries refused now (each alone; the rest of its tenant serves).
+    pub ldap_refused_entries: Gauge,
+    /// Seconds since the longest-unreachable LDAP server was last read (0 when
+    /// all are read; set when `/metrics` is read).
+    pub ldap_stale_seconds: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -237,6 +242,8 @@ impl Metrics {
             directory_connected: Gauge::default(),
             directory_changes: Family::default(),
             directory_refused_tenants: Gauge::default(),
+            ldap_refused_entries: Gauge::default(),
+            ldap_stale_seconds: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -303,6 +310,12 @@ impl Metrics {
             "directory_refused_tenants",
             "Tenants whose database rows are refused now (their previous data serves)",
             m.directory_refused_tenants.clone(),
+        );
+        r.register("ldap_refused_entries", "LDAP entries refused now", m.ldap_refused_entries.clone());
+        r.register(
+            "ldap_stale_seconds",
+            "Seconds since the longest-unreachable LDAP server was last read",
+            m.ldap_stale_seconds.clone(),
         );
         r.register("config_reloads", "Configuration and directory reloads by outcome", m.config_reloads.clone());
         r.register("um_server_up", "UM servers: 1 up, 0 down (by OPTIONS probes)", m.um_server_up.clone());

@@ -43,6 +43,8 @@ pub struct Server {
     admin: Option<SocketAddr>,
     /// With the directory in PostgreSQL: the follower of its changes.
     follower: Option<Follower>,
+    /// With tenants reading LDAP: their entries.
+    ldap: Option<Arc<crate::ldap::LdapSync>>,
 }
 
 /// How long a watched file must be quiet before its change is applied.
@@ -78,6 +80,18 @@ impl Server {
                 (router_config, tenants, Some(initial))
             }
         };
+        // Tenants with an LDAP server: their users and contacts read from it.
+        let ldap = if tenants.iter().any(|t| t.config.ldap.is_some()) {
+            let sync = Arc::new(crate::ldap::LdapSync::default());
+            crate::ldap::initial(&sync, &tenants).await;
+            Some(sync)
+        } else {
+            None
+        };
+        let tenants = match &ldap {
+            Some(sync) => sync.overlay(tenants),
+            None => tenants,
+        };
         let tenants = Arc::new(tenants);
         let health = Arc::new(HealthTable::default());
         let db_policies = database.as_mut().map(|i| std::mem::take(&mut i.policies)).unwrap_or_default();
@@ -110,27 +124,33 @@ impl Server {
             Identity { name: router_config.name.clone(), secret },
             metrics.clone(),
         );
-        let follower = database.map(|initial| Follower::spawn(initial, proxy.clone(), policy.clone(), rx.clone()));
+        let follower =
+            database.map(|initial| Follower::spawn(initial, proxy.clone(), policy.clone(), ldap.clone(), rx.clone()));
+        if let Some(sync) = &ldap {
+            tokio::spawn(crate::ldap::follow(sync.clone(), proxy.clone(), rx.clone()));
+        }
         tokio::spawn(probe::run(proxy.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
             tracing::info!(tenant = %t.config.id, domains = ?t.config.domains, users = t.directory.user_count(), "tenant loaded");
         }
-        let watch = start_watch(config, &router_config, &proxy, &policy, follower.clone())?;
+        let watch = start_watch(config, &router_config, &proxy, &policy, follower.clone(), ldap.clone())?;
         let mut admin_addr = None;
         if let Some(admin) = &router_config.admin {
             let listener = tokio::net::TcpListener::bind(admin.address)
                 .await
                 .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
             admin_addr = Some(listener.local_addr()?);
-            let (path, p, r, f) = (config.to_path_buf(), proxy.clone(), policy.clone(), follower.clone());
+            let (path, p, r, f, l) =
+                (config.to_path_buf(), proxy.clone(), policy.clone(), follower.clone(), ldap.clone());
             let reload: crate::admin::Reload =
-                Arc::new(move || reload_tenants(&path, &p, &r, f.as_ref()).map_err(|e| format!("{e:#}")));
+                Arc::new(move || reload_tenants(&path, &p, &r, f.as_ref(), l.as_ref()).map_err(|e| format!("{e:#}")));
             let state = Arc::new(crate::admin::Admin {
                 proxy: proxy.clone(),
                 policy: policy.clone(),
                 token: admin.token.clone(),
                 reload,
                 directory: follower.as_ref().map(|f| f.status.clone()),
+                ldap: ldap.clone(),
                 database: match &router_config.directory_source {
                     DirectorySource::Postgres(s) => Some(crate::db::Database::new(s)?),
                     DirectorySource::File => None,
@@ -150,6 +170,7 @@ impl Server {
             _watch: watch,
             admin: admin_addr,
             follower,
+            ldap,
         })
     }
 
@@ -166,7 +187,12 @@ impl Server {
     /// progress keep what they started with. Listeners, timers and probes
     /// need a restart.
     pub fn reload(&self) -> anyhow::Result<Vec<String>> {
-        reload_tenants(&self.config, &self.proxy, &self.policy, self.follower.as_ref())
+        reload_tenants(&self.config, &self.proxy, &self.policy, self.follower.as_ref(), self.ldap.as_ref())
+    }
+
+    /// With tenants reading LDAP: their entries and status.
+    pub fn ldap(&self) -> Option<&Arc<crate::ldap::LdapSync>> {
+        self.ldap.as_ref()
     }
 
     /// With the directory in PostgreSQL: its status (connection, staleness,
@@ -216,10 +242,11 @@ fn reload_tenants(
     proxy: &Arc<ProxyCore>,
     policy: &Arc<PolicyRegistry>,
     follower: Option<&Follower>,
+    ldap: Option<&Arc<crate::ldap::LdapSync>>,
 ) -> anyhow::Result<Vec<String>> {
     let result = match follower {
         Some(f) => resync_database(config, proxy, f),
-        None => apply_reload(config, proxy, policy),
+        None => apply_reload(config, proxy, policy, ldap),
     };
     if result.is_err() {
         proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome: "failed" }).inc();
@@ -244,9 +271,18 @@ fn resync_database(config: &Path, proxy: &Arc<ProxyCore>, follower: &Follower) -
 
 /// Applies a reload; returns why each tenant whose directory was refused was
 /// refused (those keep their previous directory, the others are updated).
-fn apply_reload(config: &Path, proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry>) -> anyhow::Result<Vec<String>> {
+fn apply_reload(
+    config: &Path,
+    proxy: &Arc<ProxyCore>,
+    policy: &Arc<PolicyRegistry>,
+    ldap: Option<&Arc<crate::ldap::LdapSync>>,
+) -> anyhow::Result<Vec<String>> {
     let old = proxy.tenants();
     let (_, tenants, refused) = Tenants::reload(config, &old)?;
+    let tenants = match ldap {
+        Some(sync) => sync.overlay(tenants),
+        None => tenants,
+    };
     // A renewed TLS certificate and key (same files) are read again, once the
     // rest is known to be valid.
     proxy.transports().reload_tls().map_err(|e| anyhow::anyhow!("{}: [tls]: {e}", config.display()))?;
@@ -281,6 +317,7 @@ fn start_watch(
     proxy: &Arc<ProxyCore>,
     policy: &Arc<PolicyRegistry>,
     follower: Option<Follower>,
+    ldap: Option<Arc<crate::ldap::LdapSync>>,
 ) -> anyhow::Result<FileWatch> {
     let mut files = Vec::new();
     if router_config.directory_source == DirectorySource::File {
@@ -301,7 +338,7 @@ fn start_watch(
             match change {
                 Change::File { path, what } => {
                     tracing::info!(file = %path.display(), what, "file changed; reloading");
-                    if let Err(e) = reload_tenants(&config, &proxy, &policy, follower.as_ref()) {
+                    if let Err(e) = reload_tenants(&config, &proxy, &policy, follower.as_ref(), ldap.as_ref()) {
                         tracing::warn!(error = format!("{e:#}"), "reload refused, the previous configuration stays");
                     }
                 }

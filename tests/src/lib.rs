@@ -6,6 +6,7 @@ pub mod dns;
 pub mod peer;
 pub mod postgres;
 pub mod sipp;
+pub mod slapd;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

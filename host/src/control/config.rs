@@ -424,6 +424,8 @@ pub struct TenantConfig {
     /// Peers the tenant's new requests are accepted from (`peers`, CIDR
     /// networks; empty: any peer the listener allows). Others get 403.
     pub peers: Vec<super::acl::Cidr>,
+    /// Users and contacts read from the tenant's LDAP directory (`[tenant.ldap]`).
+    pub ldap: Option<std::sync::Arc<super::ldap::LdapSettings>>,
 }
 
 impl TenantConfig {
@@ -454,6 +456,7 @@ impl TenantConfig {
             site_rerouting: BTreeMap::new(),
             record_route: false,
             peers: Vec::new(),
+            ldap: None,
         }
     }
 }
@@ -684,6 +687,8 @@ struct TenantFile {
     record_route: bool,
     #[serde(default)]
     peers: Vec<String>,
+    #[serde(default)]
+    ldap: Option<super::ldap::LdapFile>,
 }
 
 #[derive(Deserialize)]
@@ -1180,6 +1185,10 @@ fn tenant_config(
         site_rerouting.insert(site, r);
     }
     let peers = super::acl::parse_list(&key("peers"), &t.peers)?;
+    let ldap = match t.ldap {
+        Some(l) => Some(std::sync::Arc::new(super::ldap::settings(l, &key("ldap"), ctx.base)?)),
+        None => None,
+    };
     let hosting_provider = match &t.hosting_provider {
         None => None,
         Some(_) if t.edge.is_some() => {
@@ -1212,6 +1221,7 @@ fn tenant_config(
         rerouting: tenant_rerouting,
         site_rerouting,
         record_route: t.record_route,
+        ldap,
     })
 }
 

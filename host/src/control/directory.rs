@@ -264,6 +264,71 @@ impl TenantDirectory {
     pub fn user_count(&self) -> usize {
         self.users.len()
     }
+
+    /// Number of contacts.
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len()
+    }
+
+    /// The tenant's data as it would be written in a directory file's section
+    /// (without settings), to validate again with other users or contacts.
+    pub(crate) fn to_data(&self) -> TenantData {
+        let mut policies: Vec<HostedPolicyFile> = self
+            .hosted_policies
+            .iter()
+            .map(|(scope, p)| HostedPolicyFile {
+                scope: match scope {
+                    Scope::Global => "global".to_owned(),
+                    Scope::Site(s) => format!("site:{s}"),
+                    Scope::Named(n) => format!("user:{n}"),
+                },
+                destination: p.destination.clone(),
+                organizations: p.organizations.clone(),
+            })
+            .collect();
+        policies.sort_by(|a, b| a.scope.cmp(&b.scope));
+        TenantData {
+            users: self
+                .users
+                .iter()
+                .map(|u| UserFile {
+                    sip: u.sip.clone(),
+                    line: u.line.clone(),
+                    site: u.site.clone(),
+                    hosted_voicemail: u.voicemail == VoicemailSetting::Hosted,
+                    hosted_voicemail_policy: u.hosted_voicemail_policy.clone(),
+                    eum: u.eum.clone(),
+                })
+                .collect(),
+            contacts: self
+                .contacts
+                .iter()
+                .map(|c| ContactFile {
+                    sip: c.sip.clone(),
+                    number: c.number.clone(),
+                    kind: c.kind,
+                    site: c.site.clone(),
+                    hosted_voicemail_policy: c.hosted_voicemail_policy.clone(),
+                    dial_plan: c.dial_plan.clone(),
+                })
+                .collect(),
+            hosted_voicemail_policies: policies,
+            dial_plans: self
+                .dial_plans
+                .iter()
+                .map(|d| DialPlanFile {
+                    name: d.name.clone(),
+                    phone_context: d.phone_context.clone(),
+                    servers: d
+                        .servers
+                        .iter()
+                        .map(|s| UmServerFile { uri: s.uri.clone(), timeout_ms: Some(s.timeout_ms) })
+                        .collect(),
+                })
+                .collect(),
+            settings: serde_json::Map::new(),
+        }
+    }
 }
 
 /// The whole directory: tenant id → its directory.
@@ -300,30 +365,44 @@ pub(crate) struct TenantData {
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Default, Deserialize, serde::Serialize)]
+/// A user as a directory file (or another source) writes it, before validation.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct UserFile {
+pub struct UserFile {
+    /// SIP address.
     pub sip: String,
+    /// Line URI.
     pub line: Option<String>,
+    /// Site.
     pub site: Option<String>,
+    /// Mailbox with a provider.
     #[serde(default)]
     pub hosted_voicemail: bool,
+    /// Granted hosted voice-mail policy.
     pub hosted_voicemail_policy: Option<String>,
+    /// On-premises UM (EUM) address.
     pub eum: Option<String>,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+/// A contact as a directory file (or another source) writes it, before validation.
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(crate) struct ContactFile {
+pub struct ContactFile {
+    /// SIP address.
     pub sip: String,
+    /// Number (E.164, or a tel: URI).
     pub number: String,
+    /// SA or AA.
     pub kind: ContactKind,
+    /// Site.
     pub site: Option<String>,
+    /// Granted hosted voice-mail policy.
     pub hosted_voicemail_policy: Option<String>,
+    /// The on-premises dial plan it belongs to.
     pub dial_plan: Option<String>,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct HostedPolicyFile {
     pub scope: String,
@@ -332,7 +411,7 @@ pub(crate) struct HostedPolicyFile {
     pub organizations: Vec<String>,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DialPlanFile {
     pub name: String,
@@ -340,12 +419,24 @@ pub(crate) struct DialPlanFile {
     pub servers: Vec<UmServerFile>,
 }
 
-#[derive(Debug, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UmServerFile {
     pub uri: String,
     pub timeout_ms: Option<u32>,
 }
+
+/// Which list an entry refused alone was in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    /// `users`.
+    User,
+    /// `contacts`.
+    Contact,
+}
+
+/// An entry refused alone by lenient validation: its list, its index there, why.
+pub type RefusedEntry = (EntryKind, usize, ConfigError);
 
 /// A directory read tenant by tenant: the tenants whose section is valid, and
 /// the error of each section that is not.
@@ -412,6 +503,19 @@ impl Directory {
         Ok(out)
     }
 
+    /// Validates a tenant's data for `tenant` leniently: a user or contact that
+    /// fails is refused alone (returned with its index and why) and the rest
+    /// kept; anything else (a dial plan, a hosted policy) fails the whole.
+    pub(crate) fn lenient(
+        source: &Path,
+        tenant: &TenantConfig,
+        t: TenantData,
+    ) -> Result<(TenantDirectory, Vec<RefusedEntry>), ConfigError> {
+        let mut refused = Vec::new();
+        let dir = Self::validate_tenant(source, tenant, &tenant.id, t, Some(&mut refused))?;
+        Ok((dir, refused))
+    }
+
     /// Validates one tenant's section read from `source` (the directory file, or
     /// the database): its settings when it defines the tenant, and its data
     /// against the tenant's settings. `domains` holds the domains other tenants
@@ -435,7 +539,7 @@ impl Directory {
                 )
             })?,
         };
-        let dir = Self::validate_tenant(source, tenant, id, t)?;
+        let dir = Self::validate_tenant(source, tenant, id, t, None)?;
         Ok((dir, defined))
     }
 
@@ -481,6 +585,7 @@ impl Directory {
         tenant: &TenantConfig,
         id: &str,
         t: TenantData,
+        mut refused: Option<&mut Vec<RefusedEntry>>,
     ) -> Result<TenantDirectory, ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
         let mut dir = TenantDirectory::default();
@@ -546,34 +651,67 @@ impl Directory {
             name.as_ref().is_none_or(|n| dir.hosted_policies.contains_key(&Scope::Named(n.clone())))
         };
 
+        // An entry that fails: the whole tenant's error, or (lenient) that
+        // entry refused alone and skipped.
+        macro_rules! refuse {
+            ($kind:expr, $i:expr, $e:expr) => {{
+                let e = $e;
+                match refused.as_deref_mut() {
+                    Some(r) => {
+                        r.push(($kind, $i, e));
+                        continue;
+                    }
+                    None => return Err(e),
+                }
+            }};
+        }
+
         for (i, u) in t.users.into_iter().enumerate() {
             let key = format!("users[{i}]");
-            let sip = sip_address(&u.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
+            let sip = match sip_address(&u.sip, &tenant.domains) {
+                Ok(s) => s,
+                Err(r) => refuse!(EntryKind::User, i, invalid(format!("{key}.sip"), r)),
+            };
             let number = match &u.line {
-                Some(line) => Some(
-                    normalize_number(line)
-                        .ok_or_else(|| invalid(format!("{key}.line"), format!("`{line}` has no E.164 number")))?,
-                ),
+                Some(line) => match normalize_number(line) {
+                    Some(n) => Some(n),
+                    None => refuse!(
+                        EntryKind::User,
+                        i,
+                        invalid(format!("{key}.line"), format!("`{line}` has no E.164 number"))
+                    ),
+                },
                 None => None,
             };
             // Users who share a main number are keyed by their extension.
             let number_key = u.line.as_deref().and_then(number_key);
             if !granted_exists(&u.hosted_voicemail_policy) {
-                return Err(invalid(
-                    format!("{key}.hosted_voicemail_policy"),
-                    format!(
-                        "no hosted voice-mail policy with scope \"user:{}\"",
-                        u.hosted_voicemail_policy.unwrap_or_default()
-                    ),
-                ));
+                refuse!(
+                    EntryKind::User,
+                    i,
+                    invalid(
+                        format!("{key}.hosted_voicemail_policy"),
+                        format!(
+                            "no hosted voice-mail policy with scope \"user:{}\"",
+                            u.hosted_voicemail_policy.unwrap_or_default()
+                        ),
+                    )
+                );
             }
             if let Some(eum) = &u.eum {
-                let context = eum_phone_context(eum).map_err(|r| invalid(format!("{key}.eum"), r))?;
+                let context = match eum_phone_context(eum) {
+                    Ok(c) => c,
+                    Err(r) => refuse!(EntryKind::User, i, invalid(format!("{key}.eum"), r)),
+                };
                 if dir.dial_plan(&context).is_none() {
-                    return Err(invalid(
-                        format!("{key}.eum"),
-                        format!("phone-context `{context}` names no dial plan of the tenant"),
-                    ));
+                    refuse!(
+                        EntryKind::User,
+                        i,
+                        invalid(
+                            format!("{key}.eum"),
+                            format!("phone-context `{context}` names no dial plan of the tenant")
+                        )
+                    );
                 }
             }
             let voicemail = if u.hosted_voicemail {
@@ -584,10 +722,12 @@ impl Directory {
                 VoicemailSetting::None
             };
             let index = dir.users.len();
-            for k in std::iter::once(sip.clone()).chain(number_key.clone()) {
-                if dir.user_by_key.insert(k.clone(), index).is_some() {
-                    return Err(invalid(key.clone(), format!("`{k}` belongs to another user already")));
-                }
+            let keys: Vec<String> = std::iter::once(sip.clone()).chain(number_key.clone()).collect();
+            if let Some(k) = keys.iter().find(|k| dir.user_by_key.contains_key(*k)) {
+                refuse!(EntryKind::User, i, invalid(key.clone(), format!("`{k}` belongs to another user already")));
+            }
+            for k in keys {
+                dir.user_by_key.insert(k, index);
             }
             if let Some(main) = &number {
                 dir.user_by_main_number.entry(main.clone()).and_modify(|e| *e = None).or_insert(Some(index));
@@ -613,31 +753,59 @@ impl Directory {
 
         for (i, c) in t.contacts.into_iter().enumerate() {
             let key = format!("contacts[{i}]");
-            let sip = sip_address(&c.sip, &tenant.domains).map_err(|r| invalid(format!("{key}.sip"), r))?;
-            let number = normalize_number(&c.number)
-                .ok_or_else(|| invalid(format!("{key}.number"), format!("`{}` is not an E.164 number", c.number)))?;
+            let sip = match sip_address(&c.sip, &tenant.domains) {
+                Ok(s) => s,
+                Err(r) => refuse!(EntryKind::Contact, i, invalid(format!("{key}.sip"), r)),
+            };
+            let Some(number) = normalize_number(&c.number) else {
+                refuse!(
+                    EntryKind::Contact,
+                    i,
+                    invalid(format!("{key}.number"), format!("`{}` is not an E.164 number", c.number))
+                );
+            };
             if !granted_exists(&c.hosted_voicemail_policy) {
-                return Err(invalid(
-                    format!("{key}.hosted_voicemail_policy"),
-                    "no hosted voice-mail policy of that name".into(),
-                ));
+                refuse!(
+                    EntryKind::Contact,
+                    i,
+                    invalid(
+                        format!("{key}.hosted_voicemail_policy"),
+                        "no hosted voice-mail policy of that name".into()
+                    )
+                );
             }
             if let Some(plan) = &c.dial_plan
                 && dir.dial_plan(plan).is_none()
             {
-                return Err(invalid(format!("{key}.dial_plan"), format!("`{plan}` names no dial plan of the tenant")));
+                refuse!(
+                    EntryKind::Contact,
+                    i,
+                    invalid(format!("{key}.dial_plan"), format!("`{plan}` names no dial plan of the tenant"))
+                );
             }
             if c.dial_plan.is_some() && c.hosted_voicemail_policy.is_some() {
-                return Err(invalid(
-                    format!("{key}.hosted_voicemail_policy"),
-                    "an on-premises contact (with a dial_plan) has no hosted voice-mail policy".into(),
-                ));
+                refuse!(
+                    EntryKind::Contact,
+                    i,
+                    invalid(
+                        format!("{key}.hosted_voicemail_policy"),
+                        "an on-premises contact (with a dial_plan) has no hosted voice-mail policy".into(),
+                    )
+                );
             }
             let index = dir.contacts.len();
-            for k in [sip, number.clone()] {
-                if dir.user_by_key.contains_key(&k) || dir.contact_by_key.insert(k.clone(), index).is_some() {
-                    return Err(invalid(key.clone(), format!("`{k}` belongs to another user or contact already")));
-                }
+            let keys = [sip, number.clone()];
+            if let Some(k) =
+                keys.iter().find(|k| dir.user_by_key.contains_key(*k) || dir.contact_by_key.contains_key(*k))
+            {
+                refuse!(
+                    EntryKind::Contact,
+                    i,
+                    invalid(key.clone(), format!("`{k}` belongs to another user or contact already"))
+                );
+            }
+            for k in keys {
+                dir.contact_by_key.insert(k, index);
             }
             dir.contacts.push(Contact {
                 sip: c.sip,

@@ -6,6 +6,7 @@ pub mod acl;
 pub mod config;
 pub mod directory;
 pub mod health;
+pub mod ldap;
 
 use std::collections::HashMap;
 use std::fmt;

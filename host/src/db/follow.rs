@@ -174,6 +174,8 @@ struct State {
     /// A new configuration not yet applied to every tenant (the database was
     /// lost while it was): the catch-up validates every tenant.
     resync_pending: bool,
+    /// Tenants reading LDAP: their entries are laid over what the database says.
+    ldap: Option<Arc<crate::ldap::LdapSync>>,
 }
 
 impl State {
@@ -210,6 +212,7 @@ pub async fn initial(db: Database, config: RouterConfig, metrics: Arc<Metrics>) 
         status: status.clone(),
         metrics: metrics.clone(),
         resync_pending: false,
+        ldap: None,
     };
     state.listen().await?;
     let mut client = state.db.client("reading the directory").await?;
@@ -269,11 +272,14 @@ impl Follower {
         initial: Initial,
         proxy: Arc<Proxy>,
         policy: Arc<PolicyRegistry>,
+        ldap: Option<Arc<crate::ldap::LdapSync>>,
         shutdown: watch::Receiver<bool>,
     ) -> Follower {
         let (tx, rx) = mpsc::unbounded_channel();
         let status = initial.status.clone();
-        tokio::spawn(run(initial.state, proxy, policy, rx, shutdown));
+        let mut state = initial.state;
+        state.ldap = ldap;
+        tokio::spawn(run(state, proxy, policy, rx, shutdown));
         Follower { commands: tx, status }
     }
 
@@ -505,7 +511,11 @@ async fn apply_tenants(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = changes.iter().map(|(id, _)| id.clone()).collect();
-    let next = Arc::new(current.with_changes(changes));
+    let next = current.with_changes(changes);
+    let next = Arc::new(match &st.ldap {
+        Some(sync) => sync.overlay(next),
+        None => next,
+    });
     let mut added = Vec::new();
     let (policy2, current2, next2) = (policy.clone(), current.clone(), next.clone());
     let installs = tokio::task::spawn_blocking(move || {

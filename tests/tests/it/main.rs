@@ -11,6 +11,7 @@ mod fleet;
 mod flows;
 mod hostile_input;
 mod interop;
+mod ldap;
 mod proxy;
 mod reload;
 mod reload_sipp;
