@@ -70,6 +70,8 @@ impl Slapd {
         conf.push_str(&format!(
             "access to dn.base=\"\" by * read\ndatabase mdb\nmaxsize 1073741824\nsuffix \"{SUFFIX}\"\nrootdn \"{ADMIN}\"\nrootpw {ADMIN_PASSWORD}\n\
              directory {d}/db\nindex objectClass eq\n\
+             # Paged searches may read the whole directory, as in AD (the total is not capped).\n\
+             limits * size.prtotal=unlimited size.pr=1000\n\
              access to attrs=userPassword by self write by anonymous auth by * none\n\
              access to * by dn.exact=\"{READER}\" read by * none\n",
             d = dir.path().display()

@@ -30,7 +30,7 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-fn serve_once(config: &Path, admin: SocketAddr) -> (Duration, f64) {
+fn serve_once(config: &Path, admin: SocketAddr, expect: Option<&str>) -> (Duration, f64) {
     let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
     let start = Instant::now();
     let mut child = std::process::Command::new(exe)
@@ -55,6 +55,14 @@ fn serve_once(config: &Path, admin: SocketAddr) -> (Duration, f64) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let took = start.elapsed();
+    if let Some(expect) = expect {
+        use std::io::{Read as _, Write as _};
+        let mut s = std::net::TcpStream::connect(admin).expect("admin");
+        let _ = s.write_all(b"GET /directory HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        assert!(body.contains(expect), "the router read its entries: {body}");
+    }
     std::thread::sleep(Duration::from_millis(500));
     let rss = rss_mib(child.id());
     let _ = child.kill();
@@ -118,10 +126,11 @@ async fn main() {
         format!("directory = \"users.toml\"\n{common}[admin]\naddress = \"127.0.0.1:{p2}\"\n{tenant}"),
     )
     .expect("write");
-    let (ldap_start, ldap_rss) =
-        tokio::task::block_in_place(|| serve_once(&dir.path().join("ldap.toml"), ([127, 0, 0, 1], p1).into()));
+    let (ldap_start, ldap_rss) = tokio::task::block_in_place(|| {
+        serve_once(&dir.path().join("ldap.toml"), ([127, 0, 0, 1], p1).into(), Some(&format!("\"entries\":{users}")))
+    });
     let (file_start, file_rss) =
-        tokio::task::block_in_place(|| serve_once(&dir.path().join("file.toml"), ([127, 0, 0, 1], p2).into()));
+        tokio::task::block_in_place(|| serve_once(&dir.path().join("file.toml"), ([127, 0, 0, 1], p2).into(), None));
 
     // In this process.
     let (_, tenants) = Tenants::load(&dir.path().join("ldap.toml")).expect("loads");
