@@ -304,7 +304,7 @@ fn apply_reload(
     // Counted before the swap is announced: whoever awaits the swap sees it counted.
     let outcome = if refused.is_empty() { "ok" } else { "partial" };
     proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome }).inc();
-    proxy.set_tenants(tenants);
+    proxy.update_tenants(|_| Some(tenants));
     tracing::info!(config = %config.display(), refused = refused.len(), "configuration and directory reloaded");
     Ok(refused)
 }

@@ -186,8 +186,12 @@ impl Tenants {
     /// new set: the others are shared, not copied. A tenant keeps its place;
     /// new ones come last.
     pub fn with_changes(&self, changes: impl IntoIterator<Item = (String, Option<Tenant>)>) -> Tenants {
-        let mut replaced: HashMap<String, Option<Arc<Tenant>>> =
-            changes.into_iter().map(|(id, t)| (id, t.map(Arc::new))).collect();
+        self.with_shared(changes.into_iter().map(|(id, t)| (id, t.map(Arc::new))))
+    }
+
+    /// [`Tenants::with_changes`] with the new tenants already shared.
+    pub fn with_shared(&self, changes: impl IntoIterator<Item = (String, Option<Arc<Tenant>>)>) -> Tenants {
+        let mut replaced: HashMap<String, Option<Arc<Tenant>>> = changes.into_iter().collect();
         let mut out = Tenants::default();
         let add = |out: &mut Tenants, tenant: Arc<Tenant>| {
             for d in &tenant.config.domains {

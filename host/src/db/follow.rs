@@ -511,11 +511,13 @@ async fn apply_tenants(
         return Ok(Vec::new());
     }
     let ids: Vec<String> = changes.iter().map(|(id, _)| id.clone()).collect();
-    let next = current.with_changes(changes);
-    let next = Arc::new(match &st.ldap {
-        Some(sync) => sync.overlay(next),
-        None => next,
-    });
+    let changes: Vec<(String, Option<Arc<Tenant>>)> =
+        changes.into_iter().map(|(id, t)| (id, t.map(Arc::new))).collect();
+    let overlay = |tenants: Tenants| match &st.ldap {
+        Some(sync) => sync.overlay(tenants),
+        None => tenants,
+    };
+    let next = Arc::new(overlay(current.with_shared(changes.clone())));
     let mut added = Vec::new();
     let (policy2, current2, next2) = (policy.clone(), current.clone(), next.clone());
     let installs = tokio::task::spawn_blocking(move || {
@@ -537,7 +539,10 @@ async fn apply_tenants(
     if let Ok(a) = installs.await {
         added = a;
     }
-    proxy.set_tenants(next);
+    // Laid over the set current now (a reload may have swapped it meanwhile).
+    proxy.update_tenants(|latest| {
+        Some(if Arc::ptr_eq(latest, &current) { next } else { Arc::new(overlay(latest.with_shared(changes))) })
+    });
     Ok(added)
 }
 

@@ -391,7 +391,10 @@ pub async fn follow(
                         last_full.insert(id.clone(), Instant::now());
                     }
                     if let Some(new) = sync.apply(id, entries, full, high) {
-                        proxy.set_tenants(Arc::new(proxy.tenants().with_changes([(id.clone(), Some(new))])));
+                        let new = Arc::new(new);
+                        proxy.update_tenants(|current| {
+                            Some(Arc::new(current.with_shared([(id.clone(), Some(new.clone()))])))
+                        });
                     }
                 }
                 Err(e) => {

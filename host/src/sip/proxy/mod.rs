@@ -61,6 +61,10 @@ pub struct Proxy {
     tenants: ArcSwap<Tenants>,
     /// Counts the swaps of `tenants`, so callers can await a reload.
     tenants_swapped: tokio::sync::watch::Sender<u64>,
+    /// Held while a swap is computed from the current set, so that two
+    /// sources of changes (a reload, a database, an LDAP server) never lose
+    /// each other's swap.
+    tenants_update: std::sync::Mutex<()>,
     settings: SipSettings,
     table: Table,
     /// Tags every branch and Record-Route the router mints, so a stray 2xx and
@@ -108,6 +112,7 @@ impl Proxy {
             policy,
             tenants: ArcSwap::new(tenants),
             tenants_swapped: tokio::sync::watch::channel(0).0,
+            tenants_update: std::sync::Mutex::new(()),
             settings,
             table: Table::default(),
             secret,
@@ -162,6 +167,15 @@ impl Proxy {
     pub fn set_tenants(&self, tenants: Arc<Tenants>) {
         self.tenants.store(tenants);
         self.tenants_swapped.send_modify(|n| *n += 1);
+    }
+
+    /// Swaps in the set `change` computes from the current one (none: no
+    /// swap), with no other swap in between.
+    pub fn update_tenants(&self, change: impl FnOnce(&Arc<Tenants>) -> Option<Arc<Tenants>>) {
+        let _one_at_a_time = self.tenants_update.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(next) = change(&self.tenants.load_full()) {
+            self.set_tenants(next);
+        }
     }
 
     /// A receiver that sees every swap of the tenants (a reload applied).
