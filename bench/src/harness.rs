@@ -55,3 +55,64 @@ pub fn on_premises_deployment(dir: &Path, scenarios: &[&str], users: usize, um: 
     std::fs::write(dir.join("users.csv"), list).expect("write");
     std::fs::write(dir.join("directory.toml"), directory).expect("write");
 }
+
+/// The resident set of process `pid`, in MiB (0 when unreadable).
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// A free TCP port on loopback (released for the caller to bind).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
+}
+
+/// Runs `exum-router serve --config <config>` (`EXUM_ROUTER`, or the release
+/// build) until its admin API at `admin` answers `/ready` with 200; when
+/// `expect` is given, `/directory` must contain it. Returns the time to ready
+/// and the RSS half a second later, and stops the router.
+pub fn serve_until_ready(
+    config: &Path,
+    admin: std::net::SocketAddr,
+    expect: Option<&str>,
+) -> (std::time::Duration, f64) {
+    use std::io::{Read as _, Write as _};
+    use std::time::{Duration, Instant};
+    let get = |path: &str| -> Option<String> {
+        let mut s = std::net::TcpStream::connect(admin).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        Some(body)
+    };
+    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
+    let start = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .args(["serve", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("exum-router (cargo build --release -p exum-router)");
+    while !get("/ready").is_some_and(|b| b.starts_with("HTTP/1.1 200")) {
+        assert!(start.elapsed() < Duration::from_secs(600), "not ready within 600 s");
+        assert!(child.try_wait().expect("try_wait").is_none(), "the router exited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = start.elapsed();
+    if let Some(expect) = expect {
+        let body = get("/directory").unwrap_or_default();
+        assert!(body.contains(expect), "the router read its directory: {body}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = rss_mib(child.id());
+    let _ = child.kill();
+    let _ = child.wait();
+    (took, rss)
+}

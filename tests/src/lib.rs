@@ -35,6 +35,30 @@ pub async fn until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
+/// An HTTP/1.1 request to the admin API at `addr` (`X-Uploaded-By: ops`);
+/// the whole response, head and body.
+pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nX-Uploaded-By: ops\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.expect("write");
+    s.write_all(body).await.expect("write");
+    let mut out = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(30), s.read_to_end(&mut out))
+        .await
+        .expect("in time")
+        .expect("read");
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET path` from the admin API at `addr`.
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    http(addr, "GET", path, b"").await
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is inside the workspace").to_path_buf()

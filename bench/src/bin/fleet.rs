@@ -17,7 +17,6 @@
 //! Writes `bench/results/fleet.md`.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -250,56 +249,6 @@ fn scale_json(tenants: usize, users: usize) -> String {
     out
 }
 
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kib / 1024.0
-}
-
-/// Starts `exum-router serve` on `config` and waits for `/ready`: start time and RSS.
-fn serve_once(config: &Path, admin: SocketAddr) -> (Duration, f64) {
-    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
-    let start = Instant::now();
-    let mut child = std::process::Command::new(exe)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("exum-router (cargo build --release -p exum-router)");
-    let deadline = start + Duration::from_secs(600);
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(admin) {
-            use std::io::{Read as _, Write as _};
-            let _ = s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut body = String::new();
-            let _ = s.read_to_string(&mut body);
-            if body.starts_with("HTTP/1.1 200") {
-                break;
-            }
-        }
-        assert!(Instant::now() < deadline, "not ready within 600 s");
-        assert!(child.try_wait().expect("try_wait").is_none(), "the router exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = start.elapsed();
-    std::thread::sleep(Duration::from_millis(500));
-    let rss = rss_mib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    (took, rss)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
-
 async fn scale(tenants: usize, users: usize) -> String {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.expect("join");
     let dir = tempfile::tempdir().expect("tempdir");
@@ -324,7 +273,7 @@ async fn scale(tenants: usize, users: usize) -> String {
 
     let admin = |port: u16| format!("[admin]\naddress = \"127.0.0.1:{port}\"\n");
     let common = "[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n";
-    let (p1, p2) = (free_port(), free_port());
+    let (p1, p2) = (exum_bench::harness::free_port(), exum_bench::harness::free_port());
     std::fs::write(
         dir.path().join("pg.toml"),
         format!("[directory]\nsource = \"postgres\"\nurl = \"{}\"\n{common}{}", pg.url(), admin(p1)),
@@ -332,10 +281,16 @@ async fn scale(tenants: usize, users: usize) -> String {
     .expect("write");
     std::fs::write(dir.path().join("file.toml"), format!("directory = \"directory.json\"\n{common}{}", admin(p2)))
         .expect("write");
-    let (pg_start, pg_rss) =
-        tokio::task::block_in_place(|| serve_once(&dir.path().join("pg.toml"), ([127, 0, 0, 1], p1).into()));
-    let (file_start, file_rss) =
-        tokio::task::block_in_place(|| serve_once(&dir.path().join("file.toml"), ([127, 0, 0, 1], p2).into()));
+    let (pg_start, pg_rss) = tokio::task::block_in_place(|| {
+        exum_bench::harness::serve_until_ready(
+            &dir.path().join("pg.toml"),
+            ([127, 0, 0, 1], p1).into(),
+            Some("\"connected\":true"),
+        )
+    });
+    let (file_start, file_rss) = tokio::task::block_in_place(|| {
+        exum_bench::harness::serve_until_ready(&dir.path().join("file.toml"), ([127, 0, 0, 1], p2).into(), None)
+    });
 
     // In this process: lookups and one incremental change with everything loaded.
     let server = Server::start(&dir.path().join("pg.toml")).await.expect("router");
@@ -364,11 +319,17 @@ async fn scale(tenants: usize, users: usize) -> String {
     }
     let by_domain = t.elapsed() / keys.len() as u32;
     let mut change_times = Vec::new();
+    // One user of one tenant, changed 20 times.
+    let probe_tenant = format!("t{}", 42.min(tenants - 1));
+    let probe_user = format!("sip:u{}@{probe_tenant}.example", 7.min(users - 1));
     for k in 0..20 {
         let site = format!("site-{k}");
         let before = server.directory_status().map_or(0, |d| d.changes_applied());
         client
-            .execute("UPDATE exum.users SET site = $1 WHERE tenant_id = 't42' AND sip = 'sip:u7@t42.example'", &[&site])
+            .execute(
+                "UPDATE exum.users SET site = $1 WHERE tenant_id = $2 AND sip = $3",
+                &[&site, &probe_tenant, &probe_user],
+            )
             .await
             .expect("update");
         let committed = Instant::now();
@@ -378,8 +339,8 @@ async fn scale(tenants: usize, users: usize) -> String {
                     && server
                         .proxy
                         .tenants()
-                        .by_id("t42")
-                        .and_then(|t| t.directory.user("sip:u7@t42.example").and_then(|u| u.site.clone()))
+                        .by_id(&probe_tenant)
+                        .and_then(|t| t.directory.user(&probe_user).and_then(|u| u.site.clone()))
                         .as_deref()
                         == Some(site.as_str())
             })

@@ -12,67 +12,11 @@
 //! Writes `bench/results/ldap.md`.
 
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use exum_router::control::Tenants;
 use exum_router_tests::slapd::{READER, READER_PASSWORD, SUFFIX, Slapd};
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
-fn serve_once(config: &Path, admin: SocketAddr, expect: Option<&str>) -> (Duration, f64) {
-    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
-    let start = Instant::now();
-    let mut child = std::process::Command::new(exe)
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("exum-router (cargo build --release -p exum-router)");
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(admin) {
-            use std::io::{Read as _, Write as _};
-            let _ = s.write_all(b"GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-            let mut body = String::new();
-            let _ = s.read_to_string(&mut body);
-            if body.starts_with("HTTP/1.1 200") {
-                break;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(600), "not ready in 600 s");
-        assert!(child.try_wait().expect("try_wait").is_none(), "the router exited");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let took = start.elapsed();
-    if let Some(expect) = expect {
-        use std::io::{Read as _, Write as _};
-        let mut s = std::net::TcpStream::connect(admin).expect("admin");
-        let _ = s.write_all(b"GET /directory HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let mut body = String::new();
-        let _ = s.read_to_string(&mut body);
-        assert!(body.contains(expect), "the router read its entries: {body}");
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    let rss = rss_mib(child.id());
-    let _ = child.kill();
-    let _ = child.wait();
-    (took, rss)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port")
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1e3)
@@ -115,7 +59,7 @@ async fn main() {
          page_size = 1000\npoll_interval_ms = 1000\n[tenant.ldap.attributes]\nsite = \"physicalDeliveryOfficeName\"\n",
         slapd.uri()
     );
-    let (p1, p2) = (free_port(), free_port());
+    let (p1, p2) = (exum_bench::harness::free_port(), exum_bench::harness::free_port());
     std::fs::write(
         dir.path().join("ldap.toml"),
         format!("directory = \"plans.toml\"\n{common}[admin]\naddress = \"127.0.0.1:{p1}\"\n{tenant}{ldap}"),
@@ -127,10 +71,15 @@ async fn main() {
     )
     .expect("write");
     let (ldap_start, ldap_rss) = tokio::task::block_in_place(|| {
-        serve_once(&dir.path().join("ldap.toml"), ([127, 0, 0, 1], p1).into(), Some(&format!("\"entries\":{users}")))
+        exum_bench::harness::serve_until_ready(
+            &dir.path().join("ldap.toml"),
+            ([127, 0, 0, 1], p1).into(),
+            Some(&format!("\"entries\":{users}")),
+        )
     });
-    let (file_start, file_rss) =
-        tokio::task::block_in_place(|| serve_once(&dir.path().join("file.toml"), ([127, 0, 0, 1], p2).into(), None));
+    let (file_start, file_rss) = tokio::task::block_in_place(|| {
+        exum_bench::harness::serve_until_ready(&dir.path().join("file.toml"), ([127, 0, 0, 1], p2).into(), None)
+    });
 
     // In this process.
     let (_, tenants) = Tenants::load(&dir.path().join("ldap.toml")).expect("loads");

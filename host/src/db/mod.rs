@@ -96,12 +96,7 @@ impl std::fmt::Debug for Database {
 
 fn tls_connector(settings: &PostgresSettings) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, DbError> {
     let Some(ca) = &settings.tls_ca else { return Ok(None) };
-    let roots = crate::sip::tls::read_roots(ca).map_err(DbError::Tls)?;
-    let config = rustls::ClientConfig::builder_with_provider(crate::sip::tls::provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| DbError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let config = crate::sip::tls::client_trusting(ca).map_err(DbError::Tls)?;
     Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
 }
 

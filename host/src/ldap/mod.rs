@@ -59,12 +59,7 @@ pub async fn connect(s: &LdapSettings) -> Result<Ldap, LdapError> {
     };
     let mut settings = LdapConnSettings::new().set_conn_timeout(s.timeout).set_starttls(s.starttls);
     if let Some(ca) = &s.ca {
-        let roots = crate::sip::tls::read_roots(ca).map_err(LdapError::Tls)?;
-        let config = rustls::ClientConfig::builder_with_provider(crate::sip::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| LdapError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = crate::sip::tls::client_trusting(ca).map_err(LdapError::Tls)?;
         settings = settings.set_config(Arc::new(config));
     }
     let connected = async {

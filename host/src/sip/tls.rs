@@ -71,6 +71,17 @@ fn read_key(settings: &TlsSettings) -> Result<Option<CertifiedKey>, String> {
     Ok(Some(certified))
 }
 
+/// A TLS client configuration (no client certificate) that trusts the CAs of
+/// the PEM file `ca` alone: for the directory's database and LDAP servers.
+pub(crate) fn client_trusting(ca: &Path) -> Result<ClientConfig, String> {
+    let roots = read_roots(ca)?;
+    Ok(ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 pub(crate) fn read_roots(path: &Path) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
     let certs = CertificateDer::pem_file_iter(path)

@@ -17,7 +17,7 @@ use exum_router::server::Server;
 use exum_router_tests::peer::{UdpPeer, response, udp_request};
 use exum_router_tests::postgres::Postgres;
 use exum_router_tests::sipp::{sipp_address, stat};
-use exum_router_tests::{components, until};
+use exum_router_tests::{components, http, http_get, until};
 
 /// The routers' configuration: the directory in `pg`, fabrikam defined here
 /// (its data in the database), contoso defined in the database.
@@ -616,29 +616,4 @@ fn json_field(response: &str, field: &str) -> i64 {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
     v[field].as_i64().unwrap_or_else(|| panic!("{field} in {response}"))
-}
-
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nX-Uploaded-By: ops\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).await.expect("write");
-    s.write_all(body).await.expect("write");
-    let mut out = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut out)).await.expect("in time").expect("read");
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await.expect("in time").expect("read");
-    out
 }

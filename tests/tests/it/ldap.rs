@@ -7,7 +7,6 @@
 //! StartTLS with a certificate the test makes; `exum-router ldap-check`.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use exum_router::control::Tenants;
 use exum_router::control::directory::VoicemailSetting;
@@ -16,7 +15,7 @@ use exum_router::model::wire::Name;
 use exum_router::server::Server;
 use exum_router_tests::peer::{UdpPeer, response, udp_request};
 use exum_router_tests::slapd::{READER, READER_PASSWORD, SUFFIX, Slapd};
-use exum_router_tests::{Plane, until};
+use exum_router_tests::{Plane, http_get, until};
 
 /// An LDIF user entry under `ou` with the attributes Lync and Exchange set.
 fn user(cn: &str, ou: &str, attrs: &[(&str, &str)]) -> String {
@@ -375,15 +374,4 @@ async fn ldap_check_prints_how_each_entry_maps() {
     assert!(out.contains("AutoAttendant"), "{out}");
     assert!(out.contains("PROBLEM") && out.contains("mallory@fabrikam.com"), "{out}");
     assert!(!out.contains(READER_PASSWORD), "the password is never printed");
-}
-
-async fn http_get(addr: SocketAddr, path: &str) -> String {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .expect("write");
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await.expect("in time").expect("read");
-    out
 }
