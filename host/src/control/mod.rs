@@ -173,15 +173,6 @@ impl Tenants {
         Ok((config, tenants, refused))
     }
 
-    /// Joins a validated configuration and a directory read from a database:
-    /// checked as [`Tenants::load`] checks a file's.
-    pub fn from_directory(config: &RouterConfig, directory: Directory) -> Result<Tenants, ConfigError> {
-        for (file, key, t) in defined_tenants(config, &directory) {
-            check_hosting(file, &key, t, directory.tenants.get(&t.id))?;
-        }
-        Ok(Tenants::new(config, directory))
-    }
-
     /// These tenants with some replaced, added or removed (`None`), in one
     /// new set: the others are shared, not copied. A tenant keeps its place;
     /// new ones come last.

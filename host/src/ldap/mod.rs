@@ -288,16 +288,6 @@ impl LdapSync {
         self.lock().get(id).is_some_and(|s| s.connected)
     }
 
-    /// Reads of `id` that changed its entries, so far.
-    pub fn syncs(&self, id: &str) -> u64 {
-        self.lock().get(id).map_or(0, |s| s.syncs)
-    }
-
-    /// Reads of `id` so far, whether they changed anything or not.
-    pub fn polls(&self, id: &str) -> u64 {
-        self.lock().get(id).map_or(0, |s| s.polls)
-    }
-
     /// Why entry `dn` of `id` is refused, if it is.
     pub fn refused(&self, id: &str, dn: &str) -> Option<String> {
         self.lock()
