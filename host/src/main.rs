@@ -1,5 +1,5 @@
-//! The `exum-router` command: offline tools for policies (`check`, `componentize`,
-//! `simulate`).
+//! The `exum-router` command: the router (`serve`) and its tools (`check`,
+//! `componentize`, `simulate`, `replay`, `db`, `ldap-check`).
 
 use std::io::Read as _;
 use std::net::SocketAddr;
@@ -67,6 +67,26 @@ enum Command {
         fail_all: bool,
         /// The request file; `-` or nothing reads standard input.
         request: Option<String>,
+    },
+    /// Run recorded policy calls again, with their imports answered from the
+    /// record; print each output and how it differs from the recorded one.
+    /// Exit status 0: all the same; 2: some differ; 1: some could not be replayed.
+    Replay {
+        /// A file of decision records (JSON lines), one record, or a shadow sample.
+        records: PathBuf,
+        /// Replay on this component instead of the recorded one.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Give `init` this string instead of the recorded one.
+        #[arg(long)]
+        policy_config: Option<String>,
+        /// Where the recorded components are (default: `policies/` beside the
+        /// tenant's folder of records).
+        #[arg(long)]
+        components: Option<PathBuf>,
+        /// Only the record on this line (from 1).
+        #[arg(long)]
+        line: Option<usize>,
     },
     /// Bind to each tenant's LDAP server, search, and print how every entry
     /// maps (user or contact, mode, dial plan, problems), without starting.
@@ -192,6 +212,25 @@ fn main() -> ExitCode {
             .build()
             .map_err(|e| format!("cannot start the runtime: {e}"))
             .and_then(|runtime| runtime.block_on(exum_router::ldap::check(&config))),
+        Command::Replay { records, policy, policy_config, components, line } => {
+            let options = tools::ReplayOptions { policy, policy_config, components, line };
+            return match tools::replay(&records, &options) {
+                Ok(report) => {
+                    print!("{}", report.text);
+                    if report.failed > 0 {
+                        ExitCode::FAILURE
+                    } else if report.differing > 0 {
+                        ExitCode::from(2)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("exum-router: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Check { policy } => tools::check(&policy).map_err(|e| e.to_string()),
         Command::Componentize { module, output } => tools::componentize(&module, &output).map_err(|e| e.to_string()),
         Command::Simulate { config, source, down, fail_all, request } => {

@@ -168,6 +168,10 @@ pub struct Metrics {
     pub policy_compilations: Counter,
     /// Policy components loaded from the disk cache of compiled artifacts.
     pub policy_disk_hits: Counter,
+    /// Decision records written.
+    pub records_written: Counter,
+    /// Decision records dropped (the writer's queue full, or a write failed).
+    pub records_dropped: Counter,
     /// Configuration and directory reloads by outcome (`ok`, `failed`).
     pub config_reloads: Family<OutcomeLabel, Counter>,
     /// UM servers: 1 up, 0 down.
@@ -234,6 +238,8 @@ impl Metrics {
             reloads: Family::default(),
             policy_compilations: Counter::default(),
             policy_disk_hits: Counter::default(),
+            records_written: Counter::default(),
+            records_dropped: Counter::default(),
             config_reloads: Family::default(),
             um_server_up: Family::default(),
             overload_refused: Family::default(),
@@ -290,6 +296,12 @@ impl Metrics {
             "policy_disk_cache_hits",
             "Policy components loaded from the disk cache of compiled artifacts",
             m.policy_disk_hits.clone(),
+        );
+        r.register("policy_records_written", "Decision records written", m.records_written.clone());
+        r.register(
+            "policy_records_dropped",
+            "Decision records dropped (writer queue full or write failed)",
+            m.records_dropped.clone(),
         );
         r.register(
             "directory_stale_seconds",

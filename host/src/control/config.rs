@@ -60,6 +60,8 @@ pub struct RouterConfig {
     /// Where precompiled policies are cached across restarts (`policy_cache`);
     /// it must be writable by the router alone.
     pub policy_cache: Option<PathBuf>,
+    /// Where decision records are written (`[records]`), if anywhere.
+    pub records: Option<crate::policy::record::RecordSettings>,
     /// The tenants, in file order.
     pub tenants: Vec<TenantConfig>,
     /// Where to listen for SIP.
@@ -421,6 +423,8 @@ pub struct TenantConfig {
     /// Whether the router Record-Routes the tenant's dialogs (stays on the path of
     /// in-dialog requests).
     pub record_route: bool,
+    /// Share of the tenant's policy calls recorded into `[records]` (0 to 1).
+    pub record_decisions: f64,
     /// Peers the tenant's new requests are accepted from (`peers`, CIDR
     /// networks; empty: any peer the listener allows). Others get 403.
     pub peers: Vec<super::acl::Cidr>,
@@ -455,6 +459,7 @@ impl TenantConfig {
             rerouting: Rerouting::default(),
             site_rerouting: BTreeMap::new(),
             record_route: false,
+            record_decisions: 0.0,
             peers: Vec::new(),
             ldap: None,
         }
@@ -522,6 +527,8 @@ struct ConfigFile {
     #[serde(default)]
     policy_cache: Option<PathBuf>,
     #[serde(default)]
+    records: Option<RecordsFile>,
+    #[serde(default)]
     policy_defaults: LimitsFile,
     #[serde(default, rename = "tenant")]
     tenants: Vec<TenantFile>,
@@ -577,6 +584,13 @@ struct OverloadFile {
     max_transaction_bytes: Option<usize>,
     ban_after: Option<u32>,
     ban_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordsFile {
+    dir: PathBuf,
+    max_mib_per_tenant: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -686,6 +700,8 @@ struct TenantFile {
     #[serde(default)]
     record_route: bool,
     #[serde(default)]
+    record_decisions: Option<f64>,
+    #[serde(default)]
     peers: Vec<String>,
     #[serde(default)]
     ldap: Option<super::ldap::LdapFile>,
@@ -718,6 +734,7 @@ impl RouterConfig {
             directory_source: DirectorySource::File,
             policy_dir: None,
             policy_cache: None,
+            records: None,
             tenants,
             listen: Vec::new(),
             sip: SipSettings::default(),
@@ -972,6 +989,21 @@ impl RouterConfig {
             dns.hosts.insert(name.to_ascii_lowercase(), parsed);
         }
         let (directory, directory_source) = directory_source(base, file.directory).map_err(|(k, r)| invalid(k, r))?;
+        let records = match file.records {
+            None => None,
+            Some(r) => {
+                let mib = r.max_mib_per_tenant.unwrap_or(16);
+                if !(1..=1 << 20).contains(&mib) {
+                    return Err(invalid("records.max_mib_per_tenant".into(), format!("{mib}: 1 to 1048576")));
+                }
+                Some(crate::policy::record::RecordSettings { dir: base.join(r.dir), max_bytes_per_tenant: mib << 20 })
+            }
+        };
+        if records.is_none()
+            && let Some((i, _)) = tenants.iter().enumerate().find(|(_, t)| t.record_decisions > 0.0)
+        {
+            return Err(invalid(format!("tenant[{i}].record_decisions"), "needs a [records] section (its dir)".into()));
+        }
         let policy_dir = file.policy_dir.map(|d| base.join(d));
         if let Some(d) = &policy_dir
             && !d.is_dir()
@@ -999,6 +1031,7 @@ impl RouterConfig {
             directory_source,
             policy_dir,
             policy_cache: file.policy_cache.map(|d| base.join(d)),
+            records,
             admin,
             tenants,
             listen,
@@ -1185,6 +1218,10 @@ fn tenant_config(
         site_rerouting.insert(site, r);
     }
     let peers = super::acl::parse_list(&key("peers"), &t.peers)?;
+    let record_decisions = t.record_decisions.unwrap_or(0.0);
+    if !(0.0..=1.0).contains(&record_decisions) {
+        return Err((key("record_decisions"), format!("{record_decisions}: a share from 0 to 1")));
+    }
     let ldap = match t.ldap {
         Some(l) => Some(std::sync::Arc::new(super::ldap::settings(l, &key("ldap"), ctx.base)?)),
         None => None,
@@ -1221,6 +1258,7 @@ fn tenant_config(
         rerouting: tenant_rerouting,
         site_rerouting,
         record_route: t.record_route,
+        record_decisions,
         ldap,
     })
 }

@@ -1,5 +1,7 @@
 //! The host side of the contract's imports. Each store holds the calling tenant
 //! (set before every call), so every import answers from that tenant's data only.
+//! A call may record every import with its answer (a decision record), or have
+//! them answered from a record (replay): see [`Imports`].
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -9,6 +11,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::Policy;
 use super::bindings::exum::policy::{clock, directory, health, log, types};
+use super::record::{Answer, Ask, ImportCall};
 use crate::control::Tenant;
 use crate::control::config::Rerouting;
 use crate::control::directory::{ContactKind, Scope, VoicemailSetting};
@@ -82,6 +85,35 @@ pub struct StoreState {
     pub(crate) log_budget: u32,
     /// When the call in progress started: what its deadline is measured from.
     pub(crate) call: super::deadline::CallClock,
+    /// Whether the imports answer live, recording, or from a record.
+    pub(crate) imports: Imports,
+}
+
+/// How a store's imports answer.
+#[derive(Debug, Default)]
+pub enum Imports {
+    /// From the tenant's data, the health table and the clock.
+    #[default]
+    Live,
+    /// Live, and every call with its answer is kept (a decision record).
+    Recording(Vec<ImportCall>),
+    /// From a record only: an import the record does not hold traps, and
+    /// what was asked is kept in `missed`.
+    Replay {
+        /// The recorded calls.
+        calls: Arc<[ImportCall]>,
+        /// The recorded clock, the answer to every `now`.
+        clock: clock::Datetime,
+        /// The first import the record could not answer.
+        missed: Option<String>,
+    },
+}
+
+impl Imports {
+    /// A recording with nothing recorded yet.
+    pub fn recording() -> Imports {
+        Imports::Recording(Vec::new())
+    }
 }
 
 impl StoreState {
@@ -93,6 +125,42 @@ impl StoreState {
             log_tag,
             log_budget: LOG_BUDGET_PER_CALL,
             call: super::deadline::CallClock::start(),
+            imports: Imports::Live,
+        }
+    }
+
+    /// Answers one import: live (and recorded, when recording), or from the
+    /// record being replayed.
+    fn import<T: Clone>(
+        &mut self,
+        ask: impl FnOnce() -> Ask,
+        live: impl FnOnce(&Self) -> T,
+        wrap: fn(T) -> Answer,
+        unwrap: fn(&Answer) -> Option<T>,
+    ) -> wasmtime::Result<T> {
+        match &mut self.imports {
+            Imports::Live => Ok(live(self)),
+            Imports::Recording(_) => {
+                let answer = live(self);
+                if let Imports::Recording(calls) = &mut self.imports {
+                    calls.push(ImportCall { ask: ask(), answer: wrap(answer.clone()) });
+                }
+                Ok(answer)
+            }
+            Imports::Replay { calls, clock, missed } => {
+                let ask = ask();
+                if ask == Ask::Now
+                    && let Some(v) = unwrap(&Answer::Now(*clock))
+                {
+                    return Ok(v);
+                }
+                if let Some(v) = calls.iter().find(|c| c.ask == ask).and_then(|c| unwrap(&c.answer)) {
+                    return Ok(v);
+                }
+                let what = ask.to_string();
+                missed.get_or_insert_with(|| what.clone());
+                wasmtime::bail!("the record holds no answer for {what}")
+            }
         }
     }
 }
@@ -105,111 +173,211 @@ pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
 impl types::Host for StoreState {}
 
 impl directory::Host for StoreState {
-    fn lookup_user(&mut self, address: String) -> Option<directory::User> {
-        let u = self.tenant.directory.user(&address)?;
-        Some(directory::User {
-            sip_address: u.sip.clone(),
-            line_uri: u.line.clone(),
-            number: u.number.clone(),
-            site: u.site.clone(),
-            voicemail: match u.voicemail {
-                VoicemailSetting::Hosted => directory::Voicemail::Hosted,
-                VoicemailSetting::OnPremises => directory::Voicemail::OnPremises,
-                VoicemailSetting::None => directory::Voicemail::None,
+    fn lookup_user(&mut self, address: String) -> wasmtime::Result<Option<directory::User>> {
+        self.import(
+            || Ask::LookupUser(address.clone()),
+            |s| user(&s.tenant, &address),
+            Answer::User,
+            |a| match a {
+                Answer::User(u) => Some(u.clone()),
+                _ => None,
             },
-            hosted_voicemail_policy: u.hosted_voicemail_policy.clone(),
-            eum_address: u.eum.clone(),
-        })
+        )
     }
 
-    fn lookup_contact(&mut self, address: String) -> Option<directory::UmContact> {
-        let c = self.tenant.directory.contact(&address)?;
-        Some(directory::UmContact {
-            sip_address: c.sip.clone(),
-            number: c.number.clone(),
-            kind: match c.kind {
-                ContactKind::SubscriberAccess => directory::ContactKind::SubscriberAccess,
-                ContactKind::AutoAttendant => directory::ContactKind::AutoAttendant,
+    fn lookup_contact(&mut self, address: String) -> wasmtime::Result<Option<directory::UmContact>> {
+        self.import(
+            || Ask::LookupContact(address.clone()),
+            |s| contact(&s.tenant, &address),
+            Answer::Contact,
+            |a| match a {
+                Answer::Contact(c) => Some(c.clone()),
+                _ => None,
             },
-            site: c.site.clone(),
-            hosted_voicemail_policy: c.hosted_voicemail_policy.clone(),
-        })
+        )
     }
 
     fn lookup_hosted_voicemail_policy(
         &mut self,
         scope: directory::PolicyScope,
-    ) -> Option<directory::HostedVoicemailPolicy> {
-        let scope = match scope {
-            directory::PolicyScope::Global => Scope::Global,
-            directory::PolicyScope::Site(s) => Scope::Site(s),
-            directory::PolicyScope::Named(n) => Scope::Named(n),
-        };
-        let p = self.tenant.directory.hosted_policy(&scope)?;
-        Some(directory::HostedVoicemailPolicy {
-            name: p.name.clone(),
-            destination: p.destination.clone(),
-            organizations: p.organizations.clone(),
-        })
+    ) -> wasmtime::Result<Option<directory::HostedVoicemailPolicy>> {
+        self.import(
+            || Ask::LookupHostedVoicemailPolicy(scope.clone()),
+            |s| hosted_policy(&s.tenant, &scope),
+            Answer::HostedVoicemailPolicy,
+            |a| match a {
+                Answer::HostedVoicemailPolicy(p) => Some(p.clone()),
+                _ => None,
+            },
+        )
     }
 
-    fn lookup_contact_dial_plan(&mut self, address: String) -> Option<directory::DialPlan> {
-        let plan = self.tenant.directory.contact(&address)?.dial_plan.clone()?;
-        self.lookup_dial_plan(plan)
+    fn lookup_contact_dial_plan(&mut self, address: String) -> wasmtime::Result<Option<directory::DialPlan>> {
+        self.import(
+            || Ask::LookupContactDialPlan(address.clone()),
+            |s| {
+                let plan = s.tenant.directory.contact(&address)?.dial_plan.as_deref()?;
+                dial_plan(&s.tenant, plan)
+            },
+            Answer::DialPlan,
+            |a| match a {
+                Answer::DialPlan(p) => Some(p.clone()),
+                _ => None,
+            },
+        )
     }
 
-    fn lookup_dial_plan(&mut self, key: String) -> Option<directory::DialPlan> {
-        let d = self.tenant.directory.dial_plan(&key)?;
-        Some(directory::DialPlan {
-            name: d.name.clone(),
-            phone_context: d.phone_context.clone(),
-            servers: d
-                .servers
-                .iter()
-                .map(|s| directory::UmServer { uri: s.uri.clone(), timeout_ms: s.timeout_ms })
-                .collect(),
-        })
+    fn lookup_dial_plan(&mut self, key: String) -> wasmtime::Result<Option<directory::DialPlan>> {
+        self.import(
+            || Ask::LookupDialPlan(key.clone()),
+            |s| dial_plan(&s.tenant, &key),
+            Answer::DialPlan,
+            |a| match a {
+                Answer::DialPlan(p) => Some(p.clone()),
+                _ => None,
+            },
+        )
     }
 
-    fn lookup_rerouting(&mut self, site: Option<String>) -> directory::Rerouting {
-        let config = &self.tenant.config;
-        let r: &Rerouting = site.and_then(|s| config.site_rerouting.get(&s)).unwrap_or(&config.rerouting);
-        directory::Rerouting {
-            enabled: r.enabled,
-            auto_attendant: r.auto_attendant.clone(),
-            subscriber_access: r.subscriber_access.clone(),
-            pstn_gateway: r.pstn_gateway.clone(),
-        }
+    fn lookup_rerouting(&mut self, site: Option<String>) -> wasmtime::Result<directory::Rerouting> {
+        self.import(
+            || Ask::LookupRerouting(site.clone()),
+            |s| {
+                let config = &s.tenant.config;
+                let r: &Rerouting =
+                    site.as_ref().and_then(|s| config.site_rerouting.get(s)).unwrap_or(&config.rerouting);
+                directory::Rerouting {
+                    enabled: r.enabled,
+                    auto_attendant: r.auto_attendant.clone(),
+                    subscriber_access: r.subscriber_access.clone(),
+                    pstn_gateway: r.pstn_gateway.clone(),
+                }
+            },
+            Answer::Rerouting,
+            |a| match a {
+                Answer::Rerouting(r) => Some(r.clone()),
+                _ => None,
+            },
+        )
     }
 
-    fn settings(&mut self) -> directory::TenantSettings {
-        let c = &self.tenant.config;
-        directory::TenantSettings {
-            id: c.id.clone(),
-            domains: c.domains.clone(),
-            edge: c.hosted_next_hop(),
-            default_next_hop: c.default_next_hop.clone(),
-        }
+    fn settings(&mut self) -> wasmtime::Result<directory::TenantSettings> {
+        self.import(
+            || Ask::Settings,
+            |s| {
+                let c = &s.tenant.config;
+                directory::TenantSettings {
+                    id: c.id.clone(),
+                    domains: c.domains.clone(),
+                    edge: c.hosted_next_hop(),
+                    default_next_hop: c.default_next_hop.clone(),
+                }
+            },
+            Answer::Settings,
+            |a| match a {
+                Answer::Settings(s) => Some(s.clone()),
+                _ => None,
+            },
+        )
     }
 }
 
+fn user(tenant: &Tenant, address: &str) -> Option<directory::User> {
+    let u = tenant.directory.user(address)?;
+    Some(directory::User {
+        sip_address: u.sip.clone(),
+        line_uri: u.line.clone(),
+        number: u.number.clone(),
+        site: u.site.clone(),
+        voicemail: match u.voicemail {
+            VoicemailSetting::Hosted => directory::Voicemail::Hosted,
+            VoicemailSetting::OnPremises => directory::Voicemail::OnPremises,
+            VoicemailSetting::None => directory::Voicemail::None,
+        },
+        hosted_voicemail_policy: u.hosted_voicemail_policy.clone(),
+        eum_address: u.eum.clone(),
+    })
+}
+
+fn contact(tenant: &Tenant, address: &str) -> Option<directory::UmContact> {
+    let c = tenant.directory.contact(address)?;
+    Some(directory::UmContact {
+        sip_address: c.sip.clone(),
+        number: c.number.clone(),
+        kind: match c.kind {
+            ContactKind::SubscriberAccess => directory::ContactKind::SubscriberAccess,
+            ContactKind::AutoAttendant => directory::ContactKind::AutoAttendant,
+        },
+        site: c.site.clone(),
+        hosted_voicemail_policy: c.hosted_voicemail_policy.clone(),
+    })
+}
+
+fn hosted_policy(tenant: &Tenant, scope: &directory::PolicyScope) -> Option<directory::HostedVoicemailPolicy> {
+    let scope = match scope {
+        directory::PolicyScope::Global => Scope::Global,
+        directory::PolicyScope::Site(s) => Scope::Site(s.clone()),
+        directory::PolicyScope::Named(n) => Scope::Named(n.clone()),
+    };
+    let p = tenant.directory.hosted_policy(&scope)?;
+    Some(directory::HostedVoicemailPolicy {
+        name: p.name.clone(),
+        destination: p.destination.clone(),
+        organizations: p.organizations.clone(),
+    })
+}
+
+fn dial_plan(tenant: &Tenant, key: &str) -> Option<directory::DialPlan> {
+    let d = tenant.directory.dial_plan(key)?;
+    Some(directory::DialPlan {
+        name: d.name.clone(),
+        phone_context: d.phone_context.clone(),
+        servers: d
+            .servers
+            .iter()
+            .map(|s| directory::UmServer { uri: s.uri.clone(), timeout_ms: s.timeout_ms })
+            .collect(),
+    })
+}
+
 impl health::Host for StoreState {
-    fn target_healthy(&mut self, uri: String) -> bool {
-        self.health.is_healthy(&uri)
+    fn target_healthy(&mut self, uri: String) -> wasmtime::Result<bool> {
+        self.import(
+            || Ask::TargetHealthy(uri.clone()),
+            |s| s.health.is_healthy(&uri),
+            Answer::Healthy,
+            |a| match a {
+                Answer::Healthy(h) => Some(*h),
+                _ => None,
+            },
+        )
     }
 }
 
 impl clock::Host for StoreState {
-    fn now(&mut self) -> clock::Datetime {
-        let unix_seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        clock::Datetime { unix_seconds, utc_offset_minutes: self.tenant.config.utc_offset_minutes }
+    fn now(&mut self) -> wasmtime::Result<clock::Datetime> {
+        self.import(
+            || Ask::Now,
+            |s| now(&s.tenant),
+            Answer::Now,
+            |a| match a {
+                Answer::Now(d) => Some(*d),
+                _ => None,
+            },
+        )
     }
 }
 
+/// The current time with `tenant`'s UTC offset.
+pub fn now(tenant: &Tenant) -> clock::Datetime {
+    let unix_seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    clock::Datetime { unix_seconds, utc_offset_minutes: tenant.config.utc_offset_minutes }
+}
+
 impl log::Host for StoreState {
-    fn log(&mut self, level: log::Level, message: String) {
+    fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
         if self.log_budget == 0 {
-            return;
+            return Ok(());
         }
         self.log_budget -= 1;
         let mut end = message.len().min(MAX_LOG_MESSAGE);
@@ -227,5 +395,6 @@ impl log::Host for StoreState {
             log::Level::Warn => tracing::warn!(target: "policy", tenant, policy, message),
             log::Level::Error => tracing::error!(target: "policy", tenant, policy, message),
         }
+        Ok(())
     }
 }

@@ -8,7 +8,9 @@ pub mod deadline;
 pub mod decision;
 pub mod engine;
 pub mod host_api;
+pub mod record;
 pub mod registry;
+pub mod replay;
 pub mod version;
 pub mod view;
 

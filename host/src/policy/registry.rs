@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use super::bindings::exum::policy::types::{Decision, Failure, Reject, Request};
 use super::decision::validate;
 use super::engine::{LoadError, MAX_COMPONENT_BYTES, PolicyEngine};
-use super::version::{Code, Fault, PolicyVersion};
+use super::host_api::{self, Imports};
+use super::record::{self, DecisionRecord, Export, Output, Recorder};
+use super::version::{Code, Fault, PolicyCall, PolicyVersion};
 use crate::control::config::{Fallback, Limits, PolicySource, RouterConfig};
 use crate::control::health::HealthTable;
 use crate::control::{Tenant, Tenants};
@@ -79,6 +81,8 @@ pub struct TenantPolicy {
     metrics: Arc<Metrics>,
     /// The tenant's per-decision counters (decisions, latency, fallbacks).
     counters: TenantCounters,
+    /// Where its calls are recorded and the share recorded, when it records.
+    records: Option<(Arc<Recorder>, f64)>,
 }
 
 impl TenantPolicy {
@@ -105,12 +109,54 @@ impl TenantPolicy {
 
     /// Decides where a new request goes.
     pub fn route(&self, tenant: &Arc<Tenant>, req: &Request) -> Verdict {
-        self.decide(|v| v.route(tenant, req))
+        let recorder = self.recorder_for(req);
+        self.decide(|v| self.run(v, tenant, PolicyCall::Route(req), recorder))
     }
 
     /// Decides what happens when every target of a forward failed.
     pub fn on_failure(&self, tenant: &Arc<Tenant>, req: &Request, failure: &Failure) -> Verdict {
-        self.decide(|v| v.on_failure(tenant, req, failure))
+        let recorder = self.recorder_for(req);
+        self.decide(|v| self.run(v, tenant, PolicyCall::OnFailure(req, failure), recorder))
+    }
+
+    /// The recorder, when this request's calls are recorded.
+    fn recorder_for(&self, req: &Request) -> Option<&Recorder> {
+        let (recorder, share) = self.records.as_ref()?;
+        record::sampled(super::view::text(req, req.call_id), *share).then_some(&**recorder)
+    }
+
+    /// One call of `version`, recorded when `recorder` is given.
+    fn run(
+        &self,
+        version: &PolicyVersion,
+        tenant: &Arc<Tenant>,
+        call: PolicyCall<'_>,
+        recorder: Option<&Recorder>,
+    ) -> Result<Decision, Fault> {
+        let Some(recorder) = recorder else {
+            return version.call_with(tenant, call, Imports::Live).0;
+        };
+        let (result, imports) = version.call_with(tenant, call, Imports::recording());
+        let Imports::Recording(calls) = imports else { return result };
+        let (export, failure) = match call {
+            PolicyCall::Route(_) => (Export::Route, None),
+            PolicyCall::OnFailure(_, f) => (Export::OnFailure, Some(f)),
+        };
+        let output = match &result {
+            Ok(d) => Output::Decision(d.clone()),
+            Err(f) => Output::Fault(f.to_string()),
+        };
+        recorder.submit(DecisionRecord::new(
+            &self.tenant_id,
+            version.recorded(),
+            export,
+            call.request(),
+            failure,
+            host_api::now(tenant),
+            calls,
+            output,
+        ));
+        result
     }
 
     fn decide(&self, call: impl Fn(&PolicyVersion) -> Result<Decision, Fault>) -> Verdict {
@@ -258,6 +304,14 @@ pub enum StartError {
     /// The embedded standard policy does not load.
     #[error("loading the standard policy: {0}")]
     Standard(LoadError),
+    /// The folder of decision records cannot be used.
+    #[error("records.dir {}: {source}", dir.display())]
+    Records {
+        /// The configured folder.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// A tenant's active policy version in the directory database: it wins over
@@ -289,6 +343,8 @@ pub struct PolicyRegistry {
     /// Whether loading a version instantiates it and runs `init` right away
     /// (reloads) or at its first call (start-up).
     eager: AtomicBool,
+    /// Where decision records go, when `[records]` is configured.
+    recorder: RwLock<Option<Arc<Recorder>>>,
 }
 
 impl PolicyRegistry {
@@ -322,6 +378,12 @@ impl PolicyRegistry {
         }
         let registry = PolicyRegistry::new(engine, health, metrics).map_err(StartError::Standard)?;
         registry.set_policy_dir(config.policy_dir.clone());
+        if let Some(settings) = &config.records {
+            let m = registry.metrics.clone();
+            let recorder = Recorder::start(settings.clone(), m.records_written.clone(), m.records_dropped.clone())
+                .map_err(|source| StartError::Records { dir: settings.dir.clone(), source })?;
+            registry.set_recorder(Some(recorder));
+        }
         *registry.database.write().unwrap_or_else(|e| e.into_inner()) = database;
         registry.install_all(tenants);
         Ok(registry)
@@ -357,6 +419,7 @@ impl PolicyRegistry {
             changes: tokio::sync::watch::channel(0).0,
             metrics,
             eager: AtomicBool::new(true),
+            recorder: RwLock::new(None),
         })
     }
 
@@ -534,6 +597,11 @@ impl PolicyRegistry {
     ) -> Result<Arc<PolicyVersion>, LoadError> {
         let eager = self.eager.load(Ordering::Relaxed);
         let hash = super::engine::hex_sha256(bytes);
+        if tenant.config.record_decisions > 0.0
+            && let Some(recorder) = self.recorder()
+        {
+            recorder.keep_component(&hash, bytes);
+        }
         // At start-up, a component already in the disk cache is loaded at its
         // first call: an idle tenant costs no code in memory.
         let code = if !eager && self.engine.has_artifact(&hash) {
@@ -579,10 +647,37 @@ impl PolicyRegistry {
             quarantined: AtomicBool::new(false),
             metrics: self.metrics.clone(),
             counters: self.metrics.tenant_counters(&c.id),
+            records: self.records_of(tenant),
         });
         self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
         self.changes.send_modify(|n| *n += 1);
         policy
+    }
+
+    /// Records decisions of the tenants that ask for it into `recorder`.
+    pub fn set_recorder(&self, recorder: Option<Arc<Recorder>>) {
+        if let Some(r) = &recorder {
+            r.keep_component(&self.standard.hash, STANDARD_COMPONENT);
+        }
+        *self.recorder.write().unwrap_or_else(|e| e.into_inner()) = recorder;
+    }
+
+    /// The recorder of decision records, if any.
+    pub fn recorder(&self) -> Option<Arc<Recorder>> {
+        self.recorder.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Where `tenant`'s calls are recorded, and the share, if it records.
+    fn records_of(&self, tenant: &Tenant) -> Option<(Arc<Recorder>, f64)> {
+        let share = tenant.config.record_decisions;
+        if share <= 0.0 {
+            return None;
+        }
+        let recorder = self.recorder();
+        if recorder.is_none() {
+            tracing::warn!(tenant = %tenant.config.id, "record_decisions is set but the router has no [records] section; nothing is recorded");
+        }
+        Some((recorder?, share))
     }
 
     /// A receiver that sees every install and every refused reload.

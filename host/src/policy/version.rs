@@ -13,7 +13,7 @@ use super::bindings::Policy;
 use super::bindings::exum::policy::types::{Decision, Failure, Request};
 use super::deadline::{CallClock, FIRST_DEADLINE};
 use super::engine::{CompiledPolicy, LoadError, PolicyEngine};
-use super::host_api::{LimitHit, StoreState};
+use super::host_api::{Imports, LimitHit, StoreState};
 use crate::control::Tenant;
 use crate::control::config::Limits;
 use crate::control::health::HealthTable;
@@ -213,7 +213,7 @@ impl PolicyVersion {
         if !eager {
             return Ok(v);
         }
-        let instance = v.instantiate(tenant).map_err(|e| match e {
+        let instance = v.instantiate(tenant, Imports::Live).map_err(|(e, _)| match e {
             InstantiateError::Init(msg) => LoadError::Init(msg),
             InstantiateError::Fault(f) => LoadError::InitFault(f.to_string()),
         })?;
@@ -223,19 +223,35 @@ impl PolicyVersion {
 
     /// Calls `route`.
     pub fn route(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<Decision, Fault> {
-        self.call(tenant, |b, s| b.exum_policy_handler().call_route(s, req))
+        self.call(tenant, Imports::Live, |b, s| b.exum_policy_handler().call_route(s, req)).0
     }
 
     /// Calls `on-failure`.
     pub fn on_failure(&self, tenant: &Arc<Tenant>, req: &Request, failure: &Failure) -> Result<Decision, Fault> {
-        self.call(tenant, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure))
+        self.call(tenant, Imports::Live, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure)).0
+    }
+
+    /// Calls `route` or `on-failure` with the imports answering as `imports`
+    /// says (recording, or from a record); gives them back after the call.
+    pub fn call_with(
+        &self,
+        tenant: &Arc<Tenant>,
+        call: PolicyCall<'_>,
+        imports: Imports,
+    ) -> (Result<Decision, Fault>, Imports) {
+        match call {
+            PolicyCall::Route(req) => self.call(tenant, imports, |b, s| b.exum_policy_handler().call_route(s, req)),
+            PolicyCall::OnFailure(req, failure) => {
+                self.call(tenant, imports, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure))
+            }
+        }
     }
 
     /// Calls `route` on a new instance, created and initialised for this call and
     /// dropped after it: what every call would cost without the pool. For
     /// measuring the pool's worth (see `docs/performance.md`).
     pub fn route_on_fresh_instance(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<Decision, Fault> {
-        let mut instance = self.instantiate(tenant).map_err(|e| match e {
+        let mut instance = self.instantiate(tenant, Imports::Live).map_err(|(e, _)| match e {
             InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
             InstantiateError::Fault(f) => f,
         })?;
@@ -246,6 +262,16 @@ impl PolicyVersion {
             .exum_policy_handler()
             .call_route(&mut instance.store, req)
             .map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))
+    }
+
+    /// How decision records name this version.
+    pub fn recorded(&self) -> super::record::RecordedPolicy {
+        super::record::RecordedPolicy {
+            name: self.name.clone(),
+            version: self.version,
+            hash: self.hash.clone(),
+            init_config: self.init_config.clone(),
+        }
     }
 
     /// Whether the compiled code is loaded (deferred versions load at their
@@ -271,14 +297,25 @@ impl PolicyVersion {
     fn call(
         &self,
         tenant: &Arc<Tenant>,
+        imports: Imports,
         f: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<Decision>,
-    ) -> Result<Decision, Fault> {
-        let mut instance = match self.acquire() {
+    ) -> (Result<Decision, Fault>, Imports) {
+        let replaying = matches!(imports, Imports::Replay { .. });
+        // A replay runs on an instance of its own.
+        // `init` runs with live imports (on a replay, of an empty tenant): a
+        // record holds the imports of the call only.
+        let mut instance = match self.acquire().filter(|_| !replaying) {
             Some(i) => i,
-            None => self.instantiate(tenant).map_err(|e| match e {
-                InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
-                InstantiateError::Fault(f) => f,
-            })?,
+            None => match self.instantiate(tenant, Imports::Live) {
+                Ok(i) => i,
+                Err((e, _)) => {
+                    let fault = match e {
+                        InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
+                        InstantiateError::Fault(f) => f,
+                    };
+                    return (Err(fault), imports);
+                }
+            },
         };
         let store = &mut instance.store;
         {
@@ -289,15 +326,22 @@ impl PolicyVersion {
             data.limiter.hit = None;
             data.log_budget = super::host_api::LOG_BUDGET_PER_CALL;
             data.call = CallClock::start();
+            data.imports = imports;
         }
         store.set_epoch_deadline(FIRST_DEADLINE);
         match f(&instance.bindings, store) {
             Ok(decision) => {
-                self.release(instance);
-                Ok(decision)
+                let imports = std::mem::take(&mut instance.store.data_mut().imports);
+                if !replaying {
+                    self.release(instance);
+                }
+                (Ok(decision), imports)
             }
             // The instance may be in any state after a trap: drop it.
-            Err(e) => Err(Fault::classify(&e, instance.store.data().limiter.hit)),
+            Err(e) => {
+                let fault = Fault::classify(&e, instance.store.data().limiter.hit);
+                (Err(fault), std::mem::take(&mut instance.store.data_mut().imports))
+            }
         }
     }
 
@@ -313,24 +357,59 @@ impl PolicyVersion {
         }
     }
 
-    fn instantiate(&self, tenant: &Arc<Tenant>) -> Result<PooledInstance, InstantiateError> {
-        let state =
+    /// A new instance, initialised with its imports answering as `imports`
+    /// says (they stay in its store; given back on failure).
+    fn instantiate(
+        &self,
+        tenant: &Arc<Tenant>,
+        imports: Imports,
+    ) -> Result<PooledInstance, (InstantiateError, Imports)> {
+        let mut state =
             StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
+        state.imports = imports;
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         let budget = self.limits.deadline;
         store.epoch_deadline_callback(move |mut ctx| Ok(ctx.data_mut().call.on_deadline(budget)));
         store.data_mut().call = CallClock::start();
         store.set_epoch_deadline(FIRST_DEADLINE);
-        let code = self.code().map_err(InstantiateError::Fault)?;
-        let bindings = code
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit)))?;
+        let give_back = |store: &mut Store<StoreState>| std::mem::take(&mut store.data_mut().imports);
+        let code = match self.code() {
+            Ok(c) => c,
+            Err(f) => return Err((InstantiateError::Fault(f), give_back(&mut store))),
+        };
+        let bindings = match code.pre.instantiate(&mut store) {
+            Ok(b) => b,
+            Err(e) => {
+                let fault = Fault::classify(&e, store.data().limiter.hit);
+                return Err((InstantiateError::Fault(fault), give_back(&mut store)));
+            }
+        };
         match bindings.exum_policy_handler().call_init(&mut store, &self.init_config) {
             Ok(Ok(())) => Ok(PooledInstance { store, bindings }),
-            Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
-            Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
+            Ok(Err(msg)) => Err((InstantiateError::Init(msg), give_back(&mut store))),
+            Err(e) => {
+                let fault = Fault::classify(&e, store.data().limiter.hit);
+                Err((InstantiateError::Fault(fault), give_back(&mut store)))
+            }
+        }
+    }
+}
+
+/// Which export a call is for, with its arguments.
+#[derive(Debug, Clone, Copy)]
+pub enum PolicyCall<'a> {
+    /// `route(req)`.
+    Route(&'a Request),
+    /// `on-failure(req, failure)`.
+    OnFailure(&'a Request, &'a Failure),
+}
+
+impl PolicyCall<'_> {
+    /// The request.
+    pub fn request(&self) -> &Request {
+        match self {
+            PolicyCall::Route(r) | PolicyCall::OnFailure(r, _) => r,
         }
     }
 }

@@ -13,6 +13,7 @@ mod hostile_input;
 mod interop;
 mod ldap;
 mod proxy;
+mod records;
 mod reload;
 mod reload_sipp;
 mod sandbox;
