@@ -88,6 +88,18 @@ enum Command {
         #[arg(long)]
         line: Option<usize>,
     },
+    /// A tenant's policy lifecycle on a running router, through its admin API:
+    /// history, rollback, shadow and canary candidates (docs/policy-plane.md).
+    Policy {
+        /// The router configuration (its `[admin]` address and token).
+        #[arg(long, default_value = EXAMPLE_CONFIG)]
+        config: PathBuf,
+        /// The tenant.
+        #[arg(long)]
+        tenant: String,
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// Bind to each tenant's LDAP server, search, and print how every entry
     /// maps (user or contact, mode, dial plan, problems), without starting.
     LdapCheck {
@@ -106,6 +118,50 @@ enum Command {
         #[command(subcommand)]
         action: DbAction,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyAction {
+    /// The kept versions, newest first.
+    History,
+    /// Serve a kept version again (default: the one serving before).
+    Rollback {
+        /// The version number (see `history`).
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Start a shadow: it decides a copy of every new request, compared with
+    /// the serving version's decision, and never a call.
+    Shadow {
+        /// The component; or --from.
+        policy: Option<PathBuf>,
+        /// A kept version instead of a file.
+        #[arg(long)]
+        from: Option<u64>,
+    },
+    /// Start a canary: it serves this share of new calls, rolled back
+    /// automatically when it does worse than the serving version.
+    Canary {
+        /// The component; or --from.
+        policy: Option<PathBuf>,
+        /// A kept version instead of a file.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The share of new calls, 0 to 1.
+        #[arg(long)]
+        share: f64,
+    },
+    /// The candidate: counters beside the serving version's, divergences, samples.
+    Status,
+    /// A shadow sample's two decision records (save it, then `exum-router replay` it).
+    Sample {
+        /// The sample's index (see `status`).
+        n: usize,
+    },
+    /// The candidate becomes the serving version.
+    Promote,
+    /// The candidate ends.
+    Abandon,
 }
 
 #[derive(Subcommand)]
@@ -206,6 +262,28 @@ fn main() -> ExitCode {
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))
                 .and_then(|runtime| runtime.block_on(exum_router::db::cli::run(&config, url, action)))
+        }
+        Command::Policy { config, tenant, action } => {
+            use exum_router::admin::client::Action;
+            let action = match action {
+                PolicyAction::History => Action::History,
+                PolicyAction::Rollback { to } => Action::Rollback { to },
+                PolicyAction::Shadow { policy, from } => {
+                    Action::Candidate { mode: "shadow", file: policy, from, share: None }
+                }
+                PolicyAction::Canary { policy, from, share } => {
+                    Action::Candidate { mode: "canary", file: policy, from, share: Some(share) }
+                }
+                PolicyAction::Status => Action::Status,
+                PolicyAction::Sample { n } => Action::Sample { n },
+                PolicyAction::Promote => Action::Promote,
+                PolicyAction::Abandon => Action::Abandon,
+            };
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| format!("cannot start the runtime: {e}"))
+                .and_then(|runtime| runtime.block_on(exum_router::admin::client::run(&config, &tenant, action)))
         }
         Command::LdapCheck { config } => tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -38,6 +38,45 @@ pub struct TenantLabel {
     pub tenant: String,
 }
 
+/// Labels: one policy version of a tenant, in a role (`serving`, `canary`, `shadow`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionLabels {
+    /// The tenant id.
+    pub tenant: String,
+    /// The tenant's number of the version (`0`: the standard policy).
+    pub version: String,
+    /// Its role.
+    pub role: String,
+}
+
+/// Labels: a policy version and an outcome or kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VersionKind {
+    /// The tenant id.
+    pub tenant: String,
+    /// The tenant's number of the version.
+    pub version: String,
+    /// Its role.
+    pub role: String,
+    /// The outcome (`completed`, `failed`) or divergence kind.
+    pub kind: String,
+}
+
+/// Labels of `exum_policy_info`: what serves a tenant, and what it says it is.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    /// The tenant id.
+    pub tenant: String,
+    /// `serving` or the candidate's mode.
+    pub role: String,
+    /// The tenant's number of the version.
+    pub version: String,
+    /// SHA-256 of the component.
+    pub hash: String,
+    /// The component's name and version from its manifest, else its file's name.
+    pub name: String,
+}
+
 /// Labels: one UM server.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServerLabel {
@@ -168,6 +207,18 @@ pub struct Metrics {
     pub policy_compilations: Counter,
     /// Policy components loaded from the disk cache of compiled artifacts.
     pub policy_disk_hits: Counter,
+    /// Decisions per policy version and role.
+    pub version_decisions: Family<VersionLabels, Counter>,
+    /// Faults per policy version and role.
+    pub version_faults: Family<VersionLabels, Counter>,
+    /// Calls that ended, per policy version, role and outcome (`completed`, `failed`).
+    pub version_calls: Family<VersionKind, Counter>,
+    /// Shadow divergences per candidate version and kind.
+    pub shadow_divergences: Family<VersionKind, Counter>,
+    /// Canaries rolled back automatically, per tenant.
+    pub canary_rollbacks: Family<TenantLabel, Counter>,
+    /// 1 per version serving or running as a candidate, with its identity.
+    pub policy_info: Family<InfoLabels, Gauge>,
     /// Decision records written.
     pub records_written: Counter,
     /// Decision records dropped (the writer's queue full, or a write failed).
@@ -238,6 +289,12 @@ impl Metrics {
             reloads: Family::default(),
             policy_compilations: Counter::default(),
             policy_disk_hits: Counter::default(),
+            version_decisions: Family::default(),
+            version_faults: Family::default(),
+            version_calls: Family::default(),
+            shadow_divergences: Family::default(),
+            canary_rollbacks: Family::default(),
+            policy_info: Family::default(),
             records_written: Counter::default(),
             records_dropped: Counter::default(),
             config_reloads: Family::default(),
@@ -296,6 +353,28 @@ impl Metrics {
             "policy_disk_cache_hits",
             "Policy components loaded from the disk cache of compiled artifacts",
             m.policy_disk_hits.clone(),
+        );
+        r.register(
+            "policy_version_decisions",
+            "Decisions per policy version and role (serving, canary, shadow)",
+            m.version_decisions.clone(),
+        );
+        r.register("policy_version_faults", "Faults per policy version and role", m.version_faults.clone());
+        r.register(
+            "policy_version_calls",
+            "Calls that ended, per policy version, role and outcome (completed, failed)",
+            m.version_calls.clone(),
+        );
+        r.register(
+            "policy_shadow_divergences",
+            "Shadow decisions that differ from the serving version's, per kind",
+            m.shadow_divergences.clone(),
+        );
+        r.register("policy_canary_rollbacks", "Canaries rolled back automatically", m.canary_rollbacks.clone());
+        r.register(
+            "policy_info",
+            "The policy versions serving or running as candidates (1 each)",
+            m.policy_info.clone(),
         );
         r.register("policy_records_written", "Decision records written", m.records_written.clone());
         r.register(
@@ -432,6 +511,26 @@ impl Metrics {
             }),
             latency: self.policy_latency.get_or_create(&label).clone(),
             fallbacks: self.fallbacks.get_or_create(&label).clone(),
+        }
+    }
+
+    /// The counters of one policy version in one role.
+    pub fn lane(&self, tenant: &str, version: u64, role: &str) -> crate::policy::candidate::Lane {
+        let labels = VersionLabels { tenant: tenant.to_owned(), version: version.to_string(), role: role.to_owned() };
+        let calls = |kind: &str| {
+            let l = VersionKind {
+                tenant: tenant.to_owned(),
+                version: version.to_string(),
+                role: role.to_owned(),
+                kind: kind.to_owned(),
+            };
+            self.version_calls.get_or_create(&l).clone()
+        };
+        crate::policy::candidate::Lane {
+            decisions: self.version_decisions.get_or_create(&labels).clone(),
+            faults: self.version_faults.get_or_create(&labels).clone(),
+            calls: calls("completed"),
+            failed: calls("failed"),
         }
     }
 

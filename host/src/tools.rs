@@ -274,7 +274,8 @@ impl Simulator {
                     .map(|t| Attempt { target: t.uri.clone(), outcome: Outcome::Timeout })
                     .collect(),
             };
-            let after = decide::on_failure(&decided.policy, &decided.tenant, &decided.view, &failure);
+            let after =
+                decide::on_failure(&decided.policy, &decided.tenant, &decided.view, &failure, decided.verdict.role);
             out.push('\n');
             write_verdict(&mut out, "on-failure (every target timed out)", &id, &after);
             self.write_outcome(&mut out, &sip, &source, record_route, pop_route, &after);

@@ -62,6 +62,8 @@ pub struct RouterConfig {
     pub policy_cache: Option<PathBuf>,
     /// Where decision records are written (`[records]`), if anywhere.
     pub records: Option<crate::policy::record::RecordSettings>,
+    /// Version history and candidates (`[lifecycle]`).
+    pub lifecycle: Lifecycle,
     /// The tenants, in file order.
     pub tenants: Vec<TenantConfig>,
     /// Where to listen for SIP.
@@ -466,6 +468,27 @@ impl TenantConfig {
     }
 }
 
+/// Version history and candidates (`[lifecycle]`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Lifecycle {
+    /// Versions kept per tenant.
+    pub history: usize,
+    /// Diverging shadow samples kept per candidate.
+    pub shadow_samples: usize,
+    /// When a canary is rolled back, unless the request starting it says otherwise.
+    pub rule: crate::policy::candidate::CanaryRule,
+}
+
+impl Default for Lifecycle {
+    fn default() -> Self {
+        Lifecycle {
+            history: crate::policy::history::DEFAULT_KEEP,
+            shadow_samples: 20,
+            rule: crate::policy::candidate::CanaryRule::default(),
+        }
+    }
+}
+
 /// Where a tenant's policy comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicySource {
@@ -529,6 +552,8 @@ struct ConfigFile {
     #[serde(default)]
     records: Option<RecordsFile>,
     #[serde(default)]
+    lifecycle: LifecycleFile,
+    #[serde(default)]
     policy_defaults: LimitsFile,
     #[serde(default, rename = "tenant")]
     tenants: Vec<TenantFile>,
@@ -584,6 +609,16 @@ struct OverloadFile {
     max_transaction_bytes: Option<usize>,
     ban_after: Option<u32>,
     ban_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct LifecycleFile {
+    history: Option<usize>,
+    shadow_samples: Option<usize>,
+    canary_min_calls: Option<u64>,
+    canary_fault_margin: Option<f64>,
+    canary_failure_margin: Option<f64>,
 }
 
 #[derive(Deserialize)]
@@ -735,6 +770,7 @@ impl RouterConfig {
             policy_dir: None,
             policy_cache: None,
             records: None,
+            lifecycle: Lifecycle::default(),
             tenants,
             listen: Vec::new(),
             sip: SipSettings::default(),
@@ -999,6 +1035,37 @@ impl RouterConfig {
                 Some(crate::policy::record::RecordSettings { dir: base.join(r.dir), max_bytes_per_tenant: mib << 20 })
             }
         };
+        let lifecycle = {
+            let f = file.lifecycle;
+            let d = Lifecycle::default();
+            let l = Lifecycle {
+                history: f.history.unwrap_or(d.history),
+                shadow_samples: f.shadow_samples.unwrap_or(d.shadow_samples),
+                rule: crate::policy::candidate::CanaryRule {
+                    fault_margin: f.canary_fault_margin.unwrap_or(d.rule.fault_margin),
+                    failure_margin: f.canary_failure_margin.unwrap_or(d.rule.failure_margin),
+                    min_calls: f.canary_min_calls.unwrap_or(d.rule.min_calls),
+                },
+            };
+            if !(2..=1000).contains(&l.history) {
+                return Err(invalid("lifecycle.history".into(), format!("{}: 2 to 1000 versions", l.history)));
+            }
+            if !(1..=1000).contains(&l.shadow_samples) {
+                return Err(invalid("lifecycle.shadow_samples".into(), format!("{}: 1 to 1000", l.shadow_samples)));
+            }
+            for (key, v) in [
+                ("lifecycle.canary_fault_margin", l.rule.fault_margin),
+                ("lifecycle.canary_failure_margin", l.rule.failure_margin),
+            ] {
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(invalid(key.into(), format!("{v}: a share from 0 to 1")));
+                }
+            }
+            if l.rule.min_calls == 0 {
+                return Err(invalid("lifecycle.canary_min_calls".into(), "at least 1".into()));
+            }
+            l
+        };
         if records.is_none()
             && let Some((i, _)) = tenants.iter().enumerate().find(|(_, t)| t.record_decisions > 0.0)
         {
@@ -1032,6 +1099,7 @@ impl RouterConfig {
             policy_dir,
             policy_cache: file.policy_cache.map(|d| base.join(d)),
             records,
+            lifecycle,
             admin,
             tenants,
             listen,

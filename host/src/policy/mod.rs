@@ -4,9 +4,11 @@
 //! decision; it knows nothing of sockets.
 
 mod bindings;
+pub mod candidate;
 pub mod deadline;
 pub mod decision;
 pub mod engine;
+pub mod history;
 pub mod host_api;
 pub mod record;
 pub mod registry;
@@ -31,5 +33,8 @@ impl From<contract::Transport> for crate::model::Transport {
         }
     }
 }
-pub use registry::{DatabaseVersion, DecidedBy, PolicyRegistry, STANDARD_COMPONENT, StartError, TenantPolicy, Verdict};
+pub use registry::{
+    CandidateSource, DatabaseVersion, DecidedBy, LifecycleError, PolicyRegistry, Role, STANDARD_COMPONENT, StartError,
+    TenantPolicy, Verdict,
+};
 pub use version::{Fault, FaultKind, PolicyVersion};

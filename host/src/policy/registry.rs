@@ -6,20 +6,22 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use super::bindings::exum::policy::types::{Decision, Failure, Reject, Request};
+use super::candidate::{CanaryRule, Candidate, Divergence, Lane, Mode as CandidateMode};
 use super::decision::validate;
 use super::engine::{LoadError, MAX_COMPONENT_BYTES, PolicyEngine};
+use super::history::{Entry as HistoryEntry, History, Pin, State as HistoryState};
 use super::host_api::{self, Imports};
-use super::record::{self, DecisionRecord, Export, Output, Recorder};
+use super::record::{self, DecisionRecord, Export, Output, Recorder, SampleRecords};
 use super::version::{Code, Fault, PolicyCall, PolicyVersion};
-use crate::control::config::{Fallback, Limits, PolicySource, RouterConfig};
+use crate::control::config::{Fallback, Lifecycle, Limits, PolicySource, RouterConfig};
 use crate::control::health::HealthTable;
 use crate::control::{Tenant, Tenants};
-use crate::metrics::{Metrics, TenantCounters, TenantLabel};
+use crate::metrics::{InfoLabels, Metrics, TenantCounters, TenantLabel, VersionKind};
 use crate::model::status::reason_phrase;
 
 /// The standard policy component, built from `policies/standard` and embedded.
@@ -31,6 +33,13 @@ pub static STANDARD_COMPONENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 pub enum DecidedBy {
     /// The tenant's own policy.
     Policy {
+        /// Its name.
+        name: String,
+        /// Its version number.
+        version: u64,
+    },
+    /// The tenant's canary candidate, for its share of calls.
+    Canary {
         /// Its name.
         name: String,
         /// Its version number.
@@ -48,6 +57,17 @@ pub enum DecidedBy {
     Internal,
 }
 
+/// Which version of a tenant decides a call: the serving one, or the canary.
+/// A call's `on-failure` goes to the same one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// The serving version (or the standard policy).
+    #[default]
+    Serving,
+    /// The canary candidate.
+    Canary,
+}
+
 /// A decision and how it was made.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Verdict {
@@ -58,6 +78,9 @@ pub struct Verdict {
     /// Time spent deciding, policy calls included.
     #[serde(skip)]
     pub elapsed: Duration,
+    /// Which version decided (the call's `on-failure` goes to it too).
+    #[serde(skip)]
+    pub role: Role,
 }
 
 /// A tenant's current policy, its fallback and its fault record.
@@ -69,6 +92,8 @@ pub struct TenantPolicy {
     pub own: Option<Arc<PolicyVersion>>,
     /// Why the tenant's policy file is not in use, if it failed to load.
     pub load_error: Option<String>,
+    /// A shadow or canary candidate beside it.
+    pub candidate: Option<Arc<Candidate>>,
     /// Why the last reload of the tenant's policy failed while this version
     /// kept serving (state "last good after a failed reload").
     reload_error: Mutex<Option<String>>,
@@ -81,8 +106,14 @@ pub struct TenantPolicy {
     metrics: Arc<Metrics>,
     /// The tenant's per-decision counters (decisions, latency, fallbacks).
     counters: TenantCounters,
+    /// The serving version's counters (`exum_policy_version_*{role="serving"}`).
+    pub serving: Lane,
     /// Where its calls are recorded and the share recorded, when it records.
     records: Option<(Arc<Recorder>, f64)>,
+    /// Where shadow copies of requests go.
+    shadow: Option<ShadowQueue>,
+    /// Where a canary's rollback is written down.
+    history: Arc<History>,
 }
 
 impl TenantPolicy {
@@ -107,16 +138,63 @@ impl TenantPolicy {
         }
     }
 
-    /// Decides where a new request goes.
+    /// Decides where a new request goes: the canary for its share of calls,
+    /// else the serving version (a shadow gets a copy, off the request path).
     pub fn route(&self, tenant: &Arc<Tenant>, req: &Request) -> Verdict {
         let recorder = self.recorder_for(req);
-        self.decide(|v| self.run(v, tenant, PolicyCall::Route(req), recorder))
+        let run = |v: &PolicyVersion| self.run(v, tenant, PolicyCall::Route(req), recorder);
+        if let Some(c) = &self.candidate {
+            if c.takes(super::view::text(req, req.call_id)) {
+                return self.decide(Role::Canary, run);
+            }
+            if c.shadows()
+                && let Some(queue) = &self.shadow
+            {
+                queue.offer(ShadowJob {
+                    candidate: c.clone(),
+                    serving: self.own.clone(),
+                    standard: self.standard.clone(),
+                    tenant: tenant.clone(),
+                    request: req.clone(),
+                });
+            }
+        }
+        self.decide(Role::Serving, run)
     }
 
-    /// Decides what happens when every target of a forward failed.
+    /// Decides what happens when every target of a forward failed, on the
+    /// serving version.
     pub fn on_failure(&self, tenant: &Arc<Tenant>, req: &Request, failure: &Failure) -> Verdict {
+        self.on_failure_as(tenant, req, failure, Role::Serving)
+    }
+
+    /// Decides what happens when every target of a forward failed, on the
+    /// version that routed the call (`role`).
+    pub fn on_failure_as(&self, tenant: &Arc<Tenant>, req: &Request, failure: &Failure, role: Role) -> Verdict {
         let recorder = self.recorder_for(req);
-        self.decide(|v| self.run(v, tenant, PolicyCall::OnFailure(req, failure), recorder))
+        self.decide(role, |v| self.run(v, tenant, PolicyCall::OnFailure(req, failure), recorder))
+    }
+
+    /// A call decided by `role` ended with `code` upstream: counted for the
+    /// version, and a canary is judged.
+    pub fn call_ended(&self, role: Role, code: u16) {
+        match (role, &self.candidate) {
+            (Role::Canary, Some(c)) => {
+                c.lane.call_ended(code);
+                self.judge(c);
+            }
+            _ => self.serving.call_ended(code),
+        }
+    }
+
+    /// Rolls a canary back when its counters say so.
+    fn judge(&self, c: &Candidate) {
+        let Some(reason) = c.judge(&self.serving) else { return };
+        if c.roll_back(reason.clone()) {
+            self.metrics.canary_rollbacks.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
+            self.history.set_state(&self.tenant_id, c.version.version, HistoryState::RolledBack, Some(reason.clone()));
+            tracing::warn!(tenant = %self.tenant_id, candidate = c.version.version, %reason, "canary rolled back; the serving version takes every call");
+        }
     }
 
     /// The recorder, when this request's calls are recorded.
@@ -136,34 +214,20 @@ impl TenantPolicy {
         let Some(recorder) = recorder else {
             return version.call_with(tenant, call, Imports::Live).0;
         };
-        let (result, imports) = version.call_with(tenant, call, Imports::recording());
-        let Imports::Recording(calls) = imports else { return result };
-        let (export, failure) = match call {
-            PolicyCall::Route(_) => (Export::Route, None),
-            PolicyCall::OnFailure(_, f) => (Export::OnFailure, Some(f)),
-        };
-        let output = match &result {
-            Ok(d) => Output::Decision(d.clone()),
-            Err(f) => Output::Fault(f.to_string()),
-        };
-        recorder.submit(DecisionRecord::new(
-            &self.tenant_id,
-            version.recorded(),
-            export,
-            call.request(),
-            failure,
-            host_api::now(tenant),
-            calls,
-            output,
-        ));
+        let (result, record) = recorded_call(&self.tenant_id, version, tenant, call);
+        recorder.submit(record);
         result
     }
 
-    fn decide(&self, call: impl Fn(&PolicyVersion) -> Result<Decision, Fault>) -> Verdict {
+    fn decide(&self, role: Role, call: impl Fn(&PolicyVersion) -> Result<Decision, Fault>) -> Verdict {
         let start = Instant::now();
-        let (decision, decided_by) = match &self.own {
+        let (own, lane) = match (role, &self.candidate) {
+            (Role::Canary, Some(c)) => (Some(&c.version), &c.lane),
+            _ => (self.own.as_ref(), &self.serving),
+        };
+        let (decision, decided_by) = match own {
             None => self.standard(&call, DecidedBy::Standard),
-            Some(_) if self.is_quarantined() => self.fallback(&call, "quarantined".to_owned()),
+            Some(_) if role == Role::Serving && self.is_quarantined() => self.fallback(&call, "quarantined".to_owned()),
             Some(own) => match call(own).and_then(|d| validate(&d).map(|()| d).map_err(Fault::InvalidDecision)) {
                 Ok(Decision::Standard) => {
                     self.consecutive_faults.store(0, Ordering::Relaxed);
@@ -171,14 +235,33 @@ impl TenantPolicy {
                 }
                 Ok(d) => {
                     self.consecutive_faults.store(0, Ordering::Relaxed);
-                    (d, DecidedBy::Policy { name: own.name.clone(), version: own.version })
+                    let (name, version) = (own.name.clone(), own.version);
+                    let by = match role {
+                        Role::Serving => DecidedBy::Policy { name, version },
+                        Role::Canary => DecidedBy::Canary { name, version },
+                    };
+                    (d, by)
                 }
                 Err(fault) => {
-                    self.record_fault(own, &fault);
+                    lane.faults.inc();
+                    match (role, &self.candidate) {
+                        (Role::Canary, Some(c)) => {
+                            tracing::warn!(tenant = %self.tenant_id, candidate = own.version, fault = %fault.kind(), detail = %fault, "canary fault");
+                            lane.decisions.inc();
+                            self.judge(c);
+                            return self.verdict(start, role, self.fallback(&call, fault.kind().as_str().to_owned()));
+                        }
+                        _ => self.record_fault(own, &fault),
+                    }
                     self.fallback(&call, fault.kind().as_str().to_owned())
                 }
             },
         };
+        lane.decisions.inc();
+        self.verdict(start, role, (decision, decided_by))
+    }
+
+    fn verdict(&self, start: Instant, role: Role, (decision, decided_by): (Decision, DecidedBy)) -> Verdict {
         let elapsed = start.elapsed();
         // In the order of `metrics::DECISION_KINDS`.
         let kind = match &decision {
@@ -189,7 +272,7 @@ impl TenantPolicy {
         };
         self.counters.decisions[kind].inc();
         self.counters.latency.observe(elapsed.as_secs_f64());
-        Verdict { decision, decided_by, elapsed }
+        Verdict { decision, decided_by, elapsed, role }
     }
 
     fn record_fault(&self, own: &PolicyVersion, fault: &Fault) {
@@ -235,6 +318,156 @@ impl TenantPolicy {
             }
         }
     }
+}
+
+/// One call of `version`, recorded: its result and its record.
+fn recorded_call(
+    tenant_id: &str,
+    version: &PolicyVersion,
+    tenant: &Arc<Tenant>,
+    call: PolicyCall<'_>,
+) -> (Result<Decision, Fault>, DecisionRecord) {
+    let (result, imports) = version.call_with(tenant, call, Imports::recording());
+    let calls = match imports {
+        Imports::Recording(calls) => calls,
+        _ => Vec::new(),
+    };
+    let (export, failure) = match call {
+        PolicyCall::Route(_) => (Export::Route, None),
+        PolicyCall::OnFailure(_, f) => (Export::OnFailure, Some(f)),
+    };
+    let output = match &result {
+        Ok(d) => Output::Decision(d.clone()),
+        Err(f) => Output::Fault(f.to_string()),
+    };
+    let record = DecisionRecord::new(
+        tenant_id,
+        version.recorded(),
+        export,
+        call.request(),
+        failure,
+        host_api::now(tenant),
+        calls,
+        output,
+    );
+    (result, record)
+}
+
+/// A copy of a request for a shadow candidate.
+struct ShadowJob {
+    candidate: Arc<Candidate>,
+    serving: Option<Arc<PolicyVersion>>,
+    standard: Arc<PolicyVersion>,
+    tenant: Arc<Tenant>,
+    request: Request,
+}
+
+/// Copies waiting for the shadow thread; beyond, copies are dropped (counted
+/// on their candidate): the request path never waits for a shadow.
+const SHADOW_QUEUE: usize = 1024;
+
+/// The queue to the shadow thread.
+#[derive(Clone)]
+struct ShadowQueue(std::sync::mpsc::SyncSender<ShadowJob>);
+
+impl std::fmt::Debug for ShadowQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ShadowQueue")
+    }
+}
+
+impl ShadowQueue {
+    /// Starts the shadow thread (at a lower scheduling priority than the
+    /// router's own threads).
+    fn start() -> std::io::Result<ShadowQueue> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<ShadowJob>(SHADOW_QUEUE);
+        std::thread::Builder::new().name("policy-shadow".into()).spawn(move || {
+            // Linux: the nice value of this thread alone.
+            let _ = rustix::process::setpriority_process(None, 10);
+            while let Ok(job) = rx.recv() {
+                shadow(job);
+            }
+        })?;
+        Ok(ShadowQueue(tx))
+    }
+
+    fn offer(&self, job: ShadowJob) {
+        if let Err(std::sync::mpsc::TrySendError::Full(job) | std::sync::mpsc::TrySendError::Disconnected(job)) =
+            self.0.try_send(job)
+        {
+            job.candidate.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Decides a shadow copy with the serving version and the candidate, each
+/// recorded, and compares their final decisions (a `standard` answer resolved
+/// by the standard policy). The candidate's faults count against it alone.
+fn shadow(job: ShadowJob) {
+    let ShadowJob { candidate, serving, standard, tenant, request } = job;
+    let id = tenant.config.id.clone();
+    let call = PolicyCall::Route(&request);
+    let finals = |result: &Result<Decision, Fault>| -> Output {
+        match result {
+            Ok(Decision::Standard) => match standard.call_with(&tenant, call, Imports::Live).0 {
+                Ok(d) => Output::Decision(d),
+                Err(f) => Output::Fault(f.to_string()),
+            },
+            Ok(d) => match validate(d) {
+                Ok(()) => Output::Decision(d.clone()),
+                Err(e) => Output::Fault(Fault::InvalidDecision(e).to_string()),
+            },
+            Err(f) => Output::Fault(f.to_string()),
+        }
+    };
+    let (s_result, s_record) = recorded_call(&id, serving.as_deref().unwrap_or(&standard), &tenant, call);
+    let (c_result, c_record) = recorded_call(&id, &candidate.version, &tenant, call);
+    let (s_final, c_final) = (finals(&s_result), finals(&c_result));
+    candidate.lane.decisions.inc();
+    if matches!(c_final, Output::Fault(_)) {
+        candidate.lane.faults.inc();
+    }
+    candidate.compared(&s_final, &c_final, || SampleRecords { serving: s_record, candidate: c_record });
+}
+
+/// Where a candidate's component comes from.
+#[derive(Debug)]
+pub enum CandidateSource {
+    /// These bytes (uploaded), named `source`.
+    Bytes {
+        /// The component.
+        bytes: Vec<u8>,
+        /// What to call it in the history.
+        source: String,
+    },
+    /// A version in the tenant's history.
+    Kept(u64),
+}
+
+/// Why a lifecycle action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LifecycleError {
+    /// The history holds no such version (or no longer its component).
+    #[error("no version {0} in the tenant's history")]
+    NoSuchVersion(u64),
+    /// Nothing served before the current version.
+    #[error("no earlier version to roll back to")]
+    NoPrevious,
+    /// The tenant has no candidate.
+    #[error("the tenant has no candidate")]
+    NoCandidate,
+    /// The candidate was rolled back.
+    #[error("the candidate was rolled back ({0}); start it again to promote it")]
+    RolledBack(String),
+    /// The component does not load.
+    #[error("{0}")]
+    Refused(String),
+    /// A wrong parameter.
+    #[error("{0}")]
+    Invalid(String),
+    /// The tenant's active version comes from the directory database.
+    #[error("the tenant's policy versions are in the directory database: activate one there")]
+    Database,
 }
 
 /// Why a tenant's policy file could not be installed.
@@ -333,7 +566,12 @@ pub struct PolicyRegistry {
     health: Arc<HealthTable>,
     standard: Arc<PolicyVersion>,
     tenants: RwLock<HashMap<String, Arc<TenantPolicy>>>,
-    next_version: AtomicU64,
+    /// Every tenant's versions, kept across restarts with a `policy_cache`.
+    history: Arc<History>,
+    /// How candidates run.
+    lifecycle: RwLock<Lifecycle>,
+    /// The shadow thread's queue (started with the first shadow).
+    shadow: std::sync::OnceLock<Option<ShadowQueue>>,
     /// The watched policy directory, if any.
     policy_dir: RwLock<Option<std::path::PathBuf>>,
     /// Counts installs and refused reloads, so callers can await a change.
@@ -345,6 +583,8 @@ pub struct PolicyRegistry {
     eager: AtomicBool,
     /// Where decision records go, when `[records]` is configured.
     recorder: RwLock<Option<Arc<Recorder>>>,
+    /// The `exum_policy_info` labels set per tenant (removed on a change).
+    info: Mutex<HashMap<String, Vec<InfoLabels>>>,
 }
 
 impl PolicyRegistry {
@@ -376,7 +616,14 @@ impl PolicyRegistry {
         if let Some(dir) = &config.policy_cache {
             engine.set_disk_cache(dir.clone()).map_err(|source| StartError::Cache { dir: dir.clone(), source })?;
         }
-        let registry = PolicyRegistry::new(engine, health, metrics).map_err(StartError::Standard)?;
+        let mut registry = PolicyRegistry::new(engine, health, metrics).map_err(StartError::Standard)?;
+        if let Some(dir) = &config.policy_cache {
+            let dir = dir.join("history");
+            let history = History::new(Some(dir.clone()), config.lifecycle.history)
+                .map_err(|source| StartError::Cache { dir, source })?;
+            registry.history = Arc::new(history);
+        }
+        *registry.lifecycle.write().unwrap_or_else(|e| e.into_inner()) = config.lifecycle;
         registry.set_policy_dir(config.policy_dir.clone());
         if let Some(settings) = &config.records {
             let m = registry.metrics.clone();
@@ -414,12 +661,17 @@ impl PolicyRegistry {
             health,
             standard: Arc::new(standard),
             tenants: RwLock::new(HashMap::new()),
-            next_version: AtomicU64::new(1),
+            history: Arc::new(
+                History::new(None, super::history::DEFAULT_KEEP).map_err(|e| LoadError::InitFault(e.to_string()))?,
+            ),
+            lifecycle: RwLock::new(Lifecycle::default()),
+            shadow: std::sync::OnceLock::new(),
             policy_dir: RwLock::new(None),
             changes: tokio::sync::watch::channel(0).0,
             metrics,
             eager: AtomicBool::new(true),
             recorder: RwLock::new(None),
+            info: Mutex::new(HashMap::new()),
         })
     }
 
@@ -446,6 +698,9 @@ impl PolicyRegistry {
                 }
             };
         }
+        if let Some(own) = self.pinned(tenant) {
+            return self.install(tenant, Some(own), None);
+        }
         let dir_file = self.policy_dir_file(&tenant.config.id).filter(|p| p.is_file());
         let result = match (dir_file, &tenant.config.policy) {
             (Some(path), _) => self.load_file(tenant, &path).map(Some),
@@ -459,6 +714,151 @@ impl PolicyRegistry {
                 self.install(tenant, None, Some(e.to_string()))
             }
         }
+    }
+
+    /// The hash of the file the tenant's policy comes from (the watched
+    /// directory's, else the configured one), if any and readable.
+    fn file_hash(&self, tenant: &Tenant) -> Option<String> {
+        let dir_file = self.policy_dir_file(&tenant.config.id).filter(|p| p.is_file());
+        let path = match (dir_file, &tenant.config.policy) {
+            (Some(p), _) => p,
+            (None, PolicySource::File(p)) => p.clone(),
+            (None, PolicySource::Standard) => return None,
+        };
+        read_component(&path).ok().map(|b| super::engine::hex_sha256(&b))
+    }
+
+    /// The version an operator pinned, when it still applies (the tenant's
+    /// file is the one it was pinned over); a pin over another file ends.
+    fn pinned(&self, tenant: &Arc<Tenant>) -> Option<Arc<PolicyVersion>> {
+        let id = &tenant.config.id;
+        let pin = self.history.pin(id)?;
+        if pin.over_file != self.file_hash(tenant) {
+            tracing::info!(tenant = %id, version = pin.number, "the policy file changed since version was pinned; the file serves");
+            self.history.set_pin(id, None);
+            return None;
+        }
+        let (entry, bytes) = self.history.get(id, pin.number)?;
+        match self.load_bytes(tenant, &bytes, entry.source) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(tenant = %id, version = pin.number, error = %e, "the pinned version does not load; the file serves");
+                None
+            }
+        }
+    }
+
+    /// A tenant's versions, newest first (`GET /tenants/{id}/policy/history`).
+    pub fn history(&self, tenant_id: &str) -> Vec<HistoryEntry> {
+        self.history.entries(tenant_id)
+    }
+
+    /// How candidates run unless told otherwise.
+    pub fn lifecycle(&self) -> Lifecycle {
+        *self.lifecycle.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves kept version `number` (or the one serving before the current
+    /// one) again, pinned over the tenant's file until that file changes.
+    pub fn rollback_to(&self, tenant: &Arc<Tenant>, number: Option<u64>) -> Result<Arc<TenantPolicy>, LifecycleError> {
+        let id = &tenant.config.id;
+        if self.database_version(id).is_some() {
+            return Err(LifecycleError::Database);
+        }
+        let number = match number {
+            Some(n) => n,
+            None => self.history.previous(id).ok_or(LifecycleError::NoPrevious)?,
+        };
+        let (entry, bytes) = self.history.get(id, number).ok_or(LifecycleError::NoSuchVersion(number))?;
+        let version =
+            self.load_bytes(tenant, &bytes, entry.source).map_err(|e| LifecycleError::Refused(e.to_string()))?;
+        let policy = self.install(tenant, Some(version), None);
+        self.history.set_pin(id, Some(Pin { number, over_file: self.file_hash(tenant) }));
+        Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
+        tracing::info!(tenant = %id, version = number, "policy rolled back");
+        Ok(policy)
+    }
+
+    /// Starts a candidate beside the serving version: `bytes` (named
+    /// `source`), or kept version `from`.
+    pub fn start_candidate(
+        &self,
+        tenant: &Arc<Tenant>,
+        component: CandidateSource,
+        mode: CandidateMode,
+        rule: CanaryRule,
+    ) -> Result<Arc<TenantPolicy>, LifecycleError> {
+        let id = &tenant.config.id;
+        if let CandidateMode::Canary { share } = mode
+            && !(0.0..=1.0).contains(&share)
+        {
+            return Err(LifecycleError::Invalid(format!("share {share}: 0 to 1")));
+        }
+        let (bytes, source) = match component {
+            CandidateSource::Bytes { bytes, source } => (Arc::<[u8]>::from(bytes), source),
+            CandidateSource::Kept(n) => {
+                let (entry, bytes) = self.history.get(id, n).ok_or(LifecycleError::NoSuchVersion(n))?;
+                (bytes, entry.source)
+            }
+        };
+        let version = self.load_bytes(tenant, &bytes, source).map_err(|e| LifecycleError::Refused(e.to_string()))?;
+        let current = self.get(tenant);
+        if current.own.as_ref().is_some_and(|o| o.hash == version.hash) {
+            return Err(LifecycleError::Invalid(format!("version {} is the serving version", version.version)));
+        }
+        if let Some(old) = &current.candidate
+            && old.roll_back("replaced by another candidate".into())
+        {
+            self.history.set_state(id, old.version.version, HistoryState::RolledBack, Some("replaced".into()));
+        }
+        let lifecycle = self.lifecycle();
+        let role = mode.as_str();
+        let lane = self.metrics.lane(id, version.version, role);
+        let divergences = Divergence::ALL.map(|k| {
+            let labels = VersionKind {
+                tenant: id.clone(),
+                version: version.version.to_string(),
+                role: role.to_owned(),
+                kind: k.as_str().to_owned(),
+            };
+            self.metrics.shadow_divergences.get_or_create(&labels).clone()
+        });
+        self.history.set_state(id, version.version, HistoryState::Candidate, None);
+        let candidate = Candidate::new(version.clone(), mode, rule, lifecycle.shadow_samples, lane, divergences);
+        tracing::info!(tenant = %id, candidate = version.version, mode = role, "candidate started");
+        Ok(self.install_with(tenant, current.own.clone(), current.load_error.clone(), Some(Arc::new(candidate))))
+    }
+
+    /// The candidate becomes the serving version (pinned over the tenant's
+    /// file until that file changes).
+    pub fn promote(&self, tenant: &Arc<Tenant>) -> Result<Arc<TenantPolicy>, LifecycleError> {
+        let id = &tenant.config.id;
+        let current = self.get(tenant);
+        let c = current.candidate.clone().ok_or(LifecycleError::NoCandidate)?;
+        if let Some(reason) = c.rollback_reason() {
+            return Err(LifecycleError::RolledBack(reason));
+        }
+        let policy = self.install_with(tenant, Some(c.version.clone()), None, None);
+        self.history.set_pin(id, Some(Pin { number: c.version.version, over_file: self.file_hash(tenant) }));
+        Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
+        tracing::info!(tenant = %id, version = c.version.version, "candidate promoted");
+        Ok(policy)
+    }
+
+    /// Ends the tenant's candidate.
+    pub fn abandon(&self, tenant: &Arc<Tenant>) -> Result<Arc<TenantPolicy>, LifecycleError> {
+        let current = self.get(tenant);
+        let c = current.candidate.clone().ok_or(LifecycleError::NoCandidate)?;
+        if c.roll_back("abandoned".into()) {
+            self.history.set_state(
+                &tenant.config.id,
+                c.version.version,
+                HistoryState::RolledBack,
+                Some("abandoned".into()),
+            );
+        }
+        tracing::info!(tenant = %tenant.config.id, candidate = c.version.version, "candidate abandoned");
+        Ok(self.install_with(tenant, current.own.clone(), current.load_error.clone(), None))
     }
 
     /// The tenant's active version in the directory database, if any.
@@ -525,12 +925,19 @@ impl PolicyRegistry {
     /// A file that does not load leaves the current version serving and records
     /// why on it.
     pub fn reload_file(&self, tenant: &Arc<Tenant>, path: &Path) -> Result<Arc<TenantPolicy>, InstallError> {
-        // The same bytes again (one write seen as several events) are no new version.
+        // The same bytes again (one write seen as several events) are no new
+        // version; nor is the file a pinned version was pinned over.
         let current = self.get(tenant);
-        if let (Some(own), Ok(bytes)) = (&current.own, read_component(path))
-            && own.hash == super::engine::hex_sha256(&bytes)
-        {
-            return Ok(current);
+        if let Ok(bytes) = read_component(path) {
+            let hash = super::engine::hex_sha256(&bytes);
+            if current.own.as_ref().is_some_and(|own| own.hash == hash) {
+                return Ok(current);
+            }
+            match self.history.pin(&tenant.config.id) {
+                Some(pin) if pin.over_file.as_deref() == Some(hash.as_str()) => return Ok(current),
+                Some(_) => self.history.set_pin(&tenant.config.id, None),
+                None => {}
+            }
         }
         match self.load_file(tenant, path) {
             Ok(version) => {
@@ -602,43 +1009,73 @@ impl PolicyRegistry {
         {
             recorder.keep_component(&hash, bytes);
         }
+        let id = &tenant.config.id;
+        let refused = |e: LoadError| {
+            self.history.refused(id, &hash, bytes.len(), &name, &e.to_string());
+            e
+        };
         // At start-up, a component already in the disk cache is loaded at its
         // first call: an idle tenant costs no code in memory.
         let code = if !eager && self.engine.has_artifact(&hash) {
-            Code::Deferred { hash, size: bytes.len() }
+            Code::Deferred { hash: hash.clone(), size: bytes.len() }
         } else {
-            Code::Ready(self.engine.compile(bytes)?)
+            Code::Ready(self.engine.compile(bytes).map_err(refused)?)
         };
-        let version = self.next_version.fetch_add(1, Ordering::Relaxed);
+        let version = self.history.number_for(id, &hash, bytes, &name);
         let c = &tenant.config;
         let v = PolicyVersion::load(
             self.engine.clone(),
             self.health.clone(),
             code,
-            name,
+            name.clone(),
             version,
             c.policy_config.clone(),
             c.limits,
             tenant,
             eager,
-        )?;
+        )
+        .map_err(refused)?;
         tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.hash, "policy loaded");
         Ok(Arc::new(v))
     }
 
-    /// Makes `own` (or the standard policy, for `None`) the tenant's policy. A
-    /// new version starts with a clean fault record.
+    /// Makes `own` (or the standard policy, for `None`) the tenant's policy,
+    /// keeping its candidate. A new version starts with a clean fault record.
     pub fn install(
         &self,
         tenant: &Tenant,
         own: Option<Arc<PolicyVersion>>,
         load_error: Option<String>,
     ) -> Arc<TenantPolicy> {
+        let candidate = self.current(&tenant.config.id).and_then(|p| p.candidate.clone());
+        self.install_with(tenant, own, load_error, candidate)
+    }
+
+    /// [`Self::install`] with `candidate` beside it.
+    fn install_with(
+        &self,
+        tenant: &Tenant,
+        own: Option<Arc<PolicyVersion>>,
+        load_error: Option<String>,
+        candidate: Option<Arc<Candidate>>,
+    ) -> Arc<TenantPolicy> {
         let c = &tenant.config;
+        // Candidates of the serving version itself are over.
+        let candidate = candidate.filter(|k| own.as_ref().is_none_or(|o| o.hash != k.version.hash));
+        let number = own.as_ref().map_or(0, |v| v.version);
+        if let Some(v) = &own {
+            self.history.set_state(&c.id, v.version, HistoryState::Serving, None);
+        }
+        self.set_info(&c.id, own.as_deref(), candidate.as_deref());
+        let shadow = candidate.as_ref().filter(|k| k.mode == CandidateMode::Shadow).and_then(|_| self.shadow_queue());
         let policy = Arc::new(TenantPolicy {
             tenant_id: c.id.clone(),
             own,
             load_error,
+            candidate,
+            serving: self.metrics.lane(&c.id, number, "serving"),
+            shadow,
+            history: self.history.clone(),
             reload_error: Mutex::new(None),
             fallback: c.fallback,
             quarantine_after: c.limits.quarantine_after,
@@ -652,6 +1089,54 @@ impl PolicyRegistry {
         self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
         self.changes.send_modify(|n| *n += 1);
         policy
+    }
+
+    /// The tenant's installed policy, if any (without installing one).
+    pub fn current(&self, tenant_id: &str) -> Option<Arc<TenantPolicy>> {
+        self.tenants.read().unwrap_or_else(|e| e.into_inner()).get(tenant_id).cloned()
+    }
+
+    /// Sets `exum_policy_info` for what serves the tenant and its candidate.
+    fn set_info(&self, tenant: &str, own: Option<&PolicyVersion>, candidate: Option<&Candidate>) {
+        let info = &self.metrics.policy_info;
+        let mut previous = self.info.lock().unwrap_or_else(|e| e.into_inner());
+        for labels in previous.remove(tenant).unwrap_or_default() {
+            info.remove(&labels);
+        }
+        let serving = own.unwrap_or(&self.standard);
+        let mut set = vec![InfoLabels {
+            tenant: tenant.to_owned(),
+            role: "serving".into(),
+            version: serving.version.to_string(),
+            hash: serving.hash.clone(),
+            name: serving.name.clone(),
+        }];
+        if let Some(c) = candidate.filter(|c| !c.is_rolled_back()) {
+            set.push(InfoLabels {
+                tenant: tenant.to_owned(),
+                role: c.mode.as_str().into(),
+                version: c.version.version.to_string(),
+                hash: c.version.hash.clone(),
+                name: c.version.name.clone(),
+            });
+        }
+        for labels in &set {
+            info.get_or_create(labels).set(1);
+        }
+        previous.insert(tenant.to_owned(), set);
+    }
+
+    /// The shadow thread's queue, started the first time.
+    fn shadow_queue(&self) -> Option<ShadowQueue> {
+        self.shadow
+            .get_or_init(|| match ShadowQueue::start() {
+                Ok(q) => Some(q),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the shadow thread; shadows get no requests");
+                    None
+                }
+            })
+            .clone()
     }
 
     /// Records decisions of the tenants that ask for it into `recorder`.

@@ -12,6 +12,7 @@ mod flows;
 mod hostile_input;
 mod interop;
 mod ldap;
+mod lifecycle;
 mod proxy;
 mod records;
 mod reload;

@@ -9,7 +9,7 @@ use crate::model::Source;
 use crate::model::uri::{NameAddrRef, Scheme, UriRef};
 use crate::model::wire::{Message, Name};
 use crate::policy::contract::{Failure, Request};
-use crate::policy::{PolicyRegistry, TenantPolicy, Verdict, view};
+use crate::policy::{PolicyRegistry, Role, TenantPolicy, Verdict, view};
 use crate::sip::error::RequestError;
 
 /// A decision and what it was made with: an `on-failure` later goes to the
@@ -84,11 +84,17 @@ pub fn decide(
     Ok(Decided { tenant, policy, view, verdict })
 }
 
-/// Asks the policy version that routed a request what to do now that every
-/// target failed (`on-failure`).
-pub fn on_failure(policy: &TenantPolicy, tenant: &Arc<Tenant>, view: &Request, failure: &Failure) -> Verdict {
+/// Asks the policy version that routed a request (`role`: the serving one or
+/// the canary) what to do now that every target failed (`on-failure`).
+pub fn on_failure(
+    policy: &TenantPolicy,
+    tenant: &Arc<Tenant>,
+    view: &Request,
+    failure: &Failure,
+    role: Role,
+) -> Verdict {
     let span = policy_span(policy).entered();
-    let verdict = policy.on_failure(tenant, view, failure);
+    let verdict = policy.on_failure_as(tenant, view, failure, role);
     span.record("decided_by", tracing::field::debug(&verdict.decided_by));
     verdict
 }

@@ -24,7 +24,7 @@ use super::{Held, Proxy, originate};
 use crate::model::wire::{Message, Name};
 use crate::model::{Source, Transport};
 use crate::policy::contract::{Attempt, Decision, Failure, Outcome, Target};
-use crate::policy::{DecidedBy, Verdict};
+use crate::policy::{DecidedBy, Role, TenantPolicy, Verdict};
 use crate::sip::error::{Answer, RequestError};
 use crate::sip::resolve::Destination;
 use crate::sip::transaction::{ClientEnd, ClientTransaction, Event, EventSender, ServerStep, ServerTransaction};
@@ -66,6 +66,8 @@ pub(super) fn spawn(
         sent: HashMap::new(),
         failed: Vec::new(),
         held,
+        final_code: 0,
+        decided: None,
     };
     tokio::spawn(task.run().instrument(span));
 }
@@ -131,12 +133,21 @@ struct RequestTask {
     failed: Vec<String>,
     /// The bytes it is charged for, until its lingering ends.
     held: Held,
+    /// The final status sent upstream (0 before one is).
+    final_code: u16,
+    /// The policy and version that decided, told how the call ended.
+    decided: Option<(Arc<TenantPolicy>, Role)>,
 }
 
 impl RequestTask {
     async fn run(mut self) {
         self.process().await;
         self.proxy.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some((policy, role)) = self.decided.take()
+            && self.final_code >= 200
+        {
+            policy.call_ended(role, self.final_code);
+        }
         // What lingers is small: the request, the answered branch's INVITE and
         // the rest of the state are dropped here.
         let RequestTask { proxy, source, key, rx, server, last_response, branches, mut sent, failed, held, .. } = self;
@@ -172,6 +183,9 @@ impl RequestTask {
     fn sent_upstream(&mut self, code: u16, bytes: Vec<u8>) {
         if code >= 200 {
             self.server.on_final(code, Instant::now());
+            if self.final_code == 0 {
+                self.final_code = code;
+            }
         }
         self.last_response = Some(bytes);
     }
@@ -223,6 +237,8 @@ impl RequestTask {
     async fn execute(&mut self, decided: Decided) {
         let Decided { mut tenant, mut policy, mut view, verdict } = decided;
         tracing::debug!(decided_by = ?verdict.decided_by, "decision");
+        let mut role = verdict.role;
+        self.decided = Some((policy.clone(), role));
         if verdict.decided_by == DecidedBy::Internal {
             self.fail(&RequestError::Internal("the standard policy failed".into()));
             return;
@@ -299,6 +315,8 @@ impl RequestTask {
                                     attempts.push(Attempt { target: vm.clone(), outcome: Outcome::Response(code) });
                                     tracing::info!(contact = %vm, "redirected to voice mail; decided again");
                                     (tenant, policy, view) = (d.tenant, d.policy, d.view);
+                                    role = d.verdict.role;
+                                    self.decided = Some((policy.clone(), role));
                                     redirected = Some(d.verdict);
                                     break;
                                 }
@@ -335,7 +353,7 @@ impl RequestTask {
             }
             asked_on_failure = true;
             let failure = Failure { attempts: attempts.clone() };
-            let verdict = decide::on_failure(&policy, &tenant, &view, &failure);
+            let verdict = decide::on_failure(&policy, &tenant, &view, &failure, role);
             if verdict.decided_by == DecidedBy::Internal {
                 self.fail(&RequestError::Internal("the standard policy failed".into()));
                 return;

@@ -15,7 +15,8 @@
 //! | `GET /tenants/{id}/policy/versions` | the tenant's policy versions in the database, newest first |
 //! | `POST /tenants/{id}/policy/versions` | store the body (a component, checked first) as a new version; `?activate=true` activates it; `X-Uploaded-By` names who; 201 `{"version_id","sha256"}` |
 //! | `POST /tenants/{id}/policy/versions/{n}/activate` | make version `n` the active one (every instance applies it) |
-//! | `POST /tenants/{id}/policy/rollback` | activate the version active before the current one |
+//! | `POST /tenants/{id}/policy/rollback[?to=N]` | activate the version active before the current one (or version `N`) |
+//! | `GET /tenants/{id}/policy/history`, `.../candidate...` | version history, shadow and canary candidates: see [`lifecycle`] |
 //! | `GET /bans` | sources banned for flooding: `{"bans":[{"source","remaining_ms","dropped"}]}` |
 //! | `DELETE /bans/{ip}` | lift a ban; 404 if that source is not banned |
 //! | `GET /metrics` | Prometheus exposition |
@@ -30,6 +31,9 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+pub mod client;
+mod lifecycle;
 
 use crate::metrics::Metrics;
 use crate::policy::{FaultKind, PolicyRegistry, TenantPolicy};
@@ -216,13 +220,22 @@ impl Admin {
         out
     }
 
-    /// `/tenants/{id}/policy/...`: the policy versions in the database.
+    /// `/tenants/{id}/policy/...`: history and candidates, and the policy
+    /// versions in the database.
     async fn policy_versions(
         &self,
         req: Request<hyper::body::Incoming>,
         id: &str,
         rest: &[String],
     ) -> Response<Full<Bytes>> {
+        let Some(tenant) = self.proxy.tenants().by_id(id).cloned() else {
+            return reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")}));
+        };
+        let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
+        let req = match self.lifecycle(req, &tenant, &parts).await {
+            Ok(answer) => return answer,
+            Err(req) => req,
+        };
         let Some(db) = &self.database else {
             return reply(
                 StatusCode::CONFLICT,
@@ -241,6 +254,7 @@ impl Admin {
             .unwrap_or("admin-api")
             .to_owned();
         let activate_now = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "activate=true"));
+        let query = req.uri().query().map(str::to_owned);
         let client = match db.client("the admin API").await {
             Ok(c) => c,
             Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
@@ -256,11 +270,9 @@ impl Admin {
                 Err(e) => fail(e),
             },
             (Method::POST, ["versions"]) => {
-                use http_body_util::BodyExt as _;
-                let limited = http_body_util::Limited::new(req.into_body(), crate::policy::engine::MAX_COMPONENT_BYTES);
-                let bytes = match limited.collect().await {
-                    Ok(b) => b.to_bytes(),
-                    Err(e) => return reply(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": e.to_string()})),
+                let bytes = match body(req).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
                 };
                 // Checked before it is stored: a version every instance would refuse is no version.
                 let engine = self.policy.engine().clone();
@@ -295,12 +307,29 @@ impl Admin {
                     Err(e) => fail(e),
                 }
             }
-            (Method::POST, ["rollback"]) => match crate::db::policies::rollback(&client, id, &by).await {
-                Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "activated": v})),
-                Err(e) => fail(e),
+            (Method::POST, ["rollback"]) => match lifecycle::query(query.as_deref(), "to").map(str::parse::<i64>) {
+                None => match crate::db::policies::rollback(&client, id, &by).await {
+                    Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "activated": v})),
+                    Err(e) => fail(e),
+                },
+                Some(Ok(n)) => match crate::db::policies::activate(&client, id, Some(n), &by).await {
+                    Ok(()) => reply(StatusCode::OK, &json!({"tenant": id, "activated": n})),
+                    Err(e) => fail(e),
+                },
+                Some(Err(_)) => reply(StatusCode::BAD_REQUEST, &json!({"error": "to: not a version id"})),
             },
             _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
         }
+    }
+}
+
+/// A request's body, at most a component's size.
+async fn body(req: Request<hyper::body::Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    use http_body_util::BodyExt as _;
+    let limited = http_body_util::Limited::new(req.into_body(), crate::policy::engine::MAX_COMPONENT_BYTES);
+    match limited.collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(reply(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": e.to_string()}))),
     }
 }
 
@@ -325,6 +354,14 @@ pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, count
         "policy": version,
         "last_error": policy.reload_error().or_else(|| policy.load_error.clone()),
         "quarantined": policy.is_quarantined(),
+        "candidate": policy.candidate.as_ref().map(|c| json!({
+            "mode": c.mode.as_str(),
+            "share": match c.mode { crate::policy::candidate::Mode::Canary { share } => json!(share), _ => Value::Null },
+            "state": c.state(),
+            "version": c.version.version,
+            "name": c.version.name,
+            "hash": c.version.hash,
+        })),
     });
     if let Some(m) = counters {
         let id = &tenant.config.id;

@@ -1,0 +1,133 @@
+//! `exum-router policy ...`: the lifecycle actions of the admin API from the
+//! command line, against the router the configuration names (its `[admin]`
+//! address and token).
+
+use std::path::Path;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// The tenant's kept versions.
+    History,
+    /// Serve a kept version again (default: the previous one).
+    Rollback {
+        /// The version number.
+        to: Option<u64>,
+    },
+    /// Start a shadow or canary candidate from a file or a kept version.
+    Candidate {
+        /// `shadow` or `canary`.
+        mode: &'static str,
+        /// The component file, or
+        file: Option<std::path::PathBuf>,
+        /// a kept version.
+        from: Option<u64>,
+        /// A canary's share of new calls.
+        share: Option<f64>,
+    },
+    /// The candidate's counters, divergences and samples.
+    Status,
+    /// Sample `n` of a shadow, as decision records (for `replay`).
+    Sample {
+        /// Its index.
+        n: usize,
+    },
+    /// The candidate serves.
+    Promote,
+    /// The candidate ends.
+    Abandon,
+}
+
+/// Runs `action` for `tenant` against the admin API of the router configured
+/// in `config`; the API's JSON answer, pretty-printed.
+pub async fn run(config: &Path, tenant: &str, action: Action) -> Result<String, String> {
+    let config = crate::control::config::RouterConfig::load(config).map_err(|e| e.to_string())?;
+    let admin = config.admin.ok_or_else(|| format!("{}: no [admin] section to reach", config.path.display()))?;
+    let base = format!("/tenants/{tenant}/policy");
+    let (method, path, body) = match action {
+        Action::History => ("GET", format!("{base}/history"), Vec::new()),
+        Action::Rollback { to } => {
+            ("POST", format!("{base}/rollback{}", to.map_or(String::new(), |n| format!("?to={n}"))), Vec::new())
+        }
+        Action::Candidate { mode, file, from, share } => {
+            let mut q = format!("mode={mode}");
+            if let Some(s) = share {
+                q.push_str(&format!("&share={s}"));
+            }
+            if let Some(n) = from {
+                q.push_str(&format!("&from={n}"));
+            }
+            let body = match file {
+                Some(f) => std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+                None => Vec::new(),
+            };
+            ("POST", format!("{base}/candidate?{q}"), body)
+        }
+        Action::Status => ("GET", format!("{base}/candidate"), Vec::new()),
+        Action::Sample { n } => ("GET", format!("{base}/candidate/samples/{n}"), Vec::new()),
+        Action::Promote => ("POST", format!("{base}/candidate/promote"), Vec::new()),
+        Action::Abandon => ("DELETE", format!("{base}/candidate"), Vec::new()),
+    };
+    let (status, body) = request(admin.address, admin.token.as_deref(), method, &path, &body).await?;
+    let pretty = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+    if (200..300).contains(&status) {
+        Ok(format!("{pretty}\n"))
+    } else {
+        Err(format!("the router answered {status}: {pretty}"))
+    }
+}
+
+/// One HTTP/1.1 request; the status and the body.
+async fn request(
+    addr: std::net::SocketAddr,
+    token: Option<&str>,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, Vec<u8>), String> {
+    let exchange = async {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}X-Uploaded-By: cli\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).await?;
+        s.write_all(body).await?;
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await?;
+        Ok::<_, std::io::Error>(out)
+    };
+    let out = tokio::time::timeout(Duration::from_secs(60), exchange)
+        .await
+        .map_err(|_| format!("the admin API at {addr} did not answer in 60 s"))?
+        .map_err(|e| format!("the admin API at {addr}: {e}"))?;
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").ok_or("a malformed HTTP response")?;
+    let head = String::from_utf8_lossy(&out[..split]);
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("a malformed status line")?;
+    let mut body = out[split + 4..].to_vec();
+    // hyper answers small bodies with Content-Length, larger ones chunked.
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    Ok((status, body))
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(String::from_utf8_lossy(&b[..eol]).trim(), 16).unwrap_or(0);
+        if size == 0 || eol + 2 + size > b.len() {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + size]);
+        b = &b[(eol + 4 + size).min(b.len())..];
+    }
+    out
+}
