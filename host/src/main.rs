@@ -68,6 +68,24 @@ enum Command {
         /// The request file; `-` or nothing reads standard input.
         request: Option<String>,
     },
+    /// Sign a policy component with an Ed25519 key (a signature section is
+    /// appended; an older one is replaced).
+    Sign {
+        /// The private key (PKCS#8 PEM or DER; `exum-router keygen` makes one).
+        #[arg(long)]
+        key: PathBuf,
+        /// The component, signed in place unless --output is given.
+        policy: PathBuf,
+        /// Where to write the signed component.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Make an Ed25519 signing key; print its public key.
+    Keygen {
+        /// Where to write the private key (it must not exist).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Run recorded policy calls again, with their imports answered from the
     /// record; print each output and how it differs from the recorded one.
     /// Exit status 0: all the same; 2: some differ; 1: some could not be replayed.
@@ -309,6 +327,10 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Command::Sign { key, policy, output } => {
+            tools::sign(&key, &policy, output.as_deref()).map_err(|e| e.to_string())
+        }
+        Command::Keygen { out } => tools::keygen(&out).map_err(|e| e.to_string()),
         Command::Check { policy } => tools::check(&policy).map_err(|e| e.to_string()),
         Command::Componentize { module, output } => tools::componentize(&module, &output).map_err(|e| e.to_string()),
         Command::Simulate { config, source, down, fail_all, request } => {

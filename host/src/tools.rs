@@ -68,6 +68,14 @@ pub enum ToolError {
     /// The engine could not start.
     #[error("the policy engine could not start: {0}")]
     Engine(String),
+    /// A signing key is unusable.
+    #[error("{path}: {reason}")]
+    Key {
+        /// The key file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// `exum-router check <policy.wasm>`: validates a component against the contract
@@ -96,8 +104,75 @@ pub fn check(path: &Path) -> Result<String, ToolError> {
     if !unused.is_empty() {
         let _ = writeln!(out, "  (does not use {})", unused.join(", "));
     }
+    match crate::policy::manifest::manifest(&bytes) {
+        Ok(Some(m)) => {
+            let _ = writeln!(
+                out,
+                "manifest   {} (author {})",
+                m.label(),
+                if m.author.is_empty() { "not given" } else { &m.author }
+            );
+            if m.deadline_ms > 0 || m.memory_mib > 0 {
+                let _ = writeln!(
+                    out,
+                    "  asks for deadline {} ms, memory {} MiB (0: the tenant's)",
+                    m.deadline_ms, m.memory_mib
+                );
+            }
+        }
+        Ok(None) => {
+            let _ = writeln!(out, "manifest   none (the SDK's export_policy! writes one)");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "manifest   unreadable: {e}");
+        }
+    }
+    match crate::policy::manifest::signature(&bytes) {
+        Ok(Some((sig, _))) => {
+            let _ = writeln!(out, "signed by  {} (verified against a tenant's trusted keys when loaded)", sig.key);
+        }
+        Ok(None) => {
+            let _ = writeln!(out, "signed by  nobody");
+        }
+        Err(e) => {
+            let _ = writeln!(out, "signature  unreadable: {e}");
+        }
+    }
     let _ = writeln!(out, "ok: exports {REQUIRED_EXPORT} and imports nothing outside {CONTRACT}");
     Ok(out)
+}
+
+/// `exum-router sign --key <key> <policy.wasm> [--output <signed.wasm>]`:
+/// appends an Ed25519 signature section (replacing an older one).
+pub fn sign(key: &Path, policy: &Path, output: Option<&Path>) -> Result<String, ToolError> {
+    let read = |p: &Path| std::fs::read(p).map_err(|source| ToolError::Read { path: p.display().to_string(), source });
+    let pair = crate::policy::manifest::read_key(&read(key)?)
+        .map_err(|reason| ToolError::Key { path: key.display().to_string(), reason })?;
+    let bytes = read(policy)?;
+    let (signed, public) = crate::policy::manifest::sign(&bytes, &pair)
+        .map_err(|e| ToolError::Policy { path: policy.display().to_string(), source: LoadError::NotAComponent(e) })?;
+    let out = output.unwrap_or(policy);
+    let tmp = out.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &signed)
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .map_err(|source| ToolError::Read { path: out.display().to_string(), source })?;
+    Ok(format!("signed {} with key {public}\n", out.display()))
+}
+
+/// `exum-router keygen --out <key.pem>`: a new Ed25519 signing key (PKCS#8
+/// PEM, readable by its owner only); prints the public key for a tenant's
+/// `trusted_keys`.
+pub fn keygen(out: &Path) -> Result<String, ToolError> {
+    let (pem, public) = crate::policy::manifest::generate_key()
+        .map_err(|reason| ToolError::Key { path: out.display().to_string(), reason })?;
+    let write = || -> std::io::Result<()> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(out)?;
+        f.write_all(pem.as_bytes())
+    };
+    write().map_err(|source| ToolError::Read { path: out.display().to_string(), source })?;
+    Ok(format!("wrote {}\npublic key (for [tenant.signing] trusted_keys): {public}\n", out.display()))
 }
 
 /// `exum-router componentize <core.wasm> <out.wasm>`: turns a policy crate's

@@ -119,14 +119,22 @@ pub trait Policy {
     }
 }
 
-/// Exports a [`Policy`] implementation as the component's `handler`.
+/// Exports a [`Policy`] implementation as the component's `handler`, with a
+/// manifest: the crate's name, version and authors (from `Cargo.toml`), and the
+/// limits it asks for, if given (each at most the operator's cap for the
+/// tenant; a version asking for more is refused).
 ///
 /// ```ignore
 /// exum_policy_sdk::export_policy!(MyPolicy);
+/// // or, asking for a 2 ms deadline and 8 MiB of memory:
+/// exum_policy_sdk::export_policy!(MyPolicy, deadline_ms = 2, memory_mib = 8);
 /// ```
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
+        $crate::export_policy!($policy, deadline_ms = 0, memory_mib = 0);
+    };
+    ($policy:ty, deadline_ms = $deadline:literal, memory_mib = $memory:literal) => {
         #[cfg(target_arch = "wasm32")]
         #[allow(unsafe_code)]
         const _: () = {
@@ -146,6 +154,37 @@ macro_rules! export_policy {
                 }
             }
     $crate::bindings::export!(ExumPolicyExport with_types_in $crate::bindings);
+
+            /// The manifest the router reads (section `exum-policy-manifest`).
+            const MANIFEST: &str = concat!(
+                "{\"name\":\"",
+                env!("CARGO_PKG_NAME"),
+                "\",\"version\":\"",
+                env!("CARGO_PKG_VERSION"),
+                "\",\"author\":\"",
+                env!("CARGO_PKG_AUTHORS"),
+                "\",\"deadline_ms\":",
+                $deadline,
+                ",\"memory_mib\":",
+                $memory,
+                "}"
+            );
+            #[used]
+            #[unsafe(link_section = "exum-policy-manifest")]
+            static MANIFEST_SECTION: [u8; MANIFEST.len()] = $crate::manifest_bytes(MANIFEST);
         };
     };
+}
+
+/// The bytes of a manifest, for [`export_policy!`]'s custom section.
+#[doc(hidden)]
+pub const fn manifest_bytes<const N: usize>(text: &str) -> [u8; N] {
+    let bytes = text.as_bytes();
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
 }

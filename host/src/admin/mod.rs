@@ -275,9 +275,9 @@ impl Admin {
                     Err(r) => return r,
                 };
                 // Checked before it is stored: a version every instance would refuse is no version.
-                let engine = self.policy.engine().clone();
-                let check = bytes.clone();
-                let compiled = tokio::task::spawn_blocking(move || engine.compile(&check).map(|_| ())).await;
+                let registry = self.policy.clone();
+                let (check, of) = (bytes.clone(), tenant.clone());
+                let compiled = tokio::task::spawn_blocking(move || registry.admissible(&of, &check)).await;
                 match compiled {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e.to_string()})),
@@ -345,6 +345,13 @@ pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, count
             "size": v.size,
             "loaded": v.is_loaded(),
             "loaded_at": v.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            "manifest": v.manifest,
+            "limits": {
+                "deadline_ms": v.limits.deadline.as_millis() as u64,
+                "memory_mib": v.limits.memory_bytes >> 20,
+            },
+            "signed_by": v.signer,
+            "stats": policy.serving.json(),
         })
     });
     let mut out = json!({

@@ -427,6 +427,9 @@ pub struct TenantConfig {
     pub record_route: bool,
     /// Share of the tenant's policy calls recorded into `[records]` (0 to 1).
     pub record_decisions: f64,
+    /// The keys whose signatures the tenant trusts, and whether its policies
+    /// must be signed (`[tenant.signing]`).
+    pub signing: crate::policy::manifest::Trust,
     /// Peers the tenant's new requests are accepted from (`peers`, CIDR
     /// networks; empty: any peer the listener allows). Others get 403.
     pub peers: Vec<super::acl::Cidr>,
@@ -462,6 +465,7 @@ impl TenantConfig {
             site_rerouting: BTreeMap::new(),
             record_route: false,
             record_decisions: 0.0,
+            signing: crate::policy::manifest::Trust::default(),
             peers: Vec::new(),
             ldap: None,
         }
@@ -611,6 +615,15 @@ struct OverloadFile {
     ban_ms: Option<u64>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SigningFile {
+    #[serde(default)]
+    trusted_keys: Vec<String>,
+    #[serde(default)]
+    required: bool,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct LifecycleFile {
@@ -736,6 +749,8 @@ struct TenantFile {
     record_route: bool,
     #[serde(default)]
     record_decisions: Option<f64>,
+    #[serde(default)]
+    signing: Option<SigningFile>,
     #[serde(default)]
     peers: Vec<String>,
     #[serde(default)]
@@ -1290,6 +1305,13 @@ fn tenant_config(
     if !(0.0..=1.0).contains(&record_decisions) {
         return Err((key("record_decisions"), format!("{record_decisions}: a share from 0 to 1")));
     }
+    let signing = match t.signing {
+        None => crate::policy::manifest::Trust::default(),
+        Some(s) => crate::policy::manifest::Trust::new(&s.trusted_keys, s.required).map_err(|r| {
+            let field = if r.starts_with("trusted_keys") { "signing" } else { "signing.required" };
+            (key(field), r)
+        })?,
+    };
     let ldap = match t.ldap {
         Some(l) => Some(std::sync::Arc::new(super::ldap::settings(l, &key("ldap"), ctx.base)?)),
         None => None,
@@ -1327,6 +1349,7 @@ fn tenant_config(
         site_rerouting,
         record_route: t.record_route,
         record_decisions,
+        signing,
         ldap,
     })
 }

@@ -57,6 +57,12 @@ pub enum LoadError {
     /// Its `init` (or instantiation) trapped or ran out of a limit.
     #[error("init faulted: {0}")]
     InitFault(String),
+    /// Its signature is missing, untrusted or wrong for the tenant.
+    #[error("signature: {0}")]
+    Signature(String),
+    /// Its manifest is unreadable or asks for more than the tenant's caps.
+    #[error("manifest: {0}")]
+    Manifest(String),
 }
 
 /// A component compiled and checked against the contract, ready to instantiate.

@@ -10,6 +10,7 @@ pub mod decision;
 pub mod engine;
 pub mod history;
 pub mod host_api;
+pub mod manifest;
 pub mod record;
 pub mod registry;
 pub mod replay;

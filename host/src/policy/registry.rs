@@ -430,6 +430,36 @@ fn shadow(job: ShadowJob) {
     candidate.compared(&s_final, &c_final, || SampleRecords { serving: s_record, candidate: c_record });
 }
 
+/// The limits a version runs with: the tenant's caps, tightened to what its
+/// manifest asks for; asking for more than a cap is refused.
+fn granted(caps: Limits, manifest: Option<&super::manifest::Manifest>) -> Result<Limits, String> {
+    let Some(m) = manifest else { return Ok(caps) };
+    let mut limits = caps;
+    if m.deadline_ms > 0 {
+        let asked = Duration::from_millis(m.deadline_ms);
+        if asked > caps.deadline {
+            return Err(format!(
+                "asks for a deadline of {} ms; the tenant's cap is {} ms",
+                m.deadline_ms,
+                caps.deadline.as_millis()
+            ));
+        }
+        limits.deadline = asked;
+    }
+    if m.memory_mib > 0 {
+        let asked = usize::try_from(m.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+        if asked > caps.memory_bytes {
+            return Err(format!(
+                "asks for {} MiB of memory; the tenant's cap is {} MiB",
+                m.memory_mib,
+                caps.memory_bytes >> 20
+            ));
+        }
+        limits.memory_bytes = asked;
+    }
+    Ok(limits)
+}
+
 /// Where a candidate's component comes from.
 #[derive(Debug)]
 pub enum CandidateSource {
@@ -995,6 +1025,16 @@ impl PolicyRegistry {
         self.load_bytes(tenant, &bytes, name).map_err(|source| InstallError::Load { path: path.to_path_buf(), source })
     }
 
+    /// Whether `bytes` would be accepted as a version of `tenant`: signed as
+    /// it requires, its manifest within its caps, and compiled against the
+    /// contract (nothing is installed).
+    pub fn admissible(&self, tenant: &Tenant, bytes: &[u8]) -> Result<(), LoadError> {
+        tenant.config.signing.check(bytes).map_err(LoadError::Signature)?;
+        let manifest = super::manifest::manifest(bytes).map_err(LoadError::Manifest)?;
+        granted(tenant.config.limits, manifest.as_ref()).map_err(LoadError::Manifest)?;
+        self.engine.compile(bytes).map(|_| ())
+    }
+
     /// Compiles and loads component `bytes` for `tenant` as a new version.
     pub fn load_bytes(
         &self,
@@ -1014,6 +1054,10 @@ impl PolicyRegistry {
             self.history.refused(id, &hash, bytes.len(), &name, &e.to_string());
             e
         };
+        // Who vouches for it, and what it asks for, before any compiling.
+        let signer = tenant.config.signing.check(bytes).map_err(|e| refused(LoadError::Signature(e)))?;
+        let manifest = super::manifest::manifest(bytes).map_err(|e| refused(LoadError::Manifest(e)))?;
+        let limits = granted(tenant.config.limits, manifest.as_ref()).map_err(|e| refused(LoadError::Manifest(e)))?;
         // At start-up, a component already in the disk cache is loaded at its
         // first call: an idle tenant costs no code in memory.
         let code = if !eager && self.engine.has_artifact(&hash) {
@@ -1023,19 +1067,22 @@ impl PolicyRegistry {
         };
         let version = self.history.number_for(id, &hash, bytes, &name);
         let c = &tenant.config;
-        let v = PolicyVersion::load(
+        let mut v = PolicyVersion::load(
             self.engine.clone(),
             self.health.clone(),
             code,
             name.clone(),
             version,
             c.policy_config.clone(),
-            c.limits,
+            limits,
             tenant,
             eager,
         )
         .map_err(refused)?;
-        tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.hash, "policy loaded");
+        self.history.set_manifest(id, version, manifest.as_ref().map(super::manifest::Manifest::label));
+        v.manifest = manifest;
+        v.signer = signer;
+        tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.hash, manifest = ?v.manifest.as_ref().map(super::manifest::Manifest::label), "policy loaded");
         Ok(Arc::new(v))
     }
 
@@ -1109,7 +1156,7 @@ impl PolicyRegistry {
             role: "serving".into(),
             version: serving.version.to_string(),
             hash: serving.hash.clone(),
-            name: serving.name.clone(),
+            name: serving.manifest.as_ref().map_or_else(|| serving.name.clone(), |m| m.label()),
         }];
         if let Some(c) = candidate.filter(|c| !c.is_rolled_back()) {
             set.push(InfoLabels {
@@ -1117,7 +1164,7 @@ impl PolicyRegistry {
                 role: c.mode.as_str().into(),
                 version: c.version.version.to_string(),
                 hash: c.version.hash.clone(),
-                name: c.version.name.clone(),
+                name: c.version.manifest.as_ref().map_or_else(|| c.version.name.clone(), |m| m.label()),
             });
         }
         for labels in &set {

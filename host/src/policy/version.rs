@@ -145,6 +145,10 @@ pub struct PolicyVersion {
     pub hash: String,
     /// Size of the component in bytes.
     pub size: usize,
+    /// What the component says of itself, if it has a manifest.
+    pub manifest: Option<super::manifest::Manifest>,
+    /// The public key that signed it (base64), if signed and checked.
+    pub signer: Option<String>,
     /// The compiled component, once loaded (at load, or at the first call for a
     /// version deferred at start-up).
     code: std::sync::OnceLock<CompiledPolicy>,
@@ -202,6 +206,8 @@ impl PolicyVersion {
             loaded_at: SystemTime::now(),
             hash,
             size,
+            manifest: None,
+            signer: None,
             code: cell,
             init_config,
             limits,

@@ -18,6 +18,7 @@ mod records;
 mod reload;
 mod reload_sipp;
 mod sandbox;
+mod signing;
 mod standard;
 mod tls;
 mod tools;
