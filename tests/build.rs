@@ -9,6 +9,7 @@ fn main() -> anyhow::Result<()> {
         Guest { package: "exum-example-pilot-group", constant: "PILOT_GROUP" },
         Guest { package: "exum-example-after-hours", constant: "AFTER_HOURS" },
         Guest { package: "exum-example-prefix-routing", constant: "PREFIX_ROUTING" },
+        Guest { package: "exum-example-vip-first", constant: "VIP_FIRST" },
         Guest { package: "exum-fixture-hostile", constant: "HOSTILE" },
         Guest { package: "exum-fixture-foreign-import", constant: "FOREIGN_IMPORT" },
         Guest { package: "exum-fixture-no-exports", constant: "NO_EXPORTS" },

@@ -18,34 +18,6 @@ pub fn resolve_hosted_policy(granted: Option<&str>, site: Option<&str>) -> Optio
         .or_else(|| host::lookup_hosted_voicemail_policy(&PolicyScope::Global))
 }
 
-/// The long name of a compact header form (`v` → `Via`), or the name itself.
-pub(crate) fn long_header_name(name: &str) -> &str {
-    if name.len() != 1 {
-        return name;
-    }
-    match name.as_bytes()[0].to_ascii_lowercase() {
-        b'i' => "Call-ID",
-        b'm' => "Contact",
-        b'e' => "Content-Encoding",
-        b'l' => "Content-Length",
-        b'c' => "Content-Type",
-        b'f' => "From",
-        b's' => "Subject",
-        b'k' => "Supported",
-        b't' => "To",
-        b'v' => "Via",
-        b'r' => "Refer-To",
-        b'b' => "Referred-By",
-        b'o' => "Event",
-        b'u' => "Allow-Events",
-        b'a' => "Accept-Contact",
-        b'j' => "Reject-Contact",
-        b'd' => "Request-Disposition",
-        b'x' => "Session-Expires",
-        _ => name,
-    }
-}
-
 impl Target {
     /// A target with the router's default transport and timeout.
     pub fn new(uri: &str) -> Self {
@@ -66,6 +38,18 @@ impl Target {
 }
 
 impl Forward {
+    /// Tries `target` before the other targets.
+    pub fn first(mut self, target: Target) -> Self {
+        self.targets.insert(0, target);
+        self
+    }
+
+    /// Tries `target` after the other targets.
+    pub fn then(mut self, target: Target) -> Self {
+        self.targets.push(target);
+        self
+    }
+
     /// Forward to `targets`, in order, with no other change.
     pub fn to(targets: Vec<Target>) -> Self {
         Forward { targets, request_uri: None, add_headers: Vec::new(), remove_headers: Vec::new() }
@@ -111,6 +95,15 @@ impl Redirect {
 }
 
 impl Decision {
+    /// A forward changed by `f` (a target added, a header more); any other
+    /// decision as it is.
+    pub fn map_forward(self, f: impl FnOnce(Forward) -> Forward) -> Decision {
+        match self {
+            Decision::Forward(forward) => Decision::Forward(f(forward)),
+            other => other,
+        }
+    }
+
     /// Reject with `code` and `reason`.
     pub fn reject(code: u16, reason: &str) -> Self {
         Decision::Reject(Reject::new(code, reason))

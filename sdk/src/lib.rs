@@ -55,6 +55,8 @@
 //! - helpers for the chores of every policy: [`Uri`] parameters and addresses,
 //!   [`normalize_number`] for E.164, [`Request::header`], decision builders,
 //!   [`ms_diagnostics`], [`resolve_hosted_policy`];
+//! - [`standard`]: the router's standard algorithm as functions, for policies
+//!   that take its decision and adjust it (a target first, a header more);
 //! - [`routing`]: building blocks of the standard algorithm (hosted rewrite,
 //!   Diversion, dial plans) for policies that route some calls their own way;
 //! - [`testing`]: the in-memory stand-in for the router, for native tests.
@@ -65,6 +67,7 @@ mod helpers;
 pub mod host;
 mod request;
 pub mod routing;
+pub mod standard;
 pub mod testing;
 mod uri;
 

@@ -9,8 +9,10 @@ use std::cell::RefCell;
 use crate::bindings::exum::policy::types::{Request as WireRequest, Span};
 use crate::{
     ContactKind, Datetime, DialPlan, HostedVoicemailPolicy, IpAddress, Level, PolicyScope, Request, Rerouting, Source,
-    TenantSettings, Transport, UmContact, UmServer, User, Voicemail, normalize_number, parse_uri,
+    TenantSettings, Transport, UmContact, UmServer, User, Voicemail,
 };
+#[cfg(not(target_arch = "wasm32"))]
+use crate::{normalize_number, parse_uri};
 
 thread_local! {
     static HOST: RefCell<Option<TestHost>> = const { RefCell::new(None) };
@@ -32,7 +34,7 @@ pub(crate) fn with_host<R>(f: impl FnOnce(&TestHost) -> R) -> R {
 /// The data the router would answer a policy's imports with, for one tenant.
 #[derive(Debug, Clone)]
 pub struct TestHost {
-    /// The tenant's settings (`host::tenant()`).
+    /// The tenant's settings (what `host::settings()` answers).
     pub tenant: TenantSettings,
     /// The users.
     pub users: Vec<User>,
@@ -83,6 +85,18 @@ impl TestHost {
     /// Sets the tenant's edge next hop.
     pub fn edge(mut self, uri: &str) -> Self {
         self.tenant.edge = Some(uri.to_owned());
+        self
+    }
+
+    /// Sets where requests that are not voice-mail-bound go.
+    pub fn default_next_hop(mut self, uri: &str) -> Self {
+        self.tenant.default_next_hop = Some(uri.to_owned());
+        self
+    }
+
+    /// Sets the tenant's SIP domains.
+    pub fn domains(mut self, domains: &[&str]) -> Self {
+        self.tenant.domains = domains.iter().map(|d| (*d).to_owned()).collect();
         self
     }
 
@@ -167,6 +181,33 @@ impl TestHost {
         self
     }
 
+    /// Enables voice-mail rerouting for one site (its own gateway and numbers),
+    /// used for that site's users and contacts instead of the tenant's.
+    pub fn site_rerouting(mut self, site: &str, gateway: &str, auto_attendant: &str, subscriber_access: &str) -> Self {
+        self.site_rerouting.retain(|(s, _)| s != site);
+        self.site_rerouting.push((
+            site.to_owned(),
+            Rerouting {
+                enabled: true,
+                auto_attendant: Some(auto_attendant.to_owned()),
+                subscriber_access: Some(subscriber_access.to_owned()),
+                pstn_gateway: Some(gateway.to_owned()),
+            },
+        ));
+        self
+    }
+
+    /// Puts the contact added before with SIP address `sip` in `site`.
+    ///
+    /// # Panics
+    ///
+    /// When no such contact was added: a test's mistake.
+    pub fn contact_site(mut self, sip: &str, site: &str) -> Self {
+        let contact = self.contacts.iter_mut().find(|c| c.sip_address == sip);
+        contact.unwrap_or_else(|| panic!("no contact {sip} added before contact_site")).site = Some(site.to_owned());
+        self
+    }
+
     /// Marks a target down, as failed health probes would.
     pub fn down(mut self, uri: &str) -> Self {
         self.down.push(uri.to_owned());
@@ -188,7 +229,11 @@ impl TestHost {
     pub fn logged() -> Vec<(Level, String)> {
         with_host(|h| h.logs.borrow().clone())
     }
+}
 
+/// The lookups the imports answer with natively (in a component, the router answers).
+#[cfg(not(target_arch = "wasm32"))]
+impl TestHost {
     pub(crate) fn find_user(&self, address: &str) -> Option<User> {
         match directory_key(address) {
             Key::Sip(key) => self.users.iter().find(|u| key_of(&u.sip_address) == key).cloned(),
@@ -231,12 +276,14 @@ impl TestHost {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 enum Key {
     Sip(String),
     Number(String),
     Invalid,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn directory_key(address: &str) -> Key {
     if let Some(n) = normalize_number(address) {
         return Key::Number(n);
@@ -248,6 +295,7 @@ fn directory_key(address: &str) -> Key {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn key_of(sip: &str) -> String {
     parse_uri(sip).map(|u| u.address()).unwrap_or_default()
 }

@@ -115,3 +115,40 @@ fn prefix_routing_picks_dial_plan_or_provider_by_number() {
     assert_eq!(v.decided_by, DecidedBy::Standard);
     assert!(matches!(v.decision, Decision::Forward(_)));
 }
+
+#[test]
+fn vip_first_puts_the_vip_server_before_the_standard_targets() {
+    let config = "server=sip:vip-um.contoso.com;transport=tls; callers=sip:ceo@contoso.com";
+    // erin's standard route is DP-Paris; a VIP caller tries the VIP server first.
+    let v = route_with(
+        components::VIP_FIRST,
+        "contoso",
+        config,
+        "sip:erin@contoso.com;opaque=app:voicemail",
+        "sip:ceo@contoso.com",
+    );
+    assert!(matches!(v.decided_by, DecidedBy::Policy { .. }));
+    let targets: Vec<&str> = forward(&v).targets.iter().map(|t| t.uri.as_str()).collect();
+    assert_eq!(targets, ["sip:vip-um.contoso.com;transport=tls", "sip:um1.paris.contoso.com:5061;transport=tls"]);
+    assert!(forward(&v).add_headers.iter().any(|h| h.name == "X-Exum-Vip" && h.value == "yes"));
+    // Anyone else: the standard decision, byte for byte.
+    let other = route_with(
+        components::VIP_FIRST,
+        "contoso",
+        config,
+        "sip:erin@contoso.com;opaque=app:voicemail",
+        "sip:z@x.com",
+    );
+    let standard =
+        route_with(components::STANDARD, "contoso", "", "sip:erin@contoso.com;opaque=app:voicemail", "sip:z@x.com");
+    assert_eq!(other.decision, standard.decision);
+    // A bad configuration is refused when loaded.
+    let plane = Plane::deployment();
+    let base = plane.tenants.by_id("contoso").expect("tenant").clone();
+    let mut c = base.config.clone();
+    c.policy = PolicySource::File(components::VIP_FIRST.into());
+    c.policy_config = "callers=sip:ceo@contoso.com".into();
+    let tenant = Arc::new(Tenant { config: c, directory: base.directory.clone() });
+    let policy = plane.registry.install_configured(&tenant);
+    assert!(policy.load_error.as_deref().is_some_and(|e| e.contains("server=")), "{:?}", policy.load_error);
+}

@@ -107,11 +107,13 @@ fn recorded_decisions_of_the_standard_policy_and_every_example_replay_byte_for_b
     let pilots = "sip:bob@contoso.com";
     let after_hours = "main=+14255550199; attendant=+14255550198; open=00:00-00:00; days=mon-sun";
     let prefixes = "+33=dial-plan:DP-Paris; +1425=hosted:na.um.example.net";
-    let setups: [&[(&str, &str, &str)]; 4] = [
+    let vips = "server=sip:vip-um.contoso.com;transport=tls; callers=sip:z@x.com";
+    let setups: [&[(&str, &str, &str)]; 5] = [
         &[],
         &[("contoso", components::PILOT_GROUP, pilots)],
         &[("contoso", components::AFTER_HOURS, after_hours)],
         &[("contoso", components::PREFIX_ROUTING, prefixes), ("fabrikam", components::PREFIX_ROUTING, prefixes)],
+        &[("contoso", components::VIP_FIRST, vips), ("fabrikam", components::VIP_FIRST, vips)],
     ];
     for policies in setups {
         let dir = tempfile::tempdir().expect("tempdir");
