@@ -93,21 +93,25 @@ pub fn build(guests: &[Guest]) -> Result<()> {
 /// The target the policies are built for.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
 
-/// Makes sure the toolchain has the standard library of [`WASM_TARGET`]:
-/// installs it with rustup when it is missing, or says how to.
-fn ensure_wasm_target(workspace: &Path) -> Result<()> {
+/// Makes sure the toolchain used in `workspace` has the standard library of
+/// [`WASM_TARGET`]: installs it with rustup when it is missing, or says how to.
+pub fn ensure_wasm_target(workspace: &Path) -> Result<()> {
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
-    if wasm_target_installed(&rustc) {
+    if wasm_target_installed(&rustc, workspace) {
         return Ok(());
     }
     let manual = format!("rustup target add {WASM_TARGET}");
-    println!("cargo:warning=the {WASM_TARGET} target is missing; installing it: {manual}");
+    if std::env::var_os("OUT_DIR").is_some() {
+        println!("cargo:warning=the {WASM_TARGET} target is missing; installing it: {manual}");
+    } else {
+        eprintln!("the {WASM_TARGET} target is missing; installing it: {manual}");
+    }
     let installed = Command::new("rustup").current_dir(workspace).args(["target", "add", WASM_TARGET]).status();
     // Two build scripts may install it at once (one rustup waits for or fails
     // on the other's): what counts is that it is there, now or once the other
     // install is done.
     for _ in 0..240 {
-        if wasm_target_installed(&rustc) {
+        if wasm_target_installed(&rustc, workspace) {
             return Ok(());
         }
         if installed.as_ref().is_ok_and(|s| s.success()) {
@@ -128,8 +132,10 @@ fn ensure_wasm_target(workspace: &Path) -> Result<()> {
 }
 
 /// Whether the toolchain of `rustc` has the target's `core` library.
-fn wasm_target_installed(rustc: &str) -> bool {
-    let Ok(out) = Command::new(rustc).args(["--print", "target-libdir", "--target", WASM_TARGET]).output() else {
+fn wasm_target_installed(rustc: &str, dir: &Path) -> bool {
+    let Ok(out) =
+        Command::new(rustc).current_dir(dir).args(["--print", "target-libdir", "--target", WASM_TARGET]).output()
+    else {
         return false;
     };
     let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());

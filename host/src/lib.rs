@@ -33,6 +33,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod policy;
+pub mod scaffold;
 pub mod server;
 pub mod sip;
 pub mod tools;

@@ -37,10 +37,47 @@ enum Command {
         #[arg(long, default_value = EXAMPLE_CONFIG)]
         config: PathBuf,
     },
-    /// Validate a policy component against the contract and describe it.
+    /// Validate a policy component against the contract and describe it; with
+    /// --policy-config, run its `init`; with --request, route a request with it
+    /// (against an empty directory).
     Check {
         /// The component (`.wasm`).
         policy: PathBuf,
+        /// Run `init` with this configuration string.
+        #[arg(long)]
+        policy_config: Option<String>,
+        /// Route this request file with it (`-`: standard input).
+        #[arg(long)]
+        request: Option<String>,
+    },
+    /// Create a policy crate that builds with plain cargo, outside this
+    /// repository: the standard algorithm with one adjustment, native tests, a README.
+    New {
+        /// The crate's name (and folder).
+        name: String,
+        /// The folder to create it in.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The SDK as a path dependency: the router repository's `sdk` folder
+        /// (default: the one this router was built from, if still there).
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+        /// The SDK as a git dependency: the router repository's URL.
+        #[arg(long, conflicts_with = "sdk_path")]
+        sdk_git: Option<String>,
+        /// With --sdk-git: a tag, branch or revision.
+        #[arg(long, requires = "sdk_git")]
+        sdk_rev: Option<String>,
+    },
+    /// Build the policy crate in a folder into a checked component
+    /// (`cargo build --release --target wasm32-unknown-unknown`, then componentize).
+    Build {
+        /// The crate's folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// Where to write the component (default: `<crate>.wasm` in the folder).
+        #[arg(long)]
+        output: Option<PathBuf>,
     },
     /// Turn a policy crate's core module (wasm32-unknown-unknown) into a
     /// component, check it, and write it.
@@ -65,6 +102,12 @@ enum Command {
         /// Also show what happens when every target of a forward fails.
         #[arg(long)]
         fail_all: bool,
+        /// Decide with this component instead of the tenant's policy.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Give the policy's `init` this string instead of the tenant's `policy_config`.
+        #[arg(long)]
+        policy_config: Option<String>,
         /// The request file; `-` or nothing reads standard input.
         request: Option<String>,
     },
@@ -331,13 +374,54 @@ fn main() -> ExitCode {
             tools::sign(&key, &policy, output.as_deref()).map_err(|e| e.to_string())
         }
         Command::Keygen { out } => tools::keygen(&out).map_err(|e| e.to_string()),
-        Command::Check { policy } => tools::check(&policy).map_err(|e| e.to_string()),
-        Command::Componentize { module, output } => tools::componentize(&module, &output).map_err(|e| e.to_string()),
-        Command::Simulate { config, source, down, fail_all, request } => {
-            let path = request.unwrap_or_else(|| "-".to_owned());
-            read_request(&path)
-                .and_then(|bytes| tools::simulate(&config, &path, &bytes, &SimulateOptions { source, down, fail_all }))
+        Command::Check { policy, policy_config: None, request: None } => {
+            tools::check(&policy).map_err(|e| e.to_string())
+        }
+        Command::Check { policy, policy_config, request } => {
+            let request = match request.map(|r| read_request(&r).map(|b| (r, b))).transpose() {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("exum-router: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let config = policy_config.unwrap_or_default();
+            tools::check_running(&policy, &config, request.as_ref().map(|(n, b)| (n.as_str(), b.as_slice())))
                 .map_err(|e| e.to_string())
+        }
+        Command::Componentize { module, output } => tools::componentize(&module, &output).map_err(|e| e.to_string()),
+        Command::Simulate { config, source, down, fail_all, policy, policy_config, request } => {
+            let path = request.unwrap_or_else(|| "-".to_owned());
+            let options = SimulateOptions { source, down, fail_all, policy, policy_config };
+            read_request(&path)
+                .and_then(|bytes| tools::simulate(&config, &path, &bytes, &options))
+                .map_err(|e| e.to_string())
+        }
+        Command::New { name, dir, sdk_path, sdk_git, sdk_rev } => {
+            use exum_router::scaffold::{SdkSource, default_sdk, new_policy};
+            let sdk = match (sdk_path, sdk_git) {
+                (Some(p), _) => Some(SdkSource::Path(p)),
+                (None, Some(url)) => Some(SdkSource::Git { url, rev: sdk_rev }),
+                (None, None) => default_sdk().map(SdkSource::Path),
+            };
+            match sdk {
+                None => {
+                    Err("where is the SDK? give --sdk-path <the router repository's sdk folder> or --sdk-git <url>"
+                        .into())
+                }
+                Some(sdk) => new_policy(&dir, &name, &sdk)
+                    .map(|d| {
+                        format!(
+                            "created {}\nnext: cd {} && cargo test && exum-router build\n",
+                            d.display(),
+                            d.display()
+                        )
+                    })
+                    .map_err(|e| e.to_string()),
+            }
+        }
+        Command::Build { dir, output } => {
+            exum_router::scaffold::build(&dir, output.as_deref(), None).map_err(|e| e.to_string())
         }
     };
     match result {

@@ -142,6 +142,60 @@ pub fn check(path: &Path) -> Result<String, ToolError> {
     Ok(out)
 }
 
+/// `exum-router check <policy.wasm> --policy-config '...' [--request call.sip]`:
+/// [`check`], then `init` run with the configuration, and the request (if
+/// given) routed through the policy against an empty directory of a tenant
+/// owning the Request-URI's domain; the decision as JSON.
+pub fn check_running(path: &Path, policy_config: &str, request: Option<(&str, &[u8])>) -> Result<String, ToolError> {
+    use crate::policy::version::{Code, PolicyVersion};
+    let mut out = check(path)?;
+    let bytes = std::fs::read(path).map_err(|source| ToolError::Read { path: path.display().to_string(), source })?;
+    let engine = Arc::new(PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?);
+    let compiled =
+        engine.compile(&bytes).map_err(|source| ToolError::Policy { path: path.display().to_string(), source })?;
+    let parsed = match request {
+        Some((name, bytes)) => {
+            let sip = Message::parse(bytes.to_vec(), false, wire::DEFAULT_MAX_MESSAGE)
+                .map_err(|e| ToolError::Sip { path: name.to_owned(), reason: e.to_string() })?;
+            Some((name, sip))
+        }
+        None => None,
+    };
+    let mut tenant = crate::control::Tenant::empty("check");
+    if let Some((_, sip)) = &parsed
+        && let Some(host) = sip.request_uri().and_then(|u| UriRef::parse(u).ok()).map(|u| u.host.to_ascii_lowercase())
+    {
+        tenant.config.domains = vec![host];
+    }
+    let tenant = Arc::new(tenant);
+    let version = PolicyVersion::load(
+        engine,
+        Arc::new(HealthTable::default()),
+        Code::Ready(compiled),
+        path.display().to_string(),
+        1,
+        policy_config.to_owned(),
+        crate::control::config::Limits::default(),
+        &tenant,
+        true,
+    )
+    .map_err(|source| ToolError::Policy { path: path.display().to_string(), source })?;
+    let _ = writeln!(out, "init       accepted the configuration {policy_config:?}");
+    if let Some((name, sip)) = parsed {
+        let source = Source { addr: ([192, 0, 2, 10], 5060).into(), transport: Transport::Udp, tls_peer_name: None };
+        let view = crate::policy::view::request_view(&sip, &source)
+            .map_err(|e| ToolError::Sip { path: name.to_owned(), reason: e.to_string() })?;
+        let decision = match version.route(&tenant, &view) {
+            Ok(d) => serde_json::json!({ "decision": d }),
+            Err(fault) => serde_json::json!({ "fault": fault.to_string() }),
+        };
+        let _ =
+            writeln!(out, "route      {name}, against an empty directory (`simulate --policy` uses a deployment's):");
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&decision).unwrap_or_default());
+    }
+    Ok(out)
+}
+
 /// `exum-router sign --key <key> <policy.wasm> [--output <signed.wasm>]`:
 /// appends an Ed25519 signature section (replacing an older one).
 pub fn sign(key: &Path, policy: &Path, output: Option<&Path>) -> Result<String, ToolError> {
@@ -188,11 +242,20 @@ pub fn componentize(input: &Path, output: &Path) -> Result<String, ToolError> {
             ),
         });
     }
-    let component = exum_guest_build::componentize(&bytes).map_err(|e| ToolError::Policy {
-        path: input.display().to_string(),
-        source: LoadError::NotAComponent(format!("cannot make a component of this module: {e:#}")),
-    })?;
-    std::fs::write(output, &component)
+    let refused =
+        |why: String| ToolError::Policy { path: input.display().to_string(), source: LoadError::NotAComponent(why) };
+    // What the module's sections tell, before wit-component's own words.
+    if let Some(why) = crate::policy::manifest::module_problem(&bytes) {
+        return Err(refused(why));
+    }
+    let component = exum_guest_build::componentize(&bytes)
+        .map_err(|e| refused(format!("cannot make a component of this module: {e:#}")))?;
+    // Checked before it is written: a component that fails leaves no file.
+    let engine = PolicyEngine::new().map_err(|e| ToolError::Engine(format!("{e:#}")))?;
+    engine.compile(&component).map_err(|source| ToolError::Policy { path: input.display().to_string(), source })?;
+    let tmp = output.with_extension("wasm.tmp");
+    std::fs::write(&tmp, &component)
+        .and_then(|()| std::fs::rename(&tmp, output))
         .map_err(|source| ToolError::Read { path: output.display().to_string(), source })?;
     check(output)
 }
@@ -207,6 +270,10 @@ pub struct SimulateOptions {
     /// Also simulate every target of a forward failing (timeouts) and show the
     /// `on-failure` decision.
     pub fail_all: bool,
+    /// Decide with this component instead of the tenant's policy.
+    pub policy: Option<std::path::PathBuf>,
+    /// Give `init` this string instead of the tenant's `policy_config`.
+    pub policy_config: Option<String>,
 }
 
 /// `exum-router simulate --config <file> <request.sip>`: runs a request through
@@ -218,7 +285,11 @@ pub fn simulate(
     request: &[u8],
     options: &SimulateOptions,
 ) -> Result<String, ToolError> {
-    Simulator::new(config, &options.down)?.run(request_path, request, options)
+    Simulator::with_policy(config, &options.down, options.policy.as_deref(), options.policy_config.as_deref())?.run(
+        request_path,
+        request,
+        options,
+    )
 }
 
 /// A deployment loaded once that runs requests through the router's own
@@ -244,7 +315,39 @@ impl Simulator {
     /// Loads the configuration at `config` (and its directory, and its policy
     /// directory); `down` lists targets to treat as marked down by health probes.
     pub fn new(config: &Path, down: &[String]) -> Result<Simulator, ToolError> {
-        let (config, tenants) = Tenants::load(config)?;
+        Self::with_policy(config, down, None, None)
+    }
+
+    /// [`Self::new`], every tenant deciding with the component at `policy`
+    /// (and `init` given `policy_config`) when given. Nothing is recorded and
+    /// no history written: the router's `policy_cache` is its own.
+    pub fn with_policy(
+        config: &Path,
+        down: &[String],
+        policy: Option<&Path>,
+        policy_config: Option<&str>,
+    ) -> Result<Simulator, ToolError> {
+        let (mut config, tenants) = Tenants::load(config)?;
+        config.records = None;
+        config.policy_cache = None;
+        if policy.is_some() {
+            config.policy_dir = None;
+        }
+        let changes: Vec<(String, Option<crate::control::Tenant>)> = tenants
+            .iter()
+            .map(|t| {
+                let mut c = t.config.clone();
+                c.record_decisions = 0.0;
+                if let Some(p) = policy {
+                    c.policy = crate::control::config::PolicySource::File(p.to_path_buf());
+                }
+                if let Some(pc) = policy_config {
+                    c.policy_config = pc.to_owned();
+                }
+                (c.id.clone(), Some(crate::control::Tenant { config: c, directory: t.directory.clone() }))
+            })
+            .collect();
+        let tenants = tenants.with_changes(changes);
         let health = Arc::new(HealthTable::default());
         for d in down {
             health.set(d, false);

@@ -16,6 +16,9 @@ use wasmtime::{Config, Engine, OptLevel};
 use super::bindings::PolicyPre;
 use super::host_api::{self, StoreState};
 
+/// What to do about a policy that imports WASI.
+pub const WASI_HINT: &str = "build for wasm32-unknown-unknown (not wasm32-wasip1 or wasip2) and keep std::fs, std::net, std::env, std::time::SystemTime and println! out of the policy; the router's imports (exum_policy_sdk::host) give the time and the log";
+
 /// The contract version this router speaks.
 pub const CONTRACT: &str = "exum:policy@0.1.0";
 /// The interfaces a policy may import.
@@ -45,6 +48,9 @@ pub enum LoadError {
     /// It imports interfaces outside the contract.
     #[error("imports {} outside the contract {CONTRACT} (a policy may import only {})", .0.join(", "), ALLOWED_IMPORTS.join(", "))]
     ForeignImports(Vec<String>),
+    /// It imports WASI, which policies do not have.
+    #[error("policies have no WASI: it imports {}; {WASI_HINT}", .0.join(", "))]
+    Wasi(Vec<String>),
     /// It does not export the contract's handler.
     #[error("does not export {REQUIRED_EXPORT} (it exports: {})", if .0.is_empty() { "nothing".to_owned() } else { .0.join(", ") })]
     MissingExport(Vec<String>),
@@ -264,6 +270,9 @@ impl PolicyEngine {
             .map(|(name, _)| name.to_owned())
             .collect();
         let foreign: Vec<String> = imports.iter().filter(|i| !ALLOWED_IMPORTS.contains(&i.as_str())).cloned().collect();
+        if foreign.iter().any(|i| i.starts_with("wasi:")) {
+            return Err(LoadError::Wasi(foreign));
+        }
         if !foreign.is_empty() {
             return Err(LoadError::ForeignImports(foreign));
         }

@@ -87,6 +87,29 @@ fn custom(payload: &[u8]) -> Option<(&str, &[u8])> {
     Some((std::str::from_utf8(name).ok()?, &payload[n + len as usize..]))
 }
 
+/// Why a core module cannot become a policy component, when its sections
+/// tell: it imports WASI, or it holds no `exum:policy` world (the crate does
+/// not call `export_policy!`, or is not a `cdylib`).
+pub fn module_problem(module: &[u8]) -> Option<String> {
+    let sections = sections(module)?;
+    let wasi = sections.iter().filter(|s| s.id == 2).any(|s| {
+        s.payload.windows(22).any(|w| w == b"wasi_snapshot_preview1") || s.payload.windows(5).any(|w| w == b"wasi:")
+    });
+    if wasi {
+        return Some(format!("policies have no WASI: the module imports WASI functions; {}", super::engine::WASI_HINT));
+    }
+    let world =
+        sections.iter().any(|s| s.id == 0 && custom(s.payload).is_some_and(|(n, _)| n.starts_with("component-type")));
+    if !world {
+        return Some(
+            "the module holds no exum:policy world: does the crate call `exum_policy_sdk::export_policy!(YourPolicy);`, \
+             and is its crate-type `cdylib`?"
+                .into(),
+        );
+    }
+    None
+}
+
 /// The manifest of `component`: a top-level custom section, else one in a
 /// core module of it. `Ok(None)` when it has none.
 pub fn manifest(component: &[u8]) -> Result<Option<Manifest>, String> {

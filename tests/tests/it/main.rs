@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod attacks;
+mod developer;
 mod dns;
 mod examples;
 mod fleet;

@@ -1,0 +1,104 @@
+//! A tenant's developer loop: `exum-router new` outside the repository, the
+//! crate's own tests with plain cargo, `exum-router build`, then `check` with
+//! a configuration and a request, and `simulate --policy` on a deployment;
+//! and the errors of `componentize` a tenant meets on the way.
+
+use std::path::Path;
+use std::process::Command;
+
+use exum_router::scaffold::{SdkSource, build, new_policy};
+use exum_router::tools::{self, SimulateOptions};
+use exum_router_tests::{components, deployment_config, workspace};
+
+fn request(name: &str) -> Vec<u8> {
+    std::fs::read(workspace().join("examples/deployment/requests").join(name)).expect("request file")
+}
+
+#[test]
+fn a_new_policy_crate_tests_builds_and_routes_outside_the_repository() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sdk = SdkSource::Path(workspace().join("sdk"));
+    let crate_dir = new_policy(dir.path(), "contoso-routing", &sdk).expect("created");
+    for file in ["Cargo.toml", "src/lib.rs", "README.md", "rust-toolchain.toml", "Cargo.lock"] {
+        assert!(crate_dir.join(file).is_file(), "{file}");
+    }
+    assert!(new_policy(dir.path(), "contoso-routing", &sdk).is_err(), "an existing folder is not overwritten");
+    assert!(new_policy(dir.path(), "Bad Name", &sdk).is_err());
+    // One target folder for every run of this test: the SDK's dependencies
+    // are compiled once.
+    let target = workspace().join("target/scaffold");
+    // Its own tests, with plain cargo.
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(&crate_dir)
+        .env("CARGO_TARGET_DIR", &target)
+        .args(["test", "--quiet"])
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "cargo test: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 passed"), "{}", String::from_utf8_lossy(&out.stdout));
+    // The component.
+    let report = build(&crate_dir, None, Some(&target)).expect("builds");
+    assert!(report.contains("manifest   contoso-routing 0.1.0"), "{report}");
+    let component = crate_dir.join("contoso_routing.wasm");
+    assert!(component.is_file());
+    // check: init with a configuration, and a request routed.
+    let bob = request("bob-on-premises.sip");
+    let out = tools::check_running(&component, "sip:ceo@contoso.com", Some(("bob.sip", &bob))).expect("checks");
+    assert!(out.contains("init       accepted the configuration"), "{out}");
+    assert!(out.contains("\"Reject\"") && out.contains("15004"), "an empty directory knows no bob: {out}");
+    let e = tools::check_running(&component, "not an address", None).expect_err("init refuses").to_string();
+    assert!(e.contains("init refused its configuration: `not an address` is not a SIP address"), "{e}");
+    // simulate --policy: the deployment's data, this policy, its configuration.
+    let caller = String::from_utf8_lossy(&bob)
+        .lines()
+        .find(|l| l.starts_with("From:"))
+        .and_then(|l| l.split(['<', '>']).nth(1))
+        .expect("a From URI")
+        .to_owned();
+    let options =
+        SimulateOptions { policy: Some(component.clone()), policy_config: Some(caller), ..Default::default() };
+    let out = tools::simulate(&deployment_config(), "bob.sip", &bob, &options).expect("simulates");
+    assert!(out.contains("X-Priority-Caller"), "{out}");
+    assert!(out.contains("\"name\": \"contoso_routing.wasm\""), "{out}");
+    assert!(out.contains("sip:um1.redmond.contoso.com:5061;transport=tls"), "{out}");
+}
+
+/// A core module: the preamble, one function type, and `imports` (module, name).
+fn core_module(imports: &[(&str, &str)]) -> Vec<u8> {
+    let mut m = b"\0asm\x01\0\0\0".to_vec();
+    m.extend_from_slice(&[1, 4, 1, 0x60, 0, 0]);
+    if !imports.is_empty() {
+        let mut payload = vec![imports.len() as u8];
+        for (module, name) in imports {
+            payload.push(module.len() as u8);
+            payload.extend_from_slice(module.as_bytes());
+            payload.push(name.len() as u8);
+            payload.extend_from_slice(name.as_bytes());
+            payload.extend_from_slice(&[0, 0]);
+        }
+        m.push(2);
+        m.push(payload.len() as u8);
+        m.extend_from_slice(&payload);
+    }
+    m
+}
+
+#[test]
+fn componentize_says_what_is_wrong_and_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = dir.path().join("out.wasm");
+    let wasi = dir.path().join("wasi.wasm");
+    std::fs::write(&wasi, core_module(&[("wasi_snapshot_preview1", "fd_write")])).expect("write");
+    let e = tools::componentize(&wasi, &out).expect_err("WASI").to_string();
+    assert!(e.contains("policies have no WASI") && e.contains("wasm32-unknown-unknown"), "{e}");
+    assert!(!out.exists());
+    let bare = dir.path().join("bare.wasm");
+    std::fs::write(&bare, core_module(&[])).expect("write");
+    let e = tools::componentize(&bare, &out).expect_err("no world").to_string();
+    assert!(e.contains("export_policy!"), "{e}");
+    assert!(!out.exists());
+    // A component given where a module is expected.
+    let e = tools::componentize(Path::new(components::PLAN_A), &out).expect_err("a component").to_string();
+    assert!(e.contains("already a component"), "{e}");
+    assert!(!out.exists());
+}
