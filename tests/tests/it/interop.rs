@@ -77,3 +77,80 @@ async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
         "one decision per call"
     );
 }
+
+/// The sipp scenarios shipped for trying the router locally
+/// (`examples/sipp/`), on their own configuration with only the addresses
+/// moved: the UAS answers the OPTIONS probes (the router keeps it up), and
+/// each call's caller and callee come from the injection file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_sipp_scenarios_keep_the_um_server_up_and_take_callers_from_the_csv() {
+    use exum_router_tests::sipp::{sipp, stat};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = exum_router_tests::workspace().join("examples/sipp");
+    let (uas_at, uac_at) = (sipp_address(), sipp_address());
+    let read = |name: &str| std::fs::read_to_string(examples.join(name)).expect("example file");
+    std::fs::write(
+        dir.path().join("directory.toml"),
+        read("directory.toml").replace("127.0.0.1:5070", &uas_at.to_string()),
+    )
+    .expect("write");
+    let router = read("router.toml")
+        .replace("127.0.0.1:5080", "127.0.0.1:0")
+        .replace("127.0.0.1:9080", "127.0.0.1:0")
+        .replace("interval_ms = 2000", "interval_ms = 200")
+        .replace("timeout_ms = 1000", "timeout_ms = 150")
+        .replace("record_route = true", "record_route = true\nrecord_decisions = 1.0")
+        + "\n[records]\ndir = \"records\"\n";
+    std::fs::write(dir.path().join("router.toml"), router).expect("write");
+    let mut uas = sipp()
+        .arg("-sf")
+        .arg(examples.join("uas.xml"))
+        .args(["-i", &uas_at.ip().to_string(), "-p", &uas_at.port().to_string(), "-nostdin", "-timeout", "120s"])
+        .args(["-trace_stat", "-stf", "uas.csv", "-fd", "1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp UAS starts");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("router starts");
+    let admin = server.admin_addr().expect("admin");
+    // Four probes answered: with `down_after = 2` and probes ending before the
+    // next is sent, an unanswered UAS would be marked down by now.
+    let stats = dir.path().join("uas.csv");
+    exum_router_tests::until("four probes at the UAS", || stat(&stats, "IncomingCall(C)") >= 4).await;
+    let metrics = exum_router_tests::http_get(admin, "/metrics").await;
+    let up = format!("exum_um_server_up{{server=\"sip:{uas_at}\"}} 1");
+    assert!(metrics.contains(&up), "{up} in {metrics}");
+    // Calls from the injection file.
+    let calls = 30;
+    let router_at = server.local_addr(Transport::Udp).expect("udp");
+    let out = sipp()
+        .arg(router_at.to_string())
+        .arg("-sf")
+        .arg(examples.join("uac.xml"))
+        .arg("-inf")
+        .arg(examples.join("calls.csv"))
+        .args(["-i", &uac_at.ip().to_string(), "-p", &uac_at.port().to_string()])
+        .args(["-m", &calls.to_string(), "-r", "10", "-nostdin", "-timeout", "60s"])
+        .args(["-trace_stat", "-stf", "uac.csv", "-fd", "1"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .output()
+        .expect("sipp UAC runs");
+    let (ok, failed) =
+        (stat(&dir.path().join("uac.csv"), "SuccessfulCall(C)"), stat(&dir.path().join("uac.csv"), "FailedCall(C)"));
+    assert!(out.status.success(), "UAC: {} ({ok} ok, {failed} failed)", out.status);
+    assert_eq!((ok, failed), (calls, 0));
+    // The callers the router saw are the file's.
+    server.policy.recorder().expect("recorder").flush();
+    let records =
+        exum_router::policy::record::read(&dir.path().join("records/contoso/decisions.jsonl")).expect("records");
+    for caller in ["sip:carol@fabrikam.com", "sip:dave@fabrikam.com", "sip:alice@contoso.com"] {
+        assert!(records.iter().any(|r| r.request.head.contains(&format!("From: <{caller}>"))), "a call from {caller}");
+    }
+    let metrics = exum_router_tests::http_get(admin, "/metrics").await;
+    assert!(metrics.contains(&up), "still up after the calls");
+    server.stop();
+    let _ = uas.kill();
+    let _ = uas.wait();
+}
