@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every check and test of exum-router: formatting, clippy (warnings are
 # errors), and the whole workspace's tests (unit, integration over loopback
-# sockets, sipp interop, a PostgreSQL-backed fleet, CLI, examples). Installs
-# sipp and PostgreSQL when they are missing.
+# sockets, sipp interop, a PostgreSQL-backed fleet, LDAP, CLI, examples, the
+# status page in a browser). Installs sipp, PostgreSQL, OpenLDAP and Chromium
+# when they are missing.
 # The build compiles every policy and test fixture to a component from source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,8 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 # OpenLDAP (slapd, and ldap-utils for ldapadd and ldapmodify) for the LDAP source.
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapmodify >/dev/null 2>&1 || missing+=(ldap-utils)
+# Chromium, headless, loads the admin API's status page in a real browser.
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]} for the tests"
     SUDO=""

@@ -145,6 +145,19 @@ impl Dropped {
     }
 }
 
+/// A registry that keeps the names registered in it.
+struct Named<'a> {
+    registry: &'a mut Registry,
+    names: Vec<String>,
+}
+
+impl Named<'_> {
+    fn register(&mut self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
+        self.names.push(format!("exum_{name}"));
+        self.registry.register(name, help, metric);
+    }
+}
+
 /// The kinds of decision, as counted.
 pub const DECISION_KINDS: [&str; 4] = ["forward", "reject", "redirect", "standard"];
 
@@ -163,6 +176,8 @@ pub struct TenantCounters {
 /// Every metric of the router.
 pub struct Metrics {
     registry: Registry,
+    /// The families registered, with the prefix.
+    names: Vec<String>,
     /// New server transactions.
     pub transactions: Counter,
     /// Server transactions in the table, lingering ones included (set when
@@ -308,8 +323,9 @@ impl Metrics {
             ldap_refused_entries: Gauge::default(),
             ldap_stale_seconds: Gauge::default(),
             registry: Registry::default(),
+            names: Vec::new(),
         };
-        let r = &mut registry;
+        let mut r = Named { registry: &mut registry, names: Vec::new() };
         r.register("sip_transactions", "New server transactions", m.transactions.clone());
         r.register(
             "sip_transactions_active",
@@ -420,7 +436,14 @@ impl Metrics {
             "Messages refused by access control (listener allow lists, tenant peers)",
             m.access_refused.clone(),
         );
-        Metrics { registry, ..m }
+        let names = r.names;
+        Metrics { registry, names, ..m }
+    }
+
+    /// The name of every metric family, as exported (`exum_sip_requests`),
+    /// whether it has samples yet or not.
+    pub fn families(&self) -> &[String] {
+        &self.names
     }
 
     /// The exposition text.

@@ -19,6 +19,7 @@
 //! | `GET /tenants/{id}/policy/history`, `.../candidate...` | version history, shadow and canary candidates: see [`lifecycle`] |
 //! | `GET /bans` | sources banned for flooding: `{"bans":[{"source","remaining_ms","dropped"}]}` |
 //! | `DELETE /bans/{ip}` | lift a ban; 404 if that source is not banned |
+//! | `GET /status` | a read-only HTML page of the tenants, their versions and candidates, and the directory |
 //! | `GET /metrics` | Prometheus exposition |
 
 use std::convert::Infallible;
@@ -34,6 +35,7 @@ use tokio::sync::watch;
 
 pub mod client;
 mod lifecycle;
+mod status;
 
 use crate::metrics::Metrics;
 use crate::policy::{FaultKind, PolicyRegistry, TenantPolicy};
@@ -135,6 +137,14 @@ impl Admin {
                 }
             }
             (&Method::GET, ["directory"]) => reply(StatusCode::OK, &self.directory_json()),
+            (&Method::GET, ["status"]) => {
+                let mut r = Response::new(Full::new(Bytes::from(self.status_page())));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
+                );
+                r
+            }
             (_, ["tenants", id, "policy", ..]) => {
                 let id = (*id).to_owned();
                 let rest: Vec<String> = path[3..].iter().map(|s| (*s).to_owned()).collect();

@@ -21,6 +21,7 @@ mod reload_sipp;
 mod sandbox;
 mod signing;
 mod standard;
+mod status_page;
 mod tls;
 mod tools;
 mod torture;
