@@ -12,7 +12,9 @@
 //!   target health, access lists, joined into the tenants.
 //! - [`metrics`]: the router's counters (Prometheus), the only set of them.
 //! - [`policy`]: the policy plane: the wasmtime engine, the registry of tenants'
-//!   policy versions, limits, host functions, decision validation, fallbacks.
+//!   policy versions, limits, host functions, decision validation, fallbacks;
+//!   version history, shadow and canary candidates, decision records and
+//!   replay, manifests and signatures.
 //! - [`sip`]: the proxy side of the SIP plane: transports, resolution,
 //!   transactions, the proxy core and its error type, probes.
 //! - [`db`]: the directory and policy versions in PostgreSQL, and the follower
@@ -20,8 +22,11 @@
 //! - [`ldap`]: a tenant's users and contacts from its LDAP (Active Directory)
 //!   server, laid over its other data and kept in sync.
 //! - [`server`]: `serve`, wiring the planes together; [`admin`], the admin
-//!   HTTP API; [`watch`], the file watcher behind hot reload; [`logging`].
-//! - [`tools`]: the offline tools `check`, `componentize` and `simulate`.
+//!   HTTP API, its status page and its client; [`watch`], the file watcher
+//!   behind hot reload; [`logging`].
+//! - [`tools`]: the offline tools `check`, `componentize`, `simulate`,
+//!   `replay`, `sign` and `keygen`; [`scaffold`]: `new` and `build`, a
+//!   tenant's policy crate.
 
 #![deny(unsafe_code)]
 
