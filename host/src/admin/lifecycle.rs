@@ -52,7 +52,126 @@ fn refused(e: LifecycleError) -> Response<Full<Bytes>> {
     reply(status, &json!({"error": e.to_string()}))
 }
 
+/// The canary rule a request asks for: `min_calls`, `fault_margin`,
+/// `failure_margin` as given (unset: the routers' `[lifecycle]`).
+type AskedRule = (Option<i64>, Option<f64>, Option<f64>);
+
+fn asked_rule(q: Option<&str>) -> Result<AskedRule, String> {
+    Ok((number(q, "min_calls")?, number(q, "fault_margin")?, number(q, "failure_margin")?))
+}
+
 impl Admin {
+    /// With the directory in PostgreSQL, a candidate is the fleet's: started,
+    /// promoted and ended in the database, which every router follows.
+    async fn database_candidate(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        tenant: &Arc<Tenant>,
+        rest: &[&str],
+    ) -> Response<Full<Bytes>> {
+        use crate::db::policies;
+        let Some(db) = &self.database else { return refused(LifecycleError::Database) };
+        let id = tenant.config.id.clone();
+        let q = req.uri().query().map(str::to_owned);
+        let q = q.as_deref();
+        let by = req
+            .headers()
+            .get("x-uploaded-by")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .unwrap_or("admin-api")
+            .to_owned();
+        let fail = |e: crate::db::DbError| match e {
+            crate::db::DbError::Invalid(m) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": m})),
+            e => reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
+        };
+        let method = req.method().clone();
+        match (method, rest) {
+            (Method::POST, ["candidate"]) => {
+                let (mode, share) = match (query(q, "mode"), number::<f64>(q, "share")) {
+                    (Some("shadow"), Ok(_)) => ("shadow", 0.0),
+                    (Some("canary"), Ok(Some(s))) if (0.0..=1.0).contains(&s) => ("canary", s),
+                    (Some("canary"), Ok(_)) => return bad("a canary needs ?share= (0 to 1)".into()),
+                    (_, Err(e)) => return bad(e),
+                    (other, _) => return bad(format!("mode: `{}`: shadow or canary", other.unwrap_or(""))),
+                };
+                let rule = match asked_rule(q) {
+                    Ok(r) => r,
+                    Err(e) => return bad(e),
+                };
+                let from = match number::<i64>(q, "from") {
+                    Ok(n) => n,
+                    Err(e) => return bad(e),
+                };
+                let upload = match from {
+                    Some(_) => None,
+                    None => match super::body(req).await {
+                        Ok(b) if b.is_empty() => {
+                            return bad("send the component as the body, or ?from=N for a stored version".into());
+                        }
+                        Ok(b) => Some(b),
+                        Err(r) => return r,
+                    },
+                };
+                if let Some(bytes) = &upload {
+                    let (registry, check, of) = (self.policy.clone(), bytes.clone(), tenant.clone());
+                    match tokio::task::spawn_blocking(move || registry.admissible(&of, &check)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => return reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e.to_string()})),
+                        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
+                    }
+                }
+                let client = match db.client("the admin API").await {
+                    Ok(c) => c,
+                    Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
+                };
+                if let Err(e) = policies::ensure_tenant(&client, &id).await {
+                    return fail(e);
+                }
+                let version_id = match (from, upload) {
+                    (Some(n), _) => n,
+                    (None, Some(bytes)) => match policies::upload(&client, &id, &bytes, &by).await {
+                        Ok(v) => v,
+                        Err(e) => return fail(e),
+                    },
+                    (None, None) => return bad("no component".into()),
+                };
+                match policies::set_candidate(&client, &id, version_id, mode, share, rule, &by).await {
+                    Ok(()) => reply(
+                        StatusCode::CREATED,
+                        &json!({"tenant": id, "version_id": version_id, "mode": mode, "share": share, "fleet": true}),
+                    ),
+                    Err(e) => fail(e),
+                }
+            }
+            (Method::POST, ["candidate", "promote"]) => {
+                let client = match db.client("the admin API").await {
+                    Ok(c) => c,
+                    Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
+                };
+                match policies::promote(&client, &id, &by).await {
+                    Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "activated": v})),
+                    Err(crate::db::DbError::Invalid(m)) if m.contains("rolled back") => {
+                        reply(StatusCode::CONFLICT, &json!({"error": m}))
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            (Method::DELETE, ["candidate"]) => {
+                let client = match db.client("the admin API").await {
+                    Ok(c) => c,
+                    Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
+                };
+                match policies::clear_candidate(&client, &id).await {
+                    Ok(true) => reply(StatusCode::OK, &json!({"tenant": id, "candidate": null})),
+                    Ok(false) => refused(LifecycleError::NoCandidate),
+                    Err(e) => fail(e),
+                }
+            }
+            _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
+        }
+    }
+
     /// Answers a lifecycle request, or `None` when the path is not one.
     pub(super) async fn lifecycle(
         &self,
@@ -64,6 +183,11 @@ impl Admin {
         let q = req.uri().query().map(str::to_owned);
         let q = q.as_deref();
         let registry = &self.policy;
+        if self.database.is_some()
+            && matches!((req.method(), rest), (&Method::POST, ["candidate", ..]) | (&Method::DELETE, ["candidate"]))
+        {
+            return Ok(self.database_candidate(req, tenant, rest).await);
+        }
         let answer = match (req.method().clone(), rest) {
             (Method::GET, ["history"]) => {
                 let policy = registry.get(tenant);

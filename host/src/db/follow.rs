@@ -25,7 +25,8 @@ use crate::control::config::RouterConfig;
 use crate::control::directory::{Directory, TenantData};
 use crate::control::{Tenant, Tenants};
 use crate::metrics::{Metrics, OutcomeLabel};
-use crate::policy::{DatabaseVersion, PolicyRegistry};
+use crate::policy::candidate::{CanaryRule, Mode};
+use crate::policy::{DatabaseCandidate, DatabaseVersion, PolicyRegistry};
 use crate::sip::proxy::Proxy;
 
 /// Above this many tenants changed at once, the whole directory is read in
@@ -279,6 +280,9 @@ impl Follower {
         let status = initial.status.clone();
         let mut state = initial.state;
         state.ldap = ldap;
+        let (sink, rollbacks) = mpsc::unbounded_channel();
+        policy.set_rollback_sink(Some(sink));
+        tokio::spawn(write_rollbacks(state.db.clone(), rollbacks));
         tokio::spawn(run(state, proxy, policy, rx, shutdown));
         Follower { commands: tx, status }
     }
@@ -297,6 +301,19 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // The candidates in the database at start.
+    let at_start = async {
+        let client = st.db.client("reading the candidates").await?;
+        changed_candidates(&client, &proxy, &policy).await
+    };
+    match at_start.await {
+        Ok(ids) => {
+            if let Err(e) = apply_policies(&st, &proxy, &policy, ids).await {
+                tracing::warn!(error = %e, "applying the database's candidates failed; again once reconnected");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "reading the database's candidates failed; again once reconnected"),
+    }
     loop {
         // Connected: apply notifications as they come, in batches.
         loop {
@@ -400,10 +417,11 @@ async fn catch_up(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistr
         .map(|r| r.get(0))
         .collect();
     let active = policies::all_active(&client).await?;
+    let candidates = changed_candidates(&client, proxy, policy).await?;
     drop(client);
     let count = changed.len();
     let added = apply_tenants(st, proxy, policy, changed, false).await?;
-    let mut refresh: BTreeSet<String> = added.into_iter().collect();
+    let mut refresh: BTreeSet<String> = added.into_iter().chain(candidates).collect();
     let tenants = proxy.tenants();
     let active_ids: HashMap<&str, i64> = active.iter().map(|(t, v)| (t.as_str(), *v)).collect();
     for t in tenants.iter() {
@@ -563,8 +581,60 @@ async fn apply_policies(
         let Some(tenant) = proxy.tenants().by_id(&id).cloned() else { continue };
         let active = policies::active(&client, &id).await?;
         let version = active.map(|v| DatabaseVersion { version_id: v.version_id, bytes: v.bytes.into() });
+        let candidate =
+            policies::candidate(&client, &id).await?.map(|c| database_candidate(c, policy.lifecycle().rule));
         let policy = policy.clone();
-        let _ = tokio::task::spawn_blocking(move || policy.apply_database_version(&tenant, version)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = policy.apply_database_version(&tenant, version);
+            policy.apply_database_candidate(&tenant, candidate);
+        })
+        .await;
     }
     Ok(())
+}
+
+/// A candidate row as the registry takes it (the routers' `[lifecycle]` rule
+/// where the row sets none).
+fn database_candidate(c: policies::StoredCandidate, defaults: CanaryRule) -> DatabaseCandidate {
+    DatabaseCandidate {
+        version_id: c.version_id,
+        bytes: c.bytes.into(),
+        mode: if c.mode == "canary" { Mode::Canary { share: c.share } } else { Mode::Shadow },
+        rule: CanaryRule {
+            fault_margin: c.fault_margin.unwrap_or(defaults.fault_margin),
+            failure_margin: c.failure_margin.unwrap_or(defaults.failure_margin),
+            min_calls: c.min_calls.map_or(defaults.min_calls, |n| n.max(1) as u64),
+        },
+        rolled_back: c.rolled_back,
+    }
+}
+
+/// The tenants whose candidate in the database differs from the one applied.
+async fn changed_candidates(
+    client: &tokio_postgres::Client,
+    proxy: &Arc<Proxy>,
+    policy: &Arc<PolicyRegistry>,
+) -> Result<BTreeSet<String>, DbError> {
+    let stored: HashMap<String, (i64, bool)> =
+        policies::all_candidates(client).await?.into_iter().map(|(t, v, r)| (t, (v, r))).collect();
+    Ok(proxy
+        .tenants()
+        .iter()
+        .map(|t| t.config.id.clone())
+        .filter(|id| policy.database_candidate(id) != stored.get(id).copied())
+        .collect())
+}
+
+/// Writes a router's rollback of the fleet's canary to the database, so every
+/// router follows.
+async fn write_rollbacks(db: Database, mut rollbacks: mpsc::UnboundedReceiver<(String, i64, String)>) {
+    while let Some((tenant, version_id, reason)) = rollbacks.recv().await {
+        let written = async {
+            let client = db.client("recording a canary's rollback").await?;
+            policies::candidate_rolled_back(&client, &tenant, version_id, &reason).await
+        };
+        if let Err(e) = written.await {
+            tracing::warn!(tenant = %tenant, version = version_id, error = %e, "could not record the canary's rollback in the database; this router rolled it back alone");
+        }
+    }
 }

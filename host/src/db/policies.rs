@@ -169,3 +169,137 @@ pub async fn all_active(client: &tokio_postgres::Client) -> Result<Vec<(String, 
         .map_err(DbError::pg("reading the active policies"))?;
     Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
+
+/// A tenant's candidate in the database, with its component.
+#[derive(Debug, Clone)]
+pub struct StoredCandidate {
+    /// Its version id.
+    pub version_id: i64,
+    /// The component.
+    pub bytes: Vec<u8>,
+    /// `shadow` or `canary`.
+    pub mode: String,
+    /// A canary's share of new calls.
+    pub share: f64,
+    /// The canary's rule, where set (else the routers' `[lifecycle]`).
+    pub min_calls: Option<i64>,
+    /// See [`StoredCandidate::min_calls`].
+    pub fault_margin: Option<f64>,
+    /// See [`StoredCandidate::min_calls`].
+    pub failure_margin: Option<f64>,
+    /// Why it was rolled back, if it was.
+    pub rolled_back: Option<String>,
+}
+
+/// The tenant's candidate, if it has one.
+pub async fn candidate(client: &tokio_postgres::Client, tenant: &str) -> Result<Option<StoredCandidate>, DbError> {
+    let row = client
+        .query_opt(
+            "SELECT c.version_id, v.bytes, c.mode, c.share, c.min_calls, c.fault_margin, c.failure_margin,
+                    c.state, c.reason
+               FROM exum.policy_candidates c JOIN exum.policy_versions v USING (version_id)
+              WHERE c.tenant_id = $1",
+            &[&tenant],
+        )
+        .await
+        .map_err(DbError::pg(format!("reading the candidate of {tenant}")))?;
+    Ok(row.map(|r| StoredCandidate {
+        version_id: r.get(0),
+        bytes: r.get(1),
+        mode: r.get(2),
+        share: r.get(3),
+        min_calls: r.get(4),
+        fault_margin: r.get(5),
+        failure_margin: r.get(6),
+        rolled_back: (r.get::<_, &str>(7) == "rolled_back")
+            .then(|| r.get::<_, Option<String>>(8).unwrap_or_else(|| "rolled back".into())),
+    }))
+}
+
+/// Every tenant's candidate: tenant id, version id, and whether rolled back.
+pub async fn all_candidates(client: &tokio_postgres::Client) -> Result<Vec<(String, i64, bool)>, DbError> {
+    let rows = client
+        .query("SELECT tenant_id, version_id, state = 'rolled_back' FROM exum.policy_candidates", &[])
+        .await
+        .map_err(DbError::pg("reading the candidates"))?;
+    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+}
+
+/// Makes `version_id` the tenant's candidate (replacing any), running.
+#[allow(clippy::too_many_arguments)]
+pub async fn set_candidate(
+    client: &tokio_postgres::Client,
+    tenant: &str,
+    version_id: i64,
+    mode: &str,
+    share: f64,
+    rule: (Option<i64>, Option<f64>, Option<f64>),
+    by: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "INSERT INTO exum.policy_candidates
+                 (tenant_id, version_id, mode, share, min_calls, fault_margin, failure_margin, started_by)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (tenant_id) DO UPDATE SET version_id = EXCLUDED.version_id, mode = EXCLUDED.mode,
+                 share = EXCLUDED.share, min_calls = EXCLUDED.min_calls, fault_margin = EXCLUDED.fault_margin,
+                 failure_margin = EXCLUDED.failure_margin, state = 'running', reason = NULL,
+                 started_at = now(), started_by = EXCLUDED.started_by",
+            &[&tenant, &version_id, &mode, &share, &rule.0, &rule.1, &rule.2, &by],
+        )
+        .await
+        .map_err(|e| DbError::Invalid(format!("starting candidate {version_id} for {tenant}: {}", describe(&e))))?;
+    Ok(())
+}
+
+/// Ends the tenant's candidate; whether it had one.
+pub async fn clear_candidate(client: &tokio_postgres::Client, tenant: &str) -> Result<bool, DbError> {
+    let n = client
+        .execute("DELETE FROM exum.policy_candidates WHERE tenant_id = $1", &[&tenant])
+        .await
+        .map_err(DbError::pg(format!("ending the candidate of {tenant}")))?;
+    Ok(n > 0)
+}
+
+/// A router rolled the tenant's canary back: every router follows.
+pub async fn candidate_rolled_back(
+    client: &tokio_postgres::Client,
+    tenant: &str,
+    version_id: i64,
+    reason: &str,
+) -> Result<(), DbError> {
+    client
+        .execute(
+            "UPDATE exum.policy_candidates SET state = 'rolled_back', reason = $3
+              WHERE tenant_id = $1 AND version_id = $2 AND state = 'running'",
+            &[&tenant, &version_id, &reason],
+        )
+        .await
+        .map_err(DbError::pg(format!("recording the rollback of {tenant}'s canary")))?;
+    Ok(())
+}
+
+/// The running candidate becomes the active version, in one statement; its
+/// version id.
+pub async fn promote(client: &tokio_postgres::Client, tenant: &str, by: &str) -> Result<i64, DbError> {
+    let row = client
+        .query_opt(
+            "WITH c AS (DELETE FROM exum.policy_candidates WHERE tenant_id = $1 AND state = 'running'
+                        RETURNING version_id)
+             UPDATE exum.policy_active a SET version_id = c.version_id, activated_by = $2, activated_at = now()
+               FROM c WHERE a.tenant_id = $1 RETURNING a.version_id",
+            &[&tenant, &by],
+        )
+        .await
+        .map_err(|e| DbError::Invalid(format!("promoting the candidate of {tenant}: {}", describe(&e))))?;
+    match row {
+        Some(r) => Ok(r.get(0)),
+        None => match candidate(client, tenant).await? {
+            Some(c) => Err(DbError::Invalid(format!(
+                "the candidate was rolled back ({}); start it again to promote it",
+                c.rolled_back.unwrap_or_default()
+            ))),
+            None => Err(DbError::Invalid(format!("tenant `{tenant}` has no candidate"))),
+        },
+    }
+}

@@ -206,6 +206,8 @@ pub struct Candidate {
     pub rule: CanaryRule,
     /// When it started.
     pub started_at: SystemTime,
+    /// Its version id in the directory database, when it is the fleet's candidate.
+    pub origin: Option<i64>,
     /// The candidate's counters.
     pub lane: Lane,
     /// Shadow: requests compared.
@@ -235,6 +237,7 @@ impl Candidate {
             mode,
             rule,
             started_at: SystemTime::now(),
+            origin: None,
             lane,
             compared: AtomicU64::new(0),
             divergences,

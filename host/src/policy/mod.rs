@@ -35,7 +35,7 @@ impl From<contract::Transport> for crate::model::Transport {
     }
 }
 pub use registry::{
-    CandidateSource, DatabaseVersion, DecidedBy, LifecycleError, PolicyRegistry, Role, STANDARD_COMPONENT, StartError,
-    TenantPolicy, Verdict,
+    CandidateSource, DatabaseCandidate, DatabaseVersion, DecidedBy, LifecycleError, PolicyRegistry, Role, RollbackSink,
+    STANDARD_COMPONENT, StartError, TenantPolicy, Verdict,
 };
 pub use version::{Fault, FaultKind, PolicyVersion};

@@ -114,6 +114,27 @@ pub struct TenantPolicy {
     shadow: Option<ShadowQueue>,
     /// Where a canary's rollback is written down.
     history: Arc<History>,
+    /// Told of a rollback of the fleet's candidate (to write it in the database).
+    rollbacks: Option<RollbackSink>,
+}
+
+/// Where a router reports that it rolled back a candidate from the directory
+/// database: tenant, version id, reason.
+pub type RollbackSink = tokio::sync::mpsc::UnboundedSender<(String, i64, String)>;
+
+/// A tenant's candidate in the directory database.
+#[derive(Debug, Clone)]
+pub struct DatabaseCandidate {
+    /// Its version id.
+    pub version_id: i64,
+    /// The component.
+    pub bytes: Arc<[u8]>,
+    /// Shadow or canary.
+    pub mode: CandidateMode,
+    /// A canary's rule.
+    pub rule: CanaryRule,
+    /// Why the fleet rolled it back, if it did.
+    pub rolled_back: Option<String>,
 }
 
 impl TenantPolicy {
@@ -191,6 +212,9 @@ impl TenantPolicy {
     fn judge(&self, c: &Candidate) {
         let Some(reason) = c.judge(&self.serving) else { return };
         if c.roll_back(reason.clone()) {
+            if let (Some(sink), Some(version_id)) = (&self.rollbacks, c.origin) {
+                let _ = sink.send((self.tenant_id.clone(), version_id, reason.clone()));
+            }
             self.metrics.canary_rollbacks.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
             self.history.set_state(&self.tenant_id, c.version.version, HistoryState::RolledBack, Some(reason.clone()));
             tracing::warn!(tenant = %self.tenant_id, candidate = c.version.version, %reason, "canary rolled back; the serving version takes every call");
@@ -615,6 +639,11 @@ pub struct PolicyRegistry {
     recorder: RwLock<Option<Arc<Recorder>>>,
     /// The `exum_policy_info` labels set per tenant (removed on a change).
     info: Mutex<HashMap<String, Vec<InfoLabels>>>,
+    /// The candidates from the directory database applied, by tenant:
+    /// version id and whether rolled back.
+    database_candidates: RwLock<HashMap<String, (i64, bool)>>,
+    /// Where rollbacks of the database's candidates are reported.
+    rollback_sink: RwLock<Option<RollbackSink>>,
 }
 
 impl PolicyRegistry {
@@ -702,6 +731,8 @@ impl PolicyRegistry {
             eager: AtomicBool::new(true),
             recorder: RwLock::new(None),
             info: Mutex::new(HashMap::new()),
+            database_candidates: RwLock::new(HashMap::new()),
+            rollback_sink: RwLock::new(None),
         })
     }
 
@@ -809,6 +840,63 @@ impl PolicyRegistry {
         Ok(policy)
     }
 
+    /// Reports rollbacks of the directory database's candidates to `sink`.
+    pub fn set_rollback_sink(&self, sink: Option<RollbackSink>) {
+        *self.rollback_sink.write().unwrap_or_else(|e| e.into_inner()) = sink;
+    }
+
+    /// The candidate from the directory database applied for `tenant`:
+    /// version id and whether rolled back.
+    pub fn database_candidate(&self, tenant: &str) -> Option<(i64, bool)> {
+        self.database_candidates.read().unwrap_or_else(|e| e.into_inner()).get(tenant).copied()
+    }
+
+    /// The directory database says `tenant`'s candidate is `candidate`:
+    /// started (compiled once, through the disk cache), rolled back, or ended.
+    pub fn apply_database_candidate(&self, tenant: &Arc<Tenant>, candidate: Option<DatabaseCandidate>) {
+        let id = &tenant.config.id;
+        let key = candidate.as_ref().map(|c| (c.version_id, c.rolled_back.is_some()));
+        if self.database_candidate(id) == key {
+            return;
+        }
+        match &key {
+            Some(k) => self.database_candidates.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), *k),
+            None => self.database_candidates.write().unwrap_or_else(|e| e.into_inner()).remove(id),
+        };
+        let current = self.get(tenant);
+        let Some(c) = candidate else {
+            if current.candidate.is_some() {
+                let _ = self.abandon(tenant);
+            }
+            return;
+        };
+        let running = current.candidate.as_ref().filter(|k| k.origin == Some(c.version_id));
+        let started = match running {
+            Some(k) => Some(k.clone()),
+            None => {
+                let source = CandidateSource::Bytes {
+                    bytes: c.bytes.to_vec(),
+                    source: format!("database version {}", c.version_id),
+                };
+                match self.start_candidate_from(tenant, source, c.mode, c.rule, Some(c.version_id)) {
+                    Ok(p) => p.candidate.clone(),
+                    Err(e) => {
+                        tracing::warn!(tenant = %id, version = c.version_id, error = %e, "the database's candidate is refused here");
+                        None
+                    }
+                }
+            }
+        };
+        if let (Some(reason), Some(k)) = (c.rolled_back, started)
+            && k.roll_back(reason.clone())
+        {
+            self.history.set_state(id, k.version.version, HistoryState::RolledBack, Some(reason.clone()));
+            let current = self.get(tenant);
+            self.set_info(id, current.own.as_deref(), None);
+            tracing::info!(tenant = %id, version = c.version_id, %reason, "the fleet's canary was rolled back");
+        }
+    }
+
     /// Starts a candidate beside the serving version: `bytes` (named
     /// `source`), or kept version `from`.
     pub fn start_candidate(
@@ -817,6 +905,17 @@ impl PolicyRegistry {
         component: CandidateSource,
         mode: CandidateMode,
         rule: CanaryRule,
+    ) -> Result<Arc<TenantPolicy>, LifecycleError> {
+        self.start_candidate_from(tenant, component, mode, rule, None)
+    }
+
+    fn start_candidate_from(
+        &self,
+        tenant: &Arc<Tenant>,
+        component: CandidateSource,
+        mode: CandidateMode,
+        rule: CanaryRule,
+        origin: Option<i64>,
     ) -> Result<Arc<TenantPolicy>, LifecycleError> {
         let id = &tenant.config.id;
         if let CandidateMode::Canary { share } = mode
@@ -854,7 +953,8 @@ impl PolicyRegistry {
             self.metrics.shadow_divergences.get_or_create(&labels).clone()
         });
         self.history.set_state(id, version.version, HistoryState::Candidate, None);
-        let candidate = Candidate::new(version.clone(), mode, rule, lifecycle.shadow_samples, lane, divergences);
+        let mut candidate = Candidate::new(version.clone(), mode, rule, lifecycle.shadow_samples, lane, divergences);
+        candidate.origin = origin;
         tracing::info!(tenant = %id, candidate = version.version, mode = role, "candidate started");
         Ok(self.install_with(tenant, current.own.clone(), current.load_error.clone(), Some(Arc::new(candidate))))
     }
@@ -1123,6 +1223,7 @@ impl PolicyRegistry {
             serving: self.metrics.lane(&c.id, number, "serving"),
             shadow,
             history: self.history.clone(),
+            rollbacks: self.rollback_sink.read().unwrap_or_else(|e| e.into_inner()).clone(),
             reload_error: Mutex::new(None),
             fallback: c.fallback,
             quarantine_after: c.limits.quarantine_after,

@@ -20,14 +20,16 @@ use exum_router_tests::sipp::{sipp_address, stat};
 use exum_router_tests::{components, http, http_get, until};
 
 /// The routers' configuration: the directory in `pg`, fabrikam defined here
-/// (its data in the database), contoso defined in the database.
+/// (its data in the database), contoso defined in the database. fabrikam's
+/// `policy_config` makes the hostile fixture panic (the others ignore it).
 fn router_toml(pg: &Postgres) -> String {
     format!(
         "policy_cache = \"cache\"\n\
          [directory]\nsource = \"postgres\"\nurl = \"{}\"\npool_size = 2\nconnect_timeout_ms = 2000\n\
          [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
          [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\n\
-         [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n",
+         [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n\
+         policy_config = \"panic\"\n",
         pg.url()
     )
 }
@@ -616,4 +618,66 @@ fn json_field(response: &str, field: &str) -> i64 {
     let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"));
     v[field].as_i64().unwrap_or_else(|| panic!("{field} in {response}"))
+}
+
+/// Whether router `server`'s candidate for fabrikam is the database's version
+/// `version_id`, rolled back or not as `rolled_back` says.
+fn candidate_is(server: &Server, version_id: i64, rolled_back: bool) -> bool {
+    server
+        .policy
+        .current("fabrikam")
+        .and_then(|p| p.candidate.clone())
+        .is_some_and(|c| c.origin == Some(version_id) && c.is_rolled_back() == rolled_back)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_s_candidate_lives_in_the_database_and_a_canary_one_router_rolls_back_is_rolled_back_on_all() {
+    let fleet = Fleet::start(2).await;
+    let (r0, r1) = (fleet.router(0), fleet.router(1));
+    let (admin0, admin1) = (r0.admin_addr().expect("admin"), r1.admin_addr().expect("admin"));
+    let plan_b = std::fs::read(components::PLAN_B).expect("B");
+    // A shadow started through one router's API runs on both.
+    let r = http(admin0, "POST", "/tenants/fabrikam/policy/candidate?mode=shadow", &plan_b).await;
+    assert!(r.starts_with("HTTP/1.1 201") && r.contains("\"fleet\":true"), "{r}");
+    let shadow = json_field(&r, "version_id");
+    until("the shadow on both routers", || candidate_is(r0, shadow, false) && candidate_is(r1, shadow, false)).await;
+    // A canary that faults on every call replaces it, on both.
+    let hostile = std::fs::read(components::HOSTILE).expect("hostile");
+    let path = "/tenants/fabrikam/policy/candidate?mode=canary&share=1&min_calls=3";
+    let r = http(admin1, "POST", path, &hostile).await;
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    let canary = json_field(&r, "version_id");
+    until("the canary on both routers", || candidate_is(r0, canary, false) && candidate_is(r1, canary, false)).await;
+    // Calls through router 0 only: the fallback (standard) routes them to plan
+    // A, and router 0 rolls the canary back after 3 faults; router 1, which
+    // decided none of them, follows through the database.
+    for i in 0..3 {
+        fleet.call_reaches(0, "erin@fabrikam.com", &fleet.plan_a, &format!("canary-{i}")).await;
+    }
+    until("the rollback on both routers", || candidate_is(r0, canary, true) && candidate_is(r1, canary, true)).await;
+    let reason = r1.policy.current("fabrikam").and_then(|p| p.candidate.clone()).and_then(|c| c.rollback_reason());
+    assert!(reason.as_deref().is_some_and(|r| r.starts_with("fault rate 100.0% against 0.0%")), "{reason:?}");
+    let row = fleet.sql("SELECT state FROM exum.policy_candidates WHERE tenant_id = 'fabrikam'");
+    assert!(row.contains("rolled_back"), "{row}");
+    let r = http(admin1, "POST", "/tenants/fabrikam/policy/candidate/promote", b"").await;
+    assert!(r.starts_with("HTTP/1.1 409"), "a rolled-back canary is not promoted: {r}");
+    // A good canary, a stored version this time, promoted through the other
+    // router: both serve it, neither has a candidate.
+    let path = format!("/tenants/fabrikam/policy/candidate?mode=canary&share=1&from={shadow}");
+    let r = http(admin1, "POST", &path, b"").await;
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    until("the good canary on both", || candidate_is(r0, shadow, false) && candidate_is(r1, shadow, false)).await;
+    fleet.call_reaches(1, "erin@fabrikam.com", &fleet.plan_b, "canary-b").await;
+    let r = http(admin0, "POST", "/tenants/fabrikam/policy/candidate/promote", b"").await;
+    assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+    until("B serving everywhere", || {
+        fleet.running().all(|s| {
+            s.policy.database_version("fabrikam").is_some_and(|v| v.version_id == shadow)
+                && s.policy.current("fabrikam").is_some_and(|p| p.candidate.is_none())
+        })
+    })
+    .await;
+    fleet.call_reaches(0, "erin@fabrikam.com", &fleet.plan_b, "promoted-b").await;
+    let r = http(admin0, "DELETE", "/tenants/fabrikam/policy/candidate", b"").await;
+    assert!(r.starts_with("HTTP/1.1 404"), "{r}");
 }
