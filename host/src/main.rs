@@ -155,6 +155,12 @@ enum Command {
         /// The router configuration (its `[admin]` address and token).
         #[arg(long, default_value = EXAMPLE_CONFIG)]
         config: PathBuf,
+        /// The admin API's address, instead of the configuration's.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
+        /// The admin API's bearer token, instead of the configuration's.
+        #[arg(long, env = "EXUM_ADMIN_TOKEN", hide_env_values = true)]
+        token: Option<String>,
         /// The tenant.
         #[arg(long)]
         tenant: String,
@@ -324,7 +330,8 @@ fn main() -> ExitCode {
                 .map_err(|e| format!("cannot start the runtime: {e}"))
                 .and_then(|runtime| runtime.block_on(exum_router::db::cli::run(&config, url, action)))
         }
-        Command::Policy { config, tenant, action } => {
+        Command::Policy { config, admin, token, tenant, action } => {
+            let target = exum_router::admin::client::Target { config, address: admin, token };
             use exum_router::admin::client::Action;
             let action = match action {
                 PolicyAction::History => Action::History,
@@ -344,7 +351,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .map_err(|e| format!("cannot start the runtime: {e}"))
-                .and_then(|runtime| runtime.block_on(exum_router::admin::client::run(&config, &tenant, action)))
+                .and_then(|runtime| runtime.block_on(exum_router::admin::client::run(&target, &tenant, action)))
         }
         Command::LdapCheck { config } => tokio::runtime::Builder::new_current_thread()
             .enable_all()

@@ -2,7 +2,6 @@
 //! command line, against the router the configuration names (its `[admin]`
 //! address and token).
 
-use std::path::Path;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -41,11 +40,39 @@ pub enum Action {
     Abandon,
 }
 
-/// Runs `action` for `tenant` against the admin API of the router configured
-/// in `config`; the API's JSON answer, pretty-printed.
-pub async fn run(config: &Path, tenant: &str, action: Action) -> Result<String, String> {
-    let config = crate::control::config::RouterConfig::load(config).map_err(|e| e.to_string())?;
-    let admin = config.admin.ok_or_else(|| format!("{}: no [admin] section to reach", config.path.display()))?;
+/// Where the admin API is: `address` and `token` when given, else the
+/// `[admin]` section of the configuration at `config`.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The router configuration.
+    pub config: std::path::PathBuf,
+    /// The admin API's address, instead of the configuration's.
+    pub address: Option<std::net::SocketAddr>,
+    /// The bearer token, instead of the configuration's.
+    pub token: Option<String>,
+}
+
+/// Runs `action` for `tenant` against the admin API `target` names; the API's
+/// JSON answer, pretty-printed.
+pub async fn run(target: &Target, tenant: &str, action: Action) -> Result<String, String> {
+    let admin = match target.address {
+        Some(address) => crate::control::config::Admin { address, token: target.token.clone() },
+        None => {
+            let config = crate::control::config::RouterConfig::load(&target.config).map_err(|e| e.to_string())?;
+            let mut admin =
+                config.admin.ok_or_else(|| format!("{}: no [admin] section to reach", config.path.display()))?;
+            if target.token.is_some() {
+                admin.token = target.token.clone();
+            }
+            if admin.address.port() == 0 {
+                return Err(format!(
+                    "{}: the admin address has port 0 (any free port): give the router's with --admin",
+                    config.path.display()
+                ));
+            }
+            admin
+        }
+    };
     let base = format!("/tenants/{tenant}/policy");
     let (method, path, body) = match action {
         Action::History => ("GET", format!("{base}/history"), Vec::new()),

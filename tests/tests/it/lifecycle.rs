@@ -235,6 +235,15 @@ async fn versions_are_kept_and_rolled_back_and_the_pin_survives_a_restart_until_
     assert_eq!(serving(&t), Some(1), "{t}");
     let h = body(&http_get(admin, "/tenants/contoso/policy/history").await);
     assert_eq!(h["versions"].as_array().map(Vec::len), Some(2), "{h}");
+    // The command line sees the same history, and rolls back through the API.
+    use exum_router::admin::client::{Action, Target, run};
+    let target = Target { config: config.clone(), address: Some(admin), token: None };
+    let out = run(&target, "contoso", Action::History).await.expect("history");
+    assert!(out.contains("\"state\": \"serving\"") && out.contains("\"number\": 2"), "{out}");
+    let e = run(&Target { address: None, ..target.clone() }, "contoso", Action::History).await.expect_err("port 0");
+    assert!(e.contains("give the router's with --admin"), "{e}");
+    let e = run(&target, "contoso", Action::Promote).await.expect_err("no candidate");
+    assert!(e.contains("404") && e.contains("no candidate"), "{e}");
     // A new file ends the pin: it serves as version 3.
     std::fs::copy(components::PREFIX_ROUTING, &tmp).expect("copy");
     std::fs::rename(&tmp, &file).expect("rename");
