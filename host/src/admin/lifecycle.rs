@@ -74,17 +74,8 @@ impl Admin {
         let id = tenant.config.id.clone();
         let q = req.uri().query().map(str::to_owned);
         let q = q.as_deref();
-        let by = req
-            .headers()
-            .get("x-uploaded-by")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .unwrap_or("admin-api")
-            .to_owned();
-        let fail = |e: crate::db::DbError| match e {
-            crate::db::DbError::Invalid(m) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": m})),
-            e => reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
-        };
+        let by = super::uploaded_by(&req);
+        let fail = super::db_failure;
         let method = req.method().clone();
         match (method, rest) {
             (Method::POST, ["candidate"]) => {

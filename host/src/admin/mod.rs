@@ -252,17 +252,7 @@ impl Admin {
                 &json!({"error": "policy versions live in the directory database; this router reads a directory file"}),
             );
         };
-        let tenants = self.proxy.tenants();
-        let Some(tenant) = tenants.by_id(id).cloned() else {
-            return reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")}));
-        };
-        let by = req
-            .headers()
-            .get("x-uploaded-by")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .unwrap_or("admin-api")
-            .to_owned();
+        let by = uploaded_by(&req);
         let activate_now = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "activate=true"));
         let query = req.uri().query().map(str::to_owned);
         let client = match db.client("the admin API").await {
@@ -270,10 +260,7 @@ impl Admin {
             Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
         };
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-        let fail = |e: crate::db::DbError| match e {
-            crate::db::DbError::Invalid(m) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": m})),
-            e => reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
-        };
+        let fail = db_failure;
         match (req.method().clone(), rest.as_slice()) {
             (Method::GET, ["versions"]) => match crate::db::policies::list(&client, id).await {
                 Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "versions": v})),
@@ -330,6 +317,25 @@ impl Admin {
             },
             _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
         }
+    }
+}
+
+/// Who the request says it is for the record (`X-Uploaded-By`), else `admin-api`.
+fn uploaded_by<B>(req: &Request<B>) -> String {
+    req.headers()
+        .get("x-uploaded-by")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .unwrap_or("admin-api")
+        .to_owned()
+}
+
+/// A database error as the API answers it: 422 for what the database
+/// refused, 503 for a database out of reach.
+fn db_failure(e: crate::db::DbError) -> Response<Full<Bytes>> {
+    match e {
+        crate::db::DbError::Invalid(m) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": m})),
+        e => reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
     }
 }
 
