@@ -31,6 +31,8 @@ fn a_new_policy_crate_tests_builds_and_routes_outside_the_repository() {
     let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .current_dir(&crate_dir)
         .env("CARGO_TARGET_DIR", &target)
+        // One job: the suite's other tests share the machine's CPUs.
+        .env("CARGO_BUILD_JOBS", "1")
         .args(["test", "--quiet"])
         .output()
         .expect("cargo runs");
