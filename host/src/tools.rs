@@ -621,6 +621,15 @@ pub fn replay(path: &Path, options: &ReplayOptions) -> Result<ReplayReport, Tool
             None => {
                 let file = components.join(format!("{}.wasm", r.policy.hash));
                 match std::fs::read(&file) {
+                    Ok(b) if crate::policy::hex_sha256(&b) != r.policy.hash => {
+                        report.failed += 1;
+                        let _ = writeln!(
+                            out,
+                            "error: {} is not the recorded component (another SHA-256)\n",
+                            file.display()
+                        );
+                        continue;
+                    }
                     Ok(b) => b,
                     Err(e) => {
                         report.failed += 1;

@@ -192,6 +192,12 @@ fn a_policy_that_asks_for_what_the_record_does_not_hold_gets_a_clear_error() {
     assert_eq!(report.failed, 1, "{}", report.text);
     assert!(report.text.contains("the policy asked for lookup-dial-plan(\"B\")"), "{}", report.text);
     assert!(report.text.contains("which the record does not hold"), "{}", report.text);
+    // The recorded component replaced by another: refused, not replayed on it.
+    let kept = dir.path().join("policies").join(format!("{}.wasm", records[n - 1].policy.hash));
+    std::fs::copy(components::PLAN_B, &kept).expect("copy");
+    let report = tools::replay(&file, &ReplayOptions { line: Some(n), ..Default::default() }).expect("runs");
+    assert_eq!(report.failed, 1, "{}", report.text);
+    assert!(report.text.contains("is not the recorded component"), "{}", report.text);
 }
 
 #[test]
