@@ -178,6 +178,13 @@ fn may_change_content(kind: &EventKind) -> bool {
     !matches!(kind, EventKind::Access(_))
 }
 
+/// Whether `kind` is a rename whose destination (the event's last path) is
+/// the file now: one atomic step, the file whole.
+fn renamed_into_place(kind: &EventKind) -> bool {
+    use notify::event::{ModifyKind, RenameMode};
+    matches!(kind, EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)))
+}
+
 /// The size and modification time of a file, to tell whether it is still
 /// being written.
 fn stat(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
@@ -197,13 +204,17 @@ pub fn watch(
     debounce: Duration,
     changes: mpsc::UnboundedSender<Change>,
 ) -> notify::Result<FileWatch> {
-    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<PathBuf>();
+    // Each path with whether it is the destination of a rename: a file renamed
+    // into place is whole at once, and needs no quiet interval.
+    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<(PathBuf, bool)>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && may_change_content(&event.kind)
         {
-            for path in event.paths {
-                let _ = raw_tx.send(path);
+            let renamed_to = renamed_into_place(&event.kind);
+            let last = event.paths.len().saturating_sub(1);
+            for (i, path) in event.paths.into_iter().enumerate() {
+                let _ = raw_tx.send((path, renamed_to && i == last));
             }
         }
     })?;
@@ -280,7 +291,7 @@ pub fn watch(
                     }
                 },
             };
-            let Some(path) = next else { return };
+            let Some((path, renamed)) = next else { return };
             let mut paths = vec![path];
             // The policy directory itself (seen from its parent): created again,
             // it is watched again and its files are read.
@@ -304,7 +315,10 @@ pub fn watch(
                 if state.kind_of(&path).is_none() {
                     continue;
                 }
-                let at = Instant::now() + quiet(&state, &path);
+                // A policy file renamed into place is due at once (still in
+                // the order of arrival); anything else waits for quiet.
+                let atomic = renamed && matches!(state.kind_of(&path), Some(Kind::Policy(_)));
+                let at = if atomic { Instant::now() } else { Instant::now() + quiet(&state, &path) };
                 let current = stat(&path);
                 match pending.iter_mut().find(|(p, _, _)| *p == path) {
                     Some(entry) => (entry.1, entry.2) = (at, current),
