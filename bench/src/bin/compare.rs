@@ -7,8 +7,16 @@
 //! the proxy's processes) and resident memory. Writes Markdown and JSON to
 //! `bench/results/`.
 //!
+//! Every rate is run for every system, `repeats` times (3), whatever the
+//! earlier steps lost: a system is left out of higher rates only once it
+//! collapsed (kept up less than half the rate, or failed half its calls). For
+//! a step that lost calls, sipp's error log is kept and the kernel's UDP error
+//! counters (`/proc/net/snmp`: receive-buffer and send-buffer errors) before
+//! and after are reported, to tell which side lost what. The summary gives
+//! each system's highest rate with 0 lost calls in every repetition.
+//!
 //! Run with `bench/compare.sh` (it installs sipp and Kamailio and builds release).
-//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,example]`
+//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,example] [repeats]`
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -48,6 +56,14 @@ impl System {
 struct Step {
     system: System,
     rate: u32,
+    /// Which repetition of the rate (from 1).
+    rep: u32,
+    /// UDP receive-buffer and send-buffer errors of the whole host during the
+    /// step (`/proc/net/snmp` `Udp: RcvbufErrors`, `SndbufErrors`).
+    udp_rcvbuf_errors: u64,
+    udp_sndbuf_errors: u64,
+    /// sipp's error log of the step, kept when calls failed.
+    errors_log: Option<PathBuf>,
     calls: u64,
     ok: u64,
     failed: u64,
@@ -64,11 +80,29 @@ struct Step {
 }
 
 impl Step {
+    /// The step fell apart: sipp kept up less than half the rate, or half the
+    /// calls failed. Higher rates are not tried for the system.
+    fn collapsed(&self) -> bool {
+        self.achieved < 0.5 * self.rate as f64 || self.failed * 2 >= self.calls
+    }
+
     /// Every call of the step succeeded, sipp's and the probe's, and sipp kept
     /// up the rate (within 10%: its start-up counts against it).
     fn clean(&self) -> bool {
         self.failed == 0 && self.ok == self.calls && self.probe_failed == 0 && self.achieved >= 0.9 * self.rate as f64
     }
+}
+
+/// The kernel's UDP counters `RcvbufErrors` and `SndbufErrors` (`/proc/net/snmp`).
+fn udp_errors() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let mut udp = text.lines().filter(|l| l.starts_with("Udp: "));
+    let (Some(names), Some(values)) = (udp.next(), udp.next()) else { return (0, 0) };
+    let field = |name: &str| {
+        let i = names.split_whitespace().position(|n| n == name)?;
+        values.split_whitespace().nth(i)?.parse::<u64>().ok()
+    };
+    (field("RcvbufErrors").unwrap_or(0), field("SndbufErrors").unwrap_or(0))
 }
 
 /// CPU seconds (user + system) of `pid` and its children processes.
@@ -299,7 +333,7 @@ fn latency_probe(target: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
     })
 }
 
-fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
+fn run_step(dir: &Path, system: System, rate: u32, rep: u32, calls: u64) -> Step {
     let um = uas(dir, UM);
     let edge = uas(dir, EDGE);
     let proxy = start_system(dir, system);
@@ -311,6 +345,13 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
     let _ = std::fs::remove_file(&stats);
     let stop_probe = Arc::new(AtomicBool::new(false));
     let probe = latency_probe(target, stop_probe.clone());
+    let udp0 = udp_errors();
+    // sipp's error log (`uac_<pid>_errors.log`) of this step alone.
+    for entry in std::fs::read_dir(sipp_dir(dir)).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().ends_with("_errors.log") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let started = Instant::now();
     let status = Command::new("sipp")
         .args([
@@ -335,7 +376,7 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
             "-timeout",
             "600s",
         ])
-        .args(["-trace_stat", "-stf", stats.to_str().expect("utf8"), "-fd", "1"])
+        .args(["-trace_stat", "-stf", stats.to_str().expect("utf8"), "-fd", "1", "-trace_err"])
         .current_dir(sipp_dir(dir))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -350,6 +391,17 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
     let loaded = pid.map_or(0.0, memory_mib);
     let ok = stat(&stats, "SuccessfulCall(C)");
     let failed = stat(&stats, "FailedCall(C)");
+    let udp1 = udp_errors();
+    let errors_log = std::fs::read_dir(sipp_dir(dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("_errors.log"))
+        .filter(|_| failed > 0)
+        .and_then(|e| {
+            let kept = sipp_dir(dir).join(format!("errors-{rate}-{system:?}-{rep}.log"));
+            std::fs::rename(e.path(), &kept).ok().map(|()| kept)
+        });
     let probe_calls = times.len() as u64;
     let probe_failed = times.iter().filter(|t| t.is_nan()).count() as u64;
     times.retain(|t| !t.is_nan());
@@ -363,6 +415,10 @@ fn run_step(dir: &Path, system: System, rate: u32, calls: u64) -> Step {
     Step {
         system,
         rate,
+        rep,
+        udp_rcvbuf_errors: udp1.0.saturating_sub(udp0.0),
+        udp_sndbuf_errors: udp1.1.saturating_sub(udp0.1),
+        errors_log,
         calls,
         ok,
         failed,
@@ -469,40 +525,45 @@ fn main() {
     if let Some(mib) = example_idle {
         eprintln!("exum-router idle on the example deployment: {mib:.1} MiB");
     }
+    let repeats: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
     let mut steps: Vec<Step> = Vec::new();
     for &rate in &rates {
-        for &system in &systems {
-            if steps.iter().any(|s| s.system == system && !s.clean()) {
-                continue; // past this system's clean rate
+        for rep in 1..=repeats {
+            for &system in &systems {
+                if steps.iter().any(|s| s.system == system && s.rate < rate && s.collapsed()) {
+                    continue; // it fell apart at a lower rate
+                }
+                let s = run_step(&dir, system, rate, rep, calls);
+                eprintln!(
+                    "{:>32} {:>5}/s #{rep} (achieved {:.0}/s): {} ok, {} failed, probe {}/{} failed, p50 {:.3} ms, p99 {:.3} ms, {:.3} CPU-s/1000 calls, {:.0} -> {:.0} MiB, UDP rcvbuf errors {}",
+                    system.name(),
+                    rate,
+                    s.achieved,
+                    s.ok,
+                    s.failed,
+                    s.probe_failed,
+                    s.probe_calls,
+                    s.p50_ms,
+                    s.p99_ms,
+                    s.cpu_s_per_1000,
+                    s.idle_mib,
+                    s.loaded_mib,
+                    s.udp_rcvbuf_errors
+                );
+                steps.push(s);
             }
-            let s = run_step(&dir, system, rate, calls);
-            eprintln!(
-                "{:>32} {:>5}/s (achieved {:.0}/s): {} ok, {} failed, probe {}/{} failed, p50 {:.3} ms, p99 {:.3} ms, {:.3} CPU-s/1000 calls, {:.0} -> {:.0} MiB",
-                system.name(),
-                rate,
-                s.achieved,
-                s.ok,
-                s.failed,
-                s.probe_failed,
-                s.probe_calls,
-                s.p50_ms,
-                s.p99_ms,
-                s.cpu_s_per_1000,
-                s.idle_mib,
-                s.loaded_mib
-            );
-            steps.push(s);
         }
     }
     let mut md = String::from(
-        "| system | rate/s | achieved/s | calls | failed | probe calls (failed) | INVITE→200 p50 ms | p99 ms | CPU s / 1000 calls | memory idle MiB | memory after the step MiB |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| system | rate/s | # | achieved/s | calls | failed | probe calls (failed) | INVITE→200 p50 ms | p99 ms | CPU s / 1000 calls | memory idle MiB | memory after the step MiB | UDP rcvbuf / sndbuf errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
     let mut json = Vec::new();
     for s in &steps {
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {} | {} | {} ({}) | {:.3} | {:.3} | {:.3} | {:.0} | {:.0} |\n",
+            "| {} | {} | {} | {:.0} | {} | {} | {} ({}) | {:.3} | {:.3} | {:.3} | {:.0} | {:.0} | {} / {} |\n",
             s.system.name(),
             s.rate,
+            s.rep,
             s.achieved,
             s.calls,
             s.failed,
@@ -512,12 +573,35 @@ fn main() {
             s.p99_ms,
             s.cpu_s_per_1000,
             s.idle_mib,
-            s.loaded_mib
+            s.loaded_mib,
+            s.udp_rcvbuf_errors,
+            s.udp_sndbuf_errors
         ));
-        json.push(serde_json::json!({"system": s.system.name(), "rate": s.rate, "achieved_rate": s.achieved, "calls": s.calls, "ok": s.ok, "failed": s.failed,
+        json.push(serde_json::json!({"system": s.system.name(), "rate": s.rate, "rep": s.rep,
+            "udp_rcvbuf_errors": s.udp_rcvbuf_errors, "udp_sndbuf_errors": s.udp_sndbuf_errors,
+            "errors_log": s.errors_log.as_ref().map(|p| p.display().to_string()), "achieved_rate": s.achieved, "calls": s.calls, "ok": s.ok, "failed": s.failed,
             "probe_calls": s.probe_calls, "probe_failed": s.probe_failed,
             "p50_ms": s.p50_ms, "p99_ms": s.p99_ms, "cpu_s_per_1000_calls": s.cpu_s_per_1000,
             "idle_mib": s.idle_mib, "loaded_mib": s.loaded_mib}));
+    }
+    let lost: Vec<&Step> = steps.iter().filter(|s| s.failed > 0 || s.probe_failed > 0).collect();
+    if !lost.is_empty() {
+        md.push_str("\n## Steps that lost calls\n\n| system | rate/s | # | failed | probe failed | UDP rcvbuf errors | sipp's errors (first lines) |\n|---|---:|---:|---:|---:|---:|---|\n");
+        for s in lost {
+            let head = s.errors_log.as_ref().and_then(|p| std::fs::read_to_string(p).ok()).map_or(String::new(), |t| {
+                t.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" / ").replace('|', "/")
+            });
+            md.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                s.system.name(),
+                s.rate,
+                s.rep,
+                s.failed,
+                s.probe_failed,
+                s.udp_rcvbuf_errors,
+                head
+            ));
+        }
     }
     let (summary_md, summary) = summary(&systems, &steps, rates.iter().copied().max().unwrap_or(0));
     md.push_str(&summary_md);
@@ -538,19 +622,22 @@ fn main() {
 /// common rate (the highest rate every proxy ran clean); the ratios
 /// exum-router / Kamailio against the targets.
 fn summary(systems: &[System], steps: &[Step], top: u32) -> (String, serde_json::Value) {
-    let clean_rate = |system: System| steps.iter().filter(|s| s.system == system && s.clean()).map(|s| s.rate).max();
+    // A rate is clean for a system when every repetition of it was.
+    let clean_at = |system: System, rate: u32| {
+        let reps: Vec<&Step> = steps.iter().filter(|s| s.system == system && s.rate == rate).collect();
+        !reps.is_empty() && reps.iter().all(|s| s.clean())
+    };
+    let clean_rate =
+        |system: System| steps.iter().filter(|s| s.system == system && clean_at(system, s.rate)).map(|s| s.rate).max();
     let proxies: Vec<System> = systems.iter().copied().filter(|s| *s != System::Direct).collect();
-    let common = steps
-        .iter()
-        .filter(|s| s.clean())
-        .map(|s| s.rate)
-        .filter(|&r| proxies.iter().all(|&p| steps.iter().any(|s| s.system == p && s.rate == r && s.clean())))
-        .max();
+    let common = steps.iter().map(|s| s.rate).filter(|&r| proxies.iter().all(|&p| clean_at(p, r))).max();
     let at = |system: System| common.and_then(|r| steps.iter().find(|s| s.system == system && s.rate == r));
     let ceiling = clean_rate(System::Direct);
     let mut md = String::from("\n## Summary\n\n");
     match common {
-        Some(r) => md.push_str(&format!("Common rate (the highest every proxy ran with 0 failed calls): {r}/s.\n\n")),
+        Some(r) => md.push_str(&format!(
+            "Common rate (the highest every proxy ran with 0 failed calls in every repetition): {r}/s.\n\n"
+        )),
         None => md.push_str("No rate at which every proxy ran with 0 failed calls.\n\n"),
     }
     md.push_str("| system | highest clean rate/s | p50 ms | p99 ms | CPU s / 1000 calls | memory idle MiB | memory after the step MiB |\n|---|---:|---:|---:|---:|---:|---:|\n");
