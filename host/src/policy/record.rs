@@ -239,11 +239,6 @@ impl Recorder {
         Ok(Arc::new(Recorder { settings, queue, written, dropped, pending, flushed }))
     }
 
-    /// The settings it writes with.
-    pub fn settings(&self) -> &RecordSettings {
-        &self.settings
-    }
-
     /// Hands a record to the writer; dropped (and counted) when the queue is full.
     pub fn submit(&self, record: DecisionRecord) {
         self.pending.fetch_add(1, Ordering::SeqCst);
@@ -272,11 +267,6 @@ impl Recorder {
         if let Err(e) = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)) {
             tracing::warn!(path = %path.display(), error = %e, "could not keep a recorded policy component");
         }
-    }
-
-    /// The ring file a tenant's records are appended to.
-    pub fn tenant_file(&self, tenant: &str) -> PathBuf {
-        self.settings.dir.join(tenant).join("decisions.jsonl")
     }
 }
 

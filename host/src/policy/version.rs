@@ -219,7 +219,7 @@ impl PolicyVersion {
         if !eager {
             return Ok(v);
         }
-        let instance = v.instantiate(tenant, Imports::Live).map_err(|(e, _)| match e {
+        let instance = v.instantiate(tenant).map_err(|e| match e {
             InstantiateError::Init(msg) => LoadError::Init(msg),
             InstantiateError::Fault(f) => LoadError::InitFault(f.to_string()),
         })?;
@@ -257,7 +257,7 @@ impl PolicyVersion {
     /// dropped after it: what every call would cost without the pool. For
     /// measuring the pool's worth (see `docs/performance.md`).
     pub fn route_on_fresh_instance(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<Decision, Fault> {
-        let mut instance = self.instantiate(tenant, Imports::Live).map_err(|(e, _)| match e {
+        let mut instance = self.instantiate(tenant).map_err(|e| match e {
             InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
             InstantiateError::Fault(f) => f,
         })?;
@@ -312,9 +312,9 @@ impl PolicyVersion {
         // record holds the imports of the call only.
         let mut instance = match self.acquire().filter(|_| !replaying) {
             Some(i) => i,
-            None => match self.instantiate(tenant, Imports::Live) {
+            None => match self.instantiate(tenant) {
                 Ok(i) => i,
-                Err((e, _)) => {
+                Err(e) => {
                     let fault = match e {
                         InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
                         InstantiateError::Fault(f) => f,
@@ -363,41 +363,25 @@ impl PolicyVersion {
         }
     }
 
-    /// A new instance, initialised with its imports answering as `imports`
-    /// says (they stay in its store; given back on failure).
-    fn instantiate(
-        &self,
-        tenant: &Arc<Tenant>,
-        imports: Imports,
-    ) -> Result<PooledInstance, (InstantiateError, Imports)> {
-        let mut state =
+    /// A new instance, initialised (`init` runs with live imports).
+    fn instantiate(&self, tenant: &Arc<Tenant>) -> Result<PooledInstance, InstantiateError> {
+        let state =
             StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
-        state.imports = imports;
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         let budget = self.limits.deadline;
         store.epoch_deadline_callback(move |mut ctx| Ok(ctx.data_mut().call.on_deadline(budget)));
         store.data_mut().call = CallClock::start();
         store.set_epoch_deadline(FIRST_DEADLINE);
-        let give_back = |store: &mut Store<StoreState>| std::mem::take(&mut store.data_mut().imports);
-        let code = match self.code() {
-            Ok(c) => c,
-            Err(f) => return Err((InstantiateError::Fault(f), give_back(&mut store))),
-        };
-        let bindings = match code.pre.instantiate(&mut store) {
-            Ok(b) => b,
-            Err(e) => {
-                let fault = Fault::classify(&e, store.data().limiter.hit);
-                return Err((InstantiateError::Fault(fault), give_back(&mut store)));
-            }
-        };
+        let code = self.code().map_err(InstantiateError::Fault)?;
+        let bindings = code
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit)))?;
         match bindings.exum_policy_handler().call_init(&mut store, &self.init_config) {
             Ok(Ok(())) => Ok(PooledInstance { store, bindings }),
-            Ok(Err(msg)) => Err((InstantiateError::Init(msg), give_back(&mut store))),
-            Err(e) => {
-                let fault = Fault::classify(&e, store.data().limiter.hit);
-                Err((InstantiateError::Fault(fault), give_back(&mut store)))
-            }
+            Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
+            Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
         }
     }
 }
