@@ -1014,8 +1014,10 @@ impl PolicyRegistry {
         };
         match self.load_bytes(tenant, &v.bytes, format!("database version {}", v.version_id)) {
             Ok(own) => {
-                self.database.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), v.clone());
+                // Installed first: whoever sees the database's version as
+                // this tenant's sees it serving.
                 self.install(tenant, Some(own), None);
+                self.database.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), v.clone());
                 Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
                 tracing::info!(tenant = %id, version = v.version_id, "policy version activated");
                 Ok(())
