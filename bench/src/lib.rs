@@ -56,9 +56,13 @@ pub struct EnginePlane {
 impl EnginePlane {
     /// Loads `examples/deployment`.
     pub fn deployment() -> EnginePlane {
+        EnginePlane::deployment_with(Arc::new(PolicyEngine::new().expect("engine")))
+    }
+
+    /// Loads `examples/deployment` on `engine`.
+    pub fn deployment_with(engine: Arc<PolicyEngine>) -> EnginePlane {
         let config = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/deployment/router.toml");
         let (_, tenants) = Tenants::load(&config).expect("the example deployment loads");
-        let engine = Arc::new(PolicyEngine::new().expect("engine"));
         let registry =
             PolicyRegistry::new(engine, Arc::new(HealthTable::default()), Default::default()).expect("standard policy");
         registry.install_all(&tenants);

@@ -222,6 +222,8 @@ pub struct Metrics {
     pub policy_compilations: Counter,
     /// Policy components loaded from the disk cache of compiled artifacts.
     pub policy_disk_hits: Counter,
+    /// Policy versions installed at start-up still waiting to be compiled.
+    pub policy_compile_backlog: Gauge,
     /// Decisions per policy version and role.
     pub version_decisions: Family<VersionLabels, Counter>,
     /// Faults per policy version and role.
@@ -304,6 +306,7 @@ impl Metrics {
             reloads: Family::default(),
             policy_compilations: Counter::default(),
             policy_disk_hits: Counter::default(),
+            policy_compile_backlog: Gauge::default(),
             version_decisions: Family::default(),
             version_faults: Family::default(),
             version_calls: Family::default(),
@@ -369,6 +372,11 @@ impl Metrics {
             "policy_disk_cache_hits",
             "Policy components loaded from the disk cache of compiled artifacts",
             m.policy_disk_hits.clone(),
+        );
+        r.register(
+            "policy_compile_backlog",
+            "Policy versions installed at start-up still waiting to be compiled (their tenants' calls go to the fallback)",
+            m.policy_compile_backlog.clone(),
         );
         r.register(
             "policy_version_decisions",

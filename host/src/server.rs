@@ -95,13 +95,8 @@ impl Server {
         let tenants = Arc::new(tenants);
         let health = Arc::new(HealthTable::default());
         let db_policies = database.as_mut().map(|i| std::mem::take(&mut i.policies)).unwrap_or_default();
-        let policy = Arc::new(PolicyRegistry::for_deployment_with(
-            &router_config,
-            &tenants,
-            health.clone(),
-            metrics.clone(),
-            db_policies,
-        )?);
+        let policy =
+            PolicyRegistry::for_serving(&router_config, &tenants, health.clone(), metrics.clone(), db_policies)?;
         let (shutdown, rx) = watch::channel(false);
         let tls = match (&router_config.tls.certificate, &router_config.tls.ca) {
             (None, None) => None,

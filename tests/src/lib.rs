@@ -25,6 +25,30 @@ pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
 }
 
+/// The component with a custom section `exum-variant` holding `n`: valid, same
+/// behaviour, different bytes.
+pub fn component_variant(component: &[u8], n: usize) -> Vec<u8> {
+    let name = b"exum-variant";
+    let payload = n.to_le_bytes();
+    let mut section = Vec::new();
+    section.push(name.len() as u8);
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = component.to_vec();
+    out.push(0); // custom section id
+    let mut len = section.len();
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        out.push(if len == 0 { byte } else { byte | 0x80 });
+        if len == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&section);
+    out
+}
+
 /// Waits until `condition` holds, checking every 10 ms; panics naming `what`
 /// after 20 s. For state the router exposes only by polling (its counters).
 pub async fn until(what: &str, condition: impl Fn() -> bool) {

@@ -60,6 +60,11 @@ pub struct RouterConfig {
     /// Where precompiled policies are cached across restarts (`policy_cache`);
     /// it must be writable by the router alone.
     pub policy_cache: Option<PathBuf>,
+    /// How long a start waits for the policies that are not in `policy_cache`
+    /// to compile before it serves (`policy_start_wait_s`, 20 s); those left
+    /// compile in the background, their tenants' calls decided by the
+    /// fallback until each is compiled.
+    pub policy_start_wait: Duration,
     /// Where decision records are written (`[records]`), if anywhere.
     pub records: Option<crate::policy::record::RecordSettings>,
     /// Version history and candidates (`[lifecycle]`).
@@ -542,6 +547,9 @@ pub struct Rerouting {
     pub pstn_gateway: Option<String>,
 }
 
+/// How long a start waits for policies to compile, by default.
+pub const DEFAULT_POLICY_START_WAIT: Duration = Duration::from_secs(20);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
@@ -553,6 +561,8 @@ struct ConfigFile {
     policy_dir: Option<PathBuf>,
     #[serde(default)]
     policy_cache: Option<PathBuf>,
+    #[serde(default)]
+    policy_start_wait_s: Option<f64>,
     #[serde(default)]
     records: Option<RecordsFile>,
     #[serde(default)]
@@ -784,6 +794,7 @@ impl RouterConfig {
             directory_source: DirectorySource::File,
             policy_dir: None,
             policy_cache: None,
+            policy_start_wait: DEFAULT_POLICY_START_WAIT,
             records: None,
             lifecycle: Lifecycle::default(),
             tenants,
@@ -1107,12 +1118,23 @@ impl RouterConfig {
                 Some(Admin { address, token: a.token.filter(|t| !t.is_empty()) })
             }
         };
+        let policy_start_wait = match file.policy_start_wait_s {
+            None => DEFAULT_POLICY_START_WAIT,
+            Some(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => Duration::from_secs_f64(s),
+            Some(s) => {
+                return Err(invalid(
+                    "policy_start_wait_s".into(),
+                    format!("{s}: must be a number of seconds from 0 to 3600"),
+                ));
+            }
+        };
         Ok(RouterConfig {
             path: path.to_path_buf(),
             directory,
             directory_source,
             policy_dir,
             policy_cache: file.policy_cache.map(|d| base.join(d)),
+            policy_start_wait,
             records,
             lifecycle,
             admin,

@@ -103,6 +103,10 @@ pub struct PolicyEngine {
     /// Compiled components by content hash: a version seen before (a rollback,
     /// the same policy for many tenants) is not compiled again.
     compiled: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
+    /// The same configuration without parallel compilation, for compiling in
+    /// the background (created at its first use).
+    serial: std::sync::OnceLock<Option<Engine>>,
+    compiler: Compiler,
     /// Where precompiled artifacts are kept across restarts, if anywhere.
     disk_cache: std::sync::RwLock<Option<std::path::PathBuf>>,
     /// The engine's compatibility fingerprint, part of every artifact's key.
@@ -130,12 +134,16 @@ impl PolicyEngine {
     /// [`Self::new`], counting compilations and disk-cache hits into the
     /// router's metrics.
     pub fn counting_into(compilations: Counter, disk_hits: Counter) -> wasmtime::Result<PolicyEngine> {
-        let mut config = Config::new();
-        config.wasm_component_model(true);
-        config.epoch_interruption(true);
-        config.cranelift_opt_level(OptLevel::Speed);
-        config.max_wasm_stack(512 << 10);
-        let engine = Engine::new(&config)?;
+        PolicyEngine::build(Compiler::Cranelift, compilations, disk_hits)
+    }
+
+    /// [`Self::new`] with another compiler (for measuring them).
+    pub fn with_compiler(compiler: Compiler) -> wasmtime::Result<PolicyEngine> {
+        PolicyEngine::build(compiler, Counter::default(), Counter::default())
+    }
+
+    fn build(compiler: Compiler, compilations: Counter, disk_hits: Counter) -> wasmtime::Result<PolicyEngine> {
+        let engine = Engine::new(&config(true, compiler))?;
         let mut linker = Linker::new(&engine);
         host_api::add_to_linker(&mut linker)?;
         let ticker = Ticker::start(engine.clone());
@@ -150,6 +158,8 @@ impl PolicyEngine {
             linker,
             _ticker: ticker,
             compiled: std::sync::Mutex::new(std::collections::HashMap::new()),
+            serial: std::sync::OnceLock::new(),
+            compiler,
             disk_cache: std::sync::RwLock::new(None),
             fingerprint,
             compilations,
@@ -195,8 +205,16 @@ impl PolicyEngine {
     }
 
     fn to_disk(&self, hash: &str, component: &Component) {
+        if self.artifact_path(hash).is_none() {
+            return;
+        }
+        if let Ok(bytes) = component.serialize() {
+            self.write_artifact(hash, &bytes);
+        }
+    }
+
+    fn write_artifact(&self, hash: &str, bytes: &[u8]) {
         let Some(path) = self.artifact_path(hash) else { return };
-        let Ok(bytes) = component.serialize() else { return };
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
             tracing::warn!(path = %path.display(), "could not write a precompiled artifact");
@@ -247,6 +265,44 @@ impl PolicyEngine {
         self.checked(component, hash, bytes.len())
     }
 
+    /// Compiles `bytes` on the calling thread alone (an engine of the same
+    /// configuration without parallel compilation, so a background thread at a
+    /// low priority does all the work), checks it against the contract and
+    /// writes it to the disk cache; bypasses the in-memory cache.
+    #[allow(unsafe_code)]
+    pub fn compile_in_background(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
+        if bytes.len() > MAX_COMPONENT_BYTES {
+            return Err(LoadError::TooLarge(bytes.len()));
+        }
+        let hash = hex_sha256(bytes);
+        if !is_component(bytes) {
+            return self.compile_uncached(bytes, hash);
+        }
+        if let Some(c) = self.read_artifact(&hash) {
+            return self.checked(c, hash, bytes.len());
+        }
+        let serial = match self.serial.get_or_init(|| Engine::new(&config(false, self.compiler)).ok()) {
+            Some(e) => e,
+            None => return self.compile_uncached(bytes, hash),
+        };
+        self.compilations.inc();
+        let artifact = Component::new(serial, bytes)
+            .and_then(|c| c.serialize())
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        // SAFETY: the artifact was produced just now by an engine of this
+        // configuration (parallel compilation does not change the code).
+        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        let checked = self.checked(component, hash, bytes.len())?;
+        self.write_artifact(&checked.hash, &artifact);
+        Ok(checked)
+    }
+
+    /// Whether compiled artifacts are kept on disk.
+    pub fn has_disk_cache(&self) -> bool {
+        self.disk_cache.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
     /// Whether the disk cache holds the artifact of the component with `hash`.
     pub fn has_artifact(&self, hash: &str) -> bool {
         self.artifact_path(hash).is_some_and(|p| p.is_file())
@@ -286,6 +342,31 @@ impl PolicyEngine {
             .map_err(|e| LoadError::ContractMismatch(format!("{e:#}")))?;
         Ok(CompiledPolicy { hash, size, imports, exports, pre })
     }
+}
+
+/// Which compiler turns components into machine code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compiler {
+    /// Cranelift, optimising (the router's).
+    Cranelift,
+    /// Winch, wasmtime's baseline compiler: compiles faster, runs slower.
+    Winch,
+}
+
+/// The engine's configuration; `parallel` compiles a component's functions
+/// on every core (the artifacts are the same either way).
+fn config(parallel: bool, compiler: Compiler) -> Config {
+    let mut config = Config::new();
+    config.strategy(match compiler {
+        Compiler::Cranelift => wasmtime::Strategy::Cranelift,
+        Compiler::Winch => wasmtime::Strategy::Winch,
+    });
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.cranelift_opt_level(OptLevel::Speed);
+    config.max_wasm_stack(512 << 10);
+    config.parallel_compilation(parallel);
+    config
 }
 
 /// Whether `bytes` start with the component binary preamble (layer 1).

@@ -3,6 +3,7 @@
 //! call, decision validation and fallbacks. It takes a request view and gives a
 //! decision; it knows nothing of sockets.
 
+pub mod backlog;
 mod bindings;
 pub mod candidate;
 pub mod deadline;

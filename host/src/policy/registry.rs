@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use super::backlog::{Backlog, Readiness, Source};
 use super::bindings::exum::policy::types::{Decision, Failure, Reject, Request};
 use super::candidate::{CanaryRule, Candidate, Divergence, Lane, Mode as CandidateMode};
 use super::decision::validate;
@@ -148,11 +149,13 @@ impl TenantPolicy {
         self.reload_error.lock().map_or(None, |e| e.clone())
     }
 
-    /// The tenant's state: `standard`, `active`, `quarantined`, or
-    /// `last_good_after_failed_reload`.
+    /// The tenant's state: `standard`, `active`, `compiling` (installed at
+    /// start-up, compiling in the background: the fallback decides),
+    /// `quarantined`, or `last_good_after_failed_reload`.
     pub fn state(&self) -> &'static str {
         match (&self.own, self.is_quarantined(), self.reload_error().is_some()) {
             (None, ..) => "standard",
+            (Some(v), ..) if v.readiness() != Readiness::Ready => "compiling",
             (Some(_), true, _) => "quarantined",
             (Some(_), false, true) => "last_good_after_failed_reload",
             (Some(_), false, false) => "active",
@@ -252,6 +255,15 @@ impl TenantPolicy {
         let (decision, decided_by) = match own {
             None => self.standard(&call, DecidedBy::Standard),
             Some(_) if role == Role::Serving && self.is_quarantined() => self.fallback(&call, "quarantined".to_owned()),
+            // Installed at start-up and not compiled yet: it goes first in the
+            // backlog, and the fallback decides meanwhile (not a fault).
+            Some(own) if own.readiness() != Readiness::Ready => {
+                if let Some(p) = own.pending() {
+                    p.demand(own);
+                }
+                let reason = if own.readiness() == Readiness::Compiling { "compiling" } else { "refused" };
+                self.fallback(&call, reason.to_owned())
+            }
             Some(own) => match call(own).and_then(|d| validate(&d).map(|()| d).map_err(Fault::InvalidDecision)) {
                 Ok(Decision::Standard) => {
                     self.consecutive_faults.store(0, Ordering::Relaxed);
@@ -644,6 +656,17 @@ pub struct PolicyRegistry {
     database_candidates: RwLock<HashMap<String, (i64, bool)>>,
     /// Where rollbacks of the database's candidates are reported.
     rollback_sink: RwLock<Option<RollbackSink>>,
+    /// Versions installed at start-up compile here, when the router starts
+    /// with a backlog ([`Self::for_serving`]).
+    backlog: Option<Arc<Backlog>>,
+}
+
+impl Drop for PolicyRegistry {
+    fn drop(&mut self) {
+        if let Some(b) = &self.backlog {
+            b.stop();
+        }
+    }
 }
 
 impl PolicyRegistry {
@@ -665,6 +688,68 @@ impl PolicyRegistry {
     pub fn for_deployment_with(
         config: &RouterConfig,
         tenants: &Tenants,
+        health: Arc<HealthTable>,
+        metrics: Arc<Metrics>,
+        database: HashMap<String, DatabaseVersion>,
+    ) -> Result<PolicyRegistry, StartError> {
+        let registry = Self::prepared(config, health, metrics, database)?;
+        registry.install_all(tenants);
+        Ok(registry)
+    }
+
+    /// The registry a router serves with: as [`Self::for_deployment_with`],
+    /// but the policies that are not in the disk cache compile in the
+    /// background. The start waits for them up to `policy_start_wait`; those
+    /// left compile after (one thread at a lower priority, the first called
+    /// first), their tenants' calls decided by the fallback meanwhile.
+    pub fn for_serving(
+        config: &RouterConfig,
+        tenants: &Tenants,
+        health: Arc<HealthTable>,
+        metrics: Arc<Metrics>,
+        database: HashMap<String, DatabaseVersion>,
+    ) -> Result<Arc<PolicyRegistry>, StartError> {
+        let mut registry = Self::prepared(config, health, metrics, database)?;
+        let backlog = Backlog::new(registry.engine.clone(), registry.metrics.policy_compile_backlog.clone());
+        registry.backlog = Some(backlog.clone());
+        let registry = Arc::new(registry);
+        let weak = Arc::downgrade(&registry);
+        backlog.on_failed(Box::new(move |tenant, version, error| {
+            if let Some(r) = weak.upgrade() {
+                r.compile_failed(tenant, version, error);
+            }
+        }));
+        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        backlog.start(workers).map_err(|e| StartError::Engine(format!("starting the compiler threads: {e}")))?;
+        let start = Instant::now();
+        registry.install_all(tenants);
+        let left = backlog.wait(config.policy_start_wait);
+        backlog.serving();
+        if left > 0 {
+            tracing::warn!(
+                left,
+                waited_ms = start.elapsed().as_millis() as u64,
+                "policies still compiling in the background; their tenants' calls go to the fallback until each is compiled"
+            );
+        }
+        Ok(registry)
+    }
+
+    /// A version compiled in the background did not compile: refused, the
+    /// standard policy serves the tenant (as a file refused at start-up).
+    fn compile_failed(&self, tenant: &Arc<Tenant>, version: &Arc<PolicyVersion>, error: &LoadError) {
+        let id = &tenant.config.id;
+        let serving = self.current(id).is_some_and(|p| p.own.as_ref().is_some_and(|o| Arc::ptr_eq(o, version)));
+        self.history.set_state(id, version.version, HistoryState::Refused, Some(error.to_string()));
+        if serving {
+            self.install(tenant, None, Some(format!("{}: {error}", version.name)));
+        }
+    }
+
+    /// The registry with its engine, caches, history, lifecycle settings,
+    /// recorder and database versions, and no tenant installed.
+    fn prepared(
+        config: &RouterConfig,
         health: Arc<HealthTable>,
         metrics: Arc<Metrics>,
         database: HashMap<String, DatabaseVersion>,
@@ -691,7 +776,6 @@ impl PolicyRegistry {
             registry.set_recorder(Some(recorder));
         }
         *registry.database.write().unwrap_or_else(|e| e.into_inner()) = database;
-        registry.install_all(tenants);
         Ok(registry)
     }
 
@@ -733,6 +817,7 @@ impl PolicyRegistry {
             info: Mutex::new(HashMap::new()),
             database_candidates: RwLock::new(HashMap::new()),
             rollback_sink: RwLock::new(None),
+            backlog: None,
         })
     }
 
@@ -751,7 +836,8 @@ impl PolicyRegistry {
     /// [`TenantPolicy::load_error`].
     pub fn install_configured(&self, tenant: &Arc<Tenant>) -> Arc<TenantPolicy> {
         if let Some(v) = self.database_version(&tenant.config.id) {
-            return match self.load_bytes(tenant, &v.bytes, format!("database version {}", v.version_id)) {
+            let source = || Source::Bytes(v.bytes.clone());
+            return match self.load_bytes_from(tenant, &v.bytes, format!("database version {}", v.version_id), source) {
                 Ok(own) => self.install(tenant, Some(own), None),
                 Err(e) => {
                     tracing::warn!(tenant = %tenant.config.id, version = v.version_id, error = %e, "policy not installed, the standard policy serves");
@@ -1124,7 +1210,8 @@ impl PolicyRegistry {
     pub fn load_file(&self, tenant: &Arc<Tenant>, path: &Path) -> Result<Arc<PolicyVersion>, InstallError> {
         let bytes = read_component(path)?;
         let name = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        self.load_bytes(tenant, &bytes, name).map_err(|source| InstallError::Load { path: path.to_path_buf(), source })
+        self.load_bytes_from(tenant, &bytes, name, || Source::File(path.to_path_buf()))
+            .map_err(|source| InstallError::Load { path: path.to_path_buf(), source })
     }
 
     /// Whether `bytes` would be accepted as a version of `tenant`: signed as
@@ -1144,6 +1231,18 @@ impl PolicyRegistry {
         bytes: &[u8],
         name: String,
     ) -> Result<Arc<PolicyVersion>, LoadError> {
+        self.load_bytes_from(tenant, bytes, name, || Source::Bytes(bytes.into()))
+    }
+
+    /// [`Self::load_bytes`], knowing where the bytes can be read again if the
+    /// version is compiled in the background.
+    fn load_bytes_from(
+        &self,
+        tenant: &Arc<Tenant>,
+        bytes: &[u8],
+        name: String,
+        source: impl FnOnce() -> Source,
+    ) -> Result<Arc<PolicyVersion>, LoadError> {
         let eager = self.eager.load(Ordering::Relaxed);
         let hash = super::engine::hex_sha256(bytes);
         if tenant.config.record_decisions > 0.0
@@ -1162,8 +1261,20 @@ impl PolicyRegistry {
         let limits = granted(tenant.config.limits, manifest.as_ref()).map_err(|e| refused(LoadError::Manifest(e)))?;
         // At start-up, a component already in the disk cache is loaded at its
         // first call: an idle tenant costs no code in memory.
+        // Not in the cache, with a backlog: compiled in the background.
         let code = if !eager && self.engine.has_artifact(&hash) {
             Code::Deferred { hash: hash.clone(), size: bytes.len() }
+        } else if !eager && let Some(backlog) = &self.backlog {
+            if !super::engine::is_component(bytes) {
+                // Refused now, as without a backlog.
+                return Err(refused(
+                    self.engine
+                        .compile(bytes)
+                        .err()
+                        .unwrap_or_else(|| LoadError::NotAComponent("not a WebAssembly component".into())),
+                ));
+            }
+            Code::Background { hash: hash.clone(), size: bytes.len(), pending: backlog.pending(tenant, source()) }
         } else {
             Code::Ready(self.engine.compile(bytes).map_err(refused)?)
         };
@@ -1237,6 +1348,13 @@ impl PolicyRegistry {
             records: self.records_of(tenant),
         });
         self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(c.id.clone(), policy.clone());
+        // A version installed before it was compiled joins the backlog now
+        // that it serves (a failure then refuses it where it serves).
+        if let (Some(own), Some(backlog)) = (&policy.own, &self.backlog)
+            && own.readiness() == Readiness::Compiling
+        {
+            backlog.queue(own);
+        }
         self.changes.send_modify(|n| *n += 1);
         policy
     }

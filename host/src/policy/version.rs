@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use wasmtime::Store;
 use wasmtime::Trap;
 
+use super::backlog::{Pending, Readiness};
 use super::bindings::Policy;
 use super::bindings::exum::policy::types::{Decision, Failure, Request};
 use super::deadline::{CallClock, FIRST_DEADLINE};
@@ -152,6 +153,9 @@ pub struct PolicyVersion {
     /// The compiled component, once loaded (at load, or at the first call for a
     /// version deferred at start-up).
     code: std::sync::OnceLock<CompiledPolicy>,
+    /// Its compilation in the background, for a version installed at start-up
+    /// before it was compiled.
+    pending: Option<Arc<Pending>>,
     /// The string given to `init`.
     pub init_config: String,
     /// Limits of its calls.
@@ -192,9 +196,10 @@ impl PolicyVersion {
         eager: bool,
     ) -> Result<PolicyVersion, LoadError> {
         let log_tag: Arc<str> = format!("{}/{name}@{version}", tenant.config.id).into();
-        let (hash, size, ready) = match code {
-            Code::Ready(c) => (c.hash.clone(), c.size, Some(c)),
-            Code::Deferred { hash, size } => (hash, size, None),
+        let (hash, size, ready, pending) = match code {
+            Code::Ready(c) => (c.hash.clone(), c.size, Some(c), None),
+            Code::Deferred { hash, size } => (hash, size, None, None),
+            Code::Background { hash, size, pending } => (hash, size, None, Some(pending)),
         };
         let cell = std::sync::OnceLock::new();
         if let Some(c) = ready {
@@ -209,6 +214,7 @@ impl PolicyVersion {
             manifest: None,
             signer: None,
             code: cell,
+            pending,
             init_config,
             limits,
             engine,
@@ -216,7 +222,7 @@ impl PolicyVersion {
             log_tag,
             pool: Mutex::new(Vec::new()),
         };
-        if !eager {
+        if !eager || v.pending.is_some() {
             return Ok(v);
         }
         let instance = v.instantiate(tenant).map_err(|e| match e {
@@ -286,9 +292,30 @@ impl PolicyVersion {
         self.code.get().is_some()
     }
 
+    /// Its compilation in the background, if it was installed before it was
+    /// compiled.
+    pub fn pending(&self) -> Option<&Arc<Pending>> {
+        self.pending.as_ref()
+    }
+
+    /// Whether it can be called: compiled, still compiling, or refused.
+    pub fn readiness(&self) -> Readiness<'_> {
+        self.pending.as_ref().map_or(Readiness::Ready, |p| p.readiness())
+    }
+
+    /// Gives it the code compiled in the background (without a disk cache).
+    pub(crate) fn set_code(&self, code: CompiledPolicy) {
+        let _ = self.code.set(code);
+    }
+
     fn code(&self) -> Result<&CompiledPolicy, Fault> {
         if let Some(c) = self.code.get() {
             return Ok(c);
+        }
+        match self.readiness() {
+            Readiness::Ready => {}
+            Readiness::Compiling => return Err(Fault::Instantiate("still compiling".into())),
+            Readiness::Failed(e) => return Err(Fault::Instantiate(format!("did not compile: {e}"))),
         }
         let c = self.engine.load_artifact(&self.hash, self.size).map_err(|e| Fault::Instantiate(e.to_string()))?;
         let _ = self.code.set(c);
@@ -415,6 +442,15 @@ pub enum Code {
         hash: String,
         /// Its size in bytes.
         size: usize,
+    },
+    /// Compiled in the background (then loaded at the first call).
+    Background {
+        /// The component's hash.
+        hash: String,
+        /// Its size in bytes.
+        size: usize,
+        /// Its place in the backlog.
+        pending: Arc<Pending>,
     },
 }
 

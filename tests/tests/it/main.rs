@@ -5,6 +5,7 @@
 mod access;
 mod admin;
 mod attacks;
+mod cold_start;
 mod developer;
 mod dns;
 mod examples;
