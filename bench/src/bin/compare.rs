@@ -16,7 +16,12 @@
 //! each system's highest rate with 0 lost calls in every repetition.
 //!
 //! Run with `bench/compare.sh` (it installs sipp and Kamailio and builds release).
-//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,example] [repeats]`
+//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,example] [repeats] [udp|tcp]`
+//!
+//! With `tcp`, every SIP hop of the calls is TCP (sipp `-t t1`: one connection
+//! from the caller, one per UAS from the proxy; the URIs of the UAS carry
+//! `transport=tcp`); the proxies listen on UDP too, for the readiness and
+//! latency probes (which measure the UDP path).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,6 +38,18 @@ const PROXY: u16 = 15060;
 const UM: u16 = 15080;
 const EDGE: u16 = 15090;
 const UAC: u16 = 15100;
+
+/// The transport of the calls: `udp` or `tcp`.
+static TRANSPORT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+fn transport() -> &'static str {
+    TRANSPORT.get().copied().unwrap_or("udp")
+}
+
+/// sipp's transport mode for [`transport`].
+fn sipp_mode() -> &'static str {
+    if transport() == "tcp" { "t1" } else { "u1" }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum System {
@@ -150,17 +167,30 @@ fn sipp_dir(dir: &Path) -> PathBuf {
 fn uas(dir: &Path, port: u16) -> Child {
     let mut child = Command::new("sipp")
         .args(["-sf", "uas.xml", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-buff_size", "4194304"])
+        .args(["-t", sipp_mode()])
         .current_dir(sipp_dir(dir))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp UAS");
-    if bound(port) {
+    let up = if transport() == "tcp" { listening_tcp(port) } else { bound(port) };
+    if up {
         return child;
     }
     let _ = child.kill();
     let _ = child.wait();
     panic!("sipp UAS did not bind 127.0.0.1:{port}");
+}
+
+/// Waits (up to 10 s) until something accepts TCP connections on 127.0.0.1:`port`.
+fn listening_tcp(port: u16) -> bool {
+    for _ in 0..1000 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }
 
 fn start_system(dir: &Path, system: System) -> Option<Child> {
@@ -364,6 +394,8 @@ fn run_step(dir: &Path, system: System, rate: u32, rep: u32, calls: u64) -> Step
             "127.0.0.1",
             "-p",
             &UAC.to_string(),
+            "-t",
+            sipp_mode(),
         ])
         .args([
             "-m",
@@ -459,7 +491,8 @@ fn setup(dir: &Path, pilot_component: &str) {
     }
     directory.push_str(&format!(
         "[[tenants.contoso.hosted_voicemail_policies]]\nscope = \"global\"\ndestination = \"exap.um.outlook.com\"\n\
-         [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{UM}\", timeout_ms = 5000 }}]\n"
+         [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{UM}{param}\", timeout_ms = 5000 }}]\n",
+        param = if transport() == "tcp" { ";transport=tcp" } else { "" }
     ));
     std::fs::write(sipp_dir(dir).join("users.csv"), users).expect("write");
     std::fs::write(dir.join("directory.toml"), directory).expect("write");
@@ -470,15 +503,25 @@ fn setup(dir: &Path, pilot_component: &str) {
         std::fs::write(
             dir.join(file),
             format!(
-                "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n\
+                "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [{transports}]\n[probes]\nenabled = false\n\
                  [overload]\nper_source_requests = 0\n\
-                 [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\", \"127.0.0.1\"]\nedge = \"sip:127.0.0.1:{EDGE}\"\nrecord_route = true\n{policy}"
+                 [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\", \"127.0.0.1\"]\nedge = \"sip:127.0.0.1:{EDGE}{param}\"\nrecord_route = true\n{policy}",
+                transports = if transport() == "tcp" { "\"udp\", \"tcp\"" } else { "\"udp\"" },
+                param = if transport() == "tcp" { ";transport=tcp" } else { "" }
             ),
         )
         .expect("write");
     }
     let cfg = include_str!("../../sipp/kamailio.cfg.in")
-        .replace("@LISTEN@", &format!("127.0.0.1:{PROXY}"))
+        .replace(
+            "@LISTENERS@",
+            &if transport() == "tcp" {
+                format!("listen=udp:127.0.0.1:{PROXY}\nlisten=tcp:127.0.0.1:{PROXY}\ndisable_tcp=no\ntcp_children=2")
+            } else {
+                format!("listen=udp:127.0.0.1:{PROXY}\ndisable_tcp=yes")
+            },
+        )
+        .replace("@PARAM@", if transport() == "tcp" { ";transport=tcp" } else { "" })
         .replace("@UM@", &format!("127.0.0.1:{UM}"))
         .replace("@EDGE@", &format!("127.0.0.1:{EDGE}"))
         .replace("@DBDIR@", dir.join("db").to_str().expect("utf8"));
@@ -489,6 +532,12 @@ fn setup(dir: &Path, pilot_component: &str) {
 }
 
 fn main() {
+    // The transport (the fifth argument) shapes the configurations: first.
+    let _ = TRANSPORT.set(match std::env::args().nth(5).as_deref() {
+        Some("tcp") => "tcp",
+        _ => "udp",
+    });
+    eprintln!("calls over {}", transport());
     let mut args = std::env::args().skip(1);
     let calls: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let rates: Vec<u32> = args
@@ -526,6 +575,7 @@ fn main() {
         eprintln!("exum-router idle on the example deployment: {mib:.1} MiB");
     }
     let repeats: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+
     let mut steps: Vec<Step> = Vec::new();
     for &rate in &rates {
         for rep in 1..=repeats {
@@ -613,8 +663,10 @@ fn main() {
     let json = serde_json::json!({"steps": json, "summary": summary, "exum_idle_example_deployment_mib": example_idle});
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
     let _ = std::fs::create_dir_all(&out);
-    std::fs::write(out.join("compare.md"), &md).expect("write");
-    std::fs::write(out.join("compare.json"), serde_json::to_string_pretty(&json).unwrap_or_default()).expect("write");
+    let name = if transport() == "udp" { "compare".to_owned() } else { format!("compare-{}", transport()) };
+    std::fs::write(out.join(format!("{name}.md")), &md).expect("write");
+    std::fs::write(out.join(format!("{name}.json")), serde_json::to_string_pretty(&json).unwrap_or_default())
+        .expect("write");
     let _ = std::io::stdout().write_all(md.as_bytes());
 }
 

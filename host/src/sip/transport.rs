@@ -39,6 +39,9 @@ pub struct Transports {
     /// Open TCP and TLS connections by transport and peer address: the sender of
     /// their writer task.
     tcp: Mutex<HashMap<(Transport, SocketAddr), StreamSender>>,
+    /// Outgoing connections being opened, by destination: a send that finds
+    /// one waits for it instead of opening a second connection.
+    connecting: Mutex<HashMap<(Transport, SocketAddr), Arc<tokio::sync::Mutex<()>>>>,
     local_udp: Vec<SocketAddr>,
     local_tcp: Vec<SocketAddr>,
     local_tls: Vec<SocketAddr>,
@@ -195,6 +198,7 @@ impl Transports {
             udp_allow,
             tcp_listeners: Mutex::new(tcp_listeners),
             tcp: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashMap::new()),
             local_udp,
             local_tcp,
             local_tls,
@@ -514,27 +518,62 @@ impl Transports {
                 let existing = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
                 let sender = match existing {
                     Some(s) => s,
-                    None => {
-                        let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(to))
-                            .await
-                            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
-                        let _ = stream.set_nodelay(true);
-                        if transport == Transport::Tcp {
-                            self.clone().adopt(stream, to, Transport::Tcp, None, true, None)
-                        } else {
-                            let tls = self.tls.as_ref().ok_or_else(|| io::Error::other("no [tls] configured"))?;
-                            let name = name.map_or_else(|| to.ip().to_string(), str::to_owned);
-                            let stream = tokio::time::timeout(Duration::from_secs(5), tls.connect(&name, stream))
-                                .await
-                                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
-                            let peer_name = tls::peer_name(stream.get_ref().1.peer_certificates());
-                            self.clone().adopt(stream, to, Transport::Tls, peer_name, true, None)
-                        }
-                    }
+                    None => self.connect(transport, to, name).await?,
                 };
                 sender.send(bytes).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
             }
         }
+    }
+
+    /// Opens a connection to `to`, one at a time per destination: requests to
+    /// a peer sent while its connection is being opened all go on that one
+    /// connection (a burst of calls to a UM server opens one connection, not
+    /// one per call).
+    async fn connect(
+        self: &Arc<Self>,
+        transport: Transport,
+        to: SocketAddr,
+        name: Option<&str>,
+    ) -> io::Result<StreamSender> {
+        let key = (transport, to);
+        let gate = self.connecting.lock().unwrap_or_else(|e| e.into_inner()).entry(key).or_default().clone();
+        let opened = {
+            let _turn = gate.lock().await;
+            let open = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
+            match open {
+                Some(s) => Ok(s),
+                None => self.open(transport, to, name).await,
+            }
+        };
+        // The last one out leaves no gate behind (the map holds one reference).
+        let mut connecting = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+        if connecting.get(&key).is_some_and(|g| Arc::ptr_eq(g, &gate) && Arc::strong_count(g) == 2) {
+            connecting.remove(&key);
+        }
+        opened
+    }
+
+    /// Opens a TCP or TLS connection to `to` and adopts it.
+    async fn open(
+        self: &Arc<Self>,
+        transport: Transport,
+        to: SocketAddr,
+        name: Option<&str>,
+    ) -> io::Result<StreamSender> {
+        let stream = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(to))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
+        let _ = stream.set_nodelay(true);
+        if transport == Transport::Tcp {
+            return Ok(self.clone().adopt(stream, to, Transport::Tcp, None, true, None));
+        }
+        let tls = self.tls.as_ref().ok_or_else(|| io::Error::other("no [tls] configured"))?;
+        let name = name.map_or_else(|| to.ip().to_string(), str::to_owned);
+        let stream = tokio::time::timeout(Duration::from_secs(5), tls.connect(&name, stream))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let peer_name = tls::peer_name(stream.get_ref().1.peer_certificates());
+        Ok(self.clone().adopt(stream, to, Transport::Tls, peer_name, true, None))
     }
 
     /// Reads the TLS certificate and key again (renewed files).

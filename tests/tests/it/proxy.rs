@@ -552,3 +552,54 @@ async fn a_source_beyond_its_rate_gets_503_and_other_sources_do_not() {
     let (inv, _) = lab.um1.expect_request("INVITE").await;
     assert_eq!(inv.first(Name::CallId), Some("rate4"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_calls_to_a_tcp_server_opens_one_connection() {
+    // A UM server over TCP that the router has no connection to yet; calls
+    // arrive together. Every INVITE must travel on the one connection the
+    // router opens (a server that answers on one connection, as sipp's
+    // single-socket mode does, would otherwise never answer some of them).
+    let um = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let um_addr = um.local_addr().expect("addr");
+    let caller = UdpPeer::bind().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\", \"tcp\"]\n\
+         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("directory.toml"),
+        format!(
+            "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
+             [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\n\
+             servers = [{{ uri = \"sip:{um_addr};transport=tcp\" }}]\n"
+        ),
+    )
+    .expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    const CALLS: usize = 20;
+    for i in 0..CALLS {
+        let id = format!("burst{i}");
+        caller.send(router, &request("INVITE", BOB, caller.addr, "UDP", &id, &format!("z9hG4bK-{id}"))).await;
+    }
+    let (stream, _) = um.accept().await.expect("the router connects");
+    let mut conn = TcpPeer::from_stream(stream);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < CALLS {
+        let m = conn.recv_within(Duration::from_secs(10)).await.expect("every INVITE on the first connection");
+        if m.method() == Some("INVITE") {
+            seen.insert(m.first(Name::CallId).expect("Call-ID").to_owned());
+            conn.write(response(&m, 200, "um", &format!("Contact: <sip:{um_addr};transport=tcp>\r\n")).as_bytes())
+                .await;
+        }
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    while answered.len() < CALLS {
+        let ok = caller.final_response().await;
+        assert_eq!(ok.status(), Some(200));
+        answered.insert(ok.first(Name::CallId).expect("Call-ID").to_owned());
+    }
+}
