@@ -405,14 +405,14 @@ impl Simulator {
                     &[next.as_str()],
                     None,
                     false,
-                    r.pop_route,
+                    r.pop_routes,
                     &source,
                 );
                 return Ok(out);
             }
             Classified::New(r) => r,
         };
-        let pop_route = routable.pop_route;
+        let pop_routes = routable.pop_routes;
         let sip = routable.rewritten.unwrap_or(sip);
         let tenant = match decide::tenant_for(&self.tenants, &sip, &source) {
             Ok(t) => t,
@@ -441,7 +441,7 @@ impl Simulator {
         let id = decided.tenant.config.id.clone();
         let record_route = decided.tenant.config.record_route;
         write_verdict(&mut out, "route", &id, &decided.verdict);
-        self.write_outcome(&mut out, &sip, &source, record_route, pop_route, &decided.verdict);
+        self.write_outcome(&mut out, &sip, &source, record_route, pop_routes, &decided.verdict);
         if options.fail_all
             && let Decision::Forward(f) = &decided.verdict.decision
         {
@@ -456,7 +456,7 @@ impl Simulator {
                 decide::on_failure(&decided.policy, &decided.tenant, &decided.view, &failure, decided.verdict.role);
             out.push('\n');
             write_verdict(&mut out, "on-failure (every target timed out)", &id, &after);
-            self.write_outcome(&mut out, &sip, &source, record_route, pop_route, &after);
+            self.write_outcome(&mut out, &sip, &source, record_route, pop_routes, &after);
         }
         Ok(out)
     }
@@ -478,7 +478,7 @@ impl Simulator {
         sip: &Message,
         source: &Source,
         record_route: bool,
-        pop_route: bool,
+        pop_routes: usize,
         verdict: &Verdict,
     ) {
         let decision = &verdict.decision;
@@ -493,7 +493,7 @@ impl Simulator {
         };
         let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
         let transport = f.targets.first().and_then(|t| t.transport).map(Transport::from);
-        self.write_forwarded(out, sip, &ForwardSpec::of(f), &targets, transport, record_route, pop_route, source);
+        self.write_forwarded(out, sip, &ForwardSpec::of(f), &targets, transport, record_route, pop_routes, source);
     }
 
     /// `sip` as the proxy forwards it (its Via shows the first listener's address).
@@ -506,7 +506,7 @@ impl Simulator {
         targets: &[&str],
         transport: Option<Transport>,
         record_route: bool,
-        pop_route: bool,
+        pop_routes: usize,
         source: &Source,
     ) {
         let local = self.config.listen.first().map_or_else(|| "127.0.0.1:5060".to_owned(), |l| l.address.to_string());
@@ -517,7 +517,8 @@ impl Simulator {
             branch: "z9hG4bK-simulated",
             source: source.addr,
             record_route: record_route.then_some(dialog_tag.as_str()),
-            pop_route,
+            pop_routes,
+            inbound: None,
         };
         let _ = writeln!(out, "\n--- forwarded to {} ---", targets.join(", then "));
         out.push_str(&String::from_utf8_lossy(&forwarded(sip, spec, None, &hop)));

@@ -16,12 +16,19 @@
 //! each system's highest rate with 0 lost calls in every repetition.
 //!
 //! Run with `bench/compare.sh` (it installs sipp and Kamailio and builds release).
-//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,example] [repeats] [udp|tcp]`
+//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,example] [repeats] [udp|tcp|tls]`
 //!
 //! With `tcp`, every SIP hop of the calls is TCP (sipp `-t t1`: one connection
 //! from the caller, one per UAS from the proxy; the URIs of the UAS carry
 //! `transport=tcp`); the proxies listen on UDP too, for the readiness and
 //! latency probes (which measure the UDP path).
+//!
+//! With `tls`, the proxies receive and send every call over TLS: sipp has no
+//! TLS in Debian's build, so stunnel carries the UAC's TCP connection into TLS
+//! towards the proxy's TLS listener, and terminates the proxy's TLS connection
+//! to each UAS (whose Contact names stunnel's TLS side, so ACK and BYE come
+//! over TLS too). stunnel's CPU is not counted; the direct step stays sipp →
+//! sipp over TCP (the generator's ceiling).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -39,7 +46,7 @@ const UM: u16 = 15080;
 const EDGE: u16 = 15090;
 const UAC: u16 = 15100;
 
-/// The transport of the calls: `udp` or `tcp`.
+/// The transport of the calls: `udp`, `tcp` or `tls`.
 static TRANSPORT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
 fn transport() -> &'static str {
@@ -48,7 +55,53 @@ fn transport() -> &'static str {
 
 /// sipp's transport mode for [`transport`].
 fn sipp_mode() -> &'static str {
-    if transport() == "tcp" { "t1" } else { "u1" }
+    if transport() == "udp" { "u1" } else { "t1" }
+}
+
+/// With `tls`, the proxy's TLS listener, and where stunnel takes the UAC's TCP
+/// into TLS towards it.
+const PROXY_TLS: u16 = 15061;
+const UAC_TLS_ENTRY: u16 = 15062;
+
+/// The port a proxy sends to for a UAS listening on `port`: with `tls`,
+/// stunnel's TLS side in front of it (`port + 1`).
+fn uas_entry(port: u16) -> u16 {
+    if transport() == "tls" { port + 1 } else { port }
+}
+
+/// The URI parameter of the UAS's transport.
+fn uri_param() -> &'static str {
+    match transport() {
+        "tcp" => ";transport=tcp",
+        "tls" => ";transport=tls",
+        _ => "",
+    }
+}
+
+/// stunnel (with `tls`): TLS to the proxy for the UAC, TLS from the proxy for
+/// each UAS, with the run's certificate.
+fn stunnel(dir: &Path) -> Option<Child> {
+    if transport() != "tls" {
+        return None;
+    }
+    let d = dir.display();
+    let conf = format!(
+        "foreground = yes\npid =\ndebug = 3\noutput = {d}/stunnel.log\n\
+         [uac]\nclient = yes\naccept = 127.0.0.1:{UAC_TLS_ENTRY}\nconnect = 127.0.0.1:{PROXY_TLS}\n\
+         [um]\naccept = 127.0.0.1:{um_tls}\nconnect = 127.0.0.1:{UM}\ncert = {d}/cert.pem\nkey = {d}/key.pem\n\
+         [edge]\naccept = 127.0.0.1:{edge_tls}\nconnect = 127.0.0.1:{EDGE}\ncert = {d}/cert.pem\nkey = {d}/key.pem\n",
+        um_tls = uas_entry(UM),
+        edge_tls = uas_entry(EDGE)
+    );
+    std::fs::write(dir.join("stunnel.conf"), conf).expect("write");
+    let child = Command::new("stunnel")
+        .arg(dir.join("stunnel.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stunnel");
+    assert!(listening_tcp(UAC_TLS_ENTRY), "stunnel did not listen");
+    Some(child)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,15 +218,28 @@ fn sipp_dir(dir: &Path) -> PathBuf {
 }
 
 fn uas(dir: &Path, port: u16) -> Child {
+    // With `tls`, the UAS's Contact names stunnel's TLS side, so in-dialog
+    // requests reach it over TLS too.
+    let scenario = if transport() == "tls" {
+        let name = format!("uas-{port}.xml");
+        let xml = std::fs::read_to_string(sipp_dir(dir).join("uas.xml")).expect("uas.xml").replace(
+            "<sip:[local_ip]:[local_port];transport=[transport]>",
+            &format!("<sip:[local_ip]:{};transport=tls>", uas_entry(port)),
+        );
+        std::fs::write(sipp_dir(dir).join(&name), xml).expect("write");
+        name
+    } else {
+        "uas.xml".to_owned()
+    };
     let mut child = Command::new("sipp")
-        .args(["-sf", "uas.xml", "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-buff_size", "4194304"])
+        .args(["-sf", &scenario, "-i", "127.0.0.1", "-p", &port.to_string(), "-nostdin", "-buff_size", "4194304"])
         .args(["-t", sipp_mode()])
         .current_dir(sipp_dir(dir))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("sipp UAS");
-    let up = if transport() == "tcp" { listening_tcp(port) } else { bound(port) };
+    let up = if transport() == "udp" { bound(port) } else { listening_tcp(port) };
     if up {
         return child;
     }
@@ -366,15 +432,23 @@ fn latency_probe(target: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
 fn run_step(dir: &Path, system: System, rate: u32, rep: u32, calls: u64) -> Step {
     let um = uas(dir, UM);
     let edge = uas(dir, EDGE);
+    let tunnel = stunnel(dir);
     let proxy = start_system(dir, system);
-    let target = if system == System::Direct { UM } else { PROXY };
+    let target = match (system, transport()) {
+        (System::Direct, _) => UM,
+        (_, "tls") => UAC_TLS_ENTRY,
+        _ => PROXY,
+    };
+    let probe_target = if system == System::Direct { UM } else { PROXY };
     let pid = proxy.as_ref().map(Child::id);
     let idle = pid.map_or(0.0, memory_mib);
     let cpu0 = pid.map_or(0.0, cpu_seconds);
     let stats = sipp_dir(dir).join(format!("uac-{rate}-{system:?}.csv"));
     let _ = std::fs::remove_file(&stats);
     let stop_probe = Arc::new(AtomicBool::new(false));
-    let probe = latency_probe(target, stop_probe.clone());
+    // The probe speaks UDP: sipp's UAS listens on TCP alone in tcp mode.
+    let probe =
+        (system != System::Direct || transport() == "udp").then(|| latency_probe(probe_target, stop_probe.clone()));
     let udp0 = udp_errors();
     // sipp's error log (`uac_<pid>_errors.log`) of this step alone.
     for entry in std::fs::read_dir(sipp_dir(dir)).into_iter().flatten().flatten() {
@@ -418,7 +492,7 @@ fn run_step(dir: &Path, system: System, rate: u32, rep: u32, calls: u64) -> Step
     // The rate sipp achieved: its calls over its run, less the last call's hold.
     let achieved = calls as f64 / started.elapsed().saturating_sub(Duration::from_millis(50)).as_secs_f64();
     stop_probe.store(true, Ordering::Relaxed);
-    let mut times = probe.join().unwrap_or_default();
+    let mut times = probe.map(|p| p.join().unwrap_or_default()).unwrap_or_default();
     let cpu = pid.map_or(0.0, cpu_seconds) - cpu0;
     let loaded = pid.map_or(0.0, memory_mib);
     let ok = stat(&stats, "SuccessfulCall(C)");
@@ -441,7 +515,7 @@ fn run_step(dir: &Path, system: System, rate: u32, rep: u32, calls: u64) -> Step
     let at = |q: f64| {
         if times.is_empty() { f64::NAN } else { times[((times.len() as f64 * q) as usize).min(times.len() - 1)] }
     };
-    for c in [Some(um), Some(edge), proxy].into_iter().flatten() {
+    for c in [Some(um), Some(edge), proxy, tunnel].into_iter().flatten() {
         stop(c);
     }
     Step {
@@ -491,8 +565,9 @@ fn setup(dir: &Path, pilot_component: &str) {
     }
     directory.push_str(&format!(
         "[[tenants.contoso.hosted_voicemail_policies]]\nscope = \"global\"\ndestination = \"exap.um.outlook.com\"\n\
-         [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{UM}{param}\", timeout_ms = 5000 }}]\n",
-        param = if transport() == "tcp" { ";transport=tcp" } else { "" }
+         [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:127.0.0.1:{um}{param}\", timeout_ms = 5000 }}]\n",
+        um = uas_entry(UM),
+        param = uri_param()
     ));
     std::fs::write(sipp_dir(dir).join("users.csv"), users).expect("write");
     std::fs::write(dir.join("directory.toml"), directory).expect("write");
@@ -503,11 +578,20 @@ fn setup(dir: &Path, pilot_component: &str) {
         std::fs::write(
             dir.join(file),
             format!(
-                "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [{transports}]\n[probes]\nenabled = false\n\
+                "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [{transports}]\n{tls}[probes]\nenabled = false\n\
                  [overload]\nper_source_requests = 0\n\
-                 [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\", \"127.0.0.1\"]\nedge = \"sip:127.0.0.1:{EDGE}{param}\"\nrecord_route = true\n{policy}",
+                 [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\", \"127.0.0.1\"]\nedge = \"sip:127.0.0.1:{edge}{param}\"\nrecord_route = true\n{policy}",
                 transports = if transport() == "tcp" { "\"udp\", \"tcp\"" } else { "\"udp\"" },
-                param = if transport() == "tcp" { ";transport=tcp" } else { "" }
+                tls = if transport() == "tls" {
+                    format!(
+                        "[[listen]]\naddress = \"127.0.0.1:{PROXY_TLS}\"\ntransports = [\"tls\"]\n\
+                         [tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\nca = \"ca.pem\"\n"
+                    )
+                } else {
+                    String::new()
+                },
+                edge = uas_entry(EDGE),
+                param = uri_param()
             ),
         )
         .expect("write");
@@ -515,26 +599,65 @@ fn setup(dir: &Path, pilot_component: &str) {
     let cfg = include_str!("../../sipp/kamailio.cfg.in")
         .replace(
             "@LISTENERS@",
-            &if transport() == "tcp" {
-                format!("listen=udp:127.0.0.1:{PROXY}\nlisten=tcp:127.0.0.1:{PROXY}\ndisable_tcp=no\ntcp_children=2")
-            } else {
-                format!("listen=udp:127.0.0.1:{PROXY}\ndisable_tcp=yes")
+            &match transport() {
+                "tcp" => {
+                    format!(
+                        "listen=udp:127.0.0.1:{PROXY}\nlisten=tcp:127.0.0.1:{PROXY}\ndisable_tcp=no\ntcp_children=2"
+                    )
+                }
+                "tls" => format!(
+                    "listen=udp:127.0.0.1:{PROXY}\nlisten=tls:127.0.0.1:{PROXY_TLS}\ndisable_tcp=no\ntcp_children=2\n\
+                     enable_tls=yes\nloadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"{}/tls.cfg\")",
+                    dir.display()
+                ),
+                _ => format!("listen=udp:127.0.0.1:{PROXY}\ndisable_tcp=yes"),
             },
         )
-        .replace("@PARAM@", if transport() == "tcp" { ";transport=tcp" } else { "" })
-        .replace("@UM@", &format!("127.0.0.1:{UM}"))
-        .replace("@EDGE@", &format!("127.0.0.1:{EDGE}"))
+        .replace("@PARAM@", uri_param())
+        .replace("@UM@", &format!("127.0.0.1:{}", uas_entry(UM)))
+        .replace("@EDGE@", &format!("127.0.0.1:{}", uas_entry(EDGE)))
         .replace("@DBDIR@", dir.join("db").to_str().expect("utf8"));
     std::fs::write(dir.join("kamailio.cfg"), cfg).expect("write");
+    if transport() == "tls" {
+        write_pki(dir);
+    }
     std::fs::create_dir_all(dir.join("db")).expect("mkdir");
     std::fs::write(dir.join("db/users"), htable).expect("write");
     std::fs::write(dir.join("db/version"), "table_name(str) table_version(int)\nusers:2\n").expect("write");
+}
+
+/// A CA and a certificate for 127.0.0.1 it signed (the proxies' and
+/// stunnel's), and Kamailio's TLS profile: no client certificates asked for,
+/// servers' certificates not checked (exum-router checks them against the CA).
+fn write_pki(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    leaf.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let key = KeyPair::generate().expect("key");
+    let cert = leaf.signed_by(&key, &ca).expect("signed");
+    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
+    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
+    std::fs::write(
+        dir.join("tls.cfg"),
+        format!(
+            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+             private_key = {0}/key.pem\ncertificate = {0}/cert.pem\n\
+             [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+            dir.display()
+        ),
+    )
+    .expect("write");
 }
 
 fn main() {
     // The transport (the fifth argument) shapes the configurations: first.
     let _ = TRANSPORT.set(match std::env::args().nth(5).as_deref() {
         Some("tcp") => "tcp",
+        Some("tls") => "tls",
         _ => "udp",
     });
     eprintln!("calls over {}", transport());

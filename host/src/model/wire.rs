@@ -568,6 +568,7 @@ impl Message {
             max_forwards: None,
             remove: Vec::new(),
             pop_first: None,
+            pop_routes: 0,
             pop_last_route: false,
             received: None,
             prepend: Vec::new(),
@@ -769,6 +770,8 @@ pub struct Edit<'a> {
     max_forwards: Option<u8>,
     remove: Vec<usize>,
     pop_first: Option<Name>,
+    /// Route values to remove from the top (the router's own).
+    pop_routes: usize,
     pop_last_route: bool,
     received: Option<std::net::SocketAddr>,
     prepend: Vec<(String, String)>,
@@ -817,8 +820,14 @@ impl Edit<'_> {
 
     /// Removes the first Route value (the router's own, loose routing). A field
     /// with several comma-joined values loses only its first value.
-    pub fn pop_route(mut self) -> Self {
-        self.pop_first = Some(Name::Route);
+    pub fn pop_route(self) -> Self {
+        self.pop_routes(1)
+    }
+
+    /// Removes the first `n` Route values (the router's own: two when it
+    /// record-routed twice, RFC 5658), across Route header fields.
+    pub fn pop_routes(mut self, n: usize) -> Self {
+        self.pop_routes = n;
         self
     }
 
@@ -884,6 +893,7 @@ impl Edit<'_> {
             out.extend_from_slice(b"\r\n");
         }
         let first_route = self.pop_first.and_then(|name| m.fields.iter().position(|f| f.name == name));
+        let mut routes_to_pop = self.pop_routes;
         let last_route = if self.pop_last_route { m.fields.iter().rposition(|f| f.name == Name::Route) } else { None };
         let top_via = self.received.and_then(|_| m.fields.iter().position(|f| f.name == Name::Via));
         let mut wrote_max_forwards = false;
@@ -899,6 +909,17 @@ impl Edit<'_> {
                     out.extend_from_slice(n.to_string().as_bytes());
                     out.extend_from_slice(&buf[f.value.end..f.line.end]);
                     wrote_max_forwards = true;
+                }
+                continue;
+            }
+            if f.name == Name::Route && routes_to_pop > 0 && Some(i) != last_route {
+                let values: Vec<&str> = split_commas(m.value(f)).collect();
+                let drop = routes_to_pop.min(values.len());
+                routes_to_pop -= drop;
+                if drop < values.len() {
+                    out.extend_from_slice(&buf[f.line.start..f.value.start]);
+                    out.extend_from_slice(values[drop..].join(", ").as_bytes());
+                    out.extend_from_slice(b"\r\n");
                 }
                 continue;
             }

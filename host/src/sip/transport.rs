@@ -29,6 +29,9 @@ pub trait Sink: Send + Sync + 'static {
     fn refused(&self, msg: Message, source: Source);
 }
 
+/// Held while a connection to one destination is being opened.
+type ConnectGate = Arc<tokio::sync::Mutex<()>>;
+
 /// The router's sockets.
 pub struct Transports {
     udp: Vec<Arc<UdpSocket>>,
@@ -41,7 +44,7 @@ pub struct Transports {
     tcp: Mutex<HashMap<(Transport, SocketAddr), StreamSender>>,
     /// Outgoing connections being opened, by destination: a send that finds
     /// one waits for it instead of opening a second connection.
-    connecting: Mutex<HashMap<(Transport, SocketAddr), Arc<tokio::sync::Mutex<()>>>>,
+    connecting: Mutex<HashMap<(Transport, SocketAddr), ConnectGate>>,
     local_udp: Vec<SocketAddr>,
     local_tcp: Vec<SocketAddr>,
     local_tls: Vec<SocketAddr>,

@@ -603,3 +603,77 @@ async fn a_burst_of_calls_to_a_tcp_server_opens_one_connection() {
         answered.insert(ok.first(Name::CallId).expect("Call-ID").to_owned());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_crossing_transports_is_record_routed_twice() {
+    // A caller over UDP, a UM server over TCP: the router record-routes once
+    // per side (RFC 5658), so the caller's in-dialog requests name it over UDP
+    // and the UM server's over TCP, and it pops both of its Routes.
+    let um = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let um_addr = um.local_addr().expect("addr");
+    let caller = UdpPeer::bind().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\", \"tcp\"]\n\
+         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nrecord_route = true\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("directory.toml"),
+        format!(
+            "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
+             [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\n\
+             servers = [{{ uri = \"sip:{um_addr};transport=tcp\" }}]\n"
+        ),
+    )
+    .expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    caller.send(router, &request("INVITE", BOB, caller.addr, "UDP", "x1", "z9hG4bK-x1")).await;
+    let (stream, _) = um.accept().await.expect("the router connects");
+    let mut conn = TcpPeer::from_stream(stream);
+    let inv = loop {
+        let m = conn.recv_within(Duration::from_secs(10)).await.expect("the INVITE");
+        if m.method() == Some("INVITE") {
+            break m;
+        }
+    };
+    let rr: Vec<String> = inv.values(Name::RecordRoute).map(str::to_owned).collect();
+    assert_eq!(rr.len(), 2, "{rr:?}");
+    assert!(
+        rr[0].contains(";transport=tcp")
+            && rr[0].contains(&server.local_addr(Transport::Tcp).expect("tcp").to_string()),
+        "{rr:?}"
+    );
+    assert!(!rr[1].contains("transport=") && rr[1].contains(&router.to_string()), "{rr:?}");
+    let rr_header = rr.iter().map(|r| format!("Record-Route: {r}\r\n")).collect::<String>();
+    conn.write(response(&inv, 200, "um", &format!("Contact: <sip:{um_addr};transport=tcp>\r\n{rr_header}")).as_bytes())
+        .await;
+    let ok = caller.final_response().await;
+    assert_eq!(ok.status(), Some(200));
+    // The caller's BYE: its route set is the Record-Route reversed.
+    let routes: String =
+        ok.values(Name::RecordRoute).collect::<Vec<_>>().iter().rev().map(|r| format!("Route: {r}\r\n")).collect();
+    let to = ok.first(Name::To).expect("To").to_owned();
+    caller
+        .send(
+            router,
+            &format!(
+                "BYE sip:{um_addr};transport=tcp SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-x1bye\r\nMax-Forwards: 70\r\n{routes}\
+                 From: <sip:caller@fabrikam.com>;tag=caller-x1\r\nTo: {to}\r\nCall-ID: x1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+                caller.addr
+            ),
+        )
+        .await;
+    let bye = loop {
+        let m = conn.recv_within(Duration::from_secs(10)).await.expect("the BYE reaches the UM server");
+        if m.method() == Some("BYE") {
+            break m;
+        }
+    };
+    assert_eq!(bye.first(Name::Route), None, "both of the router's Routes were popped");
+    conn.write(response(&bye, 200, "um", "").as_bytes()).await;
+    let done = caller.final_response().await;
+    assert_eq!((done.status(), done.cseq()), (Some(200), Some((2, "BYE"))));
+}

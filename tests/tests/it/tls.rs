@@ -185,9 +185,38 @@ async fn a_call_over_mutual_tls_end_to_end() {
     };
     assert!(inv.top_via().is_some_and(|v| v.transport == "TLS"), "{inv:?}");
     assert!(inv.first(Name::RecordRoute).is_some_and(|r| r.contains("transport=tls")), "{inv:?}");
-    um.write(response(&inv, 200, "um", "").as_bytes()).await;
+    let rr = inv.first(Name::RecordRoute).expect("record-routed").to_owned();
+    um.write(
+        response(&inv, 200, "um", &format!("Record-Route: {rr}\r\nContact: <sip:{um_addr};transport=tls>\r\n"))
+            .as_bytes(),
+    )
+    .await;
     let ok = caller.final_response().await;
     assert_eq!((ok.status(), ok.first(Name::CallId)), (Some(200), Some("tls1")));
+    // The caller's BYE along the route: the router knows its TLS listener's
+    // Route as its own (it would otherwise relay the BYE to itself: 482).
+    let to = ok.first(Name::To).expect("To").to_owned();
+    caller
+        .write(
+            format!(
+                "BYE sip:{um_addr};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS {};branch=z9hG4bK-tls1bye\r\nMax-Forwards: 70\r\n\
+                 Route: {rr}\r\nFrom: <sip:caller@fabrikam.com>;tag=caller-tls1\r\nTo: {to}\r\nCall-ID: tls1\r\nCSeq: 2 BYE\r\n\
+                 Content-Length: 0\r\n\r\n",
+                caller.addr
+            )
+            .as_bytes(),
+        )
+        .await;
+    let bye = loop {
+        let m = um.recv_within(WAIT).await.expect("the BYE reaches the UM server");
+        if m.method() == Some("BYE") {
+            break m;
+        }
+    };
+    assert_eq!(bye.first(Name::Route), None, "the router's Route was popped");
+    um.write(response(&bye, 200, "um", "").as_bytes()).await;
+    let done = caller.final_response().await;
+    assert_eq!((done.status(), done.cseq()), (Some(200), Some((2, "BYE"))));
     // The next call reuses the connection to the UM server.
     caller.write(invite(&caller, "tls2").as_bytes()).await;
     let inv2 = loop {

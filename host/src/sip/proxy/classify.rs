@@ -20,7 +20,7 @@ pub struct Routable {
     /// replaced it; `None`: the request as received.
     pub rewritten: Option<Message>,
     /// Whether its first Route names the router (and goes).
-    pub pop_route: bool,
+    pub pop_routes: usize,
 }
 
 /// What becomes of a new request.
@@ -65,10 +65,15 @@ pub fn classify(req: &Message, is_us: impl Fn(&UriRef<'_>) -> bool) -> Classifie
         _ => None,
     };
     // Loose routing: our own Route goes.
-    let first_route = rewritten.as_ref().unwrap_or(req).values(Name::Route).next().map(route_uri);
-    let pop_route = first_route.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| is_us(&u));
-    let routable = Routable { rewritten, pop_route };
+    let pop_routes = own_routes(rewritten.as_ref().unwrap_or(req), &is_us);
+    let routable = Routable { rewritten, pop_routes };
     if req.to_tag().is_some() { Classified::InDialog(routable) } else { Classified::New(routable) }
+}
+
+/// How many of `req`'s first Routes name the router: 0, 1, or 2 when it
+/// record-routed twice (a request crossing transports or addresses, RFC 5658).
+pub fn own_routes(req: &Message, is_us: impl Fn(&UriRef<'_>) -> bool) -> usize {
+    req.values(Name::Route).map(route_uri).take(2).take_while(|u| UriRef::parse(u).is_ok_and(|u| is_us(&u))).count()
 }
 
 #[cfg(test)]
@@ -112,7 +117,7 @@ mod tests {
         assert_eq!(req.first(Name::Route), None);
         let loose = request("BYE sip:b@10.0.0.9", &format!(";tag=2\r\nRoute: <sip:{US};lr>, <sip:p.y.com;lr>"));
         let Classified::InDialog(r) = classify(&loose, is_us) else { panic!("in dialog") };
-        assert!(r.pop_route && r.rewritten.is_none());
+        assert!(r.pop_routes == 1 && r.rewritten.is_none());
     }
 
     #[test]

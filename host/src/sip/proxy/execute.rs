@@ -61,7 +61,7 @@ pub(super) fn spawn(
         last_response: None,
         cancelled: false,
         record_route: false,
-        pop_route: false,
+        pop_routes: 0,
         branches: Vec::new(),
         sent: HashMap::new(),
         failed: Vec::new(),
@@ -121,7 +121,7 @@ struct RequestTask {
     last_response: Option<Vec<u8>>,
     cancelled: bool,
     record_route: bool,
-    pop_route: bool,
+    pop_routes: usize,
     /// Client branches opened (removed from the table at the end) and the
     /// INVITEs sent on them: a retransmitted failure response on an earlier
     /// branch is ACKed again (Timer D).
@@ -212,7 +212,7 @@ impl RequestTask {
         if let Some(req) = routable.rewritten {
             self.req = req;
         }
-        self.pop_route = routable.pop_route;
+        self.pop_routes = routable.pop_routes;
         if self.invite {
             self.respond(&Answer::new(100));
         }
@@ -444,13 +444,19 @@ impl RequestTask {
         let branch = proxy.branch(loop_hash(&self.req));
         tracing::Span::current().record("branch", branch.as_str());
         let dialog_tag = self.record_route.then(|| proxy.dialog_tag(self.req.first(Name::CallId).unwrap_or("")));
+        let inbound_local = self
+            .record_route
+            .then(|| proxy.transports.local_addr(self.source.transport, Some(self.source.addr)))
+            .flatten()
+            .map(|a| a.to_string());
         let hop = Hop {
             transport,
             local: &local,
             branch: &branch,
             source: self.source.addr,
             record_route: dialog_tag.as_deref(),
-            pop_route: self.pop_route,
+            pop_routes: self.pop_routes,
+            inbound: inbound_local.as_deref().map(|l| (self.source.transport, l)),
         };
         let bytes = forwarded(&self.req, spec, contact_uri, &hop);
         let Ok(sent) = Message::parse(bytes.clone(), false, usize::MAX) else {

@@ -49,8 +49,12 @@ pub struct Hop<'a> {
     /// With the tenant's `record_route`, the Record-Route to add carries this
     /// dialog tag (see [`crate::sip::secret::Secret::dialog_tag`]).
     pub record_route: Option<&'a str>,
-    /// Whether the first Route names the router and is removed.
-    pub pop_route: bool,
+    /// How many of the first Routes name the router and are removed.
+    pub pop_routes: usize,
+    /// The transport and the router's address the request came in on: when
+    /// they differ from the outgoing ones, the router record-routes twice
+    /// (RFC 5658), so each side of the dialog reaches it as it can.
+    pub inbound: Option<(Transport, &'a str)>,
 }
 
 /// `SIP/2.0/<transport>`.
@@ -80,17 +84,23 @@ pub fn forwarded(req: &Message, spec: &ForwardSpec, request_uri: Option<&str>, h
     for (name, value) in &spec.add {
         edit = edit.add(name, value);
     }
-    if hop.pop_route {
-        edit = edit.pop_route();
-    }
+    edit = edit.pop_routes(hop.pop_routes);
     if let Some(tag) = hop.record_route {
-        let param = match hop.transport {
-            Transport::Udp => "",
-            Transport::Tcp => ";transport=tcp",
-            Transport::Tls => ";transport=tls",
+        let rr = |transport: Transport, local: &str| {
+            let param = match transport {
+                Transport::Udp => "",
+                Transport::Tcp => ";transport=tcp",
+                Transport::Tls => ";transport=tls",
+            };
+            format!("<sip:{local};lr{param};{}={tag}>", crate::sip::secret::ROUTE_PARAM)
         };
-        let name = crate::sip::secret::ROUTE_PARAM;
-        edit = edit.prepend("Record-Route", &format!("<sip:{};lr{param};{name}={tag}>", hop.local));
+        // The callee's side on top; the caller's below it when it differs.
+        edit = edit.prepend("Record-Route", &rr(hop.transport, hop.local));
+        if let Some((transport, local)) = hop.inbound
+            && (transport, local) != (hop.transport, hop.local)
+        {
+            edit = edit.prepend("Record-Route", &rr(transport, local));
+        }
     }
     let hops = req.max_forwards().ok().flatten().map_or(DEFAULT_MAX_FORWARDS, |h| h.saturating_sub(1));
     edit.max_forwards(hops.min(DEFAULT_MAX_FORWARDS)).finish()
@@ -124,7 +134,8 @@ mod tests {
             branch: "z9hG4bK-abc",
             source: "10.0.0.2:5062".parse().expect("addr"),
             record_route: Some("0123456789abcdef"),
-            pop_route: true,
+            pop_routes: 1,
+            inbound: None,
         };
         let out = Message::parse(forwarded(&req, &spec, None, &hop), false, usize::MAX).expect("parses");
         assert_eq!(out.request_uri(), Some("sip:bob@um.example.com"));

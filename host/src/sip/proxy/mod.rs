@@ -223,8 +223,10 @@ impl Proxy {
     fn is_us(&self, uri: &UriRef<'_>) -> bool {
         let host = uri.host.trim_start_matches('[').trim_end_matches(']');
         let Ok(ip) = host.parse::<IpAddr>() else { return false };
-        let port = uri.port.unwrap_or(5060);
-        [Transport::Udp, Transport::Tcp].iter().any(|t| {
+        let tls = matches!(uri.scheme, exum_address::Scheme::Sips)
+            || uri.param("transport").flatten().is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+        let port = uri.port.unwrap_or(if tls { 5061 } else { 5060 });
+        [Transport::Udp, Transport::Tcp, Transport::Tls].iter().any(|t| {
             self.transports
                 .local_addr(*t, Some(SocketAddr::new(ip, port)))
                 .is_some_and(|a| a.ip() == ip && a.port() == port)

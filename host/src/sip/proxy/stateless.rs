@@ -59,28 +59,24 @@ impl Proxy {
                 via_protocol(d.transport),
                 me.branch(0)
             ));
-            if pop {
-                edit = edit.pop_route();
-            }
+            edit = edit.pop_routes(pop);
             let bytes = edit.max_forwards(hops - 1).finish();
             let _ = me.transports.send(d.transport, d.addr, bytes).await;
         });
     }
 
     /// The next hop of an in-dialog request (see [`next_hop`]).
-    pub(super) fn next_hop_of(&self, msg: &Message) -> Option<(String, bool)> {
+    pub(super) fn next_hop_of(&self, msg: &Message) -> Option<(String, usize)> {
         next_hop(msg, |u| self.is_us(u))
     }
 }
 
 /// The next hop of an in-dialog request: the first Route that is not the
-/// router's (and whether the first Route, the router's, is to be popped), else
-/// the Request-URI. `is_us` tells whether a URI names the router.
-pub fn next_hop(msg: &Message, is_us: impl Fn(&UriRef<'_>) -> bool) -> Option<(String, bool)> {
-    let mut routes = msg.values(Name::Route).map(route_uri);
-    let first = routes.next();
-    let pop = first.as_deref().and_then(|u| UriRef::parse(u).ok()).is_some_and(|u| is_us(&u));
-    let next = if pop { routes.next() } else { first };
+/// router's (and how many of the first Routes, the router's, are to be
+/// popped), else the Request-URI. `is_us` tells whether a URI names the router.
+pub fn next_hop(msg: &Message, is_us: impl Fn(&UriRef<'_>) -> bool) -> Option<(String, usize)> {
+    let pop = super::classify::own_routes(msg, is_us);
+    let next = msg.values(Name::Route).map(route_uri).nth(pop);
     match next {
         Some(uri) => Some((uri, pop)),
         None => msg.request_uri().map(|u| (u.to_owned(), pop)),
