@@ -422,6 +422,12 @@ fn latency_probe(target: u16, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<
                     "{method} {contact} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{branch}{i}\r\nFrom: {from}\r\nTo: {to_header}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n{routes}Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
                 );
                 let _ = socket.send_to(request.as_bytes(), to);
+                if method == "ACK" {
+                    // A short hold, as the UAC scenario's, so the BYE cannot
+                    // overtake the ACK on the way to a UAS over TCP (sipp's UAS
+                    // drops a call whose BYE comes first).
+                    std::thread::sleep(Duration::from_millis(10));
+                }
             }
             let _ = final_response(&call_id, "BYE");
         }

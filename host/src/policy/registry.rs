@@ -659,6 +659,10 @@ pub struct PolicyRegistry {
     /// Versions installed at start-up compile here, when the router starts
     /// with a backlog ([`Self::for_serving`]).
     backlog: Option<Arc<Backlog>>,
+    /// Per tenant: held while its file is reloaded or an operator pins a
+    /// version, so a reload the watcher started before a rollback cannot
+    /// install the file over the version just pinned.
+    swaps: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
 impl Drop for PolicyRegistry {
@@ -733,6 +737,11 @@ impl PolicyRegistry {
             );
         }
         Ok(registry)
+    }
+
+    /// The tenant's swap lock (see `swaps`).
+    fn swap_lock(&self, tenant: &str) -> Arc<Mutex<()>> {
+        self.swaps.lock().unwrap_or_else(|e| e.into_inner()).entry(tenant.to_owned()).or_default().clone()
     }
 
     /// A version compiled in the background did not compile: refused, the
@@ -818,6 +827,7 @@ impl PolicyRegistry {
             database_candidates: RwLock::new(HashMap::new()),
             rollback_sink: RwLock::new(None),
             backlog: None,
+            swaps: Mutex::new(HashMap::new()),
         })
     }
 
@@ -917,10 +927,12 @@ impl PolicyRegistry {
             None => self.history.previous(id).ok_or(LifecycleError::NoPrevious)?,
         };
         let (entry, bytes) = self.history.get(id, number).ok_or(LifecycleError::NoSuchVersion(number))?;
+        let lock = self.swap_lock(id);
+        let _swap = lock.lock().unwrap_or_else(|e| e.into_inner());
         let version =
             self.load_bytes(tenant, &bytes, entry.source).map_err(|e| LifecycleError::Refused(e.to_string()))?;
-        let policy = self.install(tenant, Some(version), None);
         self.history.set_pin(id, Some(Pin { number, over_file: self.file_hash(tenant) }));
+        let policy = self.install(tenant, Some(version), None);
         Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
         tracing::info!(tenant = %id, version = number, "policy rolled back");
         Ok(policy)
@@ -1054,8 +1066,10 @@ impl PolicyRegistry {
         if let Some(reason) = c.rollback_reason() {
             return Err(LifecycleError::RolledBack(reason));
         }
-        let policy = self.install_with(tenant, Some(c.version.clone()), None, None);
+        let lock = self.swap_lock(id);
+        let _swap = lock.lock().unwrap_or_else(|e| e.into_inner());
         self.history.set_pin(id, Some(Pin { number: c.version.version, over_file: self.file_hash(tenant) }));
+        let policy = self.install_with(tenant, Some(c.version.clone()), None, None);
         Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
         tracing::info!(tenant = %id, version = c.version.version, "candidate promoted");
         Ok(policy)
@@ -1145,6 +1159,8 @@ impl PolicyRegistry {
     pub fn reload_file(&self, tenant: &Arc<Tenant>, path: &Path) -> Result<Arc<TenantPolicy>, InstallError> {
         // The same bytes again (one write seen as several events) are no new
         // version; nor is the file a pinned version was pinned over.
+        let lock = self.swap_lock(&tenant.config.id);
+        let _swap = lock.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.get(tenant);
         if let Ok(bytes) = read_component(path) {
             let hash = super::engine::hex_sha256(&bytes);
