@@ -116,3 +116,19 @@ pub fn serve_until_ready(
     let _ = child.wait();
     (took, rss)
 }
+
+/// Memory of `pid` and its children: the sum of their proportional set sizes
+/// (`Pss` in /proc/*/smaps_rollup), so memory Kamailio's processes share is
+/// counted once, not once per process as summing their RSS would.
+pub fn pss_mib(pid: u32) -> f64 {
+    let mut pids = vec![pid];
+    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+    }
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
+        .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("Pss:")).map(str::to_owned))
+        .filter_map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .fold(0.0, |a, b| a + b)
+        / 1024.0
+}

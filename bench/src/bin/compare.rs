@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use exum_bench::harness::{bound, stop};
+use exum_bench::harness::{bound, pss_mib, stop};
 use exum_router_tests::sipp::stat;
 
 const USERS: usize = 10_000;
@@ -194,22 +194,6 @@ fn cpu_seconds(pid: u32) -> f64 {
     total
 }
 
-/// Memory of `pid` and its children: the sum of their proportional set sizes
-/// (`Pss` in /proc/*/smaps_rollup), so memory Kamailio's processes share is
-/// counted once, not once per process as summing their RSS would.
-fn memory_mib(pid: u32) -> f64 {
-    let mut pids = vec![pid];
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-    }
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
-        .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("Pss:")).map(str::to_owned))
-        .filter_map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .fold(0.0, |a, b| a + b)
-        / 1024.0
-}
-
 /// sipp's files (scenarios, user list, statistics, traces) live apart from the
 /// router's configuration, so the router's watcher of its configuration
 /// directory does not see sipp writing its traces.
@@ -342,7 +326,7 @@ fn example_deployment_idle_mib() -> f64 {
         .stderr(Stdio::null())
         .spawn()
         .expect("exum-router");
-    let mib = if answers_options(5060) { memory_mib(child.id()) } else { f64::NAN };
+    let mib = if answers_options(5060) { pss_mib(child.id()) } else { f64::NAN };
     stop(child);
     mib
 }
@@ -447,7 +431,7 @@ fn run_step(dir: &Path, system: System, rate: u32, rep: u32, calls: u64) -> Step
     };
     let probe_target = if system == System::Direct { UM } else { PROXY };
     let pid = proxy.as_ref().map(Child::id);
-    let idle = pid.map_or(0.0, memory_mib);
+    let idle = pid.map_or(0.0, pss_mib);
     let cpu0 = pid.map_or(0.0, cpu_seconds);
     let stats = sipp_dir(dir).join(format!("uac-{rate}-{system:?}.csv"));
     let _ = std::fs::remove_file(&stats);
@@ -500,7 +484,7 @@ fn run_step(dir: &Path, system: System, rate: u32, rep: u32, calls: u64) -> Step
     stop_probe.store(true, Ordering::Relaxed);
     let mut times = probe.map(|p| p.join().unwrap_or_default()).unwrap_or_default();
     let cpu = pid.map_or(0.0, cpu_seconds) - cpu0;
-    let loaded = pid.map_or(0.0, memory_mib);
+    let loaded = pid.map_or(0.0, pss_mib);
     let ok = stat(&stats, "SuccessfulCall(C)");
     let failed = stat(&stats, "FailedCall(C)");
     let udp1 = udp_errors();

@@ -14,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use exum_bench::harness::pss_mib;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -29,19 +30,6 @@ fn concurrency() -> usize {
 }
 
 type Conn = tokio_rustls::client::TlsStream<TcpStream>;
-
-fn memory_mib(pid: u32) -> f64 {
-    let mut pids = vec![pid];
-    if let Ok(children) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
-        pids.extend(children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
-    }
-    pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/smaps_rollup")).ok())
-        .filter_map(|s| s.lines().find_map(|l| l.strip_prefix("Pss:")).map(str::to_owned))
-        .filter_map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .fold(0.0, |a, b| a + b)
-        / 1024.0
-}
 
 /// The CA (PEM, and as roots) and the server's certificate and key (PEM).
 fn pki() -> (String, rustls::RootCertStore, String, String) {
@@ -179,7 +167,7 @@ async fn main() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let idle = memory_mib(child.id());
+        let idle = pss_mib(child.id());
         let started = Instant::now();
         let mut conns: Vec<Conn> = Vec::with_capacity(n);
         let mut failed = 0;
@@ -199,7 +187,7 @@ async fn main() {
         let rate = conns.len() as f64 / started.elapsed().as_secs_f64();
         // Let the proxy settle, then read its memory.
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let loaded = memory_mib(child.id());
+        let loaded = pss_mib(child.id());
         let mut answered = 0;
         let sample: Vec<usize> = (0..50).chain(conns.len().saturating_sub(50)..conns.len()).collect();
         for &i in &sample {

@@ -559,27 +559,7 @@ async fn a_burst_of_calls_to_a_tcp_server_opens_one_connection() {
     // arrive together. Every INVITE must travel on the one connection the
     // router opens (a server that answers on one connection, as sipp's
     // single-socket mode does, would otherwise never answer some of them).
-    let um = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let um_addr = um.local_addr().expect("addr");
-    let caller = UdpPeer::bind().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("router.toml"),
-        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\", \"tcp\"]\n\
-         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.path().join("directory.toml"),
-        format!(
-            "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
-             [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\n\
-             servers = [{{ uri = \"sip:{um_addr};transport=tcp\" }}]\n"
-        ),
-    )
-    .expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
-    let router = server.local_addr(Transport::Udp).expect("udp");
+    let TcpUmLab { _dir, server: _server, router, caller, um, um_addr } = tcp_um_lab("").await;
     const CALLS: usize = 20;
     for i in 0..CALLS {
         let id = format!("burst{i}");
@@ -609,27 +589,7 @@ async fn a_call_crossing_transports_is_record_routed_twice() {
     // A caller over UDP, a UM server over TCP: the router record-routes once
     // per side (RFC 5658), so the caller's in-dialog requests name it over UDP
     // and the UM server's over TCP, and it pops both of its Routes.
-    let um = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let um_addr = um.local_addr().expect("addr");
-    let caller = UdpPeer::bind().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("router.toml"),
-        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\", \"tcp\"]\n\
-         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nrecord_route = true\n",
-    )
-    .expect("write");
-    std::fs::write(
-        dir.path().join("directory.toml"),
-        format!(
-            "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
-             [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\n\
-             servers = [{{ uri = \"sip:{um_addr};transport=tcp\" }}]\n"
-        ),
-    )
-    .expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
-    let router = server.local_addr(Transport::Udp).expect("udp");
+    let TcpUmLab { _dir, server, router, caller, um, um_addr } = tcp_um_lab("record_route = true\n").await;
     caller.send(router, &request("INVITE", BOB, caller.addr, "UDP", "x1", "z9hG4bK-x1")).await;
     let (stream, _) = um.accept().await.expect("the router connects");
     let mut conn = TcpPeer::from_stream(stream);
@@ -676,4 +636,42 @@ async fn a_call_crossing_transports_is_record_routed_twice() {
     conn.write(response(&bye, 200, "um", "").as_bytes()).await;
     let done = caller.final_response().await;
     assert_eq!((done.status(), done.cseq()), (Some(200), Some((2, "BYE"))));
+}
+
+/// A router (UDP and TCP) whose tenant contoso (with `tenant_extra`) sends bob's
+/// calls to a UM server over TCP: the test's listener.
+struct TcpUmLab {
+    _dir: tempfile::TempDir,
+    server: Server,
+    router: SocketAddr,
+    caller: UdpPeer,
+    um: tokio::net::TcpListener,
+    um_addr: SocketAddr,
+}
+
+async fn tcp_um_lab(tenant_extra: &str) -> TcpUmLab {
+    let um = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let um_addr = um.local_addr().expect("addr");
+    let caller = UdpPeer::bind().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        format!(
+            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\", \"tcp\"]\n\
+             [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n{tenant_extra}"
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("directory.toml"),
+        format!(
+            "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
+             [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\n\
+             servers = [{{ uri = \"sip:{um_addr};transport=tcp\" }}]\n"
+        ),
+    )
+    .expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    TcpUmLab { _dir: dir, server, router, caller, um, um_addr }
 }
