@@ -704,8 +704,8 @@ impl PolicyRegistry {
     /// The registry a router serves with: as [`Self::for_deployment_with`],
     /// but the policies that are not in the disk cache compile in the
     /// background. The start waits for them up to `policy_start_wait`; those
-    /// left compile after (one thread at a lower priority, the first called
-    /// first), their tenants' calls decided by the fallback meanwhile.
+    /// left compile after (the same threads at a lower priority, the first
+    /// called first), their tenants' calls decided by the fallback meanwhile.
     pub fn for_serving(
         config: &RouterConfig,
         tenants: &Tenants,
