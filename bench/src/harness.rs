@@ -1,5 +1,6 @@
 //! What the sipp benchmarks (`compare`, `overload`, `hostile-tenants`) share:
-//! readiness by port, an orderly stop, and the files of a one-tenant deployment.
+//! readiness by port, an orderly stop, and the files of a one-tenant deployment;
+//! and the TLS files of the TLS benchmarks (`compare ... tls`, `tls-idle`).
 
 use std::path::Path;
 use std::process::{Child, Command};
@@ -131,4 +132,57 @@ pub fn pss_mib(pid: u32) -> f64 {
         .filter_map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .fold(0.0, |a, b| a + b)
         / 1024.0
+}
+
+/// A CA and a certificate for 127.0.0.1 (and `localhost`) it signed, in PEM,
+/// generated per run.
+pub struct LoopbackPki {
+    /// The CA certificate.
+    pub ca_pem: String,
+    /// The CA certificate, DER, for a client's roots.
+    pub ca_der: rustls::pki_types::CertificateDer<'static>,
+    /// The server certificate.
+    pub cert_pem: String,
+    /// Its key.
+    pub key_pem: String,
+}
+
+impl LoopbackPki {
+    /// A new CA and server certificate.
+    pub fn new() -> LoopbackPki {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
+        let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+        leaf.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
+        let key = KeyPair::generate().expect("key");
+        let cert = leaf.signed_by(&key, &ca).expect("signed");
+        LoopbackPki { ca_pem: ca.pem(), ca_der: ca.der().clone(), cert_pem: cert.pem(), key_pem: key.serialize_pem() }
+    }
+
+    /// Writes `ca.pem`, `cert.pem`, `key.pem` in `dir`, and Kamailio's TLS
+    /// profile `tls.cfg` with them: no client certificate asked for, servers'
+    /// certificates not checked (exum-router checks them against the CA).
+    pub fn write(&self, dir: &Path) {
+        for (file, text) in [("ca.pem", &self.ca_pem), ("cert.pem", &self.cert_pem), ("key.pem", &self.key_pem)] {
+            std::fs::write(dir.join(file), text).expect("write");
+        }
+        std::fs::write(
+            dir.join("tls.cfg"),
+            format!(
+                "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
+                 private_key = {0}/key.pem\ncertificate = {0}/cert.pem\n\
+                 [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
+                dir.display()
+            ),
+        )
+        .expect("write");
+    }
+}
+
+impl Default for LoopbackPki {
+    fn default() -> Self {
+        LoopbackPki::new()
+    }
 }

@@ -25,15 +25,11 @@ pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
 }
 
-/// The component with a custom section `exum-variant` holding `n`: valid, same
-/// behaviour, different bytes.
-pub fn component_variant(component: &[u8], n: usize) -> Vec<u8> {
-    let name = b"exum-variant";
-    let payload = n.to_le_bytes();
-    let mut section = Vec::new();
-    section.push(name.len() as u8);
-    section.extend_from_slice(name);
-    section.extend_from_slice(&payload);
+/// `component` with a custom section `name` holding `payload` appended.
+pub fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name.as_bytes());
+    section.extend_from_slice(payload);
     let mut out = component.to_vec();
     out.push(0); // custom section id
     let mut len = section.len();
@@ -47,6 +43,12 @@ pub fn component_variant(component: &[u8], n: usize) -> Vec<u8> {
     }
     out.extend_from_slice(&section);
     out
+}
+
+/// The component with a custom section `exum-variant` holding `n`: valid, same
+/// behaviour, different bytes.
+pub fn component_variant(component: &[u8], n: usize) -> Vec<u8> {
+    with_custom_section(component, "exum-variant", &n.to_le_bytes())
 }
 
 /// Waits until `condition` holds, checking every 10 ms; panics naming `what`

@@ -37,7 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use exum_bench::harness::{bound, pss_mib, stop};
+use exum_bench::harness::{LoopbackPki, bound, pss_mib, stop};
 use exum_router_tests::sipp::stat;
 
 const USERS: usize = 10_000;
@@ -609,38 +609,12 @@ fn setup(dir: &Path, pilot_component: &str) {
         .replace("@DBDIR@", dir.join("db").to_str().expect("utf8"));
     std::fs::write(dir.join("kamailio.cfg"), cfg).expect("write");
     if transport() == "tls" {
-        write_pki(dir);
+        // The proxies' and stunnel's certificate, and Kamailio's TLS profile.
+        LoopbackPki::new().write(dir);
     }
     std::fs::create_dir_all(dir.join("db")).expect("mkdir");
     std::fs::write(dir.join("db/users"), htable).expect("write");
     std::fs::write(dir.join("db/version"), "table_name(str) table_version(int)\nusers:2\n").expect("write");
-}
-
-/// A CA and a certificate for 127.0.0.1 it signed (the proxies' and
-/// stunnel's), and Kamailio's TLS profile: no client certificates asked for,
-/// servers' certificates not checked (exum-router checks them against the CA).
-fn write_pki(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
-    leaf.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
-    let key = KeyPair::generate().expect("key");
-    let cert = leaf.signed_by(&key, &ca).expect("signed");
-    std::fs::write(dir.join("ca.pem"), ca.pem()).expect("write");
-    std::fs::write(dir.join("cert.pem"), cert.pem()).expect("write");
-    std::fs::write(dir.join("key.pem"), key.serialize_pem()).expect("write");
-    std::fs::write(
-        dir.join("tls.cfg"),
-        format!(
-            "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
-             private_key = {0}/key.pem\ncertificate = {0}/cert.pem\n\
-             [client:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n",
-            dir.display()
-        ),
-    )
-    .expect("write");
 }
 
 fn main() {

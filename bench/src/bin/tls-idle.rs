@@ -14,8 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use exum_bench::harness::pss_mib;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair, SanType};
+use exum_bench::harness::{LoopbackPki, pss_mib};
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -31,33 +30,9 @@ fn concurrency() -> usize {
 
 type Conn = tokio_rustls::client::TlsStream<TcpStream>;
 
-/// The CA (PEM, and as roots) and the server's certificate and key (PEM).
-fn pki() -> (String, rustls::RootCertStore, String, String) {
-    let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(params, KeyPair::generate().expect("key")).expect("CA");
-    let mut leaf = CertificateParams::new(vec!["router.test".to_owned()]).expect("params");
-    leaf.subject_alt_names.push(SanType::IpAddress([127, 0, 0, 1].into()));
-    let key = KeyPair::generate().expect("key");
-    let cert = leaf.signed_by(&key, &ca).expect("signed");
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.der().clone()).expect("root");
-    (ca.pem(), roots, cert.pem(), key.serialize_pem())
-}
-
 fn start(dir: &Path, system: &str, connections: usize) -> Child {
     match system {
         "kamailio" => {
-            std::fs::write(
-                dir.join("tls.cfg"),
-                format!(
-                    "[server:default]\nmethod = TLSv1.2+\nverify_certificate = no\nrequire_certificate = no\n\
-                     private_key = {0}/key.pem\ncertificate = {0}/cert.pem\n\
-                     [client:default]\nverify_certificate = no\nrequire_certificate = no\n",
-                    dir.display()
-                ),
-            )
-            .expect("write");
             let limit = connections + 1000;
             std::fs::write(
                 dir.join("kamailio.cfg"),
@@ -137,7 +112,9 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let n: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(10_000);
     let systems = args.next().unwrap_or_else(|| "exum,kamailio".into());
-    let (ca, roots, cert, key) = pki();
+    let pki = LoopbackPki::new();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).expect("root");
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -157,9 +134,7 @@ async fn main() {
             eprintln!("{system}: files kept");
         }
         let (dir, _guard) = if kept { (temp.keep(), None) } else { (temp.path().to_owned(), Some(temp)) };
-        for (file, text) in [("ca.pem", &ca), ("cert.pem", &cert), ("key.pem", &key)] {
-            std::fs::write(dir.as_path().join(file), text).expect("write");
-        }
+        pki.write(&dir);
         let mut child = start(dir.as_path(), system, n);
         let ready = Instant::now() + Duration::from_secs(20);
         while connect(&connector, to).await.is_err() {

@@ -270,12 +270,12 @@ impl Backlog {
             // A demanded job's second entry.
             return;
         }
-        let result = self.bytes(&pending.source, &version.hash).and_then(|bytes| {
-            if self.engine.has_artifact(&version.hash) {
-                return Ok(None);
-            }
-            self.engine.compile_in_background(&bytes).map(Some)
-        });
+        // Compiled already (the same component for another tenant): nothing to read.
+        let result = if self.engine.has_artifact(&version.hash) {
+            Ok(None)
+        } else {
+            self.bytes(&pending.source, &version.hash).and_then(|b| self.engine.compile_in_background(&b).map(Some))
+        };
         match result {
             Ok(code) => {
                 // With a disk cache the code leaves memory: it is mapped again

@@ -26,22 +26,7 @@ fn key(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
 
 /// `component` with a top-level manifest section holding `json` appended.
 fn with_manifest(component: &[u8], json: &str) -> Vec<u8> {
-    let mut payload = vec![MANIFEST_SECTION.len() as u8];
-    payload.extend_from_slice(MANIFEST_SECTION.as_bytes());
-    payload.extend_from_slice(json.as_bytes());
-    let mut out = component.to_vec();
-    out.push(0);
-    let mut n = payload.len() as u32;
-    loop {
-        let b = (n & 0x7f) as u8;
-        n >>= 7;
-        out.push(if n == 0 { b } else { b | 0x80 });
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&payload);
-    out
+    exum_router_tests::with_custom_section(component, MANIFEST_SECTION, json.as_bytes())
 }
 
 /// Installs `bytes` as contoso's policy file and reloads it; the tenant as
