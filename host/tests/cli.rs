@@ -236,3 +236,120 @@ fn serve_reloads_a_renewed_tls_certificate_when_its_files_change() {
     let _: Vec<String> = lines.map_while(Result::ok).collect();
     assert!(child.wait().expect("ends").success());
 }
+
+/// Decision records of the example deployment's standard policy (bob on
+/// premises, alice hosted), written by the real engine into `dir`.
+fn standard_records(dir: &Path) -> PathBuf {
+    use exum_router::control::{Tenant, Tenants};
+    use exum_router::policy::record::RecordSettings;
+    use exum_router::policy::{PolicyRegistry, view};
+    let (mut config, tenants) =
+        Tenants::load(&workspace().join("examples/deployment/router.toml")).expect("the example deployment loads");
+    config.policy_dir = None;
+    config.records = Some(RecordSettings { dir: dir.to_path_buf(), max_bytes_per_tenant: 1 << 20 });
+    let changes: Vec<(String, Option<Tenant>)> = tenants
+        .iter()
+        .map(|t| {
+            let mut c = t.config.clone();
+            c.record_decisions = 1.0;
+            (c.id.clone(), Some(Tenant { config: c, directory: t.directory.clone() }))
+        })
+        .collect();
+    let tenants = tenants.with_changes(changes);
+    let health = std::sync::Arc::new(exum_router::control::health::HealthTable::default());
+    let metrics = std::sync::Arc::new(exum_router::metrics::Metrics::new());
+    let registry = PolicyRegistry::for_deployment(&config, &tenants, health, metrics).expect("the plane starts");
+    let tenant = tenants.by_id("contoso").expect("contoso").clone();
+    for (i, user) in ["bob", "alice"].iter().enumerate() {
+        let sip = format!(
+            "INVITE sip:{user}@contoso.com;opaque=app:voicemail SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:carol@fabrikam.com>;tag=a\r\nTo: <sip:{user}@contoso.com>\r\n\
+             Call-ID: {i}@192.0.2.10\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+        );
+        let msg = exum_router::model::wire::Message::parse(sip.into_bytes(), false, usize::MAX).expect("parses");
+        let source = exum_router::model::Source {
+            addr: ([192, 0, 2, 10], 5060).into(),
+            transport: exum_router::model::Transport::Udp,
+            tls_peer_name: None,
+        };
+        let req = view::request_view(&msg, &source).expect("view");
+        registry.get(&tenant).route(&tenant, &req);
+    }
+    registry.recorder().expect("a recorder").flush();
+    dir.join("contoso/decisions.jsonl")
+}
+
+fn write_records(path: &Path, records: &[exum_router::policy::record::DecisionRecord]) {
+    let lines: Vec<String> = records.iter().map(|r| serde_json::to_string(r).expect("a record serializes")).collect();
+    std::fs::write(path, lines.join("\n") + "\n").expect("write");
+}
+
+#[test]
+fn replay_exits_0_when_the_same_2_when_a_decision_differs_and_1_when_it_cannot_replay() {
+    use exum_router::policy::record;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = standard_records(dir.path());
+    let path = file.to_str().expect("utf8");
+    let out = run(&["replay", path], None);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("2 replayed: 2 same"), "{}", text(&out.stdout));
+    // The same twice: deterministic.
+    assert_eq!(run(&["replay", path], None).stdout, out.stdout);
+
+    let records = record::read(&file).expect("records");
+    // A recorded output that is not what the policy decides: 2, with the difference.
+    let mut changed = records.clone();
+    changed[0].output = changed[1].output.clone();
+    let differs = dir.path().join("contoso/differs.jsonl");
+    write_records(&differs, &changed);
+    let out = run(&["replay", differs.to_str().expect("utf8")], None);
+    assert_eq!(out.status.code(), Some(2), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("differs from the recorded output"), "{}", text(&out.stdout));
+    // A record without the answers the policy asks for: 1, naming the import.
+    let mut bare = records;
+    bare[0].imports.clear();
+    let bare_path = dir.path().join("contoso/bare.jsonl");
+    write_records(&bare_path, &bare);
+    let out = run(&["replay", bare_path.to_str().expect("utf8")], None);
+    assert_eq!(out.status.code(), Some(1), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("which the record does not hold"), "{}", text(&out.stdout));
+    // Not a record at all.
+    let out = run(&["replay", "Cargo.toml"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("Cargo.toml"), "{}", text(&out.stderr));
+}
+
+#[test]
+fn keygen_and_sign_make_a_component_check_names_the_signer_of() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = dir.path().join("tenant.key");
+    let out = run(&["keygen", "--out", key.to_str().expect("utf8")], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let public = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("public key (for [tenant.signing] trusted_keys): "))
+        .expect("the public key is printed")
+        .to_owned();
+    // An existing key is never overwritten.
+    let out = run(&["keygen", "--out", key.to_str().expect("utf8")], None);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+
+    let unsigned = dir.path().join("standard.wasm");
+    std::fs::write(&unsigned, exum_router::policy::STANDARD_COMPONENT).expect("write");
+    let signed = dir.path().join("signed.wasm");
+    let (k, u, s) = (key.to_str().expect("utf8"), unsigned.to_str().expect("utf8"), signed.to_str().expect("utf8"));
+    let out = run(&["sign", "--key", k, u, "--output", s], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&public), "{}", text(&out.stdout));
+    let out = run(&["check", s], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&format!("signed by  {public}")), "{}", text(&out.stdout));
+    let out = run(&["check", u], None);
+    assert!(text(&out.stdout).contains("signed by  nobody"), "{}", text(&out.stdout));
+    // A key that is not a key: refused, the component untouched.
+    let out = run(&["sign", "--key", u, s], None);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(&["check", s], None);
+    assert!(text(&out.stdout).contains(&format!("signed by  {public}")), "{}", text(&out.stdout));
+}

@@ -176,6 +176,46 @@ fn ratio(n: u64, of: u64) -> f64 {
     if of == 0 { 0.0 } else { n as f64 / of as f64 }
 }
 
+/// Whether a canary with `share` (0 to 1) takes the call with this Call-ID:
+/// by a hash of it, so a call's retransmissions and its `on-failure` stay on
+/// one version.
+fn canary_takes(call_id: &str, share: f64) -> bool {
+    if share <= 0.0 {
+        return false;
+    }
+    use std::hash::BuildHasher as _;
+    let h = foldhash::quality::FixedState::with_seed(0x0c0a_2a12_5ca1_ab1e).hash_one(call_id);
+    ((h % 10_000) as f64) < share * 10_000.0
+}
+
+/// Why a canary counting into `c` is rolled back against the serving
+/// version's `serving` under rule `r`, if it is.
+fn rollback_reason(c: &Lane, serving: &Lane, r: &CanaryRule) -> Option<String> {
+    if c.decisions.get() >= r.min_calls {
+        let (cf, sf) = (c.fault_rate(), serving.fault_rate());
+        if cf > sf + r.fault_margin {
+            return Some(format!(
+                "fault rate {:.1}% against {:.1}% for the serving version (margin {:.1}%)",
+                cf * 100.0,
+                sf * 100.0,
+                r.fault_margin * 100.0
+            ));
+        }
+    }
+    if c.calls.get() + c.failed.get() >= r.min_calls {
+        let (cf, sf) = (c.failure_rate(), serving.failure_rate());
+        if cf > sf + r.failure_margin {
+            return Some(format!(
+                "failed calls {:.1}% against {:.1}% for the serving version (margin {:.1}%)",
+                cf * 100.0,
+                sf * 100.0,
+                r.failure_margin * 100.0
+            ));
+        }
+    }
+    None
+}
+
 /// Whether a call that ended with `code` upstream failed, for a canary's
 /// judgement: a 5xx, 408 or 480 (a routing failure: nothing answered, or the
 /// policy sent it nowhere useful), or 404 / 403 (it found nobody, or refused);
@@ -253,12 +293,7 @@ impl Candidate {
     /// a call's retransmissions and its `on-failure` stay on one version.
     pub fn takes(&self, call_id: &str) -> bool {
         let Mode::Canary { share } = self.mode else { return false };
-        if self.is_rolled_back() || share <= 0.0 {
-            return false;
-        }
-        use std::hash::BuildHasher as _;
-        let h = foldhash::quality::FixedState::with_seed(0x0c0a_2a12_5ca1_ab1e).hash_one(call_id);
-        ((h % 10_000) as f64) < share * 10_000.0
+        !self.is_rolled_back() && canary_takes(call_id, share)
     }
 
     /// Whether a shadow is running (it gets copies of requests).
@@ -297,30 +332,7 @@ impl Candidate {
         if !matches!(self.mode, Mode::Canary { .. }) || self.is_rolled_back() {
             return None;
         }
-        let (c, r) = (&self.lane, &self.rule);
-        if c.decisions.get() >= r.min_calls {
-            let (cf, sf) = (c.fault_rate(), serving.fault_rate());
-            if cf > sf + r.fault_margin {
-                return Some(format!(
-                    "fault rate {:.1}% against {:.1}% for the serving version (margin {:.1}%)",
-                    cf * 100.0,
-                    sf * 100.0,
-                    r.fault_margin * 100.0
-                ));
-            }
-        }
-        if c.calls.get() + c.failed.get() >= r.min_calls {
-            let (cf, sf) = (c.failure_rate(), serving.failure_rate());
-            if cf > sf + r.failure_margin {
-                return Some(format!(
-                    "failed calls {:.1}% against {:.1}% for the serving version (margin {:.1}%)",
-                    cf * 100.0,
-                    sf * 100.0,
-                    r.failure_margin * 100.0
-                ));
-            }
-        }
-        None
+        rollback_reason(&self.lane, serving, &self.rule)
     }
 
     /// Counts a shadow comparison of two final decisions, keeping the sample
@@ -437,5 +449,50 @@ mod tests {
         for code in [200, 302, 401, 407, 486, 487, 600, 603] {
             assert!(!call_failed(code), "{code}");
         }
+    }
+
+    #[test]
+    fn a_canary_takes_a_call_id_always_or_never_and_about_its_share() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("{i:08x}-call@192.0.2.1")).collect();
+        for share in [0.1, 0.5, 0.9] {
+            let taken = ids.iter().filter(|id| canary_takes(id, share)).count() as f64 / ids.len() as f64;
+            assert!((taken - share).abs() < 0.03, "share {share}: took {taken}");
+            // The same Call-ID, the same answer, every time.
+            assert!(ids.iter().all(|id| canary_takes(id, share) == canary_takes(id, share)));
+        }
+        assert!(!ids.iter().any(|id| canary_takes(id, 0.0)));
+        assert!(ids.iter().all(|id| canary_takes(id, 1.0)));
+        // A larger share takes every call a smaller one took.
+        assert!(ids.iter().filter(|id| canary_takes(id, 0.2)).all(|id| canary_takes(id, 0.6)));
+    }
+
+    fn lane(decisions: u64, faults: u64, calls: u64, failed: u64) -> Lane {
+        let l = Lane::default();
+        l.decisions.inc_by(decisions);
+        l.faults.inc_by(faults);
+        l.calls.inc_by(calls);
+        l.failed.inc_by(failed);
+        l
+    }
+
+    #[test]
+    fn a_canary_is_judged_against_the_serving_version_s_rates_by_its_margins() {
+        let rule = CanaryRule { fault_margin: 0.02, failure_margin: 0.05, min_calls: 50 };
+        // The serving version faults on 10% and fails 20% of its calls.
+        let serving = lane(1000, 100, 800, 200);
+        // Within the margins: kept.
+        assert_eq!(rollback_reason(&lane(100, 11, 76, 24), &serving, &rule), None);
+        // Faults beyond 10% + 2%: rolled back, whatever its calls.
+        let r = rollback_reason(&lane(100, 13, 100, 0), &serving, &rule).expect("rolled back");
+        assert_eq!(r, "fault rate 13.0% against 10.0% for the serving version (margin 2.0%)");
+        // Failed calls beyond 20% + 5%.
+        let r = rollback_reason(&lane(100, 0, 74, 26), &serving, &rule).expect("rolled back");
+        assert_eq!(r, "failed calls 26.0% against 20.0% for the serving version (margin 5.0%)");
+        // Not judged before min_calls decisions (faults) or calls (failures).
+        assert_eq!(rollback_reason(&lane(49, 49, 49, 0), &serving, &rule), None);
+        assert_eq!(rollback_reason(&lane(100, 0, 0, 49), &serving, &rule), None);
+        // A serving version with no traffic counts as 0%.
+        let r = rollback_reason(&lane(50, 2, 0, 0), &Lane::default(), &rule).expect("rolled back");
+        assert!(r.starts_with("fault rate 4.0% against 0.0%"), "{r}");
     }
 }

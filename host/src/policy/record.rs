@@ -405,3 +405,20 @@ pub struct SampleRecords {
     /// The candidate's call.
     pub candidate: DecisionRecord,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::sampled;
+
+    #[test]
+    fn a_call_is_sampled_by_its_call_id_at_about_the_share() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("{i}-a84b4c76e66710@pc33.contoso.com")).collect();
+        for share in [0.01, 0.25, 0.5] {
+            let taken = ids.iter().filter(|id| sampled(id, share)).count() as f64 / ids.len() as f64;
+            assert!((taken - share).abs() < 0.02, "share {share}: sampled {taken}");
+            assert!(ids.iter().all(|id| sampled(id, share) == sampled(id, share)), "the same answer every time");
+        }
+        assert!(!ids.iter().any(|id| sampled(id, 0.0)));
+        assert!(ids.iter().all(|id| sampled(id, 1.0)));
+    }
+}

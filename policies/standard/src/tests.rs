@@ -65,3 +65,104 @@ fn unknown_target_is_404() {
     let Decision::Reject(r) = route(&req) else { panic!("expected reject") };
     assert_eq!(r.code, 404);
 }
+
+#[test]
+fn a_request_that_is_not_voicemail_bound_goes_to_the_default_next_hop_or_gets_404() {
+    let req = invite("sip:alice@contoso.com").build();
+    contoso().install();
+    let Decision::Reject(r) = route(&req) else { panic!("no default next hop: expected reject") };
+    assert_eq!(r.code, 404);
+    contoso().default_next_hop("sip:pool.contoso.com;transport=tcp").install();
+    let Decision::Forward(f) = route(&req) else { panic!("expected forward") };
+    let uris: Vec<_> = f.targets.iter().map(|t| t.uri.as_str()).collect();
+    assert_eq!(uris, ["sip:pool.contoso.com;transport=tcp"]);
+    assert_eq!(f.request_uri, None, "forwarded as received");
+}
+
+#[test]
+fn the_tenant_s_domains_are_what_the_policy_sees() {
+    contoso().domains(&["contoso.com", "contoso.net"]).install();
+    assert_eq!(exum_policy_sdk::host::settings().domains, ["contoso.com", "contoso.net"]);
+    TestHost::new("contoso").install();
+    assert_eq!(exum_policy_sdk::host::settings().domains, ["contoso.com"]);
+}
+
+/// When every UM server failed: a contact in a site with its own rerouting
+/// uses that site's gateway and numbers; one without a site, the tenant's.
+#[test]
+fn site_rerouting_applies_to_a_contact_s_site_and_the_tenant_s_otherwise() {
+    use exum_policy_sdk::{Attempt, Failure, Outcome};
+    let host = || {
+        contoso()
+            .rerouting("sip:gw.contoso.com;transport=tcp", "+14255550100", "+14255550101")
+            .site_rerouting("paris", "sip:gw.paris.contoso.com;transport=tcp", "+33155550100", "+33155550101")
+            .contact("sip:aa-paris@contoso.com", "+33155550150", ContactKind::AutoAttendant, None)
+            .contact("sip:aa@contoso.com", "+14255550150", ContactKind::AutoAttendant, None)
+    };
+    let failure = Failure {
+        attempts: vec![Attempt { target: "sip:edge.contoso.com:5061;transport=tls".into(), outcome: Outcome::Timeout }],
+    };
+    let rerouted_to = |req: &exum_policy_sdk::Request| -> (String, Option<String>) {
+        let Decision::Forward(f) = super::on_failure(req, &failure) else { panic!("expected a rerouted forward") };
+        (f.targets[0].uri.clone(), f.request_uri.clone())
+    };
+    let paris = invite("sip:aa-paris@contoso.com").build();
+    let other = invite("sip:aa@contoso.com").build();
+
+    // Without contact_site, both contacts use the tenant's rerouting.
+    host().install();
+    assert_eq!(
+        rerouted_to(&paris),
+        ("sip:gw.contoso.com;transport=tcp".to_owned(), Some("sip:+14255550100@gw.contoso.com;user=phone".to_owned()))
+    );
+    // In the site: the site's gateway and auto-attendant number.
+    host().contact_site("sip:aa-paris@contoso.com", "paris").install();
+    assert_eq!(
+        rerouted_to(&paris),
+        (
+            "sip:gw.paris.contoso.com;transport=tcp".to_owned(),
+            Some("sip:+33155550100@gw.paris.contoso.com;user=phone".to_owned())
+        )
+    );
+    assert_eq!(rerouted_to(&other).0, "sip:gw.contoso.com;transport=tcp");
+    // A site whose rerouting was given twice keeps the last.
+    host()
+        .site_rerouting("paris", "sip:gw2.paris.contoso.com", "+33155550200", "+33155550201")
+        .contact_site("sip:aa-paris@contoso.com", "paris")
+        .install();
+    assert_eq!(rerouted_to(&paris).0, "sip:gw2.paris.contoso.com");
+}
+
+#[test]
+#[should_panic(expected = "no contact sip:nobody@contoso.com added before contact_site")]
+fn contact_site_names_a_contact_added_before() {
+    let _ = contoso().contact_site("sip:nobody@contoso.com", "paris");
+}
+
+/// Composition: the standard decision with a target before and one after.
+#[test]
+fn the_standard_decision_takes_a_target_first_and_one_after() {
+    use exum_policy_sdk::Target;
+    contoso().install();
+    let req = invite("sip:bob@contoso.com;opaque=app:voicemail").from("sip:carol@contoso.com").build();
+    let d = route(&req).map_forward(|f| {
+        f.first(Target::new("sip:vip-um.contoso.com;transport=tls")).then(Target::new("sip:last-um.contoso.com"))
+    });
+    let Decision::Forward(f) = d else { panic!("expected forward") };
+    let uris: Vec<_> = f.targets.iter().map(|t| t.uri.as_str()).collect();
+    assert_eq!(
+        uris,
+        [
+            "sip:vip-um.contoso.com;transport=tls",
+            "sip:um1.contoso.com;transport=tcp",
+            "sip:um2.contoso.com;transport=tcp",
+            "sip:last-um.contoso.com"
+        ]
+    );
+    // The standard edits stay: the Diversion naming the mailbox.
+    assert_eq!(f.add_headers[0].value, "<sip:bob@contoso.com>;reason=no-answer");
+    // A rejection is left as it is.
+    let req = invite("sip:nobody@contoso.com;opaque=app:voicemail").build();
+    let d = route(&req).map_forward(|f| f.then(Target::new("sip:never.contoso.com")));
+    assert!(matches!(d, Decision::Reject(r) if r.code == 404));
+}

@@ -158,6 +158,59 @@ async fn a_shadow_and_canaries_under_sipp_load_lose_no_call_and_a_faulty_canary_
     assert!(a > 0 && b > 0, "A {a}, B {b}");
 }
 
+/// A shadow never routes a call and its faults are its own: with no UM
+/// server behind plan B, a call it routed would fail; a shadow that panics on
+/// every request leaves the serving version unquarantined and the tenant's
+/// fault counters at 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_routes_no_call_and_its_faults_count_against_it_alone() {
+    const CALLS: u64 = 900;
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Nothing listens at plan B's address.
+    let (a_at, b_at, uac_at) = (sipp_address(), sipp_address(), sipp_address());
+    deployment(dir.path(), a_at, b_at, "panic");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    let admin = server.admin_addr().expect("admin");
+    let mut uas_a = uas(dir.path(), a_at, "a.csv");
+    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_at, CALLS, 30).spawn().expect("sipp UAC starts");
+
+    let plan_b = std::fs::read(components::PLAN_B).expect("plan B");
+    let r = http(admin, "POST", "/tenants/contoso/policy/candidate?mode=shadow", &plan_b).await;
+    assert_eq!(status(&r), 201, "{r}");
+    let c = candidate_until(admin, "50 shadow comparisons", |c| c["compared"].as_u64() >= Some(50)).await;
+    assert_eq!(c["candidate"]["calls"].as_u64(), Some(0), "a shadow takes no call: {c}");
+    let r = http(admin, "DELETE", "/tenants/contoso/policy/candidate", b"").await;
+    assert_eq!(status(&r), 200, "{r}");
+
+    let hostile = std::fs::read(components::HOSTILE).expect("hostile");
+    let r = http(admin, "POST", "/tenants/contoso/policy/candidate?mode=shadow", &hostile).await;
+    assert_eq!(status(&r), 201, "{r}");
+    let c = candidate_until(admin, "the shadow's faults", |c| c["candidate"]["faults"].as_u64() >= Some(50)).await;
+    // A fault is a fault, not a divergence.
+    let divergences: u64 = ["action", "targets", "rewrite", "headers"]
+        .iter()
+        .map(|k| c["divergences"][k].as_u64().unwrap_or(u64::MAX))
+        .sum();
+    assert_eq!(divergences, 0, "{c}");
+    let t = body(&http_get(admin, "/tenants/contoso").await);
+    assert_eq!(t["quarantined"], Value::Bool(false), "{t}");
+    assert_eq!(t["state"], "active", "{t}");
+    assert_eq!(t["policy"]["stats"]["faults"].as_u64(), Some(0), "{t}");
+    assert_eq!(t["stats"]["fallbacks"].as_u64(), Some(0), "{t}");
+    let faults = t["stats"]["faults"].as_object().expect("faults");
+    assert!(faults.values().all(|n| n.as_u64() == Some(0)), "{t}");
+
+    let out = tokio::task::spawn_blocking(move || uac.wait_with_output().expect("UAC ends")).await.expect("join");
+    let (failed, succeeded) =
+        (stat(&dir.path().join("uac.csv"), "FailedCall(C)"), stat(&dir.path().join("uac.csv"), "SuccessfulCall(C)"));
+    assert!(out.status.success(), "sipp UAC: {} ({succeeded} ok, {failed} failed)", out.status);
+    assert_eq!((succeeded, failed), (CALLS, 0), "every call went to plan A's UM server");
+    server.stop();
+    let _ = uas_a.kill();
+    let _ = uas_a.wait();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_whose_calls_fail_is_rolled_back_and_only_its_calls_failed() {
     const CALLS: u64 = 600;

@@ -240,3 +240,48 @@ fn the_ring_keeps_at_most_its_size_per_tenant() {
     assert_eq!((report.differing, report.failed), (0, 0), "{}", report.text);
     assert_eq!(recorder.dropped.get(), 0);
 }
+
+#[test]
+fn a_sampled_tenant_records_the_calls_its_share_picks_by_call_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut config, tenants) = Tenants::load(&deployment_config()).expect("loads");
+    config.policy_dir = None;
+    config.records = Some(RecordSettings { dir: dir.path().to_path_buf(), max_bytes_per_tenant: 64 << 20 });
+    let changes: Vec<(String, Option<Tenant>)> = tenants
+        .iter()
+        .map(|t| {
+            let mut c = t.config.clone();
+            c.record_decisions = if c.id == "contoso" { 0.3 } else { 0.0 };
+            (c.id.clone(), Some(Tenant { config: c, directory: t.directory.clone() }))
+        })
+        .collect();
+    let tenants = tenants.with_changes(changes);
+    let registry =
+        PolicyRegistry::for_deployment(&config, &tenants, Arc::new(HealthTable::default()), Arc::new(Metrics::new()))
+            .expect("starts");
+    let mut expected = std::collections::BTreeSet::new();
+    for (id, ruri) in [("contoso", "sip:bob@contoso.com;opaque=app:voicemail"), ("fabrikam", "sip:grace@fabrikam.com")]
+    {
+        let tenant = tenants.by_id(id).expect("tenant").clone();
+        let policy = registry.get(&tenant);
+        for i in 0..200 {
+            let sip = invite(ruri, "sip:z@x.com").replacen("Call-ID: ", &format!("Call-ID: {i}-"), 1);
+            let req = view_of(&sip);
+            let call_id = exum_router::policy::view::text(&req, req.call_id).to_owned();
+            if id == "contoso" && record::sampled(&call_id, 0.3) {
+                expected.insert(call_id);
+            }
+            policy.route(&tenant, &req);
+        }
+    }
+    registry.recorder().expect("recorder").flush();
+    let recorded: std::collections::BTreeSet<String> =
+        record::read(&dir.path().join("contoso").join("decisions.jsonl"))
+            .expect("records")
+            .into_iter()
+            .map(|r| r.call_id)
+            .collect();
+    assert!(expected.len() > 20 && expected.len() < 120, "{} of 200 picked", expected.len());
+    assert_eq!(recorded, expected, "exactly the calls the share picks");
+    assert!(!dir.path().join("fabrikam").join("decisions.jsonl").exists(), "a share of 0 records nothing");
+}

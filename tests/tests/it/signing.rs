@@ -90,6 +90,14 @@ async fn only_components_signed_by_a_trusted_key_and_within_the_caps_serve() {
             },
             "manifest: asks for a deadline of 500 ms; the tenant's cap is 5 ms",
         ),
+        (
+            {
+                let asking = with_manifest(&plan_b, r#"{"name":"hungry","version":"2.0.0","memory_mib":64}"#);
+                std::fs::write(dir.path().join("hungry.wasm"), asking).expect("write");
+                signed(dir.path().join("hungry.wasm").to_str().expect("path"), &trusted, "hungry-signed.wasm")
+            },
+            "manifest: asks for 64 MiB of memory; the tenant's cap is 16 MiB",
+        ),
     ] {
         let (status, t) = install(admin, dir.path(), &bytes).await;
         assert_eq!(status, 422, "{t}");
@@ -99,17 +107,21 @@ async fn only_components_signed_by_a_trusted_key_and_within_the_caps_serve() {
     }
     let h = body(&http_get(admin, "/tenants/contoso/policy/history").await);
     let refused = h["versions"].as_array().expect("versions").iter().filter(|v| v["state"] == "refused").count();
-    assert_eq!(refused, 4, "{h}");
+    assert_eq!(refused, 5, "{h}");
 
     // Signed by the trusted key and asking for less than the caps: serves,
     // with the limits it asked for.
-    let modest = with_manifest(&plan_b, r#"{"name":"modest","version":"1.2.0","deadline_ms":2,"memory_mib":8}"#);
+    let modest = with_manifest(
+        &plan_b,
+        r#"{"name":"modest","version":"1.2.0","author":"Contoso IT","deadline_ms":2,"memory_mib":8}"#,
+    );
     std::fs::write(dir.path().join("modest.wasm"), modest).expect("write");
     let ok = signed(dir.path().join("modest.wasm").to_str().expect("path"), &trusted, "modest-signed.wasm");
     let (status, t) = install(admin, dir.path(), &ok).await;
     assert_eq!(status, 200, "{t}");
     assert_eq!(t["state"], "active", "{t}");
     assert_eq!(t["policy"]["manifest"]["name"], "modest");
+    assert_eq!(t["policy"]["manifest"]["author"], "Contoso IT", "{t}");
     assert_eq!(t["policy"]["limits"]["deadline_ms"], 2, "{t}");
     assert_eq!(t["policy"]["limits"]["memory_mib"], 8, "{t}");
     let metrics = http_get(admin, "/metrics").await;

@@ -60,6 +60,7 @@ async fn the_status_page_shows_tenants_versions_candidates_and_the_directory_in_
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
     std::fs::copy(components::PLAN_A, dir.path().join("policies/contoso.wasm")).expect("copy");
+    std::fs::copy(components::PLAN_A, dir.path().join("policies/litware.wasm")).expect("copy");
     std::fs::write(
         dir.path().join("directory.toml"),
         "[[tenants.contoso.dial_plans]]\nname = \"A\"\nphone_context = \"A\"\nservers = [{ uri = \"sip:127.0.0.1:9\" }]\n\
@@ -71,13 +72,16 @@ async fn the_status_page_shows_tenants_versions_candidates_and_the_directory_in_
         "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
          transports = [\"udp\"]\n[admin]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n\
          [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n\
-         [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n",
+         [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n\
+         [[tenant]]\nid = \"litware\"\ndomains = [\"litware.com\"]\n",
     )
     .expect("write");
     let server = Server::start(&dir.path().join("router.toml")).await.expect("router starts");
     let admin = server.admin_addr().expect("admin");
     let plan_b = std::fs::read(components::PLAN_B).expect("plan B");
     let r = http(admin, "POST", "/tenants/contoso/policy/candidate?mode=shadow", &plan_b).await;
+    assert!(r.starts_with("HTTP/1.1 201"), "{r}");
+    let r = http(admin, "POST", "/tenants/litware/policy/candidate?mode=canary&share=0.25", &plan_b).await;
     assert!(r.starts_with("HTTP/1.1 201"), "{r}");
     // One call, compared by the shadow (its target does not answer: the
     // router's 100 Trying is all this test waits for).
@@ -102,9 +106,16 @@ async fn the_status_page_shows_tenants_versions_candidates_and_the_directory_in_
     assert!(contoso.contains("1 compared; diverged: action 0, targets 1, rewrite 0, headers 0"), "{contoso}");
     // The page's script ran: load times shown as ages, and the totals.
     assert!(contoso.contains(" s ago"), "{contoso}");
-    assert_eq!(text_of(&dom, "totals"), "2 tenants, 0 faults in all");
+    assert_eq!(text_of(&dom, "totals"), "3 tenants, 0 faults in all");
     let fabrikam = text_of(&dom, "tenant-fabrikam");
     assert!(fabrikam.contains("standard standard policy none 0"), "{fabrikam}");
+    let litware = text_of(&dom, "tenant-litware");
+    assert!(
+        litware.contains(
+            "canary running v2 exum-fixture-plan-b 0.1.0 share 25%: 0 decisions, 0 faults, 0 calls (0 failed)"
+        ),
+        "{litware}"
+    );
     assert_eq!(text_of(&dom, "directory"), "source file");
     server.stop();
 }
