@@ -298,7 +298,14 @@ fn main() -> ExitCode {
     logging::init(cli.log_format, default);
     let result = match command {
         Command::Serve { config } => {
-            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            // The runtime's size is the configuration's (`[sip] worker_threads`);
+            // a configuration that does not load is reported by `run` itself.
+            let threads = exum_router::control::config::RouterConfig::load(&config).map_or_else(
+                |_| exum_router::control::config::SipSettings::default().worker_threads,
+                |c| c.sip.worker_threads,
+            );
+            let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+            {
                 Ok(r) => r,
                 Err(e) => {
                     eprintln!("exum-router: cannot start the runtime: {e}");

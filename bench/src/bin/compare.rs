@@ -16,7 +16,7 @@
 //! each system's highest rate with 0 lost calls in every repetition.
 //!
 //! Run with `bench/compare.sh` (it installs sipp and Kamailio and builds release).
-//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,example] [repeats] [udp|tcp|tls]`
+//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,standard1,example] [repeats] [udp|tcp|tls]`
 //!
 //! With `tcp`, every SIP hop of the calls is TCP (sipp `-t t1`: one connection
 //! from the caller, one per UAS from the proxy; the URIs of the UAS carry
@@ -109,6 +109,8 @@ enum System {
     Direct,
     Kamailio,
     ExumStandard,
+    /// The standard policy on one runtime thread (`[sip] worker_threads = 1`).
+    ExumStandardOneThread,
     ExumExample,
 }
 
@@ -118,6 +120,7 @@ impl System {
             System::Direct => "sipp → sipp (ceiling)",
             System::Kamailio => "Kamailio 5.6",
             System::ExumStandard => "exum-router, standard policy",
+            System::ExumStandardOneThread => "exum-router, standard policy, 1 thread",
             System::ExumExample => "exum-router, pilot-group policy",
         }
     }
@@ -253,8 +256,12 @@ fn start_system(dir: &Path, system: System) -> Option<Child> {
             .stderr(std::fs::File::create(dir.join("kamailio.log")).map_or_else(|_| Stdio::null(), Stdio::from))
             .spawn()
             .expect("kamailio"),
-        System::ExumStandard | System::ExumExample => {
-            let config = if system == System::ExumStandard { "exum-standard.toml" } else { "exum-example.toml" };
+        System::ExumStandard | System::ExumStandardOneThread | System::ExumExample => {
+            let config = match system {
+                System::ExumStandard => "exum-standard.toml",
+                System::ExumStandardOneThread => "exum-standard-1.toml",
+                _ => "exum-example.toml",
+            };
             let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
             let exe = std::fs::canonicalize(&exe).unwrap_or(PathBuf::from(exe));
             // EXUM_BENCH_WRAP="perf record -g -o /tmp/perf.data --" profiles the router's steps.
@@ -561,15 +568,16 @@ fn setup(dir: &Path, pilot_component: &str) {
     ));
     std::fs::write(sipp_dir(dir).join("users.csv"), users).expect("write");
     std::fs::write(dir.join("directory.toml"), directory).expect("write");
-    for (file, policy) in [
-        ("exum-standard.toml", String::new()),
-        ("exum-example.toml", format!("policy = {pilot_component:?}\npolicy_config = \"sip:user0@contoso.com\"\n")),
+    for (file, policy, sip) in [
+        ("exum-standard.toml", String::new(), ""),
+        ("exum-standard-1.toml", String::new(), "[sip]\nworker_threads = 1\n"),
+        ("exum-example.toml", format!("policy = {pilot_component:?}\npolicy_config = \"sip:user0@contoso.com\"\n"), ""),
     ] {
         std::fs::write(
             dir.join(file),
             format!(
                 "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [{transports}]\n{tls}[probes]\nenabled = false\n\
-                 [overload]\nper_source_requests = 0\n\
+                 [overload]\nper_source_requests = 0\n{sip}\
                  [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\", \"127.0.0.1\"]\nedge = \"sip:127.0.0.1:{edge}{param}\"\nrecord_route = true\n{policy}",
                 transports = if transport() == "tcp" { "\"udp\", \"tcp\"" } else { "\"udp\"" },
                 tls = if transport() == "tls" {
@@ -648,6 +656,7 @@ fn main() {
         ("direct", System::Direct),
         ("kamailio", System::Kamailio),
         ("standard", System::ExumStandard),
+        ("standard1", System::ExumStandardOneThread),
         ("example", System::ExumExample),
     ]
     .into_iter()
@@ -656,7 +665,7 @@ fn main() {
     .collect();
     let example_idle = systems
         .iter()
-        .any(|s| matches!(s, System::ExumStandard | System::ExumExample))
+        .any(|s| matches!(s, System::ExumStandard | System::ExumStandardOneThread | System::ExumExample))
         .then(example_deployment_idle_mib);
     if let Some(mib) = example_idle {
         eprintln!("exum-router idle on the example deployment: {mib:.1} MiB");
@@ -809,7 +818,10 @@ fn summary(systems: &[System], steps: &[Step], top: u32) -> (String, serde_json:
     let mut ratios = Vec::new();
     if let Some(k) = at(System::Kamailio) {
         md.push_str("\nRatios exum-router / Kamailio (targets: clean rate ≥ 1.5 or the generator's ceiling, CPU per call ≤ 0.5, p99 ≤ 1):\n\n| system | clean rate | CPU per call | p99 at the common rate |\n|---|---:|---:|---:|\n");
-        for &system in systems.iter().filter(|s| matches!(s, System::ExumStandard | System::ExumExample)) {
+        for &system in systems
+            .iter()
+            .filter(|s| matches!(s, System::ExumStandard | System::ExumStandardOneThread | System::ExumExample))
+        {
             let Some(e) = at(system) else { continue };
             let rate_ratio = match (clean_rate(system), clean_rate(System::Kamailio)) {
                 (Some(a), Some(b)) => a as f64 / b as f64,

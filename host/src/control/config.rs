@@ -246,9 +246,16 @@ pub struct SipSettings {
     /// 4 MiB; the kernel caps it at `net.core.rmem_max`): bursts above what the
     /// receivers drain at once wait there instead of being dropped.
     pub udp_receive_buffer: usize,
-    /// Tasks receiving on each UDP socket (`udp_receivers`; by default one per
-    /// CPU): each parses and dispatches what it receives.
+    /// Tasks receiving on each UDP socket (`udp_receivers`, 1): each parses
+    /// and dispatches what it receives. Every task waiting on a socket is woken
+    /// for each datagram, so more than one costs a wake-up per message more
+    /// (docs/performance.md measures it).
     pub udp_receivers: usize,
+    /// Threads of the runtime that runs the SIP plane and the policies
+    /// (`worker_threads`, one per CPU; read at start). One thread spends the
+    /// least CPU per call at low rates (no wake-ups between threads) but uses
+    /// one core at most.
+    pub worker_threads: usize,
     /// `[overload]`: when new requests are refused with 503.
     pub overload: Overload,
 }
@@ -317,7 +324,8 @@ impl Default for SipSettings {
             max_connections_per_ip: 128,
             shutdown_grace: Duration::from_millis(10_000),
             udp_receive_buffer: 4 << 20,
-            udp_receivers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            udp_receivers: 1,
+            worker_threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
             overload: Overload::default(),
         }
     }
@@ -710,6 +718,7 @@ struct SipFile {
     shutdown_grace_ms: Option<u64>,
     udp_receive_buffer_bytes: Option<usize>,
     udp_receivers: Option<usize>,
+    worker_threads: Option<usize>,
     secret: Option<String>,
     name: Option<String>,
 }
@@ -977,6 +986,11 @@ impl RouterConfig {
                 None => d.udp_receivers,
                 Some(n) if (1..=64).contains(&n) => n,
                 Some(n) => return Err(invalid("sip.udp_receivers".into(), format!("{n}: must be 1 to 64"))),
+            },
+            worker_threads: match file.sip.worker_threads {
+                None => d.worker_threads,
+                Some(n) if (1..=256).contains(&n) => n,
+                Some(n) => return Err(invalid("sip.worker_threads".into(), format!("{n}: must be 1 to 256"))),
             },
             overload: {
                 let o = Overload::default();
@@ -1520,6 +1534,9 @@ mod tests {
         );
         assert!(err("directory = \"d\"\n[sip]\nudp_receivers = 0\n").contains("sip.udp_receivers: 0: must be 1 to 64"));
         assert!(
+            err("directory = \"d\"\n[sip]\nworker_threads = 0\n").contains("sip.worker_threads: 0: must be 1 to 256")
+        );
+        assert!(
             err("directory = \"d\"\n[sip]\nsecret = \"short\"\n")
                 .contains("sip.secret: 5 characters: must be at least 16")
         );
@@ -1597,11 +1614,14 @@ mod tests {
 
     #[test]
     fn udp_receive_settings() {
-        let c = load("directory = \"d\"\n[sip]\nudp_receivers = 3\nudp_receive_buffer_bytes = 65536\n").expect("valid");
-        assert_eq!((c.sip.udp_receivers, c.sip.udp_receive_buffer), (3, 65536));
+        let c =
+            load("directory = \"d\"\n[sip]\nudp_receivers = 3\nudp_receive_buffer_bytes = 65536\nworker_threads = 1\n")
+                .expect("valid");
+        assert_eq!((c.sip.udp_receivers, c.sip.udp_receive_buffer, c.sip.worker_threads), (3, 65536, 1));
         let d = load("directory = \"d\"\n").expect("valid");
         assert_eq!(d.sip.udp_receive_buffer, 4 << 20);
-        assert!(d.sip.udp_receivers >= 1);
+        assert_eq!(d.sip.udp_receivers, 1);
+        assert!(d.sip.worker_threads >= 1);
     }
 
     #[test]

@@ -27,7 +27,9 @@ use crate::policy::contract::{Attempt, Decision, Failure, Outcome, Target};
 use crate::policy::{DecidedBy, Role, TenantPolicy, Verdict};
 use crate::sip::error::{Answer, RequestError};
 use crate::sip::resolve::Destination;
-use crate::sip::transaction::{ClientEnd, ClientTransaction, Event, EventSender, ServerStep, ServerTransaction};
+use crate::sip::transaction::{
+    ClientEnd, ClientTransaction, Event, EventSender, ServerStep, ServerTransaction, on_linger_grid,
+};
 
 /// Starts the task of a new request's transaction. [`Proxy::handle`] counted it
 /// in `in_flight` before, so overload control sees it at once.
@@ -589,6 +591,9 @@ impl Lingering {
     async fn run(mut self) {
         while !self.server.is_terminated() {
             let Some(wake) = self.server.wake() else { break };
+            // Only Timer G needs its instant; the end is rounded up to the
+            // linger grid, so transactions end together.
+            let wake = if self.server.is_resending() { wake } else { on_linger_grid(wake) };
             let event = next_event(&mut self.rx, wake).await;
             let now = Instant::now();
             let step = match event {

@@ -28,6 +28,22 @@ pub struct Timers {
     pub t4: Duration,
 }
 
+/// The grid the end of a lingering transaction (Timers H, I and J: it only
+/// stops absorbing retransmissions) is rounded up to: the transactions that
+/// end within one window end in one timer wake-up of the runtime instead of
+/// one each. A later end than the RFC's is allowed (the timers are minimums).
+pub const LINGER_GRID: Duration = Duration::from_millis(250);
+
+/// `at`, rounded up to the next point of [`LINGER_GRID`] (counted from the
+/// first call in the process).
+pub fn on_linger_grid(at: std::time::Instant) -> std::time::Instant {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    let grid = LINGER_GRID.as_nanos();
+    let offset = at.saturating_duration_since(base).as_nanos().div_ceil(grid) * grid;
+    base + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
+}
+
 /// What reaches the task that owns a transaction.
 #[derive(Debug)]
 pub enum Event {
@@ -127,5 +143,23 @@ pub fn server_key(msg: &Message) -> Option<String> {
                 via.value
             ))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lingering_ends_are_rounded_up_to_a_shared_grid() {
+        let now = std::time::Instant::now();
+        let a = on_linger_grid(now + Duration::from_millis(32_000));
+        let b = on_linger_grid(now + Duration::from_millis(32_000) + LINGER_GRID / 3);
+        assert!(a >= now + Duration::from_millis(32_000), "never earlier than asked");
+        assert!(a < now + Duration::from_millis(32_000) + LINGER_GRID, "at most one grid later");
+        // Two ends a third of a grid apart share a point or are one grid apart.
+        assert!(b == a || b == a + LINGER_GRID, "{:?}", b.duration_since(a));
+        // A point of the grid stays where it is.
+        assert_eq!(on_linger_grid(a), a);
     }
 }

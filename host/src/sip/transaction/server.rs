@@ -83,6 +83,13 @@ impl ServerTransaction {
         }
     }
 
+    /// Whether Timer G runs (a non-2xx final response to an INVITE over UDP
+    /// is being retransmitted until the ACK): the one timer after the final
+    /// response whose instant matters.
+    pub fn is_resending(&self) -> bool {
+        self.next_resend.is_some()
+    }
+
     /// The final response `code` was sent at `now`.
     pub fn on_final(&mut self, code: u16, now: Instant) -> ServerStep {
         let success = (200..300).contains(&code);
