@@ -1,14 +1,17 @@
 //! A policy call's deadline, measured in the CPU time of the call itself.
 //!
-//! The engine's epoch ticks every millisecond. A call starts with an epoch
-//! deadline of one tick ([`FIRST_DEADLINE`]), so nothing is read on the fast
-//! path: a decision of a few microseconds rarely sees a tick. When a tick passes
-//! during a call, the store's callback reads the calling thread's CPU clock;
-//! from then on the call is charged one tick for the time before it (at most
-//! what it can have run) plus the CPU time the thread spends. A call that spent
-//! its budget (a loop) is interrupted; one that did not (its thread was
-//! descheduled on a busy host) goes on for the budget it has left. A deadline
-//! thus fails only the policy's own work, never a call the host's CPU
+//! The engine's epoch ticks every millisecond while a call is in progress and
+//! every [`IDLE_EPOCH_TICK`] otherwise. A call starts with an epoch deadline
+//! of one tick ([`FIRST_DEADLINE`]), so nothing but the wall clock is read on
+//! the fast path: a decision of a few microseconds rarely sees a tick. When a
+//! tick passes during a call, the store's callback reads the calling thread's
+//! CPU clock; from then on the call is charged the time before that tick (its
+//! wall-clock time, at most one tick: a call that started during an idle
+//! period may have run longer, which is how a runaway call overruns its budget
+//! by [`IDLE_EPOCH_TICK`] at most) plus the CPU time the thread spends. A call
+//! that spent its budget (a loop) is interrupted; one that did not (its thread
+//! was descheduled on a busy host) goes on for the budget it has left. A
+//! deadline thus fails only the policy's own work, never a call the host's CPU
 //! starvation delayed. Wall-clock time is still bounded, by the budget plus
 //! [`STARVATION_ALLOWANCE`]. Policies cannot block (no import waits), so a call
 //! that is not running is one the operating system has not scheduled.
@@ -19,6 +22,8 @@ use rustix::time::{ClockId, clock_gettime};
 use wasmtime::UpdateDeadline;
 
 use super::engine::EPOCH_TICK;
+#[cfg(doc)]
+use super::engine::IDLE_EPOCH_TICK;
 
 /// How much longer than its budget a starved call may take in wall-clock time.
 pub const STARVATION_ALLOWANCE: Duration = Duration::from_secs(1);
@@ -37,34 +42,49 @@ fn ticks(d: Duration) -> u64 {
     (d.as_micros().div_ceil(EPOCH_TICK.as_micros()) as u64).max(1)
 }
 
-/// When a call started, and the thread's CPU clock at the first tick it saw.
+/// When a call started, and at the first tick it saw: what it is charged for
+/// the time before, and the thread's CPU clock.
 #[derive(Debug, Clone, Copy)]
 pub struct CallClock {
     wall: Instant,
-    cpu_at_first_tick: Option<Duration>,
+    first_tick: Option<FirstTick>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct FirstTick {
+    /// The time charged for before the first tick.
+    before: Duration,
+    /// The thread's CPU clock at the first tick.
+    cpu: Duration,
 }
 
 impl CallClock {
     /// Now.
     pub fn start() -> CallClock {
-        CallClock { wall: Instant::now(), cpu_at_first_tick: None }
+        CallClock { wall: Instant::now(), first_tick: None }
     }
 
-    /// The CPU time the call is charged with: one tick before the first tick
+    /// The CPU time the call is charged with: the time before the first tick
     /// it saw, and the thread's CPU time since.
     fn charged(&self) -> Duration {
-        self.cpu_at_first_tick.map_or(Duration::ZERO, |c| EPOCH_TICK + thread_cpu().saturating_sub(c))
+        self.first_tick.map_or(Duration::ZERO, |t| t.before + thread_cpu().saturating_sub(t.cpu))
     }
 
     /// What to do when the epoch deadline of a call with `budget` passed:
     /// interrupt it when it spent its budget of CPU time (or its wall-clock
     /// allowance), else extend the deadline by what is left.
     pub fn on_deadline(&mut self, budget: Duration) -> UpdateDeadline {
-        if self.cpu_at_first_tick.is_none() {
-            self.cpu_at_first_tick = Some(thread_cpu());
+        let elapsed = self.wall.elapsed();
+        self.decide(budget, elapsed)
+    }
+
+    /// [`Self::on_deadline`] when the call started `elapsed` ago.
+    fn decide(&mut self, budget: Duration, elapsed: Duration) -> UpdateDeadline {
+        if self.first_tick.is_none() {
+            self.first_tick = Some(FirstTick { before: elapsed.min(EPOCH_TICK), cpu: thread_cpu() });
         }
         let used = self.charged();
-        if used >= budget || self.wall.elapsed() >= budget + STARVATION_ALLOWANCE {
+        if used >= budget || elapsed >= budget + STARVATION_ALLOWANCE {
             return UpdateDeadline::Interrupt;
         }
         UpdateDeadline::Continue(ticks(budget - used))
@@ -79,7 +99,10 @@ mod tests {
     fn a_call_that_waited_goes_on_and_one_that_ran_is_interrupted() {
         let budget = Duration::from_millis(5);
         let mut clock = CallClock::start();
-        assert!(matches!(clock.on_deadline(budget), UpdateDeadline::Continue(4)), "the first tick: 1 ms charged");
+        assert!(
+            matches!(clock.decide(budget, Duration::from_micros(10)), UpdateDeadline::Continue(5)),
+            "a tick just after the start: next to nothing charged"
+        );
         // Off the CPU for four budgets: what a descheduled thread looks like.
         std::thread::sleep(budget * 4);
         assert!(clock.wall.elapsed() > budget);
@@ -93,13 +116,21 @@ mod tests {
 
     #[test]
     fn wall_clock_time_stays_bounded() {
-        let mut clock = CallClock { wall: Instant::now() - STARVATION_ALLOWANCE * 2, cpu_at_first_tick: None };
+        let mut clock = CallClock { wall: Instant::now() - STARVATION_ALLOWANCE * 2, first_tick: None };
         assert!(matches!(clock.on_deadline(Duration::from_millis(5)), UpdateDeadline::Interrupt));
     }
 
     #[test]
-    fn a_budget_of_one_tick_ends_at_the_first() {
+    fn the_time_before_the_first_tick_is_charged_up_to_one_tick() {
+        // A call of a few microseconds that sees a tick: a budget of one tick
+        // is not spent.
         let mut clock = CallClock::start();
-        assert!(matches!(clock.on_deadline(EPOCH_TICK), UpdateDeadline::Interrupt));
+        assert!(matches!(clock.decide(EPOCH_TICK, Duration::from_micros(10)), UpdateDeadline::Continue(1)));
+        // One that started long before its first tick (an idle epoch): one
+        // tick charged, so a budget of one tick ends there.
+        let mut clock = CallClock::start();
+        assert!(matches!(clock.decide(EPOCH_TICK, EPOCH_TICK * 4), UpdateDeadline::Interrupt));
+        let mut clock = CallClock::start();
+        assert!(matches!(clock.decide(EPOCH_TICK * 5, EPOCH_TICK * 4), UpdateDeadline::Continue(4)));
     }
 }

@@ -3,7 +3,7 @@
 //! compiling a component after checking it against the contract.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -31,8 +31,15 @@ pub const ALLOWED_IMPORTS: [&str; 5] = [
 ];
 /// The interface a policy must export.
 pub const REQUIRED_EXPORT: &str = "exum:policy/handler@0.1.0";
-/// How often the epoch advances: the granularity of call deadlines.
+/// How often the epoch advances while a policy call is in progress: the
+/// granularity of call deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+/// How often it advances while no call is in progress (most of the time: a
+/// decision takes microseconds). A call that starts then sees its first tick
+/// this late at most, so a runaway call runs at most this much beyond its
+/// budget; the ticker's wake-ups, 1,000 a second at [`EPOCH_TICK`] whatever
+/// the load, fall to 200 (docs/performance.md).
+pub const IDLE_EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Largest component accepted, in bytes.
 pub const MAX_COMPONENT_BYTES: usize = 16 << 20;
 
@@ -99,7 +106,7 @@ pub struct PolicyEngine {
     engine: Engine,
     linker: Linker<StoreState>,
     /// Advances the epoch while the engine lives (stopped when dropped).
-    _ticker: Ticker,
+    ticker: Ticker,
     /// Compiled components by content hash: a version seen before (a rollback,
     /// the same policy for many tenants) is not compiled again.
     compiled: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
@@ -125,6 +132,13 @@ impl std::fmt::Debug for PolicyEngine {
 }
 
 impl PolicyEngine {
+    /// Counts a policy call in progress until the guard is dropped: the epoch
+    /// ticks every [`EPOCH_TICK`] while one is.
+    pub(crate) fn call_started(&self) -> CallInProgress<'_> {
+        self.ticker.calls.fetch_add(1, Ordering::Relaxed);
+        CallInProgress(&self.ticker.calls)
+    }
+
     /// Creates the engine and starts its epoch ticker thread; it counts into
     /// counters of its own.
     pub fn new() -> wasmtime::Result<PolicyEngine> {
@@ -156,7 +170,7 @@ impl PolicyEngine {
         Ok(PolicyEngine {
             engine,
             linker,
-            _ticker: ticker,
+            ticker,
             compiled: std::sync::Mutex::new(std::collections::HashMap::new()),
             serial: std::sync::OnceLock::new(),
             compiler,
@@ -379,27 +393,42 @@ pub fn hex_sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] on its own thread, until
-/// dropped. A call's deadline is a number of ticks beyond the current epoch.
+/// Advances the engine's epoch on its own thread, until dropped: every
+/// [`EPOCH_TICK`] while a call is in progress, else every [`IDLE_EPOCH_TICK`].
+/// A call's deadline is a number of ticks beyond the current epoch.
 struct Ticker {
     stop: Arc<AtomicBool>,
+    /// Policy calls in progress (see [`PolicyEngine::call_started`]): whether
+    /// the next tick is due in [`EPOCH_TICK`] or [`IDLE_EPOCH_TICK`].
+    calls: Arc<AtomicUsize>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Ticker {
     fn start(engine: Engine) -> Ticker {
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (flag, in_progress) = (stop.clone(), calls.clone());
         let thread = std::thread::Builder::new()
             .name("policy-epoch".into())
             .spawn(move || {
                 while !flag.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
+                    let busy = in_progress.load(Ordering::Relaxed) > 0;
+                    std::thread::sleep(if busy { EPOCH_TICK } else { IDLE_EPOCH_TICK });
                     engine.increment_epoch();
                 }
             })
             .expect("spawning the epoch thread: the process cannot enforce policy deadlines without it");
-        Ticker { stop, thread: Some(thread) }
+        Ticker { stop, calls, thread: Some(thread) }
+    }
+}
+
+/// A policy call in progress, counted while it lives (see [`Ticker`]).
+pub(crate) struct CallInProgress<'a>(&'a AtomicUsize);
+
+impl Drop for CallInProgress<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -269,6 +269,7 @@ impl PolicyVersion {
         })?;
         instance.store.data_mut().call = CallClock::start();
         instance.store.set_epoch_deadline(FIRST_DEADLINE);
+        let _in_progress = self.engine.call_started();
         instance
             .bindings
             .exum_policy_handler()
@@ -362,7 +363,10 @@ impl PolicyVersion {
             data.imports = imports;
         }
         store.set_epoch_deadline(FIRST_DEADLINE);
-        match f(&instance.bindings, store) {
+        let in_progress = self.engine.call_started();
+        let result = f(&instance.bindings, store);
+        drop(in_progress);
+        match result {
             Ok(decision) => {
                 let imports = std::mem::take(&mut instance.store.data_mut().imports);
                 if !replaying {
@@ -401,6 +405,8 @@ impl PolicyVersion {
         store.data_mut().call = CallClock::start();
         store.set_epoch_deadline(FIRST_DEADLINE);
         let code = self.code().map_err(InstantiateError::Fault)?;
+        // Instantiation and `init` run the policy's code under the deadline too.
+        let _in_progress = self.engine.call_started();
         let bindings = code
             .pre
             .instantiate(&mut store)
