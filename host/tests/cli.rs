@@ -353,3 +353,24 @@ fn keygen_and_sign_make_a_component_check_names_the_signer_of() {
     let out = run(&["check", s], None);
     assert!(text(&out.stdout).contains(&format!("signed by  {public}")), "{}", text(&out.stdout));
 }
+
+#[test]
+fn serve_runs_on_one_runtime_thread_when_configured_and_refuses_zero() {
+    let (dir, config) = one_tenant();
+    let text_of = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, format!("{text_of}[sip]\nworker_threads = 1\n")).expect("write");
+    let (mut child, mut lines) = serve(&config, &[]);
+    let before: Vec<String> = lines.by_ref().map_while(Result::ok).take_while(|l| !l.contains("listening")).collect();
+    assert!(before.iter().any(|l| l.contains("tenant loaded")), "one thread: never listening: {before:?}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().expect("ends").success(), "{rest:?}");
+
+    std::fs::write(&config, format!("{text_of}[sip]\nworker_threads = 0\n")).expect("write");
+    let out = run(&["serve", "--config", config.to_str().expect("utf8")], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("router.toml: sip.worker_threads: 0: must be 1 to 256"), "{err}");
+    drop(dir);
+}

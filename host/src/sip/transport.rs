@@ -494,6 +494,15 @@ impl Transports {
         }
     }
 
+    /// [`Self::send_now`] of bytes the caller keeps (a response kept for
+    /// retransmissions): copied only for a connection's writer, never for UDP.
+    pub fn send_now_kept(&self, transport: Transport, to: SocketAddr, bytes: &[u8]) -> bool {
+        match transport {
+            Transport::Udp => self.udp_socket_for(to).is_some_and(|s| s.try_send_to(bytes, to).is_ok()),
+            Transport::Tcp | Transport::Tls => self.send_now(transport, to, bytes.to_vec()),
+        }
+    }
+
     /// Sends `bytes` to `to`, opening a TCP connection when there is none; a
     /// TLS connection is opened to the server's IP address as its name (see
     /// [`Self::send_named`]).

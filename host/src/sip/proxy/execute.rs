@@ -178,7 +178,7 @@ impl RequestTask {
     /// Relays a response of a target upstream, less our Via.
     fn relay(&mut self, resp: &Message) {
         let bytes = resp.edit().pop_via().finish();
-        self.proxy.transports.send_now(self.source.transport, self.source.addr, bytes.clone());
+        self.proxy.transports.send_now_kept(self.source.transport, self.source.addr, &bytes);
         self.sent_upstream(resp.status().unwrap_or(500), bytes);
     }
 
@@ -194,7 +194,7 @@ impl RequestTask {
 
     fn resend_last(&self) {
         if let Some(last) = &self.last_response {
-            self.proxy.transports.send_now(self.source.transport, self.source.addr, last.clone());
+            self.proxy.transports.send_now_kept(self.source.transport, self.source.addr, last);
         }
     }
 
@@ -461,8 +461,15 @@ impl RequestTask {
             inbound: inbound_local.as_deref().map(|l| (self.source.transport, l)),
         };
         let bytes = forwarded(&self.req, spec, contact_uri, &hop);
-        let Ok(sent) = Message::parse(bytes.clone(), false, usize::MAX) else {
-            return (TargetEnd::Failed(Outcome::Unreachable, None), false);
+        // What a CANCEL and the ACK of a failure are built from: an INVITE's
+        // only (a non-INVITE is neither cancelled nor ACKed).
+        let sent = if self.invite {
+            let Ok(msg) = Message::parse(bytes.clone(), false, usize::MAX) else {
+                return (TargetEnd::Failed(Outcome::Unreachable, None), false);
+            };
+            Some(Sent { msg, transport, dest })
+        } else {
+            None
         };
         proxy.table.insert_client(branch.clone(), self.tx.clone());
         self.branches.push(branch.clone());
@@ -481,7 +488,6 @@ impl RequestTask {
             per_target,
             Instant::now(),
         );
-        let sent = Sent { msg: sent, transport, dest };
         let end = loop {
             let event = next_event(&mut self.rx, client.wake()).await;
             let now = Instant::now();
@@ -512,12 +518,14 @@ impl RequestTask {
             if step.retransmit {
                 let _ = proxy.transports.send(transport, dest, bytes.clone()).await;
             }
-            if step.cancel {
+            if step.cancel
+                && let Some(sent) = &sent
+            {
                 let _ = proxy.transports.send(transport, dest, originate::cancel(&sent.msg)).await;
                 self.failed.push(branch.clone());
             }
             if step.ack
-                && let Some(resp) = &resp
+                && let (Some(resp), Some(sent)) = (&resp, &sent)
             {
                 let _ = proxy.transports.send(transport, dest, originate::ack(&sent.msg, resp)).await;
                 self.failed.push(branch.clone());
@@ -541,7 +549,7 @@ impl RequestTask {
                 Some(ClientEnd::Final(_)) | None => {}
             }
         };
-        if self.invite {
+        if let Some(sent) = sent {
             self.sent.insert(branch, sent);
         }
         (end, client.responded())
@@ -619,7 +627,7 @@ impl Lingering {
             match step {
                 ServerStep::Resend => {
                     if let Some(last) = &self.last {
-                        self.proxy.transports.send_now(self.source.transport, self.source.addr, last.clone());
+                        self.proxy.transports.send_now_kept(self.source.transport, self.source.addr, last);
                     }
                 }
                 ServerStep::End => break,

@@ -246,7 +246,7 @@ impl Proxy {
         let tag = format!("{:x}", self.secret.salt() ^ self.counter.fetch_add(1, Ordering::Relaxed));
         let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
         let bytes = originate::response(req, answer.code, &answer.reason, &tag, &headers);
-        self.transports.send_now(source.transport, source.addr, bytes.clone());
+        self.transports.send_now_kept(source.transport, source.addr, &bytes);
         bytes
     }
 
