@@ -377,8 +377,15 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let reloader = server.clone();
     tokio::spawn(async move {
         while let Some(why) = reload_rx.recv().await {
-            if let Err(e) = reloader.reload() {
-                tracing::warn!(why, error = format!("{e:#}"), "reload refused, the previous configuration stays");
+            // Compiling and `init` run off the runtime's workers (with one
+            // worker, they would hold every call up).
+            let server = reloader.clone();
+            match tokio::task::spawn_blocking(move || server.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(why, error = format!("{e:#}"), "reload refused, the previous configuration stays")
+                }
+                Err(e) => tracing::error!(why, error = %e, "the reload failed"),
             }
         }
     });

@@ -171,15 +171,23 @@ impl Admin {
                 let Some(t) = tenants.by_id(id) else {
                     return reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")}));
                 };
-                match self.policy.reload_configured(t) {
+                // Compiling and `init` run off the runtime's workers (with one
+                // worker, they would hold every call up).
+                let (registry, tenant) = (self.policy.clone(), t.clone());
+                let reloaded = tokio::task::spawn_blocking(move || registry.reload_configured(&tenant)).await;
+                match reloaded.unwrap_or_else(|e| Err(format!("the reload failed: {e}"))) {
                     Ok(p) => reply(StatusCode::OK, &tenant_json(t, &p, Some(&self.proxy.metrics))),
                     Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
                 }
             }
-            (&Method::POST, ["reload"]) => match (self.reload)() {
-                Ok(refused) => reply(StatusCode::OK, &json!({"reloaded": true, "refused": refused})),
-                Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
-            },
+            (&Method::POST, ["reload"]) => {
+                let reload = self.reload.clone();
+                let reloaded = tokio::task::spawn_blocking(move || reload()).await;
+                match reloaded.unwrap_or_else(|e| Err(format!("the reload failed: {e}"))) {
+                    Ok(refused) => reply(StatusCode::OK, &json!({"reloaded": true, "refused": refused})),
+                    Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
+                }
+            }
             (&Method::GET, ["bans"]) => {
                 let bans: Vec<Value> = self
                     .proxy

@@ -183,9 +183,7 @@ fn canary_takes(call_id: &str, share: f64) -> bool {
     if share <= 0.0 {
         return false;
     }
-    use std::hash::BuildHasher as _;
-    let h = foldhash::quality::FixedState::with_seed(0x0c0a_2a12_5ca1_ab1e).hash_one(call_id);
-    ((h % 10_000) as f64) < share * 10_000.0
+    super::call_id_fraction("canary", call_id) < share
 }
 
 /// Why a canary counting into `c` is rolled back against the serving
@@ -451,6 +449,10 @@ mod tests {
         }
     }
 
+    /// Call-IDs of [`a_canary_takes_a_call_id_always_or_never_and_about_its_share`]
+    /// a canary at 50% takes.
+    const GOLDEN_CANARY: usize = 4972;
+
     #[test]
     fn a_canary_takes_a_call_id_always_or_never_and_about_its_share() {
         let ids: Vec<String> = (0..10_000).map(|i| format!("{i:08x}-call@192.0.2.1")).collect();
@@ -464,6 +466,10 @@ mod tests {
         assert!(ids.iter().all(|id| canary_takes(id, 1.0)));
         // A larger share takes every call a smaller one took.
         assert!(ids.iter().filter(|id| canary_takes(id, 0.2)).all(|id| canary_takes(id, 0.6)));
+        // Every router of a fleet, of any version, splits the same way: the
+        // hash and its seed are part of the contract.
+        let taken = ids.iter().filter(|id| canary_takes(id, 0.5)).count();
+        assert_eq!(taken, GOLDEN_CANARY, "the canary's split changed");
     }
 
     fn lane(decisions: u64, faults: u64, calls: u64, failed: u64) -> Lane {

@@ -36,9 +36,10 @@ pub const REQUIRED_EXPORT: &str = "exum:policy/handler@0.1.0";
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// How often it advances while no call is in progress (most of the time: a
 /// decision takes microseconds). A call that starts then sees its first tick
-/// this late at most, so a runaway call runs at most this much beyond its
-/// budget; the ticker's wake-ups, 1,000 a second at [`EPOCH_TICK`] whatever
-/// the load, fall to 200 (docs/performance.md).
+/// this late at most, so a runaway call uses its budget or this much CPU,
+/// whichever is more (calls are charged their exact CPU time: see
+/// `deadline.rs`); the ticker's wake-ups, 1,000 a second at [`EPOCH_TICK`]
+/// whatever the load, fall to 200 (docs/performance.md).
 pub const IDLE_EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Largest component accepted, in bytes.
 pub const MAX_COMPONENT_BYTES: usize = 16 << 20;
@@ -438,5 +439,28 @@ impl Drop for Ticker {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_is_counted_in_progress_until_it_returns_or_unwinds() {
+        let engine = PolicyEngine::new().expect("engine");
+        let in_progress = || engine.ticker.calls.load(Ordering::Relaxed);
+        {
+            let _a = engine.call_started();
+            let _b = engine.call_started();
+            assert_eq!(in_progress(), 2);
+        }
+        assert_eq!(in_progress(), 0);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _call = engine.call_started();
+            panic!("a host error in the middle of a call");
+        }));
+        assert!(unwound.is_err());
+        assert_eq!(in_progress(), 0, "released when the call unwinds");
     }
 }

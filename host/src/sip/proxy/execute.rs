@@ -469,6 +469,9 @@ impl RequestTask {
             };
             Some(Sent { msg, transport, dest })
         } else {
+            // The forwarding edits keep a request parseable (tested: debug
+            // builds check every forwarded request).
+            debug_assert!(Message::parse(bytes.clone(), false, usize::MAX).is_ok(), "forwarded request does not parse");
             None
         };
         proxy.table.insert_client(branch.clone(), self.tx.clone());

@@ -28,8 +28,9 @@ pub struct Timers {
     pub t4: Duration,
 }
 
-/// The grid the end of a lingering transaction (Timers H, I and J: it only
-/// stops absorbing retransmissions) is rounded up to: the transactions that
+/// The grid the end of a lingering transaction (Timers H, I and J, and the
+/// 2xx absorb period: once Timer G is over, the end only stops absorbing
+/// retransmissions) is rounded up to: the transactions that
 /// end within one window end in one timer wake-up of the runtime instead of
 /// one each. A later end than the RFC's is allowed (the timers are minimums).
 pub const LINGER_GRID: Duration = Duration::from_millis(250);
