@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use exum_bench::{CALLS, EnginePlane, install_native_host, native_request};
+use exum_bench::{CALLS, EnginePlane, install_native_host, native_request, native_route};
 
 fn decisions(c: &mut Criterion) {
     let plane = EnginePlane::deployment();
@@ -23,9 +23,8 @@ fn decisions(c: &mut Criterion) {
             b.iter(|| black_box(standard.route_on_fresh_instance(&tenant, black_box(&req))))
         });
         let native = native_request(ruri);
-        group.bench_function(format!("{name}/native"), |b| {
-            b.iter(|| black_box(exum_policy_standard::route(black_box(&native))))
-        });
+        group
+            .bench_function(format!("{name}/native"), |b| b.iter(|| black_box(native_route(black_box(native.wire())))));
     }
     group.finish();
 }

@@ -117,6 +117,15 @@ pub fn install_native_host() {
         .install();
 }
 
+/// The standard policy's decision on `wire`, natively, as the component
+/// makes it: on a request made from its record on this call (the head copied,
+/// as the engine copies it into the guest), its fields parsed on first use. A
+/// `Request` reused across calls would keep its parsed fields, which no
+/// component call can.
+pub fn native_route(wire: &exum_policy_sdk::bindings::exum::policy::types::Request) -> exum_policy_sdk::Decision {
+    exum_policy_standard::route(&exum_policy_sdk::Request::from_wire(wire.clone()))
+}
+
 /// The SDK's request for `ruri`, with the same headers as [`invite_bytes`].
 pub fn native_request(ruri: &str) -> exum_policy_sdk::Request {
     let mut b = invite(ruri).from("sip:zoe@fabrikam.com");

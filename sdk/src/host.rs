@@ -6,7 +6,8 @@
 //! installed on the current thread.
 
 use crate::{
-    Datetime, DialPlan, HostedVoicemailPolicy, Level, PolicyScope, Rerouting, TenantSettings, UmContact, User,
+    Datetime, DialPlan, DialPlanOf, HostedRoute, HostedVoicemailPolicy, Level, PolicyScope, Rerouting, TenantSettings,
+    UmContact, UmServer, User,
 };
 
 #[cfg(target_arch = "wasm32")]
@@ -73,12 +74,36 @@ pub fn settings() -> TenantSettings {
     return with_host(|h| h.tenant.clone());
 }
 
+/// Hosted voice mail for a user or contact granted `granted` in `site`, in
+/// one call: the destination and first organization of the hosted voice-mail
+/// policy that applies (granted, else the site's, else the global one), and
+/// the tenant's next hop with its health. `None` when no policy applies.
+/// [`resolve_hosted_policy`](crate::resolve_hosted_policy), [`settings`] and
+/// [`target_healthy`] answer the same in three to five calls.
+pub fn resolve_hosted_route(granted: Option<&str>, site: Option<&str>) -> Option<HostedRoute> {
+    #[cfg(target_arch = "wasm32")]
+    return directory::resolve_hosted_route(granted, site);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.find_hosted_route(granted, site));
+}
+
+/// The UM servers of a dial plan (by key, or of a contact) that health probes
+/// have not marked down, in order; empty when all are down, `None` when there
+/// is no such dial plan. [`lookup_dial_plan`] and [`target_healthy`] for each
+/// server answer the same in several calls.
+pub fn healthy_um_servers(of: &DialPlanOf) -> Option<Vec<UmServer>> {
+    #[cfg(target_arch = "wasm32")]
+    return directory::healthy_um_servers(of);
+    #[cfg(not(target_arch = "wasm32"))]
+    return with_host(|h| h.find_healthy_um_servers(of));
+}
+
 /// Whether a target is believed reachable (not marked down by health probes).
 pub fn target_healthy(uri: &str) -> bool {
     #[cfg(target_arch = "wasm32")]
     return health::target_healthy(uri);
     #[cfg(not(target_arch = "wasm32"))]
-    return with_host(|h| !h.down.iter().any(|d| d == uri));
+    return with_host(|h| !h.is_down(uri));
 }
 
 /// The current time, with the tenant's UTC offset.

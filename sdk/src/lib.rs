@@ -93,8 +93,8 @@ pub mod bindings {
 
 pub use bindings::exum::policy::clock::Datetime;
 pub use bindings::exum::policy::directory::{
-    ContactKind, DialPlan, HostedVoicemailPolicy, PolicyScope, Rerouting, TenantSettings, UmContact, UmServer, User,
-    Voicemail,
+    ContactKind, DialPlan, DialPlanOf, HostedRoute, HostedVoicemailPolicy, PolicyScope, Rerouting, TenantSettings,
+    UmContact, UmServer, User, Voicemail,
 };
 pub use bindings::exum::policy::log::Level;
 pub use bindings::exum::policy::types::{

@@ -1,7 +1,7 @@
 //! Building blocks of the standard Exchange UM algorithm, for policies that route
 //! some calls their own way and the rest like the standard policy.
 
-use crate::{Decision, DialPlan, Forward, Request, Target, Uri, host, ms_diagnostics, resolve_hosted_policy};
+use crate::{Decision, DialPlan, Forward, Request, Target, UmServer, Uri, host, ms_diagnostics};
 
 /// `ms-diagnostics` of a hosted target without an applicable hosted voice-mail
 /// policy (or one without destination).
@@ -20,21 +20,31 @@ pub const NO_HOSTING_PROVIDER: (u32, &str) = (15033, "No enabled hosting provide
 /// destination applies (`ms-diagnostics: 15031`), or when the tenant has no
 /// enabled hosting provider (15033).
 pub fn hosted_forward(request_uri: &Uri, granted: Option<&str>, site: Option<&str>) -> Result<Forward, Decision> {
+    hosted_forward_and_health(request_uri, granted, site).map(|(forward, _)| forward)
+}
+
+/// [`hosted_forward`], and whether health probes let its next hop be tried,
+/// from one import call ([`host::resolve_hosted_route`]).
+pub fn hosted_forward_and_health(
+    request_uri: &Uri,
+    granted: Option<&str>,
+    site: Option<&str>,
+) -> Result<(Forward, bool), Decision> {
     let no_policy =
         || Decision::reject_with_diagnostics(480, "Temporarily Unavailable", NO_HOSTED_POLICY.0, NO_HOSTED_POLICY.1);
-    let policy = resolve_hosted_policy(granted, site).ok_or_else(no_policy)?;
-    let destination = policy.destination.filter(|d| !d.is_empty()).ok_or_else(no_policy)?;
+    let route = host::resolve_hosted_route(granted, site).ok_or_else(no_policy)?;
+    let destination = route.destination.filter(|d| !d.is_empty()).ok_or_else(no_policy)?;
     let mut ruri = request_uri.clone();
     ruri.port = None;
     ruri.params.retain(|p| p.name == "opaque");
     ruri.set_param("ms-destination", Some(&destination));
-    if let Some(org) = policy.organizations.first() {
+    if let Some(org) = &route.organization {
         ruri.set_param("ms-organization", Some(org));
     }
-    let next_hop = host::settings().edge.ok_or_else(|| {
+    let next_hop = route.next_hop.ok_or_else(|| {
         Decision::reject_with_diagnostics(480, "Temporarily Unavailable", NO_HOSTING_PROVIDER.0, NO_HOSTING_PROVIDER.1)
     })?;
-    Ok(Forward::to(vec![Target::new(&next_hop)]).with_request_uri(ruri))
+    Ok((Forward::to(vec![Target::new(&next_hop)]).with_request_uri(ruri), route.next_hop_healthy))
 }
 
 /// The Diversion rule of step 5: removes every Diversion header, and adds one
@@ -60,9 +70,15 @@ pub fn with_diversion_to(forward: Forward, mailbox: Option<&str>) -> Forward {
 /// with their timeouts; over TLS when `tls` (a `sips:` request). Empty when
 /// every server is down.
 pub fn dial_plan_targets(plan: &DialPlan, tls: bool) -> Vec<Target> {
-    plan.servers
+    let healthy: Vec<UmServer> = plan.servers.iter().filter(|s| host::target_healthy(&s.uri)).cloned().collect();
+    um_server_targets(&healthy, tls)
+}
+
+/// Targets for `servers` as [`host::healthy_um_servers`] lists them (in
+/// order, with their timeouts), over TLS when `tls`.
+pub fn um_server_targets(servers: &[UmServer], tls: bool) -> Vec<Target> {
+    servers
         .iter()
-        .filter(|s| host::target_healthy(&s.uri))
         .map(|s| {
             let t = Target::new(&s.uri).with_timeout_ms(s.timeout_ms);
             if tls { t.with_transport(crate::Transport::Tls) } else { t }

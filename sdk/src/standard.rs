@@ -29,7 +29,7 @@
 //! The `ms-diagnostics` codes it answers with are listed in [`diagnostics`].
 
 use crate::{
-    ContactKind, Decision, Failure, Forward, Outcome, Request, Target, UmContact, User, Voicemail, host,
+    ContactKind, Decision, DialPlanOf, Failure, Forward, Outcome, Request, Target, UmContact, User, Voicemail, host,
     ms_diagnostics, normalize_number, parse_uri, reason_phrase, routing,
 };
 
@@ -182,8 +182,8 @@ fn route_user(req: &Request, user: &User) -> Decision {
 /// (the Request-URI and headers as received: the UM server answers its own
 /// number); a hosted contact takes step 4.
 fn route_contact(req: &Request, contact: &UmContact) -> Decision {
-    if let Some(plan) = host::lookup_contact_dial_plan(&contact.sip_address) {
-        let targets = routing::dial_plan_targets(&plan, req.request_uri().scheme.eq_ignore_ascii_case("sips"));
+    if let Some(servers) = host::healthy_um_servers(&DialPlanOf::Contact(contact.sip_address.clone())) {
+        let targets = routing::um_server_targets(&servers, req.request_uri().scheme.eq_ignore_ascii_case("sips"));
         if targets.is_empty() {
             return all_targets_failed(req);
         }
@@ -220,14 +220,12 @@ fn route_hosted(
     site: Option<&str>,
     diversion: Option<Option<&str>>,
 ) -> Decision {
-    match routing::hosted_forward(request_uri, granted, site) {
-        Ok(forward) if forward.targets.iter().all(|t| host::target_healthy(&t.uri)) => {
-            Decision::Forward(match diversion {
-                Some(mailbox) => routing::with_diversion_to(forward, mailbox),
-                None => forward,
-            })
-        }
-        Ok(_) => all_targets_failed(req),
+    match routing::hosted_forward_and_health(request_uri, granted, site) {
+        Ok((forward, true)) => Decision::Forward(match diversion {
+            Some(mailbox) => routing::with_diversion_to(forward, mailbox),
+            None => forward,
+        }),
+        Ok((_, false)) => all_targets_failed(req),
         Err(reject) => reject,
     }
 }
@@ -240,11 +238,11 @@ fn route_on_premises(req: &Request, user: &User) -> Decision {
         .eum_address
         .as_deref()
         .and_then(|eum| eum.split(';').find_map(|p| p.trim().strip_prefix("phone-context=")));
-    let Some(plan) = phone_context.and_then(host::lookup_dial_plan) else {
+    let Some(servers) = phone_context.and_then(|key| host::healthy_um_servers(&DialPlanOf::Key(key.to_owned()))) else {
         return reject(480, "Temporarily Unavailable", diagnostics::NO_DIAL_PLAN);
     };
     let tls = req.request_uri().scheme.eq_ignore_ascii_case("sips");
-    let targets = routing::dial_plan_targets(&plan, tls);
+    let targets = routing::um_server_targets(&servers, tls);
     if targets.is_empty() {
         return all_targets_failed(req);
     }

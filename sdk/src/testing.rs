@@ -12,7 +12,7 @@ use crate::{
     TenantSettings, Transport, UmContact, UmServer, User, Voicemail,
 };
 #[cfg(not(target_arch = "wasm32"))]
-use crate::{normalize_number, parse_uri};
+use crate::{DialPlanOf, HostedRoute, normalize_number, parse_uri};
 
 thread_local! {
     static HOST: RefCell<Option<TestHost>> = const { RefCell::new(None) };
@@ -269,6 +269,32 @@ impl TestHost {
             .cloned()
     }
 
+    pub(crate) fn find_hosted_route(&self, granted: Option<&str>, site: Option<&str>) -> Option<HostedRoute> {
+        let policy = granted
+            .and_then(|n| self.find_hosted_policy(&PolicyScope::Named(n.to_owned())))
+            .or_else(|| site.and_then(|s| self.find_hosted_policy(&PolicyScope::Site(s.to_owned()))))
+            .or_else(|| self.find_hosted_policy(&PolicyScope::Global))?;
+        let next_hop = self.tenant.edge.clone();
+        Some(HostedRoute {
+            destination: policy.destination,
+            organization: policy.organizations.into_iter().next(),
+            next_hop_healthy: next_hop.as_deref().is_some_and(|h| !self.is_down(h)),
+            next_hop,
+        })
+    }
+
+    pub(crate) fn find_healthy_um_servers(&self, of: &DialPlanOf) -> Option<Vec<UmServer>> {
+        let plan = match of {
+            DialPlanOf::Key(key) => self.find_dial_plan(key),
+            DialPlanOf::Contact(address) => self.find_contact_dial_plan(address),
+        }?;
+        Some(plan.servers.into_iter().filter(|s| !self.is_down(&s.uri)).collect())
+    }
+
+    pub(crate) fn is_down(&self, uri: &str) -> bool {
+        self.down.iter().any(|d| d == uri)
+    }
+
     pub(crate) fn find_rerouting(&self, site: Option<&str>) -> Rerouting {
         site.and_then(|s| self.site_rerouting.iter().find(|(n, _)| n == s))
             .map(|(_, r)| r.clone())
@@ -290,14 +316,24 @@ fn directory_key(address: &str) -> Key {
     }
     match parse_uri(address) {
         Some(uri) if uri.scheme == "tel" => uri.number().map_or(Key::Invalid, Key::Number),
-        Some(uri) => Key::Sip(uri.address()),
+        Some(uri) => Key::Sip(sip_key(uri.address())),
         None => Key::Invalid,
+    }
+}
+
+/// `sips:alice@...` is the same address as `sip:alice@...`, as in the router's
+/// directory.
+#[cfg(not(target_arch = "wasm32"))]
+fn sip_key(address: String) -> String {
+    match address.strip_prefix("sips:") {
+        Some(rest) => format!("sip:{rest}"),
+        None => address,
     }
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 fn key_of(sip: &str) -> String {
-    parse_uri(sip).map(|u| u.address()).unwrap_or_default()
+    parse_uri(sip).map(|u| sip_key(u.address())).unwrap_or_default()
 }
 
 /// A user with voice-mail setting `none` and nothing else set; fill in the rest with

@@ -381,6 +381,11 @@ fn config(parallel: bool, compiler: Compiler) -> Config {
     config.cranelift_opt_level(OptLevel::Speed);
     config.max_wasm_stack(512 << 10);
     config.parallel_compilation(parallel);
+    // `perf` can name the policies' compiled functions when asked
+    // (`EXUM_POLICY_PROFILER=perfmap` writes /tmp/perf-<pid>.map).
+    if std::env::var_os("EXUM_POLICY_PROFILER").is_some_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
 

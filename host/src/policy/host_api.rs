@@ -280,6 +280,76 @@ impl directory::Host for StoreState {
             },
         )
     }
+
+    fn resolve_hosted_route(
+        &mut self,
+        granted: Option<String>,
+        site: Option<String>,
+    ) -> wasmtime::Result<Option<directory::HostedRoute>> {
+        self.import(
+            || Ask::ResolveHostedRoute { granted: granted.clone(), site: site.clone() },
+            |s| hosted_route(&s.tenant, &s.health, granted.as_deref(), site.as_deref()),
+            Answer::HostedRoute,
+            |a| match a {
+                Answer::HostedRoute(r) => Some(r.clone()),
+                _ => None,
+            },
+        )
+    }
+
+    fn healthy_um_servers(&mut self, of: directory::DialPlanOf) -> wasmtime::Result<Option<Vec<directory::UmServer>>> {
+        self.import(
+            || Ask::HealthyUmServers(of.clone()),
+            |s| healthy_um_servers(&s.tenant, &s.health, &of),
+            Answer::UmServers,
+            |a| match a {
+                Answer::UmServers(s) => Some(s.clone()),
+                _ => None,
+            },
+        )
+    }
+}
+
+/// `resolve-hosted-route`: the first hosted policy of granted, site, global,
+/// with the tenant's next hop and its health.
+fn hosted_route(
+    tenant: &Tenant,
+    health: &HealthTable,
+    granted: Option<&str>,
+    site: Option<&str>,
+) -> Option<directory::HostedRoute> {
+    let directory = &tenant.directory;
+    let policy = granted
+        .and_then(|n| directory.hosted_policy(&Scope::Named(n.to_owned())))
+        .or_else(|| site.and_then(|s| directory.hosted_policy(&Scope::Site(s.to_owned()))))
+        .or_else(|| directory.hosted_policy(&Scope::Global))?;
+    let next_hop = tenant.config.hosted_next_hop();
+    Some(directory::HostedRoute {
+        destination: policy.destination.clone(),
+        organization: policy.organizations.first().cloned(),
+        next_hop_healthy: next_hop.as_deref().is_some_and(|h| health.is_healthy(h)),
+        next_hop,
+    })
+}
+
+/// `healthy-um-servers`: a dial plan's servers not marked down.
+fn healthy_um_servers(
+    tenant: &Tenant,
+    health: &HealthTable,
+    of: &directory::DialPlanOf,
+) -> Option<Vec<directory::UmServer>> {
+    let key = match of {
+        directory::DialPlanOf::Key(key) => key.as_str(),
+        directory::DialPlanOf::Contact(address) => tenant.directory.contact(address)?.dial_plan.as_deref()?,
+    };
+    let plan = tenant.directory.dial_plan(key)?;
+    Some(
+        plan.servers
+            .iter()
+            .filter(|s| health.is_healthy(&s.uri))
+            .map(|s| directory::UmServer { uri: s.uri.clone(), timeout_ms: s.timeout_ms })
+            .collect(),
+    )
 }
 
 fn user(tenant: &Tenant, address: &str) -> Option<directory::User> {

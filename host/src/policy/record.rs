@@ -42,6 +42,15 @@ pub enum Ask {
     LookupRerouting(Option<String>),
     /// `directory.settings`.
     Settings,
+    /// `directory.resolve-hosted-route`.
+    ResolveHostedRoute {
+        /// The granted per-user policy.
+        granted: Option<String>,
+        /// The site.
+        site: Option<String>,
+    },
+    /// `directory.healthy-um-servers`.
+    HealthyUmServers(dir::DialPlanOf),
     /// `health.target-healthy`.
     TargetHealthy(String),
     /// `clock.now`.
@@ -58,6 +67,8 @@ impl fmt::Display for Ask {
             Ask::LookupContactDialPlan(a) => write!(f, "lookup-contact-dial-plan({a:?})"),
             Ask::LookupRerouting(s) => write!(f, "lookup-rerouting({s:?})"),
             Ask::Settings => f.write_str("settings()"),
+            Ask::ResolveHostedRoute { granted, site } => write!(f, "resolve-hosted-route({granted:?}, {site:?})"),
+            Ask::HealthyUmServers(of) => write!(f, "healthy-um-servers({of:?})"),
             Ask::TargetHealthy(u) => write!(f, "target-healthy({u:?})"),
             Ask::Now => f.write_str("now()"),
         }
@@ -80,6 +91,10 @@ pub enum Answer {
     Rerouting(dir::Rerouting),
     /// The tenant's settings.
     Settings(dir::TenantSettings),
+    /// Where hosted voice mail goes, or none.
+    HostedRoute(Option<dir::HostedRoute>),
+    /// A dial plan's UM servers not marked down, or none.
+    UmServers(Option<Vec<dir::UmServer>>),
     /// Whether the target is healthy.
     Healthy(bool),
     /// The time.

@@ -166,3 +166,89 @@ fn the_standard_decision_takes_a_target_first_and_one_after() {
     let d = route(&req).map_forward(|f| f.then(Target::new("sip:never.contoso.com")));
     assert!(matches!(d, Decision::Reject(r) if r.code == 404));
 }
+
+/// The hosted Request-URI's routing data and next hop of a forward, or the
+/// status and `ms-diagnostics` of a reject.
+fn outcome(d: Decision) -> (String, String) {
+    match d {
+        Decision::Forward(f) => (f.targets[0].uri.clone(), f.request_uri.unwrap_or_default()),
+        Decision::Reject(r) => (r.code.to_string(), r.headers.first().map(|h| h.value.clone()).unwrap_or_default()),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn the_granted_hosted_policy_wins_over_the_site_s_and_the_site_s_over_the_global_one() {
+    let host = || {
+        contoso()
+            .hosted_user("sip:gina@contoso.com", Some("vip"), Some("redmond"))
+            .hosted_user("sip:nodest@contoso.com", Some("empty"), Some("redmond"))
+            .hosted_policy(PolicyScope::Site("redmond".into()), Some("site.um.example"), &["redmond.example"])
+            .hosted_policy(PolicyScope::Named("vip".into()), Some("vip.um.example"), &[])
+            .hosted_policy(PolicyScope::Named("empty".into()), None, &["x.example"])
+    };
+    host().install();
+    let (_, ruri) = outcome(route(&invite("sip:gina@contoso.com;opaque=app:voicemail").build()));
+    assert_eq!(ruri, "sip:gina@contoso.com;opaque=app:voicemail;ms-destination=vip.um.example", "granted, no org");
+    let (_, ruri) = outcome(route(&invite("sip:alice@contoso.com;opaque=app:voicemail").build()));
+    assert!(ruri.ends_with(";ms-destination=site.um.example;ms-organization=redmond.example"), "site: {ruri}");
+    // A granted policy without destination is the one that applies: 15031, no
+    // fall back to the site's.
+    let (code, diag) = outcome(route(&invite("sip:nodest@contoso.com;opaque=app:voicemail").build()));
+    assert_eq!((code.as_str(), diag.starts_with("15031;")), ("480", true));
+    // Without any hosted policy: 15031 too.
+    TestHost::new("contoso")
+        .edge("sip:edge.contoso.com:5061;transport=tls")
+        .hosted_user("sip:alice@contoso.com", None, None)
+        .install();
+    let (code, diag) = outcome(route(&invite("sip:alice@contoso.com;opaque=app:voicemail").build()));
+    assert_eq!((code.as_str(), diag.starts_with("15031;")), ("480", true));
+}
+
+#[test]
+fn a_hosted_call_whose_next_hop_is_down_is_rerouted_and_one_without_next_hop_gets_15033() {
+    contoso()
+        .down("sip:edge.contoso.com:5061;transport=tls")
+        .rerouting("sip:gw.contoso.com", "+14255550000", "+14255550001")
+        .install();
+    let (target, ruri) = outcome(route(&invite("sip:alice@contoso.com;opaque=app:voicemail").build()));
+    assert_eq!((target.as_str(), ruri.as_str()), ("sip:gw.contoso.com", "sip:+14255550000@gw.contoso.com;user=phone"));
+    contoso().down("sip:edge.contoso.com:5061;transport=tls").install();
+    let (code, diag) = outcome(route(&invite("sip:alice@contoso.com;opaque=app:voicemail").build()));
+    assert_eq!((code.as_str(), diag.starts_with("15030;")), ("480", true));
+    let mut no_edge = contoso();
+    no_edge.tenant.edge = None;
+    no_edge.install();
+    let (code, diag) = outcome(route(&invite("sip:alice@contoso.com;opaque=app:voicemail").build()));
+    assert_eq!((code.as_str(), diag.starts_with("15033;")), ("480", true));
+}
+
+#[test]
+fn um_servers_marked_down_are_skipped_for_users_and_contacts_and_all_down_reroutes() {
+    let host =
+        || contoso().on_premises_contact("sip:aa@contoso.com", "+14255550150", ContactKind::AutoAttendant, "DP1");
+    host().down("sip:um1.contoso.com;transport=tcp").install();
+    for ruri in ["sip:bob@contoso.com;opaque=app:voicemail", "sip:+14255550150@contoso.com;user=phone"] {
+        let Decision::Forward(f) = route(&invite(ruri).build()) else { panic!("expected forward for {ruri}") };
+        let uris: Vec<_> = f.targets.iter().map(|t| (t.uri.as_str(), t.timeout_ms)).collect();
+        assert_eq!(uris, [("sip:um2.contoso.com;transport=tcp", Some(2000))], "{ruri}");
+    }
+    // A sips: request goes to the servers over TLS.
+    let Decision::Forward(f) = route(&invite("sips:bob@contoso.com;opaque=app:voicemail").build()) else {
+        panic!("expected forward")
+    };
+    assert_eq!(f.targets[0].transport, Some(exum_policy_sdk::Transport::Tls));
+    host()
+        .down("sip:um1.contoso.com;transport=tcp")
+        .down("sip:um2.contoso.com;transport=tcp")
+        .rerouting("sip:gw.contoso.com", "+14255550000", "+14255550001")
+        .install();
+    for ruri in ["sip:bob@contoso.com;opaque=app:voicemail", "sip:+14255550150@contoso.com;user=phone"] {
+        let (target, _) = outcome(route(&invite(ruri).build()));
+        assert_eq!(target, "sip:gw.contoso.com", "{ruri}");
+    }
+    // A user whose phone-context names no dial plan: 15032.
+    contoso().on_premises_user("sip:dan@contoso.com", "eum:dan@contoso.com;phone-context=DP9.contoso.com").install();
+    let (code, diag) = outcome(route(&invite("sip:dan@contoso.com;opaque=app:voicemail").build()));
+    assert_eq!((code.as_str(), diag.starts_with("15032;")), ("480", true));
+}
