@@ -205,7 +205,8 @@ impl<'a> UriRef<'a> {
 
     /// The address of record, lower-cased: `scheme:user@host` (with the password,
     /// if any) without port, parameters or headers; `tel:number` for tel. The
-    /// directory's key for SIP users and contacts.
+    /// directory's key for SIP users and contacts. Escaped unreserved
+    /// characters are decoded, as [`Uri::address`] does for the same URI.
     pub fn address(&self) -> String {
         let user_len = self.user.map_or(0, str::len) + self.password.map_or(0, |p| p.len() + 1);
         let mut out = String::with_capacity(self.scheme.as_str().len() + user_len + self.host.len() + 2);
@@ -215,7 +216,7 @@ impl<'a> UriRef<'a> {
             push_unescaped(&mut out, user);
             if let Some(password) = self.password {
                 out.push(':');
-                out.push_str(password);
+                push_unescaped(&mut out, password);
             }
             if !self.host.is_empty() {
                 out.push('@');
@@ -505,6 +506,11 @@ mod tests {
         let reserved = UriRef::parse("sip:a%3Bb%40c@contoso.com").expect("valid");
         assert_eq!(reserved.address(), "sip:a%3bb%40c@contoso.com", "reserved characters stay escaped");
         assert_eq!(Uri::parse("sip:%61lice@x.com").expect("valid").address(), "sip:alice@x.com");
+        // The owned form's address is the same, password included.
+        for text in ["sip:b%6Fb:p%61ss@Contoso.com", "sips:%41@x.com;gruu", "tel:+1-425-555-0100;ext=1"] {
+            let r = UriRef::parse(text).expect("valid");
+            assert_eq!(r.address(), Uri::from(r).address(), "{text}");
+        }
     }
     use std::string::ToString;
 

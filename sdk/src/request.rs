@@ -4,6 +4,8 @@
 use std::cell::OnceCell;
 
 use crate::bindings::exum::policy::types as wit;
+use exum_address::{UriRef, addr_spec};
+
 use crate::{Source, Uri, host, parse_uri};
 
 /// A request to route. Fields are parsed from the head on first use and kept.
@@ -14,6 +16,8 @@ pub struct Request {
     from: OnceCell<Uri>,
     to: OnceCell<Uri>,
     headers: OnceCell<Vec<(String, String)>>,
+    from_address: OnceCell<String>,
+    request_uri_address: OnceCell<String>,
 }
 
 impl Request {
@@ -25,6 +29,8 @@ impl Request {
             from: OnceCell::new(),
             to: OnceCell::new(),
             headers: OnceCell::new(),
+            from_address: OnceCell::new(),
+            request_uri_address: OnceCell::new(),
         }
     }
 
@@ -108,7 +114,26 @@ impl Request {
     /// Whether the caller (From) and the called address (Request-URI) are the same
     /// user: a user calling their own mailbox.
     pub fn is_own_mailbox_call(&self) -> bool {
-        self.from().address() == self.request_uri().address()
+        self.from_address() == self.request_uri_address()
+    }
+
+    /// The caller's address: `from().address()`, computed once and without
+    /// parsing the From URI into owned parts.
+    pub fn from_address(&self) -> &str {
+        self.from_address.get_or_init(|| match self.uri_ref(self.wire.from_uri) {
+            Some(from) => from.address(),
+            None => self.from().address(),
+        })
+    }
+
+    /// The called address: `request_uri().address()`, computed once.
+    pub fn request_uri_address(&self) -> &str {
+        self.request_uri_address.get_or_init(|| self.request_uri().address())
+    }
+
+    /// The URI at `span`, parsed without allocating.
+    fn uri_ref(&self, span: wit::Span) -> Option<UriRef<'_>> {
+        addr_spec(self.span(span)).and_then(UriRef::parse).ok()
     }
 
     /// The tenant that owns the request.
@@ -184,6 +209,21 @@ mod tests {
         assert_eq!(req.header("subject"), Some("a folded"));
         assert_eq!(req.header("Diversion"), None);
         assert_eq!(req.header("From").map(|f| f.starts_with("<sip:caller@example.com>")), Some(true));
+    }
+
+    #[test]
+    fn addresses_are_those_of_the_parsed_uris_and_own_calls_compare_them() {
+        let req =
+            invite("sip:B%6Fb@Contoso.com;opaque=app:voicemail").from("\"Bob\" <sip:bob@CONTOSO.com:5060>").build();
+        assert_eq!(req.from_address(), req.from().address());
+        assert_eq!(req.from_address(), "sip:bob@contoso.com");
+        assert_eq!(req.request_uri_address(), req.request_uri().address());
+        assert!(req.is_own_mailbox_call());
+        let other = invite("sip:bob@contoso.com").from("sips:bob@contoso.com").build();
+        assert!(!other.is_own_mailbox_call(), "the scheme counts");
+        let unparsable = invite("sip:bob@contoso.com").from("not a uri").build();
+        assert_eq!(unparsable.from_address(), ":");
+        assert!(!unparsable.is_own_mailbox_call());
     }
 
     #[test]

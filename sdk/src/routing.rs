@@ -20,13 +20,13 @@ pub const NO_HOSTING_PROVIDER: (u32, &str) = (15033, "No enabled hosting provide
 /// destination applies (`ms-diagnostics: 15031`), or when the tenant has no
 /// enabled hosting provider (15033).
 pub fn hosted_forward(request_uri: &Uri, granted: Option<&str>, site: Option<&str>) -> Result<Forward, Decision> {
-    hosted_forward_and_health(request_uri, granted, site).map(|(forward, _)| forward)
+    hosted_forward_and_health(request_uri.clone(), granted, site).map(|(forward, _)| forward)
 }
 
 /// [`hosted_forward`], and whether health probes let its next hop be tried,
 /// from one import call ([`host::resolve_hosted_route`]).
 pub fn hosted_forward_and_health(
-    request_uri: &Uri,
+    request_uri: Uri,
     granted: Option<&str>,
     site: Option<&str>,
 ) -> Result<(Forward, bool), Decision> {
@@ -34,7 +34,7 @@ pub fn hosted_forward_and_health(
         || Decision::reject_with_diagnostics(480, "Temporarily Unavailable", NO_HOSTED_POLICY.0, NO_HOSTED_POLICY.1);
     let route = host::resolve_hosted_route(granted, site).ok_or_else(no_policy)?;
     let destination = route.destination.filter(|d| !d.is_empty()).ok_or_else(no_policy)?;
-    let mut ruri = request_uri.clone();
+    let mut ruri = request_uri;
     ruri.port = None;
     ruri.params.retain(|p| p.name == "opaque");
     ruri.set_param("ms-destination", Some(&destination));
@@ -52,8 +52,8 @@ pub fn hosted_forward_and_health(
 /// picks the mailbox from it). See [`with_diversion_to`] to name the mailbox
 /// user's SIP address (a user found by number).
 pub fn with_diversion(req: &Request, forward: Forward) -> Forward {
-    let mailbox = (!req.is_own_mailbox_call()).then(|| req.request_uri().address());
-    with_diversion_to(forward, mailbox.as_deref())
+    let mailbox = (!req.is_own_mailbox_call()).then(|| req.request_uri_address());
+    with_diversion_to(forward, mailbox)
 }
 
 /// Removes every Diversion header and, with `mailbox` (the called user's SIP

@@ -65,15 +65,15 @@ enum Called {
 /// and then by number.
 fn called(req: &Request) -> Called {
     let ruri = req.request_uri();
-    let address = ruri.address();
+    let address = req.request_uri_address();
     // Users by number with the extension kept: an extension no user has finds
     // nobody, never the main number's user.
     let number_key = ruri.number_key();
-    if let Some(user) = host::lookup_user(&address).or_else(|| number_key.as_deref().and_then(host::lookup_user)) {
+    if let Some(user) = host::lookup_user(address).or_else(|| number_key.as_deref().and_then(host::lookup_user)) {
         return Called::User(user);
     }
     let number = ruri.number();
-    match host::lookup_contact(&address).or_else(|| number.as_deref().and_then(host::lookup_contact)) {
+    match host::lookup_contact(address).or_else(|| number.as_deref().and_then(host::lookup_contact)) {
         Some(contact) => Called::Contact(contact),
         None => Called::Nobody,
     }
@@ -160,7 +160,7 @@ pub fn all_targets_failed(req: &Request) -> Decision {
 /// Whether the caller is the called user (by the user's SIP address, or the
 /// Request-URI for a user reached that way).
 fn own_call(req: &Request, user: &User) -> bool {
-    req.is_own_mailbox_call() || req.from().address().eq_ignore_ascii_case(&user.sip_address)
+    req.is_own_mailbox_call() || req.from_address().eq_ignore_ascii_case(&user.sip_address)
 }
 
 /// The mailbox a Diversion names for a call to `user`: the user's SIP address
@@ -189,7 +189,13 @@ fn route_contact(req: &Request, contact: &UmContact) -> Decision {
         }
         return Decision::Forward(Forward::to(targets));
     }
-    route_hosted(req, req.request_uri(), contact.hosted_voicemail_policy.as_deref(), contact.site.as_deref(), None)
+    route_hosted(
+        req,
+        req.request_uri().clone(),
+        contact.hosted_voicemail_policy.as_deref(),
+        contact.site.as_deref(),
+        None,
+    )
 }
 
 /// Step 4 for a user: the Request-URI names the user by SIP address (a user
@@ -203,7 +209,7 @@ fn route_hosted_user(req: &Request, user: &User) -> Decision {
     let diversion = mailbox_of(req, user);
     route_hosted(
         req,
-        &mailbox,
+        mailbox,
         user.hosted_voicemail_policy.as_deref(),
         user.site.as_deref(),
         Some(diversion.as_deref()),
@@ -215,7 +221,7 @@ fn route_hosted_user(req: &Request, user: &User) -> Decision {
 /// (remove, then name the mailbox when given).
 fn route_hosted(
     req: &Request,
-    request_uri: &crate::Uri,
+    request_uri: crate::Uri,
     granted: Option<&str>,
     site: Option<&str>,
     diversion: Option<Option<&str>>,
