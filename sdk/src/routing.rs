@@ -70,20 +70,18 @@ pub fn with_diversion_to(forward: Forward, mailbox: Option<&str>) -> Forward {
 /// with their timeouts; over TLS when `tls` (a `sips:` request). Empty when
 /// every server is down.
 pub fn dial_plan_targets(plan: &DialPlan, tls: bool) -> Vec<Target> {
-    let healthy: Vec<UmServer> = plan.servers.iter().filter(|s| host::target_healthy(&s.uri)).cloned().collect();
-    um_server_targets(&healthy, tls)
+    plan.servers.iter().filter(|s| host::target_healthy(&s.uri)).map(|s| um_server_target(s, tls)).collect()
 }
 
 /// Targets for `servers` as [`host::healthy_um_servers`] lists them (in
 /// order, with their timeouts), over TLS when `tls`.
 pub fn um_server_targets(servers: &[UmServer], tls: bool) -> Vec<Target> {
-    servers
-        .iter()
-        .map(|s| {
-            let t = Target::new(&s.uri).with_timeout_ms(s.timeout_ms);
-            if tls { t.with_transport(crate::Transport::Tls) } else { t }
-        })
-        .collect()
+    servers.iter().map(|s| um_server_target(s, tls)).collect()
+}
+
+fn um_server_target(s: &UmServer, tls: bool) -> Target {
+    let t = Target::new(&s.uri).with_timeout_ms(s.timeout_ms);
+    if tls { t.with_transport(crate::Transport::Tls) } else { t }
 }
 
 /// A forward to the UM servers of `plan` that health probes have not marked

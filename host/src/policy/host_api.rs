@@ -215,10 +215,7 @@ impl directory::Host for StoreState {
     fn lookup_contact_dial_plan(&mut self, address: String) -> wasmtime::Result<Option<directory::DialPlan>> {
         self.import(
             || Ask::LookupContactDialPlan(address.clone()),
-            |s| {
-                let plan = s.tenant.directory.contact(&address)?.dial_plan.as_deref()?;
-                dial_plan(&s.tenant, plan)
-            },
+            |s| dial_plan(&s.tenant, contact_dial_plan(&s.tenant, &address)?),
             Answer::DialPlan,
             |a| match a {
                 Answer::DialPlan(p) => Some(p.clone()),
@@ -340,16 +337,15 @@ fn healthy_um_servers(
 ) -> Option<Vec<directory::UmServer>> {
     let key = match of {
         directory::DialPlanOf::Key(key) => key.as_str(),
-        directory::DialPlanOf::Contact(address) => tenant.directory.contact(address)?.dial_plan.as_deref()?,
+        directory::DialPlanOf::Contact(address) => contact_dial_plan(tenant, address)?,
     };
     let plan = tenant.directory.dial_plan(key)?;
-    Some(
-        plan.servers
-            .iter()
-            .filter(|s| health.is_healthy(&s.uri))
-            .map(|s| directory::UmServer { uri: s.uri.clone(), timeout_ms: s.timeout_ms })
-            .collect(),
-    )
+    Some(plan.servers.iter().filter(|s| health.is_healthy(&s.uri)).map(um_server).collect())
+}
+
+/// The key of the dial plan of the contact at `address`, if it has one.
+fn contact_dial_plan<'a>(tenant: &'a Tenant, address: &str) -> Option<&'a str> {
+    tenant.directory.contact(address)?.dial_plan.as_deref()
 }
 
 fn user(tenant: &Tenant, address: &str) -> Option<directory::User> {
@@ -402,12 +398,12 @@ fn dial_plan(tenant: &Tenant, key: &str) -> Option<directory::DialPlan> {
     Some(directory::DialPlan {
         name: d.name.clone(),
         phone_context: d.phone_context.clone(),
-        servers: d
-            .servers
-            .iter()
-            .map(|s| directory::UmServer { uri: s.uri.clone(), timeout_ms: s.timeout_ms })
-            .collect(),
+        servers: d.servers.iter().map(um_server).collect(),
     })
+}
+
+fn um_server(s: &crate::control::directory::UmServer) -> directory::UmServer {
+    directory::UmServer { uri: s.uri.clone(), timeout_ms: s.timeout_ms }
 }
 
 impl health::Host for StoreState {
