@@ -2,7 +2,7 @@
 # Runs every check and test of exum-router: formatting, clippy (warnings are
 # errors), and the whole workspace's tests (unit, integration over loopback
 # sockets, sipp interop, a PostgreSQL-backed fleet, LDAP, CLI, examples, the
-# status page in a browser). Installs sipp, PostgreSQL, OpenLDAP and Chromium
+# status page in a browser). Installs sipp, sipsak, PostgreSQL, OpenLDAP and Chromium
 # when they are missing.
 # The build compiles every policy and test fixture to a component from source.
 set -euo pipefail
@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 # OpenLDAP likewise for the LDAP directory source.
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+# sipsak, a SIP client that reads answers on a connected socket.
+command -v sipsak >/dev/null 2>&1 || missing+=(sipsak)
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
     missing+=(postgresql)
 fi

@@ -68,4 +68,4 @@ pub mod uri;
 pub use name_addr::{NameAddrRef, addr_spec, name_addr_spans};
 pub use number::{extension, normalize_number, number_key};
 pub use status::reason_phrase;
-pub use uri::{Param, Params, Scheme, Uri, UriError, UriRef};
+pub use uri::{Param, Params, Scheme, Uri, UriError, UriRef, ip_literal, ipv6_reference};

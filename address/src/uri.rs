@@ -425,6 +425,36 @@ impl fmt::Display for Uri {
     }
 }
 
+/// The address inside an IPv6 reference (`2001:db8::1` of `[2001:db8::1]`),
+/// tolerating three colons before an embedded IPv4 address
+/// (`2001:db8:::192.0.2.1`), which RFC 3261's ABNF allowed and RFC 5118 §4.10
+/// asks implementations to accept as `2001:db8::192.0.2.1`.
+pub fn ipv6_reference(inner: &str) -> Option<Ipv6Addr> {
+    if let Ok(ip) = inner.parse::<Ipv6Addr>() {
+        return Some(ip);
+    }
+    let (head, tail) = inner.split_once(":::")?;
+    if tail.contains(':') || tail.parse::<core::net::Ipv4Addr>().is_err() {
+        return None;
+    }
+    let mut fixed = String::with_capacity(inner.len());
+    fixed.push_str(head);
+    fixed.push_str("::");
+    fixed.push_str(tail);
+    fixed.parse().ok()
+}
+
+/// The IP address a URI's host names, if it is one: an IPv4 address, or an
+/// IPv6 reference with or without its brackets (see [`ipv6_reference`]).
+pub fn ip_literal(host: &str) -> Option<core::net::IpAddr> {
+    let inner = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    match inner.parse::<core::net::IpAddr>() {
+        Ok(ip) => Some(ip),
+        Err(_) if inner.contains(':') => ipv6_reference(inner).map(core::net::IpAddr::V6),
+        Err(_) => None,
+    }
+}
+
 /// RFC 3986 §3.1: `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
 fn is_scheme_name(text: &str) -> bool {
     let mut bytes = text.bytes();
@@ -435,7 +465,7 @@ fn is_scheme_name(text: &str) -> bool {
 fn split_host_port(hostport: &str) -> Result<(&str, Option<u16>), UriError> {
     let (host, port) = if let Some(inner) = hostport.strip_prefix('[') {
         let end = inner.find(']').ok_or(UriError::Unterminated('['))?;
-        if inner[..end].parse::<Ipv6Addr>().is_err() {
+        if ipv6_reference(&inner[..end]).is_none() {
             return Err(UriError::BadIpv6);
         }
         let after = &inner[end + 1..];
@@ -673,9 +703,17 @@ mod tests {
             "sip:[2001:db8::10:5070]",
             "sip:[2001:db8::10]:5070",
             "sip:bob@[2001:db8::192.0.2.1]",
+            // RFC 5118 §4.10: three colons before an embedded IPv4 address, tolerated.
+            "sip:bob@[2001:db8:::192.0.2.1]",
         ] {
             assert!(UriRef::parse_request_uri(ok).is_ok(), "{ok}");
         }
+        let three = UriRef::parse("sip:bob@[2001:db8:::192.0.2.1]:5070").expect("tolerated");
+        assert_eq!((three.host, three.port), ("[2001:db8:::192.0.2.1]", Some(5070)));
+        assert_eq!(ip_literal(three.host), "2001:db8::192.0.2.1".parse().ok());
+        assert_eq!(ip_literal("192.0.2.1"), "192.0.2.1".parse().ok());
+        assert_eq!(ip_literal("[2001:db8::1]"), "2001:db8::1".parse().ok());
+        assert_eq!(ip_literal("contoso.com"), None);
         let u = UriRef::parse("sip:[2001:db8::10:5070]").expect("valid");
         assert_eq!((u.host, u.port), ("[2001:db8::10:5070]", None));
         for (bad, error) in [
@@ -685,7 +723,8 @@ mod tests {
                 UriError::HeadersNotAllowed,
             ),
             ("sip:2001:db8::10", UriError::UnbracketedIpv6),
-            ("sip:bob@[2001:db8:::192.0.2.1]", UriError::BadIpv6),
+            ("sip:bob@[2001:db8::::192.0.2.1]", UriError::BadIpv6),
+            ("sip:bob@[2001:db8:::10]", UriError::BadIpv6),
             ("sip:bob@[192.0.2.1]", UriError::BadIpv6),
             ("im:bob@contoso.com", UriError::UnsupportedScheme("im".into())),
             (

@@ -58,7 +58,8 @@ fn whole_path(c: &mut Criterion) {
     let plane = EnginePlane::deployment();
     let text = invite_bytes("sip:bob@contoso.com;opaque=app:voicemail");
     let bytes = text.as_bytes().to_vec();
-    let source = Source { addr: ([192, 0, 2, 10], 5061).into(), transport: Transport::Udp, tls_peer_name: None };
+    let source =
+        Source { addr: ([192, 0, 2, 10], 5061).into(), transport: Transport::Udp, tls_peer_name: None, local: None };
     let (tenant, policy, _) = plane.call("sip:bob@contoso.com;opaque=app:voicemail");
     c.bench_function("received_bytes_to_forwarded_bytes", |b| {
         b.iter(|| {

@@ -78,7 +78,12 @@ impl EnginePlane {
             .by_domain(&exum_router::model::uri::Uri::parse(sip.request_uri().unwrap_or_default()).expect("ruri").host)
             .expect("tenant")
             .clone();
-        let source = Source { addr: ([192, 0, 2, 10], 5061).into(), transport: Transport::Tls, tls_peer_name: None };
+        let source = Source {
+            addr: ([192, 0, 2, 10], 5061).into(),
+            transport: Transport::Tls,
+            tls_peer_name: None,
+            local: None,
+        };
         let req = view::request_view(&sip, &source).expect("view");
         let policy = self.registry.get(&tenant);
         (tenant, policy, req)

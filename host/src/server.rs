@@ -55,6 +55,8 @@ impl Server {
     /// policy directory, the directory file and the TLS certificate and key,
     /// and applies their changes.
     pub async fn start(config: &Path) -> anyhow::Result<Server> {
+        // Relative to the working directory, once: reloads read the same file.
+        let config = &std::path::absolute(config).with_context(|| format!("{}", config.display()))?;
         let metrics = Arc::new(Metrics::new());
         let router_config = RouterConfig::load(config)?;
         if router_config.listen.is_empty() {
@@ -216,6 +218,11 @@ impl Server {
     /// The address the router listens on for `transport` (the first listener).
     pub fn local_addr(&self, transport: Transport) -> Option<SocketAddr> {
         self.proxy.transports().local_addr(transport, None)
+    }
+
+    /// The addresses of every listener of `transport`, in configuration order.
+    pub fn listeners(&self, transport: Transport) -> Vec<SocketAddr> {
+        self.proxy.transports().listeners(transport).to_vec()
     }
 
     /// Stops receiving and the background tasks.
@@ -390,7 +397,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
         }
     });
     for t in [Transport::Udp, Transport::Tcp, Transport::Tls] {
-        if let Some(addr) = server.local_addr(t) {
+        for addr in server.listeners(t) {
             tracing::info!(transport = ?t, %addr, "listening");
         }
     }

@@ -182,7 +182,12 @@ pub fn check_running(path: &Path, policy_config: &str, request: Option<(&str, &[
     .map_err(|source| ToolError::Policy { path: path.display().to_string(), source })?;
     let _ = writeln!(out, "init       accepted the configuration {policy_config:?}");
     if let Some((name, sip)) = parsed {
-        let source = Source { addr: ([192, 0, 2, 10], 5060).into(), transport: Transport::Udp, tls_peer_name: None };
+        let source = Source {
+            addr: ([192, 0, 2, 10], 5060).into(),
+            transport: Transport::Udp,
+            tls_peer_name: None,
+            local: None,
+        };
         let view = crate::policy::view::request_view(&sip, &source)
             .map_err(|e| ToolError::Sip { path: name.to_owned(), reason: e.to_string() })?;
         let decision = match version.route(&tenant, &view) {
@@ -373,6 +378,7 @@ impl Simulator {
             addr: options.source.unwrap_or_else(|| ([192, 0, 2, 10], 5060).into()),
             transport: Transport::Udp,
             tls_peer_name: None,
+            local: None,
         };
         let mut out = String::new();
         let is_us = |u: &UriRef<'_>| self.is_us(u);
@@ -380,21 +386,27 @@ impl Simulator {
         // and Route, a request in a dialog.
         let routable = match classify(&sip, is_us) {
             Classified::Refused(e) => {
-                write_answer(&mut out, &sip, &e.answer(), &self.config.name);
+                write_answer(&mut out, &sip, source.addr, &e.answer(), &self.config.name);
                 return Ok(out);
             }
             Classified::OptionsToUs => {
-                write_answer(&mut out, &sip, &Answer::new(200).with("Allow", ALLOW.to_owned()), &self.config.name);
+                write_answer(
+                    &mut out,
+                    &sip,
+                    source.addr,
+                    &Answer::new(200).with("Allow", ALLOW.to_owned()),
+                    &self.config.name,
+                );
                 return Ok(out);
             }
             Classified::InDialog(r) => {
                 if let Err(e) = dialog::check(&sip, &source, &self.tenants, &self.secret, is_us) {
-                    write_answer(&mut out, &sip, &e.answer(), &self.config.name);
+                    write_answer(&mut out, &sip, source.addr, &e.answer(), &self.config.name);
                     return Ok(out);
                 }
                 let req = r.rewritten.unwrap_or(sip);
                 let Some((next, _)) = next_hop(&req, is_us) else {
-                    write_answer(&mut out, &req, &RequestError::NoNextHop.answer(), &self.config.name);
+                    write_answer(&mut out, &req, source.addr, &RequestError::NoNextHop.answer(), &self.config.name);
                     return Ok(out);
                 };
                 let _ = writeln!(out, "in a dialog: routed along its Route set, no policy asked");
@@ -424,7 +436,7 @@ impl Simulator {
                 return Err(ToolError::UnknownTenant(host));
             }
             Err(e) => {
-                write_answer(&mut out, &sip, &e.answer(), &self.config.name);
+                write_answer(&mut out, &sip, source.addr, &e.answer(), &self.config.name);
                 return Ok(out);
             }
         };
@@ -434,7 +446,7 @@ impl Simulator {
         let decided = match decide::decide(&self.registry, tenant, &sip, &source) {
             Ok(d) => d,
             Err(e) => {
-                write_answer(&mut out, &sip, &e.answer(), &self.config.name);
+                write_answer(&mut out, &sip, source.addr, &e.answer(), &self.config.name);
                 return Ok(out);
             }
         };
@@ -461,13 +473,19 @@ impl Simulator {
         Ok(out)
     }
 
-    /// Whether `uri` names one of the configured listeners (port 5060 when the
-    /// URI gives none), as the proxy's test is for its bound sockets.
+    /// Whether `uri` names one of the configured listeners (port 5060, 5061
+    /// for TLS, when the URI gives none; a listener on the unspecified address
+    /// is every address of its family), as the proxy's test is for its bound
+    /// sockets.
     fn is_us(&self, uri: &UriRef<'_>) -> bool {
-        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-        let Ok(ip) = host.parse::<std::net::IpAddr>() else { return false };
-        let port = uri.port.unwrap_or(5060);
-        self.config.listen.iter().any(|l| l.address.ip() == ip && l.address.port() == port)
+        let Some(ip) = exum_address::ip_literal(uri.host) else { return false };
+        let tls = matches!(uri.scheme, exum_address::Scheme::Sips)
+            || uri.param("transport").flatten().is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+        let port = uri.port.unwrap_or(if tls { 5061 } else { 5060 });
+        self.config.listen.iter().any(|l| {
+            let a = l.address;
+            a.port() == port && (a.ip() == ip || (a.ip().is_unspecified() && a.is_ipv6() == ip.is_ipv6()))
+        })
     }
 
     /// The request as the proxy would forward it to the first target, or the
@@ -488,7 +506,7 @@ impl Simulator {
                 (_, Some(answer)) => answer,
                 (_, None) => RequestError::NoDecision.answer(),
             };
-            write_answer(out, sip, &answer, &self.config.name);
+            write_answer(out, sip, source.addr, &answer, &self.config.name);
             return;
         };
         let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
@@ -537,12 +555,13 @@ fn write_verdict(out: &mut String, step: &str, tenant: &str, verdict: &Verdict) 
 }
 
 /// A response the router would send.
-fn write_answer(out: &mut String, sip: &Message, answer: &Answer, name: &str) {
+fn write_answer(out: &mut String, sip: &Message, source: std::net::SocketAddr, answer: &Answer, name: &str) {
     let answer = &answer.clone().sourced(name);
     let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
     let _ = writeln!(out, "\n--- response ---");
     out.push_str(&String::from_utf8_lossy(&originate::response(
         sip,
+        source,
         answer.code,
         &answer.reason,
         "simulated",

@@ -204,6 +204,12 @@ pub fn watch(
     debounce: Duration,
     changes: mpsc::UnboundedSender<Change>,
 ) -> notify::Result<FileWatch> {
+    // The OS reports absolute paths: compare them with absolute ones.
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let watched = Watched {
+        policy_dir: watched.policy_dir.as_deref().map(absolute),
+        files: watched.files.iter().map(|(f, what)| (absolute(f), *what)).collect(),
+    };
     // Each path with whether it is the destination of a rename: a file renamed
     // into place is whole at once, and needs no quiet interval.
     let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<(PathBuf, bool)>();

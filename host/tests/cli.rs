@@ -271,6 +271,7 @@ fn standard_records(dir: &Path) -> PathBuf {
             addr: ([192, 0, 2, 10], 5060).into(),
             transport: exum_router::model::Transport::Udp,
             tls_peer_name: None,
+            local: None,
         };
         let req = view::request_view(&msg, &source).expect("view");
         registry.get(&tenant).route(&tenant, &req);
@@ -373,4 +374,192 @@ fn serve_runs_on_one_runtime_thread_when_configured_and_refuses_zero() {
     let err = text(&out.stderr);
     assert!(err.contains("router.toml: sip.worker_threads: 0: must be 1 to 256"), "{err}");
     drop(dir);
+}
+
+/// The value of `key=` in a text log line (up to the next space).
+fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let at = line.find(&format!("{key}="))? + key.len() + 1;
+    line[at..].split_whitespace().next()
+}
+
+/// An HTTP GET of `path` from the admin API at `addr`: the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the admin API");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()
+}
+
+/// The example deployment copied under `root` as `examples/deployment/`, its
+/// SIP and admin ports ephemeral (the rest as shipped).
+fn example_deployment_in(root: &Path) -> PathBuf {
+    let from = workspace().join("examples/deployment");
+    let to = root.join("examples/deployment");
+    std::fs::create_dir_all(to.join("policies")).expect("mkdir");
+    for name in ["router.toml", "directory.toml"] {
+        let text = std::fs::read_to_string(from.join(name)).expect("read the example");
+        let text = text.replace("127.0.0.1:5060", "127.0.0.1:0").replace("127.0.0.1:9060", "127.0.0.1:0");
+        std::fs::write(to.join(name), text).expect("write");
+    }
+    to
+}
+
+/// Starts the binary with `args` in `cwd` (info log on standard error), and
+/// checks what a newcomer relies on after the start: a policy component
+/// renamed into `policy_dir` is loaded for its tenant, and an edit of the
+/// directory file is applied.
+fn hot_swaps_with(cwd: &Path, deployment: &Path, args: &[&str]) {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines().map_while(Result::ok);
+    let mut admin = None;
+    for line in lines.by_ref() {
+        if line.contains("admin API listening") {
+            admin = log_field(&line, "address").map(str::to_owned);
+        }
+        if line.contains("listening") && line.contains("Udp") {
+            break;
+        }
+    }
+    let admin = admin.expect("the admin API's address in the log");
+    let before: serde_json::Value = serde_json::from_str(&http_get(&admin, "/tenants/contoso")).expect("JSON");
+    assert!(before["policy"].is_null(), "no policy file yet: {before}");
+
+    // A policy deployed as tools do it: written aside, renamed into place.
+    let staged = deployment.join("policies/.contoso.wasm.tmp");
+    std::fs::write(&staged, exum_router::policy::STANDARD_COMPONENT).expect("write");
+    std::fs::rename(&staged, deployment.join("policies/contoso.wasm")).expect("rename");
+    // The tenant's state is read by polling: the API is what shows it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let after: serde_json::Value = serde_json::from_str(&http_get(&admin, "/tenants/contoso")).expect("JSON");
+        if !after["policy"].is_null() && after["state"] == "active" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the renamed component was never loaded ({args:?}): {after}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    // An edit of the directory file after the start is applied.
+    let directory = deployment.join("directory.toml");
+    let mut text = std::fs::read_to_string(&directory).expect("read");
+    text.push_str("\n# edited after the start\n");
+    std::fs::write(&directory, text).expect("write");
+    let reloaded = lines.by_ref().find(|l| l.contains("configuration and directory reloaded"));
+    assert!(reloaded.is_some(), "the directory edit was never applied ({args:?})");
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let _: Vec<String> = lines.collect();
+    assert!(child.wait().expect("ends").success());
+}
+
+#[test]
+fn the_no_argument_start_hot_swaps_a_policy_and_applies_directory_edits() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let deployment = example_deployment_in(root.path());
+    hot_swaps_with(root.path(), &deployment, &[]);
+}
+
+#[test]
+fn a_relative_config_path_hot_swaps_a_policy_and_applies_directory_edits() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let deployment = example_deployment_in(root.path());
+    hot_swaps_with(root.path(), &deployment, &["serve", "--config", "examples/deployment/router.toml"]);
+    // From the deployment's own folder, `./router.toml`.
+    std::fs::remove_file(deployment.join("policies/contoso.wasm")).expect("remove");
+    hot_swaps_with(&deployment, &deployment, &["serve", "--config", "./router.toml"]);
+}
+
+#[test]
+fn a_call_every_um_server_failed_is_logged_once_with_its_targets_and_one_branch_per_span() {
+    // A UM server that answers every INVITE 488, and ignores the rest.
+    let um = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let um_addr = um.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65_535];
+        while let Ok((n, from)) = um.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("INVITE ") {
+                continue;
+            }
+            let mut answer = String::from("SIP/2.0 488 Not Acceptable Here\r\n");
+            for line in text.lines() {
+                let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+                if ["via", "from", "call-id", "cseq"].contains(&name.as_str()) {
+                    answer.push_str(line);
+                    answer.push_str("\r\n");
+                } else if name == "to" {
+                    answer.push_str(&format!("{line};tag=um\r\n"));
+                }
+            }
+            answer.push_str("Content-Length: 0\r\n\r\n");
+            let _ = um.send_to(answer.as_bytes(), from);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("directory.toml"),
+        format!(
+            "[[tenants.t.users]]\nsip = \"sip:bob@t.test\"\neum = \"eum:bob@t.test;phone-context=DP\"\n\
+             [[tenants.t.dial_plans]]\nname = \"DP\"\nphone_context = \"DP\"\nservers = [{{ uri = \"sip:{um_addr}\" }}]\n"
+        ),
+    )
+    .expect("write");
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
+    )
+    .expect("write");
+    let (mut child, lines) = serve(&config, &[]);
+    let mut lines = lines.map_while(Result::ok);
+    let router = lines
+        .by_ref()
+        .find(|l| l.contains("listening") && l.contains("Udp"))
+        .and_then(|l| log_field(&l, "addr").map(str::to_owned))
+        .expect("the UDP listener in the log");
+    let caller = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let me = caller.local_addr().expect("addr");
+    let invite = format!(
+        "INVITE sip:bob@t.test;opaque=app:voicemail SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-logged;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@caller.test>;tag=1\r\nTo: <sip:bob@t.test>\r\nCall-ID: logged\r\n\
+         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), router.as_str()).expect("send");
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let done = line.contains("call routed");
+        seen.push(line);
+        if done {
+            break;
+        }
+    }
+    let routed =
+        seen.last().filter(|l| l.contains("call routed")).unwrap_or_else(|| panic!("no call routed line: {seen:?}"));
+    assert!(routed.contains(" INFO "), "{routed}");
+    assert!(routed.contains(&format!("sip:{um_addr} 488 Not Acceptable Here")), "{routed}");
+    assert!(routed.contains("code=480"), "{routed}");
+    let failed = seen.iter().find(|l| l.contains("target failed")).expect("the failed target logged");
+    assert!(!failed.contains("trying the next"), "the only target has no next: {failed}");
+    for line in &seen {
+        if let Some(span) = line.split("}:").next().filter(|s| s.contains("request{")) {
+            assert_eq!(span.matches("branch=").count(), 1, "one branch in the request span: {line}");
+        }
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let _: Vec<String> = lines.collect();
+    assert!(child.wait().expect("ends").success());
 }

@@ -147,7 +147,8 @@ impl Plane {
 pub fn view_of(sip: &str) -> Request {
     let parsed = wire::Message::parse(sip.as_bytes().to_vec(), false, wire::DEFAULT_MAX_MESSAGE)
         .expect("the test's request parses");
-    let source = Source { addr: ([192, 0, 2, 10], 5060).into(), transport: Transport::Udp, tls_peer_name: None };
+    let source =
+        Source { addr: ([192, 0, 2, 10], 5060).into(), transport: Transport::Udp, tls_peer_name: None, local: None };
     view::request_view(&parsed, &source).expect("view")
 }
 

@@ -37,6 +37,7 @@ async fn main() {
         addr: ([192, 0, 2, 1], 5060).into(),
         transport: exum_router::model::Transport::Udp,
         tls_peer_name: None,
+        local: None,
     };
     let req = exum_router::policy::view::request_view(&msg, &source).expect("view");
     let target = dir.path().join("policies/contoso.wasm");

@@ -214,8 +214,16 @@ pub struct SipSettings {
     pub t2: Duration,
     /// T4, how long a message stays in the network (`t4_ms`, 5000).
     pub t4: Duration,
-    /// Per-target timer when the decision gives none (`target_timeout_ms`, 8000).
+    /// Per-target timer when the decision gives none (`target_timeout_ms`,
+    /// 8000, or 64 × `t1_ms` when that is less): how long a target may take to
+    /// send its first response, at most 64 × `t1_ms` (Timer B; a longer value
+    /// is refused). Once it answered provisionally, `timer_c` applies.
     pub target_timeout: Duration,
+    /// Timer C (`timer_c_ms`, 185000; RFC 3261 §16.8 asks for more than three
+    /// minutes): how long a target that rings (1xx) may take to answer finally,
+    /// restarted by each provisional response other than 100; then it is
+    /// CANCELled and the next target tried.
+    pub timer_c: Duration,
     /// Largest message accepted (`max_message_bytes`, 65536).
     pub max_message_bytes: usize,
     /// A TCP peer that sends part of a message and then nothing for this long is
@@ -315,6 +323,7 @@ impl Default for SipSettings {
             t2: Duration::from_millis(4000),
             t4: Duration::from_millis(5000),
             target_timeout: Duration::from_millis(8000),
+            timer_c: Duration::from_millis(185_000),
             max_message_bytes: 64 * 1024,
             tcp_idle_timeout: Duration::from_millis(30_000),
             tcp_message_timeout: Duration::from_millis(10_000),
@@ -708,6 +717,7 @@ struct SipFile {
     t2_ms: Option<u64>,
     t4_ms: Option<u64>,
     target_timeout_ms: Option<u64>,
+    timer_c_ms: Option<u64>,
     max_message_bytes: Option<usize>,
     tcp_idle_timeout_ms: Option<u64>,
     tcp_message_timeout_ms: Option<u64>,
@@ -836,7 +846,11 @@ impl RouterConfig {
 
     fn validate(path: &Path, file: ConfigFile) -> Result<RouterConfig, ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::invalid(path, key, reason);
-        let base = path.parent().unwrap_or(Path::new("."));
+        // Paths inside the file are relative to its folder, made absolute once
+        // here (the working directory does not change later, and the watcher
+        // compares the absolute paths the OS reports with these).
+        let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let base = absolute.parent().unwrap_or(Path::new("/"));
         let defaults =
             limits(Limits::default(), file.policy_defaults, "policy_defaults").map_err(|(k, r)| invalid(k, r))?;
         let mut providers: Vec<HostingProvider> = Vec::with_capacity(file.hosting_providers.len());
@@ -925,11 +939,12 @@ impl RouterConfig {
             Some(v) => Err(invalid(key.to_owned(), format!("{v}: must be {} to {}", range.start(), range.end()))),
         };
         let d = SipSettings::default();
-        let sip = SipSettings {
+        let mut sip = SipSettings {
             t1: ms("sip.t1_ms", file.sip.t1_ms, d.t1, 10..=10_000)?,
             t2: ms("sip.t2_ms", file.sip.t2_ms, d.t2, 10..=60_000)?,
             t4: ms("sip.t4_ms", file.sip.t4_ms, d.t4, 10..=60_000)?,
             target_timeout: ms("sip.target_timeout_ms", file.sip.target_timeout_ms, d.target_timeout, 100..=180_000)?,
+            timer_c: ms("sip.timer_c_ms", file.sip.timer_c_ms, d.timer_c, 100..=3_600_000)?,
             max_message_bytes: match file.sip.max_message_bytes {
                 None => d.max_message_bytes,
                 Some(n) if (1024..=1 << 20).contains(&n) => n,
@@ -1018,6 +1033,22 @@ impl RouterConfig {
                 }
             },
         };
+        // The per-target timer is the time to a target's first response: a
+        // longer one than Timer B would be cut at Timer B without a word.
+        let timer_b = sip.t1 * 64;
+        if file.sip.target_timeout_ms.is_none() {
+            sip.target_timeout = sip.target_timeout.min(timer_b);
+        } else if sip.target_timeout > timer_b {
+            return Err(invalid(
+                "sip.target_timeout_ms".into(),
+                format!(
+                    "{}: the time to a target's first response is at most 64 × t1_ms = {} (Timer B); \
+                     a target that rings is waited for under sip.timer_c_ms",
+                    sip.target_timeout.as_millis(),
+                    timer_b.as_millis()
+                ),
+            ));
+        }
         if let Some(secret) = &file.sip.secret
             && secret.len() < 16
         {
@@ -1503,6 +1534,36 @@ mod tests {
         assert_eq!(t.fallback, Fallback::Standard);
         assert_eq!(t.limits, Limits::default());
         assert!(c.directory.ends_with("d.toml"));
+    }
+
+    #[test]
+    fn paths_inside_resolve_against_the_files_folder_made_absolute() {
+        // Tests run in the package's folder: `src/` exists there.
+        let c = RouterConfig::from_text(
+            Path::new("src/router.toml"),
+            "directory = \"directory.toml\"\npolicy_dir = \"policy\"\n",
+        )
+        .expect("valid");
+        let cwd = std::env::current_dir().expect("cwd");
+        assert_eq!(c.directory, cwd.join("src/directory.toml"));
+        assert_eq!(c.policy_dir, Some(cwd.join("src/policy")));
+        let bare = RouterConfig::from_text(Path::new("router.toml"), "directory = \"d.toml\"\n").expect("valid");
+        assert_eq!(bare.directory, cwd.join("d.toml"));
+    }
+
+    #[test]
+    fn the_per_target_timer_is_the_time_to_a_first_response_within_timer_b() {
+        let c = load("directory = \"d\"\n").expect("valid");
+        assert_eq!((c.sip.target_timeout.as_millis(), c.sip.timer_c.as_millis()), (8000, 185_000));
+        let c =
+            load("directory = \"d\"\n[sip]\nt1_ms = 50\ntarget_timeout_ms = 3200\ntimer_c_ms = 1000\n").expect("valid");
+        assert_eq!(c.sip.timer_c, Duration::from_millis(1000));
+        let long = err("directory = \"d\"\n[sip]\ntarget_timeout_ms = 60000\n");
+        assert!(long.contains("sip.target_timeout_ms: 60000: the time to a target's first response"), "{long}");
+        assert!(long.contains("32000 (Timer B)"), "{long}");
+        assert!(
+            err("directory = \"d\"\n[sip]\ntimer_c_ms = 0\n").contains("sip.timer_c_ms: 0: must be 100 to 3600000")
+        );
     }
 
     #[test]

@@ -42,4 +42,7 @@ pub struct Source {
     pub transport: Transport,
     /// The peer's name from its TLS certificate, for mutual TLS.
     pub tls_peer_name: Option<String>,
+    /// The router's listener it arrived at (its bound address): answers leave
+    /// from that socket. `None` for a request a tool made up.
+    pub local: Option<SocketAddr>,
 }

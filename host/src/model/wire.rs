@@ -326,6 +326,25 @@ impl Message {
 /// the header fields, where the head ends, the body.
 type Parts = (StartLine, usize, Vec<Field>, usize, Range<usize>);
 
+/// Whether the byte at `at` (a NUL) is the escaped octet of a quoted-pair in a
+/// quoted string of its line (RFC 3261 §25.1: `quoted-pair = "\" (%x00-09 /
+/// %x0B-0C / %x0E-7F)`, as in a display name; RFC 4475 §3.1.1.2). Anywhere
+/// else a NUL is not SIP.
+fn is_quoted_pair(head: &[u8], at: usize) -> bool {
+    let line = memchr::memrchr(b'\n', &head[..at]).map_or(0, |i| i + 1);
+    let (mut quoted, mut escaped) = (false, false);
+    for &b in &head[line..at] {
+        if escaped {
+            escaped = false;
+        } else if quoted && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            quoted = !quoted;
+        }
+    }
+    quoted && escaped
+}
+
 /// Frames and indexes one message (see [`Message::parse`]).
 fn index(buf: &[u8], stream: bool, max: usize) -> Result<Parts, WireError> {
     {
@@ -334,7 +353,7 @@ fn index(buf: &[u8], stream: bool, max: usize) -> Result<Parts, WireError> {
         }
         let (head_end, body_start) = find_head_end(buf).ok_or(WireError::Unterminated)?;
         let head = &buf[..head_end];
-        if memchr::memchr(0, head).is_some() {
+        if memchr::memchr_iter(0, head).any(|at| !is_quoted_pair(head, at)) {
             return Err(WireError::Nul);
         }
         std::str::from_utf8(head).map_err(|_| WireError::NotUtf8)?;
@@ -454,6 +473,14 @@ impl Message {
     pub fn status(&self) -> Option<u16> {
         match self.start {
             StartLine::Response { code, .. } => Some(code),
+            StartLine::Request { .. } => None,
+        }
+    }
+
+    /// The reason phrase of a response.
+    pub fn reason(&self) -> Option<&str> {
+        match &self.start {
+            StartLine::Response { reason, .. } => Some(self.text(reason)),
             StartLine::Request { .. } => None,
         }
     }
@@ -580,7 +607,7 @@ impl Message {
 
 /// A Via value with `received` (when the sent-by host is not the source address)
 /// and the `rport` value (when the Via carries `rport`) set for `source`.
-fn with_received(via: &str, source: std::net::SocketAddr) -> String {
+pub fn with_received(via: &str, source: std::net::SocketAddr) -> String {
     let Some(parsed) = Via::parse(via) else { return via.to_owned() };
     let host = parsed.host.trim_start_matches('[').trim_end_matches(']');
     let same_host = host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip == source.ip());

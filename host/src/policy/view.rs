@@ -117,6 +117,7 @@ mod tests {
             addr: "[2001:db8::7]:5060".parse().expect("addr"),
             transport: model::Transport::Tcp,
             tls_peer_name: None,
+            local: None,
         };
         let v = request_view(&req, &source).expect("view");
         assert_eq!(text(&v, v.method), "INVITE");

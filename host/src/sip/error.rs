@@ -178,9 +178,15 @@ impl RequestError {
 
 /// A `Warning` value of the router's (code 399, RFC 3261 §20.43), the text
 /// with its quotes and backslashes escaped.
-fn warning(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 24);
-    out.push_str("399 exum-router \"");
+pub(crate) fn warning(text: &str) -> String {
+    format!("399 exum-router {}", quoted(text))
+}
+
+/// `text` as a quoted string (RFC 3261 §25.1): quotes and backslashes
+/// escaped, control characters left out.
+pub(crate) fn quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
     for c in text.chars() {
         if matches!(c, '"' | '\\') {
             out.push('\\');
@@ -191,6 +197,25 @@ fn warning(text: &str) -> String {
     }
     out.push('"');
     out
+}
+
+impl Answer {
+    /// The failure answer with which target answered what (`tried`, e.g.
+    /// `sip:um1.contoso.com 488 Not Acceptable Here`): a `Warning` naming each,
+    /// and the same as `AppendedInfo` on every `ms-diagnostics` value.
+    pub fn with_tried(mut self, tried: &[String]) -> Answer {
+        if tried.is_empty() {
+            return self;
+        }
+        let text = format!("tried {}", tried.join("; "));
+        for (header, value) in &mut self.headers {
+            if header.eq_ignore_ascii_case("ms-diagnostics") && !value.to_ascii_lowercase().contains("appendedinfo=") {
+                value.push_str(";AppendedInfo=");
+                value.push_str(&quoted(&text));
+            }
+        }
+        self.with("Warning", warning(&text))
+    }
 }
 
 /// A final or provisional response the router sends itself: status, reason

@@ -13,11 +13,21 @@ use rsip::headers::UntypedHeader as _;
 
 use crate::model::wire::{Message, Name};
 
-/// A response to `req` with `code`, `reason`, a To tag when the To header has
-/// none (not for 100), and `extra` header fields.
-pub fn response(req: &Message, code: u16, reason: &str, to_tag: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+/// A response to `req`, received from `source`, with `code`, `reason`, a To
+/// tag when the To header has none (not for 100), and `extra` header fields.
+/// The top Via gets `received` and `rport` as a forwarded request's does
+/// (RFC 3261 §18.2.1, RFC 3581).
+pub fn response(
+    req: &Message,
+    source: std::net::SocketAddr,
+    code: u16,
+    reason: &str,
+    to_tag: &str,
+    extra: &[(&str, &str)],
+) -> Vec<u8> {
     let mut headers = rsip::Headers::default();
-    for via in req.values(Name::Via) {
+    for (i, via) in req.values(Name::Via).enumerate() {
+        let via = if i == 0 { crate::model::wire::with_received(via, source) } else { via.to_owned() };
         headers.push(rsip::Header::Via(rsip::headers::Via::new(via)));
     }
     if let Some(from) = req.first(Name::From) {
@@ -120,13 +130,30 @@ mod tests {
     #[test]
     fn responses_copy_the_transaction_headers_and_tag_to() {
         let req = parse(INVITE.as_bytes().to_vec());
-        let r = parse(response(&req, 480, "Temporarily Unavailable", "xyz", &[("ms-diagnostics", "15030")]));
+        let r = parse(response(&req, SOURCE, 480, "Temporarily Unavailable", "xyz", &[("ms-diagnostics", "15030")]));
         assert_eq!(r.status(), Some(480));
         assert_eq!(r.values(Name::Via).count(), 2);
         assert_eq!(r.to_tag(), Some("xyz"));
         assert_eq!(r.header("ms-diagnostics"), Some("15030"));
-        let trying = parse(response(&req, 100, "Trying", "xyz", &[]));
+        let trying = parse(response(&req, SOURCE, 100, "Trying", "xyz", &[]));
         assert_eq!(trying.to_tag(), None, "100 Trying carries no tag");
+    }
+
+    const SOURCE: std::net::SocketAddr =
+        std::net::SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 9)), 5999);
+
+    #[test]
+    fn a_response_fills_received_and_rport_in_the_top_via_only() {
+        let req = parse(
+            b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport\r\n\
+              Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb\r\nFrom: <sip:a@b>;tag=1\r\nTo: <sip:x>\r\n\
+              Call-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+                .to_vec(),
+        );
+        let r = parse(response(&req, SOURCE, 200, "OK", "t", &[]));
+        let vias: Vec<&str> = r.values(Name::Via).collect();
+        assert_eq!(vias[0], "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;received=192.0.2.9;rport=5999");
+        assert_eq!(vias[1], "SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKb");
     }
 
     #[test]

@@ -29,6 +29,17 @@ pub async fn run(proxy: Arc<Proxy>, health: Arc<HealthTable>, probes: Probes, mu
     loop {
         round += 1;
         let servers = targets(&proxy.tenants());
+        // A server no tenant names any more (removed by a reload) is forgotten:
+        // its streak, its down mark and its `um_server_up` series.
+        streaks.retain(|uri, _| {
+            let kept = servers.binary_search(uri).is_ok();
+            if !kept {
+                proxy.metrics.um_server_up.remove(&crate::metrics::ServerLabel { server: uri.clone() });
+                health.set(uri, true);
+                tracing::info!(server = %uri, "UM server no longer configured; not probed any more");
+            }
+            kept
+        });
         let mut pending = Vec::with_capacity(servers.len());
         for uri in &servers {
             let (proxy, uri) = (proxy.clone(), uri.clone());
@@ -82,14 +93,14 @@ pub fn targets(tenants: &Tenants) -> Vec<String> {
 /// One OPTIONS to `uri`; true if a final response other than 503 came back in time.
 async fn probe(proxy: &Arc<Proxy>, uri: &str, round: u64, timeout: std::time::Duration) -> bool {
     let Ok(d) = proxy.resolve_target(uri).await else { return false };
-    let Some(local) = proxy.transports().local_addr(d.transport, Some(d.addr)) else { return false };
+    let Some(local) = proxy.transports().egress(d.transport, d.addr, None) else { return false };
     let branch = proxy.new_branch();
     let (tx, mut rx) = mpsc::unbounded_channel();
     proxy.register_client(branch.clone(), tx);
     let call_id = format!("probe-{round}-{branch}");
     let bytes = originate::options(uri, &local.to_string(), via_protocol(d.transport), &branch, &call_id);
     // Over TLS, the server's certificate is checked against the target's name.
-    let sent = proxy.transports().send_named(d.transport, d.addr, Some(&d.name), bytes).await.is_ok();
+    let sent = proxy.transports().send_named(d.transport, Some(local), d.addr, Some(&d.name), bytes).await.is_ok();
     let answered = sent
         && tokio::time::timeout(timeout, async {
             while let Some(e) = rx.recv().await {

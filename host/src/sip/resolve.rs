@@ -100,7 +100,7 @@ impl Resolver {
         };
         let transport = forced.or(named);
         let host = u.host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let numeric = host.parse::<IpAddr>().ok();
+        let numeric = exum_address::ip_literal(&host);
         let fixed = numeric.map(|ip| vec![ip]).or_else(|| self.hosts.get(&host).cloned());
         // An IP address, a static host, or an explicit port: no NAPTR or SRV.
         if fixed.is_some() || u.port.is_some() {

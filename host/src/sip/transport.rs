@@ -246,18 +246,59 @@ impl Transports {
         list.iter().find(|a| a.is_ipv6() == v6).or_else(|| list.first()).copied()
     }
 
-    /// The UDP socket of `to`'s address family (addresses known since bind: no syscall).
-    fn udp_socket_for(&self, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.local_udp.iter().position(|a| a.is_ipv6() == to.is_ipv6()).map(|i| &self.udp[i])
+    /// The bound addresses of the listeners of `transport`, in configuration order.
+    pub fn listeners(&self, transport: Transport) -> &[SocketAddr] {
+        match transport {
+            Transport::Udp => &self.local_udp,
+            Transport::Tcp => &self.local_tcp,
+            Transport::Tls => &self.local_tls,
+        }
+    }
+
+    /// The listener a message to `to` over `transport` leaves from (and that
+    /// its Via and Record-Route name): one of `to`'s address family that can
+    /// reach it (a listener bound to a loopback address reaches loopback
+    /// addresses only); of those, `inbound` (the listener the request came in
+    /// on) when it is one, else the first. With none that fits, the
+    /// transport's listener of the family, or its first.
+    pub fn egress(&self, transport: Transport, to: SocketAddr, inbound: Option<SocketAddr>) -> Option<SocketAddr> {
+        let list = self.listeners(transport);
+        let fits = |a: &&SocketAddr| a.is_ipv6() == to.is_ipv6() && (!a.ip().is_loopback() || to.ip().is_loopback());
+        if let Some(inbound) = inbound
+            && list.contains(&inbound)
+            && fits(&&inbound)
+        {
+            return Some(inbound);
+        }
+        list.iter().find(fits).copied().or_else(|| self.local_addr(transport, Some(to)))
+    }
+
+    /// Whether `ip:port` is one of the router's listeners: a listener bound to
+    /// that address, or to the unspecified address of its family (`0.0.0.0`,
+    /// `::`) on that port when `ip` is an address of this host.
+    pub fn is_listener(&self, ip: IpAddr, port: u16) -> bool {
+        let mut listeners = self.local_udp.iter().chain(&self.local_tcp).chain(&self.local_tls);
+        listeners.any(|a| {
+            a.port() == port
+                && (a.ip() == ip || (a.ip().is_unspecified() && a.is_ipv6() == ip.is_ipv6() && is_local_ip(ip)))
+        })
+    }
+
+    /// The UDP socket bound to `from`, else the one [`Self::egress`] picks for `to`
+    /// (addresses known since bind: no syscall).
+    fn udp_socket(&self, from: Option<SocketAddr>, to: SocketAddr) -> Option<&Arc<UdpSocket>> {
+        let from = from.filter(|f| self.local_udp.contains(f)).or_else(|| self.egress(Transport::Udp, to, None))?;
+        self.local_udp.iter().position(|a| *a == from).map(|i| &self.udp[i])
     }
 
     /// Starts receiving: one task per UDP socket and TCP listener, delivering to `sink`.
     pub fn start(self: &Arc<Self>, sink: Weak<dyn Sink>) {
         let _ = self.sink.set(sink);
         for (socket, allow) in self.udp.iter().zip(&self.udp_allow) {
+            let local = socket.local_addr().ok();
             for _ in 0..self.settings.udp_receivers {
                 let (me, socket, allow) = (self.clone(), socket.clone(), allow.clone());
-                tokio::spawn(async move { me.udp_loop(socket, allow).await });
+                tokio::spawn(async move { me.udp_loop(socket, local, allow).await });
             }
         }
         let listeners = std::mem::take(&mut *self.tcp_listeners.lock().unwrap_or_else(|e| e.into_inner()));
@@ -271,7 +312,7 @@ impl Transports {
         self.sink.get().and_then(Weak::upgrade)
     }
 
-    async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>, allow: Arc<[Cidr]>) {
+    async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>, local: Option<SocketAddr>, allow: Arc<[Cidr]>) {
         let mut buf = vec![0u8; 65_535];
         let mut shutdown = self.shutdown.clone();
         loop {
@@ -284,7 +325,7 @@ impl Transports {
                 _ = shutdown.changed() => return,
             };
             let Some(sink) = self.sink() else { return };
-            let source = Source { addr: peer, transport: Transport::Udp, tls_peer_name: None };
+            let source = Source { addr: peer, transport: Transport::Udp, tls_peer_name: None, local };
             let bytes = &buf[..n];
             if bytes.iter().all(|b| b.is_ascii_whitespace()) {
                 continue; // keep-alive
@@ -307,6 +348,7 @@ impl Transports {
     }
 
     async fn accept_loop(self: Arc<Self>, l: StreamListener) {
+        let local = l.listener.local_addr().ok();
         let mut shutdown = self.shutdown.clone();
         let mut backoff = AcceptBackoff::default();
         loop {
@@ -323,7 +365,7 @@ impl Transports {
             let by_address = acl::allows(&l.allow, peer.ip());
             if !l.tls {
                 let allowed = by_address && l.allow_names.is_empty();
-                self.clone().adopt(stream, peer, Transport::Tcp, None, allowed, Some(slot));
+                self.clone().adopt(stream, peer, local, Transport::Tcp, None, allowed, Some(slot));
                 continue;
             }
             let Some(acceptor) = self.tls.as_ref().and_then(|t| t.acceptor()).cloned() else { continue };
@@ -345,7 +387,7 @@ impl Transports {
                 };
                 let name = tls::peer_name(stream.get_ref().1.peer_certificates());
                 let by_name = names.is_empty() || name.as_ref().is_some_and(|n| names.contains(n));
-                me.adopt(stream, peer, Transport::Tls, name, by_address && by_name, Some(slot));
+                me.adopt(stream, peer, local, Transport::Tls, name, by_address && by_name, Some(slot));
             });
         }
     }
@@ -361,10 +403,14 @@ impl Transports {
     /// accepted connection with `tcp_lifetime`, at the first message boundary
     /// after it. The writer closes it when a write does not complete within
     /// `tcp_send_timeout`; at most [`WRITE_QUEUE`] messages wait for it.
+    /// `local` is the listener an accepted connection came to, or the one
+    /// an opened connection stands for.
+    #[allow(clippy::too_many_arguments)]
     fn adopt<S>(
         self: Arc<Self>,
         stream: S,
         peer: SocketAddr,
+        local: Option<SocketAddr>,
         transport: Transport,
         tls_peer_name: Option<String>,
         allowed: bool,
@@ -448,7 +494,7 @@ impl Transports {
                             last_message = now;
                             message_start = None;
                             let bytes: Vec<u8> = buf.drain(..len).collect();
-                            let source = Source { addr: peer, transport, tls_peer_name: tls_peer_name.clone() };
+                            let source = Source { addr: peer, transport, tls_peer_name: tls_peer_name.clone(), local };
                             let Some(sink) = me.sink() else { break 'conn };
                             match Message::parse_or_return(bytes, true, max) {
                                 Ok(msg) if allowed => sink.deliver(msg, source),
@@ -482,11 +528,18 @@ impl Transports {
         tx
     }
 
-    /// Sends `bytes` to `to` over `transport` without waiting: UDP, or an open TCP
-    /// connection to that peer. Returns false when it could not be sent.
-    pub fn send_now(&self, transport: Transport, to: SocketAddr, bytes: Vec<u8>) -> bool {
+    /// An answer to what arrived from `source`: from the socket it arrived at,
+    /// to `to` (see [`Self::send_now_kept`]).
+    pub fn reply_kept(&self, source: &Source, to: SocketAddr, bytes: &[u8]) -> bool {
+        self.send_now_kept(source.transport, source.local, to, bytes)
+    }
+
+    /// Sends `bytes` to `to` over `transport` without waiting: UDP from the
+    /// socket bound to `from` (else the one [`Self::egress`] picks), or an open
+    /// TCP connection to that peer. Returns false when it could not be sent.
+    pub fn send_now(&self, transport: Transport, from: Option<SocketAddr>, to: SocketAddr, bytes: Vec<u8>) -> bool {
         match transport {
-            Transport::Udp => self.udp_socket_for(to).is_some_and(|s| s.try_send_to(&bytes, to).is_ok()),
+            Transport::Udp => self.udp_socket(from, to).is_some_and(|s| s.try_send_to(&bytes, to).is_ok()),
             Transport::Tcp | Transport::Tls => {
                 let sender = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
                 sender.is_some_and(|s| s.try_send(bytes).is_ok())
@@ -496,25 +549,34 @@ impl Transports {
 
     /// [`Self::send_now`] of bytes the caller keeps (a response kept for
     /// retransmissions): copied only for a connection's writer, never for UDP.
-    pub fn send_now_kept(&self, transport: Transport, to: SocketAddr, bytes: &[u8]) -> bool {
+    pub fn send_now_kept(&self, transport: Transport, from: Option<SocketAddr>, to: SocketAddr, bytes: &[u8]) -> bool {
         match transport {
-            Transport::Udp => self.udp_socket_for(to).is_some_and(|s| s.try_send_to(bytes, to).is_ok()),
-            Transport::Tcp | Transport::Tls => self.send_now(transport, to, bytes.to_vec()),
+            Transport::Udp => self.udp_socket(from, to).is_some_and(|s| s.try_send_to(bytes, to).is_ok()),
+            Transport::Tcp | Transport::Tls => self.send_now(transport, from, to, bytes.to_vec()),
         }
     }
 
     /// Sends `bytes` to `to`, opening a TCP connection when there is none; a
     /// TLS connection is opened to the server's IP address as its name (see
     /// [`Self::send_named`]).
-    pub async fn send(self: &Arc<Self>, transport: Transport, to: SocketAddr, bytes: Vec<u8>) -> io::Result<()> {
-        self.send_named(transport, to, None, bytes).await
+    pub async fn send(
+        self: &Arc<Self>,
+        transport: Transport,
+        from: Option<SocketAddr>,
+        to: SocketAddr,
+        bytes: Vec<u8>,
+    ) -> io::Result<()> {
+        self.send_named(transport, from, to, None, bytes).await
     }
 
-    /// Sends `bytes` to `to`; a new TLS connection checks the server's
-    /// certificate against `name` (the host of the URI it was resolved from).
+    /// Sends `bytes` to `to` (over UDP from the socket bound to `from`, else
+    /// the one [`Self::egress`] picks); a new TLS connection checks the
+    /// server's certificate against `name` (the host of the URI it was
+    /// resolved from).
     pub async fn send_named(
         self: &Arc<Self>,
         transport: Transport,
+        from: Option<SocketAddr>,
         to: SocketAddr,
         name: Option<&str>,
         bytes: Vec<u8>,
@@ -522,7 +584,7 @@ impl Transports {
         match transport {
             Transport::Udp => {
                 let socket = self
-                    .udp_socket_for(to)
+                    .udp_socket(from, to)
                     .ok_or_else(|| io::Error::other("no UDP listener of that address family"))?;
                 socket.send_to(&bytes, to).await.map(|_| ())
             }
@@ -576,8 +638,9 @@ impl Transports {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
         let _ = stream.set_nodelay(true);
+        let local = self.local_addr(transport, Some(to));
         if transport == Transport::Tcp {
-            return Ok(self.clone().adopt(stream, to, Transport::Tcp, None, true, None));
+            return Ok(self.clone().adopt(stream, to, local, Transport::Tcp, None, true, None));
         }
         let tls = self.tls.as_ref().ok_or_else(|| io::Error::other("no [tls] configured"))?;
         let name = name.map_or_else(|| to.ip().to_string(), str::to_owned);
@@ -585,13 +648,20 @@ impl Transports {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
         let peer_name = tls::peer_name(stream.get_ref().1.peer_certificates());
-        Ok(self.clone().adopt(stream, to, Transport::Tls, peer_name, true, None))
+        Ok(self.clone().adopt(stream, to, local, Transport::Tls, peer_name, true, None))
     }
 
     /// Reads the TLS certificate and key again (renewed files).
     pub fn reload_tls(&self) -> Result<(), String> {
         self.tls.as_ref().map_or(Ok(()), |t| t.reload())
     }
+}
+
+/// Whether `ip` is an address of this host: a loopback address, or one a
+/// socket can be bound to (asked of the kernel, so interfaces that come and go
+/// are seen; only for a request naming a wildcard listener's port).
+fn is_local_ip(ip: IpAddr) -> bool {
+    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
 }
 
 /// Back-off after failed accepts (out of file descriptors, most often): the

@@ -15,6 +15,7 @@ mod hostile_input;
 mod interop;
 mod ldap;
 mod lifecycle;
+mod listeners;
 mod proxy;
 mod records;
 mod reload;
@@ -26,6 +27,7 @@ mod status_page;
 mod tls;
 mod tools;
 mod torture;
+mod um_answers;
 
 use exum_router::policy::Verdict;
 use exum_router::policy::contract::{Decision, Forward, Reject};

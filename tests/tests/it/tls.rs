@@ -121,7 +121,7 @@ struct Lab {
     router_tls: SocketAddr,
 }
 
-/// A router with a TLS listener allowing the client name `edge.contoso.com`,
+/// A router with two TLS listeners allowing the client name `edge.contoso.com`,
 /// requiring client certificates from `pki`, and bob's UM server at `um`.
 async fn lab(pki: &Pki, router: &Leaf, um: &str) -> Lab {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -130,6 +130,7 @@ async fn lab(pki: &Pki, router: &Leaf, um: &str) -> Lab {
     std::fs::write(dir.path().join("ca.pem"), pki.ca.pem()).expect("write");
     let config = "directory = \"directory.toml\"\n\
         [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+        [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"tls\"]\nallow_names = [\"edge.contoso.com\"]\n\
         [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"tls\"]\nallow_names = [\"edge.contoso.com\"]\n\
         [tls]\ncertificate = \"router.pem\"\nkey = \"router.key\"\nca = \"ca.pem\"\nrequire_client_certificate = true\n\
         [probes]\nenabled = false\n\
@@ -159,6 +160,36 @@ fn invite(peer: &TlsPeer, call_id: &str) -> String {
         call_id,
         &format!("z9hG4bK-{call_id}"),
     )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_through_the_second_tls_listener_is_named_by_it() {
+    let pki = Pki::new("test CA");
+    let (um_leaf, router_leaf) = (pki.leaf(&["um.contoso.com"], true), pki.leaf(&["router.contoso.com"], true));
+    let (um_addr, mut um_conns) = um_server(&um_leaf, pki.roots()).await;
+    let lab = lab(&pki, &router_leaf, &format!("sip:{um_addr};transport=tls")).await;
+    let listeners = lab.server.listeners(Transport::Tls);
+    assert_eq!(listeners.len(), 2);
+    let second = listeners[1];
+    let mut caller = connect(second, pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false))).await.expect("TLS");
+    caller.write(invite(&caller, "tls-second").as_bytes()).await;
+    let mut um = tokio::time::timeout(WAIT, um_conns.recv()).await.expect("the router connects").expect("conn");
+    let inv = loop {
+        let m = um.recv_within(WAIT).await.expect("the INVITE");
+        if m.method() == Some("INVITE") {
+            break m;
+        }
+    };
+    let via = inv.top_via().expect("Via");
+    assert_eq!((via.transport, format!("{}:{}", via.host, via.port.unwrap_or(5061))), ("TLS", second.to_string()));
+    let rr = inv.first(Name::RecordRoute).expect("record-routed");
+    assert!(rr.contains(&second.to_string()) && !rr.contains(&lab.router_tls.to_string()), "{rr}");
+    um.write(response(&inv, 486, "um", "").as_bytes()).await;
+    // Every UM server failed: 480, saying what the UM server answered.
+    let answer = caller.final_response().await;
+    assert_eq!(answer.status(), Some(480));
+    assert!(answer.header("Warning").is_some_and(|w| w.contains(&format!("sip:{um_addr};transport=tls 486"))));
+    lab.server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -114,6 +114,12 @@ fn refuses_malformed_messages_precisely() {
     assert_eq!(parse("SIP/2.0 99 Nope\r\n\r\n"), Err(WireError::StartLine));
     assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nno colon\r\n\r\n"), Err(WireError::HeaderLine(2)));
     assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nX: a\0b\r\n\r\n"), Err(WireError::Nul));
+    // A NUL is SIP only as the octet a quoted-pair escapes in a quoted string.
+    let escaped = parse("INVITE sip:a@b SIP/2.0\r\nFrom: \"N:\\\0 \\\\\" <sip:a@b>\r\n\r\n").expect("quoted-pair");
+    assert_eq!(escaped.first(Name::From), Some("\"N:\\\0 \\\\\" <sip:a@b>"));
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nFrom: \"N:\0\" <sip:a@b>\r\n\r\n"), Err(WireError::Nul));
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nFrom: \"\\\\\0\" <sip:a@b>\r\n\r\n"), Err(WireError::Nul));
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nFrom: N:\\\0 <sip:a@b>\r\n\r\n"), Err(WireError::Nul));
     assert_eq!(
         parse("INVITE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n").map(|_| ()),
         Err(WireError::ContentLength("not a non-negative number below 10^9"))

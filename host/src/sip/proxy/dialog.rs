@@ -89,7 +89,7 @@ mod tests {
     }
 
     fn source(ip: [u8; 4]) -> Source {
-        Source { addr: (ip, 5060).into(), transport: Transport::Udp, tls_peer_name: None }
+        Source { addr: (ip, 5060).into(), transport: Transport::Udp, tls_peer_name: None, local: None }
     }
 
     #[test]

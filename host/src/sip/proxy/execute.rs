@@ -50,11 +50,13 @@ pub(super) fn spawn(
         tenant = tracing::field::Empty,
     );
     let invite = req.method() == Some("INVITE");
+    let reply_to = proxy.response_address(&req, &source);
     let server = ServerTransaction::new(invite, source.transport != Transport::Udp, proxy.timers());
     let task = RequestTask {
         proxy,
         req,
         source,
+        reply_to,
         key,
         rx,
         tx,
@@ -70,6 +72,7 @@ pub(super) fn spawn(
         held,
         final_code: 0,
         decided: None,
+        attempts: Vec::new(),
     };
     tokio::spawn(task.run().instrument(span));
 }
@@ -95,6 +98,8 @@ fn is_voicemail_uri(contact: &str) -> bool {
 struct Sent {
     msg: Message,
     transport: Transport,
+    /// The listener it left from.
+    local: Option<SocketAddr>,
     dest: SocketAddr,
 }
 
@@ -114,6 +119,8 @@ struct RequestTask {
     proxy: Arc<Proxy>,
     req: Message,
     source: Source,
+    /// Where responses upstream go (see [`Proxy::response_address`]).
+    reply_to: SocketAddr,
     key: String,
     rx: mpsc::UnboundedReceiver<Event>,
     tx: EventSender,
@@ -139,11 +146,18 @@ struct RequestTask {
     final_code: u16,
     /// The policy and version that decided, told how the call ended.
     decided: Option<(Arc<TenantPolicy>, Role)>,
+    /// Each target tried and how it ended (`sip:um1 488 Not Acceptable Here`),
+    /// for the call's log line and the Warning of a failure.
+    attempts: Vec<String>,
 }
 
 impl RequestTask {
     async fn run(mut self) {
         self.process().await;
+        // Each call's outcome, with the targets tried.
+        if self.invite && self.req.to_tag().is_none() {
+            tracing::info!(code = self.final_code, targets = %self.attempts.join("; "), "call routed");
+        }
         self.proxy.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some((policy, role)) = self.decided.take()
             && self.final_code >= 200
@@ -152,33 +166,71 @@ impl RequestTask {
         }
         // What lingers is small: the request, the answered branch's INVITE and
         // the rest of the state are dropped here.
-        let RequestTask { proxy, source, key, rx, server, last_response, branches, mut sent, failed, held, .. } = self;
+        let RequestTask {
+            proxy,
+            source,
+            reply_to,
+            key,
+            rx,
+            server,
+            last_response,
+            branches,
+            mut sent,
+            failed,
+            held,
+            ..
+        } = self;
         sent.retain(|branch, _| failed.contains(branch));
-        let lingering =
-            Lingering { proxy, source, rx, server, last: last_response, sent, key, branches, held: Some(held) };
+        let lingering = Lingering {
+            proxy,
+            source,
+            reply_to,
+            rx,
+            server,
+            last: last_response,
+            sent,
+            key,
+            branches,
+            held: Some(held),
+        };
         // A task of its own: this one's state (sized for routing) is freed now.
         tokio::spawn(lingering.run().in_current_span());
     }
 
-    /// Sends `answer` upstream.
+    /// Sends `answer` upstream; a failure after targets failed says which
+    /// target answered what.
     fn respond(&mut self, answer: &Answer) {
-        let bytes = self.proxy.send_answer(&self.req, &self.source, answer);
+        let bytes = if self.tells_tried(answer.code) {
+            let answer = answer.clone().with_tried(&self.attempts);
+            self.proxy.send_answer(&self.req, &self.source, &answer)
+        } else {
+            self.proxy.send_answer(&self.req, &self.source, answer)
+        };
         self.sent_upstream(answer.code, bytes);
     }
 
-    /// Answers upstream with the response for `error`.
+    /// Answers upstream with the response for `error` (with which target
+    /// answered what, after targets failed).
     fn fail(&mut self, error: &RequestError) {
         if matches!(error, RequestError::NotAPeer) {
             self.proxy.metrics.count_access_refused("tenant");
         }
-        let bytes = self.proxy.reject(&self.req, &self.source, error);
+        let answer = error.answer();
+        let answer = if self.tells_tried(answer.code) { answer.with_tried(&self.attempts) } else { answer };
+        let bytes = self.proxy.reject_with(&self.req, &self.source, error, &answer);
         self.sent_upstream(error.code(), bytes);
+    }
+
+    /// Whether a failure answer `code` of the router's carries the targets
+    /// tried: after a target failed, not for a cancelled call.
+    fn tells_tried(&self, code: u16) -> bool {
+        code >= 400 && code != 487 && !self.attempts.is_empty()
     }
 
     /// Relays a response of a target upstream, less our Via.
     fn relay(&mut self, resp: &Message) {
         let bytes = resp.edit().pop_via().finish();
-        self.proxy.transports.send_now_kept(self.source.transport, self.source.addr, &bytes);
+        self.proxy.transports.reply_kept(&self.source, self.reply_to, &bytes);
         self.sent_upstream(resp.status().unwrap_or(500), bytes);
     }
 
@@ -194,7 +246,7 @@ impl RequestTask {
 
     fn resend_last(&self) {
         if let Some(last) = &self.last_response {
-            self.proxy.transports.send_now_kept(self.source.transport, self.source.addr, last);
+            self.proxy.transports.reply_kept(&self.source, self.reply_to, last);
         }
     }
 
@@ -282,21 +334,36 @@ impl RequestTask {
                     break;
                 }
                 match self.try_target(&target, &spec, contact_uri.as_deref()).await {
-                    TargetEnd::Answered => return,
+                    TargetEnd::Answered => {
+                        self.attempts.push(format!("{} {}", target.uri, self.final_code));
+                        return;
+                    }
                     // A 6xx ends the search (RFC 3261 §16.7): no other target,
                     // no on-failure; the caller gets it.
                     TargetEnd::Failed(Outcome::Response(code), Some(r)) if code >= 600 => {
+                        self.attempts.push(format!("{} {}", target.uri, status_line(&r)));
                         tracing::info!(target = %target.uri, code, "global failure; the search ends");
                         self.relay(&r);
                         return;
                     }
                     TargetEnd::Failed(outcome, resp) => {
+                        let what = match (&outcome, &resp) {
+                            (_, Some(r)) => status_line(r),
+                            (Outcome::Timeout, None) => "timeout".to_owned(),
+                            (Outcome::SkippedDown, None) => "down".to_owned(),
+                            _ => "unreachable".to_owned(),
+                        };
+                        if queue.is_empty() {
+                            tracing::warn!(target = %target.uri, outcome = %what, "target failed");
+                        } else {
+                            tracing::warn!(target = %target.uri, outcome = %what, "target failed; trying the next");
+                        }
+                        self.attempts.push(format!("{} {what}", target.uri));
                         if let Some(r) = resp
                             && better(&r, best.as_ref())
                         {
                             best = Some(r);
                         }
-                        tracing::warn!(target = %target.uri, ?outcome, "target failed; trying the next");
                         attempts.push(Attempt { target: target.uri.clone(), outcome });
                     }
                     TargetEnd::Redirected(code, contacts) => {
@@ -415,9 +482,9 @@ impl RequestTask {
         };
         let count = destinations.len();
         for (i, d) in destinations.into_iter().enumerate() {
-            let span =
-                tracing::debug_span!("client", target = %target.uri, addr = %d.addr, branch = tracing::field::Empty);
-            let (end, responded) = self.try_destination(target, spec, contact_uri, &d).instrument(span).await;
+            let branch = self.proxy.branch(loop_hash(&self.req));
+            let span = tracing::debug_span!("client", target = %target.uri, addr = %d.addr, %branch);
+            let (end, responded) = self.try_destination(target, spec, contact_uri, &d, branch).instrument(span).await;
             let silent = matches!(end, TargetEnd::Failed(Outcome::Timeout | Outcome::Unreachable, None))
                 && !responded
                 && !self.cancelled
@@ -438,17 +505,20 @@ impl RequestTask {
         spec: &ForwardSpec,
         contact_uri: Option<&str>,
         d: &Destination,
+        branch: String,
     ) -> (TargetEnd, bool) {
         let (dest, transport) = (d.addr, d.transport);
         let proxy = self.proxy.clone();
-        let local =
-            proxy.transports.local_addr(transport, Some(dest)).map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
-        let branch = proxy.branch(loop_hash(&self.req));
-        tracing::Span::current().record("branch", branch.as_str());
+        // The listener the request leaves from: the one it came in on when
+        // that one fits the target; Via and Record-Route name it.
+        let egress = proxy.transports.egress(transport, dest, self.source.local);
+        let local = egress.map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
         let dialog_tag = self.record_route.then(|| proxy.dialog_tag(self.req.first(Name::CallId).unwrap_or("")));
         let inbound_local = self
             .record_route
-            .then(|| proxy.transports.local_addr(self.source.transport, Some(self.source.addr)))
+            .then(|| {
+                self.source.local.or_else(|| proxy.transports.local_addr(self.source.transport, Some(self.source.addr)))
+            })
             .flatten()
             .map(|a| a.to_string());
         let hop = Hop {
@@ -467,7 +537,7 @@ impl RequestTask {
             let Ok(msg) = Message::parse(bytes.clone(), false, usize::MAX) else {
                 return (TargetEnd::Failed(Outcome::Unreachable, None), false);
             };
-            Some(Sent { msg, transport, dest })
+            Some(Sent { msg, transport, local: egress, dest })
         } else {
             // The forwarding edits keep a request parseable (tested: debug
             // builds check every forwarded request).
@@ -478,7 +548,7 @@ impl RequestTask {
         self.branches.push(branch.clone());
         // A new TLS connection checks the server's certificate against the
         // target's host name (or its SRV target's).
-        if let Err(e) = proxy.transports.send_named(transport, dest, Some(&d.name), bytes.clone()).await {
+        if let Err(e) = proxy.transports.send_named(transport, egress, dest, Some(&d.name), bytes.clone()).await {
             tracing::warn!(target = %target.uri, %dest, error = %e, "cannot send");
             return (TargetEnd::Failed(Outcome::Unreachable, None), false);
         }
@@ -489,6 +559,7 @@ impl RequestTask {
             transport != Transport::Udp,
             proxy.timers(),
             per_target,
+            settings.timer_c,
             Instant::now(),
         );
         let end = loop {
@@ -519,18 +590,18 @@ impl RequestTask {
                 }
             };
             if step.retransmit {
-                let _ = proxy.transports.send(transport, dest, bytes.clone()).await;
+                let _ = proxy.transports.send(transport, egress, dest, bytes.clone()).await;
             }
             if step.cancel
                 && let Some(sent) = &sent
             {
-                let _ = proxy.transports.send(transport, dest, originate::cancel(&sent.msg)).await;
+                let _ = proxy.transports.send(transport, egress, dest, originate::cancel(&sent.msg)).await;
                 self.failed.push(branch.clone());
             }
             if step.ack
                 && let (Some(resp), Some(sent)) = (&resp, &sent)
             {
-                let _ = proxy.transports.send(transport, dest, originate::ack(&sent.msg, resp)).await;
+                let _ = proxy.transports.send(transport, egress, dest, originate::ack(&sent.msg, resp)).await;
                 self.failed.push(branch.clone());
             }
             if step.pass_up
@@ -585,6 +656,7 @@ impl RequestTask {
 struct Lingering {
     proxy: Arc<Proxy>,
     source: Source,
+    reply_to: SocketAddr,
     rx: mpsc::UnboundedReceiver<Event>,
     server: ServerTransaction,
     /// The final response sent upstream.
@@ -618,7 +690,7 @@ impl Lingering {
                         && resp.cseq().is_some_and(|(_, m)| m == "INVITE") =>
                 {
                     let bytes = resp.edit().pop_via().finish();
-                    self.proxy.transports.send_now(self.source.transport, self.source.addr, bytes);
+                    self.proxy.transports.reply_kept(&self.source, self.reply_to, &bytes);
                     ServerStep::Wait
                 }
                 Some(Event::Response(resp)) => {
@@ -630,7 +702,7 @@ impl Lingering {
             match step {
                 ServerStep::Resend => {
                     if let Some(last) = &self.last {
-                        self.proxy.transports.send_now_kept(self.source.transport, self.source.addr, last);
+                        self.proxy.transports.reply_kept(&self.source, self.reply_to, last);
                     }
                 }
                 ServerStep::End => break,
@@ -655,7 +727,15 @@ async fn next_event(rx: &mut mpsc::UnboundedReceiver<Event>, wake: Instant) -> O
 fn reack(proxy: &Proxy, sent: &HashMap<String, Sent>, resp: &Message) {
     let Some(branch) = resp.top_via().and_then(|v| v.branch) else { return };
     if let (true, Some(s)) = (resp.status().is_some_and(|c| c >= 300), sent.get(branch)) {
-        proxy.transports.send_now(s.transport, s.dest, originate::ack(&s.msg, resp));
+        proxy.transports.send_now(s.transport, s.local, s.dest, originate::ack(&s.msg, resp));
+    }
+}
+
+/// A response's code and reason phrase (`488 Not Acceptable Here`).
+fn status_line(r: &Message) -> String {
+    match (r.status(), r.reason().map(str::trim).filter(|s| !s.is_empty())) {
+        (Some(code), Some(reason)) => format!("{code} {reason}"),
+        (code, _) => code.unwrap_or(500).to_string(),
     }
 }
 

@@ -221,16 +221,33 @@ impl Proxy {
 
     /// Whether `uri` names this router (one of its listening addresses).
     fn is_us(&self, uri: &UriRef<'_>) -> bool {
-        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-        let Ok(ip) = host.parse::<IpAddr>() else { return false };
+        let Some(ip) = exum_address::ip_literal(uri.host) else { return false };
         let tls = matches!(uri.scheme, exum_address::Scheme::Sips)
             || uri.param("transport").flatten().is_some_and(|t| t.eq_ignore_ascii_case("tls"));
         let port = uri.port.unwrap_or(if tls { 5061 } else { 5060 });
-        [Transport::Udp, Transport::Tcp, Transport::Tls].iter().any(|t| {
-            self.transports
-                .local_addr(*t, Some(SocketAddr::new(ip, port)))
-                .is_some_and(|a| a.ip() == ip && a.port() == port)
-        })
+        self.transports.is_listener(ip, port)
+    }
+
+    /// Where a response to `req`, received from `source`, goes (RFC 3261
+    /// §18.2.2, RFC 3581): over a connection, back on it; over UDP, to the
+    /// source address and port when the top Via has `rport`, else to the
+    /// source address (its `received`) at the Via's sent-by port (5060 when it
+    /// names none). Never to one of the router's own listeners: a Via naming
+    /// one gets the answer at the source address. `maddr` is not followed (a
+    /// stranger could aim responses at a third party).
+    pub(crate) fn response_address(&self, req: &Message, source: &Source) -> SocketAddr {
+        if source.transport != Transport::Udp {
+            return source.addr;
+        }
+        let Some(via) = req.top_via() else { return source.addr };
+        if via.rport {
+            return source.addr;
+        }
+        let to = SocketAddr::new(source.addr.ip(), via.port.unwrap_or(5060));
+        if to == source.addr || self.transports.is_listener(to.ip(), to.port()) {
+            return source.addr;
+        }
+        to
     }
 
     /// Sends `answer` to `req` back where it came from (over the transport it
@@ -245,16 +262,21 @@ impl Proxy {
         };
         let tag = format!("{:x}", self.secret.salt() ^ self.counter.fetch_add(1, Ordering::Relaxed));
         let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
-        let bytes = originate::response(req, answer.code, &answer.reason, &tag, &headers);
-        self.transports.send_now_kept(source.transport, source.addr, &bytes);
+        let bytes = originate::response(req, source.addr, answer.code, &answer.reason, &tag, &headers);
+        self.transports.reply_kept(source, self.response_address(req, source), &bytes);
         bytes
     }
 
     /// Answers `req` with the response for `error`, counted by side and code.
     fn reject(&self, req: &Message, source: &Source, error: &RequestError) -> Vec<u8> {
+        self.reject_with(req, source, error, &error.answer())
+    }
+
+    /// [`Self::reject`] with `answer`, the error's answer with more said.
+    fn reject_with(&self, req: &Message, source: &Source, error: &RequestError, answer: &Answer) -> Vec<u8> {
         self.metrics.count_request_error(error.side().as_str(), error.code());
         tracing::debug!(peer = %source.addr, code = error.code(), side = error.side().as_str(), %error, "answered by the router");
-        self.send_answer(req, source, &error.answer())
+        self.send_answer(req, source, answer)
     }
 
     /// Counts and logs a message nothing can be answered to.

@@ -27,13 +27,15 @@ impl Proxy {
         let Some(next) = vias.next().and_then(Via::parse) else { return Err(Dropped::StrayResponse) };
         let Some(addr) = via_destination(&next) else { return Err(Dropped::StrayResponse) };
         let transport = if next.transport.eq_ignore_ascii_case("TCP") { Transport::Tcp } else { Transport::Udp };
-        if self.transports.local_addr(transport, Some(addr)).is_some_and(|a| a == addr) {
+        if self.transports.is_listener(addr.ip(), addr.port()) {
             return Err(Dropped::StrayResponse);
         }
         if !self.stray_2xx.take() {
             return Err(Dropped::RateLimited);
         }
-        if self.transports.send_now(transport, addr, msg.edit().pop_via().finish()) {
+        // From the listener our Via names, as the request left.
+        let from = ours.and_then(|v| via_destination(&v));
+        if self.transports.send_now(transport, from, addr, msg.edit().pop_via().finish()) {
             Ok(())
         } else {
             Err(Dropped::StrayResponse)
@@ -52,8 +54,8 @@ impl Proxy {
             if hops == 0 {
                 return;
             }
-            let local =
-                me.transports.local_addr(d.transport, Some(d.addr)).map_or_else(|| "0.0.0.0".into(), |a| a.to_string());
+            let egress = me.transports.egress(d.transport, d.addr, source.local);
+            let local = egress.map_or_else(|| "0.0.0.0".into(), |a| a.to_string());
             let mut edit = msg.edit().received(source.addr).prepend_via(format!(
                 "{} {local};branch={};rport",
                 via_protocol(d.transport),
@@ -61,7 +63,7 @@ impl Proxy {
             ));
             edit = edit.pop_routes(pop);
             let bytes = edit.max_forwards(hops - 1).finish();
-            let _ = me.transports.send(d.transport, d.addr, bytes).await;
+            let _ = me.transports.send(d.transport, egress, d.addr, bytes).await;
         });
     }
 

@@ -1,8 +1,9 @@
 //! The client side of one forwarded request to one address, as a state machine
 //! without I/O: the RFC 3261 §17.1 client transaction (INVITE: Timers A and B;
 //! non-INVITE: Timers E and F), the ACK of a non-2xx final response
-//! (§17.1.1.3), the proxy's per-target timer (the role of §16.6's Timer C) and
-//! CANCEL (§9.1, §16.10). The proxy core feeds it responses, timer wake-ups and
+//! (§17.1.1.3), the proxy's per-target timer (how long a target may take to
+//! answer at all), Timer C once it answered provisionally (§16.6 step 11,
+//! §16.7 step 2, §16.8) and CANCEL (§9.1, §16.10). The proxy core feeds it responses, timer wake-ups and
 //! an upstream CANCEL, and performs the [`ClientStep`] it returns.
 
 use std::time::{Duration, Instant};
@@ -44,11 +45,15 @@ pub enum ClientEnd {
 pub struct ClientTransaction {
     invite: bool,
     timers: Timers,
-    /// The per-target timer: how long the target may take to answer finally
-    /// once it has answered provisionally, and to answer at all before that.
-    per_target: Duration,
-    /// When the transaction gives up (Timer B/F, the per-target timer, or the
-    /// wait for the final response after a CANCEL).
+    /// Timer C: how long an INVITE's target that answered provisionally may
+    /// take to answer finally (from the request, then from each provisional
+    /// response other than 100).
+    timer_c: Duration,
+    /// When the request was first sent.
+    started: Instant,
+    /// When the transaction gives up: before any response, the per-target
+    /// timer (at most Timer B/F); after a provisional one, Timer C (INVITE) or
+    /// Timer F (non-INVITE); after a CANCEL, the wait for its final response.
     deadline: Instant,
     /// The current retransmission interval and when it fires next (never on a
     /// reliable transport, nor for an INVITE once it got a provisional).
@@ -63,12 +68,22 @@ pub struct ClientTransaction {
 
 impl ClientTransaction {
     /// A transaction whose request is sent at `now`, over a reliable transport
-    /// (TCP, TLS) or not (UDP).
-    pub fn new(invite: bool, reliable: bool, timers: Timers, per_target: Duration, now: Instant) -> ClientTransaction {
+    /// (TCP, TLS) or not (UDP). `per_target` is how long the target may take
+    /// to answer at all (at most 64×T1, Timer B or F); `timer_c`, how long an
+    /// INVITE's target that rings may take to answer finally.
+    pub fn new(
+        invite: bool,
+        reliable: bool,
+        timers: Timers,
+        per_target: Duration,
+        timer_c: Duration,
+        now: Instant,
+    ) -> ClientTransaction {
         ClientTransaction {
             invite,
             timers,
-            per_target,
+            timer_c,
+            started: now,
             deadline: now + per_target.min(timers.t1 * 64),
             interval: timers.t1,
             next_retransmit: (!reliable).then(|| now + timers.t1),
@@ -119,10 +134,18 @@ impl ClientTransaction {
             // Proceeding: an INVITE is not retransmitted any more; a non-INVITE
             // is, every T2 (§17.1.2.2).
             self.next_retransmit = if self.invite { None } else { self.next_retransmit.map(|_| now + self.timers.t2) };
-            if !self.provisional {
-                self.provisional = true;
-                self.deadline = self.deadline.max(now).min(now + self.per_target);
+            if !self.cancel_sent {
+                // The per-target timer is over once the target answered. An
+                // INVITE waits under Timer C (restarted by a provisional
+                // response other than 100); a non-INVITE, until Timer F.
+                self.deadline = match (self.invite, code > 100) {
+                    (true, true) => now + self.timer_c,
+                    (true, false) if !self.provisional => self.started + self.timer_c,
+                    (true, false) => self.deadline,
+                    (false, _) => self.started + self.timers.t1 * 64,
+                };
             }
+            self.provisional = true;
             step.pass_up = code > 100;
             return step;
         }
@@ -157,6 +180,7 @@ mod tests {
 
     const T: Timers = Timers { t1: Duration::from_millis(500), t2: Duration::from_secs(4), t4: Duration::from_secs(5) };
     const PER_TARGET: Duration = Duration::from_secs(8);
+    const TIMER_C: Duration = Duration::from_secs(185);
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
@@ -165,7 +189,7 @@ mod tests {
     #[test]
     fn an_invite_over_udp_is_retransmitted_at_doubling_intervals_until_the_target_timer() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, t0);
+        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, TIMER_C, t0);
         let mut sent_at = Vec::new();
         loop {
             let now = c.wake();
@@ -187,7 +211,7 @@ mod tests {
     #[test]
     fn timer_b_ends_an_invite_at_64_t1_when_the_target_timer_is_longer() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(true, true, T, Duration::from_secs(60), t0);
+        let mut c = ClientTransaction::new(true, true, T, Duration::from_secs(60), TIMER_C, t0);
         assert_eq!(c.wake(), t0 + T.t1 * 64);
         let step = c.on_timer(c.wake());
         assert_eq!(step, ClientStep { end: Some(ClientEnd::TimedOut), ..ClientStep::default() });
@@ -196,7 +220,7 @@ mod tests {
     #[test]
     fn a_non_invite_is_retransmitted_capped_at_t2_and_every_t2_once_proceeding() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(false, false, T, Duration::from_secs(60), t0);
+        let mut c = ClientTransaction::new(false, false, T, Duration::from_secs(60), TIMER_C, t0);
         let mut gaps = Vec::new();
         let mut last = t0;
         for _ in 0..5 {
@@ -215,27 +239,43 @@ mod tests {
     #[test]
     fn a_provisional_stops_invite_retransmissions_and_is_passed_up_except_100() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, t0);
+        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, TIMER_C, t0);
         assert!(!c.on_response(100, false, t0 + ms(5)).pass_up);
         assert!(c.responded());
-        assert_eq!(c.wake(), t0 + PER_TARGET, "no retransmission any more, only the target timer");
+        assert_eq!(c.wake(), t0 + TIMER_C, "no retransmission any more; Timer C from the request");
         let step = c.on_response(180, false, t0 + ms(10));
         assert_eq!(step, ClientStep { pass_up: true, ..ClientStep::default() });
     }
 
     #[test]
-    fn the_target_timer_while_ringing_cancels_and_ends() {
+    fn a_ringing_target_is_not_cut_at_the_target_timer_but_at_timer_c_restarted_by_each_provisional() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, t0);
+        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, TIMER_C, t0);
+        assert_eq!(c.wake(), t0 + T.t1, "Timer A first");
         c.on_response(180, false, t0 + ms(10));
+        assert_eq!(c.wake(), t0 + ms(10) + TIMER_C);
+        assert_eq!(c.on_timer(t0 + PER_TARGET + ms(1)), ClientStep::default(), "the per-target timer is over");
+        c.on_response(100, false, t0 + ms(20));
+        assert_eq!(c.wake(), t0 + ms(10) + TIMER_C, "a 100 does not restart Timer C");
+        c.on_response(183, false, t0 + ms(30));
+        assert_eq!(c.wake(), t0 + ms(30) + TIMER_C);
         let step = c.on_timer(c.wake());
         assert_eq!(step, ClientStep { cancel: true, end: Some(ClientEnd::TimedOut), ..ClientStep::default() });
     }
 
     #[test]
+    fn a_non_invite_that_answered_provisionally_waits_for_timer_f() {
+        let t0 = Instant::now();
+        let mut c = ClientTransaction::new(false, true, T, ms(1000), TIMER_C, t0);
+        assert_eq!(c.wake(), t0 + ms(1000));
+        c.on_response(100, false, t0 + ms(10));
+        assert_eq!(c.wake(), t0 + T.t1 * 64);
+    }
+
+    #[test]
     fn a_non_2xx_final_to_an_invite_is_acked_and_passed_up() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, t0);
+        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, TIMER_C, t0);
         let step = c.on_response(503, false, t0 + ms(10));
         assert_eq!(
             step,
@@ -243,14 +283,14 @@ mod tests {
         );
         let step = c.on_response(200, false, t0 + ms(10));
         assert!(!step.ack, "a 2xx is acknowledged end to end, not by the proxy");
-        let mut n = ClientTransaction::new(false, false, T, PER_TARGET, t0);
+        let mut n = ClientTransaction::new(false, false, T, PER_TARGET, TIMER_C, t0);
         assert!(!n.on_response(404, false, t0).ack, "only INVITE transactions ACK");
     }
 
     #[test]
     fn an_upstream_cancel_before_any_answer_ends_without_a_cancel() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, t0);
+        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, TIMER_C, t0);
         let step = c.cancel(t0 + ms(1));
         assert_eq!(step, ClientStep { end: Some(ClientEnd::CancelledBeforeAnswer), ..ClientStep::default() });
     }
@@ -258,7 +298,7 @@ mod tests {
     #[test]
     fn an_upstream_cancel_while_ringing_sends_one_cancel_and_waits_for_the_final_answer() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, t0);
+        let mut c = ClientTransaction::new(true, false, T, PER_TARGET, TIMER_C, t0);
         c.on_response(180, false, t0 + ms(10));
         let step = c.cancel(t0 + ms(20));
         assert_eq!(step, ClientStep { cancel: true, ..ClientStep::default() });
@@ -273,7 +313,7 @@ mod tests {
     #[test]
     fn a_cancel_requested_before_the_first_provisional_of_a_non_invite_changes_nothing() {
         let t0 = Instant::now();
-        let mut c = ClientTransaction::new(false, true, T, PER_TARGET, t0);
+        let mut c = ClientTransaction::new(false, true, T, PER_TARGET, TIMER_C, t0);
         assert_eq!(c.cancel(t0), ClientStep::default());
         assert_eq!(c.on_response(200, false, t0).end, Some(ClientEnd::Final(200)));
     }
