@@ -481,9 +481,10 @@ fn a_relative_config_path_hot_swaps_a_policy_and_applies_directory_edits() {
     hot_swaps_with(&deployment, &deployment, &["serve", "--config", "./router.toml"]);
 }
 
-#[test]
-fn a_call_every_um_server_failed_is_logged_once_with_its_targets_and_one_branch_per_span() {
-    // A UM server that answers every INVITE 488, and ignores the rest.
+/// A deployment of tenant `t` whose user bob's one UM server answers every
+/// INVITE 488 (and ignores the rest, OPTIONS probes included); `probes` is the
+/// `[probes]` section's body.
+fn um_answering_488(probes: &str) -> (tempfile::TempDir, PathBuf, std::net::SocketAddr) {
     let um = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let um_addr = um.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -519,10 +520,31 @@ fn a_call_every_um_server_failed_is_logged_once_with_its_targets_and_one_branch_
     let config = dir.path().join("router.toml");
     std::fs::write(
         &config,
-        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-         [probes]\nenabled = false\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
+        format!(
+            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+             [probes]\n{probes}\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n"
+        ),
     )
     .expect("write");
+    (dir, config, um_addr)
+}
+
+/// Sends a voice-mail INVITE for bob to the router at `router` from a socket of its own.
+fn call_bob(router: &str, call_id: &str) -> std::net::UdpSocket {
+    let caller = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let me = caller.local_addr().expect("addr");
+    let invite = format!(
+        "INVITE sip:bob@t.test;opaque=app:voicemail SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-{call_id};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@caller.test>;tag=1\r\nTo: <sip:bob@t.test>\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), router).expect("send");
+    caller
+}
+
+#[test]
+fn a_call_every_um_server_failed_is_logged_once_with_its_targets_and_one_branch_per_span() {
+    let (_dir, config, um_addr) = um_answering_488("enabled = false");
     let (mut child, lines) = serve(&config, &[]);
     let mut lines = lines.map_while(Result::ok);
     let router = lines
@@ -530,14 +552,7 @@ fn a_call_every_um_server_failed_is_logged_once_with_its_targets_and_one_branch_
         .find(|l| l.contains("listening") && l.contains("Udp"))
         .and_then(|l| log_field(&l, "addr").map(str::to_owned))
         .expect("the UDP listener in the log");
-    let caller = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let me = caller.local_addr().expect("addr");
-    let invite = format!(
-        "INVITE sip:bob@t.test;opaque=app:voicemail SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-logged;rport\r\n\
-         Max-Forwards: 70\r\nFrom: <sip:a@caller.test>;tag=1\r\nTo: <sip:bob@t.test>\r\nCall-ID: logged\r\n\
-         CSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
-    );
-    caller.send_to(invite.as_bytes(), router.as_str()).expect("send");
+    let _caller = call_bob(&router, "logged");
     let mut seen = Vec::new();
     for line in lines.by_ref() {
         let done = line.contains("call routed");
@@ -558,6 +573,30 @@ fn a_call_every_um_server_failed_is_logged_once_with_its_targets_and_one_branch_
             assert_eq!(span.matches("branch=").count(), 1, "one branch in the request span: {line}");
         }
     }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let _: Vec<String> = lines.collect();
+    assert!(child.wait().expect("ends").success());
+}
+
+#[test]
+fn the_immediate_480_when_every_um_server_is_down_is_logged_at_info() {
+    // The UM server never answers OPTIONS: one probe marks it down.
+    let (_dir, config, um_addr) = um_answering_488("interval_ms = 100\ntimeout_ms = 50\ndown_after = 1");
+    let (mut child, lines) = serve(&config, &[]);
+    let mut lines = lines.map_while(Result::ok);
+    let router = lines
+        .by_ref()
+        .find(|l| l.contains("listening") && l.contains("Udp"))
+        .and_then(|l| log_field(&l, "addr").map(str::to_owned))
+        .expect("the UDP listener in the log");
+    let down = lines.by_ref().find(|l| l.contains("UM server marked down"));
+    assert!(down.is_some_and(|l| l.contains(&um_addr.to_string())), "the UM server was never marked down");
+    let _caller = call_bob(&router, "all-down");
+    let routed = lines.by_ref().find(|l| l.contains("call routed"));
+    let routed = routed.expect("the call's outcome logged");
+    assert!(routed.contains(" INFO ") && routed.contains("code=480"), "{routed}");
+    assert!(routed.contains("call_id=\"all-down\""), "the call named: {routed}");
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
     assert!(status.success());
     let _: Vec<String> = lines.collect();

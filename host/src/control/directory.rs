@@ -512,7 +512,7 @@ impl Directory {
         t: TenantData,
     ) -> Result<(TenantDirectory, Vec<RefusedEntry>), ConfigError> {
         let mut refused = Vec::new();
-        let dir = Self::validate_tenant(source, tenant, &tenant.id, t, Some(&mut refused))?;
+        let dir = Self::validate_tenant(source, tenant, &tenant.id, t, None, Some(&mut refused))?;
         Ok((dir, refused))
     }
 
@@ -539,7 +539,7 @@ impl Directory {
                 )
             })?,
         };
-        let dir = Self::validate_tenant(source, tenant, id, t, None)?;
+        let dir = Self::validate_tenant(source, tenant, id, t, Some(config.sip.t1 * 64), None)?;
         Ok((dir, defined))
     }
 
@@ -580,11 +580,13 @@ impl Directory {
             .map_err(|(key, reason)| ConfigError::invalid(path, key, reason))
     }
 
+    /// `timer_b` (64 × T1), when known, bounds a UM server's `timeout_ms`.
     fn validate_tenant(
         path: &Path,
         tenant: &TenantConfig,
         id: &str,
         t: TenantData,
+        timer_b: Option<std::time::Duration>,
         mut refused: Option<&mut Vec<RefusedEntry>>,
     ) -> Result<TenantDirectory, ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
@@ -631,6 +633,17 @@ impl Directory {
                     return Err(invalid(
                         format!("{key}.servers[{j}].timeout_ms"),
                         format!("{timeout_ms}: must be 100 to 120000"),
+                    ));
+                }
+                // The time to the server's first response: Timer B ends it anyway.
+                if let Some(b) = timer_b.filter(|b| u128::from(timeout_ms) > b.as_millis()) {
+                    return Err(invalid(
+                        format!("{key}.servers[{j}].timeout_ms"),
+                        format!(
+                            "{timeout_ms}: the time to the UM server's first response is at most 64 × [sip] t1_ms = {} \
+                             (Timer B); a server that rings is waited for under [sip] timer_c_ms",
+                            b.as_millis()
+                        ),
                     ));
                 }
                 servers.push(UmServer { uri: s.uri, timeout_ms });
@@ -928,6 +941,23 @@ mod tests {
         .expect("write");
         std::fs::write(dir.path().join("dir.toml"), dir_text).expect("write");
         Directory::load(&RouterConfig::load(&config).expect("config"))
+    }
+
+    #[test]
+    fn a_um_servers_timeout_is_the_time_to_its_first_response_within_timer_b() {
+        let plan = |ms: u32| {
+            format!(
+                "[[tenants.contoso.dial_plans]]\nname = \"DP\"\nphone_context = \"DP\"\n\
+                 servers = [{{ uri = \"sip:um1.contoso.com\", timeout_ms = {ms} }}]\n"
+            )
+        };
+        assert!(load(&plan(32_000)).is_ok(), "64 × T1 with the default T1");
+        let e = load(&plan(60_000)).expect_err("beyond Timer B").to_string();
+        assert!(
+            e.contains("dial_plans[0].servers[0].timeout_ms: 60000: the time to the UM server's first response"),
+            "{e}"
+        );
+        assert!(e.contains("32000 (Timer B)"), "{e}");
     }
 
     const GOOD: &str = r#"

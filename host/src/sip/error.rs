@@ -246,8 +246,14 @@ impl Answer {
     /// names no source, as Lync's servers write them.
     pub fn sourced(mut self, name: &str) -> Answer {
         for (header, value) in &mut self.headers {
-            if header.eq_ignore_ascii_case("ms-diagnostics") && !value.to_ascii_lowercase().contains("source=") {
-                value.push_str(&format!(";source=\"{name}\""));
+            let lower = value.to_ascii_lowercase();
+            if header.eq_ignore_ascii_case("ms-diagnostics") && !lower.contains("source=") {
+                // Right after the reason, before any AppendedInfo.
+                let source = format!(";source=\"{name}\"");
+                match lower.find(";appendedinfo=") {
+                    Some(at) => value.insert_str(at, &source),
+                    None => value.push_str(&source),
+                }
             }
         }
         self
@@ -311,6 +317,22 @@ mod tests {
         assert_eq!(a.headers[1].1, "399 x", "other headers untouched");
         let again = a.sourced("other");
         assert!(again.headers[0].1.ends_with(";source=\"um-router.contoso.com\""), "a source is kept");
+    }
+
+    #[test]
+    fn a_failure_after_targets_failed_names_what_each_answered() {
+        let tried =
+            ["sip:um1.contoso.com 488 Not Acceptable Here".to_owned(), "sip:um2.contoso.com timeout".to_owned()];
+        let a = RequestError::AllTargetsFailed.answer().with_tried(&tried).sourced("router.contoso.com");
+        let text = "tried sip:um1.contoso.com 488 Not Acceptable Here; sip:um2.contoso.com timeout";
+        assert_eq!(
+            a.headers[0].1,
+            format!(
+                "15030;reason=\"Failed to route to Exchange Server\";source=\"router.contoso.com\";AppendedInfo=\"{text}\""
+            )
+        );
+        assert_eq!(a.headers[1], (Cow::Borrowed("Warning"), format!("399 exum-router \"{text}\"")));
+        assert_eq!(Answer::new(480).with_tried(&[]), Answer::new(480), "nothing tried, nothing said");
     }
 
     #[test]
