@@ -154,3 +154,55 @@ async fn the_shipped_sipp_scenarios_keep_the_um_server_up_and_take_callers_from_
     let _ = uas.kill();
     let _ = uas.wait();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sipp_um_server_that_rings_past_its_timeout_answers_the_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (um_at, uac_at) = (sipp_address(), sipp_address());
+    // 300 ms to the UM server's first response; it rings at once and answers
+    // after 1500 ms.
+    std::fs::write(
+        dir.path().join("directory.toml"),
+        format!(
+            "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
+             [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:{um_at}\", timeout_ms = 300 }}]\n"
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("users.csv"), "SEQUENTIAL\nbob;contoso.com\n").expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    let scenario = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sipp/uas-rings.xml");
+    let mut um = exum_router_tests::sipp::sipp()
+        .arg("-sf")
+        .arg(scenario)
+        .args(["-i", &um_at.ip().to_string(), "-p", &um_at.port().to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "30s"])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp UM server starts");
+    // sipp says nothing when it is ready: its address is taken once it listens.
+    exum_router_tests::until("sipp to listen", || std::net::UdpSocket::bind(um_at).is_err()).await;
+    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_at, 1, 1).spawn().expect("sipp UAC starts");
+    let (uac_out, um_status) = tokio::task::spawn_blocking(move || {
+        let out = uac.wait_with_output().expect("UAC ends");
+        (out, um.wait().expect("UM ends"))
+    })
+    .await
+    .expect("join");
+    assert!(
+        uac_out.status.success(),
+        "the caller's call did not complete: {} {}",
+        uac_out.status,
+        String::from_utf8_lossy(&uac_out.stderr)
+    );
+    assert!(um_status.success(), "the ringing UM server did not complete its call: {um_status}");
+}
