@@ -529,6 +529,22 @@ fn um_answering_488(probes: &str) -> (tempfile::TempDir, PathBuf, std::net::Sock
     (dir, config, um_addr)
 }
 
+/// The address of the router's UDP listener, from its start-up log.
+fn udp_listener_in(lines: &mut impl Iterator<Item = String>) -> String {
+    lines
+        .find(|l| l.contains("listening") && l.contains("Udp"))
+        .and_then(|l| log_field(&l, "addr").map(str::to_owned))
+        .expect("the UDP listener in the log")
+}
+
+/// Stops the router with SIGTERM: it must exit 0.
+fn stop(mut child: std::process::Child, lines: impl Iterator<Item = String>) {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let _: Vec<String> = lines.collect();
+    assert!(child.wait().expect("ends").success());
+}
+
 /// Sends a voice-mail INVITE for bob to the router at `router` from a socket of its own.
 fn call_bob(router: &str, call_id: &str) -> std::net::UdpSocket {
     let caller = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -545,13 +561,9 @@ fn call_bob(router: &str, call_id: &str) -> std::net::UdpSocket {
 #[test]
 fn a_call_every_um_server_failed_is_logged_once_with_its_targets_and_one_branch_per_span() {
     let (_dir, config, um_addr) = um_answering_488("enabled = false");
-    let (mut child, lines) = serve(&config, &[]);
+    let (child, lines) = serve(&config, &[]);
     let mut lines = lines.map_while(Result::ok);
-    let router = lines
-        .by_ref()
-        .find(|l| l.contains("listening") && l.contains("Udp"))
-        .and_then(|l| log_field(&l, "addr").map(str::to_owned))
-        .expect("the UDP listener in the log");
+    let router = udp_listener_in(&mut lines);
     let _caller = call_bob(&router, "logged");
     let mut seen = Vec::new();
     for line in lines.by_ref() {
@@ -573,23 +585,16 @@ fn a_call_every_um_server_failed_is_logged_once_with_its_targets_and_one_branch_
             assert_eq!(span.matches("branch=").count(), 1, "one branch in the request span: {line}");
         }
     }
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
-    assert!(status.success());
-    let _: Vec<String> = lines.collect();
-    assert!(child.wait().expect("ends").success());
+    stop(child, lines);
 }
 
 #[test]
 fn the_immediate_480_when_every_um_server_is_down_is_logged_at_info() {
     // The UM server never answers OPTIONS: one probe marks it down.
     let (_dir, config, um_addr) = um_answering_488("interval_ms = 100\ntimeout_ms = 50\ndown_after = 1");
-    let (mut child, lines) = serve(&config, &[]);
+    let (child, lines) = serve(&config, &[]);
     let mut lines = lines.map_while(Result::ok);
-    let router = lines
-        .by_ref()
-        .find(|l| l.contains("listening") && l.contains("Udp"))
-        .and_then(|l| log_field(&l, "addr").map(str::to_owned))
-        .expect("the UDP listener in the log");
+    let router = udp_listener_in(&mut lines);
     let down = lines.by_ref().find(|l| l.contains("UM server marked down"));
     assert!(down.is_some_and(|l| l.contains(&um_addr.to_string())), "the UM server was never marked down");
     let _caller = call_bob(&router, "all-down");
@@ -597,8 +602,5 @@ fn the_immediate_480_when_every_um_server_is_down_is_logged_at_info() {
     let routed = routed.expect("the call's outcome logged");
     assert!(routed.contains(" INFO ") && routed.contains("code=480"), "{routed}");
     assert!(routed.contains("call_id=\"all-down\""), "the call named: {routed}");
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
-    assert!(status.success());
-    let _: Vec<String> = lines.collect();
-    assert!(child.wait().expect("ends").success());
+    stop(child, lines);
 }

@@ -203,30 +203,30 @@ async fn the_routers_own_answers_fill_received_and_rport_and_follow_the_via() {
     assert_eq!(answer.header("Call-ID"), Some("own-loop"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_options_to_any_listener_address_with_or_without_its_port_is_answered_200() {
+/// A router with a UDP listener at each of `addresses`, tenant contoso and
+/// no users.
+async fn udp_listeners_at(addresses: &[&str]) -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tempdir");
-    // A listener on the default port of its own loopback address, and one on
-    // the unspecified address.
+    let listeners: String =
+        addresses.iter().map(|a| format!("[[listen]]\naddress = \"{a}\"\ntransports = [\"udp\"]\n")).collect();
     std::fs::write(
         dir.path().join("router.toml"),
-        r#"directory = "directory.toml"
-[[listen]]
-address = "127.0.24.60:5060"
-transports = ["udp"]
-[[listen]]
-address = "0.0.0.0:0"
-transports = ["udp"]
-[probes]
-enabled = false
-[[tenant]]
-id = "contoso"
-domains = ["contoso.com"]
-"#,
+        format!(
+            "directory = \"directory.toml\"\n{listeners}[probes]\nenabled = false\n\
+             [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n"
+        ),
     )
     .expect("write");
     std::fs::write(dir.path().join("directory.toml"), "").expect("write");
     let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_options_to_any_listener_address_with_or_without_its_port_is_answered_200() {
+    // A listener on the default port of its own loopback address, and one on
+    // the unspecified address.
+    let (_dir, server) = udp_listeners_at(&["127.0.24.60:5060", "0.0.0.0:0"]).await;
     let listeners = server.listeners(Transport::Udp);
     let fixed: SocketAddr = "127.0.24.60:5060".parse().expect("addr");
     let wildcard = SocketAddr::new([127, 0, 0, 1].into(), listeners[1].port());
@@ -257,26 +257,7 @@ domains = ["contoso.com"]
 async fn sipsak_gets_200_from_either_listener() {
     // sipsak writes at most four digits of a port in its URIs: listeners on
     // fixed ports of a loopback address of their own.
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("router.toml"),
-        r#"directory = "directory.toml"
-[[listen]]
-address = "127.0.24.62:5060"
-transports = ["udp"]
-[[listen]]
-address = "127.0.24.62:5070"
-transports = ["udp"]
-[probes]
-enabled = false
-[[tenant]]
-id = "contoso"
-domains = ["contoso.com"]
-"#,
-    )
-    .expect("write");
-    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let (_dir, server) = udp_listeners_at(&["127.0.24.62:5060", "127.0.24.62:5070"]).await;
     for listener in server.listeners(Transport::Udp) {
         // sipsak (Debian `sipsak`) reads replies on a connected socket: only
         // an answer from the address it sent to reaches it. Exit 0: a 200.
