@@ -127,8 +127,10 @@ pub enum Dropped {
     StrayAck,
     /// A message from a peer the listener does not allow, that cannot be answered.
     Refused,
-    /// Over a rate limit (stray 2xx forwarded per second).
+    /// Over a rate limit (stray 2xx forwarded per second, a source's rate).
     RateLimited,
+    /// A message the router would have forwarded to one of its own addresses.
+    Loop,
 }
 
 impl Dropped {
@@ -141,6 +143,7 @@ impl Dropped {
             Dropped::StrayAck => "stray_ack",
             Dropped::Refused => "refused",
             Dropped::RateLimited => "rate_limited",
+            Dropped::Loop => "loop",
         }
     }
 }

@@ -68,7 +68,10 @@ async fn propagation(changes: usize) -> String {
     let pg = tokio::task::spawn_blocking(Postgres::start).await.expect("join");
     let dir = tempfile::tempdir().expect("tempdir");
     let (a, b, hosted) = (UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await);
-    let mut directory = format!("[tenants.contoso]\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\n", hosted.addr);
+    let mut directory = format!(
+        "[tenants.contoso]\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\nedge = \"sip:{}\"\n",
+        hosted.addr
+    );
     directory.push_str(
         "[[tenants.contoso.users]]\nsip = \"sip:dave@contoso.com\"\neum = \"eum:dave@contoso.com;phone-context=A\"\n",
     );

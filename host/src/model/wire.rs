@@ -326,23 +326,57 @@ impl Message {
 /// the header fields, where the head ends, the body.
 type Parts = (StartLine, usize, Vec<Field>, usize, Range<usize>);
 
-/// Whether the byte at `at` (a NUL) is the escaped octet of a quoted-pair in a
-/// quoted string of its line (RFC 3261 §25.1: `quoted-pair = "\" (%x00-09 /
-/// %x0B-0C / %x0E-7F)`, as in a display name; RFC 4475 §3.1.1.2). Anywhere
-/// else a NUL is not SIP.
-fn is_quoted_pair(head: &[u8], at: usize) -> bool {
-    let line = memchr::memrchr(b'\n', &head[..at]).map_or(0, |i| i + 1);
-    let (mut quoted, mut escaped) = (false, false);
-    for &b in &head[line..at] {
-        if escaped {
-            escaped = false;
-        } else if quoted && b == b'\\' {
-            escaped = true;
-        } else if b == b'"' {
-            quoted = !quoted;
+/// Whether every NUL of `head` is the escaped octet of a quoted-pair in a
+/// quoted string of a header whose value is a name-addr (the display names of
+/// From, To, Contact, Route, Record-Route, Reply-To and the like; RFC 3261
+/// §25.1: `quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F)`; RFC 4475
+/// §3.1.1.2). Anywhere else a NUL is not SIP. One pass over the head, its
+/// quoting carried over folded lines; called only when the head holds a NUL.
+fn nuls_are_quoted_pairs(head: &[u8]) -> bool {
+    const NAME_ADDR: [&[u8]; 14] = [
+        b"from",
+        b"f",
+        b"to",
+        b"t",
+        b"contact",
+        b"m",
+        b"route",
+        b"record-route",
+        b"reply-to",
+        b"p-asserted-identity",
+        b"p-preferred-identity",
+        b"referred-by",
+        b"refer-to",
+        b"diversion",
+    ];
+    let (mut quoted, mut escaped, mut name_addr) = (false, false, false);
+    for (i, line) in head.split(|&b| b == b'\n').enumerate() {
+        if i == 0 {
+            // The start line.
+            if line.contains(&0) {
+                return false;
+            }
+            continue;
+        }
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            // A new header field: its name decides; no quote is open.
+            let name = line.split(|&b| b == b':').next().unwrap_or(b"").trim_ascii();
+            name_addr = NAME_ADDR.iter().any(|n| name.eq_ignore_ascii_case(n));
+            (quoted, escaped) = (false, false);
+        }
+        for &b in line {
+            if escaped {
+                escaped = false;
+            } else if b == 0 {
+                return false;
+            } else if quoted && b == b'\\' {
+                escaped = name_addr;
+            } else if b == b'"' {
+                quoted = !quoted;
+            }
         }
     }
-    quoted && escaped
+    true
 }
 
 /// Frames and indexes one message (see [`Message::parse`]).
@@ -353,7 +387,7 @@ fn index(buf: &[u8], stream: bool, max: usize) -> Result<Parts, WireError> {
         }
         let (head_end, body_start) = find_head_end(buf).ok_or(WireError::Unterminated)?;
         let head = &buf[..head_end];
-        if memchr::memchr_iter(0, head).any(|at| !is_quoted_pair(head, at)) {
+        if memchr::memchr(0, head).is_some() && !nuls_are_quoted_pairs(head) {
             return Err(WireError::Nul);
         }
         std::str::from_utf8(head).map_err(|_| WireError::NotUtf8)?;

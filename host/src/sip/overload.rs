@@ -189,6 +189,13 @@ impl Limiter {
         Ok(())
     }
 
+    /// Takes one request from `source`'s rate (for a message that starts no
+    /// transaction: a stateless ACK, a refused CANCEL): `Err` when over its
+    /// rate or banned.
+    pub fn take_for(&self, source: IpAddr) -> Result<(), Refusal> {
+        self.take(source, Instant::now())
+    }
+
     /// Counts a request refused before admission (a forged dialog) against its
     /// source's rate, so a source that keeps sending them is banned like one
     /// that floods new requests; whether the source is banned (drop, do not answer).

@@ -110,9 +110,12 @@ impl Resolver {
                 Some(ips) => ips,
                 None => self.addresses(&host).await?,
             };
+            // A numeric host is named by its address as written canonically
+            // (a TLS server name; `2001:db8:::192.0.2.1` is not one).
+            let name = numeric.map_or_else(|| host.clone(), |ip| ip.to_string());
             return Ok(ips
                 .into_iter()
-                .map(|ip| Destination { addr: SocketAddr::new(ip, port), transport: t, name: host.clone() })
+                .map(|ip| Destination { addr: SocketAddr::new(ip, port), transport: t, name: name.clone() })
                 .collect());
         }
         // The transport: the URI's, else NAPTR (RFC 3263 §4.1), else SRV per transport.

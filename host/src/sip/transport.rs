@@ -592,7 +592,7 @@ impl Transports {
                 let existing = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
                 let sender = match existing {
                     Some(s) => s,
-                    None => self.connect(transport, to, name).await?,
+                    None => self.connect(transport, from, to, name).await?,
                 };
                 sender.send(bytes).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
             }
@@ -606,6 +606,7 @@ impl Transports {
     async fn connect(
         self: &Arc<Self>,
         transport: Transport,
+        from: Option<SocketAddr>,
         to: SocketAddr,
         name: Option<&str>,
     ) -> io::Result<StreamSender> {
@@ -616,7 +617,7 @@ impl Transports {
             let open = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned();
             match open {
                 Some(s) => Ok(s),
-                None => self.open(transport, to, name).await,
+                None => self.open(transport, from, to, name).await,
             }
         };
         // The last one out leaves no gate behind (the map holds one reference).
@@ -627,10 +628,13 @@ impl Transports {
         opened
     }
 
-    /// Opens a TCP or TLS connection to `to` and adopts it.
+    /// Opens a TCP or TLS connection to `to` and adopts it, standing for the
+    /// listener `from` (the one the request's Via names), else the one
+    /// [`Self::egress`] picks.
     async fn open(
         self: &Arc<Self>,
         transport: Transport,
+        from: Option<SocketAddr>,
         to: SocketAddr,
         name: Option<&str>,
     ) -> io::Result<StreamSender> {
@@ -638,7 +642,7 @@ impl Transports {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TCP connect timed out"))??;
         let _ = stream.set_nodelay(true);
-        let local = self.local_addr(transport, Some(to));
+        let local = from.filter(|f| self.listeners(transport).contains(f)).or_else(|| self.egress(transport, to, None));
         if transport == Transport::Tcp {
             return Ok(self.clone().adopt(stream, to, local, Transport::Tcp, None, true, None));
         }
@@ -657,12 +661,44 @@ impl Transports {
     }
 }
 
-/// Whether `ip` is an address of this host: a loopback address, or one a
-/// socket can be bound to (asked of the kernel, so interfaces that come and go
-/// are seen; only for a request naming a wildcard listener's port).
+/// Whether `ip` is an address of this host: a loopback address, or a unicast
+/// one a socket can be bound to (asked of the kernel, so interfaces that come
+/// and go are seen, and remembered for [`LOCAL_IP_TTL`]; only asked for a
+/// request naming a wildcard listener's port). Multicast and broadcast
+/// addresses, which Linux lets a socket bind, are never the router's.
 fn is_local_ip(ip: IpAddr) -> bool {
-    ip.is_loopback() || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+    if ip.is_loopback() {
+        return true;
+    }
+    let unicast = match ip {
+        IpAddr::V4(v4) => !(v4.is_multicast() || v4.is_broadcast() || v4.is_unspecified()),
+        IpAddr::V6(v6) => !(v6.is_multicast() || v6.is_unspecified()),
+    };
+    if !unicast {
+        return false;
+    }
+    static KNOWN: OnceLock<Mutex<HashMap<IpAddr, (bool, Instant)>>> = OnceLock::new();
+    let known = KNOWN.get_or_init(Mutex::default);
+    let now = Instant::now();
+    if let Some((local, at)) = known.lock().unwrap_or_else(|e| e.into_inner()).get(&ip)
+        && now.duration_since(*at) < LOCAL_IP_TTL
+    {
+        return *local;
+    }
+    let local = std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok();
+    let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+    if known.len() >= 1024 {
+        known.retain(|_, (_, at)| now.duration_since(*at) < LOCAL_IP_TTL);
+        if known.len() >= 1024 {
+            known.clear();
+        }
+    }
+    known.insert(ip, (local, now));
+    local
 }
+
+/// How long [`is_local_ip`] trusts what the kernel said of an address.
+const LOCAL_IP_TTL: Duration = Duration::from_secs(10);
 
 /// Back-off after failed accepts (out of file descriptors, most often): the
 /// wait doubles from 10 ms to 1 s, and a warning is logged when it grows and

@@ -38,7 +38,8 @@ fn router_toml(pg: &Postgres) -> String {
 /// edge the `hosted` peer) with 20 load users on DP1 (sipp's UAS) and dave on
 /// plan A; fabrikam's erin on plan A. Plans A and B are probe peers.
 fn directory_toml(uas: SocketAddr, a: SocketAddr, b: SocketAddr, hosted: SocketAddr) -> String {
-    let mut d = format!("[tenants.contoso]\ndomains = [\"contoso.com\"]\nedge = \"sip:{hosted}\"\n");
+    let mut d =
+        format!("[tenants.contoso]\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\nedge = \"sip:{hosted}\"\n");
     for i in 0..20 {
         d.push_str(&format!(
             "[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\neum = \"eum:user{i}@contoso.com;phone-context=DP1\"\n"
@@ -418,7 +419,7 @@ async fn a_caller_resolving_the_fleet_by_srv_loses_no_call_when_an_instance_dies
         front_dir.join("router.toml"),
         format!(
             "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-             [probes]\nenabled = false\n[dns]\nservers = [\"{}\"]\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+             [probes]\nenabled = false\n[dns]\nservers = [\"{}\"]\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\n",
             dns.addr
         ),
     )

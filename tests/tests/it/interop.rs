@@ -32,7 +32,7 @@ async fn sipp_calls_split_between_on_premises_um_and_the_hosted_edge() {
     ));
     let config = format!(
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n\
-         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{edge_at}\"\n"
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{edge_at}\"\npeers = [\"127.0.0.0/8\"]\n"
     );
     std::fs::write(dir.path().join("router.toml"), config).expect("write");
     std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
@@ -172,7 +172,7 @@ async fn a_sipp_um_server_that_rings_past_its_timeout_answers_the_call() {
     std::fs::write(
         dir.path().join("router.toml"),
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n\
-         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\n",
     )
     .expect("write");
     std::fs::write(dir.path().join("users.csv"), "SEQUENTIAL\nbob;contoso.com\n").expect("write");

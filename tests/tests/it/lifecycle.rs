@@ -61,7 +61,7 @@ fn deployment(dir: &Path, a_at: std::net::SocketAddr, b_at: std::net::SocketAddr
             "directory = \"directory.toml\"\npolicy_dir = \"policies\"\npolicy_cache = \"cache\"\n\
              [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
              [admin]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n\
-             [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npolicy_config = \"{policy_config}\"\n"
+             [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\npolicy_config = \"{policy_config}\"\n"
         ),
     )
     .expect("write");

@@ -18,6 +18,7 @@ mod lifecycle;
 mod listeners;
 mod proxy;
 mod records;
+mod red_team;
 mod reload;
 mod reload_sipp;
 mod sandbox;

@@ -505,10 +505,12 @@ async fn beyond_the_transaction_cap_new_calls_get_503_and_calls_in_progress_go_o
     assert_eq!(refused.first(Name::CallId), Some("cap2"));
     assert_eq!(refused.header("Retry-After"), Some("7"));
     assert_eq!(lab.server.metrics.overload_of("transactions"), 1);
-    // An in-dialog request still passes at the cap (calls in progress can end).
+    // An in-dialog request along the router's Record-Route still passes at
+    // the cap (calls in progress can end).
+    let rr = inv.first(Name::RecordRoute).expect("record-routed").to_owned();
     let bye = format!(
-        "BYE sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-capbye\r\nMax-Forwards: 70\r\n\
-         From: <sip:caller@fabrikam.com>;tag=a\r\nTo: <sip:bob@contoso.com>;tag=b\r\nCall-ID: earlier\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        "BYE sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-capbye\r\nMax-Forwards: 70\r\nRoute: {rr}\r\n\
+         From: <sip:caller@fabrikam.com>;tag=a\r\nTo: <sip:bob@contoso.com>;tag=b\r\nCall-ID: cap1\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
         lab.um2.addr, lab.caller.addr
     );
     lab.caller.send(lab.router, &bye).await;

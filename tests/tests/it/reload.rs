@@ -79,7 +79,7 @@ async fn lab_with(bob: &str, tenant_extra: &str) -> Lab {
     let config = format!(
         "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
          [probes]\nenabled = false\n[sip]\nt1_ms = 50\nshutdown_grace_ms = 5000\n\
-         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\n{tenant_extra}\n",
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\npeers = [\"127.0.0.0/8\"]\n{tenant_extra}\n",
         edge.addr
     );
     std::fs::write(dir.path().join("router.toml"), config).expect("write");

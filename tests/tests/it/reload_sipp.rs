@@ -31,7 +31,7 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
     std::fs::write(
         dir.path().join("router.toml"),
         "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\n",
     )
     .expect("write");
     let versions = [std::fs::read(components::PLAN_A).expect("A"), std::fs::read(components::PLAN_B).expect("B")];

@@ -120,6 +120,11 @@ fn refuses_malformed_messages_precisely() {
     assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nFrom: \"N:\0\" <sip:a@b>\r\n\r\n"), Err(WireError::Nul));
     assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nFrom: \"\\\\\0\" <sip:a@b>\r\n\r\n"), Err(WireError::Nul));
     assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nFrom: N:\\\0 <sip:a@b>\r\n\r\n"), Err(WireError::Nul));
+    // Only in a name-addr's quoted string, its quoting carried over folded lines.
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nCall-ID: a\"\\\0\"b\r\n\r\n"), Err(WireError::Nul));
+    assert_eq!(parse("INVITE sip:a@b SIP/2.0\r\nFrom: \"abc\r\n x\" \\\0 <sip:a@b>\r\n\r\n"), Err(WireError::Nul));
+    assert!(parse("INVITE sip:a@b SIP/2.0\r\nFrom: \"abc\r\n x\\\0\" <sip:a@b>\r\n\r\n").is_ok(), "folded");
+    assert_eq!(parse("INVITE sip:a@b\0 SIP/2.0\r\nFrom: \"\\\0\" <sip:a@b>\r\n\r\n"), Err(WireError::Nul));
     assert_eq!(
         parse("INVITE sip:a@b SIP/2.0\r\nl: -1\r\n\r\n").map(|_| ()),
         Err(WireError::ContentLength("not a non-negative number below 10^9"))

@@ -6,8 +6,10 @@
 //! - the URI that names the router (its first Route, or a strict router's
 //!   Request-URI) carries the router's tag for its Call-ID: a Record-Route the
 //!   router inserted (see [`Secret::dialog_tag`]); or
-//! - a tenant owns the domain of its Request-URI, To or From, and accepts the
-//!   source (`peers`): the checks a new request passes.
+//! - a tenant owns the domain of its Request-URI, To or From, and names the
+//!   source among its `peers` (a dialog the router did not record-route). An
+//!   empty `peers` admits no one here: anyone may send a tenant new calls,
+//!   but only its peers may use the router to reach an arbitrary address.
 //!
 //! Otherwise it gets 404 (no dialog of the router's tenants) or 403 (not a
 //! peer of the tenant), as with Kamailio's `loose_route` default. Only requests
@@ -21,6 +23,15 @@ use crate::model::wire::{Message, Name};
 use crate::sip::error::RequestError;
 use crate::sip::secret::{ROUTE_PARAM, Secret};
 
+/// How an in-dialog request showed it may be forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Passed {
+    /// It follows a Record-Route the router tagged for its Call-ID.
+    Tagged,
+    /// It comes from a configured peer of a tenant it names.
+    Peer,
+}
+
 /// Whether the in-dialog request `req` from `source` may be forwarded.
 pub fn check(
     req: &Message,
@@ -28,22 +39,34 @@ pub fn check(
     tenants: &Tenants,
     secret: &Secret,
     is_us: impl Fn(&UriRef<'_>) -> bool,
-) -> Result<(), RequestError> {
+) -> Result<Passed, RequestError> {
     if routed_by_us(req, secret, &is_us) {
-        return Ok(());
+        return Ok(Passed::Tagged);
     }
+    match peer_of_a_tenant(req, source, tenants) {
+        Some(true) => Ok(Passed::Peer),
+        Some(false) => Err(RequestError::NotAPeer),
+        None => Err(RequestError::NotInDialog),
+    }
+}
+
+/// Whether `source` is a configured peer (`peers`, not empty) of a tenant
+/// owning the domain of `req`'s Request-URI, To or From: `None` when no tenant
+/// owns any of them.
+pub fn peer_of_a_tenant(req: &Message, source: &Source, tenants: &Tenants) -> Option<bool> {
     let ruri = req.request_uri().and_then(|u| UriRef::parse(u).ok()).map(|u| u.host);
     let to = req.first(Name::To).and_then(|v| NameAddrRef::parse(v).ok()).map(|a| a.uri.host);
     let from = req.first(Name::From).and_then(|v| NameAddrRef::parse(v).ok()).map(|a| a.uri.host);
-    let mut refused = RequestError::NotInDialog;
+    let mut owned = None;
     for host in [ruri, to, from].into_iter().flatten() {
         let Some(tenant) = tenants.by_domain(&host.to_ascii_lowercase()) else { continue };
-        if acl::allows(&tenant.config.peers, source.addr.ip()) {
-            return Ok(());
+        let peers = &tenant.config.peers;
+        if !peers.is_empty() && acl::allows(peers, source.addr.ip()) {
+            return Some(true);
         }
-        refused = RequestError::NotAPeer;
+        owned = Some(false);
     }
-    Err(refused)
+    owned
 }
 
 /// Whether the URI naming the router carries its dialog tag for the Call-ID.
@@ -116,17 +139,36 @@ mod tests {
         let t = tenants(&["10.0.0.0/8"]);
         let route = format!("<sip:127.0.0.1:5060;lr;exum={}>", secret.dialog_tag("call-1"));
         let routed = bye("sip:v@127.0.0.2", "sip:v@elsewhere.example", "sip:a@evil.example", Some(&route));
-        assert_eq!(check(&routed, &source([192, 0, 2, 1]), &t, &secret, is_us), Ok(()), "our tag, any source");
+        assert_eq!(
+            check(&routed, &source([192, 0, 2, 1]), &t, &secret, is_us),
+            Ok(Passed::Tagged),
+            "our tag, any source"
+        );
         let strict = bye(&route[1..route.len() - 1], "sip:v@x.example", "sip:a@y.example", Some("<sip:v@127.0.0.2>"));
-        assert_eq!(check(&strict, &source([192, 0, 2, 1]), &t, &secret, is_us), Ok(()), "a strict router's request");
+        assert_eq!(
+            check(&strict, &source([192, 0, 2, 1]), &t, &secret, is_us),
+            Ok(Passed::Tagged),
+            "a strict router's request"
+        );
         let from_tenant = bye("sip:caller@192.0.2.7", "sip:caller@pstn.example", "sip:bob@Contoso.com", None);
-        assert_eq!(check(&from_tenant, &source([10, 1, 2, 3]), &t, &secret, is_us), Ok(()));
+        assert_eq!(check(&from_tenant, &source([10, 1, 2, 3]), &t, &secret, is_us), Ok(Passed::Peer));
         let to_tenant = bye("sip:um@192.0.2.8", "sip:bob@contoso.com", "sip:caller@pstn.example", None);
-        assert_eq!(check(&to_tenant, &source([10, 1, 2, 3]), &t, &secret, is_us), Ok(()));
+        assert_eq!(check(&to_tenant, &source([10, 1, 2, 3]), &t, &secret, is_us), Ok(Passed::Peer));
         assert_eq!(
             check(&to_tenant, &source([192, 0, 2, 1]), &t, &secret, is_us),
             Err(RequestError::NotAPeer),
             "the tenant's domain, not its peer"
         );
+    }
+
+    #[test]
+    fn a_tenant_without_peers_relays_no_dialog_it_did_not_record_route() {
+        let secret = Secret::new(None);
+        let open = tenants(&[]);
+        let relay = bye("sip:+15551234567@127.0.0.2:7777", "sip:x@pstn.example", "sip:anyone@contoso.com", None);
+        assert_eq!(check(&relay, &source([10, 1, 2, 3]), &open, &secret, is_us), Err(RequestError::NotAPeer));
+        let route = format!("<sip:127.0.0.1:5060;lr;exum={}>", secret.dialog_tag("call-1"));
+        let ours = bye("sip:v@127.0.0.2", "sip:v@x.example", "sip:anyone@contoso.com", Some(&route));
+        assert_eq!(check(&ours, &source([10, 1, 2, 3]), &open, &secret, is_us), Ok(Passed::Tagged));
     }
 }

@@ -367,6 +367,7 @@ impl RequestTask {
                         attempts.push(Attempt { target: target.uri.clone(), outcome });
                     }
                     TargetEnd::Redirected(code, contacts) => {
+                        self.attempts.push(format!("{} {code} (redirected)", target.uri));
                         attempts.push(Attempt { target: target.uri.clone(), outcome: Outcome::Response(code) });
                         // A redirect to somewhere already tried is not followed again.
                         let fresh = |c: &String| !attempts.iter().any(|a| &a.target == c);
@@ -554,6 +555,9 @@ impl RequestTask {
         }
         let settings = proxy.settings;
         let per_target = target.timeout_ms.map_or(settings.target_timeout, |ms| Duration::from_millis(u64::from(ms)));
+        if per_target > settings.t1 * 64 {
+            tracing::debug!(target = %target.uri, timeout_ms = per_target.as_millis() as u64, timer_b_ms = (settings.t1 * 64).as_millis() as u64, "the time to a first response is bounded by Timer B");
+        }
         let mut client = ClientTransaction::new(
             self.invite,
             transport != Transport::Udp,

@@ -333,24 +333,51 @@ impl Proxy {
         let method = msg.method().unwrap_or("");
         let existing = self.table.server(&key);
         match (method, existing) {
-            ("ACK", Some(tx)) => {
-                let _ = tx.send(Event::Ack);
+            ("ACK", Some(entry)) => {
+                let _ = entry.tx.send(Event::Ack);
             }
+            // An ACK for a 2xx goes on statelessly: along the router's own
+            // Record-Route freely; from a tenant's peer, within the peer's
+            // rate; anything else is dropped and counted against the source's
+            // rate (a source forging ACKs gets banned).
             ("ACK", None) if msg.to_tag().is_some() => match self.check_dialog(&msg, &source) {
-                Ok(()) => self.forward_stateless(msg, source),
-                Err(_) => self.drop_message(Dropped::StrayAck, &source, &"ACK for no dialog of the router's"),
+                Ok(dialog::Passed::Tagged) => self.forward_stateless(msg, source),
+                Ok(dialog::Passed::Peer) => match self.limiter.take_for(source.addr.ip()) {
+                    Ok(()) => self.forward_stateless(msg, source),
+                    Err(refusal) => {
+                        self.metrics.count_overload(refusal.as_str());
+                        self.drop_message(Dropped::RateLimited, &source, &"ACK over the source's rate");
+                    }
+                },
+                Err(_) => {
+                    let _ = self.limiter.take_for(source.addr.ip());
+                    self.drop_message(Dropped::StrayAck, &source, &"ACK for no dialog of the router's");
+                }
             },
-            ("ACK", None) => self.drop_message(Dropped::StrayAck, &source, &"ACK for no transaction"),
-            ("CANCEL", Some(tx)) => {
-                self.send_answer(&msg, &source, &Answer::new(200));
-                let _ = tx.send(Event::Cancel);
+            ("ACK", None) => {
+                let _ = self.limiter.take_for(source.addr.ip());
+                self.drop_message(Dropped::StrayAck, &source, &"ACK for no transaction");
+            }
+            // A CANCEL only from where the INVITE came (address, port and
+            // transport) or from a peer of the INVITE's tenant; another source
+            // is answered as if there were no such transaction.
+            ("CANCEL", Some(entry)) => {
+                let from_origin = entry.origin == (source.addr, source.transport);
+                if from_origin || dialog::peer_of_a_tenant(&msg, &source, &self.tenants()) == Some(true) {
+                    self.send_answer(&msg, &source, &Answer::new(200));
+                    let _ = entry.tx.send(Event::Cancel);
+                } else {
+                    self.metrics.count_access_refused("cancel");
+                    let _ = self.limiter.take_for(source.addr.ip());
+                    self.reject(&msg, &source, &RequestError::NoTransaction);
+                }
             }
             ("CANCEL", None) => {
                 self.reject(&msg, &source, &RequestError::NoTransaction);
             }
-            (_, Some(tx)) => {
+            (_, Some(entry)) => {
                 self.metrics.retransmissions.inc();
-                let _ = tx.send(Event::Retransmission);
+                let _ = entry.tx.send(Event::Retransmission);
             }
             // In a dialog: only the router's dialogs and its tenants' (no relay).
             // A refusal counts against the source's rate: a source that keeps
@@ -383,7 +410,7 @@ impl Proxy {
                     return;
                 }
                 let (tx, rx) = mpsc::unbounded_channel();
-                self.table.insert_server(key.clone(), tx.clone());
+                self.table.insert_server(key.clone(), tx.clone(), (source.addr, source.transport));
                 self.metrics.transactions.inc();
                 self.in_flight.fetch_add(1, Ordering::Relaxed);
                 execute::spawn(self.clone(), msg, source, key, (tx, rx), held);
@@ -404,7 +431,7 @@ impl Proxy {
 
     /// Whether an in-dialog request is one the router may forward (see
     /// [`dialog`]); refusals are counted.
-    fn check_dialog(&self, msg: &Message, source: &Source) -> Result<(), RequestError> {
+    fn check_dialog(&self, msg: &Message, source: &Source) -> Result<dialog::Passed, RequestError> {
         dialog::check(msg, source, &self.tenants.load(), &self.secret, |u| self.is_us(u)).inspect_err(|e| {
             self.metrics.count_access_refused(if *e == RequestError::NotAPeer { "tenant" } else { "dialog" });
         })

@@ -1,6 +1,7 @@
 //! What the proxy forwards without a transaction of its own (RFC 3261 §16.11,
 //! RFC 6026): an ACK for a 2xx (a transaction of its own, end to end) along its
-//! Route set, and a retransmitted 2xx whose transaction is gone, along its Vias.
+//! Route set, and a retransmitted 2xx whose transaction is gone, along its Vias;
+//! never to one of the router's own addresses.
 //! Also the next hop of an in-dialog request.
 
 use std::net::{IpAddr, SocketAddr};
@@ -50,6 +51,12 @@ impl Proxy {
             let Some(d) = me.resolver.resolve(&target_uri, None).await.ok().and_then(|d| d.into_iter().next()) else {
                 return;
             };
+            // Never to the router itself: a forged ACK naming the router
+            // would otherwise go round until Max-Forwards runs out.
+            if me.transports.is_listener(d.addr.ip(), d.addr.port()) {
+                me.drop_message(Dropped::Loop, &source, &"the next hop is the router itself");
+                return;
+            }
             let hops = msg.max_forwards().ok().flatten().unwrap_or(70);
             if hops == 0 {
                 return;

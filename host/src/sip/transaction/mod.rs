@@ -7,6 +7,7 @@ pub mod client;
 pub mod server;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio::sync::mpsc;
 pub use client::{ClientEnd, ClientStep, ClientTransaction};
 pub use server::{ServerStep, ServerTransaction};
 
+use crate::model::Transport;
 use crate::model::wire::Message;
 
 /// The protocol timers (`[sip] t1_ms`, `t2_ms`, `t4_ms`).
@@ -45,6 +47,16 @@ pub fn on_linger_grid(at: std::time::Instant) -> std::time::Instant {
     base + Duration::from_nanos(u64::try_from(offset).unwrap_or(u64::MAX))
 }
 
+/// A server transaction in the table: its task, and where its request came
+/// from (only that source may CANCEL it, or a peer of its tenant).
+#[derive(Debug, Clone)]
+pub struct ServerEntry {
+    /// The task that owns the transaction.
+    pub tx: EventSender,
+    /// The request's source address and transport.
+    pub origin: (SocketAddr, Transport),
+}
+
 /// What reaches the task that owns a transaction.
 #[derive(Debug)]
 pub enum Event {
@@ -72,7 +84,7 @@ pub struct Table {
 
 #[derive(Debug, Default)]
 struct Keys {
-    server: HashMap<String, EventSender, foldhash::fast::RandomState>,
+    server: HashMap<String, ServerEntry, foldhash::fast::RandomState>,
     client: HashMap<String, EventSender, foldhash::fast::RandomState>,
 }
 
@@ -84,13 +96,13 @@ impl Table {
     }
 
     /// The task of the server transaction with `key`.
-    pub fn server(&self, key: &str) -> Option<EventSender> {
+    pub fn server(&self, key: &str) -> Option<ServerEntry> {
         self.keys().server.get(key).cloned()
     }
 
-    /// Registers a new server transaction.
-    pub fn insert_server(&self, key: String, tx: EventSender) {
-        self.keys().server.insert(key, tx);
+    /// Registers a new server transaction, whose request came from `origin`.
+    pub fn insert_server(&self, key: String, tx: EventSender, origin: (SocketAddr, Transport)) {
+        self.keys().server.insert(key, ServerEntry { tx, origin });
     }
 
     /// The task of the client transaction with `branch`.

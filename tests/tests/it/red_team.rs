@@ -1,0 +1,163 @@
+//! Attacks of the third security review, each over real sockets on loopback
+//! against a router started in-process: the relay a tenant's domain opened, a
+//! forged ACK looping through the router, a stranger's CANCEL. Floods are
+//! bounded in count and stay on 127.0.0.0/8.
+
+use exum_router::metrics::Dropped;
+use exum_router::model::Transport;
+use exum_router::model::wire::Name;
+use exum_router::server::Server;
+use exum_router_tests::peer::{UdpPeer, request, response};
+use exum_router_tests::until;
+
+use crate::proxy::{BOB, NO_PROBES, invite, lab_with};
+
+/// Whether a datagram is waiting on `peer` (checked after the router answered
+/// or dropped, so anything it forwarded would have been sent before).
+fn has_datagram(peer: &UdpPeer) -> bool {
+    let mut buf = [0u8; 2048];
+    peer.socket.try_recv_from(&mut buf).is_ok()
+}
+
+/// An in-dialog request (`method`, To tag) whose From is a tenant's domain,
+/// aimed at `target` with no Route: a dialog the router never record-routed.
+fn toll_fraud(method: &str, from: std::net::SocketAddr, target: &str, call_id: &str) -> String {
+    format!(
+        "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK-{call_id};rport\r\nMax-Forwards: 70\r\n\
+         From: <sip:anyone@contoso.com>;tag=a1\r\nTo: <sip:+15551234567@pstn.example>;tag=b1\r\nCall-ID: {call_id}\r\n\
+         CSeq: 1 {method}\r\nContact: <sip:a@{from}>\r\nContent-Length: 0\r\n\r\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_domain_opens_no_relay_when_it_has_no_peers() {
+    // contoso as the example ships tenants: no `peers`.
+    let lab = lab_with(NO_PROBES, "").await;
+    let third = UdpPeer::bind_on("127.0.0.2:0".parse().expect("addr")).await;
+    for (i, method) in ["INVITE", "BYE", "OPTIONS"].iter().enumerate() {
+        let fraud = toll_fraud(method, lab.caller.addr, &format!("sip:+15551234567@{}", third.addr), &format!("tf{i}"));
+        lab.caller.send(lab.router, &fraud).await;
+        let refused = lab.caller.final_response().await;
+        assert_eq!(refused.status(), Some(403), "{method}: {refused:?}");
+    }
+    assert!(lab.server.metrics.encode().contains("exum_sip_access_refused_total{reason=\"tenant\"} 3"));
+    assert!(!has_datagram(&third), "nothing reached the third address");
+    // A dialog the router record-routed still goes through: a call, then its BYE.
+    lab.caller.send(lab.router, &invite(&lab, BOB, "real")).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    lab.um1.send(from, &response(&inv, 200, "um", &format!("Contact: <sip:{}>\r\n", lab.um1.addr))).await;
+    let ok = lab.caller.expect_response(200).await;
+    let rr = inv.first(Name::RecordRoute).expect("record-routed").to_owned();
+    let to = ok.first(Name::To).expect("To").to_owned();
+    let bye = format!(
+        "BYE sip:{} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-realbye;rport\r\nMax-Forwards: 70\r\nRoute: {rr}\r\n\
+         From: <sip:caller@fabrikam.com>;tag=caller-real\r\nTo: {to}\r\nCall-ID: real\r\nCSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n",
+        lab.um1.addr, lab.caller.addr
+    );
+    lab.caller.send(lab.router, &bye).await;
+    let (bye, bye_from) = lab.um1.expect_request("BYE").await;
+    lab.um1.send(bye_from, &response(&bye, 200, "um", "")).await;
+    assert_eq!(lab.caller.expect_response(200).await.cseq(), Some((2, "BYE")));
+}
+
+/// A router whose tenant contoso names 127.0.0.0/8 as its peers (so an ACK
+/// from there passes the dialog check), with a low per-source rate.
+async fn peered_router() -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [probes]\nenabled = false\n[overload]\nper_source_requests = 20\nper_source_window_ms = 1000\nban_after = 1\nban_ms = 600000\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_ack_naming_the_router_is_not_forwarded_to_itself() {
+    let (_dir, server) = peered_router().await;
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    let peer = UdpPeer::bind().await;
+    // Its Request-URI is the router; then its Route is.
+    let by_uri = toll_fraud("ACK", peer.addr, &format!("sip:x@{router}"), "ack-loop1");
+    peer.send(router, &by_uri).await;
+    until("the ACK dropped as a loop", || server.metrics.dropped_of(Dropped::Loop) == 1).await;
+    // Three Routes naming the router: two are popped as its own, the third
+    // would send it back to the router.
+    let routes = format!("Route: <sip:{router};lr>, <sip:{router};lr>, <sip:{router};lr>\r\n");
+    let by_route = toll_fraud("ACK", peer.addr, "sip:x@contoso.com", "ack-loop2")
+        .replace("Max-Forwards: 70\r\n", &format!("Max-Forwards: 70\r\n{routes}"));
+    peer.send(router, &by_route).await;
+    until("the second ACK dropped as a loop", || server.metrics.dropped_of(Dropped::Loop) == 2).await;
+    // Each was seen once: nothing went round (an ACK is never answered).
+    assert!(server.metrics.encode().contains("exum_sip_dropped_total{reason=\"loop\"} 2"));
+    assert!(!has_datagram(&peer));
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_stray_acks_counts_against_the_source_and_bans_it() {
+    let (_dir, server) = peered_router().await;
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    let flooder = UdpPeer::bind_on("127.0.0.3:0".parse().expect("addr")).await;
+    // ACKs for no transaction and no dialog of the router's, about 400/s
+    // (twenty times the rate) until the ban, at most 10,000.
+    let banned = || server.proxy.bans().iter().any(|b| b.source.to_string() == "127.0.0.3");
+    let mut sent = 0;
+    while !banned() {
+        assert!(sent < 10_000, "no ban after {sent} stray ACKs");
+        for _ in 0..20 {
+            sent += 1;
+            let ack = request("ACK", BOB, flooder.addr, "UDP", &format!("stray{sent}"), &format!("z9hG4bK-s{sent}"));
+            flooder.send(router, &ack).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(server.metrics.dropped_of(Dropped::StrayAck) > 0);
+    // Another source is served.
+    let caller = UdpPeer::bind().await;
+    caller.send(router, &request("OPTIONS", &format!("sip:{router}"), caller.addr, "UDP", "ok", "z9hG4bK-ok")).await;
+    assert_eq!(caller.recv().await.0.status(), Some(200));
+    server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_from_a_stranger_does_not_cancel_the_callers_invite() {
+    let lab = lab_with(NO_PROBES, "").await;
+    let stranger = UdpPeer::bind_on("127.0.0.3:0".parse().expect("addr")).await;
+    let inv_text = invite(&lab, BOB, "cancel-theft");
+    lab.caller.send(lab.router, &inv_text).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    lab.um1.send(from, &response(&inv, 180, "um1", "")).await;
+    lab.caller.expect_response(180).await;
+    // The stranger copies the caller's Via and branch.
+    let cancel = inv_text.replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    stranger.send(lab.router, &cancel).await;
+    let (answer, _) = stranger.recv().await;
+    assert_eq!(answer.status(), Some(481), "as if there were no such transaction");
+    // The call goes on: the UM server's answer reaches the caller.
+    lab.um1.send(from, &response(&inv, 200, "um1", &format!("Contact: <sip:{}>\r\n", lab.um1.addr))).await;
+    let ok = lab.caller.final_response().await;
+    assert_eq!((ok.status(), ok.first(Name::CallId)), (Some(200), Some("cancel-theft")));
+    assert!(lab.server.metrics.encode().contains("exum_sip_access_refused_total{reason=\"cancel\"} 1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_own_cancel_still_cancels() {
+    let lab = lab_with(NO_PROBES, "").await;
+    let inv_text = invite(&lab, BOB, "own-cancel");
+    lab.caller.send(lab.router, &inv_text).await;
+    let (inv, from) = lab.um1.expect_request("INVITE").await;
+    lab.um1.send(from, &response(&inv, 180, "um1", "")).await;
+    lab.caller.expect_response(180).await;
+    let cancel = inv_text.replacen("INVITE sip", "CANCEL sip", 1).replace("CSeq: 1 INVITE", "CSeq: 1 CANCEL");
+    lab.caller.send(lab.router, &cancel).await;
+    assert_eq!(lab.caller.expect_response(200).await.cseq(), Some((1, "CANCEL")));
+    let (c, from) = lab.um1.expect_request("CANCEL").await;
+    lab.um1.send(from, &response(&c, 200, "um1", "")).await;
+    lab.um1.send(from, &response(&inv, 487, "um1", "")).await;
+    assert_eq!(lab.caller.expect_response(487).await.cseq(), Some((1, "INVITE")));
+}
