@@ -76,8 +76,7 @@ pub fn tenant_of(path: &Path) -> Option<String> {
         return None;
     }
     let stem = name.strip_suffix(".wasm")?;
-    (!stem.is_empty() && stem.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)))
-        .then(|| stem.to_owned())
+    crate::control::config::is_tenant_id(stem).then(|| stem.to_owned())
 }
 
 /// What a file looked like when last seen (`None` when it did not exist).

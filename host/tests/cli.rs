@@ -604,3 +604,30 @@ fn the_immediate_480_when_every_um_server_is_down_is_logged_at_info() {
     assert!(routed.contains("call_id=\"all-down\""), "the call named: {routed}");
     stop(child, lines);
 }
+
+#[test]
+fn serve_refuses_a_tenant_id_that_is_not_a_token_and_a_directory_over_its_size() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("router.toml");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    std::fs::write(
+        &config,
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[[tenant]]\nid = \"..\"\ndomains = [\"a.test\"]\n",
+    )
+    .expect("write");
+    let out = run(&["serve", "--config", config.to_str().expect("utf8")], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("router.toml: tenant[0].id: `..` is not a tenant id"), "{}", text(&out.stderr));
+    // A directory file of 2 MiB against a limit of 1.
+    std::fs::write(
+        &config,
+        "directory = \"directory.toml\"\ndirectory_max_mib = 1\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
+         [[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("directory.toml"), format!("# {}\n", "x".repeat(2 << 20))).expect("write");
+    let out = run(&["serve", "--config", config.to_str().expect("utf8")], None);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.contains("directory.toml: 2097155 bytes: larger than directory_max_mib = 1 MiB"), "{err}");
+}

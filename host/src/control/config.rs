@@ -101,6 +101,9 @@ pub struct RouterConfig {
     /// (`directory_may_remove_all_users`, false): refused by default, as the
     /// mark of a file caught half-written.
     pub directory_may_remove_all_users: bool,
+    /// Largest directory file read (`directory_max_mib`, 64): a larger one is
+    /// refused, naming its size, before it is read.
+    pub directory_max_bytes: u64,
 }
 
 /// Where the directory (and, with a database, the policy versions) comes from.
@@ -575,6 +578,8 @@ struct ConfigFile {
     #[serde(default)]
     directory_may_remove_all_users: bool,
     #[serde(default)]
+    directory_max_mib: Option<u64>,
+    #[serde(default)]
     policy_dir: Option<PathBuf>,
     #[serde(default)]
     policy_cache: Option<PathBuf>,
@@ -802,6 +807,18 @@ struct ReroutingFile {
     pstn_gateway: Option<String>,
 }
 
+/// What a tenant id may be, as said in errors.
+const TENANT_ID: &str = "a letter or digit, then letters, digits, `-`, `_`, `.`; at most 64";
+
+/// Whether `id` is a tenant id: a strict token that is safe as a file and
+/// folder name (`<id>.wasm`, records under `<dir>/<id>/`): it starts with a
+/// letter or digit (never `.` or `..`), has at most 64 characters.
+pub fn is_tenant_id(id: &str) -> bool {
+    id.len() <= 64
+        && id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 impl RouterConfig {
     /// A configuration with `tenants` and every other setting at its default
     /// (no listener, no directory file), for tools and tests that build
@@ -826,6 +843,7 @@ impl RouterConfig {
             secret: None,
             name: host_name(),
             directory_may_remove_all_users: false,
+            directory_max_bytes: 64 << 20,
             policy_defaults: Limits::default(),
             hosting_providers: Vec::new(),
         }
@@ -881,11 +899,8 @@ impl RouterConfig {
         let mut tenants = Vec::with_capacity(file.tenants.len());
         for (i, t) in file.tenants.into_iter().enumerate() {
             let key = |field: &str| format!("tenant[{i}].{field}");
-            if t.id.is_empty() || !t.id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-                return Err(invalid(
-                    key("id"),
-                    format!("`{}` is not a tenant id (letters, digits, `-`, `_`, `.`)", t.id),
-                ));
+            if !is_tenant_id(&t.id) {
+                return Err(invalid(key("id"), format!("`{}` is not a tenant id ({TENANT_ID})", t.id)));
             }
             if !ids.insert(t.id.clone()) {
                 return Err(invalid(key("id"), format!("tenant `{}` is defined twice", t.id)));
@@ -1201,6 +1216,11 @@ impl RouterConfig {
                 None => host_name(),
             },
             directory_may_remove_all_users: file.directory_may_remove_all_users,
+            directory_max_bytes: match file.directory_max_mib {
+                None => 64 << 20,
+                Some(n) if (1..=4096).contains(&n) => n << 20,
+                Some(n) => return Err(invalid("directory_max_mib".into(), format!("{n}: must be 1 to 4096"))),
+            },
             policy_defaults: defaults,
             hosting_providers: providers,
         })
@@ -1431,8 +1451,8 @@ pub(crate) fn tenant_from_value(
     ctx: &TenantContext<'_>,
     domains: &mut HashSet<String>,
 ) -> Result<TenantConfig, (String, String)> {
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        return Err((key_prefix.to_owned(), format!("`{id}` is not a tenant id (letters, digits, `-`, `_`, `.`)")));
+    if !is_tenant_id(id) {
+        return Err((key_prefix.to_owned(), format!("`{id}` is not a tenant id ({TENANT_ID})")));
     }
     if settings.contains_key("id") {
         return Err((format!("{key_prefix}.id"), "the section's name is the tenant's id".into()));
@@ -1564,6 +1584,15 @@ mod tests {
         assert!(
             err("directory = \"d\"\n[sip]\ntimer_c_ms = 0\n").contains("sip.timer_c_ms: 0: must be 100 to 3600000")
         );
+    }
+
+    #[test]
+    fn a_tenant_id_is_a_strict_token() {
+        for bad in ["..", ".", ".hidden", "-x", "a/b", "", &"x".repeat(65)] {
+            let e = err(&format!("directory = \"d\"\n[[tenant]]\nid = {bad:?}\ndomains = [\"a.com\"]\n"));
+            assert!(e.contains("tenant[0].id") && e.contains("is not a tenant id"), "{bad}: {e}");
+        }
+        assert!(is_tenant_id("contoso.com-2_b"));
     }
 
     #[test]

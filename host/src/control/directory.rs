@@ -459,8 +459,7 @@ impl Directory {
     /// section refuses that tenant's data alone. Only a file that cannot be read
     /// or parsed at all is an error.
     pub fn load_per_tenant(config: &RouterConfig) -> Result<PerTenant, ConfigError> {
-        let text = std::fs::read_to_string(&config.directory)
-            .map_err(|source| ConfigError::Read { file: config.directory.clone(), source })?;
+        let text = read_bounded(config)?;
         Self::per_tenant(config, &text)
     }
 
@@ -473,8 +472,7 @@ impl Directory {
     /// The sections of the directory file of `config`, as written (for
     /// `exum-router db import`); validate with [`Directory::load`] first.
     pub(crate) fn raw_sections(config: &RouterConfig) -> Result<Vec<(String, TenantData)>, ConfigError> {
-        let text = std::fs::read_to_string(&config.directory)
-            .map_err(|source| ConfigError::Read { file: config.directory.clone(), source })?;
+        let text = read_bounded(config)?;
         sections(&config.directory, &text)?.into_iter().map(|(id, t)| t.map(|t| (id, t))).collect()
     }
 
@@ -839,6 +837,35 @@ impl Directory {
 /// numbers; a file that does not parse at all is the file's error.
 /// One tenant's section of the directory file: its id, and its parse.
 type Section = (String, Result<TenantData, ConfigError>);
+
+/// The directory file of `config`, refused before it is read when it is
+/// larger than `directory_max_mib` (and, if it grew meanwhile, once read).
+fn read_bounded(config: &RouterConfig) -> Result<String, ConfigError> {
+    use std::io::Read as _;
+    let file = &config.directory;
+    let read_error = |source| ConfigError::Read { file: file.clone(), source };
+    let too_large = |bytes: u64| {
+        ConfigError::invalid(
+            file,
+            String::new(),
+            format!(
+                "{bytes} bytes: larger than directory_max_mib = {} MiB in the configuration",
+                config.directory_max_bytes >> 20
+            ),
+        )
+    };
+    let mut f = std::fs::File::open(file).map_err(read_error)?;
+    let size = f.metadata().map_err(read_error)?.len();
+    if size > config.directory_max_bytes {
+        return Err(too_large(size));
+    }
+    let mut text = String::with_capacity(usize::try_from(size).unwrap_or(0));
+    (&mut f).take(config.directory_max_bytes + 1).read_to_string(&mut text).map_err(read_error)?;
+    if text.len() as u64 > config.directory_max_bytes {
+        return Err(too_large(text.len() as u64));
+    }
+    Ok(text)
+}
 
 fn sections(path: &Path, text: &str) -> Result<Vec<Section>, ConfigError> {
     let whole_error = match super::parse_text::<DirectoryFile>(path, text) {

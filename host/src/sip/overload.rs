@@ -79,6 +79,11 @@ const MAX_SOURCES: usize = 100_000;
 pub struct Limiter {
     settings: Overload,
     sources: Mutex<HashMap<IpAddr, SourceState, foldhash::fast::RandomState>>,
+    /// Networks never banned: the tenants' configured `peers` and the
+    /// listeners' `allow` lists. A flood sent with a peer's address (UDP
+    /// sources can be spoofed) costs that peer its excess requests (503)
+    /// while it lasts, never a ban.
+    protected: std::sync::RwLock<Vec<crate::control::acl::Cidr>>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -105,7 +110,16 @@ pub struct Ask {
 impl Limiter {
     /// A limiter with these settings.
     pub fn new(settings: Overload) -> Limiter {
-        Limiter { settings, sources: Mutex::new(HashMap::default()) }
+        Limiter { settings, sources: Mutex::new(HashMap::default()), protected: std::sync::RwLock::default() }
+    }
+
+    /// Sets the networks never banned (see [`Limiter`]).
+    pub fn protect(&self, networks: Vec<crate::control::acl::Cidr>) {
+        *self.protected.write().unwrap_or_else(|e| e.into_inner()) = networks;
+    }
+
+    fn is_protected(&self, source: IpAddr) -> bool {
+        self.protected.read().unwrap_or_else(|e| e.into_inner()).iter().any(|c| c.contains(source))
     }
 
     /// The seconds to put in `Retry-After`.
@@ -172,7 +186,7 @@ impl Limiter {
             s.hot_windows = if windows == 1 && f64::from(s.refused) >= capacity { s.hot_windows + 1 } else { 0 };
             s.window_start = now;
             s.refused = 0;
-            if self.settings.ban_after > 0 && s.hot_windows >= self.settings.ban_after {
+            if self.settings.ban_after > 0 && s.hot_windows >= self.settings.ban_after && !self.is_protected(source) {
                 s.banned_until = Some(now + self.settings.ban);
                 s.hot_windows = 0;
                 s.dropped = 1;
@@ -355,6 +369,32 @@ mod tests {
                 assert_ne!(l.take(c, t0 + Duration::from_secs(w)), Err(Refusal::Banned));
             }
         }
+    }
+
+    #[test]
+    fn a_peer_or_an_allowed_network_is_never_banned_only_limited() {
+        let l = Limiter::new(Overload {
+            per_source_requests: 10,
+            per_source_window: Duration::from_secs(1),
+            ban_after: 1,
+            ban: Duration::from_secs(60),
+            ..Overload::default()
+        });
+        let networks = crate::control::acl::parse_list("peers", &["192.0.2.0/28".to_owned()]).expect("cidr");
+        l.protect(networks);
+        let (peer, stranger): (IpAddr, IpAddr) =
+            ("192.0.2.5".parse().expect("ip"), "198.51.100.1".parse().expect("ip"));
+        let t0 = Instant::now();
+        // Both at three times their rate for five windows (a spoofed flood).
+        for w in 0..5u64 {
+            let at = t0 + Duration::from_secs(w);
+            for _ in 0..30 {
+                let _ = l.take(stranger, at);
+                assert_ne!(l.take(peer, at), Err(Refusal::Banned), "window {w}");
+            }
+        }
+        assert_eq!(l.bans().iter().map(|b| b.source).collect::<Vec<_>>(), [stranger]);
+        assert_eq!(l.take(peer, t0 + Duration::from_secs(5)), Ok(()), "its rate again once the flood stops");
     }
 
     #[test]

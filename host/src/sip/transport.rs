@@ -48,6 +48,8 @@ pub struct Transports {
     local_udp: Vec<SocketAddr>,
     local_tcp: Vec<SocketAddr>,
     local_tls: Vec<SocketAddr>,
+    /// Every listener's `allow` networks together.
+    allowed: Vec<Cidr>,
     tls: Option<Arc<Tls>>,
     settings: SipSettings,
     sink: OnceLock<Weak<dyn Sink>>,
@@ -196,7 +198,9 @@ impl Transports {
                 tcp_listeners.push(StreamListener { listener: s, allow, allow_names, tls: true });
             }
         }
+        let allowed = listen.iter().flat_map(|l| l.allow.iter().copied()).collect();
         Ok(Arc::new(Transports {
+            allowed,
             udp,
             udp_allow,
             tcp_listeners: Mutex::new(tcp_listeners),
@@ -244,6 +248,11 @@ impl Transports {
         };
         let v6 = peer.is_some_and(|p| p.is_ipv6());
         list.iter().find(|a| a.is_ipv6() == v6).or_else(|| list.first()).copied()
+    }
+
+    /// Every listener's `allow` networks together.
+    pub fn allowed_networks(&self) -> &[Cidr] {
+        &self.allowed
     }
 
     /// The bound addresses of the listeners of `transport`, in configuration order.

@@ -161,3 +161,46 @@ async fn the_callers_own_cancel_still_cancels() {
     lab.um1.send(from, &response(&inv, 487, "um1", "")).await;
     assert_eq!(lab.caller.expect_response(487).await.cseq(), Some((1, "INVITE")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_with_a_peers_address_never_gets_the_peer_banned() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [probes]\nenabled = false\n[overload]\nper_source_requests = 5\nper_source_window_ms = 200\nban_after = 1\nban_ms = 600000\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.5/32\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    // The peer's address (as a spoofer would use it) and a stranger's, flooded alike.
+    let peer = UdpPeer::bind_on("127.0.0.5:0".parse().expect("addr")).await;
+    let stranger = UdpPeer::bind_on("127.0.0.6:0".parse().expect("addr")).await;
+    let banned = |ip: &str| server.proxy.bans().iter().any(|b| b.source.to_string() == ip);
+    let mut bursts = 0;
+    let burst = |n: u32| {
+        let (peer, stranger) = (&peer, &stranger);
+        async move {
+            for i in 0..20 {
+                let id = format!("spoof{n}-{i}");
+                for from in [peer, stranger] {
+                    from.send(router, &request("OPTIONS", BOB, from.addr, "UDP", &id, &format!("z9hG4bK-{id}"))).await;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+        }
+    };
+    while !banned("127.0.0.6") {
+        assert!(bursts < 500, "the stranger was never banned");
+        bursts += 1;
+        burst(bursts).await;
+    }
+    // As many bursts again: the peer has had every chance to be banned.
+    for n in 0..bursts {
+        burst(1000 + n).await;
+    }
+    assert!(!banned("127.0.0.5"), "the peer's address is never banned: {:?}", server.proxy.bans());
+    server.stop();
+}

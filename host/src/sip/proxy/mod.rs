@@ -126,6 +126,7 @@ impl Proxy {
             metrics,
         });
         let _ = proxy.me.set(Arc::downgrade(&proxy));
+        proxy.protect_peers(&proxy.tenants());
         let weak: Weak<dyn Sink> = Arc::downgrade(&(proxy.clone() as Arc<dyn Sink>));
         transports.start(weak);
         proxy
@@ -165,8 +166,18 @@ impl Proxy {
     /// Swaps in a new set of tenants (a reloaded configuration or directory);
     /// transactions in progress keep the tenant they started with.
     pub fn set_tenants(&self, tenants: Arc<Tenants>) {
+        self.protect_peers(&tenants);
         self.tenants.store(tenants);
         self.tenants_swapped.send_modify(|n| *n += 1);
+    }
+
+    /// The networks never banned: every tenant's `peers` and every listener's
+    /// `allow` list.
+    fn protect_peers(&self, tenants: &Tenants) {
+        let mut networks = self.transports.allowed_networks().to_vec();
+        networks.extend(tenants.iter().flat_map(|t| t.config.peers.iter().copied()));
+        // Read only when a ban is due: duplicates (tenants sharing peers) cost nothing then.
+        self.limiter.protect(networks);
     }
 
     /// Swaps in the set `change` computes from the current one (none: no
