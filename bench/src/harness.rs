@@ -87,7 +87,7 @@ pub fn serve_until_ready(
     use std::time::{Duration, Instant};
     let get = |path: &str| -> Option<String> {
         let mut s = std::net::TcpStream::connect(admin).ok()?;
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
         let mut body = String::new();
         s.read_to_string(&mut body).ok()?;
         Some(body)

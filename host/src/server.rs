@@ -145,6 +145,7 @@ impl Server {
                 proxy: proxy.clone(),
                 policy: policy.clone(),
                 token: admin.token.clone(),
+                names: admin.names.clone(),
                 reload,
                 directory: follower.as_ref().map(|f| f.status.clone()),
                 ldap: ldap.clone(),

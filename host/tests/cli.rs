@@ -386,7 +386,7 @@ fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::Read as _;
     let mut s = std::net::TcpStream::connect(addr).expect("connect to the admin API");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").expect("write");
     let mut out = String::new();
     s.read_to_string(&mut out).expect("read");
     out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default()

@@ -62,7 +62,7 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// A counter of one Prometheus sample from the admin API.
 async fn metric(name: &str, label: &str) -> u64 {
     let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", ADMIN)).await else { return 0 };
-    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await;
+    let _ = s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").await;
     let mut out = String::new();
     let _ = tokio::io::AsyncReadExt::read_to_string(&mut s, &mut out).await;
     out.lines()

@@ -56,7 +56,7 @@ pub struct Target {
 /// JSON answer, pretty-printed.
 pub async fn run(target: &Target, tenant: &str, action: Action) -> Result<String, String> {
     let admin = match target.address {
-        Some(address) => crate::control::config::Admin { address, token: target.token.clone() },
+        Some(address) => crate::control::config::Admin { address, token: target.token.clone(), names: Vec::new() },
         None => {
             let config = crate::control::config::RouterConfig::load(&target.config).map_err(|e| e.to_string())?;
             let mut admin =

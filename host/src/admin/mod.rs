@@ -53,6 +53,9 @@ pub struct Admin {
     pub policy: Arc<PolicyRegistry>,
     /// The bearer token, if one is required.
     pub token: Option<String>,
+    /// The host names requests may name (`Host`, `Origin`) besides IP
+    /// addresses and `localhost`: `[admin] names`.
+    pub names: Vec<String>,
     /// Reloads configuration and directory.
     pub reload: Reload,
     /// With the directory in PostgreSQL: its status.
@@ -110,6 +113,33 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
     }
 }
 
+/// The host of a `Host` value or an origin's authority: `host`, `host:port`,
+/// `[v6]:port`, lower case.
+fn host_of(authority: &str) -> String {
+    let authority = authority.trim().to_ascii_lowercase();
+    if let Some(v6) = authority.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("").to_owned();
+    }
+    authority.split(':').next().unwrap_or("").to_owned()
+}
+
+/// Whether a request may change something without a header a browser sends
+/// cross-site only after asking (a CORS preflight, which the API never
+/// grants): `Authorization`, `X-Uploaded-By`, or a content type a form
+/// cannot have.
+fn is_non_simple<B>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    if headers.contains_key(hyper::header::AUTHORIZATION) || headers.contains_key("x-uploaded-by") {
+        return true;
+    }
+    let simple = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"];
+    headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|t| !t.is_empty() && !simple.contains(&t.as_str()))
+}
+
 fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
@@ -118,7 +148,50 @@ fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
 }
 
 impl Admin {
+    /// Whether `host` is one of the API's: an IP address (DNS rebinding needs
+    /// a name), `localhost`, or one of `[admin] names`.
+    fn is_own_host(&self, host: &str) -> bool {
+        host == "localhost" || host.parse::<std::net::IpAddr>().is_ok() || self.names.iter().any(|n| n == host)
+    }
+
+    /// Refuses what a page on another site could make a browser send: a
+    /// `Host` that is not the API's (DNS rebinding: 421), an `Origin` that is
+    /// not the API's own (403), and a change (any method but GET and HEAD)
+    /// without a non-simple header (403).
+    #[allow(clippy::result_large_err)]
+    fn same_site<B>(&self, req: &Request<B>) -> Result<(), Response<Full<Bytes>>> {
+        let host = req.headers().get(hyper::header::HOST).and_then(|v| v.to_str().ok()).map(host_of);
+        match host.as_deref() {
+            Some(h) if self.is_own_host(h) => {}
+            _ => {
+                return Err(reply(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    &json!({"error": "Host is not this API's (add the name to [admin] names)"}),
+                ));
+            }
+        }
+        if let Some(origin) = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok()) {
+            let authority = origin.split_once("://").map_or("", |(_, a)| a);
+            if origin == "null" || !self.is_own_host(&host_of(authority)) {
+                return Err(reply(
+                    StatusCode::FORBIDDEN,
+                    &json!({"error": "requests from another origin are refused"}),
+                ));
+            }
+        }
+        if !matches!(*req.method(), Method::GET | Method::HEAD) && !is_non_simple(req) {
+            return Err(reply(
+                StatusCode::FORBIDDEN,
+                &json!({"error": "a change needs an Authorization or X-Uploaded-By header, or a non-form Content-Type"}),
+            ));
+        }
+        Ok(())
+    }
+
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        if let Err(refused) = self.same_site(&req) {
+            return refused;
+        }
         if let Some(token) = &self.token {
             let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
             if given != Some(format!("Bearer {token}").as_str()) {

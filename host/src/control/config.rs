@@ -186,6 +186,10 @@ pub struct Admin {
     /// Bearer token required on every request (`token`); required when the
     /// address is not a loopback address.
     pub token: Option<String>,
+    /// Host names the API answers to besides its own address, `localhost`
+    /// and loopback addresses (`names`, e.g. `["router1.ops.contoso.com"]`):
+    /// a request naming another host (DNS rebinding) gets 421.
+    pub names: Vec<String>,
 }
 
 /// One SIP listener: `[[listen]] address = "127.0.0.1:5060"`, `transports = ["udp", "tcp"]`.
@@ -678,6 +682,8 @@ struct RecordsFile {
 struct AdminFile {
     address: String,
     token: Option<String>,
+    #[serde(default)]
+    names: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -1175,7 +1181,18 @@ impl RouterConfig {
                         format!("required: {address} is not a loopback address"),
                     ));
                 }
-                Some(Admin { address, token: a.token.filter(|t| !t.is_empty()) })
+                let mut names = Vec::with_capacity(a.names.len());
+                for (i, n) in a.names.iter().enumerate() {
+                    let n = n.to_ascii_lowercase();
+                    if !is_domain(&n) && n.parse::<std::net::IpAddr>().is_err() {
+                        return Err(invalid(
+                            format!("admin.names[{i}]"),
+                            format!("`{n}` is not a host name or address"),
+                        ));
+                    }
+                    names.push(n);
+                }
+                Some(Admin { address, token: a.token.filter(|t| !t.is_empty()), names })
             }
         };
         let policy_start_wait = match file.policy_start_wait_s {

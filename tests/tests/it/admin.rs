@@ -13,8 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub(crate) async fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let req =
-        format!("{method} {path} HTTP/1.1\r\nHost: admin\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}X-Uploaded-By: ops\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(req.as_bytes()).await.expect("write");
     let mut out = String::new();
     tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut out)).await.expect("answer").expect("read");
@@ -152,4 +153,44 @@ async fn idle_admin_connections_are_capped_and_closed() {
     assert_eq!(status, 200);
     let (_, metrics) = http(admin, "GET", "/metrics", None).await;
     assert_eq!(sample(&metrics, "exum_sip_connections_refused_total", &[("reason", "admin")]), 1.0);
+}
+
+/// One HTTP/1.1 request written as given after its request line (headers
+/// included); the status code.
+async fn raw(addr: SocketAddr, request_line: &str, headers: &str) -> u16 {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let req = format!("{request_line}\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await.expect("write");
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut out)).await.expect("answer").expect("read");
+    out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_site_cannot_drive_the_api() {
+    let (_dir, server) = start("names = [\"router1.ops.test\"]", None).await;
+    let admin = server.admin_addr().expect("admin listens");
+    let host = format!("Host: {admin}\r\n");
+    // What a browser sends for a page elsewhere: a simple POST (a form, or
+    // fetch with mode no-cors), its Origin that page's.
+    let form = "Content-Type: application/x-www-form-urlencoded\r\n";
+    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}Origin: http://evil.example\r\n{form}")).await, 403);
+    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}Origin: null\r\n{form}")).await, 403);
+    // No Origin, but nothing a browser could not send cross-site unasked.
+    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}{form}")).await, 403);
+    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}Content-Type: text/plain\r\n")).await, 403);
+    assert_eq!(raw(admin, "DELETE /bans/127.0.0.9 HTTP/1.1", &host).await, 403);
+    // DNS rebinding: a name that is not the API's.
+    assert_eq!(raw(admin, "GET /tenants HTTP/1.1", "Host: attacker.example\r\n").await, 421);
+    assert_eq!(raw(admin, "GET /tenants HTTP/1.1", &format!("Host: attacker.example:{}\r\n", admin.port())).await, 421);
+    assert_eq!(raw(admin, "GET /tenants HTTP/1.1", "").await, 421, "no Host at all");
+    // The API's own: its address, localhost, its configured names; the
+    // status page from its own origin; a change that names who makes it.
+    assert_eq!(raw(admin, "GET /tenants HTTP/1.1", &host).await, 200);
+    assert_eq!(raw(admin, "GET /tenants HTTP/1.1", &format!("Host: localhost:{}\r\n", admin.port())).await, 200);
+    assert_eq!(raw(admin, "GET /tenants HTTP/1.1", "Host: Router1.ops.test\r\n").await, 200);
+    assert_eq!(raw(admin, "GET /status HTTP/1.1", &format!("{host}Origin: http://{admin}\r\n")).await, 200);
+    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}X-Uploaded-By: ops\r\n")).await, 200);
+    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}Content-Type: application/json\r\n")).await, 200);
+    server.stop();
 }
