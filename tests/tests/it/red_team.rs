@@ -60,7 +60,7 @@ async fn a_tenants_domain_opens_no_relay_when_it_has_no_peers() {
     assert_eq!(lab.caller.expect_response(200).await.cseq(), Some((2, "BYE")));
 }
 
-/// A router whose tenant contoso names 127.0.0.0/8 as its peers (so an ACK
+/// A router whose tenant contoso names 127.0.0.1 as its peer (so an ACK
 /// from there passes the dialog check), with a low per-source rate.
 async fn peered_router() -> (tempfile::TempDir, Server) {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -68,7 +68,7 @@ async fn peered_router() -> (tempfile::TempDir, Server) {
         dir.path().join("router.toml"),
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
          [probes]\nenabled = false\n[overload]\nper_source_requests = 20\nper_source_window_ms = 1000\nban_after = 1\nban_ms = 600000\n\
-         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\n",
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.1/32\"]\n",
     )
     .expect("write");
     std::fs::write(dir.path().join("directory.toml"), "").expect("write");
@@ -203,4 +203,39 @@ async fn a_flood_with_a_peers_address_never_gets_the_peer_banned() {
     }
     assert!(!banned("127.0.0.5"), "the peer's address is never banned: {:?}", server.proxy.bans());
     server.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_the_router_answers_itself_do_not_fill_the_transaction_table() {
+    // A table of 10 transactions; 300 OPTIONS the router answers 404 itself.
+    let lab = lab_with(NO_PROBES, "[overload]\nmax_transactions = 10\n").await;
+    let flooder = UdpPeer::bind_on("127.0.0.3:0".parse().expect("addr")).await;
+    let options = |n: u32| {
+        request(
+            "OPTIONS",
+            "sip:x@nowhere.example",
+            flooder.addr,
+            "UDP",
+            &format!("cheap{n}"),
+            &format!("z9hG4bK-cheap{n}"),
+        )
+    };
+    let mut first = None;
+    for n in 0..300 {
+        flooder.send(lab.router, &options(n)).await;
+        let (answer, _) = flooder.recv().await;
+        assert_eq!(answer.status(), Some(404), "request {n}");
+        first.get_or_insert(answer);
+    }
+    // A retransmission of the first gets the same answer (its To tag), not a new one.
+    flooder.send(lab.router, &options(0)).await;
+    let (again, _) = flooder.recv().await;
+    let first = first.expect("answered");
+    assert_eq!((again.status(), again.to_tag()), (Some(404), first.to_tag()));
+    assert!(lab.server.proxy.active_transactions() < 10, "{} transactions", lab.server.proxy.active_transactions());
+    // A real call is routed, not refused for a full table.
+    lab.caller.send(lab.router, &invite(&lab, BOB, "after-cheap")).await;
+    let (inv, _) = lab.um1.expect_request("INVITE").await;
+    assert_eq!(inv.first(Name::CallId), Some("after-cheap"));
+    assert_eq!(lab.server.metrics.overload_of("transactions"), 0);
 }

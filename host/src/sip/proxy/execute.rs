@@ -71,6 +71,7 @@ pub(super) fn spawn(
         failed: Vec::new(),
         held,
         final_code: 0,
+        own_response: false,
         decided: None,
         attempts: Vec::new(),
     };
@@ -144,6 +145,9 @@ struct RequestTask {
     held: Held,
     /// The final status sent upstream (0 before one is).
     final_code: u16,
+    /// Whether the last response sent upstream was the router's own (not a
+    /// target's relayed).
+    own_response: bool,
     /// The policy and version that decided, told how the call ended.
     decided: Option<(Arc<TenantPolicy>, Role)>,
     /// Each target tried and how it ended (`sip:um1 488 Not Acceptable Here`),
@@ -178,8 +182,27 @@ impl RequestTask {
             mut sent,
             failed,
             held,
+            invite,
+            own_response,
             ..
         } = self;
+        // A non-INVITE over UDP the router answered itself: its answer is kept
+        // for retransmissions in a cache of its own, and the transaction ends.
+        if !invite
+            && own_response
+            && source.transport == Transport::Udp
+            && let Some(bytes) = &last_response
+        {
+            let answer = crate::sip::transaction::answered::Answer {
+                bytes: bytes.as_slice().into(),
+                to: reply_to,
+                local: source.local,
+            };
+            proxy.answered.insert(key.clone(), answer, proxy.settings.t1 * 64);
+            drop(held);
+            proxy.table.remove(&key, &branches);
+            return;
+        }
         sent.retain(|branch, _| failed.contains(branch));
         let lingering = Lingering {
             proxy,
@@ -207,6 +230,7 @@ impl RequestTask {
             self.proxy.send_answer(&self.req, &self.source, answer)
         };
         self.sent_upstream(answer.code, bytes);
+        self.own_response = true;
     }
 
     /// Answers upstream with the response for `error` (with which target
@@ -219,6 +243,7 @@ impl RequestTask {
         let answer = if self.tells_tried(answer.code) { answer.with_tried(&self.attempts) } else { answer };
         let bytes = self.proxy.reject_with(&self.req, &self.source, error, &answer);
         self.sent_upstream(error.code(), bytes);
+        self.own_response = true;
     }
 
     /// Whether a failure answer `code` of the router's carries the targets
@@ -232,6 +257,7 @@ impl RequestTask {
         let bytes = resp.edit().pop_via().finish();
         self.proxy.transports.reply_kept(&self.source, self.reply_to, &bytes);
         self.sent_upstream(resp.status().unwrap_or(500), bytes);
+        self.own_response = false;
     }
 
     fn sent_upstream(&mut self, code: u16, bytes: Vec<u8>) {

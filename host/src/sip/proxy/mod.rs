@@ -67,6 +67,9 @@ pub struct Proxy {
     tenants_update: std::sync::Mutex<()>,
     settings: SipSettings,
     table: Table,
+    /// Non-INVITE requests over UDP the router answered itself, for their
+    /// retransmissions (instead of lingering transactions).
+    answered: crate::sip::transaction::answered::Answered,
     /// Tags every branch and Record-Route the router mints, so a stray 2xx and
     /// an in-dialog request can be recognised as the router's.
     secret: Secret,
@@ -115,6 +118,7 @@ impl Proxy {
             tenants_update: std::sync::Mutex::new(()),
             settings,
             table: Table::default(),
+            answered: crate::sip::transaction::answered::Answered::new(ANSWERED_CAPACITY),
             secret,
             stray_2xx: RateLimit::per_second(settings.overload.stray_2xx_per_second),
             name,
@@ -343,6 +347,17 @@ impl Proxy {
         };
         let method = msg.method().unwrap_or("");
         let existing = self.table.server(&key);
+        // A retransmission of a request the router answered itself: the same answer.
+        if existing.is_none()
+            && method != "ACK"
+            && method != "CANCEL"
+            && source.transport == Transport::Udp
+            && let Some(answer) = self.answered.get(&key)
+        {
+            self.metrics.retransmissions.inc();
+            self.transports.send_now_kept(Transport::Udp, answer.local, answer.to, &answer.bytes);
+            return;
+        }
         match (method, existing) {
             ("ACK", Some(entry)) => {
                 let _ = entry.tx.send(Event::Ack);
@@ -479,6 +494,11 @@ impl Proxy {
         }
     }
 }
+
+/// Answers kept for retransmissions of non-INVITE requests the router answered
+/// itself over UDP (see [`crate::sip::transaction::answered`]): about 64 MB at
+/// most (a few hundred bytes each).
+const ANSWERED_CAPACITY: usize = 200_000;
 
 /// The bytes one transaction is charged for, in the gauge of all transactions'
 /// bytes until dropped (when the transaction's lingering ends). An estimate of

@@ -3,6 +3,7 @@
 //! a message to its transaction; and the table from keys to the task that owns
 //! each transaction.
 
+pub mod answered;
 pub mod client;
 pub mod server;
 

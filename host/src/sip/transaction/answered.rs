@@ -1,0 +1,113 @@
+//! Requests the router answered itself with a final response, other than
+//! INVITE, over UDP: their retransmissions must get the same answer for Timer J
+//! (64·T1), but they need no transaction for it. Each is kept here as its key
+//! and the response's bytes, in a bounded cache of its own (oldest out first),
+//! instead of a lingering transaction counted against `max_transactions`: a
+//! flood of requests the router answers 404 itself costs a few hundred bytes
+//! each and cannot fill the transaction table.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What a retransmission of an answered request gets.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The final response sent.
+    pub bytes: Arc<[u8]>,
+    /// Where it went (see `Proxy::response_address`).
+    pub to: SocketAddr,
+    /// The listener it left from.
+    pub local: Option<SocketAddr>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    answer: Answer,
+    until: Instant,
+}
+
+/// The cache (see the module documentation).
+#[derive(Debug)]
+pub struct Answered {
+    capacity: usize,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    by_key: HashMap<String, Entry, foldhash::fast::RandomState>,
+    /// Keys in the order they were answered, with when they expire.
+    order: VecDeque<(String, Instant)>,
+}
+
+impl Answered {
+    /// A cache of at most `capacity` answers.
+    pub fn new(capacity: usize) -> Answered {
+        Answered { capacity, inner: Mutex::default() }
+    }
+
+    /// Keeps `answer` for the request `key` until `keep` from now; the oldest
+    /// answers go first when the cache is full, and expired ones on the way.
+    pub fn insert(&self, key: String, answer: Answer, keep: Duration) {
+        if self.capacity == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let until = now + keep;
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some((oldest, expires)) = inner.order.front().cloned() {
+            if expires > now && inner.by_key.len() < self.capacity {
+                break;
+            }
+            inner.order.pop_front();
+            // Unless the key was answered again since (a later place stands for it).
+            if inner.by_key.get(&oldest).is_some_and(|e| e.until == expires) {
+                inner.by_key.remove(&oldest);
+            }
+        }
+        inner.order.push_back((key.clone(), until));
+        inner.by_key.insert(key, Entry { answer, until });
+    }
+
+    /// The answer to resend for a retransmission of `key`, if it is kept.
+    pub fn get(&self, key: &str) -> Option<Answer> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        inner.by_key.get(key).filter(|e| e.until > Instant::now()).map(|e| e.answer.clone())
+    }
+
+    /// Answers kept now (expired ones included until they are pushed out).
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).by_key.len()
+    }
+
+    /// Whether no answer is kept.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(n: u8) -> Answer {
+        Answer { bytes: Arc::from(vec![n]), to: ([127, 0, 0, 1], 5060).into(), local: None }
+    }
+
+    #[test]
+    fn keeps_answers_until_they_expire_and_at_most_its_capacity() {
+        let cache = Answered::new(2);
+        cache.insert("a".into(), answer(1), Duration::from_secs(30));
+        cache.insert("b".into(), answer(2), Duration::from_secs(30));
+        assert_eq!(cache.get("a").map(|a| a.bytes[0]), Some(1));
+        cache.insert("c".into(), answer(3), Duration::from_secs(30));
+        assert_eq!(cache.len(), 2, "the oldest went");
+        assert!(cache.get("a").is_none());
+        assert_eq!(cache.get("c").map(|a| a.bytes[0]), Some(3));
+        cache.insert("d".into(), answer(4), Duration::ZERO);
+        assert!(cache.get("d").is_none(), "expired at once");
+        assert!(Answered::new(0).get("x").is_none());
+    }
+}
