@@ -101,6 +101,11 @@ pub struct RouterConfig {
     /// (`directory_may_remove_all_users`, false): refused by default, as the
     /// mark of a file caught half-written.
     pub directory_may_remove_all_users: bool,
+    /// The largest share of a tenant's users one reload of the directory may
+    /// remove (`directory_max_removed_share`, 0.5): a reload that would remove
+    /// more is refused for that tenant, which keeps its previous directory
+    /// (a file caught half-written), unless `directory_may_remove_all_users`.
+    pub directory_max_removed_share: f64,
     /// Largest directory file read (`directory_max_mib`, 64): a larger one is
     /// refused, naming its size, before it is read.
     pub directory_max_bytes: u64,
@@ -584,6 +589,8 @@ struct ConfigFile {
     #[serde(default)]
     directory_max_mib: Option<u64>,
     #[serde(default)]
+    directory_max_removed_share: Option<f64>,
+    #[serde(default)]
     policy_dir: Option<PathBuf>,
     #[serde(default)]
     policy_cache: Option<PathBuf>,
@@ -850,6 +857,7 @@ impl RouterConfig {
             name: host_name(),
             directory_may_remove_all_users: false,
             directory_max_bytes: 64 << 20,
+            directory_max_removed_share: 0.5,
             policy_defaults: Limits::default(),
             hosting_providers: Vec::new(),
         }
@@ -1233,6 +1241,11 @@ impl RouterConfig {
                 None => host_name(),
             },
             directory_may_remove_all_users: file.directory_may_remove_all_users,
+            directory_max_removed_share: match file.directory_max_removed_share {
+                None => 0.5,
+                Some(x) if x.is_finite() && (0.0..=1.0).contains(&x) => x,
+                Some(x) => return Err(invalid("directory_max_removed_share".into(), format!("{x}: must be 0 to 1"))),
+            },
             directory_max_bytes: match file.directory_max_mib {
                 None => 64 << 20,
                 Some(n) if (1..=4096).contains(&n) => n << 20,

@@ -115,7 +115,8 @@ impl Tenants {
     /// Loads the configuration at `path` and its directory again, tenant by
     /// tenant: the configuration must be valid whole, but a tenant whose
     /// directory section is invalid, or would leave a tenant that had users with
-    /// none (a file caught half-written; unless `directory_may_remove_all_users`),
+    /// none or remove more than `directory_max_removed_share` of them (a file
+    /// caught half-written; unless `directory_may_remove_all_users`),
     /// keeps what it has in `old` (its directory, and its settings when it is
     /// defined in the directory), and the other tenants' updates apply. Returns
     /// the new tenants and why each refused tenant was refused.
@@ -147,12 +148,25 @@ impl Tenants {
         for id in ids {
             let before = old.by_id(&id).map_or(0, |o| o.directory.user_count());
             let after = directory.tenants.get(&id).map_or(0, TenantDirectory::user_count);
+            let removed = before.saturating_sub(after);
             if !config.directory_may_remove_all_users && before > 0 && after == 0 {
                 let why = format!(
                     "{}: tenant `{id}` had {before} users and would have none (a file still being written?); \
                      refused for that tenant, which keeps its previous directory \
                      (set directory_may_remove_all_users = true to allow it)",
                     config.directory.display(),
+                );
+                keep_old(&id, why, &mut directory);
+            } else if !config.directory_may_remove_all_users
+                && removed as f64 > config.directory_max_removed_share * before as f64
+            {
+                let why = format!(
+                    "{}: tenant `{id}` would lose {removed} of its {before} users, more than \
+                     directory_max_removed_share = {} (a file still being written?); refused for that tenant, \
+                     which keeps its previous directory (raise the share, or set directory_may_remove_all_users \
+                     = true, for one large removal)",
+                    config.directory.display(),
+                    config.directory_max_removed_share,
                 );
                 keep_old(&id, why, &mut directory);
             }

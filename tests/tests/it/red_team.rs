@@ -239,3 +239,56 @@ async fn requests_the_router_answers_itself_do_not_fill_the_transaction_table() 
     assert_eq!(inv.first(Name::CallId), Some("after-cheap"));
     assert_eq!(lab.server.metrics.overload_of("transactions"), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_directory_cut_short_is_not_applied_and_a_small_removal_is() {
+    let um = UdpPeer::bind().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let users = |n: usize| -> String {
+        let mut d = format!(
+            "[[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:{}\" }}]\n",
+            um.addr
+        );
+        for i in 0..n {
+            d.push_str(&format!(
+                "[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\neum = \"eum:user{i}@contoso.com;phone-context=DP1\"\n"
+            ));
+        }
+        d
+    };
+    std::fs::write(dir.path().join("directory.toml"), users(10)).expect("write");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    )
+    .expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    let caller = UdpPeer::bind().await;
+    let call = |user: usize, id: &str| {
+        request(
+            "INVITE",
+            &format!("sip:user{user}@contoso.com;opaque=app:voicemail"),
+            caller.addr,
+            "UDP",
+            id,
+            &format!("z9hG4bK-{id}"),
+        )
+    };
+    // The file caught after its first three users: refused for contoso.
+    std::fs::write(dir.path().join("directory.toml"), users(3)).expect("write");
+    let refused = server.reload().expect("the configuration is valid");
+    assert!(refused.iter().any(|r| r.contains("would lose 7 of its 10 users")), "{refused:?}");
+    caller.send(router, &call(9, "cut")).await;
+    let (inv, from) = um.expect_request("INVITE").await;
+    assert_eq!(inv.first(Name::CallId), Some("cut"), "user9 is still routed");
+    um.send(from, &response(&inv, 486, "um", "")).await;
+    caller.final_response().await;
+    // Removing two of ten is an edit: applied.
+    std::fs::write(dir.path().join("directory.toml"), users(8)).expect("write");
+    assert_eq!(server.reload().expect("valid"), Vec::<String>::new());
+    caller.send(router, &call(9, "removed")).await;
+    assert_eq!(caller.final_response().await.status(), Some(404));
+    server.stop();
+}
