@@ -50,6 +50,10 @@ pub enum LoadError {
     /// The bytes are not a WebAssembly component (a core module, or not Wasm).
     #[error("not a WebAssembly component: {0}")]
     NotAComponent(String),
+    /// More code than a policy may have ([`MAX_FUNCTIONS`], [`MAX_CODE_BYTES`]),
+    /// found before compiling it.
+    #[error("{0}")]
+    TooMuchCode(String),
     /// Larger than [`MAX_COMPONENT_BYTES`].
     #[error("component is {0} bytes; the limit is {MAX_COMPONENT_BYTES}")]
     TooLarge(usize),
@@ -268,6 +272,7 @@ impl PolicyEngine {
                 "{what}; build the policy for wasm32-unknown-unknown and turn it into a component"
             )));
         }
+        precheck(bytes)?;
         let component = match self.read_artifact(&hash) {
             Some(c) => c,
             None => {
@@ -293,6 +298,7 @@ impl PolicyEngine {
         if !is_component(bytes) {
             return self.compile_uncached(bytes, hash);
         }
+        precheck(bytes)?;
         if let Some(c) = self.read_artifact(&hash) {
             return self.checked(c, hash, bytes.len());
         }
@@ -389,6 +395,63 @@ fn config(parallel: bool, compiler: Compiler) -> Config {
     config
 }
 
+/// Most functions the modules of one policy may define together. Compiling
+/// costs memory per function (a component of 990,000 empty functions took
+/// 6.2 GB to compile); the standard policy has about a thousand.
+pub const MAX_FUNCTIONS: u64 = 50_000;
+
+/// Most bytes of function bodies one policy may have.
+pub const MAX_CODE_BYTES: u64 = 12 << 20;
+
+/// Checks what costs nothing to read before the compiler runs: the functions
+/// and code the component's modules hold ([`MAX_FUNCTIONS`],
+/// [`MAX_CODE_BYTES`]) and the interfaces the component imports (a
+/// component that imports outside the contract is refused before it is
+/// compiled, not after). The parser only walks the sections.
+pub fn precheck(bytes: &[u8]) -> Result<(), LoadError> {
+    use wasmparser::Payload;
+    let (mut functions, mut code, mut depth) = (0u64, 0u64, 0u32);
+    let mut foreign: Vec<String> = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| LoadError::NotAComponent(e.to_string()))?;
+        match payload {
+            Payload::Version { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::CodeSectionStart { count, size, .. } => {
+                functions += u64::from(count);
+                code += u64::from(size);
+                if functions > MAX_FUNCTIONS {
+                    return Err(LoadError::TooMuchCode(format!(
+                        "{functions} functions or more; a policy may have {MAX_FUNCTIONS}"
+                    )));
+                }
+                if code > MAX_CODE_BYTES {
+                    return Err(LoadError::TooMuchCode(format!(
+                        "{code} bytes of code or more; a policy may have {MAX_CODE_BYTES}"
+                    )));
+                }
+            }
+            Payload::ComponentImportSection(reader) if depth == 1 => {
+                for import in reader {
+                    let import = import.map_err(|e| LoadError::NotAComponent(e.to_string()))?;
+                    let name = import.name.name;
+                    if !ALLOWED_IMPORTS.contains(&name) {
+                        foreign.push(name.to_owned());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if foreign.iter().any(|i| i.starts_with("wasi:")) {
+        return Err(LoadError::Wasi(foreign));
+    }
+    if !foreign.is_empty() {
+        return Err(LoadError::ForeignImports(foreign));
+    }
+    Ok(())
+}
+
 /// Whether `bytes` start with the component binary preamble (layer 1).
 pub fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
@@ -447,9 +510,60 @@ impl Drop for Ticker {
     }
 }
 
+/// A component holding one core module of `functions` empty functions: the
+/// shape of a compile bomb (for tests: it is not a policy).
+#[doc(hidden)]
+pub fn component_with_functions(functions: u32) -> Vec<u8> {
+    fn leb(mut n: u64, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            out.push(if n == 0 { byte } else { byte | 0x80 });
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+        out.push(id);
+        leb(content.len() as u64, out);
+        out.extend_from_slice(content);
+    }
+    let mut module = b"\0asm\x01\0\0\0".to_vec();
+    section(1, &[1, 0x60, 0, 0], &mut module);
+    let mut funcs = Vec::new();
+    leb(u64::from(functions), &mut funcs);
+    funcs.extend(std::iter::repeat_n(0u8, functions as usize));
+    section(3, &funcs, &mut module);
+    let mut code = Vec::new();
+    leb(u64::from(functions), &mut code);
+    for _ in 0..functions {
+        code.extend_from_slice(&[2, 0, 0x0b]);
+    }
+    section(10, &code, &mut module);
+    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+    section(1, &module, &mut component);
+    component
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_compile_bomb_is_refused_before_the_compiler_runs() {
+        let bomb = component_with_functions(MAX_FUNCTIONS as u32 + 1);
+        assert!(is_component(&bomb));
+        match precheck(&bomb) {
+            Err(LoadError::TooMuchCode(why)) => assert!(why.contains("50001 functions"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(precheck(&component_with_functions(10)).is_ok());
+        let engine = PolicyEngine::new().expect("engine");
+        assert!(matches!(engine.compile(&bomb), Err(LoadError::TooMuchCode(_))));
+        assert_eq!(engine.compilations.get(), 0, "nothing was compiled");
+        assert!(precheck(crate::policy::STANDARD_COMPONENT).is_ok(), "the standard policy is well within");
+    }
 
     #[test]
     fn a_call_is_counted_in_progress_until_it_returns_or_unwinds() {

@@ -292,3 +292,36 @@ async fn a_directory_cut_short_is_not_applied_and_a_small_removal_is() {
     assert_eq!(caller.final_response().await.status(), Some(404));
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compile_bomb_is_refused_before_it_is_compiled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+    )
+    .expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let admin = server.admin_addr().expect("admin");
+    let compilations = || {
+        let metrics = server.metrics.encode();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("exum_policy_compilations_total ").and_then(|v| v.parse::<u64>().ok()))
+            .expect("the compilations counter")
+    };
+    let before = compilations();
+    // 60,000 empty functions: far more code than any policy, cheap to send.
+    let bomb = exum_router::policy::engine::component_with_functions(60_000);
+    std::fs::write(dir.path().join("policies/.contoso.tmp"), &bomb).expect("write");
+    std::fs::rename(dir.path().join("policies/.contoso.tmp"), dir.path().join("policies/contoso.wasm"))
+        .expect("rename");
+    let (status, body) = crate::admin::http(admin, "POST", "/tenants/contoso/reload", None).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("60000 functions or more; a policy may have 50000"), "{body}");
+    assert_eq!(compilations(), before, "nothing was compiled");
+    server.stop();
+}
