@@ -459,6 +459,11 @@ pub struct TenantConfig {
     /// Whether the router Record-Routes the tenant's dialogs (stays on the path of
     /// in-dialog requests).
     pub record_route: bool,
+    /// Whether an unknown user and a user not enabled for UM get the same
+    /// answer (`uniform_user_answers`, false): both `480` with
+    /// `ms-diagnostics: 15030`, as when the UM servers failed, so callers
+    /// cannot tell which addresses are users.
+    pub uniform_user_answers: bool,
     /// Share of the tenant's policy calls recorded into `[records]` (0 to 1).
     pub record_decisions: f64,
     /// The keys whose signatures the tenant trusts, and whether its policies
@@ -498,6 +503,7 @@ impl TenantConfig {
             rerouting: Rerouting::default(),
             site_rerouting: BTreeMap::new(),
             record_route: false,
+            uniform_user_answers: false,
             record_decisions: 0.0,
             signing: crate::policy::manifest::Trust::default(),
             peers: Vec::new(),
@@ -794,6 +800,8 @@ struct TenantFile {
     site_rerouting: BTreeMap<String, ReroutingFile>,
     #[serde(default)]
     record_route: bool,
+    #[serde(default)]
+    uniform_user_answers: bool,
     #[serde(default)]
     record_decisions: Option<f64>,
     #[serde(default)]
@@ -1465,6 +1473,7 @@ fn tenant_config(
         rerouting: tenant_rerouting,
         site_rerouting,
         record_route: t.record_route,
+        uniform_user_answers: t.uniform_user_answers,
         record_decisions,
         signing,
         ldap,

@@ -325,3 +325,38 @@ async fn a_compile_bomb_is_refused_before_it_is_compiled() {
     assert_eq!(compilations(), before, "nothing was compiled");
     server.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_may_answer_unknown_and_not_enabled_users_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("directory.toml"), "[[tenants.contoso.users]]\nsip = \"sip:carol@contoso.com\"\n")
+        .expect("write");
+    let config = |uniform: bool| {
+        format!(
+            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+             [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nuniform_user_answers = {uniform}\n"
+        )
+    };
+    let caller = UdpPeer::bind().await;
+    let mut seen = Vec::new();
+    for uniform in [false, true] {
+        std::fs::write(dir.path().join("router.toml"), config(uniform)).expect("write");
+        let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+        let router = server.local_addr(Transport::Udp).expect("udp");
+        let mut answers = Vec::new();
+        for user in ["carol", "nobody"] {
+            let id = format!("enum-{user}-{uniform}");
+            let ruri = format!("sip:{user}@contoso.com;opaque=app:voicemail");
+            caller.send(router, &request("INVITE", &ruri, caller.addr, "UDP", &id, &format!("z9hG4bK-{id}"))).await;
+            let answer = caller.final_response().await;
+            let diagnostics = answer.header("ms-diagnostics").unwrap_or("").split(';').next().unwrap_or("").to_owned();
+            answers.push((answer.status(), diagnostics));
+        }
+        seen.push(answers);
+        server.stop();
+    }
+    // As Lync answers: 480 15000 for a user not enabled, 404 15004 for no user.
+    assert_eq!(seen[0], [(Some(480), "15000".to_owned()), (Some(404), "15004".to_owned())]);
+    // With the setting, both alike.
+    assert_eq!(seen[1], [(Some(480), "15030".to_owned()), (Some(480), "15030".to_owned())]);
+}

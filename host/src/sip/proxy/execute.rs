@@ -347,6 +347,9 @@ impl RequestTask {
                 }
                 other => {
                     match Answer::of_decision(&other) {
+                        Some(answer) if tenant.config.uniform_user_answers && names_a_user(&answer) => {
+                            self.respond(&RequestError::AllTargetsFailed.answer());
+                        }
                         Some(answer) => self.respond(&answer),
                         None => self.fail(&RequestError::NoDecision),
                     }
@@ -759,6 +762,14 @@ fn reack(proxy: &Proxy, sent: &HashMap<String, Sent>, resp: &Message) {
     if let (true, Some(s)) = (resp.status().is_some_and(|c| c >= 300), sent.get(branch)) {
         proxy.transports.send_now(s.transport, s.local, s.dest, originate::ack(&s.msg, resp));
     }
+}
+
+/// Whether `answer` tells an unknown user (`15004`) or one not enabled for UM
+/// (`15000`) by its `ms-diagnostics`: what `uniform_user_answers` hides.
+fn names_a_user(answer: &Answer) -> bool {
+    answer.headers.iter().any(|(name, value)| {
+        name.eq_ignore_ascii_case("ms-diagnostics") && (value.starts_with("15004") || value.starts_with("15000"))
+    })
 }
 
 /// A response's code and reason phrase (`488 Not Acceptable Here`).
