@@ -66,7 +66,7 @@ fn start(dir: &Path, system: &str, connections: usize) -> Child {
                      [[listen]]\naddress = \"127.0.0.1:{TLS_PORT}\"\ntransports = [\"tls\"]\n\
                      [tls]\ncertificate = \"cert.pem\"\nkey = \"key.pem\"\nca = \"ca.pem\"\n\
                      [probes]\nenabled = false\n[overload]\nper_source_requests = 0\n\
-                     [sip]\nmax_connections = {limit}\nmax_connections_per_ip = {limit}\ntcp_idle_timeout_ms = 3600000\n\
+                     [sip]\nmax_connections = {limit}\nmax_connections_per_ip = {limit}\ntcp_idle_timeout_ms = 3600000\ntcp_first_message_timeout_ms = 3600000\n\
                      [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\", \"127.0.0.1\"]\n"
                 ),
             )

@@ -241,6 +241,11 @@ pub struct SipSettings {
     /// A TCP peer that sends part of a message and then nothing for this long is
     /// disconnected; an idle connection too (`tcp_idle_timeout_ms`, 30000).
     pub tcp_idle_timeout: Duration,
+    /// An accepted TCP or TLS connection that has not sent a whole message
+    /// this long after it was opened is closed (`tcp_first_message_timeout_ms`,
+    /// 5000, at most the idle timeout): idle connections cannot hold the
+    /// connection caps.
+    pub tcp_first_message_timeout: Duration,
     /// A TCP or TLS message must arrive whole within this of its first byte, or
     /// the connection is closed (`tcp_message_timeout_ms`, 10000): a peer
     /// trickling a message a byte at a time cannot hold a connection.
@@ -338,6 +343,7 @@ impl Default for SipSettings {
             timer_c: Duration::from_millis(185_000),
             max_message_bytes: 64 * 1024,
             tcp_idle_timeout: Duration::from_millis(30_000),
+            tcp_first_message_timeout: Duration::from_millis(5_000),
             tcp_message_timeout: Duration::from_millis(10_000),
             tcp_send_timeout: Duration::from_millis(10_000),
             tcp_lifetime: None,
@@ -744,6 +750,7 @@ struct SipFile {
     timer_c_ms: Option<u64>,
     max_message_bytes: Option<usize>,
     tcp_idle_timeout_ms: Option<u64>,
+    tcp_first_message_timeout_ms: Option<u64>,
     tcp_message_timeout_ms: Option<u64>,
     tcp_send_timeout_ms: Option<u64>,
     tcp_lifetime_ms: Option<u64>,
@@ -993,6 +1000,12 @@ impl RouterConfig {
                 "sip.tcp_idle_timeout_ms",
                 file.sip.tcp_idle_timeout_ms,
                 d.tcp_idle_timeout,
+                100..=3_600_000,
+            )?,
+            tcp_first_message_timeout: ms(
+                "sip.tcp_first_message_timeout_ms",
+                file.sip.tcp_first_message_timeout_ms,
+                d.tcp_first_message_timeout,
                 100..=3_600_000,
             )?,
             tcp_message_timeout: ms(

@@ -50,6 +50,10 @@ pub struct Transports {
     local_tls: Vec<SocketAddr>,
     /// Every listener's `allow` networks together.
     allowed: Vec<Cidr>,
+    /// Networks whose connections the global cap never refuses: the
+    /// listeners' `allow` networks and the tenants' `peers` (set by the proxy),
+    /// so strangers' idle connections cannot lock them out.
+    reserved: std::sync::RwLock<Vec<Cidr>>,
     tls: Option<Arc<Tls>>,
     settings: SipSettings,
     sink: OnceLock<Weak<dyn Sink>>,
@@ -198,8 +202,9 @@ impl Transports {
                 tcp_listeners.push(StreamListener { listener: s, allow, allow_names, tls: true });
             }
         }
-        let allowed = listen.iter().flat_map(|l| l.allow.iter().copied()).collect();
+        let allowed: Vec<Cidr> = listen.iter().flat_map(|l| l.allow.iter().copied()).collect();
         Ok(Arc::new(Transports {
+            reserved: std::sync::RwLock::new(allowed.clone()),
             allowed,
             udp,
             udp_allow,
@@ -222,7 +227,7 @@ impl Transports {
     /// cap that refuses it.
     fn slot(&self, peer: SocketAddr) -> Result<Slot, &'static str> {
         let mut a = self.accepted.lock().unwrap_or_else(|e| e.into_inner());
-        if a.total >= self.settings.max_connections {
+        if a.total >= self.settings.max_connections && !self.is_reserved(peer.ip()) {
             return Err("global");
         }
         let n = a.by_ip.entry(peer.ip()).or_insert(0);
@@ -253,6 +258,18 @@ impl Transports {
     /// Every listener's `allow` networks together.
     pub fn allowed_networks(&self) -> &[Cidr] {
         &self.allowed
+    }
+
+    /// Sets the networks whose connections the global cap never refuses
+    /// (besides the listeners' `allow` networks): the tenants' `peers`.
+    pub fn reserve_for(&self, peers: &[Cidr]) {
+        let mut networks = self.allowed.clone();
+        networks.extend_from_slice(peers);
+        *self.reserved.write().unwrap_or_else(|e| e.into_inner()) = networks;
+    }
+
+    fn is_reserved(&self, ip: IpAddr) -> bool {
+        self.reserved.read().unwrap_or_else(|e| e.into_inner()).iter().any(|c| c.contains(ip))
     }
 
     /// The bound addresses of the listeners of `transport`, in configuration order.
@@ -450,6 +467,8 @@ impl Transports {
         });
         let me = self.clone();
         let idle = self.settings.tcp_idle_timeout;
+        // An accepted connection must send its first whole message sooner.
+        let first = if slot.is_some() { self.settings.tcp_first_message_timeout.min(idle) } else { idle };
         let whole = self.settings.tcp_message_timeout;
         let lifetime = slot.as_ref().and(self.settings.tcp_lifetime).map(|l| Instant::now() + l);
         let max = self.settings.max_message_bytes;
@@ -462,10 +481,12 @@ impl Transports {
             // The last whole message (or the connection's start), the last byte,
             // and the first byte of the message being read, if any.
             let (mut last_message, mut last_byte, mut message_start) = (now, now, None::<Instant>);
+            // Until the first whole message, the (shorter) first-message timeout.
+            let mut quiet = first;
             'conn: loop {
                 let wake = match message_start {
                     Some(start) => (start + whole).min(last_byte + idle),
-                    None => lifetime.map_or(last_message + idle, |l| l.min(last_message + idle)),
+                    None => lifetime.map_or(last_message + quiet, |l| l.min(last_message + quiet)),
                 };
                 let read = tokio::select! {
                     r = reader.read(&mut chunk) => r,
@@ -501,6 +522,7 @@ impl Transports {
                         }
                         Ok(Frame::Message(len)) => {
                             last_message = now;
+                            quiet = idle;
                             message_start = None;
                             let bytes: Vec<u8> = buf.drain(..len).collect();
                             let source = Source { addr: peer, transport, tls_peer_name: tls_peer_name.clone(), local };

@@ -360,3 +360,44 @@ async fn a_tenant_may_answer_unknown_and_not_enabled_users_alike() {
     // With the setting, both alike.
     assert_eq!(seen[1], [(Some(480), "15030".to_owned()), (Some(480), "15030".to_owned())]);
 }
+
+async fn connect_from(from: &str, to: std::net::SocketAddr) -> exum_router_tests::peer::TcpPeer {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind(format!("{from}:0").parse().expect("addr")).expect("bind");
+    exum_router_tests::peer::TcpPeer::from_stream(socket.connect(to).await.expect("connect"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_neither_last_nor_lock_out_a_tenants_peers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"tcp\"]\n\
+         [sip]\nmax_connections = 4\nmax_connections_per_ip = 4\ntcp_first_message_timeout_ms = 300\n\
+         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.5/32\"]\n",
+    )
+    .expect("write");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
+    let router = server.local_addr(Transport::Tcp).expect("tcp");
+    // A stranger fills the cap with connections that send nothing.
+    let mut idle = Vec::new();
+    for _ in 0..4 {
+        idle.push(connect_from("127.0.0.3", router).await);
+    }
+    until("four connections open", || server.metrics.connections_open.get() == 4).await;
+    // The tenant's peer still gets in, and is answered.
+    let mut peer = connect_from("127.0.0.5", router).await;
+    let options = request("OPTIONS", &format!("sip:{router}"), peer.addr, "TCP", "reserved", "z9hG4bK-reserved");
+    peer.write(options.as_bytes()).await;
+    assert_eq!(peer.recv_within(exum_router_tests::peer::WAIT).await.and_then(|m| m.status()), Some(200));
+    // Another stranger does not.
+    let mut other = connect_from("127.0.0.6", router).await;
+    assert!(other.closed_within(exum_router_tests::peer::WAIT).await, "beyond the cap");
+    // The idle ones are closed long before the 30 s idle timeout: no first
+    // message within 300 ms.
+    for conn in &mut idle {
+        assert!(conn.closed_within(exum_router_tests::peer::WAIT).await, "an idle connection was kept");
+    }
+    server.stop();
+}

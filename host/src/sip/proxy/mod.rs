@@ -180,6 +180,8 @@ impl Proxy {
     fn protect_peers(&self, tenants: &Tenants) {
         let mut networks = self.transports.allowed_networks().to_vec();
         networks.extend(tenants.iter().flat_map(|t| t.config.peers.iter().copied()));
+        let peers: Vec<_> = tenants.iter().flat_map(|t| t.config.peers.iter().copied()).collect();
+        self.transports.reserve_for(&peers);
         // Read only when a ban is due: duplicates (tenants sharing peers) cost nothing then.
         self.limiter.protect(networks);
     }
