@@ -144,7 +144,12 @@ impl Server {
             let state = Arc::new(crate::admin::Admin {
                 proxy: proxy.clone(),
                 policy: policy.clone(),
-                token: admin.token.clone(),
+                token: match (&admin.token, &admin.token_file) {
+                    (Some(t), _) => Some(t.clone()),
+                    (None, Some(file)) => Some(crate::admin::token_from_file(file).map_err(anyhow::Error::msg)?),
+                    (None, None) => None,
+                },
+                reads_need_token: !admin.address.ip().is_loopback(),
                 names: admin.names.clone(),
                 reload,
                 directory: follower.as_ref().map(|f| f.status.clone()),

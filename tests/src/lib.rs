@@ -61,13 +61,18 @@ pub async fn until(what: &str, condition: impl Fn() -> bool) {
     }
 }
 
-/// An HTTP/1.1 request to the admin API at `addr` (`X-Uploaded-By: ops`);
+/// The admin token the tests' configurations give (`[admin] token`): changes
+/// through the admin API need one.
+pub const ADMIN_TOKEN: &str = "exum-test-admin-token";
+
+/// An HTTP/1.1 request to the admin API at `addr` (`X-Uploaded-By: ops`, the
+/// tests' [`ADMIN_TOKEN`]);
 /// the whole response, head and body.
 pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nX-Uploaded-By: ops\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nX-Uploaded-By: ops\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.expect("write");

@@ -56,13 +56,20 @@ pub struct Target {
 /// JSON answer, pretty-printed.
 pub async fn run(target: &Target, tenant: &str, action: Action) -> Result<String, String> {
     let admin = match target.address {
-        Some(address) => crate::control::config::Admin { address, token: target.token.clone(), names: Vec::new() },
+        Some(address) => {
+            crate::control::config::Admin { address, token: target.token.clone(), token_file: None, names: Vec::new() }
+        }
         None => {
             let config = crate::control::config::RouterConfig::load(&target.config).map_err(|e| e.to_string())?;
             let mut admin =
                 config.admin.ok_or_else(|| format!("{}: no [admin] section to reach", config.path.display()))?;
             if target.token.is_some() {
                 admin.token = target.token.clone();
+            } else if admin.token.is_none()
+                && let Some(file) = &admin.token_file
+            {
+                // The router creates it at its first start.
+                admin.token = Some(crate::admin::read_token(file)?);
             }
             if admin.address.port() == 0 {
                 return Err(format!(

@@ -51,8 +51,11 @@ pub struct Admin {
     pub proxy: Arc<Proxy>,
     /// The policy registry.
     pub policy: Arc<PolicyRegistry>,
-    /// The bearer token, if one is required.
+    /// The bearer token: required for every change, and for every request
+    /// when `reads_need_token`; without one, changes are refused.
     pub token: Option<String>,
+    /// Whether reads need the token too (the API is not on loopback).
+    pub reads_need_token: bool,
     /// The host names requests may name (`Host`, `Origin`) besides IP
     /// addresses and `localhost`: `[admin] names`.
     pub names: Vec<String>,
@@ -111,6 +114,45 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
             let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
         });
     }
+}
+
+/// The admin token in `file` (its first line, trimmed).
+pub fn read_token(file: &std::path::Path) -> Result<String, String> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read the admin token: {e}", file.display()))?;
+    let token = text.lines().next().unwrap_or("").trim().to_owned();
+    if token.is_empty() {
+        return Err(format!("{}: no admin token in it", file.display()));
+    }
+    Ok(token)
+}
+
+/// The admin token in `file`, which is created first with a random token
+/// (64 hex digits, readable by its owner only) when it does not exist.
+pub fn token_from_file(file: &std::path::Path) -> Result<String, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if !file.exists() {
+        let mut bytes = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+            .map_err(|_| "no random bytes for the admin token".to_owned())?;
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let created = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(file)
+            .and_then(|mut f| f.write_all(format!("{token}\n").as_bytes()));
+        match created {
+            Ok(()) => {
+                tracing::info!(file = %file.display(), "admin token created (changes through the admin API need it)")
+            }
+            // Created by another start meanwhile: read that one.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("{}: cannot create the admin token: {e}", file.display())),
+        }
+    }
+    read_token(file)
 }
 
 /// The host of a `Host` value or an origin's authority: `host`, `host:port`,
@@ -192,11 +234,21 @@ impl Admin {
         if let Err(refused) = self.same_site(&req) {
             return refused;
         }
-        if let Some(token) = &self.token {
-            let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-            if given != Some(format!("Bearer {token}").as_str()) {
-                return reply(StatusCode::UNAUTHORIZED, &json!({"error": "a bearer token is required"}));
+        let change = !matches!(*req.method(), Method::GET | Method::HEAD);
+        match &self.token {
+            None if change => {
+                return reply(
+                    StatusCode::FORBIDDEN,
+                    &json!({"error": "changes need an admin token: set [admin] token_file = \"admin.token\" (created at the router's first start) or token"}),
+                );
             }
+            Some(token) if change || self.reads_need_token => {
+                let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+                if given != Some(format!("Bearer {token}").as_str()) {
+                    return reply(StatusCode::UNAUTHORIZED, &json!({"error": "a bearer token is required"}));
+                }
+            }
+            _ => {}
         }
         let path: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
         match (req.method(), path.as_slice()) {

@@ -188,9 +188,15 @@ pub struct TlsSettings {
 pub struct Admin {
     /// Where it listens (`address`, e.g. "127.0.0.1:9060").
     pub address: std::net::SocketAddr,
-    /// Bearer token required on every request (`token`); required when the
-    /// address is not a loopback address.
+    /// Bearer token (`token`): required for every change (any method but GET
+    /// and HEAD), and for every request when the address is not a loopback
+    /// address (where a token, or `token_file`, must be configured). Without
+    /// one, the API only reads: changes get 403.
     pub token: Option<String>,
+    /// A file holding the token (`token_file`, relative to the configuration
+    /// file), created with a random token (mode 0600) at the router's first
+    /// start when it does not exist; the CLI reads it too.
+    pub token_file: Option<PathBuf>,
     /// Host names the API answers to besides its own address, `localhost`
     /// and loopback addresses (`names`, e.g. `["router1.ops.contoso.com"]`):
     /// a request naming another host (DNS rebinding) gets 421.
@@ -702,6 +708,8 @@ struct AdminFile {
     address: String,
     token: Option<String>,
     #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default)]
     names: Vec<String>,
 }
 
@@ -1204,7 +1212,11 @@ impl RouterConfig {
                 let address: std::net::SocketAddr = a.address.parse().map_err(|_| {
                     invalid("admin.address".into(), format!("`{}` is not an IP address and port", a.address))
                 })?;
-                if !address.ip().is_loopback() && a.token.as_deref().is_none_or(str::is_empty) {
+                if a.token.as_deref().is_some_and(|t| !t.is_empty()) && a.token_file.is_some() {
+                    return Err(invalid("admin.token_file".into(), "give a token or a token_file, not both".into()));
+                }
+                if !address.ip().is_loopback() && a.token.as_deref().is_none_or(str::is_empty) && a.token_file.is_none()
+                {
                     return Err(invalid(
                         "admin.token".into(),
                         format!("required: {address} is not a loopback address"),
@@ -1221,7 +1233,12 @@ impl RouterConfig {
                     }
                     names.push(n);
                 }
-                Some(Admin { address, token: a.token.filter(|t| !t.is_empty()), names })
+                Some(Admin {
+                    address,
+                    token: a.token.filter(|t| !t.is_empty()),
+                    token_file: a.token_file.map(|f| base.join(f)),
+                    names,
+                })
             }
         };
         let policy_start_wait = match file.policy_start_wait_s {

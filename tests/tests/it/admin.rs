@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use exum_router::model::Transport;
 use exum_router::server::Server;
-use exum_router_tests::components;
 use exum_router_tests::peer::{UdpPeer, udp_request};
+use exum_router_tests::{ADMIN_TOKEN, components};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// One HTTP/1.1 request; the status code and body.
@@ -66,7 +66,7 @@ async fn start(extra_admin: &str, policy: Option<&str>) -> (tempfile::TempDir, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_api_shows_tenants_errors_and_quarantine_and_the_metrics_move() {
-    let (dir, server) = start("", Some(components::HOSTILE)).await;
+    let (dir, server) = start(&format!("token = \"{ADMIN_TOKEN}\""), Some(components::HOSTILE)).await;
     let admin = server.admin_addr().expect("admin listens");
     assert_eq!(http(admin, "GET", "/health", None).await.0, 200);
     assert_eq!(http(admin, "GET", "/ready", None).await.0, 200);
@@ -112,21 +112,50 @@ async fn the_api_shows_tenants_errors_and_quarantine_and_the_metrics_move() {
     let (_, metrics) = http(admin, "GET", "/metrics", None).await;
     assert_eq!(sample(&metrics, "exum_policy_reloads_total", &[("tenant", "contoso"), ("kind", "failed")]), 1.0);
     // A reload through the API reports the same error, and the config reload works.
-    let (status, body) = http(admin, "POST", "/tenants/contoso/reload", None).await;
+    let (status, body) = http(admin, "POST", "/tenants/contoso/reload", Some(ADMIN_TOKEN)).await;
     assert_eq!(status, 422, "{body}");
-    assert_eq!(http(admin, "POST", "/reload", None).await.0, 200);
+    assert_eq!(http(admin, "POST", "/reload", Some(ADMIN_TOKEN)).await.0, 200);
     assert_eq!(http(admin, "GET", "/tenants/nobody", None).await.0, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_configured_token_is_required() {
+async fn a_configured_token_is_required_for_changes() {
     let (_dir, server) = start("token = \"s3cret\"", None).await;
     let admin = server.admin_addr().expect("admin listens");
-    assert_eq!(http(admin, "GET", "/tenants", None).await.0, 401);
-    assert_eq!(http(admin, "GET", "/tenants", Some("wrong")).await.0, 401);
-    let (status, body) = http(admin, "GET", "/tenants", Some("s3cret")).await;
+    // Reads on loopback are free (the status page in a browser).
+    let (status, body) = http(admin, "GET", "/tenants", None).await;
     assert_eq!(status, 200);
     assert_eq!(json(&body)["tenants"][0]["state"], "standard");
+    assert_eq!(http(admin, "POST", "/reload", None).await.0, 401);
+    assert_eq!(http(admin, "POST", "/reload", Some("wrong")).await.0, 401);
+    assert_eq!(http(admin, "POST", "/reload", Some("s3cret")).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_the_api_only_reads_and_a_token_file_is_created_at_the_first_start() {
+    let (_dir, server) = start("", None).await;
+    let admin = server.admin_addr().expect("admin listens");
+    assert_eq!(http(admin, "GET", "/tenants", None).await.0, 200);
+    let (status, body) = http(admin, "POST", "/reload", None).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("changes need an admin token"), "{body}");
+    server.stop();
+    let (dir, server) = start("token_file = \"admin.token\"", None).await;
+    let admin = server.admin_addr().expect("admin listens");
+    let file = dir.path().join("admin.token");
+    let token = std::fs::read_to_string(&file).expect("created").trim().to_owned();
+    assert_eq!(token.len(), 64, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(std::fs::metadata(&file).expect("meta").permissions().mode() & 0o777, 0o600, "its owner's only");
+    assert_eq!(http(admin, "POST", "/reload", None).await.0, 401);
+    assert_eq!(http(admin, "POST", "/reload", Some(&token)).await.0, 200);
+    server.stop();
+    // A restart keeps the token.
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("restarts");
+    let admin = server.admin_addr().expect("admin listens");
+    assert_eq!(http(admin, "POST", "/reload", Some(&token)).await.0, 200);
+    server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -168,7 +197,7 @@ async fn raw(addr: SocketAddr, request_line: &str, headers: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_site_cannot_drive_the_api() {
-    let (_dir, server) = start("names = [\"router1.ops.test\"]", None).await;
+    let (_dir, server) = start(&format!("names = [\"router1.ops.test\"]\ntoken = \"{ADMIN_TOKEN}\""), None).await;
     let admin = server.admin_addr().expect("admin listens");
     let host = format!("Host: {admin}\r\n");
     // What a browser sends for a page elsewhere: a simple POST (a form, or
@@ -190,7 +219,11 @@ async fn a_page_on_another_site_cannot_drive_the_api() {
     assert_eq!(raw(admin, "GET /tenants HTTP/1.1", &format!("Host: localhost:{}\r\n", admin.port())).await, 200);
     assert_eq!(raw(admin, "GET /tenants HTTP/1.1", "Host: Router1.ops.test\r\n").await, 200);
     assert_eq!(raw(admin, "GET /status HTTP/1.1", &format!("{host}Origin: http://{admin}\r\n")).await, 200);
-    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}X-Uploaded-By: ops\r\n")).await, 200);
-    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}Content-Type: application/json\r\n")).await, 200);
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}\r\n");
+    assert_eq!(raw(admin, "POST /reload HTTP/1.1", &format!("{host}{auth}X-Uploaded-By: ops\r\n")).await, 200);
+    assert_eq!(
+        raw(admin, "POST /reload HTTP/1.1", &format!("{host}{auth}Content-Type: application/json\r\n")).await,
+        200
+    );
     server.stop();
 }

@@ -222,7 +222,7 @@ async fn a_source_flooding_for_sustained_windows_is_banned_and_shown_on_the_api(
     let lab = lab_with(
         NO_PROBES,
         "[overload]\nper_source_requests = 5\nper_source_window_ms = 1000\nban_after = 2\nban_ms = 600000\n\
-         [admin]\naddress = \"127.0.0.1:0\"\n",
+         [admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n",
     )
     .await;
     let admin = lab.server.admin_addr().expect("admin");
@@ -257,10 +257,12 @@ async fn a_source_flooding_for_sustained_windows_is_banned_and_shown_on_the_api(
     let (inv, _) = lab.um1.expect_request("INVITE").await;
     assert_eq!(inv.first(Name::CallId), Some("served"));
     // The operator lifts the ban.
-    let (status, _) = crate::admin::http(admin, "DELETE", "/bans/127.0.0.3", None).await;
+    let (status, _) =
+        crate::admin::http(admin, "DELETE", "/bans/127.0.0.3", Some(exum_router_tests::ADMIN_TOKEN)).await;
     assert_eq!(status, 200);
     assert!(lab.server.proxy.bans().is_empty());
-    let (status, _) = crate::admin::http(admin, "DELETE", "/bans/127.0.0.3", None).await;
+    let (status, _) =
+        crate::admin::http(admin, "DELETE", "/bans/127.0.0.3", Some(exum_router_tests::ADMIN_TOKEN)).await;
     assert_eq!(status, 404);
 }
 

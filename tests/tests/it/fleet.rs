@@ -27,7 +27,7 @@ fn router_toml(pg: &Postgres) -> String {
         "policy_cache = \"cache\"\n\
          [directory]\nsource = \"postgres\"\nurl = \"{}\"\npool_size = 2\nconnect_timeout_ms = 2000\n\
          [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-         [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\n\
+         [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n\
          [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n\
          policy_config = \"panic\"\n",
         pg.url()

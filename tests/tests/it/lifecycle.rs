@@ -60,7 +60,7 @@ fn deployment(dir: &Path, a_at: std::net::SocketAddr, b_at: std::net::SocketAddr
         format!(
             "directory = \"directory.toml\"\npolicy_dir = \"policies\"\npolicy_cache = \"cache\"\n\
              [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-             [admin]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n\
+             [admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n[probes]\nenabled = false\n\
              [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\npolicy_config = \"{policy_config}\"\n"
         ),
     )
@@ -290,7 +290,8 @@ async fn versions_are_kept_and_rolled_back_and_the_pin_survives_a_restart_until_
     assert_eq!(h["versions"].as_array().map(Vec::len), Some(2), "{h}");
     // The command line sees the same history, and rolls back through the API.
     use exum_router::admin::client::{Action, Target, run};
-    let target = Target { config: config.clone(), address: Some(admin), token: None };
+    let target =
+        Target { config: config.clone(), address: Some(admin), token: Some(exum_router_tests::ADMIN_TOKEN.into()) };
     let out = run(&target, "contoso", Action::History).await.expect("history");
     assert!(out.contains("\"state\": \"serving\"") && out.contains("\"number\": 2"), "{out}");
     let e = run(&Target { address: None, ..target.clone() }, "contoso", Action::History).await.expect_err("port 0");

@@ -301,7 +301,7 @@ async fn a_compile_bomb_is_refused_before_it_is_compiled() {
     std::fs::write(
         dir.path().join("router.toml"),
         "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-         [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
+         [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
     )
     .expect("write");
     let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
@@ -319,7 +319,8 @@ async fn a_compile_bomb_is_refused_before_it_is_compiled() {
     std::fs::write(dir.path().join("policies/.contoso.tmp"), &bomb).expect("write");
     std::fs::rename(dir.path().join("policies/.contoso.tmp"), dir.path().join("policies/contoso.wasm"))
         .expect("rename");
-    let (status, body) = crate::admin::http(admin, "POST", "/tenants/contoso/reload", None).await;
+    let (status, body) =
+        crate::admin::http(admin, "POST", "/tenants/contoso/reload", Some(exum_router_tests::ADMIN_TOKEN)).await;
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("60000 functions or more; a policy may have 50000"), "{body}");
     assert_eq!(compilations(), before, "nothing was compiled");

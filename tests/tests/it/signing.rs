@@ -57,7 +57,7 @@ async fn only_components_signed_by_a_trusted_key_and_within_the_caps_serve() {
     std::fs::write(
         dir.path().join("router.toml"),
         format!(
-            "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[admin]\naddress = \"127.0.0.1:0\"\n\
+            "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n\
              [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n\
              limits = {{ deadline_ms = 5, memory_mib = 16 }}\n\
              [tenant.signing]\ntrusted_keys = [\"{public}\"]\nrequired = true\n"

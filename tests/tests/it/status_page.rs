@@ -70,7 +70,7 @@ async fn the_status_page_shows_tenants_versions_candidates_and_the_directory_in_
     std::fs::write(
         dir.path().join("router.toml"),
         "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n\
-         transports = [\"udp\"]\n[admin]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n\
+         transports = [\"udp\"]\n[admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n[probes]\nenabled = false\n\
          [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n\
          [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n\
          [[tenant]]\nid = \"litware\"\ndomains = [\"litware.com\"]\n",
@@ -130,7 +130,7 @@ async fn every_metric_of_the_grafana_dashboard_is_exported() {
     std::fs::write(
         dir.path().join("router.toml"),
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-         [admin]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n\
+         [admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n[probes]\nenabled = false\n\
          [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n",
     )
     .expect("write");
