@@ -109,10 +109,20 @@ fn serve(
     config: &std::path::Path,
     extra: &[&str],
 ) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
+    let mut args = extra.to_vec();
+    args.extend(["serve", "--config", config.to_str().expect("utf8")]);
+    start_in(&workspace(), &args)
+}
+
+/// `exum-router <args>` started in `cwd`, with its log (info) to read line by line.
+fn start_in(
+    cwd: &Path,
+    args: &[&str],
+) -> (std::process::Child, std::io::Lines<std::io::BufReader<std::process::ChildStderr>>) {
     use std::io::BufRead as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
-        .args(extra)
-        .args(["serve", "--config", config.to_str().expect("utf8")])
+        .args(args)
+        .current_dir(cwd)
         .env("RUST_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -411,17 +421,8 @@ fn example_deployment_in(root: &Path) -> PathBuf {
 /// renamed into `policy_dir` is loaded for its tenant, and an edit of the
 /// directory file is applied.
 fn hot_swaps_with(cwd: &Path, deployment: &Path, args: &[&str]) {
-    use std::io::BufRead as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
-        .args(args)
-        .current_dir(cwd)
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starts");
-    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines().map_while(Result::ok);
+    let (child, lines) = start_in(cwd, args);
+    let mut lines = lines.map_while(Result::ok);
     let mut admin = None;
     for line in lines.by_ref() {
         if line.contains("admin API listening") {
@@ -457,11 +458,7 @@ fn hot_swaps_with(cwd: &Path, deployment: &Path, args: &[&str]) {
     std::fs::write(&directory, text).expect("write");
     let reloaded = lines.by_ref().find(|l| l.contains("configuration and directory reloaded"));
     assert!(reloaded.is_some(), "the directory edit was never applied ({args:?})");
-
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
-    assert!(status.success());
-    let _: Vec<String> = lines.collect();
-    assert!(child.wait().expect("ends").success());
+    stop(child, lines);
 }
 
 #[test]

@@ -260,11 +260,9 @@ impl Transports {
         &self.allowed
     }
 
-    /// Sets the networks whose connections the global cap never refuses
-    /// (besides the listeners' `allow` networks): the tenants' `peers`.
-    pub fn reserve_for(&self, peers: &[Cidr]) {
-        let mut networks = self.allowed.clone();
-        networks.extend_from_slice(peers);
+    /// Sets the networks whose connections the global cap never refuses: the
+    /// listeners' `allow` networks and the tenants' `peers`.
+    pub fn reserve_for(&self, networks: Vec<Cidr>) {
         *self.reserved.write().unwrap_or_else(|e| e.into_inner()) = networks;
     }
 

@@ -177,12 +177,14 @@ impl Proxy {
 
     /// The networks never banned: every tenant's `peers` and every listener's
     /// `allow` list.
+    /// They are also the networks whose connections the global connection cap
+    /// never refuses.
     fn protect_peers(&self, tenants: &Tenants) {
         let mut networks = self.transports.allowed_networks().to_vec();
         networks.extend(tenants.iter().flat_map(|t| t.config.peers.iter().copied()));
-        let peers: Vec<_> = tenants.iter().flat_map(|t| t.config.peers.iter().copied()).collect();
-        self.transports.reserve_for(&peers);
-        // Read only when a ban is due: duplicates (tenants sharing peers) cost nothing then.
+        // Read only when a ban or the cap is due: duplicates (tenants sharing
+        // peers) cost nothing then.
+        self.transports.reserve_for(networks.clone());
         self.limiter.protect(networks);
     }
 
@@ -350,9 +352,9 @@ impl Proxy {
         let method = msg.method().unwrap_or("");
         let existing = self.table.server(&key);
         // A retransmission of a request the router answered itself: the same answer.
+        // (Only non-INVITEs are kept: an INVITE's lookup is skipped.)
         if existing.is_none()
-            && method != "ACK"
-            && method != "CANCEL"
+            && !matches!(method, "ACK" | "CANCEL" | "INVITE")
             && source.transport == Transport::Udp
             && let Some(answer) = self.answered.get(&key)
         {
