@@ -55,13 +55,19 @@ fn deployment(dir: &Path, a_at: std::net::SocketAddr, b_at: std::net::SocketAddr
     ));
     std::fs::write(dir.join("directory.toml"), directory).expect("write");
     std::fs::write(dir.join("users.csv"), users).expect("write");
+    // A deadline well above the default 5 ms: these tests are about versions
+    // and candidates, and a debug build's first call of a new version on a
+    // loaded machine (its instance made then) may use more than 5 ms of CPU,
+    // which would count as a fault of the candidate (seen once: a canary
+    // rolled back for a fault instead of its failed calls).
     std::fs::write(
         dir.join("router.toml"),
         format!(
             "directory = \"directory.toml\"\npolicy_dir = \"policies\"\npolicy_cache = \"cache\"\n\
              [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
              [admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n[probes]\nenabled = false\n\
-             [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\npolicy_config = \"{policy_config}\"\n"
+             [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\npolicy_config = \"{policy_config}\"\n\
+             limits = {{ deadline_ms = 100 }}\n"
         ),
     )
     .expect("write");
