@@ -31,6 +31,19 @@ const EXAMPLE_CONFIG: &str = "examples/deployment/router.toml";
 
 #[derive(Subcommand)]
 enum Command {
+    /// Compile one policy component from standard input to standard output,
+    /// under memory and CPU caps (the router runs it for every compile).
+    #[command(hide = true, name = "compile-worker")]
+    CompileWorker {
+        #[arg(long)]
+        memory_mib: u64,
+        #[arg(long)]
+        cpu_s: u64,
+        #[arg(long, default_value = "cranelift")]
+        compiler: String,
+        #[arg(long)]
+        background: bool,
+    },
     /// Run the router (with no command at all: the example deployment).
     Serve {
         /// The router configuration.
@@ -292,6 +305,14 @@ enum DbAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::CompileWorker { memory_mib, cpu_s, compiler, background }) = &cli.command {
+        return exum_router::policy::compile::worker(*memory_mib, *cpu_s, compiler, *background);
+    }
+    // Policies are compiled in child processes of this executable, whose
+    // memory and CPU are capped (`[compile]`).
+    if let Ok(exe) = std::env::current_exe() {
+        exum_router::policy::compile::compile_in_children(exe);
+    }
     let command = cli.command.unwrap_or(Command::Serve { config: PathBuf::from(EXAMPLE_CONFIG) });
     // RUST_LOG when set (and not empty); else info for the server, warn for tools.
     let default = if matches!(command, Command::Serve { .. }) { "info" } else { "warn" };
@@ -403,6 +424,7 @@ fn main() -> ExitCode {
             tools::check_running(&policy, &config, request.as_ref().map(|(n, b)| (n.as_str(), b.as_slice())))
                 .map_err(|e| e.to_string())
         }
+        Command::CompileWorker { .. } => return ExitCode::SUCCESS,
         Command::Componentize { module, output } => tools::componentize(&module, &output).map_err(|e| e.to_string()),
         Command::Simulate { config, source, down, fail_all, policy, policy_config, request } => {
             let path = request.unwrap_or_else(|| "-".to_owned());

@@ -225,6 +225,8 @@ pub struct Metrics {
     pub policy_compilations: Counter,
     /// Policy components loaded from the disk cache of compiled artifacts.
     pub policy_disk_hits: Counter,
+    /// Policy compiles given up because nobody waited for them any more.
+    pub policy_compiles_abandoned: Counter,
     /// Policy versions installed at start-up still waiting to be compiled.
     pub policy_compile_backlog: Gauge,
     /// Decisions per policy version and role.
@@ -309,6 +311,7 @@ impl Metrics {
             reloads: Family::default(),
             policy_compilations: Counter::default(),
             policy_disk_hits: Counter::default(),
+            policy_compiles_abandoned: Counter::default(),
             policy_compile_backlog: Gauge::default(),
             version_decisions: Family::default(),
             version_faults: Family::default(),
@@ -375,6 +378,11 @@ impl Metrics {
             "policy_disk_cache_hits",
             "Policy components loaded from the disk cache of compiled artifacts",
             m.policy_disk_hits.clone(),
+        );
+        r.register(
+            "policy_compiles_abandoned",
+            "Policy compiles given up because nobody waited for them any more",
+            m.policy_compiles_abandoned.clone(),
         );
         r.register(
             "policy_compile_backlog",

@@ -337,7 +337,8 @@ fn start_watch(
     if let Some(k) = &router_config.tls.key {
         files.push((k.clone(), "TLS key"));
     }
-    let watched = Watched { policy_dir: router_config.policy_dir.clone(), files };
+    let watched =
+        Watched { policy_dir: router_config.policy_dir.clone(), files, settle: router_config.directory_settle };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watch = file_watch::watch(watched, RELOAD_DEBOUNCE, tx).context("watching the policy directory and files")?;
     let (config, proxy, policy) = (config.to_path_buf(), proxy.clone(), policy.clone());

@@ -51,6 +51,10 @@ pub struct Watched {
     pub policy_dir: Option<PathBuf>,
     /// Single files, each with what it is.
     pub files: Vec<(PathBuf, &'static str)>,
+    /// How long a single file must keep its size, modification time and
+    /// content before it is reported (`directory_settle_ms`; at least
+    /// [`FILE_SETTLE`]).
+    pub settle: Duration,
 }
 
 /// Keeps the OS watch alive; dropping it stops watching.
@@ -59,8 +63,10 @@ pub struct FileWatch {
 }
 
 /// How long a watched single file (the directory file, a certificate) must
-/// keep its size and modification time before it is reported: a file rewritten
-/// in place by a slow writer is read once it is whole, not between its writes.
+/// keep its size and modification time before it is reported, at least: a
+/// file rewritten in place by a slow writer is read once it is whole, not
+/// between its writes. The configuration's `directory_settle_ms` (1 s by
+/// default) can make it longer.
 pub const FILE_SETTLE: Duration = Duration::from_millis(250);
 
 impl std::fmt::Debug for FileWatch {
@@ -191,7 +197,7 @@ fn stat(path: &Path) -> Option<(u64, Option<std::time::SystemTime>)> {
 }
 
 /// Watches what `watched` names; sends each change once it has been quiet for
-/// `debounce` (policy files) or [`FILE_SETTLE`] (single files) and its size and
+/// `debounce` (policy files) or its `settle` time (single files) and its size and
 /// modification time stayed the same meanwhile, in the order the files were
 /// first written (a file still settling holds back the changes of files written
 /// after it). The files as they are now are
@@ -208,6 +214,7 @@ pub fn watch(
     let watched = Watched {
         policy_dir: watched.policy_dir.as_deref().map(absolute),
         files: watched.files.iter().map(|(f, what)| (absolute(f), *what)).collect(),
+        settle: watched.settle.max(FILE_SETTLE),
     };
     // Each path with whether it is the destination of a rename: a file renamed
     // into place is whole at once, and needs no quiet interval.
@@ -256,13 +263,14 @@ pub fn watch(
         let _ = state.settle(path);
     }
     let policy_dir = watched.policy_dir.clone();
+    let settle = watched.settle;
     tokio::spawn(async move {
         // Paths waiting for quiet, with when they settle and their size and
         // modification time when queued, in order of arrival.
         type Stat = Option<(u64, Option<std::time::SystemTime>)>;
         let mut pending: Vec<(PathBuf, Instant, Stat)> = Vec::new();
         let quiet = |state: &State, path: &Path| match state.kind_of(path) {
-            Some(Kind::File(_)) => FILE_SETTLE.max(debounce),
+            Some(Kind::File(_)) => settle.max(debounce),
             _ => debounce,
         };
         loop {

@@ -628,3 +628,139 @@ fn serve_refuses_a_tenant_id_that_is_not_a_token_and_a_directory_over_its_size()
     let err = text(&out.stderr);
     assert!(err.contains("directory.toml: 2097155 bytes: larger than directory_max_mib = 1 MiB"), "{err}");
 }
+
+/// The router (as its binary) with one tenant `t`, its admin API on an
+/// ephemeral loopback port with a token, and `compile` as its `[compile]`
+/// section: the child, its log, the admin API's address and the folder.
+fn with_compile_settings(
+    compile: &str,
+) -> (std::process::Child, impl Iterator<Item = String>, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("directory.toml"), "").expect("write");
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[probes]\nenabled = false\n\
+             [admin]\naddress = \"127.0.0.1:0\"\ntoken = \"{ADMIN_TOKEN}\"\n[compile]\n{compile}\n\
+             [[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n"
+        ),
+    )
+    .expect("write");
+    let (child, lines) = serve(&config, &[]);
+    let mut lines = lines.map_while(Result::ok);
+    let mut admin = None;
+    for line in lines.by_ref() {
+        if line.contains("admin API listening") {
+            admin = log_field(&line, "address").map(str::to_owned);
+        }
+        if line.contains("listening") && line.contains("Udp") {
+            break;
+        }
+    }
+    (child, lines, admin.expect("the admin API's address in the log"), dir)
+}
+
+const ADMIN_TOKEN: &str = "cli-test-admin-token";
+
+/// The head of a POST of `body` to `path` with the admin token.
+fn post_head(addr: &str, path: &str, body: &[u8]) -> String {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\n\
+         Content-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+}
+
+/// A POST of `body` to `path`: the status and the body of the answer.
+fn http_post(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::Read as _;
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the admin API");
+    s.write_all(post_head(addr, path, body).as_bytes()).and_then(|()| s.write_all(body)).expect("write");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+}
+
+/// A value of the process `pid`'s /proc status, in kB.
+fn proc_status_kb(pid: u32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the router's status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("a value in kB")
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).ok().is_some_and(|stat| {
+                // After the command name in parentheses: state, then the parent.
+                stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse().ok()) == Some(pid)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_compile_past_its_memory_cap_is_refused_in_a_child_and_the_router_never_holds_that_memory() {
+    let (child, lines, admin, _dir) = with_compile_settings("memory_mib = 256");
+    // Within every check made before compiling, but its compile takes about
+    // 270 times its size in memory.
+    let bomb = exum_router::policy::engine::component_with_nested_blocks(1 << 20);
+    exum_router::policy::engine::precheck(&bomb).expect("passes the checks before compiling");
+    let (status, body) = http_post(&admin, "/tenants/t/policy/candidate?mode=shadow", &bomb);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("memory_mib (256 MiB)"), "{body}");
+    let peak_mib = proc_status_kb(child.id(), "VmHWM:") / 1024;
+    assert!(peak_mib < 256, "the router itself peaked at {peak_mib} MiB");
+    // A real policy (the standard one with a custom section: not compiled
+    // yet) compiles in a child under the same cap and serves.
+    let mut policy = exum_router::policy::STANDARD_COMPONENT.to_vec();
+    policy.extend_from_slice(&[0, 8, 7, b'v', b'a', b'r', b'i', b'a', b'n', b't']);
+    let (status, body) = http_post(&admin, "/tenants/t/policy/candidate?mode=canary&share=1", &policy);
+    assert_eq!(status, 201, "{body}");
+    let metrics = http_get(&admin, "/metrics");
+    assert!(
+        metrics.contains("exum_policy_compilations_total 3"),
+        "the standard policy at the start, the bomb, the variant: {metrics}"
+    );
+    stop(child, lines);
+}
+
+#[test]
+fn a_compile_nobody_waits_for_any_more_is_abandoned_and_its_process_killed() {
+    let (child, lines, admin, _dir) = with_compile_settings("memory_mib = 16384\ncpu_s = 3600");
+    // Seconds of compiling in a release build, minutes in a debug one.
+    let bomb = exum_router::policy::engine::component_with_nested_blocks(7 << 20);
+    {
+        let mut s = std::net::TcpStream::connect(&admin).expect("connect to the admin API");
+        let head = post_head(&admin, "/tenants/t/policy/candidate?mode=shadow", &bomb);
+        s.write_all(head.as_bytes()).and_then(|()| s.write_all(&bomb)).expect("write");
+        // The compile starts in a child of the router.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while children_of(child.id()).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "no compile started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // The client gives up: its connection closes.
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if http_get(&admin, "/metrics").contains("exum_policy_compiles_abandoned_total 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the compile was never abandoned");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(children_of(child.id()), Vec::<u32>::new(), "the compiler process was killed and reaped");
+    let tenant = http_get(&admin, "/tenants/t");
+    assert!(tenant.contains("\"candidate\":null"), "{tenant}");
+    stop(child, lines);
+}

@@ -106,7 +106,7 @@ impl Admin {
                 };
                 if let Some(bytes) = &upload {
                     let (registry, check, of) = (self.policy.clone(), bytes.clone(), tenant.clone());
-                    match tokio::task::spawn_blocking(move || registry.admissible(&of, &check)).await {
+                    match super::compiling(move || registry.admissible(&of, &check)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => return reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e.to_string()})),
                         Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
@@ -268,7 +268,7 @@ impl Admin {
                 };
                 let registry = registry.clone();
                 let tenant = tenant.clone();
-                match tokio::task::spawn_blocking(move || registry.start_candidate(&tenant, source, mode, rule)).await {
+                match super::compiling(move || registry.start_candidate(&tenant, source, mode, rule)).await {
                     Ok(Ok(p)) => {
                         let c = p.candidate.as_ref().map(|c| c.json(&p.serving));
                         reply(StatusCode::CREATED, &c.unwrap_or(Value::Null))

@@ -182,6 +182,17 @@ fn is_non_simple<B>(req: &Request<B>) -> bool {
         .is_some_and(|t| !t.is_empty() && !simple.contains(&t.as_str()))
 }
 
+/// Runs `f`, which may compile a policy, on a blocking thread; its compiles
+/// are given up when the request is (its connection cut: hyper drops the
+/// request's future, and with it the waiter).
+async fn compiling<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, tokio::task::JoinError> {
+    let waiter = crate::policy::compile::Waiter::new();
+    let flag = waiter.flag();
+    let result = tokio::task::spawn_blocking(move || crate::policy::compile::on_behalf_of(flag, f)).await;
+    drop(waiter);
+    result
+}
+
 fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
     *r.status_mut() = status;
@@ -407,7 +418,7 @@ impl Admin {
                 // Checked before it is stored: a version every instance would refuse is no version.
                 let registry = self.policy.clone();
                 let (check, of) = (bytes.clone(), tenant.clone());
-                let compiled = tokio::task::spawn_blocking(move || registry.admissible(&of, &check)).await;
+                let compiled = compiling(move || registry.admissible(&of, &check)).await;
                 match compiled {
                     Ok(Ok(())) => {}
                     Ok(Err(e)) => return reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e.to_string()})),

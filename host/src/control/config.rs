@@ -65,6 +65,11 @@ pub struct RouterConfig {
     /// compile in the background, their tenants' calls decided by the
     /// fallback until each is compiled.
     pub policy_start_wait: Duration,
+    /// How policies are compiled (`[compile]`).
+    pub compile: CompileSettings,
+    /// How long the directory file must stay unchanged before it is read
+    /// (`directory_settle_ms`).
+    pub directory_settle: Duration,
     /// Where decision records are written (`[records]`), if anywhere.
     pub records: Option<crate::policy::record::RecordSettings>,
     /// Version history and candidates (`[lifecycle]`).
@@ -524,6 +529,33 @@ impl TenantConfig {
     }
 }
 
+/// How policies are compiled (`[compile]`): compiling costs memory and CPU
+/// by the shape of the code, not its size, so every compile from scratch takes
+/// one of `workers` slots and, when the router runs as its binary, happens in a
+/// child process capped at `memory_mib` of data and `cpu_s` of CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompileSettings {
+    /// Compiles at once, at most (`workers`; 2).
+    pub workers: usize,
+    /// Memory one compile may use, in MiB (`memory_mib`; 1024).
+    pub memory_mib: u64,
+    /// CPU one compile may use, in seconds (`cpu_s`; 300).
+    pub cpu_s: u64,
+    /// Bytes of compiled artifacts kept in `policy_cache` (`cache_max_mib`;
+    /// 2048): beyond it the least recently used are removed, never those of
+    /// a version in service.
+    pub cache_max_bytes: u64,
+}
+
+impl Default for CompileSettings {
+    fn default() -> Self {
+        CompileSettings { workers: 2, memory_mib: 1024, cpu_s: 300, cache_max_bytes: 2048 << 20 }
+    }
+}
+
+/// How long a directory file must stay unchanged before it is read, by default.
+pub const DEFAULT_DIRECTORY_SETTLE: Duration = Duration::from_millis(1000);
+
 /// Version history and candidates (`[lifecycle]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Lifecycle {
@@ -609,6 +641,10 @@ struct ConfigFile {
     #[serde(default)]
     directory_max_removed_share: Option<f64>,
     #[serde(default)]
+    directory_settle_ms: Option<u64>,
+    #[serde(default)]
+    compile: CompileFile,
+    #[serde(default)]
     policy_dir: Option<PathBuf>,
     #[serde(default)]
     policy_cache: Option<PathBuf>,
@@ -693,6 +729,43 @@ struct LifecycleFile {
     canary_min_calls: Option<u64>,
     canary_fault_margin: Option<f64>,
     canary_failure_margin: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CompileFile {
+    workers: Option<usize>,
+    memory_mib: Option<u64>,
+    cpu_s: Option<u64>,
+    cache_max_mib: Option<u64>,
+}
+
+impl CompileFile {
+    /// The validated settings, or the key and why it is refused.
+    fn settings(self) -> Result<CompileSettings, (String, String)> {
+        let d = CompileSettings::default();
+        let s = CompileSettings {
+            workers: self.workers.unwrap_or(d.workers),
+            memory_mib: self.memory_mib.unwrap_or(d.memory_mib),
+            cpu_s: self.cpu_s.unwrap_or(d.cpu_s),
+            cache_max_bytes: self.cache_max_mib.map_or(d.cache_max_bytes, |m| m.saturating_mul(1 << 20)),
+        };
+        if !(1..=64).contains(&s.workers) {
+            return Err(("compile.workers".into(), format!("{}: 1 to 64 compiles at once", s.workers)));
+        }
+        if !(64..=65_536).contains(&s.memory_mib) {
+            return Err(("compile.memory_mib".into(), format!("{}: 64 to 65536 MiB", s.memory_mib)));
+        }
+        if !(1..=3_600).contains(&s.cpu_s) {
+            return Err(("compile.cpu_s".into(), format!("{}: 1 to 3600 seconds", s.cpu_s)));
+        }
+        if let Some(m) = self.cache_max_mib
+            && !(16..=1 << 20).contains(&m)
+        {
+            return Err(("compile.cache_max_mib".into(), format!("{m}: 16 to 1048576 MiB")));
+        }
+        Ok(s)
+    }
 }
 
 #[derive(Deserialize)]
@@ -867,6 +940,8 @@ impl RouterConfig {
             policy_dir: None,
             policy_cache: None,
             policy_start_wait: DEFAULT_POLICY_START_WAIT,
+            compile: CompileSettings::default(),
+            directory_settle: DEFAULT_DIRECTORY_SETTLE,
             records: None,
             lifecycle: Lifecycle::default(),
             tenants,
@@ -1251,6 +1326,14 @@ impl RouterConfig {
                 ));
             }
         };
+        let compile = file.compile.settings().map_err(|(key, why)| invalid(key, why))?;
+        let directory_settle = match file.directory_settle_ms {
+            None => DEFAULT_DIRECTORY_SETTLE,
+            Some(ms @ 50..=60_000) => Duration::from_millis(ms),
+            Some(ms) => {
+                return Err(invalid("directory_settle_ms".into(), format!("{ms}: 50 to 60000 milliseconds")));
+            }
+        };
         Ok(RouterConfig {
             path: path.to_path_buf(),
             directory,
@@ -1258,6 +1341,8 @@ impl RouterConfig {
             policy_dir,
             policy_cache: file.policy_cache.map(|d| base.join(d)),
             policy_start_wait,
+            compile,
+            directory_settle,
             records,
             lifecycle,
             admin,

@@ -14,7 +14,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
 
 use super::bindings::PolicyPre;
-use super::host_api::{self, StoreState};
+use super::host_api::{self, MAX_TABLE_ELEMENTS, StoreState};
 
 /// What to do about a policy that imports WASI.
 pub const WASI_HINT: &str = "build for wasm32-unknown-unknown (not wasm32-wasip1 or wasip2) and keep std::fs, std::net, std::env, std::time::SystemTime and println! out of the policy; the router's imports (exum_policy_sdk::host) give the time and the log";
@@ -81,6 +81,13 @@ pub enum LoadError {
     /// Its manifest is unreadable or asks for more than the tenant's caps.
     #[error("manifest: {0}")]
     Manifest(String),
+    /// Compiling it failed for another reason than the component (the
+    /// compiler process could not run).
+    #[error("compiling: {0}")]
+    Compile(String),
+    /// Its compile was given up: nobody waited for it any more.
+    #[error("compile abandoned: nobody waits for it any more")]
+    Abandoned,
 }
 
 /// A component compiled and checked against the contract, ready to instantiate.
@@ -94,6 +101,8 @@ pub struct CompiledPolicy {
     pub imports: Vec<String>,
     /// What it exports.
     pub exports: Vec<String>,
+    /// Bytes of its compiled code in memory.
+    pub code_bytes: usize,
     pub(crate) pre: PolicyPre<StoreState>,
 }
 
@@ -103,8 +112,52 @@ impl std::fmt::Debug for CompiledPolicy {
     }
 }
 
-/// Most compiled components kept in memory by content hash.
-pub const COMPILED_CACHE_CAPACITY: usize = 256;
+/// Bytes of compiled code the in-memory cache of compiled components keeps
+/// at most (those of versions in service stay in memory with their versions
+/// whatever it holds).
+pub const COMPILED_CACHE_BYTES: usize = 128 << 20;
+
+/// Compiled components by content hash, least recently used out first once
+/// their code passes [`COMPILED_CACHE_BYTES`].
+struct CompiledCache {
+    entries: std::collections::HashMap<String, (CompiledPolicy, u64)>,
+    bytes: usize,
+    clock: u64,
+    budget: usize,
+}
+
+impl Default for CompiledCache {
+    fn default() -> Self {
+        CompiledCache { entries: std::collections::HashMap::new(), bytes: 0, clock: 0, budget: COMPILED_CACHE_BYTES }
+    }
+}
+
+impl CompiledCache {
+    fn get(&mut self, hash: &str) -> Option<CompiledPolicy> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.entries.get_mut(hash).map(|(c, used)| {
+            *used = clock;
+            c.clone()
+        })
+    }
+
+    fn insert(&mut self, compiled: CompiledPolicy) {
+        self.clock += 1;
+        self.bytes += compiled.code_bytes;
+        if let Some((old, _)) = self.entries.insert(compiled.hash.clone(), (compiled, self.clock)) {
+            self.bytes -= old.code_bytes;
+        }
+        while self.bytes > self.budget && self.entries.len() > 1 {
+            let Some(oldest) = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(h, _)| h.clone()) else {
+                break;
+            };
+            if let Some((c, _)) = self.entries.remove(&oldest) {
+                self.bytes -= c.code_bytes;
+            }
+        }
+    }
+}
 
 /// The engine, its linker and its epoch ticker.
 pub struct PolicyEngine {
@@ -114,7 +167,11 @@ pub struct PolicyEngine {
     ticker: Ticker,
     /// Compiled components by content hash: a version seen before (a rollback,
     /// the same policy for many tenants) is not compiled again.
-    compiled: std::sync::Mutex<std::collections::HashMap<String, CompiledPolicy>>,
+    compiled: std::sync::Mutex<CompiledCache>,
+    /// Compile slots, limits and the child processes that compile.
+    compiles: super::compile::Compiles,
+    /// Hashes of versions in service, whose artifacts the disk cache keeps.
+    pins: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
     /// The same configuration without parallel compilation, for compiling in
     /// the background (created at its first use).
     serial: std::sync::OnceLock<Option<Engine>>,
@@ -147,21 +204,30 @@ impl PolicyEngine {
     /// Creates the engine and starts its epoch ticker thread; it counts into
     /// counters of its own.
     pub fn new() -> wasmtime::Result<PolicyEngine> {
-        PolicyEngine::counting_into(Counter::default(), Counter::default())
+        PolicyEngine::counting_into(Counter::default(), Counter::default(), Counter::default())
     }
 
-    /// [`Self::new`], counting compilations and disk-cache hits into the
-    /// router's metrics.
-    pub fn counting_into(compilations: Counter, disk_hits: Counter) -> wasmtime::Result<PolicyEngine> {
-        PolicyEngine::build(Compiler::Cranelift, compilations, disk_hits)
+    /// [`Self::new`], counting compilations, disk-cache hits and abandoned
+    /// compiles into the router's metrics.
+    pub fn counting_into(
+        compilations: Counter,
+        disk_hits: Counter,
+        abandoned: Counter,
+    ) -> wasmtime::Result<PolicyEngine> {
+        PolicyEngine::build(Compiler::Cranelift, compilations, disk_hits, abandoned)
     }
 
     /// [`Self::new`] with another compiler (for measuring them).
     pub fn with_compiler(compiler: Compiler) -> wasmtime::Result<PolicyEngine> {
-        PolicyEngine::build(compiler, Counter::default(), Counter::default())
+        PolicyEngine::build(compiler, Counter::default(), Counter::default(), Counter::default())
     }
 
-    fn build(compiler: Compiler, compilations: Counter, disk_hits: Counter) -> wasmtime::Result<PolicyEngine> {
+    fn build(
+        compiler: Compiler,
+        compilations: Counter,
+        disk_hits: Counter,
+        abandoned: Counter,
+    ) -> wasmtime::Result<PolicyEngine> {
         let engine = Engine::new(&config(true, compiler))?;
         let mut linker = Linker::new(&engine);
         host_api::add_to_linker(&mut linker)?;
@@ -176,7 +242,9 @@ impl PolicyEngine {
             engine,
             linker,
             ticker,
-            compiled: std::sync::Mutex::new(std::collections::HashMap::new()),
+            compiled: std::sync::Mutex::new(CompiledCache::default()),
+            compiles: super::compile::Compiles::new(compilations.clone(), abandoned),
+            pins: Arc::default(),
             serial: std::sync::OnceLock::new(),
             compiler,
             disk_cache: std::sync::RwLock::new(None),
@@ -196,24 +264,50 @@ impl PolicyEngine {
         Ok(())
     }
 
+    /// Bytes of compiled code the in-memory cache keeps ([`COMPILED_CACHE_BYTES`]
+    /// unless set; for tests).
+    #[doc(hidden)]
+    pub fn set_compiled_cache_bytes(&self, bytes: usize) {
+        if let Ok(mut c) = self.compiled.lock() {
+            c.budget = bytes;
+        }
+    }
+
+    /// How compiles run from now on (`[compile]`).
+    pub fn set_compile_settings(&self, settings: crate::control::config::CompileSettings) {
+        self.compiles.set_settings(settings);
+    }
+
+    /// Keeps the artifact of `hash` in the disk cache while the pin lives (a
+    /// version in service: a restart, or its first call, needs it).
+    pub fn pin(&self, hash: &str) -> ArtifactPin {
+        *self.pins.lock().unwrap_or_else(|e| e.into_inner()).entry(hash.to_owned()).or_default() += 1;
+        ArtifactPin { pins: self.pins.clone(), hash: hash.to_owned() }
+    }
+
     fn artifact_path(&self, hash: &str) -> Option<std::path::PathBuf> {
         let dir = self.disk_cache.read().unwrap_or_else(|e| e.into_inner()).clone()?;
         Some(dir.join(format!("{hash}-{}.cwasm", self.fingerprint)))
     }
 
-    /// A component from the disk cache, if there.
+    /// A component from the disk cache, if there (its modification time set
+    /// to now: the cache removes the least recently used first).
     #[allow(unsafe_code)]
     fn read_artifact(&self, hash: &str) -> Option<Component> {
         let path = self.artifact_path(hash)?;
         if !path.is_file() {
             return None;
         }
-        // SAFETY: the file was written by `to_disk` from `Component::serialize`
-        // of this engine configuration (the fingerprint is in its name), in a
-        // directory only the router writes (documented for `policy_cache`).
+        // SAFETY: the file was written by `write_artifact` from
+        // `Component::serialize` of this engine configuration (the fingerprint
+        // is in its name), in a directory only the router writes (documented
+        // for `policy_cache`).
         match unsafe { Component::deserialize_file(&self.engine, &path) } {
             Ok(c) => {
                 self.disk_hits.inc();
+                if let Ok(f) = std::fs::File::options().append(true).open(&path) {
+                    let _ = f.set_modified(std::time::SystemTime::now());
+                }
                 Some(c)
             }
             Err(e) => {
@@ -223,20 +317,72 @@ impl PolicyEngine {
         }
     }
 
-    fn to_disk(&self, hash: &str, component: &Component) {
-        if self.artifact_path(hash).is_none() {
-            return;
-        }
-        if let Ok(bytes) = component.serialize() {
-            self.write_artifact(hash, &bytes);
-        }
-    }
-
     fn write_artifact(&self, hash: &str, bytes: &[u8]) {
         let Some(path) = self.artifact_path(hash) else { return };
         let tmp = path.with_extension("tmp");
         if std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path)).is_err() {
+            let _ = std::fs::remove_file(&tmp);
             tracing::warn!(path = %path.display(), "could not write a precompiled artifact");
+            return;
+        }
+        self.trim_disk_cache(hash);
+    }
+
+    /// Removes the least recently used artifacts until the cache's artifacts
+    /// fit `[compile] cache_max_mib`, never `keep` (just written) nor those of
+    /// versions in service; artifacts of another engine fingerprint (an older
+    /// router) go first, then leftovers of writes cut short.
+    fn trim_disk_cache(&self, keep: &str) {
+        let Some(dir) = self.disk_cache.read().unwrap_or_else(|e| e.into_inner()).clone() else { return };
+        let budget = self.compiles.settings().cache_max_bytes;
+        let Ok(read) = std::fs::read_dir(&dir) else { return };
+        let mut files: Vec<(bool, std::time::SystemTime, u64, std::path::PathBuf, String)> = Vec::new();
+        let mut total = 0u64;
+        let stale = std::time::SystemTime::now() - Duration::from_secs(3600);
+        for entry in read.flatten() {
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_owned) else { continue };
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            if name.ends_with(".tmp") {
+                if modified < stale {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(".cwasm") else { continue };
+            let Some((hash, fingerprint)) = stem.split_once('-') else { continue };
+            total += meta.len();
+            files.push((fingerprint == self.fingerprint, modified, meta.len(), path.clone(), hash.to_owned()));
+        }
+        if total <= budget {
+            return;
+        }
+        // Other fingerprints first, then the oldest.
+        files.sort_by_key(|(ours, modified, ..)| (*ours, *modified));
+        let pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        for (ours, _, len, path, hash) in files {
+            if total <= budget {
+                break;
+            }
+            if ours && (hash == keep || pins.contains_key(&hash)) {
+                continue;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total -= len;
+                tracing::debug!(path = %path.display(), "removed a compiled artifact (policy cache over its budget)");
+            }
+        }
+        if total > budget {
+            tracing::warn!(
+                dir = %dir.display(),
+                mib = total >> 20,
+                budget_mib = budget >> 20,
+                "the compiled artifacts of the versions in service alone pass [compile] cache_max_mib"
+            );
         }
     }
 
@@ -252,20 +398,22 @@ impl PolicyEngine {
             return Err(LoadError::TooLarge(bytes.len()));
         }
         let hash = hex_sha256(bytes);
-        if let Some(hit) = self.compiled.lock().ok().and_then(|c| c.get(&hash).cloned()) {
+        if let Some(hit) = self.compiled.lock().ok().and_then(|mut c| c.get(&hash)) {
             return Ok(hit);
         }
-        let compiled = self.compile_uncached(bytes, hash)?;
+        let compiled = self.compile_uncached(bytes, hash, false)?;
         if let Ok(mut cache) = self.compiled.lock() {
-            if cache.len() >= COMPILED_CACHE_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(compiled.hash.clone(), compiled.clone());
+            cache.insert(compiled.clone());
         }
         Ok(compiled)
     }
 
-    fn compile_uncached(&self, bytes: &[u8], hash: String) -> Result<CompiledPolicy, LoadError> {
+    /// Compiles `bytes` (or takes it from the disk cache), checks it against
+    /// the contract, and only then keeps its artifact on disk: a refused
+    /// component leaves nothing behind. `background` compiles on one core at
+    /// a low priority (an engine of the same configuration without parallel
+    /// compilation; the artifacts are the same).
+    fn compile_uncached(&self, bytes: &[u8], hash: String, background: bool) -> Result<CompiledPolicy, LoadError> {
         if !is_component(bytes) {
             let what = if bytes.starts_with(b"\0asm") { "a core WebAssembly module" } else { "not WebAssembly" };
             return Err(LoadError::NotAComponent(format!(
@@ -273,50 +421,60 @@ impl PolicyEngine {
             )));
         }
         precheck(bytes)?;
-        let component = match self.read_artifact(&hash) {
-            Some(c) => c,
-            None => {
-                self.compilations.inc();
-                let c = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
-                self.to_disk(&hash, &c);
-                c
+        if let Some(c) = self.read_artifact(&hash) {
+            return self.checked(c, hash, bytes.len());
+        }
+        let serial = match background {
+            true => self.serial.get_or_init(|| Engine::new(&config(false, self.compiler)).ok()).as_ref(),
+            false => None,
+        };
+        let unusable = |e: wasmtime::Error| LoadError::NotAComponent(format!("{e:#}"));
+        // In this process: the component on the router's engine (and its
+        // artifact when kept on disk), or the artifact of the serial engine.
+        let here = || -> Result<(Option<Component>, Option<Vec<u8>>), LoadError> {
+            match serial {
+                Some(serial) => {
+                    Component::new(serial, bytes).and_then(|c| c.serialize()).map(|a| (None, Some(a))).map_err(unusable)
+                }
+                None => {
+                    let c = Component::new(&self.engine, bytes).map_err(unusable)?;
+                    let a = if self.has_disk_cache() { Some(c.serialize().map_err(unusable)?) } else { None };
+                    Ok((Some(c), a))
+                }
             }
         };
-        self.checked(component, hash, bytes.len())
+        let (artifact, component) = match self.compiles.compile(bytes, self.compiler, background, here)? {
+            super::compile::Compiled::Here((Some(c), a)) => (a, c),
+            super::compile::Compiled::Here((None, Some(a))) => self.deserialized(a)?,
+            super::compile::Compiled::Here((None, None)) => return Err(LoadError::Compile("no compiled code".into())),
+            super::compile::Compiled::Artifact(a) => self.deserialized(a)?,
+        };
+        let checked = self.checked(component, hash, bytes.len())?;
+        if let Some(a) = artifact {
+            self.write_artifact(&checked.hash, &a);
+        }
+        Ok(checked)
     }
 
-    /// Compiles `bytes` on the calling thread alone (an engine of the same
-    /// configuration without parallel compilation, so a background thread at a
-    /// low priority does all the work), checks it against the contract and
-    /// writes it to the disk cache; bypasses the in-memory cache.
+    /// The artifact produced just now, on the router's engine.
     #[allow(unsafe_code)]
+    fn deserialized(&self, artifact: Vec<u8>) -> Result<(Option<Vec<u8>>, Component), LoadError> {
+        // SAFETY: the artifact was produced just now by an engine of this
+        // configuration, in this process or in a child process of the same
+        // executable (parallel compilation does not change the code);
+        // deserializing checks the configuration again.
+        let c = unsafe { Component::deserialize(&self.engine, &artifact) }
+            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
+        Ok((Some(artifact), c))
+    }
+
+    /// Compiles `bytes` on one core at a low priority, checks it against the
+    /// contract and writes it to the disk cache; bypasses the in-memory cache.
     pub fn compile_in_background(&self, bytes: &[u8]) -> Result<CompiledPolicy, LoadError> {
         if bytes.len() > MAX_COMPONENT_BYTES {
             return Err(LoadError::TooLarge(bytes.len()));
         }
-        let hash = hex_sha256(bytes);
-        if !is_component(bytes) {
-            return self.compile_uncached(bytes, hash);
-        }
-        precheck(bytes)?;
-        if let Some(c) = self.read_artifact(&hash) {
-            return self.checked(c, hash, bytes.len());
-        }
-        let serial = match self.serial.get_or_init(|| Engine::new(&config(false, self.compiler)).ok()) {
-            Some(e) => e,
-            None => return self.compile_uncached(bytes, hash),
-        };
-        self.compilations.inc();
-        let artifact = Component::new(serial, bytes)
-            .and_then(|c| c.serialize())
-            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
-        // SAFETY: the artifact was produced just now by an engine of this
-        // configuration (parallel compilation does not change the code).
-        let component = unsafe { Component::deserialize(&self.engine, &artifact) }
-            .map_err(|e| LoadError::NotAComponent(format!("{e:#}")))?;
-        let checked = self.checked(component, hash, bytes.len())?;
-        self.write_artifact(&checked.hash, &artifact);
-        Ok(checked)
+        self.compile_uncached(bytes, hex_sha256(bytes), true)
     }
 
     /// Whether compiled artifacts are kept on disk.
@@ -361,7 +519,11 @@ impl PolicyEngine {
             .instantiate_pre(&component)
             .and_then(PolicyPre::new)
             .map_err(|e| LoadError::ContractMismatch(format!("{e:#}")))?;
-        Ok(CompiledPolicy { hash, size, imports, exports, pre })
+        let code_bytes = {
+            let r = component.image_range();
+            (r.end as usize).saturating_sub(r.start as usize)
+        };
+        Ok(CompiledPolicy { hash, size, imports, exports, code_bytes, pre })
     }
 }
 
@@ -374,9 +536,44 @@ pub enum Compiler {
     Winch,
 }
 
+impl Compiler {
+    /// Its name on the compiler process's command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Compiler::Cranelift => "cranelift",
+            Compiler::Winch => "winch",
+        }
+    }
+}
+
+/// Keeps a version's artifact in the disk cache while it lives
+/// ([`PolicyEngine::pin`]).
+pub struct ArtifactPin {
+    pins: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    hash: String,
+}
+
+impl std::fmt::Debug for ArtifactPin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ArtifactPin").field(&self.hash).finish()
+    }
+}
+
+impl Drop for ArtifactPin {
+    fn drop(&mut self) {
+        let mut pins = self.pins.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = pins.get_mut(&self.hash) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.hash);
+            }
+        }
+    }
+}
+
 /// The engine's configuration; `parallel` compiles a component's functions
 /// on every core (the artifacts are the same either way).
-fn config(parallel: bool, compiler: Compiler) -> Config {
+pub(crate) fn config(parallel: bool, compiler: Compiler) -> Config {
     let mut config = Config::new();
     config.strategy(match compiler {
         Compiler::Cranelift => wasmtime::Strategy::Cranelift,
@@ -403,32 +600,77 @@ pub const MAX_FUNCTIONS: u64 = 50_000;
 /// Most bytes of function bodies one policy may have.
 pub const MAX_CODE_BYTES: u64 = 12 << 20;
 
+/// What a component declares, read without compiling it ([`shape`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Functions with a body, in all its modules.
+    pub functions: u64,
+    /// Bytes of function bodies, in all its modules.
+    pub code_bytes: u64,
+    /// The largest initial size of a linear memory it defines, in bytes.
+    pub memory_bytes: u64,
+}
+
 /// Checks what costs nothing to read before the compiler runs: the functions
 /// and code the component's modules hold ([`MAX_FUNCTIONS`],
-/// [`MAX_CODE_BYTES`]) and the interfaces the component imports (a
-/// component that imports outside the contract is refused before it is
+/// [`MAX_CODE_BYTES`]), the memories and tables they define (as many and as
+/// large as an instance may have), and the interfaces the component imports
+/// (a component that imports outside the contract is refused before it is
 /// compiled, not after). The parser only walks the sections.
 pub fn precheck(bytes: &[u8]) -> Result<(), LoadError> {
+    shape(bytes).map(|_| ())
+}
+
+/// [`precheck`], and what the component declares.
+pub fn shape(bytes: &[u8]) -> Result<Shape, LoadError> {
     use wasmparser::Payload;
-    let (mut functions, mut code, mut depth) = (0u64, 0u64, 0u32);
+    let mut shape = Shape::default();
+    let mut depth = 0u32;
     let mut foreign: Vec<String> = Vec::new();
+    let too_much = |what: String| Err(LoadError::TooMuchCode(what));
     for payload in wasmparser::Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| LoadError::NotAComponent(e.to_string()))?;
         match payload {
             Payload::Version { .. } => depth += 1,
             Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::CodeSectionStart { count, size, .. } => {
-                functions += u64::from(count);
-                code += u64::from(size);
-                if functions > MAX_FUNCTIONS {
-                    return Err(LoadError::TooMuchCode(format!(
-                        "{functions} functions or more; a policy may have {MAX_FUNCTIONS}"
-                    )));
+                shape.functions += u64::from(count);
+                shape.code_bytes += u64::from(size);
+                if shape.functions > MAX_FUNCTIONS {
+                    return too_much(format!(
+                        "{} functions or more; a policy may have {MAX_FUNCTIONS}",
+                        shape.functions
+                    ));
                 }
-                if code > MAX_CODE_BYTES {
-                    return Err(LoadError::TooMuchCode(format!(
-                        "{code} bytes of code or more; a policy may have {MAX_CODE_BYTES}"
-                    )));
+                if shape.code_bytes > MAX_CODE_BYTES {
+                    return too_much(format!(
+                        "{} bytes of code or more; a policy may have {MAX_CODE_BYTES}",
+                        shape.code_bytes
+                    ));
+                }
+            }
+            Payload::MemorySection(reader) => {
+                if reader.count() > MAX_MEMORIES {
+                    return too_much(format!(
+                        "a module defines {} memories; a policy may have {MAX_MEMORIES}",
+                        reader.count()
+                    ));
+                }
+                for memory in reader {
+                    let memory = memory.map_err(|e| LoadError::NotAComponent(e.to_string()))?;
+                    let page = 1u64 << memory.page_size_log2.unwrap_or(16);
+                    shape.memory_bytes = shape.memory_bytes.max(memory.initial.saturating_mul(page));
+                }
+            }
+            Payload::TableSection(reader) => {
+                for table in reader {
+                    let table = table.map_err(|e| LoadError::NotAComponent(e.to_string()))?;
+                    if table.ty.initial > MAX_TABLE_ELEMENTS as u64 {
+                        return too_much(format!(
+                            "a table of {} elements at start; a policy may have {MAX_TABLE_ELEMENTS}",
+                            table.ty.initial
+                        ));
+                    }
                 }
             }
             Payload::ComponentImportSection(reader) if depth == 1 => {
@@ -449,8 +691,11 @@ pub fn precheck(bytes: &[u8]) -> Result<(), LoadError> {
     if !foreign.is_empty() {
         return Err(LoadError::ForeignImports(foreign));
     }
-    Ok(())
+    Ok(shape)
 }
+
+/// Most memories one module of a policy may define (an instance may have 4).
+const MAX_MEMORIES: u32 = 4;
 
 /// Whether `bytes` start with the component binary preamble (layer 1).
 pub fn is_component(bytes: &[u8]) -> bool {
@@ -510,40 +755,70 @@ impl Drop for Ticker {
     }
 }
 
-/// A component holding one core module of `functions` empty functions: the
-/// shape of a compile bomb (for tests: it is not a policy).
-#[doc(hidden)]
-pub fn component_with_functions(functions: u32) -> Vec<u8> {
-    fn leb(mut n: u64, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            out.push(if n == 0 { byte } else { byte | 0x80 });
-            if n == 0 {
-                break;
-            }
+fn leb(mut n: u64, out: &mut Vec<u8>) {
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        out.push(if n == 0 { byte } else { byte | 0x80 });
+        if n == 0 {
+            break;
         }
     }
-    fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
-        out.push(id);
-        leb(content.len() as u64, out);
-        out.extend_from_slice(content);
-    }
+}
+
+fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
+    out.push(id);
+    leb(content.len() as u64, out);
+    out.extend_from_slice(content);
+}
+
+/// A component of one core module whose functions (type `[] -> []`) have
+/// the given bodies (locals and code, without the size).
+fn component_of_bodies(bodies: &[Vec<u8>]) -> Vec<u8> {
     let mut module = b"\0asm\x01\0\0\0".to_vec();
     section(1, &[1, 0x60, 0, 0], &mut module);
     let mut funcs = Vec::new();
-    leb(u64::from(functions), &mut funcs);
-    funcs.extend(std::iter::repeat_n(0u8, functions as usize));
+    leb(bodies.len() as u64, &mut funcs);
+    funcs.extend(std::iter::repeat_n(0u8, bodies.len()));
     section(3, &funcs, &mut module);
     let mut code = Vec::new();
-    leb(u64::from(functions), &mut code);
-    for _ in 0..functions {
-        code.extend_from_slice(&[2, 0, 0x0b]);
+    leb(bodies.len() as u64, &mut code);
+    for body in bodies {
+        leb(body.len() as u64, &mut code);
+        code.extend_from_slice(body);
     }
     section(10, &code, &mut module);
     let mut component = b"\0asm\x0d\0\x01\0".to_vec();
     section(1, &module, &mut component);
     component
+}
+
+/// A component holding one core module of `functions` empty functions: the
+/// shape of a compile bomb (for tests: it is not a policy).
+#[doc(hidden)]
+pub fn component_with_functions(functions: u32) -> Vec<u8> {
+    component_of_bodies(&vec![vec![0, 0x0b]; functions as usize])
+}
+
+/// A component holding one function of about `bytes` bytes of blocks nested
+/// a thousand deep, each left by a branch: far within the limits of
+/// [`precheck`], but a compile takes about 270 times its size in memory (for
+/// tests and benchmarks: it is not a policy).
+#[doc(hidden)]
+pub fn component_with_nested_blocks(bytes: usize) -> Vec<u8> {
+    let mut pattern = Vec::new();
+    for _ in 0..1_000 {
+        pattern.extend_from_slice(&[0x02, 0x40]);
+    }
+    for _ in 0..1_000 {
+        pattern.extend_from_slice(&[0x41, 0, 0x0d, 0, 0x0b]);
+    }
+    let mut body = vec![0u8];
+    while body.len() + pattern.len() < bytes {
+        body.extend_from_slice(&pattern);
+    }
+    body.push(0x0b);
+    component_of_bodies(&[body])
 }
 
 #[cfg(test)]
@@ -581,5 +856,148 @@ mod tests {
         }));
         assert!(unwound.is_err());
         assert_eq!(in_progress(), 0, "released when the call unwinds");
+    }
+
+    /// The standard policy with a custom section naming `n`: another
+    /// component (another hash) with the same code.
+    fn variant(n: usize) -> Vec<u8> {
+        let mut v = crate::policy::STANDARD_COMPONENT.to_vec();
+        let mut content = Vec::new();
+        leb(7, &mut content);
+        content.extend_from_slice(b"variant");
+        content.extend_from_slice(&n.to_le_bytes());
+        section(0, &content, &mut v);
+        v
+    }
+
+    /// The compiled artifacts in `dir`: (hash, bytes).
+    fn artifacts(dir: &std::path::Path) -> Vec<(String, u64)> {
+        let mut found: Vec<(String, u64)> = std::fs::read_dir(dir)
+            .expect("read the cache")
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let hash = name.strip_suffix(".cwasm")?.split('-').next()?.to_owned();
+                Some((hash, e.metadata().ok()?.len()))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn the_disk_cache_stays_within_its_budget_and_keeps_the_artifacts_in_service() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = PolicyEngine::new().expect("engine");
+        engine.set_disk_cache(dir.path().to_owned()).expect("cache");
+        let first = engine.compile(&variant(0)).expect("compiles");
+        let one = artifacts(dir.path())[0].1;
+        let budget = one * 5 / 2;
+        let settings = crate::control::config::CompileSettings { cache_max_bytes: budget, ..Default::default() };
+        engine.set_compile_settings(settings);
+        // The first is in service (its version pins it): kept, though the oldest.
+        let pin = engine.pin(&first.hash);
+        let hashes: Vec<String> = (1..=4).map(|i| engine.compile(&variant(i)).expect("compiles").hash).collect();
+        let left = artifacts(dir.path());
+        assert!(left.iter().map(|(_, n)| n).sum::<u64>() <= budget, "{left:?}");
+        let kept: Vec<&str> = left.iter().map(|(h, _)| h.as_str()).collect();
+        assert!(kept.contains(&first.hash.as_str()), "the pinned artifact stays: {kept:?}");
+        assert!(kept.contains(&hashes[3].as_str()), "the newest stays: {kept:?}");
+        assert_eq!(kept.len(), 2, "the least recently used others went: {kept:?}");
+        // Unpinned, the first goes next.
+        drop(pin);
+        let newest = engine.compile(&variant(5)).expect("compiles").hash;
+        let kept: Vec<String> = artifacts(dir.path()).into_iter().map(|(h, _)| h).collect();
+        assert!(!kept.contains(&first.hash) && kept.contains(&newest) && kept.contains(&hashes[3]), "{kept:?}");
+    }
+
+    #[test]
+    fn a_refused_component_leaves_no_artifact_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = PolicyEngine::new().expect("engine");
+        engine.set_disk_cache(dir.path().to_owned()).expect("cache");
+        assert!(matches!(engine.compile(&component_with_functions(10)), Err(LoadError::MissingExport(_))));
+        assert_eq!(engine.compilations.get(), 1, "compiled (it passes the checks before compiling)");
+        assert!(artifacts(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn the_memory_cache_of_compiled_components_is_bounded_by_bytes() {
+        let engine = PolicyEngine::new().expect("engine");
+        let first = engine.compile(&variant(0)).expect("compiles");
+        assert!(first.code_bytes > 0);
+        engine.set_compiled_cache_bytes(first.code_bytes * 3 / 2);
+        engine.compile(&variant(1)).expect("compiles");
+        let compiled = engine.compilations.get();
+        engine.compile(&variant(1)).expect("compiles");
+        assert_eq!(engine.compilations.get(), compiled, "the newest is kept");
+        engine.compile(&variant(0)).expect("compiles");
+        assert_eq!(engine.compilations.get(), compiled + 1, "the oldest was let go: compiled again");
+    }
+
+    #[test]
+    fn a_component_declaring_more_than_an_instance_may_have_is_refused_before_compiling() {
+        let standard = shape(crate::policy::STANDARD_COMPONENT).expect("the standard policy");
+        assert!(
+            standard.functions > 0 && standard.memory_bytes > 0 && standard.memory_bytes <= 16 << 20,
+            "{standard:?}"
+        );
+        // A module with a table of 20,001 elements at start.
+        let mut module = b"\0asm\x01\0\0\0".to_vec();
+        let mut table = vec![1, 0x70, 0];
+        leb(20_001, &mut table);
+        section(4, &table, &mut module);
+        let mut component = b"\0asm\x0d\0\x01\0".to_vec();
+        section(1, &module, &mut component);
+        match precheck(&component) {
+            Err(LoadError::TooMuchCode(why)) => assert!(why.contains("20001 elements"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn compiles_wait_for_a_slot_and_give_up_when_nobody_waits() {
+        use super::super::compile::{Compiles, Waiter, on_behalf_of};
+        let compiles = Arc::new(Compiles::new(Counter::default(), Counter::default()));
+        let settings = crate::control::config::CompileSettings { workers: 1, ..Default::default() };
+        compiles.set_settings(settings);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let compiles = compiles.clone();
+            std::thread::spawn(move || {
+                compiles.compile(b"", Compiler::Cranelift, false, || {
+                    started_tx.send(()).expect("send");
+                    release_rx.recv().expect("released");
+                    Ok(())
+                })
+            })
+        };
+        started_rx.recv().expect("the first compile holds the only slot");
+        let ran = Arc::new(AtomicBool::new(false));
+        let waiter = Waiter::new();
+        let abandoned = {
+            let (compiles, ran, flag) = (compiles.clone(), ran.clone(), waiter.flag());
+            std::thread::spawn(move || {
+                on_behalf_of(flag, || {
+                    compiles.compile(b"", Compiler::Cranelift, false, || {
+                        ran.store(true, Ordering::SeqCst);
+                        Ok(())
+                    })
+                })
+            })
+        };
+        drop(waiter);
+        assert!(matches!(abandoned.join().expect("joins"), Err(LoadError::Abandoned)));
+        assert!(!ran.load(Ordering::SeqCst), "an abandoned compile never ran");
+        assert_eq!(compiles.abandoned.get(), 1);
+        // One that is waited for runs once the slot is free.
+        let next = {
+            let compiles = compiles.clone();
+            std::thread::spawn(move || compiles.compile(b"", Compiler::Cranelift, false, || Ok(7)))
+        };
+        release_tx.send(()).expect("release");
+        assert!(holder.join().expect("joins").is_ok());
+        assert!(matches!(next.join().expect("joins"), Ok(super::super::compile::Compiled::Here(7))));
     }
 }

@@ -22,7 +22,7 @@ pub const MAX_LOG_MESSAGE: usize = 1024;
 /// Log messages a policy may write per call; the rest are dropped.
 pub const LOG_BUDGET_PER_CALL: u32 = 16;
 /// Most table elements an instance may have.
-const MAX_TABLE_ELEMENTS: usize = 20_000;
+pub(crate) const MAX_TABLE_ELEMENTS: usize = 20_000;
 
 /// Which store limit a call ran into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 pub mod backlog;
 mod bindings;
 pub mod candidate;
+pub mod compile;
 pub mod deadline;
 pub mod decision;
 pub mod engine;

@@ -468,6 +468,23 @@ fn shadow(job: ShadowJob) {
 
 /// The limits a version runs with: the tenant's caps, tightened to what its
 /// manifest asks for; asking for more than a cap is refused.
+/// Refuses before compiling a component whose memory at start is already
+/// more than its calls may use (it could never be instantiated).
+fn declared_within(bytes: &[u8], limits: Limits) -> Result<(), LoadError> {
+    if !super::engine::is_component(bytes) {
+        return Ok(());
+    }
+    let shape = super::engine::shape(bytes)?;
+    if shape.memory_bytes > limits.memory_bytes as u64 {
+        return Err(LoadError::TooMuchCode(format!(
+            "its linear memory is {} MiB at start; its calls may use {} MiB (memory_mib)",
+            shape.memory_bytes.div_ceil(1 << 20),
+            limits.memory_bytes >> 20
+        )));
+    }
+    Ok(())
+}
+
 fn granted(caps: Limits, manifest: Option<&super::manifest::Manifest>) -> Result<Limits, String> {
     let Some(m) = manifest else { return Ok(caps) };
     let mut limits = caps;
@@ -763,8 +780,13 @@ impl PolicyRegistry {
         metrics: Arc<Metrics>,
         database: HashMap<String, DatabaseVersion>,
     ) -> Result<PolicyRegistry, StartError> {
-        let engine = PolicyEngine::counting_into(metrics.policy_compilations.clone(), metrics.policy_disk_hits.clone())
-            .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        let engine = PolicyEngine::counting_into(
+            metrics.policy_compilations.clone(),
+            metrics.policy_disk_hits.clone(),
+            metrics.policy_compiles_abandoned.clone(),
+        )
+        .map_err(|e| StartError::Engine(format!("{e:#}")))?;
+        engine.set_compile_settings(config.compile);
         let engine = Arc::new(engine);
         if let Some(dir) = &config.policy_cache {
             engine.set_disk_cache(dir.clone()).map_err(|source| StartError::Cache { dir: dir.clone(), source })?;
@@ -1236,7 +1258,8 @@ impl PolicyRegistry {
     pub fn admissible(&self, tenant: &Tenant, bytes: &[u8]) -> Result<(), LoadError> {
         tenant.config.signing.check(bytes).map_err(LoadError::Signature)?;
         let manifest = super::manifest::manifest(bytes).map_err(LoadError::Manifest)?;
-        granted(tenant.config.limits, manifest.as_ref()).map_err(LoadError::Manifest)?;
+        let limits = granted(tenant.config.limits, manifest.as_ref()).map_err(LoadError::Manifest)?;
+        declared_within(bytes, limits)?;
         self.engine.compile(bytes).map(|_| ())
     }
 
@@ -1275,6 +1298,7 @@ impl PolicyRegistry {
         let signer = tenant.config.signing.check(bytes).map_err(|e| refused(LoadError::Signature(e)))?;
         let manifest = super::manifest::manifest(bytes).map_err(|e| refused(LoadError::Manifest(e)))?;
         let limits = granted(tenant.config.limits, manifest.as_ref()).map_err(|e| refused(LoadError::Manifest(e)))?;
+        declared_within(bytes, limits).map_err(refused)?;
         // At start-up, a component already in the disk cache is loaded at its
         // first call: an idle tenant costs no code in memory.
         // Not in the cache, with a backlog: compiled in the background.

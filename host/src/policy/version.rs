@@ -161,6 +161,8 @@ pub struct PolicyVersion {
     /// Limits of its calls.
     pub limits: Limits,
     engine: Arc<PolicyEngine>,
+    /// Keeps its compiled artifact in the disk cache while it lives.
+    _pin: super::engine::ArtifactPin,
     health: Arc<HealthTable>,
     log_tag: Arc<str>,
     /// Idle initialised instances. A `Mutex<Vec<_>>`: held only to push or pop.
@@ -205,6 +207,7 @@ impl PolicyVersion {
         if let Some(c) = ready {
             let _ = cell.set(c);
         }
+        let pin = engine.pin(&hash);
         let v = PolicyVersion {
             name,
             version,
@@ -217,6 +220,7 @@ impl PolicyVersion {
             pending,
             init_config,
             limits,
+            _pin: pin,
             engine,
             health,
             log_tag,

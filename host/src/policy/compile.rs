@@ -1,0 +1,331 @@
+//! Compiling policies under limits. What a compile costs depends on the shape
+//! of the code more than on its size: a 7 MB function of nested blocks takes
+//! 1.9 GB and 9 s to compile, 50,000 empty functions 0.3 GB
+//! (`cargo run --release -p exum-bench --bin compile-cost`). Beyond the cheap
+//! checks of [`super::engine::precheck`], every compile from scratch
+//!
+//! - takes one of `[compile] workers` slots first (the start-up backlog, the
+//!   admin API and the watcher share them), so compiles at once are bounded;
+//! - when the router runs as its binary ([`compile_in_children`]), happens in
+//!   a child process (`exum-router compile-worker`) whose data is capped at
+//!   `memory_mib` and CPU at `cpu_s`: a compile past either is refused and the
+//!   router's own memory never grew for it; the artifact comes back on the
+//!   child's standard output;
+//! - is given up when nobody waits for it any more (an admin request whose
+//!   connection was cut, see [`on_behalf_of`]): waiting for a slot ends, a
+//!   child is killed (`exum_policy_compiles_abandoned_total`).
+//!
+//! Embedded uses (the library in tests, tools) compile in the process, in the
+//! same slots, without the memory cap.
+
+use std::cell::RefCell;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::Duration;
+
+use prometheus_client::metrics::counter::Counter;
+
+use super::engine::{Compiler, LoadError, MAX_COMPONENT_BYTES};
+use crate::control::config::CompileSettings;
+
+/// The hidden command of the router's binary that compiles one component.
+pub const WORKER_COMMAND: &str = "compile-worker";
+
+/// How often a compile in progress looks whether it was abandoned.
+const ABANDON_CHECK: Duration = Duration::from_millis(20);
+
+/// The executable whose [`WORKER_COMMAND`] compiles, when set.
+static WORKER: OnceLock<PathBuf> = OnceLock::new();
+
+/// Compiles from now on in child processes of `exe` (the router's own binary),
+/// under the memory and CPU caps of `[compile]`.
+pub fn compile_in_children(exe: PathBuf) {
+    let _ = WORKER.set(exe);
+}
+
+/// Set once whoever waits for a compile has gone.
+#[derive(Debug, Clone, Default)]
+pub struct Abandoned(Arc<AtomicBool>);
+
+impl Abandoned {
+    fn is_set(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Someone waiting for compiles: when dropped (an admin request's future
+/// dropped with its connection), the compiles made on its behalf give up.
+#[derive(Debug, Default)]
+pub struct Waiter(Abandoned);
+
+impl Waiter {
+    /// A new waiter.
+    pub fn new() -> Waiter {
+        Waiter::default()
+    }
+
+    /// The flag to hand to the thread that compiles ([`on_behalf_of`]).
+    pub fn flag(&self) -> Abandoned {
+        self.0.clone()
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.0.0.store(true, Ordering::Release);
+    }
+}
+
+thread_local! {
+    static ON_BEHALF_OF: RefCell<Option<Abandoned>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` on this thread for the waiter whose flag is `abandoned`: the
+/// compiles `f` makes give up once it is set.
+pub fn on_behalf_of<R>(abandoned: Abandoned, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<Abandoned>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ON_BEHALF_OF.set(self.0.take());
+        }
+    }
+    let _restore = Restore(ON_BEHALF_OF.replace(Some(abandoned)));
+    f()
+}
+
+fn abandoned() -> bool {
+    ON_BEHALF_OF.with_borrow(|a| a.as_ref().is_some_and(Abandoned::is_set))
+}
+
+/// The compile slots and settings of one engine.
+#[derive(Debug, Default)]
+pub(crate) struct Compiles {
+    settings: Mutex<CompileSettings>,
+    busy: Mutex<usize>,
+    freed: Condvar,
+    /// Compiles started (in this process or in a child).
+    compilations: Counter,
+    /// Compiles given up because nobody waited for them.
+    pub abandoned: Counter,
+}
+
+/// A compile slot, given back when dropped.
+struct Slot<'a>(&'a Compiles);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut busy = self.0.busy.lock().unwrap_or_else(|e| e.into_inner());
+        *busy = busy.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
+/// What a compile from scratch produced.
+pub(crate) enum Compiled<T> {
+    /// Compiled in this process.
+    Here(T),
+    /// The serialized artifact, compiled by a child process.
+    Artifact(Vec<u8>),
+}
+
+impl Compiles {
+    pub(crate) fn new(compilations: Counter, abandoned: Counter) -> Compiles {
+        Compiles { compilations, abandoned, ..Compiles::default() }
+    }
+
+    pub(crate) fn settings(&self) -> CompileSettings {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn set_settings(&self, settings: CompileSettings) {
+        *self.settings.lock().unwrap_or_else(|e| e.into_inner()) = settings;
+        self.freed.notify_all();
+    }
+
+    fn give_up(&self) -> LoadError {
+        self.abandoned.inc();
+        LoadError::Abandoned
+    }
+
+    /// Waits for a free slot (or until the waiter has gone).
+    fn slot(&self) -> Result<Slot<'_>, LoadError> {
+        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if abandoned() {
+                return Err(self.give_up());
+            }
+            if *busy < self.settings().workers {
+                *busy += 1;
+                return Ok(Slot(self));
+            }
+            busy = self.freed.wait_timeout(busy, ABANDON_CHECK).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// Compiles `bytes` in a slot: in a child process when the router runs as
+    /// its binary, else with `here`. `background` compiles on one core at a
+    /// low priority.
+    pub(crate) fn compile<T>(
+        &self,
+        bytes: &[u8],
+        compiler: Compiler,
+        background: bool,
+        here: impl FnOnce() -> Result<T, LoadError>,
+    ) -> Result<Compiled<T>, LoadError> {
+        let _slot = self.slot()?;
+        self.compilations.inc();
+        match WORKER.get() {
+            None => here().map(Compiled::Here),
+            Some(exe) => self.in_child(exe, bytes, compiler, background).map(Compiled::Artifact),
+        }
+    }
+
+    fn in_child(&self, exe: &Path, bytes: &[u8], compiler: Compiler, background: bool) -> Result<Vec<u8>, LoadError> {
+        let settings = self.settings();
+        let mut command = Command::new(exe);
+        command
+            .arg(WORKER_COMMAND)
+            .args(["--memory-mib", &settings.memory_mib.to_string(), "--cpu-s", &settings.cpu_s.to_string()])
+            .args(["--compiler", compiler.name()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if background {
+            command.arg("--background");
+        }
+        let mut child = command.spawn().map_err(|e| {
+            LoadError::Compile(format!("cannot start the compiler process {} {WORKER_COMMAND}: {e}", exe.display()))
+        })?;
+        let (Some(mut stdin), Some(mut stdout), Some(stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(LoadError::Compile("the compiler process has no pipes".into()));
+        };
+        let input = bytes.to_vec();
+        // The child reads all of its input before it writes: feed it from a
+        // thread of its own while this one reads (a broken pipe means the
+        // child ended, and its status says why).
+        let feeder = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let errors = std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = stderr.take(64 << 10).read_to_string(&mut text);
+            text
+        });
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut artifact = Vec::new();
+            let read = stdout.read_to_end(&mut artifact).map(|_| artifact);
+            let _ = done_tx.send(read);
+        });
+        let artifact = loop {
+            match done_rx.recv_timeout(ABANDON_CHECK) {
+                Ok(read) => break read,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if abandoned() => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let _ = feeder.join();
+                    return Err(self.give_up());
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(std::io::Error::other("the reader of the compiler's output ended"));
+                }
+            }
+        };
+        let status = child.wait();
+        let _ = feeder.join();
+        let errors = errors.join().unwrap_or_default();
+        let status = status.map_err(|e| LoadError::Compile(format!("the compiler process: {e}")))?;
+        if status.success() {
+            return artifact.map_err(|e| LoadError::Compile(format!("reading the compiled code: {e}")));
+        }
+        Err(why_it_failed(status, &errors, settings))
+    }
+}
+
+/// Why a compiler process failed: past its memory or CPU cap, or the
+/// compiler's own message (a component wasmtime cannot compile).
+fn why_it_failed(status: std::process::ExitStatus, errors: &str, settings: CompileSettings) -> LoadError {
+    use std::os::unix::process::ExitStatusExt as _;
+    const SIGABRT: i32 = 6;
+    const SIGKILL: i32 = 9;
+    const SIGXCPU: i32 = 24;
+    let out_of_memory = errors.contains("memory allocation of") || errors.contains("out of memory");
+    match status.signal() {
+        _ if out_of_memory => LoadError::TooMuchCode(format!(
+            "compiling it needs more than [compile] memory_mib ({} MiB)",
+            settings.memory_mib
+        )),
+        Some(SIGXCPU | SIGKILL) => LoadError::TooMuchCode(format!(
+            "compiling it needs more than [compile] cpu_s ({} s of CPU)",
+            settings.cpu_s
+        )),
+        Some(SIGABRT) => LoadError::TooMuchCode(format!(
+            "the compiler stopped (most likely past [compile] memory_mib, {} MiB)",
+            settings.memory_mib
+        )),
+        Some(signal) => LoadError::Compile(format!("the compiler process ended with signal {signal}")),
+        None => {
+            let last = errors.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no message");
+            LoadError::NotAComponent(last.trim().to_owned())
+        }
+    }
+}
+
+/// The child's side ([`WORKER_COMMAND`]): caps its own data segment and CPU,
+/// reads a component from standard input, compiles it with the engine
+/// configuration the router uses and writes the serialized artifact to
+/// standard output. Exit status 2 with a message on standard error when the
+/// component does not compile.
+pub fn worker(memory_mib: u64, cpu_s: u64, compiler: &str, background: bool) -> ExitCode {
+    use rustix::process::{Resource, Rlimit, Signal, set_parent_process_death_signal, setpriority_process, setrlimit};
+    let fail = |what: String| {
+        eprintln!("{what}");
+        ExitCode::from(2)
+    };
+    // A router that dies takes its compiles with it.
+    let _ = set_parent_process_death_signal(Some(Signal::KILL));
+    let bytes = memory_mib.saturating_mul(1 << 20);
+    if let Err(e) = setrlimit(Resource::Data, Rlimit { current: Some(bytes), maximum: Some(bytes) }) {
+        return fail(format!("cannot cap the compiler's memory: {e}"));
+    }
+    // The soft limit sends SIGXCPU; the hard one, a little later, SIGKILL.
+    if let Err(e) = setrlimit(Resource::Cpu, Rlimit { current: Some(cpu_s), maximum: Some(cpu_s + 5) }) {
+        return fail(format!("cannot cap the compiler's CPU: {e}"));
+    }
+    if background {
+        let _ = setpriority_process(None, 10);
+    }
+    let compiler = match compiler {
+        "cranelift" => Compiler::Cranelift,
+        "winch" => Compiler::Winch,
+        other => return fail(format!("unknown compiler {other}")),
+    };
+    let mut input = Vec::new();
+    if let Err(e) = std::io::stdin().lock().take(MAX_COMPONENT_BYTES as u64 + 1).read_to_end(&mut input) {
+        return fail(format!("reading the component: {e}"));
+    }
+    if input.len() > MAX_COMPONENT_BYTES {
+        return fail(LoadError::TooLarge(input.len()).to_string());
+    }
+    let engine = match wasmtime::Engine::new(&super::engine::config(!background, compiler)) {
+        Ok(e) => e,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let artifact = match wasmtime::component::Component::new(&engine, &input).and_then(|c| c.serialize()) {
+        Ok(a) => a,
+        Err(e) => return fail(format!("{e:#}")),
+    };
+    let mut out = std::io::stdout().lock();
+    match out.write_all(&artifact).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(format!("writing the compiled code: {e}")),
+    }
+}
