@@ -45,6 +45,13 @@ impl UdpPeer {
         Some((Message::parse(buf[..n].to_vec(), false, DEFAULT_MAX_MESSAGE).expect("the router sends valid SIP"), from))
     }
 
+    /// A message received already, if any (does not wait).
+    pub fn try_recv(&self) -> Option<Message> {
+        let mut buf = vec![0u8; 65_535];
+        let (n, _) = self.socket.try_recv_from(&mut buf).ok()?;
+        Message::parse(buf[..n].to_vec(), false, DEFAULT_MAX_MESSAGE).ok()
+    }
+
     /// The next message (panics after [`WAIT`]).
     pub async fn recv(&self) -> (Message, SocketAddr) {
         self.recv_within(WAIT).await.expect("a message within the wait")

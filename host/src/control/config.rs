@@ -1741,6 +1741,30 @@ mod tests {
     }
 
     #[test]
+    fn compiles_and_the_directory_settle_time_are_configured_with_bounds() {
+        let c = load("directory = \"d\"\n").expect("valid");
+        assert_eq!(c.compile, CompileSettings::default());
+        assert_eq!(c.directory_settle, Duration::from_millis(1000));
+        let c = load(
+            "directory = \"d\"\ndirectory_settle_ms = 5000\n[compile]\nworkers = 1\nmemory_mib = 512\ncpu_s = 60\ncache_max_mib = 100\n",
+        )
+        .expect("valid");
+        assert_eq!(c.compile, CompileSettings { workers: 1, memory_mib: 512, cpu_s: 60, cache_max_bytes: 100 << 20 });
+        assert_eq!(c.directory_settle, Duration::from_secs(5));
+        for (text, message) in [
+            ("[compile]\nworkers = 0", "compile.workers: 0: 1 to 64"),
+            ("[compile]\nmemory_mib = 8", "compile.memory_mib: 8: 64 to 65536 MiB"),
+            ("[compile]\ncpu_s = 0", "compile.cpu_s: 0: 1 to 3600"),
+            ("[compile]\ncache_max_mib = 1", "compile.cache_max_mib: 1: 16 to"),
+            ("[compile]\nthreads = 2", "threads"),
+            ("directory_settle_ms = 10", "directory_settle_ms: 10: 50 to 60000"),
+        ] {
+            let e = err(&format!("directory = \"d\"\n{text}\n"));
+            assert!(e.contains(message), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn a_tenant_id_is_a_strict_token() {
         for bad in ["..", ".", ".hidden", "-x", "a/b", "", &"x".repeat(65)] {
             let e = err(&format!("directory = \"d\"\n[[tenant]]\nid = {bad:?}\ndomains = [\"a.com\"]\n"));

@@ -6,6 +6,16 @@
 //! calls in progress are never lost. A source that keeps sending at least twice
 //! its rate for `ban_after` windows in a row is banned for `ban_ms`: its new
 //! requests are dropped unanswered (Kamailio's pike module does the same).
+//!
+//! UDP sources can be spoofed, so a window counts fully toward a ban only
+//! when the source showed in it that it receives what the router sends to its
+//! address: a request over TCP or TLS (a handshake), an ACK carrying the To
+//! tag of a final response the router sent it (the router's tags are
+//! unpredictable), or a response to a request the router sent it (the
+//! router's branches are too). A window without such an exchange counts half:
+//! a flood that never completes one is banned after twice `ban_after`
+//! windows. A tenant's `peers` and a listener's `allow` networks are never
+//! banned.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -55,7 +65,11 @@ struct SourceState {
     bucket: Bucket,
     window_start: Instant,
     refused: u32,
-    hot_windows: u32,
+    /// Windows in a row at twice the rate, in halves: a window with an
+    /// exchange counts 2, one without 1; banned at `2 × ban_after`.
+    hot_halves: u32,
+    /// The source completed an exchange in the current window.
+    exchanged: bool,
     banned_until: Option<Instant>,
     /// Requests dropped during the ban.
     dropped: u64,
@@ -105,6 +119,8 @@ pub struct Ask {
     /// In a dialog the router may forward: exempt from the transaction cap and
     /// the source's rate, and refused for memory only beyond 1.25 times the bound.
     pub in_dialog: bool,
+    /// It came over a handshake (TCP, TLS): the source address is its own.
+    pub over_handshake: bool,
 }
 
 impl Limiter {
@@ -141,14 +157,14 @@ impl Limiter {
         if ask.in_dialog {
             return Ok(());
         }
-        self.take(ask.source, now)?;
+        self.take(ask.source, now, ask.over_handshake)?;
         if self.settings.max_transactions > 0 && ask.transactions >= self.settings.max_transactions {
             return Err(Refusal::Transactions);
         }
         Ok(())
     }
 
-    fn take(&self, source: IpAddr, now: Instant) -> Result<(), Refusal> {
+    fn take(&self, source: IpAddr, now: Instant, exchanged: bool) -> Result<(), Refusal> {
         let capacity = f64::from(self.settings.per_source_requests);
         if capacity == 0.0 {
             return Ok(());
@@ -164,7 +180,8 @@ impl Limiter {
             bucket: Bucket { tokens: capacity, at: now },
             window_start: now,
             refused: 0,
-            hot_windows: 0,
+            hot_halves: 0,
+            exchanged: false,
             banned_until: None,
             dropped: 0,
         });
@@ -175,7 +192,7 @@ impl Limiter {
             }
             Some(_) => {
                 s.banned_until = None;
-                s.hot_windows = 0;
+                s.hot_halves = 0;
                 s.dropped = 0;
             }
             None => {}
@@ -183,16 +200,20 @@ impl Limiter {
         // A window over: was it one at twice the rate (as many refused as allowed)?
         if now.saturating_duration_since(s.window_start) >= window {
             let windows = (now.saturating_duration_since(s.window_start).as_secs_f64() / window.as_secs_f64()) as u32;
-            s.hot_windows = if windows == 1 && f64::from(s.refused) >= capacity { s.hot_windows + 1 } else { 0 };
+            let weight = if s.exchanged { 2 } else { 1 };
+            s.hot_halves = if windows == 1 && f64::from(s.refused) >= capacity { s.hot_halves + weight } else { 0 };
             s.window_start = now;
             s.refused = 0;
-            if self.settings.ban_after > 0 && s.hot_windows >= self.settings.ban_after && !self.is_protected(source) {
+            s.exchanged = false;
+            let ban_at = self.settings.ban_after.saturating_mul(2);
+            if ban_at > 0 && s.hot_halves >= ban_at && !self.is_protected(source) {
                 s.banned_until = Some(now + self.settings.ban);
-                s.hot_windows = 0;
+                s.hot_halves = 0;
                 s.dropped = 1;
                 return Err(Refusal::Banned);
             }
         }
+        s.exchanged |= exchanged;
         let tokens = refill(&s.bucket);
         if tokens < 1.0 {
             s.bucket = Bucket { tokens, at: now };
@@ -207,14 +228,26 @@ impl Limiter {
     /// transaction: a stateless ACK, a refused CANCEL): `Err` when over its
     /// rate or banned.
     pub fn take_for(&self, source: IpAddr) -> Result<(), Refusal> {
-        self.take(source, Instant::now())
+        self.take(source, Instant::now(), false)
+    }
+
+    /// Notes that `source` completed an exchange (see the module's
+    /// documentation): its current window counts fully toward a ban.
+    pub fn exchanged(&self, source: IpAddr) {
+        if self.settings.per_source_requests == 0 {
+            return;
+        }
+        let mut sources = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = sources.get_mut(&source) {
+            s.exchanged = true;
+        }
     }
 
     /// Counts a request refused before admission (a forged dialog) against its
     /// source's rate, so a source that keeps sending them is banned like one
     /// that floods new requests; whether the source is banned (drop, do not answer).
     pub fn is_banned_after(&self, source: IpAddr) -> bool {
-        self.take(source, Instant::now()) == Err(Refusal::Banned)
+        self.take(source, Instant::now(), false) == Err(Refusal::Banned)
     }
 
     /// The sources banned now.
@@ -239,7 +272,7 @@ impl Limiter {
         match sources.get_mut(&source) {
             Some(s) if s.banned_until.is_some_and(|t| t > now) => {
                 s.banned_until = None;
-                s.hot_windows = 0;
+                s.hot_halves = 0;
                 true
             }
             _ => false,
@@ -296,7 +329,7 @@ mod tests {
     }
 
     fn new_from(source: IpAddr, transactions: usize) -> Ask {
-        Ask { source, transactions, bytes: 0, in_dialog: false }
+        Ask { source, transactions, bytes: 0, in_dialog: false, over_handshake: true }
     }
 
     #[test]
@@ -324,13 +357,13 @@ mod tests {
         let l = limiter(0, 2, 1000);
         let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().expect("ip"), "127.0.0.2".parse().expect("ip"));
         let t0 = Instant::now();
-        assert_eq!(l.take(a, t0), Ok(()));
-        assert_eq!(l.take(a, t0), Ok(()));
-        assert_eq!(l.take(a, t0), Err(Refusal::SourceRate));
-        assert_eq!(l.take(b, t0), Ok(()), "another source has its own bucket");
-        assert_eq!(l.take(a, t0 + Duration::from_millis(499)), Err(Refusal::SourceRate));
-        assert_eq!(l.take(a, t0 + Duration::from_millis(500)), Ok(()), "one token back after half the window");
-        assert_eq!(l.take(a, t0 + Duration::from_millis(500)), Err(Refusal::SourceRate));
+        assert_eq!(l.take(a, t0, true), Ok(()));
+        assert_eq!(l.take(a, t0, true), Ok(()));
+        assert_eq!(l.take(a, t0, true), Err(Refusal::SourceRate));
+        assert_eq!(l.take(b, t0, true), Ok(()), "another source has its own bucket");
+        assert_eq!(l.take(a, t0 + Duration::from_millis(499), true), Err(Refusal::SourceRate));
+        assert_eq!(l.take(a, t0 + Duration::from_millis(500), true), Ok(()), "one token back after half the window");
+        assert_eq!(l.take(a, t0 + Duration::from_millis(500), true), Err(Refusal::SourceRate));
     }
 
     #[test]
@@ -349,26 +382,59 @@ mod tests {
         for w in 0..3u64 {
             let at = t0 + Duration::from_secs(w);
             for _ in 0..30 {
-                assert_ne!(l.take(a, at), Err(Refusal::Banned), "not yet, window {w}");
+                assert_ne!(l.take(a, at, true), Err(Refusal::Banned), "not yet, window {w}");
             }
             for _ in 0..10 {
-                assert_eq!(l.take(b, at), Ok(()));
+                assert_eq!(l.take(b, at, true), Ok(()));
             }
         }
-        assert_eq!(l.take(a, t0 + Duration::from_secs(3)), Err(Refusal::Banned), "a fourth window begins banned");
-        assert_eq!(l.take(a, t0 + Duration::from_secs(40)), Err(Refusal::Banned));
-        assert_eq!(l.take(b, t0 + Duration::from_secs(3)), Ok(()));
+        assert_eq!(l.take(a, t0 + Duration::from_secs(3), true), Err(Refusal::Banned), "a fourth window begins banned");
+        assert_eq!(l.take(a, t0 + Duration::from_secs(40), true), Err(Refusal::Banned));
+        assert_eq!(l.take(b, t0 + Duration::from_secs(3), true), Ok(()));
         let bans = l.bans();
         assert_eq!(bans.len(), 1);
         assert_eq!((bans[0].source, bans[0].dropped), (a, 2));
-        assert_eq!(l.take(a, t0 + Duration::from_secs(64)), Ok(()), "the ban is over");
+        assert_eq!(l.take(a, t0 + Duration::from_secs(64), true), Ok(()), "the ban is over");
         // A source just at its rate is never banned, however long it keeps it.
         let c: IpAddr = "192.0.2.3".parse().expect("ip");
         for w in 0..10u64 {
             for _ in 0..15 {
-                assert_ne!(l.take(c, t0 + Duration::from_secs(w)), Err(Refusal::Banned));
+                assert_ne!(l.take(c, t0 + Duration::from_secs(w), true), Err(Refusal::Banned));
             }
         }
+    }
+
+    #[test]
+    fn a_flood_that_completes_no_exchange_counts_half_toward_a_ban() {
+        let l = Limiter::new(Overload {
+            per_source_requests: 10,
+            per_source_window: Duration::from_secs(1),
+            ban_after: 2,
+            ban: Duration::from_secs(60),
+            ..Overload::default()
+        });
+        let (silent, answering): (IpAddr, IpAddr) =
+            ("192.0.2.1".parse().expect("ip"), "192.0.2.2".parse().expect("ip"));
+        let t0 = Instant::now();
+        let window = |source: IpAddr, w: u64| {
+            for _ in 0..30 {
+                let _ = l.take(source, t0 + Duration::from_secs(w), false);
+            }
+        };
+        // Two hot windows: the source that answered in them is banned at the
+        // third, the silent one is not.
+        for w in 0..2 {
+            window(silent, w);
+            window(answering, w);
+            l.exchanged(answering);
+        }
+        assert_eq!(l.take(answering, t0 + Duration::from_secs(2), false), Err(Refusal::Banned));
+        assert_ne!(l.take(silent, t0 + Duration::from_secs(2), false), Err(Refusal::Banned), "half counted");
+        // Two more hot windows and the silent flood is banned too.
+        for w in 2..4 {
+            window(silent, w);
+        }
+        assert_eq!(l.take(silent, t0 + Duration::from_secs(4), false), Err(Refusal::Banned));
     }
 
     #[test]
@@ -389,12 +455,12 @@ mod tests {
         for w in 0..5u64 {
             let at = t0 + Duration::from_secs(w);
             for _ in 0..30 {
-                let _ = l.take(stranger, at);
-                assert_ne!(l.take(peer, at), Err(Refusal::Banned), "window {w}");
+                let _ = l.take(stranger, at, true);
+                assert_ne!(l.take(peer, at, true), Err(Refusal::Banned), "window {w}");
             }
         }
         assert_eq!(l.bans().iter().map(|b| b.source).collect::<Vec<_>>(), [stranger]);
-        assert_eq!(l.take(peer, t0 + Duration::from_secs(5)), Ok(()), "its rate again once the flood stops");
+        assert_eq!(l.take(peer, t0 + Duration::from_secs(5), true), Ok(()), "its rate again once the flood stops");
     }
 
     #[test]
@@ -407,8 +473,8 @@ mod tests {
         });
         let a: IpAddr = "192.0.2.1".parse().expect("ip");
         let t0 = Instant::now();
-        let _ = (l.take(a, t0), l.take(a, t0));
-        assert_eq!(l.take(a, t0 + Duration::from_secs(1)), Err(Refusal::Banned));
+        let _ = (l.take(a, t0, true), l.take(a, t0, true));
+        assert_eq!(l.take(a, t0 + Duration::from_secs(1), true), Err(Refusal::Banned));
         assert!(l.lift(a));
         assert!(!l.lift(a), "no longer banned");
         assert!(l.bans().is_empty());
@@ -419,11 +485,11 @@ mod tests {
         let l = limiter(0, 1, 1000);
         let t0 = Instant::now();
         for i in 0..MAX_SOURCES as u32 {
-            let _ = l.take(IpAddr::from(i.to_be_bytes()), t0);
+            let _ = l.take(IpAddr::from(i.to_be_bytes()), t0, true);
         }
         assert_eq!(l.sources.lock().expect("lock").len(), MAX_SOURCES);
         // A second later every bucket is full again: they are dropped for the newcomer.
-        assert_eq!(l.take("10.0.0.1".parse().expect("ip"), t0 + Duration::from_secs(1)), Ok(()));
+        assert_eq!(l.take("10.0.0.1".parse().expect("ip"), t0 + Duration::from_secs(1), true), Ok(()));
         assert_eq!(l.sources.lock().expect("lock").len(), 1);
     }
 

@@ -22,6 +22,8 @@ pub struct Secret {
     key: hmac::Key,
     /// Random bits for tags that need to be unique, not verifiable.
     salt: u64,
+    /// A keyed hash (SipHash, random keys) for tags that must be unguessable.
+    unguessable: std::collections::hash_map::RandomState,
 }
 
 impl std::fmt::Debug for Secret {
@@ -43,7 +45,15 @@ impl Secret {
             None => hmac::Key::generate(hmac::HMAC_SHA256, &rng)
                 .unwrap_or_else(|_| hmac::Key::new(hmac::HMAC_SHA256, &std::process::id().to_be_bytes())),
         };
-        Secret { key, salt: u64::from_be_bytes(salt) }
+        Secret { key, salt: u64::from_be_bytes(salt), unguessable: std::collections::hash_map::RandomState::new() }
+    }
+
+    /// The To tag of the router's `n`th own response: unguessable by whoever
+    /// did not receive it, so an ACK carrying it shows that its source
+    /// receives at its address (see `overload.rs`).
+    pub fn response_tag(&self, n: u64) -> String {
+        use std::hash::BuildHasher as _;
+        format!("{:x}", self.unguessable.hash_one(n ^ self.salt))
     }
 
     /// Random bits, fixed for the process's lifetime.

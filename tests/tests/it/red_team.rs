@@ -402,3 +402,61 @@ async fn idle_connections_neither_last_nor_lock_out_a_tenants_peers() {
     }
     server.stop();
 }
+
+/// The ACK of a final response to an INVITE, built from the response.
+fn ack_of(resp: &exum_router::model::wire::Message, ruri: &str) -> String {
+    let field = |name| resp.first(name).unwrap_or("").to_owned();
+    format!(
+        "ACK {ruri} SIP/2.0\r\nVia: {}\r\nMax-Forwards: 70\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 1 ACK\r\n\
+         Content-Length: 0\r\n\r\n",
+        field(Name::Via),
+        field(Name::From),
+        field(Name::To),
+        field(Name::CallId)
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_from_a_source_that_never_acknowledges_counts_half_toward_a_ban() {
+    // Two sources flood INVITEs at four times their rate in the same windows;
+    // one ACKs the router's final responses (it receives at its address), the
+    // other never does (as a flood with a spoofed address cannot).
+    let lab = lab_with(
+        NO_PROBES,
+        "[overload]\nper_source_requests = 5\nper_source_window_ms = 500\nban_after = 2\nban_ms = 600000\n",
+    )
+    .await;
+    let answering = UdpPeer::bind_on("127.0.0.7:0".parse().expect("addr")).await;
+    let silent = UdpPeer::bind_on("127.0.0.8:0".parse().expect("addr")).await;
+    let ruri = "sip:x@nowhere.example";
+    let banned = |ip: &str| lab.server.proxy.bans().iter().any(|b| b.source.to_string() == ip);
+    let mut n = 0u32;
+    let mut answering_banned_first = None;
+    while !banned("127.0.0.8") {
+        assert!(n < 20_000, "the silent source was never banned");
+        for _ in 0..20 {
+            n += 1;
+            for (from, name) in [(&answering, "a"), (&silent, "s")] {
+                let id = format!("half-{name}{n}");
+                from.send(lab.router, &request("INVITE", ruri, from.addr, "UDP", &id, &format!("z9hG4bK-{id}"))).await;
+            }
+            // The answering source ACKs every final response it has.
+            while let Some(resp) = answering.try_recv() {
+                if resp.status().is_some_and(|c| c >= 200) {
+                    answering.send(lab.router, &ack_of(&resp, ruri)).await;
+                }
+            }
+            while silent.try_recv().is_some() {}
+        }
+        if answering_banned_first.is_none() && banned("127.0.0.7") {
+            answering_banned_first = Some(!banned("127.0.0.8"));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(
+        answering_banned_first,
+        Some(true),
+        "the source that completed exchanges was banned first: {:?}",
+        lab.server.proxy.bans()
+    );
+}

@@ -204,12 +204,20 @@ impl RequestTask {
             return;
         }
         sent.retain(|branch, _| failed.contains(branch));
+        let tag = match source.transport {
+            Transport::Udp => last_response
+                .as_deref()
+                .and_then(|b| crate::model::wire::Message::parse(b.to_vec(), false, b.len()).ok())
+                .and_then(|m| m.to_tag().map(Into::into)),
+            _ => None,
+        };
         let lingering = Lingering {
             proxy,
             source,
             reply_to,
             rx,
             server,
+            tag,
             last: last_response,
             sent,
             key,
@@ -606,7 +614,7 @@ impl RequestTask {
                     }
                     continue;
                 }
-                Some(Event::Ack) => continue,
+                Some(Event::Ack(_)) => continue,
                 Some(Event::Cancel) => {
                     self.cancelled = true;
                     (client.cancel(now), None)
@@ -694,6 +702,9 @@ struct Lingering {
     server: ServerTransaction,
     /// The final response sent upstream.
     last: Option<Vec<u8>>,
+    /// Its To tag, until an ACK carrying it came (the source receives at
+    /// its address: `Limiter::exchanged`).
+    tag: Option<Box<str>>,
     /// The INVITEs of branches that failed, by branch.
     sent: HashMap<String, Sent>,
     /// The transaction's key and client branches, removed from the table at the end.
@@ -714,7 +725,13 @@ impl Lingering {
             let now = Instant::now();
             let step = match event {
                 None => self.server.on_timer(now),
-                Some(Event::Ack) => self.server.on_ack(now),
+                Some(Event::Ack(tag)) => {
+                    if tag.is_some() && tag == self.tag {
+                        self.tag = None;
+                        self.proxy.limiter.exchanged(self.source.addr.ip());
+                    }
+                    self.server.on_ack(now)
+                }
                 Some(Event::Retransmission) => self.server.on_retransmission(),
                 // A 2xx again (its ACK was lost): forwarded upstream, as in
                 // the accepted state of RFC 6026; a failure again: ACKed.

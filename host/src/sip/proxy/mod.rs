@@ -279,7 +279,7 @@ impl Proxy {
         } else {
             answer
         };
-        let tag = format!("{:x}", self.secret.salt() ^ self.counter.fetch_add(1, Ordering::Relaxed));
+        let tag = self.secret.response_tag(self.counter.fetch_add(1, Ordering::Relaxed));
         let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
         let bytes = originate::response(req, source.addr, answer.code, &answer.reason, &tag, &headers);
         self.transports.reply_kept(source, self.response_address(req, source), &bytes);
@@ -364,7 +364,7 @@ impl Proxy {
         }
         match (method, existing) {
             ("ACK", Some(entry)) => {
-                let _ = entry.tx.send(Event::Ack);
+                let _ = entry.tx.send(Event::Ack(msg.to_tag().map(Into::into)));
             }
             // An ACK for a 2xx goes on statelessly: along the router's own
             // Record-Route freely; from a tenant's peer, within the peer's
@@ -477,6 +477,7 @@ impl Proxy {
             transactions: self.table.server_count(),
             bytes: held.total(),
             in_dialog: msg.to_tag().is_some(),
+            over_handshake: source.transport != Transport::Udp,
         })
     }
 
@@ -484,6 +485,11 @@ impl Proxy {
         let tx = msg.top_via().and_then(|v| v.branch).and_then(|b| self.table.client(b));
         match tx {
             Some(tx) => {
+                // Only who received the router's request knows its branch:
+                // the source receives at its address.
+                if msg.status().is_some_and(|c| c >= 200) {
+                    self.limiter.exchanged(source.addr.ip());
+                }
                 let _ = tx.send(Event::Response(Box::new(msg)));
             }
             None => {

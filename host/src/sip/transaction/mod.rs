@@ -63,8 +63,8 @@ pub struct ServerEntry {
 pub enum Event {
     /// The request again (a retransmission).
     Retransmission,
-    /// An ACK for the transaction's final response.
-    Ack,
+    /// An ACK for the transaction's final response, with its To tag.
+    Ack(Option<Box<str>>),
     /// A CANCEL of the transaction (already answered 200).
     Cancel,
     /// A response for one of the transaction's client transactions (boxed: the
