@@ -632,9 +632,7 @@ fn serve_refuses_a_tenant_id_that_is_not_a_token_and_a_directory_over_its_size()
 /// The router (as its binary) with one tenant `t`, its admin API on an
 /// ephemeral loopback port with a token, and `compile` as its `[compile]`
 /// section: the child, its log, the admin API's address and the folder.
-fn with_compile_settings(
-    compile: &str,
-) -> (std::process::Child, impl Iterator<Item = String>, String, tempfile::TempDir) {
+fn with_compile_settings(compile: &str) -> (Router, impl Iterator<Item = String>, String, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("directory.toml"), "").expect("write");
     let config = dir.path().join("router.toml");
@@ -658,7 +656,33 @@ fn with_compile_settings(
             break;
         }
     }
-    (child, lines, admin.expect("the admin API's address in the log"), dir)
+    (Router(Some(child)), lines, admin.expect("the admin API's address in the log"), dir)
+}
+
+/// A router process, killed if the test ends without stopping it (a failed
+/// assertion), so no router outlives its test.
+struct Router(Option<std::process::Child>);
+
+impl Router {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, std::process::Child::id)
+    }
+
+    /// Stops it with SIGTERM: it must exit 0.
+    fn stop(mut self, lines: impl Iterator<Item = String>) {
+        if let Some(child) = self.0.take() {
+            stop(child, lines);
+        }
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 const ADMIN_TOKEN: &str = "cli-test-admin-token";
@@ -731,7 +755,7 @@ fn a_compile_past_its_memory_cap_is_refused_in_a_child_and_the_router_never_hold
         metrics.contains("exum_policy_compilations_total 3"),
         "the standard policy at the start, the bomb, the variant: {metrics}"
     );
-    stop(child, lines);
+    child.stop(lines);
 }
 
 #[test]
@@ -762,5 +786,5 @@ fn a_compile_nobody_waits_for_any_more_is_abandoned_and_its_process_killed() {
     assert_eq!(children_of(child.id()), Vec::<u32>::new(), "the compiler process was killed and reaped");
     let tenant = http_get(&admin, "/tenants/t");
     assert!(tenant.contains("\"candidate\":null"), "{tenant}");
-    stop(child, lines);
+    child.stop(lines);
 }

@@ -8,7 +8,10 @@
 
 use std::time::Instant;
 
-use exum_router::policy::engine::{MAX_FUNCTIONS, PolicyEngine, component_with_functions};
+use exum_router::policy::engine::{
+    MAX_FUNCTIONS, PolicyEngine, component_of_bodies as component_of, component_with_functions,
+    component_with_nested_blocks,
+};
 
 fn leb(mut n: u64, out: &mut Vec<u8>) {
     loop {
@@ -19,33 +22,6 @@ fn leb(mut n: u64, out: &mut Vec<u8>) {
             break;
         }
     }
-}
-
-fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
-    out.push(id);
-    leb(content.len() as u64, out);
-    out.extend_from_slice(content);
-}
-
-/// A component of one core module whose functions (type `[] -> []`) have the
-/// given bodies (locals declaration included, without the size prefix).
-fn component_of(bodies: &[Vec<u8>]) -> Vec<u8> {
-    let mut module = b"\0asm\x01\0\0\0".to_vec();
-    section(1, &[1, 0x60, 0, 0], &mut module);
-    let mut funcs = Vec::new();
-    leb(bodies.len() as u64, &mut funcs);
-    funcs.extend(std::iter::repeat_n(0u8, bodies.len()));
-    section(3, &funcs, &mut module);
-    let mut code = Vec::new();
-    leb(bodies.len() as u64, &mut code);
-    for b in bodies {
-        leb(b.len() as u64, &mut code);
-        code.extend_from_slice(b);
-    }
-    section(10, &code, &mut module);
-    let mut component = b"\0asm\x0d\0\x01\0".to_vec();
-    section(1, &module, &mut component);
-    component
 }
 
 /// A body of `len` bytes or a little less: `locals` i64 locals, then the
@@ -88,16 +64,7 @@ fn shape(name: &str) -> Vec<u8> {
             component_of(&[body(50_000, &pattern, FUNCTION_MAX)])
         }
         // nested blocks: block ... br_if 0 ... end, 1,000 deep, repeated
-        "branches" => {
-            let mut pattern = Vec::new();
-            for _ in 0..1_000 {
-                pattern.extend_from_slice(&[0x02, 0x40]);
-            }
-            for _ in 0..1_000 {
-                pattern.extend_from_slice(&[0x41, 0, 0x0d, 0, 0x0b]);
-            }
-            component_of(&[body(0, &pattern, FUNCTION_MAX)])
-        }
+        "branches" => component_with_nested_blocks(FUNCTION_MAX),
         "code-budget" => {
             let bodies: Vec<Vec<u8>> = (0..12).map(|_| body(0, &[0x41, 1, 0x1a], 1 << 20)).collect();
             component_of(&bodies)

@@ -773,8 +773,10 @@ fn section(id: u8, content: &[u8], out: &mut Vec<u8>) {
 }
 
 /// A component of one core module whose functions (type `[] -> []`) have
-/// the given bodies (locals and code, without the size).
-fn component_of_bodies(bodies: &[Vec<u8>]) -> Vec<u8> {
+/// the given bodies (locals and code, without the size): for tests and
+/// benchmarks of what compiles cost.
+#[doc(hidden)]
+pub fn component_of_bodies(bodies: &[Vec<u8>]) -> Vec<u8> {
     let mut module = b"\0asm\x01\0\0\0".to_vec();
     section(1, &[1, 0x60, 0, 0], &mut module);
     let mut funcs = Vec::new();
