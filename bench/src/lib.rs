@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+pub mod attack;
 pub mod harness;
 
 use exum_policy_sdk::testing::{TestHost, invite};

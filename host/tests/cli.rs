@@ -392,6 +392,21 @@ fn log_field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line[at..].split_whitespace().next()
 }
 
+/// The admin API's address in the log of a starting router, read up to its
+/// UDP listener.
+fn admin_address(lines: &mut impl Iterator<Item = String>) -> String {
+    let mut admin = None;
+    for line in lines.by_ref() {
+        if line.contains("admin API listening") {
+            admin = log_field(&line, "address").map(str::to_owned);
+        }
+        if line.contains("listening") && line.contains("Udp") {
+            break;
+        }
+    }
+    admin.expect("the admin API's address in the log")
+}
+
 /// An HTTP GET of `path` from the admin API at `addr`: the body.
 fn http_get(addr: &str, path: &str) -> String {
     use std::io::Read as _;
@@ -423,16 +438,7 @@ fn example_deployment_in(root: &Path) -> PathBuf {
 fn hot_swaps_with(cwd: &Path, deployment: &Path, args: &[&str]) {
     let (child, lines) = start_in(cwd, args);
     let mut lines = lines.map_while(Result::ok);
-    let mut admin = None;
-    for line in lines.by_ref() {
-        if line.contains("admin API listening") {
-            admin = log_field(&line, "address").map(str::to_owned);
-        }
-        if line.contains("listening") && line.contains("Udp") {
-            break;
-        }
-    }
-    let admin = admin.expect("the admin API's address in the log");
+    let admin = admin_address(&mut lines);
     let before: serde_json::Value = serde_json::from_str(&http_get(&admin, "/tenants/contoso")).expect("JSON");
     assert!(before["policy"].is_null(), "no policy file yet: {before}");
 
@@ -647,16 +653,8 @@ fn with_compile_settings(compile: &str) -> (Router, impl Iterator<Item = String>
     .expect("write");
     let (child, lines) = serve(&config, &[]);
     let mut lines = lines.map_while(Result::ok);
-    let mut admin = None;
-    for line in lines.by_ref() {
-        if line.contains("admin API listening") {
-            admin = log_field(&line, "address").map(str::to_owned);
-        }
-        if line.contains("listening") && line.contains("Udp") {
-            break;
-        }
-    }
-    (Router(Some(child)), lines, admin.expect("the admin API's address in the log"), dir)
+    let admin = admin_address(&mut lines);
+    (Router(Some(child)), lines, admin, dir)
 }
 
 /// A router process, killed if the test ends without stopping it (a failed

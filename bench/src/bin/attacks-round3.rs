@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use exum_bench::attack::{answering_um, count_arrivals, cpu_seconds, place_calls, status_bytes};
 use exum_bench::harness::{bound, stop};
-use exum_router_tests::peer::{UdpPeer, request, response};
+use exum_router_tests::peer::{UdpPeer, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const ROUTER: u16 = 5971;
@@ -23,25 +24,6 @@ const ADMIN: u16 = 9971;
 
 fn router_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], ROUTER))
-}
-
-/// A value of the process's /proc status, in bytes.
-fn status_bytes(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// The process's CPU time (user and system), in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
-    ticks as f64 / 100.0
 }
 
 /// One HTTP request to the admin API: the status and body.
@@ -65,62 +47,6 @@ async fn metric(name: &str, label: &str) -> u64 {
         .filter(|l| l.starts_with(name) && l.contains(label))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-/// Counts datagrams arriving at `peer`.
-fn count_arrivals(peer: Arc<UdpPeer>) -> Arc<AtomicU64> {
-    let n = Arc::new(AtomicU64::new(0));
-    let counter = n.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_535];
-        while peer.socket.recv_from(&mut buf).await.is_ok() {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    n
-}
-
-/// A UM server that answers every INVITE with 200 at once.
-fn answering_um(um: Arc<UdpPeer>) {
-    tokio::spawn(async move {
-        while let Some((m, from)) = um.recv_within(Duration::from_secs(3600)).await {
-            if m.method() == Some("INVITE") {
-                um.send(from, &response(&m, 200, "um", &format!("Contact: <sip:{}>\r\n", um.addr))).await;
-            }
-        }
-    });
-}
-
-/// Places `calls` calls to user0 from `caller`, one every `every`: how many
-/// got a 200, how many a 503.
-async fn place_calls(caller: &UdpPeer, calls: usize, every: Duration, tag: &str) -> (u64, u64) {
-    let (mut ok, mut busy) = (0, 0);
-    let receive = async {
-        while let Some((m, _)) = caller.recv_within(Duration::from_secs(3)).await {
-            match m.status() {
-                Some(200) => ok += 1,
-                Some(503) => busy += 1,
-                _ => {}
-            }
-        }
-    };
-    let send = async {
-        for i in 0..calls {
-            let id = format!("{tag}{i}");
-            let text = request(
-                "INVITE",
-                "sip:user0@contoso.com;opaque=app:voicemail",
-                caller.addr,
-                "UDP",
-                &id,
-                &format!("z9hG4bK-{id}"),
-            );
-            caller.send(router_addr(), &text).await;
-            tokio::time::sleep(every).await;
-        }
-    };
-    tokio::join!(send, receive);
-    (ok, busy)
 }
 
 fn write_deployment(dir: &Path, um: SocketAddr, silent: SocketAddr) {
@@ -235,7 +161,8 @@ async fn main() {
         })
     };
     let caller = UdpPeer::bind().await;
-    let (ok, _) = place_calls(&caller, 300, Duration::from_millis(20), "ackflood").await;
+    let exum_bench::attack::Answers { ok, .. } =
+        place_calls(router_addr(), &caller, 300, Duration::from_millis(20), Duration::from_secs(3), "ackflood").await;
     let _ = flood.await;
     row(
         &mut rows,
@@ -335,7 +262,8 @@ async fn main() {
         })
     };
     let caller = UdpPeer::bind().await;
-    let (ok, busy) = place_calls(&caller, 200, Duration::from_millis(40), "beside").await;
+    let exum_bench::attack::Answers { ok, busy, .. } =
+        place_calls(router_addr(), &caller, 200, Duration::from_millis(40), Duration::from_secs(3), "beside").await;
     let _ = flood.await;
     let cpu = cpu_seconds(pid) - cpu_before;
     let sent = sent.load(Ordering::Relaxed);

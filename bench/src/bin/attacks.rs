@@ -23,8 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use exum_bench::attack::{answering_um, count_arrivals, cpu_seconds, place_calls, status_bytes};
 use exum_bench::harness::{bound, stop};
-use exum_router_tests::peer::{UdpPeer, request, response};
+use exum_router_tests::peer::{UdpPeer, request};
 use tokio::io::AsyncWriteExt;
 
 const ROUTER: u16 = 5970;
@@ -32,31 +33,6 @@ const ADMIN: u16 = 9970;
 
 fn router_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], ROUTER))
-}
-
-/// The router's RSS in bytes.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
-/// The router's CPU time (user and system), in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = [11, 12].iter().filter_map(|i| fields.get(*i)?.parse::<u64>().ok()).sum();
-    let hz = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse::<f64>().ok())
-        .unwrap_or(100.0);
-    ticks as f64 / hz
 }
 
 /// A counter of one Prometheus sample from the admin API.
@@ -69,64 +45,6 @@ async fn metric(name: &str, label: &str) -> u64 {
         .find(|l| l.starts_with(name) && l.contains(label))
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .map_or(0, |v| v as u64)
-}
-
-/// Counts datagrams arriving at `peer` until dropped.
-fn count_arrivals(peer: Arc<UdpPeer>) -> Arc<AtomicU64> {
-    let n = Arc::new(AtomicU64::new(0));
-    let counter = n.clone();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65_535];
-        while peer.socket.recv_from(&mut buf).await.is_ok() {
-            counter.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    n
-}
-
-/// A UM server that answers every INVITE with 200 at once.
-fn answering_um(um: Arc<UdpPeer>) {
-    tokio::spawn(async move {
-        loop {
-            let (m, from) = um.recv_within(Duration::from_secs(3600)).await.unwrap_or_else(|| std::process::exit(0));
-            if m.method() == Some("INVITE") {
-                um.send(from, &response(&m, 200, "um", &format!("Contact: <sip:{}>\r\n", um.addr))).await;
-            }
-        }
-    });
-}
-
-/// Places `calls` calls to user0 from `caller`, one every `every`; the 200s
-/// and 404s received within 5 s of the last.
-async fn place_calls(caller: &UdpPeer, calls: usize, every: Duration, tag: &str) -> (u64, u64) {
-    let (mut ok, mut not_found) = (0, 0);
-    let receive = async {
-        loop {
-            match caller.recv_within(Duration::from_secs(5)).await {
-                Some((m, _)) if m.status() == Some(200) => ok += 1,
-                Some((m, _)) if m.status() == Some(404) => not_found += 1,
-                Some(_) => {}
-                None => break,
-            }
-        }
-    };
-    let send = async {
-        for i in 0..calls {
-            let id = format!("{tag}{i}");
-            let text = request(
-                "INVITE",
-                "sip:user0@contoso.com;opaque=app:voicemail",
-                caller.addr,
-                "UDP",
-                &id,
-                &format!("z9hG4bK-{id}"),
-            );
-            caller.send(router_addr(), &text).await;
-            tokio::time::sleep(every).await;
-        }
-    };
-    tokio::join!(send, receive);
-    (ok, not_found)
 }
 
 fn forged_dialog(attacker: SocketAddr, victim: SocketAddr, i: u64) -> String {
@@ -246,7 +164,8 @@ async fn main() {
             }
         })
     };
-    let (ok, _) = place_calls(&caller, 300, Duration::from_millis(10), "legit").await;
+    let exum_bench::attack::Answers { ok, .. } =
+        place_calls(router_addr(), &caller, 300, Duration::from_millis(10), Duration::from_secs(5), "legit").await;
     let _ = flood.await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let refused = metric("exum_sip_access_refused_total", "reason=\"dialog\"").await;
@@ -327,7 +246,8 @@ async fn main() {
         })
     };
     let caller = UdpPeer::bind().await;
-    let (ok, not_found) = place_calls(&caller, 300, Duration::from_millis(2), "dir").await;
+    let exum_bench::attack::Answers { ok, not_found, .. } =
+        place_calls(router_addr(), &caller, 300, Duration::from_millis(2), Duration::from_secs(5), "dir").await;
     let _ = writer.await;
     rows.push((
         "The directory file truncated, written whole 300 ms later, while 300 calls arrive".into(),
@@ -336,7 +256,7 @@ async fn main() {
     ));
     eprintln!("{:?}", rows.last());
     // 5. Memory: big INVITEs to a UM server that never answers.
-    let rss_before = rss(pid);
+    let rss_before = status_bytes(pid, "VmRSS:");
     let mut peak = rss_before;
     let mut sources = Vec::new();
     for i in 0..20u8 {
@@ -362,12 +282,12 @@ async fn main() {
         let _ = source.socket.send_to(text.as_bytes(), router_addr()).await;
         if n % 10 == 9 {
             tokio::time::sleep(Duration::from_millis(10)).await;
-            peak = peak.max(rss(pid));
+            peak = peak.max(status_bytes(pid, "VmRSS:"));
         }
     }
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        peak = peak.max(rss(pid));
+        peak = peak.max(status_bytes(pid, "VmRSS:"));
     }
     let memory_refusals = metric("exum_sip_overload_refused_total", "reason=\"memory\"").await;
     let answers: u64 = refused_503.iter().map(|c| c.load(Ordering::Relaxed)).sum();

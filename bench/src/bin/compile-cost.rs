@@ -10,19 +10,8 @@ use std::time::Instant;
 
 use exum_router::policy::engine::{
     MAX_FUNCTIONS, PolicyEngine, component_of_bodies as component_of, component_with_functions,
-    component_with_nested_blocks,
+    component_with_nested_blocks, leb,
 };
-
-fn leb(mut n: u64, out: &mut Vec<u8>) {
-    loop {
-        let byte = (n & 0x7f) as u8;
-        n >>= 7;
-        out.push(if n == 0 { byte } else { byte | 0x80 });
-        if n == 0 {
-            break;
-        }
-    }
-}
 
 /// A body of `len` bytes or a little less: `locals` i64 locals, then the
 /// repeated `pattern`, then `end`.

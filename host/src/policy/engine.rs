@@ -755,7 +755,9 @@ impl Drop for Ticker {
     }
 }
 
-fn leb(mut n: u64, out: &mut Vec<u8>) {
+/// Appends `n` as unsigned LEB128 (for the component builders below).
+#[doc(hidden)]
+pub fn leb(mut n: u64, out: &mut Vec<u8>) {
     loop {
         let byte = (n & 0x7f) as u8;
         n >>= 7;
