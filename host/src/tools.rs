@@ -138,7 +138,15 @@ pub fn check(path: &Path) -> Result<String, ToolError> {
             let _ = writeln!(out, "signature  unreadable: {e}");
         }
     }
-    let _ = writeln!(out, "ok: exports {REQUIRED_EXPORT} and imports nothing outside {CONTRACT}");
+    if compiled.uses_wasi {
+        let _ = writeln!(
+            out,
+            "ok: exports {REQUIRED_EXPORT} and imports nothing outside {CONTRACT} but WASI 0.2, which the router's \
+             sandbox answers (no files, no network, the policy clock, output to the policy log)"
+        );
+    } else {
+        let _ = writeln!(out, "ok: exports {REQUIRED_EXPORT} and imports nothing outside {CONTRACT}");
+    }
     Ok(out)
 }
 

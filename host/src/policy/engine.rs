@@ -17,7 +17,7 @@ use super::bindings::PolicyPre;
 use super::host_api::{self, MAX_TABLE_ELEMENTS, StoreState};
 
 /// What to do about a policy that imports WASI.
-pub const WASI_HINT: &str = "build for wasm32-unknown-unknown (not wasm32-wasip1 or wasip2) and keep std::fs, std::net, std::env, std::time::SystemTime and println! out of the policy; the router's imports (exum_policy_sdk::host) give the time and the log";
+pub const WASI_HINT: &str = "a policy may import WASI 0.2 cli, clocks, filesystem, io, random and sockets (answered by the router's sandbox: no files, no network, the policy clock, output to the policy log), nothing else of WASI; a Rust policy is built for wasm32-unknown-unknown and needs none of it";
 
 /// The contract version this router speaks.
 pub const CONTRACT: &str = "exum:policy@0.1.0";
@@ -29,6 +29,12 @@ pub const ALLOWED_IMPORTS: [&str; 5] = [
     "exum:policy/clock@0.1.0",
     "exum:policy/log@0.1.0",
 ];
+/// Whether a component may import `name`: one of the contract's interfaces,
+/// or a WASI 0.2 interface the router's sandbox answers (`wasi.rs`).
+pub fn is_allowed_import(name: &str) -> bool {
+    ALLOWED_IMPORTS.contains(&name) || super::wasi::is_allowed(name)
+}
+
 /// The interface a policy must export.
 pub const REQUIRED_EXPORT: &str = "exum:policy/handler@0.1.0";
 /// How often the epoch advances while a policy call is in progress: the
@@ -42,7 +48,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// whatever the load, fall to 200 (docs/performance.md).
 pub const IDLE_EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Largest component accepted, in bytes.
-pub const MAX_COMPONENT_BYTES: usize = 16 << 20;
+pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
 
 /// Why a component cannot be used as a policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,8 +66,8 @@ pub enum LoadError {
     /// It imports interfaces outside the contract.
     #[error("imports {} outside the contract {CONTRACT} (a policy may import only {})", .0.join(", "), ALLOWED_IMPORTS.join(", "))]
     ForeignImports(Vec<String>),
-    /// It imports WASI, which policies do not have.
-    #[error("policies have no WASI: it imports {}; {WASI_HINT}", .0.join(", "))]
+    /// It imports WASI the router does not offer.
+    #[error("imports WASI the router does not offer: {}; {WASI_HINT}", .0.join(", "))]
     Wasi(Vec<String>),
     /// It does not export the contract's handler.
     #[error("does not export {REQUIRED_EXPORT} (it exports: {})", if .0.is_empty() { "nothing".to_owned() } else { .0.join(", ") })]
@@ -103,6 +109,8 @@ pub struct CompiledPolicy {
     pub exports: Vec<String>,
     /// Bytes of its compiled code in memory.
     pub code_bytes: usize,
+    /// Whether it imports WASI (its calls run where WASI may block).
+    pub uses_wasi: bool,
     pub(crate) pre: PolicyPre<StoreState>,
 }
 
@@ -504,7 +512,7 @@ impl PolicyEngine {
             .filter(|(_, item)| !matches!(item.ty, ComponentItem::Type(_)))
             .map(|(name, _)| name.to_owned())
             .collect();
-        let foreign: Vec<String> = imports.iter().filter(|i| !ALLOWED_IMPORTS.contains(&i.as_str())).cloned().collect();
+        let foreign: Vec<String> = imports.iter().filter(|i| !is_allowed_import(i)).cloned().collect();
         if foreign.iter().any(|i| i.starts_with("wasi:")) {
             return Err(LoadError::Wasi(foreign));
         }
@@ -519,11 +527,12 @@ impl PolicyEngine {
             .instantiate_pre(&component)
             .and_then(PolicyPre::new)
             .map_err(|e| LoadError::ContractMismatch(format!("{e:#}")))?;
+        let uses_wasi = imports.iter().any(|i| i.starts_with("wasi:"));
         let code_bytes = {
             let r = component.image_range();
             (r.end as usize).saturating_sub(r.start as usize)
         };
-        Ok(CompiledPolicy { hash, size, imports, exports, code_bytes, pre })
+        Ok(CompiledPolicy { hash, size, imports, exports, code_bytes, uses_wasi, pre })
     }
 }
 
@@ -677,7 +686,7 @@ pub fn shape(bytes: &[u8]) -> Result<Shape, LoadError> {
                 for import in reader {
                     let import = import.map_err(|e| LoadError::NotAComponent(e.to_string()))?;
                     let name = import.name.name;
-                    if !ALLOWED_IMPORTS.contains(&name) {
+                    if !is_allowed_import(name) {
                         foreign.push(name.to_owned());
                     }
                 }

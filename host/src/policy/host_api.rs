@@ -87,6 +87,14 @@ pub struct StoreState {
     pub(crate) call: super::deadline::CallClock,
     /// Whether the imports answer live, recording, or from a record.
     pub(crate) imports: Imports,
+    /// The WASI the store answers (for policies in other languages' runtimes).
+    pub(crate) wasi: super::wasi::StoreWasi,
+}
+
+impl wasmtime_wasi::WasiView for StoreState {
+    fn ctx(&mut self) -> wasmtime_wasi::WasiCtxView<'_> {
+        wasmtime_wasi::WasiCtxView { ctx: &mut self.wasi.ctx, table: &mut self.wasi.table }
+    }
 }
 
 /// How a store's imports answer.
@@ -126,6 +134,7 @@ impl StoreState {
             log_budget: LOG_BUDGET_PER_CALL,
             call: super::deadline::CallClock::start(),
             imports: Imports::Live,
+            wasi: super::wasi::StoreWasi::new(),
         }
     }
 
@@ -165,9 +174,11 @@ impl StoreState {
     }
 }
 
-/// Adds the contract's imports to `linker`.
+/// Adds the contract's imports to `linker`, and the sandboxed WASI 0.2
+/// (`wasi.rs`).
 pub fn add_to_linker(linker: &mut Linker<StoreState>) -> wasmtime::Result<()> {
-    Policy::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)
+    Policy::add_to_linker::<StoreState, HasSelf<StoreState>>(linker, |s| s)?;
+    wasmtime_wasi::p2::add_to_linker_sync(linker)
 }
 
 impl types::Host for StoreState {}
@@ -438,6 +449,25 @@ impl clock::Host for StoreState {
 pub fn now(tenant: &Tenant) -> clock::Datetime {
     let unix_seconds = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
     clock::Datetime { unix_seconds, utc_offset_minutes: tenant.config.utc_offset_minutes }
+}
+
+impl StoreState {
+    /// Logs what the call wrote to standard output and error, a line at a
+    /// time, under the call's log budget (what the budget leaves out is
+    /// dropped, as `log` lines beyond it are).
+    pub(crate) fn log_output(&mut self) {
+        let (out, dropped) = self.wasi.call.take_output();
+        if out.is_empty() {
+            return;
+        }
+        let text = String::from_utf8_lossy(&out).into_owned();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let _ = log::Host::log(self, log::Level::Info, line.to_owned());
+        }
+        if dropped > 0 {
+            let _ = log::Host::log(self, log::Level::Warn, format!("{dropped} bytes of output dropped"));
+        }
+    }
 }
 
 impl log::Host for StoreState {

@@ -96,7 +96,12 @@ pub fn module_problem(module: &[u8]) -> Option<String> {
         s.payload.windows(22).any(|w| w == b"wasi_snapshot_preview1") || s.payload.windows(5).any(|w| w == b"wasi:")
     });
     if wasi {
-        return Some(format!("policies have no WASI: the module imports WASI functions; {}", super::engine::WASI_HINT));
+        return Some(
+            "the module imports WASI functions, which `componentize` does not adapt: build a Rust policy for \
+             wasm32-unknown-unknown and keep std::fs, std::net, std::env, std::time::SystemTime and println! out of it \
+             (the router's imports, exum_policy_sdk::host, give the time and the log)"
+                .into(),
+        );
     }
     let world =
         sections.iter().any(|s| s.id == 0 && custom(s.payload).is_some_and(|(n, _)| n.starts_with("component-type")));

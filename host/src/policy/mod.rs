@@ -18,6 +18,7 @@ pub mod registry;
 pub mod replay;
 pub mod version;
 pub mod view;
+pub mod wasi;
 
 /// The contract's types, generated from `sdk/wit/` (the same files the SDK uses).
 pub mod contract {

@@ -239,12 +239,12 @@ impl PolicyVersion {
 
     /// Calls `route`.
     pub fn route(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<Decision, Fault> {
-        self.call(tenant, Imports::Live, |b, s| b.exum_policy_handler().call_route(s, req)).0
+        self.call(tenant, Imports::Live, req, |b, s| b.exum_policy_handler().call_route(s, req)).0
     }
 
     /// Calls `on-failure`.
     pub fn on_failure(&self, tenant: &Arc<Tenant>, req: &Request, failure: &Failure) -> Result<Decision, Fault> {
-        self.call(tenant, Imports::Live, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure)).0
+        self.call(tenant, Imports::Live, req, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure)).0
     }
 
     /// Calls `route` or `on-failure` with the imports answering as `imports`
@@ -256,9 +256,11 @@ impl PolicyVersion {
         imports: Imports,
     ) -> (Result<Decision, Fault>, Imports) {
         match call {
-            PolicyCall::Route(req) => self.call(tenant, imports, |b, s| b.exum_policy_handler().call_route(s, req)),
+            PolicyCall::Route(req) => {
+                self.call(tenant, imports, req, |b, s| b.exum_policy_handler().call_route(s, req))
+            }
             PolicyCall::OnFailure(req, failure) => {
-                self.call(tenant, imports, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure))
+                self.call(tenant, imports, req, |b, s| b.exum_policy_handler().call_on_failure(s, req, failure))
             }
         }
     }
@@ -336,7 +338,8 @@ impl PolicyVersion {
         &self,
         tenant: &Arc<Tenant>,
         imports: Imports,
-        f: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<Decision>,
+        req: &Request,
+        f: impl FnOnce(&Policy, &mut Store<StoreState>) -> wasmtime::Result<Decision> + Send,
     ) -> (Result<Decision, Fault>, Imports) {
         let replaying = matches!(imports, Imports::Replay { .. });
         // A replay runs on an instance of its own.
@@ -363,13 +366,42 @@ impl PolicyVersion {
             }
             data.limiter.hit = None;
             data.log_budget = super::host_api::LOG_BUDGET_PER_CALL;
-            data.call = CallClock::start();
             data.imports = imports;
         }
+        let uses_wasi = self.code.get().is_some_and(|c| c.uses_wasi);
+        if uses_wasi {
+            let data = store.data_mut();
+            let wall = match &data.imports {
+                Imports::Replay { clock, .. } => clock.unix_seconds,
+                _ => super::host_api::now(&data.tenant).unix_seconds,
+            };
+            data.wasi.call.start(super::wasi::seed_of(super::view::text(req, req.call_id)), wall);
+        }
+        store.data_mut().call = CallClock::start();
         store.set_epoch_deadline(FIRST_DEADLINE);
         let in_progress = self.engine.call_started();
-        let result = f(&instance.bindings, store);
+        let bindings = &instance.bindings;
+        let result = if uses_wasi { super::wasi::outside_async(|| f(bindings, store)) } else { f(bindings, store) };
         drop(in_progress);
+        if uses_wasi {
+            let data = instance.store.data_mut();
+            data.log_output();
+            // The wall clock WASI answered is the policy clock: recorded as a
+            // `now` when the policy read it, so a replay answers the same.
+            if data.wasi.call.wall_read()
+                && let Imports::Recording(calls) = &mut data.imports
+                && !calls.iter().any(|c| c.ask == super::record::Ask::Now)
+            {
+                let now = super::bindings::exum::policy::clock::Datetime {
+                    unix_seconds: data.wasi.call.wall_seconds(),
+                    utc_offset_minutes: data.tenant.config.utc_offset_minutes,
+                };
+                calls.push(super::record::ImportCall {
+                    ask: super::record::Ask::Now,
+                    answer: super::record::Answer::Now(now),
+                });
+            }
+        }
         match result {
             Ok(decision) => {
                 let imports = std::mem::take(&mut instance.store.data_mut().imports);
@@ -411,14 +443,28 @@ impl PolicyVersion {
         let code = self.code().map_err(InstantiateError::Fault)?;
         // Instantiation and `init` run the policy's code under the deadline too.
         let _in_progress = self.engine.call_started();
-        let bindings = code
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit)))?;
-        match bindings.exum_policy_handler().call_init(&mut store, &self.init_config) {
-            Ok(Ok(())) => Ok(PooledInstance { store, bindings }),
-            Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
-            Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
+        let init_config = &self.init_config;
+        let start = move |mut store: Store<StoreState>| {
+            let bindings = match code.pre.instantiate(&mut store) {
+                Ok(b) => b,
+                Err(e) => return Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
+            };
+            let init = bindings.exum_policy_handler().call_init(&mut store, init_config);
+            if code.uses_wasi {
+                store.data_mut().log_output();
+            }
+            match init {
+                Ok(Ok(())) => Ok(PooledInstance { store, bindings }),
+                Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
+                Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
+            }
+        };
+        if code.uses_wasi {
+            let wall = super::host_api::now(tenant).unix_seconds;
+            store.data_mut().wasi.call.start(super::wasi::seed_of(""), wall);
+            super::wasi::outside_async(|| start(store))
+        } else {
+            start(store)
         }
     }
 }

@@ -92,7 +92,7 @@ fn componentize_says_what_is_wrong_and_leaves_no_file_behind() {
     let wasi = dir.path().join("wasi.wasm");
     std::fs::write(&wasi, core_module(&[("wasi_snapshot_preview1", "fd_write")])).expect("write");
     let e = tools::componentize(&wasi, &out).expect_err("WASI").to_string();
-    assert!(e.contains("policies have no WASI") && e.contains("wasm32-unknown-unknown"), "{e}");
+    assert!(e.contains("imports WASI functions") && e.contains("wasm32-unknown-unknown"), "{e}");
     assert!(!out.exists());
     let bare = dir.path().join("bare.wasm");
     std::fs::write(&bare, core_module(&[])).expect("write");
