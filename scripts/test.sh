@@ -25,12 +25,33 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v ldapmodify >/dev/null 2>&1 || missing+=(ldap-utils)
 # Chromium, headless, loads the admin API's status page in a real browser.
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# Node and Python build the policies written in JavaScript and Python.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
+python3 -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "installing ${missing[*]} for the tests"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
+fi
+
+# The toolchains of policies in other languages, from the registries at the
+# versions pinned in the repository: componentize-js (sdk-js/package-lock.json,
+# into sdk-js/node_modules) and componentize-py (sdk-py/requirements-dev.txt,
+# into a virtual environment, target/python).
+if ! cmp -s sdk-js/package-lock.json sdk-js/node_modules/.exum-installed-lock \
+    || ! sdk-js/node_modules/.bin/componentize-js --version >/dev/null 2>&1; then
+    echo "installing the JavaScript policy toolchain (npm ci in sdk-js)"
+    npm ci --prefix sdk-js --no-audit --no-fund
+    cp sdk-js/package-lock.json sdk-js/node_modules/.exum-installed-lock
+fi
+if ! cmp -s sdk-py/requirements-dev.txt target/python/.exum-installed-requirements \
+    || ! target/python/bin/componentize-py --version >/dev/null 2>&1; then
+    echo "installing the Python policy toolchain (pip install -r sdk-py/requirements-dev.txt into target/python)"
+    python3 -m venv target/python
+    target/python/bin/python -m pip install --quiet -r sdk-py/requirements-dev.txt
+    cp sdk-py/requirements-dev.txt target/python/.exum-installed-requirements
 fi
 
 cargo fmt --all -- --check

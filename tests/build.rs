@@ -1,7 +1,7 @@
 //! Builds every shipped policy and every test fixture to a component, from source,
 //! with one nested cargo build; `src/lib.rs` includes the paths.
 
-use exum_guest_build::Guest;
+use exum_guest_build::{Guest, Language, Polyglot};
 
 fn main() -> anyhow::Result<()> {
     exum_guest_build::build(&[
@@ -15,5 +15,9 @@ fn main() -> anyhow::Result<()> {
         Guest { package: "exum-fixture-no-exports", constant: "NO_EXPORTS" },
         Guest { package: "exum-fixture-plan-a", constant: "PLAN_A" },
         Guest { package: "exum-fixture-plan-b", constant: "PLAN_B" },
+    ])?;
+    exum_guest_build::build_polyglot(&[
+        Polyglot { language: Language::JavaScript, dir: "tests/polyglot/js", entry: "probe.js", constant: "JS_PROBE" },
+        Polyglot { language: Language::Python, dir: "tests/polyglot/python/probe", entry: "app", constant: "PY_PROBE" },
     ])
 }

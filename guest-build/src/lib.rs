@@ -163,3 +163,144 @@ fn find_workspace_root(start: &Path) -> Result<PathBuf> {
     }
     bail!("no workspace root above {}", start.display())
 }
+
+/// A policy in another language, built with that language's component
+/// toolchain against `sdk/wit/policy.wit`.
+#[derive(Debug, Clone, Copy)]
+pub struct Polyglot {
+    /// The language, which picks the toolchain.
+    pub language: Language,
+    /// The folder of its sources, relative to the workspace.
+    pub dir: &'static str,
+    /// Its entry: a JavaScript file, or a Python module, in `dir`.
+    pub entry: &'static str,
+    /// The name of the constant to emit for it.
+    pub constant: &'static str,
+}
+
+/// A language with a component toolchain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// JavaScript, with componentize-js (`sdk-js/node_modules`, from `npm ci --prefix sdk-js`).
+    JavaScript,
+    /// Python, with componentize-py (`target/python`, from `pip install -r
+    /// sdk-py/requirements-dev.txt` in that virtual environment, or on the PATH).
+    Python,
+}
+
+/// Builds `guests` with their languages' toolchains and writes `polyglot.rs`
+/// into `OUT_DIR`, with one `pub const NAME: Result<&str, &str>` per guest:
+/// the component's path, or why it could not be built (a toolchain missing:
+/// the tests that need it fail saying so). A component is kept in
+/// `target/guests/polyglot/` under a hash of its sources, the contract and
+/// the toolchain, and built again only when one of them changes.
+pub fn build_polyglot(guests: &[Polyglot]) -> Result<()> {
+    let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR")?);
+    let workspace = find_workspace_root(&manifest_dir)?;
+    let out_dir = PathBuf::from(env("OUT_DIR")?);
+    let cache = workspace.join("target").join("guests").join("polyglot");
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let wit = workspace.join("sdk/wit/policy.wit");
+    println!("cargo:rerun-if-changed={}", wit.display());
+    println!("cargo:rerun-if-changed={}", workspace.join("sdk-js/package-lock.json").display());
+    println!("cargo:rerun-if-changed={}", workspace.join("sdk-py/requirements-dev.txt").display());
+    println!("cargo:rerun-if-changed={}", workspace.join("target/python/.exum-installed-requirements").display());
+    println!("cargo:rerun-if-changed={}", workspace.join("sdk-js/node_modules/.exum-installed-lock").display());
+    let mut constants = String::new();
+    for guest in guests {
+        let dir = workspace.join(guest.dir);
+        println!("cargo:rerun-if-changed={}", dir.display());
+        let built = build_one(&workspace, &wit, &dir, guest, &cache);
+        let value = match &built {
+            Ok(path) => format!("Ok({:?})", path.display().to_string()),
+            Err(e) => {
+                println!("cargo:warning={}: {e:#}", guest.constant);
+                format!("Err({:?})", format!("{e:#}"))
+            }
+        };
+        constants.push_str(&format!(
+            "/// The component built from `{}` ({:?}), or why it could not be built.\npub const {}: Result<&str, &str> = {value};\n",
+            guest.dir, guest.language, guest.constant
+        ));
+    }
+    std::fs::write(out_dir.join("polyglot.rs"), constants).context("writing polyglot.rs")?;
+    Ok(())
+}
+
+fn build_one(workspace: &Path, wit: &Path, dir: &Path, guest: &Polyglot, cache: &Path) -> Result<PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let (tool, version_args): (PathBuf, &[&str]) = match guest.language {
+        Language::JavaScript => (workspace.join("sdk-js/node_modules/.bin/componentize-js"), &["--version"]),
+        Language::Python => {
+            let venv = workspace.join("target/python/bin/componentize-py");
+            (if venv.is_file() { venv } else { PathBuf::from("componentize-py") }, &["--version"])
+        }
+    };
+    let version = Command::new(&tool).args(version_args).output().ok().filter(|o| o.status.success());
+    let Some(version) = version else {
+        bail!(
+            "{} is not installed: {}",
+            tool.display(),
+            match guest.language {
+                Language::JavaScript => "run `npm ci --prefix sdk-js` (scripts/test.sh does)",
+                Language::Python => {
+                    "run `python3 -m venv target/python && target/python/bin/pip install -r sdk-py/requirements-dev.txt` \
+                     (scripts/test.sh does)"
+                }
+            }
+        );
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    version.stdout.hash(&mut hasher);
+    std::fs::read(wit).context("reading the contract")?.hash(&mut hasher);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for file in &files {
+        file.file_name().hash(&mut hasher);
+        std::fs::read(file).with_context(|| format!("reading {}", file.display()))?.hash(&mut hasher);
+    }
+    let out = cache.join(format!("{}-{:016x}.wasm", guest.constant.to_lowercase(), hasher.finish()));
+    if out.is_file() {
+        return Ok(out);
+    }
+    let tmp = out.with_extension("tmp.wasm");
+    let mut cmd = Command::new(&tool);
+    match guest.language {
+        Language::JavaScript => {
+            // stdio, HTTP and fetch left out: the component imports WASI
+            // random and clocks only (the router answers both per call).
+            cmd.current_dir(dir)
+                .arg("--wit")
+                .arg(wit)
+                .args(["--world-name", "policy", "-d", "stdio", "http", "fetch-event", "-o"])
+                .arg(&tmp)
+                .arg(guest.entry);
+        }
+        Language::Python => {
+            cmd.current_dir(cache)
+                .arg("-d")
+                .arg(wit)
+                .args(["-w", "policy", "componentize", guest.entry, "-p"])
+                .arg(dir)
+                .arg("-o")
+                .arg(&tmp);
+        }
+    }
+    let output = cmd.output().with_context(|| format!("running {}", tool.display()))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed on {}: {}{}",
+            tool.display(),
+            dir.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
+    Ok(out)
+}

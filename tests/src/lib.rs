@@ -25,6 +25,21 @@ pub mod components {
     include!(concat!(env!("OUT_DIR"), "/components.rs"));
 }
 
+/// Paths of the policies in other languages built from source
+/// (`tests/polyglot/`), or why they could not be built.
+pub mod polyglot {
+    include!(concat!(env!("OUT_DIR"), "/polyglot.rs"));
+
+    /// The path of a component of [`self`]; panics saying why it is missing
+    /// (its toolchain not installed: `scripts/test.sh` installs them).
+    pub fn path(component: Result<&'static str, &'static str>) -> &'static str {
+        match component {
+            Ok(path) => path,
+            Err(why) => panic!("a policy in another language could not be built: {why}"),
+        }
+    }
+}
+
 /// `component` with a custom section `name` holding `payload` appended.
 pub fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
     let mut section = vec![name.len() as u8];

@@ -16,6 +16,7 @@ mod interop;
 mod ldap;
 mod lifecycle;
 mod listeners;
+mod polyglot;
 mod proxy;
 mod records;
 mod red_team;

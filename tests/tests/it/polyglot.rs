@@ -1,0 +1,143 @@
+//! Policies in JavaScript and Python, built from `tests/polyglot/` by their
+//! languages' own toolchains against the contract with no SDK, through the
+//! real engine: they decide, the WASI sandbox gives them nothing of the host,
+//! their random bytes and clock replay exactly, and a hostile one costs one
+//! decision, as a Rust one does.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use exum_router::control::config::{Fallback, Limits};
+use exum_router::control::{Tenant, Tenants};
+use exum_router::policy::contract::Decision;
+use exum_router::policy::host_api::Imports;
+use exum_router::policy::record::{DecisionRecord, Export, Output};
+use exum_router::policy::version::PolicyCall;
+use exum_router::policy::{DecidedBy, FaultKind, TenantPolicy, Verdict};
+use exum_router_tests::{Plane, polyglot, tenant_with_policy};
+
+/// Interpreters in a debug build: a generous deadline and memory.
+fn limits() -> Limits {
+    Limits { deadline: Duration::from_millis(500), memory_bytes: 64 << 20, quarantine_after: 1000 }
+}
+
+/// A tenant and its installed policy.
+type Installed = (Arc<Tenant>, Arc<TenantPolicy>);
+
+/// A plane with one tenant per language (`js`, `python`), each serving its probe.
+fn plane() -> (Plane, Vec<Installed>) {
+    let plane = Plane::new(Tenants::default());
+    let mut tenants = Vec::new();
+    for (id, component) in [("js", polyglot::JS_PROBE), ("python", polyglot::PY_PROBE)] {
+        let tenant = tenant_with_policy(id, polyglot::path(component), "", Fallback::Reject(503), limits());
+        let policy = plane.registry.install_configured(&tenant);
+        assert_eq!(policy.load_error, None, "the {id} probe loads");
+        tenants.push((tenant, policy));
+    }
+    (plane, tenants)
+}
+
+fn request(user: &str, call_id: &str) -> exum_router::policy::contract::Request {
+    let text =
+        exum_router_tests::invite(&format!("sip:{user}@contoso.com;opaque=app:voicemail"), "sip:zoe@fabrikam.com")
+            .replace("Call-ID: test@192.0.2.10", &format!("Call-ID: {call_id}"));
+    exum_router_tests::view_of(&text)
+}
+
+fn rejected(v: &Verdict) -> (u16, String) {
+    assert!(matches!(v.decided_by, DecidedBy::Policy { .. }), "decided by the policy: {:?}", v.decided_by);
+    match &v.decision {
+        Decision::Reject(r) => (r.code, r.reason.clone()),
+        other => panic!("a reject, not {other:?}"),
+    }
+}
+
+#[test]
+fn policies_in_javascript_and_python_decide_through_the_engine() {
+    let (_plane, tenants) = plane();
+    for (tenant, policy) in &tenants {
+        let id = &tenant.config.id;
+        let (code, reason) = rejected(&policy.route(tenant, &request("nobody", "a@x")));
+        assert_eq!(code, 404, "{id}");
+        assert_eq!(reason, format!("Not Found ({id})"));
+        // The next call takes an instance from the pool and decides alike.
+        assert_eq!(rejected(&policy.route(tenant, &request("nobody", "b@x"))), (404, reason));
+    }
+}
+
+#[test]
+fn the_wasi_sandbox_gives_a_python_policy_no_file_no_socket_no_environment() {
+    let (_plane, tenants) = plane();
+    let (tenant, policy) = &tenants[1];
+    let (code, reason) = rejected(&policy.route(tenant, &request("sandbox", "s@x")));
+    assert_eq!(code, 403);
+    let fields: std::collections::HashMap<&str, &str> = reason.split(' ').filter_map(|f| f.split_once('=')).collect();
+    assert_ne!(fields["file"], "allowed", "{reason}");
+    assert_ne!(fields["socket"], "allowed", "{reason}");
+    assert_eq!((fields["env"], fields["argv"]), ("0", "0"), "{reason}");
+}
+
+#[test]
+fn random_bytes_and_clocks_follow_the_call_id_and_the_policy_clock_and_replay_exactly() {
+    let (plane, tenants) = plane();
+    for (tenant, policy) in &tenants {
+        let id = &tenant.config.id;
+        let entropy = |call_id: &str| {
+            let (code, reason) = rejected(&policy.route(tenant, &request("entropy", call_id)));
+            assert_eq!(code, 480);
+            // language, random bytes, the clock's second, a monotonic or random number
+            reason.split(' ').map(str::to_owned).collect::<Vec<_>>()
+        };
+        let (a, again, b) = (entropy("a@x"), entropy("a@x"), entropy("b@x"));
+        assert_eq!(a[1], again[1], "{id}: the same Call-ID, the same bytes");
+        assert_eq!(a[3], again[3], "{id}: the same Call-ID, the same numbers");
+        assert_ne!(a[1], b[1], "{id}: another Call-ID, other bytes");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let seen: u64 = a[2].parse().expect("seconds");
+        assert!(seen <= now && seen + 3600 >= now, "{id}: the policy clock ({seen}), not a fixed one");
+
+        // Recorded, then replayed on a fresh instance: byte for byte the same.
+        let version = policy.own.clone().expect("its own version");
+        let req = request("entropy", "r@x");
+        let (result, imports) = version.call_with(tenant, PolicyCall::Route(&req), Imports::recording());
+        let Imports::Recording(calls) = imports else { panic!("recording") };
+        let decision = result.expect("decides");
+        let record = DecisionRecord::new(
+            id,
+            version.recorded(),
+            Export::Route,
+            &req,
+            None,
+            exum_router::policy::host_api::now(tenant),
+            calls,
+            Output::Decision(decision),
+        );
+        let bytes = std::fs::read(polyglot::path(if id == "js" { polyglot::JS_PROBE } else { polyglot::PY_PROBE }))
+            .expect("the component");
+        let replayed =
+            exum_router::policy::replay::replay(plane.registry.engine(), &record, &bytes, "").expect("replays");
+        assert!(replayed.same, "{id}: {:?}", replayed.differences);
+    }
+}
+
+#[test]
+fn a_hostile_javascript_or_python_policy_costs_one_decision() {
+    let (plane, tenants) = plane();
+    let cases = [
+        ("js", "loop", FaultKind::Deadline),
+        ("js", "bomb", FaultKind::Memory),
+        ("python", "loop", FaultKind::Deadline),
+        ("python", "bomb", FaultKind::Memory),
+        ("python", "exit", FaultKind::Trap),
+    ];
+    for (id, mode, kind) in cases {
+        let (tenant, policy) = tenants.iter().find(|(t, _)| t.config.id == id).expect("tenant");
+        let faults = || plane.registry.metrics().faults_of(id, kind.as_str());
+        let before = faults();
+        let v = policy.route(tenant, &request(mode, &format!("{mode}@x")));
+        assert_eq!(v.decided_by, DecidedBy::Fallback { reason: kind.as_str().to_owned() }, "{id} {mode}");
+        assert_eq!(faults(), before + 1, "{id} {mode}: one fault");
+        // The next call is the policy's again.
+        assert_eq!(rejected(&policy.route(tenant, &request("nobody", "n@x"))).0, 404, "{id} after {mode}");
+    }
+}
