@@ -605,11 +605,23 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Consecutive faults after which the policy is quarantined (`quarantine_after`).
     pub quarantine_after: u32,
+    /// Largest component the tenant may serve (`component_mib`).
+    pub component_bytes: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { deadline: Duration::from_millis(5), memory_bytes: 16 << 20, quarantine_after: 5 }
+        // 32 MiB of linear memory holds a Python or JavaScript runtime with
+        // room for its heap during a call (an initialised instance of either
+        // holds 9 to 12 MiB); a Rust policy uses about 1 MiB. It is a cap per
+        // instance, not a reservation. Components up to 32 MiB hold those
+        // runtimes (12 and 18 MB) and the standard library they bring.
+        Limits {
+            deadline: Duration::from_millis(5),
+            memory_bytes: 32 << 20,
+            quarantine_after: 5,
+            component_bytes: 32 << 20,
+        }
     }
 }
 
@@ -861,6 +873,7 @@ struct LimitsFile {
     deadline_ms: Option<u64>,
     memory_mib: Option<u64>,
     quarantine_after: Option<u32>,
+    component_mib: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -1631,6 +1644,13 @@ fn limits(base: Limits, file: LimitsFile, key: &str) -> Result<Limits, (String, 
         }
         out.memory_bytes = (mib as usize) << 20;
     }
+    if let Some(mib) = file.component_mib {
+        let most = (crate::policy::engine::MAX_COMPONENT_BYTES >> 20) as u64;
+        if !(1..=most).contains(&mib) {
+            return Err((format!("{key}.component_mib"), format!("{mib}: must be 1 to {most} MiB")));
+        }
+        out.component_bytes = (mib as usize) << 20;
+    }
     if let Some(n) = file.quarantine_after {
         if n == 0 {
             return Err((format!("{key}.quarantine_after"), "must be at least 1".into()));
@@ -1762,6 +1782,15 @@ mod tests {
             let e = err(&format!("directory = \"d\"\n{text}\n"));
             assert!(e.contains(message), "{text}: {e}");
         }
+    }
+
+    #[test]
+    fn a_tenant_may_serve_components_up_to_its_component_mib() {
+        let c = load("directory = \"d\"\n[policy_defaults]\ncomponent_mib = 48\n[[tenant]]\nid = \"a\"\ndomains = [\"a.com\"]\nlimits = { component_mib = 8 }\n[[tenant]]\nid = \"b\"\ndomains = [\"b.com\"]\n").expect("valid");
+        assert_eq!((c.tenants[0].limits.component_bytes, c.tenants[1].limits.component_bytes), (8 << 20, 48 << 20));
+        assert_eq!(Limits::default().component_bytes, 32 << 20);
+        let e = err("directory = \"d\"\n[policy_defaults]\ncomponent_mib = 65\n");
+        assert!(e.contains("policy_defaults.component_mib: 65: must be 1 to 64 MiB"), "{e}");
     }
 
     #[test]

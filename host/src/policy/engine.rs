@@ -48,7 +48,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// whatever the load, fall to 200 (docs/performance.md).
 pub const IDLE_EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Largest component accepted, in bytes.
-pub const MAX_COMPONENT_BYTES: usize = 32 << 20;
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
 
 /// Why a component cannot be used as a policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -63,6 +63,9 @@ pub enum LoadError {
     /// Larger than [`MAX_COMPONENT_BYTES`].
     #[error("component is {0} bytes; the limit is {MAX_COMPONENT_BYTES}")]
     TooLarge(usize),
+    /// Larger than the tenant's `component_mib`.
+    #[error("component is {0} bytes; the tenant's limit is {1} (component_mib)")]
+    TooLargeForTenant(usize, usize),
     /// It imports interfaces outside the contract.
     #[error("imports {} outside the contract {CONTRACT} (a policy may import only {})", .0.join(", "), ALLOWED_IMPORTS.join(", "))]
     ForeignImports(Vec<String>),

@@ -38,6 +38,8 @@ pub enum LimitHit {
 pub struct Limiter {
     memory_bytes: usize,
     pub(crate) hit: Option<LimitHit>,
+    /// The largest linear memory granted so far, in bytes.
+    pub(crate) peak: usize,
 }
 
 impl ResourceLimiter for Limiter {
@@ -46,6 +48,7 @@ impl ResourceLimiter for Limiter {
             self.hit = Some(LimitHit::Memory);
             wasmtime::bail!("linear memory limit of {} bytes exceeded (wanted {desired})", self.memory_bytes);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -129,7 +132,7 @@ impl StoreState {
         StoreState {
             tenant,
             health,
-            limiter: Limiter { memory_bytes, hit: None },
+            limiter: Limiter { memory_bytes, hit: None, peak: 0 },
             log_tag,
             log_budget: LOG_BUDGET_PER_CALL,
             call: super::deadline::CallClock::start(),

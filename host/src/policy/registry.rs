@@ -471,6 +471,9 @@ fn shadow(job: ShadowJob) {
 /// Refuses before compiling a component whose memory at start is already
 /// more than its calls may use (it could never be instantiated).
 fn declared_within(bytes: &[u8], limits: Limits) -> Result<(), LoadError> {
+    if bytes.len() > limits.component_bytes {
+        return Err(LoadError::TooLargeForTenant(bytes.len(), limits.component_bytes));
+    }
     if !super::engine::is_component(bytes) {
         return Ok(());
     }
@@ -600,8 +603,12 @@ fn read_component(path: &Path) -> Result<Vec<u8>, InstallError> {
 /// The limits of the embedded standard policy. It is the router's own code,
 /// known to finish in microseconds: its deadline (CPU time, as every policy's,
 /// see [`super::deadline`]) is a safety net against a bug, not a tenant's budget.
-const STANDARD_LIMITS: Limits =
-    Limits { deadline: Duration::from_secs(1), memory_bytes: 16 << 20, quarantine_after: u32::MAX };
+const STANDARD_LIMITS: Limits = Limits {
+    deadline: Duration::from_secs(1),
+    memory_bytes: 16 << 20,
+    quarantine_after: u32::MAX,
+    component_bytes: MAX_COMPONENT_BYTES,
+};
 
 /// Why the policy plane could not start.
 #[derive(Debug, thiserror::Error)]

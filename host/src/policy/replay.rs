@@ -15,8 +15,12 @@ use crate::control::config::Limits;
 use crate::control::health::HealthTable;
 
 /// Limits of a replayed call: generous, replay is not the request path.
-const REPLAY_LIMITS: Limits =
-    Limits { deadline: Duration::from_secs(5), memory_bytes: 256 << 20, quarantine_after: u32::MAX };
+const REPLAY_LIMITS: Limits = Limits {
+    deadline: Duration::from_secs(5),
+    memory_bytes: 256 << 20,
+    quarantine_after: u32::MAX,
+    component_bytes: super::engine::MAX_COMPONENT_BYTES,
+};
 
 /// Why a record could not be replayed.
 #[derive(Debug, thiserror::Error)]

@@ -283,6 +283,26 @@ impl PolicyVersion {
             .map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))
     }
 
+    /// The linear memory of a new instance once initialised and after one
+    /// `route(req)`, in bytes (what each pooled instance holds; for
+    /// measurements).
+    pub fn instance_memory(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<usize, Fault> {
+        let mut instance = self.instantiate(tenant).map_err(|e| match e {
+            InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
+            InstantiateError::Fault(f) => f,
+        })?;
+        instance.store.data_mut().call = CallClock::start();
+        instance.store.set_epoch_deadline(FIRST_DEADLINE);
+        let _in_progress = self.engine.call_started();
+        let bindings = &instance.bindings;
+        let store = &mut instance.store;
+        let uses_wasi = self.code.get().is_some_and(|c| c.uses_wasi);
+        let call = move || bindings.exum_policy_handler().call_route(store, req);
+        let routed = if uses_wasi { super::wasi::outside_async(call) } else { call() };
+        routed.map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))?;
+        Ok(instance.store.data().limiter.peak)
+    }
+
     /// How decision records name this version.
     pub fn recorded(&self) -> super::record::RecordedPolicy {
         super::record::RecordedPolicy {

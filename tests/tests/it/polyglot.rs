@@ -18,7 +18,7 @@ use exum_router_tests::{Plane, polyglot, tenant_with_policy};
 
 /// Interpreters in a debug build: a generous deadline and memory.
 fn limits() -> Limits {
-    Limits { deadline: Duration::from_millis(500), memory_bytes: 64 << 20, quarantine_after: 1000 }
+    Limits { deadline: Duration::from_millis(500), memory_bytes: 64 << 20, quarantine_after: 1000, ..Limits::default() }
 }
 
 /// A tenant and its installed policy.
@@ -140,4 +140,16 @@ fn a_hostile_javascript_or_python_policy_costs_one_decision() {
         // The next call is the policy's again.
         assert_eq!(rejected(&policy.route(tenant, &request("nobody", "n@x"))).0, 404, "{id} after {mode}");
     }
+}
+
+#[test]
+fn a_tenant_serves_components_up_to_its_component_mib_refused_before_compiling() {
+    let plane = Plane::new(Tenants::default());
+    let compiled = plane.registry.metrics().policy_compilations.get();
+    let small = Limits { component_bytes: 8 << 20, ..limits() };
+    let tenant = tenant_with_policy("python", polyglot::path(polyglot::PY_PROBE), "", Fallback::Reject(503), small);
+    let policy = plane.registry.install_configured(&tenant);
+    let e = policy.load_error.clone().expect("refused");
+    assert!(e.contains("the tenant's limit is 8388608 (component_mib)"), "{e}");
+    assert_eq!(plane.registry.metrics().policy_compilations.get(), compiled, "not compiled");
 }

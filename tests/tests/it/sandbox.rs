@@ -14,7 +14,12 @@ use exum_router_tests::{Plane, components, invite, tenant_with_policy};
 use crate::reject;
 
 fn limits(deadline_ms: u64, memory_mib: usize, quarantine_after: u32) -> Limits {
-    Limits { deadline: Duration::from_millis(deadline_ms), memory_bytes: memory_mib << 20, quarantine_after }
+    Limits {
+        deadline: Duration::from_millis(deadline_ms),
+        memory_bytes: memory_mib << 20,
+        quarantine_after,
+        ..Limits::default()
+    }
 }
 
 /// Installs the hostile fixture in `mode` for a fresh tenant and routes one call.
