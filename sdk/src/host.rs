@@ -121,3 +121,25 @@ pub fn log(level: Level, message: &str) {
     #[cfg(not(target_arch = "wasm32"))]
     with_host(|h| h.logs.borrow_mut().push((level, message.to_owned())));
 }
+
+/// The router's standard decision for `req` (the `standard` import): the
+/// standard algorithm run by the router, never `standard`. Calling
+/// [`crate::standard::route`] instead runs the same algorithm inside the
+/// policy (the router's copy is the one the router ships; this one is the
+/// SDK's this policy was built with). Built natively, for unit tests, it is
+/// [`crate::standard::route`] against the [`TestHost`](crate::testing::TestHost).
+pub fn standard_route(req: &crate::Request) -> crate::Decision {
+    #[cfg(target_arch = "wasm32")]
+    return crate::bindings::exum::policy::standard::route(req.wire());
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::standard::route(req);
+}
+
+/// The router's standard decision when every target of a forward failed (the
+/// `standard` import's `on-failure`); natively [`crate::standard::on_failure`].
+pub fn standard_on_failure(req: &crate::Request, failure: &crate::Failure) -> crate::Decision {
+    #[cfg(target_arch = "wasm32")]
+    return crate::bindings::exum::policy::standard::on_failure(req.wire(), failure);
+    #[cfg(not(target_arch = "wasm32"))]
+    return crate::standard::on_failure(req, failure);
+}

@@ -22,12 +22,13 @@ pub const WASI_HINT: &str = "a policy may import WASI 0.2 cli, clocks, filesyste
 /// The contract version this router speaks.
 pub const CONTRACT: &str = "exum:policy@0.1.0";
 /// The interfaces a policy may import.
-pub const ALLOWED_IMPORTS: [&str; 5] = [
+pub const ALLOWED_IMPORTS: [&str; 6] = [
     "exum:policy/types@0.1.0",
     "exum:policy/directory@0.1.0",
     "exum:policy/health@0.1.0",
     "exum:policy/clock@0.1.0",
     "exum:policy/log@0.1.0",
+    "exum:policy/standard@0.1.0",
 ];
 /// Whether a component may import `name`: one of the contract's interfaces,
 /// or a WASI 0.2 interface the router's sandbox answers (`wasi.rs`).
@@ -196,6 +197,8 @@ pub struct PolicyEngine {
     pub compilations: Counter,
     /// Components taken from the disk cache (`exum_policy_disk_cache_hits_total`).
     pub disk_hits: Counter,
+    /// The standard policy, which the `standard` import runs.
+    standard: std::sync::RwLock<std::sync::Weak<super::version::PolicyVersion>>,
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -262,6 +265,7 @@ impl PolicyEngine {
             fingerprint,
             compilations,
             disk_hits,
+            standard: std::sync::RwLock::new(std::sync::Weak::new()),
         })
     }
 
@@ -287,6 +291,16 @@ impl PolicyEngine {
     /// How compiles run from now on (`[compile]`).
     pub fn set_compile_settings(&self, settings: crate::control::config::CompileSettings) {
         self.compiles.set_settings(settings);
+    }
+
+    /// Makes `standard` the policy the `standard` import runs.
+    pub(crate) fn set_standard(&self, standard: &Arc<super::version::PolicyVersion>) {
+        *self.standard.write().unwrap_or_else(|e| e.into_inner()) = Arc::downgrade(standard);
+    }
+
+    /// The policy the `standard` import runs.
+    pub(crate) fn standard(&self) -> std::sync::Weak<super::version::PolicyVersion> {
+        self.standard.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// Keeps the artifact of `hash` in the disk cache while the pin lives (a

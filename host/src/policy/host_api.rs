@@ -10,7 +10,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::Policy;
-use super::bindings::exum::policy::{clock, directory, health, log, types};
+use super::bindings::exum::policy::{clock, directory, health, log, standard, types};
 use super::record::{Answer, Ask, ImportCall};
 use crate::control::Tenant;
 use crate::control::config::Rerouting;
@@ -92,6 +92,8 @@ pub struct StoreState {
     pub(crate) imports: Imports,
     /// The WASI the store answers (for policies in other languages' runtimes).
     pub(crate) wasi: super::wasi::StoreWasi,
+    /// The standard policy, which the `standard` import runs.
+    pub(crate) standard: std::sync::Weak<super::version::PolicyVersion>,
 }
 
 impl wasmtime_wasi::WasiView for StoreState {
@@ -138,6 +140,7 @@ impl StoreState {
             call: super::deadline::CallClock::start(),
             imports: Imports::Live,
             wasi: super::wasi::StoreWasi::new(),
+            standard: std::sync::Weak::new(),
         }
     }
 
@@ -455,6 +458,23 @@ pub fn now(tenant: &Tenant) -> clock::Datetime {
 }
 
 impl StoreState {
+    /// The standard policy's decision for `call` (the tenant's own data):
+    /// a 500 when it faults (it is the router's code: it does not).
+    fn standard_decision(&self, call: super::version::PolicyCall<'_>) -> types::Decision {
+        let failed = |why: String| {
+            types::Decision::Reject(types::Reject {
+                code: 500,
+                reason: "Server Internal Error".into(),
+                headers: vec![types::Header { name: "Warning".into(), value: format!("399 exum-router \"{why}\"") }],
+            })
+        };
+        let Some(version) = self.standard.upgrade() else { return failed("no standard policy".into()) };
+        match version.call_with(&self.tenant, call, Imports::Live).0 {
+            Ok(d) => d,
+            Err(fault) => failed(format!("the standard algorithm failed: {fault}")),
+        }
+    }
+
     /// Logs what the call wrote to standard output and error, a line at a
     /// time, under the call's log budget (what the budget leaves out is
     /// dropped, as `log` lines beyond it are).
@@ -470,6 +490,34 @@ impl StoreState {
         if dropped > 0 {
             let _ = log::Host::log(self, log::Level::Warn, format!("{dropped} bytes of output dropped"));
         }
+    }
+}
+
+impl standard::Host for StoreState {
+    fn route(&mut self, req: types::Request) -> wasmtime::Result<types::Decision> {
+        let req = Box::new(req);
+        self.import(
+            || Ask::StandardRoute(req.clone()),
+            |s| s.standard_decision(super::version::PolicyCall::Route(&req)),
+            Answer::Decision,
+            |a| match a {
+                Answer::Decision(d) => Some(d.clone()),
+                _ => None,
+            },
+        )
+    }
+
+    fn on_failure(&mut self, req: types::Request, failure: types::Failure) -> wasmtime::Result<types::Decision> {
+        let (req, failure) = (Box::new(req), Box::new(failure));
+        self.import(
+            || Ask::StandardOnFailure(req.clone(), failure.clone()),
+            |s| s.standard_decision(super::version::PolicyCall::OnFailure(&req, &failure)),
+            Answer::Decision,
+            |a| match a {
+                Answer::Decision(d) => Some(d.clone()),
+                _ => None,
+            },
+        )
     }
 }
 

@@ -55,6 +55,10 @@ pub enum Ask {
     TargetHealthy(String),
     /// `clock.now`.
     Now,
+    /// `standard.route`.
+    StandardRoute(Box<Request>),
+    /// `standard.on-failure`.
+    StandardOnFailure(Box<Request>, Box<Failure>),
 }
 
 impl fmt::Display for Ask {
@@ -71,6 +75,8 @@ impl fmt::Display for Ask {
             Ask::HealthyUmServers(of) => write!(f, "healthy-um-servers({of:?})"),
             Ask::TargetHealthy(u) => write!(f, "target-healthy({u:?})"),
             Ask::Now => f.write_str("now()"),
+            Ask::StandardRoute(r) => write!(f, "standard.route({})", super::view::text(r, r.call_id)),
+            Ask::StandardOnFailure(r, _) => write!(f, "standard.on-failure({})", super::view::text(r, r.call_id)),
         }
     }
 }
@@ -99,6 +105,8 @@ pub enum Answer {
     Healthy(bool),
     /// The time.
     Now(Datetime),
+    /// The standard algorithm's decision.
+    Decision(Decision),
 }
 
 /// One import call and its answer.

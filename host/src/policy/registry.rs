@@ -836,11 +836,13 @@ impl PolicyRegistry {
             &placeholder,
             true,
         )?;
+        let standard = Arc::new(standard);
+        engine.set_standard(&standard);
         Ok(PolicyRegistry {
             database: RwLock::new(HashMap::new()),
             engine,
             health,
-            standard: Arc::new(standard),
+            standard,
             tenants: RwLock::new(HashMap::new()),
             history: Arc::new(
                 History::new(None, super::history::DEFAULT_KEEP).map_err(|e| LoadError::InitFault(e.to_string()))?,

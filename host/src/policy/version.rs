@@ -452,8 +452,9 @@ impl PolicyVersion {
 
     /// A new instance, initialised (`init` runs with live imports).
     fn instantiate(&self, tenant: &Arc<Tenant>) -> Result<PooledInstance, InstantiateError> {
-        let state =
+        let mut state =
             StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
+        state.standard = self.engine.standard();
         let mut store = Store::new(self.engine.engine(), state);
         store.limiter(|s| &mut s.limiter);
         let budget = self.limits.deadline;

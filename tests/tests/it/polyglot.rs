@@ -66,6 +66,46 @@ fn policies_in_javascript_and_python_decide_through_the_engine() {
 }
 
 #[test]
+fn a_policy_in_any_language_composes_with_the_routers_standard_decision() {
+    let (plane, tenants) = plane();
+    for (tenant, policy) in &tenants {
+        let id = &tenant.config.id;
+        let v = policy.route(tenant, &request("std", "std@x"));
+        let (code, reason) = rejected(&v);
+        // The standard algorithm's answer for a user the directory lacks,
+        // adjusted by the policy.
+        assert_eq!(code, 404, "{id}");
+        assert_eq!(reason, format!("composed ({id}): Not Found"));
+        let Decision::Reject(r) = &v.decision else { unreachable!() };
+        assert!(r.headers.iter().any(|h| h.name == "ms-diagnostics" && h.value.starts_with("15004")), "{r:?}");
+        // Recorded as an import, and answered from the record on replay.
+        let version = policy.own.clone().expect("its own version");
+        let req = request("std", "std-r@x");
+        let (result, imports) = version.call_with(tenant, PolicyCall::Route(&req), Imports::recording());
+        let Imports::Recording(calls) = imports else { panic!("recording") };
+        assert!(
+            calls.iter().any(|c| matches!(c.ask, exum_router::policy::record::Ask::StandardRoute(_))),
+            "{id}: {calls:?}"
+        );
+        let record = DecisionRecord::new(
+            id,
+            version.recorded(),
+            Export::Route,
+            &req,
+            None,
+            exum_router::policy::host_api::now(tenant),
+            calls,
+            Output::Decision(result.expect("decides")),
+        );
+        let bytes = std::fs::read(polyglot::path(if id == "js" { polyglot::JS_PROBE } else { polyglot::PY_PROBE }))
+            .expect("the component");
+        let replayed =
+            exum_router::policy::replay::replay(plane.registry.engine(), &record, &bytes, "").expect("replays");
+        assert!(replayed.same, "{id}: {:?}", replayed.differences);
+    }
+}
+
+#[test]
 fn the_wasi_sandbox_gives_a_python_policy_no_file_no_socket_no_environment() {
     let (_plane, tenants) = plane();
     let (tenant, policy) = &tenants[1];

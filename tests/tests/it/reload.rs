@@ -285,7 +285,7 @@ async fn a_huge_policy_file_is_refused_by_its_size_before_it_is_read() {
     tokio::time::timeout(Duration::from_secs(10), changes.changed()).await.expect("reacts").expect("open");
     let current = lab.server.policy.get(&tenant);
     let error = current.reload_error().unwrap_or_default();
-    assert!(error.contains("component is 1073741824 bytes; the limit is 16777216"), "{error}");
+    assert!(error.contains("component is 1073741824 bytes; the limit is 67108864"), "{error}");
     assert_eq!(current.state(), "last_good_after_failed_reload");
     assert_eq!(lab.call("bob", "huge1").await, "B");
 }

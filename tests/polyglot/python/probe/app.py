@@ -7,6 +7,8 @@ router's tests: the Request-URI's user part picks what it does.
   sandbox  rejects 403 saying what a file, a socket, the environment and the
            arguments gave it, after printing a line
   entropy  rejects 480 with random bytes and the time it sees
+  std      the router's standard decision (the `standard` import), a
+           reject's reason prefixed, a forward given a header
   <user>   a directory user: the standard decision; anyone else: 404
 """
 
@@ -15,7 +17,7 @@ import sys
 import time
 
 from wit_world import exports
-from wit_world.imports import directory, log, types
+from wit_world.imports import directory, log, standard, types
 
 
 def text(req: types.Request, span: types.Span) -> str:
@@ -57,6 +59,13 @@ class Handler(exports.Handler):
             return reject(403, f"file={file} socket={sock} env={len(os.environ)} argv={len(sys.argv)}")
         if user == "entropy":
             return reject(480, f"py {os.urandom(8).hex()} {int(time.time())} {time.monotonic_ns()}")
+        if user == "std":
+            decision = standard.route(req)
+            if isinstance(decision, types.Decision_Reject):
+                decision.value.reason = f"composed (python): {decision.value.reason}"
+            elif isinstance(decision, types.Decision_Forward):
+                decision.value.add_headers.append(types.Header("X-Composed", "python"))
+            return decision
         found = directory.lookup_user(uri)
         if found is None:
             return reject(404, "Not Found (python)")
