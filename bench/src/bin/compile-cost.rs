@@ -71,8 +71,60 @@ fn peak_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// An in-memory store for Cranelift's incremental compilation cache.
+#[derive(Debug, Default)]
+struct MemoryStore(std::sync::Mutex<std::collections::HashMap<Vec<u8>, Vec<u8>>>);
+
+impl wasmtime::CacheStore for MemoryStore {
+    fn get(&self, key: &[u8]) -> Option<std::borrow::Cow<'_, [u8]>> {
+        self.0.lock().ok()?.get(key).cloned().map(std::borrow::Cow::Owned)
+    }
+
+    fn insert(&self, key: &[u8], value: Vec<u8>) -> bool {
+        self.0.lock().map(|mut m| m.insert(key.to_vec(), value)).is_ok()
+    }
+}
+
+/// `--incremental A B`: compiles B alone, then A and B on an engine sharing
+/// one incremental cache: what compiling B costs when A's functions (the same
+/// language runtime) were compiled before.
+fn incremental(a: &str, b: &str) {
+    let (a, b) = (std::fs::read(a).expect("A"), std::fs::read(b).expect("B"));
+    let engine = |store: Option<std::sync::Arc<MemoryStore>>| {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true).epoch_interruption(true).cranelift_opt_level(wasmtime::OptLevel::Speed);
+        if let Some(store) = store {
+            config.enable_incremental_compilation(store).expect("incremental");
+        }
+        wasmtime::Engine::new(&config).expect("engine")
+    };
+    let time = |engine: &wasmtime::Engine, bytes: &[u8]| {
+        let start = Instant::now();
+        wasmtime::component::Component::new(engine, bytes).expect("compiles");
+        start.elapsed().as_secs_f64()
+    };
+    let alone = time(&engine(None), &b);
+    let store = std::sync::Arc::new(MemoryStore::default());
+    let shared = engine(Some(store.clone()));
+    let first = time(&shared, &a);
+    let entries = store.0.lock().map(|m| (m.len(), m.values().map(Vec::len).sum::<usize>())).unwrap_or_default();
+    let second = time(&shared, &b);
+    let again = time(&shared, &b);
+    println!("| B alone s | A with an empty cache s | B after A s | B again s | cache entries after A | cache MiB |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    println!(
+        "| {alone:.2} | {first:.2} | {second:.2} | {again:.2} | {} | {:.1} |",
+        entries.0,
+        entries.1 as f64 / 1048576.0
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).is_some_and(|a| a == "--incremental") {
+        incremental(&args[2], &args[3]);
+        return;
+    }
     if let Some(name) = args.get(2).filter(|_| args[1] == "--shape") {
         let bytes = shape(name);
         let engine = PolicyEngine::new().expect("engine");

@@ -468,6 +468,36 @@ fn shadow(job: ShadowJob) {
 
 /// The limits a version runs with: the tenant's caps, tightened to what its
 /// manifest asks for; asking for more than a cap is refused.
+/// Compiles `bytes` with Cranelift on a thread of its own (at a low priority,
+/// in a compile slot) and gives the result to `version`, which was loaded with
+/// the quick tier's code, if it is still alive then.
+fn optimize_later(engine: &Arc<PolicyEngine>, version: &Arc<PolicyVersion>, bytes: &[u8]) {
+    let (engine, weak, bytes, name) = (engine.clone(), Arc::downgrade(version), bytes.to_vec(), version.name.clone());
+    // The version waits for it: a version dropped before abandons its compile.
+    let waiter = super::compile::Waiter::new();
+    let flag = waiter.flag();
+    let _ = version.optimizing.set(waiter);
+    let spawned = std::thread::Builder::new().name("policy-optimize".into()).spawn(move || {
+        let _ = rustix::process::setpriority_process(None, 10);
+        let compiled = super::compile::on_behalf_of(flag, || engine.compile_optimized_in_background(&bytes));
+        match compiled {
+            Err(LoadError::Abandoned) => {}
+            Ok(compiled) => {
+                if let Some(version) = weak.upgrade() {
+                    version.upgrade(compiled);
+                    tracing::info!(policy = %name, hash = %version.hash, "policy now runs its optimised code");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(policy = %name, error = %e, "optimised compile failed; the quick code keeps serving")
+            }
+        }
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no thread for the optimised compile; the quick code keeps serving");
+    }
+}
+
 /// Refuses before compiling a component whose memory at start is already
 /// more than its calls may use (it could never be instantiated).
 fn declared_within(bytes: &[u8], limits: Limits) -> Result<(), LoadError> {
@@ -1299,6 +1329,7 @@ impl PolicyRegistry {
             recorder.keep_component(&hash, bytes);
         }
         let id = &tenant.config.id;
+        let mut quick = false;
         let refused = |e: LoadError| {
             self.history.refused(id, &hash, bytes.len(), &name, &e.to_string());
             e
@@ -1324,6 +1355,12 @@ impl PolicyRegistry {
                 ));
             }
             Code::Background { hash: hash.clone(), size: bytes.len(), pending: backlog.pending(tenant, source()) }
+        } else if self.engine.wants_quick_tier(bytes) {
+            // A runtime's worth of code not compiled before: served from
+            // Winch's code in about a second, Cranelift's replacing it when
+            // compiled (in the background, at a low priority).
+            quick = true;
+            Code::Ready(self.engine.compile_quick(bytes).map_err(refused)?)
         } else {
             Code::Ready(self.engine.compile(bytes).map_err(refused)?)
         };
@@ -1344,8 +1381,12 @@ impl PolicyRegistry {
         self.history.set_manifest(id, version, manifest.as_ref().map(super::manifest::Manifest::label));
         v.manifest = manifest;
         v.signer = signer;
-        tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.hash, manifest = ?v.manifest.as_ref().map(super::manifest::Manifest::label), "policy loaded");
-        Ok(Arc::new(v))
+        tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.hash, manifest = ?v.manifest.as_ref().map(super::manifest::Manifest::label), quick_tier = quick, "policy loaded");
+        let v = Arc::new(v);
+        if quick {
+            optimize_later(&self.engine, &v, bytes);
+        }
+        Ok(v)
     }
 
     /// Makes `own` (or the standard policy, for `None`) the tenant's policy,

@@ -132,6 +132,8 @@ impl Fault {
 struct PooledInstance {
     store: Store<StoreState>,
     bindings: Policy,
+    /// Made from the optimised code that replaced the quick tier's.
+    optimized: bool,
 }
 
 /// One loaded version of a policy.
@@ -153,6 +155,13 @@ pub struct PolicyVersion {
     /// The compiled component, once loaded (at load, or at the first call for a
     /// version deferred at start-up).
     code: std::sync::OnceLock<CompiledPolicy>,
+    /// Cranelift's code, when `code` is the quick tier's (Winch) and its
+    /// optimised compile has finished: new instances are made from it, and
+    /// instances of the quick code leave the pool.
+    optimized: std::sync::OnceLock<CompiledPolicy>,
+    /// Waits for the optimised compile while the version lives: dropped with
+    /// it, the compile is abandoned.
+    pub(crate) optimizing: std::sync::OnceLock<super::compile::Waiter>,
     /// Its compilation in the background, for a version installed at start-up
     /// before it was compiled.
     pending: Option<Arc<Pending>>,
@@ -217,6 +226,8 @@ impl PolicyVersion {
             manifest: None,
             signer: None,
             code: cell,
+            optimized: std::sync::OnceLock::new(),
+            optimizing: std::sync::OnceLock::new(),
             pending,
             init_config,
             limits,
@@ -275,7 +286,7 @@ impl PolicyVersion {
         })?;
         instance.store.data_mut().call = CallClock::start();
         instance.store.set_epoch_deadline(FIRST_DEADLINE);
-        let _in_progress = self.engine.call_started();
+        let _in_progress = self.code_engine().call_started();
         instance
             .bindings
             .exum_policy_handler()
@@ -293,10 +304,10 @@ impl PolicyVersion {
         })?;
         instance.store.data_mut().call = CallClock::start();
         instance.store.set_epoch_deadline(FIRST_DEADLINE);
-        let _in_progress = self.engine.call_started();
+        let _in_progress = self.code_engine().call_started();
         let bindings = &instance.bindings;
         let store = &mut instance.store;
-        let uses_wasi = self.code.get().is_some_and(|c| c.uses_wasi);
+        let uses_wasi = self.loaded_code().is_some_and(|c| c.uses_wasi);
         let call = move || bindings.exum_policy_handler().call_route(store, req);
         let routed = if uses_wasi { super::wasi::outside_async(call) } else { call() };
         routed.map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))?;
@@ -335,8 +346,35 @@ impl PolicyVersion {
         let _ = self.code.set(code);
     }
 
+    /// The code new instances are made from, if loaded: the optimised code
+    /// once there, else the first.
+    fn loaded_code(&self) -> Option<&CompiledPolicy> {
+        self.optimized.get().or_else(|| self.code.get())
+    }
+
+    /// The engine running this version's current code (the router's, or
+    /// its quick tier).
+    fn code_engine(&self) -> &PolicyEngine {
+        self.loaded_code().map_or(&self.engine, |c| self.engine.of(c))
+    }
+
+    /// Replaces the quick tier's code with Cranelift's: new instances are made
+    /// from it, and those of the quick code leave the pool.
+    pub(crate) fn upgrade(&self, optimized: CompiledPolicy) {
+        if self.optimized.set(optimized).is_ok()
+            && let Ok(mut pool) = self.pool.lock()
+        {
+            pool.clear();
+        }
+    }
+
+    /// The compiler of the code new instances are made from, once loaded.
+    pub fn compiler(&self) -> Option<super::engine::Compiler> {
+        self.loaded_code().map(|c| c.compiler)
+    }
+
     fn code(&self) -> Result<&CompiledPolicy, Fault> {
-        if let Some(c) = self.code.get() {
+        if let Some(c) = self.loaded_code() {
             return Ok(c);
         }
         match self.readiness() {
@@ -388,7 +426,7 @@ impl PolicyVersion {
             data.log_budget = super::host_api::LOG_BUDGET_PER_CALL;
             data.imports = imports;
         }
-        let uses_wasi = self.code.get().is_some_and(|c| c.uses_wasi);
+        let uses_wasi = self.loaded_code().is_some_and(|c| c.uses_wasi);
         if uses_wasi {
             let data = store.data_mut();
             let wall = match &data.imports {
@@ -399,7 +437,7 @@ impl PolicyVersion {
         }
         store.data_mut().call = CallClock::start();
         store.set_epoch_deadline(FIRST_DEADLINE);
-        let in_progress = self.engine.call_started();
+        let in_progress = self.code_engine().call_started();
         let bindings = &instance.bindings;
         let result = if uses_wasi { super::wasi::outside_async(|| f(bindings, store)) } else { f(bindings, store) };
         drop(in_progress);
@@ -443,6 +481,11 @@ impl PolicyVersion {
     }
 
     fn release(&self, instance: PooledInstance) {
+        // An instance of the quick tier's code is not kept once the optimised
+        // code is there.
+        if !instance.optimized && self.optimized.get().is_some() {
+            return;
+        }
         if let Ok(mut pool) = self.pool.lock()
             && pool.len() < POOL_CAPACITY
         {
@@ -455,15 +498,16 @@ impl PolicyVersion {
         let mut state =
             StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
         state.standard = self.engine.standard();
-        let mut store = Store::new(self.engine.engine(), state);
+        let code = self.code().map_err(InstantiateError::Fault)?;
+        let optimized = self.optimized.get().is_some_and(|o| std::ptr::eq(o, code));
+        let mut store = Store::new(code.pre.instance_pre().engine(), state);
         store.limiter(|s| &mut s.limiter);
         let budget = self.limits.deadline;
         store.epoch_deadline_callback(move |mut ctx| Ok(ctx.data_mut().call.on_deadline(budget)));
         store.data_mut().call = CallClock::start();
         store.set_epoch_deadline(FIRST_DEADLINE);
-        let code = self.code().map_err(InstantiateError::Fault)?;
         // Instantiation and `init` run the policy's code under the deadline too.
-        let _in_progress = self.engine.call_started();
+        let _in_progress = self.engine.of(code).call_started();
         let init_config = &self.init_config;
         let start = move |mut store: Store<StoreState>| {
             let bindings = match code.pre.instantiate(&mut store) {
@@ -475,7 +519,7 @@ impl PolicyVersion {
                 store.data_mut().log_output();
             }
             match init {
-                Ok(Ok(())) => Ok(PooledInstance { store, bindings }),
+                Ok(Ok(())) => Ok(PooledInstance { store, bindings, optimized }),
                 Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
                 Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
             }

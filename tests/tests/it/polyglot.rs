@@ -193,3 +193,28 @@ fn a_tenant_serves_components_up_to_its_component_mib_refused_before_compiling()
     assert!(e.contains("the tenant's limit is 8388608 (component_mib)"), "{e}");
     assert_eq!(plane.registry.metrics().policy_compilations.get(), compiled, "not compiled");
 }
+
+#[test]
+fn a_runtimes_worth_of_code_serves_from_winch_at_once_then_from_cranelift() {
+    use exum_router::policy::engine::Compiler;
+    let (_plane, tenants) = plane();
+    // Loaded from the quick tier's code (never compiled before here) ...
+    for (tenant, policy) in &tenants {
+        let id = &tenant.config.id;
+        let version = policy.own.clone().expect("its own version");
+        assert_eq!(version.compiler(), Some(Compiler::Winch), "{id}");
+        assert_eq!(rejected(&policy.route(tenant, &request("nobody", "q@x"))).0, 404, "{id}");
+    }
+    // ... until Cranelift's, compiled in the background, replaces it.
+    for (tenant, policy) in &tenants {
+        let id = &tenant.config.id;
+        let version = policy.own.clone().expect("its own version");
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        while version.compiler() != Some(Compiler::Cranelift) {
+            assert!(std::time::Instant::now() < deadline, "{id}: the optimised code never came");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(rejected(&policy.route(tenant, &request("nobody", "o@x"))).0, 404, "{id}");
+        assert_eq!(rejected(&policy.route(tenant, &request("std", "s@x"))).0, 404, "{id}");
+    }
+}
