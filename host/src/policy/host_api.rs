@@ -19,6 +19,13 @@ use crate::control::health::HealthTable;
 
 /// Longest log message kept from a policy, in bytes.
 pub const MAX_LOG_MESSAGE: usize = 1024;
+/// The CPU budget of creating and initialising an instance (a language
+/// runtime's start-up: 0.8 to 1.4 ms with Cranelift's code, several times
+/// that with the quick tier's), apart from the calls' `deadline_ms`, which
+/// never pays for it; an `init` that never returns is stopped at it (and a
+/// version whose instances keep failing so is quarantined).
+pub const INIT_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Log messages a policy may write per call; the rest are dropped.
 pub const LOG_BUDGET_PER_CALL: u32 = 16;
 /// Most table elements an instance may have.
@@ -88,6 +95,9 @@ pub struct StoreState {
     pub(crate) log_budget: u32,
     /// When the call in progress started: what its deadline is measured from.
     pub(crate) call: super::deadline::CallClock,
+    /// The CPU budget of what runs now: [`INIT_BUDGET`] while the instance is
+    /// created and initialised, the tenant's `deadline_ms` for its calls.
+    pub(crate) budget: std::time::Duration,
     /// Whether the imports answer live, recording, or from a record.
     pub(crate) imports: Imports,
     /// The WASI the store answers (for policies in other languages' runtimes).
@@ -138,6 +148,7 @@ impl StoreState {
             log_tag,
             log_budget: LOG_BUDGET_PER_CALL,
             call: super::deadline::CallClock::start(),
+            budget: INIT_BUDGET,
             imports: Imports::Live,
             wasi: super::wasi::StoreWasi::new(),
             standard: std::sync::Weak::new(),

@@ -502,13 +502,16 @@ impl PolicyVersion {
         let optimized = self.optimized.get().is_some_and(|o| std::ptr::eq(o, code));
         let mut store = Store::new(code.pre.instance_pre().engine(), state);
         store.limiter(|s| &mut s.limiter);
-        let budget = self.limits.deadline;
-        store.epoch_deadline_callback(move |mut ctx| Ok(ctx.data_mut().call.on_deadline(budget)));
+        store.epoch_deadline_callback(|mut ctx| {
+            let budget = ctx.data().budget;
+            Ok(ctx.data_mut().call.on_deadline(budget))
+        });
         store.data_mut().call = CallClock::start();
         store.set_epoch_deadline(FIRST_DEADLINE);
         // Instantiation and `init` run the policy's code under the deadline too.
         let _in_progress = self.engine.of(code).call_started();
         let init_config = &self.init_config;
+        let call_budget = self.limits.deadline;
         let start = move |mut store: Store<StoreState>| {
             let bindings = match code.pre.instantiate(&mut store) {
                 Ok(b) => b,
@@ -518,6 +521,8 @@ impl PolicyVersion {
             if code.uses_wasi {
                 store.data_mut().log_output();
             }
+            // Its calls run under the tenant's deadline.
+            store.data_mut().budget = call_budget;
             match init {
                 Ok(Ok(())) => Ok(PooledInstance { store, bindings, optimized }),
                 Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
