@@ -218,3 +218,82 @@ fn a_runtimes_worth_of_code_serves_from_winch_at_once_then_from_cranelift() {
         assert_eq!(rejected(&policy.route(tenant, &request("std", "s@x"))).0, 404, "{id}");
     }
 }
+
+/// sipp places calls through the router while the tenant's policy is swapped
+/// three times between Python and JavaScript (each swap a component the
+/// router never compiled: served from the quick tier first): 0 failed calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_flow_under_sipp_while_the_policy_is_swapped_between_python_and_javascript() {
+    use exum_router::model::Transport;
+    use exum_router::server::Server;
+    use exum_router_tests::sipp::{sipp_address, stat};
+    const CALLS: u64 = 600;
+    const RATE: u64 = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    let (um_at, uac_at) = (sipp_address(), sipp_address());
+    let mut directory = String::new();
+    let mut users = String::from("SEQUENTIAL\n");
+    for i in 0..20 {
+        directory.push_str(&format!(
+            "[[tenants.contoso.users]]\nsip = \"sip:user{i}@contoso.com\"\neum = \"eum:user{i}@contoso.com;phone-context=A\"\n"
+        ));
+        users.push_str(&format!("user{i};contoso.com\n"));
+    }
+    directory.push_str(&format!(
+        "[[tenants.contoso.dial_plans]]\nname = \"A\"\nphone_context = \"A\"\nservers = [{{ uri = \"sip:{um_at}\", timeout_ms = 5000 }}]\n"
+    ));
+    std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
+    std::fs::write(dir.path().join("users.csv"), users).expect("write");
+    // Interpreters in a debug build: a deadline of 200 ms.
+    std::fs::write(
+        dir.path().join("router.toml"),
+        "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\n\
+         limits = { deadline_ms = 200 }\n",
+    )
+    .expect("write");
+    let python = std::fs::read(polyglot::path(polyglot::PY_PROBE)).expect("python");
+    let js = std::fs::read(polyglot::path(polyglot::JS_PROBE)).expect("js");
+    std::fs::write(dir.path().join("policies/contoso.wasm"), &python).expect("write");
+    let server = Server::start(&dir.path().join("router.toml")).await.expect("router starts");
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    let tenant = server.proxy.tenants().by_id("contoso").expect("tenant").clone();
+    let mut uas = exum_router_tests::sipp::uas(dir.path(), um_at)
+        .args(["-timeout", "300s", "-trace_stat", "-stf", "um.csv", "-fd", "1"])
+        .spawn()
+        .expect("sipp UAS starts (apt-get install -y sip-tester)");
+    let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_at, CALLS, RATE).spawn().expect("sipp UAC starts");
+    let policy = server.policy.clone();
+    let policies = dir.path().join("policies");
+    let swapping = tokio::spawn(async move {
+        let mut swapped = 0;
+        // Python -> JavaScript -> Python (a variant: not compiled before) -> JavaScript (a variant).
+        for next in
+            [js.clone(), exum_router_tests::component_variant(&python, 1), exum_router_tests::component_variant(&js, 1)]
+        {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            let hash = exum_router::policy::hex_sha256(&next);
+            let tmp = policies.join(".contoso.wasm.tmp");
+            std::fs::write(&tmp, &next).expect("write");
+            std::fs::rename(&tmp, policies.join("contoso.wasm")).expect("rename");
+            let deadline = std::time::Instant::now() + Duration::from_secs(120);
+            while policy.get(&tenant).own.as_ref().map(|v| v.hash.clone()) != Some(hash.clone()) {
+                assert!(std::time::Instant::now() < deadline, "swap {} never applied", swapped + 1);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            swapped += 1;
+        }
+        swapped
+    });
+    let out = tokio::task::spawn_blocking(move || uac.wait_with_output().expect("UAC ends")).await.expect("join");
+    let swapped = swapping.await.expect("join");
+    let _ = uas.kill();
+    let _ = uas.wait();
+    let failed = stat(&dir.path().join("uac.csv"), "FailedCall(C)");
+    let succeeded = stat(&dir.path().join("uac.csv"), "SuccessfulCall(C)");
+    assert!(out.status.success(), "sipp UAC: {} ({succeeded} ok, {failed} failed)", out.status);
+    assert_eq!((succeeded, failed), (CALLS, 0));
+    assert_eq!(swapped, 3, "three swaps while the calls flowed");
+    server.stop();
+}
