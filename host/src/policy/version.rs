@@ -280,24 +280,19 @@ impl PolicyVersion {
     /// dropped after it: what every call would cost without the pool. For
     /// measuring the pool's worth (see `docs/performance.md`).
     pub fn route_on_fresh_instance(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<Decision, Fault> {
-        let mut instance = self.instantiate(tenant).map_err(|e| match e {
-            InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
-            InstantiateError::Fault(f) => f,
-        })?;
-        instance.store.data_mut().call = CallClock::start();
-        instance.store.set_epoch_deadline(FIRST_DEADLINE);
-        let _in_progress = self.code_engine().call_started();
-        instance
-            .bindings
-            .exum_policy_handler()
-            .call_route(&mut instance.store, req)
-            .map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))
+        self.route_fresh(tenant, req).map(|(decision, _)| decision)
     }
 
     /// The linear memory of a new instance once initialised and after one
     /// `route(req)`, in bytes (what each pooled instance holds; for
     /// measurements).
     pub fn instance_memory(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<usize, Fault> {
+        self.route_fresh(tenant, req).map(|(_, memory)| memory)
+    }
+
+    /// `route(req)` on a new instance: the decision and the instance's linear
+    /// memory after it.
+    fn route_fresh(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<(Decision, usize), Fault> {
         let mut instance = self.instantiate(tenant).map_err(|e| match e {
             InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
             InstantiateError::Fault(f) => f,
@@ -310,8 +305,8 @@ impl PolicyVersion {
         let uses_wasi = self.loaded_code().is_some_and(|c| c.uses_wasi);
         let call = move || bindings.exum_policy_handler().call_route(store, req);
         let routed = if uses_wasi { super::wasi::outside_async(call) } else { call() };
-        routed.map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))?;
-        Ok(instance.store.data().limiter.peak)
+        let decision = routed.map_err(|e| Fault::classify(&e, instance.store.data().limiter.hit))?;
+        Ok((decision, instance.store.data().limiter.peak))
     }
 
     /// How decision records name this version.

@@ -52,6 +52,36 @@ fn rejected(v: &Verdict) -> (u16, String) {
     }
 }
 
+/// Records `route(req)` of the tenant's own version, replays the record on a
+/// fresh instance of the same component, and asserts the replay is byte for
+/// byte the recorded output; the record's import calls.
+fn records_and_replays(
+    plane: &Plane,
+    tenant: &Arc<Tenant>,
+    policy: &TenantPolicy,
+    req: &exum_router::policy::contract::Request,
+) -> Vec<exum_router::policy::record::ImportCall> {
+    let id = &tenant.config.id;
+    let version = policy.own.clone().expect("its own version");
+    let (result, imports) = version.call_with(tenant, PolicyCall::Route(req), Imports::recording());
+    let Imports::Recording(calls) = imports else { panic!("recording") };
+    let record = DecisionRecord::new(
+        id,
+        version.recorded(),
+        Export::Route,
+        req,
+        None,
+        exum_router::policy::host_api::now(tenant),
+        calls.clone(),
+        Output::Decision(result.expect("decides")),
+    );
+    let bytes = std::fs::read(polyglot::path(if id == "js" { polyglot::JS_PROBE } else { polyglot::PY_PROBE }))
+        .expect("the component");
+    let replayed = exum_router::policy::replay::replay(plane.registry.engine(), &record, &bytes, "").expect("replays");
+    assert!(replayed.same, "{id}: {:?}", replayed.differences);
+    calls
+}
+
 #[test]
 fn policies_in_javascript_and_python_decide_through_the_engine() {
     let (_plane, tenants) = plane();
@@ -79,29 +109,11 @@ fn a_policy_in_any_language_composes_with_the_routers_standard_decision() {
         let Decision::Reject(r) = &v.decision else { unreachable!() };
         assert!(r.headers.iter().any(|h| h.name == "ms-diagnostics" && h.value.starts_with("15004")), "{r:?}");
         // Recorded as an import, and answered from the record on replay.
-        let version = policy.own.clone().expect("its own version");
-        let req = request("std", "std-r@x");
-        let (result, imports) = version.call_with(tenant, PolicyCall::Route(&req), Imports::recording());
-        let Imports::Recording(calls) = imports else { panic!("recording") };
+        let calls = records_and_replays(&plane, tenant, policy, &request("std", "std-r@x"));
         assert!(
             calls.iter().any(|c| matches!(c.ask, exum_router::policy::record::Ask::StandardRoute(_))),
             "{id}: {calls:?}"
         );
-        let record = DecisionRecord::new(
-            id,
-            version.recorded(),
-            Export::Route,
-            &req,
-            None,
-            exum_router::policy::host_api::now(tenant),
-            calls,
-            Output::Decision(result.expect("decides")),
-        );
-        let bytes = std::fs::read(polyglot::path(if id == "js" { polyglot::JS_PROBE } else { polyglot::PY_PROBE }))
-            .expect("the component");
-        let replayed =
-            exum_router::policy::replay::replay(plane.registry.engine(), &record, &bytes, "").expect("replays");
-        assert!(replayed.same, "{id}: {:?}", replayed.differences);
     }
 }
 
@@ -137,26 +149,7 @@ fn random_bytes_and_clocks_follow_the_call_id_and_the_policy_clock_and_replay_ex
         assert!(seen <= now && seen + 3600 >= now, "{id}: the policy clock ({seen}), not a fixed one");
 
         // Recorded, then replayed on a fresh instance: byte for byte the same.
-        let version = policy.own.clone().expect("its own version");
-        let req = request("entropy", "r@x");
-        let (result, imports) = version.call_with(tenant, PolicyCall::Route(&req), Imports::recording());
-        let Imports::Recording(calls) = imports else { panic!("recording") };
-        let decision = result.expect("decides");
-        let record = DecisionRecord::new(
-            id,
-            version.recorded(),
-            Export::Route,
-            &req,
-            None,
-            exum_router::policy::host_api::now(tenant),
-            calls,
-            Output::Decision(decision),
-        );
-        let bytes = std::fs::read(polyglot::path(if id == "js" { polyglot::JS_PROBE } else { polyglot::PY_PROBE }))
-            .expect("the component");
-        let replayed =
-            exum_router::policy::replay::replay(plane.registry.engine(), &record, &bytes, "").expect("replays");
-        assert!(replayed.same, "{id}: {:?}", replayed.differences);
+        records_and_replays(&plane, tenant, policy, &request("entropy", "r@x"));
     }
 }
 
