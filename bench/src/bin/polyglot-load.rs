@@ -1,0 +1,105 @@
+//! The router's CPU per call under sipp load with the tenant's policy in
+//! Rust (the standard policy), JavaScript and Python (the test probes of
+//! `tests/polyglot/`: a directory lookup, then the standard decision), each in
+//! a router of its own (release build), the same calls: sipp places `calls`
+//! calls at `rate` per second to on-premises users behind a sipp UAS. Prints a
+//! Markdown table: calls answered and failed, the router's CPU seconds, and
+//! its CPU per call.
+//!
+//! `cargo build --release && cargo run --release -p exum-bench --bin polyglot-load [calls] [rate]`
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use exum_bench::attack::cpu_seconds;
+use exum_bench::harness::{on_premises_deployment, stop};
+use exum_router_tests::{components, polyglot};
+
+const PROXY: u16 = 5980;
+const UM: u16 = 5981;
+const UAC: u16 = 5982;
+
+/// A value of sipp's statistics file (the last line).
+fn stat(file: &Path, column: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
+    let last: Vec<&str> = lines.last().unwrap_or("").split(';').collect();
+    header.iter().position(|h| *h == column).and_then(|i| last.get(i)?.parse().ok()).unwrap_or(0)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().ok());
+    let calls = args.next().flatten().unwrap_or(3_000);
+    let rate = args.next().flatten().unwrap_or(150);
+    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
+    let exe = std::fs::canonicalize(&exe).expect("exum-router built (cargo build --release)");
+    println!("| policy | calls | answered | failed | router CPU s | CPU per call µs |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (name, path) in [
+        ("Rust (standard policy)", components::STANDARD),
+        ("JavaScript", polyglot::path(polyglot::JS_PROBE)),
+        ("Python", polyglot::path(polyglot::PY_PROBE)),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        on_premises_deployment(d, &["uac.xml", "uas.xml"], 20, UM, None);
+        std::fs::write(
+            d.join("router.toml"),
+            format!(
+                "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:{PROXY}\"\ntransports = [\"udp\"]\n\
+                 [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\n\
+                 peers = [\"127.0.0.0/8\"]\npolicy = {path:?}\n"
+            ),
+        )
+        .expect("write");
+        let mut uas = Command::new("sipp")
+            .args(["-sf", "uas.xml", "-i", "127.0.0.1", "-p", &UM.to_string(), "-nostdin", "-buff_size", "4194304"])
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp (apt-get install -y sip-tester)");
+        let router = Command::new(&exe)
+            .args(["serve", "--config", "router.toml"])
+            .env("RUST_LOG", "error")
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the router");
+        // It binds once the start has compiled the policy (a runtime's worth of
+        // code takes seconds on one core).
+        let start = std::time::Instant::now();
+        while std::net::UdpSocket::bind(("127.0.0.1", PROXY)).is_ok() {
+            assert!(start.elapsed() < Duration::from_secs(120), "the router did not bind {PROXY}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // The start compiles the policy (up to policy_start_wait) before it
+        // binds; a few calls first put instances in the pool.
+        let run = |n: u64, stats: &str| {
+            Command::new("sipp")
+                .arg(format!("127.0.0.1:{PROXY}"))
+                .args(["-sf", "uac.xml", "-inf", "users.csv", "-i", "127.0.0.1", "-p", &UAC.to_string()])
+                .args(["-m", &n.to_string(), "-r", &rate.to_string(), "-nostdin", "-buff_size", "4194304"])
+                .args(["-timeout", "300s", "-trace_stat", "-stf", stats, "-fd", "1"])
+                .current_dir(d)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("sipp UAC")
+        };
+        run(rate, "warm.csv");
+        let before = cpu_seconds(router.id());
+        run(calls, "uac.csv");
+        let cpu = cpu_seconds(router.id()) - before;
+        let answered = stat(&d.join("uac.csv"), "SuccessfulCall(C)");
+        let failed = stat(&d.join("uac.csv"), "FailedCall(C)");
+        println!("| {name} | {calls} | {answered} | {failed} | {cpu:.2} | {:.0} |", cpu * 1e6 / calls as f64);
+        stop(router);
+        let _ = uas.kill();
+        let _ = uas.wait();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
