@@ -81,6 +81,17 @@ impl Drop for Waiter {
 
 thread_local! {
     static ON_BEHALF_OF: RefCell<Option<Abandoned>> = const { RefCell::new(None) };
+    static DEFERRABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` on this thread as work that may wait: its compiles (the
+/// optimised code that replaces a quick tier's, while the quick code serves)
+/// leave one compile slot to compiles someone waits for.
+pub fn deferrable<R>(f: impl FnOnce() -> R) -> R {
+    let previous = DEFERRABLE.replace(true);
+    let r = f();
+    DEFERRABLE.set(previous);
+    r
 }
 
 /// Runs `f` on this thread for the waiter whose flag is `abandoned`: the
@@ -104,7 +115,9 @@ fn abandoned() -> bool {
 #[derive(Debug, Default)]
 pub(crate) struct Compiles {
     settings: Mutex<CompileSettings>,
-    busy: Mutex<usize>,
+    /// Compiles in progress: all, and those that may wait (optimised code
+    /// replacing a quick tier's).
+    busy: Mutex<(usize, usize)>,
     freed: Condvar,
     /// Compiles started (in this process or in a child).
     compilations: Counter,
@@ -113,13 +126,16 @@ pub(crate) struct Compiles {
 }
 
 /// A compile slot, given back when dropped.
-struct Slot<'a>(&'a Compiles);
+struct Slot<'a>(&'a Compiles, bool);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
         let mut busy = self.0.busy.lock().unwrap_or_else(|e| e.into_inner());
-        *busy = busy.saturating_sub(1);
-        self.0.freed.notify_one();
+        busy.0 = busy.0.saturating_sub(1);
+        if self.1 {
+            busy.1 = busy.1.saturating_sub(1);
+        }
+        self.0.freed.notify_all();
     }
 }
 
@@ -151,15 +167,23 @@ impl Compiles {
     }
 
     /// Waits for a free slot (or until the waiter has gone).
+    /// A compile that may wait (see [`deferrable`]) takes at most all slots
+    /// but one, so a policy a tenant is waiting for is never queued behind
+    /// them.
     fn slot(&self) -> Result<Slot<'_>, LoadError> {
+        let deferrable = DEFERRABLE.get();
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if abandoned() {
                 return Err(self.give_up());
             }
-            if *busy < self.settings().workers {
-                *busy += 1;
-                return Ok(Slot(self));
+            let workers = self.settings().workers;
+            if busy.0 < workers && (!deferrable || busy.1 < workers.saturating_sub(1).max(1)) {
+                busy.0 += 1;
+                if deferrable {
+                    busy.1 += 1;
+                }
+                return Ok(Slot(self, deferrable));
             }
             busy = self.freed.wait_timeout(busy, ABANDON_CHECK).unwrap_or_else(|e| e.into_inner()).0;
         }

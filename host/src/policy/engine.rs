@@ -1115,4 +1115,48 @@ mod tests {
         assert!(holder.join().expect("joins").is_ok());
         assert!(matches!(next.join().expect("joins"), Ok(super::super::compile::Compiled::Here(7))));
     }
+
+    #[test]
+    fn deferrable_compiles_leave_a_slot_to_those_someone_waits_for() {
+        use super::super::compile::{Compiles, deferrable};
+        let compiles = Arc::new(Compiles::new(Counter::default(), Counter::default()));
+        let settings = crate::control::config::CompileSettings { workers: 2, ..Default::default() };
+        compiles.set_settings(settings);
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        // A deferrable compile holds one of the two slots.
+        let holder = {
+            let compiles = compiles.clone();
+            std::thread::spawn(move || {
+                deferrable(|| {
+                    compiles.compile(b"", Compiler::Cranelift, true, || {
+                        started_tx.send(()).expect("send");
+                        release_rx.recv().expect("released");
+                        Ok(())
+                    })
+                })
+            })
+        };
+        started_rx.recv().expect("started");
+        // A second deferrable one waits; a compile someone waits for does not.
+        let second_ran = Arc::new(AtomicBool::new(false));
+        let second = {
+            let (compiles, ran) = (compiles.clone(), second_ran.clone());
+            std::thread::spawn(move || {
+                deferrable(|| {
+                    compiles.compile(b"", Compiler::Cranelift, true, || {
+                        ran.store(true, Ordering::SeqCst);
+                        Ok(())
+                    })
+                })
+            })
+        };
+        let waited_for = compiles.compile(b"", Compiler::Cranelift, false, || Ok(1));
+        assert!(matches!(waited_for, Ok(super::super::compile::Compiled::Here(1))));
+        assert!(!second_ran.load(Ordering::SeqCst), "the second deferrable compile waits for the first");
+        release_tx.send(()).expect("release");
+        assert!(holder.join().expect("joins").is_ok());
+        assert!(second.join().expect("joins").is_ok());
+        assert!(second_ran.load(Ordering::SeqCst));
+    }
 }

@@ -479,7 +479,9 @@ fn optimize_later(engine: &Arc<PolicyEngine>, version: &Arc<PolicyVersion>, byte
     let _ = version.optimizing.set(waiter);
     let spawned = std::thread::Builder::new().name("policy-optimize".into()).spawn(move || {
         let _ = rustix::process::setpriority_process(None, 10);
-        let compiled = super::compile::on_behalf_of(flag, || engine.compile_optimized_in_background(&bytes));
+        let compiled = super::compile::on_behalf_of(flag, || {
+            super::compile::deferrable(|| engine.compile_optimized_in_background(&bytes))
+        });
         match compiled {
             Err(LoadError::Abandoned) => {}
             Ok(compiled) => {
