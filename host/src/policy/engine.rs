@@ -440,8 +440,9 @@ impl PolicyEngine {
 
     /// Removes the least recently used artifacts until the cache's artifacts
     /// fit `[compile] cache_max_mib`, never `keep` (just written) nor those of
-    /// versions in service; artifacts of another engine fingerprint (an older
-    /// router) go first, then leftovers of writes cut short.
+    /// versions in service (of either compile tier); artifacts of another
+    /// engine fingerprint (an older router, the other tier) go first; leftovers
+    /// of writes cut short an hour old go too.
     fn trim_disk_cache(&self, keep: &str) {
         let Some(dir) = self.disk_cache.read().unwrap_or_else(|e| e.into_inner()).clone() else { return };
         let budget = self.compiles.settings().cache_max_bytes;
@@ -478,7 +479,9 @@ impl PolicyEngine {
             if total <= budget {
                 break;
             }
-            if ours && (hash == keep || pins.contains_key(&hash)) {
+            // A version in service keeps its artifacts, whichever tier's
+            // (the quick tier's engine shares this cache and its pins).
+            if (ours && hash == keep) || pins.contains_key(&hash) {
                 continue;
             }
             if std::fs::remove_file(&path).is_ok() {
@@ -1024,6 +1027,22 @@ mod tests {
         let newest = engine.compile(&variant(5)).expect("compiles").hash;
         let kept: Vec<String> = artifacts(dir.path()).into_iter().map(|(h, _)| h).collect();
         assert!(!kept.contains(&first.hash) && kept.contains(&newest) && kept.contains(&hashes[3]), "{kept:?}");
+    }
+
+    #[test]
+    fn the_quick_tier_never_removes_the_artifact_of_a_version_in_service() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let engine = PolicyEngine::new().expect("engine");
+        engine.set_disk_cache(dir.path().to_owned()).expect("cache");
+        let served = engine.compile(&variant(0)).expect("compiles");
+        let _pin = engine.pin(&served.hash);
+        let settings = crate::control::config::CompileSettings { cache_max_bytes: 1, ..Default::default() };
+        engine.set_compile_settings(settings);
+        // The quick tier writes its own artifacts to the same folder, over budget.
+        let quick = engine.compile_quick(&variant(1)).expect("compiles with Winch");
+        assert_eq!(quick.compiler, Compiler::Winch);
+        let kept: Vec<String> = artifacts(dir.path()).into_iter().map(|(h, _)| h).collect();
+        assert!(kept.contains(&served.hash), "the version in service keeps its artifact: {kept:?}");
     }
 
     #[test]
