@@ -20,10 +20,35 @@ pub fn stop(mut child: Child) {
     let _ = child.wait();
 }
 
+/// The release router's binary (`EXUM_ROUTER`, else `target/release/exum-router`), absolute.
+pub fn router_exe() -> std::path::PathBuf {
+    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
+    std::fs::canonicalize(&exe).expect("exum-router built (cargo build --release)")
+}
+
+/// Starts the release router on `router.toml` in `dir`, logging errors only,
+/// its output discarded.
+pub fn serve_in(dir: &Path) -> Child {
+    Command::new(router_exe())
+        .args(["serve", "--config", "router.toml"])
+        .env("RUST_LOG", "error")
+        .current_dir(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("the router starts")
+}
+
 /// Whether something holds UDP 127.0.0.1:`port`, polled for up to 10 s (sipp
 /// and the router say nothing when they are ready).
 pub fn bound(port: u16) -> bool {
-    for _ in 0..1000 {
+    bound_within(port, Duration::from_secs(10))
+}
+
+/// Whether something holds UDP 127.0.0.1:`port` within `wait`.
+pub fn bound_within(port: u16, wait: Duration) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < wait {
         if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
             return true;
         }

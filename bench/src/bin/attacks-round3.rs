@@ -9,13 +9,13 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use exum_bench::attack::{answering_um, count_arrivals, cpu_seconds, place_calls, status_bytes};
-use exum_bench::harness::{bound, stop};
+use exum_bench::harness::{bound, router_exe, serve_in, stop};
 use exum_router_tests::peer::{UdpPeer, request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -86,15 +86,7 @@ async fn main() {
     write_deployment(d, um.addr, silent.addr);
     answering_um(um.clone());
     let silent_arrivals = count_arrivals(silent.clone());
-    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
-    let router: Child = Command::new(std::fs::canonicalize(&exe).expect("exum-router built (cargo build --release)"))
-        .args(["serve", "--config", "router.toml"])
-        .env("RUST_LOG", "error")
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the router");
+    let router = serve_in(d);
     let pid = router.id();
     assert!(bound(ROUTER), "the router did not bind {ROUTER}");
     let token = std::fs::read_to_string(d.join("admin.token")).expect("the token file").trim().to_owned();
@@ -457,7 +449,7 @@ async fn main() {
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\n[[tenant]]\nid = \"..\"\ndomains = [\"a.test\"]\n",
     )
     .expect("write");
-    let dots = Command::new(std::fs::canonicalize(&exe).expect("exe"))
+    let dots = Command::new(router_exe())
         .args(["serve", "--config", "router.toml"])
         .current_dir(bad.path())
         .output()
@@ -468,7 +460,7 @@ async fn main() {
     )
     .expect("write");
     std::fs::write(bad.path().join("directory.toml"), format!("# {}\n", "x".repeat(100 << 20))).expect("write");
-    let huge = Command::new(std::fs::canonicalize(&exe).expect("exe"))
+    let huge = Command::new(router_exe())
         .args(["serve", "--config", "router.toml"])
         .current_dir(bad.path())
         .output()

@@ -18,13 +18,12 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use exum_bench::attack::{answering_um, count_arrivals, cpu_seconds, place_calls, status_bytes};
-use exum_bench::harness::{bound, stop};
+use exum_bench::harness::{bound, serve_in, stop};
 use exum_router_tests::peer::{UdpPeer, request};
 use tokio::io::AsyncWriteExt;
 
@@ -131,15 +130,7 @@ async fn main() {
     let directory = write_deployment(d, um.addr, silent.addr);
     answering_um(um.clone());
     let _silent_arrivals = count_arrivals(silent.clone());
-    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
-    let router: Child = Command::new(std::fs::canonicalize(&exe).expect("exum-router built (cargo build --release)"))
-        .args(["serve", "--config", "router.toml"])
-        .env("RUST_LOG", "error")
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn the router");
+    let router = serve_in(d);
     let pid = router.id();
     assert!(bound(ROUTER), "the router did not bind {ROUTER}");
     let mut rows: Vec<(String, String, String)> = Vec::new();

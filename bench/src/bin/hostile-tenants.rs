@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use exum_bench::harness::{self, bound, stop};
+use exum_bench::harness::{self, bound, serve_in, stop};
 use exum_router_tests::sipp::stat;
 
 const PROXY: u16 = 15360;
@@ -176,15 +176,7 @@ fn main() {
         .spawn()
         .expect("sipp UAS");
     assert!(bound(UM), "sipp UAS did not bind {UM}");
-    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
-    let router = Command::new(std::fs::canonicalize(&exe).expect("exum-router built"))
-        .args(["serve", "--config", "router.toml"])
-        .env("RUST_LOG", "error")
-        .current_dir(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("exum-router");
+    let router = serve_in(d);
     assert!(bound(PROXY), "the router did not bind {PROXY}");
     let mut phases = Vec::new();
     for (name, hostile) in [("baseline: sipp load alone", false), ("with the hostile tenants called", true)] {

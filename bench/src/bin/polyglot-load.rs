@@ -8,33 +8,22 @@
 //!
 //! `cargo build --release && cargo run --release -p exum-bench --bin polyglot-load [calls] [rate]`
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use exum_bench::attack::cpu_seconds;
-use exum_bench::harness::{on_premises_deployment, stop};
+use exum_bench::harness::{bound_within, on_premises_deployment, serve_in, stop};
+use exum_router_tests::sipp::stat;
 use exum_router_tests::{components, polyglot};
 
 const PROXY: u16 = 5980;
 const UM: u16 = 5981;
 const UAC: u16 = 5982;
 
-/// A value of sipp's statistics file (the last line).
-fn stat(file: &Path, column: &str) -> u64 {
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap_or("").split(';').collect();
-    let last: Vec<&str> = lines.last().unwrap_or("").split(';').collect();
-    header.iter().position(|h| *h == column).and_then(|i| last.get(i)?.parse().ok()).unwrap_or(0)
-}
-
 fn main() {
     let mut args = std::env::args().skip(1).map(|a| a.parse::<u64>().ok());
     let calls = args.next().flatten().unwrap_or(3_000);
     let rate = args.next().flatten().unwrap_or(150);
-    let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
-    let exe = std::fs::canonicalize(&exe).expect("exum-router built (cargo build --release)");
     println!("| policy | calls | answered | failed | router CPU s | CPU per call µs |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (name, path) in [
@@ -61,21 +50,10 @@ fn main() {
             .stderr(Stdio::null())
             .spawn()
             .expect("sipp (apt-get install -y sip-tester)");
-        let router = Command::new(&exe)
-            .args(["serve", "--config", "router.toml"])
-            .env("RUST_LOG", "error")
-            .current_dir(d)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the router");
+        let router = serve_in(d);
         // It binds once the start has compiled the policy (a runtime's worth of
         // code takes seconds on one core).
-        let start = std::time::Instant::now();
-        while std::net::UdpSocket::bind(("127.0.0.1", PROXY)).is_ok() {
-            assert!(start.elapsed() < Duration::from_secs(120), "the router did not bind {PROXY}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(bound_within(PROXY, Duration::from_secs(120)), "the router did not bind {PROXY}");
         // The start compiles the policy (up to policy_start_wait) before it
         // binds; a few calls first put instances in the pool.
         let run = |n: u64, stats: &str| {

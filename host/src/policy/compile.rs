@@ -353,3 +353,100 @@ pub fn worker(memory_mib: u64, cpu_s: u64, compiler: &str, background: bool) -> 
         Err(e) => fail(format!("writing the compiled code: {e}")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc::{Sender, channel};
+    use std::thread::JoinHandle;
+
+    use super::*;
+
+    fn compiles(workers: usize) -> Arc<Compiles> {
+        let compiles = Arc::new(Compiles::new(Counter::default(), Counter::default()));
+        compiles.set_settings(CompileSettings { workers, ..Default::default() });
+        compiles
+    }
+
+    /// A compile (deferrable or not) that holds its slot until told: the
+    /// thread, and the sender that releases it. Returns once it holds it.
+    fn holding(
+        compiles: &Arc<Compiles>,
+        deferrable_one: bool,
+    ) -> (JoinHandle<Result<Compiled<()>, LoadError>>, Sender<()>) {
+        let (started_tx, started_rx) = channel();
+        let (release_tx, release_rx) = channel::<()>();
+        let compiles = compiles.clone();
+        let holder = std::thread::spawn(move || {
+            let compile = || {
+                compiles.compile(b"", Compiler::Cranelift, deferrable_one, || {
+                    started_tx.send(()).expect("send");
+                    release_rx.recv().expect("released");
+                    Ok(())
+                })
+            };
+            if deferrable_one { deferrable(compile) } else { compile() }
+        });
+        started_rx.recv().expect("the compile holds a slot");
+        (holder, release_tx)
+    }
+
+    /// A compile on a thread of its own, run `as_deferrable` and for `waiter`'s
+    /// flag when given, that records whether it ran.
+    fn compile_on_a_thread(
+        compiles: &Arc<Compiles>,
+        as_deferrable: bool,
+        flag: Option<Abandoned>,
+    ) -> (JoinHandle<Result<Compiled<()>, LoadError>>, Arc<AtomicBool>) {
+        let (compiles, ran) = (compiles.clone(), Arc::new(AtomicBool::new(false)));
+        let ran_in = ran.clone();
+        let handle = std::thread::spawn(move || {
+            let compile = || {
+                compiles.compile(b"", Compiler::Cranelift, as_deferrable, || {
+                    ran_in.store(true, Ordering::SeqCst);
+                    Ok(())
+                })
+            };
+            let compile = || if as_deferrable { deferrable(compile) } else { compile() };
+            match flag {
+                Some(flag) => on_behalf_of(flag, compile),
+                None => compile(),
+            }
+        });
+        (handle, ran)
+    }
+
+    #[test]
+    fn compiles_wait_for_a_slot_and_give_up_when_nobody_waits() {
+        let compiles = compiles(1);
+        let (holder, release) = holding(&compiles, false);
+        let waiter = Waiter::new();
+        let (abandoned, ran) = compile_on_a_thread(&compiles, false, Some(waiter.flag()));
+        drop(waiter);
+        assert!(matches!(abandoned.join().expect("joins"), Err(LoadError::Abandoned)));
+        assert!(!ran.load(Ordering::SeqCst), "an abandoned compile never ran");
+        assert_eq!(compiles.abandoned.get(), 1);
+        // One that is waited for runs once the slot is free.
+        let (next, ran) = compile_on_a_thread(&compiles, false, None);
+        release.send(()).expect("release");
+        assert!(holder.join().expect("joins").is_ok());
+        assert!(matches!(next.join().expect("joins"), Ok(Compiled::Here(()))));
+        assert!(ran.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn deferrable_compiles_leave_a_slot_to_those_someone_waits_for() {
+        let compiles = compiles(2);
+        // A deferrable compile holds one of the two slots.
+        let (holder, release) = holding(&compiles, true);
+        // A second deferrable one waits; a compile someone waits for does not.
+        let (second, second_ran) = compile_on_a_thread(&compiles, true, None);
+        let waited_for = compiles.compile(b"", Compiler::Cranelift, false, || Ok(1));
+        assert!(matches!(waited_for, Ok(Compiled::Here(1))));
+        assert!(!second_ran.load(Ordering::SeqCst), "the second deferrable compile waits for the first");
+        release.send(()).expect("release");
+        assert!(holder.join().expect("joins").is_ok());
+        assert!(second.join().expect("joins").is_ok());
+        assert!(second_ran.load(Ordering::SeqCst));
+    }
+}

@@ -63,6 +63,7 @@ pub(super) fn spawn(
         invite,
         server,
         last_response: None,
+        last_tag: None,
         cancelled: false,
         record_route: false,
         pop_routes: 0,
@@ -127,8 +128,11 @@ struct RequestTask {
     tx: EventSender,
     invite: bool,
     server: ServerTransaction,
-    /// The last response sent upstream, for retransmissions of the request.
+    /// The last response sent upstream, for retransmissions of the request,
+    /// and its To tag (an ACK carrying it shows its source receives at its
+    /// address: `Limiter::exchanged`).
     last_response: Option<Vec<u8>>,
+    last_tag: Option<Box<str>>,
     cancelled: bool,
     record_route: bool,
     pop_routes: usize,
@@ -178,6 +182,7 @@ impl RequestTask {
             rx,
             server,
             last_response,
+            last_tag,
             branches,
             mut sent,
             failed,
@@ -204,13 +209,7 @@ impl RequestTask {
             return;
         }
         sent.retain(|branch, _| failed.contains(branch));
-        let tag = match source.transport {
-            Transport::Udp => last_response
-                .as_deref()
-                .and_then(|b| crate::model::wire::Message::parse(b.to_vec(), false, b.len()).ok())
-                .and_then(|m| m.to_tag().map(Into::into)),
-            _ => None,
-        };
+        let tag = if source.transport == Transport::Udp { last_tag } else { None };
         let lingering = Lingering {
             proxy,
             source,
@@ -231,13 +230,14 @@ impl RequestTask {
     /// Sends `answer` upstream; a failure after targets failed says which
     /// target answered what.
     fn respond(&mut self, answer: &Answer) {
+        let tag = self.proxy.response_tag();
         let bytes = if self.tells_tried(answer.code) {
             let answer = answer.clone().with_tried(&self.attempts);
-            self.proxy.send_answer(&self.req, &self.source, &answer)
+            self.proxy.send_answer_tagged(&self.req, &self.source, &answer, &tag)
         } else {
-            self.proxy.send_answer(&self.req, &self.source, answer)
+            self.proxy.send_answer_tagged(&self.req, &self.source, answer, &tag)
         };
-        self.sent_upstream(answer.code, bytes);
+        self.sent_upstream(answer.code, bytes, Some(self.answer_tag(tag)));
         self.own_response = true;
     }
 
@@ -249,8 +249,9 @@ impl RequestTask {
         }
         let answer = error.answer();
         let answer = if self.tells_tried(answer.code) { answer.with_tried(&self.attempts) } else { answer };
-        let bytes = self.proxy.reject_with(&self.req, &self.source, error, &answer);
-        self.sent_upstream(error.code(), bytes);
+        let tag = self.proxy.response_tag();
+        let bytes = self.proxy.reject_with(&self.req, &self.source, error, &answer, &tag);
+        self.sent_upstream(error.code(), bytes, Some(self.answer_tag(tag)));
         self.own_response = true;
     }
 
@@ -264,11 +265,17 @@ impl RequestTask {
     fn relay(&mut self, resp: &Message) {
         let bytes = resp.edit().pop_via().finish();
         self.proxy.transports.reply_kept(&self.source, self.reply_to, &bytes);
-        self.sent_upstream(resp.status().unwrap_or(500), bytes);
+        self.sent_upstream(resp.status().unwrap_or(500), bytes, resp.to_tag().map(Into::into));
         self.own_response = false;
     }
 
-    fn sent_upstream(&mut self, code: u16, bytes: Vec<u8>) {
+    /// The To tag of the router's answer: the request's own when it has one
+    /// (the router adds `tag` only when it has none).
+    fn answer_tag(&self, tag: String) -> Box<str> {
+        self.req.to_tag().map_or_else(|| tag.into(), Into::into)
+    }
+
+    fn sent_upstream(&mut self, code: u16, bytes: Vec<u8>, tag: Option<Box<str>>) {
         if code >= 200 {
             self.server.on_final(code, Instant::now());
             if self.final_code == 0 {
@@ -276,6 +283,7 @@ impl RequestTask {
             }
         }
         self.last_response = Some(bytes);
+        self.last_tag = tag;
     }
 
     fn resend_last(&self) {

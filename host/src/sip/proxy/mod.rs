@@ -269,9 +269,19 @@ impl Proxy {
         to
     }
 
+    /// A To tag for one of the router's own responses (unguessable).
+    fn response_tag(&self) -> String {
+        self.secret.response_tag(self.counter.fetch_add(1, Ordering::Relaxed))
+    }
+
     /// Sends `answer` to `req` back where it came from (over the transport it
     /// arrived on, whatever its Via says); returns the bytes sent.
     fn send_answer(&self, req: &Message, source: &Source, answer: &Answer) -> Vec<u8> {
+        self.send_answer_tagged(req, source, answer, &self.response_tag())
+    }
+
+    /// [`Self::send_answer`] with the To tag `tag` (when the request has none).
+    fn send_answer_tagged(&self, req: &Message, source: &Source, answer: &Answer, tag: &str) -> Vec<u8> {
         let sourced;
         let answer = if answer.headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("ms-diagnostics")) {
             sourced = answer.clone().sourced(&self.name);
@@ -279,23 +289,23 @@ impl Proxy {
         } else {
             answer
         };
-        let tag = self.secret.response_tag(self.counter.fetch_add(1, Ordering::Relaxed));
         let headers: Vec<(&str, &str)> = answer.headers.iter().map(|(n, v)| (n.as_ref(), v.as_str())).collect();
-        let bytes = originate::response(req, source.addr, answer.code, &answer.reason, &tag, &headers);
+        let bytes = originate::response(req, source.addr, answer.code, &answer.reason, tag, &headers);
         self.transports.reply_kept(source, self.response_address(req, source), &bytes);
         bytes
     }
 
     /// Answers `req` with the response for `error`, counted by side and code.
     fn reject(&self, req: &Message, source: &Source, error: &RequestError) -> Vec<u8> {
-        self.reject_with(req, source, error, &error.answer())
+        self.reject_with(req, source, error, &error.answer(), &self.response_tag())
     }
 
-    /// [`Self::reject`] with `answer`, the error's answer with more said.
-    fn reject_with(&self, req: &Message, source: &Source, error: &RequestError, answer: &Answer) -> Vec<u8> {
+    /// [`Self::reject`] with `answer`, the error's answer with more said, and
+    /// the To tag `tag`.
+    fn reject_with(&self, req: &Message, source: &Source, error: &RequestError, answer: &Answer, tag: &str) -> Vec<u8> {
         self.metrics.count_request_error(error.side().as_str(), error.code());
         tracing::debug!(peer = %source.addr, code = error.code(), side = error.side().as_str(), %error, "answered by the router");
-        self.send_answer(req, source, answer)
+        self.send_answer_tagged(req, source, answer, tag)
     }
 
     /// Counts and logs a message nothing can be answered to.
