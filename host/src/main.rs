@@ -63,16 +63,21 @@ enum Command {
         #[arg(long)]
         request: Option<String>,
     },
-    /// Create a policy crate that builds with plain cargo, outside this
-    /// repository: the standard algorithm with one adjustment, native tests, a README.
+    /// Create a policy project in Rust, JavaScript, TypeScript or Python that
+    /// builds with the language's own tools, outside this repository: the
+    /// standard algorithm with one adjustment, native tests, a README.
     New {
-        /// The crate's name (and folder).
+        /// The project's name (and folder).
         name: String,
+        /// The policy's language.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: exum_router::scaffold::Lang,
         /// The folder to create it in.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
-        /// The SDK as a path dependency: the router repository's `sdk` folder
-        /// (default: the one this router was built from, if still there).
+        /// The SDK as a path dependency: the router repository's `sdk`,
+        /// `sdk-js` or `sdk-py` folder (default: the one this router was built
+        /// from, if still there).
         #[arg(long)]
         sdk_path: Option<PathBuf>,
         /// The SDK as a git dependency: the router repository's URL.
@@ -82,10 +87,11 @@ enum Command {
         #[arg(long, requires = "sdk_git")]
         sdk_rev: Option<String>,
     },
-    /// Build the policy crate in a folder into a checked component
-    /// (`cargo build --release --target wasm32-unknown-unknown`, then componentize).
+    /// Build the policy project in a folder into a checked component with its
+    /// language's toolchain: cargo (Cargo.toml), componentize-js (package.json)
+    /// or componentize-py (pyproject.toml).
     Build {
-        /// The crate's folder.
+        /// The project's folder.
         #[arg(default_value = ".")]
         dir: PathBuf,
         /// Where to write the component (default: `<crate>.wasm` in the folder).
@@ -433,27 +439,20 @@ fn main() -> ExitCode {
                 .and_then(|bytes| tools::simulate(&config, &path, &bytes, &options))
                 .map_err(|e| e.to_string())
         }
-        Command::New { name, dir, sdk_path, sdk_git, sdk_rev } => {
-            use exum_router::scaffold::{SdkSource, default_sdk, new_policy};
+        Command::New { name, lang, dir, sdk_path, sdk_git, sdk_rev } => {
+            use exum_router::scaffold::{SdkSource, default_sdk, new_policy, next_steps};
             let sdk = match (sdk_path, sdk_git) {
                 (Some(p), _) => Some(SdkSource::Path(p)),
                 (None, Some(url)) => Some(SdkSource::Git { url, rev: sdk_rev }),
-                (None, None) => default_sdk().map(SdkSource::Path),
+                (None, None) => default_sdk(lang).map(SdkSource::Path),
             };
             match sdk {
-                None => {
-                    Err("where is the SDK? give --sdk-path <the router repository's sdk folder> or --sdk-git <url>"
-                        .into())
+                None => Err("where is the SDK? give --sdk-path <the router repository's sdk, sdk-js or sdk-py \
+                             folder> (Rust: or --sdk-git <url>)"
+                    .into()),
+                Some(sdk) => {
+                    new_policy(lang, &dir, &name, &sdk).map(|d| next_steps(lang, &d)).map_err(|e| e.to_string())
                 }
-                Some(sdk) => new_policy(&dir, &name, &sdk)
-                    .map(|d| {
-                        format!(
-                            "created {}\nnext: cd {} && cargo test && exum-router build\n",
-                            d.display(),
-                            d.display()
-                        )
-                    })
-                    .map_err(|e| e.to_string()),
             }
         }
         Command::Build { dir, output } => {

@@ -272,6 +272,31 @@ pub fn sign(component: &[u8], key: &ring::signature::Ed25519KeyPair) -> Result<(
     Ok((out, public))
 }
 
+/// `component` with `manifest` added as its top-level manifest section, for
+/// toolchains that cannot write custom sections themselves (JavaScript,
+/// Python). Refused when the component has a manifest or a signature already.
+pub fn with_manifest(component: &[u8], manifest: &Manifest) -> Result<Vec<u8>, String> {
+    if !super::engine::is_component(component) {
+        return Err("not a WebAssembly component".into());
+    }
+    if self::manifest(component)?.is_some() {
+        return Err("the component has a manifest already".into());
+    }
+    if signature(component)?.is_some() {
+        return Err("the component is signed: add the manifest before signing".into());
+    }
+    let data = serde_json::to_vec(manifest).map_err(|e| e.to_string())?;
+    let mut payload = Vec::new();
+    leb_write(&mut payload, MANIFEST_SECTION.len() as u32);
+    payload.extend_from_slice(MANIFEST_SECTION.as_bytes());
+    payload.extend_from_slice(&data);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb_write(&mut out, payload.len() as u32);
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
 fn leb_write(out: &mut Vec<u8>, mut v: u32) {
     loop {
         let byte = (v & 0x7f) as u8;
@@ -299,6 +324,19 @@ mod tests {
         leb_write(&mut c, payload.len() as u32);
         c.extend_from_slice(&payload);
         c
+    }
+
+    #[test]
+    fn a_manifest_is_added_once_and_read_back_before_any_signature() {
+        let bare = component_with("other", b"x");
+        let m = Manifest { name: "p".into(), version: "1.0.0".into(), deadline_ms: 2, ..Manifest::default() };
+        let with = with_manifest(&bare, &m).expect("added");
+        assert_eq!(manifest(&with).expect("readable"), Some(m.clone()));
+        assert!(with_manifest(&with, &m).expect_err("twice").contains("already"));
+        assert!(with_manifest(b"\0asm\x01\0\0\0", &m).expect_err("a module").contains("not a WebAssembly component"));
+        let key = read_key(generate_key().expect("key").0.as_bytes()).expect("read");
+        let (signed, _) = sign(&bare, &key).expect("signed");
+        assert!(with_manifest(&signed, &m).expect_err("signed").contains("before signing"));
     }
 
     #[test]

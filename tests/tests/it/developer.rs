@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use exum_router::scaffold::{SdkSource, build, new_policy};
+use exum_router::scaffold::{Lang, SdkSource, build, new_policy};
 use exum_router::tools::{self, SimulateOptions};
 use exum_router_tests::{components, deployment_config, workspace};
 
@@ -18,12 +18,15 @@ fn request(name: &str) -> Vec<u8> {
 fn a_new_policy_crate_tests_builds_and_routes_outside_the_repository() {
     let dir = tempfile::tempdir().expect("tempdir");
     let sdk = SdkSource::Path(workspace().join("sdk"));
-    let crate_dir = new_policy(dir.path(), "contoso-routing", &sdk).expect("created");
+    let crate_dir = new_policy(Lang::Rust, dir.path(), "contoso-routing", &sdk).expect("created");
     for file in ["Cargo.toml", "src/lib.rs", "README.md", "rust-toolchain.toml", "Cargo.lock"] {
         assert!(crate_dir.join(file).is_file(), "{file}");
     }
-    assert!(new_policy(dir.path(), "contoso-routing", &sdk).is_err(), "an existing folder is not overwritten");
-    assert!(new_policy(dir.path(), "Bad Name", &sdk).is_err());
+    assert!(
+        new_policy(Lang::Rust, dir.path(), "contoso-routing", &sdk).is_err(),
+        "an existing folder is not overwritten"
+    );
+    assert!(new_policy(Lang::Rust, dir.path(), "Bad Name", &sdk).is_err());
     // One target folder for every run of this test: the SDK's dependencies
     // are compiled once.
     let target = workspace().join("target/scaffold");

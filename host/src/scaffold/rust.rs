@@ -1,62 +1,17 @@
-//! A tenant's developer loop: `exum-router new <name>` creates a policy crate
-//! that builds with plain cargo wherever it is put, and `exum-router build`
-//! turns it into a checked component.
+//! Policies in Rust: a crate that builds with plain cargo wherever it is put,
+//! its component built by cargo and componentized here.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Where the SDK comes from in a new crate.
-#[derive(Debug, Clone)]
-pub enum SdkSource {
-    /// A path to the SDK's folder (`sdk/` of the router's repository).
-    Path(PathBuf),
-    /// A git repository holding the router's workspace, at a branch or tag.
-    Git {
-        /// The repository's URL.
-        url: String,
-        /// A branch, tag or revision (`rev = ...`), if not the default branch.
-        rev: Option<String>,
-    },
-}
-
-/// Why a scaffolding step failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ScaffoldError {
-    /// A wrong name or place.
-    #[error("{0}")]
-    Invalid(String),
-    /// A file could not be written or read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// Cargo failed.
-    #[error("{0}")]
-    Cargo(String),
-}
-
-/// The SDK of the repository this router was built from, if it is still there.
-pub fn default_sdk() -> Option<PathBuf> {
-    let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk");
-    sdk.join("Cargo.toml").is_file().then(|| sdk.canonicalize().unwrap_or(sdk))
-}
-
-fn write(path: &Path, text: &str) -> Result<(), ScaffoldError> {
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| ScaffoldError::Io { path: parent.to_path_buf(), source })?;
-    }
-    std::fs::write(path, text).map_err(|source| ScaffoldError::Io { path: path.to_path_buf(), source })
-}
+use super::{ScaffoldError, SdkSource, write};
 
 /// `exum-router new <name>`: a policy crate in `<parent>/<name>`: Cargo.toml
 /// (the SDK as a dependency, release profile for small fast components, its
 /// own workspace, metadata for publishing), `src/lib.rs` (the standard
 /// algorithm with one adjustment, and native tests against `TestHost`), a
 /// README and a `rust-toolchain.toml` with the wasm32 target.
-pub fn new_policy(parent: &Path, name: &str, sdk: &SdkSource) -> Result<PathBuf, ScaffoldError> {
+pub(super) fn new_policy(parent: &Path, name: &str, sdk: &SdkSource) -> Result<PathBuf, ScaffoldError> {
     let valid = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
@@ -275,7 +230,7 @@ Sign it when the tenant requires signed policies:
 /// checks it, and writes `<dir>/<crate>.wasm` (or `output`). Cargo's target
 /// folder is `target_dir` when given (else cargo's own choice). The report of
 /// `check`.
-pub fn build(dir: &Path, output: Option<&Path>, target_dir: Option<&Path>) -> Result<String, ScaffoldError> {
+pub(super) fn build(dir: &Path, output: Option<&Path>, target_dir: Option<&Path>) -> Result<String, ScaffoldError> {
     let manifest = dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(ScaffoldError::Invalid(format!("{}: no Cargo.toml: not a policy crate", dir.display())));
