@@ -19,5 +19,29 @@ fn main() -> anyhow::Result<()> {
     exum_guest_build::build_polyglot(&[
         Polyglot { language: Language::JavaScript, dir: "tests/polyglot/js", entry: "probe.js", constant: "JS_PROBE" },
         Polyglot { language: Language::Python, dir: "tests/polyglot/python/probe", entry: "app", constant: "PY_PROBE" },
+        Polyglot {
+            language: Language::JavaScript,
+            dir: "examples/vip-first/typescript",
+            entry: "src/policy.ts",
+            constant: "VIP_FIRST_TS",
+        },
+        Polyglot {
+            language: Language::JavaScript,
+            dir: "examples/after-hours/typescript",
+            entry: "src/policy.ts",
+            constant: "AFTER_HOURS_TS",
+        },
+        Polyglot {
+            language: Language::Python,
+            dir: "examples/vip-first/python",
+            entry: "policy",
+            constant: "VIP_FIRST_PY",
+        },
+        Polyglot {
+            language: Language::Python,
+            dir: "examples/after-hours/python",
+            entry: "policy",
+            constant: "AFTER_HOURS_PY",
+        },
     ])
 }

@@ -172,7 +172,8 @@ pub struct Polyglot {
     pub language: Language,
     /// The folder of its sources, relative to the workspace.
     pub dir: &'static str,
-    /// Its entry: a JavaScript file, or a Python module, in `dir`.
+    /// Its entry: a JavaScript or TypeScript file (bundled with the SDK), or
+    /// a Python module (the SDK on its path), in `dir`.
     pub entry: &'static str,
     /// The name of the constant to emit for it.
     pub constant: &'static str,
@@ -253,16 +254,20 @@ fn build_one(workspace: &Path, wit: &Path, dir: &Path, guest: &Polyglot, cache: 
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     version.stdout.hash(&mut hasher);
     std::fs::read(wit).context("reading the contract")?.hash(&mut hasher);
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    for file in &files {
-        file.file_name().hash(&mut hasher);
-        std::fs::read(file).with_context(|| format!("reading {}", file.display()))?.hash(&mut hasher);
+    // The policy's sources and the SDK's: a policy built on the SDK changes with it.
+    let sdk = match guest.language {
+        Language::JavaScript => workspace.join("sdk-js/src"),
+        Language::Python => workspace.join("sdk-py/exum_policy"),
+    };
+    println!("cargo:rerun-if-changed={}", sdk.display());
+    for root in [dir, sdk.as_path()] {
+        let mut files = Vec::new();
+        sources(root, &mut files)?;
+        files.sort();
+        for file in &files {
+            file.strip_prefix(root).unwrap_or(file).hash(&mut hasher);
+            std::fs::read(file).with_context(|| format!("reading {}", file.display()))?.hash(&mut hasher);
+        }
     }
     let out = cache.join(format!("{}-{:016x}.wasm", guest.constant.to_lowercase(), hasher.finish()));
     if out.is_file() {
@@ -272,14 +277,34 @@ fn build_one(workspace: &Path, wit: &Path, dir: &Path, guest: &Polyglot, cache: 
     let mut cmd = Command::new(&tool);
     match guest.language {
         Language::JavaScript => {
+            // One module: the policy with the SDK (from this repository) and
+            // every import but the contract's, as `exum-router build` bundles.
+            let bundle = out.with_extension("bundle.js");
+            let script = format!(
+                "import {{ build }} from 'rolldown';\n\
+                 await build({{ input: {:?}, external: [/^exum:/, /^wasi:/], platform: 'neutral', logLevel: 'warn',\n\
+                 resolve: {{ alias: {{ '@exum-router/policy-sdk': {:?} }} }},\n\
+                 output: {{ file: {:?}, format: 'esm', codeSplitting: false }} }});\n",
+                dir.join(guest.entry).display().to_string(),
+                workspace.join("sdk-js/src/index.js").display().to_string(),
+                bundle.display().to_string(),
+            );
+            let output = Command::new("node")
+                .current_dir(workspace.join("sdk-js"))
+                .args(["--input-type=module", "-e", &script])
+                .output()
+                .context("running node")?;
+            if !output.status.success() {
+                bail!("bundling {} failed: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
+            }
             // stdio, HTTP and fetch left out: the component imports WASI
             // random and clocks only (the router answers both per call).
-            cmd.current_dir(dir)
+            cmd.current_dir(cache)
                 .arg("--wit")
                 .arg(wit)
                 .args(["--world-name", "policy", "-d", "stdio", "http", "fetch-event", "-o"])
                 .arg(&tmp)
-                .arg(guest.entry);
+                .arg(&bundle);
         }
         Language::Python => {
             cmd.current_dir(cache)
@@ -287,6 +312,8 @@ fn build_one(workspace: &Path, wit: &Path, dir: &Path, guest: &Polyglot, cache: 
                 .arg(wit)
                 .args(["-w", "policy", "componentize", guest.entry, "-p"])
                 .arg(dir)
+                .arg("-p")
+                .arg(workspace.join("sdk-py"))
                 .arg("-o")
                 .arg(&tmp);
         }
@@ -303,4 +330,20 @@ fn build_one(workspace: &Path, wit: &Path, dir: &Path, guest: &Polyglot, cache: 
     }
     std::fs::rename(&tmp, &out).with_context(|| format!("writing {}", out.display()))?;
     Ok(out)
+}
+
+/// The files under `dir`, but the toolchains' own folders.
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() {
+            if !["node_modules", "target", "__pycache__", ".venv"].iter().any(|n| name == *n) {
+                sources(&path, out)?;
+            }
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
 }

@@ -20,6 +20,12 @@ export async function resolve(specifier, context, next) {
   try {
     return await next(specifier, context);
   } catch (e) {
+    // The SDK itself, for a policy in this repository tested without `npm install`.
+    const sdk = /^@exum-router\/policy-sdk(\/testing|\/register)?$/.exec(specifier);
+    if (sdk) {
+      const file = { undefined: 'index.js', '/testing': 'testing.js', '/register': 'register.js' }[sdk[1]];
+      return { url: new URL(`./${file}`, import.meta.url).href, shortCircuit: true };
+    }
     // `./policy.js` written in TypeScript as `./policy.ts`, as bundlers accept.
     if (specifier.startsWith('.') && specifier.endsWith('.js') && context.parentURL) {
       const ts = new URL(specifier.replace(/\.js$/, '.ts'), context.parentURL);
@@ -35,11 +41,15 @@ let transformSync;
 
 async function transformer() {
   if (transformSync === undefined) {
-    const require = createRequire(pathToFileURL(`${process.cwd()}/`));
+    // The policy's own rolldown, else the SDK's.
     let path;
-    try {
-      path = require.resolve('rolldown/experimental');
-    } catch {
+    for (const from of [pathToFileURL(`${process.cwd()}/`), import.meta.url]) {
+      try {
+        path = createRequire(from).resolve('rolldown/experimental');
+        break;
+      } catch {}
+    }
+    if (path === undefined) {
       throw new Error('TypeScript under Node needs rolldown in the policy\'s node_modules: run `npm install`');
     }
     ({ transformSync } = await import(pathToFileURL(path).href));

@@ -53,6 +53,7 @@ fn main() {
         config.policy = PolicySource::File(path.into());
         config.limits = Limits {
             deadline: Duration::from_millis(100),
+            runtime_deadline: Duration::from_millis(100),
             memory_bytes: 256 << 20,
             quarantine_after: 1000,
             ..Limits::default()

@@ -508,6 +508,7 @@ pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, count
             "manifest": v.manifest,
             "limits": {
                 "deadline_ms": v.limits.deadline.as_millis() as u64,
+                "runtime_deadline_ms": v.limits.runtime_deadline.as_millis() as u64,
                 "memory_mib": v.limits.memory_bytes >> 20,
             },
             "signed_by": v.signer,

@@ -8,6 +8,7 @@
 //!
 //! [policy_defaults]                   # limits for every tenant's policy calls
 //! deadline_ms = 5                     # CPU-time budget of one call
+//! runtime_deadline_ms = 20            # the same for JavaScript or Python policies
 //! memory_mib = 16                     # linear memory of one instance
 //! quarantine_after = 5                # consecutive faults before quarantine
 //!
@@ -601,6 +602,10 @@ pub enum Fallback {
 pub struct Limits {
     /// CPU-time budget of one call (wall-clock time: that plus 1 s at most) (`deadline_ms`).
     pub deadline: Duration,
+    /// The same for a component that embeds a language runtime (JavaScript,
+    /// Python: it imports WASI), whose engine collects garbage inside a call
+    /// now and then (`runtime_deadline_ms`).
+    pub runtime_deadline: Duration,
     /// Linear memory of one instance (`memory_mib`).
     pub memory_bytes: usize,
     /// Consecutive faults after which the policy is quarantined (`quarantine_after`).
@@ -616,8 +621,15 @@ impl Default for Limits {
         // holds 9 to 12 MiB); a Rust policy uses about 1 MiB. It is a cap per
         // instance, not a reservation. Components up to 32 MiB hold those
         // runtimes (12 and 18 MB) and the standard library they bring.
+        //
+        // A native policy decides in microseconds: 5 ms of CPU is a runaway.
+        // A language runtime's decision takes tens of microseconds too, but
+        // its garbage collector runs inside some call: measured, a few ms of
+        // CPU at the worst, twice that on a busy core or from the quick
+        // tier's code; 20 ms holds those pauses and still stops a loop.
         Limits {
             deadline: Duration::from_millis(5),
+            runtime_deadline: Duration::from_millis(20),
             memory_bytes: 32 << 20,
             quarantine_after: 5,
             component_bytes: 32 << 20,
@@ -871,6 +883,7 @@ struct ProbesFile {
 #[serde(deny_unknown_fields)]
 struct LimitsFile {
     deadline_ms: Option<u64>,
+    runtime_deadline_ms: Option<u64>,
     memory_mib: Option<u64>,
     quarantine_after: Option<u32>,
     component_mib: Option<u64>,
@@ -1637,6 +1650,12 @@ fn limits(base: Limits, file: LimitsFile, key: &str) -> Result<Limits, (String, 
             return Err((format!("{key}.deadline_ms"), format!("{ms}: must be 1 to 10000 milliseconds")));
         }
         out.deadline = Duration::from_millis(ms);
+    }
+    if let Some(ms) = file.runtime_deadline_ms {
+        if !(1..=10_000).contains(&ms) {
+            return Err((format!("{key}.runtime_deadline_ms"), format!("{ms}: must be 1 to 10000 milliseconds")));
+        }
+        out.runtime_deadline = Duration::from_millis(ms);
     }
     if let Some(mib) = file.memory_mib {
         if !(1..=4096).contains(&mib) {

@@ -723,6 +723,8 @@ pub struct Shape {
     pub code_bytes: u64,
     /// The largest initial size of a linear memory it defines, in bytes.
     pub memory_bytes: u64,
+    /// Whether it imports WASI: a language runtime's component.
+    pub runtime: bool,
 }
 
 /// Checks what costs nothing to read before the compiler runs: the functions
@@ -794,6 +796,7 @@ pub fn shape(bytes: &[u8]) -> Result<Shape, LoadError> {
                     if !is_allowed_import(name) {
                         foreign.push(name.to_owned());
                     }
+                    shape.runtime |= name.starts_with("wasi:");
                 }
             }
             _ => {}

@@ -520,19 +520,28 @@ fn declared_within(bytes: &[u8], limits: Limits) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn granted(caps: Limits, manifest: Option<&super::manifest::Manifest>) -> Result<Limits, String> {
+/// Whether `bytes` is a component that embeds a language runtime (it
+/// imports WASI): its calls run under `runtime_deadline_ms`.
+fn embeds_runtime(bytes: &[u8]) -> bool {
+    super::engine::is_component(bytes) && super::engine::shape(bytes).is_ok_and(|s| s.runtime)
+}
+
+fn granted(caps: Limits, manifest: Option<&super::manifest::Manifest>, runtime: bool) -> Result<Limits, String> {
     let Some(m) = manifest else { return Ok(caps) };
     let mut limits = caps;
     if m.deadline_ms > 0 {
         let asked = Duration::from_millis(m.deadline_ms);
-        if asked > caps.deadline {
+        let (cap, key) =
+            if runtime { (caps.runtime_deadline, "runtime_deadline_ms") } else { (caps.deadline, "deadline_ms") };
+        if asked > cap {
             return Err(format!(
-                "asks for a deadline of {} ms; the tenant's cap is {} ms",
+                "asks for a deadline of {} ms; the tenant's cap is {} ms ({key})",
                 m.deadline_ms,
-                caps.deadline.as_millis()
+                cap.as_millis()
             ));
         }
         limits.deadline = asked;
+        limits.runtime_deadline = asked;
     }
     if m.memory_mib > 0 {
         let asked = usize::try_from(m.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
@@ -637,6 +646,7 @@ fn read_component(path: &Path) -> Result<Vec<u8>, InstallError> {
 /// see [`super::deadline`]) is a safety net against a bug, not a tenant's budget.
 const STANDARD_LIMITS: Limits = Limits {
     deadline: Duration::from_secs(1),
+    runtime_deadline: Duration::from_secs(1),
     memory_bytes: 16 << 20,
     quarantine_after: u32::MAX,
     component_bytes: MAX_COMPONENT_BYTES,
@@ -1299,7 +1309,8 @@ impl PolicyRegistry {
     pub fn admissible(&self, tenant: &Tenant, bytes: &[u8]) -> Result<(), LoadError> {
         tenant.config.signing.check(bytes).map_err(LoadError::Signature)?;
         let manifest = super::manifest::manifest(bytes).map_err(LoadError::Manifest)?;
-        let limits = granted(tenant.config.limits, manifest.as_ref()).map_err(LoadError::Manifest)?;
+        let limits =
+            granted(tenant.config.limits, manifest.as_ref(), embeds_runtime(bytes)).map_err(LoadError::Manifest)?;
         declared_within(bytes, limits)?;
         self.engine.compile(bytes).map(|_| ())
     }
@@ -1339,7 +1350,8 @@ impl PolicyRegistry {
         // Who vouches for it, and what it asks for, before any compiling.
         let signer = tenant.config.signing.check(bytes).map_err(|e| refused(LoadError::Signature(e)))?;
         let manifest = super::manifest::manifest(bytes).map_err(|e| refused(LoadError::Manifest(e)))?;
-        let limits = granted(tenant.config.limits, manifest.as_ref()).map_err(|e| refused(LoadError::Manifest(e)))?;
+        let limits = granted(tenant.config.limits, manifest.as_ref(), embeds_runtime(bytes))
+            .map_err(|e| refused(LoadError::Manifest(e)))?;
         declared_within(bytes, limits).map_err(refused)?;
         // At start-up, a component already in the disk cache is loaded at its
         // first call: an idle tenant costs no code in memory.

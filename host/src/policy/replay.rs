@@ -17,6 +17,7 @@ use crate::control::health::HealthTable;
 /// Limits of a replayed call: generous, replay is not the request path.
 const REPLAY_LIMITS: Limits = Limits {
     deadline: Duration::from_secs(5),
+    runtime_deadline: Duration::from_secs(5),
     memory_bytes: 256 << 20,
     quarantine_after: u32::MAX,
     component_bytes: super::engine::MAX_COMPONENT_BYTES,

@@ -242,7 +242,7 @@ impl PolicyVersion {
         }
         let instance = v.instantiate(tenant).map_err(|e| match e {
             InstantiateError::Init(msg) => LoadError::Init(msg),
-            InstantiateError::Fault(f) => LoadError::InitFault(f.to_string()),
+            other => LoadError::InitFault(other.fault().to_string()),
         })?;
         v.release(instance);
         Ok(v)
@@ -293,10 +293,7 @@ impl PolicyVersion {
     /// `route(req)` on a new instance: the decision and the instance's linear
     /// memory after it.
     fn route_fresh(&self, tenant: &Arc<Tenant>, req: &Request) -> Result<(Decision, usize), Fault> {
-        let mut instance = self.instantiate(tenant).map_err(|e| match e {
-            InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
-            InstantiateError::Fault(f) => f,
-        })?;
+        let mut instance = self.instantiate(tenant).map_err(InstantiateError::fault)?;
         instance.store.data_mut().call = CallClock::start();
         instance.store.set_epoch_deadline(FIRST_DEADLINE);
         let _in_progress = self.code_engine().call_started();
@@ -402,13 +399,7 @@ impl PolicyVersion {
             Some(i) => i,
             None => match self.instantiate(tenant) {
                 Ok(i) => i,
-                Err(e) => {
-                    let fault = match e {
-                        InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
-                        InstantiateError::Fault(f) => f,
-                    };
-                    return (Err(fault), imports);
-                }
+                Err(e) => return (Err(e.fault()), imports),
             },
         };
         let store = &mut instance.store;
@@ -506,7 +497,7 @@ impl PolicyVersion {
         // Instantiation and `init` run the policy's code under the deadline too.
         let _in_progress = self.engine.of(code).call_started();
         let init_config = &self.init_config;
-        let call_budget = self.limits.deadline;
+        let call_budget = call_budget(&self.limits, code);
         let start = move |mut store: Store<StoreState>| {
             let bindings = match code.pre.instantiate(&mut store) {
                 Ok(b) => b,
@@ -516,21 +507,157 @@ impl PolicyVersion {
             if code.uses_wasi {
                 store.data_mut().log_output();
             }
+            match init {
+                Ok(Ok(())) => {}
+                Ok(Err(msg)) => return Err(InstantiateError::Init(msg)),
+                Err(e) => return Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
+            }
+            if code.uses_wasi && !warm_up(&bindings, &mut store) {
+                // The instance may be in any state after a fault: a new one,
+                // cold, for the call.
+                return Err(InstantiateError::Cold);
+            }
             // Its calls run under the tenant's deadline.
             store.data_mut().budget = call_budget;
-            match init {
-                Ok(Ok(())) => Ok(PooledInstance { store, bindings, optimized }),
-                Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
-                Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
-            }
+            Ok(PooledInstance { store, bindings, optimized })
         };
         if code.uses_wasi {
             let wall = super::host_api::now(tenant).unix_seconds;
             store.data_mut().wasi.call.start(super::wasi::seed_of(""), wall);
-            super::wasi::outside_async(|| start(store))
+            match super::wasi::outside_async(|| start(store)) {
+                Err(InstantiateError::Cold) => self.instantiate_cold(tenant, code, optimized),
+                other => other,
+            }
         } else {
             start(store)
         }
+    }
+
+    /// A new instance of a language runtime's component whose warm-up call
+    /// faulted: initialised only; its first call pays what the warm-up would have.
+    fn instantiate_cold(
+        &self,
+        tenant: &Arc<Tenant>,
+        code: &CompiledPolicy,
+        optimized: bool,
+    ) -> Result<PooledInstance, InstantiateError> {
+        let mut state =
+            StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
+        state.standard = self.engine.standard();
+        let mut store = Store::new(code.pre.instance_pre().engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_callback(|mut ctx| {
+            let budget = ctx.data().budget;
+            Ok(ctx.data_mut().call.on_deadline(budget))
+        });
+        store.data_mut().call = CallClock::start();
+        store.set_epoch_deadline(FIRST_DEADLINE);
+        let _in_progress = self.engine.of(code).call_started();
+        let wall = super::host_api::now(tenant).unix_seconds;
+        store.data_mut().wasi.call.start(super::wasi::seed_of(""), wall);
+        let call_budget = call_budget(&self.limits, code);
+        super::wasi::outside_async(|| {
+            let bindings = code
+                .pre
+                .instantiate(&mut store)
+                .map_err(|e| InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit)))?;
+            let init = bindings.exum_policy_handler().call_init(&mut store, &self.init_config);
+            store.data_mut().log_output();
+            match init {
+                Ok(Ok(())) => {
+                    store.data_mut().budget = call_budget;
+                    Ok(PooledInstance { store, bindings, optimized })
+                }
+                Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
+                Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
+            }
+        })
+    }
+}
+
+/// How many times slower the quick tier's code (Winch) runs a language
+/// runtime's work than the optimised code, at the worst: its calls get this
+/// many times the budget until the optimised code serves (seconds after a
+/// load). Measured: a garbage collection that takes a few ms of CPU from
+/// Cranelift's code took up to 74 ms from Winch's on a busy 2-core machine.
+pub const QUICK_TIER_SLOWDOWN: u32 = 4;
+
+/// The CPU budget of a call to an instance of `code`: the tenant's deadline,
+/// its runtime deadline for a language runtime's component, times
+/// [`QUICK_TIER_SLOWDOWN`] for the quick tier's code.
+fn call_budget(limits: &Limits, code: &CompiledPolicy) -> std::time::Duration {
+    let budget = if code.uses_wasi { limits.runtime_deadline } else { limits.deadline };
+    match code.compiler {
+        super::engine::Compiler::Winch => budget * QUICK_TIER_SLOWDOWN,
+        super::engine::Compiler::Cranelift => budget,
+    }
+}
+
+/// The Call-ID of the warm-up call (its random bytes are seeded from it).
+pub const WARM_UP_CALL_ID: &str = "exum-warm-up";
+
+/// Warms a new instance of a language runtime's component with one `route`
+/// of a synthetic INVITE, under the instance's creation budget, its decision
+/// and its log discarded. JavaScript and Python engines compile a function's
+/// code at its first call and touch heap pages their snapshot left cold: a
+/// first decision measured here took milliseconds of CPU against tens of
+/// microseconds for the next. Warmed, no tenant's call pays for that, and the
+/// first decision after a load meets the deadline the thousandth does.
+/// Whether the instance is still usable.
+fn warm_up(bindings: &Policy, store: &mut Store<StoreState>) -> bool {
+    let domain = store.data().tenant.config.domains.first().cloned().unwrap_or_else(|| "invalid".into());
+    let req = warm_up_request(&domain);
+    let data = store.data_mut();
+    let log_budget = std::mem::replace(&mut data.log_budget, 0);
+    let wall = data.wasi.call.wall_seconds();
+    data.wasi.call.start(super::wasi::seed_of(WARM_UP_CALL_ID), wall);
+    let ok = bindings.exum_policy_handler().call_route(&mut *store, &req).is_ok();
+    let data = store.data_mut();
+    let _ = data.wasi.call.take_output();
+    data.log_budget = log_budget;
+    ok
+}
+
+/// An INVITE to a voice-mail box that no directory holds, as a client sends it.
+fn warm_up_request(domain: &str) -> Request {
+    use super::bindings::exum::policy::types::{IpAddress, Source, Span, Transport};
+    let mut head = String::with_capacity(320);
+    let span = |head: &mut String, text: &str| {
+        let start = head.len() as u32;
+        head.push_str(text);
+        Span { start, len: text.len() as u32 }
+    };
+    let uri = format!("sip:{WARM_UP_CALL_ID}@{domain}");
+    let method = span(&mut head, "INVITE");
+    head.push(' ');
+    let request_uri = span(&mut head, &format!("{uri};opaque=app:voicemail"));
+    head.push_str(
+        " SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-exum-warm-up\r\nMax-Forwards: 70\r\nFrom: <",
+    );
+    let from_uri = span(&mut head, &uri);
+    head.push_str(">;tag=");
+    let from_tag = span(&mut head, "warm-up");
+    head.push_str("\r\nTo: <");
+    let to_uri = span(&mut head, &uri);
+    head.push_str(">\r\nCall-ID: ");
+    let call_id = span(&mut head, WARM_UP_CALL_ID);
+    head.push_str("\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n");
+    Request {
+        head,
+        method,
+        request_uri,
+        from_uri,
+        from_tag: Some(from_tag),
+        to_uri,
+        to_tag: None,
+        call_id,
+        cseq: 1,
+        source: Source {
+            address: IpAddress::Ipv4((127, 0, 0, 1)),
+            port: 5060,
+            transport: Transport::Udp,
+            tls_peer_name: None,
+        },
     }
 }
 
@@ -578,4 +705,16 @@ pub enum Code {
 enum InstantiateError {
     Init(String),
     Fault(Fault),
+    /// The warm-up call faulted: the instance is made again, not warmed.
+    Cold,
+}
+
+impl InstantiateError {
+    fn fault(self) -> Fault {
+        match self {
+            InstantiateError::Init(msg) => Fault::Instantiate(format!("init: {msg}")),
+            InstantiateError::Fault(f) => f,
+            InstantiateError::Cold => Fault::Instantiate("the warm-up call faulted".into()),
+        }
+    }
 }

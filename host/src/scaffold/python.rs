@@ -83,11 +83,17 @@ pub(super) fn build(dir: &Path, output: Option<&Path>) -> Result<String, Scaffol
             dir.display()
         )));
     }
-    let venv = dir.join(".venv/bin/componentize-py");
-    let componentize = if venv.is_file() { venv } else { PathBuf::from("componentize-py") };
+    let venv = dir.join(".venv");
+    let in_venv = venv.join("bin/componentize-py");
+    let componentize = if in_venv.is_file() { in_venv } else { PathBuf::from("componentize-py") };
     let target = dir.join("target");
     write(&target.join("policy.wit"), POLICY_WIT)?;
     let mut componentize_py = Command::new(&componentize);
+    if venv.is_dir() {
+        // componentize-py finds the SDK and the other dependencies in the
+        // site-packages of the environment named here.
+        componentize_py.env("VIRTUAL_ENV", venv.canonicalize().unwrap_or(venv));
+    }
     componentize_py
         .args(["-d", "target/policy.wit", "-w", "policy", "componentize", module, "-p", "."])
         .args(["-o", "target/policy.component.wasm"]);

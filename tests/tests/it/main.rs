@@ -13,6 +13,7 @@ mod fleet;
 mod flows;
 mod hostile_input;
 mod interop;
+mod languages;
 mod ldap;
 mod lifecycle;
 mod listeners;

@@ -18,7 +18,13 @@ use exum_router_tests::{Plane, polyglot, tenant_with_policy};
 
 /// Interpreters in a debug build: a generous deadline and memory.
 fn limits() -> Limits {
-    Limits { deadline: Duration::from_millis(500), memory_bytes: 64 << 20, quarantine_after: 1000, ..Limits::default() }
+    Limits {
+        deadline: Duration::from_millis(500),
+        runtime_deadline: Duration::from_millis(500),
+        memory_bytes: 64 << 20,
+        quarantine_after: 1000,
+        ..Limits::default()
+    }
 }
 
 /// A tenant and its installed policy.
@@ -243,7 +249,7 @@ async fn calls_flow_under_sipp_while_the_policy_is_swapped_between_python_and_ja
         dir.path().join("router.toml"),
         "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
          [probes]\nenabled = false\n[[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\npeers = [\"127.0.0.0/8\"]\n\
-         limits = { deadline_ms = 200 }\n",
+         limits = { runtime_deadline_ms = 200 }\n",
     )
     .expect("write");
     let python = std::fs::read(polyglot::path(polyglot::PY_PROBE)).expect("python");

@@ -14,7 +14,8 @@ from exum_policy import Decision, Policy, export_policy, parse_uri, standard
 class {Type}(Policy):
     """The policy: the functions the router calls, on a `Request`."""
 
-    callers: list[str] = []
+    def __init__(self) -> None:
+        self.callers: list[str] = []
 
     def init(self, config: str):
         """Called once per instance with the tenant's `policy_config`; a string returned refuses it."""
@@ -26,13 +27,13 @@ class {Type}(Policy):
             if uri is None:
                 return f"`{entry}` is not a SIP address"
             callers.append(uri.address())
-        {Type}.callers = callers
+        self.callers = callers
         return None
 
     def route(self, req):
         """Where a new request goes."""
         decision = standard.route(req)
-        if req.from_.address() in {Type}.callers:
+        if req.from_.address() in self.callers:
             return Decision.map_forward(decision, lambda f: f.add_header("X-Priority-Caller", "yes"))
         return decision
 

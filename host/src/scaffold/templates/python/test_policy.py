@@ -17,18 +17,20 @@ def contoso() -> TestHost:
 
 def test_listed_callers_reach_the_standard_targets_with_the_header():
     contoso().install()
-    assert {Type}().init("sip:ceo@contoso.com") is None, "the configuration is valid"
+    policy = {Type}()
+    assert policy.init("sip:ceo@contoso.com") is None, "the configuration is valid"
     req = invite("sip:bob@contoso.com;opaque=app:voicemail").from_("sip:ceo@contoso.com").build()
-    forward = {Type}().route(req).value
+    forward = policy.route(req).value
     assert forward.targets[0].uri == "sip:um1.contoso.com;transport=tls"
     assert any(h.name == "X-Priority-Caller" for h in forward.add_headers)
 
 
 def test_other_callers_get_the_standard_decision():
     contoso().install()
-    {Type}().init("sip:ceo@contoso.com")
+    policy = {Type}()
+    policy.init("sip:ceo@contoso.com")
     req = invite("sip:bob@contoso.com;opaque=app:voicemail").from_("sip:someone@fabrikam.com").build()
-    assert {Type}().route(req) == standard.route(req)
+    assert policy.route(req) == standard.route(req)
 
 
 def test_a_bad_configuration_is_refused():
