@@ -55,6 +55,19 @@ if ! cmp -s sdk-py/requirements-dev.txt target/python/.exum-installed-requiremen
 fi
 
 cargo fmt --all -- --check
+
+# The JavaScript/TypeScript and Python SDKs and the examples written in those
+# languages, tested natively (Node, CPython) without the router, as tenants
+# test theirs; the TypeScript types checked by tsc.
+(cd sdk-js && npm test && npm run --silent typecheck)
+(cd sdk-py && ../target/python/bin/pytest -q -p no:cacheprovider)
+for example in examples/*/typescript; do
+    node --import ./sdk-js/src/register.js --test "$example"/test/*.test.ts
+done
+for example in examples/*/python; do
+    (cd "$example" && PYTHONPATH="$PWD/../../../sdk-py" ../../../target/python/bin/pytest -q -p no:cacheprovider)
+done
+
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --all-targets
 # The SDK and the shipped policies as tenants build them, for wasm32: no

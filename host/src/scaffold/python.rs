@@ -83,28 +83,36 @@ pub(super) fn build(dir: &Path, output: Option<&Path>) -> Result<String, Scaffol
             dir.display()
         )));
     }
+    // The project's `.venv`, else the environment the caller activated:
+    // componentize-py finds the SDK and the other dependencies in the
+    // site-packages of the environment named by VIRTUAL_ENV.
     let venv = dir.join(".venv");
-    let in_venv = venv.join("bin/componentize-py");
-    let componentize = if in_venv.is_file() { in_venv } else { PathBuf::from("componentize-py") };
+    let missing = || {
+        ScaffoldError::Cargo(format!(
+            "{}: the Python toolchain is not installed (the SDK, componentize-py): run `python3 -m venv .venv && \
+             .venv/bin/pip install -r requirements-dev.txt` there",
+            dir.display()
+        ))
+    };
+    let (componentize, environment) = if venv.join("bin/componentize-py").is_file() {
+        (venv.join("bin/componentize-py"), venv.canonicalize().unwrap_or(venv))
+    } else if let Some(active) = std::env::var_os("VIRTUAL_ENV") {
+        let active = PathBuf::from(active);
+        (active.join("bin/componentize-py"), active)
+    } else {
+        return Err(missing());
+    };
+    if !componentize.is_file() {
+        return Err(missing());
+    }
     let target = dir.join("target");
     write(&target.join("policy.wit"), POLICY_WIT)?;
     let mut componentize_py = Command::new(&componentize);
-    if venv.is_dir() {
-        // componentize-py finds the SDK and the other dependencies in the
-        // site-packages of the environment named here.
-        componentize_py.env("VIRTUAL_ENV", venv.canonicalize().unwrap_or(venv));
-    }
+    componentize_py.env("VIRTUAL_ENV", environment);
     componentize_py
         .args(["-d", "target/policy.wit", "-w", "policy", "componentize", module, "-p", "."])
         .args(["-o", "target/policy.component.wasm"]);
-    run(dir, "componentize-py", &mut componentize_py).map_err(|e| match e {
-        ScaffoldError::Cargo(m) if m.contains("cannot run") => ScaffoldError::Cargo(format!(
-            "{}: componentize-py is not installed: run `python3 -m venv .venv && .venv/bin/pip install -r \
-             requirements-dev.txt` there",
-            dir.display()
-        )),
-        other => other,
-    })?;
+    run(dir, "componentize-py", &mut componentize_py)?;
     let manifest = Manifest {
         name: name.to_owned(),
         version: version.to_owned(),

@@ -107,3 +107,87 @@ fn componentize_says_what_is_wrong_and_leaves_no_file_behind() {
     assert!(e.contains("already a component"), "{e}");
     assert!(!out.exists());
 }
+
+/// Runs a tool in `dir`; its output on failure.
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).current_dir(dir).args(args).output().unwrap_or_else(|e| panic!("{program}: {e}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{program} {args:?} in {}: {text}", dir.display());
+    text
+}
+
+/// What a tenant does after `new` in JavaScript or TypeScript, then in
+/// Python: the README's commands (install, native tests), `exum-router
+/// build`, `check` with a configuration and a request, and `simulate --policy`
+/// on the example deployment, the listed caller's call carrying the header.
+fn new_policy_builds_and_routes(lang: Lang, name: &str, install_and_test: &[(&str, &[&str])], test_summary: &str) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sdk = SdkSource::Path(workspace().join(match lang {
+        Lang::Python => "sdk-py",
+        _ => "sdk-js",
+    }));
+    let project = new_policy(lang, dir.path(), name, &sdk).expect("created");
+    assert!(project.join("README.md").is_file());
+    assert!(new_policy(lang, dir.path(), name, &sdk).is_err(), "an existing folder is not overwritten");
+    let wrong = SdkSource::Path(workspace().join("sdk"));
+    let e = new_policy(lang, dir.path(), "other", &wrong).expect_err("the Rust SDK").to_string();
+    assert!(e.contains("not the"), "{e}");
+    // Without its toolchain installed, build says what to run.
+    let e = build(&project, None, None).expect_err("no toolchain yet").to_string();
+    assert!(e.contains("npm install") || e.contains("pip install"), "{e}");
+    let mut last = String::new();
+    for (program, args) in install_and_test {
+        last = run_in(&project, program, args);
+    }
+    assert!(last.contains(test_summary), "the native tests: {last}");
+    let report = build(&project, None, None).expect("builds");
+    assert!(report.contains(&format!("manifest   {name} 0.1.0")), "{report}");
+    let component = project.join(format!("{}.wasm", name.replace('-', "_")));
+    let bob = request("bob-on-premises.sip");
+    let out = tools::check_running(&component, "sip:ceo@contoso.com", Some(("bob.sip", &bob))).expect("checks");
+    assert!(out.contains("init       accepted the configuration"), "{out}");
+    let e = tools::check_running(&component, "not an address", None).expect_err("init refuses").to_string();
+    assert!(e.contains("init refused its configuration: `not an address` is not a SIP address"), "{e}");
+    let options = SimulateOptions {
+        policy: Some(component.clone()),
+        policy_config: Some("sip:zoe@fabrikam.com".into()),
+        ..Default::default()
+    };
+    let out = tools::simulate(&deployment_config(), "bob.sip", &bob, &options).expect("simulates");
+    assert!(out.contains("X-Priority-Caller") && out.contains("\"by\": \"policy\""), "{out}");
+    assert!(out.contains("sip:um1.redmond.contoso.com:5061;transport=tls"), "{out}");
+}
+
+#[test]
+fn a_new_typescript_policy_tests_builds_and_routes_outside_the_repository() {
+    new_policy_builds_and_routes(
+        Lang::Ts,
+        "contoso-ts",
+        &[("npm", &["install", "--prefer-offline", "--no-audit", "--no-fund"]), ("npm", &["test"])],
+        "# pass 3",
+    );
+}
+
+#[test]
+fn a_new_javascript_policy_tests_builds_and_routes_outside_the_repository() {
+    new_policy_builds_and_routes(
+        Lang::Js,
+        "contoso-js",
+        &[("npm", &["install", "--prefer-offline", "--no-audit", "--no-fund"]), ("npm", &["test"])],
+        "# pass 3",
+    );
+}
+
+#[test]
+fn a_new_python_policy_tests_builds_and_routes_outside_the_repository() {
+    new_policy_builds_and_routes(
+        Lang::Python,
+        "contoso-py",
+        &[
+            ("python3", &["-m", "venv", ".venv"]),
+            (".venv/bin/pip", &["install", "--quiet", "-r", "requirements-dev.txt"]),
+            (".venv/bin/pytest", &["-q", "-p", "no:cacheprovider"]),
+        ],
+        "3 passed",
+    );
+}
