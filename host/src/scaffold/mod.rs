@@ -109,7 +109,7 @@ pub fn new_policy(lang: Lang, parent: &Path, name: &str, sdk: &SdkSource) -> Res
         ))),
     };
     match lang {
-        Lang::Rust => rust::new_policy(parent, name, sdk),
+        Lang::Rust => rust::new_policy(&dir, name, sdk),
         Lang::Js | Lang::Ts => js::new_policy(&dir, name, &sdk_path("package.json", "JavaScript")?, lang == Lang::Ts),
         Lang::Python => python::new_policy(&dir, name, &sdk_path("pyproject.toml", "Python")?),
     }

@@ -11,20 +11,8 @@ use super::{ScaffoldError, SdkSource, write};
 /// own workspace, metadata for publishing), `src/lib.rs` (the standard
 /// algorithm with one adjustment, and native tests against `TestHost`), a
 /// README and a `rust-toolchain.toml` with the wasm32 target.
-pub(super) fn new_policy(parent: &Path, name: &str, sdk: &SdkSource) -> Result<PathBuf, ScaffoldError> {
-    let valid = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
-        && name.as_bytes()[0].is_ascii_lowercase();
-    if !valid {
-        return Err(ScaffoldError::Invalid(format!(
-            "`{name}` is not a crate name: lowercase letters, digits, `-` and `_`, starting with a letter"
-        )));
-    }
-    let dir = parent.join(name);
-    if dir.exists() {
-        return Err(ScaffoldError::Invalid(format!("{} exists already", dir.display())));
-    }
+/// The name is checked and the folder new (`super::new_policy`).
+pub(super) fn new_policy(dir: &Path, name: &str, sdk: &SdkSource) -> Result<PathBuf, ScaffoldError> {
     let dependency = match sdk {
         SdkSource::Path(p) => {
             let p = p.canonicalize().map_err(|source| ScaffoldError::Io { path: p.clone(), source })?;
@@ -59,7 +47,7 @@ pub(super) fn new_policy(parent: &Path, name: &str, sdk: &SdkSource) -> Result<P
     {
         write(&dir.join("Cargo.lock"), &lock)?;
     }
-    Ok(dir)
+    Ok(dir.to_path_buf())
 }
 
 /// The SDK's version, the one this router speaks.
