@@ -139,6 +139,29 @@ struct StreamListener {
 }
 
 /// A UDP socket bound to `addr` with a receive buffer of `buffer` bytes asked for.
+/// A listener's UDP socket and TCP listener, on one port. With an ephemeral
+/// port (`:0`) the port is UDP's choice, which another socket may hold for
+/// TCP: then both are bound again on a new one (a few times) rather than
+/// failing the start.
+async fn bind_udp_tcp(l: &Listen, buffer: usize) -> io::Result<(Option<UdpSocket>, Option<TcpListener>)> {
+    let mut tries = 0;
+    loop {
+        let udp = if l.udp { Some(bind_udp(l.address, buffer)?) } else { None };
+        if !l.tcp {
+            return Ok((udp, None));
+        }
+        let addr = match (&udp, l.address.port()) {
+            (Some(u), 0) => u.local_addr()?,
+            _ => l.address,
+        };
+        match TcpListener::bind(addr).await {
+            Ok(t) => return Ok((udp, Some(t))),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && addr != l.address && tries < 16 => tries += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 fn bind_udp(addr: SocketAddr, buffer: usize) -> io::Result<UdpSocket> {
     let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::DGRAM, None)?;
     if addr.is_ipv6() {
@@ -172,19 +195,13 @@ impl Transports {
         for l in listen {
             let allow: Arc<[Cidr]> = l.allow.clone().into();
             let allow_names: Arc<[String]> = l.allow_names.clone().into();
-            if l.udp {
-                let s = bind_udp(l.address, settings.udp_receive_buffer)?;
+            let (udp_socket, tcp_listener) = bind_udp_tcp(l, settings.udp_receive_buffer).await?;
+            if let Some(s) = udp_socket {
                 local_udp.push(s.local_addr()?);
                 udp.push(Arc::new(s));
                 udp_allow.push(allow.clone());
             }
-            if l.tcp {
-                // Same port as UDP when UDP got an ephemeral one.
-                let addr = match (l.address.port(), local_udp.last()) {
-                    (0, Some(u)) if l.udp => *u,
-                    _ => l.address,
-                };
-                let s = TcpListener::bind(addr).await?;
+            if let Some(s) = tcp_listener {
                 local_tcp.push(s.local_addr()?);
                 tcp_listeners.push(StreamListener {
                     listener: s,

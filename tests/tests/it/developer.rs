@@ -156,6 +156,12 @@ fn new_policy_builds_and_routes(lang: Lang, name: &str, install_and_test: &[(&st
     let out = tools::simulate(&deployment_config(), "bob.sip", &bob, &options).expect("simulates");
     assert!(out.contains("X-Priority-Caller") && out.contains("\"by\": \"policy\""), "{out}");
     assert!(out.contains("sip:um1.redmond.contoso.com:5061;transport=tls"), "{out}");
+    // Signed as a Rust policy is: the manifest stays, the signature follows it.
+    let key = dir.path().join("key.pem");
+    tools::keygen(&key).expect("a key");
+    tools::sign(&key, &component, None).expect("signed");
+    let out = tools::check(&component).expect("checks");
+    assert!(out.contains(&format!("manifest   {name} 0.1.0")) && !out.contains("signed by  nobody"), "{out}");
 }
 
 #[test]

@@ -262,3 +262,63 @@ fn after_hours_decides_identically_in_rust_typescript_and_python() {
         &reqs[0],
     );
 }
+
+/// The lifecycle takes components of other languages as it takes Rust ones:
+/// the Python build of vip-first as a shadow of the TypeScript build decides
+/// every copy the same (no divergence), is promoted, and the TypeScript build
+/// comes back by a rollback; both are in the tenant's history.
+#[test]
+fn a_python_shadow_of_a_typescript_policy_diverges_nowhere_then_is_promoted_and_rolled_back() {
+    use exum_router::policy::CandidateSource;
+    use exum_router::policy::candidate::{CanaryRule, Mode};
+    let plane = Plane::deployment();
+    let (ts, py) = (polyglot::path(polyglot::VIP_FIRST_TS), polyglot::path(polyglot::VIP_FIRST_PY));
+    let config = "server=sip:vip-um.contoso.com;transport=tls; callers=sip:zoe@fabrikam.com, sip:ceo@contoso.com";
+    let reqs: Vec<String> = requests(&plane, &["sip:zoe@fabrikam.com", "sip:someone@example.net"])
+        .into_iter()
+        .filter(|sip| plane.request(sip).0.config.id == "contoso")
+        .collect();
+    let (base, _) = plane.request(&reqs[0]);
+    let mut c = base.config.clone();
+    c.policy = PolicySource::File(ts.into());
+    c.policy_config = config.to_owned();
+    let tenant = Arc::new(Tenant { config: c, directory: base.directory.clone() });
+    let serving = plane.registry.install_configured(&tenant);
+    assert_eq!(serving.load_error, None);
+    let bytes = std::fs::read(py).expect("the Python build");
+    let policy = plane
+        .registry
+        .start_candidate(
+            &tenant,
+            CandidateSource::Bytes { bytes, source: "python".into() },
+            Mode::Shadow,
+            CanaryRule::default(),
+        )
+        .expect("the shadow starts");
+    for sip in &reqs {
+        let (_, req) = plane.request(sip);
+        policy.route(&tenant, &req);
+    }
+    let candidate = policy.candidate.as_ref().expect("a candidate");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let report = loop {
+        let report = candidate.json(&policy.serving);
+        let done = report["compared"].as_u64().unwrap_or(0) + report["shadow_dropped"].as_u64().unwrap_or(0);
+        if done >= reqs.len() as u64 {
+            break report;
+        }
+        assert!(std::time::Instant::now() < until, "the shadow compared {done} of {}", reqs.len());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert!(report["compared"].as_u64().unwrap_or(0) > 0, "{report}");
+    for (kind, n) in report["divergences"].as_object().expect("divergences") {
+        assert_eq!(n.as_u64(), Some(0), "{kind}: {}", report["samples"]);
+    }
+    let promoted = plane.registry.promote(&tenant).expect("promoted");
+    let own = promoted.own.as_ref().expect("serving");
+    assert_eq!(own.hash, exum_router::policy::hex_sha256(&std::fs::read(py).expect("read")));
+    let back = plane.registry.rollback_to(&tenant, None).expect("rolled back");
+    let own = back.own.as_ref().expect("serving");
+    assert_eq!(own.hash, exum_router::policy::hex_sha256(&std::fs::read(ts).expect("read")));
+    assert!(plane.registry.history("contoso").len() >= 2, "both kept");
+}
