@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! Lower layers never import higher ones (docs/architecture.md draws them):
+//! Lower layers never import higher ones (docs/architecture.md draws them;
+//! `tests/layers.rs` checks it from the sources):
 //!
 //! - [`model`]: the SIP model: wire layer (framing, header index, forwarding
 //!   edits), URIs, header grammar, status codes, transports. Depends on nothing
@@ -26,7 +27,7 @@
 //!   behind hot reload; [`logging`].
 //! - [`tools`]: the offline tools `check`, `componentize`, `simulate`,
 //!   `replay`, `sign` and `keygen`; [`scaffold`]: `new` and `build`, a
-//!   tenant's policy crate.
+//!   tenant's policy project in Rust, JavaScript, TypeScript or Python.
 
 #![deny(unsafe_code)]
 

@@ -557,7 +557,7 @@ impl Metrics {
     }
 
     /// The counters of one policy version in one role.
-    pub fn lane(&self, tenant: &str, version: u64, role: &str) -> crate::policy::candidate::Lane {
+    pub fn lane(&self, tenant: &str, version: u64, role: &str) -> Lane {
         let labels = VersionLabels { tenant: tenant.to_owned(), version: version.to_string(), role: role.to_owned() };
         let calls = |kind: &str| {
             let l = VersionKind {
@@ -568,7 +568,7 @@ impl Metrics {
             };
             self.version_calls.get_or_create(&l).clone()
         };
-        crate::policy::candidate::Lane {
+        Lane {
             decisions: self.version_decisions.get_or_create(&labels).clone(),
             faults: self.version_faults.get_or_create(&labels).clone(),
             calls: calls("completed"),
@@ -594,5 +594,31 @@ impl Metrics {
     /// Configuration reloads with `outcome` (`ok`, `failed`) so far.
     pub fn config_reloads_of(&self, outcome: &'static str) -> u64 {
         self.config_reloads.get_or_create(&OutcomeLabel { outcome }).get()
+    }
+}
+
+/// The counters of one policy version in one role (`exum_policy_version_*`);
+/// the policy plane judges canaries by them (`policy/candidate.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct Lane {
+    /// Decisions it made.
+    pub decisions: Counter,
+    /// Faults (each also a decision made by the fallback).
+    pub faults: Counter,
+    /// Calls it decided that ended well (or as the callee chose).
+    pub calls: Counter,
+    /// Calls it decided that failed (as `policy::candidate::call_failed` tells).
+    pub failed: Counter,
+}
+
+impl Lane {
+    /// The counters as the API shows them.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "decisions": self.decisions.get(),
+            "faults": self.faults.get(),
+            "calls": self.calls.get() + self.failed.get(),
+            "failed_calls": self.failed.get(),
+        })
     }
 }

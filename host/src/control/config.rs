@@ -72,7 +72,7 @@ pub struct RouterConfig {
     /// (`directory_settle_ms`).
     pub directory_settle: Duration,
     /// Where decision records are written (`[records]`), if anywhere.
-    pub records: Option<crate::policy::record::RecordSettings>,
+    pub records: Option<super::policy_settings::RecordSettings>,
     /// Version history and candidates (`[lifecycle]`).
     pub lifecycle: Lifecycle,
     /// The tenants, in file order.
@@ -486,7 +486,7 @@ pub struct TenantConfig {
     pub record_decisions: f64,
     /// The keys whose signatures the tenant trusts, and whether its policies
     /// must be signed (`[tenant.signing]`).
-    pub signing: crate::policy::manifest::Trust,
+    pub signing: super::policy_settings::Trust,
     /// Peers the tenant's new requests are accepted from (`peers`, CIDR
     /// networks; empty: any peer the listener allows). Others get 403.
     pub peers: Vec<super::acl::Cidr>,
@@ -523,7 +523,7 @@ impl TenantConfig {
             record_route: false,
             uniform_user_answers: false,
             record_decisions: 0.0,
-            signing: crate::policy::manifest::Trust::default(),
+            signing: super::policy_settings::Trust::default(),
             peers: Vec::new(),
             ldap: None,
         }
@@ -565,15 +565,15 @@ pub struct Lifecycle {
     /// Diverging shadow samples kept per candidate.
     pub shadow_samples: usize,
     /// When a canary is rolled back, unless the request starting it says otherwise.
-    pub rule: crate::policy::candidate::CanaryRule,
+    pub rule: super::policy_settings::CanaryRule,
 }
 
 impl Default for Lifecycle {
     fn default() -> Self {
         Lifecycle {
-            history: crate::policy::history::DEFAULT_KEEP,
+            history: super::policy_settings::DEFAULT_HISTORY_KEEP,
             shadow_samples: 20,
-            rule: crate::policy::candidate::CanaryRule::default(),
+            rule: super::policy_settings::CanaryRule::default(),
         }
     }
 }
@@ -1262,7 +1262,7 @@ impl RouterConfig {
                 if !(1..=1 << 20).contains(&mib) {
                     return Err(invalid("records.max_mib_per_tenant".into(), format!("{mib}: 1 to 1048576")));
                 }
-                Some(crate::policy::record::RecordSettings { dir: base.join(r.dir), max_bytes_per_tenant: mib << 20 })
+                Some(super::policy_settings::RecordSettings { dir: base.join(r.dir), max_bytes_per_tenant: mib << 20 })
             }
         };
         let lifecycle = {
@@ -1271,7 +1271,7 @@ impl RouterConfig {
             let l = Lifecycle {
                 history: f.history.unwrap_or(d.history),
                 shadow_samples: f.shadow_samples.unwrap_or(d.shadow_samples),
-                rule: crate::policy::candidate::CanaryRule {
+                rule: super::policy_settings::CanaryRule {
                     fault_margin: f.canary_fault_margin.unwrap_or(d.rule.fault_margin),
                     failure_margin: f.canary_failure_margin.unwrap_or(d.rule.failure_margin),
                     min_calls: f.canary_min_calls.unwrap_or(d.rule.min_calls),
@@ -1572,8 +1572,8 @@ fn tenant_config(
         return Err((key("record_decisions"), format!("{record_decisions}: a share from 0 to 1")));
     }
     let signing = match t.signing {
-        None => crate::policy::manifest::Trust::default(),
-        Some(s) => crate::policy::manifest::Trust::new(&s.trusted_keys, s.required).map_err(|r| {
+        None => super::policy_settings::Trust::default(),
+        Some(s) => super::policy_settings::Trust::new(&s.trusted_keys, s.required).map_err(|r| {
             let field = if r.starts_with("trusted_keys") { "signing" } else { "signing.required" };
             (key(field), r)
         })?,
@@ -1664,7 +1664,7 @@ fn limits(base: Limits, file: LimitsFile, key: &str) -> Result<Limits, (String, 
         out.memory_bytes = (mib as usize) << 20;
     }
     if let Some(mib) = file.component_mib {
-        let most = (crate::policy::engine::MAX_COMPONENT_BYTES >> 20) as u64;
+        let most = (super::policy_settings::MAX_COMPONENT_BYTES >> 20) as u64;
         if !(1..=most).contains(&mib) {
             return Err((format!("{key}.component_mib"), format!("{mib}: must be 1 to {most} MiB")));
         }

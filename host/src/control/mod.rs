@@ -7,6 +7,7 @@ pub mod config;
 pub mod directory;
 pub mod health;
 pub mod ldap;
+pub mod policy_settings;
 
 use std::collections::HashMap;
 use std::fmt;

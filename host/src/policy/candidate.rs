@@ -39,22 +39,7 @@ impl Mode {
     }
 }
 
-/// When a canary is rolled back.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct CanaryRule {
-    /// Rolled back when its fault rate exceeds the serving version's by more than this (0 to 1).
-    pub fault_margin: f64,
-    /// Rolled back when its share of failed calls exceeds the serving version's by more than this.
-    pub failure_margin: f64,
-    /// Decisions (for faults) or calls (for failures) it must have made before it is judged.
-    pub min_calls: u64,
-}
-
-impl Default for CanaryRule {
-    fn default() -> Self {
-        CanaryRule { fault_margin: 0.02, failure_margin: 0.05, min_calls: 50 }
-    }
-}
+pub use crate::control::policy_settings::CanaryRule;
 
 /// How a divergence between two decisions shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,30 +115,9 @@ pub fn divergences(serving: &Decision, candidate: &Decision) -> Vec<Divergence> 
     }
 }
 
-/// The counters of one policy version in one role (`exum_policy_version_*`).
-#[derive(Debug, Clone, Default)]
-pub struct Lane {
-    /// Decisions it made.
-    pub decisions: Counter,
-    /// Faults (each also a decision made by the fallback).
-    pub faults: Counter,
-    /// Calls it decided that ended well (or as the callee chose).
-    pub calls: Counter,
-    /// Calls it decided that failed (see [`call_failed`]).
-    pub failed: Counter,
-}
+pub use crate::metrics::Lane;
 
 impl Lane {
-    /// The counters as the API shows them.
-    pub fn json(&self) -> Value {
-        json!({
-            "decisions": self.decisions.get(),
-            "faults": self.faults.get(),
-            "calls": self.calls.get() + self.failed.get(),
-            "failed_calls": self.failed.get(),
-        })
-    }
-
     fn fault_rate(&self) -> f64 {
         ratio(self.faults.get(), self.decisions.get())
     }

@@ -48,8 +48,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 /// `deadline.rs`); the ticker's wake-ups, 1,000 a second at [`EPOCH_TICK`]
 /// whatever the load, fall to 200 (docs/performance.md).
 pub const IDLE_EPOCH_TICK: Duration = Duration::from_millis(5);
-/// Largest component accepted, in bytes.
-pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+pub use crate::control::policy_settings::MAX_COMPONENT_BYTES;
 
 /// Why a component cannot be used as a policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 /// Versions kept per tenant, unless configured.
-pub const DEFAULT_KEEP: usize = 10;
+pub const DEFAULT_KEEP: usize = crate::control::policy_settings::DEFAULT_HISTORY_KEEP;
 
 /// What became of a version.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -169,33 +169,9 @@ pub fn signature(component: &[u8]) -> Result<Option<(Signature, &[u8])>, String>
     Ok(Some((sig, &component[..top[i].start])))
 }
 
-/// What a tenant requires of signatures.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Trust {
-    /// Ed25519 public keys (32 bytes each) whose signatures the tenant accepts.
-    pub keys: Vec<[u8; 32]>,
-    /// Whether an unsigned component is refused.
-    pub required: bool,
-}
+pub use crate::control::policy_settings::Trust;
 
 impl Trust {
-    /// Parses base64 public keys; the error names the bad one.
-    pub fn new(keys: &[String], required: bool) -> Result<Trust, String> {
-        let keys = keys
-            .iter()
-            .enumerate()
-            .map(|(i, k)| {
-                let raw = BASE64.decode(k.trim()).map_err(|e| format!("trusted_keys[{i}]: not base64: {e}"))?;
-                <[u8; 32]>::try_from(raw.as_slice())
-                    .map_err(|_| format!("trusted_keys[{i}]: {} bytes; an Ed25519 public key is 32", raw.len()))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        if required && keys.is_empty() {
-            return Err("required = true needs at least one trusted key".into());
-        }
-        Ok(Trust { keys, required })
-    }
-
     /// Checks `component`'s signature: a signature must verify with a trusted
     /// key; none is refused when signatures are required. The key that signed it.
     pub fn check(&self, component: &[u8]) -> Result<Option<String>, String> {

@@ -217,15 +217,7 @@ impl DecisionRecord {
     }
 }
 
-/// Where decision records are written, and how much is kept.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecordSettings {
-    /// The folder: `<dir>/<tenant>/decisions.jsonl` (and `.1.jsonl`, the older
-    /// half of the ring), `<dir>/policies/<hash>.wasm`.
-    pub dir: PathBuf,
-    /// Most bytes of records kept per tenant (two files of half as much).
-    pub max_bytes_per_tenant: u64,
-}
+pub use crate::control::policy_settings::RecordSettings;
 
 /// Records waiting for the writer; beyond, records are dropped and counted.
 const QUEUE: usize = 4096;

@@ -4,9 +4,9 @@
 //! then tell a request in a dialog (routed along its Route set) from a new one
 //! (routed by its tenant's policy). `serve` and `simulate` both start here.
 
-use super::stateless::route_uri;
 use super::validate::validate;
 use crate::model::uri::UriRef;
+use crate::model::uri::route_uri;
 use crate::model::wire::{Message, Name};
 use crate::sip::error::RequestError;
 

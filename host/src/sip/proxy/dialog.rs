@@ -15,9 +15,9 @@
 //! peer of the tenant), as with Kamailio's `loose_route` default. Only requests
 //! that pass are exempt from overload control.
 
-use super::stateless::route_uri;
 use crate::control::{Tenants, acl};
 use crate::model::Source;
+use crate::model::uri::route_uri;
 use crate::model::uri::{NameAddrRef, UriRef};
 use crate::model::wire::{Message, Name};
 use crate::sip::error::RequestError;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use super::Proxy;
 use super::forward::via_protocol;
 use crate::metrics::Dropped;
-use crate::model::uri::{UriRef, name_addr_spans};
+use crate::model::uri::{UriRef, route_uri};
 use crate::model::wire::{Message, Name, Via};
 use crate::model::{Source, Transport};
 
@@ -97,13 +97,4 @@ fn via_destination(via: &Via<'_>) -> Option<SocketAddr> {
     let host = via.received.unwrap_or(via.host).trim_start_matches('[').trim_end_matches(']');
     let ip: IpAddr = host.parse().ok()?;
     Some(SocketAddr::new(ip, via.port.unwrap_or(5060)))
-}
-
-/// The URI inside a Route or Contact value (`"A <x>" <sip:x;lr>;param` →
-/// `sip:x;lr`; a bare `sip:x;param` → `sip:x`, its parameters the header's).
-pub(crate) fn route_uri(value: &str) -> String {
-    match name_addr_spans(value) {
-        Some((uri, _)) => value[uri].trim().to_owned(),
-        None => value.split(';').next().unwrap_or(value).trim().to_owned(),
-    }
 }
