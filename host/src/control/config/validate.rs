@@ -8,369 +8,44 @@ use std::time::Duration;
 use super::file::*;
 use super::*;
 impl RouterConfig {
+    /// Validates the file `path` holds, one section at a time; the first key
+    /// refused is the error.
     pub(super) fn validate(path: &Path, file: ConfigFile) -> Result<RouterConfig, ConfigError> {
-        let invalid = |key: String, reason: String| ConfigError::invalid(path, key, reason);
+        let invalid = |(key, reason): KeyError| ConfigError::invalid(path, key, reason);
         // Paths inside the file are relative to its folder, made absolute once
         // here (the working directory does not change later, and the watcher
         // compares the absolute paths the OS reports with these).
         let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let base = absolute.parent().unwrap_or(Path::new("/"));
-        let defaults =
-            limits(Limits::default(), file.policy_defaults, "policy_defaults").map_err(|(k, r)| invalid(k, r))?;
-        let mut providers: Vec<HostingProvider> = Vec::with_capacity(file.hosting_providers.len());
-        for (i, p) in file.hosting_providers.into_iter().enumerate() {
-            let key = |field: &str| format!("hosting_provider[{i}].{field}");
-            if p.identity.is_empty() || !p.identity.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-                return Err(invalid(key("identity"), format!("`{}`: letters, digits, `-_.` only", p.identity)));
-            }
-            if providers.iter().any(|q| q.identity.eq_ignore_ascii_case(&p.identity)) {
-                return Err(invalid(key("identity"), format!("`{}` is defined twice", p.identity)));
-            }
-            if p.proxy.contains(':') {
-                check_sip_uri(&p.proxy).map_err(|r| invalid(key("proxy"), r))?;
-            } else if !is_domain(&p.proxy.to_ascii_lowercase()) {
-                return Err(invalid(key("proxy"), format!("`{}` is neither a host name nor a SIP URI", p.proxy)));
-            }
-            providers.push(HostingProvider {
-                identity: p.identity,
-                proxy: p.proxy,
-                verification_level: p.verification_level,
-                enabled: p.enabled,
-                shared_address_space: p.shared_address_space,
-                hosts_ocs_users: p.hosts_ocs_users,
-            });
-        }
-        let mut ids = HashSet::new();
-        let mut domains = HashSet::new();
-        let mut tenants = Vec::with_capacity(file.tenants.len());
-        for (i, t) in file.tenants.into_iter().enumerate() {
-            let key = |field: &str| format!("tenant[{i}].{field}");
-            if !is_tenant_id(&t.id) {
-                return Err(invalid(key("id"), format!("`{}` is not a tenant id ({TENANT_ID})", t.id)));
-            }
-            if !ids.insert(t.id.clone()) {
-                return Err(invalid(key("id"), format!("tenant `{}` is defined twice", t.id)));
-            }
-            let ctx = TenantContext { base, defaults, providers: &providers };
-            let tenant = tenant_config(t, &key, &ctx, &mut domains).map_err(|(k, r)| invalid(k, r))?;
-            tenants.push(tenant);
-        }
-        let mut listen = Vec::with_capacity(file.listen.len());
-        for (i, l) in file.listen.into_iter().enumerate() {
-            let address = l.address.parse().map_err(|_| {
-                invalid(format!("listen[{i}].address"), format!("`{}` is not an IP address and port", l.address))
-            })?;
-            let (mut udp, mut tcp, mut tls) = (false, false, false);
-            for (j, t) in l.transports.iter().enumerate() {
-                match t.to_ascii_lowercase().as_str() {
-                    "udp" => udp = true,
-                    "tcp" => tcp = true,
-                    "tls" => tls = true,
-                    other => {
-                        return Err(invalid(
-                            format!("listen[{i}].transports[{j}]"),
-                            format!("`{other}`: expected \"udp\", \"tcp\" or \"tls\""),
-                        ));
-                    }
-                }
-            }
-            if tls && (file.tls.certificate.is_none() || file.tls.key.is_none()) {
-                return Err(invalid(
-                    format!("listen[{i}].transports"),
-                    "a TLS listener needs [tls] certificate and key".into(),
-                ));
-            }
-            if tls && (udp || tcp) {
-                return Err(invalid(
-                    format!("listen[{i}].transports"),
-                    "TLS listens on its own address (usually port 5061): give it a [[listen]] of its own".into(),
-                ));
-            }
-            if !udp && !tcp && !tls {
-                return Err(invalid(format!("listen[{i}].transports"), "no transport".into()));
-            }
-            let allow = crate::control::acl::parse_list(&format!("listen[{i}].allow"), &l.allow)
-                .map_err(|(k, r)| invalid(k, r))?;
-            let allow_names = l.allow_names.iter().map(|n| n.to_ascii_lowercase()).collect();
-            listen.push(Listen { address, udp, tcp, tls, allow, allow_names });
-        }
-        let ms = |key: &str, value: Option<u64>, default: Duration, range: std::ops::RangeInclusive<u64>| match value {
-            None => Ok(default),
-            Some(v) if range.contains(&v) => Ok(Duration::from_millis(v)),
-            Some(v) => Err(invalid(key.to_owned(), format!("{v}: must be {} to {}", range.start(), range.end()))),
-        };
-        let d = SipSettings::default();
-        let mut sip = SipSettings {
-            t1: ms("sip.t1_ms", file.sip.t1_ms, d.t1, 10..=10_000)?,
-            t2: ms("sip.t2_ms", file.sip.t2_ms, d.t2, 10..=60_000)?,
-            t4: ms("sip.t4_ms", file.sip.t4_ms, d.t4, 10..=60_000)?,
-            target_timeout: ms("sip.target_timeout_ms", file.sip.target_timeout_ms, d.target_timeout, 100..=180_000)?,
-            timer_c: ms("sip.timer_c_ms", file.sip.timer_c_ms, d.timer_c, 100..=3_600_000)?,
-            max_message_bytes: match file.sip.max_message_bytes {
-                None => d.max_message_bytes,
-                Some(n) if (1024..=1 << 20).contains(&n) => n,
-                Some(n) => {
-                    return Err(invalid("sip.max_message_bytes".into(), format!("{n}: must be 1024 to 1048576")));
-                }
-            },
-            tcp_idle_timeout: ms(
-                "sip.tcp_idle_timeout_ms",
-                file.sip.tcp_idle_timeout_ms,
-                d.tcp_idle_timeout,
-                100..=3_600_000,
-            )?,
-            tcp_first_message_timeout: ms(
-                "sip.tcp_first_message_timeout_ms",
-                file.sip.tcp_first_message_timeout_ms,
-                d.tcp_first_message_timeout,
-                100..=3_600_000,
-            )?,
-            tcp_message_timeout: ms(
-                "sip.tcp_message_timeout_ms",
-                file.sip.tcp_message_timeout_ms,
-                d.tcp_message_timeout,
-                100..=600_000,
-            )?,
-            tcp_send_timeout: ms(
-                "sip.tcp_send_timeout_ms",
-                file.sip.tcp_send_timeout_ms,
-                d.tcp_send_timeout,
-                100..=600_000,
-            )?,
-            tcp_lifetime: match file.sip.tcp_lifetime_ms {
-                None | Some(0) => None,
-                Some(v) => Some(ms("sip.tcp_lifetime_ms", Some(v), Duration::ZERO, 1000..=604_800_000)?),
-            },
-            max_connections: match file.sip.max_connections {
-                None => d.max_connections,
-                Some(n) if (1..=1_000_000).contains(&n) => n,
-                Some(n) => return Err(invalid("sip.max_connections".into(), format!("{n}: must be 1 to 1000000"))),
-            },
-            max_connections_per_ip: match file.sip.max_connections_per_ip {
-                None => d.max_connections_per_ip,
-                Some(n) if (1..=1_000_000).contains(&n) => n,
-                Some(n) => {
-                    return Err(invalid("sip.max_connections_per_ip".into(), format!("{n}: must be 1 to 1000000")));
-                }
-            },
-            shutdown_grace: ms("sip.shutdown_grace_ms", file.sip.shutdown_grace_ms, d.shutdown_grace, 0..=600_000)?,
-            udp_receive_buffer: match file.sip.udp_receive_buffer_bytes {
-                None => d.udp_receive_buffer,
-                Some(n) if (64 * 1024..=256 << 20).contains(&n) => n,
-                Some(n) => {
-                    return Err(invalid(
-                        "sip.udp_receive_buffer_bytes".into(),
-                        format!("{n}: must be 65536 to 268435456"),
-                    ));
-                }
-            },
-            udp_receivers: match file.sip.udp_receivers {
-                None => d.udp_receivers,
-                Some(n) if (1..=64).contains(&n) => n,
-                Some(n) => return Err(invalid("sip.udp_receivers".into(), format!("{n}: must be 1 to 64"))),
-            },
-            worker_threads: match file.sip.worker_threads {
-                None => d.worker_threads,
-                Some(n) if (1..=256).contains(&n) => n,
-                Some(n) => return Err(invalid("sip.worker_threads".into(), format!("{n}: must be 1 to 256"))),
-            },
-            overload: {
-                let o = Overload::default();
-                let f = &file.overload;
-                Overload {
-                    max_transactions: f.max_transactions.unwrap_or(o.max_transactions),
-                    per_source_requests: f.per_source_requests.unwrap_or(o.per_source_requests),
-                    per_source_window: ms(
-                        "overload.per_source_window_ms",
-                        f.per_source_window_ms,
-                        o.per_source_window,
-                        1..=86_400_000,
-                    )?,
-                    retry_after_s: match f.retry_after_s {
-                        None => o.retry_after_s,
-                        Some(n) if (1..=3600).contains(&n) => n,
-                        Some(n) => {
-                            return Err(invalid("overload.retry_after_s".into(), format!("{n}: must be 1 to 3600")));
-                        }
-                    },
-                    stray_2xx_per_second: f.stray_2xx_per_second.unwrap_or(o.stray_2xx_per_second),
-                    max_transaction_bytes: f.max_transaction_bytes.unwrap_or(o.max_transaction_bytes),
-                    ban_after: f.ban_after.unwrap_or(o.ban_after),
-                    ban: ms("overload.ban_ms", f.ban_ms, o.ban, 1000..=86_400_000)?,
-                }
-            },
-        };
-        // The per-target timer is the time to a target's first response: a
-        // longer one than Timer B would be cut at Timer B without a word.
-        let timer_b = sip.t1 * 64;
-        if file.sip.target_timeout_ms.is_none() {
-            sip.target_timeout = sip.target_timeout.min(timer_b);
-        } else if sip.target_timeout > timer_b {
-            return Err(invalid(
-                "sip.target_timeout_ms".into(),
-                format!(
-                    "{}: the time to a target's first response is at most 64 × t1_ms = {} (Timer B); \
-                     a target that rings is waited for under sip.timer_c_ms",
-                    sip.target_timeout.as_millis(),
-                    timer_b.as_millis()
-                ),
-            ));
-        }
-        if let Some(secret) = &file.sip.secret
-            && secret.len() < 16
-        {
-            return Err(invalid("sip.secret".into(), format!("{} characters: must be at least 16", secret.len())));
-        }
-        let p = Probes::default();
-        let probes = Probes {
-            enabled: file.probes.enabled.unwrap_or(p.enabled),
-            interval: ms("probes.interval_ms", file.probes.interval_ms, p.interval, 50..=3_600_000)?,
-            timeout: ms("probes.timeout_ms", file.probes.timeout_ms, p.timeout, 10..=60_000)?,
-            down_after: file.probes.down_after.unwrap_or(p.down_after).max(1),
-            up_after: file.probes.up_after.unwrap_or(p.up_after).max(1),
-        };
-        if file.tls.require_client_certificate && file.tls.ca.is_none() {
-            return Err(invalid("tls.ca".into(), "required to verify client certificates".into()));
-        }
-        let tls = TlsSettings {
-            certificate: file.tls.certificate.map(|p| base.join(p)),
-            key: file.tls.key.map(|p| base.join(p)),
-            ca: file.tls.ca.map(|p| base.join(p)),
-            require_client_certificate: file.tls.require_client_certificate,
-        };
-        let mut dns = crate::model::dns::DnsSettings::default();
-        for (i, server) in file.dns.servers.iter().enumerate() {
-            let addr = server
-                .parse::<std::net::SocketAddr>()
-                .or_else(|_| server.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
-                .map_err(|_| {
-                    invalid(format!("dns.servers[{i}]"), format!("`{server}` is not an IP address (and port)"))
-                })?;
-            dns.servers.push(addr);
-        }
-        for (name, ips) in &file.dns.hosts {
-            let parsed = ips
-                .iter()
-                .enumerate()
-                .map(|(j, ip)| {
-                    ip.parse::<std::net::IpAddr>()
-                        .map_err(|_| invalid(format!("dns.hosts.{name}[{j}]"), format!("`{ip}` is not an IP address")))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            if parsed.is_empty() {
-                return Err(invalid(format!("dns.hosts.{name}"), "no address".into()));
-            }
-            dns.hosts.insert(name.to_ascii_lowercase(), parsed);
-        }
-        let (directory, directory_source) = directory_source(base, file.directory).map_err(|(k, r)| invalid(k, r))?;
-        let records = match file.records {
-            None => None,
-            Some(r) => {
-                let mib = r.max_mib_per_tenant.unwrap_or(16);
-                if !(1..=1 << 20).contains(&mib) {
-                    return Err(invalid("records.max_mib_per_tenant".into(), format!("{mib}: 1 to 1048576")));
-                }
-                Some(crate::control::policy_settings::RecordSettings {
-                    dir: base.join(r.dir),
-                    max_bytes_per_tenant: mib << 20,
-                })
-            }
-        };
-        let lifecycle = {
-            let f = file.lifecycle;
-            let d = Lifecycle::default();
-            let l = Lifecycle {
-                history: f.history.unwrap_or(d.history),
-                shadow_samples: f.shadow_samples.unwrap_or(d.shadow_samples),
-                rule: crate::control::policy_settings::CanaryRule {
-                    fault_margin: f.canary_fault_margin.unwrap_or(d.rule.fault_margin),
-                    failure_margin: f.canary_failure_margin.unwrap_or(d.rule.failure_margin),
-                    min_calls: f.canary_min_calls.unwrap_or(d.rule.min_calls),
-                },
-            };
-            if !(2..=1000).contains(&l.history) {
-                return Err(invalid("lifecycle.history".into(), format!("{}: 2 to 1000 versions", l.history)));
-            }
-            if !(1..=1000).contains(&l.shadow_samples) {
-                return Err(invalid("lifecycle.shadow_samples".into(), format!("{}: 1 to 1000", l.shadow_samples)));
-            }
-            for (key, v) in [
-                ("lifecycle.canary_fault_margin", l.rule.fault_margin),
-                ("lifecycle.canary_failure_margin", l.rule.failure_margin),
-            ] {
-                if !(0.0..=1.0).contains(&v) {
-                    return Err(invalid(key.into(), format!("{v}: a share from 0 to 1")));
-                }
-            }
-            if l.rule.min_calls == 0 {
-                return Err(invalid("lifecycle.canary_min_calls".into(), "at least 1".into()));
-            }
-            l
-        };
+        let defaults = limits(Limits::default(), file.policy_defaults, "policy_defaults").map_err(invalid)?;
+        let providers = hosting_providers(file.hosting_providers).map_err(invalid)?;
+        let tenants = tenants(file.tenants, base, defaults, &providers).map_err(invalid)?;
+        let listen = listen(file.listen, &file.tls).map_err(invalid)?;
+        let sip_settings = sip(&file.sip, &file.overload).map_err(invalid)?;
+        let probes = probes(&file.probes).map_err(invalid)?;
+        let tls = tls(file.tls, base).map_err(invalid)?;
+        let dns = dns(&file.dns).map_err(invalid)?;
+        let (directory, directory_source) = directory_source(base, file.directory).map_err(invalid)?;
+        let records = records(file.records, base).map_err(invalid)?;
+        let lifecycle = lifecycle(file.lifecycle).map_err(invalid)?;
         if records.is_none()
             && let Some((i, _)) = tenants.iter().enumerate().find(|(_, t)| t.record_decisions > 0.0)
         {
-            return Err(invalid(format!("tenant[{i}].record_decisions"), "needs a [records] section (its dir)".into()));
+            return Err(invalid((
+                format!("tenant[{i}].record_decisions"),
+                "needs a [records] section (its dir)".into(),
+            )));
         }
         let policy_dir = file.policy_dir.map(|d| base.join(d));
         if let Some(d) = &policy_dir
             && !d.is_dir()
         {
-            return Err(invalid("policy_dir".into(), format!("{} is not a directory", d.display())));
+            return Err(invalid(("policy_dir".into(), format!("{} is not a directory", d.display()))));
         }
-        let admin = match file.admin {
-            None => None,
-            Some(a) => {
-                let address: std::net::SocketAddr = a.address.parse().map_err(|_| {
-                    invalid("admin.address".into(), format!("`{}` is not an IP address and port", a.address))
-                })?;
-                if a.token.as_deref().is_some_and(|t| !t.is_empty()) && a.token_file.is_some() {
-                    return Err(invalid("admin.token_file".into(), "give a token or a token_file, not both".into()));
-                }
-                if !address.ip().is_loopback() && a.token.as_deref().is_none_or(str::is_empty) && a.token_file.is_none()
-                {
-                    return Err(invalid(
-                        "admin.token".into(),
-                        format!("required: {address} is not a loopback address"),
-                    ));
-                }
-                let mut names = Vec::with_capacity(a.names.len());
-                for (i, n) in a.names.iter().enumerate() {
-                    let n = n.to_ascii_lowercase();
-                    if !is_domain(&n) && n.parse::<std::net::IpAddr>().is_err() {
-                        return Err(invalid(
-                            format!("admin.names[{i}]"),
-                            format!("`{n}` is not a host name or address"),
-                        ));
-                    }
-                    names.push(n);
-                }
-                Some(Admin {
-                    address,
-                    token: a.token.filter(|t| !t.is_empty()),
-                    token_file: a.token_file.map(|f| base.join(f)),
-                    names,
-                })
-            }
-        };
-        let policy_start_wait = match file.policy_start_wait_s {
-            None => DEFAULT_POLICY_START_WAIT,
-            Some(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => Duration::from_secs_f64(s),
-            Some(s) => {
-                return Err(invalid(
-                    "policy_start_wait_s".into(),
-                    format!("{s}: must be a number of seconds from 0 to 3600"),
-                ));
-            }
-        };
-        let compile = file.compile.settings().map_err(|(key, why)| invalid(key, why))?;
-        let directory_settle = match file.directory_settle_ms {
-            None => DEFAULT_DIRECTORY_SETTLE,
-            Some(ms @ 50..=60_000) => Duration::from_millis(ms),
-            Some(ms) => {
-                return Err(invalid("directory_settle_ms".into(), format!("{ms}: 50 to 60000 milliseconds")));
-            }
-        };
+        let admin = admin(file.admin, base).map_err(invalid)?;
+        let policy_start_wait = policy_start_wait(file.policy_start_wait_s).map_err(invalid)?;
+        let compile = file.compile.settings().map_err(invalid)?;
+        let directory_settle = directory_settle(file.directory_settle_ms).map_err(invalid)?;
         Ok(RouterConfig {
             path: path.to_path_buf(),
             directory,
@@ -385,35 +60,450 @@ impl RouterConfig {
             admin,
             tenants,
             listen,
-            sip,
+            sip: sip_settings,
             probes,
             tls,
             dns,
             secret: file.sip.secret,
-            name: match file.sip.name {
-                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') => n,
-                Some(n) => {
-                    return Err(invalid(
-                        "sip.name".into(),
-                        format!("`{n}`: must be a host name without quotes or spaces"),
-                    ));
-                }
-                None => host_name(),
-            },
+            name: sip_name(file.sip.name).map_err(invalid)?,
             directory_may_remove_all_users: file.directory_may_remove_all_users,
-            directory_max_removed_share: match file.directory_max_removed_share {
-                None => 0.5,
-                Some(x) if x.is_finite() && (0.0..=1.0).contains(&x) => x,
-                Some(x) => return Err(invalid("directory_max_removed_share".into(), format!("{x}: must be 0 to 1"))),
-            },
-            directory_max_bytes: match file.directory_max_mib {
-                None => 64 << 20,
-                Some(n) if (1..=4096).contains(&n) => n << 20,
-                Some(n) => return Err(invalid("directory_max_mib".into(), format!("{n}: must be 1 to 4096"))),
-            },
+            directory_max_removed_share: removed_share(file.directory_max_removed_share).map_err(invalid)?,
+            directory_max_bytes: directory_max_bytes(file.directory_max_mib).map_err(invalid)?,
             policy_defaults: defaults,
             hosting_providers: providers,
         })
+    }
+}
+
+/// A refused value: the key and the reason.
+type KeyError = (String, String);
+
+/// The error of a section function, as `validate` wraps it with the file.
+fn invalid(key: String, reason: String) -> KeyError {
+    (key, reason)
+}
+
+/// A duration in milliseconds within `range`, `default` when not given.
+fn ms(
+    key: &str,
+    value: Option<u64>,
+    default: Duration,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Duration, KeyError> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(&v) => Ok(Duration::from_millis(v)),
+        Some(v) => Err(invalid(key.to_owned(), format!("{v}: must be {} to {}", range.start(), range.end()))),
+    }
+}
+
+/// `[[hosting_provider]]`.
+fn hosting_providers(files: Vec<HostingProviderFile>) -> Result<Vec<HostingProvider>, KeyError> {
+    let mut providers: Vec<HostingProvider> = Vec::with_capacity(files.len());
+    for (i, p) in files.into_iter().enumerate() {
+        let key = |field: &str| format!("hosting_provider[{i}].{field}");
+        if p.identity.is_empty() || !p.identity.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(invalid(key("identity"), format!("`{}`: letters, digits, `-_.` only", p.identity)));
+        }
+        if providers.iter().any(|q| q.identity.eq_ignore_ascii_case(&p.identity)) {
+            return Err(invalid(key("identity"), format!("`{}` is defined twice", p.identity)));
+        }
+        if p.proxy.contains(':') {
+            check_sip_uri(&p.proxy).map_err(|r| invalid(key("proxy"), r))?;
+        } else if !is_domain(&p.proxy.to_ascii_lowercase()) {
+            return Err(invalid(key("proxy"), format!("`{}` is neither a host name nor a SIP URI", p.proxy)));
+        }
+        providers.push(HostingProvider {
+            identity: p.identity,
+            proxy: p.proxy,
+            verification_level: p.verification_level,
+            enabled: p.enabled,
+            shared_address_space: p.shared_address_space,
+            hosts_ocs_users: p.hosts_ocs_users,
+        });
+    }
+    Ok(providers)
+}
+
+/// `[[tenant]]`: each one, and ids and domains unique across them.
+fn tenants(
+    files: Vec<TenantFile>,
+    base: &Path,
+    defaults: Limits,
+    providers: &[HostingProvider],
+) -> Result<Vec<TenantConfig>, KeyError> {
+    let mut ids = HashSet::new();
+    let mut domains = HashSet::new();
+    let mut tenants = Vec::with_capacity(files.len());
+    for (i, t) in files.into_iter().enumerate() {
+        let key = |field: &str| format!("tenant[{i}].{field}");
+        if !is_tenant_id(&t.id) {
+            return Err(invalid(key("id"), format!("`{}` is not a tenant id ({TENANT_ID})", t.id)));
+        }
+        if !ids.insert(t.id.clone()) {
+            return Err(invalid(key("id"), format!("tenant `{}` is defined twice", t.id)));
+        }
+        let ctx = TenantContext { base, defaults, providers };
+        let tenant = tenant_config(t, &key, &ctx, &mut domains).map_err(|(k, r)| invalid(k, r))?;
+        tenants.push(tenant);
+    }
+    Ok(tenants)
+}
+
+/// `[[listen]]`.
+fn listen(files: Vec<ListenFile>, tls_file: &TlsFile) -> Result<Vec<Listen>, KeyError> {
+    let mut listen = Vec::with_capacity(files.len());
+    for (i, l) in files.into_iter().enumerate() {
+        let address = l.address.parse().map_err(|_| {
+            invalid(format!("listen[{i}].address"), format!("`{}` is not an IP address and port", l.address))
+        })?;
+        let (mut udp, mut tcp, mut tls) = (false, false, false);
+        for (j, t) in l.transports.iter().enumerate() {
+            match t.to_ascii_lowercase().as_str() {
+                "udp" => udp = true,
+                "tcp" => tcp = true,
+                "tls" => tls = true,
+                other => {
+                    return Err(invalid(
+                        format!("listen[{i}].transports[{j}]"),
+                        format!("`{other}`: expected \"udp\", \"tcp\" or \"tls\""),
+                    ));
+                }
+            }
+        }
+        if tls && (tls_file.certificate.is_none() || tls_file.key.is_none()) {
+            return Err(invalid(
+                format!("listen[{i}].transports"),
+                "a TLS listener needs [tls] certificate and key".into(),
+            ));
+        }
+        if tls && (udp || tcp) {
+            return Err(invalid(
+                format!("listen[{i}].transports"),
+                "TLS listens on its own address (usually port 5061): give it a [[listen]] of its own".into(),
+            ));
+        }
+        if !udp && !tcp && !tls {
+            return Err(invalid(format!("listen[{i}].transports"), "no transport".into()));
+        }
+        let allow =
+            crate::control::acl::parse_list(&format!("listen[{i}].allow"), &l.allow).map_err(|(k, r)| invalid(k, r))?;
+        let allow_names = l.allow_names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        listen.push(Listen { address, udp, tcp, tls, allow, allow_names });
+    }
+    Ok(listen)
+}
+
+/// `[sip]`, with `[overload]`.
+fn sip(file: &SipFile, overload_file: &OverloadFile) -> Result<SipSettings, KeyError> {
+    let d = SipSettings::default();
+    let mut sip = SipSettings {
+        t1: ms("sip.t1_ms", file.t1_ms, d.t1, 10..=10_000)?,
+        t2: ms("sip.t2_ms", file.t2_ms, d.t2, 10..=60_000)?,
+        t4: ms("sip.t4_ms", file.t4_ms, d.t4, 10..=60_000)?,
+        target_timeout: ms("sip.target_timeout_ms", file.target_timeout_ms, d.target_timeout, 100..=180_000)?,
+        timer_c: ms("sip.timer_c_ms", file.timer_c_ms, d.timer_c, 100..=3_600_000)?,
+        max_message_bytes: match file.max_message_bytes {
+            None => d.max_message_bytes,
+            Some(n) if (1024..=1 << 20).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid("sip.max_message_bytes".into(), format!("{n}: must be 1024 to 1048576")));
+            }
+        },
+        tcp_idle_timeout: ms("sip.tcp_idle_timeout_ms", file.tcp_idle_timeout_ms, d.tcp_idle_timeout, 100..=3_600_000)?,
+        tcp_first_message_timeout: ms(
+            "sip.tcp_first_message_timeout_ms",
+            file.tcp_first_message_timeout_ms,
+            d.tcp_first_message_timeout,
+            100..=3_600_000,
+        )?,
+        tcp_message_timeout: ms(
+            "sip.tcp_message_timeout_ms",
+            file.tcp_message_timeout_ms,
+            d.tcp_message_timeout,
+            100..=600_000,
+        )?,
+        tcp_send_timeout: ms("sip.tcp_send_timeout_ms", file.tcp_send_timeout_ms, d.tcp_send_timeout, 100..=600_000)?,
+        tcp_lifetime: match file.tcp_lifetime_ms {
+            None | Some(0) => None,
+            Some(v) => Some(ms("sip.tcp_lifetime_ms", Some(v), Duration::ZERO, 1000..=604_800_000)?),
+        },
+        max_connections: match file.max_connections {
+            None => d.max_connections,
+            Some(n) if (1..=1_000_000).contains(&n) => n,
+            Some(n) => return Err(invalid("sip.max_connections".into(), format!("{n}: must be 1 to 1000000"))),
+        },
+        max_connections_per_ip: match file.max_connections_per_ip {
+            None => d.max_connections_per_ip,
+            Some(n) if (1..=1_000_000).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid("sip.max_connections_per_ip".into(), format!("{n}: must be 1 to 1000000")));
+            }
+        },
+        shutdown_grace: ms("sip.shutdown_grace_ms", file.shutdown_grace_ms, d.shutdown_grace, 0..=600_000)?,
+        udp_receive_buffer: match file.udp_receive_buffer_bytes {
+            None => d.udp_receive_buffer,
+            Some(n) if (64 * 1024..=256 << 20).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid("sip.udp_receive_buffer_bytes".into(), format!("{n}: must be 65536 to 268435456")));
+            }
+        },
+        udp_receivers: match file.udp_receivers {
+            None => d.udp_receivers,
+            Some(n) if (1..=64).contains(&n) => n,
+            Some(n) => return Err(invalid("sip.udp_receivers".into(), format!("{n}: must be 1 to 64"))),
+        },
+        worker_threads: match file.worker_threads {
+            None => d.worker_threads,
+            Some(n) if (1..=256).contains(&n) => n,
+            Some(n) => return Err(invalid("sip.worker_threads".into(), format!("{n}: must be 1 to 256"))),
+        },
+        overload: overload(overload_file)?,
+    };
+    // The per-target timer is the time to a target's first response: a
+    // longer one than Timer B would be cut at Timer B without a word.
+    let timer_b = sip.t1 * 64;
+    if file.target_timeout_ms.is_none() {
+        sip.target_timeout = sip.target_timeout.min(timer_b);
+    } else if sip.target_timeout > timer_b {
+        return Err(invalid(
+            "sip.target_timeout_ms".into(),
+            format!(
+                "{}: the time to a target's first response is at most 64 × t1_ms = {} (Timer B); \
+                 a target that rings is waited for under sip.timer_c_ms",
+                sip.target_timeout.as_millis(),
+                timer_b.as_millis()
+            ),
+        ));
+    }
+    if let Some(secret) = &file.secret
+        && secret.len() < 16
+    {
+        return Err(invalid("sip.secret".into(), format!("{} characters: must be at least 16", secret.len())));
+    }
+    Ok(sip)
+}
+
+/// `[overload]`.
+fn overload(f: &OverloadFile) -> Result<Overload, KeyError> {
+    let o = Overload::default();
+    Ok(Overload {
+        max_transactions: f.max_transactions.unwrap_or(o.max_transactions),
+        per_source_requests: f.per_source_requests.unwrap_or(o.per_source_requests),
+        per_source_window: ms(
+            "overload.per_source_window_ms",
+            f.per_source_window_ms,
+            o.per_source_window,
+            1..=86_400_000,
+        )?,
+        retry_after_s: match f.retry_after_s {
+            None => o.retry_after_s,
+            Some(n) if (1..=3600).contains(&n) => n,
+            Some(n) => {
+                return Err(invalid("overload.retry_after_s".into(), format!("{n}: must be 1 to 3600")));
+            }
+        },
+        stray_2xx_per_second: f.stray_2xx_per_second.unwrap_or(o.stray_2xx_per_second),
+        max_transaction_bytes: f.max_transaction_bytes.unwrap_or(o.max_transaction_bytes),
+        ban_after: f.ban_after.unwrap_or(o.ban_after),
+        ban: ms("overload.ban_ms", f.ban_ms, o.ban, 1000..=86_400_000)?,
+    })
+}
+
+/// `[probes]`.
+fn probes(file: &ProbesFile) -> Result<Probes, KeyError> {
+    let p = Probes::default();
+    let probes = Probes {
+        enabled: file.enabled.unwrap_or(p.enabled),
+        interval: ms("probes.interval_ms", file.interval_ms, p.interval, 50..=3_600_000)?,
+        timeout: ms("probes.timeout_ms", file.timeout_ms, p.timeout, 10..=60_000)?,
+        down_after: file.down_after.unwrap_or(p.down_after).max(1),
+        up_after: file.up_after.unwrap_or(p.up_after).max(1),
+    };
+    Ok(probes)
+}
+
+/// `[tls]`: its paths relative to the file's folder.
+fn tls(file: TlsFile, base: &Path) -> Result<TlsSettings, KeyError> {
+    if file.require_client_certificate && file.ca.is_none() {
+        return Err(invalid("tls.ca".into(), "required to verify client certificates".into()));
+    }
+    let tls = TlsSettings {
+        certificate: file.certificate.map(|p| base.join(p)),
+        key: file.key.map(|p| base.join(p)),
+        ca: file.ca.map(|p| base.join(p)),
+        require_client_certificate: file.require_client_certificate,
+    };
+    Ok(tls)
+}
+
+/// `[dns]`.
+fn dns(file: &DnsFile) -> Result<crate::model::dns::DnsSettings, KeyError> {
+    let mut dns = crate::model::dns::DnsSettings::default();
+    for (i, server) in file.servers.iter().enumerate() {
+        let addr = server
+            .parse::<std::net::SocketAddr>()
+            .or_else(|_| server.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+            .map_err(|_| invalid(format!("dns.servers[{i}]"), format!("`{server}` is not an IP address (and port)")))?;
+        dns.servers.push(addr);
+    }
+    for (name, ips) in &file.hosts {
+        let parsed = ips
+            .iter()
+            .enumerate()
+            .map(|(j, ip)| {
+                ip.parse::<std::net::IpAddr>()
+                    .map_err(|_| invalid(format!("dns.hosts.{name}[{j}]"), format!("`{ip}` is not an IP address")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if parsed.is_empty() {
+            return Err(invalid(format!("dns.hosts.{name}"), "no address".into()));
+        }
+        dns.hosts.insert(name.to_ascii_lowercase(), parsed);
+    }
+    Ok(dns)
+}
+
+/// `[records]`.
+fn records(
+    file: Option<RecordsFile>,
+    base: &Path,
+) -> Result<Option<crate::control::policy_settings::RecordSettings>, KeyError> {
+    let records = match file {
+        None => None,
+        Some(r) => {
+            let mib = r.max_mib_per_tenant.unwrap_or(16);
+            if !(1..=1 << 20).contains(&mib) {
+                return Err(invalid("records.max_mib_per_tenant".into(), format!("{mib}: 1 to 1048576")));
+            }
+            Some(crate::control::policy_settings::RecordSettings {
+                dir: base.join(r.dir),
+                max_bytes_per_tenant: mib << 20,
+            })
+        }
+    };
+    Ok(records)
+}
+
+/// `[lifecycle]`.
+fn lifecycle(f: LifecycleFile) -> Result<Lifecycle, KeyError> {
+    let lifecycle = {
+        let d = Lifecycle::default();
+        let l = Lifecycle {
+            history: f.history.unwrap_or(d.history),
+            shadow_samples: f.shadow_samples.unwrap_or(d.shadow_samples),
+            rule: crate::control::policy_settings::CanaryRule {
+                fault_margin: f.canary_fault_margin.unwrap_or(d.rule.fault_margin),
+                failure_margin: f.canary_failure_margin.unwrap_or(d.rule.failure_margin),
+                min_calls: f.canary_min_calls.unwrap_or(d.rule.min_calls),
+            },
+        };
+        if !(2..=1000).contains(&l.history) {
+            return Err(invalid("lifecycle.history".into(), format!("{}: 2 to 1000 versions", l.history)));
+        }
+        if !(1..=1000).contains(&l.shadow_samples) {
+            return Err(invalid("lifecycle.shadow_samples".into(), format!("{}: 1 to 1000", l.shadow_samples)));
+        }
+        for (key, v) in [
+            ("lifecycle.canary_fault_margin", l.rule.fault_margin),
+            ("lifecycle.canary_failure_margin", l.rule.failure_margin),
+        ] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(invalid(key.into(), format!("{v}: a share from 0 to 1")));
+            }
+        }
+        if l.rule.min_calls == 0 {
+            return Err(invalid("lifecycle.canary_min_calls".into(), "at least 1".into()));
+        }
+        l
+    };
+    Ok(lifecycle)
+}
+
+/// `[admin]`.
+fn admin(file: Option<AdminFile>, base: &Path) -> Result<Option<Admin>, KeyError> {
+    let admin = match file {
+        None => None,
+        Some(a) => {
+            let address: std::net::SocketAddr = a.address.parse().map_err(|_| {
+                invalid("admin.address".into(), format!("`{}` is not an IP address and port", a.address))
+            })?;
+            if a.token.as_deref().is_some_and(|t| !t.is_empty()) && a.token_file.is_some() {
+                return Err(invalid("admin.token_file".into(), "give a token or a token_file, not both".into()));
+            }
+            if !address.ip().is_loopback() && a.token.as_deref().is_none_or(str::is_empty) && a.token_file.is_none() {
+                return Err(invalid("admin.token".into(), format!("required: {address} is not a loopback address")));
+            }
+            let mut names = Vec::with_capacity(a.names.len());
+            for (i, n) in a.names.iter().enumerate() {
+                let n = n.to_ascii_lowercase();
+                if !is_domain(&n) && n.parse::<std::net::IpAddr>().is_err() {
+                    return Err(invalid(format!("admin.names[{i}]"), format!("`{n}` is not a host name or address")));
+                }
+                names.push(n);
+            }
+            Some(Admin {
+                address,
+                token: a.token.filter(|t| !t.is_empty()),
+                token_file: a.token_file.map(|f| base.join(f)),
+                names,
+            })
+        }
+    };
+    Ok(admin)
+}
+
+/// `policy_start_wait_s`.
+fn policy_start_wait(seconds: Option<f64>) -> Result<Duration, KeyError> {
+    let policy_start_wait = match seconds {
+        None => DEFAULT_POLICY_START_WAIT,
+        Some(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => Duration::from_secs_f64(s),
+        Some(s) => {
+            return Err(invalid(
+                "policy_start_wait_s".into(),
+                format!("{s}: must be a number of seconds from 0 to 3600"),
+            ));
+        }
+    };
+    Ok(policy_start_wait)
+}
+
+/// `directory_settle_ms`.
+fn directory_settle(ms: Option<u64>) -> Result<Duration, KeyError> {
+    let directory_settle = match ms {
+        None => DEFAULT_DIRECTORY_SETTLE,
+        Some(ms @ 50..=60_000) => Duration::from_millis(ms),
+        Some(ms) => {
+            return Err(invalid("directory_settle_ms".into(), format!("{ms}: 50 to 60000 milliseconds")));
+        }
+    };
+    Ok(directory_settle)
+}
+
+/// `[sip] name`: the router's name in Via and Record-Route, else the host's.
+fn sip_name(name: Option<String>) -> Result<String, KeyError> {
+    match name {
+        Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') => Ok(n),
+        Some(n) => Err(invalid("sip.name".into(), format!("`{n}`: must be a host name without quotes or spaces"))),
+        None => Ok(host_name()),
+    }
+}
+
+/// `directory_max_removed_share`.
+fn removed_share(x: Option<f64>) -> Result<f64, KeyError> {
+    match x {
+        None => Ok(0.5),
+        Some(x) if x.is_finite() && (0.0..=1.0).contains(&x) => Ok(x),
+        Some(x) => Err(invalid("directory_max_removed_share".into(), format!("{x}: must be 0 to 1"))),
+    }
+}
+
+/// `directory_max_mib`, in bytes.
+fn directory_max_bytes(mib: Option<u64>) -> Result<u64, KeyError> {
+    match mib {
+        None => Ok(64 << 20),
+        Some(n) if (1..=4096).contains(&n) => Ok(n << 20),
+        Some(n) => Err(invalid("directory_max_mib".into(), format!("{n}: must be 1 to 4096"))),
     }
 }
 
