@@ -589,8 +589,20 @@ impl Directory {
     ) -> Result<TenantDirectory, ConfigError> {
         let invalid = |key: String, reason: String| ConfigError::invalid(path, format!("tenants.{id}.{key}"), reason);
         let mut dir = TenantDirectory::default();
+        Self::hosted_policies(&mut dir, t.hosted_voicemail_policies, &invalid)?;
+        Self::dial_plans(&mut dir, t.dial_plans, timer_b, &invalid)?;
+        Self::users(&mut dir, t.users, &tenant.domains, &invalid, refused.as_deref_mut())?;
+        Self::contacts(&mut dir, t.contacts, &tenant.domains, &invalid, refused)?;
+        Ok(dir)
+    }
 
-        for (i, p) in t.hosted_voicemail_policies.into_iter().enumerate() {
+    /// A tenant's `hosted_voicemail_policies`: scopes unique, destinations host names.
+    fn hosted_policies(
+        dir: &mut TenantDirectory,
+        policies: Vec<HostedPolicyFile>,
+        invalid: &Invalid<'_>,
+    ) -> Result<(), ConfigError> {
+        for (i, p) in policies.into_iter().enumerate() {
             let key = format!("hosted_voicemail_policies[{i}]");
             let (scope, name) = match p.scope.split_once(':') {
                 None if p.scope == "global" => (Scope::Global, "global".to_owned()),
@@ -615,7 +627,18 @@ impl Directory {
                 .insert(scope, HostedPolicy { name, destination: p.destination, organizations: p.organizations });
         }
 
-        for (i, d) in t.dial_plans.into_iter().enumerate() {
+        Ok(())
+    }
+
+    /// A tenant's `dial_plans`: names and phone-contexts unique, each server's
+    /// URI and timeout valid (`timer_b`, when known, bounds the timeout).
+    fn dial_plans(
+        dir: &mut TenantDirectory,
+        plans: Vec<DialPlanFile>,
+        timer_b: Option<std::time::Duration>,
+        invalid: &Invalid<'_>,
+    ) -> Result<(), ConfigError> {
+        for (i, d) in plans.into_iter().enumerate() {
             let key = format!("dial_plans[{i}]");
             if d.name.is_empty() || d.phone_context.is_empty() {
                 return Err(invalid(key, "a dial plan needs a name and a phone_context".into()));
@@ -658,10 +681,18 @@ impl Directory {
             dir.dial_plans.push(DialPlan { name: d.name, phone_context: d.phone_context, servers });
         }
 
-        let granted_exists = |name: &Option<String>| {
-            name.as_ref().is_none_or(|n| dir.hosted_policies.contains_key(&Scope::Named(n.clone())))
-        };
+        Ok(())
+    }
 
+    /// A tenant's `users`, after its policies and dial plans; a refused user is
+    /// the tenant's error, or (with `refused`) that entry's alone.
+    fn users(
+        dir: &mut TenantDirectory,
+        users: Vec<UserFile>,
+        domains: &[String],
+        invalid: &Invalid<'_>,
+        mut refused: Option<&mut Vec<RefusedEntry>>,
+    ) -> Result<(), ConfigError> {
         // An entry that fails: the whole tenant's error, or (lenient) that
         // entry refused alone and skipped.
         macro_rules! refuse {
@@ -677,9 +708,9 @@ impl Directory {
             }};
         }
 
-        for (i, u) in t.users.into_iter().enumerate() {
+        for (i, u) in users.into_iter().enumerate() {
             let key = format!("users[{i}]");
-            let sip = match sip_address(&u.sip, &tenant.domains) {
+            let sip = match sip_address(&u.sip, domains) {
                 Ok(s) => s,
                 Err(r) => refuse!(EntryKind::User, i, invalid(format!("{key}.sip"), r)),
             };
@@ -696,7 +727,7 @@ impl Directory {
             };
             // Users who share a main number are keyed by their extension.
             let number_key = u.line.as_deref().and_then(number_key);
-            if !granted_exists(&u.hosted_voicemail_policy) {
+            if !granted_exists(&dir.hosted_policies, &u.hosted_voicemail_policy) {
                 refuse!(
                     EntryKind::User,
                     i,
@@ -762,9 +793,35 @@ impl Directory {
             });
         }
 
-        for (i, c) in t.contacts.into_iter().enumerate() {
+        Ok(())
+    }
+
+    /// A tenant's `contacts`, after its users; refused as users are.
+    fn contacts(
+        dir: &mut TenantDirectory,
+        contacts: Vec<ContactFile>,
+        domains: &[String],
+        invalid: &Invalid<'_>,
+        mut refused: Option<&mut Vec<RefusedEntry>>,
+    ) -> Result<(), ConfigError> {
+        // An entry that fails: the whole tenant's error, or (lenient) that
+        // entry refused alone and skipped.
+        macro_rules! refuse {
+            ($kind:expr, $i:expr, $e:expr) => {{
+                let e = $e;
+                match refused.as_deref_mut() {
+                    Some(r) => {
+                        r.push(($kind, $i, e));
+                        continue;
+                    }
+                    None => return Err(e),
+                }
+            }};
+        }
+
+        for (i, c) in contacts.into_iter().enumerate() {
             let key = format!("contacts[{i}]");
-            let sip = match sip_address(&c.sip, &tenant.domains) {
+            let sip = match sip_address(&c.sip, domains) {
                 Ok(s) => s,
                 Err(r) => refuse!(EntryKind::Contact, i, invalid(format!("{key}.sip"), r)),
             };
@@ -775,7 +832,7 @@ impl Directory {
                     invalid(format!("{key}.number"), format!("`{}` is not an E.164 number", c.number))
                 );
             };
-            if !granted_exists(&c.hosted_voicemail_policy) {
+            if !granted_exists(&dir.hosted_policies, &c.hosted_voicemail_policy) {
                 refuse!(
                     EntryKind::Contact,
                     i,
@@ -827,9 +884,18 @@ impl Directory {
                 dial_plan: c.dial_plan,
             });
         }
-        Ok(dir)
+        Ok(())
     }
 }
+
+/// Whether the hosted voice-mail policy a user or contact is granted (if
+/// any) is defined among `policies`.
+fn granted_exists(policies: &FxHashMap<Scope, HostedPolicy>, name: &Option<String>) -> bool {
+    name.as_ref().is_none_or(|n| policies.contains_key(&Scope::Named(n.clone())))
+}
+
+/// How the validation of a tenant's entries makes an error of a key and a reason.
+type Invalid<'a> = dyn Fn(String, String) -> ConfigError + 'a;
 
 /// The tenant sections of a directory file, each parsed on its own: a section
 /// with a wrong key or type is that tenant's error (keyed `tenants.ID...`),
