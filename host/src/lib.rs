@@ -27,11 +27,13 @@
 //!   behind hot reload; [`logging`].
 //! - [`tools`]: the offline tools `check`, `componentize`, `simulate`,
 //!   `replay`, `sign` and `keygen`; [`scaffold`]: `new` and `build`, a
-//!   tenant's policy project in Rust, JavaScript, TypeScript or Python.
+//!   tenant's policy project in Rust, JavaScript, TypeScript or Python;
+//!   [`cli`]: the command line, a file per subcommand.
 
 #![deny(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod control;
 pub mod db;
 pub mod ldap;

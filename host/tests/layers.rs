@@ -29,9 +29,11 @@ const LAYERS: &[(&str, u8)] = &[
     ("ldap", 4),
     ("admin", 4),
     ("server", 5),
+    ("cli", 6),
 ];
 
-/// The wiring layer, whose modules may use each other one way.
+/// The wiring layer, whose modules may use each other one way; above it the
+/// server, which wires the planes, and the command line, which uses it all.
 const WIRING: u8 = 4;
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {

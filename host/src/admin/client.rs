@@ -6,35 +6,46 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-/// What to do.
-#[derive(Debug, Clone)]
+/// What to do (`exum-router policy ... <action>`).
+#[derive(Debug, Clone, clap::Subcommand)]
 pub enum Action {
-    /// The tenant's kept versions.
+    /// The kept versions, newest first.
     History,
-    /// Serve a kept version again (default: the previous one).
+    /// Serve a kept version again (default: the one serving before).
     Rollback {
-        /// The version number.
+        /// The version number (see `history`).
+        #[arg(long)]
         to: Option<u64>,
     },
-    /// Start a shadow or canary candidate from a file or a kept version.
-    Candidate {
-        /// `shadow` or `canary`.
-        mode: &'static str,
-        /// The component file, or
-        file: Option<std::path::PathBuf>,
-        /// a kept version.
+    /// Start a shadow: it decides a copy of every new request, compared with
+    /// the serving version's decision, and never a call.
+    Shadow {
+        /// The component; or --from.
+        policy: Option<std::path::PathBuf>,
+        /// A kept version instead of a file.
+        #[arg(long)]
         from: Option<u64>,
-        /// A canary's share of new calls.
-        share: Option<f64>,
     },
-    /// The candidate's counters, divergences and samples.
+    /// Start a canary: it serves this share of new calls, rolled back
+    /// automatically when it does worse than the serving version.
+    Canary {
+        /// The component; or --from.
+        policy: Option<std::path::PathBuf>,
+        /// A kept version instead of a file.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The share of new calls, 0 to 1.
+        #[arg(long)]
+        share: f64,
+    },
+    /// The candidate: counters beside the serving version's, divergences, samples.
     Status,
-    /// Sample `n` of a shadow, as decision records (for `replay`).
+    /// A shadow sample's two decision records (save it, then `exum-router replay` it).
     Sample {
-        /// Its index.
+        /// The sample's index (see `status`).
         n: usize,
     },
-    /// The candidate serves.
+    /// The candidate becomes the serving version.
     Promote,
     /// The candidate ends.
     Abandon,
@@ -86,20 +97,8 @@ pub async fn run(target: &Target, tenant: &str, action: Action) -> Result<String
         Action::Rollback { to } => {
             ("POST", format!("{base}/rollback{}", to.map_or(String::new(), |n| format!("?to={n}"))), Vec::new())
         }
-        Action::Candidate { mode, file, from, share } => {
-            let mut q = format!("mode={mode}");
-            if let Some(s) = share {
-                q.push_str(&format!("&share={s}"));
-            }
-            if let Some(n) = from {
-                q.push_str(&format!("&from={n}"));
-            }
-            let body = match file {
-                Some(f) => std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?,
-                None => Vec::new(),
-            };
-            ("POST", format!("{base}/candidate?{q}"), body)
-        }
+        Action::Shadow { policy, from } => candidate("shadow", policy, from, None, &base)?,
+        Action::Canary { policy, from, share } => candidate("canary", policy, from, Some(share), &base)?,
         Action::Status => ("GET", format!("{base}/candidate"), Vec::new()),
         Action::Sample { n } => ("GET", format!("{base}/candidate/samples/{n}"), Vec::new()),
         Action::Promote => ("POST", format!("{base}/candidate/promote"), Vec::new()),
@@ -164,4 +163,26 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(eol + 4 + size).min(b.len())..];
     }
     out
+}
+
+/// The request that starts a candidate in `mode` from a file or a kept version.
+fn candidate(
+    mode: &str,
+    file: Option<std::path::PathBuf>,
+    from: Option<u64>,
+    share: Option<f64>,
+    base: &str,
+) -> Result<(&'static str, String, Vec<u8>), String> {
+    let mut q = format!("mode={mode}");
+    if let Some(s) = share {
+        q.push_str(&format!("&share={s}"));
+    }
+    if let Some(n) = from {
+        q.push_str(&format!("&from={n}"));
+    }
+    let body = match file {
+        Some(f) => std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+        None => Vec::new(),
+    };
+    Ok(("POST", format!("{base}/candidate?{q}"), body))
 }

@@ -9,51 +9,61 @@ use crate::control::config::{DirectorySource, PostgresSettings, RouterConfig};
 use crate::control::directory::Directory;
 
 /// What `exum-router db` does.
-#[derive(Debug)]
+#[derive(Debug, clap::Subcommand)]
 pub enum Action {
-    /// Bring the schema up to date.
+    /// Create or update the schema (the router also does at start).
     Migrate,
-    /// Import a directory file (the configuration's, or `file`) into the
-    /// database: each tenant of the file replaced whole.
+    /// Import a directory file: the configuration's, or --file.
     Import {
-        /// The file, when the configuration reads the database.
+        /// The directory file (TOML or JSON).
+        #[arg(long)]
         file: Option<PathBuf>,
     },
-    /// Store a policy component as a new version of `tenant`.
+    /// Store a policy component as a new version of a tenant.
     Upload {
         /// The tenant.
+        #[arg(long)]
         tenant: String,
-        /// The component.
-        policy: PathBuf,
-        /// Who uploads it.
+        /// Who uploads it (recorded).
+        #[arg(long, default_value = "cli")]
         by: String,
-        /// Activate it too.
+        /// Make it the active version too.
+        #[arg(long)]
         activate: bool,
+        /// The component (`.wasm`).
+        policy: PathBuf,
     },
-    /// Make a version the active one.
+    /// Make a version the tenant's active one; every instance applies it.
     Activate {
         /// The tenant.
+        #[arg(long)]
         tenant: String,
-        /// The version id.
+        /// The version id (see `versions`).
+        #[arg(long)]
         version: i64,
-        /// Who activates it.
+        /// Who activates it (recorded).
+        #[arg(long, default_value = "cli")]
         by: String,
     },
-    /// Activate the version active before the current one.
+    /// Activate the version that was active before the current one.
     Rollback {
         /// The tenant.
+        #[arg(long)]
         tenant: String,
-        /// Who rolls back.
+        /// Who rolls back (recorded).
+        #[arg(long, default_value = "cli")]
         by: String,
     },
-    /// List a tenant's versions.
+    /// List a tenant's policy versions (`*` marks the active one).
     Versions {
         /// The tenant.
+        #[arg(long)]
         tenant: String,
     },
-    /// Show a tenant as the database holds it.
+    /// Show a tenant as the database holds it, as JSON.
     Show {
         /// The tenant.
+        #[arg(long)]
         tenant: String,
     },
 }

@@ -1,0 +1,16 @@
+//! `exum-router keygen`: a new Ed25519 signing key.
+
+use std::path::PathBuf;
+
+/// Where the key goes.
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where to write the private key (it must not exist).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Writes the key; prints its public key.
+pub fn run(args: Args) -> Result<String, String> {
+    crate::tools::keygen(&args.out).map_err(|e| e.to_string())
+}
