@@ -148,19 +148,6 @@ impl Dropped {
     }
 }
 
-/// A registry that keeps the names registered in it.
-struct Named<'a> {
-    registry: &'a mut Registry,
-    names: Vec<String>,
-}
-
-impl Named<'_> {
-    fn register(&mut self, name: &str, help: &str, metric: impl prometheus_client::registry::Metric) {
-        self.names.push(format!("exum_{name}"));
-        self.registry.register(name, help, metric);
-    }
-}
-
 /// The kinds of decision, as counted.
 pub const DECISION_KINDS: [&str; 4] = ["forward", "reject", "redirect", "standard"];
 
@@ -176,99 +163,167 @@ pub struct TenantCounters {
     pub fallbacks: Counter,
 }
 
-/// Every metric of the router.
-pub struct Metrics {
-    registry: Registry,
-    /// The families registered, with the prefix.
-    names: Vec<String>,
+/// Declares every metric once: its field (with its doc), type, constructor,
+/// exported name (after `exum_`) and help. The struct, its constructor and
+/// the registration are generated from the one list, in its order.
+macro_rules! metrics {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty = $init:expr, $name:literal, $help:literal;)*) => {
+        /// Every metric of the router.
+        pub struct Metrics {
+            registry: Registry,
+            /// The families registered, with the prefix.
+            names: Vec<String>,
+            $($(#[$doc])* pub $field: $ty,)*
+        }
+
+        impl Metrics {
+            /// Creates and registers every metric.
+            pub fn new() -> Metrics {
+                let mut registry = Registry::with_prefix("exum");
+                let mut names = Vec::new();
+                $(
+                    let $field: $ty = $init;
+                    names.push(concat!("exum_", $name).to_owned());
+                    registry.register($name, $help, $field.clone());
+                )*
+                Metrics { registry, names, $($field,)* }
+            }
+        }
+    };
+}
+
+metrics! {
     /// New server transactions.
-    pub transactions: Counter,
+    transactions: Counter = Default::default(),
+        "sip_transactions", "New server transactions";
     /// Server transactions in the table, lingering ones included (set when
     /// `/metrics` is read).
-    pub transactions_active: Gauge,
+    transactions_active: Gauge = Default::default(),
+        "sip_transactions_active", "Server transactions in the table, lingering ones included (read when scraped)";
     /// Bytes held by transactions, as overload control estimates them.
-    pub transaction_bytes: Gauge,
+    transaction_bytes: Gauge = Default::default(),
+        "sip_transaction_bytes", "Bytes held by transactions, as overload control estimates them";
     /// Retransmitted requests absorbed by their transaction.
-    pub retransmissions: Counter,
+    retransmissions: Counter = Default::default(),
+        "sip_retransmissions", "Retransmitted requests absorbed";
     /// Messages dropped without an answer, by reason.
-    pub dropped: Family<ReasonLabel, Counter>,
+    dropped: Family<ReasonLabel, Counter> = Default::default(),
+        "sip_dropped", "Messages dropped without an answer, by reason";
     /// Final responses the router answered with itself, by side and status.
-    pub request_errors: Family<ErrorLabels, Counter>,
+    request_errors: Family<ErrorLabels, Counter> = Default::default(),
+        "sip_request_errors", "Final responses the router answered with itself, by failing side and status";
     /// Messages that did not parse, by transport (answered or not).
-    pub malformed: Family<TransportLabel, Counter>,
+    malformed: Family<TransportLabel, Counter> = Default::default(),
+        "sip_malformed", "Messages that did not parse, by transport";
     /// TCP and TLS connections the router closed, by reason (`garbage`: not
     /// SIP or oversize; `stalled`: a message not whole within its timeout;
     /// `send_timeout`: the peer did not read; `lifetime`).
-    pub streams_closed: Family<ReasonLabel, Counter>,
+    streams_closed: Family<ReasonLabel, Counter> = Default::default(),
+        "sip_streams_closed", "TCP/TLS connections the router closed, by reason";
     /// TCP and TLS connections refused when accepted, by reason (`global`,
     /// `per_ip`: the connection caps).
-    pub connections_refused: Family<ReasonLabel, Counter>,
+    connections_refused: Family<ReasonLabel, Counter> = Default::default(),
+        "sip_connections_refused", "TCP/TLS connections refused when accepted, by cap";
     /// TCP and TLS connections accepted and open now.
-    pub connections_open: Gauge,
+    connections_open: Gauge = Default::default(),
+        "sip_connections_open", "TCP/TLS connections accepted and open";
     /// TLS handshakes that failed or timed out.
-    pub tls_handshakes_failed: Counter,
+    tls_handshakes_failed: Counter = Default::default(),
+        "tls_handshakes_failed", "TLS handshakes that failed or timed out";
     /// New requests by method and tenant.
-    pub requests: Family<RequestLabels, Counter>,
+    requests: Family<RequestLabels, Counter> = Default::default(),
+        "sip_requests", "New SIP requests by method and tenant";
     /// Decisions by kind (forward, reject, redirect) and tenant.
-    pub decisions: Family<TenantKind, Counter>,
+    decisions: Family<TenantKind, Counter> = Default::default(),
+        "policy_decisions", "Decisions by kind and tenant";
     /// Policy call latency (seconds) per tenant.
-    pub policy_latency: Family<TenantLabel, Histogram>,
+    policy_latency: Family<TenantLabel, Histogram> = Family::new_with_constructor(|| {
+        // 1 µs to 130 ms in steps of 1.4×: fine enough to read a p99 from.
+        Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-6, 1.4, 36))
+    }),
+        "policy_call_seconds", "Time to decide, policy calls included, per tenant";
     /// Policy faults by kind and tenant.
-    pub faults: Family<TenantKind, Counter>,
+    faults: Family<TenantKind, Counter> = Default::default(),
+        "policy_faults", "Policy faults (traps, limits, invalid decisions) by kind";
     /// Decisions made by a fallback, per tenant.
-    pub fallbacks: Family<TenantLabel, Counter>,
+    fallbacks: Family<TenantLabel, Counter> = Default::default(),
+        "policy_fallbacks", "Decisions made by the tenant's fallback";
     /// Quarantines entered, per tenant.
-    pub quarantines: Family<TenantLabel, Counter>,
+    quarantines: Family<TenantLabel, Counter> = Default::default(),
+        "policy_quarantines", "Policy versions quarantined";
     /// Policy reloads by outcome (`ok`, `failed`) and tenant.
-    pub reloads: Family<TenantKind, Counter>,
+    reloads: Family<TenantKind, Counter> = Default::default(),
+        "policy_reloads", "Policy reloads by outcome";
     /// Policy components compiled from scratch.
-    pub policy_compilations: Counter,
+    policy_compilations: Counter = Default::default(),
+        "policy_compilations", "Policy components compiled from scratch";
     /// Policy components loaded from the disk cache of compiled artifacts.
-    pub policy_disk_hits: Counter,
+    policy_disk_hits: Counter = Default::default(),
+        "policy_disk_cache_hits", "Policy components loaded from the disk cache of compiled artifacts";
     /// Policy compiles given up because nobody waited for them any more.
-    pub policy_compiles_abandoned: Counter,
+    policy_compiles_abandoned: Counter = Default::default(),
+        "policy_compiles_abandoned", "Policy compiles given up because nobody waited for them any more";
     /// Policy versions installed at start-up still waiting to be compiled.
-    pub policy_compile_backlog: Gauge,
+    policy_compile_backlog: Gauge = Default::default(),
+        "policy_compile_backlog", "Policy versions installed at start-up still waiting to be compiled (their tenants' calls go to the fallback)";
     /// Decisions per policy version and role.
-    pub version_decisions: Family<VersionLabels, Counter>,
+    version_decisions: Family<VersionLabels, Counter> = Default::default(),
+        "policy_version_decisions", "Decisions per policy version and role (serving, canary, shadow)";
     /// Faults per policy version and role.
-    pub version_faults: Family<VersionLabels, Counter>,
+    version_faults: Family<VersionLabels, Counter> = Default::default(),
+        "policy_version_faults", "Faults per policy version and role";
     /// Calls that ended, per policy version, role and outcome (`completed`, `failed`).
-    pub version_calls: Family<VersionKind, Counter>,
+    version_calls: Family<VersionKind, Counter> = Default::default(),
+        "policy_version_calls", "Calls that ended, per policy version, role and outcome (completed, failed)";
     /// Shadow divergences per candidate version and kind.
-    pub shadow_divergences: Family<VersionKind, Counter>,
+    shadow_divergences: Family<VersionKind, Counter> = Default::default(),
+        "policy_shadow_divergences", "Shadow decisions that differ from the serving version's, per kind";
     /// Canaries rolled back automatically, per tenant.
-    pub canary_rollbacks: Family<TenantLabel, Counter>,
+    canary_rollbacks: Family<TenantLabel, Counter> = Default::default(),
+        "policy_canary_rollbacks", "Canaries rolled back automatically";
     /// 1 per version serving or running as a candidate, with its identity.
-    pub policy_info: Family<InfoLabels, Gauge>,
+    policy_info: Family<InfoLabels, Gauge> = Default::default(),
+        "policy_info", "The policy versions serving or running as candidates (1 each)";
     /// Decision records written.
-    pub records_written: Counter,
+    records_written: Counter = Default::default(),
+        "policy_records_written", "Decision records written";
     /// Decision records dropped (the writer's queue full, or a write failed).
-    pub records_dropped: Counter,
-    /// Configuration and directory reloads by outcome (`ok`, `failed`).
-    pub config_reloads: Family<OutcomeLabel, Counter>,
-    /// UM servers: 1 up, 0 down.
-    pub um_server_up: Family<ServerLabel, Gauge>,
-    /// New requests refused with 503 by overload control, by reason.
-    pub overload_refused: Family<ReasonLabel, Counter>,
-    /// Messages refused by access control, by reason.
-    pub access_refused: Family<ReasonLabel, Counter>,
+    records_dropped: Counter = Default::default(),
+        "policy_records_dropped", "Decision records dropped (writer queue full or write failed)";
     /// Seconds since the directory source was last known current: 0 while the
     /// database is connected and followed (set when `/metrics` is read).
-    pub directory_stale_seconds: Gauge,
+    directory_stale_seconds: Gauge = Default::default(),
+        "directory_stale_seconds", "Seconds since the directory database was last followed (0 while connected)";
     /// 1 while the directory database is connected and followed, else 0.
-    pub directory_connected: Gauge,
+    directory_connected: Gauge = Default::default(),
+        "directory_connected", "1 while the directory database is connected and followed";
     /// Tenant changes read from the directory database, by outcome (`applied`,
     /// `refused`: invalid, the tenant keeps its previous data).
-    pub directory_changes: Family<OutcomeLabel, Counter>,
+    directory_changes: Family<OutcomeLabel, Counter> = Default::default(),
+        "directory_changes", "Tenant changes read from the directory database, by outcome";
     /// Tenants whose data in the directory database is refused now, with the
     /// previous data serving.
-    pub directory_refused_tenants: Gauge,
+    directory_refused_tenants: Gauge = Default::default(),
+        "directory_refused_tenants", "Tenants whose database rows are refused now (their previous data serves)";
     /// LDAP entries refused now (each alone; the rest of its tenant serves).
-    pub ldap_refused_entries: Gauge,
+    ldap_refused_entries: Gauge = Default::default(),
+        "ldap_refused_entries", "LDAP entries refused now";
     /// Seconds since the longest-unreachable LDAP server was last read (0 when
     /// all are read; set when `/metrics` is read).
-    pub ldap_stale_seconds: Gauge,
+    ldap_stale_seconds: Gauge = Default::default(),
+        "ldap_stale_seconds", "Seconds since the longest-unreachable LDAP server was last read";
+    /// Configuration and directory reloads by outcome (`ok`, `failed`).
+    config_reloads: Family<OutcomeLabel, Counter> = Default::default(),
+        "config_reloads", "Configuration and directory reloads by outcome";
+    /// UM servers: 1 up, 0 down.
+    um_server_up: Family<ServerLabel, Gauge> = Default::default(),
+        "um_server_up", "UM servers: 1 up, 0 down (by OPTIONS probes)";
+    /// New requests refused with 503 by overload control, by reason.
+    overload_refused: Family<ReasonLabel, Counter> = Default::default(),
+        "sip_overload_refused", "New requests refused with 503 by overload control or shutdown, by reason";
+    /// Messages refused by access control, by reason.
+    access_refused: Family<ReasonLabel, Counter> = Default::default(),
+        "sip_access_refused", "Messages refused by access control (listener allow lists, tenant peers)";
 }
 
 impl std::fmt::Debug for Metrics {
@@ -284,181 +339,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("exum");
-        let m = Metrics {
-            transactions: Counter::default(),
-            transactions_active: Gauge::default(),
-            transaction_bytes: Gauge::default(),
-            retransmissions: Counter::default(),
-            dropped: Family::default(),
-            request_errors: Family::default(),
-            malformed: Family::default(),
-            streams_closed: Family::default(),
-            connections_refused: Family::default(),
-            connections_open: Gauge::default(),
-            tls_handshakes_failed: Counter::default(),
-            requests: Family::default(),
-            decisions: Family::default(),
-            policy_latency: Family::new_with_constructor(|| {
-                // 1 µs to 130 ms in steps of 1.4×: fine enough to read a p99 from.
-                Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-6, 1.4, 36))
-            }),
-            faults: Family::default(),
-            fallbacks: Family::default(),
-            quarantines: Family::default(),
-            reloads: Family::default(),
-            policy_compilations: Counter::default(),
-            policy_disk_hits: Counter::default(),
-            policy_compiles_abandoned: Counter::default(),
-            policy_compile_backlog: Gauge::default(),
-            version_decisions: Family::default(),
-            version_faults: Family::default(),
-            version_calls: Family::default(),
-            shadow_divergences: Family::default(),
-            canary_rollbacks: Family::default(),
-            policy_info: Family::default(),
-            records_written: Counter::default(),
-            records_dropped: Counter::default(),
-            config_reloads: Family::default(),
-            um_server_up: Family::default(),
-            overload_refused: Family::default(),
-            access_refused: Family::default(),
-            directory_stale_seconds: Gauge::default(),
-            directory_connected: Gauge::default(),
-            directory_changes: Family::default(),
-            directory_refused_tenants: Gauge::default(),
-            ldap_refused_entries: Gauge::default(),
-            ldap_stale_seconds: Gauge::default(),
-            registry: Registry::default(),
-            names: Vec::new(),
-        };
-        let mut r = Named { registry: &mut registry, names: Vec::new() };
-        r.register("sip_transactions", "New server transactions", m.transactions.clone());
-        r.register(
-            "sip_transactions_active",
-            "Server transactions in the table, lingering ones included (read when scraped)",
-            m.transactions_active.clone(),
-        );
-        r.register(
-            "sip_transaction_bytes",
-            "Bytes held by transactions, as overload control estimates them",
-            m.transaction_bytes.clone(),
-        );
-        r.register("sip_retransmissions", "Retransmitted requests absorbed", m.retransmissions.clone());
-        r.register("sip_dropped", "Messages dropped without an answer, by reason", m.dropped.clone());
-        r.register(
-            "sip_request_errors",
-            "Final responses the router answered with itself, by failing side and status",
-            m.request_errors.clone(),
-        );
-        r.register("sip_malformed", "Messages that did not parse, by transport", m.malformed.clone());
-        r.register("sip_streams_closed", "TCP/TLS connections the router closed, by reason", m.streams_closed.clone());
-        r.register(
-            "sip_connections_refused",
-            "TCP/TLS connections refused when accepted, by cap",
-            m.connections_refused.clone(),
-        );
-        r.register("sip_connections_open", "TCP/TLS connections accepted and open", m.connections_open.clone());
-        r.register("tls_handshakes_failed", "TLS handshakes that failed or timed out", m.tls_handshakes_failed.clone());
-        r.register("sip_requests", "New SIP requests by method and tenant", m.requests.clone());
-        r.register("policy_decisions", "Decisions by kind and tenant", m.decisions.clone());
-        r.register(
-            "policy_call_seconds",
-            "Time to decide, policy calls included, per tenant",
-            m.policy_latency.clone(),
-        );
-        r.register("policy_faults", "Policy faults (traps, limits, invalid decisions) by kind", m.faults.clone());
-        r.register("policy_fallbacks", "Decisions made by the tenant's fallback", m.fallbacks.clone());
-        r.register("policy_quarantines", "Policy versions quarantined", m.quarantines.clone());
-        r.register("policy_reloads", "Policy reloads by outcome", m.reloads.clone());
-        r.register("policy_compilations", "Policy components compiled from scratch", m.policy_compilations.clone());
-        r.register(
-            "policy_disk_cache_hits",
-            "Policy components loaded from the disk cache of compiled artifacts",
-            m.policy_disk_hits.clone(),
-        );
-        r.register(
-            "policy_compiles_abandoned",
-            "Policy compiles given up because nobody waited for them any more",
-            m.policy_compiles_abandoned.clone(),
-        );
-        r.register(
-            "policy_compile_backlog",
-            "Policy versions installed at start-up still waiting to be compiled (their tenants' calls go to the fallback)",
-            m.policy_compile_backlog.clone(),
-        );
-        r.register(
-            "policy_version_decisions",
-            "Decisions per policy version and role (serving, canary, shadow)",
-            m.version_decisions.clone(),
-        );
-        r.register("policy_version_faults", "Faults per policy version and role", m.version_faults.clone());
-        r.register(
-            "policy_version_calls",
-            "Calls that ended, per policy version, role and outcome (completed, failed)",
-            m.version_calls.clone(),
-        );
-        r.register(
-            "policy_shadow_divergences",
-            "Shadow decisions that differ from the serving version's, per kind",
-            m.shadow_divergences.clone(),
-        );
-        r.register("policy_canary_rollbacks", "Canaries rolled back automatically", m.canary_rollbacks.clone());
-        r.register(
-            "policy_info",
-            "The policy versions serving or running as candidates (1 each)",
-            m.policy_info.clone(),
-        );
-        r.register("policy_records_written", "Decision records written", m.records_written.clone());
-        r.register(
-            "policy_records_dropped",
-            "Decision records dropped (writer queue full or write failed)",
-            m.records_dropped.clone(),
-        );
-        r.register(
-            "directory_stale_seconds",
-            "Seconds since the directory database was last followed (0 while connected)",
-            m.directory_stale_seconds.clone(),
-        );
-        r.register(
-            "directory_connected",
-            "1 while the directory database is connected and followed",
-            m.directory_connected.clone(),
-        );
-        r.register(
-            "directory_changes",
-            "Tenant changes read from the directory database, by outcome",
-            m.directory_changes.clone(),
-        );
-        r.register(
-            "directory_refused_tenants",
-            "Tenants whose database rows are refused now (their previous data serves)",
-            m.directory_refused_tenants.clone(),
-        );
-        r.register("ldap_refused_entries", "LDAP entries refused now", m.ldap_refused_entries.clone());
-        r.register(
-            "ldap_stale_seconds",
-            "Seconds since the longest-unreachable LDAP server was last read",
-            m.ldap_stale_seconds.clone(),
-        );
-        r.register("config_reloads", "Configuration and directory reloads by outcome", m.config_reloads.clone());
-        r.register("um_server_up", "UM servers: 1 up, 0 down (by OPTIONS probes)", m.um_server_up.clone());
-        r.register(
-            "sip_overload_refused",
-            "New requests refused with 503 by overload control or shutdown, by reason",
-            m.overload_refused.clone(),
-        );
-        r.register(
-            "sip_access_refused",
-            "Messages refused by access control (listener allow lists, tenant peers)",
-            m.access_refused.clone(),
-        );
-        let names = r.names;
-        Metrics { registry, names, ..m }
-    }
-
     /// The name of every metric family, as exported (`exum_sip_requests`),
     /// whether it has samples yet or not.
     pub fn families(&self) -> &[String] {
@@ -620,5 +500,30 @@ impl Lane {
             "calls": self.calls.get() + self.failed.get(),
             "failed_calls": self.failed.get(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric the router exports has a row in the documentation's
+    /// table of metrics (`docs/architecture.md`), under its exported name.
+    #[test]
+    fn every_exported_metric_is_documented() {
+        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/architecture.md"))
+            .expect("docs/architecture.md");
+        let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `exum_")).collect();
+        let metrics = Metrics::new();
+        // Counters are exported with `_total`.
+        let missing: Vec<&String> = metrics
+            .families()
+            .iter()
+            .filter(|name| {
+                !rows.iter().any(|r| r.contains(&format!("`{name}`")) || r.contains(&format!("`{name}_total`")))
+            })
+            .collect();
+        assert!(missing.is_empty(), "not in the table of docs/architecture.md: {missing:?}");
+        assert!(metrics.families().len() >= 40, "{}", metrics.families().len());
     }
 }
