@@ -1039,10 +1039,8 @@ mod tests {
     #[test]
     fn a_um_servers_timeout_is_the_time_to_its_first_response_within_timer_b() {
         let plan = |ms: u32| {
-            format!(
-                "[[tenants.contoso.dial_plans]]\nname = \"DP\"\nphone_context = \"DP\"\n\
-                 servers = [{{ uri = \"sip:um1.contoso.com\", timeout_ms = {ms} }}]\n"
-            )
+            let servers = format!("servers = [{{ uri = \"sip:um1.contoso.com\", timeout_ms = {ms} }}]");
+            format!("[[tenants.contoso.dial_plans]]\nname = \"DP\"\nphone_context = \"DP\"\n{servers}\n")
         };
         assert!(load(&plan(32_000)).is_ok(), "64 × T1 with the default T1");
         let e = load(&plan(60_000)).expect_err("beyond Timer B").to_string();

@@ -102,60 +102,9 @@ pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Res
                 format!("applied: {}\n", applied.join(", "))
             })
         }
-        Action::Import { file } => {
-            db.migrate().await.map_err(err)?;
-            let mut file_config = config.clone();
-            match (file, &config.directory_source) {
-                (Some(f), _) => file_config.directory = f,
-                (None, DirectorySource::File) => {}
-                (None, DirectorySource::Postgres(_)) => {
-                    return Err("the configuration reads the database: give the file to import with --file".into());
-                }
-            }
-            file_config.directory_source = DirectorySource::File;
-            // Validated whole against the configuration first: nothing invalid is written.
-            let (_, tenants) = crate::control::Tenants::load_with(file_config.clone()).map_err(|e| e.to_string())?;
-            let sections = Directory::raw_sections(&file_config).map_err(|e| e.to_string())?;
-            let mut ids: Vec<String> = sections.iter().map(|(id, _)| id.clone()).collect();
-            // The configuration's tenants get a row too (no settings), for their policy versions.
-            let mut sections = sections;
-            for t in tenants.iter() {
-                if !ids.contains(&t.config.id) {
-                    ids.push(t.config.id.clone());
-                    sections.push((t.config.id.clone(), Default::default()));
-                }
-            }
-            let mut client = db.client("importing").await.map_err(err)?;
-            let users = super::directory::import(&mut client, sections).await.map_err(err)?;
-            Ok(format!(
-                "imported {} from {}: {} tenants ({}), {users} users\n",
-                file_config.directory.display(),
-                file_config.path.display(),
-                ids.len(),
-                ids.join(", ")
-            ))
-        }
+        Action::Import { file } => import(&db, &config, file).await,
         Action::Upload { tenant, policy, by, activate } => {
-            let bytes = std::fs::read(&policy).map_err(|e| format!("{}: {e}", policy.display()))?;
-            crate::tools::check(&policy).map_err(|e| e.to_string())?;
-            let client = db.client("uploading").await.map_err(err)?;
-            let known = super::directory::tenant_ids(&**client).await.map_err(err)?.contains(&tenant);
-            if !known {
-                if config.tenants.iter().any(|t| t.id == tenant) {
-                    policies::ensure_tenant(&client, &tenant).await.map_err(err)?;
-                } else {
-                    return Err(format!("no tenant `{tenant}` in the database or in {}", config_path.display()));
-                }
-            }
-            let version = policies::upload(&client, &tenant, &bytes, &by).await.map_err(err)?;
-            if activate {
-                policies::activate(&client, &tenant, Some(version), &by).await.map_err(err)?;
-            }
-            Ok(format!(
-                "tenant {tenant}: version {version} ({}){}\n",
-                crate::policy::hex_sha256(&bytes),
-                if activate { ", active" } else { "" }
-            ))
+            upload(&db, &config, config_path, &tenant, &policy, &by, activate).await
         }
         Action::Activate { tenant, version, by } => {
             let client = db.client("activating").await.map_err(err)?;
@@ -170,23 +119,7 @@ pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Res
                 None => format!("tenant {tenant}: no version active; the configured policy serves\n"),
             })
         }
-        Action::Versions { tenant } => {
-            let client = db.client("listing").await.map_err(err)?;
-            let versions = policies::list(&client, &tenant).await.map_err(err)?;
-            let mut out = String::new();
-            for v in versions {
-                out.push_str(&format!(
-                    "{}{:>6}  {}  {:>8} bytes  uploaded {} by {}\n",
-                    if v.active { "*" } else { " " },
-                    v.version_id,
-                    v.sha256,
-                    v.size,
-                    v.uploaded_at,
-                    v.uploaded_by
-                ));
-            }
-            Ok(out)
-        }
+        Action::Versions { tenant } => versions(&db, &tenant).await,
         Action::Show { tenant } => {
             let mut client = db.client("reading").await.map_err(err)?;
             match super::directory::show(&mut client, &tenant).await.map_err(err)? {
@@ -195,4 +128,94 @@ pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Res
             }
         }
     }
+}
+
+/// `db import`: the directory file (the configuration's, or `file`) validated
+/// whole against the configuration, then each tenant replaced in the database.
+async fn import(db: &Database, config: &RouterConfig, file: Option<PathBuf>) -> Result<String, String> {
+    let err = |e: DbError| e.to_string();
+    db.migrate().await.map_err(err)?;
+    let mut file_config = config.clone();
+    match (file, &config.directory_source) {
+        (Some(f), _) => file_config.directory = f,
+        (None, DirectorySource::File) => {}
+        (None, DirectorySource::Postgres(_)) => {
+            return Err("the configuration reads the database: give the file to import with --file".into());
+        }
+    }
+    file_config.directory_source = DirectorySource::File;
+    // Validated whole against the configuration first: nothing invalid is written.
+    let (_, tenants) = crate::control::Tenants::load_with(file_config.clone()).map_err(|e| e.to_string())?;
+    let sections = Directory::raw_sections(&file_config).map_err(|e| e.to_string())?;
+    let mut ids: Vec<String> = sections.iter().map(|(id, _)| id.clone()).collect();
+    // The configuration's tenants get a row too (no settings), for their policy versions.
+    let mut sections = sections;
+    for t in tenants.iter() {
+        if !ids.contains(&t.config.id) {
+            ids.push(t.config.id.clone());
+            sections.push((t.config.id.clone(), Default::default()));
+        }
+    }
+    let mut client = db.client("importing").await.map_err(err)?;
+    let users = super::directory::import(&mut client, sections).await.map_err(err)?;
+    Ok(format!(
+        "imported {} from {}: {} tenants ({}), {users} users\n",
+        file_config.directory.display(),
+        file_config.path.display(),
+        ids.len(),
+        ids.join(", ")
+    ))
+}
+
+/// `db upload`: a checked component stored as a new version of `tenant`.
+async fn upload(
+    db: &Database,
+    config: &RouterConfig,
+    config_path: &Path,
+    tenant: &str,
+    policy: &Path,
+    by: &str,
+    activate: bool,
+) -> Result<String, String> {
+    let err = |e: DbError| e.to_string();
+    let bytes = std::fs::read(policy).map_err(|e| format!("{}: {e}", policy.display()))?;
+    crate::tools::check(policy).map_err(|e| e.to_string())?;
+    let client = db.client("uploading").await.map_err(err)?;
+    let known = super::directory::tenant_ids(&**client).await.map_err(err)?.iter().any(|t| t == tenant);
+    if !known {
+        if config.tenants.iter().any(|t| t.id == tenant) {
+            policies::ensure_tenant(&client, tenant).await.map_err(err)?;
+        } else {
+            return Err(format!("no tenant `{tenant}` in the database or in {}", config_path.display()));
+        }
+    }
+    let version = policies::upload(&client, tenant, &bytes, by).await.map_err(err)?;
+    if activate {
+        policies::activate(&client, tenant, Some(version), by).await.map_err(err)?;
+    }
+    Ok(format!(
+        "tenant {tenant}: version {version} ({}){}\n",
+        crate::policy::hex_sha256(&bytes),
+        if activate { ", active" } else { "" }
+    ))
+}
+
+/// `db versions`: a tenant's policy versions, the active one starred.
+async fn versions(db: &Database, tenant: &str) -> Result<String, String> {
+    let err = |e: DbError| e.to_string();
+    let client = db.client("listing").await.map_err(err)?;
+    let versions = policies::list(&client, tenant).await.map_err(err)?;
+    let mut out = String::new();
+    for v in versions {
+        out.push_str(&format!(
+            "{}{:>6}  {}  {:>8} bytes  uploaded {} by {}\n",
+            if v.active { "*" } else { " " },
+            v.version_id,
+            v.sha256,
+            v.size,
+            v.uploaded_at,
+            v.uploaded_by
+        ));
+    }
+    Ok(out)
 }
