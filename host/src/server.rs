@@ -62,38 +62,7 @@ impl Server {
         if router_config.listen.is_empty() {
             anyhow::bail!("{}: no [[listen]] address configured", config.display());
         }
-        let (router_config, tenants, mut database) = match &router_config.directory_source {
-            DirectorySource::File => {
-                let (router_config, tenants) = Tenants::load(config)?;
-                (router_config, tenants, None)
-            }
-            DirectorySource::Postgres(settings) => {
-                let db = crate::db::Database::new(settings)?;
-                if settings.migrate {
-                    let applied = db.migrate().await.with_context(|| format!("{}: [directory]", config.display()))?;
-                    if !applied.is_empty() {
-                        tracing::info!(migrations = ?applied, "database schema migrated");
-                    }
-                }
-                let mut initial = follow::initial(db, router_config.clone(), metrics.clone())
-                    .await
-                    .with_context(|| format!("{}: [directory] reading the database", config.display()))?;
-                let tenants = std::mem::take(&mut initial.tenants);
-                (router_config, tenants, Some(initial))
-            }
-        };
-        // Tenants with an LDAP server: their users and contacts read from it.
-        let ldap = if tenants.iter().any(|t| t.config.ldap.is_some()) {
-            let sync = Arc::new(crate::ldap::LdapSync::default());
-            crate::ldap::initial(&sync, &tenants).await;
-            Some(sync)
-        } else {
-            None
-        };
-        let tenants = match &ldap {
-            Some(sync) => sync.overlay(tenants),
-            None => tenants,
-        };
+        let (router_config, tenants, mut database, ldap) = load_tenants(config, router_config, &metrics).await?;
         let tenants = Arc::new(tenants);
         let health = Arc::new(HealthTable::default());
         let db_policies = database.as_mut().map(|i| std::mem::take(&mut i.policies)).unwrap_or_default();
@@ -131,37 +100,13 @@ impl Server {
             tracing::info!(tenant = %t.config.id, domains = ?t.config.domains, users = t.directory.user_count(), "tenant loaded");
         }
         let watch = start_watch(config, &router_config, &proxy, &policy, follower.clone(), ldap.clone())?;
-        let mut admin_addr = None;
-        if let Some(admin) = &router_config.admin {
-            let listener = tokio::net::TcpListener::bind(admin.address)
-                .await
-                .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
-            admin_addr = Some(listener.local_addr()?);
-            let (path, p, r, f, l) =
-                (config.to_path_buf(), proxy.clone(), policy.clone(), follower.clone(), ldap.clone());
-            let reload: crate::admin::Reload =
-                Arc::new(move || reload_tenants(&path, &p, &r, f.as_ref(), l.as_ref()).map_err(|e| format!("{e:#}")));
-            let state = Arc::new(crate::admin::Admin {
-                proxy: proxy.clone(),
-                policy: policy.clone(),
-                token: match (&admin.token, &admin.token_file) {
-                    (Some(t), _) => Some(t.clone()),
-                    (None, Some(file)) => Some(crate::admin::token_from_file(file).map_err(anyhow::Error::msg)?),
-                    (None, None) => None,
-                },
-                reads_need_token: !admin.address.ip().is_loopback(),
-                names: admin.names.clone(),
-                reload,
-                directory: follower.as_ref().map(|f| f.status.clone()),
-                ldap: ldap.clone(),
-                database: match &router_config.directory_source {
-                    DirectorySource::Postgres(s) => Some(crate::db::Database::new(s)?),
-                    DirectorySource::File => None,
-                },
-            });
-            tokio::spawn(crate::admin::serve(listener, state, shutdown.subscribe()));
-            tracing::info!(address = %admin_addr.unwrap_or(admin.address), "admin API listening");
-        }
+        let admin_addr = match &router_config.admin {
+            Some(admin) => {
+                let parts = Parts { proxy: &proxy, policy: &policy, follower: follower.as_ref(), ldap: ldap.as_ref() };
+                Some(start_admin(config, &router_config, admin, parts, &shutdown).await?)
+            }
+            None => None,
+        };
         Ok(Server {
             proxy,
             policy,
@@ -452,4 +397,94 @@ fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             let _ = tokio::signal::ctrl_c().await;
         })
     }
+}
+
+/// The tenants at start: the configuration's directory (a file, or the
+/// database, migrated when configured), with the users and contacts of
+/// tenants that have an LDAP server laid over it.
+async fn load_tenants(
+    config: &Path,
+    router_config: RouterConfig,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(RouterConfig, Tenants, Option<follow::Initial>, Option<Arc<crate::ldap::LdapSync>>)> {
+    let (router_config, tenants, database) = match &router_config.directory_source {
+        DirectorySource::File => {
+            let (router_config, tenants) = Tenants::load(config)?;
+            (router_config, tenants, None)
+        }
+        DirectorySource::Postgres(settings) => {
+            let db = crate::db::Database::new(settings)?;
+            if settings.migrate {
+                let applied = db.migrate().await.with_context(|| format!("{}: [directory]", config.display()))?;
+                if !applied.is_empty() {
+                    tracing::info!(migrations = ?applied, "database schema migrated");
+                }
+            }
+            let mut initial = follow::initial(db, router_config.clone(), metrics.clone())
+                .await
+                .with_context(|| format!("{}: [directory] reading the database", config.display()))?;
+            let tenants = std::mem::take(&mut initial.tenants);
+            (router_config, tenants, Some(initial))
+        }
+    };
+    // Tenants with an LDAP server: their users and contacts read from it.
+    let ldap = if tenants.iter().any(|t| t.config.ldap.is_some()) {
+        let sync = Arc::new(crate::ldap::LdapSync::default());
+        crate::ldap::initial(&sync, &tenants).await;
+        Some(sync)
+    } else {
+        None
+    };
+    let tenants = match &ldap {
+        Some(sync) => sync.overlay(tenants),
+        None => tenants,
+    };
+    Ok((router_config, tenants, database, ldap))
+}
+
+/// What the admin API acts on.
+struct Parts<'a> {
+    proxy: &'a Arc<ProxyCore>,
+    policy: &'a Arc<PolicyRegistry>,
+    follower: Option<&'a Follower>,
+    ldap: Option<&'a Arc<crate::ldap::LdapSync>>,
+}
+
+/// Binds the admin API and serves it until shutdown; the address it listens on.
+async fn start_admin(
+    config: &Path,
+    router_config: &RouterConfig,
+    admin: &crate::control::config::Admin,
+    parts: Parts<'_>,
+    shutdown: &watch::Sender<bool>,
+) -> anyhow::Result<SocketAddr> {
+    let Parts { proxy, policy, follower, ldap } = parts;
+    let listener = tokio::net::TcpListener::bind(admin.address)
+        .await
+        .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
+    let address = listener.local_addr()?;
+    let (path, p, r, f, l) = (config.to_path_buf(), proxy.clone(), policy.clone(), follower.cloned(), ldap.cloned());
+    let reload: crate::admin::Reload =
+        Arc::new(move || reload_tenants(&path, &p, &r, f.as_ref(), l.as_ref()).map_err(|e| format!("{e:#}")));
+    let state = Arc::new(crate::admin::Admin {
+        proxy: proxy.clone(),
+        policy: policy.clone(),
+        token: match (&admin.token, &admin.token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(file)) => Some(crate::admin::token_from_file(file).map_err(anyhow::Error::msg)?),
+            (None, None) => None,
+        },
+        reads_need_token: !admin.address.ip().is_loopback(),
+        names: admin.names.clone(),
+        reload,
+        directory: follower.map(|f| f.status.clone()),
+        ldap: ldap.cloned(),
+        database: match &router_config.directory_source {
+            DirectorySource::Postgres(s) => Some(crate::db::Database::new(s)?),
+            DirectorySource::File => None,
+        },
+    });
+    tokio::spawn(crate::admin::serve(listener, state, shutdown.subscribe()));
+    tracing::info!(%address, "admin API listening");
+    Ok(address)
 }
