@@ -220,63 +220,7 @@ impl Admin {
                     None => reply(StatusCode::NOT_FOUND, &json!({"error": format!("no sample `{i}`")})),
                 }
             }
-            (Method::POST, ["candidate"]) => {
-                let mode = match query(q, "mode") {
-                    Some("shadow") => Mode::Shadow,
-                    Some("canary") => match number::<f64>(q, "share") {
-                        Ok(Some(share)) => Mode::Canary { share },
-                        Ok(None) => {
-                            return Ok(reply(
-                                StatusCode::BAD_REQUEST,
-                                &json!({"error": "a canary needs ?share= (0 to 1)"}),
-                            ));
-                        }
-                        Err(e) => return Ok(bad(e)),
-                    },
-                    other => {
-                        return Ok(reply(
-                            StatusCode::BAD_REQUEST,
-                            &json!({"error": format!("mode: `{}`: shadow or canary", other.unwrap_or(""))}),
-                        ));
-                    }
-                };
-                let d = registry.lifecycle().rule;
-                let rule = match (number(q, "fault_margin"), number(q, "failure_margin"), number(q, "min_calls")) {
-                    (Ok(f), Ok(c), Ok(m)) => CanaryRule {
-                        fault_margin: f.unwrap_or(d.fault_margin),
-                        failure_margin: c.unwrap_or(d.failure_margin),
-                        min_calls: m.unwrap_or(d.min_calls),
-                    },
-                    (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return Ok(bad(e)),
-                };
-                let from = match number::<u64>(q, "from") {
-                    Ok(n) => n,
-                    Err(e) => return Ok(bad(e)),
-                };
-                let source = match from {
-                    Some(n) => CandidateSource::Kept(n),
-                    None => match super::body(req).await {
-                        Ok(bytes) if bytes.is_empty() => {
-                            return Ok(reply(
-                                StatusCode::BAD_REQUEST,
-                                &json!({"error": "send the component as the body, or ?from=N for a kept version"}),
-                            ));
-                        }
-                        Ok(bytes) => CandidateSource::Bytes { bytes: bytes.to_vec(), source: "admin API".into() },
-                        Err(r) => return Ok(r),
-                    },
-                };
-                let registry = registry.clone();
-                let tenant = tenant.clone();
-                match super::compiling(move || registry.start_candidate(&tenant, source, mode, rule)).await {
-                    Ok(Ok(p)) => {
-                        let c = p.candidate.as_ref().map(|c| c.json(&p.serving));
-                        reply(StatusCode::CREATED, &c.unwrap_or(Value::Null))
-                    }
-                    Ok(Err(e)) => refused(e),
-                    Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
-                }
-            }
+            (Method::POST, ["candidate"]) => self.start_candidate(req, tenant, q).await,
             (Method::POST, ["candidate", "promote"]) => match registry.promote(tenant) {
                 Ok(p) => reply(StatusCode::OK, &json!({"tenant": id, "serving": p.own.as_ref().map(|v| v.version)})),
                 Err(e) => refused(e),
@@ -288,5 +232,68 @@ impl Admin {
             _ => return Err(req),
         };
         Ok(answer)
+    }
+
+    /// `POST /tenants/{id}/candidate?mode=shadow|canary&share=..&from=..`:
+    /// a candidate from the body's component or a kept version.
+    async fn start_candidate(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        tenant: &Arc<Tenant>,
+        q: Option<&str>,
+    ) -> Response<Full<Bytes>> {
+        let registry = &self.policy;
+        let mode = match query(q, "mode") {
+            Some("shadow") => Mode::Shadow,
+            Some("canary") => match number::<f64>(q, "share") {
+                Ok(Some(share)) => Mode::Canary { share },
+                Ok(None) => {
+                    return reply(StatusCode::BAD_REQUEST, &json!({"error": "a canary needs ?share= (0 to 1)"}));
+                }
+                Err(e) => return bad(e),
+            },
+            other => {
+                return reply(
+                    StatusCode::BAD_REQUEST,
+                    &json!({"error": format!("mode: `{}`: shadow or canary", other.unwrap_or(""))}),
+                );
+            }
+        };
+        let d = registry.lifecycle().rule;
+        let rule = match (number(q, "fault_margin"), number(q, "failure_margin"), number(q, "min_calls")) {
+            (Ok(f), Ok(c), Ok(m)) => CanaryRule {
+                fault_margin: f.unwrap_or(d.fault_margin),
+                failure_margin: c.unwrap_or(d.failure_margin),
+                min_calls: m.unwrap_or(d.min_calls),
+            },
+            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return bad(e),
+        };
+        let from = match number::<u64>(q, "from") {
+            Ok(n) => n,
+            Err(e) => return bad(e),
+        };
+        let source = match from {
+            Some(n) => CandidateSource::Kept(n),
+            None => match super::body(req).await {
+                Ok(bytes) if bytes.is_empty() => {
+                    return reply(
+                        StatusCode::BAD_REQUEST,
+                        &json!({"error": "send the component as the body, or ?from=N for a kept version"}),
+                    );
+                }
+                Ok(bytes) => CandidateSource::Bytes { bytes: bytes.to_vec(), source: "admin API".into() },
+                Err(r) => return r,
+            },
+        };
+        let registry = registry.clone();
+        let tenant = tenant.clone();
+        match super::compiling(move || registry.start_candidate(&tenant, source, mode, rule)).await {
+            Ok(Ok(p)) => {
+                let c = p.candidate.as_ref().map(|c| c.json(&p.serving));
+                reply(StatusCode::CREATED, &c.unwrap_or(Value::Null))
+            }
+            Ok(Err(e)) => refused(e),
+            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
+        }
     }
 }
