@@ -218,7 +218,7 @@ pub fn watch(
     };
     // Each path with whether it is the destination of a rename: a file renamed
     // into place is whole at once, and needs no quiet interval.
-    let (raw_tx, mut raw_rx) = mpsc::unbounded_channel::<(PathBuf, bool)>();
+    let (raw_tx, raw_rx) = mpsc::unbounded_channel::<(PathBuf, bool)>();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
             && may_change_content(&event.kind)
@@ -262,9 +262,29 @@ pub fn watch(
     for path in baseline {
         let _ = state.settle(path);
     }
-    let policy_dir = watched.policy_dir.clone();
-    let settle = watched.settle;
-    tokio::spawn(async move {
+    let relay =
+        Relay { raw: raw_rx, state, rewatch, policy_dir: watched.policy_dir.clone(), settle: watched.settle, debounce };
+    tokio::spawn(relay.run(changes));
+    Ok(FileWatch { _watcher: watcher })
+}
+
+/// What the watcher's task needs: notify's raw events, the files and their
+/// state, the watcher (to watch a recreated policy directory again), and the
+/// quiet intervals.
+struct Relay {
+    raw: mpsc::UnboundedReceiver<(PathBuf, bool)>,
+    state: State,
+    rewatch: std::sync::Arc<std::sync::Mutex<notify::RecommendedWatcher>>,
+    policy_dir: Option<PathBuf>,
+    settle: Duration,
+    debounce: Duration,
+}
+
+impl Relay {
+    /// Turns raw events into settled changes, sent to `changes` in the order
+    /// the files were first written, until either side closes.
+    async fn run(self, changes: mpsc::UnboundedSender<Change>) {
+        let Relay { raw: mut raw_rx, mut state, rewatch, policy_dir, settle, debounce } = self;
         // Paths waiting for quiet, with when they settle and their size and
         // modification time when queued, in order of arrival.
         type Stat = Option<(u64, Option<std::time::SystemTime>)>;
@@ -339,8 +359,7 @@ pub fn watch(
                 }
             }
         }
-    });
-    Ok(FileWatch { _watcher: watcher })
+    }
 }
 
 #[cfg(test)]
