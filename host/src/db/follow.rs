@@ -449,27 +449,7 @@ async fn apply_tenants(
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let mut client = st.db.client("reading changed tenants").await?;
-    let mut read: Vec<(String, Result<Option<TenantData>, Unreadable>, i64)> = Vec::with_capacity(ids.len());
-    if all || ids.len() > READ_ALL_ABOVE {
-        let (mut snapshot, unreadable) = rows::read_all(&mut client).await?;
-        let mut unreadable: HashMap<String, Unreadable> =
-            unreadable.into_iter().map(|u| (u.tenant.clone(), u)).collect();
-        for id in &ids {
-            let version = snapshot.versions.get(id).copied().unwrap_or(0);
-            let rows = match unreadable.remove(id) {
-                Some(u) => Err(u),
-                None => Ok(snapshot.tenants.remove(id).map(|r| r.data)),
-            };
-            read.push((id.clone(), rows, version));
-        }
-    } else {
-        for id in &ids {
-            let (rows, version) = rows::read_tenant(&mut client, id).await?;
-            read.push((id.clone(), rows.map(|r| r.map(|r| r.data)), version));
-        }
-    }
-    drop(client);
+    let read = read_rows(st, &ids, all).await?;
     let current = proxy.tenants();
     // The domains taken: the configuration's tenants' (as configured now), and
     // those of the tenants the database defines (as they are now; each is
@@ -563,6 +543,35 @@ async fn apply_tenants(
     });
     Ok(added)
 }
+
+/// The rows of each of `ids` and its version: all tenants read in one
+/// snapshot when `all` or many changed, else one tenant at a time.
+async fn read_rows(st: &State, ids: &BTreeSet<String>, all: bool) -> Result<Vec<ChangedRows>, DbError> {
+    let mut client = st.db.client("reading changed tenants").await?;
+    let mut read: Vec<ChangedRows> = Vec::with_capacity(ids.len());
+    if all || ids.len() > READ_ALL_ABOVE {
+        let (mut snapshot, unreadable) = rows::read_all(&mut client).await?;
+        let mut unreadable: HashMap<String, Unreadable> =
+            unreadable.into_iter().map(|u| (u.tenant.clone(), u)).collect();
+        for id in ids {
+            let version = snapshot.versions.get(id).copied().unwrap_or(0);
+            let rows = match unreadable.remove(id) {
+                Some(u) => Err(u),
+                None => Ok(snapshot.tenants.remove(id).map(|r| r.data)),
+            };
+            read.push((id.clone(), rows, version));
+        }
+    } else {
+        for id in ids {
+            let (rows, version) = rows::read_tenant(&mut client, id).await?;
+            read.push((id.clone(), rows.map(|r| r.map(|r| r.data)), version));
+        }
+    }
+    Ok(read)
+}
+
+/// A tenant's id, its rows (none: gone; or why they cannot be read) and its version.
+type ChangedRows = (String, Result<Option<TenantData>, Unreadable>, i64);
 
 /// Reads the active policy version of `ids` and applies it (compiled once,
 /// through the disk cache; a version that does not load is refused and the
