@@ -139,6 +139,31 @@ struct StreamListener {
 }
 
 /// A UDP socket bound to `addr` with a receive buffer of `buffer` bytes asked for.
+/// Writes what is queued for a stream connection, each write within
+/// `send_timeout` (a peer that does not read is disconnected); tells the
+/// reader through `failed` when writing ends.
+async fn write_queue<W: tokio::io::AsyncWrite>(
+    mut writer: tokio::io::WriteHalf<W>,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    send_timeout: Duration,
+    metrics: Arc<Metrics>,
+    peer: SocketAddr,
+    failed: tokio::sync::oneshot::Sender<()>,
+) {
+    while let Some(bytes) = rx.recv().await {
+        match tokio::time::timeout(send_timeout, writer.write_all(&bytes)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break,
+            Err(_) => {
+                metrics.count_stream_closed("send_timeout");
+                tracing::debug!(%peer, "TCP peer does not read; disconnecting");
+                break;
+            }
+        }
+    }
+    let _ = failed.send(());
+}
+
 /// A listener's UDP socket and TCP listener, on one port. With an ephemeral
 /// port (`:0`) the port is UDP's choice, which another socket may hold for
 /// TCP: then both are bound again on a new one (a few times) rather than
@@ -460,26 +485,18 @@ impl Transports {
     where
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
         self.tcp.lock().unwrap_or_else(|e| e.into_inner()).insert((transport, peer), tx.clone());
-        let (mut reader, mut writer) = tokio::io::split(stream);
+        let (mut reader, writer) = tokio::io::split(stream);
         let (writer_failed, mut writer_down) = tokio::sync::oneshot::channel::<()>();
-        let send_timeout = self.settings.tcp_send_timeout;
-        let metrics = self.metrics.clone();
-        tokio::spawn(async move {
-            while let Some(bytes) = rx.recv().await {
-                match tokio::time::timeout(send_timeout, writer.write_all(&bytes)).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => break,
-                    Err(_) => {
-                        metrics.count_stream_closed("send_timeout");
-                        tracing::debug!(%peer, "TCP peer does not read; disconnecting");
-                        break;
-                    }
-                }
-            }
-            let _ = writer_failed.send(());
-        });
+        tokio::spawn(write_queue(
+            writer,
+            rx,
+            self.settings.tcp_send_timeout,
+            self.metrics.clone(),
+            peer,
+            writer_failed,
+        ));
         let me = self.clone();
         let idle = self.settings.tcp_idle_timeout;
         // An accepted connection must send its first whole message sooner.
