@@ -335,8 +335,7 @@ impl RequestTask {
         tracing::debug!(decided_by = ?verdict.decided_by, "decision");
         let mut role = verdict.role;
         self.decided = Some((policy.clone(), role));
-        if verdict.decided_by == DecidedBy::Internal {
-            self.fail(&RequestError::Internal("the standard policy failed".into()));
+        if self.standard_failed(&verdict) {
             return;
         }
         let mut decision = verdict.decision;
@@ -362,13 +361,7 @@ impl RequestTask {
                     return;
                 }
                 other => {
-                    match Answer::of_decision(&other) {
-                        Some(answer) if tenant.config.uniform_user_answers && names_a_user(&answer) => {
-                            self.respond(&RequestError::AllTargetsFailed.answer());
-                        }
-                        Some(answer) => self.respond(&answer),
-                        None => self.fail(&RequestError::NoDecision),
-                    }
+                    self.answer_decision(&tenant, &other);
                     return;
                 }
             };
@@ -392,18 +385,7 @@ impl RequestTask {
                         return;
                     }
                     TargetEnd::Failed(outcome, resp) => {
-                        let what = match (&outcome, &resp) {
-                            (_, Some(r)) => status_line(r),
-                            (Outcome::Timeout, None) => "timeout".to_owned(),
-                            (Outcome::SkippedDown, None) => "down".to_owned(),
-                            _ => "unreachable".to_owned(),
-                        };
-                        if queue.is_empty() {
-                            tracing::warn!(target = %target.uri, outcome = %what, "target failed");
-                        } else {
-                            tracing::warn!(target = %target.uri, outcome = %what, "target failed; trying the next");
-                        }
-                        self.attempts.push(format!("{} {what}", target.uri));
+                        self.note_failure(&target.uri, &outcome, resp.as_ref(), queue.is_empty());
                         if let Some(r) = resp
                             && better(&r, best.as_ref())
                         {
@@ -417,28 +399,12 @@ impl RequestTask {
                         // A redirect to somewhere already tried is not followed again.
                         let fresh = |c: &String| !attempts.iter().any(|a| &a.target == c);
                         let contacts: Vec<String> = contacts.into_iter().filter(fresh).collect();
-                        // A redirect to voice mail (the user's voice-mail URI) comes
-                        // back through ExUM: the redirected request is a new
-                        // voice-mail call, decided by its tenant's policy, in this
-                        // server transaction. A chain of them stops at MAX_REDECISIONS.
-                        if let Some(vm) = contacts.iter().find(|c| is_voicemail_uri(c))
-                            && redecisions < MAX_REDECISIONS
-                        {
-                            redecisions += 1;
-                            match self.redecide(vm) {
-                                Ok(d) => {
-                                    attempts.push(Attempt { target: vm.clone(), outcome: Outcome::Response(code) });
-                                    tracing::info!(contact = %vm, "redirected to voice mail; decided again");
-                                    (tenant, policy, view) = (d.tenant, d.policy, d.view);
-                                    role = d.verdict.role;
-                                    self.decided = Some((policy.clone(), role));
-                                    redirected = Some(d.verdict);
-                                    break;
-                                }
-                                Err(e) => {
-                                    tracing::warn!(contact = %vm, error = %e, "redirect to voice mail not decided")
-                                }
-                            }
+                        if let Some(d) = self.voicemail_redirect(&contacts, code, &mut redecisions, &mut attempts) {
+                            (tenant, policy, view) = (d.tenant, d.policy, d.view);
+                            role = d.verdict.role;
+                            self.decided = Some((policy.clone(), role));
+                            redirected = Some(d.verdict);
+                            break;
                         }
                         for c in contacts.into_iter().filter(|c| !is_voicemail_uri(c)).rev() {
                             let t = Target { uri: c.clone(), transport: None, timeout_ms: target.timeout_ms };
@@ -450,8 +416,7 @@ impl RequestTask {
             if let Some(verdict) = redirected
                 && !self.cancelled
             {
-                if verdict.decided_by == DecidedBy::Internal {
-                    self.fail(&RequestError::Internal("the standard policy failed".into()));
+                if self.standard_failed(&verdict) {
                     return;
                 }
                 decision = verdict.decision;
@@ -469,8 +434,7 @@ impl RequestTask {
             asked_on_failure = true;
             let failure = Failure { attempts: attempts.clone() };
             let verdict = decide::on_failure(&policy, &tenant, &view, &failure, role);
-            if verdict.decided_by == DecidedBy::Internal {
-                self.fail(&RequestError::Internal("the standard policy failed".into()));
+            if self.standard_failed(&verdict) {
                 return;
             }
             decision = verdict.decision;
@@ -480,6 +444,74 @@ impl RequestTask {
             Some(r) => self.relay(&r),
             None => self.fail(&RequestError::AllTargetsFailed),
         }
+    }
+
+    /// A redirect to voice mail (the user's voice-mail URI) comes back through
+    /// ExUM: the redirected request is a new voice-mail call, decided by its
+    /// tenant's policy, in this server transaction. A chain of them stops at
+    /// `MAX_REDECISIONS`. The new decision, if a contact is voice mail and it
+    /// was decided.
+    fn voicemail_redirect(
+        &mut self,
+        contacts: &[String],
+        code: u16,
+        redecisions: &mut usize,
+        attempts: &mut Vec<Attempt>,
+    ) -> Option<Decided> {
+        let vm = contacts.iter().find(|c| is_voicemail_uri(c))?;
+        if *redecisions >= MAX_REDECISIONS {
+            return None;
+        }
+        *redecisions += 1;
+        match self.redecide(vm) {
+            Ok(d) => {
+                attempts.push(Attempt { target: vm.clone(), outcome: Outcome::Response(code) });
+                tracing::info!(contact = %vm, "redirected to voice mail; decided again");
+                Some(d)
+            }
+            Err(e) => {
+                tracing::warn!(contact = %vm, error = %e, "redirect to voice mail not decided");
+                None
+            }
+        }
+    }
+
+    /// Whether the router's own standard policy failed to decide (then the
+    /// request is answered with 500, and nothing more is done).
+    fn standard_failed(&mut self, verdict: &Verdict) -> bool {
+        let failed = verdict.decided_by == DecidedBy::Internal;
+        if failed {
+            self.fail(&RequestError::Internal("the standard policy failed".into()));
+        }
+        failed
+    }
+
+    /// Answers a decision that is not a forward: its reject or redirect (a
+    /// tenant with uniform user answers hides which users exist), or 500.
+    fn answer_decision(&mut self, tenant: &crate::control::Tenant, decision: &Decision) {
+        match Answer::of_decision(decision) {
+            Some(answer) if tenant.config.uniform_user_answers && names_a_user(&answer) => {
+                self.respond(&RequestError::AllTargetsFailed.answer());
+            }
+            Some(answer) => self.respond(&answer),
+            None => self.fail(&RequestError::NoDecision),
+        }
+    }
+
+    /// Logs and notes a target that failed: its response, timeout, down or unreachable.
+    fn note_failure(&mut self, target: &str, outcome: &Outcome, resp: Option<&Message>, last: bool) {
+        let what = match (outcome, resp) {
+            (_, Some(r)) => status_line(r),
+            (Outcome::Timeout, None) => "timeout".to_owned(),
+            (Outcome::SkippedDown, None) => "down".to_owned(),
+            _ => "unreachable".to_owned(),
+        };
+        if last {
+            tracing::warn!(target = %target, outcome = %what, "target failed");
+        } else {
+            tracing::warn!(target = %target, outcome = %what, "target failed; trying the next");
+        }
+        self.attempts.push(format!("{target} {what}"));
     }
 
     /// The request redirected to voice-mail URI `contact`, decided as a new
@@ -543,6 +575,41 @@ impl RequestTask {
         TargetEnd::Failed(Outcome::Unreachable, None)
     }
 
+    /// The request as forwarded to `dest` over `transport` on `branch`, and
+    /// the listener it leaves from: the one it came in on when that one fits
+    /// the target; Via and Record-Route name it.
+    fn forwarded_request(
+        &self,
+        spec: &ForwardSpec,
+        contact_uri: Option<&str>,
+        transport: Transport,
+        dest: SocketAddr,
+        branch: &str,
+    ) -> (Vec<u8>, Option<SocketAddr>) {
+        let egress = self.proxy.transports.egress(transport, dest, self.source.local);
+        let local = egress.map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
+        let dialog_tag = self.record_route.then(|| self.proxy.dialog_tag(self.req.first(Name::CallId).unwrap_or("")));
+        let inbound_local = self
+            .record_route
+            .then(|| {
+                self.source
+                    .local
+                    .or_else(|| self.proxy.transports.local_addr(self.source.transport, Some(self.source.addr)))
+            })
+            .flatten()
+            .map(|a| a.to_string());
+        let hop = Hop {
+            transport,
+            local: &local,
+            branch,
+            source: self.source.addr,
+            record_route: dialog_tag.as_deref(),
+            pop_routes: self.pop_routes,
+            inbound: inbound_local.as_deref().map(|l| (self.source.transport, l)),
+        };
+        (forwarded(&self.req, spec, contact_uri, &hop), egress)
+    }
+
     /// One client transaction to one address of a target; also whether the
     /// address answered anything.
     async fn try_destination(
@@ -555,28 +622,7 @@ impl RequestTask {
     ) -> (TargetEnd, bool) {
         let (dest, transport) = (d.addr, d.transport);
         let proxy = self.proxy.clone();
-        // The listener the request leaves from: the one it came in on when
-        // that one fits the target; Via and Record-Route name it.
-        let egress = proxy.transports.egress(transport, dest, self.source.local);
-        let local = egress.map_or_else(|| "0.0.0.0:5060".into(), |a| a.to_string());
-        let dialog_tag = self.record_route.then(|| proxy.dialog_tag(self.req.first(Name::CallId).unwrap_or("")));
-        let inbound_local = self
-            .record_route
-            .then(|| {
-                self.source.local.or_else(|| proxy.transports.local_addr(self.source.transport, Some(self.source.addr)))
-            })
-            .flatten()
-            .map(|a| a.to_string());
-        let hop = Hop {
-            transport,
-            local: &local,
-            branch: &branch,
-            source: self.source.addr,
-            record_route: dialog_tag.as_deref(),
-            pop_routes: self.pop_routes,
-            inbound: inbound_local.as_deref().map(|l| (self.source.transport, l)),
-        };
-        let bytes = forwarded(&self.req, spec, contact_uri, &hop);
+        let (bytes, egress) = self.forwarded_request(spec, contact_uri, transport, dest, &branch);
         // What a CANCEL and the ACK of a failure are built from: an INVITE's
         // only (a non-INVITE is neither cancelled nor ACKed).
         let sent = if self.invite {
