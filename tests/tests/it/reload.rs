@@ -57,13 +57,26 @@ impl Lab {
             &format!("z9hG4bK-{id}"),
         );
         self.caller.send(self.router, &text).await;
+        // This call's INVITE: a peer may still hold a retransmission of an
+        // earlier call's (the router retransmits every T1 = 50 ms until the
+        // 200 it was sent reached it).
         let reached = tokio::select! {
-            (m, from) = self.um_a.expect_request("INVITE") => { self.um_a.send(from, &response(&m, 200, "a", "")).await; "A" }
-            (m, from) = self.um_b.expect_request("INVITE") => { self.um_b.send(from, &response(&m, 200, "b", "")).await; "B" }
-            (m, from) = self.edge.expect_request("INVITE") => { self.edge.send(from, &response(&m, 200, "e", "")).await; "edge" }
+            (m, from) = invite_of(&self.um_a, id) => { self.um_a.send(from, &response(&m, 200, "a", "")).await; "A" }
+            (m, from) = invite_of(&self.um_b, id) => { self.um_b.send(from, &response(&m, 200, "b", "")).await; "B" }
+            (m, from) = invite_of(&self.edge, id) => { self.edge.send(from, &response(&m, 200, "e", "")).await; "edge" }
         };
         assert_eq!(self.caller.final_response().await.status(), Some(200));
         reached
+    }
+}
+
+/// The next INVITE `peer` receives for the call `id`, earlier calls' skipped.
+async fn invite_of(peer: &UdpPeer, id: &str) -> (exum_router::model::wire::Message, SocketAddr) {
+    loop {
+        let (m, from) = peer.expect_request("INVITE").await;
+        if m.header("Call-ID") == Some(id) {
+            return (m, from);
+        }
     }
 }
 
