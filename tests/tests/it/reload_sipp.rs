@@ -68,8 +68,14 @@ async fn calls_flow_while_the_policy_is_replaced_a_hundred_times() {
     });
     let out = tokio::task::spawn_blocking(move || uac.wait_with_output().expect("UAC ends")).await.expect("join");
     let replacements = replacing.await.expect("join");
-    // Let the UAS write their last statistics, then stop them.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The UAS write their statistics every second: poll them until every
+    // call shows (or 10 s), then stop them.
+    let arrived =
+        || stat(&dir.path().join("a.csv"), "IncomingCall(C)") + stat(&dir.path().join("b.csv"), "IncomingCall(C)");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while arrived() < calls && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for child in [&mut uas_a, &mut uas_b] {
         let _ = child.kill();
         let _ = child.wait();
