@@ -43,6 +43,21 @@ use super::check_sip_uri;
 use super::config::{RouterConfig, TenantConfig};
 use crate::model::uri::{UriRef, extension, normalize_number, number_key};
 
+/// An entry that fails: the whole tenant's error, or (with `refused`, lenient)
+/// that entry refused alone and the loop goes on with the next.
+macro_rules! refuse {
+    ($refused:ident, $kind:expr, $i:expr, $e:expr) => {{
+        let e = $e;
+        match $refused.as_deref_mut() {
+            Some(r) => {
+                r.push(($kind, $i, e));
+                continue;
+            }
+            None => return Err(e),
+        }
+    }};
+}
+
 /// Default per-server timeout of a UM server, in milliseconds.
 pub const DEFAULT_UM_TIMEOUT_MS: u32 = 3000;
 
@@ -693,31 +708,17 @@ impl Directory {
         invalid: &Invalid<'_>,
         mut refused: Option<&mut Vec<RefusedEntry>>,
     ) -> Result<(), ConfigError> {
-        // An entry that fails: the whole tenant's error, or (lenient) that
-        // entry refused alone and skipped.
-        macro_rules! refuse {
-            ($kind:expr, $i:expr, $e:expr) => {{
-                let e = $e;
-                match refused.as_deref_mut() {
-                    Some(r) => {
-                        r.push(($kind, $i, e));
-                        continue;
-                    }
-                    None => return Err(e),
-                }
-            }};
-        }
-
         for (i, u) in users.into_iter().enumerate() {
             let key = format!("users[{i}]");
             let sip = match sip_address(&u.sip, domains) {
                 Ok(s) => s,
-                Err(r) => refuse!(EntryKind::User, i, invalid(format!("{key}.sip"), r)),
+                Err(r) => refuse!(refused, EntryKind::User, i, invalid(format!("{key}.sip"), r)),
             };
             let number = match &u.line {
                 Some(line) => match normalize_number(line) {
                     Some(n) => Some(n),
                     None => refuse!(
+                        refused,
                         EntryKind::User,
                         i,
                         invalid(format!("{key}.line"), format!("`{line}` has no E.164 number"))
@@ -729,6 +730,7 @@ impl Directory {
             let number_key = u.line.as_deref().and_then(number_key);
             if !granted_exists(&dir.hosted_policies, &u.hosted_voicemail_policy) {
                 refuse!(
+                    refused,
                     EntryKind::User,
                     i,
                     invalid(
@@ -743,10 +745,11 @@ impl Directory {
             if let Some(eum) = &u.eum {
                 let context = match eum_phone_context(eum) {
                     Ok(c) => c,
-                    Err(r) => refuse!(EntryKind::User, i, invalid(format!("{key}.eum"), r)),
+                    Err(r) => refuse!(refused, EntryKind::User, i, invalid(format!("{key}.eum"), r)),
                 };
                 if dir.dial_plan(&context).is_none() {
                     refuse!(
+                        refused,
                         EntryKind::User,
                         i,
                         invalid(
@@ -766,7 +769,12 @@ impl Directory {
             let index = dir.users.len();
             let keys: Vec<String> = std::iter::once(sip.clone()).chain(number_key.clone()).collect();
             if let Some(k) = keys.iter().find(|k| dir.user_by_key.contains_key(*k)) {
-                refuse!(EntryKind::User, i, invalid(key.clone(), format!("`{k}` belongs to another user already")));
+                refuse!(
+                    refused,
+                    EntryKind::User,
+                    i,
+                    invalid(key.clone(), format!("`{k}` belongs to another user already"))
+                );
             }
             for k in keys {
                 dir.user_by_key.insert(k, index);
@@ -804,29 +812,15 @@ impl Directory {
         invalid: &Invalid<'_>,
         mut refused: Option<&mut Vec<RefusedEntry>>,
     ) -> Result<(), ConfigError> {
-        // An entry that fails: the whole tenant's error, or (lenient) that
-        // entry refused alone and skipped.
-        macro_rules! refuse {
-            ($kind:expr, $i:expr, $e:expr) => {{
-                let e = $e;
-                match refused.as_deref_mut() {
-                    Some(r) => {
-                        r.push(($kind, $i, e));
-                        continue;
-                    }
-                    None => return Err(e),
-                }
-            }};
-        }
-
         for (i, c) in contacts.into_iter().enumerate() {
             let key = format!("contacts[{i}]");
             let sip = match sip_address(&c.sip, domains) {
                 Ok(s) => s,
-                Err(r) => refuse!(EntryKind::Contact, i, invalid(format!("{key}.sip"), r)),
+                Err(r) => refuse!(refused, EntryKind::Contact, i, invalid(format!("{key}.sip"), r)),
             };
             let Some(number) = normalize_number(&c.number) else {
                 refuse!(
+                    refused,
                     EntryKind::Contact,
                     i,
                     invalid(format!("{key}.number"), format!("`{}` is not an E.164 number", c.number))
@@ -834,6 +828,7 @@ impl Directory {
             };
             if !granted_exists(&dir.hosted_policies, &c.hosted_voicemail_policy) {
                 refuse!(
+                    refused,
                     EntryKind::Contact,
                     i,
                     invalid(
@@ -846,6 +841,7 @@ impl Directory {
                 && dir.dial_plan(plan).is_none()
             {
                 refuse!(
+                    refused,
                     EntryKind::Contact,
                     i,
                     invalid(format!("{key}.dial_plan"), format!("`{plan}` names no dial plan of the tenant"))
@@ -853,6 +849,7 @@ impl Directory {
             }
             if c.dial_plan.is_some() && c.hosted_voicemail_policy.is_some() {
                 refuse!(
+                    refused,
                     EntryKind::Contact,
                     i,
                     invalid(
@@ -867,6 +864,7 @@ impl Directory {
                 keys.iter().find(|k| dir.user_by_key.contains_key(*k) || dir.contact_by_key.contains_key(*k))
             {
                 refuse!(
+                    refused,
                     EntryKind::Contact,
                     i,
                     invalid(key.clone(), format!("`{k}` belongs to another user or contact already"))

@@ -288,6 +288,28 @@ impl Answer {
 mod tests {
     use super::*;
 
+    /// Every variant has its row in the table of `docs/architecture.md`
+    /// ("Errors of the request path"), read from this file's enum.
+    #[test]
+    fn every_variant_is_in_the_documentation_table() {
+        let source = include_str!("error.rs");
+        let body =
+            source.split("pub enum RequestError {").nth(1).and_then(|b| b.split("\n}\n").next()).expect("the enum");
+        let variants: Vec<&str> = body
+            .lines()
+            .filter_map(|l| l.strip_prefix("    "))
+            .filter(|l| l.starts_with(|c: char| c.is_ascii_uppercase()))
+            .map(|l| l.split(|c: char| !c.is_ascii_alphanumeric()).next().unwrap_or_default())
+            .collect();
+        assert!(variants.len() >= 20, "{variants:?}");
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/architecture.md")).expect("docs");
+        let table = doc.split("## Errors of the request path").nth(1).expect("the section");
+        let table = table.split("\n\n`RequestError::code`").next().unwrap_or(table);
+        let missing: Vec<&&str> = variants.iter().filter(|v| !table.contains(&format!("`{v}`"))).collect();
+        assert!(missing.is_empty(), "not in the table of docs/architecture.md: {missing:?}");
+    }
+
     #[test]
     fn every_error_maps_to_its_status_side_and_headers() {
         let bad = RequestError::bad("missing Call-ID").answer();
