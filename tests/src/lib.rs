@@ -100,6 +100,17 @@ pub async fn http(addr: std::net::SocketAddr, method: &str, path: &str, body: &[
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The JSON body of an HTTP response (panics, naming the response, when it is not JSON).
+pub fn json_body(response: &str) -> serde_json::Value {
+    let json = response.split("\r\n\r\n").nth(1).unwrap_or("");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
+}
+
+/// The status code of an HTTP response (0 when it has none).
+pub fn http_status(response: &str) -> u16 {
+    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
 /// `GET path` from the admin API at `addr`.
 pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     http(addr, "GET", path, b"").await

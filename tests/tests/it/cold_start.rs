@@ -9,15 +9,11 @@ use std::sync::Arc;
 use exum_router::model::Transport;
 use exum_router::model::wire::Name;
 use exum_router::server::Server;
+use exum_router_tests::json_body as body;
 use exum_router_tests::peer::{UdpPeer, request};
 use exum_router_tests::{component_variant, components, http_get, until};
-use serde_json::Value;
 
 const TENANTS: usize = 30;
-
-fn body(response: &str) -> Value {
-    serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or("")).expect("JSON")
-}
 
 /// A call to `bob@domain`: the final status the caller gets (retransmissions
 /// of earlier calls' final responses, never acknowledged here, are skipped).

@@ -9,19 +9,11 @@ use std::time::Duration;
 use exum_router::model::Transport;
 use exum_router::server::Server;
 use exum_router::tools::{self, ReplayOptions};
+use exum_router_tests::http_status as status;
+use exum_router_tests::json_body as body;
 use exum_router_tests::sipp::{sipp_address, stat};
 use exum_router_tests::{components, http, http_get};
 use serde_json::Value;
-
-/// The JSON body of an admin response.
-fn body(response: &str) -> Value {
-    let json = response.split("\r\n\r\n").nth(1).unwrap_or("");
-    serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {response}"))
-}
-
-fn status(response: &str) -> u16 {
-    response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
-}
 
 /// Polls the tenant's candidate until `condition` holds on it (20 s at most).
 async fn candidate_until(admin: std::net::SocketAddr, what: &str, condition: impl Fn(&Value) -> bool) -> Value {

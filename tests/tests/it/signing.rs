@@ -9,12 +9,9 @@ use exum_router::control::Tenants;
 use exum_router::policy::manifest::MANIFEST_SECTION;
 use exum_router::server::Server;
 use exum_router::tools;
+use exum_router_tests::json_body as body;
 use exum_router_tests::{components, http, http_get};
 use serde_json::Value;
-
-fn body(response: &str) -> Value {
-    serde_json::from_str(response.split("\r\n\r\n").nth(1).unwrap_or("")).expect("JSON")
-}
 
 /// A key pair in `dir`: the key file and its public key.
 fn key(dir: &Path, name: &str) -> (std::path::PathBuf, String) {
