@@ -462,6 +462,8 @@ async fn apply_tenants(
         .chain(current.iter().filter(|t| !configured(&t.config.id)).flat_map(|t| t.config.domains.iter().cloned()))
         .collect();
     let mut changes: Vec<(String, Option<Tenant>)> = Vec::new();
+    // Reported applied once they serve (after the swap below).
+    let mut applied: Vec<String> = Vec::new();
     let in_config = |config: &RouterConfig, id: &str| config.tenants.iter().find(|c| c.id == id).cloned();
     for (id, rows, version) in read {
         st.versions.insert(id.clone(), version);
@@ -487,7 +489,7 @@ async fn apply_tenants(
                 {
                     domains.extend(t.config.domains.iter().cloned());
                 }
-                st.status.applied(&st.metrics, &id);
+                applied.push(id.clone());
                 changes.push((id, t));
             }
             Err(why) => {
@@ -541,6 +543,9 @@ async fn apply_tenants(
     proxy.update_tenants(|latest| {
         Some(if Arc::ptr_eq(latest, &current) { next } else { Arc::new(overlay(latest.with_shared(changes))) })
     });
+    for id in &applied {
+        st.status.applied(&st.metrics, id);
+    }
     Ok(added)
 }
 
