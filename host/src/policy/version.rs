@@ -481,6 +481,15 @@ impl PolicyVersion {
 
     /// A new instance, initialised (`init` runs with live imports).
     fn instantiate(&self, tenant: &Arc<Tenant>) -> Result<PooledInstance, InstantiateError> {
+        match self.instantiate_warmed(tenant, true) {
+            // The instance may be in any state after a fault: a new one, cold.
+            Err(InstantiateError::Cold) => self.instantiate_warmed(tenant, false),
+            other => other,
+        }
+    }
+
+    /// A new instance, initialised, and warmed when `warm` and it embeds a runtime.
+    fn instantiate_warmed(&self, tenant: &Arc<Tenant>, warm: bool) -> Result<PooledInstance, InstantiateError> {
         let mut state =
             StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
         state.standard = self.engine.standard();
@@ -512,7 +521,7 @@ impl PolicyVersion {
                 Ok(Err(msg)) => return Err(InstantiateError::Init(msg)),
                 Err(e) => return Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
             }
-            if code.uses_wasi && !warm_up(&bindings, &mut store) {
+            if warm && code.uses_wasi && !warm_up(&bindings, &mut store) {
                 // The instance may be in any state after a fault: a new one,
                 // cold, for the call.
                 return Err(InstantiateError::Cold);
@@ -524,54 +533,10 @@ impl PolicyVersion {
         if code.uses_wasi {
             let wall = super::host_api::now(tenant).unix_seconds;
             store.data_mut().wasi.call.start(super::wasi::seed_of(""), wall);
-            match super::wasi::outside_async(|| start(store)) {
-                Err(InstantiateError::Cold) => self.instantiate_cold(tenant, code, optimized),
-                other => other,
-            }
+            super::wasi::outside_async(|| start(store))
         } else {
             start(store)
         }
-    }
-
-    /// A new instance of a language runtime's component whose warm-up call
-    /// faulted: initialised only; its first call pays what the warm-up would have.
-    fn instantiate_cold(
-        &self,
-        tenant: &Arc<Tenant>,
-        code: &CompiledPolicy,
-        optimized: bool,
-    ) -> Result<PooledInstance, InstantiateError> {
-        let mut state =
-            StoreState::new(tenant.clone(), self.health.clone(), self.limits.memory_bytes, self.log_tag.clone());
-        state.standard = self.engine.standard();
-        let mut store = Store::new(code.pre.instance_pre().engine(), state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_callback(|mut ctx| {
-            let budget = ctx.data().budget;
-            Ok(ctx.data_mut().call.on_deadline(budget))
-        });
-        store.data_mut().call = CallClock::start();
-        store.set_epoch_deadline(FIRST_DEADLINE);
-        let _in_progress = self.engine.of(code).call_started();
-        let wall = super::host_api::now(tenant).unix_seconds;
-        store.data_mut().wasi.call.start(super::wasi::seed_of(""), wall);
-        let call_budget = call_budget(&self.limits, code);
-        super::wasi::outside_async(|| {
-            let bindings = code
-                .pre
-                .instantiate(&mut store)
-                .map_err(|e| InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit)))?;
-            let init = bindings.exum_policy_handler().call_init(&mut store, &self.init_config);
-            store.data_mut().log_output();
-            match init {
-                Ok(Ok(())) => {
-                    store.data_mut().budget = call_budget;
-                    Ok(PooledInstance { store, bindings, optimized })
-                }
-                Ok(Err(msg)) => Err(InstantiateError::Init(msg)),
-                Err(e) => Err(InstantiateError::Fault(Fault::classify(&e, store.data().limiter.hit))),
-            }
-        })
     }
 }
 
