@@ -40,7 +40,8 @@ pub fn serve_in(dir: &Path) -> Child {
 }
 
 /// Whether something holds UDP 127.0.0.1:`port`, polled for up to 10 s (sipp
-/// and the router say nothing when they are ready).
+/// and the router say nothing when they are ready), read from the kernel's
+/// socket table rather than probed by binding the port.
 pub fn bound(port: u16) -> bool {
     bound_within(port, Duration::from_secs(10))
 }
@@ -49,7 +50,7 @@ pub fn bound(port: u16) -> bool {
 pub fn bound_within(port: u16, wait: Duration) -> bool {
     let start = std::time::Instant::now();
     while start.elapsed() < wait {
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_err() {
+        if exum_router_tests::sipp::udp_bound(std::net::SocketAddr::from(([127, 0, 0, 1], port))) {
             return true;
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -26,6 +26,40 @@ pub fn sipp_address() -> SocketAddr {
     SocketAddr::new(ip.into(), 5060 + n)
 }
 
+/// Whether a UDP socket on this machine is bound to `at`, from the kernel's
+/// socket table (`/proc/net/udp`, `/proc/net/udp6`). Read, not probed: a probe
+/// that binds `at` itself, however briefly, can take the address from under a
+/// program starting on it (sipp then exits: address in use).
+pub fn udp_bound(at: SocketAddr) -> bool {
+    let (table, local) = match at {
+        SocketAddr::V4(a) => ("/proc/net/udp", format!("{:08X}:{:04X}", u32::from_ne_bytes(a.ip().octets()), a.port())),
+        SocketAddr::V6(a) => {
+            let ip: String = a
+                .ip()
+                .octets()
+                .chunks(4)
+                .map(|w| format!("{:08X}", u32::from_ne_bytes([w[0], w[1], w[2], w[3]])))
+                .collect();
+            ("/proc/net/udp6", format!("{ip}:{:04X}", a.port()))
+        }
+    };
+    let text = std::fs::read_to_string(table).unwrap_or_else(|e| panic!("{table}: {e}"));
+    text.lines().skip(1).any(|line| line.split_whitespace().nth(1) == Some(local.as_str()))
+}
+
+/// Waits until sipp (`child`) listens on `at`: panics if it exits first (with
+/// its status) or after 20 s. sipp says nothing when it is ready.
+pub async fn listening(child: &mut std::process::Child, at: SocketAddr) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !udp_bound(at) {
+        if let Some(status) = child.try_wait().expect("sipp's status") {
+            panic!("sipp exited ({status}) before it listened on {at}");
+        }
+        assert!(std::time::Instant::now() < deadline, "sipp did not listen on {at} within 20 s");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The `sipp` command (panics with the package to install when it is missing).
 pub fn sipp() -> Command {
     let found = Command::new("sipp").arg("-v").stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -70,4 +104,20 @@ pub fn uac(dir: &Path, target: SocketAddr, at: SocketAddr, calls: u64, rate: u64
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     cmd
+}
+
+#[cfg(test)]
+mod tests {
+    use super::udp_bound;
+
+    #[test]
+    fn a_bound_socket_is_seen_in_the_kernels_table_and_a_closed_one_is_not() {
+        for ip in ["127.0.0.1", "::1"] {
+            let Ok(socket) = std::net::UdpSocket::bind((ip, 0)) else { continue };
+            let at = socket.local_addr().expect("addr");
+            assert!(udp_bound(at), "{at} bound");
+            drop(socket);
+            assert!(!udp_bound(at), "{at} closed");
+        }
+    }
 }

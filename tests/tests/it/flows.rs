@@ -266,10 +266,8 @@ async fn sipp_a_pool_redirecting_to_voice_mail_reaches_the_um_server() {
         .spawn()
         .expect("sipp pool starts");
     let mut um = uas(dir.path(), um_at).args(["-m", "1", "-timeout", "30s"]).spawn().expect("sipp UM starts");
-    // sipp says nothing when it is ready: its address is taken once it listens.
-    for at in [pool_at, um_at] {
-        exum_router_tests::until("sipp to listen", || std::net::UdpSocket::bind(at).is_err()).await;
-    }
+    exum_router_tests::sipp::listening(&mut pool, pool_at).await;
+    exum_router_tests::sipp::listening(&mut um, um_at).await;
     let id = "sipp302";
     caller.send(router, &request("INVITE", "sip:bob@contoso.com", caller.addr, "UDP", id, "z9hG4bK-sipp302")).await;
     let ok = caller.final_response().await;

@@ -189,8 +189,7 @@ async fn a_sipp_um_server_that_rings_past_its_timeout_answers_the_call() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("sipp UM server starts");
-    // sipp says nothing when it is ready: its address is taken once it listens.
-    exum_router_tests::until("sipp to listen", || std::net::UdpSocket::bind(um_at).is_err()).await;
+    exum_router_tests::sipp::listening(&mut um, um_at).await;
     let uac = exum_router_tests::sipp::uac(dir.path(), router, uac_at, 1, 1).spawn().expect("sipp UAC starts");
     let (uac_out, um_status) = tokio::task::spawn_blocking(move || {
         let out = uac.wait_with_output().expect("UAC ends");
