@@ -16,11 +16,10 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
-use super::{Admin, reply};
+use super::{Admin, AdminError, Answer, ok, reply};
 use crate::control::Tenant;
 use crate::policy::candidate::{CanaryRule, Mode};
 use crate::policy::{CandidateSource, LifecycleError};
@@ -31,33 +30,42 @@ pub(super) fn query<'q>(query: Option<&'q str>, key: &str) -> Option<&'q str> {
 }
 
 /// The number `key` names in the query, if any; why not, for a 400.
-fn number<T: std::str::FromStr>(q: Option<&str>, key: &str) -> Result<Option<T>, String> {
+fn number<T: std::str::FromStr>(q: Option<&str>, key: &str) -> Result<Option<T>, AdminError> {
     match query(q, key) {
         None => Ok(None),
-        Some(v) => v.parse().map(Some).map_err(|_| format!("{key}: `{v}` is not a number")),
+        Some(v) => v.parse().map(Some).map_err(|_| AdminError::BadRequest(format!("{key}: `{v}` is not a number"))),
     }
 }
 
-fn bad(error: String) -> Response<Full<Bytes>> {
-    reply(StatusCode::BAD_REQUEST, &json!({ "error": error }))
-}
-
-fn refused(e: LifecycleError) -> Response<Full<Bytes>> {
-    let status = match e {
-        LifecycleError::NoSuchVersion(_) | LifecycleError::NoCandidate => StatusCode::NOT_FOUND,
-        LifecycleError::NoPrevious | LifecycleError::RolledBack(_) | LifecycleError::Database => StatusCode::CONFLICT,
-        LifecycleError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        LifecycleError::Invalid(_) => StatusCode::BAD_REQUEST,
-    };
-    reply(status, &json!({"error": e.to_string()}))
+/// The mode a request asks for: `?mode=shadow`, or `?mode=canary&share=S`.
+fn asked_mode(q: Option<&str>) -> Result<Mode, AdminError> {
+    match query(q, "mode") {
+        Some("shadow") => Ok(Mode::Shadow),
+        Some("canary") => match number::<f64>(q, "share")? {
+            Some(share) => Ok(Mode::Canary { share }),
+            None => Err(AdminError::BadRequest("a canary needs ?share= (0 to 1)".into())),
+        },
+        other => Err(AdminError::BadRequest(format!("mode: `{}`: shadow or canary", other.unwrap_or("")))),
+    }
 }
 
 /// The canary rule a request asks for: `min_calls`, `fault_margin`,
 /// `failure_margin` as given (unset: the routers' `[lifecycle]`).
 type AskedRule = (Option<i64>, Option<f64>, Option<f64>);
 
-fn asked_rule(q: Option<&str>) -> Result<AskedRule, String> {
+fn asked_rule(q: Option<&str>) -> Result<AskedRule, AdminError> {
     Ok((number(q, "min_calls")?, number(q, "fault_margin")?, number(q, "failure_margin")?))
+}
+
+/// The component in the body, refused when empty (`kept`: what `?from=N`
+/// names instead).
+async fn component(req: Request<hyper::body::Incoming>, kept: &str) -> Result<Bytes, AdminError> {
+    match super::body(req).await? {
+        b if b.is_empty() => {
+            Err(AdminError::BadRequest(format!("send the component as the body, or ?from=N for a {kept} version")))
+        }
+        b => Ok(b),
+    }
 }
 
 impl Admin {
@@ -68,108 +76,69 @@ impl Admin {
         req: Request<hyper::body::Incoming>,
         tenant: &Arc<Tenant>,
         rest: &[&str],
-    ) -> Response<Full<Bytes>> {
+    ) -> Answer {
         use crate::db::policies;
-        let Some(db) = &self.database else { return refused(LifecycleError::Database) };
+        let db = self.database.as_ref().ok_or(LifecycleError::Database)?;
         let id = tenant.config.id.clone();
         let q = req.uri().query().map(str::to_owned);
         let q = q.as_deref();
         let by = super::uploaded_by(&req);
-        let fail = super::db_failure;
         let method = req.method().clone();
         match (method, rest) {
             (Method::POST, ["candidate"]) => {
-                let (mode, share) = match (query(q, "mode"), number::<f64>(q, "share")) {
-                    (Some("shadow"), Ok(_)) => ("shadow", 0.0),
-                    (Some("canary"), Ok(Some(s))) if (0.0..=1.0).contains(&s) => ("canary", s),
-                    (Some("canary"), Ok(_)) => return bad("a canary needs ?share= (0 to 1)".into()),
-                    (_, Err(e)) => return bad(e),
-                    (other, _) => return bad(format!("mode: `{}`: shadow or canary", other.unwrap_or(""))),
+                let (mode, share) = match asked_mode(q)? {
+                    Mode::Shadow => ("shadow", 0.0),
+                    Mode::Canary { share } if (0.0..=1.0).contains(&share) => ("canary", share),
+                    Mode::Canary { .. } => {
+                        return Err(AdminError::BadRequest("a canary needs ?share= (0 to 1)".into()));
+                    }
                 };
-                let rule = match asked_rule(q) {
-                    Ok(r) => r,
-                    Err(e) => return bad(e),
-                };
-                let from = match number::<i64>(q, "from") {
-                    Ok(n) => n,
-                    Err(e) => return bad(e),
-                };
+                let rule = asked_rule(q)?;
+                let from = number::<i64>(q, "from")?;
                 let upload = match from {
                     Some(_) => None,
-                    None => match super::body(req).await {
-                        Ok(b) if b.is_empty() => {
-                            return bad("send the component as the body, or ?from=N for a stored version".into());
-                        }
-                        Ok(b) => Some(b),
-                        Err(r) => return r,
-                    },
+                    None => Some(component(req, "stored").await?),
                 };
                 if let Some(bytes) = &upload {
-                    let (registry, check, of) = (self.policy.clone(), bytes.clone(), tenant.clone());
-                    match super::compiling(move || registry.admissible(&of, &check)).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(e)) => return reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e.to_string()})),
-                        Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
-                    }
+                    self.admissible(tenant, bytes).await?;
                 }
-                let client = match db.client("the admin API").await {
-                    Ok(c) => c,
-                    Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
-                };
-                if let Err(e) = policies::ensure_tenant(&client, &id).await {
-                    return fail(e);
-                }
+                let client = db.client("the admin API").await?;
+                policies::ensure_tenant(&client, &id).await?;
                 let version_id = match (from, upload) {
                     (Some(n), _) => n,
-                    (None, Some(bytes)) => match policies::upload(&client, &id, &bytes, &by).await {
-                        Ok(v) => v,
-                        Err(e) => return fail(e),
-                    },
-                    (None, None) => return bad("no component".into()),
+                    (None, Some(bytes)) => policies::upload(&client, &id, &bytes, &by).await?,
+                    (None, None) => return Err(AdminError::BadRequest("no component".into())),
                 };
-                match policies::set_candidate(&client, &id, version_id, mode, share, rule, &by).await {
-                    Ok(()) => reply(
-                        StatusCode::CREATED,
-                        &json!({"tenant": id, "version_id": version_id, "mode": mode, "share": share, "fleet": true}),
-                    ),
-                    Err(e) => fail(e),
-                }
+                policies::set_candidate(&client, &id, version_id, mode, share, rule, &by).await?;
+                Ok(reply(
+                    StatusCode::CREATED,
+                    &json!({"tenant": id, "version_id": version_id, "mode": mode, "share": share, "fleet": true}),
+                ))
             }
             (Method::POST, ["candidate", "promote"]) => {
-                let client = match db.client("the admin API").await {
-                    Ok(c) => c,
-                    Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
-                };
-                match policies::promote(&client, &id, &by).await {
-                    Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "activated": v})),
-                    Err(crate::db::DbError::Invalid(m)) if m.contains("rolled back") => {
-                        reply(StatusCode::CONFLICT, &json!({"error": m}))
-                    }
-                    Err(e) => fail(e),
-                }
+                let client = db.client("the admin API").await?;
+                let v = policies::promote(&client, &id, &by).await?;
+                Ok(ok(&json!({"tenant": id, "activated": v})))
             }
             (Method::DELETE, ["candidate"]) => {
-                let client = match db.client("the admin API").await {
-                    Ok(c) => c,
-                    Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
-                };
-                match policies::clear_candidate(&client, &id).await {
-                    Ok(true) => reply(StatusCode::OK, &json!({"tenant": id, "candidate": null})),
-                    Ok(false) => refused(LifecycleError::NoCandidate),
-                    Err(e) => fail(e),
+                let client = db.client("the admin API").await?;
+                match policies::clear_candidate(&client, &id).await? {
+                    true => Ok(ok(&json!({"tenant": id, "candidate": null}))),
+                    false => Err(LifecycleError::NoCandidate.into()),
                 }
             }
-            _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
+            _ => Err(AdminError::NoEndpoint),
         }
     }
 
-    /// Answers a lifecycle request, or `None` when the path is not one.
+    /// Answers a lifecycle request, or gives the request back when the path
+    /// is not one.
     pub(super) async fn lifecycle(
         &self,
         req: Request<hyper::body::Incoming>,
         tenant: &Arc<Tenant>,
         rest: &[&str],
-    ) -> Result<Response<Full<Bytes>>, Request<hyper::body::Incoming>> {
+    ) -> Result<Answer, Request<hyper::body::Incoming>> {
         let id = tenant.config.id.as_str();
         let q = req.uri().query().map(str::to_owned);
         let q = q.as_deref();
@@ -182,56 +151,44 @@ impl Admin {
         let answer = match (req.method().clone(), rest) {
             (Method::GET, ["history"]) => {
                 let policy = registry.get(tenant);
-                reply(
-                    StatusCode::OK,
-                    &json!({
-                        "tenant": id,
-                        "serving": policy.own.as_ref().map(|v| v.version),
-                        "versions": registry.history(id),
-                    }),
-                )
+                Ok(ok(&json!({
+                    "tenant": id,
+                    "serving": policy.own.as_ref().map(|v| v.version),
+                    "versions": registry.history(id),
+                })))
             }
-            (Method::POST, ["rollback"]) if self.database.is_none() => {
-                let to = match number::<u64>(q, "to") {
-                    Ok(n) => n,
-                    Err(e) => return Ok(bad(e)),
-                };
-                let registry = registry.clone();
-                let tenant = tenant.clone();
-                match tokio::task::spawn_blocking(move || registry.rollback_to(&tenant, to)).await {
-                    Ok(Ok(p)) => reply(
-                        StatusCode::OK,
-                        &json!({"tenant": id, "serving": p.own.as_ref().map(|v| v.version), "pinned": true}),
-                    ),
-                    Ok(Err(e)) => refused(e),
-                    Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
-                }
-            }
+            (Method::POST, ["rollback"]) if self.database.is_none() => self.rollback(tenant, q).await,
             (Method::GET, ["candidate"]) => match registry.get(tenant).candidate.clone() {
-                Some(c) => reply(StatusCode::OK, &c.json(&registry.get(tenant).serving)),
-                None => refused(LifecycleError::NoCandidate),
+                Some(c) => Ok(ok(&c.json(&registry.get(tenant).serving))),
+                None => Err(LifecycleError::NoCandidate.into()),
             },
-            (Method::GET, ["candidate", "samples", i]) => {
-                let Some(c) = registry.get(tenant).candidate.clone() else {
-                    return Ok(refused(LifecycleError::NoCandidate));
-                };
-                match i.parse::<usize>().ok().and_then(|i| c.samples().into_iter().nth(i)) {
-                    Some(s) => reply(StatusCode::OK, &serde_json::to_value(&s.records).unwrap_or(Value::Null)),
-                    None => reply(StatusCode::NOT_FOUND, &json!({"error": format!("no sample `{i}`")})),
-                }
-            }
+            (Method::GET, ["candidate", "samples", i]) => match registry.get(tenant).candidate.clone() {
+                None => Err(LifecycleError::NoCandidate.into()),
+                Some(c) => match i.parse::<usize>().ok().and_then(|i| c.samples().into_iter().nth(i)) {
+                    Some(s) => Ok(ok(&serde_json::to_value(&s.records).unwrap_or(Value::Null))),
+                    None => Err(AdminError::NotFound(format!("no sample `{i}`"))),
+                },
+            },
             (Method::POST, ["candidate"]) => self.start_candidate(req, tenant, q).await,
-            (Method::POST, ["candidate", "promote"]) => match registry.promote(tenant) {
-                Ok(p) => reply(StatusCode::OK, &json!({"tenant": id, "serving": p.own.as_ref().map(|v| v.version)})),
-                Err(e) => refused(e),
-            },
-            (Method::DELETE, ["candidate"]) => match registry.abandon(tenant) {
-                Ok(_) => reply(StatusCode::OK, &json!({"tenant": id, "candidate": null})),
-                Err(e) => refused(e),
-            },
+            (Method::POST, ["candidate", "promote"]) => registry
+                .promote(tenant)
+                .map(|p| ok(&json!({"tenant": id, "serving": p.own.as_ref().map(|v| v.version)})))
+                .map_err(AdminError::from),
+            (Method::DELETE, ["candidate"]) => registry
+                .abandon(tenant)
+                .map(|_| ok(&json!({"tenant": id, "candidate": null})))
+                .map_err(AdminError::from),
             _ => return Err(req),
         };
         Ok(answer)
+    }
+
+    /// `POST .../policy/rollback[?to=N]` on a router that keeps versions itself.
+    async fn rollback(&self, tenant: &Arc<Tenant>, q: Option<&str>) -> Answer {
+        let to = number::<u64>(q, "to")?;
+        let (registry, of) = (self.policy.clone(), tenant.clone());
+        let p = tokio::task::spawn_blocking(move || registry.rollback_to(&of, to)).await??;
+        Ok(ok(&json!({"tenant": tenant.config.id, "serving": p.own.as_ref().map(|v| v.version), "pinned": true})))
     }
 
     /// `POST /tenants/{id}/candidate?mode=shadow|canary&share=..&from=..`:
@@ -241,59 +198,22 @@ impl Admin {
         req: Request<hyper::body::Incoming>,
         tenant: &Arc<Tenant>,
         q: Option<&str>,
-    ) -> Response<Full<Bytes>> {
-        let registry = &self.policy;
-        let mode = match query(q, "mode") {
-            Some("shadow") => Mode::Shadow,
-            Some("canary") => match number::<f64>(q, "share") {
-                Ok(Some(share)) => Mode::Canary { share },
-                Ok(None) => {
-                    return reply(StatusCode::BAD_REQUEST, &json!({"error": "a canary needs ?share= (0 to 1)"}));
-                }
-                Err(e) => return bad(e),
-            },
-            other => {
-                return reply(
-                    StatusCode::BAD_REQUEST,
-                    &json!({"error": format!("mode: `{}`: shadow or canary", other.unwrap_or(""))}),
-                );
-            }
+    ) -> Answer {
+        let mode = asked_mode(q)?;
+        let d = self.policy.lifecycle().rule;
+        let rule = CanaryRule {
+            fault_margin: number(q, "fault_margin")?.unwrap_or(d.fault_margin),
+            failure_margin: number(q, "failure_margin")?.unwrap_or(d.failure_margin),
+            min_calls: number(q, "min_calls")?.unwrap_or(d.min_calls),
         };
-        let d = registry.lifecycle().rule;
-        let rule = match (number(q, "fault_margin"), number(q, "failure_margin"), number(q, "min_calls")) {
-            (Ok(f), Ok(c), Ok(m)) => CanaryRule {
-                fault_margin: f.unwrap_or(d.fault_margin),
-                failure_margin: c.unwrap_or(d.failure_margin),
-                min_calls: m.unwrap_or(d.min_calls),
-            },
-            (Err(e), ..) | (_, Err(e), _) | (.., Err(e)) => return bad(e),
-        };
-        let from = match number::<u64>(q, "from") {
-            Ok(n) => n,
-            Err(e) => return bad(e),
-        };
-        let source = match from {
+        let source = match number::<u64>(q, "from")? {
             Some(n) => CandidateSource::Kept(n),
-            None => match super::body(req).await {
-                Ok(bytes) if bytes.is_empty() => {
-                    return reply(
-                        StatusCode::BAD_REQUEST,
-                        &json!({"error": "send the component as the body, or ?from=N for a kept version"}),
-                    );
-                }
-                Ok(bytes) => CandidateSource::Bytes { bytes: bytes.to_vec(), source: "admin API".into() },
-                Err(r) => return r,
-            },
-        };
-        let registry = registry.clone();
-        let tenant = tenant.clone();
-        match super::compiling(move || registry.start_candidate(&tenant, source, mode, rule)).await {
-            Ok(Ok(p)) => {
-                let c = p.candidate.as_ref().map(|c| c.json(&p.serving));
-                reply(StatusCode::CREATED, &c.unwrap_or(Value::Null))
+            None => {
+                CandidateSource::Bytes { bytes: component(req, "kept").await?.to_vec(), source: "admin API".into() }
             }
-            Ok(Err(e)) => refused(e),
-            Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
-        }
+        };
+        let (registry, tenant) = (self.policy.clone(), tenant.clone());
+        let p = super::compiling(move || registry.start_candidate(&tenant, source, mode, rule)).await??;
+        Ok(reply(StatusCode::CREATED, &p.candidate.as_ref().map_or(Value::Null, |c| c.json(&p.serving))))
     }
 }

@@ -34,8 +34,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub mod client;
+mod error;
 mod lifecycle;
 mod status;
+
+pub use error::AdminError;
 
 use crate::metrics::Metrics;
 use crate::policy::{FaultKind, PolicyRegistry, TenantPolicy};
@@ -193,10 +196,24 @@ async fn compiling<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) ->
     result
 }
 
+/// What a handler answers: a response, or why the request was refused.
+type Answer = Result<Response<Full<Bytes>>, AdminError>;
+
 fn reply(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    let mut r = with_type(body.to_string(), "application/json");
     *r.status_mut() = status;
-    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/json"));
+    r
+}
+
+/// 200 with `body` as JSON.
+fn ok(body: &Value) -> Response<Full<Bytes>> {
+    reply(StatusCode::OK, body)
+}
+
+/// 200 with `body` of content type `content_type`.
+fn with_type(body: impl Into<Bytes>, content_type: &'static str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    r.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     r
 }
 
@@ -211,76 +228,63 @@ impl Admin {
     /// `Host` that is not the API's (DNS rebinding: 421), an `Origin` that is
     /// not the API's own (403), and a change (any method but GET and HEAD)
     /// without a non-simple header (403).
-    #[allow(clippy::result_large_err)]
-    fn same_site<B>(&self, req: &Request<B>) -> Result<(), Response<Full<Bytes>>> {
+    fn same_site<B>(&self, req: &Request<B>) -> Result<(), AdminError> {
         let host = req.headers().get(hyper::header::HOST).and_then(|v| v.to_str().ok()).map(host_of);
-        match host.as_deref() {
-            Some(h) if self.is_own_host(h) => {}
-            _ => {
-                return Err(reply(
-                    StatusCode::MISDIRECTED_REQUEST,
-                    &json!({"error": "Host is not this API's (add the name to [admin] names)"}),
-                ));
-            }
+        if !host.as_deref().is_some_and(|h| self.is_own_host(h)) {
+            return Err(AdminError::ForeignHost);
         }
         if let Some(origin) = req.headers().get(hyper::header::ORIGIN).and_then(|v| v.to_str().ok()) {
             let authority = origin.split_once("://").map_or("", |(_, a)| a);
             if origin == "null" || !self.is_own_host(&host_of(authority)) {
-                return Err(reply(
-                    StatusCode::FORBIDDEN,
-                    &json!({"error": "requests from another origin are refused"}),
-                ));
+                return Err(AdminError::ForeignOrigin);
             }
         }
         if !matches!(*req.method(), Method::GET | Method::HEAD) && !is_non_simple(req) {
-            return Err(reply(
-                StatusCode::FORBIDDEN,
-                &json!({"error": "a change needs an Authorization or X-Uploaded-By header, or a non-form Content-Type"}),
-            ));
+            return Err(AdminError::SimpleChange);
         }
         Ok(())
     }
 
-    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-        if let Err(refused) = self.same_site(&req) {
-            return refused;
-        }
+    /// Refuses a change without the token (or with no token configured),
+    /// and a read without it when reads need it.
+    fn authorised<B>(&self, req: &Request<B>) -> Result<(), AdminError> {
         let change = !matches!(*req.method(), Method::GET | Method::HEAD);
         match &self.token {
-            None if change => {
-                return reply(
-                    StatusCode::FORBIDDEN,
-                    &json!({"error": "changes need an admin token: set [admin] token_file = \"admin.token\" (created at the router's first start) or token"}),
-                );
-            }
+            None if change => Err(AdminError::NoToken),
             Some(token) if change || self.reads_need_token => {
                 let given = req.headers().get(hyper::header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-                if given != Some(format!("Bearer {token}").as_str()) {
-                    return reply(StatusCode::UNAUTHORIZED, &json!({"error": "a bearer token is required"}));
+                match given == Some(format!("Bearer {token}").as_str()) {
+                    true => Ok(()),
+                    false => Err(AdminError::BadToken),
                 }
             }
-            _ => {}
+            _ => Ok(()),
         }
+    }
+
+    async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        self.answer(req).await.unwrap_or_else(|e| e.response())
+    }
+
+    async fn answer(&self, req: Request<hyper::body::Incoming>) -> Answer {
+        self.same_site(&req)?;
+        self.authorised(&req)?;
         let path: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
         match (req.method(), path.as_slice()) {
-            (&Method::GET, ["health"]) => reply(StatusCode::OK, &json!({"status": "ok"})),
+            (&Method::GET, ["health"]) => Ok(ok(&json!({"status": "ok"}))),
             (&Method::GET, ["ready"]) => {
                 if self.proxy.is_draining() {
-                    reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"ready": false, "reason": "draining for shutdown"}))
+                    Ok(reply(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &json!({"ready": false, "reason": "draining for shutdown"}),
+                    ))
                 } else {
                     // Routing on stale data is still routing: ready, and says so.
-                    reply(StatusCode::OK, &json!({"ready": true, "directory": self.directory_json()}))
+                    Ok(ok(&json!({"ready": true, "directory": self.directory_json()})))
                 }
             }
-            (&Method::GET, ["directory"]) => reply(StatusCode::OK, &self.directory_json()),
-            (&Method::GET, ["status"]) => {
-                let mut r = Response::new(Full::new(Bytes::from(self.status_page())));
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static("text/html; charset=utf-8"),
-                );
-                r
-            }
+            (&Method::GET, ["directory"]) => Ok(ok(&self.directory_json())),
+            (&Method::GET, ["status"]) => Ok(with_type(self.status_page(), "text/html; charset=utf-8")),
             (_, ["tenants", id, "policy", ..]) => {
                 let id = (*id).to_owned();
                 let rest: Vec<String> = path[3..].iter().map(|s| (*s).to_owned()).collect();
@@ -289,40 +293,33 @@ impl Admin {
             (&Method::GET, ["tenants"]) => {
                 let tenants = self.proxy.tenants();
                 let list: Vec<Value> = tenants.iter().map(|t| tenant_json(t, &self.policy.get(t), None)).collect();
-                reply(StatusCode::OK, &json!({ "tenants": list }))
+                Ok(ok(&json!({ "tenants": list })))
             }
-            (&Method::GET, ["tenants", id]) => match self.proxy.tenants().by_id(id) {
-                Some(t) => {
-                    let mut out = tenant_json(t, &self.policy.get(t), Some(&self.proxy.metrics));
-                    if let Some(d) = &self.directory {
-                        out["directory_error"] = json!(d.refused(id));
-                        out["policy_database_version"] = json!(self.policy.database_version(id).map(|v| v.version_id));
-                    }
-                    reply(StatusCode::OK, &out)
+            (&Method::GET, ["tenants", id]) => {
+                let tenants = self.proxy.tenants();
+                let t = tenants.by_id(id).ok_or_else(|| AdminError::NoTenant((*id).to_owned()))?;
+                let mut out = tenant_json(t, &self.policy.get(t), Some(&self.proxy.metrics));
+                if let Some(d) = &self.directory {
+                    out["directory_error"] = json!(d.refused(id));
+                    out["policy_database_version"] = json!(self.policy.database_version(id).map(|v| v.version_id));
                 }
-                None => reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")})),
-            },
+                Ok(ok(&out))
+            }
             (&Method::POST, ["tenants", id, "reload"]) => {
                 let tenants = self.proxy.tenants();
-                let Some(t) = tenants.by_id(id) else {
-                    return reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")}));
-                };
+                let t = tenants.by_id(id).ok_or_else(|| AdminError::NoTenant((*id).to_owned()))?;
                 // Compiling and `init` run off the runtime's workers (with one
                 // worker, they would hold every call up).
                 let (registry, tenant) = (self.policy.clone(), t.clone());
-                let reloaded = tokio::task::spawn_blocking(move || registry.reload_configured(&tenant)).await;
-                match reloaded.unwrap_or_else(|e| Err(format!("the reload failed: {e}"))) {
-                    Ok(p) => reply(StatusCode::OK, &tenant_json(t, &p, Some(&self.proxy.metrics))),
-                    Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
-                }
+                let p = tokio::task::spawn_blocking(move || registry.reload_configured(&tenant))
+                    .await?
+                    .map_err(|e| AdminError::Refused(e.to_string()))?;
+                Ok(ok(&tenant_json(t, &p, Some(&self.proxy.metrics))))
             }
             (&Method::POST, ["reload"]) => {
                 let reload = self.reload.clone();
-                let reloaded = tokio::task::spawn_blocking(move || reload()).await;
-                match reloaded.unwrap_or_else(|e| Err(format!("the reload failed: {e}"))) {
-                    Ok(refused) => reply(StatusCode::OK, &json!({"reloaded": true, "refused": refused})),
-                    Err(e) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e})),
-                }
+                let refused = tokio::task::spawn_blocking(move || reload()).await?.map_err(AdminError::Refused)?;
+                Ok(ok(&json!({"reloaded": true, "refused": refused})))
             }
             (&Method::GET, ["bans"]) => {
                 let bans: Vec<Value> = self
@@ -331,34 +328,33 @@ impl Admin {
                     .iter()
                     .map(|b| json!({"source": b.source.to_string(), "remaining_ms": b.remaining_ms, "dropped": b.dropped}))
                     .collect();
-                reply(StatusCode::OK, &json!({ "bans": bans }))
+                Ok(ok(&json!({ "bans": bans })))
             }
-            (&Method::DELETE, ["bans", ip]) => match ip.parse::<std::net::IpAddr>() {
-                Ok(ip) if self.proxy.lift_ban(ip) => reply(StatusCode::OK, &json!({"lifted": ip.to_string()})),
-                Ok(ip) => reply(StatusCode::NOT_FOUND, &json!({"error": format!("{ip} is not banned")})),
-                Err(_) => reply(StatusCode::BAD_REQUEST, &json!({"error": format!("`{ip}` is not an IP address")})),
-            },
-            (&Method::GET, ["metrics"]) => {
-                self.proxy.metrics.transactions_active.set(self.proxy.active_transactions() as i64);
-                if let Some(d) = &self.directory {
-                    self.proxy.metrics.directory_stale_seconds.set(d.stale_seconds() as i64);
+            (&Method::DELETE, ["bans", ip]) => {
+                let ip: std::net::IpAddr =
+                    ip.parse().map_err(|_| AdminError::BadRequest(format!("`{ip}` is not an IP address")))?;
+                match self.proxy.lift_ban(ip) {
+                    true => Ok(ok(&json!({"lifted": ip.to_string()}))),
+                    false => Err(AdminError::NotFound(format!("{ip} is not banned"))),
                 }
-                if let Some(l) = &self.ldap {
-                    let (refused, stale) = l.totals();
-                    self.proxy.metrics.ldap_refused_entries.set(refused as i64);
-                    self.proxy.metrics.ldap_stale_seconds.set(stale as i64);
-                }
-                let mut r = Response::new(Full::new(Bytes::from(self.proxy.metrics.encode())));
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    hyper::header::HeaderValue::from_static(
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    ),
-                );
-                r
             }
-            _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
+            (&Method::GET, ["metrics"]) => Ok(self.metrics()),
+            _ => Err(AdminError::NoEndpoint),
         }
+    }
+
+    /// `/metrics`: the gauges read on demand, then the exposition.
+    fn metrics(&self) -> Response<Full<Bytes>> {
+        self.proxy.metrics.transactions_active.set(self.proxy.active_transactions() as i64);
+        if let Some(d) = &self.directory {
+            self.proxy.metrics.directory_stale_seconds.set(d.stale_seconds() as i64);
+        }
+        if let Some(l) = &self.ldap {
+            let (refused, stale) = l.totals();
+            self.proxy.metrics.ldap_refused_entries.set(refused as i64);
+            self.proxy.metrics.ldap_stale_seconds.set(stale as i64);
+        }
+        with_type(self.proxy.metrics.encode(), "application/openmetrics-text; version=1.0.0; charset=utf-8")
     }
 }
 
@@ -376,91 +372,63 @@ impl Admin {
 
     /// `/tenants/{id}/policy/...`: history and candidates, and the policy
     /// versions in the database.
-    async fn policy_versions(
-        &self,
-        req: Request<hyper::body::Incoming>,
-        id: &str,
-        rest: &[String],
-    ) -> Response<Full<Bytes>> {
-        let Some(tenant) = self.proxy.tenants().by_id(id).cloned() else {
-            return reply(StatusCode::NOT_FOUND, &json!({"error": format!("no tenant `{id}`")}));
-        };
+    async fn policy_versions(&self, req: Request<hyper::body::Incoming>, id: &str, rest: &[String]) -> Answer {
+        let tenant = self.proxy.tenants().by_id(id).cloned().ok_or_else(|| AdminError::NoTenant(id.to_owned()))?;
         let parts: Vec<&str> = rest.iter().map(String::as_str).collect();
         let req = match self.lifecycle(req, &tenant, &parts).await {
             Ok(answer) => return answer,
             Err(req) => req,
         };
-        let Some(db) = &self.database else {
-            return reply(
-                StatusCode::CONFLICT,
-                &json!({"error": "policy versions live in the directory database; this router reads a directory file"}),
-            );
-        };
+        let db = self.database.as_ref().ok_or(AdminError::NoDatabase)?;
         let by = uploaded_by(&req);
         let activate_now = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "activate=true"));
         let query = req.uri().query().map(str::to_owned);
-        let client = match db.client("the admin API").await {
-            Ok(c) => c,
-            Err(e) => return reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
-        };
+        let client = db.client("the admin API").await?;
         let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
-        let fail = db_failure;
         match (req.method().clone(), rest.as_slice()) {
-            (Method::GET, ["versions"]) => match crate::db::policies::list(&client, id).await {
-                Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "versions": v})),
-                Err(e) => fail(e),
-            },
+            (Method::GET, ["versions"]) => {
+                let versions = crate::db::policies::list(&client, id).await?;
+                Ok(ok(&json!({"tenant": id, "versions": versions})))
+            }
             (Method::POST, ["versions"]) => {
-                let bytes = match body(req).await {
-                    Ok(b) => b,
-                    Err(r) => return r,
-                };
+                let bytes = body(req).await?;
                 // Checked before it is stored: a version every instance would refuse is no version.
-                let registry = self.policy.clone();
-                let (check, of) = (bytes.clone(), tenant.clone());
-                let compiled = compiling(move || registry.admissible(&of, &check)).await;
-                match compiled {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => return reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": e.to_string()})),
-                    Err(e) => return reply(StatusCode::INTERNAL_SERVER_ERROR, &json!({"error": e.to_string()})),
+                self.admissible(&tenant, &bytes).await?;
+                crate::db::policies::ensure_tenant(&client, &tenant.config.id).await?;
+                let version = crate::db::policies::upload(&client, id, &bytes, &by).await?;
+                if activate_now {
+                    crate::db::policies::activate(&client, id, Some(version), &by).await?;
                 }
-                if let Err(e) = crate::db::policies::ensure_tenant(&client, &tenant.config.id).await {
-                    return fail(e);
-                }
-                let version = match crate::db::policies::upload(&client, id, &bytes, &by).await {
-                    Ok(v) => v,
-                    Err(e) => return fail(e),
-                };
-                if activate_now && let Err(e) = crate::db::policies::activate(&client, id, Some(version), &by).await {
-                    return fail(e);
-                }
-                reply(
+                Ok(reply(
                     StatusCode::CREATED,
                     &json!({"tenant": id, "version_id": version, "sha256": crate::policy::hex_sha256(&bytes), "activated": activate_now}),
-                )
+                ))
             }
             (Method::POST, ["versions", n, "activate"]) => {
-                let Ok(n) = n.parse::<i64>() else {
-                    return reply(StatusCode::BAD_REQUEST, &json!({"error": format!("`{n}` is not a version id")}));
-                };
-                match crate::db::policies::activate(&client, id, Some(n), &by).await {
-                    Ok(()) => reply(StatusCode::OK, &json!({"tenant": id, "activated": n})),
-                    Err(e) => fail(e),
-                }
+                let n: i64 = n.parse().map_err(|_| AdminError::BadRequest(format!("`{n}` is not a version id")))?;
+                crate::db::policies::activate(&client, id, Some(n), &by).await?;
+                Ok(ok(&json!({"tenant": id, "activated": n})))
             }
-            (Method::POST, ["rollback"]) => match lifecycle::query(query.as_deref(), "to").map(str::parse::<i64>) {
-                None => match crate::db::policies::rollback(&client, id, &by).await {
-                    Ok(v) => reply(StatusCode::OK, &json!({"tenant": id, "activated": v})),
-                    Err(e) => fail(e),
-                },
-                Some(Ok(n)) => match crate::db::policies::activate(&client, id, Some(n), &by).await {
-                    Ok(()) => reply(StatusCode::OK, &json!({"tenant": id, "activated": n})),
-                    Err(e) => fail(e),
-                },
-                Some(Err(_)) => reply(StatusCode::BAD_REQUEST, &json!({"error": "to: not a version id"})),
-            },
-            _ => reply(StatusCode::NOT_FOUND, &json!({"error": "no such endpoint"})),
+            (Method::POST, ["rollback"]) => {
+                let activated = match lifecycle::query(query.as_deref(), "to").map(str::parse::<i64>) {
+                    None => crate::db::policies::rollback(&client, id, &by).await?,
+                    Some(Ok(n)) => {
+                        crate::db::policies::activate(&client, id, Some(n), &by).await?;
+                        Some(n)
+                    }
+                    Some(Err(_)) => return Err(AdminError::BadRequest("to: not a version id".into())),
+                };
+                Ok(ok(&json!({"tenant": id, "activated": activated})))
+            }
+            _ => Err(AdminError::NoEndpoint),
         }
+    }
+
+    /// Whether `bytes` would be accepted as a version of `tenant` (compiled on
+    /// a blocking thread): a 422 with why not.
+    async fn admissible(&self, tenant: &Arc<crate::control::Tenant>, bytes: &Bytes) -> Result<(), AdminError> {
+        let (registry, check, of) = (self.policy.clone(), bytes.clone(), tenant.clone());
+        compiling(move || registry.admissible(&of, &check)).await?.map_err(|e| AdminError::Refused(e.to_string()))
     }
 }
 
@@ -474,23 +442,11 @@ fn uploaded_by<B>(req: &Request<B>) -> String {
         .to_owned()
 }
 
-/// A database error as the API answers it: 422 for what the database
-/// refused, 503 for a database out of reach.
-fn db_failure(e: crate::db::DbError) -> Response<Full<Bytes>> {
-    match e {
-        crate::db::DbError::Invalid(m) => reply(StatusCode::UNPROCESSABLE_ENTITY, &json!({"error": m})),
-        e => reply(StatusCode::SERVICE_UNAVAILABLE, &json!({"error": e.to_string()})),
-    }
-}
-
 /// A request's body, at most a component's size.
-async fn body(req: Request<hyper::body::Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+async fn body(req: Request<hyper::body::Incoming>) -> Result<Bytes, AdminError> {
     use http_body_util::BodyExt as _;
     let limited = http_body_util::Limited::new(req.into_body(), crate::policy::engine::MAX_COMPONENT_BYTES);
-    match limited.collect().await {
-        Ok(b) => Ok(b.to_bytes()),
-        Err(e) => Err(reply(StatusCode::PAYLOAD_TOO_LARGE, &json!({"error": e.to_string()}))),
-    }
+    limited.collect().await.map(|b| b.to_bytes()).map_err(|e| AdminError::TooLarge(e.to_string()))
 }
 
 /// A tenant as the API shows it: id, domains, state, policy version, content

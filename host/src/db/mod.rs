@@ -57,6 +57,9 @@ pub enum DbError {
     /// A request that cannot be carried out (unknown tenant or version ...).
     #[error("{0}")]
     Invalid(String),
+    /// The candidate to promote was rolled back (why).
+    #[error("the candidate was rolled back ({0}); start it again to promote it")]
+    RolledBack(String),
     /// The TLS settings cannot be used.
     #[error("[directory] ca: {0}")]
     Tls(String),

@@ -295,10 +295,7 @@ pub async fn promote(client: &tokio_postgres::Client, tenant: &str, by: &str) ->
     match row {
         Some(r) => Ok(r.get(0)),
         None => match candidate(client, tenant).await? {
-            Some(c) => Err(DbError::Invalid(format!(
-                "the candidate was rolled back ({}); start it again to promote it",
-                c.rolled_back.unwrap_or_default()
-            ))),
+            Some(c) => Err(DbError::RolledBack(c.rolled_back.unwrap_or_default())),
             None => Err(DbError::Invalid(format!("tenant `{tenant}` has no candidate"))),
         },
     }
