@@ -471,7 +471,7 @@ async fn start_admin(
         policy: policy.clone(),
         token: match (&admin.token, &admin.token_file) {
             (Some(t), _) => Some(t.clone()),
-            (None, Some(file)) => Some(crate::admin::token_from_file(file).map_err(anyhow::Error::msg)?),
+            (None, Some(file)) => Some(crate::admin::token_from_file(file)?),
             (None, None) => None,
         },
         reads_need_token: !admin.address.ip().is_loopback(),

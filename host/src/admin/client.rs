@@ -65,15 +65,16 @@ pub struct Target {
 
 /// Runs `action` for `tenant` against the admin API `target` names; the API's
 /// JSON answer, pretty-printed.
-pub async fn run(target: &Target, tenant: &str, action: Action) -> Result<String, String> {
+pub async fn run(target: &Target, tenant: &str, action: Action) -> anyhow::Result<String> {
     let admin = match target.address {
         Some(address) => {
             crate::control::config::Admin { address, token: target.token.clone(), token_file: None, names: Vec::new() }
         }
         None => {
-            let config = crate::control::config::RouterConfig::load(&target.config).map_err(|e| e.to_string())?;
-            let mut admin =
-                config.admin.ok_or_else(|| format!("{}: no [admin] section to reach", config.path.display()))?;
+            let config = crate::control::config::RouterConfig::load(&target.config)?;
+            let mut admin = config
+                .admin
+                .ok_or_else(|| anyhow::anyhow!("{}: no [admin] section to reach", config.path.display()))?;
             if target.token.is_some() {
                 admin.token = target.token.clone();
             } else if admin.token.is_none()
@@ -83,7 +84,7 @@ pub async fn run(target: &Target, tenant: &str, action: Action) -> Result<String
                 admin.token = Some(crate::admin::read_token(file)?);
             }
             if admin.address.port() == 0 {
-                return Err(format!(
+                return Err(anyhow::anyhow!(
                     "{}: the admin address has port 0 (any free port): give the router's with --admin",
                     config.path.display()
                 ));
@@ -112,7 +113,7 @@ pub async fn run(target: &Target, tenant: &str, action: Action) -> Result<String
     if (200..300).contains(&status) {
         Ok(format!("{pretty}\n"))
     } else {
-        Err(format!("the router answered {status}: {pretty}"))
+        Err(anyhow::anyhow!("the router answered {status}: {pretty}"))
     }
 }
 
@@ -123,7 +124,7 @@ async fn request(
     method: &str,
     path: &str,
     body: &[u8],
-) -> Result<(u16, Vec<u8>), String> {
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let exchange = async {
         let mut s = tokio::net::TcpStream::connect(addr).await?;
         let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
@@ -139,11 +140,16 @@ async fn request(
     };
     let out = tokio::time::timeout(Duration::from_secs(60), exchange)
         .await
-        .map_err(|_| format!("the admin API at {addr} did not answer in 60 s"))?
-        .map_err(|e| format!("the admin API at {addr}: {e}"))?;
-    let split = out.windows(4).position(|w| w == b"\r\n\r\n").ok_or("a malformed HTTP response")?;
+        .map_err(|_| anyhow::anyhow!("the admin API at {addr} did not answer in 60 s"))?
+        .map_err(|e| anyhow::anyhow!("the admin API at {addr}: {e}"))?;
+    let split =
+        out.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| anyhow::anyhow!("a malformed HTTP response"))?;
     let head = String::from_utf8_lossy(&out[..split]);
-    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or("a malformed status line")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("a malformed status line"))?;
     let mut body = out[split + 4..].to_vec();
     // hyper answers small bodies with Content-Length, larger ones chunked.
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
@@ -172,7 +178,7 @@ fn candidate(
     from: Option<u64>,
     share: Option<f64>,
     base: &str,
-) -> Result<(&'static str, String, Vec<u8>), String> {
+) -> anyhow::Result<(&'static str, String, Vec<u8>)> {
     let mut q = format!("mode={mode}");
     if let Some(s) = share {
         q.push_str(&format!("&share={s}"));
@@ -181,7 +187,7 @@ fn candidate(
         q.push_str(&format!("&from={n}"));
     }
     let body = match file {
-        Some(f) => std::fs::read(&f).map_err(|e| format!("{}: {e}", f.display()))?,
+        Some(f) => std::fs::read(&f).map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
         None => Vec::new(),
     };
     Ok(("POST", format!("{base}/candidate?{q}"), body))

@@ -120,25 +120,25 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, mut shutdown: watch
 }
 
 /// The admin token in `file` (its first line, trimmed).
-pub fn read_token(file: &std::path::Path) -> Result<String, String> {
-    let text =
-        std::fs::read_to_string(file).map_err(|e| format!("{}: cannot read the admin token: {e}", file.display()))?;
+pub fn read_token(file: &std::path::Path) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read the admin token: {e}", file.display()))?;
     let token = text.lines().next().unwrap_or("").trim().to_owned();
     if token.is_empty() {
-        return Err(format!("{}: no admin token in it", file.display()));
+        return Err(anyhow::anyhow!("{}: no admin token in it", file.display()));
     }
     Ok(token)
 }
 
 /// The admin token in `file`, which is created first with a random token
 /// (64 hex digits, readable by its owner only) when it does not exist.
-pub fn token_from_file(file: &std::path::Path) -> Result<String, String> {
+pub fn token_from_file(file: &std::path::Path) -> anyhow::Result<String> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     if !file.exists() {
         let mut bytes = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-            .map_err(|_| "no random bytes for the admin token".to_owned())?;
+            .map_err(|_| anyhow::anyhow!("no random bytes for the admin token"))?;
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let created = std::fs::OpenOptions::new()
             .write(true)
@@ -152,7 +152,7 @@ pub fn token_from_file(file: &std::path::Path) -> Result<String, String> {
             }
             // Created by another start meanwhile: read that one.
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("{}: cannot create the admin token: {e}", file.display())),
+            Err(e) => return Err(anyhow::anyhow!("{}: cannot create the admin token: {e}", file.display())),
         }
     }
     read_token(file)

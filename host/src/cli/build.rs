@@ -14,6 +14,6 @@ pub struct Args {
 }
 
 /// Builds it with its language's toolchain; the report of `check`.
-pub fn run(args: Args) -> Result<String, String> {
-    crate::scaffold::build(&args.dir, args.output.as_deref(), None).map_err(|e| e.to_string())
+pub fn run(args: Args) -> anyhow::Result<String> {
+    crate::scaffold::build(&args.dir, args.output.as_deref(), None).map_err(anyhow::Error::from)
 }

@@ -19,7 +19,7 @@ pub struct Args {
 /// Describes the component; runs `init` and routes the request when given.
 pub fn run(args: Args) -> ExitCode {
     if args.policy_config.is_none() && args.request.is_none() {
-        return super::report(crate::tools::check(&args.policy).map_err(|e| e.to_string()));
+        return super::report(crate::tools::check(&args.policy).map_err(anyhow::Error::from));
     }
     let request = match args.request.map(|r| super::read_request(&r).map(|b| (r, b))).transpose() {
         Ok(r) => r,
@@ -28,6 +28,6 @@ pub fn run(args: Args) -> ExitCode {
     let config = args.policy_config.unwrap_or_default();
     super::report(
         crate::tools::check_running(&args.policy, &config, request.as_ref().map(|(n, b)| (n.as_str(), b.as_slice())))
-            .map_err(|e| e.to_string()),
+            .map_err(anyhow::Error::from),
     )
 }

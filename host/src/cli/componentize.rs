@@ -12,6 +12,6 @@ pub struct Args {
 }
 
 /// Componentizes, checks and writes it.
-pub fn run(args: Args) -> Result<String, String> {
-    crate::tools::componentize(&args.module, &args.output).map_err(|e| e.to_string())
+pub fn run(args: Args) -> anyhow::Result<String> {
+    crate::tools::componentize(&args.module, &args.output).map_err(anyhow::Error::from)
 }

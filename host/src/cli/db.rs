@@ -18,6 +18,6 @@ pub struct Args {
 }
 
 /// Runs the action; prints what it did.
-pub fn run(args: Args) -> Result<String, String> {
+pub fn run(args: Args) -> anyhow::Result<String> {
     super::on_current_thread(crate::db::cli::run(&args.config, args.url, args.action))
 }

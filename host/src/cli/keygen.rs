@@ -11,6 +11,6 @@ pub struct Args {
 }
 
 /// Writes the key; prints its public key.
-pub fn run(args: Args) -> Result<String, String> {
-    crate::tools::keygen(&args.out).map_err(|e| e.to_string())
+pub fn run(args: Args) -> anyhow::Result<String> {
+    crate::tools::keygen(&args.out).map_err(anyhow::Error::from)
 }

@@ -11,6 +11,6 @@ pub struct Args {
 }
 
 /// Binds, searches and prints how every entry maps.
-pub fn run(args: Args) -> Result<String, String> {
+pub fn run(args: Args) -> anyhow::Result<String> {
     super::on_current_thread(crate::ldap::check(&args.config))
 }

@@ -120,7 +120,7 @@ pub fn main() -> ExitCode {
 }
 
 /// What a command printed, or its error, as the exit status.
-fn report(result: Result<String, String>) -> ExitCode {
+fn report(result: anyhow::Result<String>) -> ExitCode {
     match result {
         Ok(out) => {
             print!("{out}");
@@ -138,12 +138,12 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 
 /// Runs `work` on a current-thread runtime (the commands that talk to a
 /// database, an LDAP server or a router's admin API).
-fn on_current_thread<F: std::future::Future<Output = Result<String, String>>>(work: F) -> Result<String, String> {
-    tokio::runtime::Builder::new_current_thread()
+fn on_current_thread<F: std::future::Future<Output = anyhow::Result<String>>>(work: F) -> anyhow::Result<String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
-        .and_then(|runtime| runtime.block_on(work))
+        .map_err(|e| anyhow::anyhow!("cannot start the runtime: {e}"))?;
+    runtime.block_on(work)
 }
 
 /// A request file's bytes (`-`: standard input).

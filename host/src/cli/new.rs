@@ -29,14 +29,16 @@ pub struct Args {
 }
 
 /// Creates the project; says what to run next.
-pub fn run(args: Args) -> Result<String, String> {
+pub fn run(args: Args) -> anyhow::Result<String> {
     let sdk = match (args.sdk_path, args.sdk_git) {
         (Some(p), _) => SdkSource::Path(p),
         (None, Some(url)) => SdkSource::Git { url, rev: args.sdk_rev },
-        (None, None) => default_sdk(args.lang).map(SdkSource::Path).ok_or(
-            "where is the SDK? give --sdk-path <the router repository's sdk, sdk-js or sdk-py folder> \
-             (Rust: or --sdk-git <url>)",
-        )?,
+        (None, None) => default_sdk(args.lang).map(SdkSource::Path).ok_or_else(|| {
+            anyhow::anyhow!(
+                "where is the SDK? give --sdk-path <the router repository's sdk, sdk-js or sdk-py folder> \
+             (Rust: or --sdk-git <url>)"
+            )
+        })?,
     };
-    new_policy(args.lang, &args.dir, &args.name, &sdk).map(|d| next_steps(args.lang, &d)).map_err(|e| e.to_string())
+    new_policy(args.lang, &args.dir, &args.name, &sdk).map(|d| next_steps(args.lang, &d)).map_err(anyhow::Error::from)
 }

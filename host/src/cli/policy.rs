@@ -25,7 +25,7 @@ pub struct Args {
 }
 
 /// Sends the action; prints the API's answer.
-pub fn run(args: Args) -> Result<String, String> {
+pub fn run(args: Args) -> anyhow::Result<String> {
     let target = Target { config: args.config, address: args.admin, token: args.token };
     super::on_current_thread(crate::admin::client::run(&target, &args.tenant, args.action))
 }

@@ -16,6 +16,6 @@ pub struct Args {
 }
 
 /// Signs it.
-pub fn run(args: Args) -> Result<String, String> {
-    crate::tools::sign(&args.key, &args.policy, args.output.as_deref()).map_err(|e| e.to_string())
+pub fn run(args: Args) -> anyhow::Result<String> {
+    crate::tools::sign(&args.key, &args.policy, args.output.as_deref()).map_err(anyhow::Error::from)
 }

@@ -31,7 +31,7 @@ pub struct Args {
 }
 
 /// The decision as JSON and the request as it would be forwarded.
-pub fn run(args: Args) -> Result<String, String> {
+pub fn run(args: Args) -> anyhow::Result<String> {
     let path = args.request.unwrap_or_else(|| "-".to_owned());
     let options = SimulateOptions {
         source: args.source,
@@ -42,5 +42,5 @@ pub fn run(args: Args) -> Result<String, String> {
     };
     super::read_request(&path)
         .and_then(|bytes| crate::tools::simulate(&args.config, &path, &bytes, &options))
-        .map_err(|e| e.to_string())
+        .map_err(anyhow::Error::from)
 }

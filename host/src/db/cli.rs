@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Database, DbError, policies};
+use super::{Database, policies};
 use crate::control::config::{DirectorySource, PostgresSettings, RouterConfig};
 use crate::control::directory::Directory;
 
@@ -70,11 +70,12 @@ pub enum Action {
 
 /// Runs `action` against the database of `config` (or `url`, which wins);
 /// returns what to print.
-pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Result<String, String> {
-    let config = RouterConfig::load(config_path).map_err(|e| e.to_string())?;
+pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> anyhow::Result<String> {
+    let config = RouterConfig::load(config_path)?;
     let settings = match (&config.directory_source, url) {
         (_, Some(url)) => {
-            url.parse::<tokio_postgres::Config>().map_err(|e| format!("--url: not a connection string: {e}"))?;
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|e| anyhow::anyhow!("--url: not a connection string: {e}"))?;
             PostgresSettings {
                 url,
                 pool_size: 2,
@@ -85,17 +86,16 @@ pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Res
         }
         (DirectorySource::Postgres(s), None) => s.clone(),
         (DirectorySource::File, None) => {
-            return Err(format!(
+            return Err(anyhow::anyhow!(
                 "{}: the directory is a file; give --url (or EXUM_DATABASE_URL) to name the database",
                 config_path.display()
             ));
         }
     };
-    let db = Database::new(&settings).map_err(|e| e.to_string())?;
-    let err = |e: DbError| e.to_string();
+    let db = Database::new(&settings)?;
     match action {
         Action::Migrate => {
-            let applied = db.migrate().await.map_err(err)?;
+            let applied = db.migrate().await?;
             Ok(if applied.is_empty() {
                 "the schema is up to date\n".to_owned()
             } else {
@@ -107,13 +107,13 @@ pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Res
             upload(&db, &config, config_path, &tenant, &policy, &by, activate).await
         }
         Action::Activate { tenant, version, by } => {
-            let client = db.client("activating").await.map_err(err)?;
-            policies::activate(&client, &tenant, Some(version), &by).await.map_err(err)?;
+            let client = db.client("activating").await?;
+            policies::activate(&client, &tenant, Some(version), &by).await?;
             Ok(format!("tenant {tenant}: version {version} active\n"))
         }
         Action::Rollback { tenant, by } => {
-            let client = db.client("rolling back").await.map_err(err)?;
-            let v = policies::rollback(&client, &tenant, &by).await.map_err(err)?;
+            let client = db.client("rolling back").await?;
+            let v = policies::rollback(&client, &tenant, &by).await?;
             Ok(match v {
                 Some(v) => format!("tenant {tenant}: version {v} active\n"),
                 None => format!("tenant {tenant}: no version active; the configured policy serves\n"),
@@ -121,10 +121,10 @@ pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Res
         }
         Action::Versions { tenant } => versions(&db, &tenant).await,
         Action::Show { tenant } => {
-            let mut client = db.client("reading").await.map_err(err)?;
-            match super::directory::show(&mut client, &tenant).await.map_err(err)? {
+            let mut client = db.client("reading").await?;
+            match super::directory::show(&mut client, &tenant).await? {
                 Some(v) => Ok(format!("{}\n", serde_json::to_string_pretty(&v).unwrap_or_default())),
-                None => Err(format!("no tenant `{tenant}` in the database")),
+                None => Err(anyhow::anyhow!("no tenant `{tenant}` in the database")),
             }
         }
     }
@@ -132,21 +132,20 @@ pub async fn run(config_path: &Path, url: Option<String>, action: Action) -> Res
 
 /// `db import`: the directory file (the configuration's, or `file`) validated
 /// whole against the configuration, then each tenant replaced in the database.
-async fn import(db: &Database, config: &RouterConfig, file: Option<PathBuf>) -> Result<String, String> {
-    let err = |e: DbError| e.to_string();
-    db.migrate().await.map_err(err)?;
+async fn import(db: &Database, config: &RouterConfig, file: Option<PathBuf>) -> anyhow::Result<String> {
+    db.migrate().await?;
     let mut file_config = config.clone();
     match (file, &config.directory_source) {
         (Some(f), _) => file_config.directory = f,
         (None, DirectorySource::File) => {}
         (None, DirectorySource::Postgres(_)) => {
-            return Err("the configuration reads the database: give the file to import with --file".into());
+            return Err(anyhow::anyhow!("the configuration reads the database: give the file to import with --file"));
         }
     }
     file_config.directory_source = DirectorySource::File;
     // Validated whole against the configuration first: nothing invalid is written.
-    let (_, tenants) = crate::control::Tenants::load_with(file_config.clone()).map_err(|e| e.to_string())?;
-    let sections = Directory::raw_sections(&file_config).map_err(|e| e.to_string())?;
+    let (_, tenants) = crate::control::Tenants::load_with(file_config.clone())?;
+    let sections = Directory::raw_sections(&file_config)?;
     let mut ids: Vec<String> = sections.iter().map(|(id, _)| id.clone()).collect();
     // The configuration's tenants get a row too (no settings), for their policy versions.
     let mut sections = sections;
@@ -156,8 +155,8 @@ async fn import(db: &Database, config: &RouterConfig, file: Option<PathBuf>) -> 
             sections.push((t.config.id.clone(), Default::default()));
         }
     }
-    let mut client = db.client("importing").await.map_err(err)?;
-    let users = super::directory::import(&mut client, sections).await.map_err(err)?;
+    let mut client = db.client("importing").await?;
+    let users = super::directory::import(&mut client, sections).await?;
     Ok(format!(
         "imported {} from {}: {} tenants ({}), {users} users\n",
         file_config.directory.display(),
@@ -176,22 +175,21 @@ async fn upload(
     policy: &Path,
     by: &str,
     activate: bool,
-) -> Result<String, String> {
-    let err = |e: DbError| e.to_string();
-    let bytes = std::fs::read(policy).map_err(|e| format!("{}: {e}", policy.display()))?;
-    crate::tools::check(policy).map_err(|e| e.to_string())?;
-    let client = db.client("uploading").await.map_err(err)?;
-    let known = super::directory::tenant_ids(&**client).await.map_err(err)?.iter().any(|t| t == tenant);
+) -> anyhow::Result<String> {
+    let bytes = std::fs::read(policy).map_err(|e| anyhow::anyhow!("{}: {e}", policy.display()))?;
+    crate::tools::check(policy)?;
+    let client = db.client("uploading").await?;
+    let known = super::directory::tenant_ids(&**client).await?.iter().any(|t| t == tenant);
     if !known {
         if config.tenants.iter().any(|t| t.id == tenant) {
-            policies::ensure_tenant(&client, tenant).await.map_err(err)?;
+            policies::ensure_tenant(&client, tenant).await?;
         } else {
-            return Err(format!("no tenant `{tenant}` in the database or in {}", config_path.display()));
+            return Err(anyhow::anyhow!("no tenant `{tenant}` in the database or in {}", config_path.display()));
         }
     }
-    let version = policies::upload(&client, tenant, &bytes, by).await.map_err(err)?;
+    let version = policies::upload(&client, tenant, &bytes, by).await?;
     if activate {
-        policies::activate(&client, tenant, Some(version), by).await.map_err(err)?;
+        policies::activate(&client, tenant, Some(version), by).await?;
     }
     Ok(format!(
         "tenant {tenant}: version {version} ({}){}\n",
@@ -201,10 +199,9 @@ async fn upload(
 }
 
 /// `db versions`: a tenant's policy versions, the active one starred.
-async fn versions(db: &Database, tenant: &str) -> Result<String, String> {
-    let err = |e: DbError| e.to_string();
-    let client = db.client("listing").await.map_err(err)?;
-    let versions = policies::list(&client, tenant).await.map_err(err)?;
+async fn versions(db: &Database, tenant: &str) -> anyhow::Result<String> {
+    let client = db.client("listing").await?;
+    let versions = policies::list(&client, tenant).await?;
     let mut out = String::new();
     for v in versions {
         out.push_str(&format!(

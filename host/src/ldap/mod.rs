@@ -399,15 +399,15 @@ pub async fn follow(
 
 /// `exum-router ldap-check`: binds, searches, and describes how each entry of
 /// each LDAP tenant maps, with the problems validation would refuse it for.
-pub async fn check(config: &std::path::Path) -> Result<String, String> {
-    let (_, tenants) = crate::control::Tenants::load(config).map_err(|e| e.to_string())?;
+pub async fn check(config: &std::path::Path) -> anyhow::Result<String> {
+    let (_, tenants) = crate::control::Tenants::load(config)?;
     let mut out = String::new();
     let sync = LdapSync::default();
     let mut any = false;
     for t in tenants.iter() {
         let Some(s) = &t.config.ldap else { continue };
         any = true;
-        let (entries, _) = read(s, None).await.map_err(|e| format!("tenant {}: {e}", t.config.id))?;
+        let (entries, _) = read(s, None).await.map_err(|e| anyhow::anyhow!("tenant {}: {e}", t.config.id))?;
         out.push_str(&format!("tenant {} ({}, base {}): {} entries\n", t.config.id, s.uri, s.base_dn, entries.len()));
         let described: Vec<(String, String)> =
             entries.iter().map(|(dn, m)| (dn.clone(), mapping::describe(m))).collect();
@@ -419,7 +419,7 @@ pub async fn check(config: &std::path::Path) -> Result<String, String> {
         }
     }
     if !any {
-        return Err(format!("{}: no tenant has [tenant.ldap]", config.display()));
+        return Err(anyhow::anyhow!("{}: no tenant has [tenant.ldap]", config.display()));
     }
     Ok(out)
 }

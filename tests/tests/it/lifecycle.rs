@@ -292,9 +292,12 @@ async fn versions_are_kept_and_rolled_back_and_the_pin_survives_a_restart_until_
         Target { config: config.clone(), address: Some(admin), token: Some(exum_router_tests::ADMIN_TOKEN.into()) };
     let out = run(&target, "contoso", Action::History).await.expect("history");
     assert!(out.contains("\"state\": \"serving\"") && out.contains("\"number\": 2"), "{out}");
-    let e = run(&Target { address: None, ..target.clone() }, "contoso", Action::History).await.expect_err("port 0");
+    let e = run(&Target { address: None, ..target.clone() }, "contoso", Action::History)
+        .await
+        .expect_err("port 0")
+        .to_string();
     assert!(e.contains("give the router's with --admin"), "{e}");
-    let e = run(&target, "contoso", Action::Promote).await.expect_err("no candidate");
+    let e = run(&target, "contoso", Action::Promote).await.expect_err("no candidate").to_string();
     assert!(e.contains("404") && e.contains("no candidate"), "{e}");
     // A new file ends the pin: it serves as version 3.
     std::fs::copy(components::PREFIX_ROUTING, &tmp).expect("copy");
