@@ -10,8 +10,11 @@
 //!   edits), URIs, header grammar, status codes, transports. Depends on nothing
 //!   else in the router.
 //! - [`control`]: the control plane's data: router configuration, directory,
-//!   target health, access lists, joined into the tenants.
+//!   target health, access lists, joined into the tenants, and the live
+//!   tenant set that reloads and the directory sources swap.
 //! - [`metrics`]: the router's counters (Prometheus), the only set of them.
+//! - [`pki`]: certificates, keys and CA roots from PEM files, and TLS client
+//!   set-up, for the SIP plane and the directory's clients alike.
 //! - [`policy`]: the policy plane: the wasmtime engine, the registry of tenants'
 //!   policy versions, limits, host functions, decision validation, fallbacks;
 //!   version history, shadow and canary candidates, decision records and
@@ -19,7 +22,8 @@
 //! - [`sip`]: the proxy side of the SIP plane: transports, resolution,
 //!   transactions, the proxy core and its error type, probes.
 //! - [`db`]: the directory and policy versions in PostgreSQL, and the follower
-//!   that applies their changes to a running router.
+//!   that applies their changes to the live tenant set. The SIP plane and the
+//!   two directory sources share a layer and use none of each other.
 //! - [`ldap`]: a tenant's users and contacts from its LDAP (Active Directory)
 //!   server, laid over its other data and kept in sync.
 //! - [`server`]: `serve`, wiring the planes together; [`admin`], the admin
@@ -40,6 +44,7 @@ pub mod ldap;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod pki;
 pub mod policy;
 pub mod scaffold;
 pub mod server;

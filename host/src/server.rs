@@ -81,19 +81,21 @@ impl Server {
             .with_context(|| format!("{}: binding the listeners", config.display()))?;
         let resolver = Arc::new(crate::sip::resolve::Resolver::new(&router_config.dns));
         let secret = crate::sip::secret::Secret::new(router_config.secret.as_deref());
+        let live = Arc::new(crate::control::LiveTenants::new(tenants.clone()));
         let proxy = ProxyCore::start(
             transports,
             resolver,
             policy.clone(),
-            tenants.clone(),
+            live.clone(),
             router_config.sip,
             Identity { name: router_config.name.clone(), secret },
             metrics.clone(),
         );
-        let follower =
-            database.map(|initial| Follower::spawn(initial, proxy.clone(), policy.clone(), ldap.clone(), rx.clone()));
+        let follower = database.map(|initial| {
+            Follower::spawn(initial, live.clone(), policy.clone(), ldap.clone().map(|s| s as _), rx.clone())
+        });
         if let Some(sync) = &ldap {
-            tokio::spawn(crate::ldap::follow(sync.clone(), proxy.clone(), rx.clone()));
+            tokio::spawn(crate::ldap::follow(sync.clone(), live.clone(), rx.clone()));
         }
         tokio::spawn(probe::run(proxy.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
@@ -257,7 +259,7 @@ fn apply_reload(
     // Counted before the swap is announced: whoever awaits the swap sees it counted.
     let outcome = if refused.is_empty() { "ok" } else { "partial" };
     proxy.metrics.config_reloads.get_or_create(&OutcomeLabel { outcome }).inc();
-    proxy.update_tenants(|_| Some(tenants));
+    proxy.live_tenants().set(tenants);
     tracing::info!(config = %config.display(), refused = refused.len(), "configuration and directory reloaded");
     Ok(refused)
 }

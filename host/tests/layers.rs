@@ -14,19 +14,22 @@ use std::path::{Path, PathBuf};
 
 /// Each top-level module of `host/src` and its layer: a module may use
 /// modules of a lower layer only, except the wiring (layer 4), whose modules
-/// may use each other one way.
+/// may use each other one way. The SIP plane and the two directory sources
+/// (PostgreSQL, LDAP) share layer 3 and use none of each other: what they
+/// share (the live tenant set, TLS client set-up) is below them.
 const LAYERS: &[(&str, u8)] = &[
     ("model", 0),
     ("control", 1),
     ("metrics", 1),
+    ("pki", 1),
     ("policy", 2),
     ("sip", 3),
+    ("db", 3),
+    ("ldap", 3),
     ("tools", 4),
     ("scaffold", 4),
     ("watch", 4),
     ("logging", 4),
-    ("db", 4),
-    ("ldap", 4),
     ("admin", 4),
     ("server", 5),
     ("cli", 6),

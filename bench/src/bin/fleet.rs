@@ -87,10 +87,10 @@ async fn propagation(changes: usize) -> String {
     }
     std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
     std::fs::write(dir.path().join("router.toml"), router_toml(&pg)).expect("write");
-    exum_router::db::cli::run(
+    exum_router::cli::db::execute(
         &dir.path().join("router.toml"),
         None,
-        exum_router::db::cli::Action::Import { file: Some(dir.path().join("directory.toml")) },
+        exum_router::cli::db::Action::Import { file: Some(dir.path().join("directory.toml")) },
     )
     .await
     .expect("import");

@@ -18,7 +18,7 @@ mod build;
 mod check;
 mod compile_worker;
 mod componentize;
-mod db;
+pub mod db;
 mod keygen;
 mod ldap_check;
 mod new;

@@ -7,7 +7,10 @@ pub mod config;
 pub mod directory;
 pub mod health;
 pub mod ldap;
+pub mod live;
 pub mod policy_settings;
+
+pub use live::{LiveTenants, Overlay};
 
 use std::collections::HashMap;
 use std::fmt;

@@ -23,11 +23,10 @@ use super::directory::{self as rows, TenantRows, Unreadable};
 use super::{DIRECTORY_CHANNEL, Database, DbError, POLICY_CHANNEL, policies};
 use crate::control::config::RouterConfig;
 use crate::control::directory::{Directory, TenantData};
-use crate::control::{Tenant, Tenants};
+use crate::control::{LiveTenants, Overlay, Tenant, Tenants};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::policy::candidate::{CanaryRule, Mode};
 use crate::policy::{DatabaseCandidate, DatabaseVersion, PolicyRegistry};
-use crate::sip::proxy::Proxy;
 
 /// Above this many tenants changed at once, the whole directory is read in
 /// one snapshot instead of tenant by tenant.
@@ -176,7 +175,7 @@ struct State {
     /// lost while it was): the catch-up validates every tenant.
     resync_pending: bool,
     /// Tenants reading LDAP: their entries are laid over what the database says.
-    ldap: Option<Arc<crate::ldap::LdapSync>>,
+    ldap: Option<Arc<dyn Overlay>>,
 }
 
 impl State {
@@ -271,9 +270,9 @@ impl Follower {
     /// `shutdown` changes.
     pub fn spawn(
         initial: Initial,
-        proxy: Arc<Proxy>,
+        live: Arc<LiveTenants>,
         policy: Arc<PolicyRegistry>,
-        ldap: Option<Arc<crate::ldap::LdapSync>>,
+        ldap: Option<Arc<dyn Overlay>>,
         shutdown: watch::Receiver<bool>,
     ) -> Follower {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -283,7 +282,7 @@ impl Follower {
         let (sink, rollbacks) = mpsc::unbounded_channel();
         policy.set_rollback_sink(Some(sink));
         tokio::spawn(write_rollbacks(state.db.clone(), rollbacks));
-        tokio::spawn(run(state, proxy, policy, rx, shutdown));
+        tokio::spawn(run(state, live, policy, rx, shutdown));
         Follower { commands: tx, status }
     }
 
@@ -296,7 +295,7 @@ impl Follower {
 
 async fn run(
     mut st: State,
-    proxy: Arc<Proxy>,
+    live: Arc<LiveTenants>,
     policy: Arc<PolicyRegistry>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     mut shutdown: watch::Receiver<bool>,
@@ -304,11 +303,11 @@ async fn run(
     // The candidates in the database at start.
     let at_start = async {
         let client = st.db.client("reading the candidates").await?;
-        changed_candidates(&client, &proxy, &policy).await
+        changed_candidates(&client, &live, &policy).await
     };
     match at_start.await {
         Ok(ids) => {
-            if let Err(e) = apply_policies(&st, &proxy, &policy, ids).await {
+            if let Err(e) = apply_policies(&st, &live, &policy, ids).await {
                 tracing::warn!(error = %e, "applying the database's candidates failed; again once reconnected");
             }
         }
@@ -323,7 +322,7 @@ async fn run(
                     Some(Command::Resync(config)) => {
                         st.config = *config;
                         st.resync_pending = true;
-                        if let Err(e) = resync(&mut st, &proxy, &policy).await {
+                        if let Err(e) = resync(&mut st, &live, &policy).await {
                             tracing::warn!(error = %e, "resynchronising after a reload failed; again once reconnected");
                             break;
                         }
@@ -351,7 +350,7 @@ async fn run(
                     None => lost = true,
                 }
             }
-            let added = match apply_tenants(&mut st, &proxy, &policy, directory, false).await {
+            let added = match apply_tenants(&mut st, &live, &policy, directory, false).await {
                 Ok(added) => added,
                 Err(e) => {
                     tracing::warn!(error = %e, "reading changed tenants failed");
@@ -359,7 +358,7 @@ async fn run(
                 }
             };
             policies.extend(added);
-            if let Err(e) = apply_policies(&st, &proxy, &policy, policies).await {
+            if let Err(e) = apply_policies(&st, &live, &policy, policies).await {
                 tracing::warn!(error = %e, "reading activated policies failed");
                 break;
             }
@@ -376,7 +375,7 @@ async fn run(
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(wait) => {}
             }
-            match catch_up(&mut st, &proxy, &policy).await {
+            match catch_up(&mut st, &live, &policy).await {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::debug!(error = %e, "reconnecting to the directory database failed");
@@ -390,10 +389,10 @@ async fn run(
 }
 
 /// Validates every tenant against the current configuration again.
-async fn resync(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistry>) -> Result<(), DbError> {
+async fn resync(st: &mut State, live: &LiveTenants, policy: &Arc<PolicyRegistry>) -> Result<(), DbError> {
     let all: BTreeSet<String> =
-        st.versions.keys().cloned().chain(proxy.tenants().iter().map(|t| t.config.id.clone())).collect();
-    apply_tenants(st, proxy, policy, all, true).await?;
+        st.versions.keys().cloned().chain(live.load().iter().map(|t| t.config.id.clone())).collect();
+    apply_tenants(st, live, policy, all, true).await?;
     st.resync_pending = false;
     Ok(())
 }
@@ -401,10 +400,10 @@ async fn resync(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistry>
 /// After a reconnection: listen again, then apply every tenant whose version
 /// differs from the one applied, and every active policy version that differs
 /// (every tenant, when a new configuration is still to be applied).
-async fn catch_up(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistry>) -> Result<(), DbError> {
+async fn catch_up(st: &mut State, live: &LiveTenants, policy: &Arc<PolicyRegistry>) -> Result<(), DbError> {
     st.listen().await?;
     if st.resync_pending {
-        resync(st, proxy, policy).await?;
+        resync(st, live, policy).await?;
     }
     let client = st.db.client("reading tenant versions").await?;
     let rows = client
@@ -417,12 +416,12 @@ async fn catch_up(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistr
         .map(|r| r.get(0))
         .collect();
     let active = policies::all_active(&client).await?;
-    let candidates = changed_candidates(&client, proxy, policy).await?;
+    let candidates = changed_candidates(&client, live, policy).await?;
     drop(client);
     let count = changed.len();
-    let added = apply_tenants(st, proxy, policy, changed, false).await?;
+    let added = apply_tenants(st, live, policy, changed, false).await?;
     let mut refresh: BTreeSet<String> = added.into_iter().chain(candidates).collect();
-    let tenants = proxy.tenants();
+    let tenants = live.load();
     let active_ids: HashMap<&str, i64> = active.iter().map(|(t, v)| (t.as_str(), *v)).collect();
     for t in tenants.iter() {
         let id = t.config.id.as_str();
@@ -430,7 +429,7 @@ async fn catch_up(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistr
             refresh.insert(id.to_owned());
         }
     }
-    apply_policies(st, proxy, policy, refresh).await?;
+    apply_policies(st, live, policy, refresh).await?;
     tracing::info!(tenants_changed = count, "caught up with the directory database");
     Ok(())
 }
@@ -441,7 +440,7 @@ async fn catch_up(st: &mut State, proxy: &Arc<Proxy>, policy: &Arc<PolicyRegistr
 /// Returns the tenants added (their policies are to be read).
 async fn apply_tenants(
     st: &mut State,
-    proxy: &Arc<Proxy>,
+    live: &LiveTenants,
     policy: &Arc<PolicyRegistry>,
     ids: BTreeSet<String>,
     all: bool,
@@ -450,7 +449,7 @@ async fn apply_tenants(
         return Ok(Vec::new());
     }
     let read = read_rows(st, &ids, all).await?;
-    let current = proxy.tenants();
+    let current = live.load();
     // The domains taken: the configuration's tenants' (as configured now), and
     // those of the tenants the database defines (as they are now; each is
     // taken out while its own rows are validated).
@@ -540,7 +539,7 @@ async fn apply_tenants(
         added = a;
     }
     // Laid over the set current now (a reload may have swapped it meanwhile).
-    proxy.update_tenants(|latest| {
+    live.update(|latest| {
         Some(if Arc::ptr_eq(latest, &current) { next } else { Arc::new(overlay(latest.with_shared(changes))) })
     });
     for id in &applied {
@@ -583,7 +582,7 @@ type ChangedRows = (String, Result<Option<TenantData>, Unreadable>, i64);
 /// current one keeps serving).
 async fn apply_policies(
     st: &State,
-    proxy: &Arc<Proxy>,
+    live: &LiveTenants,
     policy: &Arc<PolicyRegistry>,
     ids: BTreeSet<String>,
 ) -> Result<(), DbError> {
@@ -592,7 +591,7 @@ async fn apply_policies(
     }
     let client = st.db.client("reading active policies").await?;
     for id in ids {
-        let Some(tenant) = proxy.tenants().by_id(&id).cloned() else { continue };
+        let Some(tenant) = live.load().by_id(&id).cloned() else { continue };
         let active = policies::active(&client, &id).await?;
         let version = active.map(|v| DatabaseVersion { version_id: v.version_id, bytes: v.bytes.into() });
         let candidate =
@@ -626,13 +625,13 @@ fn database_candidate(c: policies::StoredCandidate, defaults: CanaryRule) -> Dat
 /// The tenants whose candidate in the database differs from the one applied.
 async fn changed_candidates(
     client: &tokio_postgres::Client,
-    proxy: &Arc<Proxy>,
+    live: &LiveTenants,
     policy: &Arc<PolicyRegistry>,
 ) -> Result<BTreeSet<String>, DbError> {
     let stored: HashMap<String, (i64, bool)> =
         policies::all_candidates(client).await?.into_iter().map(|(t, v, r)| (t, (v, r))).collect();
-    Ok(proxy
-        .tenants()
+    Ok(live
+        .load()
         .iter()
         .map(|t| t.config.id.clone())
         .filter(|id| policy.database_candidate(id) != stored.get(id).copied())

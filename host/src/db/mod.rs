@@ -8,7 +8,6 @@
 //! - [`follow`]: LISTEN/NOTIFY, per-tenant updates, resynchronisation after an
 //!   outage, staleness.
 
-pub mod cli;
 pub mod directory;
 pub mod follow;
 pub mod policies;
@@ -62,7 +61,7 @@ pub enum DbError {
     RolledBack(String),
     /// The TLS settings cannot be used.
     #[error("[directory] ca: {0}")]
-    Tls(String),
+    Tls(#[from] crate::pki::PkiError),
     /// The attempt took longer than the connect timeout.
     #[error("{0}: timed out")]
     Timeout(String),
@@ -99,7 +98,7 @@ impl std::fmt::Debug for Database {
 
 fn tls_connector(settings: &PostgresSettings) -> Result<Option<tokio_postgres_rustls::MakeRustlsConnect>, DbError> {
     let Some(ca) = &settings.tls_ca else { return Ok(None) };
-    let config = crate::sip::tls::client_trusting(ca).map_err(DbError::Tls)?;
+    let config = crate::pki::client_trusting(ca)?;
     Ok(Some(tokio_postgres_rustls::MakeRustlsConnect::new(config)))
 }
 

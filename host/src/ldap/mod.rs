@@ -40,7 +40,7 @@ pub enum LdapError {
     },
     /// The TLS settings cannot be used.
     #[error("{0}")]
-    Tls(String),
+    Tls(#[from] crate::pki::PkiError),
     /// Took longer than the timeout.
     #[error("{uri}: {what}: timed out")]
     Timeout {
@@ -59,7 +59,7 @@ pub async fn connect(s: &LdapSettings) -> Result<Ldap, LdapError> {
     };
     let mut settings = LdapConnSettings::new().set_conn_timeout(s.timeout).set_starttls(s.starttls);
     if let Some(ca) = &s.ca {
-        let config = crate::sip::tls::client_trusting(ca).map_err(LdapError::Tls)?;
+        let config = crate::pki::client_trusting(ca)?;
         settings = settings.set_config(Arc::new(config));
     }
     let connected = async {
@@ -122,6 +122,12 @@ struct TenantState {
 #[derive(Debug, Default)]
 pub struct LdapSync {
     tenants: Mutex<HashMap<String, TenantState>>,
+}
+
+impl crate::control::Overlay for LdapSync {
+    fn overlay(&self, tenants: Tenants) -> Tenants {
+        LdapSync::overlay(self, tenants)
+    }
 }
 
 impl LdapSync {
@@ -344,18 +350,18 @@ pub async fn initial(sync: &LdapSync, tenants: &Tenants) {
     }
 }
 
-/// Follows each LDAP tenant of the proxy's tenants: every poll interval the
+/// Follows each LDAP tenant of the live tenants: every poll interval the
 /// entries changed since the last seen change, every full-sync interval all
 /// of them; changes are laid over the tenant's base and swapped in alone.
 pub async fn follow(
     sync: Arc<LdapSync>,
-    proxy: Arc<crate::sip::proxy::Proxy>,
+    live: Arc<crate::control::LiveTenants>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut last_full: HashMap<String, Instant> = HashMap::new();
     let mut next_poll: HashMap<String, Instant> = HashMap::new();
     loop {
-        let tenants = proxy.tenants();
+        let tenants = live.load();
         let now = Instant::now();
         let mut wake = now + std::time::Duration::from_secs(1);
         for t in tenants.iter() {
@@ -377,9 +383,7 @@ pub async fn follow(
                     }
                     if let Some(new) = sync.apply(id, entries, full, high) {
                         let new = Arc::new(new);
-                        proxy.update_tenants(|current| {
-                            Some(Arc::new(current.with_shared([(id.clone(), Some(new.clone()))])))
-                        });
+                        live.update(|current| Some(Arc::new(current.with_shared([(id.clone(), Some(new.clone()))]))));
                     }
                 }
                 Err(e) => {

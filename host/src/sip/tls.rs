@@ -3,20 +3,18 @@
 //! verify servers it connects to and, when required, clients that connect to it.
 //! The certificate and key are re-read on reload, without dropping connections.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use arc_swap::ArcSwapOption;
 use rustls::client::ResolvesClientCert;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{ClientConfig, ServerConfig};
 use tokio_rustls::{TlsAcceptor, TlsConnector};
 
 use crate::control::config::TlsSettings;
+use crate::pki::{PkiError, provider, read_certified_key, read_roots};
 
 /// The router's certificate, swapped on reload.
 #[derive(Debug, Default)]
@@ -52,53 +50,17 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn read_key(settings: &TlsSettings) -> Result<Option<CertifiedKey>, String> {
-    let (Some(cert), Some(key)) = (&settings.certificate, &settings.key) else { return Ok(None) };
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", cert.display()))?;
-    if chain.is_empty() {
-        return Err(format!("{}: no certificate", cert.display()));
+/// The router's certificate and key, when `settings` name both.
+fn read_key(settings: &TlsSettings) -> Result<Option<CertifiedKey>, PkiError> {
+    match (&settings.certificate, &settings.key) {
+        (Some(certificate), Some(key)) => read_certified_key(certificate, key).map(Some),
+        _ => Ok(None),
     }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| format!("{}: {e}", key.display()))?;
-    let signing = provider().key_provider.load_private_key(der).map_err(|e| format!("{}: {e}", key.display()))?;
-    let certified = CertifiedKey::new(chain, signing);
-    certified.keys_match().map_err(|e| format!("{} and {}: {e}", cert.display(), key.display()))?;
-    Ok(Some(certified))
-}
-
-/// A TLS client configuration (no client certificate) that trusts the CAs of
-/// the PEM file `ca` alone: for the directory's database and LDAP servers.
-pub(crate) fn client_trusting(ca: &Path) -> Result<ClientConfig, String> {
-    let roots = read_roots(ca)?;
-    Ok(ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
-pub(crate) fn read_roots(path: &Path) -> Result<RootCertStore, String> {
-    let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    for c in certs {
-        roots.add(c).map_err(|e| format!("{}: {e}", path.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("{}: no CA certificate", path.display()));
-    }
-    Ok(roots)
 }
 
 impl Tls {
     /// Reads the certificate, key and CA roots named by `settings`.
-    pub fn load(settings: &TlsSettings) -> Result<Tls, String> {
+    pub fn load(settings: &TlsSettings) -> Result<Tls, PkiError> {
         let certificate = Arc::new(Certificate::default());
         certificate.0.store(read_key(settings)?.map(Arc::new));
         let roots = settings.ca.as_deref().map(read_roots).transpose()?.map(Arc::new);
@@ -108,13 +70,12 @@ impl Tls {
                 Some(r) => {
                     let b = WebPkiClientVerifier::builder_with_provider(r.clone(), provider());
                     let b = if settings.require_client_certificate { b } else { b.allow_unauthenticated() };
-                    b.build().map_err(|e| format!("client certificate verifier: {e}"))?
+                    b.build()?
                 }
                 None => WebPkiClientVerifier::no_client_auth(),
             };
             let config = ServerConfig::builder_with_provider(provider())
-                .with_protocol_versions(versions)
-                .map_err(|e| e.to_string())?
+                .with_protocol_versions(versions)?
                 .with_client_cert_verifier(verifier)
                 .with_cert_resolver(certificate.clone());
             Some(TlsAcceptor::from(Arc::new(config)))
@@ -124,8 +85,7 @@ impl Tls {
         let connector = match roots {
             Some(r) => {
                 let config = ClientConfig::builder_with_provider(provider())
-                    .with_protocol_versions(versions)
-                    .map_err(|e| e.to_string())?
+                    .with_protocol_versions(versions)?
                     .with_root_certificates(r)
                     .with_client_cert_resolver(certificate.clone());
                 Some(TlsConnector::from(Arc::new(config)))
@@ -137,7 +97,7 @@ impl Tls {
 
     /// Reads the certificate and key again (a renewed certificate); connections
     /// in progress keep theirs, new handshakes use the new one.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), PkiError> {
         let key = read_key(&self.settings)?;
         if key.is_some() {
             self.certificate.0.store(key.map(Arc::new));

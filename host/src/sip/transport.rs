@@ -719,7 +719,7 @@ impl Transports {
     }
 
     /// Reads the TLS certificate and key again (renewed files).
-    pub fn reload_tls(&self) -> Result<(), String> {
+    pub fn reload_tls(&self) -> Result<(), crate::pki::PkiError> {
         self.tls.as_ref().map_or(Ok(()), |t| t.reload())
     }
 }

@@ -10,7 +10,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Child;
 use std::time::Duration;
 
-use exum_router::db::cli::{Action, run as db};
+use exum_router::cli::db::{Action, execute as db};
 use exum_router::model::Transport;
 use exum_router::model::wire::Name;
 use exum_router::server::Server;

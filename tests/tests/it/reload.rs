@@ -268,7 +268,7 @@ async fn one_deploy_is_one_reload_and_the_router_s_own_reads_trigger_none() {
 
     // One change of the directory file: one reload; the same content written
     // again (a touch): none.
-    let mut swapped = lab.server.proxy.subscribe_tenants();
+    let mut swapped = lab.server.proxy.live_tenants().subscribe();
     swapped.borrow_and_update();
     std::fs::write(lab.dir.path().join("directory.toml"), directory("hosted_voicemail = true", &lab.um_a, &lab.um_b))
         .expect("write");
@@ -314,7 +314,7 @@ async fn a_directory_caught_half_written_is_not_applied() {
     exum_router_tests::until("the empty directory refused", || metrics.config_reloads_of("partial") == 1).await;
     assert_eq!(lab.call("bob", "half1").await, "A");
     // Then written whole (bob moved to hosted voice mail): applied.
-    let mut swapped = lab.server.proxy.subscribe_tenants();
+    let mut swapped = lab.server.proxy.live_tenants().subscribe();
     swapped.borrow_and_update();
     std::fs::write(&file, directory("hosted_voicemail = true", &lab.um_a, &lab.um_b)).expect("write");
     tokio::time::timeout(Duration::from_secs(10), swapped.changed()).await.expect("reloads").expect("open");
@@ -400,7 +400,7 @@ async fn a_tenant_defined_in_the_directory_comes_with_a_directory_change() {
     assert!(lab.server.proxy.tenants().by_domain("northwind.com").is_none());
     // A new tenant, settings and data in the directory file alone: no change to
     // router.toml, no restart.
-    let mut swapped = lab.server.proxy.subscribe_tenants();
+    let mut swapped = lab.server.proxy.live_tenants().subscribe();
     swapped.borrow_and_update();
     std::fs::write(
         lab.dir.path().join("directory.toml"),

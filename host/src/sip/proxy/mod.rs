@@ -24,7 +24,6 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
-use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
 
 use super::error::{Answer, RequestError};
@@ -34,8 +33,8 @@ use super::resolve::Resolver;
 use super::secret::Secret;
 use super::transaction::{Event, EventSender, Table, Timers, server_key};
 use super::transport::{Sink, Transports};
-use crate::control::Tenants;
 use crate::control::config::SipSettings;
+use crate::control::{LiveTenants, Tenants};
 use crate::metrics::{Dropped, Metrics};
 use crate::model::uri::UriRef;
 use crate::model::wire::{Message, WireError};
@@ -58,13 +57,7 @@ pub struct Proxy {
     resolver: Arc<Resolver>,
     policy: Arc<PolicyRegistry>,
     /// Swapped whole by a reload; a transaction keeps the tenant it started with.
-    tenants: ArcSwap<Tenants>,
-    /// Counts the swaps of `tenants`, so callers can await a reload.
-    tenants_swapped: tokio::sync::watch::Sender<u64>,
-    /// Held while a swap is computed from the current set, so that two
-    /// sources of changes (a reload, a database, an LDAP server) never lose
-    /// each other's swap.
-    tenants_update: std::sync::Mutex<()>,
+    tenants: Arc<LiveTenants>,
     settings: SipSettings,
     table: Table,
     /// Non-INVITE requests over UDP the router answered itself, for their
@@ -103,7 +96,7 @@ impl Proxy {
         transports: Arc<Transports>,
         resolver: Arc<Resolver>,
         policy: Arc<PolicyRegistry>,
-        tenants: Arc<Tenants>,
+        tenants: Arc<LiveTenants>,
         settings: SipSettings,
         identity: Identity,
         metrics: Arc<Metrics>,
@@ -113,9 +106,7 @@ impl Proxy {
             transports: transports.clone(),
             resolver,
             policy,
-            tenants: ArcSwap::new(tenants),
-            tenants_swapped: tokio::sync::watch::channel(0).0,
-            tenants_update: std::sync::Mutex::new(()),
+            tenants: tenants.clone(),
             settings,
             table: Table::default(),
             answered: crate::sip::transaction::answered::Answered::new(ANSWERED_CAPACITY),
@@ -130,7 +121,12 @@ impl Proxy {
             metrics,
         });
         let _ = proxy.me.set(Arc::downgrade(&proxy));
-        proxy.protect_peers(&proxy.tenants());
+        let me = Arc::downgrade(&proxy);
+        tenants.on_swap(move |next| {
+            if let Some(proxy) = me.upgrade() {
+                proxy.protect_peers(next);
+            }
+        });
         let weak: Weak<dyn Sink> = Arc::downgrade(&(proxy.clone() as Arc<dyn Sink>));
         transports.start(weak);
         proxy
@@ -164,15 +160,13 @@ impl Proxy {
 
     /// The tenants the proxy routes for.
     pub fn tenants(&self) -> Arc<Tenants> {
-        self.tenants.load_full()
+        self.tenants.load()
     }
 
-    /// Swaps in a new set of tenants (a reloaded configuration or directory);
-    /// transactions in progress keep the tenant they started with.
-    pub fn set_tenants(&self, tenants: Arc<Tenants>) {
-        self.protect_peers(&tenants);
-        self.tenants.store(tenants);
-        self.tenants_swapped.send_modify(|n| *n += 1);
+    /// The live tenant set (swapped by reloads, the database follower and
+    /// the LDAP poller).
+    pub fn live_tenants(&self) -> &Arc<LiveTenants> {
+        &self.tenants
     }
 
     /// The networks never banned: every tenant's `peers` and every listener's
@@ -186,20 +180,6 @@ impl Proxy {
         // peers) cost nothing then.
         self.transports.reserve_for(networks.clone());
         self.limiter.protect(networks);
-    }
-
-    /// Swaps in the set `change` computes from the current one (none: no
-    /// swap), with no other swap in between.
-    pub fn update_tenants(&self, change: impl FnOnce(&Arc<Tenants>) -> Option<Arc<Tenants>>) {
-        let _one_at_a_time = self.tenants_update.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(next) = change(&self.tenants.load_full()) {
-            self.set_tenants(next);
-        }
-    }
-
-    /// A receiver that sees every swap of the tenants (a reload applied).
-    pub fn subscribe_tenants(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.tenants_swapped.subscribe()
     }
 
     fn timers(&self) -> Timers {
@@ -472,9 +452,11 @@ impl Proxy {
     /// Whether an in-dialog request is one the router may forward (see
     /// [`dialog`]); refusals are counted.
     fn check_dialog(&self, msg: &Message, source: &Source) -> Result<dialog::Passed, RequestError> {
-        dialog::check(msg, source, &self.tenants.load(), &self.secret, |u| self.is_us(u)).inspect_err(|e| {
-            self.metrics.count_access_refused(if *e == RequestError::NotAPeer { "tenant" } else { "dialog" });
-        })
+        self.tenants.with(|tenants| dialog::check(msg, source, tenants, &self.secret, |u| self.is_us(u))).inspect_err(
+            |e| {
+                self.metrics.count_access_refused(if *e == RequestError::NotAPeer { "tenant" } else { "dialog" });
+            },
+        )
     }
 
     /// Overload control for a request that would start a transaction (its bytes
