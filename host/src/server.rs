@@ -466,8 +466,7 @@ async fn start_admin(
         .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
     let address = listener.local_addr()?;
     let (path, p, r, f, l) = (config.to_path_buf(), proxy.clone(), policy.clone(), follower.cloned(), ldap.cloned());
-    let reload: crate::admin::Reload =
-        Arc::new(move || reload_tenants(&path, &p, &r, f.as_ref(), l.as_ref()).map_err(|e| format!("{e:#}")));
+    let reload: crate::admin::Reload = Arc::new(move || reload_tenants(&path, &p, &r, f.as_ref(), l.as_ref()));
     let state = Arc::new(crate::admin::Admin {
         proxy: proxy.clone(),
         policy: policy.clone(),

@@ -46,7 +46,7 @@ use crate::sip::proxy::Proxy;
 
 /// Reloads configuration and directory: the tenants whose directory was
 /// refused (they keep their previous one), or why the whole was refused.
-pub type Reload = Arc<dyn Fn() -> Result<Vec<String>, String> + Send + Sync>;
+pub type Reload = Arc<dyn Fn() -> anyhow::Result<Vec<String>> + Send + Sync>;
 
 /// What the admin API reads and acts on.
 pub struct Admin {
@@ -318,7 +318,9 @@ impl Admin {
             }
             (&Method::POST, ["reload"]) => {
                 let reload = self.reload.clone();
-                let refused = tokio::task::spawn_blocking(move || reload()).await?.map_err(AdminError::Refused)?;
+                let refused = tokio::task::spawn_blocking(move || reload())
+                    .await?
+                    .map_err(|e| AdminError::Refused(format!("{e:#}")))?;
                 Ok(ok(&json!({"reloaded": true, "refused": refused})))
             }
             (&Method::GET, ["bans"]) => {

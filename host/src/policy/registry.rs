@@ -1267,14 +1267,14 @@ impl PolicyRegistry {
     /// Reloads a tenant's policy from where its configuration says (the watched
     /// directory's file, else its configured file): a file that does not load
     /// leaves the current version serving; the error is returned.
-    pub fn reload_configured(&self, tenant: &Arc<Tenant>) -> Result<Arc<TenantPolicy>, String> {
+    pub fn reload_configured(&self, tenant: &Arc<Tenant>) -> Result<Arc<TenantPolicy>, InstallError> {
         let dir_file = self.policy_dir_file(&tenant.config.id).filter(|p| p.is_file());
         let path = match (dir_file, &tenant.config.policy) {
             (Some(path), _) => path,
             (None, PolicySource::File(path)) => path.clone(),
             (None, PolicySource::Standard) => return Ok(self.install(tenant, None, None)),
         };
-        self.reload_file(tenant, &path).map_err(|e| e.to_string())
+        self.reload_file(tenant, &path)
     }
 
     /// A tenant's policy file was removed: back to its configured policy.

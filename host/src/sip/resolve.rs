@@ -31,6 +31,29 @@ pub struct Destination {
     pub name: String,
 }
 
+/// Why a target has no destination.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The target is not a SIP URI.
+    #[error("{0}")]
+    Uri(String),
+    /// A host name, and no DNS configured to look it up.
+    #[error("{0}: no DNS configured")]
+    NoDns(String),
+    /// The lookup failed (no such name, a server failure, a timeout).
+    #[error("{host}: {source}")]
+    Lookup {
+        /// The host looked up.
+        host: String,
+        /// The resolver's error.
+        #[source]
+        source: Box<hickory_resolver::ResolveError>,
+    },
+    /// The name exists and has no address.
+    #[error("{0}: no address")]
+    NoAddress(String),
+}
+
 /// The resolver of the proxy.
 pub struct Resolver {
     dns: Option<TokioResolver>,
@@ -86,8 +109,8 @@ impl Resolver {
 
     /// The destinations of `uri`, in the order to try them; `forced` is a
     /// transport the decision asked for.
-    pub async fn resolve(&self, uri: &str, forced: Option<Transport>) -> Result<Vec<Destination>, String> {
-        let u = UriRef::parse(uri).map_err(|e| e.to_string())?;
+    pub async fn resolve(&self, uri: &str, forced: Option<Transport>) -> Result<Vec<Destination>, ResolveError> {
+        let u = UriRef::parse(uri).map_err(|e| ResolveError::Uri(e.to_string()))?;
         let sips = u.scheme == Scheme::Sips;
         let param = u.param("transport").flatten().map(str::to_ascii_lowercase);
         let named = match param.as_deref() {
@@ -161,15 +184,17 @@ impl Resolver {
     }
 
     /// A and AAAA of `host` (a static host first).
-    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+    async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, ResolveError> {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
         if let Some(ips) = self.hosts.get(&host) {
             return Ok(ips.clone());
         }
-        let dns = self.dns.as_ref().ok_or_else(|| format!("{host}: no DNS configured"))?;
-        let ips: Vec<IpAddr> =
-            dns.lookup_ip(format!("{host}.")).await.map_err(|e| format!("{host}: {e}"))?.iter().collect();
-        if ips.is_empty() { Err(format!("{host}: no address")) } else { Ok(ips) }
+        let Some(dns) = self.dns.as_ref() else { return Err(ResolveError::NoDns(host)) };
+        let ips: Vec<IpAddr> = match dns.lookup_ip(format!("{host}.")).await {
+            Ok(lookup) => lookup.iter().collect(),
+            Err(source) => return Err(ResolveError::Lookup { host, source: Box::new(source) }),
+        };
+        if ips.is_empty() { Err(ResolveError::NoAddress(host)) } else { Ok(ips) }
     }
 
     /// NAPTR records of `host` for SIP over UDP, TCP and TLS, in order and

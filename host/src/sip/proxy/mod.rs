@@ -40,6 +40,7 @@ use crate::model::uri::UriRef;
 use crate::model::wire::{Message, WireError};
 use crate::model::{Source, Transport};
 use crate::policy::PolicyRegistry;
+use crate::sip::resolve::ResolveError;
 
 /// How the router names and marks itself.
 #[derive(Debug)]
@@ -213,9 +214,9 @@ impl Proxy {
     }
 
     /// The first destination of a target URI (for probes).
-    pub(crate) async fn resolve_target(&self, uri: &str) -> Result<super::resolve::Destination, String> {
+    pub(crate) async fn resolve_target(&self, uri: &str) -> Result<super::resolve::Destination, ResolveError> {
         let d = self.resolver.resolve(uri, None).await?;
-        d.into_iter().next().ok_or_else(|| format!("{uri}: no address"))
+        d.into_iter().next().ok_or_else(|| ResolveError::NoAddress(uri.to_owned()))
     }
 
     /// Whether `uri` names this router (one of its listening addresses).
