@@ -12,7 +12,8 @@
 //! - [`control`]: the control plane's data: router configuration, directory,
 //!   target health, access lists, joined into the tenants, and the live
 //!   tenant set that reloads and the directory sources swap.
-//! - [`metrics`]: the router's counters (Prometheus), the only set of them.
+//! - [`metrics`]: the router's counters (Prometheus), the only set of them;
+//!   [`spans`]: the spans of work outside a request.
 //! - [`pki`]: certificates, keys and CA roots from PEM files, and TLS client
 //!   set-up, for the SIP plane and the directory's clients alike.
 //! - [`policy`]: the policy plane: the wasmtime engine, the registry of tenants'
@@ -49,5 +50,6 @@ pub mod policy;
 pub mod scaffold;
 pub mod server;
 pub mod sip;
+pub mod spans;
 pub mod tools;
 pub mod watch;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
 use crate::control::Tenants;
 use crate::control::config::{DirectorySource, RouterConfig, SipSettings};
@@ -95,7 +96,8 @@ impl Server {
             Follower::spawn(initial, live.clone(), policy.clone(), ldap.clone().map(|s| s as _), rx.clone())
         });
         if let Some(sync) = &ldap {
-            tokio::spawn(crate::ldap::follow(sync.clone(), live.clone(), rx.clone()));
+            let poller = crate::ldap::follow(sync.clone(), live.clone(), rx.clone());
+            tokio::spawn(poller.instrument(tracing::info_span!("ldap_poller")));
         }
         tokio::spawn(probe::run(proxy.clone(), health.clone(), router_config.probes, rx));
         for t in tenants.iter() {
@@ -245,7 +247,7 @@ fn apply_reload(
     for t in tenants.iter() {
         let changed = old.by_id(&t.config.id).is_none_or(|o| o.config != t.config);
         if changed {
-            policy.install_configured(t);
+            crate::spans::tenant(&t.config.id).in_scope(|| policy.install_configured(t));
         }
     }
     for t in old.iter() {
@@ -289,11 +291,12 @@ fn start_watch(
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let watch = file_watch::watch(watched, RELOAD_DEBOUNCE, tx).context("watching the policy directory and files")?;
     let (config, proxy, policy) = (config.to_path_buf(), proxy.clone(), policy.clone());
-    tokio::spawn(async move {
+    let relay = async move {
         while let Some(change) = rx.recv().await {
             match change {
                 Change::File { path, what } => {
-                    tracing::info!(file = %path.display(), what, "file changed; reloading");
+                    let _reload = tracing::info_span!("reload", trigger = %path.display()).entered();
+                    tracing::info!(what, "file changed; reloading");
                     if let Err(e) = reload_tenants(&config, &proxy, &policy, follower.as_ref(), ldap.as_ref()) {
                         tracing::warn!(error = format!("{e:#}"), "reload refused, the previous configuration stays");
                     }
@@ -301,7 +304,8 @@ fn start_watch(
                 change => apply_policy_change(&proxy, &policy, change).await,
             }
         }
-    });
+    };
+    tokio::spawn(relay.instrument(tracing::info_span!("watcher")));
     Ok(watch)
 }
 
@@ -314,16 +318,19 @@ async fn apply_policy_change(proxy: &Arc<ProxyCore>, policy: &Arc<PolicyRegistry
         return;
     };
     let policy = policy.clone();
-    let _ = tokio::task::spawn_blocking(move || match change {
-        Change::PolicyUpdated { path, .. } => {
-            let _ = policy.reload_file(&tenant, &path);
-        }
-        Change::PolicyRemoved { .. } => {
-            policy.file_removed(&tenant);
-        }
-        Change::File { .. } => {}
-    })
-    .await;
+    let span = crate::spans::tenant(&tenant.config.id);
+    let applied = span.in_scope(|| {
+        crate::spans::spawn_blocking(move || match change {
+            Change::PolicyUpdated { path, .. } => {
+                let _ = policy.reload_file(&tenant, &path);
+            }
+            Change::PolicyRemoved { .. } => {
+                policy.file_removed(&tenant);
+            }
+            Change::File { .. } => {}
+        })
+    });
+    let _ = applied.await;
 }
 
 /// Runs the router until SIGINT or SIGTERM; SIGHUP reloads the configuration
@@ -341,7 +348,8 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             // Compiling and `init` run off the runtime's workers (with one
             // worker, they would hold every call up).
             let server = reloader.clone();
-            match tokio::task::spawn_blocking(move || server.reload()).await {
+            let reload = tracing::info_span!("reload", trigger = why);
+            match reload.in_scope(|| crate::spans::spawn_blocking(move || server.reload())).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::warn!(why, error = format!("{e:#}"), "reload refused, the previous configuration stays")
@@ -466,7 +474,10 @@ async fn start_admin(
         .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
     let address = listener.local_addr()?;
     let (path, p, r, f, l) = (config.to_path_buf(), proxy.clone(), policy.clone(), follower.cloned(), ldap.cloned());
-    let reload: crate::admin::Reload = Arc::new(move || reload_tenants(&path, &p, &r, f.as_ref(), l.as_ref()));
+    let reload: crate::admin::Reload = Arc::new(move || {
+        let _reload = tracing::info_span!("reload", trigger = "admin API").entered();
+        reload_tenants(&path, &p, &r, f.as_ref(), l.as_ref())
+    });
     let state = Arc::new(crate::admin::Admin {
         proxy: proxy.clone(),
         policy: policy.clone(),

@@ -198,6 +198,58 @@ fn serve_logs_one_json_object_per_line_with_log_format_json() {
     assert!(child.wait().expect("ends").success(), "{rest:?}");
 }
 
+/// The next JSON log line whose message is `message` (lines before it skipped).
+fn next_json_event(
+    lines: &mut std::io::Lines<std::io::BufReader<std::process::ChildStderr>>,
+    message: &str,
+) -> serde_json::Value {
+    let mut seen = Vec::new();
+    for line in lines.by_ref().map_while(Result::ok) {
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if json["fields"]["message"] == message {
+            return json;
+        }
+        seen.push(line);
+    }
+    panic!("no `{message}` in the log: {seen:?}");
+}
+
+/// The names and fields of an event's spans, outermost first.
+fn spans(event: &serde_json::Value) -> Vec<serde_json::Value> {
+    event["spans"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn background_work_logs_in_spans_that_say_what_and_which_tenant() {
+    let (dir, config) = one_tenant();
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, format!("policy_dir = \"policies\"\n{text}")).expect("write");
+    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    let (mut child, mut lines) = serve(&config, &["--log-format", "json"]);
+    next_json_event(&mut lines, "listening");
+    // A reload by SIGHUP: its events are in a `reload` span naming the trigger.
+    let status = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let reloaded = next_json_event(&mut lines, "configuration and directory reloaded");
+    let reload = spans(&reloaded);
+    assert!(reload.iter().any(|s| s["name"] == "reload" && s["trigger"] == "SIGHUP"), "{reloaded}");
+    // A policy file that does not load, seen by the watcher: refused in the
+    // watcher's span and the tenant's, which names the tenant (the event
+    // itself does not).
+    let file = dir.path().join("policies/t.wasm");
+    std::fs::write(dir.path().join("policies/t.tmp"), b"not a component").expect("write");
+    std::fs::rename(dir.path().join("policies/t.tmp"), &file).expect("rename");
+    let refused = next_json_event(&mut lines, "reload refused, the previous version keeps serving");
+    let names: Vec<String> = spans(&refused).iter().filter_map(|s| s["name"].as_str().map(str::to_owned)).collect();
+    assert_eq!(names, ["watcher", "tenant"], "{refused}");
+    assert_eq!(spans(&refused)[1]["tenant"], "t", "{refused}");
+    assert!(refused["fields"].get("tenant").is_none(), "the span names the tenant, not the event: {refused}");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(child.wait().expect("ends").success(), "{rest:?}");
+}
+
 #[test]
 fn serve_refuses_an_invalid_configuration_with_file_key_and_reason() {
     let dir = tempfile::tempdir().expect("tempdir");

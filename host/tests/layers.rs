@@ -22,6 +22,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("control", 1),
     ("metrics", 1),
     ("pki", 1),
+    ("spans", 1),
     ("policy", 2),
     ("sip", 3),
     ("db", 3),

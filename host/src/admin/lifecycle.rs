@@ -187,7 +187,7 @@ impl Admin {
     async fn rollback(&self, tenant: &Arc<Tenant>, q: Option<&str>) -> Answer {
         let to = number::<u64>(q, "to")?;
         let (registry, of) = (self.policy.clone(), tenant.clone());
-        let p = tokio::task::spawn_blocking(move || registry.rollback_to(&of, to)).await??;
+        let p = crate::spans::spawn_blocking(move || registry.rollback_to(&of, to)).await??;
         Ok(ok(&json!({"tenant": tenant.config.id, "serving": p.own.as_ref().map(|v| v.version), "pinned": true})))
     }
 

@@ -191,7 +191,7 @@ fn is_non_simple<B>(req: &Request<B>) -> bool {
 async fn compiling<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, tokio::task::JoinError> {
     let waiter = crate::policy::compile::Waiter::new();
     let flag = waiter.flag();
-    let result = tokio::task::spawn_blocking(move || crate::policy::compile::on_behalf_of(flag, f)).await;
+    let result = crate::spans::spawn_blocking(move || crate::policy::compile::on_behalf_of(flag, f)).await;
     drop(waiter);
     result
 }
@@ -262,8 +262,20 @@ impl Admin {
         }
     }
 
+    /// Answers one request in an `admin` span (and a `tenant` span inside it
+    /// when the path names a tenant).
     async fn handle(&self, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
-        self.answer(req).await.unwrap_or_else(|e| e.response())
+        use tracing::Instrument as _;
+        let span = tracing::info_span!("admin", method = %req.method(), path = %req.uri().path());
+        let tenant = match req.uri().path().trim_matches('/').split('/').collect::<Vec<_>>().as_slice() {
+            ["tenants", id, ..] => Some(span.in_scope(|| crate::spans::tenant(id))),
+            _ => None,
+        };
+        let answer = match tenant {
+            Some(tenant) => self.answer(req).instrument(tenant).instrument(span).await,
+            None => self.answer(req).instrument(span).await,
+        };
+        answer.unwrap_or_else(|e| e.response())
     }
 
     async fn answer(&self, req: Request<hyper::body::Incoming>) -> Answer {
@@ -311,14 +323,14 @@ impl Admin {
                 // Compiling and `init` run off the runtime's workers (with one
                 // worker, they would hold every call up).
                 let (registry, tenant) = (self.policy.clone(), t.clone());
-                let p = tokio::task::spawn_blocking(move || registry.reload_configured(&tenant))
+                let p = crate::spans::spawn_blocking(move || registry.reload_configured(&tenant))
                     .await?
                     .map_err(|e| AdminError::Refused(e.to_string()))?;
                 Ok(ok(&tenant_json(t, &p, Some(&self.proxy.metrics))))
             }
             (&Method::POST, ["reload"]) => {
                 let reload = self.reload.clone();
-                let refused = tokio::task::spawn_blocking(move || reload())
+                let refused = crate::spans::spawn_blocking(move || reload())
                     .await?
                     .map_err(|e| AdminError::Refused(format!("{e:#}")))?;
                 Ok(ok(&json!({"reloaded": true, "refused": refused})))

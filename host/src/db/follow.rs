@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::Notification;
+use tracing::Instrument as _;
 
 use super::directory::{self as rows, TenantRows, Unreadable};
 use super::{DIRECTORY_CHANNEL, Database, DbError, POLICY_CHANNEL, policies};
@@ -281,8 +282,10 @@ impl Follower {
         state.ldap = ldap;
         let (sink, rollbacks) = mpsc::unbounded_channel();
         policy.set_rollback_sink(Some(sink));
-        tokio::spawn(write_rollbacks(state.db.clone(), rollbacks));
-        tokio::spawn(run(state, live, policy, rx, shutdown));
+        tokio::spawn(
+            write_rollbacks(state.db.clone(), rollbacks).instrument(tracing::info_span!("directory_follower")),
+        );
+        tokio::spawn(run(state, live, policy, rx, shutdown).instrument(tracing::info_span!("directory_follower")));
         Follower { commands: tx, status }
     }
 
@@ -493,7 +496,8 @@ async fn apply_tenants(
             }
             Err(why) => {
                 domains.extend(old_domains);
-                tracing::warn!(tenant = %id, reason = %why, "tenant's rows refused; it keeps its previous data");
+                crate::spans::tenant(&id)
+                    .in_scope(|| tracing::warn!(reason = %why, "tenant's rows refused; it keeps its previous data"));
                 st.status.refuse(&st.metrics, &id, why);
             }
         }
@@ -519,9 +523,10 @@ async fn apply_tenants(
     let next = Arc::new(overlay(current.with_shared(changes.clone())));
     let mut added = Vec::new();
     let (policy2, current2, next2) = (policy.clone(), current.clone(), next.clone());
-    let installs = tokio::task::spawn_blocking(move || {
+    let installs = crate::spans::spawn_blocking(move || {
         let mut added = Vec::new();
         for id in ids {
+            let _tenant = crate::spans::tenant(&id).entered();
             match (current2.by_id(&id), next2.by_id(&id)) {
                 (old, Some(new)) if old.is_none_or(|o| o.config != new.config) => {
                     if old.is_none() {
@@ -597,7 +602,8 @@ async fn apply_policies(
         let candidate =
             policies::candidate(&client, &id).await?.map(|c| database_candidate(c, policy.lifecycle().rule));
         let policy = policy.clone();
-        let _ = tokio::task::spawn_blocking(move || {
+        let _ = crate::spans::spawn_blocking(move || {
+            let _tenant = crate::spans::tenant(&tenant.config.id).entered();
             let _ = policy.apply_database_version(&tenant, version);
             policy.apply_database_candidate(&tenant, candidate);
         })

@@ -23,6 +23,7 @@ use crate::control::directory::{Directory, EntryKind};
 use crate::control::ldap::LdapSettings;
 use crate::control::{Tenant, Tenants};
 use mapping::Mapped;
+use tracing::Instrument as _;
 
 /// Why the directory server could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -142,7 +143,9 @@ impl LdapSync {
         let changes: Vec<(String, Option<Tenant>)> = tenants
             .iter()
             .filter(|t| t.config.ldap.is_some())
-            .map(|t| (t.config.id.clone(), Some(self.rebuild(t.clone()))))
+            .map(|t| {
+                (t.config.id.clone(), Some(crate::spans::tenant(&t.config.id).in_scope(|| self.rebuild(t.clone()))))
+            })
             .collect();
         if changes.is_empty() { tenants } else { tenants.with_changes(changes) }
     }
@@ -195,14 +198,14 @@ impl LdapSync {
                         e => e.to_string(),
                     };
                     let dn = dn.unwrap_or_else(|| format!("{kind:?} {i} of the directory"));
-                    tracing::warn!(tenant = %base.config.id, %dn, %reason, "directory entry refused");
+                    tracing::warn!(%dn, %reason, "directory entry refused");
                     state.refused.insert(dn, reason);
                 }
                 Tenant { config: base.config.clone(), directory }
             }
             Err(e) => {
                 // Not an entry's fault (the tenant's own dial plans): serve the base.
-                tracing::warn!(tenant = %base.config.id, error = %e, "LDAP entries not applied");
+                tracing::warn!(error = %e, "LDAP entries not applied");
                 Tenant { config: base.config.clone(), directory: base.directory.clone() }
             }
         }
@@ -376,19 +379,22 @@ pub async fn follow(
             wake = wake.min(now + s.poll_interval);
             let full = last_full.get(id).is_none_or(|t| t.elapsed() >= s.full_sync_interval) || !sync.connected(id);
             let since = if full { None } else { sync.high_water(id) };
-            match read(s, since.as_deref()).await {
+            let span = crate::spans::tenant(id);
+            match read(s, since.as_deref()).instrument(span.clone()).await {
                 Ok((entries, high)) => {
                     if full {
                         last_full.insert(id.clone(), Instant::now());
                     }
-                    if let Some(new) = sync.apply(id, entries, full, high) {
+                    if let Some(new) = span.in_scope(|| sync.apply(id, entries, full, high)) {
                         let new = Arc::new(new);
                         live.update(|current| Some(Arc::new(current.with_shared([(id.clone(), Some(new.clone()))]))));
                     }
                 }
                 Err(e) => {
                     if sync.connected(id) {
-                        tracing::warn!(tenant = %id, error = %e, "LDAP directory unreachable; serving the last entries");
+                        span.in_scope(
+                            || tracing::warn!(error = %e, "LDAP directory unreachable; serving the last entries"),
+                        );
                     }
                     sync.lost(id);
                 }

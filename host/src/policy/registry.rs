@@ -220,7 +220,7 @@ impl TenantPolicy {
             }
             self.metrics.canary_rollbacks.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
             self.history.set_state(&self.tenant_id, c.version.version, HistoryState::RolledBack, Some(reason.clone()));
-            tracing::warn!(tenant = %self.tenant_id, candidate = c.version.version, %reason, "canary rolled back; the serving version takes every call");
+            tracing::warn!(candidate = c.version.version, %reason, "canary rolled back; the serving version takes every call");
         }
     }
 
@@ -282,7 +282,7 @@ impl TenantPolicy {
                     lane.faults.inc();
                     match (role, &self.candidate) {
                         (Role::Canary, Some(c)) => {
-                            tracing::warn!(tenant = %self.tenant_id, candidate = own.version, fault = %fault.kind(), detail = %fault, "canary fault");
+                            tracing::warn!(candidate = own.version, fault = %fault.kind(), detail = %fault, "canary fault");
                             lane.decisions.inc();
                             self.judge(c);
                             return self.verdict(start, role, self.fallback(&call, fault.kind().as_str().to_owned()));
@@ -315,10 +315,10 @@ impl TenantPolicy {
         let kind = fault.kind();
         let n = self.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
         Metrics::tenant_kind(&self.metrics.faults, &self.tenant_id, kind.as_str());
-        tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, fault = %kind, consecutive = n, detail = %fault, "policy fault");
+        tracing::warn!(policy = %own.name, version = own.version, fault = %kind, consecutive = n, detail = %fault, "policy fault");
         if n >= self.quarantine_after && !self.quarantined.swap(true, Ordering::Relaxed) {
             self.metrics.quarantines.get_or_create(&TenantLabel { tenant: self.tenant_id.clone() }).inc();
-            tracing::warn!(tenant = %self.tenant_id, policy = %own.name, version = own.version, consecutive = n, "policy quarantined; the fallback decides until a new version is installed");
+            tracing::warn!(policy = %own.name, version = own.version, consecutive = n, "policy quarantined; the fallback decides until a new version is installed");
         }
     }
 
@@ -348,7 +348,7 @@ impl TenantPolicy {
         match call(&self.standard) {
             Ok(d) if d != Decision::Standard && validate(&d).is_ok() => (d, by),
             other => {
-                tracing::error!(tenant = %self.tenant_id, outcome = ?other, "the standard policy failed");
+                tracing::error!(outcome = ?other, "the standard policy failed");
                 let internal = Reject { code: 500, reason: reason_phrase(500).to_owned(), headers: Vec::new() };
                 (Decision::Reject(internal), DecidedBy::Internal)
             }
@@ -909,7 +909,7 @@ impl PolicyRegistry {
     pub fn install_all(&self, tenants: &Tenants) {
         self.eager.store(false, Ordering::Relaxed);
         for tenant in tenants.iter() {
-            self.install_configured(tenant);
+            crate::spans::tenant(&tenant.config.id).in_scope(|| self.install_configured(tenant));
         }
         self.eager.store(true, Ordering::Relaxed);
     }
@@ -923,7 +923,7 @@ impl PolicyRegistry {
             return match self.load_bytes_from(tenant, &v.bytes, format!("database version {}", v.version_id), source) {
                 Ok(own) => self.install(tenant, Some(own), None),
                 Err(e) => {
-                    tracing::warn!(tenant = %tenant.config.id, version = v.version_id, error = %e, "policy not installed, the standard policy serves");
+                    tracing::warn!(version = v.version_id, error = %e, "policy not installed, the standard policy serves");
                     self.install(tenant, None, Some(format!("database version {}: {e}", v.version_id)))
                 }
             };
@@ -940,7 +940,7 @@ impl PolicyRegistry {
         match result {
             Ok(own) => self.install(tenant, own, None),
             Err(e) => {
-                tracing::warn!(tenant = %tenant.config.id, error = %e, "policy not installed, the standard policy serves");
+                tracing::warn!(error = %e, "policy not installed, the standard policy serves");
                 self.install(tenant, None, Some(e.to_string()))
             }
         }
@@ -964,7 +964,7 @@ impl PolicyRegistry {
         let id = &tenant.config.id;
         let pin = self.history.pin(id)?;
         if pin.over_file != self.file_hash(tenant) {
-            tracing::info!(tenant = %id, version = pin.number, "the policy file changed since version was pinned; the file serves");
+            tracing::info!(version = pin.number, "the policy file changed since version was pinned; the file serves");
             self.history.set_pin(id, None);
             return None;
         }
@@ -972,7 +972,7 @@ impl PolicyRegistry {
         match self.load_bytes(tenant, &bytes, entry.source) {
             Ok(v) => Some(v),
             Err(e) => {
-                tracing::warn!(tenant = %id, version = pin.number, error = %e, "the pinned version does not load; the file serves");
+                tracing::warn!(version = pin.number, error = %e, "the pinned version does not load; the file serves");
                 None
             }
         }
@@ -1007,7 +1007,7 @@ impl PolicyRegistry {
         self.history.set_pin(id, Some(Pin { number, over_file: self.file_hash(tenant) }));
         let policy = self.install(tenant, Some(version), None);
         Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
-        tracing::info!(tenant = %id, version = number, "policy rolled back");
+        tracing::info!(version = number, "policy rolled back");
         Ok(policy)
     }
 
@@ -1052,7 +1052,7 @@ impl PolicyRegistry {
                 match self.start_candidate_from(tenant, source, c.mode, c.rule, Some(c.version_id)) {
                     Ok(p) => p.candidate.clone(),
                     Err(e) => {
-                        tracing::warn!(tenant = %id, version = c.version_id, error = %e, "the database's candidate is refused here");
+                        tracing::warn!(version = c.version_id, error = %e, "the database's candidate is refused here");
                         None
                     }
                 }
@@ -1064,7 +1064,7 @@ impl PolicyRegistry {
             self.history.set_state(id, k.version.version, HistoryState::RolledBack, Some(reason.clone()));
             let current = self.get(tenant);
             self.set_info(id, current.own.as_deref(), None);
-            tracing::info!(tenant = %id, version = c.version_id, %reason, "the fleet's canary was rolled back");
+            tracing::info!(version = c.version_id, %reason, "the fleet's canary was rolled back");
         }
     }
 
@@ -1126,7 +1126,7 @@ impl PolicyRegistry {
         self.history.set_state(id, version.version, HistoryState::Candidate, None);
         let mut candidate = Candidate::new(version.clone(), mode, rule, lifecycle.shadow_samples, lane, divergences);
         candidate.origin = origin;
-        tracing::info!(tenant = %id, candidate = version.version, mode = role, "candidate started");
+        tracing::info!(candidate = version.version, mode = role, "candidate started");
         Ok(self.install_with(tenant, current.own.clone(), current.load_error.clone(), Some(Arc::new(candidate))))
     }
 
@@ -1144,7 +1144,7 @@ impl PolicyRegistry {
         self.history.set_pin(id, Some(Pin { number: c.version.version, over_file: self.file_hash(tenant) }));
         let policy = self.install_with(tenant, Some(c.version.clone()), None, None);
         Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
-        tracing::info!(tenant = %id, version = c.version.version, "candidate promoted");
+        tracing::info!(version = c.version.version, "candidate promoted");
         Ok(policy)
     }
 
@@ -1160,7 +1160,7 @@ impl PolicyRegistry {
                 Some("abandoned".into()),
             );
         }
-        tracing::info!(tenant = %tenant.config.id, candidate = c.version.version, "candidate abandoned");
+        tracing::info!(candidate = c.version.version, "candidate abandoned");
         Ok(self.install_with(tenant, current.own.clone(), current.load_error.clone(), None))
     }
 
@@ -1181,7 +1181,7 @@ impl PolicyRegistry {
         }
         let Some(v) = version else {
             self.database.write().unwrap_or_else(|e| e.into_inner()).remove(id);
-            tracing::info!(tenant = %id, "no active policy version in the database; the configured policy serves");
+            tracing::info!("no active policy version in the database; the configured policy serves");
             self.install_configured(tenant);
             return Ok(());
         };
@@ -1192,13 +1192,13 @@ impl PolicyRegistry {
                 self.install(tenant, Some(own), None);
                 self.database.write().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), v.clone());
                 Metrics::tenant_kind(&self.metrics.reloads, id, "ok");
-                tracing::info!(tenant = %id, version = v.version_id, "policy version activated");
+                tracing::info!(version = v.version_id, "policy version activated");
                 Ok(())
             }
             Err(e) => {
                 let why = format!("database version {}: {e}", v.version_id);
                 let current = self.get(tenant);
-                tracing::warn!(tenant = %id, error = %why, "activation refused, the previous version keeps serving");
+                tracing::warn!(error = %why, "activation refused, the previous version keeps serving");
                 *current.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.clone());
                 Metrics::tenant_kind(&self.metrics.reloads, id, "failed");
                 self.changes.send_modify(|n| *n += 1);
@@ -1250,12 +1250,12 @@ impl PolicyRegistry {
             Ok(version) => {
                 let policy = self.install(tenant, Some(version.clone()), None);
                 Metrics::tenant_kind(&self.metrics.reloads, &tenant.config.id, "ok");
-                tracing::info!(tenant = %tenant.config.id, policy = %version.name, version = version.version, "policy replaced");
+                tracing::info!(policy = %version.name, version = version.version, "policy replaced");
                 Ok(policy)
             }
             Err(e) => {
                 let current = self.get(tenant);
-                tracing::warn!(tenant = %tenant.config.id, serving = ?current.own.as_ref().map(|v| v.version), error = %e, "reload refused, the previous version keeps serving");
+                tracing::warn!(serving = ?current.own.as_ref().map(|v| v.version), error = %e, "reload refused, the previous version keeps serving");
                 *current.reload_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 Metrics::tenant_kind(&self.metrics.reloads, &tenant.config.id, "failed");
                 self.changes.send_modify(|n| *n += 1);
@@ -1279,7 +1279,7 @@ impl PolicyRegistry {
 
     /// A tenant's policy file was removed: back to its configured policy.
     pub fn file_removed(&self, tenant: &Arc<Tenant>) -> Arc<TenantPolicy> {
-        tracing::info!(tenant = %tenant.config.id, "policy file removed; back to the configured policy");
+        tracing::info!("policy file removed; back to the configured policy");
         self.install_configured(tenant)
     }
 
@@ -1395,7 +1395,7 @@ impl PolicyRegistry {
         self.history.set_manifest(id, version, manifest.as_ref().map(super::manifest::Manifest::label));
         v.manifest = manifest;
         v.signer = signer;
-        tracing::info!(tenant = %c.id, policy = %v.name, version, hash = %v.hash, manifest = ?v.manifest.as_ref().map(super::manifest::Manifest::label), quick_tier = quick, "policy loaded");
+        tracing::info!(policy = %v.name, version, hash = %v.hash, manifest = ?v.manifest.as_ref().map(super::manifest::Manifest::label), quick_tier = quick, "policy loaded");
         let v = Arc::new(v);
         if quick {
             optimize_later(&self.engine, &v, bytes);
@@ -1532,7 +1532,7 @@ impl PolicyRegistry {
         }
         let recorder = self.recorder();
         if recorder.is_none() {
-            tracing::warn!(tenant = %tenant.config.id, "record_decisions is set but the router has no [records] section; nothing is recorded");
+            tracing::warn!("record_decisions is set but the router has no [records] section; nothing is recorded");
         }
         Some((recorder?, share))
     }
