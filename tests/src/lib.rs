@@ -3,6 +3,7 @@
 //! in front of the real engine.
 
 pub mod dns;
+pub mod lab;
 pub mod peer;
 pub mod postgres;
 pub mod sipp;
@@ -19,6 +20,7 @@ use exum_router::model::wire;
 use exum_router::model::{Source, Transport};
 use exum_router::policy::contract::Request;
 use exum_router::policy::{PolicyEngine, PolicyRegistry, TenantPolicy, view};
+pub use lab::{Lab, LabBuilder};
 
 /// Paths of the components built from source (`PILOT_GROUP`, `HOSTILE`, ...).
 pub mod components {
@@ -73,6 +75,40 @@ pub async fn until(what: &str, condition: impl Fn() -> bool) {
     while !condition() {
         assert!(std::time::Instant::now() < deadline, "still waiting for {what}");
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+/// Reads with `read` every 50 ms until `holds` is true of what it read, and
+/// returns that; panics naming `what` and the last value after 20 s. For state
+/// read over the network (the admin API).
+pub async fn eventually<T: std::fmt::Debug>(
+    what: &str,
+    mut read: impl AsyncFnMut() -> T,
+    holds: impl Fn(&T) -> bool,
+) -> T {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let value = read().await;
+        if holds(&value) {
+            return value;
+        }
+        assert!(std::time::Instant::now() < deadline, "still waiting for {what}: {value:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `ready` says the server `child` (named `what`) answers:
+/// checked every 50 ms; panics if the server exits first (with its status)
+/// or after 30 s. The start of the servers the tests run themselves
+/// (PostgreSQL, slapd).
+pub fn wait_until_serving(what: &str, child: &mut std::process::Child, mut ready: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready() {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited before it served: {status}");
+        }
+        assert!(std::time::Instant::now() < deadline, "{what} did not answer within 30 s");
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
 

@@ -111,23 +111,18 @@ impl Postgres {
             .stderr(Stdio::null())
             .spawn()
             .expect("postgres starts");
-        self.child = Some(child);
         // Ready when it accepts a query.
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = Command::new("psql")
-                .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "admin", "-d", "postgres"])
+        let port = self.port.to_string();
+        let child = self.child.insert(child);
+        crate::wait_until_serving("postgres", child, || {
+            Command::new("psql")
+                .args(["-h", "127.0.0.1", "-p", &port, "-U", "admin", "-d", "postgres"])
                 .args(["-XAtqc", "SELECT 1"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return;
-            }
-            assert!(Instant::now() < deadline, "postgres did not accept connections within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                .is_ok_and(|s| s.success())
+        });
     }
 
     /// The postmaster's pid, from its pid file.

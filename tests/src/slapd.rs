@@ -8,7 +8,6 @@
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// The directory's suffix.
 pub const SUFFIX: &str = "dc=contoso,dc=test";
@@ -100,27 +99,18 @@ impl Slapd {
             .stderr(Stdio::null())
             .spawn()
             .expect("slapd starts");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ok = Command::new("ldapsearch")
-                .args(["-x", "-H", &format!("ldap://127.0.0.1:{}/", self.port), "-s", "base", "-b", "", "-LLL"])
+        let url = format!("ldap://127.0.0.1:{}/", self.port);
+        let what = format!("slapd (slapd.conf in {})", self.dir.path().display());
+        let child = self.child.insert(child);
+        crate::wait_until_serving(&what, child, || {
+            Command::new("ldapsearch")
+                .args(["-x", "-H", &url, "-s", "base", "-b", "", "-LLL"])
                 .arg("namingContexts")
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return;
-            }
-            if let Some(c) = self.child.as_mut()
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                panic!("slapd exited: {status} (slapd.conf in {})", self.dir.path().display());
-            }
-            assert!(Instant::now() < deadline, "slapd did not answer within 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+                .is_ok_and(|s| s.success())
+        });
     }
 
     /// Stops the server and waits for it.

@@ -1,26 +1,22 @@
 //! Access control over real sockets: a listener's `allow` list (requests from
 //! other peers get 403, their responses are dropped) and a tenant's `peers`.
 
-use std::net::SocketAddr;
-
-use exum_router::model::Transport;
 use exum_router::model::wire::Name;
-use exum_router::server::Server;
-use exum_router_tests::peer::{UdpPeer, request, response};
+use exum_router_tests::LabBuilder;
+use exum_router_tests::lab::invite;
+use exum_router_tests::peer::{UdpPeer, response};
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    server: Server,
-    router: SocketAddr,
+struct Peers {
     um: UdpPeer,
 }
+
+type Lab = exum_router_tests::Lab<Peers>;
 
 /// A router whose listener allows `allow` (one receiving task: datagrams are
 /// handled in the order sent) and whose tenant `litware` takes
 /// requests from `litware_peers` only; both tenants' users are on `um`.
 async fn lab(allow: &str, litware_peers: &str) -> Lab {
     let um = UdpPeer::bind().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\nallow = {allow}\n\
          [sip]\nudp_receivers = 1\n[probes]\nenabled = false\n\
@@ -34,15 +30,7 @@ async fn lab(allow: &str, litware_peers: &str) -> Lab {
          [[tenants.litware.dial_plans]]\nname = \"DPL\"\nphone_context = \"DPL\"\nservers = [{{ uri = \"sip:{um}\" }}]\n",
         um = um.addr
     );
-    std::fs::write(dir.path().join("router.toml"), config).expect("write");
-    std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
-    let router = server.local_addr(Transport::Udp).expect("udp");
-    Lab { _dir: dir, server, router, um }
-}
-
-fn invite(from: &UdpPeer, ruri: &str, call_id: &str) -> String {
-    request("INVITE", ruri, from.addr, "UDP", call_id, &format!("z9hG4bK-{call_id}"))
+    LabBuilder::new().config(&config).directory(&directory).start(Peers { um }).await
 }
 
 const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";
@@ -54,13 +42,13 @@ async fn a_listener_answers_only_the_peers_it_allows() {
     let allowed = UdpPeer::bind().await;
     let outsider = UdpPeer::bind_on("127.0.0.2:0".parse().expect("addr")).await;
     // The outsider's request: 403, counted, never forwarded.
-    outsider.send(lab.router, &invite(&outsider, BOB, "out1")).await;
+    outsider.send(lab.router, &invite(outsider.addr, BOB, "out1")).await;
     let refused = outsider.final_response().await;
     assert_eq!((refused.status(), refused.first(Name::CallId)), (Some(403), Some("out1")));
     assert_eq!(lab.server.metrics.access_refused_of("listener"), 1);
     // An allowed caller's call is routed; the outsider's forged failure response
     // for its branch is dropped, and the UM server's own answer goes through.
-    allowed.send(lab.router, &invite(&allowed, BOB, "in1")).await;
+    allowed.send(lab.router, &invite(allowed.addr, BOB, "in1")).await;
     let (inv, from) = lab.um.expect_request("INVITE").await;
     assert_eq!(inv.first(Name::CallId), Some("in1"), "the outsider's INVITE never reached the UM server");
     outsider.send(lab.router, &response(&inv, 486, "forged", "")).await;
@@ -77,15 +65,15 @@ async fn a_tenant_takes_new_requests_from_its_peers_only() {
     let lab = lab("[]", "[\"127.0.0.2/32\"]").await;
     let stranger = UdpPeer::bind().await;
     let peer = UdpPeer::bind_on("127.0.0.2:0".parse().expect("addr")).await;
-    stranger.send(lab.router, &invite(&stranger, IVAN, "t1")).await;
+    stranger.send(lab.router, &invite(stranger.addr, IVAN, "t1")).await;
     let refused = stranger.final_response().await;
     assert_eq!((refused.status(), refused.first(Name::CallId)), (Some(403), Some("t1")));
     assert!(refused.header("Warning").is_some_and(|w| w.contains("not a peer of this tenant")), "{refused:?}");
     // The tenant's peer is routed; another tenant without `peers` takes anyone.
-    peer.send(lab.router, &invite(&peer, IVAN, "t2")).await;
+    peer.send(lab.router, &invite(peer.addr, IVAN, "t2")).await;
     let (inv, _) = lab.um.expect_request("INVITE").await;
     assert_eq!(inv.first(Name::CallId), Some("t2"));
-    stranger.send(lab.router, &invite(&stranger, BOB, "t3")).await;
+    stranger.send(lab.router, &invite(stranger.addr, BOB, "t3")).await;
     let (inv, _) = lab.um.expect_request("INVITE").await;
     assert_eq!(inv.first(Name::CallId), Some("t3"));
     let metrics = lab.server.proxy.metrics.encode();

@@ -5,26 +5,26 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::Ordering;
 
-use exum_router::model::Transport;
 use exum_router::model::wire::Name;
-use exum_router::server::Server;
+use exum_router_tests::LabBuilder;
 use exum_router_tests::dns::{self, a, naptr, srv};
-use exum_router_tests::peer::{TcpPeer, UdpPeer, request, response};
+use exum_router_tests::lab::invite;
+use exum_router_tests::peer::{TcpPeer, UdpPeer, response};
 
 const LOCAL: Ipv4Addr = Ipv4Addr::LOCALHOST;
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    _server: Server,
-    router: SocketAddr,
+struct Peers {
     caller: UdpPeer,
 }
+
+type Lab = exum_router_tests::Lab<Peers>;
+
+const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";
 
 /// A router resolving through `dns` (and `[dns] hosts` from `hosts`), whose
 /// user bob's UM server is `um`.
 async fn lab(dns: SocketAddr, hosts: &str, um: &str) -> Lab {
     let caller = UdpPeer::bind().await;
-    let dir = tempfile::tempdir().expect("tempdir");
     let config = format!(
         "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\", \"tcp\"]\n\
          [sip]\nt1_ms = 50\n[probes]\nenabled = false\n[dns]\nservers = [\"{dns}\"]\n{hosts}\n\
@@ -34,22 +34,7 @@ async fn lab(dns: SocketAddr, hosts: &str, um: &str) -> Lab {
         "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
          [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"{um}\", timeout_ms = 400 }}]\n"
     );
-    std::fs::write(dir.path().join("router.toml"), config).expect("write");
-    std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
-    let router = server.local_addr(Transport::Udp).expect("udp");
-    Lab { _dir: dir, _server: server, router, caller }
-}
-
-fn invite(lab: &Lab, call_id: &str) -> String {
-    request(
-        "INVITE",
-        "sip:bob@contoso.com;opaque=app:voicemail",
-        lab.caller.addr,
-        "UDP",
-        call_id,
-        &format!("z9hG4bK-{call_id}"),
-    )
+    LabBuilder::new().config(&config).directory(&directory).start(Peers { caller }).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +50,7 @@ async fn srv_records_by_priority_and_failover_to_the_next_when_one_is_silent() {
     ])
     .await;
     let lab = lab(server.addr, "", "sip:um.contoso.test;transport=udp").await;
-    lab.caller.send(lab.router, &invite(&lab, "srv1")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, BOB, "srv1")).await;
     // The first record gets the INVITE first (priority 10) and stays silent.
     let (first, _) = silent.expect_request("INVITE").await;
     assert_eq!(first.first(Name::CallId), Some("srv1"));
@@ -90,7 +75,7 @@ async fn naptr_chooses_the_transport() {
     ])
     .await;
     let lab = lab(server.addr, "", "sip:naptr.contoso.test").await;
-    lab.caller.send(lab.router, &invite(&lab, "naptr1")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, BOB, "naptr1")).await;
     let (stream, _) = tokio::time::timeout(std::time::Duration::from_secs(5), um.accept())
         .await
         .expect("the router connects over TCP")
@@ -112,7 +97,7 @@ async fn static_hosts_come_before_dns() {
         &format!("sip:um.static.test:{}", um.addr.port()),
     )
     .await;
-    lab.caller.send(lab.router, &invite(&lab, "static1")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, BOB, "static1")).await;
     let (inv, _) = um.expect_request("INVITE").await;
     assert_eq!(inv.first(Name::CallId), Some("static1"));
     assert_eq!(server.queries.load(Ordering::Relaxed), 0, "no DNS query for a static host");

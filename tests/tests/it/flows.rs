@@ -1,23 +1,22 @@
 //! ExUM call flows over real sockets on loopback: what real Lync deployments send
 //! and how the router answers (failures of ordinary calls, global failures).
 
-use std::net::SocketAddr;
-
 use exum_router::model::Transport;
 use exum_router::model::wire::Name;
 use exum_router::server::Server;
+use exum_router_tests::LabBuilder;
+use exum_router_tests::lab::invite;
 use exum_router_tests::peer::{UdpPeer, request, response};
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    _server: Server,
-    router: SocketAddr,
+struct Peers {
     caller: UdpPeer,
     pool: UdpPeer,
     um1: UdpPeer,
     um2: UdpPeer,
     gw: UdpPeer,
 }
+
+type Lab = exum_router_tests::Lab<Peers>;
 
 async fn lab() -> Lab {
     let (caller, pool, um1, um2, gw) = (
@@ -27,37 +26,22 @@ async fn lab() -> Lab {
         UdpPeer::bind().await,
         UdpPeer::bind().await,
     );
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("router.toml"),
-        format!(
-            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+    let config = format!(
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
              [sip]\nt1_ms = 50\ntarget_timeout_ms = 1000\nname = \"um-router.contoso.com\"\n[probes]\nenabled = false\n\
              [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\ndefault_next_hop = \"sip:{}\"\n\
              pstn_gateway = \"sip:{}\"\n[tenant.rerouting]\nenabled = true\nauto_attendant = \"+14255550150\"\n\
              subscriber_access = \"+14255550151\"\n",
-            pool.addr, gw.addr
-        ),
-    )
-    .expect("write");
-    std::fs::write(
-        dir.path().join("directory.toml"),
-        format!(
-            "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\nline = \"tel:+14255550101\"\n\
+        pool.addr, gw.addr
+    );
+    let directory = format!(
+        "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\nline = \"tel:+14255550101\"\n\
              eum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
              [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\n\
              servers = [{{ uri = \"sip:{}\" }}, {{ uri = \"sip:{}\" }}]\n",
-            um1.addr, um2.addr
-        ),
-    )
-    .expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("starts");
-    let router = server.local_addr(Transport::Udp).expect("udp");
-    Lab { _dir: dir, _server: server, router, caller, pool, um1, um2, gw }
-}
-
-fn invite(lab: &Lab, ruri: &str, id: &str) -> String {
-    request("INVITE", ruri, lab.caller.addr, "UDP", id, &format!("z9hG4bK-{id}"))
+        um1.addr, um2.addr
+    );
+    LabBuilder::new().config(&config).directory(&directory).start(Peers { caller, pool, um1, um2, gw }).await
 }
 
 /// Whether a datagram is waiting on `peer` (checked after the caller got its
@@ -70,7 +54,7 @@ fn has_datagram(peer: &UdpPeer) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ordinary_call_the_pool_refuses_keeps_its_486_and_is_not_rerouted() {
     let lab = lab().await;
-    lab.caller.send(lab.router, &invite(&lab, "sip:bob@contoso.com", "busy")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, "sip:bob@contoso.com", "busy")).await;
     let (inv, from) = lab.pool.expect_request("INVITE").await;
     lab.pool.send(from, &response(&inv, 486, "pool", "Warning: 399 pool \"busy\"\r\n")).await;
     let r = lab.caller.final_response().await;
@@ -83,7 +67,7 @@ async fn an_ordinary_call_the_pool_refuses_keeps_its_486_and_is_not_rerouted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_ordinary_call_nobody_answers_gets_408() {
     let lab = lab().await;
-    lab.caller.send(lab.router, &invite(&lab, "sip:bob@contoso.com", "silent")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, "sip:bob@contoso.com", "silent")).await;
     let _ = lab.pool.expect_request("INVITE").await;
     let r = lab.caller.final_response().await;
     assert_eq!(r.status(), Some(408), "{r:?}");
@@ -93,7 +77,7 @@ async fn an_ordinary_call_nobody_answers_gets_408() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_6xx_from_a_um_server_ends_the_search() {
     let lab = lab().await;
-    lab.caller.send(lab.router, &invite(&lab, "sip:bob@contoso.com;opaque=app:voicemail", "declined")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, "sip:bob@contoso.com;opaque=app:voicemail", "declined")).await;
     let (inv, from) = lab.um1.expect_request("INVITE").await;
     lab.um1.send(from, &response(&inv, 603, "um1", "")).await;
     let r = lab.caller.final_response().await;
@@ -105,7 +89,7 @@ async fn a_6xx_from_a_um_server_ends_the_search() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_voicemail_call_no_um_server_takes_is_rerouted_to_the_auto_attendant() {
     let lab = lab().await;
-    lab.caller.send(lab.router, &invite(&lab, "sip:bob@contoso.com;opaque=app:voicemail", "reroute")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, "sip:bob@contoso.com;opaque=app:voicemail", "reroute")).await;
     for um in [&lab.um1, &lab.um2] {
         let (inv, from) = um.expect_request("INVITE").await;
         um.send(from, &response(&inv, 503, "um", "")).await;
@@ -118,7 +102,9 @@ async fn a_voicemail_call_no_um_server_takes_is_rerouted_to_the_auto_attendant()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_routers_ms_diagnostics_name_their_source() {
     let lab = lab().await;
-    lab.caller.send(lab.router, &invite(&lab, "sip:nobody@contoso.com;opaque=app:voicemail", "unknown")).await;
+    lab.caller
+        .send(lab.router, &invite(lab.caller.addr, "sip:nobody@contoso.com;opaque=app:voicemail", "unknown"))
+        .await;
     let r = lab.caller.final_response().await;
     assert_eq!(r.status(), Some(404));
     let diagnostics = r.header("ms-diagnostics").expect("ms-diagnostics");
@@ -130,7 +116,7 @@ async fn the_routers_ms_diagnostics_name_their_source() {
 async fn a_tel_request_uri_finds_its_tenant_by_the_to_domain() {
     let lab = lab().await;
     // bob's number, voice-mail-bound, To in contoso.com: his UM servers.
-    let text = invite(&lab, "tel:+14255550101;opaque=app:voicemail", "tel1")
+    let text = invite(lab.caller.addr, "tel:+14255550101;opaque=app:voicemail", "tel1")
         .replace("To: <tel:+14255550101>", "To: <sip:bob@contoso.com>");
     lab.caller.send(lab.router, &text).await;
     let (inv, from) = lab.um1.expect_request("INVITE").await;
@@ -139,7 +125,7 @@ async fn a_tel_request_uri_finds_its_tenant_by_the_to_domain() {
     lab.um1.send(from, &response(&inv, 200, "um1", "")).await;
     assert_eq!(lab.caller.final_response().await.status(), Some(200));
     // A tel: Request-URI whose To names no tenant's domain: 404.
-    let text = invite(&lab, "tel:+14255550101", "tel2")
+    let text = invite(lab.caller.addr, "tel:+14255550101", "tel2")
         .replace("To: <tel:+14255550101>", "To: <sip:someone@northwind.example>");
     lab.caller.send(lab.router, &text).await;
     assert_eq!(lab.caller.final_response().await.status(), Some(404));
@@ -197,7 +183,7 @@ async fn probes_follow_the_directory_and_cover_the_hosted_edge() {
 async fn a_redirect_to_voice_mail_is_decided_again_as_a_voicemail_call() {
     let lab = lab().await;
     // An ordinary call to bob goes to the pool, which redirects it to his voice mail.
-    lab.caller.send(lab.router, &invite(&lab, "sip:bob@contoso.com", "vm302")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, "sip:bob@contoso.com", "vm302")).await;
     let (inv, from) = lab.pool.expect_request("INVITE").await;
     let contact = "Contact: <sip:bob@contoso.com;opaque=app:voicemail>\r\n";
     lab.pool.send(from, &response(&inv, 302, "pool", contact)).await;
@@ -214,7 +200,7 @@ async fn a_redirect_to_voice_mail_is_decided_again_as_a_voicemail_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chain_of_redirects_to_voice_mail_stops() {
     let lab = lab().await;
-    lab.caller.send(lab.router, &invite(&lab, "sip:bob@contoso.com", "vmloop")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, "sip:bob@contoso.com", "vmloop")).await;
     let (inv, from) = lab.pool.expect_request("INVITE").await;
     lab.pool.send(from, &response(&inv, 302, "pool", "Contact: <sip:bob@contoso.com;opaque=app:voicemail>\r\n")).await;
     // um1 keeps redirecting to voice-mail URIs: decided again once more, then

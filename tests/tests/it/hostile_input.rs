@@ -3,12 +3,10 @@
 //! RFC gives), is routed when it is valid after all, or is dropped when nothing
 //! can be answered; the router is unharmed and the next valid call goes through.
 
-use std::net::SocketAddr;
-
-use exum_router::model::Transport;
 use exum_router::model::wire::Name;
-use exum_router::server::Server;
-use exum_router_tests::peer::{UdpPeer, request, response};
+use exum_router_tests::LabBuilder;
+use exum_router_tests::lab::invite;
+use exum_router_tests::peer::{UdpPeer, response};
 
 const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";
 
@@ -23,17 +21,15 @@ enum Expect {
     Dropped,
 }
 
-struct Lab {
-    _dir: tempfile::TempDir,
-    _server: Server,
-    router: SocketAddr,
+struct Peers {
     caller: UdpPeer,
     um: UdpPeer,
 }
 
+type Lab = exum_router_tests::Lab<Peers>;
+
 async fn lab() -> Lab {
     let (caller, um) = (UdpPeer::bind().await, UdpPeer::bind().await);
-    let dir = tempfile::tempdir().expect("tempdir");
     // One receiving task: datagrams are handled in the order sent, so a dropped
     // message is known to be dropped once the next one is answered.
     let config = "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
@@ -44,15 +40,7 @@ async fn lab() -> Lab {
          [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:{}\" }}]\n",
         um.addr
     );
-    std::fs::write(dir.path().join("router.toml"), config).expect("write");
-    std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
-    let router = server.local_addr(Transport::Udp).expect("udp");
-    Lab { _dir: dir, _server: server, router, caller, um }
-}
-
-fn invite(lab: &Lab, call_id: &str) -> String {
-    request("INVITE", BOB, lab.caller.addr, "UDP", call_id, &format!("z9hG4bK-{call_id}"))
+    LabBuilder::new().config(config).directory(&directory).start(Peers { caller, um }).await
 }
 
 /// The message without its lines starting with `prefix`.
@@ -63,7 +51,7 @@ fn strip_line(message: &str, prefix: &str) -> String {
 /// The cases: a name (the Call-ID where the message has one), the message, and
 /// what must happen.
 fn cases(lab: &Lab) -> Vec<(&'static str, String, Expect)> {
-    let base = |id: &str| invite(lab, id);
+    let base = |id: &str| invite(lab.caller.addr, BOB, id);
     let with = |id: &str, from: &str, to: &str| {
         let b = base(id);
         assert!(b.contains(from), "{id}: `{from}` is in the base message");
@@ -203,7 +191,7 @@ async fn each_class_of_hostile_input_gets_its_answer_and_the_next_call_is_fine()
         // hostile message was not forwarded), and the caller's next final
         // response is its 200 (nothing was answered to a dropped message).
         let ok_id = format!("ok-{i}");
-        lab.caller.send(lab.router, &invite(&lab, &ok_id)).await;
+        lab.caller.send(lab.router, &invite(lab.caller.addr, BOB, &ok_id)).await;
         let (inv, from) = lab.um.expect_request("INVITE").await;
         assert_eq!(inv.first(Name::CallId), Some(ok_id.as_str()), "after {name}: the UM server's next INVITE");
         lab.um.send(from, &response(&inv, 200, "um", "")).await;

@@ -6,14 +6,12 @@
 //! routing; an entry that fails validation is refused alone, by DN; LDAPS and
 //! StartTLS with a certificate the test makes; `exum-router ldap-check`.
 
-use std::net::SocketAddr;
-
 use exum_router::control::Tenants;
 use exum_router::control::directory::VoicemailSetting;
-use exum_router::model::Transport;
 use exum_router::model::wire::Name;
-use exum_router::server::Server;
-use exum_router_tests::peer::{UdpPeer, response, udp_request};
+use exum_router_tests::LabBuilder;
+use exum_router_tests::lab::invite;
+use exum_router_tests::peer::{UdpPeer, response};
 use exum_router_tests::slapd::{READER, READER_PASSWORD, SUFFIX, Slapd};
 use exum_router_tests::{Plane, http_get, until};
 
@@ -214,14 +212,14 @@ async fn the_example_s_contoso_read_from_ldap_decides_every_request_as_from_its_
     }
 }
 
-struct Lab {
+struct Peers {
     slapd: Slapd,
-    _dir: tempfile::TempDir,
-    server: Server,
     plan: UdpPeer,
     hosted: UdpPeer,
     caller: UdpPeer,
 }
+
+type Lab = exum_router_tests::Lab<Peers>;
 
 async fn lab() -> Lab {
     let slapd = tokio::task::spawn_blocking(|| Slapd::start(None)).await.expect("join");
@@ -232,37 +230,34 @@ async fn lab() -> Lab {
         &[(sip, "sip:bob@contoso.com"), ("proxyAddresses", "eum:bob@contoso.com;phone-context=DP1")],
     ));
     let (plan, hosted) = (UdpPeer::bind().await, UdpPeer::bind().await);
-    let dir = tempfile::tempdir().expect("tempdir");
-    write_password(dir.path());
-    std::fs::write(
-        dir.path().join("router.toml"),
-        format!(
-            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+    let builder = LabBuilder::new();
+    write_password(builder.path());
+    let config = format!(
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
              [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\n\
              [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\n{}",
-            hosted.addr,
-            ldap_section(&slapd.uri(), "")
-        ),
-    )
-    .expect("write");
-    std::fs::write(
-        dir.path().join("directory.toml"),
-        format!(
-            "[[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:{}\" }}]\n\
+        hosted.addr,
+        ldap_section(&slapd.uri(), "")
+    );
+    let directory = format!(
+        "[[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:{}\" }}]\n\
              [[tenants.contoso.hosted_voicemail_policies]]\nscope = \"global\"\ndestination = \"um.example\"\n",
-            plan.addr
-        ),
-    )
-    .expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
-    Lab { slapd, _dir: dir, server, plan, hosted, caller: UdpPeer::bind().await }
+        plan.addr
+    );
+    let caller = UdpPeer::bind().await;
+    builder.config(&config).directory(&directory).start(Peers { slapd, plan, hosted, caller }).await
 }
 
-impl Lab {
+/// What the LDAP tests do with their router.
+trait Calling {
+    async fn call_reaches(&self, user: &str, at: &UdpPeer, call_id: &str);
+    fn mode(&self, user: &str) -> Option<VoicemailSetting>;
+}
+
+impl Calling for Lab {
     async fn call_reaches(&self, user: &str, at: &UdpPeer, call_id: &str) {
-        let router: SocketAddr = self.server.local_addr(Transport::Udp).expect("udp");
         let ruri = format!("sip:{user};opaque=app:voicemail");
-        self.caller.send(router, &udp_request("INVITE", &ruri, self.caller.addr, call_id)).await;
+        self.caller.send(self.router, &invite(self.caller.addr, &ruri, call_id)).await;
         loop {
             let (inv, from) = at.expect_request("INVITE").await;
             if inv.first(Name::CallId) == Some(call_id) {

@@ -4,7 +4,6 @@
 //! rollback and its pin across a restart.
 
 use std::path::Path;
-use std::time::Duration;
 
 use exum_router::model::Transport;
 use exum_router::server::Server;
@@ -17,15 +16,8 @@ use serde_json::Value;
 
 /// Polls the tenant's candidate until `condition` holds on it (20 s at most).
 async fn candidate_until(admin: std::net::SocketAddr, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = body(&http_get(admin, "/tenants/contoso/policy/candidate").await);
-        if condition(&c) {
-            return c;
-        }
-        assert!(std::time::Instant::now() < deadline, "still waiting for {what}: {c}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let read = async || body(&http_get(admin, "/tenants/contoso/policy/candidate").await);
+    exum_router_tests::eventually(what, read, condition).await
 }
 
 /// A deployment in `dir`: contoso's users on dial plan A (`a_at`), dial plan

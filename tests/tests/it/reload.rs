@@ -4,25 +4,31 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use exum_router::model::Transport;
 use exum_router::server::Server;
+use exum_router_tests::LabBuilder;
 use exum_router_tests::components;
+use exum_router_tests::lab::invite;
 use exum_router_tests::peer::{UdpPeer, request, response};
 
-struct Lab {
-    dir: tempfile::TempDir,
-    server: Arc<Server>,
-    router: SocketAddr,
+struct Peers {
     caller: UdpPeer,
     um_a: UdpPeer,
     um_b: UdpPeer,
     edge: UdpPeer,
 }
 
-impl Lab {
+type Lab = exum_router_tests::Lab<Peers>;
+
+/// What the reload tests do with their router.
+trait Deploying {
+    fn policy_file(&self) -> PathBuf;
+    async fn deploy(&self, component: &str);
+    async fn call(&self, user: &str, id: &str) -> &'static str;
+}
+
+impl Deploying for Lab {
     fn policy_file(&self) -> PathBuf {
         self.dir.path().join("policies/contoso.wasm")
     }
@@ -48,14 +54,7 @@ impl Lab {
 
     /// Sends a call for `user` and returns the peer it reached (answering 200).
     async fn call(&self, user: &str, id: &str) -> &'static str {
-        let text = request(
-            "INVITE",
-            &format!("sip:{user}@contoso.com;opaque=app:voicemail"),
-            self.caller.addr,
-            "UDP",
-            id,
-            &format!("z9hG4bK-{id}"),
-        );
+        let text = invite(self.caller.addr, &format!("sip:{user}@contoso.com;opaque=app:voicemail"), id);
         self.caller.send(self.router, &text).await;
         // This call's INVITE: a peer may still hold a retransmission of an
         // earlier call's (the router retransmits every T1 = 50 ms until the
@@ -87,19 +86,16 @@ async fn lab(bob: &str) -> Lab {
 async fn lab_with(bob: &str, tenant_extra: &str) -> Lab {
     let (caller, um_a, um_b, edge) =
         (UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await);
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::create_dir(dir.path().join("policies")).expect("mkdir");
+    let builder = LabBuilder::new();
+    std::fs::create_dir(builder.path().join("policies")).expect("mkdir");
     let config = format!(
         "directory = \"directory.toml\"\npolicy_dir = \"policies\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
          [probes]\nenabled = false\n[sip]\nt1_ms = 50\nshutdown_grace_ms = 5000\n\
          [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\npeers = [\"127.0.0.0/8\"]\n{tenant_extra}\n",
         edge.addr
     );
-    std::fs::write(dir.path().join("router.toml"), config).expect("write");
-    std::fs::write(dir.path().join("directory.toml"), directory(bob, &um_a, &um_b)).expect("write");
-    let server = Arc::new(Server::start(&dir.path().join("router.toml")).await.expect("starts"));
-    let router = server.local_addr(Transport::Udp).expect("udp");
-    Lab { dir, server, router, caller, um_a, um_b, edge }
+    let directory = directory(bob, &um_a, &um_b);
+    builder.config(&config).directory(&directory).start(Peers { caller, um_a, um_b, edge }).await
 }
 
 /// bob's directory entry (`eum = ...` on plan A, or `hosted_voicemail = true`).

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use exum_router::model::Transport;
 use exum_router::model::wire::Name;
-use exum_router::server::Server;
+use exum_router_tests::lab::invite_over;
 use exum_router_tests::peer::{StreamPeer, WAIT, request, response};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
 use rustls::pki_types::pem::PemObject;
@@ -115,19 +115,13 @@ async fn um_server(leaf: &Leaf, roots: rustls::RootCertStore) -> (SocketAddr, to
     (addr, rx)
 }
 
-struct Lab {
-    dir: tempfile::TempDir,
-    server: Server,
-    router_tls: SocketAddr,
-}
+type Lab = exum_router_tests::Lab;
+
+const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";
 
 /// A router with two TLS listeners allowing the client name `edge.contoso.com`,
 /// requiring client certificates from `pki`, and bob's UM server at `um`.
 async fn lab(pki: &Pki, router: &Leaf, um: &str) -> Lab {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("router.pem"), &router.cert).expect("write");
-    std::fs::write(dir.path().join("router.key"), &router.key).expect("write");
-    std::fs::write(dir.path().join("ca.pem"), pki.ca.pem()).expect("write");
     let config = "directory = \"directory.toml\"\n\
         [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
         [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"tls\"]\nallow_names = [\"edge.contoso.com\"]\n\
@@ -144,22 +138,14 @@ async fn lab(pki: &Pki, router: &Leaf, um: &str) -> Lab {
         "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
          [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"{um}\", timeout_ms = 3000 }}]\n"
     );
-    std::fs::write(dir.path().join("router.toml"), config).expect("write");
-    std::fs::write(dir.path().join("directory.toml"), directory).expect("write");
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
-    let router_tls = server.local_addr(Transport::Tls).expect("tls listener");
-    Lab { dir, server, router_tls }
-}
-
-fn invite(peer: &TlsPeer, call_id: &str) -> String {
-    request(
-        "INVITE",
-        "sip:bob@contoso.com;opaque=app:voicemail",
-        peer.addr,
-        "TLS",
-        call_id,
-        &format!("z9hG4bK-{call_id}"),
-    )
+    Lab::builder()
+        .file("router.pem", &router.cert)
+        .file("router.key", &router.key)
+        .file("ca.pem", pki.ca.pem())
+        .config(&config)
+        .directory(&directory)
+        .start(())
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +158,7 @@ async fn a_call_through_the_second_tls_listener_is_named_by_it() {
     assert_eq!(listeners.len(), 2);
     let second = listeners[1];
     let mut caller = connect(second, pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false))).await.expect("TLS");
-    caller.write(invite(&caller, "tls-second").as_bytes()).await;
+    caller.write(invite_over(caller.addr, "TLS", BOB, "tls-second").as_bytes()).await;
     let mut um = tokio::time::timeout(WAIT, um_conns.recv()).await.expect("the router connects").expect("conn");
     let inv = loop {
         let m = um.recv_within(WAIT).await.expect("the INVITE");
@@ -183,7 +169,7 @@ async fn a_call_through_the_second_tls_listener_is_named_by_it() {
     let via = inv.top_via().expect("Via");
     assert_eq!((via.transport, format!("{}:{}", via.host, via.port.unwrap_or(5061))), ("TLS", second.to_string()));
     let rr = inv.first(Name::RecordRoute).expect("record-routed");
-    assert!(rr.contains(&second.to_string()) && !rr.contains(&lab.router_tls.to_string()), "{rr}");
+    assert!(rr.contains(&second.to_string()) && !rr.contains(&lab.listener(Transport::Tls).to_string()), "{rr}");
     um.write(response(&inv, 486, "um", "").as_bytes()).await;
     // Every UM server failed: 480, saying what the UM server answered.
     let answer = caller.final_response().await;
@@ -198,9 +184,10 @@ async fn a_call_over_mutual_tls_end_to_end() {
     let (um_leaf, router_leaf) = (pki.leaf(&["um.contoso.com"], true), pki.leaf(&["router.contoso.com"], true));
     let (um_addr, mut um_conns) = um_server(&um_leaf, pki.roots()).await;
     let lab = lab(&pki, &router_leaf, &format!("sip:{um_addr};transport=tls")).await;
-    let mut caller =
-        connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false))).await.expect("TLS");
-    caller.write(invite(&caller, "tls1").as_bytes()).await;
+    let mut caller = connect(lab.listener(Transport::Tls), pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false)))
+        .await
+        .expect("TLS");
+    caller.write(invite_over(caller.addr, "TLS", BOB, "tls1").as_bytes()).await;
     let mut um = tokio::time::timeout(WAIT, um_conns.recv()).await.expect("the router connects").expect("conn");
     // The router presented its certificate to the UM server (mutual TLS).
     let presented = match &um.stream {
@@ -249,7 +236,7 @@ async fn a_call_over_mutual_tls_end_to_end() {
     let done = caller.final_response().await;
     assert_eq!((done.status(), done.cseq()), (Some(200), Some((2, "BYE"))));
     // The next call reuses the connection to the UM server.
-    caller.write(invite(&caller, "tls2").as_bytes()).await;
+    caller.write(invite_over(caller.addr, "TLS", BOB, "tls2").as_bytes()).await;
     let inv2 = loop {
         let m = um.recv_within(WAIT).await.expect("the second INVITE on the same connection");
         if m.method() == Some("INVITE") {
@@ -272,10 +259,10 @@ async fn clients_without_a_certificate_or_an_allowed_name_are_refused() {
     let pki = Pki::new("test CA");
     let lab = lab(&pki, &pki.leaf(&["router.contoso.com"], true), "sip:127.0.0.1:9;transport=tls").await;
     // No client certificate: the handshake fails (it may only show at the first read).
-    let refused = match connect(lab.router_tls, pki.roots(), None).await {
+    let refused = match connect(lab.listener(Transport::Tls), pki.roots(), None).await {
         Err(_) => true,
         Ok(mut p) => {
-            p.stream.write_all(invite(&p, "none").as_bytes()).await.ok();
+            p.stream.write_all(invite_over(p.addr, "TLS", BOB, "none").as_bytes()).await.ok();
             p.recv_within(WAIT).await.is_none()
         }
     };
@@ -283,19 +270,23 @@ async fn clients_without_a_certificate_or_an_allowed_name_are_refused() {
     assert!(lab.server.metrics.tls_handshakes_failed.get() >= 1);
     // A certificate of the right CA for a name the listener does not allow: 403.
     let mut stranger =
-        connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["rogue.contoso.com"], false))).await.expect("TLS");
-    stranger.write(invite(&stranger, "rogue").as_bytes()).await;
+        connect(lab.listener(Transport::Tls), pki.roots(), Some(&pki.leaf(&["rogue.contoso.com"], false)))
+            .await
+            .expect("TLS");
+    stranger.write(invite_over(stranger.addr, "TLS", BOB, "rogue").as_bytes()).await;
     let r = stranger.final_response().await;
     assert_eq!((r.status(), r.first(Name::CallId)), (Some(403), Some("rogue")));
     // A certificate from another CA: the handshake fails.
     let other = Pki::new("other CA");
-    let foreign = match connect(lab.router_tls, pki.roots(), Some(&other.leaf(&["edge.contoso.com"], false))).await {
-        Err(_) => true,
-        Ok(mut p) => {
-            p.stream.write_all(invite(&p, "foreign").as_bytes()).await.ok();
-            p.recv_within(WAIT).await.is_none()
-        }
-    };
+    let foreign =
+        match connect(lab.listener(Transport::Tls), pki.roots(), Some(&other.leaf(&["edge.contoso.com"], false))).await
+        {
+            Err(_) => true,
+            Ok(mut p) => {
+                p.stream.write_all(invite_over(p.addr, "TLS", BOB, "foreign").as_bytes()).await.ok();
+                p.recv_within(WAIT).await.is_none()
+            }
+        };
     assert!(foreign, "a certificate from another CA gets no service");
 }
 
@@ -305,9 +296,10 @@ async fn a_um_server_with_a_certificate_for_another_name_is_not_used() {
     // The UM server's certificate names neither 127.0.0.1 nor anything the target says.
     let (um_addr, mut um_conns) = um_server(&pki.leaf(&["elsewhere.test"], false), pki.roots()).await;
     let lab = lab(&pki, &pki.leaf(&["router.contoso.com"], true), &format!("sip:{um_addr};transport=tls")).await;
-    let mut caller =
-        connect(lab.router_tls, pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false))).await.expect("TLS");
-    caller.write(invite(&caller, "wrongname").as_bytes()).await;
+    let mut caller = connect(lab.listener(Transport::Tls), pki.roots(), Some(&pki.leaf(&["edge.contoso.com"], false)))
+        .await
+        .expect("TLS");
+    caller.write(invite_over(caller.addr, "TLS", BOB, "wrongname").as_bytes()).await;
     let r = caller.final_response().await;
     assert!(r.status().is_some_and(|c| c >= 400), "the call fails instead of going to an unverified server: {r:?}");
     assert!(um_conns.try_recv().is_err(), "no TLS session was established with the UM server");
@@ -322,17 +314,17 @@ async fn a_renewed_certificate_is_served_after_a_reload() {
         tokio_rustls::TlsStream::Server(_) => None,
     };
     let client = pki.leaf(&["edge.contoso.com"], false);
-    let before = connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
+    let before = connect(lab.listener(Transport::Tls), pki.roots(), Some(&client)).await.expect("TLS");
     assert_eq!(served(&before).as_deref(), Some("router.contoso.com"));
     let renewed = pki.leaf(&["router2.contoso.com"], true);
     std::fs::write(lab.dir.path().join("router.pem"), &renewed.cert).expect("write");
     std::fs::write(lab.dir.path().join("router.key"), &renewed.key).expect("write");
     lab.server.reload().expect("reload");
-    let after = connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
+    let after = connect(lab.listener(Transport::Tls), pki.roots(), Some(&client)).await.expect("TLS");
     assert_eq!(served(&after).as_deref(), Some("router2.contoso.com"));
     // A key that does not match its certificate is refused; the renewed one stays.
     std::fs::write(lab.dir.path().join("router.key"), pki.leaf(&["x"], false).key).expect("write");
     assert!(lab.server.reload().is_err());
-    let still = connect(lab.router_tls, pki.roots(), Some(&client)).await.expect("TLS");
+    let still = connect(lab.listener(Transport::Tls), pki.roots(), Some(&client)).await.expect("TLS");
     assert_eq!(served(&still).as_deref(), Some("router2.contoso.com"));
 }

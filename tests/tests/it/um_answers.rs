@@ -5,29 +5,25 @@
 
 use std::time::Duration;
 
-use exum_router::model::Transport;
-use exum_router::server::Server;
-use exum_router_tests::peer::{UdpPeer, request, response};
+use exum_router_tests::LabBuilder;
+use exum_router_tests::lab::invite;
+use exum_router_tests::peer::{UdpPeer, response};
 
-struct Lab {
-    dir: tempfile::TempDir,
-    server: Server,
-    router: std::net::SocketAddr,
+struct Peers {
     caller: UdpPeer,
     um1: UdpPeer,
     um2: UdpPeer,
 }
+
+type Lab = exum_router_tests::Lab<Peers>;
 
 /// Tenant contoso (no voice-mail rerouting) whose user bob's dial plan has
 /// `um1` and `um2`, 300 ms each to their first response; Timer C 1500 ms;
 /// `probes` is the `[probes]` section's body.
 async fn lab(probes: &str) -> Lab {
     let (caller, um1, um2) = (UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await);
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("router.toml"),
-        format!(
-            r#"directory = "directory.toml"
+    let builder = LabBuilder::new().config(&format!(
+        r#"directory = "directory.toml"
 [[listen]]
 address = "127.0.0.1:0"
 transports = ["udp"]
@@ -42,22 +38,16 @@ address = "127.0.0.1:0"
 id = "contoso"
 domains = ["contoso.com"]
 "#
-        ),
-    )
-    .expect("write");
-    write_directory(dir.path(), &[&um1, &um2]);
-    let server = Server::start(&dir.path().join("router.toml")).await.expect("the router starts");
-    let router = server.local_addr(Transport::Udp).expect("udp");
-    Lab { dir, server, router, caller, um1, um2 }
+    ));
+    builder.directory(&directory(&[&um1, &um2])).start(Peers { caller, um1, um2 }).await
 }
 
-fn write_directory(dir: &std::path::Path, servers: &[&UdpPeer]) {
+/// The directory: bob on a dial plan whose UM servers are `servers`.
+fn directory(servers: &[&UdpPeer]) -> String {
     let servers: Vec<String> =
         servers.iter().map(|s| format!("{{ uri = \"sip:{}\", timeout_ms = 300 }}", s.addr)).collect();
-    std::fs::write(
-        dir.join("directory.toml"),
-        format!(
-            r#"[[tenants.contoso.users]]
+    format!(
+        r#"[[tenants.contoso.users]]
 sip = "sip:bob@contoso.com"
 eum = "eum:bob@contoso.com;phone-context=DP1"
 [[tenants.contoso.dial_plans]]
@@ -65,22 +55,16 @@ name = "DP1"
 phone_context = "DP1"
 servers = [{}]
 "#,
-            servers.join(", ")
-        ),
+        servers.join(", ")
     )
-    .expect("write");
 }
 
 const BOB: &str = "sip:bob@contoso.com;opaque=app:voicemail";
 
-fn invite(lab: &Lab, call_id: &str) -> String {
-    request("INVITE", BOB, lab.caller.addr, "UDP", call_id, &format!("z9hG4bK-{call_id}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_um_server_that_rings_is_not_cut_at_its_timeout_and_its_answer_reaches_the_caller() {
     let lab = lab("enabled = false").await;
-    lab.caller.send(lab.router, &invite(&lab, "rings")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, BOB, "rings")).await;
     let (inv, from) = lab.um1.expect_request("INVITE").await;
     lab.um1.send(from, &response(&inv, 180, "um1", "")).await;
     lab.caller.expect_response(180).await;
@@ -101,7 +85,7 @@ async fn a_um_server_that_rings_is_not_cut_at_its_timeout_and_its_answer_reaches
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timer_c_cancels_a_target_that_rings_forever_and_the_480_names_what_each_target_did() {
     let lab = lab("enabled = false").await;
-    lab.caller.send(lab.router, &invite(&lab, "timer-c")).await;
+    lab.caller.send(lab.router, &invite(lab.caller.addr, BOB, "timer-c")).await;
     let (inv, from) = lab.um1.expect_request("INVITE").await;
     lab.um1.send(from, &response(&inv, 180, "um1", "")).await;
     // Timer C (1500 ms) runs out: the router cancels um1 and tries um2.
@@ -140,7 +124,7 @@ async fn a_um_server_removed_by_a_reload_leaves_the_up_metric() {
         assert!(std::time::Instant::now() < deadline, "both UM servers probed: {m}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    write_directory(lab.dir.path(), &[&lab.um1]);
+    std::fs::write(lab.path().join("directory.toml"), directory(&[&lab.um1])).expect("write");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let m = metrics().await;
