@@ -87,8 +87,9 @@ pub struct User {
     pub voicemail: VoicemailSetting,
     /// Granted hosted voice-mail policy name.
     pub hosted_voicemail_policy: Option<String>,
-    /// On-premises UM (EUM) address.
-    pub eum: Option<String>,
+    /// On-premises UM (EUM) addresses, all in one dial plan; the first is the
+    /// one policies see (`eum-address`).
+    pub eum: Vec<String>,
 }
 
 /// Kind of an Exchange UM contact.
@@ -137,6 +138,22 @@ pub struct UmServer {
     pub uri: String,
     /// Per-server timeout, ms.
     pub timeout_ms: u32,
+    /// The Exchange major version (14: 2010, 15: 2013 and later), when given.
+    pub version: Option<u32>,
+}
+
+/// How the UM servers of a dial plan are ordered for a call ([MS-EUMR]
+/// 3.1.5 step 6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Selection {
+    /// In the order the dial plan lists them.
+    #[default]
+    Ordered,
+    /// Starting at a server picked by the call's Call-ID, then in list order
+    /// from there: calls spread over the servers, and one call (its
+    /// retransmissions, its redirects) keeps one order.
+    RoundRobin,
 }
 
 /// An on-premises UM dial plan.
@@ -148,6 +165,25 @@ pub struct DialPlan {
     pub phone_context: String,
     /// UM servers in order.
     pub servers: Vec<UmServer>,
+    /// How a call's order of servers is chosen.
+    pub selection: Selection,
+}
+
+impl DialPlan {
+    /// The UM servers a call tries, in order ([MS-EUMR] 3.1.5 steps 6 and 7):
+    /// only those of the highest Exchange version present (servers without
+    /// a version rank below any with one), never a lower one; in list order,
+    /// or for [`Selection::RoundRobin`] rotated to start at the server
+    /// `seed` (the call's) picks.
+    pub fn call_order(&self, seed: u64) -> Vec<&UmServer> {
+        let top = self.servers.iter().map(|s| s.version).max().flatten();
+        let mut order: Vec<&UmServer> = self.servers.iter().filter(|s| s.version == top || top.is_none()).collect();
+        if self.selection == Selection::RoundRobin && !order.is_empty() {
+            let start = (seed % order.len() as u64) as usize;
+            order.rotate_left(start);
+        }
+        order
+    }
 }
 
 /// The scope a hosted voice-mail policy applies to.
@@ -232,7 +268,7 @@ impl TenantDirectory {
         }
         let plan_key = |u: &User| {
             u.eum
-                .as_deref()
+                .first()
                 .and_then(|e| eum_phone_context(e).ok())
                 .and_then(|c| self.dial_plan_by_key.get(&c.to_ascii_lowercase()).copied())
         };
@@ -337,8 +373,13 @@ impl TenantDirectory {
                     servers: d
                         .servers
                         .iter()
-                        .map(|s| UmServerFile { uri: s.uri.clone(), timeout_ms: Some(s.timeout_ms) })
+                        .map(|s| UmServerFile {
+                            uri: s.uri.clone(),
+                            timeout_ms: Some(s.timeout_ms),
+                            version: s.version,
+                        })
                         .collect(),
+                    selection: d.selection,
                 })
                 .collect(),
             settings: serde_json::Map::new(),
@@ -395,8 +436,36 @@ pub struct UserFile {
     pub hosted_voicemail: bool,
     /// Granted hosted voice-mail policy.
     pub hosted_voicemail_policy: Option<String>,
-    /// On-premises UM (EUM) address.
-    pub eum: Option<String>,
+    /// On-premises UM (EUM) addresses: one (`eum = "eum:..."`) or several
+    /// (`eum = ["eum:bob@contoso.com;phone-context=DP1", "eum:4102;phone-context=DP1"]`),
+    /// all in one dial plan, as Exchange writes them (one with the SIP
+    /// address, one with the extension or number).
+    #[serde(default, deserialize_with = "one_or_many", serialize_with = "one_or_many_out")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub eum: Vec<String>,
+}
+
+/// `eum = "..."` or `eum = ["...", ...]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Option::<OneOrMany>::deserialize(d)? {
+        None => Vec::new(),
+        Some(OneOrMany::One(s)) => vec![s],
+        Some(OneOrMany::Many(v)) => v,
+    })
+}
+
+/// One EUM address as a string, several as a list.
+fn one_or_many_out<S: serde::Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        [one] => s.serialize_str(one),
+        many => serde::Serialize::serialize(many, s),
+    }
 }
 
 /// A contact as a directory file (or another source) writes it, before validation.
@@ -432,6 +501,14 @@ pub(crate) struct DialPlanFile {
     pub name: String,
     pub phone_context: String,
     pub servers: Vec<UmServerFile>,
+    #[serde(default, skip_serializing_if = "Selection::is_ordered")]
+    pub selection: Selection,
+}
+
+impl Selection {
+    fn is_ordered(&self) -> bool {
+        *self == Selection::Ordered
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
@@ -439,6 +516,8 @@ pub(crate) struct DialPlanFile {
 pub(crate) struct UmServerFile {
     pub uri: String,
     pub timeout_ms: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
 }
 
 /// Which list an entry refused alone was in.
@@ -682,7 +761,15 @@ impl Directory {
                         ),
                     ));
                 }
-                servers.push(UmServer { uri: s.uri, timeout_ms });
+                if let Some(v) = s.version.filter(|v| !(1..=99).contains(v)) {
+                    return Err(invalid(
+                        format!("{key}.servers[{j}].version"),
+                        format!(
+                            "{v}: an Exchange major version, 1 to 99 (14 for Exchange 2010, 15 for 2013 and later)"
+                        ),
+                    ));
+                }
+                servers.push(UmServer { uri: s.uri, timeout_ms, version: s.version });
             }
             let index = dir.dial_plans.len();
             for k in [d.name.to_ascii_lowercase(), d.phone_context.to_ascii_lowercase()] {
@@ -693,7 +780,12 @@ impl Directory {
                     ));
                 }
             }
-            dir.dial_plans.push(DialPlan { name: d.name, phone_context: d.phone_context, servers });
+            dir.dial_plans.push(DialPlan {
+                name: d.name,
+                phone_context: d.phone_context,
+                servers,
+                selection: d.selection,
+            });
         }
 
         Ok(())
@@ -742,32 +834,25 @@ impl Directory {
                     )
                 );
             }
-            if let Some(eum) = &u.eum {
-                let context = match eum_phone_context(eum) {
-                    Ok(c) => c,
-                    Err(r) => refuse!(refused, EntryKind::User, i, invalid(format!("{key}.eum"), r)),
-                };
-                if dir.dial_plan(&context).is_none() {
-                    refuse!(
-                        refused,
-                        EntryKind::User,
-                        i,
-                        invalid(
-                            format!("{key}.eum"),
-                            format!("phone-context `{context}` names no dial plan of the tenant")
-                        )
-                    );
-                }
-            }
+            let eum_plan = match eum_plan(dir, &key, &u.eum, invalid) {
+                Ok(plan) => plan,
+                Err(e) => refuse!(refused, EntryKind::User, i, e),
+            };
             let voicemail = if u.hosted_voicemail {
                 VoicemailSetting::Hosted
-            } else if u.eum.is_some() {
+            } else if !u.eum.is_empty() {
                 VoicemailSetting::OnPremises
             } else {
                 VoicemailSetting::None
             };
             let index = dir.users.len();
-            let keys: Vec<String> = std::iter::once(sip.clone()).chain(number_key.clone()).collect();
+            let mut keys: Vec<String> = std::iter::once(sip.clone()).chain(number_key.clone()).collect();
+            // An EUM address holding an E.164 number finds the user by it too.
+            for n in u.eum.iter().filter_map(|e| eum_user(e)).filter(|n| n.starts_with('+')) {
+                if !keys.iter().any(|k| k == n) {
+                    keys.push(n.to_owned());
+                }
+            }
             if let Some(k) = keys.iter().find(|k| dir.user_by_key.contains_key(*k)) {
                 refuse!(
                     refused,
@@ -782,11 +867,15 @@ impl Directory {
             if let Some(main) = &number {
                 dir.user_by_main_number.entry(main.clone()).and_modify(|e| *e = None).or_insert(Some(index));
             }
-            if let (Some(eum), Some(ext)) = (&u.eum, u.line.as_deref().and_then(extension)) {
-                let plan = eum_phone_context(eum)
-                    .ok()
-                    .and_then(|c| dir.dial_plan_by_key.get(&c.to_ascii_lowercase()).copied());
-                if let Some(plan) = plan {
+            if let Some(plan) = eum_plan {
+                // Its extensions in its dial plan: the line's, and any EUM
+                // address that is an extension (`eum:4102;phone-context=...`).
+                let from_eum =
+                    u.eum.iter().filter_map(|e| eum_user(e)).filter(|x| x.bytes().all(|b| b.is_ascii_digit()));
+                let mut extensions: Vec<String> = u.line.as_deref().and_then(extension).into_iter().collect();
+                extensions.extend(from_eum.map(str::to_owned).filter(|x| !x.is_empty()));
+                extensions.dedup();
+                for ext in extensions {
                     dir.user_by_extension.entry((plan, ext)).and_modify(|e| *e = None).or_insert(Some(index));
                 }
             }
@@ -1005,6 +1094,42 @@ fn sip_address(value: &str, domains: &[String]) -> Result<String, String> {
     Ok(uri.address())
 }
 
+/// The dial plan (its index) that a user's EUM addresses name; all must name
+/// the same one (a user is in one dial plan), each must have a phone-context
+/// that names one of the tenant's.
+fn eum_plan(
+    dir: &TenantDirectory,
+    key: &str,
+    eums: &[String],
+    invalid: &Invalid<'_>,
+) -> Result<Option<usize>, ConfigError> {
+    let mut plan: Option<usize> = None;
+    for (n, eum) in eums.iter().enumerate() {
+        let at = if eums.len() == 1 { format!("{key}.eum") } else { format!("{key}.eum[{n}]") };
+        let context = eum_phone_context(eum).map_err(|r| invalid(at.clone(), r))?;
+        let Some(this) = dir.dial_plan_by_key.get(&context.to_ascii_lowercase()).copied() else {
+            return Err(invalid(at, format!("phone-context `{context}` names no dial plan of the tenant")));
+        };
+        if plan.is_some_and(|p| p != this) {
+            return Err(invalid(
+                at,
+                format!(
+                    "phone-context `{context}` names another dial plan than the first EUM address: a user is in one dial plan"
+                ),
+            ));
+        }
+        plan = Some(this);
+    }
+    Ok(plan)
+}
+
+/// The user part of an EUM address: `bob@contoso.com`, an extension `4102`,
+/// or a number `+31205550103`.
+fn eum_user(eum: &str) -> Option<&str> {
+    let rest = eum.get(4..).filter(|_| eum.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("eum:")))?;
+    Some(rest.split(';').next().unwrap_or(rest).trim())
+}
+
 /// The phone-context of an EUM address (`eum:bob@contoso.com;phone-context=DP1.contoso.com`).
 pub fn eum_phone_context(eum: &str) -> Result<String, String> {
     if !eum.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("eum:")) {
@@ -1130,6 +1255,83 @@ servers = [{ uri = "sip:um1.contoso.com" }]
         assert_eq!(sip("sip:5;phone-context=DP1.contoso.com@contoso.com;user=phone"), None, "jo is in no dial plan");
         let e = load(&text.replace("ext=101", "ext=100")).expect_err("one extension twice").to_string();
         assert!(e.contains("users[1]") && e.contains("`+14255550100;ext=100` belongs to another user already"), "{e}");
+    }
+
+    #[test]
+    fn a_call_tries_only_the_highest_exchange_version_in_its_dial_plans_order() {
+        let plan = |selection: &str, servers: &str| {
+            format!(
+                "[[tenants.contoso.dial_plans]]\nname = \"DP\"\nphone_context = \"DP\"\n{selection}servers = [{servers}]\n"
+            )
+        };
+        let mixed = r#"{ uri = "sip:old@x", version = 14 }, { uri = "sip:a@x", version = 15 }, { uri = "sip:none@x" },
+                       { uri = "sip:b@x", version = 15 }, { uri = "sip:c@x", version = 15 }"#;
+        let uris = |d: &Directory, seed: u64| -> Vec<String> {
+            d.tenants["contoso"].dial_plan("DP").expect("plan").call_order(seed).iter().map(|s| s.uri.clone()).collect()
+        };
+        // Ordered: the version-15 servers in list order, whatever the call.
+        let d = load(&plan("", mixed)).expect("valid");
+        for seed in 0..6 {
+            assert_eq!(uris(&d, seed), ["sip:a@x", "sip:b@x", "sip:c@x"], "never a lower version, nor none");
+        }
+        // Round robin: each call starts at the server its seed picks, the
+        // rest follow in list order; over calls every server comes first.
+        let d = load(&plan("selection = \"round-robin\"\n", mixed)).expect("valid");
+        assert_eq!(uris(&d, 0), ["sip:a@x", "sip:b@x", "sip:c@x"]);
+        assert_eq!(uris(&d, 1), ["sip:b@x", "sip:c@x", "sip:a@x"]);
+        assert_eq!(uris(&d, 5), ["sip:c@x", "sip:a@x", "sip:b@x"]);
+        assert_eq!(uris(&d, 7), uris(&d, 7), "one call, one order");
+        // No server has a version: all of them, as listed.
+        let d = load(&plan("", r#"{ uri = "sip:a@x" }, { uri = "sip:b@x" }"#)).expect("valid");
+        assert_eq!(uris(&d, 3), ["sip:a@x", "sip:b@x"]);
+        // Refused: a version that is no Exchange version, an unknown selection.
+        let e = load(&plan("", r#"{ uri = "sip:a@x", version = 0 }"#)).expect_err("version 0").to_string();
+        assert!(e.contains("dial_plans[0].servers[0].version: 0: an Exchange major version"), "{e}");
+        let e = load(&plan("selection = \"random\"\n", r#"{ uri = "sip:a@x" }"#)).expect_err("selection").to_string();
+        assert!(e.contains("selection") && e.contains("round-robin"), "{e}");
+    }
+
+    #[test]
+    fn a_user_with_exchange_s_two_eum_addresses_is_found_by_address_line_and_extension() {
+        let text = r#"
+[[tenants.contoso.users]]
+sip = "sip:anna@contoso.com"
+line = "tel:+31205550101"
+eum = ["eum:anna@contoso.com;phone-context=DP-AMS.contoso.com", "EUM:4102;phone-context=DP-AMS.contoso.com"]
+[[tenants.contoso.users]]
+sip = "sip:bram@contoso.com"
+eum = "eum:4103;phone-context=DP-AMS.contoso.com"
+[[tenants.contoso.users]]
+sip = "sip:cees@contoso.com"
+eum = "eum:+31205550103;phone-context=DP-AMS.contoso.com"
+[[tenants.contoso.dial_plans]]
+name = "DP-AMS"
+phone_context = "DP-AMS.contoso.com"
+servers = [{ uri = "sip:um1.contoso.com" }]
+"#;
+        let d = load(text).expect("valid");
+        let t = &d.tenants["contoso"];
+        let sip = |a: &str| t.user(a).map(|u| u.sip.as_str());
+        let dialled = |ext: &str| format!("sip:{ext};phone-context=DP-AMS.contoso.com@contoso.com;user=phone");
+        assert_eq!(sip("sip:anna@contoso.com"), Some("sip:anna@contoso.com"));
+        assert_eq!(sip("tel:+31205550101"), Some("sip:anna@contoso.com"), "by line");
+        assert_eq!(sip(&dialled("4102")), Some("sip:anna@contoso.com"), "by the extension of her second EUM");
+        assert_eq!(sip(&dialled("4103")), Some("sip:bram@contoso.com"), "an extension-only EUM");
+        assert_eq!(sip("tel:+31205550103"), Some("sip:cees@contoso.com"), "a number EUM finds its user by number");
+        for user in ["sip:anna@contoso.com", "sip:bram@contoso.com", "sip:cees@contoso.com"] {
+            let u = t.user(user).expect("user");
+            assert_eq!(u.voicemail, VoicemailSetting::OnPremises, "{user} is routed by its dial plan");
+        }
+        assert_eq!(t.user("sip:anna@contoso.com").map(|u| u.eum.len()), Some(2));
+        // Two EUM addresses in two dial plans: refused, naming the second.
+        let two_plans = text
+            .replace("\"EUM:4102;phone-context=DP-AMS.contoso.com\"", "\"eum:4102;phone-context=DP-X\"")
+            + "[[tenants.contoso.dial_plans]]\nname = \"DP-X\"\nphone_context = \"DP-X\"\nservers = [{ uri = \"sip:um9.contoso.com\" }]\n";
+        let e = load(&two_plans).expect_err("two dial plans").to_string();
+        assert!(e.contains("users[0].eum[1]") && e.contains("another dial plan"), "{e}");
+        // The directory as a source writes it back in the same forms.
+        let written = serde_json::to_string(&t.to_data().users).unwrap_or_default();
+        assert!(written.contains(r#""eum":["eum:anna"#) && written.contains(r#""eum":"eum:4103;"#), "{written}");
     }
 
     #[test]

@@ -29,11 +29,12 @@ pub struct Snapshot {
     pub versions: BTreeMap<String, i64>,
 }
 
-const USERS: &str = "SELECT tenant_id, sip, line, site, hosted_voicemail, hosted_voicemail_policy, eum FROM exum.users";
+const USERS: &str =
+    "SELECT tenant_id, sip, line, site, hosted_voicemail, hosted_voicemail_policy, eum, eum_more FROM exum.users";
 const CONTACTS: &str =
     "SELECT tenant_id, sip, number, kind, site, hosted_voicemail_policy, dial_plan FROM exum.contacts";
 const POLICIES: &str = "SELECT tenant_id, scope, destination, organizations FROM exum.hosted_voicemail_policies";
-const DIAL_PLANS: &str = "SELECT tenant_id, name, phone_context, servers FROM exum.dial_plans";
+const DIAL_PLANS: &str = "SELECT tenant_id, name, phone_context, servers, selection FROM exum.dial_plans";
 
 fn user(row: &tokio_postgres::Row) -> UserFile {
     UserFile {
@@ -42,7 +43,7 @@ fn user(row: &tokio_postgres::Row) -> UserFile {
         site: row.get(3),
         hosted_voicemail: row.get(4),
         hosted_voicemail_policy: row.get(5),
-        eum: row.get(6),
+        eum: row.get::<_, Option<String>>(6).into_iter().chain(row.get::<_, Vec<String>>(7)).collect(),
     }
 }
 
@@ -76,7 +77,11 @@ fn dial_plan(row: &tokio_postgres::Row) -> Result<DialPlanFile, String> {
             e.into_inner()
         )
     })?;
-    Ok(DialPlanFile { name, phone_context: row.get(2), servers })
+    let selection: String = row.get(4);
+    let selection = serde_json::from_value(serde_json::Value::String(selection.clone())).map_err(|_| {
+        format!("dial_plans (name = {name}).selection: `{selection}`: expected \"ordered\" or \"round-robin\"")
+    })?;
+    Ok(DialPlanFile { name, phone_context: row.get(2), servers, selection })
 }
 
 /// A tenant's rows that cannot even be read into a section (a contact kind or
@@ -276,20 +281,23 @@ pub(crate) async fn import(
                 .map_err(DbError::pg(format!("{what}: tenant {id}")))?;
         }
         let ids = vec![id.clone(); t.users.len()];
-        let (mut sip, mut line, mut site, mut hosted, mut policy, mut eum) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut sip, mut line, mut site, mut hosted, mut policy, mut eum, mut eum_more) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for u in &t.users {
             sip.push(u.sip.as_str());
             line.push(u.line.as_deref());
             site.push(u.site.as_deref());
             hosted.push(u.hosted_voicemail);
             policy.push(u.hosted_voicemail_policy.as_deref());
-            eum.push(u.eum.as_deref());
+            eum.push(u.eum.first().map(String::as_str));
+            eum_more.push(serde_json::json!(u.eum.get(1..).unwrap_or_default()));
         }
         tx.execute(
-            "INSERT INTO exum.users (tenant_id, sip, line, site, hosted_voicemail, hosted_voicemail_policy, eum)
-             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::text[])",
-            &[&ids, &sip, &line, &site, &hosted, &policy, &eum],
+            "INSERT INTO exum.users (tenant_id, sip, line, site, hosted_voicemail, hosted_voicemail_policy, eum, eum_more)
+             SELECT t, s, l, si, h, p, e, ARRAY(SELECT jsonb_array_elements_text(m))
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bool[], $6::text[], $7::text[], $8::jsonb[])
+                    AS u(t, s, l, si, h, p, e, m)",
+            &[&ids, &sip, &line, &site, &hosted, &policy, &eum, &eum_more],
         )
         .await
         .map_err(|e| DbError::Invalid(format!("{what}: tenant {id}: users: {}", describe(&e))))?;
@@ -316,9 +324,12 @@ pub(crate) async fn import(
         }
         for d in &t.dial_plans {
             let servers = serde_json::to_value(&d.servers).unwrap_or_default();
+            let selection =
+                serde_json::to_value(d.selection).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             tx.execute(
-                "INSERT INTO exum.dial_plans (tenant_id, name, phone_context, servers) VALUES ($1, $2, $3, $4)",
-                &[&id, &d.name, &d.phone_context, &servers],
+                "INSERT INTO exum.dial_plans (tenant_id, name, phone_context, servers, selection)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&id, &d.name, &d.phone_context, &servers, &selection],
             )
             .await
             .map_err(|e| DbError::Invalid(format!("{what}: tenant {id}: dial plan {}: {}", d.name, describe(&e))))?;

@@ -82,10 +82,15 @@ pub fn map(entry: &SearchEntry, s: &LdapSettings) -> Result<Mapped, String> {
         let v = v.to_ascii_lowercase().replace(' ', "");
         v.contains("exchangehostedvoicemail=1") || v.contains("cshostedvoicemail=1")
     });
-    let eum = values(entry, &a.proxy_addresses).iter().find_map(|v| {
-        let (scheme, rest) = v.trim().split_once(':')?;
-        scheme.eq_ignore_ascii_case("eum").then(|| format!("eum:{rest}"))
-    });
+    // Every EUM proxy address: Exchange writes one with the SIP address and
+    // one with the extension (or number) for a user of a SIP URI dial plan.
+    let eum: Vec<String> = values(entry, &a.proxy_addresses)
+        .iter()
+        .filter_map(|v| {
+            let (scheme, rest) = v.trim().split_once(':')?;
+            scheme.eq_ignore_ascii_case("eum").then(|| format!("eum:{rest}"))
+        })
+        .collect();
     let key = &a.hosted_voicemail_policy_key;
     let policy = values(entry, &a.hosted_voicemail_policy).iter().find_map(|v| {
         if key.is_empty() {
@@ -105,7 +110,7 @@ pub fn map(entry: &SearchEntry, s: &LdapSettings) -> Result<Mapped, String> {
             ContactKind::SubscriberAccess
         };
         // An on-premises contact belongs to the dial plan of its EUM address.
-        let dial_plan = match &eum {
+        let dial_plan = match eum.first() {
             Some(e) if !hosted => Some(eum_phone_context(e)?),
             _ => None,
         };
@@ -132,7 +137,7 @@ pub fn describe(mapped: &Result<Mapped, String>) -> String {
                     "hosted voice mail{}",
                     u.hosted_voicemail_policy.as_deref().map(|p| format!(" (policy {p})")).unwrap_or_default()
                 )
-            } else if let Some(eum) = &u.eum {
+            } else if let Some(eum) = u.eum.first() {
                 format!("on-premises, dial plan {}", eum_phone_context(eum).unwrap_or_else(|e| format!("? ({e})")))
             } else {
                 "not enabled for UM".to_owned()
@@ -204,7 +209,7 @@ mod tests {
             ],
         );
         let Ok(Mapped::User(u)) = map(&onprem, &s) else { panic!("a user") };
-        assert_eq!(u.eum.as_deref(), Some("eum:bob@contoso.com;phone-context=DP-Paris.contoso.com"));
+        assert_eq!(u.eum, ["eum:bob@contoso.com;phone-context=DP-Paris.contoso.com"]);
         assert!(!u.hosted_voicemail);
         let disabled =
             entry("CN=C,DC=x", &[("msRTCSIP-PrimaryUserAddress", &["sip:c@x"]), ("msRTCSIP-UserEnabled", &["FALSE"])]);

@@ -104,6 +104,9 @@ pub struct StoreState {
     pub(crate) wasi: super::wasi::StoreWasi,
     /// The standard policy, which the `standard` import runs.
     pub(crate) standard: std::sync::Weak<super::version::PolicyVersion>,
+    /// The call in progress's Call-ID, hashed: what picks the first UM server
+    /// of a round-robin dial plan (the same for every decision of one call).
+    pub(crate) call_seed: u64,
 }
 
 impl wasmtime_wasi::WasiView for StoreState {
@@ -152,6 +155,7 @@ impl StoreState {
             imports: Imports::Live,
             wasi: super::wasi::StoreWasi::new(),
             standard: std::sync::Weak::new(),
+            call_seed: 0,
         }
     }
 
@@ -325,7 +329,7 @@ impl directory::Host for StoreState {
     fn healthy_um_servers(&mut self, of: directory::DialPlanOf) -> wasmtime::Result<Option<Vec<directory::UmServer>>> {
         self.import(
             || Ask::HealthyUmServers(of.clone()),
-            |s| healthy_um_servers(&s.tenant, &s.health, &of),
+            |s| healthy_um_servers(&s.tenant, &s.health, &of, s.call_seed),
             Answer::UmServers,
             |a| match a {
                 Answer::UmServers(s) => Some(s.clone()),
@@ -358,17 +362,22 @@ fn hosted_route(
 }
 
 /// `healthy-um-servers`: a dial plan's servers not marked down.
+/// `healthy-um-servers`: the dial plan's servers in the call's order
+/// ([`crate::control::directory::DialPlan::call_order`]: highest Exchange
+/// version only, round robin by Call-ID where the plan says), those marked
+/// down left out.
 fn healthy_um_servers(
     tenant: &Tenant,
     health: &HealthTable,
     of: &directory::DialPlanOf,
+    seed: u64,
 ) -> Option<Vec<directory::UmServer>> {
     let key = match of {
         directory::DialPlanOf::Key(key) => key.as_str(),
         directory::DialPlanOf::Contact(address) => contact_dial_plan(tenant, address)?,
     };
     let plan = tenant.directory.dial_plan(key)?;
-    Some(plan.servers.iter().filter(|s| health.is_healthy(&s.uri)).map(um_server).collect())
+    Some(plan.call_order(seed).into_iter().filter(|s| health.is_healthy(&s.uri)).map(um_server).collect())
 }
 
 /// The key of the dial plan of the contact at `address`, if it has one.
@@ -389,7 +398,7 @@ fn user(tenant: &Tenant, address: &str) -> Option<directory::User> {
             VoicemailSetting::None => directory::Voicemail::None,
         },
         hosted_voicemail_policy: u.hosted_voicemail_policy.clone(),
-        eum_address: u.eum.clone(),
+        eum_address: u.eum.first().cloned(),
     })
 }
 

@@ -422,6 +422,7 @@ impl PolicyVersion {
             data.wasi.call.start(super::wasi::seed_of(super::view::text(req, req.call_id)), wall);
         }
         store.data_mut().call = CallClock::start();
+        store.data_mut().call_seed = super::wasi::seed_of(super::view::text(req, req.call_id));
         store.set_epoch_deadline(FIRST_DEADLINE);
         let in_progress = self.code_engine().call_started();
         let bindings = &instance.bindings;
