@@ -566,6 +566,15 @@ impl Message {
         self.fields_named(name).flat_map(|f| split_commas(self.value(f)))
     }
 
+    /// The values of the fields whose name is one of `names` (as written,
+    /// case-insensitive: give a compact form too when it has one).
+    pub fn values_named<'n>(&'n self, names: &'n [&'n str]) -> impl Iterator<Item = &'n str> + 'n {
+        self.fields
+            .iter()
+            .filter(move |f| names.iter().any(|n| self.text(&f.name_range).eq_ignore_ascii_case(n)))
+            .map(|f| self.value(f))
+    }
+
     /// The first value of a header named `name` (any header, case-insensitive,
     /// compact forms of known headers matching).
     pub fn header(&self, name: &str) -> Option<&str> {

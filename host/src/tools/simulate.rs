@@ -18,7 +18,7 @@ use crate::sip::originate;
 use crate::sip::proxy::classify::{ALLOW, Classified, classify};
 use crate::sip::proxy::decide;
 use crate::sip::proxy::dialog;
-use crate::sip::proxy::forward::{ForwardSpec, Hop, forwarded};
+use crate::sip::proxy::forward::{ForwardSpec, Hop, UmServerHop, forwarded};
 use crate::sip::proxy::stateless::next_hop;
 use crate::sip::secret::Secret;
 
@@ -169,16 +169,8 @@ impl Simulator {
                     return Ok(out);
                 };
                 let _ = writeln!(out, "in a dialog: routed along its Route set, no policy asked");
-                self.write_forwarded(
-                    &mut out,
-                    &req,
-                    &ForwardSpec::default(),
-                    &[next.as_str()],
-                    None,
-                    false,
-                    r.pop_routes,
-                    &source,
-                );
+                let hop = HopOf { transport: None, record_route: false, pop_routes: r.pop_routes, um: None };
+                self.write_forwarded(&mut out, &req, &ForwardSpec::default(), &[next.as_str()], hop, &source);
                 return Ok(out);
             }
             Classified::New(r) => r,
@@ -212,7 +204,7 @@ impl Simulator {
         let id = decided.tenant.config.id.clone();
         let record_route = decided.tenant.config.record_route;
         write_verdict(&mut out, "route", &id, &decided.verdict);
-        self.write_outcome(&mut out, &sip, &source, record_route, pop_routes, &decided.verdict);
+        self.write_outcome(&mut out, &sip, &source, &decided.tenant, (record_route, pop_routes), &decided.verdict);
         if options.fail_all
             && let Decision::Forward(f) = &decided.verdict.decision
         {
@@ -227,7 +219,7 @@ impl Simulator {
                 decide::on_failure(&decided.policy, &decided.tenant, &decided.view, &failure, decided.verdict.role);
             out.push('\n');
             write_verdict(&mut out, "on-failure (every target timed out)", &id, &after);
-            self.write_outcome(&mut out, &sip, &source, record_route, pop_routes, &after);
+            self.write_outcome(&mut out, &sip, &source, &decided.tenant, (record_route, pop_routes), &after);
         }
         Ok(out)
     }
@@ -254,8 +246,8 @@ impl Simulator {
         out: &mut String,
         sip: &Message,
         source: &Source,
-        record_route: bool,
-        pop_routes: usize,
+        tenant: &crate::control::Tenant,
+        (record_route, pop_routes): (bool, usize),
         verdict: &Verdict,
     ) {
         let decision = &verdict.decision;
@@ -270,20 +262,19 @@ impl Simulator {
         };
         let targets: Vec<&str> = f.targets.iter().map(|t| t.uri.as_str()).collect();
         let transport = f.targets.first().and_then(|t| t.transport).map(Transport::from);
-        self.write_forwarded(out, sip, &ForwardSpec::of(f), &targets, transport, record_route, pop_routes, source);
+        let um = targets.first().and_then(|t| UmServerHop::of(tenant, sip.method() == Some("INVITE"), t));
+        let hop = HopOf { transport, record_route, pop_routes, um: um.as_ref() };
+        self.write_forwarded(out, sip, &ForwardSpec::of(f), &targets, hop, source);
     }
 
     /// `sip` as the proxy forwards it (its Via shows the first listener's address).
-    #[allow(clippy::too_many_arguments)]
     fn write_forwarded(
         &self,
         out: &mut String,
         sip: &Message,
         spec: &ForwardSpec,
         targets: &[&str],
-        transport: Option<Transport>,
-        record_route: bool,
-        pop_routes: usize,
+        HopOf { transport, record_route, pop_routes, um }: HopOf<'_>,
         source: &Source,
     ) {
         let local = self.config.listen.first().map_or_else(|| "127.0.0.1:5060".to_owned(), |l| l.address.to_string());
@@ -296,10 +287,21 @@ impl Simulator {
             record_route: record_route.then_some(dialog_tag.as_str()),
             pop_routes,
             inbound: None,
+            um,
         };
         let _ = writeln!(out, "\n--- forwarded to {} ---", targets.join(", then "));
         out.push_str(&String::from_utf8_lossy(&forwarded(sip, spec, None, &hop)));
     }
+}
+
+/// What of the hop a simulated forward shows: the transport, the tenant's
+/// `record_route`, the Routes naming the router, and whether the first target
+/// is a UM server.
+struct HopOf<'a> {
+    transport: Option<Transport>,
+    record_route: bool,
+    pop_routes: usize,
+    um: Option<&'a UmServerHop>,
 }
 
 fn write_verdict(out: &mut String, step: &str, tenant: &str, verdict: &Verdict) {

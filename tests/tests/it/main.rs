@@ -8,6 +8,7 @@ mod attacks;
 mod cold_start;
 mod developer;
 mod dns;
+mod eumr;
 mod examples;
 mod fleet;
 mod flows;

@@ -262,6 +262,7 @@ pub(super) struct TenantFile {
     pub(super) hosting_provider: Option<String>,
     pub(super) default_next_hop: Option<String>,
     pub(super) pstn_gateway: Option<String>,
+    pub(super) av_edge_gruu: Option<String>,
     #[serde(default)]
     pub(super) utc_offset_minutes: i32,
     #[serde(default)]

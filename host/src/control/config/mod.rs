@@ -475,6 +475,9 @@ pub struct TenantConfig {
     pub default_next_hop: Option<String>,
     /// The tenant's PSTN gateway.
     pub pstn_gateway: Option<String>,
+    /// The GRUU of the tenant's A/V Edge (its MRAS service): sent to UM
+    /// servers as `Ms-Mras-Address` ([MS-EUMR] 3.1.5 step 4).
+    pub av_edge_gruu: Option<String>,
     /// Offset of local time from UTC, in minutes.
     pub utc_offset_minutes: i32,
     /// Tenant-wide voice-mail rerouting.
@@ -524,6 +527,7 @@ impl TenantConfig {
             hosting_provider: None,
             default_next_hop: None,
             pstn_gateway: None,
+            av_edge_gruu: None,
             utc_offset_minutes: 0,
             rerouting: Rerouting::default(),
             site_rerouting: BTreeMap::new(),

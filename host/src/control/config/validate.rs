@@ -650,9 +650,12 @@ pub(super) fn tenant_config(
         }
     };
     let limits = limits(ctx.defaults, t.limits, &key("limits"))?;
-    for (field, value) in
-        [("edge", &t.edge), ("default_next_hop", &t.default_next_hop), ("pstn_gateway", &t.pstn_gateway)]
-    {
+    for (field, value) in [
+        ("edge", &t.edge),
+        ("default_next_hop", &t.default_next_hop),
+        ("pstn_gateway", &t.pstn_gateway),
+        ("av_edge_gruu", &t.av_edge_gruu),
+    ] {
         if let Some(v) = value {
             check_sip_uri(v).map_err(|r| (key(field), r))?;
         }
@@ -714,6 +717,7 @@ pub(super) fn tenant_config(
         hosting_provider,
         default_next_hop: t.default_next_hop,
         pstn_gateway: t.pstn_gateway,
+        av_edge_gruu: t.av_edge_gruu,
         utc_offset_minutes: t.utc_offset_minutes,
         rerouting: tenant_rerouting,
         site_rerouting,

@@ -17,7 +17,7 @@ use tracing::Instrument as _;
 
 use super::classify::{ALLOW, Classified, classify};
 use super::decide::{self, Decided};
-use super::forward::{ForwardSpec, Hop, forwarded};
+use super::forward::{ForwardSpec, Hop, UmServerHop, forwarded};
 use super::validate::loop_hash;
 use super::{Held, Proxy, originate};
 use crate::model::uri::route_uri;
@@ -75,6 +75,7 @@ pub(super) fn spawn(
         own_response: false,
         decided: None,
         attempts: Vec::new(),
+        um: None,
     };
     tokio::spawn(task.run().instrument(span));
 }
@@ -157,6 +158,10 @@ struct RequestTask {
     /// Each target tried and how it ended (`sip:um1 488 Not Acceptable Here`),
     /// for the call's log line and the Warning of a failure.
     attempts: Vec<String>,
+    /// The target being tried is a UM server (or where one redirected the
+    /// call): its INVITE gets [MS-EUMR]'s edits, and any failure response of
+    /// its moves on to the next target.
+    um: Option<UmServerHop>,
 }
 
 impl RequestTask {
@@ -366,11 +371,19 @@ impl RequestTask {
                 }
             };
             let spec = ForwardSpec::of(&f);
-            let mut queue: VecDeque<(Target, Option<String>)> = f.targets.into_iter().map(|t| (t, None)).collect();
-            while let Some((target, contact_uri)) = queue.pop_front() {
+            let mut queue: VecDeque<(Target, Option<String>, Option<UmServerHop>)> = f
+                .targets
+                .into_iter()
+                .map(|t| {
+                    let um = UmServerHop::of(&tenant, self.invite, &t.uri);
+                    (t, None, um)
+                })
+                .collect();
+            while let Some((target, contact_uri, um)) = queue.pop_front() {
                 if self.cancelled || attempts.len() >= MAX_ATTEMPTS {
                     break;
                 }
+                self.um = um;
                 match self.try_target(&target, &spec, contact_uri.as_deref()).await {
                     TargetEnd::Answered => {
                         self.attempts.push(format!("{} {}", target.uri, self.final_code));
@@ -408,7 +421,8 @@ impl RequestTask {
                         }
                         for c in contacts.into_iter().filter(|c| !is_voicemail_uri(c)).rev() {
                             let t = Target { uri: c.clone(), transport: None, timeout_ms: target.timeout_ms };
-                            queue.push_front((t, Some(c)));
+                            // Where a UM server sends the call is UM too.
+                            queue.push_front((t, Some(c), self.um.clone()));
                         }
                     }
                 }
@@ -606,6 +620,7 @@ impl RequestTask {
             record_route: dialog_tag.as_deref(),
             pop_routes: self.pop_routes,
             inbound: inbound_local.as_deref().map(|l| (self.source.transport, l)),
+            um: self.um.as_ref(),
         };
         (forwarded(&self.req, spec, contact_uri, &hop), egress)
     }
@@ -725,8 +740,12 @@ impl RequestTask {
     }
 
     /// What a target's final response means for the request (RFC 3261 §16.7).
+    /// A challenge (401, 407) goes upstream, as the caller must answer it;
+    /// but not one from a UM server: [MS-EUMR] moves on to the next UM
+    /// server after any failure response.
     fn final_response(&mut self, resp: Message, code: u16) -> TargetEnd {
-        if (200..300).contains(&code) || code == 401 || code == 407 || self.cancelled {
+        let challenge = (code == 401 || code == 407) && self.um.is_none();
+        if (200..300).contains(&code) || challenge || self.cancelled {
             self.relay(&resp);
             return TargetEnd::Answered;
         }
