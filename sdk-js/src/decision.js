@@ -105,9 +105,12 @@ export class Redirect {
   }
 }
 
-/** An `ms-diagnostics` header field: `15004;reason="..."`. */
+/** The `appName` of the `ms-diagnostics` Exchange UM routing writes, as Lync's. */
+export const APP_NAME = 'ExumRouting';
+
+/** An `ms-diagnostics` header field: `15004;reason="...";appName="ExumRouting"`. */
 export function msDiagnostics(code, reason) {
-  return { name: 'ms-diagnostics', value: `${code};reason="${reason}"` };
+  return { name: 'ms-diagnostics', value: `${code};reason="${reason}";appName="${APP_NAME}"` };
 }
 
 /** Builders of the contract's `decision` values (`{ tag, val }`). */

@@ -84,6 +84,10 @@ function bestResponse(failure) {
 
 /** Voice-mail rerouting over the PSTN, or 480 when it is off or incomplete. */
 export function allTargetsFailed(req) {
+  // A call that may not be diverted (Ms-Sensitivity) is not rerouted either.
+  if (req.noDiversion()) {
+    return reject(480, 'Temporarily Unavailable', diagnostics.FAILED_TO_ROUTE);
+  }
   const who = called(req);
   const site = who.user?.site ?? who.contact?.site;
   const retrieval = who.user

@@ -120,6 +120,15 @@ export class Request {
     return this.headers.filter(([n]) => n.toLowerCase() === long).map(([, v]) => v);
   }
 
+  /**
+   * Whether the call must not be diverted ([MS-SIPRE] 2.2.10): `Ms-Sensitivity:
+   * normal-no-diversion` or `private-no-diversion`. Never rerouted to voice mail.
+   */
+  noDiversion() {
+    const v = this.header('Ms-Sensitivity')?.trim().toLowerCase();
+    return v === 'normal-no-diversion' || v === 'private-no-diversion';
+  }
+
   /** Whether the caller calls their own mailbox: From's address is the Request-URI's. */
   isOwnMailboxCall() {
     return this.fromAddress === this.requestUriAddress;

@@ -94,7 +94,7 @@ test('decision builders make the contract values', () => {
   const d = Decision.rejectWithDiagnostics(480, 'Temporarily Unavailable', 15030, 'Failed');
   assert.deepEqual(JSON.parse(JSON.stringify(d)), {
     tag: 'reject',
-    val: { code: 480, reason: 'Temporarily Unavailable', headers: [{ name: 'ms-diagnostics', value: '15030;reason="Failed"' }] },
+    val: { code: 480, reason: 'Temporarily Unavailable', headers: [{ name: 'ms-diagnostics', value: '15030;reason="Failed";appName="ExumRouting"' }] },
   });
   const f = Forward.to([new Target('sip:a@b').withTimeoutMs(100)]).removeHeader('Diversion').addHeader('X', 'y');
   assert.deepEqual([f.targets[0].timeoutMs, f.removeHeaders.length, f.addHeaders.length], [100, 1, 1]);

@@ -90,6 +90,8 @@ export class Request {
   header(name: string): string | undefined;
   headersNamed(name: string): string[];
   isOwnMailboxCall(): boolean;
+  /** Whether the call must not be diverted: `Ms-Sensitivity: normal-no-diversion` or `private-no-diversion`. */
+  noDiversion(): boolean;
   tenant(): string;
 }
 

@@ -96,6 +96,9 @@ def all_targets_failed(req: Request) -> "types.Decision":
     the target's site) enables it, else 480/15030. Callers who want their own
     mailbox, and calls to a subscriber-access contact, go to the
     subscriber-access number; others to the auto-attendant number."""
+    # A call that may not be diverted (Ms-Sensitivity) is not rerouted either.
+    if req.no_diversion():
+        return _reject(480, "Temporarily Unavailable", FAILED_TO_ROUTE)
     called = _called(req)
     site = None if called is None else called.site
     if isinstance(called, host.User):

@@ -247,9 +247,14 @@ class Decision:
         return Decision_Forward(forward if changed is None else changed)
 
 
+APP_NAME = "ExumRouting"
+"""The ``appName`` of the ``ms-diagnostics`` Exchange UM routing writes, as Lync's."""
+
+
 def ms_diagnostics(code: int, reason: str) -> Header:
-    """An ``ms-diagnostics`` header: ``ms-diagnostics: 15030;reason="..."``."""
-    return Header("ms-diagnostics", f'{code};reason="{reason}"')
+    """An ``ms-diagnostics`` header, as Lync's Exchange UM routing writes them:
+    ``ms-diagnostics: 15030;reason="...";appName="ExumRouting"``."""
+    return Header("ms-diagnostics", f'{code};reason="{reason}";appName="{APP_NAME}"')
 
 
 def resolve_hosted_policy(granted: Optional[str], site: Optional[str]) -> Optional[host.HostedVoicemailPolicy]:

@@ -123,6 +123,13 @@ class Request:
         name = long_header_name(name)
         return [v for n, v in self.headers if eq_ignore_ascii_case(n, name)]
 
+    def no_diversion(self) -> bool:
+        """Whether the call must not be diverted ([MS-SIPRE] 2.2.10):
+        ``Ms-Sensitivity: normal-no-diversion`` or ``private-no-diversion``.
+        Such a call is never rerouted to voice mail."""
+        value = self.header("Ms-Sensitivity")
+        return value is not None and value.strip().lower() in ("normal-no-diversion", "private-no-diversion")
+
     def is_own_mailbox_call(self) -> bool:
         """Whether the caller (From) and the called address (Request-URI) are the
         same user: a user calling their own mailbox."""

@@ -27,7 +27,7 @@ from exum_policy.testing import TestHost
 def test_builds_decisions():
     d = Decision.reject_with_diagnostics(480, "Temporarily Unavailable", 15030, "Failed")
     assert isinstance(d, Decision_Reject)
-    assert d.value.headers[0] == Header("ms-diagnostics", '15030;reason="Failed"')
+    assert d.value.headers[0] == Header("ms-diagnostics", '15030;reason="Failed";appName="ExumRouting"')
     f = Forward.to([Target("sip:a@b").with_timeout_ms(100)]).remove_header("Diversion").add_header("X", "y")
     assert (f.targets[0].timeout_ms, f.remove_headers, f.add_headers) == (100, ["Diversion"], [Header("X", "y")])
 
@@ -59,7 +59,7 @@ def test_the_decision_cases():
     r = Decision.redirect(302, ["sip:vm@contoso.com"])
     assert type(r) is Decision_Redirect and r.value.contacts == ["sip:vm@contoso.com"]
     assert type(Decision.standard()) is Decision_Standard
-    assert Reject(480, "x").with_header(ms_diagnostics(1, "y")).headers == [Header("ms-diagnostics", '1;reason="y"')]
+    assert Reject(480, "x").with_header(ms_diagnostics(1, "y")).headers == [Header("ms-diagnostics", '1;reason="y";appName="ExumRouting"')]
     assert Redirect(302, ["sip:a"]).with_header(Header("X", "1")).headers == [Header("X", "1")]
     with pytest.raises(TypeError):
         Decision()

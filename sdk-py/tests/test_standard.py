@@ -352,7 +352,7 @@ def test_step3_user_not_enabled_is_480_15000():
     deployment_contoso().install()
     r = reject(route(call("sip:carol@contoso.com;opaque=app:voicemail")))
     assert r.code == 480
-    assert diagnostics(r) == '15000;reason="User is not enabled for Unified Messaging"'
+    assert diagnostics(r) == '15000;reason="User is not enabled for Unified Messaging";appName="ExumRouting"'
 
 
 def test_step4_hosted_user_goes_to_the_edge_with_site_policy_data():
@@ -448,7 +448,7 @@ def test_step6_without_rerouting_is_480_15030():
     )
     r = reject(d)
     assert r.code == 480
-    assert diagnostics(r) == '15030;reason="Failed to route to Exchange Server"'
+    assert diagnostics(r) == '15030;reason="Failed to route to Exchange Server";appName="ExumRouting"'
 
 
 def test_other_requests_go_to_the_default_next_hop_or_404():

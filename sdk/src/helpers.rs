@@ -4,9 +4,15 @@
 
 use crate::{Decision, Forward, Header, HostedVoicemailPolicy, PolicyScope, Redirect, Reject, Target, Transport, host};
 
-/// An `ms-diagnostics` header: `ms-diagnostics: 15030;reason="..."`.
+/// The `appName` of the `ms-diagnostics` the Exchange UM routing writes, as
+/// Lync's ExUM routing application names itself.
+pub const APP_NAME: &str = "ExumRouting";
+
+/// An `ms-diagnostics` header, as Lync's Exchange UM routing writes them:
+/// `ms-diagnostics: 15030;reason="...";appName="ExumRouting"` (the router adds
+/// `source`).
 pub fn ms_diagnostics(code: u32, reason: &str) -> Header {
-    Header { name: "ms-diagnostics".to_owned(), value: format!("{code};reason=\"{reason}\"") }
+    Header { name: "ms-diagnostics".to_owned(), value: format!("{code};reason=\"{reason}\";appName=\"{APP_NAME}\"") }
 }
 
 /// Resolves the hosted voice-mail policy that applies to a user or contact: the
@@ -123,7 +129,7 @@ mod tests {
     fn builds_decisions() {
         let d = Decision::reject_with_diagnostics(480, "Temporarily Unavailable", 15030, "Failed");
         let Decision::Reject(r) = d else { panic!("reject") };
-        assert_eq!(r.headers[0].value, "15030;reason=\"Failed\"");
+        assert_eq!(r.headers[0].value, "15030;reason=\"Failed\";appName=\"ExumRouting\"");
         let f = Forward::to(vec![Target::new("sip:a@b").with_timeout_ms(100)])
             .remove_header("Diversion")
             .add_header("X", "y");

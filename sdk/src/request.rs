@@ -111,6 +111,17 @@ impl Request {
         self.headers().iter().filter(move |(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// Whether the call must not be diverted ([MS-SIPRE] 2.2.10):
+    /// `Ms-Sensitivity: normal-no-diversion` or `private-no-diversion`. Such
+    /// a call is never rerouted to voice mail. (The router answers 400 to a
+    /// request with another value or more than one of the header.)
+    pub fn no_diversion(&self) -> bool {
+        self.header("Ms-Sensitivity").is_some_and(|v| {
+            let v = v.trim();
+            v.eq_ignore_ascii_case("normal-no-diversion") || v.eq_ignore_ascii_case("private-no-diversion")
+        })
+    }
+
     /// Whether the caller (From) and the called address (Request-URI) are the same
     /// user: a user calling their own mailbox.
     pub fn is_own_mailbox_call(&self) -> bool {

@@ -125,6 +125,11 @@ fn best_response(failure: &Failure) -> Option<u16> {
 /// Callers who want their own mailbox, and calls to a subscriber-access contact,
 /// go to the subscriber-access number; others to the auto-attendant number.
 pub fn all_targets_failed(req: &Request) -> Decision {
+    // A call that may not be diverted ([MS-SIPRE] Ms-Sensitivity) is not
+    // rerouted to voice mail over the PSTN either.
+    if req.no_diversion() {
+        return reject(480, "Temporarily Unavailable", diagnostics::FAILED_TO_ROUTE);
+    }
     let called = called(req);
     let site = match &called {
         Called::User(u) => u.site.clone(),

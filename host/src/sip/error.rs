@@ -165,9 +165,10 @@ impl RequestError {
             BadExtension(options) => {
                 answer.with("Unsupported", options.clone()).with("Warning", warning(&self.to_string()))
             }
-            AllTargetsFailed => {
-                answer.with("ms-diagnostics", "15030;reason=\"Failed to route to Exchange Server\"".to_owned())
-            }
+            AllTargetsFailed => answer.with(
+                "ms-diagnostics",
+                "15030;reason=\"Failed to route to Exchange Server\";appName=\"ExumRouting\"".to_owned(),
+            ),
             Overloaded { retry_after, .. } => answer.with("Retry-After", retry_after.to_string()),
             Draining => answer.with("Retry-After", "5".to_owned()),
             NoTransaction | Cancelled | ListenerRefused | NoDecision | NextHopTimeout | NextHopUnreachable
@@ -334,7 +335,7 @@ mod tests {
             RequestError::AllTargetsFailed.answer().with("Warning", "399 x".into()).sourced("um-router.contoso.com");
         assert_eq!(
             a.headers[0].1,
-            "15030;reason=\"Failed to route to Exchange Server\";source=\"um-router.contoso.com\""
+            "15030;reason=\"Failed to route to Exchange Server\";appName=\"ExumRouting\";source=\"um-router.contoso.com\""
         );
         assert_eq!(a.headers[1].1, "399 x", "other headers untouched");
         let again = a.sourced("other");
@@ -350,7 +351,7 @@ mod tests {
         assert_eq!(
             a.headers[0].1,
             format!(
-                "15030;reason=\"Failed to route to Exchange Server\";source=\"router.contoso.com\";AppendedInfo=\"{text}\""
+                "15030;reason=\"Failed to route to Exchange Server\";appName=\"ExumRouting\";source=\"router.contoso.com\";AppendedInfo=\"{text}\""
             )
         );
         assert_eq!(a.headers[1], (Cow::Borrowed("Warning"), format!("399 exum-router \"{text}\"")));

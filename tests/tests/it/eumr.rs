@@ -178,3 +178,83 @@ async fn any_failure_of_a_um_server_moves_on_and_a_lower_version_is_never_tried(
         assert!(lab.ums[0].try_recv().is_none(), "the Exchange 2010 server is never tried");
     }
 }
+
+#[test]
+fn a_call_that_may_not_be_diverted_is_not_rerouted_to_voice_mail() {
+    // bob's UM servers all fail: normally rerouted to the auto attendant over
+    // the PSTN (contoso enables rerouting) ...
+    let fail_all = SimulateOptions { fail_all: true, ..Default::default() };
+    let out = tools::simulate(&deployment_config(), "bob", &example("bob-on-premises.sip", ""), &fail_all)
+        .expect("simulates");
+    assert!(out.contains("sip:+14255550150@gw.contoso.com;user=phone"), "{out}");
+    // ... but not a call marked no-diversion, in either form and any case.
+    for value in ["normal-no-diversion", "Private-No-Diversion"] {
+        let bob = example("bob-on-premises.sip", &format!("Ms-Sensitivity: {value}\r\n"));
+        let out = tools::simulate(&deployment_config(), "bob", &bob, &fail_all).expect("simulates");
+        let after = out.split_once("on-failure").map(|(_, a)| a).unwrap_or_default();
+        assert!(!after.contains("gw.contoso.com"), "{out}");
+        assert!(after.contains("480") && after.contains("15030;"), "{out}");
+    }
+    // normal and private are ordinary calls.
+    let bob = example("bob-on-premises.sip", "Ms-Sensitivity: private\r\n");
+    let out = tools::simulate(&deployment_config(), "bob", &bob, &fail_all).expect("simulates");
+    assert!(out.contains("sip:+14255550150@gw.contoso.com;user=phone"), "{out}");
+}
+
+#[test]
+fn the_standard_algorithm_s_diagnostics_name_the_exum_routing_application() {
+    let out = tools::simulate(
+        &deployment_config(),
+        "carol",
+        &example("carol-not-enabled.sip", ""),
+        &SimulateOptions::default(),
+    )
+    .expect("simulates");
+    assert!(
+        out.contains("ms-diagnostics: 15000;reason=\"User is not enabled for Unified Messaging\";appName=\"ExumRouting\";source=\""),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ms_sensitivity_is_checked_and_a_redirect_to_voice_mail_of_a_no_diversion_call_goes_to_the_caller() {
+    let caller = UdpPeer::bind().await;
+    let (pool, um) = (UdpPeer::bind().await, UdpPeer::bind().await);
+    let config = format!(
+        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+         [sip]\nt1_ms = 50\n[probes]\nenabled = false\n\
+         [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\ndefault_next_hop = \"sip:{}\"\n",
+        pool.addr
+    );
+    let directory = format!(
+        "[[tenants.contoso.users]]\nsip = \"sip:bob@contoso.com\"\neum = \"eum:bob@contoso.com;phone-context=DP1\"\n\
+         [[tenants.contoso.dial_plans]]\nname = \"DP1\"\nphone_context = \"DP1\"\nservers = [{{ uri = \"sip:{}\" }}]\n",
+        um.addr
+    );
+    let lab =
+        LabBuilder::new().config(&config).directory(&directory).start(Peers { caller, ums: vec![pool, um] }).await;
+    let with = |id: &str, headers: &str| {
+        invite(lab.caller.addr, "sip:bob@contoso.com", id)
+            .replace("Content-Length:", &format!("{headers}Content-Length:"))
+    };
+    // A value [MS-SIPRE] does not define, or the header twice: 400 naming it.
+    for (id, headers) in [
+        ("bad-value", "Ms-Sensitivity: secret\r\n"),
+        ("twice", "Ms-Sensitivity: normal\r\nMs-Sensitivity: private\r\n"),
+    ] {
+        lab.caller.send(lab.router, &with(id, headers)).await;
+        let answer = lab.caller.final_response().await;
+        assert_eq!(answer.status(), Some(400), "{id}");
+        assert!(answer.header("Warning").unwrap_or_default().contains("Ms-Sensitivity"), "{id}: {answer:?}");
+    }
+    // The pool redirects the no-diversion call to bob's voice mail: the
+    // caller gets that 302 and the UM server nothing.
+    lab.caller.send(lab.router, &with("nodiv", "Ms-Sensitivity: normal-no-diversion\r\n")).await;
+    let (inv, from) = lab.ums[0].expect_request("INVITE").await;
+    let contact = "Contact: <sip:bob@contoso.com;opaque=app:voicemail>\r\n";
+    lab.ums[0].send(from, &response(&inv, 302, "pool", contact)).await;
+    let answer = lab.caller.final_response().await;
+    assert_eq!(answer.status(), Some(302));
+    assert_eq!(answer.first(Name::Contact), Some("<sip:bob@contoso.com;opaque=app:voicemail>"));
+    assert!(lab.ums[1].try_recv().is_none(), "not diverted to the UM server");
+}

@@ -258,7 +258,11 @@ async fn all_targets_failed_reroutes_or_answers_480() {
     let r = lab.caller.final_response().await;
     assert_eq!(r.status(), Some(480));
     let diagnostics = r.header("ms-diagnostics").unwrap_or_default();
-    assert!(diagnostics.starts_with("15030;reason=\"Failed to route to Exchange Server\";source=\""), "{diagnostics}");
+    assert!(
+        diagnostics
+            .starts_with("15030;reason=\"Failed to route to Exchange Server\";appName=\"ExumRouting\";source=\""),
+        "{diagnostics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,7 +33,10 @@ fn step3_user_not_enabled_is_480_15000() {
     let plane = Plane::deployment();
     let r = route(&plane, "sip:carol@contoso.com;opaque=app:voicemail", CALLER);
     assert_eq!(reject(&r).code, 480);
-    assert_eq!(diagnostics(reject(&r)), "15000;reason=\"User is not enabled for Unified Messaging\"");
+    assert_eq!(
+        diagnostics(reject(&r)),
+        "15000;reason=\"User is not enabled for Unified Messaging\";appName=\"ExumRouting\""
+    );
 }
 
 #[test]
@@ -168,7 +171,7 @@ fn step6_without_rerouting_is_480_15030() {
     };
     let v = plane.policy(&tenant).on_failure(&tenant, &req, &failure);
     assert_eq!(reject(&v).code, 480);
-    assert_eq!(diagnostics(reject(&v)), "15030;reason=\"Failed to route to Exchange Server\"");
+    assert_eq!(diagnostics(reject(&v)), "15030;reason=\"Failed to route to Exchange Server\";appName=\"ExumRouting\"");
 }
 
 #[test]

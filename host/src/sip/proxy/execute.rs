@@ -751,6 +751,14 @@ impl RequestTask {
         }
         if (300..400).contains(&code) {
             let contacts: Vec<String> = resp.values(Name::Contact).map(route_uri).collect();
+            // A call that may not be diverted ([MS-SIPRE] Ms-Sensitivity) is
+            // not sent to voice mail by the router: a redirect there goes to
+            // the caller as it came, and the search ends.
+            if self.invite && contacts.iter().any(|c| is_voicemail_uri(c)) && super::validate::no_diversion(&self.req) {
+                tracing::info!(code, "a redirect to voice mail for a call that may not be diverted; relayed");
+                self.relay(&resp);
+                return TargetEnd::Answered;
+            }
             if !contacts.is_empty() {
                 return TargetEnd::Redirected(code, contacts);
             }

@@ -51,6 +51,32 @@ pub fn validate(req: &Message, options_to_us: bool) -> Result<(), RequestError> 
     Ok(())
 }
 
+/// The values `Ms-Sensitivity` may have ([MS-SIPRE] 2.2.10), compared
+/// without regard to case.
+pub const SENSITIVITIES: [&str; 4] = ["normal", "private", "normal-no-diversion", "private-no-diversion"];
+
+/// [MS-SIPRE] 2.2.10: at most one `Ms-Sensitivity`, with one of
+/// [`SENSITIVITIES`]; else 400 naming the header.
+fn sensitivity(req: &Message) -> Result<(), RequestError> {
+    let mut values = req.values_named(&["Ms-Sensitivity"]);
+    match (values.next(), values.next()) {
+        (_, Some(_)) => Err(RequestError::bad("more than one Ms-Sensitivity header")),
+        (Some(v), None) if !SENSITIVITIES.iter().any(|s| s.eq_ignore_ascii_case(v.trim())) => Err(RequestError::bad(
+            format!("bad Ms-Sensitivity: `{v}` is not normal, private, normal-no-diversion or private-no-diversion"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Whether `req` may not be diverted ([MS-SIPRE] 3.9.5.2.1): its
+/// `Ms-Sensitivity` is `normal-no-diversion` or `private-no-diversion`.
+pub fn no_diversion(req: &Message) -> bool {
+    req.values_named(&["Ms-Sensitivity"]).next().is_some_and(|v| {
+        let v = v.trim();
+        v.eq_ignore_ascii_case("normal-no-diversion") || v.eq_ignore_ascii_case("private-no-diversion")
+    })
+}
+
 /// RFC 3261 §16.3 step 1: the request's syntax, as far as the proxy relies on it.
 fn check_syntax(req: &Message) -> Result<(), RequestError> {
     let bad = |what: &str, problem: &str| RequestError::bad(format!("bad {what}: {problem}"));
@@ -78,6 +104,7 @@ fn check_syntax(req: &Message) -> Result<(), RequestError> {
             return Err(RequestError::bad(format!("more than one {header} header")));
         }
     }
+    sensitivity(req)?;
     if let Some(ct) = req.first(Name::ContentType) {
         syntax::check_content_type(ct).map_err(|p| bad("Content-Type", p))?;
     }
