@@ -258,3 +258,30 @@ async fn ms_sensitivity_is_checked_and_a_redirect_to_voice_mail_of_a_no_diversio
     assert_eq!(answer.first(Name::Contact), Some("<sip:bob@contoso.com;opaque=app:voicemail>"));
     assert!(lab.ums[1].try_recv().is_none(), "not diverted to the UM server");
 }
+
+#[test]
+fn both_voice_mail_gruu_forms_are_voice_mail_calls_whatever_their_parameters() {
+    // [MS-SIPRE] 2.2.3: `;gruu;opaque=app:voicemail` and `;opaque=app:voicemail`,
+    // the parameters in either order, others beside them, any case.
+    for ruri in [
+        "sip:bob@contoso.com;opaque=app:voicemail",
+        "sip:bob@contoso.com;gruu;opaque=app:voicemail",
+        "sip:bob@contoso.com;opaque=app:voicemail;gruu",
+        "sip:bob@contoso.com;transport=tls;gruu;opaque=app:voicemail;x-lync=1",
+        "sip:bob@contoso.com;x-lync=1;opaque=APP:VoiceMail;gruu;transport=tls",
+        "sip:bob@contoso.com:5061;maddr=10.0.0.1;OPAQUE=app:voicemail",
+    ] {
+        let bob = String::from_utf8(example("bob-on-premises.sip", "")).expect("utf8");
+        let bob = bob.replacen("sip:bob@contoso.com;opaque=app:voicemail", ruri, 1);
+        let out = tools::simulate(&deployment_config(), "bob", bob.as_bytes(), &SimulateOptions::default())
+            .expect("simulates");
+        assert!(out.contains("sip:um1.redmond.contoso.com:5061;transport=tls, then sip:um2"), "{ruri}: {out}");
+        assert!(out.contains("Diversion: <sip:bob@contoso.com>;reason=no-answer"), "{ruri}: {out}");
+    }
+    // Without the opaque parameter, a gruu alone is an ordinary call.
+    let bob = String::from_utf8(example("bob-on-premises.sip", "")).expect("utf8");
+    let bob = bob.replacen("sip:bob@contoso.com;opaque=app:voicemail", "sip:bob@contoso.com;gruu", 1);
+    let out =
+        tools::simulate(&deployment_config(), "bob", bob.as_bytes(), &SimulateOptions::default()).expect("simulates");
+    assert!(!out.contains("um1.redmond"), "{out}");
+}
