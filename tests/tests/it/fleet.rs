@@ -598,6 +598,19 @@ async fn the_example_deployment_imported_into_the_database_routes_as_from_its_fi
         compared += 1;
     }
     assert!(compared >= 8, "{compared} requests compared");
+    // What [MS-EUMR] adds to the directory is kept: UM server versions, a
+    // dial plan's selection, a user's several EUM addresses.
+    let shown = db(&example, Some(pg.url()), Action::Show { tenant: "contoso".into() }).await.expect("shows");
+    let shown: serde_json::Value = serde_json::from_str(&shown).expect("json");
+    let plans = shown["dial_plans"].as_array().cloned().unwrap_or_default();
+    let plan = |name: &str| plans.iter().find(|p| p["name"] == name).cloned().unwrap_or_default();
+    let versions: Vec<Option<u64>> =
+        plan("DP-Redmond")["servers"].as_array().into_iter().flatten().map(|s| s["version"].as_u64()).collect();
+    assert_eq!(versions, [Some(14), Some(15), Some(15)], "{shown}");
+    assert_eq!(plan("DP-Paris")["selection"], "round-robin", "{shown}");
+    let users = shown["users"].as_array().cloned().unwrap_or_default();
+    let henry = users.iter().find(|u| u["sip"] == "sip:henry@contoso.com").cloned().unwrap_or_default();
+    assert_eq!(henry["eum"].as_array().map(Vec::len), Some(2), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

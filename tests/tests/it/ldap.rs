@@ -370,3 +370,58 @@ async fn ldap_check_prints_how_each_entry_maps() {
     assert!(out.contains("PROBLEM") && out.contains("mallory@fabrikam.com"), "{out}");
     assert!(!out.contains(READER_PASSWORD), "the password is never printed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_s_eum_proxy_addresses_route_by_dial_plan_and_find_users_by_extension_and_number() {
+    let slapd = tokio::task::spawn_blocking(|| Slapd::start(None)).await.expect("join");
+    let sip = "msRTCSIP-PrimaryUserAddress";
+    let dp = "phone-context=DP-Redmond.contoso.com";
+    let mut ldif = example_contoso();
+    // As Exchange writes them for a user of a SIP URI dial plan: one EUM
+    // address with the SIP address, one with the extension.
+    ldif += &user(
+        "Anna",
+        "Redmond",
+        &[
+            (sip, "sip:anna@contoso.com"),
+            ("msRTCSIP-Line", "tel:+14255550141"),
+            ("proxyAddresses", "SMTP:anna@contoso.com"),
+            ("proxyAddresses", &format!("EUM:anna@contoso.com;{dp}")),
+            ("proxyAddresses", &format!("EUM:4141;{dp}")),
+        ],
+    );
+    // Only an extension; only an E.164 number.
+    ldif += &user("Bram", "Redmond", &[(sip, "sip:bram@contoso.com"), ("proxyAddresses", &format!("EUM:4142;{dp}"))]);
+    ldif += &user(
+        "Cees",
+        "Redmond",
+        &[(sip, "sip:cees@contoso.com"), ("proxyAddresses", &format!("eum:+14255550143;{dp}"))],
+    );
+    slapd.add(&ldif);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = example_with_ldap(dir.path(), &slapd.uri(), "");
+    let (_, tenants) = Tenants::load(&config).expect("the configuration loads");
+    let sync = exum_router::ldap::LdapSync::default();
+    exum_router::ldap::initial(&sync, &tenants).await;
+    let plane = Plane::new(sync.overlay(tenants));
+    let contoso = plane.tenants.by_id("contoso").expect("contoso").clone();
+    let found = |address: &str| contoso.directory.user(address).map(|u| u.sip.clone());
+    let dialled = |ext: &str| format!("sip:{ext};{dp}@contoso.com;user=phone");
+    assert_eq!(found("sip:anna@contoso.com").as_deref(), Some("sip:anna@contoso.com"));
+    assert_eq!(found("tel:+14255550141").as_deref(), Some("sip:anna@contoso.com"), "by line");
+    assert_eq!(found(&dialled("4141")).as_deref(), Some("sip:anna@contoso.com"), "by her EUM extension");
+    assert_eq!(found(&dialled("4142")).as_deref(), Some("sip:bram@contoso.com"));
+    assert_eq!(found("tel:+14255550143").as_deref(), Some("sip:cees@contoso.com"), "by his EUM number");
+    // Each is routed by the dial plan its EUM addresses name.
+    for (who, ruri) in [
+        ("anna", "sip:anna@contoso.com;opaque=app:voicemail".to_owned()),
+        ("anna by extension", format!("sip:4141;{dp}@contoso.com;user=phone;opaque=app:voicemail")),
+        ("bram", "sip:bram@contoso.com;opaque=app:voicemail".to_owned()),
+        ("cees", "sip:cees@contoso.com;opaque=app:voicemail".to_owned()),
+    ] {
+        let sip = exum_router_tests::invite(&ruri, "sip:zoe@fabrikam.com");
+        let (tenant, req) = plane.request(&sip);
+        let decision = format!("{:?}", plane.policy(&tenant).route(&tenant, &req).decision);
+        assert!(decision.contains("um1.redmond.contoso.com"), "{who}: {decision}");
+    }
+}
