@@ -1349,6 +1349,17 @@ sip = "sip:nina@northwind.com"
         assert_eq!((c.id.as_str(), c.domains.as_slice()), ("northwind", &["northwind.com".to_owned()][..]));
         assert_eq!(c.default_next_hop.as_deref(), Some("sip:pool.northwind.com"));
         assert_eq!(d.tenants["northwind"].user_count(), 1);
+        // Its A/V Edge GRUU, as in router.toml, checked as a URI.
+        let gruu = "av_edge_gruu = \"sip:av@northwind.com;gruu;opaque=srvr:MRAS:x\"\npolicy_config";
+        let d = load(&text.replace("policy_config", gruu)).expect("with an A/V Edge");
+        assert_eq!(
+            d.defined["northwind"].av_edge_gruu.as_deref(),
+            Some("sip:av@northwind.com;gruu;opaque=srvr:MRAS:x")
+        );
+        let e = load(&text.replace("policy_config", "av_edge_gruu = \"av.northwind.com\"\npolicy_config"))
+            .expect_err("not a URI")
+            .to_string();
+        assert!(e.contains("tenants.northwind.av_edge_gruu"), "{e}");
         let e = load(&text.replace("domains = [\"Northwind.com\"]", "domains = [\"contoso.com\"]"))
             .expect_err("a domain of another tenant")
             .to_string();
