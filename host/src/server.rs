@@ -341,12 +341,14 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
     let stop = stop_signals()?;
     let (reload_tx, mut reload_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
     spawn_sighup(reload_tx.clone())?;
+    let notifier = Arc::new(crate::notify::Notifier::from_env());
     let server = Arc::new(Server::start(config).await?);
-    let reloader = server.clone();
+    let (reloader, notify) = (server.clone(), notifier.clone());
     tokio::spawn(async move {
         while let Some(why) = reload_rx.recv().await {
             // Compiling and `init` run off the runtime's workers (with one
             // worker, they would hold every call up).
+            notify.reloading();
             let server = reloader.clone();
             let reload = tracing::info_span!("reload", trigger = why);
             match reload.in_scope(|| crate::spans::spawn_blocking(move || server.reload())).await {
@@ -356,6 +358,7 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
                 }
                 Err(e) => tracing::error!(why, error = %e, "the reload failed"),
             }
+            notify.ready();
         }
     });
     for t in [Transport::Udp, Transport::Tcp, Transport::Tls] {
@@ -363,10 +366,39 @@ pub async fn run(config: &Path) -> anyhow::Result<()> {
             tracing::info!(transport = ?t, %addr, "listening");
         }
     }
+    // Listeners bound and every tenant's policy serving (Server::start
+    // waited for them, within [policy] start_wait_ms).
+    notifier.ready();
+    if let Some(interval) = notifier.watchdog_interval() {
+        tokio::spawn(watchdog(server.clone(), notifier.clone(), interval));
+    }
     stop.await;
+    notifier.stopping();
     tracing::info!("stopping: no new transactions, finishing those in flight");
     server.shutdown_gracefully().await;
     Ok(())
+}
+
+/// Tells the service manager the router is alive every half `interval`,
+/// only while it is: the ping is sent from the event loop, after the policy
+/// engine answered a decision within the half interval.
+async fn watchdog(server: Arc<Server>, notifier: Arc<crate::notify::Notifier>, interval: std::time::Duration) {
+    let tenant = Arc::new(crate::control::Tenant {
+        config: crate::control::config::TenantConfig::empty("watchdog"),
+        directory: Default::default(),
+    });
+    let mut tick = tokio::time::interval(interval / 2);
+    loop {
+        tick.tick().await;
+        let (policy, probe) = (server.policy.clone(), tenant.clone());
+        let answered =
+            tokio::time::timeout(interval / 2, tokio::task::spawn_blocking(move || policy.standard().answers(&probe)))
+                .await;
+        match answered {
+            Ok(Ok(true)) => notifier.watchdog(),
+            other => tracing::warn!(?other, "the policy engine did not answer; no watchdog ping"),
+        }
+    }
 }
 
 fn spawn_sighup(tx: tokio::sync::mpsc::UnboundedSender<&'static str>) -> anyhow::Result<()> {

@@ -251,6 +251,90 @@ fn background_work_logs_in_spans_that_say_what_and_which_tenant() {
 }
 
 #[test]
+fn serve_tells_systemd_ready_reloading_stopping_and_pings_its_watchdog() {
+    use std::io::BufRead as _;
+    let (dir, config) = one_tenant();
+    let path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&path).expect("the notify socket");
+    socket.set_read_timeout(Some(std::time::Duration::from_secs(30))).expect("timeout");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_exum-router"))
+        .args(["serve", "--config", config.to_str().expect("utf8")])
+        .current_dir(workspace())
+        .env("RUST_LOG", "info")
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "400000")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let mut log = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let next = |socket: &std::os::unix::net::UnixDatagram| {
+        let mut buf = [0u8; 512];
+        let len = socket.recv(&mut buf).expect("a notification within 30 s");
+        String::from_utf8_lossy(&buf[..len]).into_owned()
+    };
+    // The state changes, watchdog pings left out (they come every 200 ms).
+    let next_state = |socket: &std::os::unix::net::UnixDatagram| loop {
+        let m = next(socket);
+        if m != "WATCHDOG=1" {
+            return m;
+        }
+    };
+    assert_eq!(next_state(&socket), "READY=1");
+    // Ready means listening: the UDP listener answers OPTIONS now.
+    let addr = log
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.contains("listening").then(|| l.split("addr=").nth(1).map(|a| a.trim().to_owned())).flatten())
+        .expect("the listening line");
+    let sip = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sip.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let me = sip.local_addr().expect("addr");
+    let options = format!(
+        "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-notify\r\nMax-Forwards: 70\r\n\
+         From: <sip:ops@127.0.0.1>;tag=1\r\nTo: <sip:{addr}>\r\nCall-ID: notify\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+    );
+    sip.send_to(options.as_bytes(), &addr).expect("send");
+    let mut buf = [0u8; 2048];
+    let len = sip.recv(&mut buf).expect("an answer");
+    assert!(buf[..len].starts_with(b"SIP/2.0 200"), "{}", String::from_utf8_lossy(&buf[..len]));
+    // The watchdog is pinged while the router is well.
+    let pinged = (0..10).map(|_| next(&socket)).any(|m| m == "WATCHDOG=1");
+    assert!(pinged, "no WATCHDOG=1 with WatchdogSec 0.4 s");
+    // SIGHUP: RELOADING=1 with the monotonic clock, then READY=1.
+    let status = Command::new("kill").args(["-HUP", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    let reloading = next_state(&socket);
+    let (first, usec) = reloading.split_once('\n').expect("two lines");
+    assert_eq!(first, "RELOADING=1");
+    assert!(usec.strip_prefix("MONOTONIC_USEC=").and_then(|u| u.parse::<u64>().ok()).is_some(), "{reloading}");
+    assert_eq!(next_state(&socket), "READY=1");
+    // SIGTERM: STOPPING=1, and a clean exit.
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+    assert!(status.success());
+    assert_eq!(next_state(&socket), "STOPPING=1");
+    let rest: Vec<String> = log.map_while(Result::ok).collect();
+    assert!(child.wait().expect("ends").success(), "{rest:?}");
+}
+
+#[test]
+fn version_names_the_release_the_commit_and_the_policy_contract() {
+    let out = Command::new(env!("CARGO_BIN_EXE_exum-router")).arg("--version").output().expect("runs");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let rest = text.trim().strip_prefix(&format!("exum-router {} (commit ", env!("CARGO_PKG_VERSION"))).expect(&text);
+    let (commit, contract) = rest.split_once(", ").expect(&text);
+    assert!(commit == "unknown" || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())), "{text}");
+    assert_eq!(contract, "policy contract exum:policy@0.1.0)", "{text}");
+    // Built in a git checkout, it is that checkout's commit.
+    let head = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).current_dir(workspace()).output();
+    if let Some(head) = head.ok().filter(|o| o.status.success()) {
+        assert_eq!(commit, String::from_utf8_lossy(&head.stdout).trim(), "{text}");
+    }
+}
+
+#[test]
 fn serve_refuses_an_invalid_configuration_with_file_key_and_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("router.toml");

@@ -22,6 +22,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("control", 1),
     ("metrics", 1),
     ("pki", 1),
+    ("notify", 1),
+    ("release", 1),
     ("spans", 1),
     ("policy", 2),
     ("sip", 3),

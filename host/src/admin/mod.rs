@@ -6,6 +6,7 @@
 //! | method and path | answer |
 //! |---|---|
 //! | `GET /health` | 200 `{"status":"ok"}` while the process runs |
+//! | `GET /version` | `{"version","commit","contract"}`: what `exum-router --version` prints |
 //! | `GET /ready` | 200 while taking calls, 503 while draining for shutdown |
 //! | `GET /tenants` | every tenant (see [`tenant_json`]) |
 //! | `GET /tenants/{id}` | one tenant, with its counters; 404 if unknown |
@@ -284,6 +285,7 @@ impl Admin {
         let path: Vec<&str> = req.uri().path().trim_matches('/').split('/').collect();
         match (req.method(), path.as_slice()) {
             (&Method::GET, ["health"]) => Ok(ok(&json!({"status": "ok"}))),
+            (&Method::GET, ["version"]) => Ok(ok(&crate::release::json())),
             (&Method::GET, ["ready"]) => {
                 if self.proxy.is_draining() {
                     Ok(reply(

@@ -33,7 +33,7 @@ pub const EXAMPLE_CONFIG: &str = "examples/deployment/router.toml";
 
 /// A SIP router for voice-mail-bound calls with a sandboxed Wasm policy per tenant.
 #[derive(Parser)]
-#[command(name = "exum-router", version)]
+#[command(name = "exum-router", version = crate::release::VERSION)]
 struct Cli {
     /// How log lines are written to standard error.
     #[arg(long, value_enum, global = true, default_value_t = LogFormat::Text)]

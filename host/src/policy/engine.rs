@@ -20,7 +20,7 @@ use super::host_api::{self, MAX_TABLE_ELEMENTS, StoreState};
 pub const WASI_HINT: &str = "a policy may import WASI 0.2 cli, clocks, filesystem, io, random and sockets (answered by the router's sandbox: no files, no network, the policy clock, output to the policy log), nothing else of WASI; a Rust policy is built for wasm32-unknown-unknown and needs none of it";
 
 /// The contract version this router speaks.
-pub const CONTRACT: &str = "exum:policy@0.1.0";
+pub const CONTRACT: &str = crate::release::CONTRACT;
 /// The interfaces a policy may import.
 pub const ALLOWED_IMPORTS: [&str; 6] = [
     "exum:policy/types@0.1.0",

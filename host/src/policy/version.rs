@@ -584,6 +584,15 @@ fn warm_up(bindings: &Policy, store: &mut Store<StoreState>) -> bool {
     ok
 }
 
+impl PolicyVersion {
+    /// Whether the engine answers: one `route` of the warm-up INVITE for
+    /// `tenant`, its decision discarded (the service manager's watchdog).
+    pub fn answers(&self, tenant: &Arc<Tenant>) -> bool {
+        let domain = tenant.config.domains.first().cloned().unwrap_or_else(|| "invalid".into());
+        self.route(tenant, &warm_up_request(&domain)).is_ok()
+    }
+}
+
 /// An INVITE to a voice-mail box that no directory holds, as a client sends it.
 fn warm_up_request(domain: &str) -> Request {
     use super::bindings::exum::policy::types::{IpAddress, Source, Span, Transport};

@@ -70,6 +70,15 @@ async fn the_api_shows_tenants_errors_and_quarantine_and_the_metrics_move() {
     let admin = server.admin_addr().expect("admin listens");
     assert_eq!(http(admin, "GET", "/health", None).await.0, 200);
     assert_eq!(http(admin, "GET", "/ready", None).await.0, 200);
+    // What `exum-router --version` prints.
+    let (status, body) = http(admin, "GET", "/version", None).await;
+    assert_eq!(status, 200);
+    let v = json(&body);
+    assert_eq!(
+        (v["version"].as_str(), v["contract"].as_str()),
+        (Some(env!("CARGO_PKG_VERSION")), Some("exum:policy@0.1.0"))
+    );
+    assert_eq!(v["commit"].as_str(), Some(exum_router::release::COMMIT));
     let (status, body) = http(admin, "GET", "/tenants", None).await;
     assert_eq!(status, 200);
     let t = &json(&body)["tenants"][0];
