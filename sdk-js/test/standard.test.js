@@ -207,3 +207,19 @@ test('UM servers marked down are skipped for users and contacts, and all down re
   const [code, diag] = outcome(route(invite('sip:dan@contoso.com;opaque=app:voicemail').build()));
   assert.deepEqual([code, diag.startsWith('15032;')], ['480', true]);
 });
+
+test('a call that may not be diverted is not rerouted to voice mail', () => {
+  contoso().rerouting('sip:gw.contoso.com;transport=tcp', '+14255550100', '+14255550101').contact('sip:aa@contoso.com', '+14255550150', 'auto-attendant').install();
+  const failure = { attempts: [{ target: 'sip:edge.contoso.com:5061;transport=tls', outcome: { tag: 'timeout' } }] };
+  for (const value of ['normal-no-diversion', 'Private-No-Diversion']) {
+    const req = invite('sip:aa@contoso.com').header('Ms-Sensitivity', value).build();
+    assert.equal(req.noDiversion(), true);
+    const d = standard.onFailure(req, failure);
+    assert.equal(d.tag, 'reject', value);
+    assert.equal(d.val.code, 480);
+    assert.match(d.val.headers[0].value, /^15030;/);
+  }
+  const ordinary = invite('sip:aa@contoso.com').header('Ms-Sensitivity', 'private').build();
+  assert.equal(ordinary.noDiversion(), false);
+  assert.equal(standard.onFailure(ordinary, failure).tag, 'forward');
+});

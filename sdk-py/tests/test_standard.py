@@ -617,3 +617,17 @@ def test_an_unparsable_user_sip_address_keeps_the_request_uri():
     f = forward(route(call("sip:+14255550100@contoso.com:5060;user=phone;opaque=app:voicemail")))
     assert f.request_uri == "sip:+14255550100@contoso.com;opaque=app:voicemail;ms-destination=d.example"
     assert f.add_headers[0].value == "<bad address>;reason=no-answer"
+
+
+def test_step6_does_not_reroute_a_call_that_may_not_be_diverted():
+    deployment_contoso().install()
+    busy = failure((UM1, Outcome_Response(503)))
+    for value in ["normal-no-diversion", "Private-No-Diversion"]:
+        req = invite("sip:bob@contoso.com;opaque=app:voicemail").from_(CALLER).header("Ms-Sensitivity", value).build()
+        assert req.no_diversion()
+        r = reject(standard.on_failure(req, busy))
+        assert r.code == 480, value
+        assert diagnostics(r).startswith("15030;"), value
+    # normal and private calls are rerouted as any other.
+    req = invite("sip:bob@contoso.com;opaque=app:voicemail").from_(CALLER).header("Ms-Sensitivity", "private").build()
+    assert forward(standard.on_failure(req, busy)).request_uri == "sip:+14255550150@gw.contoso.com;user=phone"

@@ -172,12 +172,15 @@ pub struct DialPlan {
 impl DialPlan {
     /// The UM servers a call tries, in order ([MS-EUMR] 3.1.5 steps 6 and 7):
     /// only those of the highest Exchange version present (servers without
-    /// a version rank below any with one), never a lower one; in list order,
-    /// or for [`Selection::RoundRobin`] rotated to start at the server
-    /// `seed` (the call's) picks.
-    pub fn call_order(&self, seed: u64) -> Vec<&UmServer> {
+    /// a version rank below any with one), never a lower one, and of those
+    /// the ones `usable` keeps (not marked down); in list order, or for
+    /// [`Selection::RoundRobin`] rotated to start at the server `seed` (the
+    /// call's) picks, so a server that is down spreads its share over the
+    /// others rather than handing it to its neighbour.
+    pub fn call_order(&self, seed: u64, usable: impl Fn(&UmServer) -> bool) -> Vec<&UmServer> {
         let top = self.servers.iter().map(|s| s.version).max().flatten();
-        let mut order: Vec<&UmServer> = self.servers.iter().filter(|s| s.version == top || top.is_none()).collect();
+        let mut order: Vec<&UmServer> =
+            self.servers.iter().filter(|s| (s.version == top || top.is_none()) && usable(s)).collect();
         if self.selection == Selection::RoundRobin && !order.is_empty() {
             let start = (seed % order.len() as u64) as usize;
             order.rotate_left(start);
@@ -849,8 +852,10 @@ impl Directory {
             let mut keys: Vec<String> = std::iter::once(sip.clone()).chain(number_key.clone()).collect();
             // An EUM address holding an E.164 number finds the user by it too.
             for n in u.eum.iter().filter_map(|e| eum_user(e)).filter(|n| n.starts_with('+')) {
-                if !keys.iter().any(|k| k == n) {
-                    keys.push(n.to_owned());
+                if let Some(n) = normalize_number(n)
+                    && !keys.contains(&n)
+                {
+                    keys.push(n);
                 }
             }
             if let Some(k) = keys.iter().find(|k| dir.user_by_key.contains_key(*k)) {
@@ -874,9 +879,10 @@ impl Directory {
                     u.eum.iter().filter_map(|e| eum_user(e)).filter(|x| x.bytes().all(|b| b.is_ascii_digit()));
                 let mut extensions: Vec<String> = u.line.as_deref().and_then(extension).into_iter().collect();
                 extensions.extend(from_eum.map(str::to_owned).filter(|x| !x.is_empty()));
-                extensions.dedup();
                 for ext in extensions {
-                    dir.user_by_extension.entry((plan, ext)).and_modify(|e| *e = None).or_insert(Some(index));
+                    // Another user's too: nobody's (as shared main numbers).
+                    let entry = dir.user_by_extension.entry((plan, ext));
+                    entry.and_modify(|e| *e = e.filter(|&other| other == index)).or_insert(Some(index));
                 }
             }
             dir.users.push(User {
@@ -1267,7 +1273,8 @@ servers = [{ uri = "sip:um1.contoso.com" }]
         let mixed = r#"{ uri = "sip:old@x", version = 14 }, { uri = "sip:a@x", version = 15 }, { uri = "sip:none@x" },
                        { uri = "sip:b@x", version = 15 }, { uri = "sip:c@x", version = 15 }"#;
         let uris = |d: &Directory, seed: u64| -> Vec<String> {
-            d.tenants["contoso"].dial_plan("DP").expect("plan").call_order(seed).iter().map(|s| s.uri.clone()).collect()
+            let plan = d.tenants["contoso"].dial_plan("DP").expect("plan");
+            plan.call_order(seed, |_| true).iter().map(|s| s.uri.clone()).collect()
         };
         // Ordered: the version-15 servers in list order, whatever the call.
         let d = load(&plan("", mixed)).expect("valid");
@@ -1280,7 +1287,12 @@ servers = [{ uri = "sip:um1.contoso.com" }]
         assert_eq!(uris(&d, 0), ["sip:a@x", "sip:b@x", "sip:c@x"]);
         assert_eq!(uris(&d, 1), ["sip:b@x", "sip:c@x", "sip:a@x"]);
         assert_eq!(uris(&d, 5), ["sip:c@x", "sip:a@x", "sip:b@x"]);
-        assert_eq!(uris(&d, 7), uris(&d, 7), "one call, one order");
+        // A server down: the rotation runs over the others, each starting
+        // calls in turn (b's share is not all handed to c).
+        let dp = d.tenants["contoso"].dial_plan("DP").expect("plan");
+        let firsts: Vec<String> =
+            (0..4).map(|seed| dp.call_order(seed, |s| s.uri != "sip:b@x")[0].uri.clone()).collect();
+        assert_eq!(firsts, ["sip:a@x", "sip:c@x", "sip:a@x", "sip:c@x"]);
         // No server has a version: all of them, as listed.
         let d = load(&plan("", r#"{ uri = "sip:a@x" }, { uri = "sip:b@x" }"#)).expect("valid");
         assert_eq!(uris(&d, 3), ["sip:a@x", "sip:b@x"]);
@@ -1303,7 +1315,11 @@ sip = "sip:bram@contoso.com"
 eum = "eum:4103;phone-context=DP-AMS.contoso.com"
 [[tenants.contoso.users]]
 sip = "sip:cees@contoso.com"
-eum = "eum:+31205550103;phone-context=DP-AMS.contoso.com"
+eum = "eum:+31 20-555 0103;phone-context=DP-AMS.contoso.com"
+[[tenants.contoso.users]]
+sip = "sip:dirk@contoso.com"
+line = "tel:+31205550104;ext=4104"
+eum = ["eum:dirk@contoso.com;phone-context=DP-AMS.contoso.com", "eum:4104;phone-context=DP-AMS.contoso.com", "eum:4104;phone-context=DP-AMS.contoso.com"]
 [[tenants.contoso.dial_plans]]
 name = "DP-AMS"
 phone_context = "DP-AMS.contoso.com"
@@ -1318,7 +1334,10 @@ servers = [{ uri = "sip:um1.contoso.com" }]
         assert_eq!(sip(&dialled("4102")), Some("sip:anna@contoso.com"), "by the extension of her second EUM");
         assert_eq!(sip(&dialled("4103")), Some("sip:bram@contoso.com"), "an extension-only EUM");
         assert_eq!(sip("tel:+31205550103"), Some("sip:cees@contoso.com"), "a number EUM finds its user by number");
-        for user in ["sip:anna@contoso.com", "sip:bram@contoso.com", "sip:cees@contoso.com"] {
+        // The same extension from the line and twice from EUM addresses is
+        // still one user's, not an ambiguous one.
+        assert_eq!(sip(&dialled("4104")), Some("sip:dirk@contoso.com"));
+        for user in ["sip:anna@contoso.com", "sip:bram@contoso.com", "sip:cees@contoso.com", "sip:dirk@contoso.com"] {
             let u = t.user(user).expect("user");
             assert_eq!(u.voicemail, VoicemailSetting::OnPremises, "{user} is routed by its dial plan");
         }

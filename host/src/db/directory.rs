@@ -34,7 +34,8 @@ const USERS: &str =
 const CONTACTS: &str =
     "SELECT tenant_id, sip, number, kind, site, hosted_voicemail_policy, dial_plan FROM exum.contacts";
 const POLICIES: &str = "SELECT tenant_id, scope, destination, organizations FROM exum.hosted_voicemail_policies";
-const DIAL_PLANS: &str = "SELECT tenant_id, name, phone_context, servers, selection FROM exum.dial_plans";
+const DIAL_PLANS: &str =
+    "SELECT tenant_id, name, phone_context, servers, selection, server_versions FROM exum.dial_plans";
 
 fn user(row: &tokio_postgres::Row) -> UserFile {
     UserFile {
@@ -77,6 +78,16 @@ fn dial_plan(row: &tokio_postgres::Row) -> Result<DialPlanFile, String> {
             e.into_inner()
         )
     })?;
+    // The versions, by position (a `version` key in `servers` is read too).
+    let mut servers = servers;
+    for (server, version) in servers.iter_mut().zip(row.get::<_, Vec<Option<i32>>>(5)) {
+        if let Some(v) = version {
+            server.version =
+                Some(u32::try_from(v).map_err(|_| {
+                    format!("dial_plans (name = {name}).server_versions: {v}: an Exchange major version")
+                })?);
+        }
+    }
     let selection: String = row.get(4);
     let selection = serde_json::from_value(serde_json::Value::String(selection.clone())).map_err(|_| {
         format!("dial_plans (name = {name}).selection: `{selection}`: expected \"ordered\" or \"round-robin\"")
@@ -323,13 +334,19 @@ pub(crate) async fn import(
             .map_err(|e| DbError::Invalid(format!("{what}: tenant {id}: policy {}: {}", p.scope, describe(&e))))?;
         }
         for d in &t.dial_plans {
-            let servers = serde_json::to_value(&d.servers).unwrap_or_default();
+            // Versions in their own column, so that routers of the previous
+            // release can still read `servers` (see migration V3).
+            let versions: Vec<Option<i32>> =
+                d.servers.iter().map(|s| s.version.and_then(|v| i32::try_from(v).ok())).collect();
+            let plain: Vec<UmServerFile> =
+                d.servers.iter().map(|s| UmServerFile { version: None, ..s.clone() }).collect();
+            let servers = serde_json::to_value(&plain).unwrap_or_default();
             let selection =
                 serde_json::to_value(d.selection).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
             tx.execute(
-                "INSERT INTO exum.dial_plans (tenant_id, name, phone_context, servers, selection)
-                 VALUES ($1, $2, $3, $4, $5)",
-                &[&id, &d.name, &d.phone_context, &servers, &selection],
+                "INSERT INTO exum.dial_plans (tenant_id, name, phone_context, servers, selection, server_versions)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                &[&id, &d.name, &d.phone_context, &servers, &selection, &versions],
             )
             .await
             .map_err(|e| DbError::Invalid(format!("{what}: tenant {id}: dial plan {}: {}", d.name, describe(&e))))?;

@@ -247,7 +247,7 @@ impl directory::Host for StoreState {
     fn lookup_contact_dial_plan(&mut self, address: String) -> wasmtime::Result<Option<directory::DialPlan>> {
         self.import(
             || Ask::LookupContactDialPlan(address.clone()),
-            |s| dial_plan(&s.tenant, contact_dial_plan(&s.tenant, &address)?),
+            |s| dial_plan(&s.tenant, contact_dial_plan(&s.tenant, &address)?, s.call_seed),
             Answer::DialPlan,
             |a| match a {
                 Answer::DialPlan(p) => Some(p.clone()),
@@ -259,7 +259,7 @@ impl directory::Host for StoreState {
     fn lookup_dial_plan(&mut self, key: String) -> wasmtime::Result<Option<directory::DialPlan>> {
         self.import(
             || Ask::LookupDialPlan(key.clone()),
-            |s| dial_plan(&s.tenant, &key),
+            |s| dial_plan(&s.tenant, &key, s.call_seed),
             Answer::DialPlan,
             |a| match a {
                 Answer::DialPlan(p) => Some(p.clone()),
@@ -377,7 +377,7 @@ fn healthy_um_servers(
         directory::DialPlanOf::Contact(address) => contact_dial_plan(tenant, address)?,
     };
     let plan = tenant.directory.dial_plan(key)?;
-    Some(plan.call_order(seed).into_iter().filter(|s| health.is_healthy(&s.uri)).map(um_server).collect())
+    Some(plan.call_order(seed, |s| health.is_healthy(&s.uri)).into_iter().map(um_server).collect())
 }
 
 /// The key of the dial plan of the contact at `address`, if it has one.
@@ -430,12 +430,16 @@ fn hosted_policy(tenant: &Tenant, scope: &directory::PolicyScope) -> Option<dire
     })
 }
 
-fn dial_plan(tenant: &Tenant, key: &str) -> Option<directory::DialPlan> {
+/// `lookup-dial-plan`: the dial plan with its servers in the call's order
+/// ([MS-EUMR]: the highest Exchange version only, ordered or round robin),
+/// so that a policy building its targets from it follows the same rules as
+/// `healthy-um-servers`.
+fn dial_plan(tenant: &Tenant, key: &str, seed: u64) -> Option<directory::DialPlan> {
     let d = tenant.directory.dial_plan(key)?;
     Some(directory::DialPlan {
         name: d.name.clone(),
         phone_context: d.phone_context.clone(),
-        servers: d.servers.iter().map(um_server).collect(),
+        servers: d.call_order(seed, |_| true).into_iter().map(um_server).collect(),
     })
 }
 
