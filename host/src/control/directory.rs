@@ -1132,16 +1132,19 @@ fn eum_plan(
 /// The user part of an EUM address: `bob@contoso.com`, an extension `4102`,
 /// or a number `+31205550103`.
 fn eum_user(eum: &str) -> Option<&str> {
-    let rest = eum.get(4..).filter(|_| eum.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("eum:")))?;
+    let rest = eum_rest(eum)?;
     Some(rest.split(';').next().unwrap_or(rest).trim())
+}
+
+/// An EUM address without its `eum:` scheme (any case); none when it has another.
+fn eum_rest(eum: &str) -> Option<&str> {
+    eum.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("eum:")).then(|| &eum[4..])
 }
 
 /// The phone-context of an EUM address (`eum:bob@contoso.com;phone-context=DP1.contoso.com`).
 pub fn eum_phone_context(eum: &str) -> Result<String, String> {
-    if !eum.get(..4).is_some_and(|s| s.eq_ignore_ascii_case("eum:")) {
-        return Err(format!("`{eum}` is not an eum: address"));
-    }
-    eum.split(';')
+    let Some(rest) = eum_rest(eum) else { return Err(format!("`{eum}` is not an eum: address")) };
+    rest.split(';')
         .skip(1)
         .find_map(|p| p.trim().strip_prefix("phone-context="))
         .filter(|c| !c.is_empty())

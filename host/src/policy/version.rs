@@ -412,6 +412,8 @@ impl PolicyVersion {
             data.log_budget = super::host_api::LOG_BUDGET_PER_CALL;
             data.imports = imports;
         }
+        // The call's seed, once: its random bytes and its round-robin order.
+        let seed = super::wasi::seed_of(super::view::text(req, req.call_id));
         let uses_wasi = self.loaded_code().is_some_and(|c| c.uses_wasi);
         if uses_wasi {
             let data = store.data_mut();
@@ -419,10 +421,10 @@ impl PolicyVersion {
                 Imports::Replay { clock, .. } => clock.unix_seconds,
                 _ => super::host_api::now(&data.tenant).unix_seconds,
             };
-            data.wasi.call.start(super::wasi::seed_of(super::view::text(req, req.call_id)), wall);
+            data.wasi.call.start(seed, wall);
         }
         store.data_mut().call = CallClock::start();
-        store.data_mut().call_seed = super::wasi::seed_of(super::view::text(req, req.call_id));
+        store.data_mut().call_seed = seed;
         store.set_epoch_deadline(FIRST_DEADLINE);
         let in_progress = self.code_engine().call_started();
         let bindings = &instance.bindings;
