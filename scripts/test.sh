@@ -2,8 +2,9 @@
 # Runs every check and test of exum-router: formatting, clippy (warnings are
 # errors), and the whole workspace's tests (unit, integration over loopback
 # sockets, sipp interop, a PostgreSQL-backed fleet, LDAP, CLI, examples, the
-# status page in a browser, the systemd unit). Installs sipp, sipsak, PostgreSQL,
-# OpenLDAP, systemd (for systemd-analyze) and Chromium when they are missing.
+# status page in a browser, the systemd unit, HEP capture). Installs sipp, sipsak,
+# sngrep, PostgreSQL, OpenLDAP, systemd (for systemd-analyze) and Chromium when
+# they are missing.
 # The build compiles every policy and test fixture to a component from source.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,8 @@ command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 # OpenLDAP (slapd, and ldap-utils for ldapadd and ldapmodify) for the LDAP source.
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapmodify >/dev/null 2>&1 || missing+=(ldap-utils)
+# sngrep, listening for HEP, is the capture server of the HEP tests.
+command -v sngrep >/dev/null 2>&1 || missing+=(sngrep)
 # systemd-analyze verifies the unit in packaging/.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 # Chromium, headless, loads the admin API's status page in a real browser.

@@ -20,6 +20,7 @@
 //!   policy versions, limits, host functions, decision validation, fallbacks;
 //!   version history, shadow and canary candidates, decision records and
 //!   replay, manifests and signatures.
+//! - [`hep`]: HEPv3 capture of SIP messages and decisions to Homer or sngrep.
 //! - [`sip`]: the proxy side of the SIP plane: transports, resolution,
 //!   transactions, the proxy core and its error type, probes.
 //! - [`db`]: the directory and policy versions in PostgreSQL, and the follower
@@ -41,6 +42,7 @@ pub mod admin;
 pub mod cli;
 pub mod control;
 pub mod db;
+pub mod hep;
 pub mod ldap;
 pub mod logging;
 pub mod metrics;

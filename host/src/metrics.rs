@@ -321,6 +321,13 @@ metrics! {
     /// New requests refused with 503 by overload control, by reason.
     overload_refused: Family<ReasonLabel, Counter> = Default::default(),
         "sip_overload_refused", "New requests refused with 503 by overload control or shutdown, by reason";
+    /// HEP packets sent to the capture server.
+    hep_sent: Counter = Default::default(),
+        "hep_sent", "HEP packets sent to the capture server";
+    /// HEP packets not sent, by reason (`queue_full`: the sender's queue was
+    /// full; `send_failed`: the capture server could not be reached).
+    hep_dropped: Family<ReasonLabel, Counter> = Default::default(),
+        "hep_dropped", "HEP packets not sent, by reason (queue_full, send_failed)";
     /// Messages refused by access control, by reason.
     access_refused: Family<ReasonLabel, Counter> = Default::default(),
         "sip_access_refused", "Messages refused by access control (listener allow lists, tenant peers)";

@@ -80,6 +80,11 @@ impl Server {
         let transports = Transports::bind(&router_config.listen, router_config.sip, tls, metrics.clone(), rx.clone())
             .await
             .with_context(|| format!("{}: binding the listeners", config.display()))?;
+        if let Some(hep) = &router_config.hep {
+            let capture = crate::hep::Hep::start(hep, metrics.clone())
+                .with_context(|| format!("{}: hep.address: {}", config.display(), hep.address))?;
+            transports.set_capture(capture);
+        }
         let resolver = Arc::new(crate::sip::resolve::Resolver::new(&router_config.dns));
         let secret = crate::sip::secret::Secret::new(router_config.secret.as_deref());
         let live = Arc::new(crate::control::LiveTenants::new(tenants.clone()));

@@ -26,6 +26,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("release", 1),
     ("spans", 1),
     ("policy", 2),
+    ("hep", 2),
     ("sip", 3),
     ("db", 3),
     ("ldap", 3),

@@ -15,14 +15,20 @@ use tokio::sync::{mpsc, watch};
 use super::tls::{self, Tls};
 use crate::control::acl::{self, Cidr};
 use crate::control::config::{Listen, SipSettings};
+use crate::hep::Hep;
 use crate::metrics::{Dropped, Metrics, TransportLabel};
-use crate::model::wire::{Frame, Message, WireError, frame_stream};
+use crate::model::wire::{Frame, Message, Name, WireError, frame_stream};
 use crate::model::{Source, Transport};
 
 /// Where received messages go.
 pub trait Sink: Send + Sync + 'static {
     /// A message parsed from the network.
     fn deliver(&self, msg: Message, source: Source);
+    /// The share of `msg`'s call to capture to HEP when its tenant sets one
+    /// (asked once per call, for its first request).
+    fn capture_share(&self, _msg: &Message, _source: &Source) -> Option<f64> {
+        None
+    }
     /// Bytes that did not parse; `reply_to` is where an answer could go.
     fn malformed(&self, bytes: &[u8], error: WireError, source: Source);
     /// A message from a peer the listener does not allow (`allow`).
@@ -60,6 +66,8 @@ pub struct Transports {
     shutdown: watch::Receiver<bool>,
     /// The router's counters.
     metrics: Arc<Metrics>,
+    /// HEP capture, when `[hep]` is configured.
+    capture: OnceLock<Arc<Hep>>,
     /// Connections accepted and open, in all and by peer address.
     accepted: Arc<Mutex<Accepted>>,
 }
@@ -261,6 +269,7 @@ impl Transports {
             sink: OnceLock::new(),
             shutdown,
             metrics,
+            capture: OnceLock::new(),
             accepted: Arc::default(),
         }))
     }
@@ -378,6 +387,37 @@ impl Transports {
         self.sink.get().and_then(Weak::upgrade)
     }
 
+    /// Mirrors every message received and sent to `hep` from now on.
+    pub fn set_capture(&self, hep: Arc<Hep>) {
+        let _ = self.capture.set(hep);
+    }
+
+    /// The HEP capture, when configured.
+    pub fn capture(&self) -> Option<&Arc<Hep>> {
+        self.capture.get()
+    }
+
+    /// Mirrors a received message (parsed or not: `msg`) to the capture.
+    fn captured(&self, sink: &dyn Sink, bytes: &[u8], msg: Option<&Message>, source: &Source, allowed: bool) {
+        if let Some(hep) = self.capture.get() {
+            let call_id = msg.and_then(|m| m.first(Name::CallId));
+            let share = || match msg {
+                Some(m) if allowed && m.is_request() => sink.capture_share(m, source),
+                _ => None,
+            };
+            hep.received(source.transport, source.addr, source.local, bytes, call_id, share);
+        }
+    }
+
+    /// Mirrors a sent message to the capture.
+    fn capture_sent(&self, transport: Transport, from: Option<SocketAddr>, to: SocketAddr, bytes: &[u8]) {
+        if let Some(hep) = self.capture.get() {
+            let from =
+                from.filter(|f| self.listeners(transport).contains(f)).or_else(|| self.local_addr(transport, Some(to)));
+            hep.sent(transport, from, to, bytes);
+        }
+    }
+
     async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>, local: Option<SocketAddr>, allow: Arc<[Cidr]>) {
         let mut buf = vec![0u8; 65_535];
         let mut shutdown = self.shutdown.clone();
@@ -397,7 +437,9 @@ impl Transports {
                 continue; // keep-alive
             }
             let allowed = acl::allows(&allow, peer.ip());
-            match Message::parse(bytes.to_vec(), false, self.settings.max_message_bytes) {
+            let parsed = Message::parse(bytes.to_vec(), false, self.settings.max_message_bytes);
+            self.captured(&*sink, bytes, parsed.as_ref().ok(), &source, allowed);
+            match parsed {
                 Ok(msg) if allowed => sink.deliver(msg, source),
                 Ok(msg) => sink.refused(msg, source),
                 Err(e) if !allowed => {
@@ -560,9 +602,12 @@ impl Transports {
                             let source = Source { addr: peer, transport, tls_peer_name: tls_peer_name.clone(), local };
                             let Some(sink) = me.sink() else { break 'conn };
                             match Message::parse_or_return(bytes, true, max) {
-                                Ok(msg) if allowed => sink.deliver(msg, source),
-                                Ok(msg) => sink.refused(msg, source),
+                                Ok(msg) => {
+                                    me.captured(&*sink, msg.bytes(), Some(&msg), &source, allowed);
+                                    if allowed { sink.deliver(msg, source) } else { sink.refused(msg, source) }
+                                }
                                 Err((e, bytes)) => {
+                                    me.captured(&*sink, &bytes, None, &source, allowed);
                                     me.count_malformed(transport);
                                     if allowed {
                                         sink.malformed(&bytes, e, source);
@@ -602,9 +647,12 @@ impl Transports {
     /// TCP connection to that peer. Returns false when it could not be sent.
     pub fn send_now(&self, transport: Transport, from: Option<SocketAddr>, to: SocketAddr, bytes: Vec<u8>) -> bool {
         match transport {
-            Transport::Udp => self.udp_socket(from, to).is_some_and(|s| s.try_send_to(&bytes, to).is_ok()),
+            Transport::Udp => self.send_now_kept(transport, from, to, &bytes),
             Transport::Tcp | Transport::Tls => {
                 let sender = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
+                if self.capture.get().is_some() {
+                    self.capture_sent(transport, from, to, &bytes);
+                }
                 sender.is_some_and(|s| s.try_send(bytes).is_ok())
             }
         }
@@ -614,7 +662,13 @@ impl Transports {
     /// retransmissions): copied only for a connection's writer, never for UDP.
     pub fn send_now_kept(&self, transport: Transport, from: Option<SocketAddr>, to: SocketAddr, bytes: &[u8]) -> bool {
         match transport {
-            Transport::Udp => self.udp_socket(from, to).is_some_and(|s| s.try_send_to(bytes, to).is_ok()),
+            Transport::Udp => {
+                let sent = self.udp_socket(from, to).is_some_and(|s| s.try_send_to(bytes, to).is_ok());
+                if sent {
+                    self.capture_sent(transport, from, to, bytes);
+                }
+                sent
+            }
             Transport::Tcp | Transport::Tls => self.send_now(transport, from, to, bytes.to_vec()),
         }
     }
@@ -649,9 +703,12 @@ impl Transports {
                 let socket = self
                     .udp_socket(from, to)
                     .ok_or_else(|| io::Error::other("no UDP listener of that address family"))?;
-                socket.send_to(&bytes, to).await.map(|_| ())
+                socket.send_to(&bytes, to).await?;
+                self.capture_sent(transport, from, to, &bytes);
+                Ok(())
             }
             Transport::Tcp | Transport::Tls => {
+                self.capture_sent(transport, from, to, &bytes);
                 let existing = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
                 let sender = match existing {
                     Some(s) => s,

@@ -12,6 +12,7 @@ mod eumr;
 mod examples;
 mod fleet;
 mod flows;
+mod hep;
 mod hostile_input;
 mod interop;
 mod languages;

@@ -54,6 +54,28 @@ pub(super) struct ConfigFile {
     pub(super) dns: DnsFile,
     #[serde(default)]
     pub(super) admin: Option<AdminFile>,
+    #[serde(default)]
+    pub(super) hep: Option<HepFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HepFile {
+    pub(super) address: String,
+    #[serde(default)]
+    pub(super) transport: Option<String>,
+    #[serde(default)]
+    pub(super) capture_id: Option<u32>,
+    #[serde(default)]
+    pub(super) auth_key: Option<String>,
+    #[serde(default)]
+    pub(super) node_name: Option<String>,
+    #[serde(default)]
+    pub(super) share: Option<f64>,
+    #[serde(default)]
+    pub(super) queue: Option<usize>,
+    #[serde(default = "yes")]
+    pub(super) decisions: bool,
 }
 
 #[derive(Deserialize)]
@@ -275,6 +297,10 @@ pub(super) struct TenantFile {
     pub(super) uniform_user_answers: bool,
     #[serde(default)]
     pub(super) record_decisions: Option<f64>,
+    #[serde(default = "yes")]
+    pub(super) hep: bool,
+    #[serde(default)]
+    pub(super) hep_share: Option<f64>,
     #[serde(default)]
     pub(super) signing: Option<SigningFile>,
     #[serde(default)]

@@ -80,6 +80,8 @@ pub struct RouterConfig {
     pub directory_settle: Duration,
     /// Where decision records are written (`[records]`), if anywhere.
     pub records: Option<crate::control::policy_settings::RecordSettings>,
+    /// HEP capture to Homer or sngrep (`[hep]`); `None`: off.
+    pub hep: Option<HepSettings>,
     /// Version history and candidates (`[lifecycle]`).
     pub lifecycle: Lifecycle,
     /// The tenants, in file order.
@@ -214,6 +216,32 @@ pub struct Admin {
     /// and loopback addresses (`names`, e.g. `["router1.ops.contoso.com"]`):
     /// a request naming another host (DNS rebinding) gets 421.
     pub names: Vec<String>,
+}
+
+/// `[hep]`: every SIP message the router receives and sends, and each
+/// policy decision, mirrored as HEPv3 packets to a capture server (Homer's
+/// heplify-server, sngrep `-L`). Read at start; a change needs a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HepSettings {
+    /// The capture server (`address`, IP address and port).
+    pub address: std::net::SocketAddr,
+    /// Over TCP (`transport = "tcp"`) instead of UDP.
+    pub tcp: bool,
+    /// The capture agent id Homer groups by (`capture_id`, default 1).
+    pub capture_id: u32,
+    /// The capture server's password (`auth_key`), sent in every packet.
+    pub auth_key: Option<String>,
+    /// The node name in every packet (`node_name`, default `[sip] name`).
+    pub node_name: String,
+    /// The share of calls captured, by Call-ID (`share`, 0 to 1, default 1);
+    /// a tenant's `hep_share` overrides it, `hep = false` turns it off.
+    pub share: f64,
+    /// Packets waiting to be sent, at most (`queue`, default 10,000); beyond
+    /// it they are dropped and counted, never waited for.
+    pub queue: usize,
+    /// Each policy decision as a HEP log event (type 100) too (`decisions`,
+    /// default true).
+    pub decisions: bool,
 }
 
 /// One SIP listener: `[[listen]] address = "127.0.0.1:5060"`, `transports = ["udp", "tcp"]`.
@@ -494,6 +522,9 @@ pub struct TenantConfig {
     pub uniform_user_answers: bool,
     /// Share of the tenant's policy calls recorded into `[records]` (0 to 1).
     pub record_decisions: f64,
+    /// The share of the tenant's calls captured to HEP (`hep = false`: 0;
+    /// `hep_share`); `None`: `[hep] share`.
+    pub hep_share: Option<f64>,
     /// The keys whose signatures the tenant trusts, and whether its policies
     /// must be signed (`[tenant.signing]`).
     pub signing: crate::control::policy_settings::Trust,
@@ -534,6 +565,7 @@ impl TenantConfig {
             record_route: false,
             uniform_user_answers: false,
             record_decisions: 0.0,
+            hep_share: None,
             signing: crate::control::policy_settings::Trust::default(),
             peers: Vec::new(),
             ldap: None,
@@ -691,6 +723,7 @@ impl RouterConfig {
             compile: CompileSettings::default(),
             directory_settle: DEFAULT_DIRECTORY_SETTLE,
             records: None,
+            hep: None,
             lifecycle: Lifecycle::default(),
             tenants,
             listen: Vec::new(),

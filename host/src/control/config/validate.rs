@@ -43,6 +43,8 @@ impl RouterConfig {
             return Err(invalid(("policy_dir".into(), format!("{} is not a directory", d.display()))));
         }
         let admin = admin(file.admin, base).map_err(invalid)?;
+        let name = sip_name(file.sip.name).map_err(invalid)?;
+        let hep = hep(file.hep, &name).map_err(invalid)?;
         let policy_start_wait = policy_start_wait(file.policy_start_wait_s).map_err(invalid)?;
         let compile = file.compile.settings().map_err(invalid)?;
         let directory_settle = directory_settle(file.directory_settle_ms).map_err(invalid)?;
@@ -65,7 +67,8 @@ impl RouterConfig {
             tls,
             dns,
             secret: file.sip.secret,
-            name: sip_name(file.sip.name).map_err(invalid)?,
+            name,
+            hep,
             directory_may_remove_all_users: file.directory_may_remove_all_users,
             directory_max_removed_share: removed_share(file.directory_max_removed_share).map_err(invalid)?,
             directory_max_bytes: directory_max_bytes(file.directory_max_mib).map_err(invalid)?,
@@ -453,6 +456,45 @@ fn admin(file: Option<AdminFile>, base: &Path) -> Result<Option<Admin>, KeyError
     Ok(admin)
 }
 
+/// `[hep]`.
+fn hep(file: Option<HepFile>, name: &str) -> Result<Option<HepSettings>, KeyError> {
+    let Some(h) = file else { return Ok(None) };
+    let address: std::net::SocketAddr = h
+        .address
+        .parse()
+        .map_err(|_| invalid("hep.address".into(), format!("`{}` is not an IP address and port", h.address)))?;
+    let tcp = match h.transport.as_deref() {
+        None | Some("udp") => false,
+        Some("tcp") => true,
+        Some(t) => return Err(invalid("hep.transport".into(), format!("`{t}`: udp or tcp"))),
+    };
+    let share = h.share.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&share) {
+        return Err(invalid("hep.share".into(), format!("{share}: a share from 0 to 1")));
+    }
+    let queue = h.queue.unwrap_or(10_000);
+    if !(1..=1_000_000).contains(&queue) {
+        return Err(invalid("hep.queue".into(), format!("{queue}: must be 1 to 1000000")));
+    }
+    let node_name = h.node_name.unwrap_or_else(|| name.to_owned());
+    if node_name.is_empty() || node_name.len() > 255 || node_name.bytes().any(|b| b.is_ascii_control()) {
+        return Err(invalid("hep.node_name".into(), "1 to 255 characters, no control characters".into()));
+    }
+    if h.auth_key.as_ref().is_some_and(|k| k.len() > 1024) {
+        return Err(invalid("hep.auth_key".into(), "at most 1024 bytes".into()));
+    }
+    Ok(Some(HepSettings {
+        address,
+        tcp,
+        capture_id: h.capture_id.unwrap_or(1),
+        auth_key: h.auth_key.filter(|k| !k.is_empty()),
+        node_name,
+        share,
+        queue,
+        decisions: h.decisions,
+    }))
+}
+
 /// `policy_start_wait_s`.
 fn policy_start_wait(seconds: Option<f64>) -> Result<Duration, KeyError> {
     let policy_start_wait = match seconds {
@@ -678,6 +720,13 @@ pub(super) fn tenant_config(
     if !(0.0..=1.0).contains(&record_decisions) {
         return Err((key("record_decisions"), format!("{record_decisions}: a share from 0 to 1")));
     }
+    let hep_share = match t.hep_share {
+        Some(x) if !(0.0..=1.0).contains(&x) => {
+            return Err((key("hep_share"), format!("{x}: a share from 0 to 1")));
+        }
+        Some(_) if !t.hep => return Err((key("hep_share"), "given with hep = false".into())),
+        share => share.or((!t.hep).then_some(0.0)),
+    };
     let signing = match t.signing {
         None => crate::control::policy_settings::Trust::default(),
         Some(s) => crate::control::policy_settings::Trust::new(&s.trusted_keys, s.required).map_err(|r| {
@@ -724,6 +773,7 @@ pub(super) fn tenant_config(
         record_route: t.record_route,
         uniform_user_answers: t.uniform_user_answers,
         record_decisions,
+        hep_share,
         signing,
         ldap,
     })

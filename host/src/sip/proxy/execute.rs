@@ -20,6 +20,7 @@ use super::decide::{self, Decided};
 use super::forward::{ForwardSpec, Hop, UmServerHop, forwarded};
 use super::validate::loop_hash;
 use super::{Held, Proxy, originate};
+use crate::control::Tenant;
 use crate::model::uri::route_uri;
 use crate::model::wire::{Message, Name};
 use crate::model::{Source, Transport};
@@ -334,10 +335,34 @@ impl RequestTask {
         }
     }
 
+    /// A decision as a HEP log event beside the call's messages, when the call
+    /// is captured: the tenant, the policy version and role, who decided, the
+    /// decision and the time it took.
+    fn capture_decision(&self, event: &str, tenant: &Tenant, policy: &TenantPolicy, verdict: &Verdict) {
+        let Some(hep) = self.proxy.transports.capture() else { return };
+        let call_id = self.req.first(Name::CallId).unwrap_or("");
+        if !hep.captures(call_id) {
+            return;
+        }
+        let (name, version) = policy.own.as_ref().map_or(("standard", 0), |v| (v.name.as_str(), v.version));
+        let text = serde_json::json!({
+            "event": event,
+            "tenant": tenant.config.id,
+            "policy": name,
+            "version": version,
+            "role": if verdict.role == Role::Canary { "canary" } else { "serving" },
+            "decided_by": verdict.decided_by,
+            "decision": verdict.decision,
+            "micros": verdict.elapsed.as_micros() as u64,
+        });
+        hep.decision(call_id, self.source.addr, self.source.local, text.to_string());
+    }
+
     /// Carries out a decision, asking `on-failure` once when every target failed.
     async fn execute(&mut self, decided: Decided) {
         let Decided { mut tenant, mut policy, mut view, verdict } = decided;
         tracing::debug!(decided_by = ?verdict.decided_by, "decision");
+        self.capture_decision("decision", &tenant, &policy, &verdict);
         let mut role = verdict.role;
         self.decided = Some((policy.clone(), role));
         if self.standard_failed(&verdict) {
@@ -448,6 +473,7 @@ impl RequestTask {
             asked_on_failure = true;
             let failure = Failure { attempts: attempts.clone() };
             let verdict = decide::on_failure(&policy, &tenant, &view, &failure, role);
+            self.capture_decision("on_failure", &tenant, &policy, &verdict);
             if self.standard_failed(&verdict) {
                 return;
             }

@@ -303,6 +303,10 @@ impl Sink for Proxy {
         }
     }
 
+    fn capture_share(&self, msg: &Message, source: &Source) -> Option<f64> {
+        decide::tenant_for(&self.tenants(), msg, source).ok().and_then(|t| t.config.hep_share)
+    }
+
     fn refused(&self, msg: Message, source: Source) {
         self.metrics.count_access_refused("listener");
         if msg.is_request() && msg.method() != Some("ACK") && msg.top_via().is_some() {
