@@ -922,3 +922,41 @@ fn a_compile_nobody_waits_for_any_more_is_abandoned_and_its_process_killed() {
     assert!(tenant.contains("\"candidate\":null"), "{tenant}");
     child.stop(lines);
 }
+
+#[test]
+fn completions_and_manual_pages_come_from_the_command_line() {
+    for (shell, marker) in
+        [("bash", "complete -F _exum__router"), ("zsh", "#compdef exum-router"), ("fish", "complete -c exum-router")]
+    {
+        let out = run(&["completions", shell], None);
+        assert!(out.status.success(), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        assert!(script.contains(marker), "{shell} script: {}", &script[..script.len().min(300)]);
+        assert!(script.contains("simulate") && script.contains("ldap-check"), "{shell}: the commands are completed");
+    }
+    let refused = run(&["completions", "tcsh"], None);
+    assert!(!refused.status.success() && text(&refused.stderr).contains("tcsh"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(&["man", dir.path().to_str().expect("utf-8")], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut pages: Vec<String> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    pages.sort();
+    for page in [
+        "exum-router.1",
+        "exum-router-serve.1",
+        "exum-router-simulate.1",
+        "exum-router-db.1",
+        "exum-router-completions.1",
+    ] {
+        assert!(pages.iter().any(|p| p == page), "{page} in {pages:?}");
+    }
+    assert!(
+        !pages.iter().any(|p| p.contains("compile-worker") || p.contains("-man.")),
+        "hidden commands have no page: {pages:?}"
+    );
+    let serve = std::fs::read_to_string(dir.path().join("exum-router-serve.1")).expect("page");
+    assert!(serve.contains(".TH EXUM-ROUTER-SERVE 1") && serve.contains("\\-\\-config"), "{serve}");
+}

@@ -16,7 +16,7 @@
 //! each system's highest rate with 0 lost calls in every repetition.
 //!
 //! Run with `bench/compare.sh` (it installs sipp and Kamailio and builds release).
-//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,standard1,example] [repeats] [udp|tcp|tls]`
+//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,standard1,standardhep,example] [repeats] [udp|tcp|tls]`
 //!
 //! With `tcp`, every SIP hop of the calls is TCP (sipp `-t t1`: one connection
 //! from the caller, one per UAS from the proxy; the URIs of the UAS carry
@@ -104,6 +104,28 @@ fn stunnel(dir: &Path) -> Option<Child> {
     Some(child)
 }
 
+/// A HEP collector for the `standardhep` system: reads and counts every
+/// packet sent to 127.0.0.1:15070 (a thread of the bench's, not counted in the
+/// router's CPU).
+fn hep_collector() {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).expect("socket");
+    // As large as the router's SIP sockets' (the kernel caps it at rmem_max).
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let at: std::net::SocketAddr = "127.0.0.1:15070".parse().expect("address");
+    socket.bind(&at.into()).expect("HEP collector binds 127.0.0.1:15070");
+    let socket: std::net::UdpSocket = socket.into();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65_536];
+        let mut n = 0u64;
+        while socket.recv(&mut buf).is_ok() {
+            n += 1;
+            if n.is_multiple_of(100_000) {
+                eprintln!("HEP collector: {n} packets");
+            }
+        }
+    });
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum System {
     Direct,
@@ -111,6 +133,9 @@ enum System {
     ExumStandard,
     /// The standard policy on one runtime thread (`[sip] worker_threads = 1`).
     ExumStandardOneThread,
+    /// The standard policy with every message and decision captured to HEP
+    /// (a collector in this process reads and counts them).
+    ExumStandardHep,
     ExumExample,
 }
 
@@ -121,6 +146,7 @@ impl System {
             System::Kamailio => "Kamailio 5.6",
             System::ExumStandard => "exum-router, standard policy",
             System::ExumStandardOneThread => "exum-router, standard policy, 1 thread",
+            System::ExumStandardHep => "exum-router, standard policy, HEP capture on",
             System::ExumExample => "exum-router, pilot-group policy",
         }
     }
@@ -256,10 +282,11 @@ fn start_system(dir: &Path, system: System) -> Option<Child> {
             .stderr(std::fs::File::create(dir.join("kamailio.log")).map_or_else(|_| Stdio::null(), Stdio::from))
             .spawn()
             .expect("kamailio"),
-        System::ExumStandard | System::ExumStandardOneThread | System::ExumExample => {
+        System::ExumStandard | System::ExumStandardOneThread | System::ExumStandardHep | System::ExumExample => {
             let config = match system {
                 System::ExumStandard => "exum-standard.toml",
                 System::ExumStandardOneThread => "exum-standard-1.toml",
+                System::ExumStandardHep => "exum-standard-hep.toml",
                 _ => "exum-example.toml",
             };
             let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
@@ -571,6 +598,7 @@ fn setup(dir: &Path, pilot_component: &str) {
     for (file, policy, sip) in [
         ("exum-standard.toml", String::new(), ""),
         ("exum-standard-1.toml", String::new(), "[sip]\nworker_threads = 1\n"),
+        ("exum-standard-hep.toml", String::new(), "[hep]\naddress = \"127.0.0.1:15070\"\n"),
         ("exum-example.toml", format!("policy = {pilot_component:?}\npolicy_config = \"sip:user0@contoso.com\"\n"), ""),
     ] {
         std::fs::write(
@@ -657,15 +685,24 @@ fn main() {
         ("kamailio", System::Kamailio),
         ("standard", System::ExumStandard),
         ("standard1", System::ExumStandardOneThread),
+        ("standardhep", System::ExumStandardHep),
         ("example", System::ExumExample),
     ]
     .into_iter()
     .filter(|(name, _)| only.split(',').any(|o| o.trim() == *name))
     .map(|(_, s)| s)
     .collect();
+    if systems.contains(&System::ExumStandardHep) {
+        hep_collector();
+    }
     let example_idle = systems
         .iter()
-        .any(|s| matches!(s, System::ExumStandard | System::ExumStandardOneThread | System::ExumExample))
+        .any(|s| {
+            matches!(
+                s,
+                System::ExumStandard | System::ExumStandardOneThread | System::ExumStandardHep | System::ExumExample
+            )
+        })
         .then(example_deployment_idle_mib);
     if let Some(mib) = example_idle {
         eprintln!("exum-router idle on the example deployment: {mib:.1} MiB");
@@ -818,10 +855,12 @@ fn summary(systems: &[System], steps: &[Step], top: u32) -> (String, serde_json:
     let mut ratios = Vec::new();
     if let Some(k) = at(System::Kamailio) {
         md.push_str("\nRatios exum-router / Kamailio (targets: clean rate ≥ 1.5 or the generator's ceiling, CPU per call ≤ 0.5, p99 ≤ 1):\n\n| system | clean rate | CPU per call | p99 at the common rate |\n|---|---:|---:|---:|\n");
-        for &system in systems
-            .iter()
-            .filter(|s| matches!(s, System::ExumStandard | System::ExumStandardOneThread | System::ExumExample))
-        {
+        for &system in systems.iter().filter(|s| {
+            matches!(
+                s,
+                System::ExumStandard | System::ExumStandardOneThread | System::ExumStandardHep | System::ExumExample
+            )
+        }) {
             let Some(e) = at(system) else { continue };
             let rate_ratio = match (clean_rate(system), clean_rate(System::Kamailio)) {
                 (Some(a), Some(b)) => a as f64 / b as f64,

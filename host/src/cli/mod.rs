@@ -6,7 +6,8 @@
 //! deployment), the policy tools `check`, `componentize`, `simulate`,
 //! `replay`, `sign`, `keygen`, the developer loop `new` and `build`, the
 //! lifecycle on a running router `policy`, the database `db`, `ldap-check`,
-//! and the hidden `compile-worker` the router runs for every compile.
+//! `completions`, and the hidden `compile-worker` the router runs for every
+//! compile and `man` the package build runs.
 
 use std::process::ExitCode;
 
@@ -17,10 +18,12 @@ use crate::logging::{self, LogFormat};
 mod build;
 mod check;
 mod compile_worker;
+mod completions;
 mod componentize;
 pub mod db;
 mod keygen;
 mod ldap_check;
+mod man;
 mod new;
 mod policy;
 mod replay;
@@ -85,6 +88,12 @@ enum Command {
     LdapCheck(ldap_check::Args),
     /// The directory and policy versions in PostgreSQL (docs/deployment.md).
     Db(db::Args),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish,
+    /// powershell): `exum-router completions bash > /etc/bash_completion.d/exum-router`.
+    Completions(completions::Args),
+    /// Write the manual pages (section 1) into a folder.
+    #[command(hide = true)]
+    Man(man::Args),
 }
 
 /// Parses the command line and runs the command.
@@ -116,6 +125,8 @@ pub fn main() -> ExitCode {
         Command::Policy(args) => report(policy::run(args)),
         Command::LdapCheck(args) => report(ldap_check::run(args)),
         Command::Db(args) => report(db::run(args)),
+        Command::Completions(args) => report(completions::run(args)),
+        Command::Man(args) => report(man::run(args)),
     }
 }
 

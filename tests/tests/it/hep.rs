@@ -17,6 +17,16 @@ use exum_router_tests::lab::{LabBuilder, invite};
 use exum_router_tests::peer::UdpPeer;
 use exum_router_tests::sipp::{listening, sipp_address};
 
+/// A process killed when the test ends, however it ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// One SIP message as seen by the router: whether it received it, its first
 /// line, Call-ID and CSeq.
 type Seen = (bool, String, String, String);
@@ -93,14 +103,16 @@ async fn sngrep_captures_every_message_of_sipp_calls_through_the_router() {
     let (um_at, uac_at, hep_at) = (sipp_address(), sipp_address(), sipp_address());
     let dir = tempfile::tempdir().expect("tempdir");
     let pcap = dir.path().join("capture.pcap");
-    let mut sngrep = Command::new("sngrep")
-        .args(["-N", "-q", "-L", &format!("udp:{hep_at}"), "-O"])
-        .arg(&pcap)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sngrep starts");
-    listening(&mut sngrep, hep_at).await;
+    let mut sngrep = Killed(
+        Command::new("sngrep")
+            .args(["-N", "-q", "-L", &format!("udp:{hep_at}"), "-O"])
+            .arg(&pcap)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sngrep starts"),
+    );
+    listening(&mut sngrep.0, hep_at).await;
     std::fs::write(
         dir.path().join("router.toml"),
         format!(
@@ -146,10 +158,19 @@ async fn sngrep_captures_every_message_of_sipp_calls_through_the_router() {
     exum_router_tests::until("every HEP packet sent", || server.metrics.hep_sent.get() >= packets).await;
     assert_eq!(server.metrics.hep_sent.get(), packets, "one packet per message and per decision");
     // sngrep writes its pcap file out when interrupted.
-    let stopped = Command::new("kill").args(["-INT", &sngrep.id().to_string()]).status().expect("kill");
+    let stopped = Command::new("kill").args(["-INT", &sngrep.0.id().to_string()]).status().expect("kill");
     assert!(stopped.success());
-    let out = tokio::task::spawn_blocking(move || sngrep.wait_with_output()).await.expect("join").expect("sngrep ends");
-    assert!(out.status.success(), "sngrep: {} {}", out.status, String::from_utf8_lossy(&out.stderr));
+    let status = tokio::task::spawn_blocking(move || {
+        let status = sngrep.0.wait();
+        (status, sngrep)
+    });
+    let (status, mut sngrep) = status.await.expect("join");
+    let mut stderr = String::new();
+    if let Some(mut e) = sngrep.0.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    let out = (status.expect("sngrep ends"), stderr);
+    assert!(out.0.success(), "sngrep: {} {}", out.0, out.1);
     // sngrep keeps the decision log events too (payloads that are not SIP).
     let (decisions, captured): (Vec<Seen>, Vec<Seen>) =
         sngrep_capture(&pcap, router).into_iter().partition(|(_, first, _, _)| first.starts_with('{'));
