@@ -159,8 +159,67 @@ pub struct TenantCounters {
     pub decisions: [Counter; 4],
     /// Time to decide.
     pub latency: Histogram,
+    /// The same, readable.
+    pub buckets: Buckets,
     /// Decisions made by the fallback.
     pub fallbacks: Counter,
+}
+
+/// The first bucket bound of decision latency (seconds).
+const BUCKET_START: f64 = 1e-6;
+/// Each bucket bound is this times the one before.
+const BUCKET_FACTOR: f64 = 1.4;
+/// Decision latency buckets (and one more, above the last bound).
+const BUCKETS: usize = 36;
+
+/// Counts of decision latencies in the buckets of `exum_policy_call_seconds`
+/// (and one above its last bound), readable where prometheus-client's
+/// histogram is not.
+#[derive(Debug, Clone)]
+pub struct Buckets(std::sync::Arc<Vec<std::sync::atomic::AtomicU64>>);
+
+impl Default for Buckets {
+    fn default() -> Self {
+        Buckets(std::sync::Arc::new((0..=BUCKETS).map(|_| std::sync::atomic::AtomicU64::new(0)).collect()))
+    }
+}
+
+impl Buckets {
+    /// Counts one latency of `seconds`.
+    pub fn observe(&self, seconds: f64) {
+        let i = if seconds <= BUCKET_START {
+            0
+        } else {
+            ((seconds / BUCKET_START).ln() / BUCKET_FACTOR.ln()).ceil().min(BUCKETS as f64) as usize
+        };
+        self.0[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The counts so far, bucket by bucket.
+    pub fn counts(&self) -> Vec<u64> {
+        self.0.iter().map(|c| c.load(std::sync::atomic::Ordering::Relaxed)).collect()
+    }
+
+    /// The upper bound (seconds) of the bucket holding the `q` quantile of
+    /// the latencies counted between `before` and `after` (two [`Self::counts`]);
+    /// `None` when none were; infinity above the last bound.
+    pub fn quantile(before: &[u64], after: &[u64], q: f64) -> Option<f64> {
+        let delta: Vec<u64> =
+            after.iter().enumerate().map(|(i, a)| a.saturating_sub(before.get(i).copied().unwrap_or(0))).collect();
+        let total: u64 = delta.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil().max(1.0) as u64;
+        let mut seen = 0;
+        for (i, n) in delta.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return Some(if i >= BUCKETS { f64::INFINITY } else { BUCKET_START * BUCKET_FACTOR.powi(i as i32) });
+            }
+        }
+        Some(f64::INFINITY)
+    }
 }
 
 /// Declares every metric once: its field (with its doc), type, constructor,
@@ -173,6 +232,10 @@ macro_rules! metrics {
             registry: Registry,
             /// The families registered, with the prefix.
             names: Vec<String>,
+            /// Decision latency per tenant in the buckets of
+            /// `policy_latency`, readable (the status page's p99 over the
+            /// last minute); not exported.
+            pub decision_buckets: Family<TenantLabel, Buckets>,
             $($(#[$doc])* pub $field: $ty,)*
         }
 
@@ -186,7 +249,7 @@ macro_rules! metrics {
                     names.push(concat!("exum_", $name).to_owned());
                     registry.register($name, $help, $field.clone());
                 )*
-                Metrics { registry, names, $($field,)* }
+                Metrics { registry, names, decision_buckets: Family::default(), $($field,)* }
             }
         }
     };
@@ -239,7 +302,7 @@ metrics! {
     /// Policy call latency (seconds) per tenant.
     policy_latency: Family<TenantLabel, Histogram> = Family::new_with_constructor(|| {
         // 1 µs to 130 ms in steps of 1.4×: fine enough to read a p99 from.
-        Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(1e-6, 1.4, 36))
+        Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(BUCKET_START, BUCKET_FACTOR, BUCKETS as u16))
     }),
         "policy_call_seconds", "Time to decide, policy calls included, per tenant";
     /// Policy faults by kind and tenant.
@@ -328,6 +391,11 @@ metrics! {
     /// full; `send_failed`: the capture server could not be reached).
     hep_dropped: Family<ReasonLabel, Counter> = Default::default(),
         "hep_dropped", "HEP packets not sent, by reason (queue_full, send_failed)";
+    /// Calls (INVITEs a tenant's policy decided) that ended, by tenant and
+    /// outcome: `failed` when the caller got 403, 404, 408, 480 or a 5xx (as
+    /// canaries are judged), else `completed`.
+    tenant_calls: Family<TenantKind, Counter> = Default::default(),
+        "sip_calls", "Calls a tenant's policy decided that ended, by tenant and outcome (completed, failed)";
     /// Messages refused by access control, by reason.
     access_refused: Family<ReasonLabel, Counter> = Default::default(),
         "sip_access_refused", "Messages refused by access control (listener allow lists, tenant peers)";
@@ -439,6 +507,7 @@ impl Metrics {
                 self.decisions.get_or_create(&TenantKind { tenant: tenant.to_owned(), kind: kind.to_owned() }).clone()
             }),
             latency: self.policy_latency.get_or_create(&label).clone(),
+            buckets: self.decision_buckets.get_or_create(&label).clone(),
             fallbacks: self.fallbacks.get_or_create(&label).clone(),
         }
     }
@@ -466,6 +535,22 @@ impl Metrics {
     /// A tenant's policy faults of `kind` so far.
     pub fn faults_of(&self, tenant: &str, kind: &str) -> u64 {
         Metrics::tenant_kind_of(&self.faults, tenant, kind)
+    }
+
+    /// Counts a call of `tenant` that ended with `code` upstream.
+    pub fn count_call(&self, tenant: &str, failed: bool) {
+        let kind = if failed { "failed" } else { "completed" };
+        self.tenant_calls.get_or_create(&TenantKind { tenant: tenant.to_owned(), kind: kind.to_owned() }).inc();
+    }
+
+    /// A tenant's calls that ended with `outcome` (`completed`, `failed`) so far.
+    pub fn calls_of(&self, tenant: &str, outcome: &str) -> u64 {
+        Metrics::tenant_kind_of(&self.tenant_calls, tenant, outcome)
+    }
+
+    /// A tenant's new requests of `method` so far.
+    pub fn requests_of(&self, tenant: &str, method: &str) -> u64 {
+        self.requests.get_or_create(&RequestLabels { method: method.to_owned(), tenant: tenant.to_owned() }).get()
     }
 
     /// A tenant's fallback decisions so far.
@@ -513,6 +598,23 @@ impl Lane {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readable_buckets_match_the_histograms_and_give_a_quantile() {
+        let b = Buckets::default();
+        for _ in 0..98 {
+            b.observe(3e-6); // 2.744 µs < 3 µs <= 3.8416 µs: bucket 4
+        }
+        b.observe(0.5); // above the last bound
+        b.observe(1e-7); // below the first
+        let after = b.counts();
+        assert_eq!((after[4], after[BUCKETS], after[0]), (98, 1, 1));
+        let none = vec![0; BUCKETS + 1];
+        let p50 = Buckets::quantile(&none, &after, 0.5).expect("some");
+        assert!((p50 - 1e-6 * 1.4f64.powi(4)).abs() < 1e-12, "{p50}");
+        assert_eq!(Buckets::quantile(&none, &after, 1.0), Some(f64::INFINITY));
+        assert_eq!(Buckets::quantile(&after, &after, 0.99), None, "nothing in between");
+    }
 
     /// Every metric the router exports has a row in the documentation's
     /// table of metrics (`docs/architecture.md`), under its exported name.

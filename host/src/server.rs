@@ -111,7 +111,13 @@ impl Server {
         let watch = start_watch(config, &router_config, &proxy, &policy, follower.clone(), ldap.clone())?;
         let admin_addr = match &router_config.admin {
             Some(admin) => {
-                let parts = Parts { proxy: &proxy, policy: &policy, follower: follower.as_ref(), ldap: ldap.as_ref() };
+                let parts = Parts {
+                    proxy: &proxy,
+                    health: &health,
+                    policy: &policy,
+                    follower: follower.as_ref(),
+                    ldap: ldap.as_ref(),
+                };
                 Some(start_admin(config, &router_config, admin, parts, &shutdown).await?)
             }
             None => None,
@@ -492,6 +498,7 @@ async fn load_tenants(
 /// What the admin API acts on.
 struct Parts<'a> {
     proxy: &'a Arc<ProxyCore>,
+    health: &'a Arc<HealthTable>,
     policy: &'a Arc<PolicyRegistry>,
     follower: Option<&'a Follower>,
     ldap: Option<&'a Arc<crate::ldap::LdapSync>>,
@@ -505,7 +512,7 @@ async fn start_admin(
     parts: Parts<'_>,
     shutdown: &watch::Sender<bool>,
 ) -> anyhow::Result<SocketAddr> {
-    let Parts { proxy, policy, follower, ldap } = parts;
+    let Parts { proxy, health, policy, follower, ldap } = parts;
     let listener = tokio::net::TcpListener::bind(admin.address)
         .await
         .with_context(|| format!("{}: binding the admin listener {}", config.display(), admin.address))?;
@@ -515,8 +522,13 @@ async fn start_admin(
         let _reload = tracing::info_span!("reload", trigger = "admin API").entered();
         reload_tenants(&path, &p, &r, f.as_ref(), l.as_ref())
     });
+    let traffic = Arc::new(crate::admin::traffic::Traffic::default());
+    let sampler = crate::admin::traffic::run(traffic.clone(), proxy.clone(), shutdown.subscribe());
+    tokio::spawn(sampler.instrument(tracing::info_span!("traffic_sampler")));
     let state = Arc::new(crate::admin::Admin {
         proxy: proxy.clone(),
+        health: health.clone(),
+        traffic,
         policy: policy.clone(),
         token: match (&admin.token, &admin.token_file) {
             (Some(t), _) => Some(t.clone()),

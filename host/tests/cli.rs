@@ -734,7 +734,7 @@ fn the_immediate_480_when_every_um_server_is_down_is_logged_at_info() {
     let (child, lines) = serve(&config, &[]);
     let mut lines = lines.map_while(Result::ok);
     let router = udp_listener_in(&mut lines);
-    let down = lines.by_ref().find(|l| l.contains("UM server marked down"));
+    let down = lines.by_ref().find(|l| l.contains("target marked down"));
     assert!(down.is_some_and(|l| l.contains(&um_addr.to_string())), "the UM server was never marked down");
     let _caller = call_bob(&router, "all-down");
     let routed = lines.by_ref().find(|l| l.contains("call routed"));

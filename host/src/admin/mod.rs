@@ -38,6 +38,7 @@ pub mod client;
 mod error;
 mod lifecycle;
 mod status;
+pub mod traffic;
 
 pub use error::AdminError;
 
@@ -53,6 +54,10 @@ pub type Reload = Arc<dyn Fn() -> anyhow::Result<Vec<String>> + Send + Sync>;
 pub struct Admin {
     /// The proxy (tenants, transactions, metrics).
     pub proxy: Arc<Proxy>,
+    /// What the probes saw of each target.
+    pub health: Arc<crate::control::health::HealthTable>,
+    /// The per-tenant figures over time (the status page's).
+    pub traffic: Arc<traffic::Traffic>,
     /// The policy registry.
     pub policy: Arc<PolicyRegistry>,
     /// The bearer token: required for every change, and for every request

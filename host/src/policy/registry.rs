@@ -308,6 +308,7 @@ impl TenantPolicy {
         };
         self.counters.decisions[kind].inc();
         self.counters.latency.observe(elapsed.as_secs_f64());
+        self.counters.buckets.observe(elapsed.as_secs_f64());
         Verdict { decision, decided_by, elapsed, role }
     }
 

@@ -1,6 +1,6 @@
-//! OPTIONS health probes of every UM server of every dial plan and of every
-//! hosted next hop (a tenant's hosting provider, or edge), taken from the
-//! tenants in service at each
+//! OPTIONS health probes of every UM server of every dial plan, of every
+//! hosted next hop (a tenant's hosting provider, or edge) and of every PSTN
+//! gateway and default next hop, taken from the tenants in service at each
 //! round, so a server added by a directory reload is probed without a restart.
 //! A server that fails `down_after` probes in a row (no answer, or 503) is
 //! marked down in the health table (the standard policy skips it through
@@ -17,7 +17,7 @@ use super::proxy::forward::via_protocol;
 use super::transaction::Event;
 use crate::control::Tenants;
 use crate::control::config::Probes;
-use crate::control::health::HealthTable;
+use crate::control::health::{HealthTable, TargetKind};
 
 /// Runs the probes until `shutdown` changes.
 pub async fn run(proxy: Arc<Proxy>, health: Arc<HealthTable>, probes: Probes, mut shutdown: watch::Receiver<bool>) {
@@ -32,30 +32,32 @@ pub async fn run(proxy: Arc<Proxy>, health: Arc<HealthTable>, probes: Probes, mu
         // A server no tenant names any more (removed by a reload) is forgotten:
         // its streak, its down mark and its `um_server_up` series.
         streaks.retain(|uri, _| {
-            let kept = servers.binary_search(uri).is_ok();
+            let kept = servers.binary_search_by(|(s, _)| s.cmp(uri)).is_ok();
             if !kept {
                 proxy.metrics.um_server_up.remove(&crate::metrics::ServerLabel { server: uri.clone() });
-                health.set(uri, true);
-                tracing::info!(server = %uri, "UM server no longer configured; not probed any more");
+                health.forget(uri);
+                tracing::info!(server = %uri, "target no longer configured; not probed any more");
             }
             kept
         });
         let mut pending = Vec::with_capacity(servers.len());
-        for uri in &servers {
-            let (proxy, uri) = (proxy.clone(), uri.clone());
+        for (uri, kind) in &servers {
+            let (proxy, uri, kind) = (proxy.clone(), uri.clone(), *kind);
             pending.push(tokio::spawn(async move {
+                let started = std::time::Instant::now();
                 let ok = probe(&proxy, &uri, round, probes.timeout).await;
-                (uri, ok)
+                (uri, kind, ok.then(|| started.elapsed()))
             }));
         }
         for p in pending {
-            let Ok((uri, ok)) = p.await else { continue };
+            let Ok((uri, kind, round_trip)) = p.await else { continue };
+            let ok = round_trip.is_some();
             let streak = streaks.entry(uri.clone()).or_insert((0, 0));
             let up = proxy.metrics.um_server_up.get_or_create(&crate::metrics::ServerLabel { server: uri.clone() });
             if ok {
                 *streak = (0, streak.1 + 1);
                 if streak.1 >= probes.up_after && health.set(&uri, true) {
-                    tracing::info!(server = %uri, "UM server is up again");
+                    tracing::info!(server = %uri, kind = kind.as_str(), "target is up again");
                 }
                 if health.is_healthy(&uri) {
                     up.set(1);
@@ -63,12 +65,13 @@ pub async fn run(proxy: Arc<Proxy>, health: Arc<HealthTable>, probes: Probes, mu
             } else {
                 *streak = (streak.0 + 1, 0);
                 if streak.0 >= probes.down_after && health.set(&uri, false) {
-                    tracing::warn!(server = %uri, failures = streak.0, "UM server marked down");
+                    tracing::warn!(server = %uri, kind = kind.as_str(), failures = streak.0, "target marked down");
                 }
                 if !health.is_healthy(&uri) {
                     up.set(0);
                 }
             }
+            health.probed(&uri, kind, round_trip);
         }
         tokio::select! {
             _ = tokio::time::sleep(probes.interval) => {}
@@ -77,16 +80,25 @@ pub async fn run(proxy: Arc<Proxy>, health: Arc<HealthTable>, probes: Probes, mu
     }
 }
 
-/// What is probed: every UM server of every dial plan, and the hosted next
-/// hops (the tenants' hosting providers, or edges), each once.
-pub fn targets(tenants: &Tenants) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+/// What is probed, each once by URI with what it is (a URI that is both is
+/// listed as the first kind of [`TargetKind`]'s order): every UM server of
+/// every dial plan, the hosted next hops (the tenants' hosting providers, or
+/// edges), and the PSTN gateways (the tenants', their rerouting ones) and
+/// default next hops.
+pub fn targets(tenants: &Tenants) -> Vec<(String, TargetKind)> {
+    let mut out: Vec<(String, TargetKind)> = Vec::new();
     for t in tenants.iter() {
-        out.extend(t.directory.um_servers().map(|s| s.uri.clone()));
-        out.extend(t.config.hosted_next_hop());
+        let c = &t.config;
+        out.extend(t.directory.um_servers().map(|s| (s.uri.clone(), TargetKind::UmServer)));
+        out.extend(c.hosted_next_hop().map(|u| (u, TargetKind::Edge)));
+        let gateways = [&c.pstn_gateway, &c.default_next_hop, &c.rerouting.pstn_gateway]
+            .into_iter()
+            .chain(c.site_rerouting.values().map(|r| &r.pstn_gateway))
+            .flatten();
+        out.extend(gateways.map(|u| (u.clone(), TargetKind::Gateway)));
     }
     out.sort();
-    out.dedup();
+    out.dedup_by(|a, b| a.0 == b.0);
     out
 }
 

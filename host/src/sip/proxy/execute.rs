@@ -177,6 +177,10 @@ impl RequestTask {
             && self.final_code >= 200
         {
             policy.call_ended(role, self.final_code);
+            if self.invite {
+                let failed = crate::policy::candidate::call_failed(self.final_code);
+                self.proxy.metrics.count_call(&policy.tenant_id, failed);
+            }
         }
         // What lingers is small: the request, the answered branch's INVITE and
         // the rest of the state are dropped here.
