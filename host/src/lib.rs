@@ -20,6 +20,7 @@
 //!   policy versions, limits, host functions, decision validation, fallbacks;
 //!   version history, shadow and canary candidates, decision records and
 //!   replay, manifests and signatures.
+//! - [`telemetry`]: OpenTelemetry traces over OTLP, W3C trace context in SIP.
 //! - [`hep`]: HEPv3 capture of SIP messages and decisions to Homer or sngrep.
 //! - [`sip`]: the proxy side of the SIP plane: transports, resolution,
 //!   transactions, the proxy core and its error type, probes.
@@ -55,5 +56,6 @@ pub mod scaffold;
 pub mod server;
 pub mod sip;
 pub mod spans;
+pub mod telemetry;
 pub mod tools;
 pub mod watch;

@@ -25,9 +25,32 @@ pub fn filter(default: &str) -> tracing_subscriber::EnvFilter {
 
 /// Installs the global subscriber.
 pub fn init(format: LogFormat, default_level: &str) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(default_level)).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).init(),
+    let _ = init_with(format, default_level, None);
+}
+
+/// Installs the global subscriber, with the OpenTelemetry exporter when
+/// `otel` is given (its layer sees the router's spans whatever the log level).
+pub fn init_with(
+    format: LogFormat,
+    default_level: &str,
+    otel: Option<&crate::control::config::OtelSettings>,
+) -> Result<(), crate::telemetry::TelemetryError> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Text => fmt.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(true).boxed(),
+    };
+    let registry = tracing_subscriber::registry().with(fmt.with_filter(filter(default_level)));
+    match otel {
+        None => {
+            let _ = registry.try_init();
+        }
+        Some(settings) => {
+            let _ = registry.with(crate::telemetry::layer(settings)?).try_init();
+        }
     }
+    Ok(())
 }

@@ -960,3 +960,219 @@ fn completions_and_manual_pages_come_from_the_command_line() {
     let serve = std::fs::read_to_string(dir.path().join("exum-router-serve.1")).expect("page");
     assert!(serve.contains(".TH EXUM-ROUTER-SERVE 1") && serve.contains("\\-\\-config"), "{serve}");
 }
+
+/// An OTLP/HTTP receiver decoding with the official protobuf definitions
+/// (`opentelemetry-proto`): every export request posted to it, in order.
+fn otlp_receiver() -> (
+    std::net::SocketAddr,
+    std::sync::mpsc::Receiver<opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest>,
+) {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut reader = std::io::BufReader::new(stream.try_clone().expect("clone"));
+                let mut writer = stream;
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    let mut first = true;
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if first {
+                            assert!(line.starts_with("POST /v1/traces "), "an OTLP traces export: {line}");
+                            first = false;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().expect("a length");
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    reader.read_exact(&mut body).expect("the body");
+                    let request = <opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest as prost::Message>::decode(&body[..])
+                        .expect("an ExportTraceServiceRequest");
+                    let _ = tx.send(request);
+                    let _ = writer.write_all(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
+                    );
+                }
+            });
+        }
+    });
+    (addr, rx)
+}
+
+/// Kills the process with this id when a test panics before stopping it.
+struct KilledOnPanic(u32);
+
+impl Drop for KilledOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill").args(["-9", &self.0.to_string()]).status();
+        }
+    }
+}
+
+/// A span's attribute as text (strings as they are, integers in decimal).
+fn attribute(span: &opentelemetry_proto::tonic::trace::v1::Span, key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    span.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.as_ref()).and_then(|v| match &v.value {
+        Some(Value::StringValue(s)) => Some(s.clone()),
+        Some(Value::IntValue(i)) => Some(i.to_string()),
+        Some(Value::BoolValue(b)) => Some(b.to_string()),
+        _ => None,
+    })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn serve_exports_each_calls_span_tree_over_otlp_and_passes_trace_context_in_sip() {
+    let (otlp, exports) = otlp_receiver();
+    // The UM server: records the INVITEs it gets, answers 488.
+    let um = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let um_addr = um.local_addr().expect("addr");
+    let (invites_tx, invites) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 65_535];
+        while let Ok((n, from)) = um.recv_from(&mut buf) {
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("INVITE ") {
+                continue;
+            }
+            let mut answer = String::from("SIP/2.0 488 Not Acceptable Here\r\n");
+            for line in text.lines() {
+                let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+                if ["via", "from", "call-id", "cseq"].contains(&name.as_str()) {
+                    answer.push_str(&format!("{line}\r\n"));
+                } else if name == "to" {
+                    answer.push_str(&format!("{line};tag=um\r\n"));
+                }
+            }
+            answer.push_str("Content-Length: 0\r\n\r\n");
+            let _ = um.send_to(answer.as_bytes(), from);
+            let _ = invites_tx.send(text);
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("directory.toml"),
+        format!(
+            "[[tenants.t.users]]\nsip = \"sip:bob@t.test\"\neum = \"eum:bob@t.test;phone-context=DP\"\n\
+             [[tenants.t.dial_plans]]\nname = \"DP\"\nphone_context = \"DP\"\nservers = [{{ uri = \"sip:{um_addr}\" }}]\n"
+        ),
+    )
+    .expect("write");
+    let config = dir.path().join("router.toml");
+    // Nothing sampled but what the caller's trace context says is.
+    std::fs::write(
+        &config,
+        format!(
+            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+             [probes]\nenabled = false\n\
+             [otel]\nendpoint = \"http://{otlp}/v1/traces\"\nsample = 0.0\nsip_header = \"traceparent\"\n\
+             instance = \"router-under-test\"\nexport_interval_ms = 50\n\
+             [[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n"
+        ),
+    )
+    .expect("write");
+    let (child, lines) = serve(&config, &[]);
+    let _killed = KilledOnPanic(child.id());
+    let mut lines = lines.map_while(Result::ok);
+    let router = udp_listener_in(&mut lines);
+    let final_of = |caller: &std::net::UdpSocket| {
+        caller.set_read_timeout(Some(std::time::Duration::from_secs(20))).expect("timeout");
+        let mut buf = [0u8; 65_535];
+        loop {
+            let n = caller.recv(&mut buf).expect("a response within 20 s");
+            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if !text.starts_with("SIP/2.0 1") {
+                return text;
+            }
+        }
+    };
+    // A call without trace context: not sampled (sample = 0).
+    let unsampled = call_bob(&router, "otel-unsampled");
+    let answer = final_of(&unsampled);
+    assert!(answer.starts_with("SIP/2.0 4"), "{answer}");
+    invites.recv_timeout(std::time::Duration::from_secs(20)).expect("the first INVITE");
+    // A call whose caller's trace is sampled.
+    let (trace, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let caller = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let me = caller.local_addr().expect("addr");
+    let invite = format!(
+        "INVITE sip:bob@t.test;opaque=app:voicemail SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-traced;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@caller.test>;tag=1\r\nTo: <sip:bob@t.test>\r\nCall-ID: otel-traced\r\n\
+         CSeq: 1 INVITE\r\ntraceparent: 00-{trace}-{parent}-01\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(invite.as_bytes(), &router).expect("send");
+    let answer = final_of(&caller);
+    assert!(answer.starts_with("SIP/2.0 4"), "{answer}");
+    // The ACK ends the transaction (and its request span).
+    let to = answer.lines().find(|l| l.starts_with("To:")).expect("To");
+    let ack = format!(
+        "ACK sip:bob@t.test;opaque=app:voicemail SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-traced;rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@caller.test>;tag=1\r\n{to}\r\nCall-ID: otel-traced\r\n\
+         CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
+    );
+    caller.send_to(ack.as_bytes(), &router).expect("send");
+    let forwarded = invites.recv_timeout(std::time::Duration::from_secs(20)).expect("the traced INVITE");
+
+    // Spans until the traced call's three have come.
+    let mut spans = Vec::new();
+    let mut resources = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !spans.iter().any(|s: &opentelemetry_proto::tonic::trace::v1::Span| s.name == "request") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let export = exports
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("the traced call's spans within 30 s; got {spans:#?}"));
+        for rs in export.resource_spans {
+            resources.push(rs.resource.clone().unwrap_or_default());
+            for ss in rs.scope_spans {
+                spans.extend(ss.spans);
+            }
+        }
+    }
+    assert!(spans.iter().all(|s| hex(&s.trace_id) == trace), "only the sampled call's spans: {spans:#?}");
+    let named =
+        |name: &str| spans.iter().find(|s| s.name == name).unwrap_or_else(|| panic!("a {name} span: {spans:#?}"));
+    let (request, policy, client) = (named("request"), named("policy"), named("client"));
+    assert_eq!(hex(&request.parent_span_id), parent, "the request span joins the caller's trace");
+    assert_eq!(attribute(request, "call_id").as_deref(), Some("otel-traced"));
+    assert_eq!(attribute(request, "method").as_deref(), Some("INVITE"));
+    assert_eq!(attribute(request, "tenant").as_deref(), Some("t"));
+    assert_eq!(hex(&policy.parent_span_id), hex(&request.span_id), "policy under request");
+    assert_eq!(attribute(policy, "policy").as_deref(), Some("standard"));
+    assert_eq!(attribute(policy, "version").as_deref(), Some("0"));
+    assert_eq!(hex(&client.parent_span_id), hex(&request.span_id), "client under request");
+    assert_eq!(attribute(client, "target").as_deref(), Some(format!("sip:{um_addr}").as_str()));
+    let resource = resources.first().expect("a resource");
+    let text = |key: &str| {
+        resource.attributes.iter().find(|a| a.key == key).and_then(|a| a.value.as_ref()).and_then(|v| match &v.value {
+            Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(text("service.name").as_deref(), Some("exum-router"));
+    assert_eq!(text("service.instance.id").as_deref(), Some("router-under-test"));
+    // The UM server got the router's client span as its parent.
+    let sent = forwarded.lines().find_map(|l| l.strip_prefix("traceparent: ")).expect("a traceparent forwarded");
+    assert_eq!(sent.trim(), format!("00-{trace}-{}-01", hex(&client.span_id)));
+    stop(child, lines);
+}

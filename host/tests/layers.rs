@@ -27,6 +27,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("spans", 1),
     ("policy", 2),
     ("hep", 2),
+    ("telemetry", 2),
     ("sip", 3),
     ("db", 3),
     ("ldap", 3),

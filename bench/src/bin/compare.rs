@@ -16,7 +16,7 @@
 //! each system's highest rate with 0 lost calls in every repetition.
 //!
 //! Run with `bench/compare.sh` (it installs sipp and Kamailio and builds release).
-//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,standard1,standardhep,example] [repeats] [udp|tcp|tls]`
+//! `compare [calls-per-step] [rates,comma,separated] [systems: direct,kamailio,standard,standard1,standardhep,standardotel,example] [repeats] [udp|tcp|tls]`
 //!
 //! With `tcp`, every SIP hop of the calls is TCP (sipp `-t t1`: one connection
 //! from the caller, one per UAS from the proxy; the URIs of the UAS carry
@@ -126,6 +126,55 @@ fn hep_collector() {
     });
 }
 
+/// An OTLP/HTTP collector for the `standardotel` system on 127.0.0.1:15071:
+/// reads every export and answers 200 (threads of the bench's, not counted in
+/// the router's CPU; the spans are not decoded).
+fn otlp_collector() {
+    use std::io::{BufRead as _, Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:15071").expect("OTLP collector binds 127.0.0.1:15071");
+    static EXPORTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let Ok(read) = stream.try_clone() else { return };
+                let (mut reader, mut writer) = (std::io::BufReader::new(read), stream);
+                let mut line = String::new();
+                loop {
+                    let mut length = 0usize;
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap_or(0);
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let mut body = vec![0u8; length];
+                    let n = EXPORTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                    if n.is_multiple_of(50) {
+                        eprintln!("OTLP collector: {n} exports");
+                    }
+                    if reader.read_exact(&mut body).is_err()
+                        || writer
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
+                            )
+                            .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum System {
     Direct,
@@ -136,6 +185,9 @@ enum System {
     /// The standard policy with every message and decision captured to HEP
     /// (a collector in this process reads and counts them).
     ExumStandardHep,
+    /// The standard policy with every call's spans exported over OTLP/HTTP
+    /// (a collector in this process reads and answers the exports).
+    ExumStandardOtel,
     ExumExample,
 }
 
@@ -147,6 +199,7 @@ impl System {
             System::ExumStandard => "exum-router, standard policy",
             System::ExumStandardOneThread => "exum-router, standard policy, 1 thread",
             System::ExumStandardHep => "exum-router, standard policy, HEP capture on",
+            System::ExumStandardOtel => "exum-router, standard policy, OpenTelemetry traces on",
             System::ExumExample => "exum-router, pilot-group policy",
         }
     }
@@ -282,11 +335,16 @@ fn start_system(dir: &Path, system: System) -> Option<Child> {
             .stderr(std::fs::File::create(dir.join("kamailio.log")).map_or_else(|_| Stdio::null(), Stdio::from))
             .spawn()
             .expect("kamailio"),
-        System::ExumStandard | System::ExumStandardOneThread | System::ExumStandardHep | System::ExumExample => {
+        System::ExumStandard
+        | System::ExumStandardOneThread
+        | System::ExumStandardHep
+        | System::ExumStandardOtel
+        | System::ExumExample => {
             let config = match system {
                 System::ExumStandard => "exum-standard.toml",
                 System::ExumStandardOneThread => "exum-standard-1.toml",
                 System::ExumStandardHep => "exum-standard-hep.toml",
+                System::ExumStandardOtel => "exum-standard-otel.toml",
                 _ => "exum-example.toml",
             };
             let exe = std::env::var("EXUM_ROUTER").unwrap_or_else(|_| "target/release/exum-router".into());
@@ -599,6 +657,7 @@ fn setup(dir: &Path, pilot_component: &str) {
         ("exum-standard.toml", String::new(), ""),
         ("exum-standard-1.toml", String::new(), "[sip]\nworker_threads = 1\n"),
         ("exum-standard-hep.toml", String::new(), "[hep]\naddress = \"127.0.0.1:15070\"\n"),
+        ("exum-standard-otel.toml", String::new(), "[otel]\nendpoint = \"http://127.0.0.1:15071/v1/traces\"\n"),
         ("exum-example.toml", format!("policy = {pilot_component:?}\npolicy_config = \"sip:user0@contoso.com\"\n"), ""),
     ] {
         std::fs::write(
@@ -686,6 +745,7 @@ fn main() {
         ("standard", System::ExumStandard),
         ("standard1", System::ExumStandardOneThread),
         ("standardhep", System::ExumStandardHep),
+        ("standardotel", System::ExumStandardOtel),
         ("example", System::ExumExample),
     ]
     .into_iter()
@@ -695,12 +755,19 @@ fn main() {
     if systems.contains(&System::ExumStandardHep) {
         hep_collector();
     }
+    if systems.contains(&System::ExumStandardOtel) {
+        otlp_collector();
+    }
     let example_idle = systems
         .iter()
         .any(|s| {
             matches!(
                 s,
-                System::ExumStandard | System::ExumStandardOneThread | System::ExumStandardHep | System::ExumExample
+                System::ExumStandard
+                    | System::ExumStandardOneThread
+                    | System::ExumStandardHep
+                    | System::ExumStandardOtel
+                    | System::ExumExample
             )
         })
         .then(example_deployment_idle_mib);
@@ -858,7 +925,11 @@ fn summary(systems: &[System], steps: &[Step], top: u32) -> (String, serde_json:
         for &system in systems.iter().filter(|s| {
             matches!(
                 s,
-                System::ExumStandard | System::ExumStandardOneThread | System::ExumStandardHep | System::ExumExample
+                System::ExumStandard
+                    | System::ExumStandardOneThread
+                    | System::ExumStandardHep
+                    | System::ExumStandardOtel
+                    | System::ExumExample
             )
         }) {
             let Some(e) = at(system) else { continue };

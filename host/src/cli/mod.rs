@@ -109,11 +109,13 @@ pub fn main() -> ExitCode {
     }
     let command = cli.command.unwrap_or(Command::Serve(serve::Args::example()));
     // RUST_LOG when set (and not empty); else info for the server, warn for tools.
-    let default = if matches!(command, Command::Serve(_)) { "info" } else { "warn" };
-    logging::init(cli.log_format, default);
+    // The server sets up its logging once its configuration is read ([otel]).
+    if let Command::Serve(args) = command {
+        return serve::run(args, cli.log_format);
+    }
+    logging::init(cli.log_format, "warn");
     match command {
-        Command::CompileWorker(_) => ExitCode::SUCCESS,
-        Command::Serve(args) => serve::run(args),
+        Command::CompileWorker(_) | Command::Serve(_) => ExitCode::SUCCESS,
         Command::Check(args) => check::run(args),
         Command::New(args) => report(new::run(args)),
         Command::Build(args) => report(build::run(args)),

@@ -288,6 +288,7 @@ impl Simulator {
             pop_routes,
             inbound: None,
             um,
+            trace: None,
         };
         let _ = writeln!(out, "\n--- forwarded to {} ---", targets.join(", then "));
         out.push_str(&String::from_utf8_lossy(&forwarded(sip, spec, None, &hop)));

@@ -56,6 +56,28 @@ pub(super) struct ConfigFile {
     pub(super) admin: Option<AdminFile>,
     #[serde(default)]
     pub(super) hep: Option<HepFile>,
+    #[serde(default)]
+    pub(super) otel: Option<OtelFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OtelFile {
+    pub(super) endpoint: String,
+    #[serde(default)]
+    pub(super) sample: Option<f64>,
+    #[serde(default)]
+    pub(super) service_name: Option<String>,
+    #[serde(default)]
+    pub(super) instance: Option<String>,
+    #[serde(default)]
+    pub(super) sip_header: Option<String>,
+    #[serde(default)]
+    pub(super) queue: Option<usize>,
+    #[serde(default)]
+    pub(super) export_interval_ms: Option<u64>,
+    #[serde(default)]
+    pub(super) timeout_ms: Option<u64>,
 }
 
 #[derive(Deserialize)]

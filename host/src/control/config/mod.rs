@@ -82,6 +82,8 @@ pub struct RouterConfig {
     pub records: Option<crate::control::policy_settings::RecordSettings>,
     /// HEP capture to Homer or sngrep (`[hep]`); `None`: off.
     pub hep: Option<HepSettings>,
+    /// OpenTelemetry traces (`[otel]`); `None`: off.
+    pub otel: Option<OtelSettings>,
     /// Version history and candidates (`[lifecycle]`).
     pub lifecycle: Lifecycle,
     /// The tenants, in file order.
@@ -242,6 +244,31 @@ pub struct HepSettings {
     /// Each policy decision as a HEP log event (type 100) too (`decisions`,
     /// default true).
     pub decisions: bool,
+}
+
+/// `[otel]`: the router's spans (`request`, `policy`, `client`) exported
+/// over OTLP/HTTP. Read at start; a change needs a restart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OtelSettings {
+    /// The collector's OTLP/HTTP traces URL (`endpoint`,
+    /// `http://127.0.0.1:4318/v1/traces`).
+    pub endpoint: String,
+    /// The share of traces sampled (`sample`, 0 to 1, default 1), by trace
+    /// id; a request whose trace context says sampled always is.
+    pub sample: f64,
+    /// `service.name` (`service_name`, default `exum-router`).
+    pub service_name: String,
+    /// `service.instance.id` (`instance`, default `[sip] name`).
+    pub instance: String,
+    /// The SIP header carrying W3C trace context (`sip_header`, e.g.
+    /// `traceparent`): read from requests, written into forwarded ones.
+    pub sip_header: Option<String>,
+    /// Spans waiting to be exported, at most (`queue`, default 4096).
+    pub queue: usize,
+    /// How often a batch is exported (`export_interval_ms`, default 1000).
+    pub export_interval: std::time::Duration,
+    /// How long an export may take (`timeout_ms`, default 5000).
+    pub timeout: std::time::Duration,
 }
 
 /// One SIP listener: `[[listen]] address = "127.0.0.1:5060"`, `transports = ["udp", "tcp"]`.
@@ -724,6 +751,7 @@ impl RouterConfig {
             directory_settle: DEFAULT_DIRECTORY_SETTLE,
             records: None,
             hep: None,
+            otel: None,
             lifecycle: Lifecycle::default(),
             tenants,
             listen: Vec::new(),

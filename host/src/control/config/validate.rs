@@ -45,6 +45,7 @@ impl RouterConfig {
         let admin = admin(file.admin, base).map_err(invalid)?;
         let name = sip_name(file.sip.name).map_err(invalid)?;
         let hep = hep(file.hep, &name).map_err(invalid)?;
+        let otel = otel(file.otel, &name).map_err(invalid)?;
         let policy_start_wait = policy_start_wait(file.policy_start_wait_s).map_err(invalid)?;
         let compile = file.compile.settings().map_err(invalid)?;
         let directory_settle = directory_settle(file.directory_settle_ms).map_err(invalid)?;
@@ -69,6 +70,7 @@ impl RouterConfig {
             secret: file.sip.secret,
             name,
             hep,
+            otel,
             directory_may_remove_all_users: file.directory_may_remove_all_users,
             directory_max_removed_share: removed_share(file.directory_max_removed_share).map_err(invalid)?,
             directory_max_bytes: directory_max_bytes(file.directory_max_mib).map_err(invalid)?,
@@ -492,6 +494,54 @@ fn hep(file: Option<HepFile>, name: &str) -> Result<Option<HepSettings>, KeyErro
         share,
         queue,
         decisions: h.decisions,
+    }))
+}
+
+/// `[otel]`.
+fn otel(file: Option<OtelFile>, name: &str) -> Result<Option<OtelSettings>, KeyError> {
+    let Some(o) = file else { return Ok(None) };
+    let endpoint = o.endpoint.trim().to_owned();
+    if endpoint.starts_with("https://") {
+        return Err(invalid(
+            "otel.endpoint".into(),
+            format!(
+                "`{endpoint}`: https is not supported; export to a collector beside the router over http (it can forward over TLS)"
+            ),
+        ));
+    }
+    let host = endpoint.strip_prefix("http://").and_then(|r| r.split(['/', '?']).next()).unwrap_or("");
+    if host.is_empty() || host.contains(char::is_whitespace) {
+        return Err(invalid(
+            "otel.endpoint".into(),
+            format!("`{endpoint}`: an http:// URL (http://127.0.0.1:4318/v1/traces)"),
+        ));
+    }
+    let sample = o.sample.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&sample) {
+        return Err(invalid("otel.sample".into(), format!("{sample}: a share from 0 to 1")));
+    }
+    let queue = o.queue.unwrap_or(4096);
+    if !(16..=1_000_000).contains(&queue) {
+        return Err(invalid("otel.queue".into(), format!("{queue}: must be 16 to 1000000")));
+    }
+    let sip_header = match o.sip_header {
+        Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => Some(h),
+        Some(h) => {
+            return Err(invalid("otel.sip_header".into(), format!("`{h}`: a header name (letters, digits, `-`)")));
+        }
+        None => None,
+    };
+    let export_interval = ms("otel.export_interval_ms", o.export_interval_ms, Duration::from_secs(1), 10..=60_000)?;
+    let timeout = ms("otel.timeout_ms", o.timeout_ms, Duration::from_secs(5), 100..=60_000)?;
+    Ok(Some(OtelSettings {
+        endpoint,
+        sample,
+        service_name: o.service_name.filter(|s| !s.is_empty()).unwrap_or_else(|| "exum-router".into()),
+        instance: o.instance.filter(|s| !s.is_empty()).unwrap_or_else(|| name.to_owned()),
+        sip_header,
+        queue,
+        export_interval,
+        timeout,
     }))
 }
 

@@ -50,6 +50,12 @@ pub(super) fn spawn(
         peer = %source.addr,
         tenant = tracing::field::Empty,
     );
+    // The caller's W3C trace context, when `[otel] sip_header` names its header.
+    if let Some(header) = crate::telemetry::sip_header()
+        && let Some(traceparent) = req.header(header)
+    {
+        crate::telemetry::join(&span, traceparent, req.header("tracestate"));
+    }
     let invite = req.method() == Some("INVITE");
     let reply_to = proxy.response_address(&req, &source);
     let server = ServerTransaction::new(invite, source.transport != Transport::Udp, proxy.timers());
@@ -642,7 +648,11 @@ impl RequestTask {
             })
             .flatten()
             .map(|a| a.to_string());
+        // Within the client span: its trace context goes to the next hop.
+        let trace = crate::telemetry::sip_header()
+            .and_then(|h| crate::telemetry::traceparent(&tracing::Span::current()).map(|v| (h, v)));
         let hop = Hop {
+            trace: trace.as_ref().map(|(h, v)| (*h, v.as_str())),
             transport,
             local: &local,
             branch,

@@ -58,6 +58,10 @@ pub struct Hop<'a> {
     /// The next hop is a UM server (an INVITE to one of the tenant's UM
     /// servers, or to where one redirected it): [MS-EUMR] 3.1.5's edits.
     pub um: Option<&'a UmServerHop>,
+    /// The W3C trace context to pass on: the SIP header's name (`[otel]
+    /// sip_header`) and the client span's `traceparent`, replacing the one
+    /// the request came with.
+    pub trace: Option<(&'a str, &'a str)>,
 }
 
 /// What an INVITE to a UM server carries besides the decision's edits
@@ -137,6 +141,9 @@ pub fn forwarded(req: &Message, spec: &ForwardSpec, request_uri: Option<&str>, h
             edit = edit.remove("Ms-Mras-Address").add("Ms-Mras-Address", &format!("<{gruu}>"));
         }
     }
+    if let Some((name, value)) = hop.trace {
+        edit = edit.remove(name).add(name, value);
+    }
     edit = edit.pop_routes(hop.pop_routes);
     if let Some(tag) = hop.record_route {
         let rr = |transport: Transport, local: &str| {
@@ -190,9 +197,11 @@ mod tests {
             pop_routes: 1,
             inbound: None,
             um: None,
+            trace: Some(("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")),
         };
         let out = Message::parse(forwarded(&req, &spec, None, &hop), false, usize::MAX).expect("parses");
         assert_eq!(out.request_uri(), Some("sip:bob@um.example.com"));
+        assert_eq!(out.header("traceparent"), Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"));
         let vias: Vec<&str> = out.values(Name::Via).collect();
         assert_eq!(vias[0], "SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bK-abc;rport");
         assert!(vias[1].contains("received=10.0.0.2") && vias[1].contains("rport=5062"), "{}", vias[1]);
@@ -230,6 +239,7 @@ mod tests {
             pop_routes: 0,
             inbound: None,
             um: Some(&um),
+            trace: None,
         };
         Message::parse(forwarded(&req, spec, None, &hop), false, usize::MAX).expect("parses")
     }
