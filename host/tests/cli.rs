@@ -620,10 +620,9 @@ fn a_relative_config_path_hot_swaps_a_policy_and_applies_directory_edits() {
     hot_swaps_with(&deployment, &deployment, &["serve", "--config", "./router.toml"]);
 }
 
-/// A deployment of tenant `t` whose user bob's one UM server answers every
-/// INVITE 488 (and ignores the rest, OPTIONS probes included); `probes` is the
-/// `[probes]` section's body.
-fn um_answering_488(probes: &str) -> (tempfile::TempDir, PathBuf, std::net::SocketAddr) {
+/// A UM server on a thread of its own answering every INVITE with 488;
+/// the text of each INVITE goes to `seen` when given. Its address.
+fn um_488(seen: Option<std::sync::mpsc::Sender<String>>) -> std::net::SocketAddr {
     let um = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     let um_addr = um.local_addr().expect("addr");
     std::thread::spawn(move || {
@@ -645,8 +644,19 @@ fn um_answering_488(probes: &str) -> (tempfile::TempDir, PathBuf, std::net::Sock
             }
             answer.push_str("Content-Length: 0\r\n\r\n");
             let _ = um.send_to(answer.as_bytes(), from);
+            if let Some(seen) = &seen {
+                let _ = seen.send(text);
+            }
         }
     });
+    um_addr
+}
+
+/// A deployment of tenant `t` whose user bob's one UM server answers every
+/// INVITE 488 (and ignores the rest, OPTIONS probes included); `probes` is the
+/// `[probes]` section's body.
+fn um_answering_488(probes: &str) -> (tempfile::TempDir, PathBuf, std::net::SocketAddr) {
+    let um_addr = um_488(None);
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("directory.toml"),
@@ -1045,30 +1055,8 @@ fn hex(bytes: &[u8]) -> String {
 fn serve_exports_each_calls_span_tree_over_otlp_and_passes_trace_context_in_sip() {
     let (otlp, exports) = otlp_receiver();
     // The UM server: records the INVITEs it gets, answers 488.
-    let um = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    let um_addr = um.local_addr().expect("addr");
     let (invites_tx, invites) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 65_535];
-        while let Ok((n, from)) = um.recv_from(&mut buf) {
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !text.starts_with("INVITE ") {
-                continue;
-            }
-            let mut answer = String::from("SIP/2.0 488 Not Acceptable Here\r\n");
-            for line in text.lines() {
-                let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
-                if ["via", "from", "call-id", "cseq"].contains(&name.as_str()) {
-                    answer.push_str(&format!("{line}\r\n"));
-                } else if name == "to" {
-                    answer.push_str(&format!("{line};tag=um\r\n"));
-                }
-            }
-            answer.push_str("Content-Length: 0\r\n\r\n");
-            let _ = um.send_to(answer.as_bytes(), from);
-            let _ = invites_tx.send(text);
-        }
-    });
+    let um_addr = um_488(Some(invites_tx));
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("directory.toml"),

@@ -192,6 +192,11 @@ enum System {
 }
 
 impl System {
+    /// Whether it is one of the router's configurations.
+    fn is_exum(self) -> bool {
+        !matches!(self, System::Direct | System::Kamailio)
+    }
+
     fn name(self) -> &'static str {
         match self {
             System::Direct => "sipp → sipp (ceiling)",
@@ -758,19 +763,7 @@ fn main() {
     if systems.contains(&System::ExumStandardOtel) {
         otlp_collector();
     }
-    let example_idle = systems
-        .iter()
-        .any(|s| {
-            matches!(
-                s,
-                System::ExumStandard
-                    | System::ExumStandardOneThread
-                    | System::ExumStandardHep
-                    | System::ExumStandardOtel
-                    | System::ExumExample
-            )
-        })
-        .then(example_deployment_idle_mib);
+    let example_idle = systems.iter().any(|s| s.is_exum()).then(example_deployment_idle_mib);
     if let Some(mib) = example_idle {
         eprintln!("exum-router idle on the example deployment: {mib:.1} MiB");
     }
@@ -922,16 +915,7 @@ fn summary(systems: &[System], steps: &[Step], top: u32) -> (String, serde_json:
     let mut ratios = Vec::new();
     if let Some(k) = at(System::Kamailio) {
         md.push_str("\nRatios exum-router / Kamailio (targets: clean rate ≥ 1.5 or the generator's ceiling, CPU per call ≤ 0.5, p99 ≤ 1):\n\n| system | clean rate | CPU per call | p99 at the common rate |\n|---|---:|---:|---:|\n");
-        for &system in systems.iter().filter(|s| {
-            matches!(
-                s,
-                System::ExumStandard
-                    | System::ExumStandardOneThread
-                    | System::ExumStandardHep
-                    | System::ExumStandardOtel
-                    | System::ExumExample
-            )
-        }) {
+        for &system in systems.iter().filter(|s| s.is_exum()) {
             let Some(e) = at(system) else { continue };
             let rate_ratio = match (clean_rate(system), clean_rate(System::Kamailio)) {
                 (Some(a), Some(b)) => a as f64 / b as f64,

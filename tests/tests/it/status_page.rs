@@ -39,9 +39,14 @@ fn text_of(dom: &str, id: &str) -> String {
     let open = dom[..start].rfind('<').expect("tag");
     let tag: String = dom[open + 1..].chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
     let end = dom[start..].find(&format!("</{tag}>")).map_or(dom.len(), |e| start + e);
+    strip_tags(&dom[open..end])
+}
+
+/// The text of an HTML fragment, tags stripped, white space collapsed.
+fn strip_tags(html: &str) -> String {
     let mut text = String::new();
     let mut in_tag = false;
-    for c in dom[open..end].chars() {
+    for c in html.chars() {
         match c {
             '<' => in_tag = true,
             '>' => {
@@ -134,20 +139,7 @@ fn target_row(dom: &str, uri: &str) -> String {
     let at = dom.find(&format!("data-uri=\"{uri}\"")).unwrap_or_else(|| panic!("no target {uri} in {dom}"));
     let start = at + dom[at..].find('>').expect("tag end") + 1;
     let end = start + dom[start..].find("</tr>").expect("row end");
-    let mut text = String::new();
-    let mut in_tag = false;
-    for c in dom[start..end].chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' => {
-                in_tag = false;
-                text.push(' ');
-            }
-            c if !in_tag => text.push(c),
-            _ => {}
-        }
-    }
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    strip_tags(&dom[start..end])
 }
 
 /// Takes a screenshot of `url` with headless chromium into `path`.
