@@ -467,15 +467,44 @@ async fn load_tenants(
         }
         DirectorySource::Postgres(settings) => {
             let db = crate::db::Database::new(settings)?;
-            if settings.migrate {
-                let applied = db.migrate().await.with_context(|| format!("{}: [directory]", config.display()))?;
-                if !applied.is_empty() {
-                    tracing::info!(migrations = ?applied, "database schema migrated");
-                }
-            }
-            let mut initial = follow::initial(db, router_config.clone(), metrics.clone())
+            let reached = tokio::time::timeout(settings.connect_timeout, db.client("reaching the directory database"))
                 .await
-                .with_context(|| format!("{}: [directory] reading the database", config.display()))?;
+                .map_err(|_| anyhow::anyhow!("no connection within {} ms", settings.connect_timeout.as_millis()))
+                .and_then(|c| c.map(drop).map_err(anyhow::Error::from));
+            let mut initial = match (reached, &settings.snapshot) {
+                (Err(why), Some(path)) => {
+                    let (snapshot, policies) = crate::db::snapshot::read(path).with_context(|| {
+                        format!(
+                            "{}: [directory] the database cannot be reached ({why:#}) and there is no usable snapshot",
+                            config.display()
+                        )
+                    })?;
+                    tracing::warn!(
+                        error = format!("{why:#}"),
+                        snapshot = %path.display(),
+                        age_s = snapshot.age().as_secs(),
+                        tenants = snapshot.tenants.len(),
+                        "directory database unreachable; serving from the snapshot until it is back"
+                    );
+                    follow::from_snapshot(db, router_config.clone(), metrics.clone(), snapshot, policies)
+                }
+                (reached, _) => {
+                    reached.with_context(|| format!("{}: [directory] reaching the database", config.display()))?;
+                    if settings.migrate {
+                        let applied =
+                            db.migrate().await.with_context(|| format!("{}: [directory]", config.display()))?;
+                        if !applied.is_empty() {
+                            tracing::info!(migrations = ?applied, "database schema migrated");
+                        }
+                    }
+                    follow::initial(db, router_config.clone(), metrics.clone())
+                        .await
+                        .with_context(|| format!("{}: [directory] reading the database", config.display()))?
+                }
+            };
+            if let Some(path) = &settings.snapshot {
+                initial.keep_snapshots(path.clone());
+            }
             let tenants = std::mem::take(&mut initial.tenants);
             (router_config, tenants, Some(initial))
         }

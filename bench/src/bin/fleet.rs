@@ -148,6 +148,7 @@ async fn propagation(changes: usize) -> String {
             tls_ca: None,
             connect_timeout: Duration::from_secs(5),
             migrate: true,
+            snapshot: None,
         })
         .expect("db");
         let c = db.client("bench").await.expect("client");
@@ -262,6 +263,7 @@ async fn scale(tenants: usize, users: usize) -> String {
         tls_ca: None,
         connect_timeout: Duration::from_secs(5),
         migrate: true,
+        snapshot: None,
     };
     let db = exum_router::db::Database::new(&db_settings).expect("db");
     db.migrate().await.expect("migrate");

@@ -100,6 +100,7 @@ pub async fn execute(config_path: &Path, url: Option<String>, action: Action) ->
                 tls_ca: None,
                 connect_timeout: std::time::Duration::from_secs(5),
                 migrate: true,
+                snapshot: None,
             }
         }
         (DirectorySource::Postgres(s), None) => s.clone(),

@@ -410,7 +410,7 @@ struct DirectoryFile {
 /// One tenant's section (of the file, or read from the database): its data,
 /// and, for a tenant defined here rather than in the configuration, its
 /// settings (every other key).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize, serde::Serialize)]
 pub(crate) struct TenantData {
     #[serde(default)]
     pub users: Vec<UserFile>,

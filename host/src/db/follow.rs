@@ -21,6 +21,7 @@ use tokio_postgres::Notification;
 use tracing::Instrument as _;
 
 use super::directory::{self as rows, TenantRows, Unreadable};
+use super::snapshot::{self, Kept, PolicyRef, Snapshot};
 use super::{DIRECTORY_CHANNEL, Database, DbError, POLICY_CHANNEL, policies};
 use crate::control::config::RouterConfig;
 use crate::control::directory::{Directory, TenantData};
@@ -47,6 +48,8 @@ struct StatusInner {
     stale_since: Option<SystemTime>,
     refused: BTreeMap<String, String>,
     changes_applied: u64,
+    /// When the snapshot the router started from was taken, until it caught up.
+    snapshot: Option<SystemTime>,
 }
 
 impl DirectoryStatus {
@@ -93,7 +96,18 @@ impl DirectoryStatus {
             "stale_seconds": s.stale_since.and_then(|t| t.elapsed().ok()).map_or(0, |d| d.as_secs()),
             "changes_applied": s.changes_applied,
             "refused": refused,
+            "from_snapshot": s.snapshot.is_some(),
+            "snapshot_taken_at": s.snapshot.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
         })
+    }
+
+    /// Started from a snapshot taken at `taken_at`: not connected, stale since then.
+    fn from_snapshot(&self, metrics: &Metrics, taken_at: SystemTime) {
+        let mut s = self.lock();
+        s.connected = false;
+        s.stale_since = Some(taken_at);
+        s.snapshot = Some(taken_at);
+        metrics.directory_connected.set(0);
     }
 
     fn set_connected(&self, metrics: &Metrics, connected: bool) {
@@ -101,6 +115,7 @@ impl DirectoryStatus {
         s.connected = connected;
         if connected {
             s.stale_since = None;
+            s.snapshot = None;
         } else if s.stale_since.is_none() {
             s.stale_since = Some(SystemTime::now());
         }
@@ -177,6 +192,66 @@ struct State {
     resync_pending: bool,
     /// Tenants reading LDAP: their entries are laid over what the database says.
     ldap: Option<Arc<dyn Overlay>>,
+    /// Each tenant's rows as last applied, with their version: what a
+    /// snapshot keeps.
+    kept: BTreeMap<String, Kept>,
+    /// Where snapshots go, when kept; the saver's inbox once it runs.
+    snapshot: Option<std::path::PathBuf>,
+    saver: Option<watch::Sender<Option<Arc<Saved>>>>,
+}
+
+/// A snapshot to write, with the components of its policy versions.
+#[derive(Debug)]
+struct Saved {
+    snapshot: Snapshot,
+    policies: HashMap<String, DatabaseVersion>,
+}
+
+impl State {
+    /// Hands the data applied now to the snapshot saver (it writes the latest
+    /// after a second of quiet); `policies`: the active versions.
+    fn save(&self, policies: HashMap<String, DatabaseVersion>) {
+        let Some(saver) = &self.saver else { return };
+        let taken_at_ms = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let refs = policies
+            .iter()
+            .map(|(t, v)| {
+                (t.clone(), PolicyRef { version_id: v.version_id, sha256: crate::policy::hex_sha256(&v.bytes) })
+            })
+            .collect();
+        let snapshot = Snapshot { taken_at_ms, tenants: self.kept.clone(), policies: refs };
+        let _ = saver.send(Some(Arc::new(Saved { snapshot, policies })));
+    }
+
+    /// [`Self::save`] with the versions the registry serves now.
+    fn save_serving(&self, live: &LiveTenants, policy: &PolicyRegistry) {
+        if self.saver.is_none() {
+            return;
+        }
+        let policies = live
+            .load()
+            .iter()
+            .filter_map(|t| Some((t.config.id.clone(), policy.database_version(&t.config.id)?)))
+            .collect();
+        self.save(policies);
+    }
+}
+
+/// Writes the latest snapshot handed over, a second after the last change
+/// (changes in a burst make one write), until the follower ends.
+async fn save_snapshots(path: std::path::PathBuf, mut inbox: watch::Receiver<Option<Arc<Saved>>>) {
+    while inbox.changed().await.is_ok() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Some(saved) = inbox.borrow_and_update().clone() else { continue };
+        let at = path.clone();
+        let written =
+            crate::spans::spawn_blocking(move || snapshot::write(&at, &saved.snapshot, &saved.policies)).await;
+        match written {
+            Ok(Ok(())) => tracing::debug!(path = %path.display(), "directory snapshot written"),
+            Ok(Err(e)) => tracing::warn!(path = %path.display(), error = %e, "cannot write the directory snapshot"),
+            Err(_) => {}
+        }
+    }
 }
 
 impl State {
@@ -214,6 +289,9 @@ pub async fn initial(db: Database, config: RouterConfig, metrics: Arc<Metrics>) 
         metrics: metrics.clone(),
         resync_pending: false,
         ldap: None,
+        kept: BTreeMap::new(),
+        snapshot: None,
+        saver: None,
     };
     state.listen().await?;
     let mut client = state.db.client("reading the directory").await?;
@@ -226,9 +304,11 @@ pub async fn initial(db: Database, config: RouterConfig, metrics: Arc<Metrics>) 
         status.refuse(&metrics, &u.tenant, why);
     }
     state.versions = snapshot.versions.into_iter().collect();
-    for (id, TenantRows { data, .. }) in snapshot.tenants {
+    for (id, TenantRows { data, version }) in snapshot.tenants {
+        let rows = Arc::new(data.clone());
         match validate(&state.config, &id, data, &mut domains) {
             Ok(t) => {
+                state.kept.insert(id.clone(), Kept { version, data: rows });
                 if !state.config.tenants.iter().any(|c| c.id == id) {
                     directory.defined.insert(id.clone(), t.config);
                 }
@@ -249,6 +329,67 @@ pub async fn initial(db: Database, config: RouterConfig, metrics: Arc<Metrics>) 
     }
     status.set_connected(&metrics, true);
     Ok(Initial { tenants, policies: active, status, state })
+}
+
+/// What the router starts with when the database cannot be reached: the
+/// snapshot's tenants (validated against the configuration as now) and policy
+/// versions, the data stale since the snapshot was taken; the follower
+/// connects when it can and catches up by versions.
+pub fn from_snapshot(
+    db: Database,
+    config: RouterConfig,
+    metrics: Arc<Metrics>,
+    snapshot: Snapshot,
+    policies: HashMap<String, DatabaseVersion>,
+) -> Initial {
+    let status = Arc::new(DirectoryStatus::default());
+    let (_, notices) = mpsc::unbounded_channel();
+    let mut directory = Directory::default();
+    let mut domains: HashSet<String> = config.tenants.iter().flat_map(|t| t.domains.iter().cloned()).collect();
+    let mut kept = BTreeMap::new();
+    let mut versions = HashMap::new();
+    for (id, k) in snapshot.tenants.iter() {
+        match validate(&config, id, (*k.data).clone(), &mut domains) {
+            Ok(t) => {
+                if !config.tenants.iter().any(|c| &c.id == id) {
+                    directory.defined.insert(id.clone(), t.config);
+                }
+                directory.tenants.insert(id.clone(), t.directory);
+                versions.insert(id.clone(), k.version);
+                kept.insert(id.clone(), k.clone());
+            }
+            Err(why) => {
+                tracing::warn!(tenant = %id, reason = %why, "tenant of the snapshot refused");
+                status.refuse(&metrics, id, why);
+            }
+        }
+    }
+    let tenants = Tenants::new(&config, directory);
+    status.from_snapshot(&metrics, snapshot.taken_at());
+    let state = State {
+        db,
+        config,
+        versions,
+        listener: None,
+        notices,
+        status: status.clone(),
+        metrics,
+        resync_pending: false,
+        ldap: None,
+        kept,
+        snapshot: None,
+        saver: None,
+    };
+    Initial { tenants, policies, status, state }
+}
+
+impl Initial {
+    /// Keeps a snapshot at `path` of what is applied (from the start, when
+    /// the database was read; from the first catch-up, when started from a
+    /// snapshot).
+    pub fn keep_snapshots(&mut self, path: std::path::PathBuf) {
+        self.state.snapshot = Some(path);
+    }
 }
 
 /// A request to the follower.
@@ -280,6 +421,14 @@ impl Follower {
         let status = initial.status.clone();
         let mut state = initial.state;
         state.ldap = ldap;
+        if let Some(path) = state.snapshot.clone() {
+            let (saver, inbox) = watch::channel(None);
+            state.saver = Some(saver);
+            tokio::spawn(save_snapshots(path, inbox).instrument(tracing::info_span!("directory_follower")));
+            if state.status.connected() {
+                state.save(initial.policies.clone());
+            }
+        }
         let (sink, rollbacks) = mpsc::unbounded_channel();
         policy.set_rollback_sink(Some(sink));
         tokio::spawn(
@@ -365,6 +514,7 @@ async fn run(
                 tracing::warn!(error = %e, "reading activated policies failed");
                 break;
             }
+            st.save_serving(&live, &policy);
             if lost {
                 break;
             }
@@ -433,6 +583,7 @@ async fn catch_up(st: &mut State, live: &LiveTenants, policy: &Arc<PolicyRegistr
         }
     }
     apply_policies(st, live, policy, refresh).await?;
+    st.save_serving(live, policy);
     tracing::info!(tenants_changed = count, "caught up with the directory database");
     Ok(())
 }
@@ -478,12 +629,23 @@ async fn apply_tenants(
         let outcome = match rows {
             Err(u) => Err(format!("{}: tenants.{id}: {}", st.config.directory.display(), u.reason)),
             // Gone from the database: a tenant of the configuration stays, without data.
-            Ok(None) => match in_config(&st.config, &id) {
-                Some(config) => Ok(Some(Tenant { config, directory: Default::default() })),
-                None => Ok(None),
-            },
-            Ok(Some(data)) => validate(&st.config, &id, data, &mut domains).map(Some),
+            Ok(None) => {
+                st.kept.remove(&id);
+                match in_config(&st.config, &id) {
+                    Some(config) => Ok(Some(Tenant { config, directory: Default::default() })),
+                    None => Ok(None),
+                }
+            }
+            Ok(Some(data)) => {
+                let rows = Arc::new(data.clone());
+                let valid = validate(&st.config, &id, data, &mut domains).map(Some);
+                if valid.is_ok() {
+                    st.kept.insert(id.clone(), Kept { version, data: rows });
+                }
+                valid
+            }
         };
+
         match outcome {
             Ok(t) => {
                 if let Some(t) = &t

@@ -11,6 +11,7 @@
 pub mod directory;
 pub mod follow;
 pub mod policies;
+pub mod snapshot;
 
 use std::sync::Arc;
 

@@ -341,6 +341,58 @@ async fn a_router_that_missed_changes_catches_up_when_it_reconnects() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_starts_from_its_snapshot_while_the_database_is_down_and_catches_up_when_it_returns() {
+    let mut fleet = Fleet::start(1).await;
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.plan_a, "snap-0").await;
+    let config = fleet.dir.path().join("r0/router.toml");
+    let snapshot = fleet.dir.path().join("r0/cache/directory.snapshot");
+    until("the snapshot written", || snapshot.exists()).await;
+    let first = exum_router::db::snapshot::read(&snapshot).expect("a snapshot").0.taken_at_ms;
+    // The router stops; so does the database.
+    fleet.routers[0].take().expect("running").stop();
+    tokio::task::block_in_place(|| fleet.pg.stop());
+    let started = std::time::Instant::now();
+    let server = Server::start(&config).await.expect("the router starts from its snapshot");
+    let took = started.elapsed();
+    let status = server.directory_status().expect("a database source").json();
+    assert_eq!(
+        (status["connected"].as_bool(), status["from_snapshot"].as_bool()),
+        (Some(false), Some(true)),
+        "{status}"
+    );
+    assert_eq!(status["stale"].as_bool(), Some(true), "{status}");
+    assert!(status["snapshot_taken_at"].as_u64().is_some(), "{status}");
+    fleet.routers[0] = Some(server);
+    // It routes on the snapshot's directory.
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.plan_a, "snap-1").await;
+    fleet.call_reaches(0, "erin@fabrikam.com", &fleet.plan_a, "snap-2").await;
+    println!("started from the snapshot in {} ms (connect_timeout_ms = 2000)", took.as_millis());
+    // The database returns, with a change made meanwhile (by SQL after its
+    // restart, before the router reconnects or after: either way applied).
+    tokio::task::block_in_place(|| fleet.pg.restart());
+    fleet.sql("UPDATE exum.users SET hosted_voicemail = true WHERE sip = 'sip:dave@contoso.com'");
+    until("connected again", || fleet.router(0).directory_status().is_some_and(|s| s.connected())).await;
+    until("caught up", || user_is_hosted(fleet.router(0), "sip:dave@contoso.com")).await;
+    let status = fleet.router(0).directory_status().expect("status").json();
+    assert_eq!((status["from_snapshot"].as_bool(), status["stale"].as_bool()), (Some(false), Some(false)), "{status}");
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.hosted, "snap-3").await;
+    // A torn snapshot with the database down: a clear start-up error.
+    fleet.routers[0].take().expect("running").stop();
+    until("a snapshot taken after the catch-up", || {
+        exum_router::db::snapshot::read(&snapshot).is_ok_and(|(s, _)| s.taken_at_ms > first)
+    })
+    .await;
+    tokio::task::block_in_place(|| fleet.pg.stop());
+    let whole = std::fs::read(&snapshot).expect("read");
+    std::fs::write(&snapshot, &whole[..whole.len() / 2]).expect("tear");
+    let e = Server::start(&config).await.err().expect("refused").to_string();
+    assert!(e.contains("cannot be reached") && e.contains("no usable snapshot"), "{e}");
+    let chain = format!("{:#}", Server::start(&config).await.err().expect("refused"));
+    assert!(chain.contains("checksum does not match"), "{chain}");
+    tokio::task::block_in_place(|| fleet.pg.restart());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_that_fails_validation_is_refused_for_its_tenant_alone() {
     let fleet = Fleet::start(1).await;
     let server = fleet.router(0);
@@ -567,6 +619,7 @@ async fn the_example_deployment_imported_into_the_database_routes_as_from_its_fi
             tls_ca: None,
             connect_timeout: Duration::from_secs(5),
             migrate: true,
+            snapshot: None,
         });
     let exum_router::control::config::DirectorySource::Postgres(settings) = &pg_config.directory_source else {
         unreachable!()

@@ -154,6 +154,10 @@ pub struct PostgresSettings {
     /// true); false for a role without the rights, the schema then migrated by
     /// `exum-router db migrate`.
     pub migrate: bool,
+    /// Where the last directory applied is kept, to start from when the
+    /// database cannot be reached (`snapshot`, true; `snapshot_file`, else
+    /// `directory.snapshot` in `policy_cache`); `None`: no snapshot.
+    pub snapshot: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -181,6 +185,8 @@ struct DirectorySection {
     ca: Option<PathBuf>,
     connect_timeout_ms: Option<u64>,
     migrate: Option<bool>,
+    snapshot: Option<bool>,
+    snapshot_file: Option<PathBuf>,
 }
 
 /// `[tls]`: the router's certificate and key (for its TLS listeners, and

@@ -25,7 +25,9 @@ impl RouterConfig {
         let probes = probes(&file.probes).map_err(invalid)?;
         let tls = tls(file.tls, base).map_err(invalid)?;
         let dns = dns(&file.dns).map_err(invalid)?;
-        let (directory, directory_source) = directory_source(base, file.directory).map_err(invalid)?;
+        let policy_cache = file.policy_cache.as_ref().map(|d| base.join(d));
+        let (directory, directory_source) =
+            directory_source(base, file.directory, policy_cache.as_deref()).map_err(invalid)?;
         let records = records(file.records, base).map_err(invalid)?;
         let lifecycle = lifecycle(file.lifecycle).map_err(invalid)?;
         if records.is_none()
@@ -54,7 +56,7 @@ impl RouterConfig {
             directory,
             directory_source,
             policy_dir,
-            policy_cache: file.policy_cache.map(|d| base.join(d)),
+            policy_cache,
             policy_start_wait,
             compile,
             directory_settle,
@@ -604,6 +606,7 @@ fn directory_max_bytes(mib: Option<u64>) -> Result<u64, KeyError> {
 pub(super) fn directory_source(
     base: &Path,
     value: serde_json::Value,
+    policy_cache: Option<&Path>,
 ) -> Result<(PathBuf, DirectorySource), (String, String)> {
     let section: DirectorySection = match value {
         serde_json::Value::String(file) if !file.is_empty() => return Ok((base.join(file), DirectorySource::File)),
@@ -628,6 +631,8 @@ pub(super) fn directory_source(
                 ("pool_size", section.pool_size.is_some()),
                 ("migrate", section.migrate.is_some()),
                 ("connect_timeout_ms", section.connect_timeout_ms.is_some()),
+                ("snapshot", section.snapshot.is_some()),
+                ("snapshot_file", section.snapshot_file.is_some()),
             ] {
                 if given {
                     return Err((key(k), "only for source = \"postgres\"".into()));
@@ -668,6 +673,12 @@ pub(super) fn directory_source(
             if !(100..=60_000).contains(&connect_timeout.as_millis()) {
                 return Err((key("connect_timeout_ms"), "must be 100 to 60000".into()));
             }
+            let snapshot = match (section.snapshot.unwrap_or(true), section.snapshot_file) {
+                (false, Some(_)) => return Err((key("snapshot_file"), "given with snapshot = false".into())),
+                (false, None) => None,
+                (true, Some(f)) => Some(base.join(f)),
+                (true, None) => policy_cache.map(|d| d.join("directory.snapshot")),
+            };
             Ok((
                 PathBuf::from("postgres"),
                 DirectorySource::Postgres(PostgresSettings {
@@ -676,6 +687,7 @@ pub(super) fn directory_source(
                     tls_ca,
                     connect_timeout,
                     migrate: section.migrate.unwrap_or(true),
+                    snapshot,
                 }),
             ))
         }
