@@ -43,7 +43,7 @@ else
     trap 'kill -TERM "$pid" 2>/dev/null || true; dpkg -P exum-router >/dev/null 2>&1 || true' EXIT
 fi
 python3 - "$pid" <<'PY'
-import socket, sys, time, subprocess
+import os, socket, sys, time
 pid = sys.argv[1]
 deadline = time.time() + 120
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -55,8 +55,11 @@ msg = ("OPTIONS sip:127.0.0.1:5060 SIP/2.0\r\n"
        "Max-Forwards: 70\r\nFrom: <sip:ci@127.0.0.1>;tag=deb\r\nTo: <sip:127.0.0.1:5060>\r\n"
        "Call-ID: deb-check\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").encode()
 while True:
-    if pid and subprocess.run(["kill", "-0", pid]).returncode != 0:
-        sys.exit("deb-check: the installed router exited before it answered")
+    if pid:
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            sys.exit("deb-check: the installed router exited before it answered")
     s.sendto(msg, ("127.0.0.1", 5060))
     try:
         data, _ = s.recvfrom(65535)
@@ -69,7 +72,7 @@ print(f"deb-check: the installed router answered {line!r}")
 sys.exit(0 if line == "SIP/2.0 200 OK" else 1)
 PY
 if [ -n "$pid" ]; then
-    user=$(ps -o user= -p "$pid")
+    user=$(stat -c %U "/proc/$pid")
     [ "$user" = exum-router ] || { say "the router runs as $user"; exit 1; }
     kill -TERM "$pid"
     wait "$pid" || { cat "$log"; say "the router did not exit 0 on SIGTERM"; exit 1; }

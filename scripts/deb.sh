@@ -37,7 +37,7 @@ gzip -9n "$root"/usr/share/man/man1/*.1
 
 # The libraries the binary links, as Debian dependencies.
 glibc=$(dpkg-query -W -f='${Version}' libc6 | sed 's/-.*//')
-depends="libc6 (>= $glibc), libgcc-s1"
+depends="libc6 (>= $glibc), libgcc-s1, procps"
 size=$(du -sk --exclude=DEBIAN "$root" | cut -f1)
 sed -e "s/@VERSION@/$version-1/" -e "s/@ARCH@/$arch/" -e "s/@DEPENDS@/$depends/" -e "s/@SIZE@/$size/" \
     packaging/debian/control.in > "$root/DEBIAN/control"

@@ -380,7 +380,7 @@ metrics! {
         "config_reloads", "Configuration and directory reloads by outcome";
     /// UM servers: 1 up, 0 down.
     um_server_up: Family<ServerLabel, Gauge> = Default::default(),
-        "um_server_up", "UM servers: 1 up, 0 down (by OPTIONS probes)";
+        "um_server_up", "Probed targets (UM servers, edges, PSTN gateways, default next hops): 1 up, 0 down (by OPTIONS probes)";
     /// New requests refused with 503 by overload control, by reason.
     overload_refused: Family<ReasonLabel, Counter> = Default::default(),
         "sip_overload_refused", "New requests refused with 503 by overload control or shutdown, by reason";
@@ -390,7 +390,7 @@ metrics! {
     /// HEP packets not sent, by reason (`queue_full`: the sender's queue was
     /// full; `send_failed`: the capture server could not be reached).
     hep_dropped: Family<ReasonLabel, Counter> = Default::default(),
-        "hep_dropped", "HEP packets not sent, by reason (queue_full, send_failed)";
+        "hep_dropped", "HEP packets not sent, by reason (queue_full, send_failed, too_large)";
     /// Calls (INVITEs a tenant's policy decided) that ended, by tenant and
     /// outcome: `failed` when the caller got 403, 404, 408, 480 or a 5xx (as
     /// canaries are judged), else `completed`.

@@ -50,6 +50,7 @@ where
         .with_headers(HashMap::new())
         .build()
         .map_err(|e| TelemetryError(e.to_string()))?;
+    let exporter = Counted { inner: exporter, failing: std::sync::atomic::AtomicBool::new(false) };
     let batch = BatchConfigBuilder::default()
         .with_max_queue_size(settings.queue)
         .with_max_export_batch_size(settings.queue.min(512))
@@ -70,7 +71,15 @@ where
     if let Some(h) = &settings.sip_header {
         let _ = SIP_HEADER.set(h.as_str().into());
     }
-    let only_ours = tracing_subscriber::filter::filter_fn(|m| m.is_span() && SPANS.contains(&m.name()));
+    // Decided once per call site: the router's own three spans, nothing else
+    // (no event, no dependency's span) is ever looked at again.
+    let ours =
+        |m: &tracing::Metadata<'_>| m.is_span() && m.target().starts_with("exum_router") && SPANS.contains(&m.name());
+    let only_ours = tracing_subscriber::filter::DynFilterFn::new(move |m, _| ours(m))
+        .with_max_level_hint(tracing::level_filters::LevelFilter::DEBUG)
+        .with_callsite_filter(move |m| {
+            if ours(m) { tracing::subscriber::Interest::always() } else { tracing::subscriber::Interest::never() }
+        });
     Ok(tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
@@ -78,6 +87,51 @@ where
         .with_location(false)
         .with_target(false)
         .with_filter(only_ours))
+}
+
+/// Exports through the OTLP exporter, with a warning when exports start to
+/// fail (once per outage: a wrong endpoint path, a collector down) and a
+/// line when they work again; `EXPORT_FAILURES` counts failed batches.
+#[derive(Debug)]
+struct Counted {
+    inner: opentelemetry_otlp::SpanExporter,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+/// Batches of spans the collector did not take.
+pub static EXPORT_FAILURES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl opentelemetry_sdk::trace::SpanExporter for Counted {
+    async fn export(&self, batch: Vec<opentelemetry_sdk::trace::SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        use std::sync::atomic::Ordering;
+        let result = self.inner.export(batch).await;
+        match &result {
+            Err(e) => {
+                EXPORT_FAILURES.fetch_add(1, Ordering::Relaxed);
+                if !self.failing.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(error = %e, "OpenTelemetry export failed; spans are dropped until it works");
+                }
+            }
+            Ok(()) => {
+                if self.failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("OpenTelemetry export works again");
+                }
+            }
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: std::time::Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
 }
 
 /// Sends what is still queued (at exit).
@@ -107,7 +161,8 @@ pub fn join(span: &tracing::Span, traceparent: &str, tracestate: Option<&str>) {
     }
 }
 
-/// The W3C `traceparent` of `span`, when it is exported and sampled.
+/// The W3C `traceparent` of `span` when spans are exported (its sampled flag
+/// as the sampler decided).
 pub fn traceparent(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let mut carrier: HashMap<String, String> = HashMap::with_capacity(2);

@@ -2,7 +2,7 @@
 //! tenant, its new calls (INVITEs), failed calls, fallback decisions and
 //! decision latency, sampled every [`INTERVAL`]. A tenant keeps 15 minutes of
 //! call counts (the sparkline) and a minute of the rest (the last minute's
-//! figures); about 1 KiB per tenant.
+//! figures); a few KiB per tenant.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -15,6 +15,8 @@ use crate::metrics::{Buckets, Metrics};
 pub const INTERVAL: Duration = Duration::from_secs(10);
 /// The window of the "last minute" figures.
 pub const MINUTE: Duration = Duration::from_secs(60);
+/// The current interval is drawn once at least this long.
+const PARTIAL: Duration = Duration::from_secs(2);
 /// Samples of call counts kept: 15 minutes of intervals and the sample before.
 const KEPT: usize = 91;
 /// Samples of the other counters kept: a minute of intervals and the one before.
@@ -131,7 +133,10 @@ impl Traffic {
         let (base_at, base_counts) = (minute_times[base], &series.minute[base]);
         let mut sparkline = Vec::with_capacity(times.len());
         let mut points: Vec<(Instant, u64)> = times.iter().copied().zip(series.invites.iter().copied()).collect();
-        points.push((now, current.invites));
+        // The current interval once long enough to be a rate (or when it is all there is).
+        if times.last().is_none_or(|t| now.duration_since(*t) >= PARTIAL) || times.len() < 2 {
+            points.push((now, current.invites));
+        }
         for pair in points.windows(2) {
             let seconds = pair[1].0.duration_since(pair[0].0).as_secs_f64();
             let calls = pair[1].1.saturating_sub(pair[0].1);
@@ -223,7 +228,8 @@ mod tests {
         assert!(f.p99.is_some_and(|p| p > 2e-6 && p < 4e-6), "{:?}", f.p99);
         assert_eq!(f.sparkline.len(), 1, "the current interval");
         traffic.sample(&metrics, &tenants);
-        assert_eq!(traffic.figures(&metrics, "contoso").sparkline.len(), 2);
+        // The interval between the samples; the current one is too short to draw yet.
+        assert_eq!(traffic.figures(&metrics, "contoso").sparkline.len(), 1);
         // A tenant gone is forgotten.
         traffic.sample(&metrics, &Tenants::default());
         assert_eq!(traffic.figures(&metrics, "contoso").sparkline.len(), 0);

@@ -102,7 +102,7 @@ impl DirectoryStatus {
     }
 
     /// Started from a snapshot taken at `taken_at`: not connected, stale since then.
-    fn from_snapshot(&self, metrics: &Metrics, taken_at: SystemTime) {
+    fn started_from_snapshot(&self, metrics: &Metrics, taken_at: SystemTime) {
         let mut s = self.lock();
         s.connected = false;
         s.stale_since = Some(taken_at);
@@ -365,7 +365,7 @@ pub fn from_snapshot(
         }
     }
     let tenants = Tenants::new(&config, directory);
-    status.from_snapshot(&metrics, snapshot.taken_at());
+    status.started_from_snapshot(&metrics, snapshot.taken_at());
     let state = State {
         db,
         config,

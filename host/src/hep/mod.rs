@@ -24,10 +24,14 @@ use crate::control::config::HepSettings;
 use crate::metrics::{Metrics, ReasonLabel};
 use crate::model::{Transport, call_id_fraction};
 
-/// Call-IDs whose share differs from the default, per generation: two
-/// generations of at most this many are kept (a call lasts far less than a
-/// generation at any rate a router runs).
-const GENERATION: usize = 50_000;
+/// Call-IDs whose share differs from the default are kept in two
+/// generations, each of this long: a call's share is known for 10 to 20
+/// minutes after its first request (its later requests past that fall back
+/// to `[hep] share`).
+const GENERATION: Duration = Duration::from_secs(600);
+/// At most this many Call-IDs per generation (a generation ends sooner at
+/// rates above about 800 new calls per second of such tenants).
+const GENERATION_CAP: usize = 500_000;
 
 /// The capture: a handle the transports and the proxy hold.
 pub struct Hep {
@@ -47,10 +51,17 @@ impl std::fmt::Debug for Hep {
     }
 }
 
-#[derive(Default)]
 struct Generations {
     current: HashMap<Box<[u8]>, f64>,
     previous: HashMap<Box<[u8]>, f64>,
+    /// When `current` began.
+    started: Instant,
+}
+
+impl Default for Generations {
+    fn default() -> Self {
+        Generations { current: HashMap::new(), previous: HashMap::new(), started: Instant::now() }
+    }
 }
 
 /// One packet to send.
@@ -165,8 +176,9 @@ impl Hep {
 
     fn remember(&self, call_id: &[u8], share: f64) {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
-        if calls.current.len() >= GENERATION {
+        if calls.current.len() >= GENERATION_CAP || calls.started.elapsed() >= GENERATION {
             calls.previous = std::mem::take(&mut calls.current);
+            calls.started = Instant::now();
         }
         calls.current.insert(call_id.into(), share);
         self.held.store(calls.current.len() + calls.previous.len(), Ordering::Relaxed);

@@ -174,8 +174,8 @@ pub fn encode(p: &Packet<'_>, out: &mut Vec<u8>) {
     out[start + 4..start + 6].copy_from_slice(&total.to_be_bytes());
 }
 
-/// Reads one packet from the start of `bytes` (a capture server's view: the
-/// tests and `exum-router` tools use it); returns it and its length. Chunks
+/// Reads one packet from the start of `bytes` (a capture server's view, for
+/// collectors and the tests); returns it and its length. Chunks
 /// of other vendors or unknown types are skipped.
 pub fn decode(bytes: &[u8]) -> Result<(Packet<'_>, usize), DecodeError> {
     if bytes.len() < HEADER || &bytes[..4] != b"HEP3" {

@@ -28,7 +28,7 @@ pub async fn run(proxy: Arc<Proxy>, health: Arc<HealthTable>, probes: Probes, mu
     let mut round: u64 = 0;
     loop {
         round += 1;
-        let servers = targets(&proxy.tenants());
+        let servers = targets(&proxy.tenants(), probes.gateways);
         // A server no tenant names any more (removed by a reload) is forgotten:
         // its streak, its down mark and its `um_server_up` series.
         streaks.retain(|uri, _| {
@@ -84,18 +84,20 @@ pub async fn run(proxy: Arc<Proxy>, health: Arc<HealthTable>, probes: Probes, mu
 /// listed as the first kind of [`TargetKind`]'s order): every UM server of
 /// every dial plan, the hosted next hops (the tenants' hosting providers, or
 /// edges), and the PSTN gateways (the tenants', their rerouting ones) and
-/// default next hops.
-pub fn targets(tenants: &Tenants) -> Vec<(String, TargetKind)> {
+/// default next hops (unless `gateways` is false).
+pub fn targets(tenants: &Tenants, gateways: bool) -> Vec<(String, TargetKind)> {
     let mut out: Vec<(String, TargetKind)> = Vec::new();
     for t in tenants.iter() {
         let c = &t.config;
         out.extend(t.directory.um_servers().map(|s| (s.uri.clone(), TargetKind::UmServer)));
         out.extend(c.hosted_next_hop().map(|u| (u, TargetKind::Edge)));
-        let gateways = [&c.pstn_gateway, &c.default_next_hop, &c.rerouting.pstn_gateway]
-            .into_iter()
-            .chain(c.site_rerouting.values().map(|r| &r.pstn_gateway))
-            .flatten();
-        out.extend(gateways.map(|u| (u.clone(), TargetKind::Gateway)));
+        if gateways {
+            let hops = [&c.pstn_gateway, &c.default_next_hop, &c.rerouting.pstn_gateway]
+                .into_iter()
+                .chain(c.site_rerouting.values().map(|r| &r.pstn_gateway))
+                .flatten();
+            out.extend(hops.map(|u| (u.clone(), TargetKind::Gateway)));
+        }
     }
     out.sort();
     out.dedup_by(|a, b| a.0 == b.0);

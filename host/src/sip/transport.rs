@@ -650,10 +650,14 @@ impl Transports {
             Transport::Udp => self.send_now_kept(transport, from, to, &bytes),
             Transport::Tcp | Transport::Tls => {
                 let sender = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
-                if self.capture.get().is_some() {
-                    self.capture_sent(transport, from, to, &bytes);
+                let Some(sender) = sender else { return false };
+                // Mirrored when queued for the connection's writer.
+                let copy = self.capture.get().is_some().then(|| bytes.clone());
+                let sent = sender.try_send(bytes).is_ok();
+                if let Some(copy) = copy.filter(|_| sent) {
+                    self.capture_sent(transport, from, to, &copy);
                 }
-                sender.is_some_and(|s| s.try_send(bytes).is_ok())
+                sent
             }
         }
     }
@@ -708,13 +712,17 @@ impl Transports {
                 Ok(())
             }
             Transport::Tcp | Transport::Tls => {
-                self.capture_sent(transport, from, to, &bytes);
                 let existing = self.tcp.lock().unwrap_or_else(|e| e.into_inner()).get(&(transport, to)).cloned();
                 let sender = match existing {
                     Some(s) => s,
                     None => self.connect(transport, from, to, name).await?,
                 };
-                sender.send(bytes).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))
+                let copy = self.capture.get().is_some().then(|| bytes.clone());
+                sender.send(bytes).await.map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection closed"))?;
+                if let Some(copy) = copy {
+                    self.capture_sent(transport, from, to, &copy);
+                }
+                Ok(())
             }
         }
     }

@@ -385,9 +385,9 @@ async fn a_router_starts_from_its_snapshot_while_the_database_is_down_and_catche
     tokio::task::block_in_place(|| fleet.pg.stop());
     let whole = std::fs::read(&snapshot).expect("read");
     std::fs::write(&snapshot, &whole[..whole.len() / 2]).expect("tear");
-    let e = Server::start(&config).await.err().expect("refused").to_string();
-    assert!(e.contains("cannot be reached") && e.contains("no usable snapshot"), "{e}");
-    let chain = format!("{:#}", Server::start(&config).await.err().expect("refused"));
+    let Err(e) = Server::start(&config).await else { panic!("a torn snapshot was used") };
+    let (top, chain) = (e.to_string(), format!("{e:#}"));
+    assert!(top.contains("cannot be reached") && top.contains("no usable snapshot"), "{top}");
     assert!(chain.contains("checksum does not match"), "{chain}");
     tokio::task::block_in_place(|| fleet.pg.restart());
 }

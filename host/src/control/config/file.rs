@@ -277,6 +277,7 @@ pub(super) struct ProbesFile {
     pub(super) timeout_ms: Option<u64>,
     pub(super) down_after: Option<u32>,
     pub(super) up_after: Option<u32>,
+    pub(super) gateways: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]

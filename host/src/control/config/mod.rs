@@ -451,6 +451,9 @@ pub struct Probes {
     pub down_after: u32,
     /// Consecutive successes that mark it up again (`up_after`, 1).
     pub up_after: u32,
+    /// Whether PSTN gateways and default next hops are probed too
+    /// (`gateways`, true); UM servers and edges always are.
+    pub gateways: bool,
 }
 
 impl Default for Probes {
@@ -461,6 +464,7 @@ impl Default for Probes {
             timeout: Duration::from_millis(2000),
             down_after: 2,
             up_after: 1,
+            gateways: true,
         }
     }
 }

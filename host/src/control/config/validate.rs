@@ -326,6 +326,7 @@ fn probes(file: &ProbesFile) -> Result<Probes, KeyError> {
         timeout: ms("probes.timeout_ms", file.timeout_ms, p.timeout, 10..=60_000)?,
         down_after: file.down_after.unwrap_or(p.down_after).max(1),
         up_after: file.up_after.unwrap_or(p.up_after).max(1),
+        gateways: file.gateways.unwrap_or(p.gateways),
     };
     Ok(probes)
 }
@@ -511,13 +512,16 @@ fn otel(file: Option<OtelFile>, name: &str) -> Result<Option<OtelSettings>, KeyE
             ),
         ));
     }
-    let host = endpoint.strip_prefix("http://").and_then(|r| r.split(['/', '?']).next()).unwrap_or("");
-    if host.is_empty() || host.contains(char::is_whitespace) {
+    let rest = endpoint.strip_prefix("http://").unwrap_or("");
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() || rest.contains(char::is_whitespace) {
         return Err(invalid(
             "otel.endpoint".into(),
             format!("`{endpoint}`: an http:// URL (http://127.0.0.1:4318/v1/traces)"),
         ));
     }
+    // A collector's address alone means its OTLP traces path.
+    let endpoint = if path.is_empty() { format!("http://{host}/v1/traces") } else { endpoint };
     let sample = o.sample.unwrap_or(1.0);
     if !(0.0..=1.0).contains(&sample) {
         return Err(invalid("otel.sample".into(), format!("{sample}: a share from 0 to 1")));
@@ -527,7 +531,25 @@ fn otel(file: Option<OtelFile>, name: &str) -> Result<Option<OtelSettings>, KeyE
         return Err(invalid("otel.queue".into(), format!("{queue}: must be 16 to 1000000")));
     }
     let sip_header = match o.sip_header {
-        Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => Some(h),
+        Some(h) if !h.is_empty() && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') => {
+            // The router replaces this header in what it forwards: never one SIP itself uses.
+            const SIP_OWN: [&str; 8] = [
+                "max-forwards",
+                "record-route",
+                "require",
+                "proxy-require",
+                "content-length",
+                "l",
+                "tracestate",
+                "supported",
+            ];
+            if crate::model::wire::Name::of(h.as_bytes()) != crate::model::wire::Name::Other
+                || SIP_OWN.iter().any(|n| h.eq_ignore_ascii_case(n))
+            {
+                return Err(invalid("otel.sip_header".into(), format!("`{h}` is a header SIP itself uses")));
+            }
+            Some(h)
+        }
         Some(h) => {
             return Err(invalid("otel.sip_header".into(), format!("`{h}`: a header name (letters, digits, `-`)")));
         }
