@@ -174,6 +174,36 @@ impl Postgres {
         self.run();
     }
 
+    /// A hot standby of `primary`, streaming from it (`pg_basebackup -R`), on a
+    /// port of its own.
+    pub fn standby_of(primary: &Postgres) -> Postgres {
+        let dir = tempfile::Builder::new().prefix("exum-pg-standby-").tempdir().expect("tempdir");
+        if is_root() {
+            let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
+            assert!(status.is_ok_and(|s| s.success()), "chown the data folder to postgres");
+        }
+        let out = command(&primary.bin, "pg_basebackup")
+            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "admin", "-R", "-X", "stream", "-D"])
+            .arg(dir.path().join("data"))
+            .output()
+            .expect("pg_basebackup runs");
+        assert!(out.status.success(), "pg_basebackup: {}", String::from_utf8_lossy(&out.stderr));
+        let mut standby =
+            Postgres { dir, port: free_port(), bin: primary.bin.clone(), child: None, extra: primary.extra.clone() };
+        standby.run();
+        standby
+    }
+
+    /// Promotes a standby to primary (`pg_ctl promote`, waiting until it takes writes).
+    pub fn promote(&self) {
+        let out = command(&self.bin, "pg_ctl")
+            .args(["promote", "-w", "-D"])
+            .arg(self.dir.path().join("data"))
+            .output()
+            .expect("pg_ctl runs");
+        assert!(out.status.success(), "pg_ctl promote: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// The routers' connection string.
     pub fn url(&self) -> String {
         format!("postgres://router@127.0.0.1:{}/exum", self.port)

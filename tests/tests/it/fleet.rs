@@ -22,7 +22,7 @@ use exum_router_tests::{components, http, http_get, until};
 /// The routers' configuration: the directory in `pg`, fabrikam defined here
 /// (its data in the database), contoso defined in the database. fabrikam's
 /// `policy_config` makes the hostile fixture panic (the others ignore it).
-fn router_toml(pg: &Postgres) -> String {
+fn router_toml(url: &str) -> String {
     format!(
         "policy_cache = \"cache\"\n\
          [directory]\nsource = \"postgres\"\nurl = \"{}\"\npool_size = 2\nconnect_timeout_ms = 2000\n\
@@ -30,7 +30,7 @@ fn router_toml(pg: &Postgres) -> String {
          [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n\
          [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n\
          policy_config = \"panic\"\n",
-        pg.url()
+        url
     )
 }
 
@@ -82,10 +82,16 @@ impl Fleet {
     /// `n` routers each with its own folder and port.
     async fn start(n: usize) -> Fleet {
         let pg = tokio::task::spawn_blocking(Postgres::start).await.expect("join");
+        let url = pg.url();
+        Fleet::start_on(pg, &url, n).await
+    }
+
+    /// [`Fleet::start`] on `pg`, the routers connecting with `url`.
+    async fn start_on(pg: Postgres, url: &str, n: usize) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let (plan_a, plan_b, hosted) = (UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await);
         let uas_at = sipp_address();
-        std::fs::write(dir.path().join("router.toml"), router_toml(&pg)).expect("write");
+        std::fs::write(dir.path().join("router.toml"), router_toml(url)).expect("write");
         std::fs::write(
             dir.path().join("directory.toml"),
             directory_toml(uas_at, plan_a.addr, plan_b.addr, hosted.addr),
@@ -100,7 +106,7 @@ impl Fleet {
         for i in 0..n {
             let own = dir.path().join(format!("r{i}"));
             std::fs::create_dir(&own).expect("mkdir");
-            std::fs::write(own.join("router.toml"), router_toml(&pg)).expect("write");
+            std::fs::write(own.join("router.toml"), router_toml(url)).expect("write");
             routers.push(Some(Server::start(&own.join("router.toml")).await.expect("the router starts")));
         }
         Fleet { pg, dir, routers, plan_a, plan_b, hosted, uas_at, caller: UdpPeer::bind().await }
@@ -310,6 +316,58 @@ async fn three_routers_follow_one_database_under_load_through_its_outage_and_a_r
     drop(dead);
     // Its own caller has no router any more (its calls would wait for sipp's timeout).
     let _ = Killed(loads.pop().expect("three loads").0);
+    for (i, load) in loads.into_iter().enumerate() {
+        let (ok, failed) = finished(load).await;
+        assert_eq!((ok, failed), (CALLS, 0), "router {i}: every call of the load succeeded");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_routers_follow_a_promoted_standby_under_load_and_lose_no_call() {
+    const RATE: u64 = 15;
+    const CALLS: u64 = 30 * RATE;
+    let primary = tokio::task::spawn_blocking(Postgres::start).await.expect("join");
+    let standby = {
+        let primary = &primary;
+        tokio::task::block_in_place(|| Postgres::standby_of(primary))
+    };
+    // Both hosts, the one taking writes chosen: the primary now, the standby once promoted.
+    let url = format!(
+        "postgres://router@127.0.0.1:{},127.0.0.1:{}/exum?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let mut fleet = Fleet::start_on(primary, &url, 3).await;
+    let _uas = fleet.uas();
+    let mut loads: Vec<_> = (0..3).map(|i| fleet.load(&format!("load{i}"), fleet.addr(i), CALLS, RATE)).collect();
+    for i in 0..3 {
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.plan_a, &format!("before-{i}")).await;
+    }
+    // The primary dies; the standby is promoted; a change is made on it.
+    assert!(loads.iter_mut().all(still_running), "the load runs when the primary dies");
+    tokio::task::block_in_place(|| fleet.pg.stop());
+    for i in 0..3 {
+        until("the primary's loss seen", || fleet.router(i).directory_status().is_some_and(|s| !s.connected())).await;
+    }
+    let promoted = std::time::Instant::now();
+    tokio::task::block_in_place(|| standby.promote());
+    tokio::task::block_in_place(|| {
+        standby.sql("UPDATE exum.users SET hosted_voicemail = true WHERE sip = 'sip:dave@contoso.com'")
+    });
+    let mut applied = Vec::new();
+    for i in 0..3 {
+        until("the change on the promoted standby applied", || user_is_hosted(fleet.router(i), "sip:dave@contoso.com"))
+            .await;
+        applied.push(promoted.elapsed());
+    }
+    println!("promotion to the change applied: {applied:?} (routers 0, 1, 2)");
+    for i in 0..3 {
+        assert!(
+            fleet.router(i).directory_status().is_some_and(|s| s.connected()),
+            "router {i} follows the new primary"
+        );
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.hosted, &format!("after-{i}")).await;
+    }
+    assert!(loads.iter_mut().all(still_running), "the load ran through the failover");
     for (i, load) in loads.into_iter().enumerate() {
         let (ok, failed) = finished(load).await;
         assert_eq!((ok, failed), (CALLS, 0), "router {i}: every call of the load succeeded");
