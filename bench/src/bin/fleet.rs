@@ -9,7 +9,8 @@
 //!   in turn by one UPDATE each).
 //! - `fleet scale [tenants] [users]`: `tenants` × `users` (10,000 × 100) in the
 //!   database and the same directory as a JSON file; for each, a router
-//!   process's start time (spawn to `/ready`) and RSS after start; in this
+//!   process's start time (spawn to `/ready`) and RSS after start, and with
+//!   the database stopped, from the snapshot the routers keep; in this
 //!   process, the user lookup time and the time one incremental change takes to
 //!   apply with all the tenants loaded.
 //!
@@ -281,10 +282,13 @@ async fn scale(tenants: usize, users: usize) -> String {
     let (p1, p2) = (exum_bench::harness::free_port(), exum_bench::harness::free_port());
     std::fs::write(
         dir.path().join("pg.toml"),
-        format!("[directory]\nsource = \"postgres\"\nurl = \"{}\"\n{common}{}", pg.url(), admin(p1)),
+        format!("policy_cache = \"cache\"\n[directory]\nsource = \"postgres\"\nurl = \"{}\"\n{common}{}", pg.url(), admin(p1)),
     )
     .expect("write");
-    std::fs::write(dir.path().join("file.toml"), format!("directory = \"directory.json\"\n{common}{}", admin(p2)))
+    std::fs::write(
+        dir.path().join("file.toml"),
+        format!("directory = \"directory.json\"\ndirectory_max_mib = 512\n{common}{}", admin(p2)),
+    )
         .expect("write");
     let (pg_start, pg_rss) = tokio::task::block_in_place(|| {
         exum_bench::harness::serve_until_ready(
@@ -353,8 +357,24 @@ async fn scale(tenants: usize, users: usize) -> String {
         );
     }
     change_times.sort();
+    // The snapshot the routers keep (written a second after their changes).
+    let snapshot = dir.path().join("cache/directory.snapshot");
+    let t = Instant::now();
+    while !snapshot.exists() {
+        assert!(t.elapsed() < Duration::from_secs(120), "no snapshot written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(server);
     drop(pg);
+    // The database down: a router starts from the snapshot.
+    let snapshot_mib = std::fs::metadata(&snapshot).map_or(0, |m| m.len()) as f64 / (1 << 20) as f64;
+    let (snapshot_start, snapshot_rss) = tokio::task::block_in_place(|| {
+        exum_bench::harness::serve_until_ready(
+            &dir.path().join("pg.toml"),
+            ([127, 0, 0, 1], p1).into(),
+            Some("\"from_snapshot\":true"),
+        )
+    });
 
     let mut out = format!("## Scale: {tenants} tenants × {users} users\n\n");
     let _ = writeln!(
@@ -365,6 +385,11 @@ async fn scale(tenants: usize, users: usize) -> String {
     out.push_str("| source | start to /ready | RSS after start |\n|---|---:|---:|\n");
     let _ = writeln!(out, "| PostgreSQL | {:.2} s | {pg_rss:.0} MiB |", pg_start.as_secs_f64());
     let _ = writeln!(out, "| JSON file | {:.2} s | {file_rss:.0} MiB |", file_start.as_secs_f64());
+    let _ = writeln!(
+        out,
+        "| PostgreSQL down: from the snapshot ({snapshot_mib:.0} MiB) | {:.2} s | {snapshot_rss:.0} MiB |",
+        snapshot_start.as_secs_f64()
+    );
     let _ = writeln!(
         out,
         "\nUser lookup (tenant by id, then user by SIP address), all loaded: {:.0} ns; tenant by domain: {:.0} ns.\n",

@@ -208,6 +208,11 @@ struct Saved {
 }
 
 impl State {
+    /// Whether the rows applied are kept for snapshots (`[directory] snapshot`).
+    fn keeps_rows(&self) -> bool {
+        matches!(&self.config.directory_source, crate::control::config::DirectorySource::Postgres(s) if s.snapshot.is_some())
+    }
+
     /// Hands the data applied now to the snapshot saver (it writes the latest
     /// after a second of quiet); `policies`: the active versions.
     fn save(&self, policies: HashMap<String, DatabaseVersion>) {
@@ -304,11 +309,14 @@ pub async fn initial(db: Database, config: RouterConfig, metrics: Arc<Metrics>) 
         status.refuse(&metrics, &u.tenant, why);
     }
     state.versions = snapshot.versions.into_iter().collect();
+    let keeps = state.keeps_rows();
     for (id, TenantRows { data, version }) in snapshot.tenants {
-        let rows = Arc::new(data.clone());
+        let rows = keeps.then(|| Arc::new(data.clone()));
         match validate(&state.config, &id, data, &mut domains) {
             Ok(t) => {
-                state.kept.insert(id.clone(), Kept { version, data: rows });
+                if let Some(data) = rows {
+                    state.kept.insert(id.clone(), Kept { version, data });
+                }
                 if !state.config.tenants.iter().any(|c| c.id == id) {
                     directory.defined.insert(id.clone(), t.config);
                 }
@@ -637,10 +645,10 @@ async fn apply_tenants(
                 }
             }
             Ok(Some(data)) => {
-                let rows = Arc::new(data.clone());
+                let rows = st.keeps_rows().then(|| Arc::new(data.clone()));
                 let valid = validate(&st.config, &id, data, &mut domains).map(Some);
-                if valid.is_ok() {
-                    st.kept.insert(id.clone(), Kept { version, data: rows });
+                if let (Ok(_), Some(data)) = (&valid, rows) {
+                    st.kept.insert(id.clone(), Kept { version, data });
                 }
                 valid
             }
