@@ -282,14 +282,18 @@ async fn scale(tenants: usize, users: usize) -> String {
     let (p1, p2) = (exum_bench::harness::free_port(), exum_bench::harness::free_port());
     std::fs::write(
         dir.path().join("pg.toml"),
-        format!("policy_cache = \"cache\"\n[directory]\nsource = \"postgres\"\nurl = \"{}\"\n{common}{}", pg.url(), admin(p1)),
+        format!(
+            "policy_cache = \"cache\"\n[directory]\nsource = \"postgres\"\nurl = \"{}\"\n{common}{}",
+            pg.url(),
+            admin(p1)
+        ),
     )
     .expect("write");
     std::fs::write(
         dir.path().join("file.toml"),
         format!("directory = \"directory.json\"\ndirectory_max_mib = 512\n{common}{}", admin(p2)),
     )
-        .expect("write");
+    .expect("write");
     let (pg_start, pg_rss) = tokio::task::block_in_place(|| {
         exum_bench::harness::serve_until_ready(
             &dir.path().join("pg.toml"),
