@@ -657,6 +657,13 @@ fn um_488(seen: Option<std::sync::mpsc::Sender<String>>) -> std::net::SocketAddr
 /// `[probes]` section's body.
 fn um_answering_488(probes: &str) -> (tempfile::TempDir, PathBuf, std::net::SocketAddr) {
     let um_addr = um_488(None);
+    let (dir, config) = bob_at(um_addr, &format!("[probes]\n{probes}\n"));
+    (dir, config, um_addr)
+}
+
+/// A deployment of tenant `t` whose user bob's one UM server is `um_addr`,
+/// with `sections` (TOML) in its configuration: its folder and configuration.
+fn bob_at(um_addr: std::net::SocketAddr, sections: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         dir.path().join("directory.toml"),
@@ -671,11 +678,11 @@ fn um_answering_488(probes: &str) -> (tempfile::TempDir, PathBuf, std::net::Sock
         &config,
         format!(
             "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-             [probes]\n{probes}\n[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n"
+             {sections}[[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n"
         ),
     )
     .expect("write");
-    (dir, config, um_addr)
+    (dir, config)
 }
 
 /// The address of the router's UDP listener, from its start-up log.
@@ -1057,28 +1064,15 @@ fn serve_exports_each_calls_span_tree_over_otlp_and_passes_trace_context_in_sip(
     // The UM server: records the INVITEs it gets, answers 488.
     let (invites_tx, invites) = std::sync::mpsc::channel::<String>();
     let um_addr = um_488(Some(invites_tx));
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("directory.toml"),
-        format!(
-            "[[tenants.t.users]]\nsip = \"sip:bob@t.test\"\neum = \"eum:bob@t.test;phone-context=DP\"\n\
-             [[tenants.t.dial_plans]]\nname = \"DP\"\nphone_context = \"DP\"\nservers = [{{ uri = \"sip:{um_addr}\" }}]\n"
-        ),
-    )
-    .expect("write");
-    let config = dir.path().join("router.toml");
     // Nothing sampled but what the caller's trace context says is.
-    std::fs::write(
-        &config,
-        format!(
-            "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
-             [probes]\nenabled = false\n\
+    let (_dir, config) = bob_at(
+        um_addr,
+        &format!(
+            "[probes]\nenabled = false\n\
              [otel]\nendpoint = \"http://{otlp}/v1/traces\"\nsample = 0.0\nsip_header = \"traceparent\"\n\
-             instance = \"router-under-test\"\nexport_interval_ms = 50\n\
-             [[tenant]]\nid = \"t\"\ndomains = [\"t.test\"]\n"
+             instance = \"router-under-test\"\nexport_interval_ms = 50\n"
         ),
-    )
-    .expect("write");
+    );
     let (child, lines) = serve(&config, &[]);
     let _killed = KilledOnPanic(child.id());
     let mut lines = lines.map_while(Result::ok);
