@@ -364,6 +364,11 @@ metrics! {
     /// `refused`: invalid, the tenant keeps its previous data).
     directory_changes: Family<OutcomeLabel, Counter> = Default::default(),
         "directory_changes", "Tenant changes read from the directory database, by outcome";
+    /// Reads of the directory database by where they went: `replica`,
+    /// `primary` (no replica configured), `lagging` and `unreachable` (the
+    /// primary, the replica passed over).
+    directory_reads: Family<OutcomeLabel, Counter> = Default::default(),
+        "directory_reads", "Reads of the directory database by where they went (replica, primary, lagging, unreachable)";
     /// Tenants whose data in the directory database is refused now, with the
     /// previous data serving.
     directory_refused_tenants: Gauge = Default::default(),

@@ -76,6 +76,13 @@ fn free_port() -> u16 {
 impl Postgres {
     /// Creates a cluster in a temporary folder and starts it.
     pub fn start() -> Postgres {
+        Postgres::start_with(&[])
+    }
+
+    /// [`Postgres::start`] with server settings (`name=value`) over the
+    /// tests' defaults (which favour speed: `fsync=off`,
+    /// `synchronous_commit=off`); its standbys take them too.
+    pub fn start_with(settings: &[&str]) -> Postgres {
         let dir = tempfile::Builder::new().prefix("exum-pg-").tempdir().expect("tempdir");
         if is_root() {
             let status = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status();
@@ -88,7 +95,8 @@ impl Postgres {
             .output()
             .expect("initdb runs");
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        let mut pg = Postgres { dir, port: free_port(), bin, child: None, extra: Vec::new() };
+        let extra = settings.iter().flat_map(|s| ["-c".to_owned(), (*s).to_owned()]).collect();
+        let mut pg = Postgres { dir, port: free_port(), bin, child: None, extra };
         pg.run();
         pg.admin_sql("CREATE ROLE router LOGIN SUPERUSER", "postgres");
         pg.admin_sql("CREATE DATABASE exum OWNER router", "postgres");
@@ -162,14 +170,14 @@ impl Postgres {
         if is_root() {
             let _ = Command::new("chown").arg("postgres:postgres").arg(&cert).arg(&key).status();
         }
-        self.extra = vec![
+        self.extra.extend([
             "-c".into(),
             "ssl=on".into(),
             "-c".into(),
             format!("ssl_cert_file={}", cert.display()),
             "-c".into(),
             format!("ssl_key_file={}", key.display()),
-        ];
+        ]);
         self.stop();
         self.run();
     }
@@ -183,7 +191,19 @@ impl Postgres {
             assert!(status.is_ok_and(|s| s.success()), "chown the data folder to postgres");
         }
         let out = command(&primary.bin, "pg_basebackup")
-            .args(["-h", "127.0.0.1", "-p", &primary.port.to_string(), "-U", "admin", "-R", "-X", "stream", "-D"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &primary.port.to_string(),
+                "-U",
+                "admin",
+                "-R",
+                "-X",
+                "stream",
+                "--checkpoint=fast",
+                "-D",
+            ])
             .arg(dir.path().join("data"))
             .output()
             .expect("pg_basebackup runs");

@@ -94,14 +94,7 @@ pub async fn execute(config_path: &Path, url: Option<String>, action: Action) ->
         (_, Some(url)) => {
             url.parse::<tokio_postgres::Config>()
                 .map_err(|e| anyhow::anyhow!("--url: not a connection string: {e}"))?;
-            PostgresSettings {
-                url,
-                pool_size: 2,
-                tls_ca: None,
-                connect_timeout: std::time::Duration::from_secs(5),
-                migrate: true,
-                snapshot: None,
-            }
+            PostgresSettings { pool_size: 2, ..PostgresSettings::with_url(url) }
         }
         (DirectorySource::Postgres(s), None) => s.clone(),
         (DirectorySource::File, None) => {

@@ -21,6 +21,7 @@ use tokio_postgres::Notification;
 use tracing::Instrument as _;
 
 use super::directory::{self as rows, TenantRows, Unreadable};
+pub use super::replica::ReadFrom;
 use super::snapshot::{self, Kept, PolicyRef, Snapshot};
 use super::{DIRECTORY_CHANNEL, Database, DbError, POLICY_CHANNEL, policies};
 use crate::control::config::RouterConfig;
@@ -33,6 +34,8 @@ use crate::policy::{DatabaseCandidate, DatabaseVersion, PolicyRegistry};
 /// Above this many tenants changed at once, the whole directory is read in
 /// one snapshot instead of tenant by tenant.
 const READ_ALL_ABOVE: usize = 64;
+/// Every place a read can go, in `ReadFrom`'s order.
+const READS: [ReadFrom; 4] = [ReadFrom::Primary, ReadFrom::Replica, ReadFrom::Lagging, ReadFrom::Unreachable];
 /// Reconnection back-off: first and longest wait.
 const BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
@@ -50,6 +53,8 @@ struct StatusInner {
     changes_applied: u64,
     /// When the snapshot the router started from was taken, until it caught up.
     snapshot: Option<SystemTime>,
+    /// Reads by where they went (`ReadFrom` as index).
+    reads: [u64; 4],
 }
 
 impl DirectoryStatus {
@@ -98,7 +103,18 @@ impl DirectoryStatus {
             "refused": refused,
             "from_snapshot": s.snapshot.is_some(),
             "snapshot_taken_at": s.snapshot.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
+            "reads": READS.iter().map(|r| (r.label(), s.reads[*r as usize])).collect::<BTreeMap<_, _>>(),
         })
+    }
+
+    /// Reads that went to `from` since start.
+    pub fn reads(&self, from: ReadFrom) -> u64 {
+        self.lock().reads[from as usize]
+    }
+
+    fn read_from(&self, metrics: &Metrics, from: ReadFrom) {
+        self.lock().reads[from as usize] += 1;
+        metrics.directory_reads.get_or_create(&OutcomeLabel { outcome: from.label() }).inc();
     }
 
     /// Started from a snapshot taken at `taken_at`: not connected, stale since then.
@@ -260,6 +276,17 @@ async fn save_snapshots(path: std::path::PathBuf, mut inbox: watch::Receiver<Opt
 }
 
 impl State {
+    /// A connection to read the directory from: the read replica once it
+    /// has replayed what the primary holds now, else the primary.
+    async fn read(&self, what: &str) -> Result<(deadpool_postgres::Object, ReadFrom), DbError> {
+        let (client, from) = self.db.reader(what).await?;
+        self.status.read_from(&self.metrics, from);
+        if matches!(from, ReadFrom::Lagging | ReadFrom::Unreachable) {
+            tracing::debug!(read = from.label(), "{what}: from the primary");
+        }
+        Ok((client, from))
+    }
+
     /// Connects the listener and LISTENs on both channels.
     async fn listen(&mut self) -> Result<(), DbError> {
         if let Some((_, task)) = self.listener.take() {
@@ -299,7 +326,7 @@ pub async fn initial(db: Database, config: RouterConfig, metrics: Arc<Metrics>) 
         saver: None,
     };
     state.listen().await?;
-    let mut client = state.db.client("reading the directory").await?;
+    let (mut client, _) = state.read("reading the directory").await?;
     let (snapshot, unreadable) = rows::read_all(&mut client).await?;
     let mut directory = Directory::default();
     let mut domains: HashSet<String> = state.config.tenants.iter().flat_map(|t| t.domains.iter().cloned()).collect();
@@ -462,7 +489,7 @@ async fn run(
 ) {
     // The candidates in the database at start.
     let at_start = async {
-        let client = st.db.client("reading the candidates").await?;
+        let (client, _) = st.read("reading the candidates").await?;
         changed_candidates(&client, &live, &policy).await
     };
     match at_start.await {
@@ -566,7 +593,7 @@ async fn catch_up(st: &mut State, live: &LiveTenants, policy: &Arc<PolicyRegistr
     if st.resync_pending {
         resync(st, live, policy).await?;
     }
-    let client = st.db.client("reading tenant versions").await?;
+    let (client, _) = st.read("reading tenant versions").await?;
     let rows = client
         .query("SELECT tenant_id, version FROM exum.tenant_changes", &[])
         .await
@@ -726,10 +753,36 @@ async fn apply_tenants(
 /// The rows of each of `ids` and its version: all tenants read in one
 /// snapshot when `all` or many changed, else one tenant at a time.
 async fn read_rows(st: &State, ids: &BTreeSet<String>, all: bool) -> Result<Vec<ChangedRows>, DbError> {
-    let mut client = st.db.client("reading changed tenants").await?;
+    let (mut client, from) = st.read("reading changed tenants").await?;
+    let mut read = read_rows_from(&mut client, ids, all).await?;
+    if from == ReadFrom::Replica {
+        // A replica never takes the router back: a tenant read older than
+        // the version applied is read again from the primary.
+        let behind: BTreeSet<String> = read
+            .iter()
+            .filter(|(id, _, version)| st.versions.get(id).is_some_and(|applied| version < applied))
+            .map(|(id, _, _)| id.clone())
+            .collect();
+        if !behind.is_empty() {
+            tracing::warn!(tenants = behind.len(), "the read replica is behind what was applied; reading the primary");
+            let mut primary = st.db.client("reading changed tenants").await?;
+            let again = read_rows_from(&mut primary, &behind, false).await?;
+            read.retain(|(id, _, _)| !behind.contains(id));
+            read.extend(again);
+        }
+    }
+    Ok(read)
+}
+
+/// [`read_rows`] from `client`.
+async fn read_rows_from(
+    client: &mut tokio_postgres::Client,
+    ids: &BTreeSet<String>,
+    all: bool,
+) -> Result<Vec<ChangedRows>, DbError> {
     let mut read: Vec<ChangedRows> = Vec::with_capacity(ids.len());
     if all || ids.len() > READ_ALL_ABOVE {
-        let (mut snapshot, unreadable) = rows::read_all(&mut client).await?;
+        let (mut snapshot, unreadable) = rows::read_all(client).await?;
         let mut unreadable: HashMap<String, Unreadable> =
             unreadable.into_iter().map(|u| (u.tenant.clone(), u)).collect();
         for id in ids {
@@ -742,7 +795,7 @@ async fn read_rows(st: &State, ids: &BTreeSet<String>, all: bool) -> Result<Vec<
         }
     } else {
         for id in ids {
-            let (rows, version) = rows::read_tenant(&mut client, id).await?;
+            let (rows, version) = rows::read_tenant(client, id).await?;
             read.push((id.clone(), rows.map(|r| r.map(|r| r.data)), version));
         }
     }
@@ -764,7 +817,7 @@ async fn apply_policies(
     if ids.is_empty() {
         return Ok(());
     }
-    let client = st.db.client("reading active policies").await?;
+    let (client, _) = st.read("reading active policies").await?;
     for id in ids {
         let Some(tenant) = live.load().by_id(&id).cloned() else { continue };
         let active = policies::active(&client, &id).await?;

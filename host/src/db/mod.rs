@@ -11,6 +11,7 @@
 pub mod directory;
 pub mod follow;
 pub mod policies;
+pub mod replica;
 pub mod snapshot;
 
 use std::sync::Arc;
@@ -84,10 +85,12 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
-/// A connection to the database: a pool for reads and writes.
+/// A connection to the database: a pool for reads and writes, and one to
+/// the read replica when there is one (`read_url`).
 #[derive(Clone)]
 pub struct Database {
     pool: Pool,
+    replica: Option<Pool>,
     settings: Arc<PostgresSettings>,
 }
 
@@ -104,8 +107,14 @@ fn tls_connector(settings: &PostgresSettings) -> Result<Option<tokio_postgres_ru
 }
 
 fn pg_config(settings: &PostgresSettings) -> Result<tokio_postgres::Config, DbError> {
+    config_of(settings, &settings.url, "url")
+}
+
+/// The driver's configuration of connection string `url` (the `key` of
+/// `[directory]` it was given as), with the router's timeouts and keepalives.
+fn config_of(settings: &PostgresSettings, url: &str, key: &str) -> Result<tokio_postgres::Config, DbError> {
     let mut config: tokio_postgres::Config =
-        settings.url.parse().map_err(|e: tokio_postgres::Error| DbError::Invalid(format!("[directory] url: {e}")))?;
+        url.parse().map_err(|e: tokio_postgres::Error| DbError::Invalid(format!("[directory] {key}: {e}")))?;
     config.connect_timeout(settings.connect_timeout);
     config.keepalives(true);
     // A database gone silent (no FIN, no RST) is noticed in about 25 s.
@@ -121,23 +130,31 @@ fn pg_config(settings: &PostgresSettings) -> Result<tokio_postgres::Config, DbEr
     Ok(config)
 }
 
+/// A pool of `pool_size` connections made with `config`.
+fn pool_of(settings: &PostgresSettings, config: tokio_postgres::Config) -> Result<Pool, DbError> {
+    let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
+    let manager = match tls_connector(settings)? {
+        Some(tls) => Manager::from_config(config, tls, manager_config),
+        None => Manager::from_config(config, NoTls, manager_config),
+    };
+    Pool::builder(manager)
+        .max_size(settings.pool_size)
+        .runtime(deadpool_postgres::Runtime::Tokio1)
+        .wait_timeout(Some(settings.connect_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .build()
+        .map_err(|e| DbError::Invalid(format!("[directory]: {e}")))
+}
+
 impl Database {
     /// A pool to the database of `settings` (connections are made when used).
     pub fn new(settings: &PostgresSettings) -> Result<Database, DbError> {
-        let config = pg_config(settings)?;
-        let manager_config = ManagerConfig { recycling_method: RecyclingMethod::Fast };
-        let manager = match tls_connector(settings)? {
-            Some(tls) => Manager::from_config(config, tls, manager_config),
-            None => Manager::from_config(config, NoTls, manager_config),
+        let pool = pool_of(settings, pg_config(settings)?)?;
+        let replica = match &settings.read_url {
+            Some(url) => Some(pool_of(settings, config_of(settings, url, "read_url")?)?),
+            None => None,
         };
-        let pool = Pool::builder(manager)
-            .max_size(settings.pool_size)
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .wait_timeout(Some(settings.connect_timeout))
-            .create_timeout(Some(settings.connect_timeout))
-            .build()
-            .map_err(|e| DbError::Invalid(format!("[directory]: {e}")))?;
-        Ok(Database { pool, settings: Arc::new(settings.clone()) })
+        Ok(Database { pool, replica, settings: Arc::new(settings.clone()) })
     }
 
     /// A connection from the pool.

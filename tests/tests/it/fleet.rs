@@ -19,18 +19,19 @@ use exum_router_tests::postgres::Postgres;
 use exum_router_tests::sipp::{sipp_address, stat};
 use exum_router_tests::{components, http, http_get, until};
 
-/// The routers' configuration: the directory in `pg`, fabrikam defined here
-/// (its data in the database), contoso defined in the database. fabrikam's
-/// `policy_config` makes the hostile fixture panic (the others ignore it).
-fn router_toml(url: &str) -> String {
+/// The routers' configuration: the directory in the database `source` (the
+/// `[directory]` keys naming it), fabrikam defined here (its data in the
+/// database), contoso defined in the database. fabrikam's `policy_config`
+/// makes the hostile fixture panic (the others ignore it).
+fn router_toml_with(source: &str) -> String {
     format!(
         "policy_cache = \"cache\"\n\
-         [directory]\nsource = \"postgres\"\nurl = \"{}\"\npool_size = 2\nconnect_timeout_ms = 2000\n\
+         [directory]\nsource = \"postgres\"\n{}pool_size = 2\nconnect_timeout_ms = 2000\n\
          [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
          [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\ntoken = \"exum-test-admin-token\"\n\
          [[tenant]]\nid = \"fabrikam\"\ndomains = [\"fabrikam.com\"]\n\
          policy_config = \"panic\"\n",
-        url
+        source
     )
 }
 
@@ -88,10 +89,16 @@ impl Fleet {
 
     /// [`Fleet::start`] on `pg`, the routers connecting with `url`.
     async fn start_on(pg: Postgres, url: &str, n: usize) -> Fleet {
+        Fleet::start_with(pg, &format!("url = \"{url}\"\n"), n).await
+    }
+
+    /// [`Fleet::start`] on `pg`, the routers' `[directory]` naming the
+    /// database with the keys `source`.
+    async fn start_with(pg: Postgres, source: &str, n: usize) -> Fleet {
         let dir = tempfile::tempdir().expect("tempdir");
         let (plan_a, plan_b, hosted) = (UdpPeer::bind().await, UdpPeer::bind().await, UdpPeer::bind().await);
         let uas_at = sipp_address();
-        std::fs::write(dir.path().join("router.toml"), router_toml(url)).expect("write");
+        std::fs::write(dir.path().join("router.toml"), router_toml_with(source)).expect("write");
         std::fs::write(
             dir.path().join("directory.toml"),
             directory_toml(uas_at, plan_a.addr, plan_b.addr, hosted.addr),
@@ -106,7 +113,7 @@ impl Fleet {
         for i in 0..n {
             let own = dir.path().join(format!("r{i}"));
             std::fs::create_dir(&own).expect("mkdir");
-            std::fs::write(own.join("router.toml"), router_toml(url)).expect("write");
+            std::fs::write(own.join("router.toml"), router_toml_with(source)).expect("write");
             routers.push(Some(Server::start(&own.join("router.toml")).await.expect("the router starts")));
         }
         Fleet { pg, dir, routers, plan_a, plan_b, hosted, uas_at, caller: UdpPeer::bind().await }
@@ -372,6 +379,114 @@ async fn three_routers_follow_a_promoted_standby_under_load_and_lose_no_call() {
         let (ok, failed) = finished(load).await;
         assert_eq!((ok, failed), (CALLS, 0), "router {i}: every call of the load succeeded");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_routers_reading_a_standby_see_every_change_and_read_the_primary_when_its_replay_lags() {
+    use exum_router::db::follow::ReadFrom;
+    const CHANGES: usize = 40;
+    // Commits flushed as a production primary does (the tests' default
+    // leaves them to the WAL writer, up to 200 ms later, which a standby waits for).
+    let primary = tokio::task::spawn_blocking(|| Postgres::start_with(&["synchronous_commit=on"])).await.expect("join");
+    let standby = {
+        let primary = &primary;
+        tokio::task::block_in_place(|| Postgres::standby_of(primary))
+    };
+    // Changes notified by the primary, read from the standby; a read waits
+    // at most 3 s for the standby to replay the change.
+    let source = format!("url = \"{}\"\nread_url = \"{}\"\nread_wait_ms = 3000\n", primary.url(), standby.url());
+    let (owner, conn) = tokio_postgres::connect(&primary.admin_url(), tokio_postgres::NoTls).await.expect("connect");
+    tokio::spawn(conn);
+    let fleet = Fleet::start_with(primary, &source, 2).await;
+    let reads = |i: usize, from: ReadFrom| fleet.router(i).directory_status().map_or(0, |s| s.reads(from));
+    for i in 0..2 {
+        assert!(reads(i, ReadFrom::Replica) > 0, "router {i} read its directory from the standby");
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.plan_a, &format!("replica-{i}")).await;
+    }
+    // Propagation: from the UPDATE sent to the primary to the change applied
+    // by each router (commit, notification, the standby's replay, the read).
+    let mut took = Vec::new();
+    for n in 0..CHANGES {
+        let hosted = n % 2 == 0;
+        let sent = std::time::Instant::now();
+        owner
+            .execute("UPDATE exum.users SET hosted_voicemail = $1 WHERE sip = 'sip:dave@contoso.com'", &[&hosted])
+            .await
+            .expect("update");
+        let mut pending = vec![0, 1];
+        while !pending.is_empty() {
+            pending.retain(|&i| {
+                let applied = user_is_hosted(fleet.router(i), "sip:dave@contoso.com") == hosted;
+                if applied {
+                    took.push(sent.elapsed());
+                }
+                !applied
+            });
+            assert!(sent.elapsed() < Duration::from_secs(20), "change {n}: not applied by routers {pending:?}");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    took.sort();
+    let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+    println!(
+        "standby propagation over {} changes applied: p50 {:?}, p99 {:?}, max {:?}",
+        took.len(),
+        at(0.5),
+        at(0.99),
+        took[took.len() - 1]
+    );
+    for i in 0..2 {
+        println!(
+            "router {i}: reads from the replica {}, the primary (lagging) {}, (unreachable) {}",
+            reads(i, ReadFrom::Replica),
+            reads(i, ReadFrom::Lagging),
+            reads(i, ReadFrom::Unreachable)
+        );
+    }
+    // The standby's replay paused: what it holds is older than the change,
+    // so the routers read the primary (after waiting 3 s) and never apply
+    // the standby's stale state.
+    tokio::task::block_in_place(|| standby.sql("SELECT pg_wal_replay_pause()"));
+    let lagging: Vec<u64> = (0..2).map(|i| reads(i, ReadFrom::Lagging)).collect();
+    owner
+        .execute("UPDATE exum.users SET hosted_voicemail = true WHERE sip = 'sip:dave@contoso.com'", &[])
+        .await
+        .expect("update");
+    for i in 0..2 {
+        until("the change read from the primary", || user_is_hosted(fleet.router(i), "sip:dave@contoso.com")).await;
+        assert!(reads(i, ReadFrom::Lagging) > lagging[i], "router {i} passed over the lagging standby");
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.hosted, &format!("lagging-{i}")).await;
+    }
+    let on_standby = tokio::task::block_in_place(|| {
+        standby.sql("SELECT hosted_voicemail FROM exum.users WHERE sip = 'sip:dave@contoso.com'")
+    });
+    assert_eq!(on_standby.trim(), "f", "the standby still held the older state");
+    // Replaying again: reads go back to it.
+    tokio::task::block_in_place(|| standby.sql("SELECT pg_wal_replay_resume()"));
+    let replica: Vec<u64> = (0..2).map(|i| reads(i, ReadFrom::Replica)).collect();
+    owner
+        .execute("UPDATE exum.users SET hosted_voicemail = false WHERE sip = 'sip:dave@contoso.com'", &[])
+        .await
+        .expect("update");
+    for i in 0..2 {
+        until("the change read from the standby", || !user_is_hosted(fleet.router(i), "sip:dave@contoso.com")).await;
+        assert!(reads(i, ReadFrom::Replica) > replica[i], "router {i} reads the standby again");
+    }
+    // The standby gone: the primary.
+    let mut standby = standby;
+    tokio::task::block_in_place(|| standby.stop());
+    owner
+        .execute("UPDATE exum.users SET hosted_voicemail = true WHERE sip = 'sip:dave@contoso.com'", &[])
+        .await
+        .expect("update");
+    for i in 0..2 {
+        until("the change read from the primary", || user_is_hosted(fleet.router(i), "sip:dave@contoso.com")).await;
+        assert!(reads(i, ReadFrom::Unreachable) > 0, "router {i} read the primary without its standby");
+        fleet.call_reaches(i, "dave@contoso.com", &fleet.hosted, &format!("alone-{i}")).await;
+    }
+    let metrics = http_get(fleet.router(0).admin_addr().expect("admin"), "/metrics").await;
+    assert!(metrics.contains("exum_directory_reads_total{outcome=\"replica\"}"), "{metrics}");
+    drop(fleet);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -672,12 +787,8 @@ async fn the_example_deployment_imported_into_the_database_routes_as_from_its_fi
     pg_config.directory = "postgres".into();
     pg_config.directory_source =
         exum_router::control::config::DirectorySource::Postgres(exum_router::control::config::PostgresSettings {
-            url: pg.url(),
             pool_size: 1,
-            tls_ca: None,
-            connect_timeout: Duration::from_secs(5),
-            migrate: true,
-            snapshot: None,
+            ..exum_router::control::config::PostgresSettings::with_url(pg.url())
         });
     let exum_router::control::config::DirectorySource::Postgres(settings) = &pg_config.directory_source else {
         unreachable!()

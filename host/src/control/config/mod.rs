@@ -158,6 +158,31 @@ pub struct PostgresSettings {
     /// database cannot be reached (`snapshot`, true; `snapshot_file`, else
     /// `directory.snapshot` in `policy_cache`); `None`: no snapshot.
     pub snapshot: Option<PathBuf>,
+    /// A hot standby near the router that every read goes to (`read_url`, or
+    /// `read_url_env`); changes are still notified by the primary (`url`), and
+    /// a read waits until the standby has replayed the primary's position
+    /// taken after the change.
+    pub read_url: Option<String>,
+    /// How long a read waits for the standby to replay that far before it
+    /// goes to the primary instead (`read_wait_ms`, 1000).
+    pub read_wait: Duration,
+}
+
+impl PostgresSettings {
+    /// The settings of a database named by `url`, every other key at its
+    /// default (no snapshot, no read replica).
+    pub fn with_url(url: String) -> PostgresSettings {
+        PostgresSettings {
+            url,
+            pool_size: 4,
+            tls_ca: None,
+            connect_timeout: Duration::from_secs(5),
+            migrate: true,
+            snapshot: None,
+            read_url: None,
+            read_wait: Duration::from_secs(1),
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -168,6 +193,9 @@ impl std::fmt::Debug for PostgresSettings {
             .field("tls_ca", &self.tls_ca)
             .field("connect_timeout", &self.connect_timeout)
             .field("migrate", &self.migrate)
+            .field("snapshot", &self.snapshot)
+            .field("read_replica", &self.read_url.is_some())
+            .field("read_wait", &self.read_wait)
             .finish_non_exhaustive()
     }
 }
@@ -187,6 +215,9 @@ struct DirectorySection {
     migrate: Option<bool>,
     snapshot: Option<bool>,
     snapshot_file: Option<PathBuf>,
+    read_url: Option<String>,
+    read_url_env: Option<String>,
+    read_wait_ms: Option<u64>,
 }
 
 /// `[tls]`: the router's certificate and key (for its TLS listeners, and
@@ -1024,6 +1055,17 @@ mod tests {
         let DirectorySource::Postgres(s) = &pg.directory_source else { panic!("postgres") };
         assert_eq!((s.pool_size, s.migrate, s.tls_ca.is_none()), (3, true, true));
         assert!(!format!("{pg:?}").contains("hunter2pw"), "the connection string is never printed");
+        assert_eq!((s.read_url.as_deref(), s.read_wait), (None, Duration::from_secs(1)));
+        let replica = load(
+            "[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\nread_url = \"postgres://r:pw2secret@near/db\"\nread_wait_ms = 250\n",
+        )
+        .expect("valid");
+        let DirectorySource::Postgres(s) = &replica.directory_source else { panic!("postgres") };
+        assert_eq!(
+            (s.read_url.as_deref(), s.read_wait),
+            (Some("postgres://r:pw2secret@near/db"), Duration::from_millis(250))
+        );
+        assert!(!format!("{replica:?}").contains("pw2secret"), "nor the replica's");
         for (text, expected) in [
             ("[directory]\nsource = \"ldap\"\n", "directory.source: `ldap`"),
             ("[directory]\nsource = \"postgres\"\n", "directory.url: required"),
@@ -1049,6 +1091,26 @@ mod tests {
             ),
             ("[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\nuser = \"x\"\n", "directory.user"),
             ("directory = 5\n", "directory: expected a file name"),
+            (
+                "[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\nread_url = \"postgres://h:x/db\"\n",
+                "directory.read_url: not a connection string",
+            ),
+            (
+                "[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\nread_wait_ms = 500\n",
+                "directory.read_wait_ms: only with read_url",
+            ),
+            (
+                "[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\nread_url = \"postgres://r/db\"\nread_wait_ms = 0\n",
+                "directory.read_wait_ms: must be 10 to 60000",
+            ),
+            (
+                "[directory]\nsource = \"postgres\"\nurl = \"postgres://h/db\"\nread_url = \"postgres://r/db\"\nread_url_env = \"X\"\n",
+                "directory.read_url: give read_url or read_url_env, not both",
+            ),
+            (
+                "[directory]\nsource = \"file\"\nfile = \"d\"\nread_url = \"postgres://r/db\"\n",
+                "directory.read_url: only for source = \"postgres\"",
+            ),
         ] {
             let e = err(text);
             assert!(e.contains(expected), "{text}: {e}");

@@ -655,6 +655,9 @@ pub(super) fn directory_source(
                 ("connect_timeout_ms", section.connect_timeout_ms.is_some()),
                 ("snapshot", section.snapshot.is_some()),
                 ("snapshot_file", section.snapshot_file.is_some()),
+                ("read_url", section.read_url.is_some()),
+                ("read_url_env", section.read_url_env.is_some()),
+                ("read_wait_ms", section.read_wait_ms.is_some()),
             ] {
                 if given {
                     return Err((key(k), "only for source = \"postgres\"".into()));
@@ -666,16 +669,17 @@ pub(super) fn directory_source(
             if section.file.is_some() {
                 return Err((key("file"), "only for source = \"file\"".into()));
             }
-            let url_key = key(if section.url_env.is_some() { "url_env" } else { "url" });
-            let url = match (section.url, section.url_env) {
-                (Some(u), None) if !u.is_empty() => u,
-                (None, Some(var)) => std::env::var(&var).map_err(|_| {
-                    (key("url_env"), format!("the environment variable `{var}` is not set (or not UTF-8)"))
-                })?,
-                (Some(_), Some(_)) => return Err((key("url"), "give url or url_env, not both".into())),
-                _ => return Err((key("url"), "required with source = \"postgres\" (or url_env)".into())),
-            };
-            url.parse::<tokio_postgres::Config>().map_err(|e| (url_key, format!("not a connection string: {e}")))?;
+            let url = connection_string(&key, "url", section.url, section.url_env)?
+                .ok_or_else(|| (key("url"), "required with source = \"postgres\" (or url_env)".to_owned()))?;
+            let read_url = connection_string(&key, "read_url", section.read_url, section.read_url_env)?;
+            let read_wait = Duration::from_millis(section.read_wait_ms.unwrap_or(1000));
+            match (read_url.is_some(), section.read_wait_ms) {
+                (false, Some(_)) => return Err((key("read_wait_ms"), "only with read_url".into())),
+                _ if !(10..=60_000).contains(&read_wait.as_millis()) => {
+                    return Err((key("read_wait_ms"), "must be 10 to 60000".into()));
+                }
+                _ => {}
+            }
             let pool_size = section.pool_size.unwrap_or(4);
             if !(1..=64).contains(&pool_size) {
                 return Err((key("pool_size"), format!("{pool_size}: must be 1 to 64")));
@@ -710,11 +714,37 @@ pub(super) fn directory_source(
                     connect_timeout,
                     migrate: section.migrate.unwrap_or(true),
                     snapshot,
+                    read_url,
+                    read_wait,
                 }),
             ))
         }
         other => Err((key("source"), format!("`{other}`: expected \"file\" or \"postgres\""))),
     }
+}
+
+/// A connection string given as `{name}` or read from the environment
+/// variable `{name}_env`; `None` when neither is given.
+fn connection_string(
+    key: &dyn Fn(&str) -> String,
+    name: &str,
+    given: Option<String>,
+    env: Option<String>,
+) -> Result<Option<String>, (String, String)> {
+    let env_key = format!("{name}_env");
+    let (url, at) = match (given, env) {
+        (None, None) => return Ok(None),
+        (Some(u), None) if !u.is_empty() => (u, key(name)),
+        (Some(_), None) => return Err((key(name), "empty".into())),
+        (None, Some(var)) => {
+            let u = std::env::var(&var)
+                .map_err(|_| (key(&env_key), format!("the environment variable `{var}` is not set (or not UTF-8)")))?;
+            (u, key(&env_key))
+        }
+        (Some(_), Some(_)) => return Err((key(name), format!("give {name} or {env_key}, not both"))),
+    };
+    url.parse::<tokio_postgres::Config>().map_err(|e| (at, format!("not a connection string: {e}")))?;
+    Ok(Some(url))
 }
 
 /// The host's name (`uname -n`), or `exum-router` when it has none.
