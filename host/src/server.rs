@@ -490,12 +490,12 @@ async fn load_tenants(
                 }
                 (reached, _) => {
                     reached.with_context(|| format!("{}: [directory] reaching the database", config.display()))?;
-                    if settings.migrate {
-                        let applied =
-                            db.migrate().await.with_context(|| format!("{}: [directory]", config.display()))?;
-                        if !applied.is_empty() {
-                            tracing::info!(migrations = ?applied, "database schema migrated");
-                        }
+                    let prepared = db
+                        .prepare(settings.migrate, &crate::db::schema::migrations())
+                        .await
+                        .with_context(|| format!("{}: [directory]", config.display()))?;
+                    if !prepared.applied.is_empty() {
+                        tracing::info!(migrations = ?prepared.applied, "database schema migrated");
                     }
                     follow::initial(db, router_config.clone(), metrics.clone())
                         .await

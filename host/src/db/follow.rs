@@ -295,7 +295,12 @@ impl State {
         let (tx, rx) = mpsc::unbounded_channel();
         let (client, task) = self.db.connect_with(Some(tx)).await?;
         client
-            .batch_execute(&format!("LISTEN {DIRECTORY_CHANNEL}; LISTEN {POLICY_CHANNEL}"))
+            // Named with this router's schema: a migration that contracts the
+            // schema waits for older routers to go.
+            .batch_execute(&format!(
+                "SET application_name = '{}'; LISTEN {DIRECTORY_CHANNEL}; LISTEN {POLICY_CHANNEL}",
+                super::schema::session_name()
+            ))
             .await
             .map_err(DbError::pg("listening for changes"))?;
         self.notices = rx;

@@ -7,11 +7,16 @@
 //! - [`policies`]: policy versions: upload, activate, roll back, list.
 //! - [`follow`]: LISTEN/NOTIFY, per-tenant updates, resynchronisation after an
 //!   outage, staleness.
+//! - [`schema`]: migrations, and which router schemas a database works with
+//!   (rolling upgrades: expand, then contract).
+//! - [`replica`]: reading from a hot standby that has replayed the change.
+//! - [`snapshot`]: the last directory applied, kept on disk to start from.
 
 pub mod directory;
 pub mod follow;
 pub mod policies;
 pub mod replica;
+pub mod schema;
 pub mod snapshot;
 
 use std::sync::Arc;
@@ -20,10 +25,6 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 use crate::control::config::PostgresSettings;
-
-mod embedded {
-    refinery::embed_migrations!("migrations");
-}
 
 /// The channel a change to a tenant's directory rows is notified on (payload:
 /// the tenant id).
@@ -55,6 +56,10 @@ pub enum DbError {
     /// The schema could not be brought up to date.
     #[error("migrating the schema: {0}")]
     Migrate(String),
+    /// The database's schema and this router's do not work together (why,
+    /// and what to do).
+    #[error("{0}")]
+    Schema(String),
     /// A request that cannot be carried out (unknown tenant or version ...).
     #[error("{0}")]
     Invalid(String),
@@ -160,26 +165,6 @@ impl Database {
     /// A connection from the pool.
     pub async fn client(&self, what: &str) -> Result<deadpool_postgres::Object, DbError> {
         self.pool.get().await.map_err(|source| DbError::Pool { what: what.to_owned(), source })
-    }
-
-    /// Brings the schema up to date (the migrations in `host/migrations/`),
-    /// one instance at a time: an advisory lock serialises a fleet starting
-    /// together. Returns the migrations applied now.
-    pub async fn migrate(&self) -> Result<Vec<String>, DbError> {
-        // A connection of its own: the runner needs a plain client, and the
-        // advisory lock is held by the session.
-        let (mut client, task) = self.connect_with(None).await?;
-        const LOCK: i64 = 0x0065_7875_6d2d_6462; // "exum-db"
-        client
-            .execute("SELECT pg_advisory_lock($1)", &[&LOCK])
-            .await
-            .map_err(DbError::pg("taking the migration lock"))?;
-        let report = embedded::migrations::runner().run_async(&mut client).await;
-        let _ = client.execute("SELECT pg_advisory_unlock($1)", &[&LOCK]).await;
-        drop(client);
-        task.abort();
-        let report = report.map_err(|e| DbError::Migrate(e.to_string()))?;
-        Ok(report.applied_migrations().iter().map(|m| m.to_string()).collect())
     }
 
     /// A connection of its own (not from the pool), its driver task spawned;

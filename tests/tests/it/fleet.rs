@@ -490,6 +490,76 @@ async fn two_routers_reading_a_standby_see_every_change_and_read_the_primary_whe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schema_that_expands_keeps_older_routers_running_and_one_that_contracts_waits_for_them() {
+    use exum_router::db::schema;
+    let mut fleet = Fleet::start(1).await;
+    let config = fleet.dir.path().join("r0/router.toml");
+    // A newer release's migrations, applied as its first router would.
+    let database =
+        exum_router::db::Database::new(&exum_router::control::config::PostgresSettings::with_url(fleet.pg.url()))
+            .expect("database");
+    let own = schema::version();
+    let migration = |v: i32, name: &str, sql: &str| {
+        refinery::Migration::unapplied(&format!("V{v}__{name}"), sql).expect("migration")
+    };
+    // Expand: a column with a default and a table, nothing older routers read changed.
+    let expand = [
+        schema::migrations(),
+        vec![migration(
+            own + 1,
+            "user_notes",
+            "ALTER TABLE exum.users ADD COLUMN note text NOT NULL DEFAULT ''; CREATE TABLE exum.user_notes (sip text)",
+        )],
+    ]
+    .concat();
+    let prepared = database.prepare(true, &expand).await.expect("the expand step applies beside the older router");
+    assert_eq!((prepared.applied.len(), prepared.database), (1, own + 1), "{prepared:?}");
+    // The older router follows changes made the new way, and routes them.
+    fleet.sql("UPDATE exum.users SET hosted_voicemail = true, note = 'moved' WHERE sip = 'sip:dave@contoso.com'");
+    until("the change applied by the older router", || user_is_hosted(fleet.router(0), "sip:dave@contoso.com")).await;
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.hosted, "expand-0").await;
+    // It restarts against the newer schema (no migration of its own to run).
+    fleet.routers[0].take().expect("running").stop();
+    fleet.routers[0] = Some(Server::start(&config).await.expect("an older router starts against an expanded schema"));
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.hosted, "expand-1").await;
+    // Contract: a column older routers read renamed. Refused while one runs.
+    let contract = [
+        expand.clone(),
+        vec![migration(
+            own + 2,
+            "eum_renamed",
+            &format!(
+                "-- exum-router: min_router_schema = {}\nALTER TABLE exum.users RENAME COLUMN eum TO eum_address",
+                own + 2
+            ),
+        )],
+    ]
+    .concat();
+    let Err(e) = database.prepare(true, &contract).await else { panic!("contracted under an older router") };
+    let why = e.to_string();
+    assert!(why.contains(&format!("V{} works only with routers of schema {} or later", own + 2, own + 2)), "{why}");
+    assert!(why.contains(&format!("1 connected router is older: exum-router/schema-{own} at 127.0.0.1")), "{why}");
+    let version = |fleet: &Fleet| fleet.sql("SELECT max(version) FROM refinery_schema_history").trim().to_owned();
+    assert_eq!(version(&fleet), (own + 1).to_string(), "nothing applied");
+    fleet.call_reaches(0, "dave@contoso.com", &fleet.hosted, "contract-0").await;
+    // The older router gone, the contract step applies; an older router then
+    // refuses to start, saying why.
+    fleet.routers[0].take().expect("running").stop();
+    until("the older router's session gone", || {
+        fleet.sql("SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'exum-router/schema-%'").trim()
+            == "0"
+    })
+    .await;
+    let prepared = database.prepare(true, &contract).await.expect("the contract step applies");
+    assert_eq!(prepared.database, own + 2);
+    assert_eq!(fleet.sql("SELECT min_router_schema FROM exum.schema_compatibility").trim(), (own + 2).to_string());
+    let Err(e) = Server::start(&config).await else { panic!("an older router started against a contracted schema") };
+    let chain = format!("{e:#}");
+    assert!(chain.contains(&format!("works with routers of schema {} or later", own + 2)), "{chain}");
+    assert!(chain.contains(&format!("this router's schema is {own}: upgrade it")), "{chain}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_that_missed_changes_catches_up_when_it_reconnects() {
     let fleet = Fleet::start(1).await;
     fleet.call_reaches(0, "dave@contoso.com", &fleet.plan_a, "catch-0").await;
