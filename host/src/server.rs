@@ -511,7 +511,8 @@ async fn load_tenants(
     };
     // Tenants with an LDAP server: their users and contacts read from it.
     let ldap = if tenants.iter().any(|t| t.config.ldap.is_some()) {
-        let sync = Arc::new(crate::ldap::LdapSync::default());
+        let snapshot = router_config.policy_cache.as_ref().map(|d| d.join("ldap.snapshot"));
+        let sync = Arc::new(crate::ldap::LdapSync::new(snapshot));
         crate::ldap::initial(&sync, &tenants).await;
         Some(sync)
     } else {

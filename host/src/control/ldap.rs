@@ -106,6 +106,10 @@ pub struct LdapSettings {
     pub attributes: Attributes,
     /// How long connecting and binding may take.
     pub timeout: Duration,
+    /// The entries last read are kept on disk (`ldap.snapshot` in
+    /// `policy_cache`) and served, stale, when the server cannot be reached
+    /// at start (`snapshot`, true).
+    pub snapshot: bool,
 }
 
 impl std::fmt::Debug for LdapSettings {
@@ -141,6 +145,7 @@ pub(crate) struct LdapFile {
     #[serde(default)]
     attributes: Attributes,
     timeout_ms: Option<u64>,
+    snapshot: Option<bool>,
 }
 
 /// Validates `[tenant.ldap]`; `key` names it for errors, `base` is the folder
@@ -212,5 +217,6 @@ pub(crate) fn settings(file: LdapFile, key: &str, base: &Path) -> Result<LdapSet
         site_from_ou: file.site_from_ou,
         attributes: file.attributes,
         timeout: Duration::from_millis(file.timeout_ms.unwrap_or(5000)),
+        snapshot: file.snapshot.unwrap_or(true),
     })
 }

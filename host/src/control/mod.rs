@@ -3,6 +3,7 @@
 //! answers policies' imports from.
 
 pub mod acl;
+pub mod checked_file;
 pub mod config;
 pub mod directory;
 pub mod health;

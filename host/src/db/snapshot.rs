@@ -4,17 +4,17 @@
 //! tenant's active policy version (its id and the SHA-256 of its component;
 //! the components themselves beside the file, one per hash).
 //!
-//! The file is replaced atomically (written aside, synced, renamed) and
-//! checksummed: its first line is `exum-router directory snapshot 1
-//! sha256=<hex>` over the rest, JSON. A file that does not verify is refused
-//! whole, never half read.
+//! The file is replaced atomically and checksummed
+//! ([`crate::control::checked_file`]): its first line is `exum-router
+//! directory snapshot 1 sha256=<hex>` over the rest, JSON. A file that does
+//! not verify is refused whole, never half read.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::control::checked_file;
 use crate::control::directory::TenantData;
 use crate::policy::{DatabaseVersion, hex_sha256};
 
@@ -48,16 +48,7 @@ pub struct PolicyRef {
 }
 
 /// Why a snapshot cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum SnapshotError {
-    /// It cannot be read.
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
-    /// It is not a snapshot, or its checksum does not match (a torn or
-    /// altered file).
-    #[error("{path}: {reason}")]
-    Corrupt { path: PathBuf, reason: String },
-}
+pub use crate::control::checked_file::CheckedFileError as SnapshotError;
 
 impl Snapshot {
     /// How old it is.
@@ -78,19 +69,6 @@ fn components(path: &Path) -> PathBuf {
     path.with_file_name(format!("{name}.components"))
 }
 
-/// Writes `bytes` to `path` atomically: aside, synced, renamed, the folder synced.
-fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let aside = path.with_extension(format!("tmp-{}", std::process::id()));
-    let mut f = std::fs::File::create(&aside)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&aside, path)?;
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// Writes `snapshot` to `path`, with the components of `policies` (by hash,
 /// each written once).
 pub fn write(path: &Path, snapshot: &Snapshot, policies: &HashMap<String, DatabaseVersion>) -> std::io::Result<()> {
@@ -98,13 +76,11 @@ pub fn write(path: &Path, snapshot: &Snapshot, policies: &HashMap<String, Databa
     for v in policies.values() {
         let file = folder.join(format!("{}.wasm", hex_sha256(&v.bytes)));
         if !file.exists() {
-            replace(&file, &v.bytes)?;
+            checked_file::replace(&file, &v.bytes)?;
         }
     }
     let body = serde_json::to_vec(snapshot).map_err(std::io::Error::other)?;
-    let mut out = format!("{HEADER}{}\n", hex_sha256(&body)).into_bytes();
-    out.extend_from_slice(&body);
-    replace(path, &out)?;
+    checked_file::write(path, HEADER, &body)?;
     // Components no version refers to any more go.
     let wanted: std::collections::HashSet<String> =
         snapshot.policies.values().map(|p| format!("{}.wasm", p.sha256)).collect();
@@ -121,16 +97,9 @@ pub fn write(path: &Path, snapshot: &Snapshot, policies: &HashMap<String, Databa
 /// Reads and verifies the snapshot at `path`, and the components of its
 /// policy versions.
 pub fn read(path: &Path) -> Result<(Snapshot, HashMap<String, DatabaseVersion>), SnapshotError> {
-    let bytes = std::fs::read(path).map_err(|source| SnapshotError::Read { path: path.to_owned(), source })?;
+    let body = checked_file::read(path, HEADER)?;
     let corrupt = |reason: String| SnapshotError::Corrupt { path: path.to_owned(), reason };
-    let newline = bytes.iter().position(|b| *b == b'\n').ok_or_else(|| corrupt("not a snapshot".into()))?;
-    let header = std::str::from_utf8(&bytes[..newline]).map_err(|_| corrupt("not a snapshot".into()))?;
-    let expected = header.strip_prefix(HEADER).ok_or_else(|| corrupt("not a snapshot of this format".into()))?;
-    let body = &bytes[newline + 1..];
-    if hex_sha256(body) != expected {
-        return Err(corrupt("its checksum does not match (a torn or altered file)".into()));
-    }
-    let snapshot: Snapshot = serde_json::from_slice(body).map_err(|e| corrupt(format!("unreadable: {e}")))?;
+    let snapshot: Snapshot = serde_json::from_slice(&body).map_err(|e| corrupt(format!("unreadable: {e}")))?;
     let folder = components(path);
     let mut policies = HashMap::with_capacity(snapshot.policies.len());
     for (tenant, p) in &snapshot.policies {

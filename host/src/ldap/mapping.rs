@@ -8,7 +8,7 @@ use crate::control::directory::{ContactFile, ContactKind, UserFile, eum_phone_co
 use crate::control::ldap::LdapSettings;
 
 /// What one entry is for the router.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Mapped {
     /// A user.
     User(UserFile),

@@ -11,8 +11,10 @@
 //! rest of the tenant is served.
 
 pub mod mapping;
+pub mod snapshot;
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -117,12 +119,21 @@ struct TenantState {
     /// The SIP addresses of every contact LDAP ever gave (lower case): a
     /// tenant laid over again drops them from its base first.
     contact_sips: std::collections::HashSet<String>,
+    /// When the entries were last read from the server (or, restored, when
+    /// the snapshot's were).
+    read_at: Option<SystemTime>,
+    /// Serving the snapshot's entries (read then), until the server answers.
+    from_snapshot: Option<SystemTime>,
 }
 
 /// Every LDAP tenant's entries, laid over the tenants of the other source.
 #[derive(Debug, Default)]
 pub struct LdapSync {
     tenants: Mutex<HashMap<String, TenantState>>,
+    /// Where the entries are kept (`ldap.snapshot` in `policy_cache`), if they are.
+    snapshot: Option<std::path::PathBuf>,
+    /// Entries read since the snapshot was last written.
+    unsaved: AtomicBool,
 }
 
 impl crate::control::Overlay for LdapSync {
@@ -132,6 +143,60 @@ impl crate::control::Overlay for LdapSync {
 }
 
 impl LdapSync {
+    /// Entries kept on disk at `snapshot` (for the tenants that keep them).
+    pub fn new(snapshot: Option<std::path::PathBuf>) -> LdapSync {
+        LdapSync { snapshot, ..LdapSync::default() }
+    }
+
+    /// Serves `kept` (a snapshot's) as `id`'s entries: not connected, stale
+    /// since they were read.
+    fn restore(&self, id: &str, kept: snapshot::KeptEntries) {
+        let mut all = self.lock();
+        let state = all.entry(id.to_owned()).or_default();
+        let read_at = kept.read_at();
+        state.entries = kept.entries.into_iter().collect();
+        state.high_water = kept.high_water;
+        state.connected = false;
+        state.stale_since = Some(read_at);
+        state.read_at = Some(read_at);
+        state.from_snapshot = Some(read_at);
+    }
+
+    /// Writes the entries of `tenants` that keep them, when any were read
+    /// since the last write.
+    pub fn save(&self, tenants: &Tenants) {
+        let Some(path) = &self.snapshot else { return };
+        if !self.unsaved.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let kept: BTreeMap<String, snapshot::KeptEntries> = {
+            let all = self.lock();
+            tenants
+                .iter()
+                .filter(|t| t.config.ldap.as_ref().is_some_and(|l| l.snapshot))
+                .filter_map(|t| {
+                    let s = all.get(&t.config.id)?;
+                    let read_at = s.read_at?;
+                    Some((
+                        t.config.id.clone(),
+                        snapshot::KeptEntries {
+                            read_at_ms: snapshot::millis(read_at),
+                            high_water: s.high_water.clone(),
+                            entries: s.entries.iter().map(|(dn, m)| (dn.clone(), m.clone())).collect(),
+                        },
+                    ))
+                })
+                .collect()
+        };
+        if kept.is_empty() {
+            return;
+        }
+        match snapshot::write(path, &snapshot::LdapSnapshot { tenants: kept }) {
+            Ok(()) => tracing::debug!(path = %path.display(), "LDAP snapshot written"),
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot write the LDAP snapshot"),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TenantState>> {
         self.tenants.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -241,8 +306,13 @@ impl LdapSync {
             if high.is_some() && high > state.high_water {
                 state.high_water = high;
             }
+            if changed || full || !state.connected {
+                self.unsaved.store(true, Ordering::Release);
+            }
             state.connected = true;
             state.stale_since = None;
+            state.from_snapshot = None;
+            state.read_at = Some(SystemTime::now());
             state.polls += 1;
             if !changed {
                 return None;
@@ -283,6 +353,8 @@ impl LdapSync {
                     "stale_since": s.stale_since.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
                     "stale_seconds": s.stale_since.and_then(|t| t.elapsed().ok()).map_or(0, |d| d.as_secs()),
                     "entries": s.entries.len(),
+                    "from_snapshot": s.from_snapshot.is_some(),
+                    "snapshot_read_at": s.from_snapshot.map(|t| t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())),
                     "syncs": s.syncs,
                     "polls": s.polls,
                     "refused": refused,
@@ -333,9 +405,19 @@ pub async fn read(
 }
 
 /// Reads every LDAP tenant of `tenants` once (at start), in turn; a tenant
-/// whose server cannot be read starts without its LDAP entries (stale), and
-/// its follower keeps trying.
+/// whose server cannot be read starts with the entries of the snapshot (stale
+/// since they were read) or, without one, none; its follower keeps trying.
 pub async fn initial(sync: &LdapSync, tenants: &Tenants) {
+    let mut kept = match &sync.snapshot {
+        Some(path) if path.exists() => match snapshot::read(path) {
+            Ok(s) => s.tenants,
+            Err(e) => {
+                tracing::warn!(error = %e, "the LDAP snapshot cannot be used");
+                BTreeMap::new()
+            }
+        },
+        _ => BTreeMap::new(),
+    };
     for t in tenants.iter() {
         let Some(s) = &t.config.ldap else { continue };
         let started = Instant::now();
@@ -345,12 +427,20 @@ pub async fn initial(sync: &LdapSync, tenants: &Tenants) {
                 sync.apply(&t.config.id, entries, true, high);
                 tracing::info!(tenant = %t.config.id, entries = n, ms = started.elapsed().as_millis() as u64, "LDAP entries read");
             }
-            Err(e) => {
-                sync.lost(&t.config.id);
-                tracing::warn!(tenant = %t.config.id, error = %e, "LDAP directory unreachable; the tenant starts without its entries");
-            }
+            Err(e) => match kept.remove(&t.config.id).filter(|_| s.snapshot) {
+                Some(k) => {
+                    let (n, age) = (k.entries.len(), k.read_at().elapsed().map_or(0, |d| d.as_secs()));
+                    sync.restore(&t.config.id, k);
+                    tracing::warn!(tenant = %t.config.id, error = %e, entries = n, age_s = age, "LDAP directory unreachable; the tenant starts with the entries of its snapshot");
+                }
+                None => {
+                    sync.lost(&t.config.id);
+                    tracing::warn!(tenant = %t.config.id, error = %e, "LDAP directory unreachable; the tenant starts without its entries");
+                }
+            },
         }
     }
+    sync.save(tenants);
 }
 
 /// Follows each LDAP tenant of the live tenants: every poll interval the
@@ -399,6 +489,10 @@ pub async fn follow(
                     sync.lost(id);
                 }
             }
+        }
+        if sync.snapshot.is_some() && sync.unsaved.load(Ordering::Acquire) {
+            let (sync, tenants) = (sync.clone(), tenants.clone());
+            let _ = crate::spans::spawn_blocking(move || sync.save(&tenants)).await;
         }
         tokio::select! {
             _ = shutdown.changed() => return,

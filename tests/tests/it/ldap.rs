@@ -222,6 +222,11 @@ struct Peers {
 type Lab = exum_router_tests::Lab<Peers>;
 
 async fn lab() -> Lab {
+    lab_with("").await
+}
+
+/// [`lab`] with `top` at the head of the router's configuration.
+async fn lab_with(top: &str) -> Lab {
     let slapd = tokio::task::spawn_blocking(|| Slapd::start(None)).await.expect("join");
     let sip = "msRTCSIP-PrimaryUserAddress";
     slapd.add(&user(
@@ -233,7 +238,7 @@ async fn lab() -> Lab {
     let builder = LabBuilder::new();
     write_password(builder.path());
     let config = format!(
-        "directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
+        "{top}directory = \"directory.toml\"\n[[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n\
              [probes]\nenabled = false\n[admin]\naddress = \"127.0.0.1:0\"\n\
              [[tenant]]\nid = \"contoso\"\ndomains = [\"contoso.com\"]\nedge = \"sip:{}\"\n{}",
         hosted.addr,
@@ -312,6 +317,55 @@ async fn a_change_made_with_ldapmodify_is_routed_after_the_next_poll_and_a_stopp
     tokio::task::block_in_place(|| lab.slapd.restart());
     until("connected again", || sync.connected("contoso")).await;
     lab.call_reaches("zoe@contoso.com", &lab.plan, "ldap-4").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_whose_server_is_down_at_start_serves_the_entries_of_its_snapshot() {
+    let mut lab = lab_with("policy_cache = \"cache\"\n").await;
+    let snapshot = lab.path().join("cache/ldap.snapshot");
+    until("the LDAP snapshot written", || snapshot.exists()).await;
+    // Bob moves to hosted voice mail; the snapshot follows.
+    lab.slapd.modify(&format!(
+        "dn: cn=Bob,ou=Redmond,{SUFFIX}\nchangetype: modify\nadd: msExchUCVoiceMailSettings\nmsExchUCVoiceMailSettings: CsHostedVoiceMail=1\n"
+    ));
+    until("bob hosted after a poll", || lab.mode("sip:bob@contoso.com") == Some(VoicemailSetting::Hosted)).await;
+    let hosted_in_snapshot = || {
+        exum_router::ldap::snapshot::read(&snapshot).is_ok_and(|s| {
+            s.tenants["contoso"]
+                .entries
+                .iter()
+                .any(|(_, m)| matches!(m, Ok(exum_router::ldap::mapping::Mapped::User(u)) if u.hosted_voicemail))
+        })
+    };
+    until("the snapshot has bob hosted", hosted_in_snapshot).await;
+    // The router and the directory server stop; the router starts again.
+    lab.server.stop();
+    tokio::task::block_in_place(|| lab.slapd.stop());
+    let config = lab.path().join("router.toml");
+    let server = exum_router::server::Server::start(&config).await.expect("the router starts without its LDAP server");
+    let contoso = server.proxy.tenants().by_id("contoso").cloned().expect("contoso");
+    let bob = contoso.directory.user("sip:bob@contoso.com").map(|u| u.voicemail);
+    assert_eq!(bob, Some(VoicemailSetting::Hosted), "bob served from the snapshot");
+    let status = server.ldap().expect("ldap").json();
+    let status = &status[0];
+    assert_eq!(
+        (status["connected"].as_bool(), status["stale"].as_bool(), status["from_snapshot"].as_bool()),
+        (Some(false), Some(true), Some(true)),
+        "{status}"
+    );
+    assert_eq!(status["entries"].as_u64(), Some(1), "{status}");
+    // A call to bob routes the way the snapshot says.
+    let router = server.local_addr(exum_router::model::Transport::Udp).expect("udp");
+    lab.caller.send(router, &invite(lab.caller.addr, "sip:bob@contoso.com;opaque=app:voicemail", "snap-0")).await;
+    let (inv, from) = lab.hosted.expect_request("INVITE").await;
+    lab.hosted.send(from, &response(&inv, 200, "um", "")).await;
+    assert_eq!(lab.caller.final_response().await.status(), Some(200));
+    // The server back: read whole, no longer from the snapshot.
+    tokio::task::block_in_place(|| lab.slapd.restart());
+    let sync = server.ldap().expect("ldap").clone();
+    until("connected again", || sync.connected("contoso")).await;
+    assert_eq!(sync.json()[0]["from_snapshot"].as_bool(), Some(false));
+    server.stop();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
