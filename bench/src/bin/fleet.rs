@@ -144,12 +144,8 @@ async fn propagation(changes: usize) -> String {
     for (file, name) in [(components::PLAN_A, "A"), (components::PLAN_B, "B")] {
         let bytes = std::fs::read(file).expect("component");
         let db = exum_router::db::Database::new(&exum_router::control::config::PostgresSettings {
-            url: pg.url(),
             pool_size: 1,
-            tls_ca: None,
-            connect_timeout: Duration::from_secs(5),
-            migrate: true,
-            snapshot: None,
+            ..exum_router::control::config::PostgresSettings::with_url(pg.url())
         })
         .expect("db");
         let c = db.client("bench").await.expect("client");
@@ -259,12 +255,8 @@ async fn scale(tenants: usize, users: usize) -> String {
     let dir = tempfile::tempdir().expect("tempdir");
     // The schema, then the rows.
     let db_settings = exum_router::control::config::PostgresSettings {
-        url: pg.url(),
         pool_size: 2,
-        tls_ca: None,
-        connect_timeout: Duration::from_secs(5),
-        migrate: true,
-        snapshot: None,
+        ..exum_router::control::config::PostgresSettings::with_url(pg.url())
     };
     let db = exum_router::db::Database::new(&db_settings).expect("db");
     db.migrate().await.expect("migrate");
