@@ -107,10 +107,18 @@ impl Resolver {
         Resolver { dns, hosts }
     }
 
-    /// The destinations of `uri`, in the order to try them; `forced` is a
-    /// transport the decision asked for.
-    pub async fn resolve(&self, uri: &str, forced: Option<Transport>) -> Result<Vec<Destination>, ResolveError> {
-        let u = UriRef::parse(uri).map_err(|e| ResolveError::Uri(e.to_string()))?;
+    /// [`Self::resolve`] when it needs no lookup (an IP address or a static
+    /// host); `None` when it does.
+    pub fn resolve_now(&self, uri: &str, forced: Option<Transport>) -> Option<Vec<Destination>> {
+        let u = UriRef::parse(uri).ok()?;
+        let (transport, host, numeric) = self.parts(&u, forced);
+        let ips = numeric.map(|ip| vec![ip]).or_else(|| self.hosts.get(&host).cloned())?;
+        Some(destinations(&u, transport, &host, numeric, ips))
+    }
+
+    /// The transport `u` asks for (`forced` first), its host in lower case
+    /// without brackets, and the host's address when it is one.
+    fn parts(&self, u: &UriRef<'_>, forced: Option<Transport>) -> (Option<Transport>, String, Option<IpAddr>) {
         let sips = u.scheme == Scheme::Sips;
         let param = u.param("transport").flatten().map(str::to_ascii_lowercase);
         let named = match param.as_deref() {
@@ -121,25 +129,24 @@ impl Resolver {
             _ if sips => Some(Transport::Tls),
             _ => None,
         };
-        let transport = forced.or(named);
         let host = u.host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
         let numeric = exum_address::ip_literal(&host);
+        (forced.or(named), host, numeric)
+    }
+
+    /// The destinations of `uri`, in the order to try them; `forced` is a
+    /// transport the decision asked for.
+    pub async fn resolve(&self, uri: &str, forced: Option<Transport>) -> Result<Vec<Destination>, ResolveError> {
+        let u = UriRef::parse(uri).map_err(|e| ResolveError::Uri(e.to_string()))?;
+        let (transport, host, numeric) = self.parts(&u, forced);
         let fixed = numeric.map(|ip| vec![ip]).or_else(|| self.hosts.get(&host).cloned());
         // An IP address, a static host, or an explicit port: no NAPTR or SRV.
         if fixed.is_some() || u.port.is_some() {
-            let t = transport.unwrap_or(Transport::Udp);
-            let port = u.port.unwrap_or(default_port(t));
             let ips = match fixed {
                 Some(ips) => ips,
                 None => self.addresses(&host).await?,
             };
-            // A numeric host is named by its address as written canonically
-            // (a TLS server name; `2001:db8:::192.0.2.1` is not one).
-            let name = numeric.map_or_else(|| host.clone(), |ip| ip.to_string());
-            return Ok(ips
-                .into_iter()
-                .map(|ip| Destination { addr: SocketAddr::new(ip, port), transport: t, name: name.clone() })
-                .collect());
+            return Ok(destinations(&u, transport, &host, numeric, ips));
         }
         // The transport: the URI's, else NAPTR (RFC 3263 §4.1), else SRV per transport.
         let mut srv_names: Vec<(Transport, String)> = Vec::new();
@@ -270,4 +277,23 @@ impl Resolver {
         }
         out
     }
+}
+
+/// The destinations of a URI whose host needs no NAPTR or SRV lookup: each of
+/// `ips` on the URI's port (else the transport's default), over `transport`
+/// (UDP when none). A numeric host is named by its address as written
+/// canonically (a TLS server name; `2001:db8:::192.0.2.1` is not one).
+fn destinations(
+    u: &UriRef<'_>,
+    transport: Option<Transport>,
+    host: &str,
+    numeric: Option<IpAddr>,
+    ips: Vec<IpAddr>,
+) -> Vec<Destination> {
+    let t = transport.unwrap_or(Transport::Udp);
+    let port = u.port.unwrap_or(default_port(t));
+    let name = numeric.map_or_else(|| host.to_owned(), |ip| ip.to_string());
+    ips.into_iter()
+        .map(|ip| Destination { addr: SocketAddr::new(ip, port), transport: t, name: name.clone() })
+        .collect()
 }

@@ -151,9 +151,19 @@ async fn a_whole_call_to_an_on_premises_user() {
     assert_eq!(ack.first(Name::Route), None, "the router's Route was popped");
     lab.caller.send(lab.router, &in_dialog("BYE", "z9hG4bK-bye1")).await;
     let (bye, from) = lab.um1.expect_request("BYE").await;
-    lab.um1.send(from, &response(&bye, 200, "um", "")).await;
+    lab.um1.send(from, &response(&bye, 200, "um-bye", "")).await;
     let done = lab.caller.expect_response(200).await;
     assert_eq!(done.cseq(), Some((2, "BYE")));
+    // The BYE's transaction ends at once (its answer kept for retransmissions,
+    // no transaction lingers for it); the INVITE's lingers (RFC 6026).
+    assert_eq!(lab.server.proxy.active_transactions(), 1, "the INVITE's transaction lingers, the BYE's does not");
+    // The BYE again (the 200 was lost): the same 200, from the router, the UM
+    // server not asked again.
+    let retransmissions = lab.server.metrics.retransmissions.get();
+    lab.caller.send(lab.router, &in_dialog("BYE", "z9hG4bK-bye1")).await;
+    let again = lab.caller.expect_response(200).await;
+    assert_eq!(again.bytes(), done.bytes(), "the very response relayed");
+    assert_eq!(lab.server.metrics.retransmissions.get(), retransmissions + 1, "answered as a retransmission");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,7 +79,6 @@ pub(super) fn spawn(
         failed: Vec::new(),
         held,
         final_code: 0,
-        own_response: false,
         decided: None,
         attempts: Vec::new(),
         um: None,
@@ -157,9 +156,6 @@ struct RequestTask {
     held: Held,
     /// The final status sent upstream (0 before one is).
     final_code: u16,
-    /// Whether the last response sent upstream was the router's own (not a
-    /// target's relayed).
-    own_response: bool,
     /// The policy and version that decided, told how the call ended.
     decided: Option<(Arc<TenantPolicy>, Role)>,
     /// Each target tried and how it ended (`sip:um1 488 Not Acceptable Here`),
@@ -204,13 +200,21 @@ impl RequestTask {
             failed,
             held,
             invite,
-            own_response,
+            final_code,
             ..
         } = self;
-        // A non-INVITE over UDP the router answered itself: its answer is kept
-        // for retransmissions in a cache of its own, and the transaction ends.
+        // Nothing left to absorb (a non-INVITE, or an INVITE answered 2xx,
+        // over TCP or TLS): the transaction ends without lingering.
+        if server.is_terminated() {
+            drop(held);
+            proxy.table.remove(&key, &branches);
+            return;
+        }
+        // A non-INVITE over UDP answered finally (by the router or by a
+        // target): its answer is kept for retransmissions in a cache of its
+        // own, and the transaction ends.
         if !invite
-            && own_response
+            && final_code >= 200
             && source.transport == Transport::Udp
             && let Some(bytes) = &last_response
         {
@@ -254,7 +258,6 @@ impl RequestTask {
             self.proxy.send_answer_tagged(&self.req, &self.source, answer, &tag)
         };
         self.sent_upstream(answer.code, bytes, Some(self.answer_tag(tag)));
-        self.own_response = true;
     }
 
     /// Answers upstream with the response for `error` (with which target
@@ -268,7 +271,6 @@ impl RequestTask {
         let tag = self.proxy.response_tag();
         let bytes = self.proxy.reject_with(&self.req, &self.source, error, &answer, &tag);
         self.sent_upstream(error.code(), bytes, Some(self.answer_tag(tag)));
-        self.own_response = true;
     }
 
     /// Whether a failure answer `code` of the router's carries the targets
@@ -282,7 +284,6 @@ impl RequestTask {
         let bytes = resp.edit().pop_via().finish();
         self.proxy.transports.reply_kept(&self.source, self.reply_to, &bytes);
         self.sent_upstream(resp.status().unwrap_or(500), bytes, resp.to_tag().map(Into::into));
-        self.own_response = false;
     }
 
     /// The To tag of the router's answer: the request's own when it has one

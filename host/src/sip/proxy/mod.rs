@@ -61,7 +61,7 @@ pub struct Proxy {
     tenants: Arc<LiveTenants>,
     settings: SipSettings,
     table: Table,
-    /// Non-INVITE requests over UDP the router answered itself, for their
+    /// Non-INVITE requests over UDP answered finally, for their
     /// retransmissions (instead of lingering transactions).
     answered: crate::sip::transaction::answered::Answered,
     /// Tags every branch and Record-Route the router mints, so a stray 2xx and
@@ -502,9 +502,9 @@ impl Proxy {
     }
 }
 
-/// Answers kept for retransmissions of non-INVITE requests the router answered
-/// itself over UDP (see [`crate::sip::transaction::answered`]): about 64 MB at
-/// most (a few hundred bytes each).
+/// Answers kept for retransmissions of non-INVITE requests answered finally
+/// over UDP (see [`crate::sip::transaction::answered`]): about 64 MB at most
+/// (a few hundred bytes each).
 const ANSWERED_CAPACITY: usize = 200_000;
 
 /// The bytes one transaction is charged for, in the gauge of all transactions'

@@ -43,35 +43,60 @@ impl Proxy {
         }
     }
 
-    /// Forwards an ACK for a 2xx statelessly along its Route set or Request-URI.
+    /// Forwards an ACK for a 2xx statelessly along its Route set or Request-URI:
+    /// at once when the next hop needs no lookup and takes it without waiting
+    /// (UDP, or an open connection), else in a task of its own.
     pub(super) fn forward_stateless(self: &Arc<Self>, msg: Message, source: Source) {
+        let Some((target_uri, pop)) = self.next_hop_of(&msg) else { return };
+        if let Some(d) = self.resolver.resolve_now(&target_uri, None).and_then(|d| d.into_iter().next()) {
+            let Some((bytes, egress)) = self.stateless_copy(&msg, &source, &d, pop) else { return };
+            if !self.transports.send_now_kept(d.transport, egress, d.addr, &bytes) {
+                // A connection to open, or a full socket buffer: waited for.
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let _ = me.transports.send(d.transport, egress, d.addr, bytes).await;
+                });
+            }
+            return;
+        }
         let me = self.clone();
         tokio::spawn(async move {
-            let Some((target_uri, pop)) = me.next_hop_of(&msg) else { return };
             let Some(d) = me.resolver.resolve(&target_uri, None).await.ok().and_then(|d| d.into_iter().next()) else {
                 return;
             };
-            // Never to the router itself: a forged ACK naming the router
-            // would otherwise go round until Max-Forwards runs out.
-            if me.transports.is_listener(d.addr.ip(), d.addr.port()) {
-                me.drop_message(Dropped::Loop, &source, &"the next hop is the router itself");
-                return;
-            }
-            let hops = msg.max_forwards().ok().flatten().unwrap_or(70);
-            if hops == 0 {
-                return;
-            }
-            let egress = me.transports.egress(d.transport, d.addr, source.local);
-            let local = egress.map_or_else(|| "0.0.0.0".into(), |a| a.to_string());
-            let mut edit = msg.edit().received(source.addr).prepend_via(format!(
-                "{} {local};branch={};rport",
-                via_protocol(d.transport),
-                me.branch(0)
-            ));
-            edit = edit.pop_routes(pop);
-            let bytes = edit.max_forwards(hops - 1).finish();
+            let Some((bytes, egress)) = me.stateless_copy(&msg, &source, &d, pop) else { return };
             let _ = me.transports.send(d.transport, egress, d.addr, bytes).await;
         });
+    }
+
+    /// The copy of `msg` forwarded statelessly to `d` (our Via on top, `pop`
+    /// Routes removed, Max-Forwards less one) and the listener it leaves
+    /// from; `None` when it must not go (to the router itself, or no hops left).
+    fn stateless_copy(
+        &self,
+        msg: &Message,
+        source: &Source,
+        d: &crate::sip::resolve::Destination,
+        pop: usize,
+    ) -> Option<(Vec<u8>, Option<SocketAddr>)> {
+        // Never to the router itself: a forged ACK naming the router
+        // would otherwise go round until Max-Forwards runs out.
+        if self.transports.is_listener(d.addr.ip(), d.addr.port()) {
+            self.drop_message(Dropped::Loop, source, &"the next hop is the router itself");
+            return None;
+        }
+        let hops = msg.max_forwards().ok().flatten().unwrap_or(70);
+        if hops == 0 {
+            return None;
+        }
+        let egress = self.transports.egress(d.transport, d.addr, source.local);
+        let local = egress.map_or_else(|| "0.0.0.0".into(), |a| a.to_string());
+        let edit = msg
+            .edit()
+            .received(source.addr)
+            .prepend_via(format!("{} {local};branch={};rport", via_protocol(d.transport), self.branch(0)))
+            .pop_routes(pop);
+        Some((edit.max_forwards(hops - 1).finish(), egress))
     }
 
     /// The next hop of an in-dialog request (see [`next_hop`]).

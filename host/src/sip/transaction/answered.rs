@@ -1,10 +1,12 @@
-//! Requests the router answered itself with a final response, other than
-//! INVITE, over UDP: their retransmissions must get the same answer for Timer J
-//! (64·T1), but they need no transaction for it. Each is kept here as its key
-//! and the response's bytes, in a bounded cache of its own (oldest out first),
-//! instead of a lingering transaction counted against `max_transactions`: a
-//! flood of requests the router answers 404 itself costs a few hundred bytes
-//! each and cannot fill the transaction table.
+//! Requests other than INVITE over UDP that were answered finally, by the
+//! router itself or with a target's response it relayed: their
+//! retransmissions must get the same answer for Timer J (64·T1), but they need
+//! no transaction for it. Each is kept here as its key and the response's
+//! bytes, in a bounded cache of its own (oldest out first), instead of a
+//! lingering transaction (a task and a place in the table, counted against
+//! `max_transactions`): a BYE relayed, or a flood of requests the router
+//! answers 404 itself, costs a few hundred bytes each and cannot fill the
+//! transaction table.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
