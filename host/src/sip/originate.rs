@@ -2,14 +2,12 @@
 //! (100 Trying, errors, redirects, 200 to CANCEL), ACK for a non-2xx final
 //! response, CANCEL, and OPTIONS probes (RFC 3261 §8.2.6, §9.1, §17.1.1.3).
 //!
-//! Responses are built with rsip from the request's header values. The requests
-//! (ACK, CANCEL, OPTIONS) are written out directly: ACK and CANCEL must repeat
-//! the INVITE's Request-URI byte for byte, and rsip 0.4 cannot represent every
-//! Request-URI the wire layer accepts (IPv6 references among them).
+//! Everything is written out directly from the request's header values, into
+//! one buffer: the 100 Trying of every INVITE is made here, and ACK and CANCEL
+//! must repeat the INVITE's Request-URI byte for byte (IPv6 references
+//! included).
 
 use std::fmt::Write as _;
-
-use rsip::headers::UntypedHeader as _;
 
 use crate::model::wire::{Message, Name};
 
@@ -25,36 +23,40 @@ pub fn response(
     to_tag: &str,
     extra: &[(&str, &str)],
 ) -> Vec<u8> {
-    let mut headers = rsip::Headers::default();
+    // Written straight into one buffer: the 100 Trying of every INVITE is
+    // made here.
+    let mut out = String::with_capacity(req.bytes().len().min(2048) + 128);
+    let _ = write!(out, "SIP/2.0 {code} {reason}\r\n");
     for (i, via) in req.values(Name::Via).enumerate() {
-        let via = if i == 0 { crate::model::wire::with_received(via, source) } else { via.to_owned() };
-        headers.push(rsip::Header::Via(rsip::headers::Via::new(via)));
+        out.push_str("Via: ");
+        if i == 0 {
+            out.push_str(&crate::model::wire::with_received(via, source));
+        } else {
+            out.push_str(via);
+        }
+        out.push_str("\r\n");
     }
     if let Some(from) = req.first(Name::From) {
-        headers.push(rsip::Header::From(rsip::headers::From::new(from)));
+        let _ = write!(out, "From: {from}\r\n");
     }
     if let Some(to) = req.first(Name::To) {
-        let to = if code > 100 && req.to_tag().is_none() { format!("{to};tag={to_tag}") } else { to.to_owned() };
-        headers.push(rsip::Header::To(rsip::headers::To::new(to)));
+        if code > 100 && req.to_tag().is_none() {
+            let _ = write!(out, "To: {to};tag={to_tag}\r\n");
+        } else {
+            let _ = write!(out, "To: {to}\r\n");
+        }
     }
     if let Some(call_id) = req.first(Name::CallId) {
-        headers.push(rsip::Header::CallId(rsip::headers::CallId::new(call_id)));
+        let _ = write!(out, "Call-ID: {call_id}\r\n");
     }
     if let Some(cseq) = req.first(Name::CSeq) {
-        headers.push(rsip::Header::CSeq(rsip::headers::CSeq::new(cseq)));
+        let _ = write!(out, "CSeq: {cseq}\r\n");
     }
     for (name, value) in extra {
-        headers.push(rsip::Header::Other((*name).to_owned(), (*value).to_owned()));
+        let _ = write!(out, "{name}: {value}\r\n");
     }
-    headers.push(rsip::Header::Server(rsip::headers::Server::new("exum-router")));
-    headers.push(rsip::Header::ContentLength(rsip::headers::ContentLength::new("0")));
-    let response = rsip::Response {
-        status_code: rsip::StatusCode::Other(code, reason.to_owned()),
-        version: rsip::Version::V2,
-        headers,
-        body: Vec::new(),
-    };
-    response.to_string().into_bytes()
+    out.push_str("Server: exum-router\r\nContent-Length: 0\r\n\r\n");
+    out.into_bytes()
 }
 
 /// The ACK for a non-2xx final `resp` to the INVITE `sent` (the request as the
