@@ -420,7 +420,11 @@ impl Transports {
 
     async fn udp_loop(self: Arc<Self>, socket: Arc<UdpSocket>, local: Option<SocketAddr>, allow: Arc<[Cidr]>) {
         let mut buf = vec![0u8; 65_535];
+        // Made once, not per datagram: waiting for the shutdown registers
+        // with the channel only when first polled.
         let mut shutdown = self.shutdown.clone();
+        let stopped = shutdown.changed();
+        tokio::pin!(stopped);
         loop {
             let (n, peer) = tokio::select! {
                 r = socket.recv_from(&mut buf) => match r {
@@ -428,7 +432,7 @@ impl Transports {
                     // ICMP errors of earlier sends surface here on some systems.
                     Err(_) => continue,
                 },
-                _ = shutdown.changed() => return,
+                _ = &mut stopped => return,
             };
             let Some(sink) = self.sink() else { return };
             let source = Source { addr: peer, transport: Transport::Udp, tls_peer_name: None, local };
