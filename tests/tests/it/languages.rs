@@ -125,10 +125,13 @@ fn decide(
                 if let Some(offset) = offset {
                     c.utc_offset_minutes = offset;
                 }
-                // What is compared is the decisions: interpreters in a debug
-                // build on a machine the suite keeps busy get a generous
-                // deadline (as the polyglot tests give them).
-                c.limits.runtime_deadline = std::time::Duration::from_millis(1000);
+                // What is compared is the decisions, not the time: the
+                // interpreters' `init` runs in a debug build on a machine the
+                // suite keeps busy, where its wall-clock time (bounded by the
+                // budget plus a second) went past two seconds once the three
+                // language tests ran beside the sipp loads. A deadline no
+                // scheduling delay reaches: the deadlines have tests of their own.
+                c.limits.runtime_deadline = std::time::Duration::from_secs(10);
                 let tenant = Arc::new(Tenant { config: c, directory: base.directory.clone() });
                 let policy = plane.registry.install_configured(&tenant);
                 if let Some(e) = &policy.load_error {
