@@ -326,6 +326,10 @@ metrics! {
     /// Policy compiles given up because nobody waited for them any more.
     policy_compiles_abandoned: Counter = Default::default(),
         "policy_compiles_abandoned", "Policy compiles given up because nobody waited for them any more";
+    /// Tenants whose calls their fallback decides now, by why (`compiling`,
+    /// `refused`, `quarantined`); set when `/metrics` is read.
+    policy_on_fallback: Family<ReasonLabel, Gauge> = Default::default(),
+        "policy_on_fallback_tenants", "Tenants whose calls their fallback decides now, by why (compiling, refused, quarantined)";
     /// Policy versions installed at start-up still waiting to be compiled.
     policy_compile_backlog: Gauge = Default::default(),
         "policy_compile_backlog", "Policy versions installed at start-up still waiting to be compiled (their tenants' calls go to the fallback)";

@@ -8,7 +8,7 @@
 //! | `GET /health` | 200 `{"status":"ok"}` while the process runs |
 //! | `GET /version` | `{"version","commit","contract"}`: what `exum-router --version` prints |
 //! | `GET /ready` | 200 while taking calls, 503 while draining for shutdown |
-//! | `GET /tenants` | every tenant (see [`tenant_json`]) |
+//! | `GET /tenants` | every tenant (see [`tenant_json`]); `?on_fallback=true`: those whose calls their fallback decides now (`on_fallback`: `compiling`, `refused` or `quarantined`) |
 //! | `GET /tenants/{id}` | one tenant, with its counters; 404 if unknown |
 //! | `POST /tenants/{id}/reload` | reload its policy file; 200 with the tenant, or 422 with the error (the previous version keeps serving) |
 //! | `POST /reload` | reload configuration and directory; 200 with the tenants whose directory was refused (`refused`, they keep their previous one), or 422 with the error |
@@ -310,8 +310,15 @@ impl Admin {
                 self.policy_versions(req, &id, &rest).await
             }
             (&Method::GET, ["tenants"]) => {
+                // `?on_fallback=true`: only the tenants whose calls the fallback decides now.
+                let only = lifecycle::query(req.uri().query(), "on_fallback") == Some("true");
                 let tenants = self.proxy.tenants();
-                let list: Vec<Value> = tenants.iter().map(|t| tenant_json(t, &self.policy.get(t), None)).collect();
+                let list: Vec<Value> = tenants
+                    .iter()
+                    .map(|t| (t, self.policy.get(t)))
+                    .filter(|(_, p)| !only || p.fallback_reason().is_some())
+                    .map(|(t, p)| tenant_json(t, &p, None))
+                    .collect();
                 Ok(ok(&json!({ "tenants": list })))
             }
             (&Method::GET, ["tenants", id]) => {
@@ -367,6 +374,15 @@ impl Admin {
     /// `/metrics`: the gauges read on demand, then the exposition.
     fn metrics(&self) -> Response<Full<Bytes>> {
         self.proxy.metrics.transactions_active.set(self.proxy.active_transactions() as i64);
+        let mut on_fallback = std::collections::BTreeMap::from([("compiling", 0), ("refused", 0), ("quarantined", 0)]);
+        for t in self.proxy.tenants().iter() {
+            if let Some(reason) = self.policy.get(t).fallback_reason() {
+                *on_fallback.entry(reason).or_insert(0) += 1;
+            }
+        }
+        for (reason, n) in on_fallback {
+            self.proxy.metrics.policy_on_fallback.get_or_create(&crate::metrics::ReasonLabel { reason }).set(n);
+        }
         if let Some(d) = &self.directory {
             self.proxy.metrics.directory_stale_seconds.set(d.stale_seconds() as i64);
         }
@@ -496,6 +512,7 @@ pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, count
         "id": tenant.config.id,
         "domains": tenant.config.domains,
         "state": policy.state(),
+        "on_fallback": policy.fallback_reason(),
         "policy": version,
         "last_error": policy.reload_error().or_else(|| policy.load_error.clone()),
         "quarantined": policy.is_quarantined(),

@@ -162,6 +162,19 @@ impl TenantPolicy {
         }
     }
 
+    /// Why the tenant's calls are decided by its fallback now, if they are:
+    /// its own version still `compiling` (installed at start-up), `refused`
+    /// (it did not compile) or `quarantined`.
+    pub fn fallback_reason(&self) -> Option<&'static str> {
+        let own = self.own.as_ref()?;
+        match own.readiness() {
+            Readiness::Ready if self.is_quarantined() => Some("quarantined"),
+            Readiness::Ready => None,
+            Readiness::Compiling => Some("compiling"),
+            _ => Some("refused"),
+        }
+    }
+
     /// Decides where a new request goes: the canary for its share of calls,
     /// else the serving version (a shadow gets a copy, off the request path).
     pub fn route(&self, tenant: &Arc<Tenant>, req: &Request) -> Verdict {

@@ -12,6 +12,7 @@ use exum_router::server::Server;
 use exum_router_tests::json_body as body;
 use exum_router_tests::peer::{UdpPeer, request};
 use exum_router_tests::{component_variant, components, http_get, until};
+use serde_json::{Value, json};
 
 const TENANTS: usize = 30;
 
@@ -26,6 +27,11 @@ async fn call(caller: &UdpPeer, router: std::net::SocketAddr, domain: &str, id: 
             return response.status().expect("a status");
         }
     }
+}
+
+/// The value of the sample `name` (with its labels) in a `/metrics` text.
+fn metric(text: &str, name: &str) -> u64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or_else(|| panic!("no sample {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,9 +66,16 @@ async fn a_cold_start_serves_from_the_fallback_and_compiles_the_called_tenant_fi
     // Serving at once: the last tenant in the queue is still compiling, its
     // call decided by its fallback (not a fault: nothing is quarantined).
     let t = body(&http_get(admin, &format!("/tenants/{last}")).await);
-    assert_eq!(t["state"], "compiling", "{t}");
-    assert_eq!(call(&caller, router, &format!("{last}.test"), "c1").await, 480);
+    assert_eq!((&t["state"], &t["on_fallback"]), (&json!("compiling"), &json!("compiling")), "{t}");
+    // Which tenants the fallback decides for, and how many: it among them.
+    let listed = body(&http_get(admin, "/tenants?on_fallback=true").await);
+    let listed: Vec<&str> =
+        listed["tenants"].as_array().expect("tenants").iter().filter_map(|t| t["id"].as_str()).collect();
+    assert!(listed.contains(&last.as_str()) && !listed.contains(&"bad"), "{listed:?}");
     let metrics = http_get(admin, "/metrics").await;
+    let on_fallback = metric(&metrics, "exum_policy_on_fallback_tenants{reason=\"compiling\"}");
+    assert!(on_fallback >= 1, "{metrics}");
+    assert_eq!(call(&caller, router, &format!("{last}.test"), "c1").await, 480);
     assert!(metrics.contains("exum_policy_compile_backlog "), "the backlog is exported");
 
     // Called, it goes first: it serves while tenants queued before it still wait.
@@ -81,8 +94,12 @@ async fn a_cold_start_serves_from_the_fallback_and_compiles_the_called_tenant_fi
     until("the backlog drained", || server.metrics.policy_compile_backlog.get() == 0).await;
     for i in 0..TENANTS {
         let t = body(&http_get(admin, &format!("/tenants/t{i}")).await);
-        assert_eq!(t["state"], "active", "{t}");
+        assert_eq!((&t["state"], &t["on_fallback"]), (&json!("active"), &Value::Null), "{t}");
     }
+    let listed = body(&http_get(admin, "/tenants?on_fallback=true").await);
+    assert_eq!(listed["tenants"], json!([]), "nobody on the fallback any more");
+    let metrics = http_get(admin, "/metrics").await;
+    assert_eq!(metric(&metrics, "exum_policy_on_fallback_tenants{reason=\"compiling\"}"), 0, "{metrics}");
     let first = server.proxy.tenants().by_id("t0").expect("t0").clone();
     assert!(!server.policy.get(&first).own.as_ref().expect("own").is_loaded(), "t0's code is only on disk");
     assert_eq!(call(&caller, router, "t0.test", "c3").await, 503);
