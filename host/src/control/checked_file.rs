@@ -29,8 +29,8 @@ pub enum CheckedFileError {
     },
 }
 
-/// SHA-256 of `bytes`, hex.
-fn sha256(bytes: &[u8]) -> String {
+/// SHA-256 of `bytes`, hex (the hash of components, artifacts and state files).
+pub fn hex_sha256(bytes: &[u8]) -> String {
     use sha2::Digest as _;
     let digest = sha2::Sha256::digest(bytes);
     digest.iter().map(|b| format!("{b:02x}")).collect()
@@ -51,7 +51,7 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 
 /// Writes `body` to `path` atomically under the line `header` + its checksum.
 pub fn write(path: &Path, header: &str, body: &[u8]) -> std::io::Result<()> {
-    let mut out = format!("{header}{}\n", sha256(body)).into_bytes();
+    let mut out = format!("{header}{}\n", hex_sha256(body)).into_bytes();
     out.extend_from_slice(body);
     replace(path, &out)
 }
@@ -65,7 +65,7 @@ pub fn read(path: &Path, header: &str) -> Result<Vec<u8>, CheckedFileError> {
     let first = std::str::from_utf8(&bytes[..newline]).map_err(|_| corrupt("not a snapshot"))?;
     let expected = first.strip_prefix(header).ok_or_else(|| corrupt("not a snapshot of this format"))?.to_owned();
     let body = bytes.split_off(newline + 1);
-    if sha256(&body) != expected {
+    if hex_sha256(&body) != expected {
         return Err(corrupt("its checksum does not match (a torn or altered file)"));
     }
     Ok(body)

@@ -21,7 +21,7 @@ use tokio_postgres::Notification;
 use tracing::Instrument as _;
 
 use super::directory::{self as rows, TenantRows, Unreadable};
-pub use super::replica::ReadFrom;
+use super::replica::ReadFrom;
 use super::snapshot::{self, Kept, PolicyRef, Snapshot};
 use super::{DIRECTORY_CHANNEL, Database, DbError, POLICY_CHANNEL, policies};
 use crate::control::config::RouterConfig;

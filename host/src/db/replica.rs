@@ -49,11 +49,6 @@ const REACHED: &str = "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_rep
 const POLL: (Duration, Duration) = (Duration::from_millis(1), Duration::from_millis(20));
 
 impl Database {
-    /// Whether reads go to a replica (`read_url`).
-    pub fn has_replica(&self) -> bool {
-        self.replica.is_some()
-    }
-
     /// A connection to read from that sees at least what the primary holds
     /// now: the replica once it has replayed the primary's position, else the
     /// primary; with where it is.
@@ -65,14 +60,17 @@ impl Database {
             .await
             .map_err(DbError::pg(format!("{what}: the primary's WAL position")))?
             .get(0);
+        // Back to the pool while the replica is waited for.
+        drop(primary);
+        let fallback = async |from| Ok((self.client(what).await?, from));
         let deadline = Instant::now() + self.settings.read_wait;
         let conn = match timeout_at(deadline, replica.get()).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "the read replica cannot be reached; reading the primary");
-                return Ok((primary, ReadFrom::Unreachable));
+                return fallback(ReadFrom::Unreachable).await;
             }
-            Err(_) => return Ok((primary, ReadFrom::Unreachable)),
+            Err(_) => return fallback(ReadFrom::Unreachable).await,
         };
         let mut pause = POLL.0;
         loop {
@@ -81,12 +79,12 @@ impl Database {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %super::describe(&e), "the read replica cannot be read; reading the primary");
-                    return Ok((primary, ReadFrom::Unreachable));
+                    return fallback(ReadFrom::Unreachable).await;
                 }
-                Err(_) => return Ok((primary, ReadFrom::Lagging)),
+                Err(_) => return fallback(ReadFrom::Lagging).await,
             }
             if Instant::now() + pause >= deadline {
-                return Ok((primary, ReadFrom::Lagging));
+                return fallback(ReadFrom::Lagging).await;
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(POLL.1);

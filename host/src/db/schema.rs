@@ -27,7 +27,7 @@ const LOCK: i64 = 0x0065_7875_6d2d_6462;
 /// How a migration declares the oldest router schema that works with it.
 const MARKER: &str = "-- exum-router: min_router_schema =";
 /// How a router's listening session is named, followed by its schema version.
-pub const SESSION_PREFIX: &str = "exum-router/schema-";
+const SESSION_PREFIX: &str = "exum-router/schema-";
 
 /// This router's migrations, in order.
 pub fn migrations() -> Vec<Migration> {
@@ -62,8 +62,6 @@ pub struct Prepared {
     pub applied: Vec<String>,
     /// The database's schema version, after.
     pub database: i32,
-    /// The schema version of the migrations given.
-    pub router: i32,
 }
 
 impl Database {
@@ -100,7 +98,7 @@ async fn prepare_locked(
 ) -> Result<Prepared, DbError> {
     let router = version_of(migrations);
     let (database, floor) = state(client).await?;
-    let done = |applied, database| Ok(Prepared { applied, database, router });
+    let done = |applied, database| Ok(Prepared { applied, database });
     if database > router {
         if router < floor {
             return Err(DbError::Schema(format!(

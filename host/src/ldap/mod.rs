@@ -193,7 +193,11 @@ impl LdapSync {
         }
         match snapshot::write(path, &snapshot::LdapSnapshot { tenants: kept }) {
             Ok(()) => tracing::debug!(path = %path.display(), "LDAP snapshot written"),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "cannot write the LDAP snapshot"),
+            Err(e) => {
+                // Tried again at the next look.
+                self.unsaved.store(true, Ordering::Release);
+                tracing::warn!(path = %path.display(), error = %e, "cannot write the LDAP snapshot");
+            }
         }
     }
 
@@ -306,7 +310,7 @@ impl LdapSync {
             if high.is_some() && high > state.high_water {
                 state.high_water = high;
             }
-            if changed || full || !state.connected {
+            if changed || !state.connected {
                 self.unsaved.store(true, Ordering::Release);
             }
             state.connected = true;

@@ -1,8 +1,8 @@
 //! Each LDAP tenant's last entries on disk (`ldap.snapshot` in
 //! `policy_cache`): a tenant whose directory server cannot be reached when
 //! the router starts serves the entries it last read, stale since then,
-//! instead of none. Written when a tenant's entries change and after each
-//! full read; replaced atomically and checksummed
+//! instead of none. Written when a tenant's entries change or its server
+//! answers again; replaced atomically and checksummed
 //! ([`crate::control::checked_file`]). A tenant opts out with
 //! `[tenant.ldap] snapshot = false`.
 

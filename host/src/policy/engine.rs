@@ -8,7 +8,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
-use sha2::{Digest, Sha256};
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, OptLevel};
@@ -818,10 +817,7 @@ pub fn is_component(bytes: &[u8]) -> bool {
     bytes.len() >= 8 && bytes.starts_with(b"\0asm") && bytes[6..8] == [1, 0]
 }
 
-/// SHA-256 of `bytes`, hex: the content hash policies are known by.
-pub fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::control::checked_file::hex_sha256;
 
 /// Advances the engine's epoch on its own thread, until dropped: every
 /// [`EPOCH_TICK`] while a call is in progress, else every [`IDLE_EPOCH_TICK`].

@@ -111,34 +111,16 @@ impl Resolver {
     /// host); `None` when it does.
     pub fn resolve_now(&self, uri: &str, forced: Option<Transport>) -> Option<Vec<Destination>> {
         let u = UriRef::parse(uri).ok()?;
-        let (transport, host, numeric) = self.parts(&u, forced);
+        let (transport, host, numeric) = parts(&u, forced);
         let ips = numeric.map(|ip| vec![ip]).or_else(|| self.hosts.get(&host).cloned())?;
         Some(destinations(&u, transport, &host, numeric, ips))
-    }
-
-    /// The transport `u` asks for (`forced` first), its host in lower case
-    /// without brackets, and the host's address when it is one.
-    fn parts(&self, u: &UriRef<'_>, forced: Option<Transport>) -> (Option<Transport>, String, Option<IpAddr>) {
-        let sips = u.scheme == Scheme::Sips;
-        let param = u.param("transport").flatten().map(str::to_ascii_lowercase);
-        let named = match param.as_deref() {
-            Some("tcp") if sips => Some(Transport::Tls),
-            Some("tcp") => Some(Transport::Tcp),
-            Some("tls") => Some(Transport::Tls),
-            Some("udp") => Some(Transport::Udp),
-            _ if sips => Some(Transport::Tls),
-            _ => None,
-        };
-        let host = u.host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
-        let numeric = exum_address::ip_literal(&host);
-        (forced.or(named), host, numeric)
     }
 
     /// The destinations of `uri`, in the order to try them; `forced` is a
     /// transport the decision asked for.
     pub async fn resolve(&self, uri: &str, forced: Option<Transport>) -> Result<Vec<Destination>, ResolveError> {
         let u = UriRef::parse(uri).map_err(|e| ResolveError::Uri(e.to_string()))?;
-        let (transport, host, numeric) = self.parts(&u, forced);
+        let (transport, host, numeric) = parts(&u, forced);
         let fixed = numeric.map(|ip| vec![ip]).or_else(|| self.hosts.get(&host).cloned());
         // An IP address, a static host, or an explicit port: no NAPTR or SRV.
         if fixed.is_some() || u.port.is_some() {
@@ -277,6 +259,24 @@ impl Resolver {
         }
         out
     }
+}
+
+/// The transport `u` asks for (`forced` first), its host in lower case
+/// without brackets, and the host's address when it is one.
+fn parts(u: &UriRef<'_>, forced: Option<Transport>) -> (Option<Transport>, String, Option<IpAddr>) {
+    let sips = u.scheme == Scheme::Sips;
+    let param = u.param("transport").flatten().map(str::to_ascii_lowercase);
+    let named = match param.as_deref() {
+        Some("tcp") if sips => Some(Transport::Tls),
+        Some("tcp") => Some(Transport::Tcp),
+        Some("tls") => Some(Transport::Tls),
+        Some("udp") => Some(Transport::Udp),
+        _ if sips => Some(Transport::Tls),
+        _ => None,
+    };
+    let host = u.host.trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+    let numeric = exum_address::ip_literal(&host);
+    (forced.or(named), host, numeric)
 }
 
 /// The destinations of a URI whose host needs no NAPTR or SRV lookup: each of

@@ -29,7 +29,7 @@ pub(crate) fn json(body: &str) -> serde_json::Value {
 }
 
 /// The value of a sample in a Prometheus exposition, parsed by a real parser.
-fn sample(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn sample(exposition: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
     let scrape =
         prometheus_parse::Scrape::parse(exposition.lines().map(|l| Ok(l.to_owned()))).expect("valid exposition");
     scrape

@@ -14,6 +14,8 @@ use exum_router_tests::peer::{UdpPeer, request};
 use exum_router_tests::{component_variant, components, http_get, until};
 use serde_json::{Value, json};
 
+use crate::admin::sample;
+
 const TENANTS: usize = 30;
 
 /// A call to `bob@domain`: the final status the caller gets (retransmissions
@@ -27,11 +29,6 @@ async fn call(caller: &UdpPeer, router: std::net::SocketAddr, domain: &str, id: 
             return response.status().expect("a status");
         }
     }
-}
-
-/// The value of the sample `name` (with its labels) in a `/metrics` text.
-fn metric(text: &str, name: &str) -> u64 {
-    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or_else(|| panic!("no sample {name}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -73,8 +70,8 @@ async fn a_cold_start_serves_from_the_fallback_and_compiles_the_called_tenant_fi
         listed["tenants"].as_array().expect("tenants").iter().filter_map(|t| t["id"].as_str()).collect();
     assert!(listed.contains(&last.as_str()) && !listed.contains(&"bad"), "{listed:?}");
     let metrics = http_get(admin, "/metrics").await;
-    let on_fallback = metric(&metrics, "exum_policy_on_fallback_tenants{reason=\"compiling\"}");
-    assert!(on_fallback >= 1, "{metrics}");
+    let on_fallback = sample(&metrics, "exum_policy_on_fallback_tenants", &[("reason", "compiling")]);
+    assert!(on_fallback >= 1.0, "{metrics}");
     assert_eq!(call(&caller, router, &format!("{last}.test"), "c1").await, 480);
     assert!(metrics.contains("exum_policy_compile_backlog "), "the backlog is exported");
 
@@ -99,7 +96,8 @@ async fn a_cold_start_serves_from_the_fallback_and_compiles_the_called_tenant_fi
     let listed = body(&http_get(admin, "/tenants?on_fallback=true").await);
     assert_eq!(listed["tenants"], json!([]), "nobody on the fallback any more");
     let metrics = http_get(admin, "/metrics").await;
-    assert_eq!(metric(&metrics, "exum_policy_on_fallback_tenants{reason=\"compiling\"}"), 0, "{metrics}");
+    let on_fallback = sample(&metrics, "exum_policy_on_fallback_tenants", &[("reason", "compiling")]);
+    assert!(on_fallback == 0.0 && metrics.contains("exum_policy_on_fallback_tenants{"), "{metrics}");
     let first = server.proxy.tenants().by_id("t0").expect("t0").clone();
     assert!(!server.policy.get(&first).own.as_ref().expect("own").is_loaded(), "t0's code is only on disk");
     assert_eq!(call(&caller, router, "t0.test", "c3").await, 503);

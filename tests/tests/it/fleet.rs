@@ -329,15 +329,18 @@ async fn three_routers_follow_one_database_under_load_through_its_outage_and_a_r
     }
 }
 
+/// A PostgreSQL primary (with the server `settings`) and a streaming standby of it.
+async fn primary_and_standby(settings: &'static [&'static str]) -> (Postgres, Postgres) {
+    let primary = tokio::task::spawn_blocking(|| Postgres::start_with(settings)).await.expect("join");
+    let standby = tokio::task::block_in_place(|| Postgres::standby_of(&primary));
+    (primary, standby)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_routers_follow_a_promoted_standby_under_load_and_lose_no_call() {
     const RATE: u64 = 15;
     const CALLS: u64 = 30 * RATE;
-    let primary = tokio::task::spawn_blocking(Postgres::start).await.expect("join");
-    let standby = {
-        let primary = &primary;
-        tokio::task::block_in_place(|| Postgres::standby_of(primary))
-    };
+    let (primary, standby) = primary_and_standby(&[]).await;
     // Both hosts, the one taking writes chosen: the primary now, the standby once promoted.
     let url = format!(
         "postgres://router@127.0.0.1:{},127.0.0.1:{}/exum?target_session_attrs=read-write",
@@ -383,15 +386,11 @@ async fn three_routers_follow_a_promoted_standby_under_load_and_lose_no_call() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_routers_reading_a_standby_see_every_change_and_read_the_primary_when_its_replay_lags() {
-    use exum_router::db::follow::ReadFrom;
+    use exum_router::db::replica::ReadFrom;
     const CHANGES: usize = 40;
     // Commits flushed as a production primary does (the tests' default
     // leaves them to the WAL writer, up to 200 ms later, which a standby waits for).
-    let primary = tokio::task::spawn_blocking(|| Postgres::start_with(&["synchronous_commit=on"])).await.expect("join");
-    let standby = {
-        let primary = &primary;
-        tokio::task::block_in_place(|| Postgres::standby_of(primary))
-    };
+    let (primary, standby) = primary_and_standby(&["synchronous_commit=on"]).await;
     // Changes notified by the primary, read from the standby; a read waits
     // at most 3 s for the standby to replay the change.
     let source = format!("url = \"{}\"\nread_url = \"{}\"\nread_wait_ms = 3000\n", primary.url(), standby.url());

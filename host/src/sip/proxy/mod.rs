@@ -110,7 +110,7 @@ impl Proxy {
             tenants: tenants.clone(),
             settings,
             table: Table::default(),
-            answered: crate::sip::transaction::answered::Answered::new(ANSWERED_CAPACITY),
+            answered: crate::sip::transaction::answered::Answered::new(ANSWERED_CAPACITY, ANSWERED_MAX_BYTES),
             secret,
             stray_2xx: RateLimit::per_second(settings.overload.stray_2xx_per_second),
             name,
@@ -346,7 +346,8 @@ impl Proxy {
         };
         let method = msg.method().unwrap_or("");
         let existing = self.table.server(&key);
-        // A retransmission of a request the router answered itself: the same answer.
+        // A retransmission of a request answered finally (by the router or a
+        // target) without a transaction left: the same answer.
         // (Only non-INVITEs are kept: an INVITE's lookup is skipped.)
         if existing.is_none()
             && !matches!(method, "ACK" | "CANCEL" | "INVITE")
@@ -503,9 +504,10 @@ impl Proxy {
 }
 
 /// Answers kept for retransmissions of non-INVITE requests answered finally
-/// over UDP (see [`crate::sip::transaction::answered`]): about 64 MB at most
-/// (a few hundred bytes each).
+/// over UDP (see [`crate::sip::transaction::answered`]), at most: a few
+/// hundred bytes each; a relayed response may be larger, hence the bytes too.
 const ANSWERED_CAPACITY: usize = 200_000;
+const ANSWERED_MAX_BYTES: usize = 64 << 20;
 
 /// The bytes one transaction is charged for, in the gauge of all transactions'
 /// bytes until dropped (when the transaction's lingering ends). An estimate of

@@ -34,6 +34,7 @@ struct Entry {
 #[derive(Debug)]
 pub struct Answered {
     capacity: usize,
+    max_bytes: usize,
     inner: Mutex<Inner>,
 }
 
@@ -42,12 +43,15 @@ struct Inner {
     by_key: HashMap<String, Entry, foldhash::fast::RandomState>,
     /// Keys in the order they were answered, with when they expire.
     order: VecDeque<(String, Instant)>,
+    /// The bytes of the answers kept.
+    bytes: usize,
 }
 
 impl Answered {
-    /// A cache of at most `capacity` answers.
-    pub fn new(capacity: usize) -> Answered {
-        Answered { capacity, inner: Mutex::default() }
+    /// A cache of at most `capacity` answers and `max_bytes` of them (a
+    /// relayed response may be as large as a message may be).
+    pub fn new(capacity: usize, max_bytes: usize) -> Answered {
+        Answered { capacity, max_bytes, inner: Mutex::default() }
     }
 
     /// Keeps `answer` for the request `key` until `keep` from now; the oldest
@@ -58,19 +62,28 @@ impl Answered {
         }
         let now = Instant::now();
         let until = now + keep;
+        let size = answer.bytes.len();
+        if size > self.max_bytes {
+            return;
+        }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((oldest, expires)) = inner.order.front().cloned() {
-            if expires > now && inner.by_key.len() < self.capacity {
+            if expires > now && inner.by_key.len() < self.capacity && inner.bytes + size <= self.max_bytes {
                 break;
             }
             inner.order.pop_front();
             // Unless the key was answered again since (a later place stands for it).
-            if inner.by_key.get(&oldest).is_some_and(|e| e.until == expires) {
-                inner.by_key.remove(&oldest);
+            if inner.by_key.get(&oldest).is_some_and(|e| e.until == expires)
+                && let Some(gone) = inner.by_key.remove(&oldest)
+            {
+                inner.bytes -= gone.answer.bytes.len();
             }
         }
         inner.order.push_back((key.clone(), until));
-        inner.by_key.insert(key, Entry { answer, until });
+        inner.bytes += size;
+        if let Some(replaced) = inner.by_key.insert(key, Entry { answer, until }) {
+            inner.bytes -= replaced.answer.bytes.len();
+        }
     }
 
     /// The answer to resend for a retransmission of `key`, if it is kept.
@@ -100,7 +113,7 @@ mod tests {
 
     #[test]
     fn keeps_answers_until_they_expire_and_at_most_its_capacity() {
-        let cache = Answered::new(2);
+        let cache = Answered::new(2, 1 << 20);
         cache.insert("a".into(), answer(1), Duration::from_secs(30));
         cache.insert("b".into(), answer(2), Duration::from_secs(30));
         assert_eq!(cache.get("a").map(|a| a.bytes[0]), Some(1));
@@ -110,6 +123,22 @@ mod tests {
         assert_eq!(cache.get("c").map(|a| a.bytes[0]), Some(3));
         cache.insert("d".into(), answer(4), Duration::ZERO);
         assert!(cache.get("d").is_none(), "expired at once");
-        assert!(Answered::new(0).get("x").is_none());
+        assert!(Answered::new(0, 1 << 20).get("x").is_none());
+    }
+
+    #[test]
+    fn keeps_at_most_its_bytes() {
+        let big = |n: u8| Answer { bytes: Arc::from(vec![n; 400]), to: ([127, 0, 0, 1], 5060).into(), local: None };
+        let cache = Answered::new(100, 1000);
+        cache.insert("a".into(), big(1), Duration::from_secs(30));
+        cache.insert("b".into(), big(2), Duration::from_secs(30));
+        // Answered again: its bytes counted once.
+        cache.insert("b".into(), big(3), Duration::from_secs(30));
+        assert_eq!((cache.len(), cache.get("a").is_some()), (2, true));
+        cache.insert("c".into(), big(4), Duration::from_secs(30));
+        assert!(cache.get("a").is_none(), "the oldest went for the bytes");
+        assert_eq!((cache.get("b").map(|a| a.bytes[0]), cache.get("c").map(|a| a.bytes[0])), (Some(3), Some(4)));
+        cache.insert("huge".into(), Answer { bytes: Arc::from(vec![0; 2000]), ..big(0) }, Duration::from_secs(30));
+        assert!(cache.get("huge").is_none() && cache.get("c").is_some(), "larger than the cache: not kept");
     }
 }
