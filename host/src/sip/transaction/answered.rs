@@ -68,7 +68,10 @@ impl Answered {
         }
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         while let Some((oldest, expires)) = inner.order.front().cloned() {
-            if expires > now && inner.by_key.len() < self.capacity && inner.bytes + size <= self.max_bytes {
+            // The key answered again: its earlier answer's place and bytes are its own.
+            let replacing = inner.by_key.get(&key).map_or(0, |e| e.answer.bytes.len());
+            let entries = inner.by_key.len() - usize::from(inner.by_key.contains_key(&key));
+            if expires > now && entries < self.capacity && inner.bytes - replacing + size <= self.max_bytes {
                 break;
             }
             inner.order.pop_front();
