@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -153,14 +153,18 @@ test('the test host answers each import from its directory', () => {
 
 test('the committed WIT types are those jco generates from sdk/wit/policy.wit', () => {
   const out = mkdtempSync(join(tmpdir(), 'exum-types-'));
-  const root = new URL('..', import.meta.url).pathname;
-  execFileSync(join(root, 'node_modules/.bin/jco'), ['types', '../sdk/wit/policy.wit', '-n', 'policy', '-o', out, '-q'], {
-    cwd: root,
-  });
-  const files = (dir) => readdirSync(dir, { recursive: true }).filter((f) => f.endsWith('.d.ts')).sort();
-  const committed = join(root, 'types/wit');
-  assert.deepEqual(files(out), files(committed));
-  for (const f of files(out)) {
-    assert.equal(readFileSync(join(committed, f), 'utf8'), readFileSync(join(out, f), 'utf8'), `${f}: run npm run gen-types`);
+  try {
+    const root = new URL('..', import.meta.url).pathname;
+    execFileSync(join(root, 'node_modules/.bin/jco'), ['types', '../sdk/wit/policy.wit', '-n', 'policy', '-o', out, '-q'], {
+      cwd: root,
+    });
+    const files = (dir) => readdirSync(dir, { recursive: true }).filter((f) => f.endsWith('.d.ts')).sort();
+    const committed = join(root, 'types/wit');
+    assert.deepEqual(files(out), files(committed));
+    for (const f of files(out)) {
+      assert.equal(readFileSync(join(committed, f), 'utf8'), readFileSync(join(out, f), 'utf8'), `${f}: run npm run gen-types`);
+    }
+  } finally {
+    rmSync(out, { recursive: true, force: true });
   }
 });
