@@ -323,6 +323,12 @@ metrics! {
     /// Policy components loaded from the disk cache of compiled artifacts.
     policy_disk_hits: Counter = Default::default(),
         "policy_disk_cache_hits", "Policy components loaded from the disk cache of compiled artifacts";
+    /// Compiled artifacts taken from the fleet's shared cache.
+    policy_shared_cache_hits: Counter = Default::default(),
+        "policy_shared_cache_hits", "Compiled policy artifacts taken from the fleet's shared cache instead of compiled";
+    /// Artifacts of the shared cache refused (a tag the fleet's key did not make).
+    policy_shared_cache_refused: Counter = Default::default(),
+        "policy_shared_cache_refused", "Artifacts of the fleet's shared cache refused: their tag does not match the fleet's key, or the file is cut short";
     /// Policy compiles given up because nobody waited for them any more.
     policy_compiles_abandoned: Counter = Default::default(),
         "policy_compiles_abandoned", "Policy compiles given up because nobody waited for them any more";
@@ -333,6 +339,9 @@ metrics! {
     /// Policy versions installed at start-up still waiting to be compiled.
     policy_compile_backlog: Gauge = Default::default(),
         "policy_compile_backlog", "Policy versions installed at start-up still waiting to be compiled (their tenants' calls go to the fallback)";
+    /// Policy versions serving the quick tier's code until Cranelift's.
+    policy_optimize_backlog: Gauge = Default::default(),
+        "policy_optimize_backlog", "Policy versions compiled at start-up with the quick tier (Winch) whose optimised code (Cranelift) is not compiled yet";
     /// Decisions per policy version and role.
     version_decisions: Family<VersionLabels, Counter> = Default::default(),
         "policy_version_decisions", "Decisions per policy version and role (serving, canary, shadow)";

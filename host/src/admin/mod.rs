@@ -497,6 +497,7 @@ pub fn tenant_json(tenant: &crate::control::Tenant, policy: &TenantPolicy, count
             "hash": v.hash,
             "size": v.size,
             "loaded": v.is_loaded(),
+            "compiler": v.compiler().map(crate::policy::engine::Compiler::name),
             "loaded_at": v.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             "manifest": v.manifest,
             "limits": {

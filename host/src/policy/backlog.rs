@@ -8,6 +8,15 @@
 //! call first (its calls decided by the tenant's fallback meanwhile).
 //! A compiled version goes to the disk cache and its code leaves memory: it is
 //! mapped again at its first call, as a warm start does.
+//!
+//! Two tiers: a version is first compiled with Winch (the quick tier: about
+//! five times faster to compile, code about a third slower), which is enough
+//! for its tenant to decide with its own policy; once every version waiting
+//! has its quick code, the same workers compile each with Cranelift, one at a
+//! time and in the order they were installed, and the optimised code replaces
+//! the quick one (new instances are made from it; the quick artifact leaves
+//! the disk cache). A component Winch cannot compile is compiled by Cranelift
+//! in its first turn.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -106,13 +115,25 @@ struct Job {
     tenant: Arc<Tenant>,
 }
 
+/// Which of its two compiles a job is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// The first: quick code, so that the tenant decides with its own policy.
+    First,
+    /// Cranelift's code replacing the quick tier's.
+    Optimize,
+}
+
 #[derive(Default)]
 struct Queues {
     /// Versions a call came for, first called first.
     demanded: VecDeque<Job>,
     /// The others, in the order installed.
     queued: VecDeque<Job>,
-    /// Jobs being compiled now.
+    /// Versions serving quick code, waiting for Cranelift's, in the order
+    /// their quick code was made.
+    optimize: VecDeque<Job>,
+    /// First-tier jobs being compiled now.
     busy: usize,
     /// The router serves: the workers yield to the threads carrying calls.
     serving: bool,
@@ -130,6 +151,9 @@ pub struct Backlog {
     changed: Condvar,
     /// Versions waiting or being compiled (`exum_policy_compile_backlog`).
     waiting: Gauge,
+    /// Versions serving quick code until Cranelift's replaces it
+    /// (`exum_policy_optimize_backlog`).
+    optimizing: Gauge,
     on_failed: OnceLock<OnFailed>,
 }
 
@@ -140,13 +164,16 @@ impl std::fmt::Debug for Backlog {
 }
 
 impl Backlog {
-    /// An empty backlog compiling with `engine`, counting into `waiting`.
-    pub fn new(engine: Arc<PolicyEngine>, waiting: Gauge) -> Arc<Backlog> {
+    /// An empty backlog compiling with `engine`, counting versions waiting
+    /// for their first compile into `waiting` and those serving quick code
+    /// into `optimizing`.
+    pub fn new(engine: Arc<PolicyEngine>, waiting: Gauge, optimizing: Gauge) -> Arc<Backlog> {
         Arc::new(Backlog {
             engine,
             queues: Mutex::new(Queues::default()),
             changed: Condvar::new(),
             waiting,
+            optimizing,
             on_failed: OnceLock::new(),
         })
     }
@@ -195,6 +222,12 @@ impl Backlog {
         self.changed.notify_one();
     }
 
+    fn push_optimize(&self, job: Job) {
+        self.optimizing.inc();
+        self.lock().optimize.push_back(job);
+        self.changed.notify_one();
+    }
+
     /// Starts `workers` threads (at least one).
     pub fn start(self: &Arc<Self>, workers: usize) -> std::io::Result<()> {
         for index in 0..workers.max(1) {
@@ -204,8 +237,8 @@ impl Backlog {
         Ok(())
     }
 
-    /// Waits until every queued version is compiled or `limit` passed; the
-    /// number of versions still waiting.
+    /// Waits until every queued version has its first code or `limit`
+    /// passed; the number of versions still waiting.
     pub fn wait(&self, limit: Duration) -> usize {
         let until = Instant::now() + limit;
         let mut q = self.lock();
@@ -228,14 +261,19 @@ impl Backlog {
 
     /// Stops every worker (the jobs left are dropped).
     pub fn stop(&self) {
-        self.lock().stopped = true;
+        let mut q = self.lock();
+        q.stopped = true;
+        let left = q.optimize.len();
+        q.optimize.clear();
+        drop(q);
+        self.optimizing.dec_by(left as i64);
         self.changed.notify_all();
     }
 
     fn work(&self) {
         let mut reniced = false;
         loop {
-            let job = {
+            let (job, tier) = {
                 let mut q = self.lock();
                 loop {
                     if q.stopped {
@@ -243,7 +281,10 @@ impl Backlog {
                     }
                     if let Some(job) = q.demanded.pop_front().or_else(|| q.queued.pop_front()) {
                         q.busy += 1;
-                        break job;
+                        break (job, Tier::First);
+                    }
+                    if let Some(job) = q.optimize.pop_front() {
+                        break (job, Tier::Optimize);
                     }
                     q = self.changed.wait(q).unwrap_or_else(|e| e.into_inner());
                 }
@@ -253,13 +294,23 @@ impl Backlog {
                 let _ = rustix::process::setpriority_process(None, 10);
                 reniced = true;
             }
-            self.compile(job);
-            self.lock().busy -= 1;
+            match tier {
+                Tier::First => {
+                    self.compile(job);
+                    self.lock().busy -= 1;
+                }
+                Tier::Optimize => {
+                    self.optimize(job);
+                    self.optimizing.dec();
+                }
+            }
             self.changed.notify_all();
         }
     }
 
-    /// Compiles a job's version unless it is compiled already or gone.
+    /// Compiles a job's version unless it is compiled already or gone: with
+    /// Winch when the engine has a quick tier (Cranelift's code follows, see
+    /// [`Self::optimize`]), else with the engine's compiler.
     fn compile(&self, job: Job) {
         let Some(version) = job.version.upgrade() else {
             // Replaced before its turn: nothing serves it any more.
@@ -270,20 +321,39 @@ impl Backlog {
             // A demanded job's second entry.
             return;
         }
-        // Compiled already (the same component for another tenant): nothing to read.
-        let result = if self.engine.has_artifact(&version.hash) {
-            Ok(None)
+        let quick = self.engine.quick();
+        let hash = &version.hash;
+        // Compiled already (the same component for another tenant, an
+        // earlier start, or another router of the fleet): nothing to read.
+        let result = if self.engine.has_or_fetches_artifact(hash) {
+            Ok((None, false))
+        } else if quick.is_some_and(|q| q.has_artifact(hash)) {
+            Ok((None, true))
         } else {
-            self.bytes(&pending.source, &version.hash).and_then(|b| self.engine.compile_in_background(&b).map(Some))
+            self.bytes(&pending.source, hash).and_then(|b| match quick {
+                Some(q) => match q.compile_in_background(&b) {
+                    Ok(code) => Ok((Some(code), true)),
+                    Err(LoadError::Abandoned) => Err(LoadError::Abandoned),
+                    // What Winch cannot compile, Cranelift may: its verdict stands.
+                    Err(e) => {
+                        tracing::debug!(policy = %version.name, error = %e, "no quick code; compiling with Cranelift");
+                        self.engine.compile_in_background(&b).map(|c| (Some(c), false))
+                    }
+                },
+                None => self.engine.compile_in_background(&b).map(|c| (Some(c), false)),
+            })
         };
         match result {
-            Ok(code) => {
+            Ok((code, quick)) => {
                 // With a disk cache the code leaves memory: it is mapped again
                 // at the version's first call.
                 if let Some(code) = code.filter(|_| !self.engine.has_disk_cache()) {
                     version.set_code(code);
                 }
                 pending.finish(DONE);
+                if quick {
+                    self.push_optimize(job);
+                }
             }
             Err(e) => {
                 let _ = pending.error.set(e.to_string());
@@ -292,6 +362,41 @@ impl Backlog {
                 if let Some(f) = self.on_failed.get() {
                     f(&job.tenant, &version, &e);
                 }
+            }
+        }
+    }
+
+    /// Compiles a version serving quick code with Cranelift, leaving a slot
+    /// to compiles someone waits for; a version loaded already runs the
+    /// optimised code from then on, and the quick artifact leaves the disk
+    /// cache. A version replaced meanwhile is not compiled.
+    fn optimize(&self, job: Job) {
+        let Some(version) = job.version.upgrade() else { return };
+        let Some(pending) = version.pending() else { return };
+        let hash = &version.hash;
+        let compiled = if !self.engine.has_or_fetches_artifact(hash) {
+            self.bytes(&pending.source, hash)
+                .and_then(|b| super::compile::deferrable(|| self.engine.compile_in_background(&b)))
+                .map(Some)
+        } else if version.is_loaded() {
+            self.engine.load_artifact(hash, version.size).map(Some)
+        } else {
+            // Not loaded: its first call maps Cranelift's artifact.
+            Ok(None)
+        };
+        match compiled {
+            Ok(code) => {
+                if let Some(code) = code {
+                    version.optimized(code);
+                }
+                if let Some(quick) = self.engine.quick() {
+                    quick.remove_artifact(hash);
+                }
+                tracing::debug!(tenant = %job.tenant.config.id, policy = %version.name, "policy now runs its optimised code");
+            }
+            Err(LoadError::Abandoned) => {}
+            Err(e) => {
+                tracing::warn!(tenant = %job.tenant.config.id, policy = %version.name, error = %e, "optimised compile failed; the quick code keeps serving")
             }
         }
     }

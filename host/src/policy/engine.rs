@@ -185,12 +185,19 @@ pub struct PolicyEngine {
     compiles: super::compile::Compiles,
     /// Hashes of versions in service, whose artifacts the disk cache keeps.
     pins: Arc<std::sync::Mutex<std::collections::HashMap<String, usize>>>,
+    /// The bytes of artifacts in the disk cache, kept as they are written and
+    /// removed (shared with the quick tier, which writes to the same folder):
+    /// the folder is read only when they pass the budget.
+    tally: Arc<CacheTally>,
     /// The same configuration without parallel compilation, for compiling in
     /// the background (created at its first use).
     serial: std::sync::OnceLock<Option<Engine>>,
     compiler: Compiler,
     /// Where precompiled artifacts are kept across restarts, if anywhere.
     disk_cache: std::sync::RwLock<Option<std::path::PathBuf>>,
+    /// Artifacts shared by the fleet (`[compile] shared_cache`), taken into
+    /// the disk cache before use; Cranelift's only.
+    shared: std::sync::RwLock<Option<Arc<super::shared_cache::SharedCache>>>,
     /// The engine's compatibility fingerprint, part of every artifact's key.
     fingerprint: String,
     /// Components compiled from scratch (`exum_policy_compilations_total` when
@@ -203,6 +210,14 @@ pub struct PolicyEngine {
     /// The quick tier (Winch), created at its first use, for a Cranelift
     /// engine: see [`Self::wants_quick_tier`].
     quick: std::sync::OnceLock<Option<Arc<PolicyEngine>>>,
+}
+
+/// The bytes of the disk cache's artifacts, and from which total the folder
+/// is read again to trim it.
+#[derive(Debug, Default)]
+struct CacheTally {
+    bytes: std::sync::atomic::AtomicU64,
+    next_trim: std::sync::atomic::AtomicU64,
 }
 
 /// Code bytes from which a component is served first from Winch's code while
@@ -268,9 +283,11 @@ impl PolicyEngine {
             compiled: std::sync::Mutex::new(CompiledCache::default()),
             compiles: super::compile::Compiles::new(compilations.clone(), abandoned),
             pins: Arc::default(),
+            tally: Arc::default(),
             serial: std::sync::OnceLock::new(),
             compiler,
             disk_cache: std::sync::RwLock::new(None),
+            shared: std::sync::RwLock::new(None),
             fingerprint,
             compilations,
             disk_hits,
@@ -298,6 +315,7 @@ impl PolicyEngine {
                 .map_err(|e| tracing::warn!(error = format!("{e:#}"), "no quick compile tier"))
                 .ok()?;
                 quick.pins = self.pins.clone();
+                quick.tally = self.tally.clone();
                 quick.compiles.set_settings(self.compiles.settings());
                 if let Some(dir) = self.disk_cache.read().unwrap_or_else(|e| e.into_inner()).clone() {
                     let _ = quick.set_disk_cache(dir);
@@ -319,7 +337,7 @@ impl PolicyEngine {
         }
         let hash = hex_sha256(bytes);
         let in_memory = self.compiled.lock().is_ok_and(|c| c.entries.contains_key(&hash));
-        !in_memory && !self.has_artifact(&hash)
+        !in_memory && !self.has_or_fetches_artifact(&hash)
     }
 
     /// Compiles `bytes` with Winch: the quick tier's code.
@@ -355,8 +373,40 @@ impl PolicyEngine {
     /// artifact there is machine code the router will run.
     pub fn set_disk_cache(&self, dir: std::path::PathBuf) -> std::io::Result<()> {
         std::fs::create_dir_all(&dir)?;
+        let bytes = std::fs::read_dir(&dir)?
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| e.metadata().ok().map(|m| m.len()))
+            .sum();
+        self.tally.bytes.store(bytes, Ordering::Relaxed);
+        self.tally.next_trim.store(0, Ordering::Relaxed);
         *self.disk_cache.write().unwrap_or_else(|e| e.into_inner()) = Some(dir);
         Ok(())
+    }
+
+    /// Shares compiled artifacts with the fleet through `shared` (with a
+    /// disk cache only: a shared artifact is copied there before use).
+    pub fn set_shared_cache(&self, shared: Option<Arc<super::shared_cache::SharedCache>>) {
+        *self.shared.write().unwrap_or_else(|e| e.into_inner()) = shared;
+    }
+
+    /// Whether the disk cache holds the artifact of `hash`, taking it from
+    /// the fleet's shared cache if it is there and its tag matches.
+    pub fn has_or_fetches_artifact(&self, hash: &str) -> bool {
+        if self.has_artifact(hash) {
+            return true;
+        }
+        let shared = self.shared.read().unwrap_or_else(|e| e.into_inner()).clone();
+        match (shared, self.artifact_path(hash)) {
+            (Some(shared), Some(local)) => {
+                let fetched = shared.fetch(hash, &self.fingerprint, &local);
+                if let Some(meta) = std::fs::metadata(&local).ok().filter(|_| fetched) {
+                    self.tally.bytes.fetch_add(meta.len(), Ordering::Relaxed);
+                }
+                fetched
+            }
+            _ => false,
+        }
     }
 
     /// Bytes of compiled code the in-memory cache keeps ([`COMPILED_CACHE_BYTES`]
@@ -371,6 +421,8 @@ impl PolicyEngine {
     /// How compiles run from now on (`[compile]`).
     pub fn set_compile_settings(&self, settings: crate::control::config::CompileSettings) {
         self.compiles.set_settings(settings);
+        // Another budget: the next write looks again.
+        self.tally.next_trim.store(0, Ordering::Relaxed);
         if let Some(Some(quick)) = self.quick.get() {
             quick.compiles.set_settings(settings);
         }
@@ -433,7 +485,15 @@ impl PolicyEngine {
             tracing::warn!(path = %path.display(), "could not write a precompiled artifact");
             return;
         }
-        self.trim_disk_cache(hash);
+        if let Some(shared) = self.shared.read().unwrap_or_else(|e| e.into_inner()).clone() {
+            shared.publish(hash, &self.fingerprint, bytes);
+        }
+        let len = bytes.len() as u64;
+        let total = self.tally.bytes.fetch_add(len, Ordering::Relaxed) + len;
+        let budget = self.compiles.settings().cache_max_bytes;
+        if total > budget.max(self.tally.next_trim.load(Ordering::Relaxed)) {
+            self.trim_disk_cache(hash);
+        }
     }
 
     /// Removes the least recently used artifacts until the cache's artifacts
@@ -441,6 +501,9 @@ impl PolicyEngine {
     /// versions in service (of either compile tier); artifacts of another
     /// engine fingerprint (an older router, the other tier) go first; leftovers
     /// of writes cut short an hour old go too.
+    /// (Reading the folder: only when the tally passes the budget, and, while
+    /// the artifacts in service alone pass it, once per eighth of the budget
+    /// grown since.)
     fn trim_disk_cache(&self, keep: &str) {
         let Some(dir) = self.disk_cache.read().unwrap_or_else(|e| e.into_inner()).clone() else { return };
         let budget = self.compiles.settings().cache_max_bytes;
@@ -467,7 +530,13 @@ impl PolicyEngine {
             total += meta.len();
             files.push((fingerprint == self.fingerprint, modified, meta.len(), path.clone(), hash.to_owned()));
         }
+        let settle = |total: u64| {
+            self.tally.bytes.store(total, Ordering::Relaxed);
+            let next = if total > budget { total + budget / 8 } else { 0 };
+            self.tally.next_trim.store(next, Ordering::Relaxed);
+        };
         if total <= budget {
+            settle(total);
             return;
         }
         // Other fingerprints first, then the oldest.
@@ -487,6 +556,7 @@ impl PolicyEngine {
                 tracing::debug!(path = %path.display(), "removed a compiled artifact (policy cache over its budget)");
             }
         }
+        settle(total);
         if total > budget {
             tracing::warn!(
                 dir = %dir.display(),
@@ -532,6 +602,7 @@ impl PolicyEngine {
             )));
         }
         precheck(bytes)?;
+        self.has_or_fetches_artifact(&hash);
         if let Some(c) = self.read_artifact(&hash) {
             return self.checked(c, hash, bytes.len());
         }
@@ -591,6 +662,20 @@ impl PolicyEngine {
     /// Whether compiled artifacts are kept on disk.
     pub fn has_disk_cache(&self) -> bool {
         self.disk_cache.read().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    /// Removes the artifact of `hash` from the disk cache (the quick tier's,
+    /// once Cranelift's is there).
+    pub(crate) fn remove_artifact(&self, hash: &str) {
+        if let Some(path) = self.artifact_path(hash)
+            && let Ok(meta) = std::fs::metadata(&path)
+            && std::fs::remove_file(&path).is_ok()
+        {
+            let _ = self
+                .tally
+                .bytes
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| Some(b.saturating_sub(meta.len())));
+        }
     }
 
     /// Whether the disk cache holds the artifact of the component with `hash`.

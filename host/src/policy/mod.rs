@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod record;
 pub mod registry;
 pub mod replay;
+pub mod shared_cache;
 pub mod version;
 pub mod view;
 pub mod wasi;

@@ -680,6 +680,9 @@ pub enum StartError {
         /// Why.
         source: std::io::Error,
     },
+    /// The fleet's shared cache of compiled artifacts cannot be used.
+    #[error(transparent)]
+    SharedCache(#[from] super::shared_cache::SharedCacheError),
     /// The embedded standard policy does not load.
     #[error("loading the standard policy: {0}")]
     Standard(LoadError),
@@ -794,7 +797,11 @@ impl PolicyRegistry {
         database: HashMap<String, DatabaseVersion>,
     ) -> Result<Arc<PolicyRegistry>, StartError> {
         let mut registry = Self::prepared(config, health, metrics, database)?;
-        let backlog = Backlog::new(registry.engine.clone(), registry.metrics.policy_compile_backlog.clone());
+        let backlog = Backlog::new(
+            registry.engine.clone(),
+            registry.metrics.policy_compile_backlog.clone(),
+            registry.metrics.policy_optimize_backlog.clone(),
+        );
         registry.backlog = Some(backlog.clone());
         let registry = Arc::new(registry);
         let weak = Arc::downgrade(&registry);
@@ -853,6 +860,12 @@ impl PolicyRegistry {
         let engine = Arc::new(engine);
         if let Some(dir) = &config.policy_cache {
             engine.set_disk_cache(dir.clone()).map_err(|source| StartError::Cache { dir: dir.clone(), source })?;
+        }
+        if let Some(shared) = &config.shared_cache {
+            let mut cache = super::shared_cache::SharedCache::open(&shared.dir, &shared.key_file)?;
+            cache.hits = metrics.policy_shared_cache_hits.clone();
+            cache.refused = metrics.policy_shared_cache_refused.clone();
+            engine.set_shared_cache(Some(Arc::new(cache)));
         }
         let mut registry = PolicyRegistry::new(engine, health, metrics).map_err(StartError::Standard)?;
         if let Some(dir) = &config.policy_cache {

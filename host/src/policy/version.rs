@@ -360,6 +360,15 @@ impl PolicyVersion {
         }
     }
 
+    /// Cranelift's code, compiled in the background after the quick tier's
+    /// served first: taken if the version runs the quick code now (a version
+    /// not loaded yet maps Cranelift's artifact at its first call).
+    pub(crate) fn optimized(&self, code: CompiledPolicy) {
+        if self.code.get().is_some_and(|c| c.compiler != code.compiler) {
+            self.upgrade(code);
+        }
+    }
+
     /// The compiler of the code new instances are made from, once loaded.
     pub fn compiler(&self) -> Option<super::engine::Compiler> {
         self.loaded_code().map(|c| c.compiler)
@@ -374,9 +383,25 @@ impl PolicyVersion {
             Readiness::Compiling => return Err(Fault::Instantiate("still compiling".into())),
             Readiness::Failed(e) => return Err(Fault::Instantiate(format!("did not compile: {e}"))),
         }
-        let c = self.engine.load_artifact(&self.hash, self.size).map_err(|e| Fault::Instantiate(e.to_string()))?;
+        // Cranelift's artifact, else the quick tier's (a version compiled
+        // at start-up whose optimised compile has not finished yet).
+        let quick = self.engine.quick().filter(|q| !self.engine.has_artifact(&self.hash) && q.has_artifact(&self.hash));
+        let c = match quick {
+            Some(q) => q.load_artifact(&self.hash, self.size),
+            None => self.engine.load_artifact(&self.hash, self.size),
+        }
+        .map_err(|e| Fault::Instantiate(e.to_string()))?;
         let _ = self.code.set(c);
-        self.code.get().ok_or_else(|| Fault::Instantiate("the compiled code vanished".into()))
+        // Cranelift's compile may have finished while the quick code was
+        // mapped (it upgrades only versions loaded when it finishes).
+        if quick.is_some()
+            && self.optimized.get().is_none()
+            && self.engine.has_artifact(&self.hash)
+            && let Ok(optimized) = self.engine.load_artifact(&self.hash, self.size)
+        {
+            self.upgrade(optimized);
+        }
+        self.loaded_code().ok_or_else(|| Fault::Instantiate("the compiled code vanished".into()))
     }
 
     /// Idle instances in the pool.

@@ -87,12 +87,21 @@ async fn a_cold_start_serves_from_the_fallback_and_compiles_the_called_tenant_fi
     assert!(compiling > 0, "a tenant queued before the called one is still compiling");
     assert_eq!(call(&caller, router, &format!("{last}.test"), "c2").await, 503, "its own policy decides");
 
-    // Everything compiles; code nobody called left memory for the disk cache.
+    // Everything compiles (first with Winch); code nobody called left memory
+    // for the disk cache.
     until("the backlog drained", || server.metrics.policy_compile_backlog.get() == 0).await;
     for i in 0..TENANTS {
         let t = body(&http_get(admin, &format!("/tenants/t{i}")).await);
         assert_eq!((&t["state"], &t["on_fallback"]), (&json!("active"), &Value::Null), "{t}");
     }
+    // Then each again with Cranelift: the called tenant, loaded, runs the
+    // optimised code; the quick artifacts leave the cache.
+    until("every policy optimised", || server.metrics.policy_optimize_backlog.get() == 0).await;
+    let t = body(&http_get(admin, &format!("/tenants/{last}")).await);
+    assert_eq!((&t["policy"]["loaded"], &t["policy"]["compiler"]), (&json!(true), &json!("cranelift")), "{t}");
+    assert_eq!(call(&caller, router, &format!("{last}.test"), "c4").await, 503, "its optimised code decides");
+    let compiled = server.metrics.policy_compilations.get();
+    assert!(compiled >= 2 * TENANTS as u64, "each tenant's policy compiled twice (Winch, Cranelift): {compiled}");
     let listed = body(&http_get(admin, "/tenants?on_fallback=true").await);
     assert_eq!(listed["tenants"], json!([]), "nobody on the fallback any more");
     let metrics = http_get(admin, "/metrics").await;
@@ -101,7 +110,9 @@ async fn a_cold_start_serves_from_the_fallback_and_compiles_the_called_tenant_fi
     let first = server.proxy.tenants().by_id("t0").expect("t0").clone();
     assert!(!server.policy.get(&first).own.as_ref().expect("own").is_loaded(), "t0's code is only on disk");
     assert_eq!(call(&caller, router, "t0.test", "c3").await, 503);
-    assert!(server.policy.get(&first).own.as_ref().expect("own").is_loaded(), "mapped at its first call");
+    let t0 = server.policy.get(&first).own.clone().expect("own");
+    assert!(t0.is_loaded(), "mapped at its first call");
+    assert_eq!(t0.compiler(), Some(exum_router::policy::engine::Compiler::Cranelift), "Cranelift's artifact mapped");
     let artifacts = std::fs::read_dir(dir.path().join("cache"))
         .expect("cache")
         .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "cwasm")))
@@ -148,4 +159,88 @@ async fn a_start_waits_for_its_policies_within_the_bound() {
     let e = Server::start(&dir.path().join("router.toml")).await.expect_err("refused");
     let e = format!("{e:#}");
     assert!(e.contains("router.toml") && e.contains("policy_start_wait_s") && e.contains("0 to 3600"), "{e}");
+}
+
+/// A router's deployment of `TENANTS_SHARED` tenants whose policies are
+/// distinct variants of plan A, with its own `policy_cache` and the fleet's
+/// shared cache and key.
+fn fleet_member(root: &std::path::Path, name: &str, key: &str) -> std::path::PathBuf {
+    let dir = root.join(name);
+    std::fs::create_dir_all(dir.join("policies")).expect("mkdir");
+    let plan_a = std::fs::read(components::PLAN_A).expect("plan A");
+    let mut config = format!(
+        "directory = \"directory.toml\"\npolicy_dir = \"policies\"\npolicy_cache = \"cache\"\npolicy_start_wait_s = 0\n\
+         [compile]\nshared_cache = \"../shared\"\nshared_cache_key_file = \"../{key}\"\n\
+         [[listen]]\naddress = \"127.0.0.1:0\"\ntransports = [\"udp\"]\n[probes]\nenabled = false\n[sip]\nt1_ms = 50\n",
+    );
+    for i in 0..TENANTS_SHARED {
+        config.push_str(&format!("[[tenant]]\nid = \"t{i}\"\ndomains = [\"t{i}.test\"]\nfallback = 480\n"));
+        std::fs::write(dir.join(format!("policies/t{i}.wasm")), component_variant(&plan_a, 100 + i)).expect("write");
+    }
+    std::fs::write(dir.join("router.toml"), config).expect("write");
+    std::fs::write(dir.join("directory.toml"), "").expect("write");
+    dir.join("router.toml")
+}
+
+const TENANTS_SHARED: usize = 4;
+
+/// Starts a fleet member and waits until every tenant runs Cranelift's code
+/// (compiled or taken from the shared cache); its first call is decided by
+/// the tenant's own policy.
+async fn started(config: &std::path::Path) -> Server {
+    let server = Server::start(config).await.expect("router starts");
+    until("every policy compiled", || {
+        server.metrics.policy_compile_backlog.get() == 0 && server.metrics.policy_optimize_backlog.get() == 0
+    })
+    .await;
+    let router = server.local_addr(Transport::Udp).expect("udp");
+    let caller = UdpPeer::bind().await;
+    for i in 0..TENANTS_SHARED {
+        assert_eq!(call(&caller, router, &format!("t{i}.test"), &format!("s{i}")).await, 503, "t{i}'s own policy");
+    }
+    server
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_shares_its_compiled_policies_and_refuses_artifacts_its_key_did_not_tag() {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::write(root.path().join("fleet.key"), [7u8; 32]).expect("key");
+    std::fs::write(root.path().join("other.key"), [9u8; 32]).expect("key");
+    let shared = root.path().join("shared");
+    let artifacts = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(&shared)
+            .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "cwasm")).collect())
+            .unwrap_or_default()
+    };
+
+    // The first router compiles everything and shares Cranelift's code
+    // (every tenant's and the standard policy's; not Winch's).
+    let first = started(&fleet_member(root.path(), "a", "fleet.key")).await;
+    assert!(first.metrics.policy_compilations.get() >= 2 * TENANTS_SHARED as u64);
+    assert_eq!(first.metrics.policy_shared_cache_hits.get(), 0);
+    assert_eq!(artifacts().len(), TENANTS_SHARED + 1, "{:?}", artifacts());
+
+    // A new instance with an empty cache compiles nothing: it starts warm.
+    let second = started(&fleet_member(root.path(), "b", "fleet.key")).await;
+    assert_eq!(second.metrics.policy_compilations.get(), 0, "nothing compiled");
+    assert_eq!(second.metrics.policy_shared_cache_hits.get(), TENANTS_SHARED as u64 + 1);
+    assert_eq!(second.metrics.policy_shared_cache_refused.get(), 0);
+
+    // An artifact altered in the shared folder is refused, and that policy
+    // compiled: the others are still taken.
+    let altered = artifacts().into_iter().next().expect("an artifact");
+    let mut bytes = std::fs::read(&altered).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x55;
+    std::fs::write(&altered, &bytes).expect("alter");
+    let third = started(&fleet_member(root.path(), "c", "fleet.key")).await;
+    assert_eq!(third.metrics.policy_shared_cache_refused.get(), 1);
+    assert_eq!(third.metrics.policy_shared_cache_hits.get(), TENANTS_SHARED as u64);
+    assert!(third.metrics.policy_compilations.get() >= 1, "the refused one compiled");
+
+    // A router with another key takes nothing: every artifact is refused.
+    let stranger = started(&fleet_member(root.path(), "d", "other.key")).await;
+    assert_eq!(stranger.metrics.policy_shared_cache_hits.get(), 0);
+    assert_eq!(stranger.metrics.policy_shared_cache_refused.get(), TENANTS_SHARED as u64 + 1);
+    assert!(stranger.metrics.policy_compilations.get() >= 2 * TENANTS_SHARED as u64);
 }

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use std::path::PathBuf;
 
-use super::{CompileSettings, VerificationLevel};
+use super::{CompileSettings, SharedCacheSettings, VerificationLevel};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -162,11 +162,38 @@ pub(super) struct CompileFile {
     pub(super) memory_mib: Option<u64>,
     pub(super) cpu_s: Option<u64>,
     pub(super) cache_max_mib: Option<u64>,
+    pub(super) shared_cache: Option<PathBuf>,
+    pub(super) shared_cache_key_file: Option<PathBuf>,
 }
 
 impl CompileFile {
+    /// The fleet's shared artifacts (paths resolved against `base`), which
+    /// need both keys and a `policy_cache` to copy them into.
+    pub(super) fn shared(
+        &self,
+        base: &std::path::Path,
+        policy_cache: Option<&std::path::Path>,
+    ) -> Result<Option<SharedCacheSettings>, (String, String)> {
+        match (&self.shared_cache, &self.shared_cache_key_file) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err((
+                "compile.shared_cache_key_file".into(),
+                "missing: a shared cache needs the fleet's key (at least 32 bytes; head -c 32 /dev/urandom > it)"
+                    .into(),
+            )),
+            (None, Some(_)) => {
+                Err(("compile.shared_cache".into(), "missing: the key file is for a shared cache".into()))
+            }
+            (Some(_), Some(_)) if policy_cache.is_none() => Err((
+                "compile.shared_cache".into(),
+                "needs policy_cache (shared artifacts are copied there before use)".into(),
+            )),
+            (Some(dir), Some(key)) => Ok(Some(SharedCacheSettings { dir: base.join(dir), key_file: base.join(key) })),
+        }
+    }
+
     /// The validated settings, or the key and why it is refused.
-    pub(super) fn settings(self) -> Result<CompileSettings, (String, String)> {
+    pub(super) fn settings(&self) -> Result<CompileSettings, (String, String)> {
         let d = CompileSettings::default();
         let s = CompileSettings {
             workers: self.workers.unwrap_or(d.workers),

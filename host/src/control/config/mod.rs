@@ -75,6 +75,9 @@ pub struct RouterConfig {
     pub policy_start_wait: Duration,
     /// How policies are compiled (`[compile]`).
     pub compile: CompileSettings,
+    /// Compiled artifacts shared by the fleet (`[compile] shared_cache` and
+    /// `shared_cache_key_file`).
+    pub shared_cache: Option<SharedCacheSettings>,
     /// How long the directory file must stay unchanged before it is read
     /// (`directory_settle_ms`).
     pub directory_settle: Duration,
@@ -659,6 +662,16 @@ pub struct CompileSettings {
     pub cache_max_bytes: u64,
 }
 
+/// A folder of compiled artifacts the fleet shares, and the key their tags
+/// are made with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedCacheSettings {
+    /// The folder (`shared_cache`).
+    pub dir: PathBuf,
+    /// The fleet's key (`shared_cache_key_file`), read at start.
+    pub key_file: PathBuf,
+}
+
 impl Default for CompileSettings {
     fn default() -> Self {
         CompileSettings { workers: 2, memory_mib: 1024, cpu_s: 300, cache_max_bytes: 2048 << 20 }
@@ -789,6 +802,7 @@ impl RouterConfig {
             policy_cache: None,
             policy_start_wait: DEFAULT_POLICY_START_WAIT,
             compile: CompileSettings::default(),
+            shared_cache: None,
             directory_settle: DEFAULT_DIRECTORY_SETTLE,
             records: None,
             hep: None,
@@ -893,12 +907,23 @@ mod tests {
         .expect("valid");
         assert_eq!(c.compile, CompileSettings { workers: 1, memory_mib: 512, cpu_s: 60, cache_max_bytes: 100 << 20 });
         assert_eq!(c.directory_settle, Duration::from_secs(5));
+        assert_eq!(c.shared_cache, None);
+        let c = load("directory = \"d\"\npolicy_cache = \"c\"\n[compile]\nshared_cache = \"/srv/a\"\nshared_cache_key_file = \"fleet.key\"\n")
+            .expect("valid");
+        let shared = c.shared_cache.expect("shared");
+        assert!(shared.dir.ends_with("/srv/a") && shared.key_file.ends_with("fleet.key"), "{shared:?}");
         for (text, message) in [
             ("[compile]\nworkers = 0", "compile.workers: 0: 1 to 64"),
             ("[compile]\nmemory_mib = 8", "compile.memory_mib: 8: 64 to 65536 MiB"),
             ("[compile]\ncpu_s = 0", "compile.cpu_s: 0: 1 to 3600"),
             ("[compile]\ncache_max_mib = 1", "compile.cache_max_mib: 1: 16 to"),
             ("[compile]\nthreads = 2", "threads"),
+            ("[compile]\nshared_cache = \"s\"", "compile.shared_cache_key_file: missing"),
+            ("[compile]\nshared_cache_key_file = \"k\"", "compile.shared_cache: missing"),
+            (
+                "[compile]\nshared_cache = \"s\"\nshared_cache_key_file = \"k\"",
+                "compile.shared_cache: needs policy_cache",
+            ),
             ("directory_settle_ms = 10", "directory_settle_ms: 10: 50 to 60000"),
         ] {
             let e = err(&format!("directory = \"d\"\n{text}\n"));

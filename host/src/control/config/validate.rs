@@ -50,6 +50,7 @@ impl RouterConfig {
         let otel = otel(file.otel, &name).map_err(invalid)?;
         let policy_start_wait = policy_start_wait(file.policy_start_wait_s).map_err(invalid)?;
         let compile = file.compile.settings().map_err(invalid)?;
+        let shared_cache = file.compile.shared(base, policy_cache.as_deref()).map_err(invalid)?;
         let directory_settle = directory_settle(file.directory_settle_ms).map_err(invalid)?;
         Ok(RouterConfig {
             path: path.to_path_buf(),
@@ -59,6 +60,7 @@ impl RouterConfig {
             policy_cache,
             policy_start_wait,
             compile,
+            shared_cache,
             directory_settle,
             records,
             lifecycle,
