@@ -12,8 +12,9 @@
 //! Two tiers: a version is first compiled with Winch (the quick tier: about
 //! five times faster to compile, code about a third slower), which is enough
 //! for its tenant to decide with its own policy; once every version waiting
-//! has its quick code, the same workers compile each with Cranelift, one at a
-//! time and in the order they were installed, and the optimised code replaces
+//! has its quick code, the same workers compile each with Cranelift (as
+//! deferrable compiles, leaving a compile slot free), in the order their quick
+//! code was made, and the optimised code replaces
 //! the quick one (new instances are made from it; the quick artifact leaves
 //! the disk cache). A component Winch cannot compile is compiled by Cranelift
 //! in its first turn.
@@ -53,6 +54,9 @@ pub struct Pending {
     demanded: AtomicBool,
     /// In the queue already.
     queued: AtomicBool,
+    /// In the optimise queue already (a demanded version is compiled from
+    /// whichever of its two entries comes first; the other finds it done).
+    optimize_queued: AtomicBool,
     tenant: Arc<Tenant>,
     backlog: Arc<Backlog>,
 }
@@ -193,6 +197,7 @@ impl Backlog {
             error: OnceLock::new(),
             demanded: AtomicBool::new(false),
             queued: AtomicBool::new(false),
+            optimize_queued: AtomicBool::new(false),
             tenant: tenant.clone(),
             backlog: self.clone(),
         })
@@ -223,8 +228,13 @@ impl Backlog {
     }
 
     fn push_optimize(&self, job: Job) {
+        let mut q = self.lock();
+        if q.stopped {
+            return;
+        }
         self.optimizing.inc();
-        self.lock().optimize.push_back(job);
+        q.optimize.push_back(job);
+        drop(q);
         self.changed.notify_one();
     }
 
@@ -350,10 +360,12 @@ impl Backlog {
                 if let Some(code) = code.filter(|_| !self.engine.has_disk_cache()) {
                     version.set_code(code);
                 }
-                pending.finish(DONE);
-                if quick {
-                    self.push_optimize(job);
+                // Counted as waiting for Cranelift before it stops being
+                // counted as waiting: the backlogs never both read 0 between.
+                if quick && !pending.optimize_queued.swap(true, Ordering::AcqRel) {
+                    self.push_optimize(Job { version: job.version.clone(), tenant: job.tenant.clone() });
                 }
+                pending.finish(DONE);
             }
             Err(e) => {
                 let _ = pending.error.set(e.to_string());
@@ -369,34 +381,53 @@ impl Backlog {
     /// Compiles a version serving quick code with Cranelift, leaving a slot
     /// to compiles someone waits for; a version loaded already runs the
     /// optimised code from then on, and the quick artifact leaves the disk
-    /// cache. A version replaced meanwhile is not compiled.
+    /// cache once Cranelift's is there. The compile is abandoned if the
+    /// version is dropped meanwhile (replaced: nothing would run the code).
     fn optimize(&self, job: Job) {
         let Some(version) = job.version.upgrade() else { return };
         let Some(pending) = version.pending() else { return };
-        let hash = &version.hash;
-        let compiled = if !self.engine.has_or_fetches_artifact(hash) {
-            self.bytes(&pending.source, hash)
-                .and_then(|b| super::compile::deferrable(|| self.engine.compile_in_background(&b)))
+        let (hash, size, name) = (version.hash.clone(), version.size, version.name.clone());
+        let compiled = if !self.engine.has_or_fetches_artifact(&hash) {
+            let flag = version.optimizing.get_or_init(super::compile::Waiter::new).flag();
+            let bytes = self.bytes(&pending.source, &hash);
+            // Not held while compiling: a version replaced meanwhile drops
+            // its waiter, which abandons the compile.
+            drop(version);
+            bytes
+                .and_then(|b| {
+                    super::compile::on_behalf_of(flag, || {
+                        super::compile::deferrable(|| self.engine.compile_in_background(&b))
+                    })
+                })
                 .map(Some)
         } else if version.is_loaded() {
-            self.engine.load_artifact(hash, version.size).map(Some)
+            self.engine.load_artifact(&hash, size).map(Some)
         } else {
             // Not loaded: its first call maps Cranelift's artifact.
             Ok(None)
         };
+        let Some(version) = job.version.upgrade() else { return };
         match compiled {
             Ok(code) => {
+                let on_disk = self.engine.has_artifact(&hash);
                 if let Some(code) = code {
-                    version.optimized(code);
+                    if on_disk || version.is_loaded() {
+                        version.optimized(code);
+                    } else {
+                        // Not written to the disk cache (a full disk): kept
+                        // in memory rather than lost.
+                        version.set_code(code);
+                    }
                 }
-                if let Some(quick) = self.engine.quick() {
-                    quick.remove_artifact(hash);
+                // The quick artifact goes only once Cranelift's can replace it.
+                if on_disk && let Some(quick) = self.engine.quick() {
+                    quick.remove_artifact(&hash);
                 }
-                tracing::debug!(tenant = %job.tenant.config.id, policy = %version.name, "policy now runs its optimised code");
+                tracing::debug!(tenant = %job.tenant.config.id, policy = %name, "policy now runs its optimised code");
             }
             Err(LoadError::Abandoned) => {}
             Err(e) => {
-                tracing::warn!(tenant = %job.tenant.config.id, policy = %version.name, error = %e, "optimised compile failed; the quick code keeps serving")
+                tracing::warn!(tenant = %job.tenant.config.id, policy = %name, error = %e, "optimised compile failed; the quick code keeps serving")
             }
         }
     }

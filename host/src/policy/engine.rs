@@ -359,6 +359,11 @@ impl PolicyEngine {
         Ok(compiled)
     }
 
+    /// The compiler of this engine's code.
+    pub(crate) fn compiler(&self) -> Compiler {
+        self.compiler
+    }
+
     /// The engine whose code `code` is (this one, or its quick tier).
     pub(crate) fn of(&self, code: &CompiledPolicy) -> &PolicyEngine {
         match (code.compiler == self.compiler, self.quick.get()) {

@@ -861,11 +861,31 @@ impl PolicyRegistry {
         if let Some(dir) = &config.policy_cache {
             engine.set_disk_cache(dir.clone()).map_err(|source| StartError::Cache { dir: dir.clone(), source })?;
         }
-        if let Some(shared) = &config.shared_cache {
-            let mut cache = super::shared_cache::SharedCache::open(&shared.dir, &shared.key_file)?;
-            cache.hits = metrics.policy_shared_cache_hits.clone();
-            cache.refused = metrics.policy_shared_cache_refused.clone();
-            engine.set_shared_cache(Some(Arc::new(cache)));
+        if let (Some(shared), Some(own)) = (&config.shared_cache, &config.policy_cache) {
+            match super::shared_cache::SharedCache::open(&shared.dir, &shared.key_file) {
+                Ok(mut cache) => {
+                    // The router's own cache is mapped without a tag: it may
+                    // be neither the shared folder nor in it, nor hold it.
+                    let (a, b) = (std::fs::canonicalize(&shared.dir), std::fs::canonicalize(own));
+                    if let (Ok(a), Ok(b)) = (a, b)
+                        && (a.starts_with(&b) || b.starts_with(&a))
+                    {
+                        return Err(StartError::SharedCache(super::shared_cache::SharedCacheError::Overlaps {
+                            shared: shared.dir.clone(),
+                            own: own.clone(),
+                        }));
+                    }
+                    cache.hits = metrics.policy_shared_cache_hits.clone();
+                    cache.refused = metrics.policy_shared_cache_refused.clone();
+                    engine.set_shared_cache(Some(Arc::new(cache)));
+                }
+                // The folder is an optimisation: unreachable, the router
+                // compiles on its own.
+                Err(e @ super::shared_cache::SharedCacheError::Dir { .. }) => {
+                    tracing::warn!(error = %e, "the fleet's shared cache cannot be used; compiling without it")
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         let mut registry = PolicyRegistry::new(engine, health, metrics).map_err(StartError::Standard)?;
         if let Some(dir) = &config.policy_cache {

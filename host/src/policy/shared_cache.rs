@@ -66,6 +66,18 @@ pub enum SharedCacheError {
         /// Its length.
         len: usize,
     },
+    /// The shared folder and the router's own cache overlap.
+    #[error(
+        "compile.shared_cache {} and policy_cache {}: one is in the other; the router's own cache is trusted without a tag, so the shared folder must be elsewhere",
+        shared.display(),
+        own.display()
+    )]
+    Overlaps {
+        /// The shared folder.
+        shared: PathBuf,
+        /// The router's own cache.
+        own: PathBuf,
+    },
     /// The folder cannot be created.
     #[error("compile.shared_cache {}: {source}", dir.display())]
     Dir {
@@ -81,7 +93,9 @@ impl SharedCache {
     /// `key_file`.
     pub fn open(dir: &Path, key_file: &Path) -> Result<SharedCache, SharedCacheError> {
         let key = std::fs::read(key_file).map_err(|source| SharedCacheError::Key { path: key_file.into(), source })?;
-        let key = trim_newline(&key);
+        // Every byte of the file is the key (a random one may end in a
+        // newline byte): the same file on every router.
+        let key = key.as_slice();
         if key.len() < MIN_KEY_BYTES {
             return Err(SharedCacheError::ShortKey { path: key_file.into(), len: key.len() });
         }
@@ -114,7 +128,14 @@ impl SharedCache {
         if self.refused_files.lock().unwrap_or_else(|e| e.into_inner()).contains(&path) {
             return false;
         }
-        let Ok(file) = std::fs::read(&path) else { return false };
+        let file = match read_regular(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            Err(e) => {
+                self.refuse(&path, &e.to_string());
+                return false;
+            }
+        };
         let Some(split) = file.len().checked_sub(TAG_BYTES) else {
             self.refuse(&path, "shorter than its tag");
             return false;
@@ -162,8 +183,31 @@ impl SharedCache {
     }
 }
 
-fn trim_newline(key: &[u8]) -> &[u8] {
-    key.strip_suffix(b"\n").map_or(key, |k| k.strip_suffix(b"\r").unwrap_or(k))
+/// The largest artifact taken from the folder (a language runtime's is tens
+/// of MiB).
+const MAX_ARTIFACT_BYTES: u64 = 512 << 20;
+
+/// The bytes of the regular file at `path`: not through a symbolic link, not
+/// a pipe or a device (which could block a compile thread or never end), at
+/// most [`MAX_ARTIFACT_BYTES`].
+fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(flags.bits() as i32).open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    if meta.len() > MAX_ARTIFACT_BYTES {
+        return Err(std::io::Error::other(format!("{} bytes, more than an artifact may be", meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_ARTIFACT_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_ARTIFACT_BYTES {
+        return Err(std::io::Error::other("grew past the size an artifact may be"));
+    }
+    Ok(bytes)
 }
 
 /// A temporary name beside `path` no other writer uses (routers on other
@@ -238,6 +282,47 @@ mod tests {
     }
 
     #[test]
+    fn links_pipes_and_other_files_in_the_folder_are_refused_without_reading_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = open(dir.path(), &[1; 32]);
+        a.publish("good", "fp", b"native code");
+        // A link to a good artifact, a pipe nobody writes to (reading it
+        // would block), a folder: each refused, none read.
+        std::os::unix::fs::symlink(a.path("good", "fp"), a.path("link", "fp")).expect("symlink");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            a.path("pipe", "fp"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .expect("fifo");
+        std::fs::create_dir(a.path("dir", "fp")).expect("dir");
+        let local = dir.path().join("local.cwasm");
+        for hash in ["link", "pipe", "dir"] {
+            assert!(!a.fetch(hash, "fp", &local), "{hash}");
+        }
+        assert_eq!(a.refused.get(), 3);
+        assert!(!local.exists());
+        assert!(a.fetch("good", "fp", &local));
+    }
+
+    #[test]
+    fn every_byte_of_the_key_file_is_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // 32 random-looking bytes ending in a newline byte: a valid key.
+        let mut key = [5u8; 32];
+        key[31] = b'\n';
+        let a = open(dir.path(), &key);
+        a.publish("abc", "fp", b"code");
+        let mut other = key;
+        other[31] = b'x';
+        let b = open(dir.path(), &other);
+        assert!(!b.fetch("abc", "fp", &dir.path().join("x.cwasm")), "a key differing in its last byte");
+        assert!(a.fetch("abc", "fp", &dir.path().join("y.cwasm")));
+    }
+
+    #[test]
     fn a_short_or_missing_key_is_refused_naming_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("fleet.key");
@@ -245,6 +330,6 @@ mod tests {
         assert!(e.contains("compile.shared_cache_key_file") && e.contains("fleet.key"), "{e}");
         std::fs::write(&key, "short\n").expect("key");
         let e = SharedCache::open(dir.path(), &key).expect_err("short").to_string();
-        assert!(e.contains("5 bytes") && e.contains("at least 32"), "{e}");
+        assert!(e.contains("6 bytes") && e.contains("at least 32"), "{e}");
     }
 }

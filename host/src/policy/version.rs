@@ -384,17 +384,30 @@ impl PolicyVersion {
             Readiness::Failed(e) => return Err(Fault::Instantiate(format!("did not compile: {e}"))),
         }
         // Cranelift's artifact, else the quick tier's (a version compiled
-        // at start-up whose optimised compile has not finished yet).
-        let quick = self.engine.quick().filter(|q| !self.engine.has_artifact(&self.hash) && q.has_artifact(&self.hash));
+        // at start-up, by the backlog, whose optimised compile has not
+        // finished yet); if the one chosen went meanwhile (the optimised
+        // compile replacing the quick artifact), the other.
+        let quick = self
+            .pending
+            .as_ref()
+            .and_then(|_| self.engine.quick())
+            .filter(|q| !self.engine.has_artifact(&self.hash) && q.has_artifact(&self.hash));
         let c = match quick {
-            Some(q) => q.load_artifact(&self.hash, self.size),
-            None => self.engine.load_artifact(&self.hash, self.size),
+            Some(q) => {
+                q.load_artifact(&self.hash, self.size).or_else(|_| self.engine.load_artifact(&self.hash, self.size))
+            }
+            None => self.engine.load_artifact(&self.hash, self.size).or_else(|e| {
+                match self.pending.as_ref().and_then(|_| self.engine.quick()) {
+                    Some(q) => q.load_artifact(&self.hash, self.size),
+                    None => Err(e),
+                }
+            }),
         }
         .map_err(|e| Fault::Instantiate(e.to_string()))?;
         let _ = self.code.set(c);
         // Cranelift's compile may have finished while the quick code was
         // mapped (it upgrades only versions loaded when it finishes).
-        if quick.is_some()
+        if self.code.get().is_some_and(|c| c.compiler != self.engine.compiler())
             && self.optimized.get().is_none()
             && self.engine.has_artifact(&self.hash)
             && let Ok(optimized) = self.engine.load_artifact(&self.hash, self.size)

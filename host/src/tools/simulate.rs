@@ -94,6 +94,7 @@ impl Simulator {
         let (mut config, tenants) = Tenants::load(config)?;
         config.records = None;
         config.policy_cache = None;
+        config.shared_cache = None;
         if policy.is_some() {
             config.policy_dir = None;
         }

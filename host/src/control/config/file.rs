@@ -188,6 +188,9 @@ impl CompileFile {
                 "compile.shared_cache".into(),
                 "needs policy_cache (shared artifacts are copied there before use)".into(),
             )),
+            (Some(dir), Some(_)) if dir.as_os_str().is_empty() => {
+                Err(("compile.shared_cache".into(), "empty: give the folder the fleet shares".into()))
+            }
             (Some(dir), Some(key)) => Ok(Some(SharedCacheSettings { dir: base.join(dir), key_file: base.join(key) })),
         }
     }
