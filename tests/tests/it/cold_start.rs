@@ -265,6 +265,6 @@ async fn a_fleet_shares_its_compiled_policies_and_refuses_artifacts_its_key_did_
     let text = std::fs::read_to_string(&config).expect("config");
     std::fs::write(&config, text.replace("policy_cache = \"cache\"", "policy_cache = \"../shared/cache\""))
         .expect("write");
-    let e = format!("{:#}", Server::start(&config).await.err().expect("refused"));
+    let e = format!("{:#}", Server::start(&config).await.expect_err("refused"));
     assert!(e.contains("compile.shared_cache") && e.contains("one is in the other"), "{e}");
 }
