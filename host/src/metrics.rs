@@ -326,9 +326,10 @@ metrics! {
     /// Compiled artifacts taken from the fleet's shared cache.
     policy_shared_cache_hits: Counter = Default::default(),
         "policy_shared_cache_hits", "Compiled policy artifacts taken from the fleet's shared cache instead of compiled";
-    /// Artifacts of the shared cache refused (a tag the fleet's key did not make).
+    /// Artifacts of the shared cache refused (a tag the fleet's key did not
+    /// make, a file cut short, not a regular file, unreadable).
     policy_shared_cache_refused: Counter = Default::default(),
-        "policy_shared_cache_refused", "Artifacts of the fleet's shared cache refused: their tag does not match the fleet's key, or the file is cut short";
+        "policy_shared_cache_refused", "Artifacts of the fleet's shared cache refused: a tag the fleet's key did not make, a file cut short, not a regular file, or unreadable";
     /// Policy compiles given up because nobody waited for them any more.
     policy_compiles_abandoned: Counter = Default::default(),
         "policy_compiles_abandoned", "Policy compiles given up because nobody waited for them any more";

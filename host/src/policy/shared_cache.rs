@@ -30,7 +30,8 @@ pub struct SharedCache {
     key: hmac::Key,
     /// Artifacts taken from the folder (`exum_policy_shared_cache_hits_total`).
     pub hits: Counter,
-    /// Artifacts refused: a tag that does not match, a truncated file
+    /// Artifacts refused: a tag that does not match, a truncated file, one
+    /// that is not a regular file or cannot be read
     /// (`exum_policy_shared_cache_refused_total`).
     pub refused: Counter,
     /// The files refused once: not read again by this router (it compiles
