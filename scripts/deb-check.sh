@@ -76,6 +76,7 @@ if [ -n "$pid" ]; then
     [ "$user" = exum-router ] || { say "the router runs as $user"; exit 1; }
     kill -TERM "$pid"
     wait "$pid" || { cat "$log"; say "the router did not exit 0 on SIGTERM"; exit 1; }
+    rm -f "$log"
     trap 'dpkg -P exum-router >/dev/null 2>&1 || true' EXIT
     [ -s /var/lib/exum-router/admin.token ] || { say "no admin token made in /var/lib/exum-router"; exit 1; }
 fi

@@ -10,7 +10,7 @@ log=$(mktemp)
 # replaces itself with the binary) and nothing else.
 setsid cargo run --release -p exum-router 2>"$log" &
 pid=$!
-trap 'kill -INT -- "-$pid" 2>/dev/null || true' EXIT
+trap 'kill -INT -- "-$pid" 2>/dev/null || true; rm -f "$log"' EXIT
 
 # The first build compiles everything: wait up to 40 minutes for "listening".
 for _ in $(seq 1 2400); do
@@ -42,7 +42,7 @@ sys.exit(0 if line == "SIP/2.0 200 OK" else 1)
 PY
 
 kill -INT -- "-$pid"
-trap - EXIT
+trap 'rm -f "$log"' EXIT
 status=0
 wait "$pid" || status=$?
 grep -q "stopping" "$log" || { cat "$log"; echo "smoke: no graceful stop" >&2; exit 1; }
